@@ -1,0 +1,358 @@
+//! Settings: the types, their embedded defaults, and how a TOML file and the environment layer
+//! over them.
+//!
+//! Everything is checked once, here, at startup: an unknown key or a bad value is a
+//! [`ConfigError`] that names the key, so `main` can exit with code 2 instead of panicking later.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// A configuration problem, always naming the key it concerns.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "config: {}", self.message)
+        } else {
+            write!(f, "config key `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub store: StoreConfig,
+    pub providers: ProvidersConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port (tests, load scripts).
+    pub bind: SocketAddr,
+    /// Folder of the embedded database; created when missing.
+    pub data_dir: PathBuf,
+    /// The externally visible base URL (e.g. a tunnel); Twilio signs the URL it called, so when
+    /// set, it replaces the scheme and host taken from the request.
+    pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed: single addresses or CIDR ranges.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./stagehook-data"),
+            public_url: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body, declared or streamed.
+    pub max_body_bytes: u64,
+    /// Requests per client IP in any 60 s window; 0 turns the limiter off.
+    pub rate_limit_per_minute: u32,
+    /// Most client IPs the limiter tracks at once; idle ones are evicted first.
+    pub rate_limit_max_ips: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1_048_576,
+            rate_limit_per_minute: 100,
+            rate_limit_max_ips: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled's page cache, in MiB (sled's own default is 1 GiB, too much for a laptop tool).
+    pub cache_mb: u64,
+    /// How many refused requests (bad signature or payload) the rejection log keeps.
+    pub rejection_log_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mb: 64,
+            rejection_log_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvidersConfig {
+    pub stripe: Option<StripeConfig>,
+    pub twilio: Option<TwilioConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    /// The endpoint's signing secret (`whsec_...`), used whole as the HMAC key.
+    pub secret: Option<Secret>,
+    /// Oldest accepted signature timestamp, in seconds before now.
+    pub tolerance_seconds: u64,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig {
+            secret: None,
+            tolerance_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    /// The account's auth token, the HMAC key of `X-Twilio-Signature`.
+    pub auth_token: Option<Secret>,
+}
+
+/// An address or CIDR range of trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn parse(s: &str) -> Option<IpRange> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The environment variables that may carry provider secrets; they win over the file.
+pub const STRIPE_SECRET_ENV: &str = "STRIPE_WEBHOOK_SECRET";
+pub const TWILIO_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
+
+impl Config {
+    /// Embedded defaults, then the TOML file (if any), then the environment.
+    pub fn load(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
+                Config::from_toml(&text)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env);
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses TOML, naming the key of the first unknown or badly typed entry.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            // toml's message starts with a location and a source excerpt; the last line is the
+            // reason, which is what a person needs next to the key.
+            let message = inner.message().trim().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let span = inner.span().map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" (line {line})")
+            });
+            err(&key, format!("{message}{}", span.unwrap_or_default()))
+        })
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        if let Some(secret) = get(STRIPE_SECRET_ENV) {
+            self.providers
+                .stripe
+                .get_or_insert_with(StripeConfig::default)
+                .secret = Some(Secret::new(secret));
+        }
+        if let Some(token) = get(TWILIO_TOKEN_ENV) {
+            self.providers
+                .twilio
+                .get_or_insert_with(TwilioConfig::default)
+                .auth_token = Some(Secret::new(token));
+        }
+    }
+
+    /// Value checks that the types alone cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.server.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return Err(err(
+                    "server.public_url",
+                    format!("`{url}` is not an http(s) URL such as https://abc.example.com"),
+                ));
+            }
+        }
+        for (i, p) in self.server.trusted_proxies.iter().enumerate() {
+            if IpRange::parse(p).is_none() {
+                return Err(err(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("`{p}` is not an IP address or CIDR range such as 10.0.0.0/8"),
+                ));
+            }
+        }
+        if self.limits.max_body_bytes == 0 {
+            return Err(err("limits.max_body_bytes", "must be at least 1"));
+        }
+        if self.limits.rate_limit_max_ips == 0 {
+            return Err(err("limits.rate_limit_max_ips", "must be at least 1"));
+        }
+        if self.store.cache_mb == 0 {
+            return Err(err("store.cache_mb", "must be at least 1"));
+        }
+        if let Some(stripe) = &self.providers.stripe {
+            if stripe.tolerance_seconds == 0 {
+                return Err(err(
+                    "providers.stripe.tolerance_seconds",
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn trusted_proxies(&self) -> Vec<IpRange> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| IpRange::parse(p))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(toml: &str) -> String {
+        match Config::from_toml(toml).and_then(|c| c.check()) {
+            Ok(()) => panic!("accepted: {toml}"),
+            Err(e) => e.key,
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            key_of("[limits]\nrate_limit_per_minute = \"many\"\n"),
+            "limits.rate_limit_per_minute"
+        );
+        assert_eq!(key_of("[server]\nbind = \"nowhere\"\n"), "server.bind");
+        assert_eq!(
+            key_of("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"),
+            "server.trusted_proxies[0]"
+        );
+        assert_eq!(
+            key_of("[server]\npublic_url = \"ftp://x\"\n"),
+            "server.public_url"
+        );
+        assert!(key_of("[limits]\nmax_body = 3\n").starts_with("limits"));
+        assert_eq!(
+            key_of("[providers.stripe]\ntolerance_seconds = -1\n"),
+            "providers.stripe.tolerance_seconds"
+        );
+    }
+
+    #[test]
+    fn env_wins_over_file() {
+        let dir = std::env::temp_dir().join(format!("stagehook-cfg-{}", std::process::id()));
+        std::fs::write(&dir, "[providers.stripe]\nsecret = \"whsec_file\"\n").unwrap();
+        let env = BTreeMap::from([(STRIPE_SECRET_ENV.to_string(), "whsec_env".to_string())]);
+        let c = Config::load(Some(&dir), &env).unwrap();
+        std::fs::remove_file(&dir).ok();
+        assert_eq!(
+            c.providers.stripe.unwrap().secret.unwrap().expose(),
+            "whsec_env"
+        );
+        assert!(c.providers.twilio.is_none());
+    }
+
+    #[test]
+    fn ip_ranges() {
+        let r = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(r.contains("10.1.2.3".parse().unwrap()));
+        assert!(!r.contains("11.0.0.1".parse().unwrap()));
+        assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(IpRange::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("1.2.3.4/33").is_none());
+    }
+}

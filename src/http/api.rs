@@ -1,0 +1,335 @@
+//! The read endpoints and the dry-run validator.
+//!
+//! - `GET  /staging/webhooks/test`: health.
+//! - `GET  /staging/webhooks/stats`: counters, O(1) in the number of stored events.
+//! - `POST /staging/webhooks/validate`: what a payload (and signature) would make of it, storing
+//!   nothing.
+//! - `GET  /staging/webhooks/events/<id>`: one recorded event, raw body included.
+//! - `GET  /staging/webhooks/rejections?limit=N`: the newest entries of the rejection log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use warp::http::{HeaderMap, HeaderName, HeaderValue};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::errors::ApiError;
+use super::{ok_json, read_body, with_state, AppState};
+use crate::providers::Inbound;
+use crate::store::stats::percentiles;
+use crate::store::{EventV1, Status};
+
+/// Largest body `/validate` takes: a payload plus its headers.
+const VALIDATE_LIMIT: u64 = 2 * 1024 * 1024;
+
+pub fn filter(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let base = warp::path("staging").and(warp::path("webhooks"));
+    let test = base
+        .and(warp::path("test"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|s: Arc<AppState>| health(&s));
+    let stats = base
+        .and(warp::path("stats"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|s: Arc<AppState>| stats(&s));
+    let validate = base
+        .and(warp::path("validate"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(warp::body::stream())
+        .then(|s: Arc<AppState>, body| async move {
+            match read_body(body, VALIDATE_LIMIT, None).await {
+                Ok(bytes) => validate(&s, &bytes).unwrap_or_else(ApiError::into_response),
+                Err(e) => ApiError::from(e).into_response(),
+            }
+        });
+    let event = base
+        .and(warp::path("events"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
+    let rejections = base
+        .and(warp::path("rejections"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(
+            warp::query::<BTreeMap<String, String>>()
+                .or(warp::any().map(BTreeMap::new))
+                .unify(),
+        )
+        .and(with_state(state))
+        .map(|q: BTreeMap<String, String>, s: Arc<AppState>| {
+            rejections(&s, &q).unwrap_or_else(ApiError::into_response)
+        });
+    test.or(stats)
+        .unify()
+        .or(validate)
+        .unify()
+        .or(event)
+        .unify()
+        .or(rejections)
+        .unify()
+}
+
+fn health(s: &AppState) -> Response {
+    let writable = s.store.writable();
+    let providers: Map<String, Value> = s
+        .endpoints
+        .iter()
+        .map(|e| {
+            (e.provider.name().to_string(), json!({"configured": e.configured, "path": format!("/staging/webhooks/{}", e.path)}))
+        })
+        .collect();
+    ok_json(&json!({
+        "status": if writable { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": s.started.elapsed().as_secs(),
+        "store": {"writable": writable},
+        "providers": providers,
+    }))
+}
+
+fn stats(s: &AppState) -> Response {
+    let counters = s.store.stats().snapshot();
+    let mut by_provider: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut by_status: BTreeMap<&str, u64> =
+        Status::ALL.iter().map(|st| (st.as_str(), 0)).collect();
+    let (mut total, mut duplicates) = (0u64, 0u64);
+    for e in &s.endpoints {
+        by_provider
+            .entry(e.provider.name().to_string())
+            .or_default();
+    }
+    for (name, &n) in &counters {
+        let parts: Vec<&str> = name.split('/').collect();
+        match parts.as_slice() {
+            ["events", provider, status] => {
+                total += n;
+                if let Some(slot) = by_status.get_mut(status) {
+                    *slot += n;
+                }
+                let p = by_provider.entry(provider.to_string()).or_default();
+                let statuses = p.entry("by_status").or_insert_with(|| json!({}));
+                statuses[status] = json!(n);
+                bump(p, "events", n);
+            }
+            ["duplicates", provider] => {
+                duplicates += n;
+                bump(
+                    by_provider.entry(provider.to_string()).or_default(),
+                    "duplicates",
+                    n,
+                );
+            }
+            _ => {}
+        }
+    }
+    let rejections: BTreeMap<&str, u64> = counters
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v)))
+        .collect();
+    let ([p50, p95, p99], samples) = percentiles(&counters);
+    ok_json(&json!({
+        "total_events": total,
+        "by_status": by_status,
+        "by_provider": by_provider,
+        "duplicates": duplicates,
+        "rejections": rejections,
+        "rejected_total": rejections.values().sum::<u64>(),
+        "processing_ms": {"p50": p50, "p95": p95, "p99": p99, "samples": samples},
+        "events_last_minute": s.store.stats().last_minute(s.clock.now_s()),
+        "uptime_seconds": s.started.elapsed().as_secs(),
+    }))
+}
+
+fn bump(map: &mut Map<String, Value>, key: &str, n: u64) {
+    let v = map.entry(key).or_insert(json!(0));
+    *v = json!(v.as_u64().unwrap_or(0) + n);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateRequest {
+    provider: String,
+    payload: Value,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    /// For Twilio: the URL the request was sent to; defaults to this server's own path.
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let req: ValidateRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_payload(format!(
+            "expected {{\"provider\", \"payload\", \"headers\"?, \"url\"?}}: {e}"
+        ))
+    })?;
+    let endpoint = s
+        .endpoint_by_provider(&req.provider)
+        .ok_or_else(|| ApiError::invalid_payload(format!("unknown provider `{}`", req.provider)))?;
+    let mut headers = HeaderMap::new();
+    for (k, v) in req.headers.iter().flatten() {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| ApiError::invalid_payload(format!("bad header name `{k}`")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| ApiError::invalid_payload(format!("bad value for header `{k}`")))?;
+        headers.insert(name, value);
+    }
+    // The raw body is what gets signed: a string payload is taken byte for byte; an object is
+    // re-encoded (compact JSON, or a form for form-based providers), which only verifies if the
+    // signer used the same encoding.
+    let raw: Vec<u8> = match &req.payload {
+        Value::String(text) => text.as_bytes().to_vec(),
+        Value::Object(obj)
+            if endpoint.provider.name() == "twilio" && !headers.contains_key("content-type") =>
+        {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in obj {
+                form.append_pair(
+                    k,
+                    &v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                );
+            }
+            form.finish().into_bytes()
+        }
+        other => other.to_string().into_bytes(),
+    };
+    if !headers.contains_key("content-type") {
+        let ct = if endpoint.provider.name() == "twilio" {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        headers.insert("content-type", HeaderValue::from_static(ct));
+    }
+    let url = req.url.clone().unwrap_or_else(|| {
+        let base = s
+            .config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", s.config.server.bind));
+        format!(
+            "{}/staging/webhooks/{}",
+            base.trim_end_matches('/'),
+            endpoint.path
+        )
+    });
+    let inbound = Inbound {
+        headers: &headers,
+        body: &raw,
+        url: &url,
+        now_s: s.clock.now_s(),
+    };
+    let checks = endpoint.provider.checks(&inbound);
+    let structure_ok = checks.iter().all(|c| c.ok);
+    let signature = match (&req.headers, endpoint.configured) {
+        (None, _) => {
+            json!({"checked": false, "message": "no headers given; signature not checked"})
+        }
+        (Some(_), false) => {
+            json!({"checked": false, "message": "provider has no secret configured"})
+        }
+        (Some(_), true) => match endpoint.provider.verify(&inbound) {
+            Ok(()) => json!({"checked": true, "ok": true, "message": "signature valid"}),
+            Err(r) => {
+                json!({"checked": true, "ok": false, "code": r.code.as_str(), "message": r.message})
+            }
+        },
+    };
+    let valid = structure_ok && signature.get("ok").and_then(Value::as_bool).unwrap_or(true);
+    Ok(ok_json(&json!({
+        "provider": endpoint.provider.name(),
+        "valid": valid,
+        "structure": {"ok": structure_ok, "checks": checks},
+        "signature": signature,
+    })))
+}
+
+fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
+    let ulid =
+        ulid::Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let (e, body) = s
+        .store
+        .get_event(ulid)
+        .map_err(|e| {
+            tracing::error!(error = %e, "event read failed");
+            ApiError::storage_unavailable()
+        })?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    Ok(ok_json(&event_json(id, &e, &body)))
+}
+
+fn event_json(id: &str, e: &EventV1, body: &[u8]) -> Value {
+    let (payload, encoding) = match std::str::from_utf8(body) {
+        Ok(text) => (Value::String(text.to_string()), "utf8"),
+        Err(_) => (
+            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+            "base64",
+        ),
+    };
+    json!({
+        "id": id,
+        "provider": e.provider,
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "received_at_ms": e.received_at_ms,
+        "source_ip": e.source_ip,
+        "headers": e.headers,
+        "body_len": e.body_len,
+        "signature_verified": e.signature_verified,
+        "status": e.status.as_str(),
+        "processing_us": e.processing_us,
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "errors": e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>(),
+        "payload": payload,
+        "payload_encoding": encoding,
+    })
+}
+
+fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?
+            .min(1000),
+        None => 100,
+    };
+    let entries = s.store.recent_rejections(limit).map_err(|e| {
+        tracing::error!(error = %e, "rejection log read failed");
+        ApiError::storage_unavailable()
+    })?;
+    let items: Vec<Value> = entries
+        .iter()
+        .map(|(id, r)| {
+            json!({
+                "id": id.to_string(),
+                "at_ms": r.at_ms,
+                "provider": r.provider,
+                "code": r.code,
+                "message": r.message,
+                "source_ip": r.source_ip,
+                "body_len": r.body_len,
+                "body_prefix": String::from_utf8_lossy(&r.body_prefix),
+            })
+        })
+        .collect();
+    Ok(ok_json(&json!({"rejections": items})))
+}

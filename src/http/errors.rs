@@ -1,0 +1,119 @@
+//! Refusals as HTTP: every error is `{"error": {"code", "message"}}` with a stable code, and
+//! [`handle_rejection`] turns warp's own rejections (unknown path, wrong method) into the same
+//! shape.
+
+use std::convert::Infallible;
+
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Rejection;
+
+use super::RequestLog;
+use crate::providers::RefusalCode;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn payload_too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the {limit}-byte limit"),
+        )
+    }
+
+    pub fn invalid_payload(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn storage_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the event could not be stored; retry later",
+        )
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl ToString) -> ApiError {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut res = json_response(self.status, &body);
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name, v);
+            }
+        }
+        res.extensions_mut().insert(RequestLog {
+            code: Some(self.code),
+            ..Default::default()
+        });
+        res
+    }
+}
+
+impl From<crate::providers::Refusal> for ApiError {
+    fn from(r: crate::providers::Refusal) -> ApiError {
+        let status = match r.code {
+            RefusalCode::InvalidSignature | RefusalCode::StaleTimestamp => StatusCode::UNAUTHORIZED,
+            RefusalCode::InvalidPayload | RefusalCode::LivemodeEvent => StatusCode::BAD_REQUEST,
+            RefusalCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        };
+        ApiError::new(status, r.code.as_str(), r.message)
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut res = Response::new(body.to_string().into());
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The last word on every request no route took.
+pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    let err = if rejection.is_not_found() {
+        ApiError::not_found("no such endpoint")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        ApiError::internal()
+    };
+    Ok(err.into_response())
+}

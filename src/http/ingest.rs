@@ -1,0 +1,291 @@
+//! `POST /staging/webhooks/<provider>`: the hot path.
+//!
+//! Guards run first and in order, each cheaper than the next: declared size, rate limit, provider
+//! configured, media type, then the body is read under the size limit, the signature verified,
+//! the payload parsed, and the event handed to the store. The 2xx is sent only after the store
+//! says the event is on disk.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::errors::ApiError;
+use super::{
+    client_ip, content_length, read_body, with_state, AppState, BodyError, Endpoint, RequestLog,
+};
+use crate::providers::{Accepted, Inbound};
+use crate::ratelimit::Decision;
+use crate::store::{NewEvent, Rejected, RejectionV1};
+
+/// How much of a refused body the rejection log keeps.
+const REJECTION_BODY_PREFIX: usize = 2048;
+
+pub fn filter(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let known = {
+        let state = state.clone();
+        warp::path::param::<String>().and_then(move |name: String| {
+            let found = state.endpoint(&name).is_some();
+            async move {
+                if found {
+                    Ok(name)
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+    };
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::path("staging")
+        .and(warp::path("webhooks"))
+        .and(known)
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state(state))
+        .and(warp::addr::remote())
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            |name: String,
+             state: Arc<AppState>,
+             peer,
+             path: warp::path::FullPath,
+             query: String,
+             headers,
+             body| async move {
+                handle(&state, &name, peer, path.as_str(), &query, headers, body).await
+            },
+        )
+}
+
+async fn handle<S, B>(
+    state: &AppState,
+    name: &str,
+    peer: Option<SocketAddr>,
+    path: &str,
+    query: &str,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let start = Instant::now();
+    let received_at_ms = state.clock.now_ms();
+    let endpoint = state
+        .endpoint(name)
+        .expect("the filter only passes known endpoints");
+    let provider_name = endpoint.provider.name().to_string();
+    let ip = client_ip(peer, &headers, &state.trusted_proxies);
+
+    let mut log = RequestLog {
+        provider: Some(provider_name.clone()),
+        ..Default::default()
+    };
+    let mut decision = None;
+    let result = async {
+        let limit = state.config.limits.max_body_bytes;
+        let declared = content_length(&headers);
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Refused::counted(ApiError::payload_too_large(limit)));
+        }
+        let d = state.limiter.check(ip);
+        decision = state.limiter.enabled().then_some(d);
+        if !d.allowed {
+            let err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than {} requests in a minute from {ip}; retry after {} s", d.limit, d.retry_after_s),
+            )
+            .with_header("retry-after", d.retry_after_s);
+            return Err(Refused::counted(err));
+        }
+        if !endpoint.configured {
+            return Err(Refused::counted(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_not_configured",
+                format!("no secret is configured for {provider_name}; set it in the config file or the environment"),
+            )));
+        }
+        endpoint.provider.precheck(&headers).map_err(|r| Refused::counted(r.into()))?;
+        let body = read_body(body, limit, declared).await.map_err(|e| match e {
+            BodyError::TooLarge => Refused::counted(ApiError::payload_too_large(limit)),
+            other => Refused::counted(other.into()),
+        })?;
+        let url = request_url(state, &headers, peer, path, query);
+        let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s: received_at_ms.div_euclid(1000) };
+        let logged = |r: crate::providers::Refusal| Refused::logged(r.into(), body.clone());
+        endpoint.provider.verify(&inbound).map_err(logged)?;
+        let parsed = endpoint.provider.parse(&inbound).map_err(logged)?;
+        Ok((parsed, body))
+    }
+    .await;
+
+    let mut res = match result {
+        Ok((parsed, body)) => {
+            log.event_id = Some(parsed.event_id.clone());
+            store_event(
+                state,
+                endpoint,
+                &headers,
+                ip,
+                received_at_ms,
+                start,
+                parsed,
+                body,
+            )
+            .await
+        }
+        Err(refused) => {
+            log.code = Some(refused.error.code);
+            let entry = refused.body.map(|body| RejectionV1 {
+                at_ms: received_at_ms,
+                provider: provider_name.clone(),
+                code: refused.error.code.to_string(),
+                message: refused.error.message.clone(),
+                source_ip: ip.to_string(),
+                headers: header_pairs(&headers),
+                body_prefix: body[..body.len().min(REJECTION_BODY_PREFIX)].to_vec(),
+                body_len: body.len() as u64,
+            });
+            state.store.reject(Rejected {
+                code: refused.error.code,
+                log: entry,
+            });
+            refused.error.into_response()
+        }
+    };
+    if let Some(d) = decision {
+        add_rate_headers(&mut res, d);
+    }
+    if let Some(l) = res.extensions_mut().get_mut::<RequestLog>() {
+        log.code = log.code.or(l.code);
+    }
+    res.extensions_mut().insert(log);
+    res
+}
+
+/// A refusal, and the body to keep in the rejection log (signature and payload failures only).
+struct Refused {
+    error: ApiError,
+    body: Option<Bytes>,
+}
+
+impl Refused {
+    fn counted(error: ApiError) -> Refused {
+        Refused { error, body: None }
+    }
+    fn logged(error: ApiError, body: Bytes) -> Refused {
+        Refused {
+            error,
+            body: Some(body),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_event(
+    state: &AppState,
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    received_at_ms: i64,
+    start: Instant,
+    parsed: crate::providers::Parsed,
+    body: Bytes,
+) -> Response {
+    let event = NewEvent {
+        provider: endpoint.provider.name().to_string(),
+        event_id: parsed.event_id.clone(),
+        event_type: parsed.event_type,
+        received_at_ms,
+        source_ip: ip.to_string(),
+        headers: header_pairs(headers),
+        body,
+        processing_us: start.elapsed().as_micros() as u64,
+    };
+    match state.store.ingest(event).await {
+        Ok(done) => {
+            let id = done.id.to_string();
+            let answer = endpoint.provider.answer(&Accepted {
+                id: &id,
+                event_id: &parsed.event_id,
+                duplicate: done.duplicate,
+            });
+            let mut res = Response::new(answer.body.into());
+            res.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static(answer.content_type),
+            );
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, event_id = %parsed.event_id, "event not stored");
+            ApiError::storage_unavailable()
+                .with_header("retry-after", 1)
+                .into_response()
+        }
+    }
+}
+
+fn add_rate_headers(res: &mut Response, d: Decision) {
+    let h = res.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The URL the provider called: `server.public_url` when set (a tunnel or proxy in front),
+/// otherwise the scheme and Host of the request itself.
+fn request_url(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    path: &str,
+    query: &str,
+) -> String {
+    let mut url = match &state.config.server.public_url {
+        Some(base) => base.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            let from_proxy =
+                peer.is_some_and(|p| state.trusted_proxies.iter().any(|r| r.contains(p.ip())));
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|p| from_proxy && (*p == "https" || *p == "http"))
+                .unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    };
+    url.push_str(path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}

@@ -1,0 +1,193 @@
+//! The only place that knows warp, HTTP status codes and JSON error shapes.
+//!
+//! [`routes`] is the whole server as one warp filter: ingest endpoints, read endpoints, one
+//! rejection handler, and a last step that adds the security headers to every response (errors
+//! and 404s included) and writes the one log line per request.
+
+mod api;
+mod client_ip;
+pub mod errors;
+mod ingest;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use warp::http::{HeaderValue, Method};
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+pub use client_ip::client_ip;
+use errors::ApiError;
+
+use crate::clock::Clock;
+use crate::config::{Config, IpRange};
+use crate::providers::Provider;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+/// An ingest endpoint: `POST /staging/webhooks/<path>`.
+pub struct Endpoint {
+    pub path: &'static str,
+    /// The provider, present whether or not its secret is set, so `/validate` can check
+    /// structure; `configured` says whether it may verify.
+    pub provider: Arc<dyn Provider>,
+    pub configured: bool,
+}
+
+/// Everything a request handler may touch.
+pub struct AppState {
+    pub config: Config,
+    pub endpoints: Vec<Endpoint>,
+    pub limiter: RateLimiter,
+    pub store: Store,
+    pub clock: Clock,
+    pub started: Instant,
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+impl AppState {
+    fn endpoint(&self, path: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.path == path)
+    }
+
+    fn endpoint_by_provider(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.provider.name() == name || e.path == name)
+    }
+}
+
+/// The per-request facts only a handler knows, carried to the log line in the response's
+/// extensions.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog {
+    pub provider: Option<String>,
+    pub event_id: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+/// The six headers every response carries.
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("x-xss-protection", "1; mode=block"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("content-security-policy", "default-src 'none'"),
+    ("cache-control", "no-cache, no-store, must-revalidate"),
+];
+
+/// The whole server.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let app = ingest::filter(state.clone())
+        .or(api::filter(state))
+        .recover(errors::handle_rejection);
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(app)
+        .map(
+            |start: Instant, method: Method, path: warp::path::FullPath, reply| {
+                finish(start, &method, path.as_str(), Reply::into_response(reply))
+            },
+        )
+}
+
+fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    let log = res
+        .extensions_mut()
+        .remove::<RequestLog>()
+        .unwrap_or_default();
+    tracing::info!(
+        target: "stagehook::request",
+        method = %method,
+        path,
+        status = res.status().as_u16(),
+        duration_us = start.elapsed().as_micros() as u64,
+        provider = log.provider.as_deref(),
+        event_id = log.event_id.as_deref(),
+        code = log.code,
+        "request"
+    );
+    res
+}
+
+fn with_state(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Why reading a body stopped.
+pub enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads a body, refusing it as soon as it grows past `limit`: a chunked body (no
+/// Content-Length) is held to the same limit as a declared one, without buffering the excess.
+pub async fn read_body<S, B>(
+    stream: S,
+    limit: u64,
+    size_hint: Option<u64>,
+) -> Result<Bytes, BodyError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut buf = BytesMut::with_capacity(size_hint.unwrap_or(8192).min(limit) as usize);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if (buf.len() + chunk.remaining()) as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The declared Content-Length, if any and well-formed.
+fn content_length(headers: &warp::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(warp::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A JSON 200 response.
+fn ok_json(body: &serde_json::Value) -> Response {
+    errors::json_response(warp::http::StatusCode::OK, body)
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> ApiError {
+        match e {
+            BodyError::TooLarge => ApiError::new(
+                warp::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than the limit",
+            ),
+            BodyError::Broken(m) => {
+                ApiError::invalid_payload(format!("the body could not be read: {m}"))
+            }
+        }
+    }
+}

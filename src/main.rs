@@ -1,0 +1,120 @@
+//! The `stagehook` binary: parse the command line, load the configuration, set up logging, and
+//! hand over to the library.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stagehook::cli::{Cli, Command, LogFormat, ServeArgs};
+use stagehook::{App, Clock, Config};
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for a configuration the user must fix.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let mut config = match Config::load(args.config.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    if let Some(dir) = args.data_dir {
+        config.server.data_dir = dir;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stagehook: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let bind = config.server.bind;
+        let data_dir = config.server.data_dir.clone();
+        let app = match App::open(config, Clock::system()) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("stagehook: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(bind).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("stagehook: cannot listen on {bind}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| bind.to_string());
+        println!(
+            "stagehook {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!("data dir: {}", data_dir.display());
+        for (name, path, configured) in app.endpoints() {
+            let state = if configured {
+                "configured"
+            } else {
+                "not configured (no secret): answers 503"
+            };
+            println!("provider {name}: POST {path} ({state})");
+        }
+        app.serve(listener, shutdown_signal()).await;
+        tracing::info!("stopped cleanly");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,263 @@
+//! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=...][,v0=...]`.
+//!
+//! Verified as stripe's SDKs do: the key is the whole secret string (`whsec_` included, not
+//! decoded); the signed payload is `{t}.{raw body}`; any `v1` entry may match (secret rotation);
+//! the hex strings are compared in constant time; only timestamps older than the tolerance are
+//! refused (a timestamp in the future passes, as in the SDKs). The signature is checked before the
+//! timestamp, again as in the SDKs, so a forged old request reads `invalid_signature`.
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use warp::http::HeaderMap;
+
+use super::{
+    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode,
+};
+use crate::secret::Secret;
+
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
+
+pub struct Stripe {
+    pub secret: Secret,
+    pub tolerance_s: i64,
+}
+
+/// The parts of a `Stripe-Signature` header that count.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignatureHeader<'a> {
+    pub timestamp: i64,
+    pub v1: Vec<&'a str>,
+}
+
+/// Parses the header like the SDKs: comma-separated `key=value` items, first `t` wins, every
+/// `v1` collected; a missing or non-integer `t`, or no `v1`, is malformed.
+pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, &'static str> {
+    let mut timestamp = None;
+    let mut v1 = Vec::new();
+    for item in header.split(',') {
+        let Some((key, value)) = item.split_once('=') else {
+            continue;
+        };
+        match key {
+            "t" if timestamp.is_none() => {
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| "timestamp `t` is not an integer")?,
+                );
+            }
+            "v1" => v1.push(value),
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or("no timestamp `t` in the header")?;
+    if v1.is_empty() {
+        return Err("no `v1` signature in the header");
+    }
+    Ok(SignatureHeader { timestamp, v1 })
+}
+
+/// `hex(HMAC-SHA256(secret, "{t}.{body}"))`, as Stripe signs.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The full header value Stripe would send for `body` at `timestamp`.
+pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    format!("t={timestamp},v1={}", sign(secret, timestamp, body))
+}
+
+impl Provider for Stripe {
+    fn name(&self) -> &str {
+        "stripe"
+    }
+
+    fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match media_type(headers).as_deref() {
+            Some("application/json") => Ok(()),
+            other => Err(Refusal::new(
+                RefusalCode::UnsupportedMediaType,
+                format!(
+                    "Stripe events are application/json, got {}",
+                    other.unwrap_or("no Content-Type")
+                ),
+            )),
+        }
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
+        let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
+        let header = req
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or_else(|| invalid("missing Stripe-Signature header"))?
+            .to_str()
+            .map_err(|_| invalid("Stripe-Signature header is not text"))?;
+        let parsed = parse_header(header)
+            .map_err(|m| invalid(&format!("malformed Stripe-Signature: {m}")))?;
+        let expected = sign(self.secret.expose(), parsed.timestamp, req.body);
+        // Check every candidate so the time taken does not say which one matched.
+        let matched = parsed.v1.iter().fold(false, |acc, sig| {
+            acc | ct_eq(expected.as_bytes(), sig.as_bytes())
+        });
+        if !matched {
+            return Err(invalid(
+                "no v1 signature matches the payload for the configured secret",
+            ));
+        }
+        if parsed.timestamp < req.now_s - self.tolerance_s {
+            return Err(Refusal::new(
+                RefusalCode::StaleTimestamp,
+                format!(
+                    "signature timestamp {} is {} s old, more than the {} s tolerance",
+                    parsed.timestamp,
+                    req.now_s - parsed.timestamp,
+                    self.tolerance_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
+        event_checks(req.body)
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
+        let value: Value = serde_json::from_slice(req.body).map_err(|e| {
+            Refusal::new(
+                RefusalCode::InvalidPayload,
+                format!("body is not JSON: {e}"),
+            )
+        })?;
+        // A live event is the one refusal with its own code: it means the wrong endpoint (or
+        // account) is pointed here, which the sender must fix, not the payload.
+        if value.get("livemode") == Some(&Value::Bool(true)) {
+            return Err(Refusal::new(
+                RefusalCode::LivemodeEvent,
+                "live-mode event refused: staging takes test-mode events only; point this endpoint at a test-mode webhook",
+            ));
+        }
+        refuse_failed(&checks_of(&value))?;
+        Ok(Parsed {
+            event_id: value["id"].as_str().unwrap_or_default().to_string(),
+            event_type: value["type"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    fn answer(&self, accepted: &Accepted<'_>) -> Answer {
+        let mut body =
+            serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+        if accepted.duplicate {
+            body["duplicate"] = Value::Bool(true);
+        }
+        Answer {
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// Structural checks of a Stripe event body.
+pub fn event_checks(body: &[u8]) -> Vec<Check> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => checks_of(&value),
+        Err(e) => vec![Check::fail("body", format!("not JSON: {e}"))],
+    }
+}
+
+fn checks_of(v: &Value) -> Vec<Check> {
+    let Some(obj) = v.as_object() else {
+        return vec![Check::fail("body", "must be a JSON object")];
+    };
+    vec![
+        match obj.get("id").and_then(Value::as_str) {
+            Some(id) if id.starts_with("evt_") && id.len() > 4 => Check::pass("id", "event id"),
+            Some(_) => Check::fail("id", "must start with `evt_`"),
+            None => Check::fail("id", "missing or not a string"),
+        },
+        match obj.get("type").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Check::pass("type", "event type"),
+            _ => Check::fail("type", "missing, empty or not a string"),
+        },
+        match obj.get("created") {
+            Some(c) if c.is_i64() || c.is_u64() => Check::pass("created", "integer timestamp"),
+            _ => Check::fail("created", "missing or not an integer"),
+        },
+        match obj.get("data").and_then(|d| d.get("object")) {
+            Some(o) if o.is_object() => Check::pass("data.object", "object"),
+            _ => Check::fail("data.object", "missing or not an object"),
+        },
+        match obj.get("livemode") {
+            Some(Value::Bool(true)) => Check::fail(
+                "livemode",
+                "live-mode event; staging takes test-mode events only",
+            ),
+            Some(Value::Bool(false)) | None => Check::pass("livemode", "test mode"),
+            Some(_) => Check::fail("livemode", "not a boolean"),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_parsing_follows_the_sdks() {
+        let h = parse_header("t=12,v1=aa,v0=bb,v1=cc").unwrap();
+        assert_eq!(
+            h,
+            SignatureHeader {
+                timestamp: 12,
+                v1: vec!["aa", "cc"]
+            }
+        );
+        for bad in [
+            "bad_header",
+            "t=,v1=abc",
+            "t,v1=,v0=",
+            "t,,",
+            ",,",
+            "t",
+            "t=1",
+            "v1=ab",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn livemode_false_passes_and_true_is_refused() {
+        let p = Stripe {
+            secret: Secret::new("whsec_x"),
+            tolerance_s: 300,
+        };
+        let headers = HeaderMap::new();
+        let ok =
+            br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":false}"#;
+        let req = Inbound {
+            headers: &headers,
+            body: ok,
+            url: "",
+            now_s: 0,
+        };
+        assert_eq!(p.parse(&req).unwrap().event_id, "evt_1");
+        let live =
+            br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":true}"#;
+        let req = Inbound {
+            headers: &headers,
+            body: live,
+            url: "",
+            now_s: 0,
+        };
+        assert_eq!(p.parse(&req).unwrap_err().code, RefusalCode::LivemodeEvent);
+    }
+}

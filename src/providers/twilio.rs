@@ -1,0 +1,271 @@
+//! Twilio: `X-Twilio-Signature` over the URL Twilio called.
+//!
+//! Verified as twilio's SDKs do: `base64(HMAC-SHA1(auth_token, url + name1 + value1 + ...))` with
+//! the form parameters sorted by name and, for a repeated name, its distinct values sorted. The
+//! URL is tried both without its port and with the scheme's default port added, since Twilio may
+//! sign either. A JSON body is signed with empty parameters and carries
+//! `bodySHA256=<hex sha256 of the body>` in the URL's query, which must match too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use warp::http::HeaderMap;
+
+use super::{
+    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode,
+};
+use crate::secret::Secret;
+
+pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+pub struct Twilio {
+    pub auth_token: Secret,
+}
+
+/// `base64(HMAC-SHA1(token, url + sorted name+value pairs))`, exactly as twilio's SDKs compute.
+pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut grouped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (k, v) in params {
+        grouped.entry(k).or_default().insert(v);
+    }
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for (name, values) in grouped {
+        for value in values {
+            mac.update(name.as_bytes());
+            mac.update(value.as_bytes());
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The URL without an explicit port, and with the scheme's default port when it had none; the
+/// SDKs accept a signature over either.
+pub fn url_variants(url: &str) -> (String, String) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), url.to_string());
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(i) => authority.split_at(i + 1),
+        None => ("", authority),
+    };
+    // `[v6]:port` keeps its brackets; only a colon after the host starts a port.
+    let host_end = if hostport.starts_with('[') {
+        hostport.find(']').map_or(hostport.len(), |i| i + 1)
+    } else {
+        hostport.find(':').unwrap_or(hostport.len())
+    };
+    let (host, port) = hostport.split_at(host_end);
+    let without = format!("{scheme}://{userinfo}{host}{tail}");
+    let with = if port.len() > 1 {
+        url.to_string()
+    } else {
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        };
+        format!("{scheme}://{userinfo}{host}:{default}{tail}")
+    };
+    (without, with)
+}
+
+/// The value of `name` in the URL's query string, decoded.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or("");
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).as_deref() == Some("application/json")
+}
+
+/// Fields of the request: form parameters, or a JSON object's string members.
+fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, String> {
+    if is_json(req.headers) {
+        let v: Value =
+            serde_json::from_slice(req.body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let obj = v.as_object().ok_or("JSON body must be an object")?;
+        Ok(obj
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .collect())
+    } else {
+        Ok(form_urlencoded::parse(req.body).into_owned().collect())
+    }
+}
+
+impl Provider for Twilio {
+    fn name(&self) -> &str {
+        "twilio"
+    }
+
+    fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match media_type(headers).as_deref() {
+            Some(FORM) | Some("application/json") => Ok(()),
+            other => Err(Refusal::new(
+                RefusalCode::UnsupportedMediaType,
+                format!(
+                    "Twilio webhooks are {FORM} (or application/json with bodySHA256), got {}",
+                    other.unwrap_or("no Content-Type")
+                ),
+            )),
+        }
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
+        let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
+        let given = req
+            .headers
+            .get(SIGNATURE_HEADER)
+            .ok_or_else(|| invalid("missing X-Twilio-Signature header"))?
+            .to_str()
+            .map_err(|_| invalid("X-Twilio-Signature header is not text"))?;
+        let params: Vec<(String, String)> = match query_param(req.url, "bodySHA256") {
+            Some(expected_hash) => {
+                let actual = hex::encode(Sha256::digest(req.body));
+                if !ct_eq(actual.as_bytes(), expected_hash.as_bytes()) {
+                    return Err(invalid("bodySHA256 in the URL does not match the body"));
+                }
+                Vec::new()
+            }
+            None if is_json(req.headers) => {
+                return Err(invalid(
+                    "a JSON body must be signed with bodySHA256 in the URL",
+                ))
+            }
+            None => form_urlencoded::parse(req.body).into_owned().collect(),
+        };
+        let token = self.auth_token.expose();
+        let (without_port, with_port) = url_variants(req.url);
+        let a = ct_eq(
+            sign(token, &without_port, &params).as_bytes(),
+            given.as_bytes(),
+        );
+        let b = ct_eq(
+            sign(token, &with_port, &params).as_bytes(),
+            given.as_bytes(),
+        );
+        if a | b {
+            Ok(())
+        } else {
+            Err(invalid(
+                "X-Twilio-Signature does not match; check the auth token and that server.public_url is the URL Twilio calls",
+            ))
+        }
+    }
+
+    fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
+        let fields = match fields(req) {
+            Ok(f) => f,
+            Err(e) => return vec![Check::fail("body", e)],
+        };
+        ["MessageSid", "From", "To"]
+            .into_iter()
+            .map(|name| match fields.iter().find(|(k, _)| k == name) {
+                Some((_, v)) if !v.is_empty() => Check::pass(name, "present"),
+                _ => Check::fail(name, "required parameter is missing or empty"),
+            })
+            .collect()
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
+        refuse_failed(&self.checks(req))?;
+        let fields = fields(req).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e))?;
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let sid = get("MessageSid").unwrap_or_default();
+        // Status callbacks repeat the MessageSid once per status (queued, sent, delivered), so
+        // the status is part of their id: each is its own event, while a retry of one is not.
+        match get("MessageStatus")
+            .or(get("SmsStatus"))
+            .filter(|s| !s.is_empty() && *s != "received")
+        {
+            Some(status) => Ok(Parsed {
+                event_id: format!("{sid}:{status}"),
+                event_type: format!("message.{status}"),
+            }),
+            None => Ok(Parsed {
+                event_id: sid.to_string(),
+                event_type: "message.received".to_string(),
+            }),
+        }
+    }
+
+    fn answer(&self, _accepted: &Accepted<'_>) -> Answer {
+        Answer {
+            content_type: "text/xml",
+            body: EMPTY_TWIML.as_bytes().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_variants_add_and_strip_ports() {
+        let (a, b) = url_variants("https://mycompany.com/myapp.php?foo=1&bar=2");
+        assert_eq!(a, "https://mycompany.com/myapp.php?foo=1&bar=2");
+        assert_eq!(b, "https://mycompany.com:443/myapp.php?foo=1&bar=2");
+        let (a, b) = url_variants("http://u:p@h:1234");
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("http://u:p@h", "http://u:p@h:1234")
+        );
+        let (a, b) = url_variants("http://[::1]:8080/x");
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("http://[::1]/x", "http://[::1]:8080/x")
+        );
+    }
+
+    #[test]
+    fn status_callbacks_are_distinct_events() {
+        let p = Twilio {
+            auth_token: Secret::new("t"),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", FORM.parse().unwrap());
+        let body = b"MessageSid=SM1&From=%2B1&To=%2B2&MessageStatus=delivered";
+        let req = Inbound {
+            headers: &headers,
+            body,
+            url: "",
+            now_s: 0,
+        };
+        assert_eq!(
+            p.parse(&req).unwrap(),
+            Parsed {
+                event_id: "SM1:delivered".into(),
+                event_type: "message.delivered".into()
+            }
+        );
+        let body = b"MessageSid=SM1&From=%2B1&To=%2B2&SmsStatus=received";
+        let req = Inbound {
+            headers: &headers,
+            body,
+            url: "",
+            now_s: 0,
+        };
+        assert_eq!(p.parse(&req).unwrap().event_id, "SM1");
+    }
+}

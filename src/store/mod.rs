@@ -1,0 +1,328 @@
+//! The embedded store: one sled tree holding the audit trail, dedup keys, counters and the
+//! rejection log, written by a single group-commit writer.
+//!
+//! Only this module knows sled and postcard. Reads (`get_event`, `recent_rejections`) go straight
+//! to sled from the caller's thread: they are short point lookups or bounded scans. Every write
+//! goes through the writer thread in [`writer`], which batches what is pending, applies it as one
+//! atomic batch, flushes once and only then answers each waiter: that is what makes a 2xx durable
+//! without paying one fsync per request.
+
+mod keys;
+pub mod record;
+pub mod stats;
+mod writer;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use ulid::Ulid;
+
+use crate::clock::Clock;
+pub use record::{EventV1, RejectionV1, Status};
+pub use stats::Stats;
+
+/// Why the store could not do something.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database could not be opened: locked by another process, unreadable, or corrupt.
+    Open { path: PathBuf, reason: String },
+    /// A write failed after its retries, or the writer is gone; nothing was acknowledged.
+    Unavailable(String),
+    /// A record on disk does not decode.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Open { path, reason } => write!(
+                f,
+                "cannot open the database in {}: {reason}",
+                path.display()
+            ),
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Corrupt(m) => write!(f, "corrupt record: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// An event to record, verified and parsed.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub provider: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub received_at_ms: i64,
+    pub source_ip: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub processing_us: u64,
+}
+
+/// A refused request: always counted by code; kept in the rejection log when `log` is set.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub code: &'static str,
+    pub log: Option<RejectionV1>,
+}
+
+/// What the store made of an event: our id for it, and whether it had been seen before (then the
+/// id is the first copy's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub id: Ulid,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub cache_bytes: u64,
+    pub rejection_log_size: usize,
+}
+
+/// A cheap, cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    tx: mpsc::Sender<writer::Op>,
+    stats: Arc<Stats>,
+    /// The writer thread, joined once at shutdown.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Commits still to fail on purpose (fault injection for tests of the 503 path).
+    fail_commits: Arc<AtomicU32>,
+}
+
+/// Pending writes the writer queue holds before callers wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+impl Store {
+    pub fn open(dir: &Path, options: StoreOptions, clock: Clock) -> Result<Store, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes);
+        // sled reports most damage as an error but can panic on some; either way the user gets a
+        // message naming the folder instead of a backtrace.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            config
+                .open()
+                .and_then(|db| Ok((db.open_tree("stagehook")?, db)))
+        }));
+        let (tree, db) = match opened {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(open_err(describe_open_error(&e))),
+            Err(_) => return Err(open_err("the database is corrupt (sled could not read its files); move the folder aside or restore it".into())),
+        };
+
+        let counters = load_counters(&tree).map_err(open_err)?;
+        let stats = Arc::new(Stats::with_counters(counters.clone()));
+        init_last_minute(&tree, &stats, clock.now_ms());
+        let rejections: VecDeque<Vec<u8>> = tree
+            .scan_prefix([keys::REJECTION])
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| k.to_vec())
+            .collect();
+
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let fail_commits = Arc::new(AtomicU32::new(0));
+        let w = writer::Writer::new(
+            db,
+            tree.clone(),
+            counters,
+            rejections,
+            options.rejection_log_size,
+            stats.clone(),
+            clock,
+            fail_commits.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("stagehook-store".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tree,
+                tx,
+                stats,
+                thread: Mutex::new(Some(thread)),
+                fail_commits,
+            }),
+        })
+    }
+
+    /// Records an event durably (or finds its first copy) and returns only once it is on disk.
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Ingest(event, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Counts a refusal and logs it if asked. Never waits: under a flood, when the writer queue is
+    /// full, the refusal is dropped rather than slowing the requests that are being refused.
+    pub fn reject(&self, rejected: Rejected) {
+        if self
+            .inner
+            .tx
+            .try_send(writer::Op::Reject(rejected))
+            .is_err()
+        {
+            tracing::debug!("writer queue full; a rejection went uncounted");
+        }
+    }
+
+    /// Waits until everything sent before this call is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Flush(ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Writes what is pending, flushes, and stops the writer. Later writes fail with
+    /// `Unavailable`; reads keep working.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        if self.inner.tx.send(writer::Op::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        let thread = self.inner.thread.lock().take();
+        if let Some(t) = thread {
+            tokio::task::spawn_blocking(move || t.join()).await.ok();
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Whether the writer is running, so writes can be acknowledged.
+    pub fn writable(&self) -> bool {
+        !self.inner.tx.is_closed()
+    }
+
+    /// The record and raw body of one event by our id.
+    pub fn get_event(&self, id: Ulid) -> Result<Option<(EventV1, Vec<u8>)>, StoreError> {
+        let tree = &self.inner.tree;
+        let Some(meta) = tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
+            return Ok(None);
+        };
+        let record::EventRecord::V1(event) =
+            record::decode(&meta).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+        let body = tree
+            .get(keys::id_key(keys::BODY, id))
+            .map_err(read_err)?
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        Ok(Some((event, body)))
+    }
+
+    /// Our id for a provider's event id, if it was recorded.
+    pub fn find_by_event_id(
+        &self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<Ulid>, StoreError> {
+        let v = self
+            .inner
+            .tree
+            .get(keys::dedup_key(provider, event_id))
+            .map_err(read_err)?;
+        Ok(v.and_then(|v| keys::ulid_from(&v)))
+    }
+
+    /// The newest entries of the rejection log, newest first.
+    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<(Ulid, RejectionV1)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .inner
+            .tree
+            .scan_prefix([keys::REJECTION])
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = kv.map_err(read_err)?;
+            let record::RejectionRecord::V1(r) =
+                record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push((keys::id_of(&k).unwrap_or_default(), r));
+        }
+        Ok(out)
+    }
+
+    /// Makes the next `n` commit attempts fail, to exercise retries and the 503 path in tests.
+    #[doc(hidden)]
+    pub fn inject_commit_failures(&self, n: u32) {
+        self.inner.fail_commits.store(n, Ordering::SeqCst);
+    }
+
+    async fn send(&self, op: writer::Op) -> Result<(), StoreError> {
+        self.inner.tx.send(op).await.map_err(|_| gone())
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable("the store writer has stopped".into())
+}
+
+fn read_err(e: sled::Error) -> StoreError {
+    StoreError::Unavailable(format!("read failed: {e}"))
+}
+
+fn describe_open_error(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir".into()
+        }
+        sled::Error::Corruption { .. } => {
+            format!("the database is corrupt ({e}); move the folder aside or restore it")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
+    let mut out = BTreeMap::new();
+    for kv in tree.scan_prefix([keys::COUNTER]) {
+        let (k, v) = kv.map_err(|e| format!("cannot read counters: {e}"))?;
+        let name = String::from_utf8_lossy(&k[1..]).into_owned();
+        let bytes: [u8; 8] = v
+            .as_ref()
+            .try_into()
+            .map_err(|_| format!("counter {name} is not 8 bytes: the database is corrupt"))?;
+        out.insert(name, u64::from_be_bytes(bytes));
+    }
+    Ok(out)
+}
+
+/// Seeds the last-minute ring from the events tree: ids are time-ordered, so this reads only the
+/// last minute's keys.
+fn init_last_minute(tree: &sled::Tree, stats: &Stats, now_ms: i64) {
+    let from = keys::id_key(
+        keys::EVENT,
+        Ulid::from_parts((now_ms - 60_000).max(0) as u64, 0),
+    );
+    for k in tree.range(from..).keys().filter_map(Result::ok) {
+        if k[0] != keys::EVENT {
+            break;
+        }
+        if let Some(id) = keys::id_of(&k) {
+            stats.note_accepted(id.timestamp_ms() as i64 / 1000, 1);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Counters that make `/stats` O(1): kept by the store writer, mirrored to disk in the same batch
+//! as the change they count, and published here only after that batch is durable.
+
+use std::collections::BTreeMap;
+
+use parking_lot::{Mutex, RwLock};
+
+/// Counter names. Per-provider counters end in `/<provider>`.
+pub fn events_counter(provider: &str, status: &str) -> String {
+    format!("events/{provider}/{status}")
+}
+pub fn duplicates_counter(provider: &str) -> String {
+    format!("duplicates/{provider}")
+}
+pub fn rejected_counter(code: &str) -> String {
+    format!("rejected/{code}")
+}
+fn hist_counter(bucket: usize) -> String {
+    format!("hist/{bucket:03}")
+}
+
+/// Log-scale histogram buckets: four per doubling, so any percentile is within about 19 %.
+const BUCKETS: usize = 128;
+
+pub fn hist_bucket_counter(us: u64) -> String {
+    let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
+    hist_counter(b.min(BUCKETS - 1))
+}
+
+/// The microseconds a bucket stands for: its geometric middle.
+fn bucket_value_us(b: usize) -> f64 {
+    (2f64.powf((b as f64 + 0.5) / 4.0) - 1.0).max(0.0)
+}
+
+pub struct Stats {
+    counters: RwLock<BTreeMap<String, u64>>,
+    /// Accepted events per second over the last minute: (unix second, count) by `second % 60`.
+    last_minute: Mutex<[(i64, u64); 60]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::with_counters(BTreeMap::new())
+    }
+}
+
+impl Stats {
+    pub fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
+        Stats {
+            counters: RwLock::new(counters),
+            last_minute: Mutex::new([(0, 0); 60]),
+        }
+    }
+
+    pub fn add(&self, delta: &BTreeMap<String, u64>) {
+        let mut c = self.counters.write();
+        for (k, v) in delta {
+            *c.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.read().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn note_accepted(&self, second: i64, n: u64) {
+        let mut ring = self.last_minute.lock();
+        let slot = &mut ring[second.rem_euclid(60) as usize];
+        if slot.0 != second {
+            *slot = (second, 0);
+        }
+        slot.1 += n;
+    }
+
+    /// Events accepted in the 60 seconds up to `now_s`.
+    pub fn last_minute(&self, now_s: i64) -> u64 {
+        self.last_minute
+            .lock()
+            .iter()
+            .filter(|(s, _)| *s > now_s - 60 && *s <= now_s)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counters.read().clone()
+    }
+}
+
+/// p50, p95 and p99 in milliseconds from the `hist/` counters, and the sample count.
+pub fn percentiles(counters: &BTreeMap<String, u64>) -> ([f64; 3], u64) {
+    let mut buckets = [0u64; BUCKETS];
+    for (k, v) in counters.range("hist/".to_string()..) {
+        let Some(b) = k.strip_prefix("hist/") else {
+            break;
+        };
+        if let Ok(i) = b.parse::<usize>() {
+            buckets[i.min(BUCKETS - 1)] += v;
+        }
+    }
+    let total: u64 = buckets.iter().sum();
+    let mut out = [0.0; 3];
+    if total == 0 {
+        return (out, 0);
+    }
+    for (slot, q) in out.iter_mut().zip([0.50, 0.95, 0.99]) {
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, n) in buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                *slot = (bucket_value_us(b) / 1000.0 * 1000.0).round() / 1000.0;
+                break;
+            }
+        }
+    }
+    (out, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_land_in_the_right_bucket() {
+        let mut c = BTreeMap::new();
+        for (us, n) in [(100u64, 90u64), (10_000, 9), (1_000_000, 1)] {
+            *c.entry(hist_bucket_counter(us)).or_default() += n;
+        }
+        let ([p50, p95, p99], n) = percentiles(&c);
+        assert_eq!(n, 100);
+        assert!((0.08..0.12).contains(&p50), "{p50}");
+        assert!((8.0..12.0).contains(&p95), "{p95}");
+        assert!((8.0..12.0).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn last_minute_forgets_old_seconds() {
+        let s = Stats::default();
+        s.note_accepted(1000, 3);
+        s.note_accepted(1059, 2);
+        assert_eq!(s.last_minute(1059), 5);
+        assert_eq!(s.last_minute(1060), 2);
+        s.note_accepted(1060, 1); // same slot as 1000: replaces it
+        assert_eq!(s.last_minute(1060), 3);
+    }
+}
