@@ -77,10 +77,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| bind.to_string());
-        println!(
-            "stagehook {} listening on http://{addr}",
-            env!("CARGO_PKG_VERSION")
-        );
         println!("data dir: {}", data_dir.display());
         for (name, path, configured) in app.endpoints() {
             let state = if configured {
@@ -90,6 +86,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             };
             println!("provider {name}: POST {path} ({state})");
         }
+        // Last, so that a script (or a test) waiting for this line has seen the others.
+        println!(
+            "stagehook {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
         app.serve(listener, shutdown_signal()).await;
         tracing::info!("stopped cleanly");
         ExitCode::SUCCESS

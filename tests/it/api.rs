@@ -1,0 +1,143 @@
+//! The read endpoints and the dry-run validator.
+
+use serde_json::json;
+
+use crate::support::{self, config, start, stripe_event, stripe_header, STRIPE_SECRET};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_version_store_and_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.twilio = None;
+    let s = start(c).await;
+    let h = s.get("/staging/webhooks/test").await;
+    assert_eq!(h.status, 200);
+    let h = h.json();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["store"]["writable"], true);
+    assert_eq!(h["providers"]["stripe"]["configured"], true);
+    assert_eq!(h["providers"]["twilio"]["configured"], false);
+    assert_eq!(h["providers"]["twilio"]["path"], "/staging/webhooks/sms");
+    assert!(!h.to_string().contains(STRIPE_SECRET));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_by_provider_status_and_reason_with_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    for i in 0..10 {
+        assert_eq!(
+            s.stripe(&stripe_event(&format!("evt_s{i}"))).await.status,
+            200
+        );
+    }
+    s.stripe(&stripe_event("evt_s0")).await;
+    s.post(
+        "/staging/webhooks/stripe",
+        &[
+            ("content-type", "application/json"),
+            ("stripe-signature", "nope"),
+        ],
+        b"{}",
+    )
+    .await;
+    s.store.flush().await.unwrap();
+    let st = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(st["total_events"], 10);
+    assert_eq!(st["by_status"]["received"], 10);
+    assert_eq!(st["by_status"]["failed"], 0);
+    assert_eq!(st["by_provider"]["stripe"]["events"], 10);
+    assert_eq!(st["by_provider"]["stripe"]["by_status"]["received"], 10);
+    assert_eq!(st["duplicates"], 1);
+    assert_eq!(st["rejections"]["invalid_signature"], 1);
+    assert_eq!(st["rejected_total"], 1);
+    assert_eq!(st["events_last_minute"], 10);
+    let p = &st["processing_ms"];
+    assert_eq!(p["samples"], 10);
+    let (p50, p95, p99) = (
+        p["p50"].as_f64().unwrap(),
+        p["p95"].as_f64().unwrap(),
+        p["p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99, "{p}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_reports_structure_and_signature_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let validate = |req: serde_json::Value| {
+        let addr = s.addr;
+        async move {
+            support::request(
+                addr,
+                "POST",
+                "/staging/webhooks/validate",
+                &[("content-type", "application/json")],
+                req.to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+
+    // Structure only: every failing field is named.
+    let r = validate(json!({"provider": "stripe", "payload": {"id": "x", "type": "a", "created": "no", "data": {"object": {}}}})).await;
+    assert_eq!(r.status, 200);
+    let rep = r.json();
+    assert_eq!(rep["valid"], false);
+    let failed: Vec<&str> = rep["structure"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["id", "created"]);
+    assert_eq!(rep["signature"]["checked"], false);
+
+    // With headers, the signature over the exact string payload is checked.
+    let body = stripe_event("evt_v");
+    let sig = stripe_header(STRIPE_SECRET, support::now_s(), body.as_bytes());
+    let rep = validate(
+        json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": sig}}),
+    )
+    .await
+    .json();
+    assert_eq!(rep["valid"], true, "{rep}");
+    assert_eq!(rep["signature"]["ok"], true);
+    let rep = validate(json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": "t=1,v1=00"}})).await.json();
+    assert_eq!(rep["valid"], false);
+    assert_eq!(rep["signature"]["code"], "invalid_signature");
+
+    // Twilio by endpoint name or provider name; form fields from an object.
+    let rep = validate(json!({"provider": "sms", "payload": {"MessageSid": "SM1", "From": "+1"}}))
+        .await
+        .json();
+    assert_eq!(rep["provider"], "twilio");
+    assert_eq!(rep["structure"]["ok"], false);
+
+    // Bad requests are coded errors.
+    let r = validate(json!({"provider": "nobody", "payload": {}})).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+    let r = support::request(
+        s.addr,
+        "POST",
+        "/staging/webhooks/validate",
+        &[],
+        b"not json",
+    )
+    .await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+
+    let st = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(st["total_events"], 0, "validate stores nothing");
+    assert!(s
+        .store
+        .find_by_event_id("stripe", "evt_v")
+        .unwrap()
+        .is_none());
+    s.stop().await;
+}

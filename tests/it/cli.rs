@@ -1,0 +1,156 @@
+//! The binary: configuration errors exit 2 naming the key, startup output, graceful shutdown on
+//! SIGTERM and SIGINT, structured logs, and secrets never printed.
+
+use crate::support::{run_binary, spawn_binary, stripe_event, write_config, STRIPE_SECRET};
+
+#[test]
+fn config_errors_exit_2_and_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[limits]\nmax_body = 5\n", "max_body"),
+        (
+            "[limits]\nrate_limit_per_minute = \"lots\"\n",
+            "limits.rate_limit_per_minute",
+        ),
+        ("[server]\nbind = \"not an address\"\n", "server.bind"),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+            "server.trusted_proxies[0]",
+        ),
+        (
+            "[providers.stripe]\ntolerance_seconds = 0\n",
+            "providers.stripe.tolerance_seconds",
+        ),
+        ("[providers.paypal]\nsecret = \"x\"\n", "paypal"),
+        ("this is not toml", "config"),
+    ];
+    for (toml, key) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, toml).unwrap();
+        let (code, out) = run_binary(&["serve", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{toml}: {out}");
+        assert!(
+            out.contains(key),
+            "{toml}: message should name {key}: {out}"
+        );
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    let (code, out) = run_binary(&["serve", "--config", "/nonexistent/staging.toml"]);
+    assert_eq!(code, 2, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let args = [
+        "--log-format",
+        "json",
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let mut s = spawn_binary(
+        &args,
+        &[("TWILIO_AUTH_TOKEN", "twilio-token-from-env-0123456789")],
+    )
+    .await;
+    let out = s.stdout.lock().clone();
+    assert!(
+        out.contains("provider stripe: POST /staging/webhooks/stripe (configured)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("provider twilio: POST /staging/webhooks/sms (configured)"),
+        "env secret counts: {out}"
+    );
+
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = s.stripe(&stripe_event(&format!("evt_term_{i}"))).await;
+        assert_eq!(r.status, 200);
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let bad = crate::support::request(
+        s.addr,
+        "POST",
+        "/staging/webhooks/stripe",
+        &[
+            ("content-type", "application/json"),
+            ("stripe-signature", "t=1,v1=00"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(bad.code(), "invalid_signature");
+    s.signal("TERM");
+    let status = s.wait().await;
+    assert_eq!(status.code(), Some(0), "stderr: {}", s.stderr.lock());
+
+    // One JSON line per request, with the fields that matter.
+    let logs = s.stderr.lock().clone();
+    let requests: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "stagehook::request")
+        .collect();
+    assert_eq!(requests.len(), 21, "{logs}");
+    let first = &requests[0]["fields"];
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["path"], "/staging/webhooks/stripe");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["provider"], "stripe");
+    assert_eq!(first["event_id"], "evt_term_0");
+    assert!(first["duration_us"].as_u64().is_some());
+    assert_eq!(requests[20]["fields"]["code"], "invalid_signature");
+    // Secrets from the file and the environment never reach the output.
+    let all = format!("{}{}", s.stdout.lock(), logs);
+    assert!(!all.contains(STRIPE_SECRET) && !all.contains("twilio-token-from-env-0123456789"));
+
+    // Everything acknowledged before the signal is there after a restart (SIGINT this time).
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    for (i, id) in ids.iter().enumerate() {
+        let e = crate::support::request(
+            s.addr,
+            "GET",
+            &format!("/staging/webhooks/events/{id}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(e.json()["event_id"], format!("evt_term_{i}"));
+    }
+    s.signal("INT");
+    assert_eq!(s.wait().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_override_the_file_and_defaults_need_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("flag-data");
+    let mut s = spawn_binary(
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let out = s.stdout.lock().clone();
+    assert!(
+        out.contains(&format!("data dir: {}", data.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("provider stripe: POST /staging/webhooks/stripe (not configured"),
+        "{out}"
+    );
+    let r = s.stripe(&stripe_event("evt_noconf")).await;
+    assert_eq!(r.code(), "provider_not_configured");
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+    assert!(data.exists());
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary: every module starts the real server on port 0 (in-process,
+//! or the real `stagehook` binary as a child) and speaks HTTP to it over loopback, with a real
+//! sled database in a temp dir.
+
+mod api;
+mod cli;
+mod crash;
+mod guards;
+mod store;
+mod stripe;
+mod support;
+mod twilio;

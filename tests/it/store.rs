@@ -1,0 +1,258 @@
+//! The audit trail: duplicates stored once, restarts keep events and stats, the rejection log
+//! stays bounded, a failing store answers 503 (never a 2xx for an event not stored), and a
+//! damaged database is a clear error at open.
+
+use stagehook::{App, Clock};
+
+use crate::support::{config, start, stripe_event};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_stored_once_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let first = s.stripe(&stripe_event("evt_dup")).await.json();
+    assert!(first.get("duplicate").is_none(), "{first}");
+    let again = s.stripe(&stripe_event("evt_dup")).await;
+    assert_eq!(again.status, 200);
+    let again = again.json();
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(
+        again["id"], first["id"],
+        "a duplicate answers with the first copy's id"
+    );
+
+    // Concurrent copies of one new event: exactly one is stored.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let addr = s.addr;
+        tasks.push(tokio::spawn(async move {
+            let body = stripe_event("evt_race");
+            let sig = crate::support::stripe_header(
+                crate::support::STRIPE_SECRET,
+                crate::support::now_s(),
+                body.as_bytes(),
+            );
+            crate::support::request(
+                addr,
+                "POST",
+                "/staging/webhooks/stripe",
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", &sig),
+                ],
+                body.as_bytes(),
+            )
+            .await
+            .json()
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut fresh = 0;
+    for t in tasks {
+        let v = t.await.unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_string());
+        if v.get("duplicate").is_none() {
+            fresh += 1;
+        }
+    }
+    assert_eq!((ids.len(), fresh), (1, 1));
+
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["total_events"], 2, "{stats}");
+    assert_eq!(stats["duplicates"], 20, "{stats}");
+    assert_eq!(stats["by_provider"]["stripe"]["duplicates"], 20, "{stats}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_every_event_and_the_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let r = s.stripe(&stripe_event(&format!("evt_keep_{i}"))).await;
+        assert_eq!(r.status, 200);
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    s.stripe(&stripe_event("evt_keep_0")).await;
+    s.post(
+        "/staging/webhooks/stripe",
+        &[("content-type", "application/json")],
+        b"{}",
+    )
+    .await;
+    let before = s.get("/staging/webhooks/stats").await.json();
+    s.stop().await;
+
+    let s = start(config(dir.path())).await;
+    let after = s.get("/staging/webhooks/stats").await.json();
+    for key in [
+        "total_events",
+        "by_status",
+        "by_provider",
+        "duplicates",
+        "rejections",
+        "processing_ms",
+        "events_last_minute",
+    ] {
+        assert_eq!(after[key], before[key], "{key}: {before} vs {after}");
+    }
+    assert_eq!(after["total_events"], 25);
+    for (i, id) in ids.iter().enumerate() {
+        let e = s.get(&format!("/staging/webhooks/events/{id}")).await;
+        assert_eq!(e.status, 200);
+        let e = e.json();
+        assert_eq!(e["event_id"], format!("evt_keep_{i}"));
+        assert_eq!(
+            e["payload"],
+            stripe_event(&format!("evt_keep_{i}")),
+            "the raw body, unchanged"
+        );
+        assert_eq!(e["status"], "received");
+        assert_eq!(e["signature_verified"], true);
+        assert_eq!(e["event_type"], "payment_intent.succeeded");
+        assert!(e["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "stripe-signature"));
+    }
+    // Still a duplicate after the restart.
+    assert_eq!(
+        s.stripe(&stripe_event("evt_keep_3")).await.json()["duplicate"],
+        true
+    );
+    assert_eq!(
+        s.get("/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .await
+            .code(),
+        "not_found"
+    );
+    assert_eq!(
+        s.get("/staging/webhooks/events/not-an-id").await.code(),
+        "not_found"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rejection_log_is_bounded_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.store.rejection_log_size = 5;
+    let s = start(c).await;
+    let big_bad_body = format!("{{\"pad\":\"{}\"}}", "z".repeat(100_000));
+    for i in 0..8 {
+        let body = if i == 7 {
+            big_bad_body.clone()
+        } else {
+            format!("{{\"n\":{i}}}")
+        };
+        let r = s
+            .post(
+                "/staging/webhooks/stripe",
+                &[
+                    ("content-type", "application/json"),
+                    ("stripe-signature", "t=1,v1=abc"),
+                ],
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(r.code(), "invalid_signature");
+    }
+    // Refusals are counted asynchronously; a flush makes them visible.
+    s.store.flush().await.unwrap();
+    let log = s.get("/staging/webhooks/rejections?limit=100").await.json();
+    let entries = log["rejections"].as_array().unwrap();
+    assert_eq!(entries.len(), 5, "{log}");
+    assert_eq!(entries[0]["body_len"], big_bad_body.len(), "newest first");
+    assert!(
+        entries[0]["body_prefix"].as_str().unwrap().len() <= 2048,
+        "bodies are truncated"
+    );
+    assert_eq!(entries[4]["body_prefix"], "{\"n\":3}");
+    assert_eq!(entries[0]["source_ip"], "127.0.0.1");
+    assert_eq!(
+        s.get("/staging/webhooks/stats").await.json()["rejections"]["invalid_signature"],
+        8
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_answers_503_and_transient_failures_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    // Two failed attempts: the writer's retries absorb them.
+    s.store.inject_commit_failures(2);
+    let r = s.stripe(&stripe_event("evt_retry")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s
+        .store
+        .find_by_event_id("stripe", "evt_retry")
+        .unwrap()
+        .is_some());
+
+    // More failures than retries: 503, and the event is not there.
+    s.store.inject_commit_failures(10);
+    let r = s.stripe(&stripe_event("evt_lost")).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "storage_unavailable"));
+    assert!(r.header("retry-after").is_some());
+    assert!(s
+        .store
+        .find_by_event_id("stripe", "evt_lost")
+        .unwrap()
+        .is_none());
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(
+        stats["total_events"], 1,
+        "no counter moves for a failed commit: {stats}"
+    );
+
+    // The provider's retry then succeeds and is not taken for a duplicate.
+    s.store.inject_commit_failures(0);
+    let r = s.stripe(&stripe_event("evt_lost")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("duplicate").is_none());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_locked_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let s = start(c.clone()).await;
+    s.stripe(&stripe_event("evt_x")).await;
+    // While it runs, a second instance on the same folder is refused with a reason.
+    let second = App::open(c.clone(), Clock::system());
+    let msg = second.err().expect("second open must fail").to_string();
+    assert!(msg.contains("in use") || msg.contains("lock"), "{msg}");
+    s.stop().await;
+
+    // Overwrite every file of the database with garbage.
+    let data = c.server.data_dir.clone();
+    for entry in walk(&data) {
+        std::fs::write(&entry, b"\x00\xffgarbage, not a sled database\xff\x00").unwrap();
+    }
+    let msg = App::open(c, Clock::system())
+        .err()
+        .expect("a damaged database must not open")
+        .to_string();
+    assert!(
+        msg.contains(&data.display().to_string()),
+        "names the folder: {msg}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

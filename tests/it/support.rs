@@ -1,0 +1,443 @@
+//! Test support: start the server, speak raw HTTP/1.1 to it, and sign requests the way each
+//! provider does (written here independently of the code under test).
+
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use stagehook::config::{Config, StripeConfig, TwilioConfig};
+use stagehook::secret::Secret;
+use stagehook::store::Store;
+use stagehook::{App, Clock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const STRIPE_SECRET: &str = "whsec_test_0123456789abcdef0123456789abcdef";
+pub const TWILIO_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A config with both providers set up and its data in `dir`.
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.data_dir = dir.join("data");
+    c.server.bind = "127.0.0.1:0".parse().unwrap();
+    c.providers.stripe = Some(StripeConfig {
+        secret: Some(Secret::new(STRIPE_SECRET)),
+        tolerance_seconds: 300,
+    });
+    c.providers.twilio = Some(TwilioConfig {
+        auth_token: Some(Secret::new(TWILIO_TOKEN)),
+    });
+    c
+}
+
+/// The real server, in-process, on a free port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub clock: Clock,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub async fn start(config: Config) -> TestServer {
+    start_with_clock(config, Clock::system()).await
+}
+
+pub async fn start_with_clock(config: Config, clock: Clock) -> TestServer {
+    let app = App::open(config, clock.clone()).expect("open app");
+    let store = app.store().clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    TestServer {
+        addr,
+        store,
+        clock,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestServer {
+    /// Graceful stop: in-flight requests finish and the store is flushed and closed.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.handle.take().unwrap().await.unwrap();
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        request(self.addr, "GET", path, &[], b"").await
+    }
+
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        request(self.addr, "POST", path, headers, body).await
+    }
+
+    /// Posts a correctly signed Stripe event.
+    pub async fn stripe(&self, body: &str) -> Resp {
+        let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
+        self.post(
+            "/staging/webhooks/stripe",
+            &[
+                ("content-type", "application/json"),
+                ("stripe-signature", &sig),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+}
+
+pub fn now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A minimal valid Stripe event.
+pub fn stripe_event(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","object":"event","type":"payment_intent.succeeded","created":1700000000,"livemode":false,"data":{{"object":{{"id":"pi_1","object":"payment_intent","amount":2000}}}}}}"#
+    )
+}
+
+pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Twilio's signature: base64 HMAC-SHA1 over the URL and the sorted name+value pairs.
+pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted: Vec<(&str, &str)> = params.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut data = url.to_string();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+pub fn form(params: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The stable error code of a refusal.
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    exchange(stream, &build(method, path, headers, body))
+        .await
+        .expect("exchange")
+}
+
+/// The same request from another loopback source address (127.0.0.2, ...): a different client IP.
+pub async fn request_from(
+    src: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(src, 0)).unwrap();
+    let stream = socket.connect(addr).await.expect("connect");
+    exchange(stream, &build(method, path, headers, body))
+        .await
+        .expect("exchange")
+}
+
+pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("transfer-encoding") || k.eq_ignore_ascii_case("content-length")
+    }) {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Writes raw request bytes and reads the response to EOF. A server may answer (e.g. 413) and
+/// close before it has read all of a large body, so a failed write is not an error here.
+pub async fn exchange(mut stream: TcpStream, raw: &[u8]) -> std::io::Result<Resp> {
+    let _ = stream.write_all(raw).await;
+    let mut buf = Vec::new();
+    let read = stream.read_to_end(&mut buf).await;
+    if buf.is_empty() {
+        read?;
+        return Err(std::io::Error::other("empty response"));
+    }
+    Ok(parse(&buf))
+}
+
+pub fn parse(buf: &[u8]) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + size]);
+        b = &b[nl + 2 + size + 2..];
+    }
+    out
+}
+
+/// The security headers every response must carry.
+pub fn assert_security_headers(r: &Resp) {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("x-xss-protection", "1; mode=block"),
+        ("referrer-policy", "strict-origin-when-cross-origin"),
+        ("content-security-policy", "default-src 'none'"),
+        ("cache-control", "no-cache, no-store, must-revalidate"),
+    ] {
+        assert_eq!(
+            r.header(name),
+            Some(value),
+            "{name} on a {} response",
+            r.status
+        );
+    }
+}
+
+/// The published signature vectors, copied from the providers' SDK test suites.
+pub fn vectors() -> Value {
+    let text = include_str!("../vectors/signatures.json");
+    serde_json::from_str(text).unwrap()
+}
+
+/// The real `stagehook` binary as a child process.
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    pub child: tokio::process::Child,
+    pub stdout: std::sync::Arc<parking_lot::Mutex<String>>,
+    pub stderr: std::sync::Arc<parking_lot::Mutex<String>>,
+}
+
+/// Starts `stagehook <args>` and waits for its "listening on" line.
+pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagehook"));
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn stagehook");
+    let stdout = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let stderr = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let mut out_lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let err_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    {
+        let stderr = stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = err_lines;
+            while let Ok(Some(l)) = lines.next_line().await {
+                let mut s = stderr.lock();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let addr = loop {
+        let line = tokio::time::timeout_at(deadline, out_lines.next_line()).await;
+        match line {
+            Ok(Ok(Some(l))) => {
+                stdout.lock().push_str(&format!("{l}\n"));
+                if let Some(a) = l.split("listening on http://").nth(1) {
+                    break a.trim().parse().unwrap();
+                }
+            }
+            other => panic!(
+                "stagehook did not start ({other:?}); stderr: {}",
+                stderr.lock()
+            ),
+        }
+    };
+    {
+        let stdout = stdout.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = out_lines.next_line().await {
+                let mut s = stdout.lock();
+                s.push_str(&l);
+                s.push('\n');
+            }
+        });
+    }
+    ChildServer {
+        addr,
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+impl ChildServer {
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// Waits for the exit, at most 30 s.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap()
+    }
+
+    pub async fn stripe(&self, body: &str) -> Resp {
+        let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
+        request(
+            self.addr,
+            "POST",
+            "/staging/webhooks/stripe",
+            &[
+                ("content-type", "application/json"),
+                ("stripe-signature", &sig),
+            ],
+            body.as_bytes(),
+        )
+        .await
+    }
+}
+
+/// Writes a config file for the binary: free port, the data dir, limiter off, Stripe set up.
+pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("staging.toml");
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[limits]\nrate_limit_per_minute = 0\n\n[providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\n{extra}",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary to completion and returns (exit code, stdout + stderr).
+pub fn run_binary(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(args)
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("TWILIO_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
