@@ -99,6 +99,14 @@ impl App {
         &self.state.store
     }
 
+    /// The whole HTTP surface as a warp filter, for in-process use (benchmarks, `warp::test`).
+    pub fn routes(
+        &self,
+    ) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone
+    {
+        http::routes(self.state.clone())
+    }
+
     /// `(provider name, path, configured)` for each ingest endpoint.
     pub fn endpoints(&self) -> Vec<(String, String, bool)> {
         self.state
