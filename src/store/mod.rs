@@ -99,7 +99,7 @@ struct Inner {
     stats: Arc<Stats>,
     /// The writer thread, joined once at shutdown.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Commits still to fail on purpose (fault injection for tests of the 503 path).
+    /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_commits: Arc<AtomicU32>,
 }
 
@@ -265,9 +265,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes the next `n` commit attempts fail, to exercise retries and the 503 path in tests.
+    /// Makes the next `n` flush attempts fail, to exercise retries and the 503 path in tests.
     #[doc(hidden)]
-    pub fn inject_commit_failures(&self, n: u32) {
+    pub fn inject_flush_failures(&self, n: u32) {
         self.inner.fail_commits.store(n, Ordering::SeqCst);
     }
 

@@ -4,8 +4,10 @@
 //! takes everything that is pending (up to a bound), decides duplicates against the tree and the
 //! batch itself, builds one `sled::Batch` with the records, bodies, dedup keys and new counter
 //! values, applies it, flushes once, and only then answers the waiters and publishes the
-//! counters. A failed commit is retried a few times; if it still fails, every waiter of that
-//! batch gets `Unavailable` (a 503, so the provider retries) and no counter moves.
+//! counters. Each step of a commit is retried a few times; if it still fails, every waiter of
+//! that batch gets `Unavailable` (a 503, so the provider retries). A batch that never reached the
+//! tree leaves no trace; one that did but was not flushed is kept (counters included), and the
+//! provider's retry is then acknowledged as a duplicate once a later flush succeeds.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,7 +34,7 @@ pub(super) enum Op {
 /// Most operations in one batch, and most body bytes: bounds the latency one batch adds.
 const MAX_OPS: usize = 2048;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
-/// Waits between commit attempts; the number of entries is the number of retries.
+/// Waits between attempts of a commit step; the number of entries is the number of retries.
 const RETRY_BACKOFF: [Duration; 3] = [
     Duration::from_millis(5),
     Duration::from_millis(25),
@@ -240,18 +242,23 @@ impl Writer {
             batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]);
         }
 
-        match self.apply(batch, needs_flush) {
+        let outcome = self.apply(batch, needs_flush);
+        if !matches!(outcome, Err(Failure::NotApplied(_))) {
+            // The batch is in the tree (durable or not): the in-memory mirror must follow it, or
+            // the next batch would write counters that disagree with the records.
+            for (name, d) in &delta {
+                *self.counters.entry(name.clone()).or_default() += d;
+            }
+            self.rejections.drain(..evicted);
+            self.rejections
+                .extend(new_rejections.into_iter().skip(skip_new));
+            self.stats.add(&delta);
+            for ms in accepted_at {
+                self.stats.note_accepted(ms.div_euclid(1000), 1);
+            }
+        }
+        match outcome {
             Ok(()) => {
-                for (name, d) in &delta {
-                    *self.counters.entry(name.clone()).or_default() += d;
-                }
-                self.rejections.drain(..evicted);
-                self.rejections
-                    .extend(new_rejections.into_iter().skip(skip_new));
-                self.stats.add(&delta);
-                for ms in accepted_at {
-                    self.stats.note_accepted(ms.div_euclid(1000), 1);
-                }
                 for w in waiters {
                     match w {
                         Waiter::Ingest(ack, outcome) => drop(ack.send(Ok(outcome))),
@@ -259,7 +266,10 @@ impl Writer {
                     }
                 }
             }
-            Err(e) => {
+            Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
+                // Not durable, so not acknowledged: the provider retries. If the batch was
+                // applied but not flushed, the retry finds the event and is acknowledged as a
+                // duplicate only after a later flush succeeds.
                 tracing::error!(error = %e, "store commit failed after retries; answering 503");
                 for w in waiters {
                     let err = StoreError::Unavailable(e.clone());
@@ -272,37 +282,29 @@ impl Writer {
         }
     }
 
-    /// Applies the batch atomically and, if anyone waits for durability, flushes it; retried.
-    fn apply(&self, batch: sled::Batch, needs_flush: bool) -> Result<(), String> {
-        let mut last = String::new();
-        for (attempt, backoff) in std::iter::once(Duration::ZERO)
-            .chain(RETRY_BACKOFF)
-            .enumerate()
-        {
-            std::thread::sleep(backoff);
+    /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
+    /// retried with back-off, and a flush retry does not apply the batch again.
+    fn apply(&self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+        retry(|| {
+            self.tree
+                .apply_batch(batch.clone())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(Failure::NotApplied)?;
+        if !needs_flush {
+            return Ok(());
+        }
+        retry(|| {
             if self
                 .fail_commits
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
-                last = format!("injected failure (attempt {})", attempt + 1);
-                continue;
+                return Err("injected flush failure".to_string());
             }
-            // sled applies a batch atomically; applying the same batch twice is harmless, since
-            // it only holds inserts and removes of fixed values.
-            let result = self.tree.apply_batch(batch.clone()).and_then(|()| {
-                if needs_flush {
-                    self.db.flush().map(drop)
-                } else {
-                    Ok(())
-                }
-            });
-            match result {
-                Ok(()) => return Ok(()),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(last)
+            self.db.flush().map(drop).map_err(|e| e.to_string())
+        })
+        .map_err(Failure::NotFlushed)
     }
 
     fn next_id(&mut self) -> Ulid {
@@ -312,6 +314,25 @@ impl Writer {
             .generate_from_datetime(now)
             .unwrap_or_else(|_| Ulid::from_datetime(SystemTime::now()))
     }
+}
+
+/// How a commit failed: before the batch reached the tree, or after (in the tree, not on disk).
+enum Failure {
+    NotApplied(String),
+    NotFlushed(String),
+}
+
+/// Runs `step` once and then once per back-off entry until it succeeds.
+fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    let mut last = String::new();
+    for backoff in std::iter::once(Duration::ZERO).chain(RETRY_BACKOFF) {
+        std::thread::sleep(backoff);
+        match step() {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 fn refuse(op: Op) {
