@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Peers whose `X-Forwarded-For` is believed: single addresses or CIDR ranges.
     pub trusted_proxies: Vec<String>,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take before the store closes anyway.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./stagehook-data"),
             public_url: None,
             trusted_proxies: Vec::new(),
+            shutdown_grace_seconds: 10,
         }
     }
 }

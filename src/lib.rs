@@ -140,11 +140,27 @@ impl App {
                 }
             })
         };
-        warp::serve(http::routes(state.clone()))
+        // The server stops accepting when `shutdown` fires and then waits for open connections;
+        // a client that never finishes its request must not hold the store open forever.
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                stopping.notify_one();
+            }
+        };
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
+        let server = warp::serve(http::routes(state.clone()))
             .incoming(listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+            .graceful(signal)
+            .run();
+        tokio::select! {
+            () = server => {}
+            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("requests still open after {grace:?}; closing them");
+            }
+        }
         sweeper.abort();
         if let Err(e) = state.store.shutdown().await {
             tracing::error!(error = %e, "store shutdown failed");

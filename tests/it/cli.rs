@@ -154,3 +154,72 @@ async fn flags_override_the_file_and_defaults_need_no_file() {
     assert_eq!(s.wait().await.code(), Some(0));
     assert!(data.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[server]\n", "[server]\nshutdown_grace_seconds = 3\n"),
+    )
+    .unwrap();
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+
+    // A request whose body is half sent when the signal arrives.
+    let body = stripe_event("evt_inflight");
+    let sig =
+        crate::support::stripe_header(STRIPE_SECRET, crate::support::now_s(), body.as_bytes());
+    let raw = crate::support::build(
+        "POST",
+        "/staging/webhooks/stripe",
+        &[
+            ("content-type", "application/json"),
+            ("stripe-signature", &sig),
+        ],
+        body.as_bytes(),
+    );
+    let (first, rest) = raw.split_at(raw.len() - 20);
+    let mut inflight = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    inflight.write_all(first).await.unwrap();
+    // A client that never completes its request.
+    let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stuck
+        .write_all(
+            b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    s.signal("TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // New connections are no longer accepted...
+    assert!(
+        tokio::net::TcpStream::connect(s.addr).await.is_err(),
+        "the listener should be closed once shutdown starts"
+    );
+    // ...but the request already in flight completes and is acknowledged.
+    inflight.write_all(rest).await.unwrap();
+    let mut buf = Vec::new();
+    inflight.read_to_end(&mut buf).await.unwrap();
+    let r = crate::support::parse(&buf);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The stuck client does not hold the process past the grace period.
+    assert_eq!(s.wait().await.code(), Some(0), "{}", s.stderr.lock());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    drop(stuck);
+
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(
+        s.stripe(&body).await.json()["duplicate"],
+        true,
+        "the in-flight event was stored"
+    );
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+}
