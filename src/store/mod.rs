@@ -100,7 +100,7 @@ struct Inner {
     /// The writer thread, joined once at shutdown.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
-    fail_commits: Arc<AtomicU32>,
+    fail_flushes: Arc<AtomicU32>,
 }
 
 /// Pending writes the writer queue holds before callers wait to enqueue (back-pressure).
@@ -141,17 +141,18 @@ impl Store {
             .collect();
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let fail_commits = Arc::new(AtomicU32::new(0));
-        let w = writer::Writer::new(
+        let fail_flushes = Arc::new(AtomicU32::new(0));
+        let w = writer::Writer {
             db,
-            tree.clone(),
+            tree: tree.clone(),
             counters,
             rejections,
-            options.rejection_log_size,
-            stats.clone(),
+            rejection_cap: options.rejection_log_size,
+            stats: stats.clone(),
             clock,
-            fail_commits.clone(),
-        );
+            ids: ulid::Generator::new(),
+            fail_flushes: fail_flushes.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())
             .spawn(move || w.run(rx))
@@ -162,7 +163,7 @@ impl Store {
                 tx,
                 stats,
                 thread: Mutex::new(Some(thread)),
-                fail_commits,
+                fail_flushes,
             }),
         })
     }
@@ -268,7 +269,7 @@ impl Store {
     /// Makes the next `n` flush attempts fail, to exercise retries and the 503 path in tests.
     #[doc(hidden)]
     pub fn inject_flush_failures(&self, n: u32) {
-        self.inner.fail_commits.store(n, Ordering::SeqCst);
+        self.inner.fail_flushes.store(n, Ordering::SeqCst);
     }
 
     async fn send(&self, op: writer::Op) -> Result<(), StoreError> {

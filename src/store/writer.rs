@@ -42,17 +42,18 @@ const RETRY_BACKOFF: [Duration; 3] = [
 ];
 
 pub(super) struct Writer {
-    db: sled::Db,
-    tree: sled::Tree,
-    /// The durable value of every counter; the source of the values written to disk.
-    counters: BTreeMap<String, u64>,
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+    /// The value of every counter in the tree; the base of the values each batch writes.
+    pub(super) counters: BTreeMap<String, u64>,
     /// Keys of the rejection log, oldest first, to evict past `rejection_cap`.
-    rejections: VecDeque<Vec<u8>>,
-    rejection_cap: usize,
-    stats: Arc<Stats>,
-    clock: Clock,
-    ids: ulid::Generator,
-    fail_commits: Arc<AtomicU32>,
+    pub(super) rejections: VecDeque<Vec<u8>>,
+    pub(super) rejection_cap: usize,
+    pub(super) stats: Arc<Stats>,
+    pub(super) clock: Clock,
+    /// Monotonic within a millisecond, so ids (and keys) follow commit order.
+    pub(super) ids: ulid::Generator,
+    pub(super) fail_flushes: Arc<AtomicU32>,
 }
 
 enum Waiter {
@@ -61,30 +62,6 @@ enum Waiter {
 }
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        db: sled::Db,
-        tree: sled::Tree,
-        counters: BTreeMap<String, u64>,
-        rejections: VecDeque<Vec<u8>>,
-        rejection_cap: usize,
-        stats: Arc<Stats>,
-        clock: Clock,
-        fail_commits: Arc<AtomicU32>,
-    ) -> Writer {
-        Writer {
-            db,
-            tree,
-            counters,
-            rejections,
-            rejection_cap,
-            stats,
-            clock,
-            ids: ulid::Generator::new(),
-            fail_commits,
-        }
-    }
-
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut shutdown = None;
         while let Some(first) = rx.blocking_recv() {
@@ -296,7 +273,7 @@ impl Writer {
         }
         retry(|| {
             if self
-                .fail_commits
+                .fail_flushes
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {

@@ -171,17 +171,7 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
 
     // A request whose body is half sent when the signal arrives.
     let body = stripe_event("evt_inflight");
-    let sig =
-        crate::support::stripe_header(STRIPE_SECRET, crate::support::now_s(), body.as_bytes());
-    let raw = crate::support::build(
-        "POST",
-        "/staging/webhooks/stripe",
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", &sig),
-        ],
-        body.as_bytes(),
-    );
+    let raw = crate::support::stripe_request(&body, &[]);
     let (first, rest) = raw.split_at(raw.len() - 20);
     let mut inflight = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     inflight.write_all(first).await.unwrap();

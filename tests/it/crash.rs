@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::support::{
-    request, spawn_binary, stripe_event, stripe_header, write_config, STRIPE_SECRET,
-};
+use crate::support::{request, spawn_binary, stripe_event, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_sigkill_mid_load() {
@@ -27,16 +25,7 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
             for i in 0.. {
                 let event_id = format!("evt_crash_{w}_{i}");
                 let body = stripe_event(&event_id);
-                let sig = stripe_header(STRIPE_SECRET, crate::support::now_s(), body.as_bytes());
-                let raw = crate::support::build(
-                    "POST",
-                    "/staging/webhooks/stripe",
-                    &[
-                        ("content-type", "application/json"),
-                        ("stripe-signature", &sig),
-                    ],
-                    body.as_bytes(),
-                );
+                let raw = crate::support::stripe_request(&body, &[]);
                 let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
                     return;
                 };

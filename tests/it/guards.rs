@@ -174,19 +174,13 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     c.limits.rate_limit_per_minute = 3;
     let s = start(c).await;
     for i in 0..4 {
-        let (body, sig) = signed(&format!("evt_sp_{i}"));
         let xff = format!("198.51.100.{i}");
-        let r = s
-            .post(
-                PATH,
-                &[
-                    ("content-type", "application/json"),
-                    ("stripe-signature", &sig),
-                    ("x-forwarded-for", &xff),
-                ],
-                body.as_bytes(),
-            )
-            .await;
+        let r = support::post_stripe(
+            s.addr,
+            &stripe_event(&format!("evt_sp_{i}")),
+            &[("x-forwarded-for", &xff)],
+        )
+        .await;
         assert_eq!(r.status, if i < 3 { 200 } else { 429 }, "request {i}");
     }
     // And the audit trail records the real peer, not the claimed address.
@@ -210,19 +204,13 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     c.server.trusted_proxies = vec!["127.0.0.0/8".into()];
     let s = start(c).await;
     for i in 0..4 {
-        let (body, sig) = signed(&format!("evt_tp_{i}"));
         let xff = format!("198.51.100.{i}");
-        let r = s
-            .post(
-                PATH,
-                &[
-                    ("content-type", "application/json"),
-                    ("stripe-signature", &sig),
-                    ("x-forwarded-for", &xff),
-                ],
-                body.as_bytes(),
-            )
-            .await;
+        let r = support::post_stripe(
+            s.addr,
+            &stripe_event(&format!("evt_tp_{i}")),
+            &[("x-forwarded-for", &xff)],
+        )
+        .await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
     let id = s

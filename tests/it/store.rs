@@ -26,24 +26,9 @@ async fn duplicates_are_stored_once_and_counted() {
     for _ in 0..20 {
         let addr = s.addr;
         tasks.push(tokio::spawn(async move {
-            let body = stripe_event("evt_race");
-            let sig = crate::support::stripe_header(
-                crate::support::STRIPE_SECRET,
-                crate::support::now_s(),
-                body.as_bytes(),
-            );
-            crate::support::request(
-                addr,
-                "POST",
-                "/staging/webhooks/stripe",
-                &[
-                    ("content-type", "application/json"),
-                    ("stripe-signature", &sig),
-                ],
-                body.as_bytes(),
-            )
-            .await
-            .json()
+            crate::support::post_stripe(addr, &stripe_event("evt_race"), &[])
+                .await
+                .json()
         }));
     }
     let mut ids = std::collections::BTreeSet::new();

@@ -85,16 +85,7 @@ impl TestServer {
 
     /// Posts a correctly signed Stripe event.
     pub async fn stripe(&self, body: &str) -> Resp {
-        let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
-        self.post(
-            "/staging/webhooks/stripe",
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", &sig),
-            ],
-            body.as_bytes(),
-        )
-        .await
+        post_stripe(self.addr, body, &[]).await
     }
 }
 
@@ -110,6 +101,30 @@ pub fn stripe_event(id: &str) -> String {
     format!(
         r#"{{"id":"{id}","object":"event","type":"payment_intent.succeeded","created":1700000000,"livemode":false,"data":{{"object":{{"id":"pi_1","object":"payment_intent","amount":2000}}}}}}"#
     )
+}
+
+/// The raw bytes of a Stripe request signed now with the test secret, plus `extra` headers.
+pub fn stripe_request(body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("stripe-signature", sig.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    build(
+        "POST",
+        "/staging/webhooks/stripe",
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+/// Sends a correctly signed Stripe event to `addr`.
+pub async fn post_stripe(addr: SocketAddr, body: &str, extra: &[(&str, &str)]) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    exchange(stream, &stripe_request(body, extra))
+        .await
+        .expect("exchange")
 }
 
 pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
@@ -400,18 +415,7 @@ impl ChildServer {
     }
 
     pub async fn stripe(&self, body: &str) -> Resp {
-        let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
-        request(
-            self.addr,
-            "POST",
-            "/staging/webhooks/stripe",
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", &sig),
-            ],
-            body.as_bytes(),
-        )
-        .await
+        post_stripe(self.addr, body, &[]).await
     }
 }
 
