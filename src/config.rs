@@ -281,10 +281,32 @@ impl Config {
             return Err(err("store.cache_mb", "must be at least 1"));
         }
         if let Some(stripe) = &self.providers.stripe {
-            if stripe.tolerance_seconds == 0 {
+            if stripe.tolerance_seconds == 0 || stripe.tolerance_seconds > 366 * 86_400 {
                 return Err(err(
                     "providers.stripe.tolerance_seconds",
-                    "must be at least 1",
+                    "must be between 1 and 31622400 (a year)",
+                ));
+            }
+            if stripe
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.expose().is_empty())
+            {
+                return Err(err(
+                    "providers.stripe.secret",
+                    "is empty; set the whsec_ secret or remove the key",
+                ));
+            }
+        }
+        if let Some(twilio) = &self.providers.twilio {
+            if twilio
+                .auth_token
+                .as_ref()
+                .is_some_and(|s| s.expose().is_empty())
+            {
+                return Err(err(
+                    "providers.twilio.auth_token",
+                    "is empty; set the auth token or remove the key",
                 ));
             }
         }
@@ -330,6 +352,18 @@ mod tests {
         assert_eq!(
             key_of("[providers.stripe]\ntolerance_seconds = -1\n"),
             "providers.stripe.tolerance_seconds"
+        );
+        assert_eq!(
+            key_of("[providers.stripe]\ntolerance_seconds = 99999999999\n"),
+            "providers.stripe.tolerance_seconds"
+        );
+        assert_eq!(
+            key_of("[providers.stripe]\nsecret = \"\"\n"),
+            "providers.stripe.secret"
+        );
+        assert_eq!(
+            key_of("[providers.twilio]\nauth_token = \"\"\n"),
+            "providers.twilio.auth_token"
         );
     }
 

@@ -291,7 +291,7 @@ fn event_json(id: &str, e: &EventV1, body: &[u8]) -> Value {
         "event_type": e.event_type,
         "received_at_ms": e.received_at_ms,
         "source_ip": e.source_ip,
-        "headers": e.headers,
+        "headers": shown_headers(&e.headers),
         "body_len": e.body_len,
         "signature_verified": e.signature_verified,
         "status": e.status.as_str(),
@@ -302,6 +302,25 @@ fn event_json(id: &str, e: &EventV1, body: &[u8]) -> Value {
         "payload": payload,
         "payload_encoding": encoding,
     })
+}
+
+/// Headers as the API shows them: signature values shortened, since they are credentials of a
+/// sort (a valid one replays the request) and a reader only needs to recognise them.
+fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    const SIGNATURES: [&str; 3] = ["stripe-signature", "x-twilio-signature", "authorization"];
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if SIGNATURES.contains(&k.as_str()) && v.chars().count() > 16 {
+                (
+                    k.clone(),
+                    format!("{}…", v.chars().take(16).collect::<String>()),
+                )
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
 }
 
 fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
@@ -328,6 +347,7 @@ fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, Ap
                 "source_ip": r.source_ip,
                 "body_len": r.body_len,
                 "body_prefix": String::from_utf8_lossy(&r.body_prefix),
+                "headers": shown_headers(&r.headers),
             })
         })
         .collect();

@@ -1,5 +1,5 @@
 //! Counters that make `/stats` O(1): kept by the store writer, mirrored to disk in the same batch
-//! as the change they count, and published here only after that batch is durable.
+//! as the change they count, and published here once that batch is in the tree.
 
 use std::collections::BTreeMap;
 

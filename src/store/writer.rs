@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
@@ -289,7 +289,7 @@ impl Writer {
         // The generator only fails when 80 random bits overflow within one millisecond.
         self.ids
             .generate_from_datetime(now)
-            .unwrap_or_else(|_| Ulid::from_datetime(SystemTime::now()))
+            .unwrap_or_else(|_| Ulid::from_datetime(now))
     }
 }
 

@@ -151,7 +151,8 @@ async fn flags_override_the_file_and_defaults_need_no_file() {
     let r = s.stripe(&stripe_event("evt_noconf")).await;
     assert_eq!(r.code(), "provider_not_configured");
     s.signal("TERM");
-    assert_eq!(s.wait().await.code(), Some(0));
+    let status = s.wait().await;
+    assert_eq!(status.code(), Some(0), "{status:?}: {}", s.stderr.lock());
     assert!(data.exists());
 }
 
