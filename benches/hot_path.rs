@@ -34,30 +34,15 @@ fn now_s() -> i64 {
 
 fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
-    let stripe = Stripe {
-        secret: Secret::new(SECRET),
-        tolerance_s: 300,
-    };
-    let twilio = Twilio {
-        auth_token: Secret::new("0123456789abcdef0123456789abcdef"),
-    };
+    let stripe = Stripe { secret: Secret::new(SECRET), tolerance_s: 300 };
+    let twilio = Twilio { auth_token: Secret::new("0123456789abcdef0123456789abcdef") };
     for size in [1024usize, 64 * 1024] {
         g.throughput(Throughput::Bytes(size as u64));
         let body = stripe_body("evt_1", size);
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "stripe-signature",
-            stripe::signature_header(SECRET, now_s(), body.as_bytes())
-                .parse()
-                .unwrap(),
-        );
+        headers.insert("stripe-signature", stripe::signature_header(SECRET, now_s(), body.as_bytes()).parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
-        let req = Inbound {
-            headers: &headers,
-            body: body.as_bytes(),
-            url: "",
-            now_s: now_s(),
-        };
+        let req = Inbound { headers: &headers, body: body.as_bytes(), url: "", now_s: now_s() };
         g.bench_with_input(BenchmarkId::new("stripe", size), &req, |b, req| {
             b.iter(|| stripe.verify(black_box(req)).unwrap())
         });
@@ -81,20 +66,10 @@ fn verify(c: &mut Criterion) {
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-twilio-signature",
-            twilio::sign("0123456789abcdef0123456789abcdef", url, &params)
-                .parse()
-                .unwrap(),
+            twilio::sign("0123456789abcdef0123456789abcdef", url, &params).parse().unwrap(),
         );
-        headers.insert(
-            "content-type",
-            "application/x-www-form-urlencoded".parse().unwrap(),
-        );
-        let req = Inbound {
-            headers: &headers,
-            body: form.as_bytes(),
-            url,
-            now_s: 0,
-        };
+        headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+        let req = Inbound { headers: &headers, body: form.as_bytes(), url, now_s: 0 };
         g.bench_with_input(BenchmarkId::new("twilio", size), &req, |b, req| {
             b.iter(|| twilio.verify(black_box(req)).unwrap())
         });
@@ -118,23 +93,14 @@ fn rate_limiter(c: &mut Criterion) {
 }
 
 fn whole_request(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.data_dir = dir.path().join("data");
     config.limits.rate_limit_per_minute = 0;
-    config.providers.stripe = Some(StripeConfig {
-        secret: Some(Secret::new(SECRET)),
-        tolerance_seconds: 300,
-    });
+    config.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(SECRET)), tolerance_seconds: 300 });
     config.providers.twilio = Some(TwilioConfig::default());
-    let app = rt
-        .block_on(async { App::open(config, Clock::system()) })
-        .unwrap();
+    let app = rt.block_on(async { App::open(config, Clock::system()) }).unwrap();
     let routes = app.routes();
     let mut n = 0u64;
     let mut g = c.benchmark_group("request");

@@ -17,10 +17,7 @@ impl Clock {
 
     /// Unix time in milliseconds.
     pub fn now_ms(&self) -> i64 {
-        let sys = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         sys + self.offset_ms.load(Ordering::Relaxed)
     }
 

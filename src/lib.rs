@@ -70,29 +70,14 @@ impl App {
             Endpoint {
                 path: "sms",
                 configured: twilio.auth_token.is_some(),
-                provider: Arc::new(Twilio {
-                    auth_token: twilio.auth_token.unwrap_or_else(|| Secret::new("")),
-                }),
+                provider: Arc::new(Twilio { auth_token: twilio.auth_token.unwrap_or_else(|| Secret::new("")) }),
             },
         ];
-        let limiter = RateLimiter::new(
-            config.limits.rate_limit_per_minute,
-            config.limits.rate_limit_max_ips,
-            clock.clone(),
-        );
+        let limiter =
+            RateLimiter::new(config.limits.rate_limit_per_minute, config.limits.rate_limit_max_ips, clock.clone());
         let trusted_proxies = config.trusted_proxies();
-        let state = AppState {
-            config,
-            endpoints,
-            limiter,
-            store,
-            clock,
-            started: Instant::now(),
-            trusted_proxies,
-        };
-        Ok(App {
-            state: Arc::new(state),
-        })
+        let state = AppState { config, endpoints, limiter, store, clock, started: Instant::now(), trusted_proxies };
+        Ok(App { state: Arc::new(state) })
     }
 
     pub fn store(&self) -> &Store {
@@ -102,8 +87,7 @@ impl App {
     /// The whole HTTP surface as a warp filter, for in-process use (benchmarks, `warp::test`).
     pub fn routes(
         &self,
-    ) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone
-    {
+    ) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
         http::routes(self.state.clone())
     }
 
@@ -112,23 +96,13 @@ impl App {
         self.state
             .endpoints
             .iter()
-            .map(|e| {
-                (
-                    e.provider.name().to_string(),
-                    format!("/staging/webhooks/{}", e.path),
-                    e.configured,
-                )
-            })
+            .map(|e| (e.provider.name().to_string(), format!("/staging/webhooks/{}", e.path), e.configured))
             .collect()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
     /// and flushes the store.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) {
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
         let state = self.state;
         let sweeper = {
             let state = state.clone();
@@ -151,10 +125,7 @@ impl App {
             }
         };
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
-        let server = warp::serve(http::routes(state.clone()))
-            .incoming(listener)
-            .graceful(signal)
-            .run();
+        let server = warp::serve(http::routes(state.clone())).incoming(listener).graceful(signal).run();
         tokio::select! {
             () = server => {}
             () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {

@@ -22,9 +22,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -46,10 +44,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = args.data_dir {
         config.server.data_dir = dir;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stagehook: cannot start the async runtime: {e}");
@@ -74,24 +69,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         let shutdown = shutdown_signal();
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| bind.to_string());
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| bind.to_string());
         println!("data dir: {}", data_dir.display());
         for (name, path, configured) in app.endpoints() {
-            let state = if configured {
-                "configured"
-            } else {
-                "not configured (no secret): answers 503"
-            };
+            let state = if configured { "configured" } else { "not configured (no secret): answers 503" };
             println!("provider {name}: POST {path} ({state})");
         }
         // Last, so that a script (or a test) waiting for this line has seen the others.
-        println!(
-            "stagehook {} listening on http://{addr}",
-            env!("CARGO_PKG_VERSION")
-        );
+        println!("stagehook {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
         app.serve(listener, shutdown).await;
         tracing::info!("stopped cleanly");
         ExitCode::SUCCESS

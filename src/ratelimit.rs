@@ -42,12 +42,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `limit` requests per IP per minute; 0 turns the limiter off.
     pub fn new(limit: u32, max_ips: usize, clock: Clock) -> RateLimiter {
-        RateLimiter {
-            limit,
-            max_ips: max_ips.max(1),
-            windows: DashMap::new(),
-            clock,
-        }
+        RateLimiter { limit, max_ips: max_ips.max(1), windows: DashMap::new(), clock }
     }
 
     pub fn enabled(&self) -> bool {
@@ -62,12 +57,7 @@ impl RateLimiter {
     /// counted, so a client that backs off gets through as soon as the window slides.
     pub fn check(&self, ip: IpAddr) -> Decision {
         if self.limit == 0 {
-            return Decision {
-                allowed: true,
-                limit: 0,
-                remaining: u32::MAX,
-                retry_after_s: 0,
-            };
+            return Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 };
         }
         let now = self.clock.now_ms();
         if self.windows.len() >= self.max_ips && !self.windows.contains_key(&ip) {
@@ -102,12 +92,7 @@ impl RateLimiter {
         }
         w.current += 1;
         let remaining = (limit as f64 - estimate - 1.0).floor().max(0.0) as u32;
-        Decision {
-            allowed: true,
-            limit,
-            remaining,
-            retry_after_s: 0,
-        }
+        Decision { allowed: true, limit, remaining, retry_after_s: 0 }
     }
 
     /// Drops IPs that sent nothing in the last two windows; they carry no state that matters.
@@ -127,12 +112,7 @@ impl RateLimiter {
         }
         // Still full of active IPs: forget an arbitrary tenth. Those clients start afresh, which
         // errs on the side of letting providers through; memory stays bounded either way.
-        let drop: Vec<IpAddr> = self
-            .windows
-            .iter()
-            .take(self.max_ips / 10 + 1)
-            .map(|e| *e.key())
-            .collect();
+        let drop: Vec<IpAddr> = self.windows.iter().take(self.max_ips / 10 + 1).map(|e| *e.key()).collect();
         for ip in drop {
             self.windows.remove(&ip);
         }
@@ -144,11 +124,7 @@ fn roll(w: &mut Window, now: i64) {
     if start == w.start {
         return;
     }
-    w.previous = if start - w.start == WINDOW_MS {
-        w.current
-    } else {
-        0
-    };
+    w.previous = if start - w.start == WINDOW_MS { w.current } else { 0 };
     w.current = 0;
     w.start = start;
 }

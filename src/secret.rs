@@ -24,12 +24,7 @@ impl Secret {
         let short = hex::encode(&digest[..4]);
         // Show a recognisable prefix (`whsec_`) and the last four characters only when the secret
         // is long enough that they give away little of it.
-        let prefix = self
-            .0
-            .find('_')
-            .filter(|&i| i < 8)
-            .map(|i| &self.0[..=i])
-            .unwrap_or("");
+        let prefix = self.0.find('_').filter(|&i| i < 8).map(|i| &self.0[..=i]).unwrap_or("");
         let chars: Vec<char> = self.0.chars().collect();
         if chars.len() >= 16 {
             let tail: String = chars[chars.len() - 4..].iter().collect();

@@ -26,9 +26,7 @@ use crate::store::{EventV1, Status};
 /// Largest body `/validate` takes: a payload plus its headers.
 const VALIDATE_LIMIT: u64 = 2 * 1024 * 1024;
 
-pub fn filter(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let base = warp::path("staging").and(warp::path("webhooks"));
     let test = base
         .and(warp::path("test"))
@@ -65,23 +63,12 @@ pub fn filter(
         .and(warp::path("rejections"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(
-            warp::query::<BTreeMap<String, String>>()
-                .or(warp::any().map(BTreeMap::new))
-                .unify(),
-        )
+        .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
         .and(with_state(state))
         .map(|q: BTreeMap<String, String>, s: Arc<AppState>| {
             rejections(&s, &q).unwrap_or_else(ApiError::into_response)
         });
-    test.or(stats)
-        .unify()
-        .or(validate)
-        .unify()
-        .or(event)
-        .unify()
-        .or(rejections)
-        .unify()
+    test.or(stats).unify().or(validate).unify().or(event).unify().or(rejections).unify()
 }
 
 fn health(s: &AppState) -> Response {
@@ -90,7 +77,10 @@ fn health(s: &AppState) -> Response {
         .endpoints
         .iter()
         .map(|e| {
-            (e.provider.name().to_string(), json!({"configured": e.configured, "path": format!("/staging/webhooks/{}", e.path)}))
+            (
+                e.provider.name().to_string(),
+                json!({"configured": e.configured, "path": format!("/staging/webhooks/{}", e.path)}),
+            )
         })
         .collect();
     ok_json(&json!({
@@ -105,13 +95,10 @@ fn health(s: &AppState) -> Response {
 fn stats(s: &AppState) -> Response {
     let counters = s.store.stats().snapshot();
     let mut by_provider: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    let mut by_status: BTreeMap<&str, u64> =
-        Status::ALL.iter().map(|st| (st.as_str(), 0)).collect();
+    let mut by_status: BTreeMap<&str, u64> = Status::ALL.iter().map(|st| (st.as_str(), 0)).collect();
     let (mut total, mut duplicates) = (0u64, 0u64);
     for e in &s.endpoints {
-        by_provider
-            .entry(e.provider.name().to_string())
-            .or_default();
+        by_provider.entry(e.provider.name().to_string()).or_default();
     }
     for (name, &n) in &counters {
         let parts: Vec<&str> = name.split('/').collect();
@@ -128,19 +115,13 @@ fn stats(s: &AppState) -> Response {
             }
             ["duplicates", provider] => {
                 duplicates += n;
-                bump(
-                    by_provider.entry(provider.to_string()).or_default(),
-                    "duplicates",
-                    n,
-                );
+                bump(by_provider.entry(provider.to_string()).or_default(), "duplicates", n);
             }
             _ => {}
         }
     }
-    let rejections: BTreeMap<&str, u64> = counters
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v)))
-        .collect();
+    let rejections: BTreeMap<&str, u64> =
+        counters.iter().filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v))).collect();
     let ([p50, p95, p99], samples) = percentiles(&counters);
     ok_json(&json!({
         "total_events": total,
@@ -174,9 +155,7 @@ struct ValidateRequest {
 
 fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     let req: ValidateRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid_payload(format!(
-            "expected {{\"provider\", \"payload\", \"headers\"?, \"url\"?}}: {e}"
-        ))
+        ApiError::invalid_payload(format!("expected {{\"provider\", \"payload\", \"headers\"?, \"url\"?}}: {e}"))
     })?;
     let endpoint = s
         .endpoint_by_provider(&req.provider)
@@ -185,8 +164,8 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     for (k, v) in req.headers.iter().flatten() {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| ApiError::invalid_payload(format!("bad header name `{k}`")))?;
-        let value = HeaderValue::from_str(v)
-            .map_err(|_| ApiError::invalid_payload(format!("bad value for header `{k}`")))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| ApiError::invalid_payload(format!("bad value for header `{k}`")))?;
         headers.insert(name, value);
     }
     // The raw body is what gets signed: a string payload is taken byte for byte; an object is
@@ -194,49 +173,25 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     // signer used the same encoding.
     let raw: Vec<u8> = match &req.payload {
         Value::String(text) => text.as_bytes().to_vec(),
-        Value::Object(obj)
-            if endpoint.provider.name() == "twilio" && !headers.contains_key("content-type") =>
-        {
+        Value::Object(obj) if endpoint.provider.name() == "twilio" && !headers.contains_key("content-type") => {
             let mut form = form_urlencoded::Serializer::new(String::new());
             for (k, v) in obj {
-                form.append_pair(
-                    k,
-                    &v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string()),
-                );
+                form.append_pair(k, &v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
             }
             form.finish().into_bytes()
         }
         other => other.to_string().into_bytes(),
     };
     if !headers.contains_key("content-type") {
-        let ct = if endpoint.provider.name() == "twilio" {
-            "application/x-www-form-urlencoded"
-        } else {
-            "application/json"
-        };
+        let ct =
+            if endpoint.provider.name() == "twilio" { "application/x-www-form-urlencoded" } else { "application/json" };
         headers.insert("content-type", HeaderValue::from_static(ct));
     }
     let url = req.url.clone().unwrap_or_else(|| {
-        let base = s
-            .config
-            .server
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", s.config.server.bind));
-        format!(
-            "{}/staging/webhooks/{}",
-            base.trim_end_matches('/'),
-            endpoint.path
-        )
+        let base = s.config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", s.config.server.bind));
+        format!("{}/staging/webhooks/{}", base.trim_end_matches('/'), endpoint.path)
     });
-    let inbound = Inbound {
-        headers: &headers,
-        body: &raw,
-        url: &url,
-        now_s: s.clock.now_s(),
-    };
+    let inbound = Inbound { headers: &headers, body: &raw, url: &url, now_s: s.clock.now_s() };
     let checks = endpoint.provider.checks(&inbound);
     let structure_ok = checks.iter().all(|c| c.ok);
     let signature = match (&req.headers, endpoint.configured) {
@@ -263,8 +218,7 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
 }
 
 fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
-    let ulid =
-        ulid::Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let ulid = ulid::Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
     let (e, body) = s
         .store
         .get_event(ulid)
@@ -279,10 +233,7 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
 fn event_json(id: &str, e: &EventV1, body: &[u8]) -> Value {
     let (payload, encoding) = match std::str::from_utf8(body) {
         Ok(text) => (Value::String(text.to_string()), "utf8"),
-        Err(_) => (
-            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-            "base64",
-        ),
+        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(body)), "base64"),
     };
     json!({
         "id": id,
@@ -312,10 +263,7 @@ fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| {
             if SIGNATURES.contains(&k.as_str()) && v.chars().count() > 16 {
-                (
-                    k.clone(),
-                    format!("{}…", v.chars().take(16).collect::<String>()),
-                )
+                (k.clone(), format!("{}…", v.chars().take(16).collect::<String>()))
             } else {
                 (k.clone(), v.clone())
             }
@@ -325,10 +273,7 @@ fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 
 fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?
-            .min(1000),
+        Some(l) => l.parse::<usize>().map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?.min(1000),
         None => 100,
     };
     let entries = s.store.recent_rejections(limit).map_err(|e| {

@@ -11,9 +11,7 @@ use warp::http::HeaderMap;
 use crate::config::IpRange;
 
 pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpRange]) -> IpAddr {
-    let peer = peer
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = peer.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
     if !is_trusted(peer) {
         return peer;
@@ -48,11 +46,7 @@ mod tests {
         }
         let trusted: Vec<IpRange> = trusted.iter().map(|t| IpRange::parse(t).unwrap()).collect();
         let peer: SocketAddr = format!("{peer}:1234").parse().unwrap();
-        assert_eq!(
-            client_ip(Some(peer), &headers, &trusted).to_string(),
-            expected,
-            "{xff:?}"
-        );
+        assert_eq!(client_ip(Some(peer), &headers, &trusted).to_string(), expected, "{xff:?}");
     }
 
     #[test]
@@ -61,18 +55,8 @@ mod tests {
         check("1.2.3.4", &["9.9.9.9"], &["10.0.0.0/8"], "1.2.3.4");
         check("10.0.0.1", &["9.9.9.9"], &["10.0.0.0/8"], "9.9.9.9");
         // A client that writes its own header cannot hide behind it: the rightmost untrusted hop wins.
-        check(
-            "10.0.0.1",
-            &["6.6.6.6, 9.9.9.9, 10.0.0.2"],
-            &["10.0.0.0/8"],
-            "9.9.9.9",
-        );
-        check(
-            "10.0.0.1",
-            &["6.6.6.6", "9.9.9.9"],
-            &["10.0.0.0/8"],
-            "9.9.9.9",
-        );
+        check("10.0.0.1", &["6.6.6.6, 9.9.9.9, 10.0.0.2"], &["10.0.0.0/8"], "9.9.9.9");
+        check("10.0.0.1", &["6.6.6.6", "9.9.9.9"], &["10.0.0.0/8"], "9.9.9.9");
         check("10.0.0.1", &["nonsense"], &["10.0.0.0/8"], "10.0.0.1");
         check("10.0.0.1", &[], &["10.0.0.0/8"], "10.0.0.1");
     }

@@ -21,12 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            headers: Vec::new(),
-        }
+        ApiError { status, code, message: message.into(), headers: Vec::new() }
     }
 
     pub fn payload_too_large(limit: u64) -> ApiError {
@@ -54,11 +49,7 @@ impl ApiError {
     }
 
     pub fn internal() -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl ToString) -> ApiError {
@@ -74,10 +65,7 @@ impl ApiError {
                 res.headers_mut().insert(name, v);
             }
         }
-        res.extensions_mut().insert(RequestLog {
-            code: Some(self.code),
-            ..Default::default()
-        });
+        res.extensions_mut().insert(RequestLog { code: Some(self.code), ..Default::default() });
         res
     }
 }
@@ -96,8 +84,7 @@ impl From<crate::providers::Refusal> for ApiError {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut res = Response::new(body.to_string().into());
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    res.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     res
 }
 
@@ -106,11 +93,7 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
     let err = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not take that method",
-        )
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         ApiError::internal()

@@ -16,9 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
-use super::{
-    client_ip, content_length, read_body, with_state, AppState, BodyError, Endpoint, RequestLog,
-};
+use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Endpoint, RequestLog};
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
 use crate::store::{NewEvent, Rejected, RejectionV1};
@@ -26,9 +24,7 @@ use crate::store::{NewEvent, Rejected, RejectionV1};
 /// How much of a refused body the rejection log keeps.
 const REJECTION_BODY_PREFIX: usize = 2048;
 
-pub fn filter(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
         let state = state.clone();
         warp::path::param::<String>().and_then(move |name: String| {
@@ -82,16 +78,11 @@ where
 {
     let start = Instant::now();
     let received_at_ms = state.clock.now_ms();
-    let endpoint = state
-        .endpoint(name)
-        .expect("the filter only passes known endpoints");
+    let endpoint = state.endpoint(name).expect("the filter only passes known endpoints");
     let provider_name = endpoint.provider.name().to_string();
     let ip = client_ip(peer, &headers, &state.trusted_proxies);
 
-    let mut log = RequestLog {
-        provider: Some(provider_name.clone()),
-        ..Default::default()
-    };
+    let mut log = RequestLog { provider: Some(provider_name.clone()), ..Default::default() };
     let mut decision = None;
     let result = async {
         let limit = state.config.limits.max_body_bytes;
@@ -134,17 +125,7 @@ where
     let mut res = match result {
         Ok((parsed, body)) => {
             log.event_id = Some(parsed.event_id.clone());
-            store_event(
-                state,
-                endpoint,
-                &headers,
-                ip,
-                received_at_ms,
-                start,
-                parsed,
-                body,
-            )
-            .await
+            store_event(state, endpoint, &headers, ip, received_at_ms, start, parsed, body).await
         }
         Err(refused) => {
             log.code = Some(refused.error.code);
@@ -158,10 +139,7 @@ where
                 body_prefix: body[..body.len().min(REJECTION_BODY_PREFIX)].to_vec(),
                 body_len: body.len() as u64,
             });
-            state.store.reject(Rejected {
-                code: refused.error.code,
-                log: entry,
-            });
+            state.store.reject(Rejected { code: refused.error.code, log: entry });
             refused.error.into_response()
         }
     };
@@ -186,10 +164,7 @@ impl Refused {
         Refused { error, body: None }
     }
     fn logged(error: ApiError, body: Bytes) -> Refused {
-        Refused {
-            error,
-            body: Some(body),
-        }
+        Refused { error, body: Some(body) }
     }
 }
 
@@ -217,23 +192,15 @@ async fn store_event(
     match state.store.ingest(event).await {
         Ok(done) => {
             let id = done.id.to_string();
-            let answer = endpoint.provider.answer(&Accepted {
-                id: &id,
-                event_id: &parsed.event_id,
-                duplicate: done.duplicate,
-            });
+            let answer =
+                endpoint.provider.answer(&Accepted { id: &id, event_id: &parsed.event_id, duplicate: done.duplicate });
             let mut res = Response::new(answer.body.into());
-            res.headers_mut().insert(
-                "content-type",
-                HeaderValue::from_static(answer.content_type),
-            );
+            res.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type));
             res
         }
         Err(e) => {
             tracing::error!(error = %e, event_id = %parsed.event_id, "event not stored");
-            ApiError::storage_unavailable()
-                .with_header("retry-after", 1)
-                .into_response()
+            ApiError::storage_unavailable().with_header("retry-after", 1).into_response()
         }
     }
 }
@@ -245,35 +212,17 @@ fn add_rate_headers(res: &mut Response, d: Decision) {
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
 }
 
 /// The URL the provider called: `server.public_url` when set (a tunnel or proxy in front),
 /// otherwise the scheme and Host of the request itself.
-fn request_url(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    path: &str,
-    query: &str,
-) -> String {
+fn request_url(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, query: &str) -> String {
     let mut url = match &state.config.server.public_url {
         Some(base) => base.trim_end_matches('/').to_string(),
         None => {
-            let host = headers
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("localhost");
-            let from_proxy =
-                peer.is_some_and(|p| state.trusted_proxies.iter().any(|r| r.contains(p.ip())));
+            let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let from_proxy = peer.is_some_and(|p| state.trusted_proxies.iter().any(|r| r.contains(p.ip())));
             let scheme = headers
                 .get("x-forwarded-proto")
                 .and_then(|v| v.to_str().ok())

@@ -54,9 +54,7 @@ impl AppState {
     }
 
     fn endpoint_by_provider(&self, name: &str) -> Option<&Endpoint> {
-        self.endpoints
-            .iter()
-            .find(|e| e.provider.name() == name || e.path == name)
+        self.endpoints.iter().find(|e| e.provider.name() == name || e.path == name)
     }
 }
 
@@ -80,22 +78,13 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 ];
 
 /// The whole server.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let app = ingest::filter(state.clone())
-        .or(api::filter(state))
-        .recover(errors::handle_rejection);
-    warp::any()
-        .map(Instant::now)
-        .and(warp::method())
-        .and(warp::path::full())
-        .and(app)
-        .map(
-            |start: Instant, method: Method, path: warp::path::FullPath, reply| {
-                finish(start, &method, path.as_str(), Reply::into_response(reply))
-            },
-        )
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let app = ingest::filter(state.clone()).or(api::filter(state)).recover(errors::handle_rejection);
+    warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(
+        |start: Instant, method: Method, path: warp::path::FullPath, reply| {
+            finish(start, &method, path.as_str(), Reply::into_response(reply))
+        },
+    )
 }
 
 fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Response {
@@ -103,10 +92,7 @@ fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Res
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    let log = res
-        .extensions_mut()
-        .remove::<RequestLog>()
-        .unwrap_or_default();
+    let log = res.extensions_mut().remove::<RequestLog>().unwrap_or_default();
     tracing::info!(
         target: "stagehook::request",
         method = %method,
@@ -121,9 +107,7 @@ fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Res
     res
 }
 
-fn with_state(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
@@ -135,11 +119,7 @@ pub enum BodyError {
 
 /// Reads a body, refusing it as soon as it grows past `limit`: a chunked body (no
 /// Content-Length) is held to the same limit as a declared one, without buffering the excess.
-pub async fn read_body<S, B>(
-    stream: S,
-    limit: u64,
-    size_hint: Option<u64>,
-) -> Result<Bytes, BodyError>
+pub async fn read_body<S, B>(stream: S, limit: u64, size_hint: Option<u64>) -> Result<Bytes, BodyError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -163,13 +143,7 @@ where
 
 /// The declared Content-Length, if any and well-formed.
 fn content_length(headers: &warp::http::HeaderMap) -> Option<u64> {
-    headers
-        .get(warp::http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(warp::http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// A JSON 200 response.
@@ -185,9 +159,7 @@ impl From<BodyError> for ApiError {
                 "payload_too_large",
                 "the body is larger than the limit",
             ),
-            BodyError::Broken(m) => {
-                ApiError::invalid_payload(format!("the body could not be read: {m}"))
-            }
+            BodyError::Broken(m) => ApiError::invalid_payload(format!("the body could not be read: {m}")),
         }
     }
 }

@@ -61,10 +61,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: RefusalCode, message: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            message: message.into(),
-        }
+        Refusal { code, message: message.into() }
     }
 }
 
@@ -78,18 +75,10 @@ pub struct Check {
 
 impl Check {
     fn pass(field: &str, message: impl Into<String>) -> Check {
-        Check {
-            field: field.to_string(),
-            ok: true,
-            message: message.into(),
-        }
+        Check { field: field.to_string(), ok: true, message: message.into() }
     }
     fn fail(field: &str, message: impl Into<String>) -> Check {
-        Check {
-            field: field.to_string(),
-            ok: false,
-            message: message.into(),
-        }
+        Check { field: field.to_string(), ok: false, message: message.into() }
     }
 }
 
@@ -130,11 +119,7 @@ pub trait Provider: Send + Sync + 'static {
 
 /// Turns failed checks into one `invalid_payload` refusal that lists them all.
 fn refuse_failed(checks: &[Check]) -> Result<(), Refusal> {
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.field, c.message))
-        .collect();
+    let failed: Vec<String> = checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.field, c.message)).collect();
     if failed.is_empty() {
         Ok(())
     } else {
@@ -144,17 +129,8 @@ fn refuse_failed(checks: &[Check]) -> Result<(), Refusal> {
 
 /// The media type of a request, lowercased, without parameters.
 fn media_type(headers: &HeaderMap) -> Option<String> {
-    let v = headers
-        .get(warp::http::header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?;
-    Some(
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase(),
-    )
+    let v = headers.get(warp::http::header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
 /// Compares two byte strings in constant time (for equal lengths; a length is no secret).

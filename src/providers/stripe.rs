@@ -12,8 +12,7 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode,
+    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
 };
 use crate::secret::Secret;
 
@@ -42,11 +41,7 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, &'static str> {
         };
         match key {
             "t" if timestamp.is_none() => {
-                timestamp = Some(
-                    value
-                        .parse::<i64>()
-                        .map_err(|_| "timestamp `t` is not an integer")?,
-                );
+                timestamp = Some(value.parse::<i64>().map_err(|_| "timestamp `t` is not an integer")?);
             }
             "v1" => v1.push(value),
             _ => {}
@@ -61,8 +56,7 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, &'static str> {
 
 /// `hex(HMAC-SHA256(secret, "{t}.{body}"))`, as Stripe signs.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -84,10 +78,7 @@ impl Provider for Stripe {
             Some("application/json") => Ok(()),
             other => Err(Refusal::new(
                 RefusalCode::UnsupportedMediaType,
-                format!(
-                    "Stripe events are application/json, got {}",
-                    other.unwrap_or("no Content-Type")
-                ),
+                format!("Stripe events are application/json, got {}", other.unwrap_or("no Content-Type")),
             )),
         }
     }
@@ -100,17 +91,12 @@ impl Provider for Stripe {
             .ok_or_else(|| invalid("missing Stripe-Signature header"))?
             .to_str()
             .map_err(|_| invalid("Stripe-Signature header is not text"))?;
-        let parsed = parse_header(header)
-            .map_err(|m| invalid(&format!("malformed Stripe-Signature: {m}")))?;
+        let parsed = parse_header(header).map_err(|m| invalid(&format!("malformed Stripe-Signature: {m}")))?;
         let expected = sign(self.secret.expose(), parsed.timestamp, req.body);
         // Check every candidate so the time taken does not say which one matched.
-        let matched = parsed.v1.iter().fold(false, |acc, sig| {
-            acc | ct_eq(expected.as_bytes(), sig.as_bytes())
-        });
+        let matched = parsed.v1.iter().fold(false, |acc, sig| acc | ct_eq(expected.as_bytes(), sig.as_bytes()));
         if !matched {
-            return Err(invalid(
-                "no v1 signature matches the payload for the configured secret",
-            ));
+            return Err(invalid("no v1 signature matches the payload for the configured secret"));
         }
         if parsed.timestamp < req.now_s - self.tolerance_s {
             return Err(Refusal::new(
@@ -131,12 +117,8 @@ impl Provider for Stripe {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let value: Value = serde_json::from_slice(req.body).map_err(|e| {
-            Refusal::new(
-                RefusalCode::InvalidPayload,
-                format!("body is not JSON: {e}"),
-            )
-        })?;
+        let value: Value = serde_json::from_slice(req.body)
+            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
         // A live event is the one refusal with its own code: it means the wrong endpoint (or
         // account) is pointed here, which the sender must fix, not the payload.
         if value.get("livemode") == Some(&Value::Bool(true)) {
@@ -153,15 +135,11 @@ impl Provider for Stripe {
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
-        let mut body =
-            serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+        let mut body = serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
         if accepted.duplicate {
             body["duplicate"] = Value::Bool(true);
         }
-        Answer {
-            content_type: "application/json",
-            body: body.to_string().into_bytes(),
-        }
+        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
     }
 }
 
@@ -196,10 +174,7 @@ fn checks_of(v: &Value) -> Vec<Check> {
             _ => Check::fail("data.object", "missing or not an object"),
         },
         match obj.get("livemode") {
-            Some(Value::Bool(true)) => Check::fail(
-                "livemode",
-                "live-mode event; staging takes test-mode events only",
-            ),
+            Some(Value::Bool(true)) => Check::fail("livemode", "live-mode event; staging takes test-mode events only"),
             Some(Value::Bool(false)) | None => Check::pass("livemode", "test mode"),
             Some(_) => Check::fail("livemode", "not a boolean"),
         },
@@ -213,51 +188,21 @@ mod tests {
     #[test]
     fn header_parsing_follows_the_sdks() {
         let h = parse_header("t=12,v1=aa,v0=bb,v1=cc").unwrap();
-        assert_eq!(
-            h,
-            SignatureHeader {
-                timestamp: 12,
-                v1: vec!["aa", "cc"]
-            }
-        );
-        for bad in [
-            "bad_header",
-            "t=,v1=abc",
-            "t,v1=,v0=",
-            "t,,",
-            ",,",
-            "t",
-            "t=1",
-            "v1=ab",
-        ] {
+        assert_eq!(h, SignatureHeader { timestamp: 12, v1: vec!["aa", "cc"] });
+        for bad in ["bad_header", "t=,v1=abc", "t,v1=,v0=", "t,,", ",,", "t", "t=1", "v1=ab"] {
             assert!(parse_header(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn livemode_false_passes_and_true_is_refused() {
-        let p = Stripe {
-            secret: Secret::new("whsec_x"),
-            tolerance_s: 300,
-        };
+        let p = Stripe { secret: Secret::new("whsec_x"), tolerance_s: 300 };
         let headers = HeaderMap::new();
-        let ok =
-            br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":false}"#;
-        let req = Inbound {
-            headers: &headers,
-            body: ok,
-            url: "",
-            now_s: 0,
-        };
+        let ok = br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":false}"#;
+        let req = Inbound { headers: &headers, body: ok, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap().event_id, "evt_1");
-        let live =
-            br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":true}"#;
-        let req = Inbound {
-            headers: &headers,
-            body: live,
-            url: "",
-            now_s: 0,
-        };
+        let live = br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":true}"#;
+        let req = Inbound { headers: &headers, body: live, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap_err().code, RefusalCode::LivemodeEvent);
     }
 }

@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode,
+    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
 };
 use crate::secret::Secret;
 
@@ -35,8 +34,7 @@ pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
     for (k, v) in params {
         grouped.entry(k).or_default().insert(v);
     }
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes a key of any length");
+    let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(url.as_bytes());
     for (name, values) in grouped {
         for value in values {
@@ -70,11 +68,7 @@ pub fn url_variants(url: &str) -> (String, String) {
     let with = if port.len() > 1 {
         url.to_string()
     } else {
-        let default = if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        };
+        let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
         format!("{scheme}://{userinfo}{host}:{default}{tail}")
     };
     (without, with)
@@ -84,9 +78,7 @@ pub fn url_variants(url: &str) -> (String, String) {
 fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or("");
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -96,13 +88,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Fields of the request: form parameters, or a JSON object's string members.
 fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, String> {
     if is_json(req.headers) {
-        let v: Value =
-            serde_json::from_slice(req.body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let v: Value = serde_json::from_slice(req.body).map_err(|e| format!("body is not JSON: {e}"))?;
         let obj = v.as_object().ok_or("JSON body must be an object")?;
-        Ok(obj
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-            .collect())
+        Ok(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
     } else {
         Ok(form_urlencoded::parse(req.body).into_owned().collect())
     }
@@ -143,22 +131,14 @@ impl Provider for Twilio {
                 Vec::new()
             }
             None if is_json(req.headers) => {
-                return Err(invalid(
-                    "a JSON body must be signed with bodySHA256 in the URL",
-                ))
+                return Err(invalid("a JSON body must be signed with bodySHA256 in the URL"))
             }
             None => form_urlencoded::parse(req.body).into_owned().collect(),
         };
         let token = self.auth_token.expose();
         let (without_port, with_port) = url_variants(req.url);
-        let a = ct_eq(
-            sign(token, &without_port, &params).as_bytes(),
-            given.as_bytes(),
-        );
-        let b = ct_eq(
-            sign(token, &with_port, &params).as_bytes(),
-            given.as_bytes(),
-        );
+        let a = ct_eq(sign(token, &without_port, &params).as_bytes(), given.as_bytes());
+        let b = ct_eq(sign(token, &with_port, &params).as_bytes(), given.as_bytes());
         if a | b {
             Ok(())
         } else {
@@ -185,35 +165,18 @@ impl Provider for Twilio {
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
         refuse_failed(&self.checks(req))?;
         let fields = fields(req).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e))?;
-        let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let sid = get("MessageSid").unwrap_or_default();
         // Status callbacks repeat the MessageSid once per status (queued, sent, delivered), so
         // the status is part of their id: each is its own event, while a retry of one is not.
-        match get("MessageStatus")
-            .or(get("SmsStatus"))
-            .filter(|s| !s.is_empty() && *s != "received")
-        {
-            Some(status) => Ok(Parsed {
-                event_id: format!("{sid}:{status}"),
-                event_type: format!("message.{status}"),
-            }),
-            None => Ok(Parsed {
-                event_id: sid.to_string(),
-                event_type: "message.received".to_string(),
-            }),
+        match get("MessageStatus").or(get("SmsStatus")).filter(|s| !s.is_empty() && *s != "received") {
+            Some(status) => Ok(Parsed { event_id: format!("{sid}:{status}"), event_type: format!("message.{status}") }),
+            None => Ok(Parsed { event_id: sid.to_string(), event_type: "message.received".to_string() }),
         }
     }
 
     fn answer(&self, _accepted: &Accepted<'_>) -> Answer {
-        Answer {
-            content_type: "text/xml",
-            body: EMPTY_TWIML.as_bytes().to_vec(),
-        }
+        Answer { content_type: "text/xml", body: EMPTY_TWIML.as_bytes().to_vec() }
     }
 }
 
@@ -227,45 +190,24 @@ mod tests {
         assert_eq!(a, "https://mycompany.com/myapp.php?foo=1&bar=2");
         assert_eq!(b, "https://mycompany.com:443/myapp.php?foo=1&bar=2");
         let (a, b) = url_variants("http://u:p@h:1234");
-        assert_eq!(
-            (a.as_str(), b.as_str()),
-            ("http://u:p@h", "http://u:p@h:1234")
-        );
+        assert_eq!((a.as_str(), b.as_str()), ("http://u:p@h", "http://u:p@h:1234"));
         let (a, b) = url_variants("http://[::1]:8080/x");
-        assert_eq!(
-            (a.as_str(), b.as_str()),
-            ("http://[::1]/x", "http://[::1]:8080/x")
-        );
+        assert_eq!((a.as_str(), b.as_str()), ("http://[::1]/x", "http://[::1]:8080/x"));
     }
 
     #[test]
     fn status_callbacks_are_distinct_events() {
-        let p = Twilio {
-            auth_token: Secret::new("t"),
-        };
+        let p = Twilio { auth_token: Secret::new("t") };
         let mut headers = HeaderMap::new();
         headers.insert("content-type", FORM.parse().unwrap());
         let body = b"MessageSid=SM1&From=%2B1&To=%2B2&MessageStatus=delivered";
-        let req = Inbound {
-            headers: &headers,
-            body,
-            url: "",
-            now_s: 0,
-        };
+        let req = Inbound { headers: &headers, body, url: "", now_s: 0 };
         assert_eq!(
             p.parse(&req).unwrap(),
-            Parsed {
-                event_id: "SM1:delivered".into(),
-                event_type: "message.delivered".into()
-            }
+            Parsed { event_id: "SM1:delivered".into(), event_type: "message.delivered".into() }
         );
         let body = b"MessageSid=SM1&From=%2B1&To=%2B2&SmsStatus=received";
-        let req = Inbound {
-            headers: &headers,
-            body,
-            url: "",
-            now_s: 0,
-        };
+        let req = Inbound { headers: &headers, body, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap().event_id, "SM1");
     }
 }

@@ -40,11 +40,7 @@ pub enum StoreError {
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Open { path, reason } => write!(
-                f,
-                "cannot open the database in {}: {reason}",
-                path.display()
-            ),
+            StoreError::Open { path, reason } => write!(f, "cannot open the database in {}: {reason}", path.display()),
             StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             StoreError::Corrupt(m) => write!(f, "corrupt record: {m}"),
         }
@@ -108,37 +104,30 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 
 impl Store {
     pub fn open(dir: &Path, options: StoreOptions, clock: Clock) -> Result<Store, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            path: dir.to_path_buf(),
-            reason,
-        };
-        std::fs::create_dir_all(dir)
-            .map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes);
+        let open_err = |reason: String| StoreError::Open { path: dir.to_path_buf(), reason };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
+        let config = sled::Config::new().path(dir).cache_capacity(options.cache_bytes);
         // sled reports most damage as an error but can panic on some; either way the user gets a
         // message naming the folder instead of a backtrace.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            config
-                .open()
-                .and_then(|db| Ok((db.open_tree("stagehook")?, db)))
+            config.open().and_then(|db| Ok((db.open_tree("stagehook")?, db)))
         }));
         let (tree, db) = match opened {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(open_err(describe_open_error(&e))),
-            Err(_) => return Err(open_err("the database is corrupt (sled could not read its files); move the folder aside or restore it".into())),
+            Err(_) => {
+                return Err(open_err(
+                    "the database is corrupt (sled could not read its files); move the folder aside or restore it"
+                        .into(),
+                ))
+            }
         };
 
         let counters = load_counters(&tree).map_err(open_err)?;
         let stats = Arc::new(Stats::with_counters(counters.clone()));
         init_last_minute(&tree, &stats, clock.now_ms());
-        let rejections: VecDeque<Vec<u8>> = tree
-            .scan_prefix([keys::REJECTION])
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| k.to_vec())
-            .collect();
+        let rejections: VecDeque<Vec<u8>> =
+            tree.scan_prefix([keys::REJECTION]).keys().filter_map(Result::ok).map(|k| k.to_vec()).collect();
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let fail_flushes = Arc::new(AtomicU32::new(0));
@@ -157,15 +146,7 @@ impl Store {
             .name("stagehook-store".into())
             .spawn(move || w.run(rx))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                tree,
-                tx,
-                stats,
-                thread: Mutex::new(Some(thread)),
-                fail_flushes,
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { tree, tx, stats, thread: Mutex::new(Some(thread)), fail_flushes }) })
     }
 
     /// Records an event durably (or finds its first copy) and returns only once it is on disk.
@@ -178,12 +159,7 @@ impl Store {
     /// Counts a refusal and logs it if asked. Never waits: under a flood, when the writer queue is
     /// full, the refusal is dropped rather than slowing the requests that are being refused.
     pub fn reject(&self, rejected: Rejected) {
-        if self
-            .inner
-            .tx
-            .try_send(writer::Op::Reject(rejected))
-            .is_err()
-        {
+        if self.inner.tx.try_send(writer::Op::Reject(rejected)).is_err() {
             tracing::debug!("writer queue full; a rejection went uncounted");
         }
     }
@@ -226,41 +202,22 @@ impl Store {
         };
         let record::EventRecord::V1(event) =
             record::decode(&meta).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
-        let body = tree
-            .get(keys::id_key(keys::BODY, id))
-            .map_err(read_err)?
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
+        let body = tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?.map(|b| b.to_vec()).unwrap_or_default();
         Ok(Some((event, body)))
     }
 
     /// Our id for a provider's event id, if it was recorded.
-    pub fn find_by_event_id(
-        &self,
-        provider: &str,
-        event_id: &str,
-    ) -> Result<Option<Ulid>, StoreError> {
-        let v = self
-            .inner
-            .tree
-            .get(keys::dedup_key(provider, event_id))
-            .map_err(read_err)?;
+    pub fn find_by_event_id(&self, provider: &str, event_id: &str) -> Result<Option<Ulid>, StoreError> {
+        let v = self.inner.tree.get(keys::dedup_key(provider, event_id)).map_err(read_err)?;
         Ok(v.and_then(|v| keys::ulid_from(&v)))
     }
 
     /// The newest entries of the rejection log, newest first.
     pub fn recent_rejections(&self, limit: usize) -> Result<Vec<(Ulid, RejectionV1)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self
-            .inner
-            .tree
-            .scan_prefix([keys::REJECTION])
-            .rev()
-            .take(limit)
-        {
+        for kv in self.inner.tree.scan_prefix([keys::REJECTION]).rev().take(limit) {
             let (k, v) = kv.map_err(read_err)?;
-            let record::RejectionRecord::V1(r) =
-                record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let record::RejectionRecord::V1(r) = record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             out.push((keys::id_of(&k).unwrap_or_default(), r));
         }
         Ok(out)
@@ -288,7 +245,8 @@ fn read_err(e: sled::Error) -> StoreError {
 fn describe_open_error(e: &sled::Error) -> String {
     match e {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-            "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir".into()
+            "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir"
+                .into()
         }
         sled::Error::Corruption { .. } => {
             format!("the database is corrupt ({e}); move the folder aside or restore it")
@@ -302,10 +260,8 @@ fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
     for kv in tree.scan_prefix([keys::COUNTER]) {
         let (k, v) = kv.map_err(|e| format!("cannot read counters: {e}"))?;
         let name = String::from_utf8_lossy(&k[1..]).into_owned();
-        let bytes: [u8; 8] = v
-            .as_ref()
-            .try_into()
-            .map_err(|_| format!("counter {name} is not 8 bytes: the database is corrupt"))?;
+        let bytes: [u8; 8] =
+            v.as_ref().try_into().map_err(|_| format!("counter {name} is not 8 bytes: the database is corrupt"))?;
         out.insert(name, u64::from_be_bytes(bytes));
     }
     Ok(out)
@@ -314,10 +270,7 @@ fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
 /// Seeds the last-minute ring from the events tree: ids are time-ordered, so this reads only the
 /// last minute's keys.
 fn init_last_minute(tree: &sled::Tree, stats: &Stats, now_ms: i64) {
-    let from = keys::id_key(
-        keys::EVENT,
-        Ulid::from_parts((now_ms - 60_000).max(0) as u64, 0),
-    );
+    let from = keys::id_key(keys::EVENT, Ulid::from_parts((now_ms - 60_000).max(0) as u64, 0));
     for k in tree.range(from..).keys().filter_map(Result::ok) {
         if k[0] != keys::EVENT {
             break;

@@ -19,14 +19,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Received,
-        Status::Processing,
-        Status::Processed,
-        Status::Retrying,
-        Status::Failed,
-        Status::Duplicate,
-    ];
+    pub const ALL: [Status; 6] =
+        [Status::Received, Status::Processing, Status::Processed, Status::Retrying, Status::Failed, Status::Duplicate];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -46,10 +46,7 @@ impl Default for Stats {
 
 impl Stats {
     pub fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
-        Stats {
-            counters: RwLock::new(counters),
-            last_minute: Mutex::new([(0, 0); 60]),
-        }
+        Stats { counters: RwLock::new(counters), last_minute: Mutex::new([(0, 0); 60]) }
     }
 
     pub fn add(&self, delta: &BTreeMap<String, u64>) {
@@ -74,12 +71,7 @@ impl Stats {
 
     /// Events accepted in the 60 seconds up to `now_s`.
     pub fn last_minute(&self, now_s: i64) -> u64 {
-        self.last_minute
-            .lock()
-            .iter()
-            .filter(|(s, _)| *s > now_s - 60 && *s <= now_s)
-            .map(|(_, n)| n)
-            .sum()
+        self.last_minute.lock().iter().filter(|(s, _)| *s > now_s - 60 && *s <= now_s).map(|(_, n)| n).sum()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {

@@ -18,9 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use super::record::{encode, EventRecord, EventV1, RejectionRecord, Status};
-use super::stats::{
-    duplicates_counter, events_counter, hist_bucket_counter, rejected_counter, Stats,
-};
+use super::stats::{duplicates_counter, events_counter, hist_bucket_counter, rejected_counter, Stats};
 use super::{keys, Ingested, NewEvent, Rejected, StoreError};
 use crate::clock::Clock;
 
@@ -35,11 +33,7 @@ pub(super) enum Op {
 const MAX_OPS: usize = 2048;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Waits between attempts of a commit step; the number of entries is the number of retries.
-const RETRY_BACKOFF: [Duration; 3] = [
-    Duration::from_millis(5),
-    Duration::from_millis(25),
-    Duration::from_millis(100),
-];
+const RETRY_BACKOFF: [Duration; 3] = [Duration::from_millis(5), Duration::from_millis(25), Duration::from_millis(100)];
 
 pub(super) struct Writer {
     pub(super) db: sled::Db,
@@ -123,40 +117,23 @@ impl Writer {
                         Some(id) => Ok(Some(*id)),
                         // A read on this thread: the writer is the only one who inserts dedup
                         // keys, so what it reads here cannot change under it.
-                        None => self
-                            .tree
-                            .get(&dedup)
-                            .map(|v| v.and_then(|v| keys::ulid_from(&v))),
+                        None => self.tree.get(&dedup).map(|v| v.and_then(|v| keys::ulid_from(&v))),
                     };
                     match existing {
                         Err(e) => {
-                            let _ = ack.send(Err(StoreError::Unavailable(format!(
-                                "dedup lookup failed: {e}"
-                            ))));
+                            let _ = ack.send(Err(StoreError::Unavailable(format!("dedup lookup failed: {e}"))));
                         }
                         Ok(Some(first)) => {
-                            *delta
-                                .entry(duplicates_counter(&event.provider))
-                                .or_default() += 1;
-                            waiters.push(Waiter::Ingest(
-                                ack,
-                                Ingested {
-                                    id: first,
-                                    duplicate: true,
-                                },
-                            ));
+                            *delta.entry(duplicates_counter(&event.provider)).or_default() += 1;
+                            waiters.push(Waiter::Ingest(ack, Ingested { id: first, duplicate: true }));
                         }
                         Ok(None) => {
                             let id = self.next_id();
                             in_batch.insert(dedup.clone(), id);
                             batch.insert(&keys::id_key(keys::BODY, id)[..], &event.body[..]);
                             batch.insert(dedup, &u128::from(id).to_be_bytes()[..]);
-                            *delta
-                                .entry(events_counter(&event.provider, Status::Received.as_str()))
-                                .or_default() += 1;
-                            *delta
-                                .entry(hist_bucket_counter(event.processing_us))
-                                .or_default() += 1;
+                            *delta.entry(events_counter(&event.provider, Status::Received.as_str())).or_default() += 1;
+                            *delta.entry(hist_bucket_counter(event.processing_us)).or_default() += 1;
                             accepted_at.push(event.received_at_ms);
                             let record = EventRecord::V1(EventV1 {
                                 provider: event.provider,
@@ -174,13 +151,7 @@ impl Writer {
                                 errors: Vec::new(),
                             });
                             batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&record));
-                            waiters.push(Waiter::Ingest(
-                                ack,
-                                Ingested {
-                                    id,
-                                    duplicate: false,
-                                },
-                            ));
+                            waiters.push(Waiter::Ingest(ack, Ingested { id, duplicate: false }));
                         }
                     }
                 }
@@ -202,8 +173,7 @@ impl Writer {
 
         // Bound the rejection log: evict the oldest in this same batch.
         let mut evicted = 0;
-        let overflow =
-            (self.rejections.len() + new_rejections.len()).saturating_sub(self.rejection_cap);
+        let overflow = (self.rejections.len() + new_rejections.len()).saturating_sub(self.rejection_cap);
         for key in self.rejections.iter().take(overflow) {
             batch.remove(key.clone());
             evicted += 1;
@@ -227,8 +197,7 @@ impl Writer {
                 *self.counters.entry(name.clone()).or_default() += d;
             }
             self.rejections.drain(..evicted);
-            self.rejections
-                .extend(new_rejections.into_iter().skip(skip_new));
+            self.rejections.extend(new_rejections.into_iter().skip(skip_new));
             self.stats.add(&delta);
             for ms in accepted_at {
                 self.stats.note_accepted(ms.div_euclid(1000), 1);
@@ -262,21 +231,12 @@ impl Writer {
     /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
     /// retried with back-off, and a flush retry does not apply the batch again.
     fn apply(&self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
-        retry(|| {
-            self.tree
-                .apply_batch(batch.clone())
-                .map_err(|e| e.to_string())
-        })
-        .map_err(Failure::NotApplied)?;
+        retry(|| self.tree.apply_batch(batch.clone()).map_err(|e| e.to_string())).map_err(Failure::NotApplied)?;
         if !needs_flush {
             return Ok(());
         }
         retry(|| {
-            if self
-                .fail_flushes
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
+            if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
                 return Err("injected flush failure".to_string());
             }
             self.db.flush().map(drop).map_err(|e| e.to_string())
@@ -287,9 +247,7 @@ impl Writer {
     fn next_id(&mut self) -> Ulid {
         let now = UNIX_EPOCH + Duration::from_millis(self.clock.now_ms().max(0) as u64);
         // The generator only fails when 80 random bits overflow within one millisecond.
-        self.ids
-            .generate_from_datetime(now)
-            .unwrap_or_else(|_| Ulid::from_datetime(now))
+        self.ids.generate_from_datetime(now).unwrap_or_else(|_| Ulid::from_datetime(now))
     }
 }
 

@@ -28,21 +28,11 @@ async fn stats_count_by_provider_status_and_reason_with_percentiles() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(config(dir.path())).await;
     for i in 0..10 {
-        assert_eq!(
-            s.stripe(&stripe_event(&format!("evt_s{i}"))).await.status,
-            200
-        );
+        assert_eq!(s.stripe(&stripe_event(&format!("evt_s{i}"))).await.status, 200);
     }
     s.stripe(&stripe_event("evt_s0")).await;
-    s.post(
-        "/staging/webhooks/stripe",
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", "nope"),
-        ],
-        b"{}",
-    )
-    .await;
+    s.post("/staging/webhooks/stripe", &[("content-type", "application/json"), ("stripe-signature", "nope")], b"{}")
+        .await;
     s.store.flush().await.unwrap();
     let st = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(st["total_events"], 10);
@@ -56,11 +46,7 @@ async fn stats_count_by_provider_status_and_reason_with_percentiles() {
     assert_eq!(st["events_last_minute"], 10);
     let p = &st["processing_ms"];
     assert_eq!(p["samples"], 10);
-    let (p50, p95, p99) = (
-        p["p50"].as_f64().unwrap(),
-        p["p95"].as_f64().unwrap(),
-        p["p99"].as_f64().unwrap(),
-    );
+    let (p50, p95, p99) = (p["p50"].as_f64().unwrap(), p["p95"].as_f64().unwrap(), p["p99"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99, "{p}");
     s.stop().await;
 }
@@ -84,7 +70,10 @@ async fn validate_reports_structure_and_signature_and_stores_nothing() {
     };
 
     // Structure only: every failing field is named.
-    let r = validate(json!({"provider": "stripe", "payload": {"id": "x", "type": "a", "created": "no", "data": {"object": {}}}})).await;
+    let r = validate(
+        json!({"provider": "stripe", "payload": {"id": "x", "type": "a", "created": "no", "data": {"object": {}}}}),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let rep = r.json();
     assert_eq!(rep["valid"], false);
@@ -101,43 +90,29 @@ async fn validate_reports_structure_and_signature_and_stores_nothing() {
     // With headers, the signature over the exact string payload is checked.
     let body = stripe_event("evt_v");
     let sig = stripe_header(STRIPE_SECRET, support::now_s(), body.as_bytes());
-    let rep = validate(
-        json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": sig}}),
-    )
-    .await
-    .json();
+    let rep =
+        validate(json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": sig}})).await.json();
     assert_eq!(rep["valid"], true, "{rep}");
     assert_eq!(rep["signature"]["ok"], true);
-    let rep = validate(json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": "t=1,v1=00"}})).await.json();
+    let rep = validate(json!({"provider": "stripe", "payload": body, "headers": {"Stripe-Signature": "t=1,v1=00"}}))
+        .await
+        .json();
     assert_eq!(rep["valid"], false);
     assert_eq!(rep["signature"]["code"], "invalid_signature");
 
     // Twilio by endpoint name or provider name; form fields from an object.
-    let rep = validate(json!({"provider": "sms", "payload": {"MessageSid": "SM1", "From": "+1"}}))
-        .await
-        .json();
+    let rep = validate(json!({"provider": "sms", "payload": {"MessageSid": "SM1", "From": "+1"}})).await.json();
     assert_eq!(rep["provider"], "twilio");
     assert_eq!(rep["structure"]["ok"], false);
 
     // Bad requests are coded errors.
     let r = validate(json!({"provider": "nobody", "payload": {}})).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
-    let r = support::request(
-        s.addr,
-        "POST",
-        "/staging/webhooks/validate",
-        &[],
-        b"not json",
-    )
-    .await;
+    let r = support::request(s.addr, "POST", "/staging/webhooks/validate", &[], b"not json").await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
 
     let st = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(st["total_events"], 0, "validate stores nothing");
-    assert!(s
-        .store
-        .find_by_event_id("stripe", "evt_v")
-        .unwrap()
-        .is_none());
+    assert!(s.store.find_by_event_id("stripe", "evt_v").unwrap().is_none());
     s.stop().await;
 }

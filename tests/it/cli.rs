@@ -8,19 +8,10 @@ fn config_errors_exit_2_and_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[limits]\nmax_body = 5\n", "max_body"),
-        (
-            "[limits]\nrate_limit_per_minute = \"lots\"\n",
-            "limits.rate_limit_per_minute",
-        ),
+        ("[limits]\nrate_limit_per_minute = \"lots\"\n", "limits.rate_limit_per_minute"),
         ("[server]\nbind = \"not an address\"\n", "server.bind"),
-        (
-            "[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
-            "server.trusted_proxies[0]",
-        ),
-        (
-            "[providers.stripe]\ntolerance_seconds = 0\n",
-            "providers.stripe.tolerance_seconds",
-        ),
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n", "server.trusted_proxies[0]"),
+        ("[providers.stripe]\ntolerance_seconds = 0\n", "providers.stripe.tolerance_seconds"),
         ("[providers.paypal]\nsecret = \"x\"\n", "paypal"),
         ("this is not toml", "config"),
     ];
@@ -29,10 +20,7 @@ fn config_errors_exit_2_and_name_the_key() {
         std::fs::write(&path, toml).unwrap();
         let (code, out) = run_binary(&["serve", "--config", path.to_str().unwrap()]);
         assert_eq!(code, 2, "{toml}: {out}");
-        assert!(
-            out.contains(key),
-            "{toml}: message should name {key}: {out}"
-        );
+        assert!(out.contains(key), "{toml}: message should name {key}: {out}");
         assert!(!out.contains("panicked"), "{out}");
     }
     let (code, out) = run_binary(&["serve", "--config", "/nonexistent/staging.toml"]);
@@ -43,27 +31,11 @@ fn config_errors_exit_2_and_name_the_key() {
 async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let args = [
-        "--log-format",
-        "json",
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    let mut s = spawn_binary(
-        &args,
-        &[("TWILIO_AUTH_TOKEN", "twilio-token-from-env-0123456789")],
-    )
-    .await;
+    let args = ["--log-format", "json", "serve", "--config", config.to_str().unwrap()];
+    let mut s = spawn_binary(&args, &[("TWILIO_AUTH_TOKEN", "twilio-token-from-env-0123456789")]).await;
     let out = s.stdout.lock().clone();
-    assert!(
-        out.contains("provider stripe: POST /staging/webhooks/stripe (configured)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("provider twilio: POST /staging/webhooks/sms (configured)"),
-        "env secret counts: {out}"
-    );
+    assert!(out.contains("provider stripe: POST /staging/webhooks/stripe (configured)"), "{out}");
+    assert!(out.contains("provider twilio: POST /staging/webhooks/sms (configured)"), "env secret counts: {out}");
 
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -75,10 +47,7 @@ async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
         s.addr,
         "POST",
         "/staging/webhooks/stripe",
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", "t=1,v1=00"),
-        ],
+        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
         b"{}",
     )
     .await;
@@ -110,14 +79,7 @@ async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
     // Everything acknowledged before the signal is there after a restart (SIGINT this time).
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
     for (i, id) in ids.iter().enumerate() {
-        let e = crate::support::request(
-            s.addr,
-            "GET",
-            &format!("/staging/webhooks/events/{id}"),
-            &[],
-            b"",
-        )
-        .await;
+        let e = crate::support::request(s.addr, "GET", &format!("/staging/webhooks/events/{id}"), &[], b"").await;
         assert_eq!(e.json()["event_id"], format!("evt_term_{i}"));
     }
     s.signal("INT");
@@ -128,26 +90,10 @@ async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
 async fn flags_override_the_file_and_defaults_need_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("flag-data");
-    let mut s = spawn_binary(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let mut s = spawn_binary(&["serve", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()], &[]).await;
     let out = s.stdout.lock().clone();
-    assert!(
-        out.contains(&format!("data dir: {}", data.display())),
-        "{out}"
-    );
-    assert!(
-        out.contains("provider stripe: POST /staging/webhooks/stripe (not configured"),
-        "{out}"
-    );
+    assert!(out.contains(&format!("data dir: {}", data.display())), "{out}");
+    assert!(out.contains("provider stripe: POST /staging/webhooks/stripe (not configured"), "{out}");
     let r = s.stripe(&stripe_event("evt_noconf")).await;
     assert_eq!(r.code(), "provider_not_configured");
     s.signal("TERM");
@@ -163,9 +109,7 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     let config = write_config(dir.path(), "");
     std::fs::write(
         &config,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("[server]\n", "[server]\nshutdown_grace_seconds = 3\n"),
+        std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nshutdown_grace_seconds = 3\n"),
     )
     .unwrap();
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
@@ -206,11 +150,7 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     drop(stuck);
 
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
-    assert_eq!(
-        s.stripe(&body).await.json()["duplicate"],
-        true,
-        "the in-flight event was stored"
-    );
+    assert_eq!(s.stripe(&body).await.json()["duplicate"], true, "the in-flight event was stored");
     s.signal("TERM");
     assert_eq!(s.wait().await.code(), Some(0));
 }

@@ -10,11 +10,7 @@ use crate::support::{request, spawn_binary, stripe_event, write_config};
 async fn every_acknowledged_event_survives_sigkill_mid_load() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let mut server = spawn_binary(
-        &["serve", "--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "warn")],
-    )
-    .await;
+    let mut server = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[("RUST_LOG", "warn")]).await;
     let addr = server.addr;
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
 
@@ -30,9 +26,9 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
                     return;
                 };
                 match crate::support::exchange(stream, &raw).await {
-                    Ok(r) if r.status == 200 => acked
-                        .lock()
-                        .push((event_id, r.json()["id"].as_str().unwrap().to_string())),
+                    Ok(r) if r.status == 200 => {
+                        acked.lock().push((event_id, r.json()["id"].as_str().unwrap().to_string()))
+                    }
                     Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
                     Err(_) => return,
                 }
@@ -50,41 +46,17 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
         w.await.unwrap();
     }
     let acked = acked.lock().clone();
-    assert!(
-        acked.len() >= 300,
-        "only {} acknowledged before the deadline",
-        acked.len()
-    );
+    assert!(acked.len() >= 300, "only {} acknowledged before the deadline", acked.len());
 
-    let mut server = spawn_binary(
-        &["serve", "--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "warn")],
-    )
-    .await;
+    let mut server = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[("RUST_LOG", "warn")]).await;
     for (event_id, id) in &acked {
-        let r = request(
-            server.addr,
-            "GET",
-            &format!("/staging/webhooks/events/{id}"),
-            &[],
-            b"",
-        )
-        .await;
-        assert_eq!(
-            r.status, 200,
-            "{event_id} was acknowledged as {id} but is gone"
-        );
+        let r = request(server.addr, "GET", &format!("/staging/webhooks/events/{id}"), &[], b"").await;
+        assert_eq!(r.status, 200, "{event_id} was acknowledged as {id} but is gone");
         assert_eq!(r.json()["event_id"], event_id.as_str());
     }
-    let stats = request(server.addr, "GET", "/staging/webhooks/stats", &[], b"")
-        .await
-        .json();
+    let stats = request(server.addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
     let total = stats["total_events"].as_u64().unwrap();
-    assert!(
-        total >= acked.len() as u64,
-        "counters are durable with their events: {total} < {}",
-        acked.len()
-    );
+    assert!(total >= acked.len() as u64, "counters are durable with their events: {total} < {}", acked.len());
     server.signal("TERM");
     assert_eq!(server.wait().await.code(), Some(0));
 }

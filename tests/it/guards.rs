@@ -4,8 +4,7 @@
 use std::net::IpAddr;
 
 use crate::support::{
-    self, assert_security_headers, config, request_from, start, stripe_event, stripe_header,
-    STRIPE_SECRET,
+    self, assert_security_headers, config, request_from, start, stripe_event, stripe_header, STRIPE_SECRET,
 };
 
 const PATH: &str = "/staging/webhooks/stripe";
@@ -24,11 +23,7 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     let r = s
         .post(
             PATH,
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", "t=1,v1=00"),
-                ("content-length", "1048577"),
-            ],
+            &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00"), ("content-length", "1048577")],
             b"",
         )
         .await;
@@ -39,11 +34,7 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     let mut raw = support::build(
         "POST",
         PATH,
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", "t=1,v1=00"),
-            ("transfer-encoding", "chunked"),
-        ],
+        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00"), ("transfer-encoding", "chunked")],
         b"",
     );
     let chunk = vec![b'y'; 64 * 1024];
@@ -62,11 +53,7 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     let mut raw = support::build(
         "POST",
         PATH,
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", &sig),
-            ("transfer-encoding", "chunked"),
-        ],
+        &[("content-type", "application/json"), ("stripe-signature", &sig), ("transfer-encoding", "chunked")],
         b"",
     );
     let (a, b) = body.as_bytes().split_at(10);
@@ -82,16 +69,7 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
 
     // Exactly at the limit is allowed through the size guard (and then fails on signature).
     let exact = vec![b' '; 1024 * 1024];
-    let r = s
-        .post(
-            PATH,
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", "t=1,v1=00"),
-            ],
-            &exact,
-        )
-        .await;
+    let r = s.post(PATH, &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")], &exact).await;
     assert_eq!(r.code(), "invalid_signature");
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["rejections"]["payload_too_large"], 2, "{stats}");
@@ -111,25 +89,16 @@ async fn the_101st_request_in_a_minute_is_refused_while_another_ip_passes() {
             s.addr,
             "POST",
             PATH,
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", &sig),
-            ],
+            &[("content-type", "application/json"), ("stripe-signature", &sig)],
             body.as_bytes(),
         )
         .await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
         assert_eq!(r.header("x-ratelimit-limit"), Some("100"));
-        assert_eq!(
-            r.header("x-ratelimit-remaining"),
-            Some((99 - i).to_string().as_str())
-        );
+        assert_eq!(r.header("x-ratelimit-remaining"), Some((99 - i).to_string().as_str()));
     }
     let (body, sig) = signed("evt_rl_100");
-    let headers = [
-        ("content-type", "application/json"),
-        ("stripe-signature", sig.as_str()),
-    ];
+    let headers = [("content-type", "application/json"), ("stripe-signature", sig.as_str())];
     let r = request_from(one, s.addr, "POST", PATH, &headers, body.as_bytes()).await;
     assert_eq!((r.status, r.code().as_str()), (429, "rate_limited"));
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
@@ -137,11 +106,7 @@ async fn the_101st_request_in_a_minute_is_refused_while_another_ip_passes() {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     assert_security_headers(&r);
     // The refused event was not stored.
-    assert!(s
-        .store
-        .find_by_event_id("stripe", "evt_rl_100")
-        .unwrap()
-        .is_none());
+    assert!(s.store.find_by_event_id("stripe", "evt_rl_100").unwrap().is_none());
 
     // Another client is not affected.
     let r = request_from(two, s.addr, "POST", PATH, &headers, body.as_bytes()).await;
@@ -155,10 +120,7 @@ async fn the_101st_request_in_a_minute_is_refused_while_another_ip_passes() {
         s.addr,
         "POST",
         PATH,
-        &[
-            ("content-type", "application/json"),
-            ("stripe-signature", &sig),
-        ],
+        &[("content-type", "application/json"), ("stripe-signature", &sig)],
         body.as_bytes(),
     )
     .await;
@@ -175,26 +137,12 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     let s = start(c).await;
     for i in 0..4 {
         let xff = format!("198.51.100.{i}");
-        let r = support::post_stripe(
-            s.addr,
-            &stripe_event(&format!("evt_sp_{i}")),
-            &[("x-forwarded-for", &xff)],
-        )
-        .await;
+        let r = support::post_stripe(s.addr, &stripe_event(&format!("evt_sp_{i}")), &[("x-forwarded-for", &xff)]).await;
         assert_eq!(r.status, if i < 3 { 200 } else { 429 }, "request {i}");
     }
     // And the audit trail records the real peer, not the claimed address.
-    let id = s
-        .store
-        .find_by_event_id("stripe", "evt_sp_0")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        s.get(&format!("/staging/webhooks/events/{id}"))
-            .await
-            .json()["source_ip"],
-        "127.0.0.1"
-    );
+    let id = s.store.find_by_event_id("stripe", "evt_sp_0").unwrap().unwrap();
+    assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.json()["source_ip"], "127.0.0.1");
     s.stop().await;
 
     // Trusted proxy: each forwarded client has its own window.
@@ -205,25 +153,11 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     let s = start(c).await;
     for i in 0..4 {
         let xff = format!("198.51.100.{i}");
-        let r = support::post_stripe(
-            s.addr,
-            &stripe_event(&format!("evt_tp_{i}")),
-            &[("x-forwarded-for", &xff)],
-        )
-        .await;
+        let r = support::post_stripe(s.addr, &stripe_event(&format!("evt_tp_{i}")), &[("x-forwarded-for", &xff)]).await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
-    let id = s
-        .store
-        .find_by_event_id("stripe", "evt_tp_2")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        s.get(&format!("/staging/webhooks/events/{id}"))
-            .await
-            .json()["source_ip"],
-        "198.51.100.2"
-    );
+    let id = s.store.find_by_event_id("stripe", "evt_tp_2").unwrap().unwrap();
+    assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.json()["source_ip"], "198.51.100.2");
     s.stop().await;
 }
 
@@ -236,21 +170,8 @@ async fn security_headers_are_on_every_response() {
         s.get("/no/such/path").await,
         s.get("/staging/webhooks/stripe").await,
         s.get("/staging/webhooks/test").await,
-        s.post(
-            PATH,
-            &[
-                ("content-type", "application/json"),
-                ("stripe-signature", &sig),
-            ],
-            body.as_bytes(),
-        )
-        .await,
-        s.post(
-            PATH,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-        .await,
+        s.post(PATH, &[("content-type", "application/json"), ("stripe-signature", &sig)], body.as_bytes()).await,
+        s.post(PATH, &[("content-type", "application/json")], body.as_bytes()).await,
         s.post("/staging/webhooks/unknown", &[], b"").await,
     ];
     let expected = [
@@ -280,16 +201,8 @@ async fn zero_turns_the_limiter_off() {
     let s = start(c).await;
     for i in 0..150 {
         let (body, sig) = signed(&format!("evt_off_{i}"));
-        let r = s
-            .post(
-                PATH,
-                &[
-                    ("content-type", "application/json"),
-                    ("stripe-signature", &sig),
-                ],
-                body.as_bytes(),
-            )
-            .await;
+        let r =
+            s.post(PATH, &[("content-type", "application/json"), ("stripe-signature", &sig)], body.as_bytes()).await;
         assert_eq!(r.status, 200, "request {i}");
         assert_eq!(r.header("x-ratelimit-limit"), None);
     }

@@ -16,19 +16,14 @@ async fn duplicates_are_stored_once_and_counted() {
     assert_eq!(again.status, 200);
     let again = again.json();
     assert_eq!(again["duplicate"], true);
-    assert_eq!(
-        again["id"], first["id"],
-        "a duplicate answers with the first copy's id"
-    );
+    assert_eq!(again["id"], first["id"], "a duplicate answers with the first copy's id");
 
     // Concurrent copies of one new event: exactly one is stored.
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let addr = s.addr;
         tasks.push(tokio::spawn(async move {
-            crate::support::post_stripe(addr, &stripe_event("evt_race"), &[])
-                .await
-                .json()
+            crate::support::post_stripe(addr, &stripe_event("evt_race"), &[]).await.json()
         }));
     }
     let mut ids = std::collections::BTreeSet::new();
@@ -60,26 +55,15 @@ async fn a_restart_keeps_every_event_and_the_stats() {
         ids.push(r.json()["id"].as_str().unwrap().to_string());
     }
     s.stripe(&stripe_event("evt_keep_0")).await;
-    s.post(
-        "/staging/webhooks/stripe",
-        &[("content-type", "application/json")],
-        b"{}",
-    )
-    .await;
+    s.post("/staging/webhooks/stripe", &[("content-type", "application/json")], b"{}").await;
     let before = s.get("/staging/webhooks/stats").await.json();
     s.stop().await;
 
     let s = start(config(dir.path())).await;
     let after = s.get("/staging/webhooks/stats").await.json();
-    for key in [
-        "total_events",
-        "by_status",
-        "by_provider",
-        "duplicates",
-        "rejections",
-        "processing_ms",
-        "events_last_minute",
-    ] {
+    for key in
+        ["total_events", "by_status", "by_provider", "duplicates", "rejections", "processing_ms", "events_last_minute"]
+    {
         assert_eq!(after[key], before[key], "{key}: {before} vs {after}");
     }
     assert_eq!(after["total_events"], 25);
@@ -88,40 +72,17 @@ async fn a_restart_keeps_every_event_and_the_stats() {
         assert_eq!(e.status, 200);
         let e = e.json();
         assert_eq!(e["event_id"], format!("evt_keep_{i}"));
-        assert_eq!(
-            e["payload"],
-            stripe_event(&format!("evt_keep_{i}")),
-            "the raw body, unchanged"
-        );
+        assert_eq!(e["payload"], stripe_event(&format!("evt_keep_{i}")), "the raw body, unchanged");
         assert_eq!(e["status"], "received");
         assert_eq!(e["signature_verified"], true);
         assert_eq!(e["event_type"], "payment_intent.succeeded");
-        let sig = e["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h[0] == "stripe-signature")
-            .unwrap();
-        assert!(
-            sig[1].as_str().unwrap().ends_with('…'),
-            "signature values are shortened: {sig}"
-        );
+        let sig = e["headers"].as_array().unwrap().iter().find(|h| h[0] == "stripe-signature").unwrap();
+        assert!(sig[1].as_str().unwrap().ends_with('…'), "signature values are shortened: {sig}");
     }
     // Still a duplicate after the restart.
-    assert_eq!(
-        s.stripe(&stripe_event("evt_keep_3")).await.json()["duplicate"],
-        true
-    );
-    assert_eq!(
-        s.get("/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV")
-            .await
-            .code(),
-        "not_found"
-    );
-    assert_eq!(
-        s.get("/staging/webhooks/events/not-an-id").await.code(),
-        "not_found"
-    );
+    assert_eq!(s.stripe(&stripe_event("evt_keep_3")).await.json()["duplicate"], true);
+    assert_eq!(s.get("/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV").await.code(), "not_found");
+    assert_eq!(s.get("/staging/webhooks/events/not-an-id").await.code(), "not_found");
     s.stop().await;
 }
 
@@ -133,18 +94,11 @@ async fn the_rejection_log_is_bounded_and_counts_stay_exact() {
     let s = start(c).await;
     let big_bad_body = format!("{{\"pad\":\"{}\"}}", "z".repeat(100_000));
     for i in 0..8 {
-        let body = if i == 7 {
-            big_bad_body.clone()
-        } else {
-            format!("{{\"n\":{i}}}")
-        };
+        let body = if i == 7 { big_bad_body.clone() } else { format!("{{\"n\":{i}}}") };
         let r = s
             .post(
                 "/staging/webhooks/stripe",
-                &[
-                    ("content-type", "application/json"),
-                    ("stripe-signature", "t=1,v1=abc"),
-                ],
+                &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=abc")],
                 body.as_bytes(),
             )
             .await;
@@ -156,16 +110,10 @@ async fn the_rejection_log_is_bounded_and_counts_stay_exact() {
     let entries = log["rejections"].as_array().unwrap();
     assert_eq!(entries.len(), 5, "{log}");
     assert_eq!(entries[0]["body_len"], big_bad_body.len(), "newest first");
-    assert!(
-        entries[0]["body_prefix"].as_str().unwrap().len() <= 2048,
-        "bodies are truncated"
-    );
+    assert!(entries[0]["body_prefix"].as_str().unwrap().len() <= 2048, "bodies are truncated");
     assert_eq!(entries[4]["body_prefix"], "{\"n\":3}");
     assert_eq!(entries[0]["source_ip"], "127.0.0.1");
-    assert_eq!(
-        s.get("/staging/webhooks/stats").await.json()["rejections"]["invalid_signature"],
-        8
-    );
+    assert_eq!(s.get("/staging/webhooks/stats").await.json()["rejections"]["invalid_signature"], 8);
     s.stop().await;
 }
 
@@ -177,22 +125,13 @@ async fn a_failing_store_answers_503_and_transient_failures_are_retried() {
     s.store.inject_flush_failures(2);
     let r = s.stripe(&stripe_event("evt_retry")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(s
-        .store
-        .find_by_event_id("stripe", "evt_retry")
-        .unwrap()
-        .is_some());
+    assert!(s.store.find_by_event_id("stripe", "evt_retry").unwrap().is_some());
 
     // Every attempt fails (one plus three retries): the event is not known to be on disk, so
     // no 2xx.
     s.store.inject_flush_failures(4);
     let r = s.stripe(&stripe_event("evt_unflushed")).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (503, "storage_unavailable"),
-        "{}",
-        r.text()
-    );
+    assert_eq!((r.status, r.code().as_str()), (503, "storage_unavailable"), "{}", r.text());
     assert!(r.header("retry-after").is_some());
 
     // The provider's retry is acknowledged once a flush succeeds; the event is stored once.
@@ -220,14 +159,8 @@ async fn a_damaged_or_locked_database_is_a_clear_error() {
     for entry in walk(&data) {
         std::fs::write(&entry, b"\x00\xffgarbage, not a sled database\xff\x00").unwrap();
     }
-    let msg = App::open(c, Clock::system())
-        .err()
-        .expect("a damaged database must not open")
-        .to_string();
-    assert!(
-        msg.contains(&data.display().to_string()),
-        "names the folder: {msg}"
-    );
+    let msg = App::open(c, Clock::system()).err().expect("a damaged database must not open").to_string();
+    assert!(msg.contains(&data.display().to_string()), "names the folder: {msg}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -27,13 +27,8 @@ pub fn config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.data_dir = dir.join("data");
     c.server.bind = "127.0.0.1:0".parse().unwrap();
-    c.providers.stripe = Some(StripeConfig {
-        secret: Some(Secret::new(STRIPE_SECRET)),
-        tolerance_seconds: 300,
-    });
-    c.providers.twilio = Some(TwilioConfig {
-        auth_token: Some(Secret::new(TWILIO_TOKEN)),
-    });
+    c.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(STRIPE_SECRET)), tolerance_seconds: 300 });
+    c.providers.twilio = Some(TwilioConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)) });
     c
 }
 
@@ -59,13 +54,7 @@ pub async fn start_with_clock(config: Config, clock: Clock) -> TestServer {
     let handle = tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
     }));
-    TestServer {
-        addr,
-        store,
-        clock,
-        shutdown: Some(tx),
-        handle: Some(handle),
-    }
+    TestServer { addr, store, clock, shutdown: Some(tx), handle: Some(handle) }
 }
 
 impl TestServer {
@@ -90,10 +79,7 @@ impl TestServer {
 }
 
 pub fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// A minimal valid Stripe event.
@@ -106,25 +92,15 @@ pub fn stripe_event(id: &str) -> String {
 /// The raw bytes of a Stripe request signed now with the test secret, plus `extra` headers.
 pub fn stripe_request(body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let sig = stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
-    let mut headers = vec![
-        ("content-type", "application/json"),
-        ("stripe-signature", sig.as_str()),
-    ];
+    let mut headers = vec![("content-type", "application/json"), ("stripe-signature", sig.as_str())];
     headers.extend_from_slice(extra);
-    build(
-        "POST",
-        "/staging/webhooks/stripe",
-        &headers,
-        body.as_bytes(),
-    )
+    build("POST", "/staging/webhooks/stripe", &headers, body.as_bytes())
 }
 
 /// Sends a correctly signed Stripe event to `addr`.
 pub async fn post_stripe(addr: SocketAddr, body: &str, extra: &[(&str, &str)]) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    exchange(stream, &stripe_request(body, extra))
-        .await
-        .expect("exchange")
+    exchange(stream, &stripe_request(body, extra)).await.expect("exchange")
 }
 
 pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
@@ -167,15 +143,11 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn text(&self) -> String {
@@ -184,24 +156,13 @@ impl Resp {
 
     /// The stable error code of a refusal.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
     }
 }
 
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    exchange(stream, &build(method, path, headers, body))
-        .await
-        .expect("exchange")
+    exchange(stream, &build(method, path, headers, body)).await.expect("exchange")
 }
 
 /// The same request from another loopback source address (127.0.0.2, ...): a different client IP.
@@ -216,9 +177,7 @@ pub async fn request_from(
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(src, 0)).unwrap();
     let stream = socket.connect(addr).await.expect("connect");
-    exchange(stream, &build(method, path, headers, body))
-        .await
-        .expect("exchange")
+    exchange(stream, &build(method, path, headers, body)).await.expect("exchange")
 }
 
 pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
@@ -226,9 +185,10 @@ pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !headers.iter().any(|(k, _)| {
-        k.eq_ignore_ascii_case("transfer-encoding") || k.eq_ignore_ascii_case("content-length")
-    }) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding") || k.eq_ignore_ascii_case("content-length"))
+    {
         req.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
@@ -251,43 +211,25 @@ pub async fn exchange(mut stream: TcpStream, raw: &[u8]) -> std::io::Result<Resp
 }
 
 pub fn parse(buf: &[u8]) -> Resp {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let mut body = buf[end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
         body = dechunk(&body);
     }
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -307,12 +249,7 @@ pub fn assert_security_headers(r: &Resp) {
         ("content-security-policy", "default-src 'none'"),
         ("cache-control", "no-cache, no-store, must-revalidate"),
     ] {
-        assert_eq!(
-            r.header(name),
-            Some(value),
-            "{name} on a {} response",
-            r.status
-        );
+        assert_eq!(r.header(name), Some(value), "{name} on a {} response", r.status);
     }
 }
 
@@ -335,13 +272,8 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
     use std::process::Stdio;
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagehook"));
-    cmd.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd.env_remove("STRIPE_WEBHOOK_SECRET")
-        .env_remove("TWILIO_AUTH_TOKEN")
-        .env_remove("RUST_LOG");
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.env_remove("STRIPE_WEBHOOK_SECRET").env_remove("TWILIO_AUTH_TOKEN").env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -371,10 +303,7 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
                     break a.trim().parse().unwrap();
                 }
             }
-            other => panic!(
-                "stagehook did not start ({other:?}); stderr: {}",
-                stderr.lock()
-            ),
+            other => panic!("stagehook did not start ({other:?}); stderr: {}", stderr.lock()),
         }
     };
     {
@@ -387,12 +316,7 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
             }
         });
     }
-    ChildServer {
-        addr,
-        child,
-        stdout,
-        stderr,
-    }
+    ChildServer { addr, child, stdout, stderr }
 }
 
 impl ChildServer {
@@ -441,10 +365,6 @@ pub fn run_binary(args: &[&str]) -> (i32, String) {
         .env_remove("TWILIO_AUTH_TOKEN")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
