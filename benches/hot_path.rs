@@ -98,7 +98,7 @@ fn whole_request(c: &mut Criterion) {
     let mut config = Config::default();
     config.server.data_dir = dir.path().join("data");
     config.limits.rate_limit_per_minute = 0;
-    config.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(SECRET)), tolerance_seconds: 300 });
+    config.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(SECRET)), ..Default::default() });
     config.providers.twilio = Some(TwilioConfig::default());
     let app = rt.block_on(async { App::open(config, Clock::system()) }).unwrap();
     let routes = app.routes();

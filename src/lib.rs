@@ -17,9 +17,11 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod providers;
 pub mod ratelimit;
+pub mod retention;
 pub mod secret;
 pub mod store;
 
@@ -31,12 +33,18 @@ use tokio::net::TcpListener;
 
 pub use clock::Clock;
 pub use config::Config;
+use delivery::breaker::Breaker;
+use delivery::{Engine, Lane};
 use http::{AppState, Endpoint};
 use providers::stripe::Stripe;
 use providers::twilio::Twilio;
+use providers::Provider;
 use ratelimit::RateLimiter;
 use secret::Secret;
-use store::{Store, StoreError, StoreOptions};
+use store::{Store, StoreOptions};
+
+/// Why stagehook could not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How often idle IPs leave the rate limiter.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -47,7 +55,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn open(config: Config, clock: Clock) -> Result<App, StoreError> {
+    pub fn open(config: Config, clock: Clock) -> Result<App, StartError> {
         let store = Store::open(
             &config.server.data_dir,
             StoreOptions {
@@ -58,25 +66,33 @@ impl App {
         )?;
         let stripe = config.providers.stripe.clone().unwrap_or_default();
         let twilio = config.providers.twilio.clone().unwrap_or_default();
-        let endpoints = vec![
-            Endpoint {
-                path: "stripe",
-                configured: stripe.secret.is_some(),
-                provider: Arc::new(Stripe {
-                    secret: stripe.secret.unwrap_or_else(|| Secret::new("")),
-                    tolerance_s: stripe.tolerance_seconds as i64,
-                }),
-            },
-            Endpoint {
-                path: "sms",
-                configured: twilio.auth_token.is_some(),
-                provider: Arc::new(Twilio { auth_token: twilio.auth_token.unwrap_or_else(|| Secret::new("")) }),
-            },
-        ];
+        let stripe_provider: Arc<dyn Provider> = Arc::new(Stripe {
+            secret: stripe.secret.clone().unwrap_or_else(|| Secret::new("")),
+            tolerance_s: stripe.tolerance_seconds as i64,
+        });
+        let twilio_provider: Arc<dyn Provider> =
+            Arc::new(Twilio { auth_token: twilio.auth_token.clone().unwrap_or_else(|| Secret::new("")) });
+        let mut endpoints = Vec::new();
+        let mut lanes = Vec::new();
+        for (path, configured, provider) in [
+            ("stripe", stripe.secret.is_some(), stripe_provider),
+            ("sms", twilio.auth_token.is_some(), twilio_provider),
+        ] {
+            let targets = config.targets(provider.name()).expect("every built-in provider has targets");
+            let breaker = Breaker::new(
+                provider.name(),
+                config.circuit_breaker.failure_threshold,
+                config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
+            );
+            endpoints.push(Endpoint { path, configured, targets: targets.urls.clone(), provider: provider.clone() });
+            lanes.push(Lane::new(provider, targets, breaker));
+        }
+        let engine = Arc::new(Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?);
         let limiter =
             RateLimiter::new(config.limits.rate_limit_per_minute, config.limits.rate_limit_max_ips, clock.clone());
         let trusted_proxies = config.trusted_proxies();
-        let state = AppState { config, endpoints, limiter, store, clock, started: Instant::now(), trusted_proxies };
+        let state =
+            AppState { config, endpoints, limiter, store, engine, clock, started: Instant::now(), trusted_proxies };
         Ok(App { state: Arc::new(state) })
     }
 
@@ -114,6 +130,11 @@ impl App {
                 }
             })
         };
+        let (stop_delivery, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
+        let delivery = tokio::spawn(state.engine.clone().run(stop_rx, grace));
+        let retention =
+            tokio::spawn(retention::run(state.store.clone(), state.config.retention.clone(), state.clock.clone()));
         // The server stops accepting when `shutdown` fires and then waits for open connections;
         // a client that never finishes its request must not hold the store open forever.
         let stopping = Arc::new(tokio::sync::Notify::new());
@@ -124,7 +145,6 @@ impl App {
                 stopping.notify_one();
             }
         };
-        let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let server = warp::serve(http::routes(state.clone())).incoming(listener).graceful(signal).run();
         tokio::select! {
             () = server => {}
@@ -133,6 +153,10 @@ impl App {
             }
         }
         sweeper.abort();
+        retention.abort();
+        // Deliveries get the same grace as requests; unfinished ones stay queued.
+        let _ = stop_delivery.send(true);
+        let _ = delivery.await;
         if let Err(e) = state.store.shutdown().await {
             tracing::error!(error = %e, "store shutdown failed");
         }

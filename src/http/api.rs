@@ -4,13 +4,11 @@
 //! - `GET  /staging/webhooks/stats`: counters, O(1) in the number of stored events.
 //! - `POST /staging/webhooks/validate`: what a payload (and signature) would make of it, storing
 //!   nothing.
-//! - `GET  /staging/webhooks/events/<id>`: one recorded event, raw body included.
 //! - `GET  /staging/webhooks/rejections?limit=N`: the newest entries of the rejection log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
@@ -21,7 +19,7 @@ use super::errors::ApiError;
 use super::{ok_json, read_body, with_state, AppState};
 use crate::providers::Inbound;
 use crate::store::stats::percentiles;
-use crate::store::{EventV1, Status};
+use crate::store::Status;
 
 /// Largest body `/validate` takes: a payload plus its headers.
 const VALIDATE_LIMIT: u64 = 2 * 1024 * 1024;
@@ -52,13 +50,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
                 Err(e) => ApiError::from(e).into_response(),
             }
         });
-    let event = base
-        .and(warp::path("events"))
-        .and(warp::path::param::<String>())
-        .and(warp::path::end())
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
     let rejections = base
         .and(warp::path("rejections"))
         .and(warp::path::end())
@@ -68,7 +59,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .map(|q: BTreeMap<String, String>, s: Arc<AppState>| {
             rejections(&s, &q).unwrap_or_else(ApiError::into_response)
         });
-    test.or(stats).unify().or(validate).unify().or(event).unify().or(rejections).unify()
+    test.or(stats).unify().or(validate).unify().or(rejections).unify()
 }
 
 fn health(s: &AppState) -> Response {
@@ -217,47 +208,9 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     })))
 }
 
-fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
-    let ulid = ulid::Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
-    let (e, body) = s
-        .store
-        .get_event(ulid)
-        .map_err(|e| {
-            tracing::error!(error = %e, "event read failed");
-            ApiError::storage_unavailable()
-        })?
-        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    Ok(ok_json(&event_json(id, &e, &body)))
-}
-
-fn event_json(id: &str, e: &EventV1, body: &[u8]) -> Value {
-    let (payload, encoding) = match std::str::from_utf8(body) {
-        Ok(text) => (Value::String(text.to_string()), "utf8"),
-        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(body)), "base64"),
-    };
-    json!({
-        "id": id,
-        "provider": e.provider,
-        "event_id": e.event_id,
-        "event_type": e.event_type,
-        "received_at_ms": e.received_at_ms,
-        "source_ip": e.source_ip,
-        "headers": shown_headers(&e.headers),
-        "body_len": e.body_len,
-        "signature_verified": e.signature_verified,
-        "status": e.status.as_str(),
-        "processing_us": e.processing_us,
-        "attempts": e.attempts,
-        "last_error": e.last_error,
-        "errors": e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>(),
-        "payload": payload,
-        "payload_encoding": encoding,
-    })
-}
-
 /// Headers as the API shows them: signature values shortened, since they are credentials of a
 /// sort (a valid one replays the request) and a reader only needs to recognise them.
-fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+pub(super) fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     const SIGNATURES: [&str; 3] = ["stripe-signature", "x-twilio-signature", "authorization"];
     headers
         .iter()

@@ -188,6 +188,7 @@ async fn store_event(
         headers: header_pairs(headers),
         body,
         processing_us: start.elapsed().as_micros() as u64,
+        targets: endpoint.targets.clone(),
     };
     match state.store.ingest(event).await {
         Ok(done) => {

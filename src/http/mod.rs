@@ -7,6 +7,7 @@
 mod api;
 mod client_ip;
 pub mod errors;
+mod events;
 mod ingest;
 
 use std::convert::Infallible;
@@ -35,6 +36,8 @@ pub struct Endpoint {
     /// structure; `configured` says whether it may verify.
     pub provider: Arc<dyn Provider>,
     pub configured: bool,
+    /// Where its events are delivered; empty means recorded and processed at once.
+    pub targets: Vec<String>,
 }
 
 /// Everything a request handler may touch.
@@ -43,6 +46,7 @@ pub struct AppState {
     pub endpoints: Vec<Endpoint>,
     pub limiter: RateLimiter,
     pub store: Store,
+    pub engine: Arc<crate::delivery::Engine>,
     pub clock: Clock,
     pub started: Instant,
     pub trusted_proxies: Vec<IpRange>,
@@ -79,7 +83,10 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 
 /// The whole server.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let app = ingest::filter(state.clone()).or(api::filter(state)).recover(errors::handle_rejection);
+    let app = ingest::filter(state.clone())
+        .or(api::filter(state.clone()))
+        .or(events::filter(state))
+        .recover(errors::handle_rejection);
     warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(
         |start: Instant, method: Method, path: warp::path::FullPath, reply| {
             finish(start, &method, path.as_str(), Reply::into_response(reply))

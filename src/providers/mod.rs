@@ -115,6 +115,17 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The 2xx answer the provider expects.
     fn answer(&self, accepted: &Accepted<'_>) -> Answer;
+
+    /// Signs a delivery of `body` to `target` afresh, exactly as the provider would have signed
+    /// a request to that URL at `now_s`, so the app's own SDK accepts it (a replay included).
+    fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed;
+}
+
+/// Where a delivery goes and the signature headers it carries (they replace the originals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Turns failed checks into one `invalid_payload` refusal that lists them all.
@@ -130,7 +141,11 @@ fn refuse_failed(checks: &[Check]) -> Result<(), Refusal> {
 /// The media type of a request, lowercased, without parameters.
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(warp::http::header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(bare_media_type(v))
+}
+
+fn bare_media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// Compares two byte strings in constant time (for equal lengths; a length is no secret).

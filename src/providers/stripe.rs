@@ -12,7 +12,7 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
+    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Signed,
 };
 use crate::secret::Secret;
 
@@ -134,12 +134,27 @@ impl Provider for Stripe {
         })
     }
 
+    fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
+        // A fresh `t`: the app checks it against its own tolerance, so a replay hours later
+        // must not carry the original timestamp.
+        self.sign_for(target, body, now_s)
+    }
+
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
         let mut body = serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
         if accepted.duplicate {
             body["duplicate"] = Value::Bool(true);
         }
         Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+    }
+}
+
+impl Stripe {
+    fn sign_for(&self, target: &str, body: &[u8], now_s: i64) -> Signed {
+        Signed {
+            url: target.to_string(),
+            headers: vec![(SIGNATURE_HEADER, signature_header(self.secret.expose(), now_s, body))],
+        }
     }
 }
 

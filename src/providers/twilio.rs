@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
+    bare_media_type, ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode, Signed,
 };
 use crate::secret::Secret;
 
@@ -173,6 +174,19 @@ impl Provider for Twilio {
             Some(status) => Ok(Parsed { event_id: format!("{sid}:{status}"), event_type: format!("message.{status}") }),
             None => Ok(Parsed { event_id: sid.to_string(), event_type: "message.received".to_string() }),
         }
+    }
+
+    fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {
+        let token = self.auth_token.expose();
+        if content_type.map(bare_media_type).as_deref() == Some("application/json") {
+            // A JSON body is signed through the URL: its hash goes in the query, as Twilio does.
+            let sep = if target.contains('?') { '&' } else { '?' };
+            let url = format!("{target}{sep}bodySHA256={}", hex::encode(Sha256::digest(body)));
+            let sig = sign(token, &url, &[]);
+            return Signed { url, headers: vec![(SIGNATURE_HEADER, sig)] };
+        }
+        let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        Signed { url: target.to_string(), headers: vec![(SIGNATURE_HEADER, sign(token, target, &params))] }
     }
 
     fn answer(&self, _accepted: &Accepted<'_>) -> Answer {

@@ -3,6 +3,20 @@
 //! Everything lives in a single tree so that one `sled::Batch` (atomic within a tree) can hold an
 //! event, its body, its dedup key and its counters: a crash leaves all of them or none. Prefixes
 //! keep the kinds apart; ids are ULIDs stored big-endian, so key order is arrival order.
+//!
+//! | prefix | key                                              | value                   |
+//! |--------|--------------------------------------------------|-------------------------|
+//! | `e`    | id                                               | `EventRecord`           |
+//! | `b`    | id                                               | raw body bytes          |
+//! | `d`    | provider, NUL, provider's event id               | id                      |
+//! | `a`    | id, attempt number (u32)                         | `AttemptRecord`         |
+//! | `q`    | provider, NUL, due time (ms, u64), id, target    | `JobRecord`             |
+//! | `j`    | id, target                                       | the job's `q` key       |
+//! | `c`    | counter name                                     | u64                     |
+//! | `r`    | id                                               | `RejectionRecord`       |
+//!
+//! The queue is ordered by due time within each provider, so the delivery engine reads the
+//! due jobs of a provider whose breaker is closed and never touches those of one that is open.
 
 use ulid::Ulid;
 
@@ -11,6 +25,51 @@ pub const BODY: u8 = b'b';
 pub const DEDUP: u8 = b'd';
 pub const COUNTER: u8 = b'c';
 pub const REJECTION: u8 = b'r';
+pub const ATTEMPT: u8 = b'a';
+pub const JOB: u8 = b'q';
+pub const JOB_OF: u8 = b'j';
+
+/// `q` + provider + NUL: the start of one provider's queue.
+pub fn job_prefix(provider: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + provider.len());
+    k.push(JOB);
+    k.extend_from_slice(provider.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn job_key(provider: &str, due_ms: i64, id: Ulid, target: u8) -> Vec<u8> {
+    let mut k = job_prefix(provider);
+    k.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&u128::from(id).to_be_bytes());
+    k.push(target);
+    k
+}
+
+/// Due time, id and target index of a job key.
+pub fn parse_job_key(key: &[u8]) -> Option<(i64, Ulid, u8)> {
+    let n = key.len();
+    if n < 1 + 1 + 8 + 16 + 1 {
+        return None;
+    }
+    let due = u64::from_be_bytes(key[n - 25..n - 17].try_into().ok()?) as i64;
+    Some((due, ulid_from(&key[n - 17..n - 1])?, key[n - 1]))
+}
+
+/// `j` + id + target: where an event's job for one target is.
+pub fn job_of_key(id: Ulid, target: u8) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..17].copy_from_slice(&id_key(JOB_OF, id));
+    k[17] = target;
+    k
+}
+
+pub fn attempt_key(id: Ulid, seq: u32) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[..17].copy_from_slice(&id_key(ATTEMPT, id));
+    k[17..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
 
 pub fn id_key(prefix: u8, id: Ulid) -> [u8; 17] {
     let mut k = [0u8; 17];

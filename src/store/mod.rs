@@ -8,6 +8,7 @@
 //! without paying one fsync per request.
 
 mod keys;
+mod pending;
 pub mod record;
 pub mod stats;
 mod writer;
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-pub use record::{EventV1, RejectionV1, Status};
+pub use record::{AttemptOutcome, AttemptV1, EventV1, JobV1, RejectionV1, Status};
 pub use stats::Stats;
 
 /// Why the store could not do something.
@@ -60,6 +61,65 @@ pub struct NewEvent {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub processing_us: u64,
+    /// Where to deliver it: one job per target is queued in the same batch as the record.
+    pub targets: Vec<String>,
+}
+
+/// The result of one delivery attempt, to record with what it means for the queue.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The job that was attempted; if a replay replaced it meanwhile, only history is written.
+    pub job_key: Vec<u8>,
+    pub id: Ulid,
+    pub target: u8,
+    pub attempt: AttemptV1,
+    /// Counted under `failures/<reason>` when the attempt failed.
+    pub failure_reason: Option<&'static str>,
+    pub next: Next,
+}
+
+#[derive(Debug, Clone)]
+pub enum Next {
+    Done,
+    RetryAt { due_ms: i64, job: JobV1 },
+    DeadLetter,
+}
+
+/// A queued job that is due.
+#[derive(Debug, Clone)]
+pub struct DueJob {
+    pub key: Vec<u8>,
+    pub id: Ulid,
+    pub target: u8,
+    pub due_ms: i64,
+    pub job: JobV1,
+}
+
+/// What to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub provider: Option<String>,
+    pub status: Option<Status>,
+    pub event_type: Option<String>,
+    /// Only events received at or after / before these times (ms).
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+impl EventFilter {
+    fn matches(&self, e: &EventV1) -> bool {
+        self.provider.as_ref().is_none_or(|p| *p == e.provider)
+            && self.status.is_none_or(|s| s == e.status)
+            && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
+    }
+}
+
+/// A page of events, newest first.
+#[derive(Debug)]
+pub struct EventPage {
+    pub events: Vec<(Ulid, EventV1)>,
+    /// Where the next page starts, when there may be more.
+    pub next_cursor: Option<Ulid>,
 }
 
 /// A refused request: always counted by code; kept in the rejection log when `log` is set.
@@ -95,6 +155,8 @@ struct Inner {
     stats: Arc<Stats>,
     /// The writer thread, joined once at shutdown.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Woken when jobs are queued.
+    jobs_added: Arc<tokio::sync::Notify>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
 }
@@ -131,6 +193,7 @@ impl Store {
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let fail_flushes = Arc::new(AtomicU32::new(0));
+        let jobs_added = Arc::new(tokio::sync::Notify::new());
         let w = writer::Writer {
             db,
             tree: tree.clone(),
@@ -141,12 +204,15 @@ impl Store {
             clock,
             ids: ulid::Generator::new(),
             fail_flushes: fail_flushes.clone(),
+            jobs_added: jobs_added.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())
             .spawn(move || w.run(rx))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store { inner: Arc::new(Inner { tree, tx, stats, thread: Mutex::new(Some(thread)), fail_flushes }) })
+        Ok(Store {
+            inner: Arc::new(Inner { tree, tx, stats, thread: Mutex::new(Some(thread)), jobs_added, fail_flushes }),
+        })
     }
 
     /// Records an event durably (or finds its first copy) and returns only once it is on disk.
@@ -162,6 +228,143 @@ impl Store {
         if self.inner.tx.try_send(writer::Op::Reject(rejected)).is_err() {
             tracing::debug!("writer queue full; a rejection went uncounted");
         }
+    }
+
+    /// Marks an event `processing` as its delivery starts. Not waited on: the outcome that
+    /// follows goes through the same queue, so it cannot overtake this.
+    pub async fn begin(&self, id: Ulid) {
+        let _ = self.inner.tx.send(writer::Op::Begin(id)).await;
+    }
+
+    /// Records an attempt and its consequence (done, retry, dead letter) in one durable batch.
+    pub async fn record_outcome(&self, outcome: Outcome) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Outcome(outcome, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Starts a new attempt series for each event, to the given targets; returns how many.
+    pub async fn replay(&self, items: Vec<(Ulid, Vec<String>)>) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Replay(items, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Deletes these events (unless a delivery is pending); returns how many went.
+    pub async fn delete(&self, ids: Vec<Ulid>) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Delete(ids, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Resolves when a commit queued new jobs (or at once, if one did since the last call).
+    pub async fn jobs_added(&self) {
+        self.inner.jobs_added.notified().await
+    }
+
+    /// Due jobs of one provider in due order, up to `limit`, passing over those `skip` says are
+    /// taken; also when the first job after them is due.
+    pub fn due_jobs(
+        &self,
+        provider: &str,
+        now_ms: i64,
+        limit: usize,
+        skip: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Vec<DueJob>, Option<i64>), StoreError> {
+        let mut due = Vec::new();
+        for kv in self.inner.tree.scan_prefix(keys::job_prefix(provider)) {
+            let (k, v) = kv.map_err(read_err)?;
+            let Some((due_ms, id, target)) = keys::parse_job_key(&k) else { continue };
+            if skip(&k) {
+                continue;
+            }
+            if due_ms > now_ms || due.len() >= limit {
+                return Ok((due, Some(due_ms)));
+            }
+            let record::JobRecord::V1(job) = record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            due.push(DueJob { key: k.to_vec(), id, target, due_ms, job });
+        }
+        Ok((due, None))
+    }
+
+    /// The due time of a provider's first queued job.
+    pub fn oldest_job_ms(&self, provider: &str) -> Result<Option<i64>, StoreError> {
+        let first = self.inner.tree.scan_prefix(keys::job_prefix(provider)).keys().next();
+        Ok(first.transpose().map_err(read_err)?.and_then(|k| keys::parse_job_key(&k)).map(|(due, _, _)| due))
+    }
+
+    /// The event's delivery attempts, oldest first.
+    pub fn attempts(&self, id: Ulid) -> Result<Vec<AttemptV1>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.inner.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)).values() {
+            let record::AttemptRecord::V1(a) =
+                record::decode(&v.map_err(read_err)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    /// Whether a delivery of the event is queued.
+    pub fn has_pending_job(&self, id: Ulid) -> Result<bool, StoreError> {
+        Ok(self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)).next().transpose().map_err(read_err)?.is_some())
+    }
+
+    /// Events newest first, starting below `cursor`. Reads at most `scan_limit` records, so a
+    /// filter that matches rarely answers with a partial page and a cursor, never a long scan.
+    pub fn list_events(
+        &self,
+        filter: &EventFilter,
+        cursor: Option<Ulid>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let low = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
+        let high = match (cursor, filter.until_ms) {
+            (Some(c), _) => keys::id_key(keys::EVENT, c),
+            (None, Some(until)) => keys::id_key(keys::EVENT, Ulid::from_parts(until.max(0) as u64, 0)),
+            (None, None) => {
+                let mut k = [0xffu8; 17];
+                k[0] = keys::EVENT;
+                k
+            }
+        };
+        let mut events = Vec::new();
+        let mut last = None;
+        for (scanned, kv) in self.inner.tree.range(low..high).rev().enumerate() {
+            if scanned >= scan_limit || events.len() >= limit {
+                return Ok(EventPage { events, next_cursor: last });
+            }
+            let (k, v) = kv.map_err(read_err)?;
+            let Some(id) = keys::id_of(&k) else { continue };
+            last = Some(id);
+            let record::EventRecord::V1(e) =
+                record::decode(&v).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+            if filter.matches(&e) {
+                events.push((id, e));
+            }
+        }
+        Ok(EventPage { events, next_cursor: None })
+    }
+
+    /// Ids of events older than `before_ms`, and of the oldest beyond `max_events` (0: no cap),
+    /// oldest first, at most `limit`.
+    pub fn expired(&self, before_ms: i64, max_events: u64, total: u64, limit: usize) -> Result<Vec<Ulid>, StoreError> {
+        let over = if max_events > 0 { total.saturating_sub(max_events) } else { 0 };
+        let mut out = Vec::new();
+        for (i, k) in self.inner.tree.scan_prefix([keys::EVENT]).keys().enumerate() {
+            let Some(id) = keys::id_of(&k.map_err(read_err)?) else { continue };
+            if (id.timestamp_ms() as i64) >= before_ms && i as u64 >= over {
+                break;
+            }
+            if out.len() >= limit {
+                break;
+            }
+            // Passed over, not counted: a pending delivery keeps its event.
+            if !self.has_pending_job(id)? {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Waits until everything sent before this call is on disk.

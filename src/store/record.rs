@@ -87,6 +87,59 @@ pub struct RejectionV1 {
     pub body_len: u64,
 }
 
+/// A pending delivery of one event to one target. Its key says when and for whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobRecord {
+    V1(JobV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobV1 {
+    /// The URL, kept with the job so a config change does not redirect work already queued.
+    pub target: String,
+    /// The attempt this job will make, 1-based within its series.
+    pub attempt: u32,
+    /// 1 for the first delivery, one more for each replay.
+    pub series: u32,
+}
+
+/// How an attempt ended. Append new outcomes at the end only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    Delivered,
+    WillRetry,
+    /// The last attempt of its series failed, or the app refused for good.
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::WillRetry => "will_retry",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One delivery attempt, in the event's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptRecord {
+    V1(AttemptV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptV1 {
+    pub series: u32,
+    pub attempt: u32,
+    pub at_ms: i64,
+    pub target: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_us: u64,
+    pub outcome: AttemptOutcome,
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("postcard encodes every record type into a Vec")
 }

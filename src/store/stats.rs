@@ -12,6 +12,9 @@ pub fn events_counter(provider: &str, status: &str) -> String {
 pub fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }
+/// Jobs in the delivery queue, all providers.
+pub const QUEUE_DEPTH: &str = "queue/depth";
+
 pub fn rejected_counter(code: &str) -> String {
     format!("rejected/{code}")
 }
@@ -49,10 +52,11 @@ impl Stats {
         Stats { counters: RwLock::new(counters), last_minute: Mutex::new([(0, 0); 60]) }
     }
 
-    pub fn add(&self, delta: &BTreeMap<String, u64>) {
+    /// Publishes the writer's values of the counters named in `changed`.
+    pub fn set<'a>(&self, values: &BTreeMap<String, u64>, changed: impl Iterator<Item = &'a String>) {
         let mut c = self.counters.write();
-        for (k, v) in delta {
-            *c.entry(k.clone()).or_default() += v;
+        for k in changed {
+            c.insert(k.clone(), values.get(k).copied().unwrap_or(0));
         }
     }
 

@@ -9,7 +9,7 @@
 //! tree leaves no trace; one that did but was not flushed is kept (counters included), and the
 //! provider's retry is then acknowledged as a duplicate once a later flush succeeds.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,14 +17,22 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::record::{encode, EventRecord, EventV1, RejectionRecord, Status};
-use super::stats::{duplicates_counter, events_counter, hist_bucket_counter, rejected_counter, Stats};
-use super::{keys, Ingested, NewEvent, Rejected, StoreError};
+use super::pending::Pending;
+use super::record::{decode, encode, AttemptRecord, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status};
+use super::stats::{duplicates_counter, events_counter, hist_bucket_counter, rejected_counter, Stats, QUEUE_DEPTH};
+use super::{keys, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
 
 pub(super) enum Op {
     Ingest(NewEvent, oneshot::Sender<Result<Ingested, StoreError>>),
     Reject(Rejected),
+    /// A delivery attempt started: `processing`. Not acknowledged; the outcome follows it.
+    Begin(Ulid),
+    Outcome(Outcome, oneshot::Sender<Result<(), StoreError>>),
+    /// New attempt series for these events, to these targets.
+    Replay(Vec<(Ulid, Vec<String>)>, oneshot::Sender<Result<usize, StoreError>>),
+    /// Retention: delete these events unless a delivery is pending.
+    Delete(Vec<Ulid>, oneshot::Sender<Result<usize, StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -48,11 +56,28 @@ pub(super) struct Writer {
     /// Monotonic within a millisecond, so ids (and keys) follow commit order.
     pub(super) ids: ulid::Generator,
     pub(super) fail_flushes: Arc<AtomicU32>,
+    /// Woken after a commit that queued jobs, so the delivery engine need not poll.
+    pub(super) jobs_added: Arc<tokio::sync::Notify>,
 }
 
 enum Waiter {
     Ingest(oneshot::Sender<Result<Ingested, StoreError>>, Ingested),
-    Flush(oneshot::Sender<Result<(), StoreError>>),
+    Done(oneshot::Sender<Result<(), StoreError>>),
+    Count(oneshot::Sender<Result<usize, StoreError>>, usize),
+}
+
+impl Waiter {
+    fn answer(self, result: Result<(), &str>) {
+        let err = |e: &str| StoreError::Unavailable(e.to_string());
+        match (self, result) {
+            (Waiter::Ingest(ack, v), Ok(())) => drop(ack.send(Ok(v))),
+            (Waiter::Done(ack), Ok(())) => drop(ack.send(Ok(()))),
+            (Waiter::Count(ack, n), Ok(())) => drop(ack.send(Ok(n))),
+            (Waiter::Ingest(ack, _), Err(e)) => drop(ack.send(Err(err(e)))),
+            (Waiter::Done(ack), Err(e)) => drop(ack.send(Err(err(e)))),
+            (Waiter::Count(ack, _), Err(e)) => drop(ack.send(Err(err(e)))),
+        }
+    }
 }
 
 impl Writer {
@@ -100,74 +125,58 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        let mut batch = sled::Batch::default();
-        let mut delta: BTreeMap<String, u64> = BTreeMap::new();
+        let tree = self.tree.clone();
+        let mut p = Pending::new(&tree);
         let mut waiters = Vec::with_capacity(ops.len());
-        let mut in_batch: HashMap<Vec<u8>, Ulid> = HashMap::new();
         let mut new_rejections = Vec::new();
         let mut accepted_at: Vec<i64> = Vec::new();
         let mut needs_flush = false;
+        let mut jobs_added = false;
 
         for op in ops {
-            match op {
-                Op::Ingest(event, ack) => {
-                    needs_flush = true;
-                    let dedup = keys::dedup_key(&event.provider, &event.event_id);
-                    let existing = match in_batch.get(&dedup) {
-                        Some(id) => Ok(Some(*id)),
-                        // A read on this thread: the writer is the only one who inserts dedup
-                        // keys, so what it reads here cannot change under it.
-                        None => self.tree.get(&dedup).map(|v| v.and_then(|v| keys::ulid_from(&v))),
-                    };
-                    match existing {
-                        Err(e) => {
-                            let _ = ack.send(Err(StoreError::Unavailable(format!("dedup lookup failed: {e}"))));
-                        }
-                        Ok(Some(first)) => {
-                            *delta.entry(duplicates_counter(&event.provider)).or_default() += 1;
-                            waiters.push(Waiter::Ingest(ack, Ingested { id: first, duplicate: true }));
-                        }
-                        Ok(None) => {
-                            let id = self.next_id();
-                            in_batch.insert(dedup.clone(), id);
-                            batch.insert(&keys::id_key(keys::BODY, id)[..], &event.body[..]);
-                            batch.insert(dedup, &u128::from(id).to_be_bytes()[..]);
-                            *delta.entry(events_counter(&event.provider, Status::Received.as_str())).or_default() += 1;
-                            *delta.entry(hist_bucket_counter(event.processing_us)).or_default() += 1;
-                            accepted_at.push(event.received_at_ms);
-                            let record = EventRecord::V1(EventV1 {
-                                provider: event.provider,
-                                event_id: event.event_id,
-                                event_type: event.event_type,
-                                received_at_ms: event.received_at_ms,
-                                source_ip: event.source_ip,
-                                headers: event.headers,
-                                body_len: event.body.len() as u64,
-                                signature_verified: true,
-                                status: Status::Received,
-                                processing_us: event.processing_us,
-                                attempts: 0,
-                                last_error: None,
-                                errors: Vec::new(),
-                            });
-                            batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&record));
-                            waiters.push(Waiter::Ingest(ack, Ingested { id, duplicate: false }));
-                        }
-                    }
-                }
+            // Every operation but a refusal count is waited on, and so must be durable.
+            needs_flush |= !matches!(op, Op::Reject(_) | Op::Begin(_));
+            let result = match op {
+                Op::Ingest(event, ack) => match self.ingest(&mut p, event, &mut accepted_at, &mut jobs_added) {
+                    Ok(done) => Ok(Waiter::Ingest(ack, done)),
+                    Err(e) => Err((Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }), e)),
+                },
                 Op::Reject(r) => {
-                    *delta.entry(rejected_counter(r.code)).or_default() += 1;
+                    p.count(rejected_counter(r.code), 1);
                     if let Some(entry) = r.log {
                         let key = keys::id_key(keys::REJECTION, self.next_id()).to_vec();
-                        batch.insert(key.clone(), encode(&RejectionRecord::V1(entry)));
+                        p.insert_blind(&key, &encode(&RejectionRecord::V1(entry)));
                         new_rejections.push(key);
                     }
+                    continue;
                 }
-                Op::Flush(ack) => {
-                    needs_flush = true;
-                    waiters.push(Waiter::Flush(ack));
+                Op::Begin(id) => {
+                    if let Err(e) = self.begin(&mut p, id) {
+                        tracing::warn!(error = %e, %id, "could not mark the event processing");
+                    }
+                    continue;
                 }
+                Op::Outcome(o, ack) => match self.outcome(&mut p, o, &mut jobs_added) {
+                    Ok(()) => Ok(Waiter::Done(ack)),
+                    Err(e) => Err((Waiter::Done(ack), e)),
+                },
+                Op::Replay(items, ack) => match self.replay(&mut p, items, &mut jobs_added) {
+                    Ok(n) => Ok(Waiter::Count(ack, n)),
+                    Err(e) => Err((Waiter::Count(ack, 0), e)),
+                },
+                Op::Delete(ids, ack) => match self.delete(&mut p, ids) {
+                    Ok(n) => Ok(Waiter::Count(ack, n)),
+                    Err(e) => Err((Waiter::Count(ack, 0), e)),
+                },
+                Op::Flush(ack) => Ok(Waiter::Done(ack)),
                 Op::Shutdown(_) => unreachable!("run() splits shutdown off before commit"),
+            };
+            match result {
+                Ok(w) => waiters.push(w),
+                // A read failed while preparing this one operation: it alone is refused. What it
+                // already put in the batch is consistent on its own (each step writes whole
+                // records), so the rest of the batch goes ahead.
+                Err((w, e)) => w.answer(Err(&e)),
             }
         }
 
@@ -175,17 +184,18 @@ impl Writer {
         let mut evicted = 0;
         let overflow = (self.rejections.len() + new_rejections.len()).saturating_sub(self.rejection_cap);
         for key in self.rejections.iter().take(overflow) {
-            batch.remove(key.clone());
+            p.batch.remove(key.clone());
             evicted += 1;
         }
         // More new entries than the whole cap: keep only the newest of them.
         let skip_new = overflow.saturating_sub(evicted);
         for key in new_rejections.iter().take(skip_new) {
-            batch.remove(key.clone());
+            p.batch.remove(key.clone());
         }
 
+        let (mut batch, delta) = p.finish();
         for (name, d) in &delta {
-            let value = self.counters.get(name).copied().unwrap_or(0) + d;
+            let value = apply_delta(self.counters.get(name).copied().unwrap_or(0), *d);
             batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]);
         }
 
@@ -194,36 +204,195 @@ impl Writer {
             // The batch is in the tree (durable or not): the in-memory mirror must follow it, or
             // the next batch would write counters that disagree with the records.
             for (name, d) in &delta {
-                *self.counters.entry(name.clone()).or_default() += d;
+                let c = self.counters.entry(name.clone()).or_default();
+                *c = apply_delta(*c, *d);
             }
             self.rejections.drain(..evicted);
             self.rejections.extend(new_rejections.into_iter().skip(skip_new));
-            self.stats.add(&delta);
+            self.stats.set(&self.counters, delta.keys());
             for ms in accepted_at {
                 self.stats.note_accepted(ms.div_euclid(1000), 1);
             }
+            if jobs_added {
+                self.jobs_added.notify_one();
+            }
         }
         match outcome {
-            Ok(()) => {
-                for w in waiters {
-                    match w {
-                        Waiter::Ingest(ack, outcome) => drop(ack.send(Ok(outcome))),
-                        Waiter::Flush(ack) => drop(ack.send(Ok(()))),
-                    }
-                }
-            }
+            Ok(()) => waiters.into_iter().for_each(|w| w.answer(Ok(()))),
             Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
                 // Not durable, so not acknowledged: the provider retries. If the batch was
                 // applied but not flushed, the retry finds the event and is acknowledged as a
                 // duplicate only after a later flush succeeds.
                 tracing::error!(error = %e, "store commit failed after retries; answering 503");
-                for w in waiters {
-                    let err = StoreError::Unavailable(e.clone());
-                    match w {
-                        Waiter::Ingest(ack, _) => drop(ack.send(Err(err))),
-                        Waiter::Flush(ack) => drop(ack.send(Err(err))),
-                    }
+                waiters.into_iter().for_each(|w| w.answer(Err(&e)));
+            }
+        }
+    }
+
+    fn ingest(
+        &mut self,
+        p: &mut Pending,
+        event: NewEvent,
+        accepted_at: &mut Vec<i64>,
+        jobs_added: &mut bool,
+    ) -> Result<Ingested, String> {
+        let dedup = keys::dedup_key(&event.provider, &event.event_id);
+        let existing = p.get(&dedup).map_err(|e| format!("dedup lookup failed: {e}"))?;
+        if let Some(first) = existing.and_then(|v| keys::ulid_from(&v)) {
+            p.count(duplicates_counter(&event.provider), 1);
+            return Ok(Ingested { id: first, duplicate: true });
+        }
+        let id = self.next_id();
+        p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
+        p.insert_blind(&keys::id_key(keys::BODY, id), &event.body);
+        p.count(hist_bucket_counter(event.processing_us), 1);
+        accepted_at.push(event.received_at_ms);
+        // With nowhere to deliver, recording is all the processing there is.
+        let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
+        for (i, target) in event.targets.iter().enumerate() {
+            let job = JobV1 { target: target.clone(), attempt: 1, series: 1 };
+            add_job(p, &event.provider, event.received_at_ms, id, i as u8, job);
+            *jobs_added = true;
+        }
+        p.new_event(
+            id,
+            EventV1 {
+                provider: event.provider,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                received_at_ms: event.received_at_ms,
+                source_ip: event.source_ip,
+                headers: event.headers,
+                body_len: event.body.len() as u64,
+                signature_verified: true,
+                status,
+                processing_us: event.processing_us,
+                attempts: 0,
+                last_error: None,
+                errors: Vec::new(),
+            },
+        );
+        Ok(Ingested { id, duplicate: false })
+    }
+
+    fn begin(&mut self, p: &mut Pending, id: Ulid) -> Result<(), String> {
+        let status = p.event(id)?.map(|e| e.status);
+        if matches!(status, Some(Status::Received | Status::Retrying)) {
+            p.set_status(id, Status::Processing)?;
+        }
+        Ok(())
+    }
+
+    fn outcome(&mut self, p: &mut Pending, o: Outcome, jobs_added: &mut bool) -> Result<(), String> {
+        let Some(event) = p.event(o.id)? else {
+            // Deleted meanwhile: nothing to record, but the job must not run again.
+            p.remove(o.job_key.clone());
+            p.remove(keys::job_of_key(o.id, o.target).to_vec());
+            return Ok(());
+        };
+        let provider = event.provider.clone();
+        let seq = event.attempts;
+        event.attempts += 1;
+        if let Some(err) = &o.attempt.error {
+            event.last_error = Some(err.clone());
+            event.errors.push(ErrorEntry { at_ms: o.attempt.at_ms, message: err.clone() });
+        }
+        if let Some(reason) = o.failure_reason {
+            p.count(format!("failures/{reason}"), 1);
+        }
+        p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
+
+        let job_of = keys::job_of_key(o.id, o.target).to_vec();
+        if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
+            // A replay replaced this job while the attempt ran: the history keeps the attempt,
+            // the new series decides what happens next.
+            return Ok(());
+        }
+        p.remove(o.job_key.clone());
+        p.remove(job_of);
+        p.count(QUEUE_DEPTH.into(), -1);
+        match o.next {
+            Next::Done => {
+                p.count(format!("delivered_after/{}", o.attempt.attempt), 1);
+                let others = p.keys_with_prefix(&keys::id_key(keys::JOB_OF, o.id)).map_err(|e| e.to_string())?;
+                let failed = p.event(o.id)?.is_some_and(|e| e.status == Status::Failed);
+                if others.is_empty() && !failed {
+                    p.set_status(o.id, Status::Processed)?;
                 }
+            }
+            Next::RetryAt { due_ms, job } => {
+                add_job(p, &provider, due_ms, o.id, o.target, job);
+                *jobs_added = true;
+                p.set_status(o.id, Status::Retrying)?;
+            }
+            Next::DeadLetter => {
+                p.count(format!("dead_letters/{provider}"), 1);
+                p.set_status(o.id, Status::Failed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn replay(
+        &mut self,
+        p: &mut Pending,
+        items: Vec<(Ulid, Vec<String>)>,
+        jobs_added: &mut bool,
+    ) -> Result<usize, String> {
+        let now = self.clock.now_ms();
+        let mut replayed = 0;
+        for (id, targets) in items {
+            let Some(event) = p.event(id)? else { continue };
+            let provider = event.provider.clone();
+            let series = self.last_series(id)? + 1;
+            // Cancel what is still queued: the new series replaces it.
+            for key in p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())? {
+                if let Some(job_key) = p.get(&key).map_err(|e| e.to_string())? {
+                    p.remove(job_key);
+                    p.count(QUEUE_DEPTH.into(), -1);
+                }
+                p.remove(key);
+            }
+            for (i, target) in targets.into_iter().enumerate() {
+                add_job(p, &provider, now, id, i as u8, JobV1 { target, attempt: 1, series });
+                *jobs_added = true;
+            }
+            p.set_status(id, Status::Received)?;
+            replayed += 1;
+        }
+        Ok(replayed)
+    }
+
+    fn delete(&mut self, p: &mut Pending, ids: Vec<Ulid>) -> Result<usize, String> {
+        let mut deleted = 0;
+        for id in ids {
+            if !p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())?.is_empty() {
+                continue; // A delivery is pending: never delete under it.
+            }
+            let Some(event) = p.event(id)?.cloned() else { continue };
+            p.forget_event(id);
+            p.remove(keys::id_key(keys::EVENT, id).to_vec());
+            p.remove(keys::id_key(keys::BODY, id).to_vec());
+            p.remove(keys::dedup_key(&event.provider, &event.event_id));
+            for seq in 0..event.attempts {
+                p.remove(keys::attempt_key(id, seq).to_vec());
+            }
+            p.count(events_counter(&event.provider, event.status.as_str()), -1);
+            p.count("retention/deleted".into(), 1);
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// The series of the event's latest attempt (0 before any).
+    fn last_series(&self, id: Ulid) -> Result<u32, String> {
+        let last = self.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)).values().next_back();
+        match last {
+            None => Ok(0),
+            Some(v) => {
+                let v = v.map_err(|e| e.to_string())?;
+                let AttemptRecord::V1(a) = decode(&v).map_err(|e| e.to_string())?;
+                Ok(a.series)
             }
         }
     }
@@ -270,12 +439,29 @@ fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
     Err(last)
 }
 
+/// Queues a job and its index entry.
+fn add_job(p: &mut Pending, provider: &str, due_ms: i64, id: Ulid, target: u8, job: JobV1) {
+    let key = keys::job_key(provider, due_ms, id, target);
+    p.insert(keys::job_of_key(id, target).to_vec(), key.clone());
+    p.insert(key, encode(&JobRecord::V1(job)));
+    p.count(QUEUE_DEPTH.into(), 1);
+}
+
+fn apply_delta(value: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        value.saturating_add(delta as u64)
+    } else {
+        value.saturating_sub(delta.unsigned_abs())
+    }
+}
+
 fn refuse(op: Op) {
-    let err = || StoreError::Unavailable("the store is shutting down".into());
+    let reason = "the store is shutting down";
     match op {
-        Op::Ingest(_, ack) => drop(ack.send(Err(err()))),
-        Op::Flush(ack) => drop(ack.send(Err(err()))),
+        Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(Err(reason)),
+        Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(Err(reason)),
+        Op::Replay(_, ack) | Op::Delete(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
         Op::Shutdown(ack) => drop(ack.send(())),
-        Op::Reject(_) => {}
+        Op::Reject(_) | Op::Begin(_) => {}
     }
 }

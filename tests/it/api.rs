@@ -36,10 +36,10 @@ async fn stats_count_by_provider_status_and_reason_with_percentiles() {
     s.store.flush().await.unwrap();
     let st = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(st["total_events"], 10);
-    assert_eq!(st["by_status"]["received"], 10);
+    assert_eq!(st["by_status"]["processed"], 10, "no targets: processed at once");
     assert_eq!(st["by_status"]["failed"], 0);
     assert_eq!(st["by_provider"]["stripe"]["events"], 10);
-    assert_eq!(st["by_provider"]["stripe"]["by_status"]["received"], 10);
+    assert_eq!(st["by_provider"]["stripe"]["by_status"]["processed"], 10);
     assert_eq!(st["duplicates"], 1);
     assert_eq!(st["rejections"]["invalid_signature"], 1);
     assert_eq!(st["rejected_total"], 1);

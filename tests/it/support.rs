@@ -27,8 +27,8 @@ pub fn config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.data_dir = dir.join("data");
     c.server.bind = "127.0.0.1:0".parse().unwrap();
-    c.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(STRIPE_SECRET)), tolerance_seconds: 300 });
-    c.providers.twilio = Some(TwilioConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)) });
+    c.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(STRIPE_SECRET)), ..Default::default() });
+    c.providers.twilio = Some(TwilioConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)), ..Default::default() });
     c
 }
 

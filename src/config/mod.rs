@@ -12,6 +12,12 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+mod delivery;
+pub use delivery::{
+    is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
+    Targets,
+};
+
 /// A configuration problem, always naming the key it concerns.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -32,10 +38,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError { key: key.to_string(), message: message.into() }
 }
 
 /// The whole effective configuration.
@@ -45,6 +48,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub store: StoreConfig,
+    pub retry: RetryConfig,
+    pub circuit_breaker: BreakerConfig,
+    pub delivery: DeliveryConfig,
+    pub retention: RetentionConfig,
     pub providers: ProvidersConfig,
 }
 
@@ -89,11 +96,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig {
-            max_body_bytes: 1_048_576,
-            rate_limit_per_minute: 100,
-            rate_limit_max_ips: 100_000,
-        }
+        LimitsConfig { max_body_bytes: 1_048_576, rate_limit_per_minute: 100, rate_limit_max_ips: 100_000 }
     }
 }
 
@@ -108,10 +111,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            cache_mb: 64,
-            rejection_log_size: 1000,
-        }
+        StoreConfig { cache_mb: 64, rejection_log_size: 1000 }
     }
 }
 
@@ -129,6 +129,11 @@ pub struct StripeConfig {
     pub secret: Option<Secret>,
     /// Oldest accepted signature timestamp, in seconds before now.
     pub tolerance_seconds: u64,
+    /// The app's endpoints that receive every event, re-signed.
+    pub forward_to: Vec<String>,
+    /// Per-target time limit of one delivery attempt.
+    pub timeout: HumanDuration,
+    pub retry: RetryOverride,
 }
 
 impl Default for StripeConfig {
@@ -136,16 +141,37 @@ impl Default for StripeConfig {
         StripeConfig {
             secret: None,
             tolerance_seconds: 300,
+            forward_to: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryOverride::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwilioConfig {
     /// The account's auth token, the HMAC key of `X-Twilio-Signature`.
     pub auth_token: Option<Secret>,
+    /// The app's endpoints that receive every event, re-signed for their own URL.
+    pub forward_to: Vec<String>,
+    /// Per-target time limit of one delivery attempt.
+    pub timeout: HumanDuration,
+    pub retry: RetryOverride,
 }
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            auth_token: None,
+            forward_to: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryOverride::default(),
+        }
+    }
+}
+
+const DEFAULT_TIMEOUT: HumanDuration = HumanDuration(std::time::Duration::from_secs(10));
 
 /// An address or CIDR range of trusted proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,19 +199,11 @@ impl IpRange {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -199,10 +217,7 @@ pub const TWILIO_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
 
 impl Config {
     /// Embedded defaults, then the TOML file (if any), then the environment.
-    pub fn load(
-        path: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -237,25 +252,17 @@ impl Config {
     fn apply_env(&mut self, env: &BTreeMap<String, String>) {
         let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
         if let Some(secret) = get(STRIPE_SECRET_ENV) {
-            self.providers
-                .stripe
-                .get_or_insert_with(StripeConfig::default)
-                .secret = Some(Secret::new(secret));
+            self.providers.stripe.get_or_insert_with(StripeConfig::default).secret = Some(Secret::new(secret));
         }
         if let Some(token) = get(TWILIO_TOKEN_ENV) {
-            self.providers
-                .twilio
-                .get_or_insert_with(TwilioConfig::default)
-                .auth_token = Some(Secret::new(token));
+            self.providers.twilio.get_or_insert_with(TwilioConfig::default).auth_token = Some(Secret::new(token));
         }
     }
 
     /// Value checks that the types alone cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.server.public_url {
-            let rest = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"));
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
             if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
                 return Err(err(
                     "server.public_url",
@@ -280,46 +287,99 @@ impl Config {
         if self.store.cache_mb == 0 {
             return Err(err("store.cache_mb", "must be at least 1"));
         }
+        check_retry("retry", &self.retry)?;
+        if self.circuit_breaker.failure_threshold == 0 {
+            return Err(err("circuit_breaker.failure_threshold", "must be at least 1"));
+        }
+        if self.circuit_breaker.recovery_timeout.0.is_zero() {
+            return Err(err("circuit_breaker.recovery_timeout", "must be longer than 0s"));
+        }
+        if !(1..=1024).contains(&self.delivery.concurrency) {
+            return Err(err("delivery.concurrency", "must be between 1 and 1024"));
+        }
+        if self.retention.interval.0.is_zero() {
+            return Err(err("retention.interval", "must be longer than 0s"));
+        }
+        if let Some(stripe) = &self.providers.stripe {
+            check_targets("providers.stripe", &stripe.forward_to, stripe.timeout, &stripe.retry.over(&self.retry))?;
+        }
+        if let Some(twilio) = &self.providers.twilio {
+            check_targets("providers.twilio", &twilio.forward_to, twilio.timeout, &twilio.retry.over(&self.retry))?;
+        }
         if let Some(stripe) = &self.providers.stripe {
             if stripe.tolerance_seconds == 0 || stripe.tolerance_seconds > 366 * 86_400 {
-                return Err(err(
-                    "providers.stripe.tolerance_seconds",
-                    "must be between 1 and 31622400 (a year)",
-                ));
+                return Err(err("providers.stripe.tolerance_seconds", "must be between 1 and 31622400 (a year)"));
             }
-            if stripe
-                .secret
-                .as_ref()
-                .is_some_and(|s| s.expose().is_empty())
-            {
-                return Err(err(
-                    "providers.stripe.secret",
-                    "is empty; set the whsec_ secret or remove the key",
-                ));
+            if stripe.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                return Err(err("providers.stripe.secret", "is empty; set the whsec_ secret or remove the key"));
             }
         }
         if let Some(twilio) = &self.providers.twilio {
-            if twilio
-                .auth_token
-                .as_ref()
-                .is_some_and(|s| s.expose().is_empty())
-            {
-                return Err(err(
-                    "providers.twilio.auth_token",
-                    "is empty; set the auth token or remove the key",
-                ));
+            if twilio.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                return Err(err("providers.twilio.auth_token", "is empty; set the auth token or remove the key"));
             }
         }
         Ok(())
     }
 
-    pub fn trusted_proxies(&self) -> Vec<IpRange> {
-        self.server
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| IpRange::parse(p))
-            .collect()
+    /// Where a provider's events go; `None` for an unknown provider name.
+    pub fn targets(&self, provider: &str) -> Option<Targets> {
+        let (urls, timeout, retry) = match provider {
+            "stripe" => {
+                let c = self.providers.stripe.clone().unwrap_or_default();
+                (c.forward_to, c.timeout, c.retry)
+            }
+            "twilio" => {
+                let c = self.providers.twilio.clone().unwrap_or_default();
+                (c.forward_to, c.timeout, c.retry)
+            }
+            _ => return None,
+        };
+        Some(Targets { urls, timeout: timeout.0, retry: retry.over(&self.retry) })
     }
+
+    pub fn trusted_proxies(&self) -> Vec<IpRange> {
+        self.server.trusted_proxies.iter().filter_map(|p| IpRange::parse(p)).collect()
+    }
+}
+
+fn check_retry(section: &str, r: &RetryConfig) -> Result<(), ConfigError> {
+    if r.max_attempts == 0 || r.max_attempts > 100 {
+        return Err(err(&format!("{section}.max_attempts"), "must be between 1 and 100"));
+    }
+    if r.base_delay.0.is_zero() {
+        return Err(err(&format!("{section}.base_delay"), "must be longer than 0s"));
+    }
+    if r.max_delay.0 < r.base_delay.0 {
+        return Err(err(&format!("{section}.max_delay"), "must not be shorter than base_delay"));
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        return Err(err(&format!("{section}.jitter"), "must be between 0.0 and 1.0"));
+    }
+    Ok(())
+}
+
+fn check_targets(
+    section: &str,
+    urls: &[String],
+    timeout: HumanDuration,
+    retry: &RetryConfig,
+) -> Result<(), ConfigError> {
+    for (i, url) in urls.iter().enumerate() {
+        if !is_http_url(url) {
+            return Err(err(
+                &format!("{section}.forward_to[{i}]"),
+                format!("`{url}` is not an http(s) URL such as http://127.0.0.1:3000/webhooks"),
+            ));
+        }
+    }
+    if urls.len() > 16 {
+        return Err(err(&format!("{section}.forward_to"), "at most 16 targets"));
+    }
+    if timeout.0.is_zero() {
+        return Err(err(&format!("{section}.timeout"), "must be longer than 0s"));
+    }
+    check_retry(&format!("{section}.retry"), retry)
 }
 
 #[cfg(test)]
@@ -335,36 +395,43 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert_eq!(
-            key_of("[limits]\nrate_limit_per_minute = \"many\"\n"),
-            "limits.rate_limit_per_minute"
-        );
+        assert_eq!(key_of("[limits]\nrate_limit_per_minute = \"many\"\n"), "limits.rate_limit_per_minute");
         assert_eq!(key_of("[server]\nbind = \"nowhere\"\n"), "server.bind");
-        assert_eq!(
-            key_of("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"),
-            "server.trusted_proxies[0]"
-        );
-        assert_eq!(
-            key_of("[server]\npublic_url = \"ftp://x\"\n"),
-            "server.public_url"
-        );
+        assert_eq!(key_of("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"), "server.trusted_proxies[0]");
+        assert_eq!(key_of("[server]\npublic_url = \"ftp://x\"\n"), "server.public_url");
         assert!(key_of("[limits]\nmax_body = 3\n").starts_with("limits"));
-        assert_eq!(
-            key_of("[providers.stripe]\ntolerance_seconds = -1\n"),
-            "providers.stripe.tolerance_seconds"
-        );
+        assert_eq!(key_of("[providers.stripe]\ntolerance_seconds = -1\n"), "providers.stripe.tolerance_seconds");
         assert_eq!(
             key_of("[providers.stripe]\ntolerance_seconds = 99999999999\n"),
             "providers.stripe.tolerance_seconds"
         );
+        assert_eq!(key_of("[providers.stripe]\nsecret = \"\"\n"), "providers.stripe.secret");
+        assert_eq!(key_of("[providers.twilio]\nauth_token = \"\"\n"), "providers.twilio.auth_token");
+    }
+
+    #[test]
+    fn delivery_settings_are_checked() {
+        assert_eq!(key_of("[retry]\nstrategy = \"random\"\n"), "retry.strategy");
+        assert_eq!(key_of("[retry]\nbase_delay = \"soon\"\n"), "retry.base_delay");
+        assert_eq!(key_of("[retry]\nmax_attempts = 0\n"), "retry.max_attempts");
+        assert_eq!(key_of("[retry]\njitter = 1.5\n"), "retry.jitter");
+        assert_eq!(key_of("[retry]\nbase_delay = \"10m\"\nmax_delay = \"1m\"\n"), "retry.max_delay");
+        assert_eq!(key_of("[circuit_breaker]\nfailure_threshold = 0\n"), "circuit_breaker.failure_threshold");
         assert_eq!(
-            key_of("[providers.stripe]\nsecret = \"\"\n"),
-            "providers.stripe.secret"
+            key_of("[providers.stripe]\nforward_to = [\"http://ok/\", \"ftp://no\"]\n"),
+            "providers.stripe.forward_to[1]"
         );
-        assert_eq!(
-            key_of("[providers.twilio]\nauth_token = \"\"\n"),
-            "providers.twilio.auth_token"
-        );
+        assert_eq!(key_of("[providers.twilio.retry]\njitter = -1.0\n"), "providers.twilio.retry.jitter");
+        let c = Config::from_toml(
+            "[retry]\nmax_attempts = 3\n[providers.stripe]\nforward_to = [\"https://app.test/hook\"]\ntimeout = \"2s\"\n[providers.stripe.retry]\nstrategy = \"fixed\"\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        let t = c.targets("stripe").unwrap();
+        assert_eq!(t.urls, ["https://app.test/hook"]);
+        assert_eq!(t.timeout, std::time::Duration::from_secs(2));
+        assert_eq!((t.retry.strategy, t.retry.max_attempts), (Strategy::Fixed, 3));
+        assert!(c.targets("twilio").unwrap().urls.is_empty());
     }
 
     #[test]
@@ -374,10 +441,7 @@ mod tests {
         let env = BTreeMap::from([(STRIPE_SECRET_ENV.to_string(), "whsec_env".to_string())]);
         let c = Config::load(Some(&dir), &env).unwrap();
         std::fs::remove_file(&dir).ok();
-        assert_eq!(
-            c.providers.stripe.unwrap().secret.unwrap().expose(),
-            "whsec_env"
-        );
+        assert_eq!(c.providers.stripe.unwrap().secret.unwrap().expose(), "whsec_env");
         assert!(c.providers.twilio.is_none());
     }
 
@@ -387,9 +451,7 @@ mod tests {
         assert!(r.contains("10.1.2.3".parse().unwrap()));
         assert!(!r.contains("11.0.0.1".parse().unwrap()));
         assert!(r.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(IpRange::parse("::1")
-            .unwrap()
-            .contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
         assert!(IpRange::parse("1.2.3.4/33").is_none());
     }
 }

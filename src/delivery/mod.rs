@@ -1,0 +1,303 @@
+//! The delivery engine: hands every recorded event to the app under test.
+//!
+//! It learns about work only from the queue in the store. One loop reads each provider's due
+//! jobs in due order (skipping providers whose circuit breaker is open, so their jobs wait
+//! without spending attempts), and runs up to `delivery.concurrency` deliveries at once. A
+//! delivery re-signs the raw body for its target, posts it, and records the attempt and its
+//! consequence (done, retry at a time, dead letter) in one durable batch; until that batch is
+//! written the job stays queued, so a crash or shutdown mid-delivery loses nothing: the job is
+//! simply attempted again.
+
+pub mod breaker;
+pub mod client;
+pub mod policy;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::config::Targets;
+use crate::providers::Provider;
+use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store};
+use breaker::{Breaker, Permit, Snapshot};
+use client::Client;
+use policy::{classify_status, RetryPolicy, Verdict};
+
+/// The longest the loop sleeps without looking at the queue, in case a wake-up was missed.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// After a failure to record an outcome, how long the job rests before it is tried again.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Request headers that describe the hop to stagehook, not the event: never forwarded.
+const HOP_HEADERS: [&str; 14] = [
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// One provider's deliveries: its signer, targets, policy and breaker.
+pub struct Lane {
+    pub name: String,
+    pub provider: Arc<dyn Provider>,
+    pub targets: Targets,
+    pub breaker: Breaker,
+    policy: RetryPolicy,
+}
+
+impl Lane {
+    pub fn new(provider: Arc<dyn Provider>, targets: Targets, breaker: Breaker) -> Lane {
+        Lane {
+            name: provider.name().to_string(),
+            policy: RetryPolicy(targets.retry.clone()),
+            provider,
+            targets,
+            breaker,
+        }
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    clock: Clock,
+    client: Client,
+    lanes: Vec<Lane>,
+    concurrency: usize,
+    /// Keys of the jobs being delivered right now, so the loop does not start them twice.
+    in_flight: Mutex<HashSet<Vec<u8>>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, String> {
+        Ok(Engine { store, clock, client: Client::new()?, lanes, concurrency, in_flight: Mutex::default() })
+    }
+
+    pub fn lanes(&self) -> &[Lane] {
+        &self.lanes
+    }
+
+    pub fn breakers(&self) -> Vec<(String, Snapshot)> {
+        self.lanes.iter().map(|l| (l.name.clone(), l.breaker.snapshot())).collect()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().len()
+    }
+
+    /// Runs until `stop` turns true, then waits up to `grace` for deliveries in flight; any
+    /// still running after that stay queued and are attempted again after a restart.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let wake_at = self.dispatch_due(&done_tx, &mut tasks);
+            let now = self.clock.now_ms();
+            let wait = wake_at.map_or(MAX_IDLE, |t| Duration::from_millis((t - now).max(0) as u64)).min(MAX_IDLE);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.store.jobs_added() => {}
+                _ = done_rx.recv() => {}
+                _ = stop.changed() => {}
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(in_flight = self.in_flight(), "deliveries still running at shutdown stay queued");
+            tasks.abort_all();
+        }
+    }
+
+    /// Starts every due delivery there is room for; returns when to look again.
+    fn dispatch_due(
+        self: &Arc<Self>,
+        done: &mpsc::UnboundedSender<()>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Option<i64> {
+        let now = self.clock.now_ms();
+        let mut wake_at: Option<i64> = None;
+        let mut soonest = |t: i64| wake_at = Some(wake_at.map_or(t, |w: i64| w.min(t)));
+        for (lane_index, lane) in self.lanes.iter().enumerate() {
+            let free = self.concurrency.saturating_sub(self.in_flight());
+            if free == 0 {
+                break;
+            }
+            let due = {
+                let in_flight = self.in_flight.lock();
+                self.store.due_jobs(&lane.name, now, free, |k| in_flight.contains(k))
+            };
+            let (jobs, next) = match due {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(error = %e, provider = %lane.name, "cannot read the delivery queue");
+                    soonest(now + STORE_BACKOFF.as_millis() as i64);
+                    continue;
+                }
+            };
+            if let Some(t) = next {
+                soonest(t);
+            }
+            for job in jobs {
+                let permit = lane.breaker.acquire(now);
+                if let Permit::Denied { until_ms } = permit {
+                    if let Some(t) = until_ms {
+                        soonest(t);
+                    }
+                    break;
+                }
+                self.in_flight.lock().insert(job.key.clone());
+                let engine = self.clone();
+                let done = done.clone();
+                tasks.spawn(async move {
+                    let key = job.key.clone();
+                    let recorded = engine.deliver(lane_index, job, permit).await;
+                    if !recorded {
+                        tokio::time::sleep(STORE_BACKOFF).await;
+                    }
+                    engine.in_flight.lock().remove(&key);
+                    let _ = done.send(());
+                });
+            }
+        }
+        wake_at
+    }
+
+    /// One attempt; returns whether its outcome was recorded.
+    async fn deliver(&self, lane_index: usize, due: DueJob, permit: Permit) -> bool {
+        let lane = &self.lanes[lane_index];
+        let DueJob { key, id, target, job, .. } = due;
+        self.store.begin(id).await;
+        let (event, body) = match self.store.get_event(id) {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                // The event is gone: release its job without an attempt.
+                let attempt = attempt_record(
+                    &job,
+                    self.clock.now_ms(),
+                    None,
+                    Some("event deleted".into()),
+                    0,
+                    AttemptOutcome::Failed,
+                );
+                let outcome =
+                    Outcome { job_key: key, id, target, attempt, failure_reason: None, next: Next::DeadLetter };
+                return self.store.record_outcome(outcome).await.is_ok();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %id, "cannot read the event to deliver");
+                lane.breaker.record(permit, false, self.clock.now_ms());
+                return false;
+            }
+        };
+        let now_ms = self.clock.now_ms();
+        let content_type = event.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+        let signed = lane.provider.sign_delivery(&job.target, content_type, &body, now_ms.div_euclid(1000));
+        let mut headers: Vec<(String, String)> = event
+            .headers
+            .iter()
+            .filter(|(k, _)| !HOP_HEADERS.contains(&k.as_str()) && !signed.headers.iter().any(|(s, _)| s == k))
+            .filter(|(k, _)| !k.starts_with("x-stagehook-"))
+            .cloned()
+            .collect();
+        headers.extend(signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        headers.push(("x-stagehook-event-id".into(), id.to_string()));
+        headers.push(("x-stagehook-attempt".into(), job.attempt.to_string()));
+
+        let started = Instant::now();
+        let result = self.client.post(&signed.url, &headers, Bytes::from(body), lane.targets.timeout).await;
+        let duration_us = started.elapsed().as_micros() as u64;
+        let (verdict, status, error) = match &result {
+            Ok(answer) => {
+                let verdict = classify_status(answer.status, answer.retry_after.as_deref(), SystemTime::now());
+                let error = (verdict != Verdict::Delivered).then(|| {
+                    let body = answer.body_prefix.trim();
+                    if body.is_empty() {
+                        format!("HTTP {}", answer.status)
+                    } else {
+                        format!("HTTP {}: {body}", answer.status)
+                    }
+                });
+                (verdict, Some(answer.status), error)
+            }
+            Err(e) => (Verdict::Retry { reason: e.reason(), retry_after: None }, None, Some(e.to_string())),
+        };
+        let finished_ms = self.clock.now_ms();
+        lane.breaker.record(permit, verdict.is_failure(), finished_ms);
+
+        let (next, outcome, reason) = match &verdict {
+            Verdict::Delivered => (Next::Done, AttemptOutcome::Delivered, None),
+            Verdict::Retry { reason, retry_after } => {
+                match lane.policy.next_delay(job.attempt, *retry_after, fastrand::f64() * 2.0 - 1.0) {
+                    Some(delay) => {
+                        let next_job =
+                            JobV1 { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
+                        let due_ms = finished_ms + delay.as_millis() as i64;
+                        (Next::RetryAt { due_ms, job: next_job }, AttemptOutcome::WillRetry, Some(*reason))
+                    }
+                    None => (Next::DeadLetter, AttemptOutcome::Failed, Some(*reason)),
+                }
+            }
+            Verdict::Permanent { reason } => (Next::DeadLetter, AttemptOutcome::Failed, Some(*reason)),
+        };
+        tracing::info!(
+            target: "stagehook::delivery",
+            provider = %lane.name,
+            %id,
+            url = %job.target,
+            attempt = job.attempt,
+            series = job.series,
+            status,
+            error = error.as_deref(),
+            outcome = outcome.as_str(),
+            duration_us,
+            "delivery attempt"
+        );
+        let attempt = attempt_record(&job, now_ms, status, error, duration_us, outcome);
+        let recorded = self
+            .store
+            .record_outcome(Outcome { job_key: key, id, target, attempt, failure_reason: reason, next })
+            .await;
+        if let Err(e) = &recorded {
+            tracing::error!(error = %e, %id, "delivery outcome not recorded; the job stays queued");
+        }
+        recorded.is_ok()
+    }
+}
+
+fn attempt_record(
+    job: &JobV1,
+    at_ms: i64,
+    status: Option<u16>,
+    error: Option<String>,
+    duration_us: u64,
+    outcome: AttemptOutcome,
+) -> AttemptV1 {
+    AttemptV1 {
+        series: job.series,
+        attempt: job.attempt,
+        at_ms,
+        target: job.target.clone(),
+        status,
+        error,
+        duration_us,
+        outcome,
+    }
+}

@@ -1,0 +1,300 @@
+//! The event API and the delivery controls:
+//!
+//! - `GET  /staging/webhooks/events?provider=&status=&type=&limit=&cursor=`: newest first.
+//! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
+//! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event.
+//! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
+//! - `GET  /staging/webhooks/recovery/stats`: breakers, retry settings, queue, dead letters.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use ulid::Ulid;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::api::shown_headers;
+use super::errors::ApiError;
+use super::{ok_json, read_body, with_state, AppState};
+use crate::store::{AttemptV1, EventFilter, EventV1, Status, StoreError};
+
+/// Most events one page returns, and most records one page request reads.
+const MAX_PAGE: usize = 500;
+const SCAN_LIMIT: usize = 20_000;
+/// Most events one bulk replay re-queues.
+const MAX_REPLAY: usize = 10_000;
+
+pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let base = warp::path("staging").and(warp::path("webhooks"));
+    let query = || warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify();
+    let list = base
+        .and(warp::path("events"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(query())
+        .and(with_state(state.clone()))
+        .map(|q: BTreeMap<String, String>, s: Arc<AppState>| list(&s, &q).unwrap_or_else(ApiError::into_response));
+    let one = base
+        .and(warp::path("events"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
+    let replay_one = base
+        .and(warp::path("events"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("replay"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .then(|id: String, s: Arc<AppState>| async move {
+            replay_one(&s, &id).await.unwrap_or_else(ApiError::into_response)
+        });
+    let replay_many = base
+        .and(warp::path("replay"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(warp::body::stream())
+        .then(|s: Arc<AppState>, body| async move {
+            match read_body(body, 64 * 1024, None).await {
+                Ok(bytes) => replay_many(&s, &bytes).await.unwrap_or_else(ApiError::into_response),
+                Err(e) => ApiError::from(e).into_response(),
+            }
+        });
+    let recovery = base
+        .and(warp::path("recovery"))
+        .and(warp::path("stats"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|s: Arc<AppState>| recovery(&s));
+    list.or(one).unify().or(replay_one).unify().or(replay_many).unify().or(recovery).unify()
+}
+
+fn unavailable(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "store read failed");
+    ApiError::storage_unavailable()
+}
+
+fn parse_status(s: &str) -> Result<Status, ApiError> {
+    Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+        let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::invalid_payload(format!("unknown status `{s}`; one of {}", all.join(", ")))
+    })
+}
+
+/// A time as RFC 3339 (`2026-11-28T10:00:00Z`) or Unix milliseconds.
+fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            n.as_i64().map(Some).ok_or_else(|| ApiError::invalid_payload(format!("{field}: not a time")))
+        }
+        Value::String(s) => humantime::parse_rfc3339_weak(s)
+            .map(|t| Some(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)))
+            .map_err(|_| ApiError::invalid_payload(format!("{field}: `{s}` is not RFC 3339 or Unix milliseconds"))),
+        _ => Err(ApiError::invalid_payload(format!("{field}: not a time"))),
+    }
+}
+
+fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?
+            .clamp(1, MAX_PAGE),
+        None => 50,
+    };
+    let cursor = match q.get("cursor") {
+        Some(c) => Some(Ulid::from_string(c).map_err(|_| ApiError::invalid_payload("cursor is not an event id"))?),
+        None => None,
+    };
+    let filter = EventFilter {
+        provider: q.get("provider").cloned(),
+        status: q.get("status").map(|st| parse_status(st)).transpose()?,
+        event_type: q.get("type").cloned(),
+        since_ms: q.get("since").map(|t| parse_time("since", &Value::String(t.clone()))).transpose()?.flatten(),
+        until_ms: q.get("until").map(|t| parse_time("until", &Value::String(t.clone()))).transpose()?.flatten(),
+    };
+    let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT).map_err(unavailable)?;
+    let events: Vec<Value> = page.events.iter().map(|(id, e)| summary(*id, e)).collect();
+    Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
+}
+
+fn summary(id: Ulid, e: &EventV1) -> Value {
+    json!({
+        "id": id.to_string(),
+        "provider": e.provider,
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "received_at_ms": e.received_at_ms,
+        "status": e.status.as_str(),
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "body_len": e.body_len,
+    })
+}
+
+fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
+    let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let (e, body) =
+        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let attempts = s.store.attempts(ulid).map_err(unavailable)?;
+    let pending = s.store.has_pending_job(ulid).map_err(unavailable)?;
+    Ok(ok_json(&event_json(ulid, &e, &body, &attempts, pending)))
+}
+
+fn event_json(id: Ulid, e: &EventV1, body: &[u8], attempts: &[AttemptV1], pending: bool) -> Value {
+    let (payload, encoding) = match std::str::from_utf8(body) {
+        Ok(text) => (Value::String(text.to_string()), "utf8"),
+        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(body)), "base64"),
+    };
+    let mut v = summary(id, e);
+    let extra = json!({
+        "source_ip": e.source_ip,
+        "headers": shown_headers(&e.headers),
+        "signature_verified": e.signature_verified,
+        "processing_us": e.processing_us,
+        "errors": e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>(),
+        "delivery_pending": pending,
+        "history": attempts.iter().map(|a| json!({
+            "series": a.series,
+            "attempt": a.attempt,
+            "at_ms": a.at_ms,
+            "target": a.target,
+            "status": a.status,
+            "error": a.error,
+            "duration_us": a.duration_us,
+            "outcome": a.outcome.as_str(),
+        })).collect::<Vec<_>>(),
+        "payload": payload,
+        "payload_encoding": encoding,
+    });
+    if let (Value::Object(into), Value::Object(from)) = (&mut v, extra) {
+        into.extend(from);
+    }
+    v
+}
+
+/// The targets an event's provider delivers to now.
+fn targets_of<'a>(s: &'a AppState, provider: &str) -> &'a [String] {
+    s.endpoints.iter().find(|e| e.provider.name() == provider).map(|e| e.targets.as_slice()).unwrap_or(&[])
+}
+
+async fn replay_one(s: &AppState, id: &str) -> Result<Response, ApiError> {
+    let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let (e, _) =
+        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let targets = targets_of(s, &e.provider);
+    if targets.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_target",
+            format!("{} has no forward_to target, so there is nowhere to replay to", e.provider),
+        ));
+    }
+    let n = s.store.replay(vec![(ulid, targets.to_vec())]).await.map_err(unavailable)?;
+    Ok(ok_json(&json!({"replayed": n, "id": id})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ReplayFilter {
+    status: Option<String>,
+    provider: Option<String>,
+    since: Value,
+    until: Value,
+    limit: Option<usize>,
+}
+
+async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let f: ReplayFilter = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayFilter::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::invalid_payload(format!(
+                "expected {{\"status\", \"provider\", \"since\", \"until\", \"limit\"}}: {e}"
+            ))
+        })?
+    };
+    let limit = f.limit.unwrap_or(1000).clamp(1, MAX_REPLAY);
+    let filter = EventFilter {
+        provider: f.provider,
+        status: f.status.as_deref().map(parse_status).transpose()?,
+        event_type: None,
+        since_ms: parse_time("since", &f.since)?,
+        until_ms: parse_time("until", &f.until)?,
+    };
+    let mut items = Vec::new();
+    let mut skipped = 0;
+    let mut cursor = None;
+    // Page through the matches; the store bounds each page's scan.
+    loop {
+        let page = s.store.list_events(&filter, cursor, limit - items.len(), SCAN_LIMIT).map_err(unavailable)?;
+        for (id, e) in page.events {
+            let targets = targets_of(s, &e.provider);
+            if targets.is_empty() {
+                skipped += 1;
+            } else {
+                items.push((id, targets.to_vec()));
+            }
+        }
+        match page.next_cursor {
+            Some(c) if items.len() < limit => cursor = Some(c),
+            _ => break,
+        }
+    }
+    let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await.map_err(unavailable)? };
+    Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped})))
+}
+
+fn recovery(s: &AppState) -> Response {
+    let counters = s.store.stats().snapshot();
+    let prefixed = |prefix: &str| -> BTreeMap<String, u64> {
+        counters.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|rest| (rest.to_string(), *v))).collect()
+    };
+    let mut providers = Map::new();
+    for lane in s.engine.lanes() {
+        let b = lane.breaker.snapshot();
+        let r = &lane.targets.retry;
+        providers.insert(
+            lane.name.clone(),
+            json!({
+                "breaker": {
+                    "state": b.state,
+                    "consecutive_failures": b.consecutive_failures,
+                    "opened_at_ms": b.opened_at_ms,
+                    "next_probe_ms": b.next_probe_ms,
+                },
+                "targets": lane.targets.urls,
+                "timeout_ms": lane.targets.timeout.as_millis() as u64,
+                "retry": {
+                    "strategy": format!("{:?}", r.strategy).to_lowercase(),
+                    "max_attempts": r.max_attempts,
+                    "base_delay_ms": r.base_delay.0.as_millis() as u64,
+                    "max_delay_ms": r.max_delay.0.as_millis() as u64,
+                    "jitter": r.jitter,
+                },
+                "oldest_due_ms": s.store.oldest_job_ms(&lane.name).ok().flatten(),
+                "dead_letters": counters.get(&format!("events/{}/failed", lane.name)).copied().unwrap_or(0),
+            }),
+        );
+    }
+    let cb = &s.config.circuit_breaker;
+    ok_json(&json!({
+        "providers": providers,
+        "circuit_breaker": {"failure_threshold": cb.failure_threshold, "recovery_timeout_ms": cb.recovery_timeout.0.as_millis() as u64},
+        "queue_depth": counters.get(crate::store::stats::QUEUE_DEPTH).copied().unwrap_or(0),
+        "in_flight": s.engine.in_flight(),
+        "dead_letters": counters.iter().filter(|(k, _)| k.starts_with("events/") && k.ends_with("/failed")).map(|(_, v)| v).sum::<u64>(),
+        "delivered_after_attempts": prefixed("delivered_after/"),
+        "failure_reasons": prefixed("failures/"),
+        "retention_deleted": counters.get("retention/deleted").copied().unwrap_or(0),
+    }))
+}
