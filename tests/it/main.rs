@@ -5,6 +5,8 @@
 mod api;
 mod cli;
 mod crash;
+mod delivery;
+mod fake_app;
 mod guards;
 mod store;
 mod stripe;

@@ -1,0 +1,208 @@
+//! A stand-in for the app under test: a real HTTP server on loopback that records every request
+//! and answers from a script (status, `Retry-After`, delay), and can go down and come back on
+//! the same port.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use warp::Filter;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply { status, retry_after: None, delay: Duration::ZERO }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+}
+
+pub struct FakeApp {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeApp {
+    pub async fn start() -> FakeApp {
+        let shared = Arc::new(Shared::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut app = FakeApp { addr, shared, stop: None, task: None };
+        app.serve(listener);
+        app
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let shared = self.shared.clone();
+        let route = warp::any()
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |path: warp::path::FullPath, query: String, headers: warp::http::HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let headers = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                        .collect();
+                    shared.received.lock().push(Received {
+                        path: path.as_str().to_string(),
+                        query,
+                        headers,
+                        body: body.to_vec(),
+                        at: Instant::now(),
+                    });
+                    let reply =
+                        shared.script.lock().pop_front().or(*shared.default.lock()).unwrap_or(Reply::status(200));
+                    tokio::time::sleep(reply.delay).await;
+                    let mut res = warp::http::Response::builder().status(reply.status);
+                    if let Some(secs) = reply.retry_after {
+                        res = res.header("retry-after", secs.to_string());
+                    }
+                    res.body(format!("fake app says {}", reply.status)).unwrap()
+                }
+            });
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = warp::serve(route).incoming(listener).graceful(async {
+            let _ = rx.await;
+        });
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(server.run()));
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests with these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.script.lock().extend(replies);
+    }
+
+    /// Answers with this once the script runs out.
+    pub fn set_default(&self, reply: Reply) {
+        *self.shared.default.lock() = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().clone()
+    }
+
+    /// Stops listening: connections are refused until [`FakeApp::restart`].
+    pub async fn go_down(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    /// Waits (at most 20 s) until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "the app received {} of {n} requests", got.len());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Verifies a Stripe signature the way stripe-python's `WebhookSignature.verify_header` does.
+pub fn stripe_sdk_verify(payload: &[u8], header: &str, secret: &str, tolerance: i64, now: i64) -> Result<(), String> {
+    use hmac::{Hmac, Mac};
+    let items: Vec<Vec<&str>> = header.split(',').map(|i| i.splitn(2, '=').collect()).collect();
+    let timestamp: i64 = items
+        .iter()
+        .find(|i| i[0] == "t")
+        .and_then(|i| i.get(1))
+        .and_then(|t| t.parse().ok())
+        .ok_or("Unable to extract timestamp and signatures from header")?;
+    let signatures: Vec<&str> = items.iter().filter(|i| i[0] == "v1").filter_map(|i| i.get(1).copied()).collect();
+    if signatures.is_empty() {
+        return Err("No signatures found with expected scheme".into());
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(payload);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    if !signatures.iter().any(|s| *s == expected) {
+        return Err("No signatures found matching the expected signature for payload".into());
+    }
+    if timestamp < now - tolerance {
+        return Err("Timestamp outside the tolerance zone".into());
+    }
+    Ok(())
+}
+
+/// Validates like twilio-python's `RequestValidator.validate`: the URL with and without its
+/// port, form parameters sorted, and `bodySHA256` for JSON bodies.
+pub fn twilio_sdk_validate(uri: &str, body: &[u8], is_json: bool, signature: &str, token: &str) -> bool {
+    use sha2::Digest;
+    let params: Vec<(String, String)> =
+        if is_json { Vec::new() } else { form_urlencoded::parse(body).into_owned().collect() };
+    if is_json {
+        let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let Some((_, hash)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "bodySHA256") else {
+            return false;
+        };
+        if hex::encode(sha2::Sha256::digest(body)) != hash {
+            return false;
+        }
+    }
+    let (scheme, rest) = uri.split_once("://").unwrap();
+    let split = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(split);
+    let host = authority.split(':').next().unwrap();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let with_port =
+        if authority.contains(':') { uri.to_string() } else { format!("{scheme}://{host}:{default_port}{tail}") };
+    let without_port = format!("{scheme}://{host}{tail}");
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    [with_port, without_port].iter().any(|u| crate::support::twilio_signature(token, u, &pairs) == signature)
+}
