@@ -114,6 +114,14 @@ impl Breaker {
         }
     }
 
+    /// Gives back a permit that was not used for a delivery (nothing was sent), so a probe slot
+    /// is not held forever.
+    pub fn release(&self, permit: Permit) {
+        if permit == Permit::Probe {
+            self.inner.lock().probe_out = false;
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let i = self.inner.lock();
         Snapshot {
@@ -153,6 +161,16 @@ mod tests {
         let s = b.snapshot();
         assert_eq!((s.state, s.consecutive_failures, s.opened_at_ms), (State::Closed, 0, None));
         assert_eq!(b.acquire(122_600), Permit::Allowed);
+    }
+
+    #[test]
+    fn an_unused_probe_is_given_back() {
+        let b = Breaker::new("stripe", 1, 10);
+        b.record(Permit::Allowed, true, 0);
+        assert_eq!(b.acquire(10), Permit::Probe);
+        b.release(Permit::Probe);
+        assert_eq!(b.acquire(11), Permit::Probe, "the slot is free again");
+        assert_eq!(b.snapshot().state, State::HalfOpen);
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl Engine {
             Ok(Some(found)) => found,
             Ok(None) => {
                 // The event is gone: release its job without an attempt.
+                lane.breaker.release(permit);
                 let attempt = attempt_record(
                     &job,
                     self.clock.now_ms(),
@@ -203,7 +204,7 @@ impl Engine {
             }
             Err(e) => {
                 tracing::error!(error = %e, %id, "cannot read the event to deliver");
-                lane.breaker.record(permit, false, self.clock.now_ms());
+                lane.breaker.release(permit);
                 return false;
             }
         };

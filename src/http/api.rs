@@ -111,6 +111,8 @@ fn stats(s: &AppState) -> Response {
             _ => {}
         }
     }
+    // Duplicates are never stored as events of their own; they show under their status here.
+    by_status.insert(Status::Duplicate.as_str(), duplicates);
     let rejections: BTreeMap<&str, u64> =
         counters.iter().filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v))).collect();
     let ([p50, p95, p99], samples) = percentiles(&counters);

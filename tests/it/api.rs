@@ -41,6 +41,7 @@ async fn stats_count_by_provider_status_and_reason_with_percentiles() {
     assert_eq!(st["by_provider"]["stripe"]["events"], 10);
     assert_eq!(st["by_provider"]["stripe"]["by_status"]["processed"], 10);
     assert_eq!(st["duplicates"], 1);
+    assert_eq!(st["by_status"]["duplicate"], 1);
     assert_eq!(st["rejections"]["invalid_signature"], 1);
     assert_eq!(st["rejected_total"], 1);
     assert_eq!(st["events_last_minute"], 10);

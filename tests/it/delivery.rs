@@ -457,3 +457,24 @@ async fn shutdown_lets_a_delivery_in_flight_finish() {
     assert_eq!(app.received().len(), 1, "and not attempted again");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_app_times_out_and_is_retried() {
+    let app = FakeApp::start().await;
+    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_secs(3) }]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &app.url("/slow"), 3, 10);
+    c.providers.stripe.as_mut().unwrap().timeout = HumanDuration(Duration::from_millis(300));
+    let s = start(c).await;
+    let id = s.stripe(&stripe_event("evt_slow")).await.json()["id"].as_str().unwrap().to_string();
+    let e = wait_status(&s, &id, "processed").await;
+    let h = e["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[0]["error"], "timed out");
+    assert_eq!(h[0]["status"], Value::Null);
+    assert!(h[0]["duration_us"].as_u64().unwrap() < 2_000_000, "cut off at the timeout, not the app's 3 s");
+    assert_eq!(h[1]["status"], 200);
+    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    assert_eq!(rec["failure_reasons"]["timeout"], 1, "{rec}");
+    s.stop().await;
+}
