@@ -29,6 +29,22 @@ pub enum LogFormat {
 pub enum Command {
     /// Receive webhooks until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Check the configuration and print every finding; exit 1 if any is an error.
+    CheckConfig(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// TOML configuration file; without one, the embedded defaults are checked.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Also print the effective configuration, each key with where it came from (secrets
+    /// redacted).
+    #[arg(long)]
+    pub show: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

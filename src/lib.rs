@@ -91,8 +91,21 @@ impl App {
         let limiter =
             RateLimiter::new(config.limits.rate_limit_per_minute, config.limits.rate_limit_max_ips, clock.clone());
         let trusted_proxies = config.trusted_proxies();
-        let state =
-            AppState { config, endpoints, limiter, store, engine, clock, started: Instant::now(), trusted_proxies };
+        let env = config::validate::ISOLATION_ENV
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+            .collect();
+        let state = AppState {
+            config,
+            endpoints,
+            limiter,
+            store,
+            engine,
+            clock,
+            started: Instant::now(),
+            trusted_proxies,
+            env,
+        };
         Ok(App { state: Arc::new(state) })
     }
 

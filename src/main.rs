@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use stagehook::cli::{Cli, Command, LogFormat, ServeArgs};
-use stagehook::{App, Clock, Config};
+use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, ServeArgs};
+use stagehook::config::layers::{self, flag_value, Layered};
+use stagehook::config::validate::{validate, Context, Severity};
+use stagehook::{App, Clock};
 use tracing_subscriber::EnvFilter;
 
 /// Exit code for a configuration the user must fix.
@@ -17,6 +19,50 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::CheckConfig(args) => check_config(args),
+    }
+}
+
+/// Defaults, file, environment, then the flags given.
+fn load(config: Option<&std::path::Path>, flags: &[(&str, &str, toml::Value)]) -> Result<Layered, ExitCode> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    layers::load(config, &env, flags).map_err(|e| {
+        eprintln!("stagehook: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check_config(args: CheckArgs) -> ExitCode {
+    let layered = match load(args.config.as_deref(), &[]) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let report = validate(&layered.config, &env, Context::Standalone);
+    if args.json {
+        let mut out = report.to_json();
+        if args.show {
+            out["effective"] = layered
+                .show()
+                .into_iter()
+                .map(|(k, v, src)| (k, serde_json::json!({"value": v, "source": src.to_string()})))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        println!("{out:#}");
+    } else {
+        if args.show {
+            for (key, value, source) in layered.show() {
+                println!("{key} = {value}    # {source}");
+            }
+            println!();
+        }
+        print!("{}", report.to_text());
+    }
+    if report.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -30,19 +76,32 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut config = match Config::load(args.config.as_deref(), &env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stagehook: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+    let mut flags = Vec::new();
     if let Some(bind) = args.bind {
-        config.server.bind = bind;
+        flags.push(("server.bind", "--bind", flag_value(&bind)));
     }
-    if let Some(dir) = args.data_dir {
-        config.server.data_dir = dir;
+    if let Some(dir) = &args.data_dir {
+        flags.push(("server.data_dir", "--data-dir", flag_value(dir)));
+    }
+    let config = match load(args.config.as_deref(), &flags) {
+        Ok(l) => l.config,
+        Err(code) => return code,
+    };
+    // Every problem at once, not just the first; warnings go to the log.
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let report = validate(&config, &env, Context::Standalone);
+    for f in &report.findings {
+        if f.severity == Severity::Warning {
+            tracing::warn!(id = f.id, key = %f.key, "{}", f.message);
+        }
+    }
+    if report.errors() > 0 {
+        eprintln!("stagehook: the configuration has {} error(s):", report.errors());
+        for f in report.findings.iter().filter(|f| f.severity == Severity::Error) {
+            eprintln!("  {} [{}]: {}", f.key, f.id, f.message);
+        }
+        eprintln!("(run `stagehook check-config` for the full report)");
+        return ExitCode::from(EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -3,11 +3,17 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written the human way in TOML: `"500ms"`, `"10s"`, `"5m"`, `"30d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -18,7 +24,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// `base_delay` every time.
@@ -30,7 +36,7 @@ pub enum Strategy {
 }
 
 /// `[retry]`: the global retry policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub strategy: Strategy,
@@ -56,7 +62,7 @@ impl Default for RetryConfig {
 }
 
 /// `[providers.<name>.retry]`: any key set here replaces the global one for that provider.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryOverride {
     pub strategy: Option<Strategy>,
@@ -79,7 +85,7 @@ impl RetryOverride {
 }
 
 /// `[circuit_breaker]`: per provider, shared by its targets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failed deliveries that open the breaker.
@@ -95,7 +101,7 @@ impl Default for BreakerConfig {
 }
 
 /// `[delivery]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Deliveries in flight at once, across providers.
@@ -109,7 +115,7 @@ impl Default for DeliveryConfig {
 }
 
 /// `[retention]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Events older than this are deleted (never while a delivery is pending).

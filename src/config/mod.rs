@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
 mod delivery;
+pub mod layers;
+pub mod validate;
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
     Targets,
@@ -42,7 +44,7 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole effective configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -52,10 +54,20 @@ pub struct Config {
     pub circuit_breaker: BreakerConfig,
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
+    pub isolation: IsolationConfig,
     pub providers: ProvidersConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[isolation]`: what staging must never touch.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IsolationConfig {
+    /// Host patterns (`*` matches any run of characters) no forward target may point at, on
+    /// top of the providers' own API hosts, which are always refused.
+    pub production_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port (tests, load scripts).
@@ -69,6 +81,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the store closes anyway.
     pub shutdown_grace_seconds: u64,
+    /// When set, every endpoint but ingest requires it (`Authorization: Bearer`, or the
+    /// dashboard's session cookie).
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -79,11 +94,12 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 10,
+            admin_token: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest accepted request body, declared or streamed.
@@ -100,7 +116,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// sled's page cache, in MiB (sled's own default is 1 GiB, too much for a laptop tool).
@@ -115,20 +131,22 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvidersConfig {
     pub stripe: Option<StripeConfig>,
     pub twilio: Option<TwilioConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StripeConfig {
     /// The endpoint's signing secret (`whsec_...`), used whole as the HMAC key.
     pub secret: Option<Secret>,
     /// Oldest accepted signature timestamp, in seconds before now.
     pub tolerance_seconds: u64,
+    /// A Stripe API key, if the app under test uses one; only checked to be a test-mode key.
+    pub api_key: Option<Secret>,
     /// The app's endpoints that receive every event, re-signed.
     pub forward_to: Vec<String>,
     /// Per-target time limit of one delivery attempt.
@@ -141,6 +159,7 @@ impl Default for StripeConfig {
         StripeConfig {
             secret: None,
             tolerance_seconds: 300,
+            api_key: None,
             forward_to: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             retry: RetryOverride::default(),
@@ -148,11 +167,13 @@ impl Default for StripeConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwilioConfig {
     /// The account's auth token, the HMAC key of `X-Twilio-Signature`.
     pub auth_token: Option<Secret>,
+    /// The account SID (`AC...`), if set; checked for isolation only.
+    pub account_sid: Option<String>,
     /// The app's endpoints that receive every event, re-signed for their own URL.
     pub forward_to: Vec<String>,
     /// Per-target time limit of one delivery attempt.
@@ -164,6 +185,7 @@ impl Default for TwilioConfig {
     fn default() -> Self {
         TwilioConfig {
             auth_token: None,
+            account_sid: None,
             forward_to: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             retry: RetryOverride::default(),
@@ -211,24 +233,10 @@ impl IpRange {
     }
 }
 
-/// The environment variables that may carry provider secrets; they win over the file.
-pub const STRIPE_SECRET_ENV: &str = "STRIPE_WEBHOOK_SECRET";
-pub const TWILIO_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
-
 impl Config {
-    /// Embedded defaults, then the TOML file (if any), then the environment.
+    /// Embedded defaults, then the TOML file (if any), then the environment; see [`layers`].
     pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let mut config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
-                Config::from_toml(&text)?
-            }
-            None => Config::default(),
-        };
-        config.apply_env(env);
-        config.check()?;
-        Ok(config)
+        layers::load(path, env, &[]).map(|l| l.config)
     }
 
     /// Parses TOML, naming the key of the first unknown or badly typed entry.
@@ -247,16 +255,6 @@ impl Config {
             });
             err(&key, format!("{message}{}", span.unwrap_or_default()))
         })
-    }
-
-    fn apply_env(&mut self, env: &BTreeMap<String, String>) {
-        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
-        if let Some(secret) = get(STRIPE_SECRET_ENV) {
-            self.providers.stripe.get_or_insert_with(StripeConfig::default).secret = Some(Secret::new(secret));
-        }
-        if let Some(token) = get(TWILIO_TOKEN_ENV) {
-            self.providers.twilio.get_or_insert_with(TwilioConfig::default).auth_token = Some(Secret::new(token));
-        }
     }
 
     /// Value checks that the types alone cannot express.
@@ -438,7 +436,7 @@ mod tests {
     fn env_wins_over_file() {
         let dir = std::env::temp_dir().join(format!("stagehook-cfg-{}", std::process::id()));
         std::fs::write(&dir, "[providers.stripe]\nsecret = \"whsec_file\"\n").unwrap();
-        let env = BTreeMap::from([(STRIPE_SECRET_ENV.to_string(), "whsec_env".to_string())]);
+        let env = BTreeMap::from([("STRIPE_WEBHOOK_SECRET".to_string(), "whsec_env".to_string())]);
         let c = Config::load(Some(&dir), &env).unwrap();
         std::fs::remove_file(&dir).ok();
         assert_eq!(c.providers.stripe.unwrap().secret.unwrap().expose(), "whsec_env");

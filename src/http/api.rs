@@ -5,6 +5,7 @@
 //! - `POST /staging/webhooks/validate`: what a payload (and signature) would make of it, storing
 //!   nothing.
 //! - `GET  /staging/webhooks/rejections?limit=N`: the newest entries of the rejection log.
+//! - `GET  /staging/webhooks/config/validate`: the configuration report (secrets redacted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::auth::admin;
 use super::errors::ApiError;
 use super::{ok_json, read_body, with_state, AppState};
 use crate::providers::Inbound;
@@ -30,18 +32,21 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("test"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .map(|s: Arc<AppState>| health(&s));
     let stats = base
         .and(warp::path("stats"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .map(|s: Arc<AppState>| stats(&s));
     let validate = base
         .and(warp::path("validate"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .and(warp::body::stream())
         .then(|s: Arc<AppState>, body| async move {
@@ -54,12 +59,26 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("rejections"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .map(|q: BTreeMap<String, String>, s: Arc<AppState>| {
             rejections(&s, &q).unwrap_or_else(ApiError::into_response)
         });
-    test.or(stats).unify().or(validate).unify().or(rejections).unify()
+    let config = base
+        .and(warp::path("config"))
+        .and(warp::path("validate"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(admin(state.clone()))
+        .and(with_state(state.clone()))
+        .map(|s: Arc<AppState>| {
+            ok_json(
+                &crate::config::validate::validate(&s.config, &s.env, crate::config::validate::Context::Running)
+                    .to_json(),
+            )
+        });
+    test.or(stats).unify().or(validate).unify().or(rejections).unify().or(config).unify()
 }
 
 fn health(s: &AppState) -> Response {

@@ -92,6 +92,13 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
+    } else if rejection.find::<super::auth::Unauthorized>().is_some() {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs the admin token: Authorization: Bearer <server.admin_token>",
+        )
+        .with_header("www-authenticate", "Bearer realm=\"stagehook\"")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
     } else {

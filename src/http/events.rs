@@ -18,6 +18,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::api::shown_headers;
+use super::auth::admin;
 use super::errors::ApiError;
 use super::{ok_json, read_body, with_state, AppState};
 use crate::store::{AttemptV1, EventFilter, EventV1, Status, StoreError};
@@ -35,6 +36,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("events"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(query())
         .and(with_state(state.clone()))
         .map(|q: BTreeMap<String, String>, s: Arc<AppState>| list(&s, &q).unwrap_or_else(ApiError::into_response));
@@ -43,6 +45,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
     let replay_one = base
@@ -51,6 +54,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("replay"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .then(|id: String, s: Arc<AppState>| async move {
             replay_one(&s, &id).await.unwrap_or_else(ApiError::into_response)
@@ -59,6 +63,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("replay"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(admin(state.clone()))
         .and(with_state(state.clone()))
         .and(warp::body::stream())
         .then(|s: Arc<AppState>, body| async move {
@@ -72,6 +77,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("stats"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(admin(state.clone()))
         .and(with_state(state))
         .map(|s: Arc<AppState>| recovery(&s));
     list.or(one).unify().or(replay_one).unify().or(replay_many).unify().or(recovery).unify()

@@ -5,6 +5,7 @@
 //! and 404s included) and writes the one log line per request.
 
 mod api;
+pub mod auth;
 mod client_ip;
 pub mod errors;
 mod events;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub clock: Clock,
     pub started: Instant,
     pub trusted_proxies: Vec<IpRange>,
+    /// The isolation-relevant environment, captured at startup for the validation endpoint.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl AppState {

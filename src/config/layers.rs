@@ -1,0 +1,247 @@
+//! Where each setting comes from, in order: the embedded defaults, the TOML file, the
+//! environment (`STAGEHOOK_<SECTION>_<KEY>` for every key, plus the providers' own variable
+//! names for their secrets), then command-line flags. Each layer is a TOML table merged over the
+//! one before; the result is deserialized once, so every error names the key, and for a value
+//! from the environment the variable too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use super::{err, Config, ConfigError, IsolationConfig, RetryOverride, StripeConfig, TwilioConfig};
+use crate::secret::Secret;
+
+/// The providers' own variables for their secrets; they win over `STAGEHOOK_*`.
+pub const SECRET_ENV: [(&str, &str); 2] =
+    [("STRIPE_WEBHOOK_SECRET", "providers.stripe.secret"), ("TWILIO_AUTH_TOKEN", "providers.twilio.auth_token")];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    Env(String),
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File => f.write_str("file"),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// The effective configuration and where each key came from.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    pub config: Config,
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// The environment variable for a key: `limits.max_body_bytes` → `STAGEHOOK_LIMITS_MAX_BODY_BYTES`.
+pub fn env_name(key: &str) -> String {
+    format!("STAGEHOOK_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+pub fn load(
+    file: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    flags: &[(&str, &str, Value)],
+) -> Result<Layered, ConfigError> {
+    let mut merged = Table::try_from(Config::default()).expect("the defaults serialize");
+    let mut sources: BTreeMap<String, Source> =
+        leaves(&merged).into_iter().map(|(k, _)| (k, Source::Default)).collect();
+
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
+        // Parsed alone first, for errors with line numbers.
+        Config::from_toml(&text)?;
+        let table: Table = text.parse().map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
+        for (key, value) in leaves(&table) {
+            set(&mut merged, &key, value);
+            sources.insert(key, Source::File);
+        }
+    }
+
+    let schema = Table::try_from(schema()).expect("the schema serializes");
+    for (key, example) in leaves(&schema) {
+        let name = env_name(&key);
+        let Some(raw) = env.get(&name).filter(|v| !v.is_empty()) else { continue };
+        let value = parse_env(&example, raw).map_err(|m| err(&key, format!("{m} (from {name})")))?;
+        set(&mut merged, &key, value);
+        sources.insert(key, Source::Env(name));
+    }
+    for (name, key) in SECRET_ENV {
+        if let Some(raw) = env.get(name).filter(|v| !v.is_empty()) {
+            set(&mut merged, key, Value::String(raw.clone()));
+            sources.insert(key.to_string(), Source::Env(name.to_string()));
+        }
+    }
+    for (key, flag, value) in flags {
+        set(&mut merged, key, value.clone());
+        sources.insert(key.to_string(), Source::Flag(flag.to_string()));
+    }
+
+    let config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.into_inner().message().trim().to_string();
+        match sources.get(&key) {
+            Some(Source::Env(name)) => err(&key, format!("{message} (from {name})")),
+            Some(Source::Flag(flag)) => err(&key, format!("{message} (from {flag})")),
+            _ => err(&key, message),
+        }
+    })?;
+    config.check()?;
+    Ok(Layered { config, sources })
+}
+
+impl Layered {
+    /// Every key of the effective configuration, secrets as fingerprints, with its source.
+    pub fn show(&self) -> Vec<(String, String, Source)> {
+        let table = Table::try_from(&self.config).expect("the config serializes");
+        leaves(&table)
+            .into_iter()
+            .map(|(k, v)| {
+                let source = self.sources.get(&k).cloned().unwrap_or(Source::Default);
+                (k, v.to_string(), source)
+            })
+            .collect()
+    }
+}
+
+/// A configuration with every optional key present, to learn every key's name and type.
+fn schema() -> Config {
+    let s = || Some(Secret::new("x"));
+    let retry = || RetryOverride {
+        strategy: Some(super::Strategy::Fixed),
+        max_attempts: Some(1),
+        base_delay: Some(super::HumanDuration(std::time::Duration::from_secs(1))),
+        max_delay: Some(super::HumanDuration(std::time::Duration::from_secs(1))),
+        jitter: Some(0.0),
+    };
+    let mut c = Config::default();
+    c.server.public_url = Some(String::new());
+    c.server.admin_token = s();
+    c.isolation = IsolationConfig::default();
+    c.providers.stripe = Some(StripeConfig { secret: s(), api_key: s(), retry: retry(), ..Default::default() });
+    c.providers.twilio =
+        Some(TwilioConfig { auth_token: s(), account_sid: Some(String::new()), retry: retry(), ..Default::default() });
+    c
+}
+
+/// Reads an environment value as the type the key has in the schema.
+fn parse_env(example: &Value, raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    Ok(match example {
+        Value::String(_) => Value::String(raw.to_string()),
+        Value::Integer(_) => Value::Integer(raw.parse().map_err(|_| format!("`{raw}` is not a whole number"))?),
+        Value::Float(_) => Value::Float(raw.parse().map_err(|_| format!("`{raw}` is not a number"))?),
+        Value::Boolean(_) => Value::Boolean(raw.parse().map_err(|_| format!("`{raw}` is not true or false"))?),
+        Value::Array(_) if raw.starts_with('[') => {
+            let t: Table = format!("v = {raw}").parse().map_err(|_| format!("`{raw}` is not a TOML array"))?;
+            t["v"].clone()
+        }
+        Value::Array(_) => Value::Array(
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect(),
+        ),
+        _ => return Err("cannot be set from the environment".into()),
+    })
+}
+
+/// `(dotted key, value)` of every non-table value.
+fn leaves(table: &Table) -> Vec<(String, Value)> {
+    fn walk(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                Value::Table(t) => walk(&key, t, out),
+                other => out.push((key, other.clone())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
+}
+
+fn set(table: &mut Table, key: &str, value: Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("a key has a name");
+    let mut t = table;
+    for p in parts {
+        let entry = t.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        t = entry.as_table_mut().expect("made a table above");
+    }
+    t.insert(last.to_string(), value);
+}
+
+/// The parsed value of a `Config` field, for flags.
+pub fn flag_value<T: serde::Serialize>(v: &T) -> Value {
+    Value::try_from(v).expect("flag values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable_and_sources_are_tracked() {
+        let dir = std::env::temp_dir().join(format!("stagehook-layers-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "[limits]\nrate_limit_per_minute = 7\nmax_body_bytes = 10\n[providers.stripe]\nsecret = \"whsec_file\"\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("STAGEHOOK_LIMITS_MAX_BODY_BYTES", "2048"),
+            ("STAGEHOOK_RETRY_BASE_DELAY", "250ms"),
+            ("STAGEHOOK_PROVIDERS_STRIPE_FORWARD_TO", "http://127.0.0.1:3000/a, http://127.0.0.1:3000/b"),
+            ("STAGEHOOK_PROVIDERS_TWILIO_RETRY_MAX_ATTEMPTS", "2"),
+            ("STAGEHOOK_PROVIDERS_STRIPE_SECRET", "whsec_stagehook_env"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_named_env"),
+        ]);
+        let flags = [("server.bind", "--bind", Value::String("127.0.0.1:9999".into()))];
+        let l = load(Some(&dir), &e, &flags).unwrap();
+        std::fs::remove_file(&dir).ok();
+        let c = &l.config;
+        assert_eq!(c.limits.rate_limit_per_minute, 7);
+        assert_eq!(c.limits.max_body_bytes, 2048);
+        assert_eq!(c.retry.base_delay.0, std::time::Duration::from_millis(250));
+        assert_eq!(c.providers.stripe.as_ref().unwrap().forward_to.len(), 2);
+        assert_eq!(c.providers.twilio.as_ref().unwrap().retry.max_attempts, Some(2));
+        assert_eq!(c.providers.stripe.as_ref().unwrap().secret.as_ref().unwrap().expose(), "whsec_named_env");
+        assert_eq!(c.server.bind.port(), 9999);
+        assert_eq!(l.sources["limits.rate_limit_per_minute"], Source::File);
+        assert_eq!(l.sources["limits.max_body_bytes"], Source::Env("STAGEHOOK_LIMITS_MAX_BODY_BYTES".into()));
+        assert_eq!(l.sources["providers.stripe.secret"], Source::Env("STRIPE_WEBHOOK_SECRET".into()));
+        assert_eq!(l.sources["server.bind"], Source::Flag("--bind".into()));
+        assert_eq!(l.sources["store.cache_mb"], Source::Default);
+        let shown = l.show();
+        let secret = shown.iter().find(|(k, _, _)| k == "providers.stripe.secret").unwrap();
+        assert!(!secret.1.contains("whsec_named_env"), "{secret:?}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_key_and_variable() {
+        let e = env(&[("STAGEHOOK_LIMITS_RATE_LIMIT_PER_MINUTE", "lots")]);
+        let error = load(None, &e, &[]).unwrap_err();
+        assert_eq!(error.key, "limits.rate_limit_per_minute");
+        assert!(error.message.contains("STAGEHOOK_LIMITS_RATE_LIMIT_PER_MINUTE"), "{error}");
+        let e = env(&[("STAGEHOOK_RETRY_STRATEGY", "random")]);
+        let error = load(None, &e, &[]).unwrap_err();
+        assert_eq!(error.key, "retry.strategy");
+        assert!(error.message.contains("STAGEHOOK_RETRY_STRATEGY"), "{error}");
+    }
+}
