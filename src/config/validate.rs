@@ -109,7 +109,13 @@ fn is_placeholder(s: &Secret) -> bool {
 }
 
 fn secrets(c: &Config, r: &mut Report) {
-    let mut configured: Vec<(&str, &Secret)> = Vec::new();
+    let configured: Vec<(&str, &Secret)> = [
+        ("stripe", c.providers.stripe.as_ref().and_then(|p| p.secret.as_ref())),
+        ("twilio", c.providers.twilio.as_ref().and_then(|p| p.auth_token.as_ref())),
+    ]
+    .into_iter()
+    .filter_map(|(name, s)| Some((name, s?)))
+    .collect();
     if let Some(stripe) = &c.providers.stripe {
         let key = "providers.stripe.secret";
         match &stripe.secret {
@@ -133,7 +139,6 @@ fn secrets(c: &Config, r: &mut Report) {
             ),
             Some(s) => {
                 r.push("stripe.secret_format", Severity::Ok, key, format!("signing secret {}", s.fingerprint()));
-                configured.push(("stripe", s));
             }
         }
     }
@@ -160,7 +165,6 @@ fn secrets(c: &Config, r: &mut Report) {
             ),
             Some(s) => {
                 r.push("twilio.token_format", Severity::Ok, key, format!("auth token {}", s.fingerprint()));
-                configured.push(("twilio", s));
             }
         }
     }
@@ -302,18 +306,22 @@ fn targets(c: &Config, r: &mut Report) {
 
 fn data_dir(dir: &Path, context: Context, r: &mut Report) {
     let key = "server.data_dir";
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        r.push("data_dir.writable", Severity::Error, key, format!("{} cannot be created: {e}", dir.display()));
+    // Checked without creating anything: a folder that does not exist yet is fine when the
+    // nearest existing parent takes new files.
+    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    if !existing.is_dir() {
+        r.push("data_dir.writable", Severity::Error, key, format!("{} is inside a file, not a folder", dir.display()));
         return;
     }
-    let probe = dir.join(format!(".stagehook-write-check-{}", std::process::id()));
+    let probe = existing.join(format!(".stagehook-write-check-{}", std::process::id()));
     match std::fs::write(&probe, b"ok") {
         Ok(()) => {
             let _ = std::fs::remove_file(&probe);
-            r.push("data_dir.writable", Severity::Ok, key, format!("{} is writable", dir.display()));
+            let how = if existing == dir { "is writable" } else { "can be created" };
+            r.push("data_dir.writable", Severity::Ok, key, format!("{} {how}", dir.display()));
         }
         Err(e) => {
-            r.push("data_dir.writable", Severity::Error, key, format!("{} is not writable: {e}", dir.display()));
+            r.push("data_dir.writable", Severity::Error, key, format!("{} is not writable: {e}", existing.display()));
             return;
         }
     }

@@ -18,7 +18,7 @@ use warp::{Filter, Rejection};
 
 use super::auth::admin;
 use super::errors::ApiError;
-use super::{ok_json, read_body, with_state, AppState};
+use super::{ok_json, read_body, AppState};
 use crate::providers::Inbound;
 use crate::store::stats::percentiles;
 use crate::store::Status;
@@ -33,21 +33,18 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .map(|s: Arc<AppState>| health(&s));
     let stats = base
         .and(warp::path("stats"))
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .map(|s: Arc<AppState>| stats(&s));
     let validate = base
         .and(warp::path("validate"))
         .and(warp::path::end())
         .and(warp::post())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .and(warp::body::stream())
         .then(|s: Arc<AppState>, body| async move {
             match read_body(body, VALIDATE_LIMIT, None).await {
@@ -61,8 +58,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::get())
         .and(admin(state.clone()))
         .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
-        .and(with_state(state.clone()))
-        .map(|q: BTreeMap<String, String>, s: Arc<AppState>| {
+        .map(|s: Arc<AppState>, q: BTreeMap<String, String>| {
             rejections(&s, &q).unwrap_or_else(ApiError::into_response)
         });
     let config = base
@@ -71,7 +67,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .map(|s: Arc<AppState>| {
             ok_json(
                 &crate::config::validate::validate(&s.config, &s.env, crate::config::validate::Context::Running)

@@ -18,19 +18,18 @@ pub struct Unauthorized;
 
 impl warp::reject::Reject for Unauthorized {}
 
-/// Passes when no token is configured or the request carries it; put after path and method, so
-/// unknown paths stay 404 and wrong methods 405.
-pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::headers_cloned()
-        .and(with_state(state))
-        .and_then(|headers: HeaderMap, state: Arc<AppState>| async move {
+/// Yields the state when no token is configured or the request carries it; put after path and
+/// method, so unknown paths stay 404 and wrong methods 405.
+pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    warp::header::headers_cloned().and(with_state(state)).and_then(
+        |headers: HeaderMap, state: Arc<AppState>| async move {
             if authorized(&state, &headers) {
-                Ok(())
+                Ok(state)
             } else {
                 Err(warp::reject::custom(Unauthorized))
             }
-        })
-        .untuple_one()
+        },
+    )
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {

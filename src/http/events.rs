@@ -20,7 +20,7 @@ use warp::{Filter, Rejection};
 use super::api::shown_headers;
 use super::auth::admin;
 use super::errors::ApiError;
-use super::{ok_json, read_body, with_state, AppState};
+use super::{ok_json, read_body, AppState};
 use crate::store::{AttemptV1, EventFilter, EventV1, Status, StoreError};
 
 /// Most events one page returns, and most records one page request reads.
@@ -38,15 +38,13 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::get())
         .and(admin(state.clone()))
         .and(query())
-        .and(with_state(state.clone()))
-        .map(|q: BTreeMap<String, String>, s: Arc<AppState>| list(&s, &q).unwrap_or_else(ApiError::into_response));
+        .map(|s: Arc<AppState>, q: BTreeMap<String, String>| list(&s, &q).unwrap_or_else(ApiError::into_response));
     let one = base
         .and(warp::path("events"))
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
     let replay_one = base
         .and(warp::path("events"))
@@ -55,7 +53,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::post())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .then(|id: String, s: Arc<AppState>| async move {
             replay_one(&s, &id).await.unwrap_or_else(ApiError::into_response)
         });
@@ -64,7 +61,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::post())
         .and(admin(state.clone()))
-        .and(with_state(state.clone()))
         .and(warp::body::stream())
         .then(|s: Arc<AppState>, body| async move {
             match read_body(body, 64 * 1024, None).await {
@@ -78,7 +74,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(with_state(state))
         .map(|s: Arc<AppState>| recovery(&s));
     list.or(one).unify().or(replay_one).unify().or(replay_many).unify().or(recovery).unify()
 }

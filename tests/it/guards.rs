@@ -71,6 +71,7 @@ async fn bodies_over_the_limit_are_refused_declared_or_chunked() {
     let exact = vec![b' '; 1024 * 1024];
     let r = s.post(PATH, &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")], &exact).await;
     assert_eq!(r.code(), "invalid_signature");
+    s.store.flush().await.unwrap();
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["rejections"]["payload_too_large"], 2, "{stats}");
     s.stop().await;

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod config;
 mod crash;
 mod delivery;
 mod fake_app;

@@ -56,6 +56,7 @@ async fn a_restart_keeps_every_event_and_the_stats() {
     }
     s.stripe(&stripe_event("evt_keep_0")).await;
     s.post("/staging/webhooks/stripe", &[("content-type", "application/json")], b"{}").await;
+    s.store.flush().await.unwrap();
     let before = s.get("/staging/webhooks/stats").await.json();
     s.stop().await;
 

@@ -134,7 +134,9 @@ async fn payloads_are_validated_after_the_signature() {
     let r = s.post(PATH, &[("content-type", "text/plain")], stripe_event("evt_t").as_bytes()).await;
     assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
 
-    // None of the refused events was stored; each refusal was counted by its code.
+    // None of the refused events was stored; each refusal was counted by its code (refusals are
+    // counted asynchronously: a flush makes them visible).
+    s.store.flush().await.unwrap();
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["total_events"], 0);
     assert_eq!(stats["rejections"]["invalid_payload"], 7);

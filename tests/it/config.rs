@@ -1,0 +1,272 @@
+//! Configuration validation and isolation: one case per check, live keys refused at startup,
+//! `check-config` exit codes and provenance, the admin token, and no secret in any output.
+
+use std::collections::BTreeMap;
+
+use stagehook::config::validate::{validate, Context, Severity};
+use stagehook::config::Config;
+use stagehook::{App, Clock};
+
+use crate::support::{self, run_binary, spawn_binary, stripe_event, write_config, STRIPE_SECRET};
+
+const GOOD_STRIPE: &str = "[providers.stripe]\nsecret = \"whsec_0123456789abcdef0123\"\n";
+
+/// Validates a config fragment (with its data in a temp dir) and the given environment.
+fn findings(toml: &str, env: &[(&str, &str)]) -> Vec<(String, Severity, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::from_toml(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
+    c.check().unwrap_or_else(|e| panic!("{toml}: {e}"));
+    if !toml.contains("data_dir") {
+        c.server.data_dir = dir.path().join("data");
+    }
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let report = validate(&c, &env, Context::Standalone);
+    report.findings.into_iter().map(|f| (f.id.to_string(), f.severity, f.key)).collect()
+}
+
+fn check(toml: &str, env: &[(&str, &str)], id: &str, severity: Severity, key: &str) {
+    let got = findings(toml, env);
+    assert!(
+        got.iter().any(|(i, s, k)| i == id && *s == severity && k == key),
+        "expected {id} {severity:?} on {key} for\n{toml}{env:?}\ngot {got:#?}"
+    );
+}
+
+/// A config fragment, the environment, and the finding expected: id, severity, key.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, Severity, &'a str);
+
+#[test]
+fn every_check_has_its_finding() {
+    use Severity::*;
+    let cases: &[Case] = &[
+        ("[providers.stripe]\ntolerance_seconds = 300\n", &[], "provider.secret_missing", Error, "providers.stripe.secret"),
+        ("[providers.stripe]\nsecret = \"whsec_REPLACE_ME\"\n", &[], "provider.placeholder_secret", Error, "providers.stripe.secret"),
+        ("[providers.stripe]\nsecret = \"sk_test_not_a_signing_secret\"\n", &[], "stripe.secret_format", Error, "providers.stripe.secret"),
+        (GOOD_STRIPE, &[], "stripe.secret_format", Ok, "providers.stripe.secret"),
+        ("[providers.twilio]\nauth_token = \"not-hex\"\n", &[], "twilio.token_format", Error, "providers.twilio.auth_token"),
+        ("[providers.twilio]\nauth_token = \"REPLACE_WITH_32_HEX_AUTH_TOKEN\"\n", &[], "provider.placeholder_secret", Error, "providers.twilio.auth_token"),
+        ("[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.token_format", Ok, "providers.twilio.auth_token"),
+        ("[providers.stripe]\nsecret = \"samesecret\"\n[providers.twilio]\nauth_token = \"samesecret\"\n", &[], "secret.reused", Warning, "providers.twilio"),
+        ("", &[], "provider.none_configured", Warning, "providers"),
+        // Isolation: Stripe API keys from the config or the environment.
+        ("[providers.stripe]\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"sk_live_51Habc\"\n", &[], "isolation.live_stripe_key", Error, "providers.stripe.api_key"),
+        (GOOD_STRIPE, &[("STRIPE_API_KEY", "rk_live_51Habc")], "isolation.live_stripe_key", Error, "env STRIPE_API_KEY"),
+        (GOOD_STRIPE, &[("STRIPE_SECRET_KEY", "pk_live_51Habc")], "isolation.live_stripe_key", Error, "env STRIPE_SECRET_KEY"),
+        (GOOD_STRIPE, &[("STRIPE_SECRET_KEY", "sk_test_51Habc")], "isolation.live_stripe_key", Ok, "env STRIPE_SECRET_KEY"),
+        (GOOD_STRIPE, &[("STRIPE_API_KEY", "51Habc")], "isolation.stripe_key_format", Warning, "env STRIPE_API_KEY"),
+        ("", &[("TWILIO_API_KEY", "SK0123")], "isolation.twilio_live_credentials", Warning, "env TWILIO_API_KEY"),
+        ("[providers.twilio]\naccount_sid = \"XY123\"\n", &[], "twilio.account_sid_format", Error, "providers.twilio.account_sid"),
+        // Isolation: forward targets.
+        ("[providers.stripe]\nforward_to = [\"https://api.stripe.com/v1/events\"]\n", &[], "isolation.production_target", Error, "providers.stripe.forward_to[0]"),
+        ("[isolation]\nproduction_hosts = [\"*.prod.example.com\"]\n[providers.twilio]\nforward_to = [\"http://127.0.0.1:3000/ok\", \"https://app.prod.example.com/sms\"]\n", &[], "isolation.production_target", Error, "providers.twilio.forward_to[1]"),
+        ("[isolation]\nproduction_hosts = [\"*.prod.example.com\"]\n[providers.twilio]\nforward_to = [\"http://127.0.0.1:3000/ok\"]\n", &[], "isolation.production_target", Ok, "providers.twilio.forward_to[0]"),
+        // The data folder.
+        ("[server]\ndata_dir = \"/dev/null/stagehook\"\n", &[], "data_dir.writable", Error, "server.data_dir"),
+        ("", &[], "data_dir.writable", Ok, "server.data_dir"),
+        // Exposure.
+        ("[server]\nbind = \"0.0.0.0:8080\"\n", &[], "bind.exposed_without_token", Error, "server.bind"),
+        ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"short\"\n", &[], "admin_token.weak", Warning, "server.admin_token"),
+        ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"a-long-enough-admin-token-0123\"\n", &[], "bind.exposed_without_token", Ok, "server.bind"),
+        ("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.public_url_missing", Warning, "server.public_url"),
+        ("[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n", &[], "proxies.too_broad", Warning, "server.trusted_proxies[0]"),
+        // Ranges.
+        ("[limits]\nrate_limit_per_minute = 0\n", &[], "limits.rate_limit_off", Warning, "limits.rate_limit_per_minute"),
+        ("[limits]\nmax_body_bytes = 20971520\n", &[], "limits.body_limit_large", Warning, "limits.max_body_bytes"),
+        ("[retry]\nmax_delay = \"2days\"\n", &[], "retry.max_delay_long", Warning, "retry.max_delay"),
+        ("[retention]\nmax_age = \"10m\"\n", &[], "retention.max_age_short", Warning, "retention.max_age"),
+    ];
+    for (toml, env, id, severity, key) in cases {
+        check(toml, env, id, *severity, key);
+    }
+    // A clean staging setup has no error and no warning.
+    let clean = format!("{GOOD_STRIPE}[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n");
+    let got = findings(&clean, &[]);
+    assert!(got.iter().all(|(_, s, _)| *s == Severity::Ok), "{got:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_in_use_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = support::config(dir.path());
+    let _app = App::open(c.clone(), Clock::system()).unwrap();
+    let report = validate(&c, &BTreeMap::new(), Context::Standalone);
+    assert!(report.findings.iter().any(|f| f.id == "data_dir.in_use" && f.severity == Severity::Error), "{report:?}");
+    // The running server itself holds the lock: not a finding there.
+    let report = validate(&c, &BTreeMap::new(), Context::Running);
+    assert!(report.findings.iter().all(|f| f.id != "data_dir.in_use"));
+}
+
+#[test]
+fn startup_refuses_a_live_key_naming_it_without_printing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "api_key = \"sk_live_51SECRETVALUE0123456789\"\n");
+    let (code, out) = run_binary(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("providers.stripe.api_key") && out.contains("isolation.live_stripe_key"), "{out}");
+    assert!(!out.contains("sk_live_51SECRETVALUE0123456789"), "{out}");
+    assert!(!out.contains(STRIPE_SECRET), "{out}");
+}
+
+#[test]
+fn check_config_exit_codes_json_and_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), "");
+    let (code, out) = run_binary(&["check-config", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 error(s)"), "{out}");
+    assert!(!dir.path().join("data").exists(), "checking creates nothing");
+
+    let (code, out) = run_binary(&["check-config", "--config", good.to_str().unwrap(), "--json", "--show"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["effective"]["limits.rate_limit_per_minute"]["source"], "file");
+    assert_eq!(v["effective"]["store.cache_mb"]["source"], "default");
+    let secret = v["effective"]["providers.stripe.secret"]["value"].as_str().unwrap();
+    assert!(secret.contains("sha256:") && !out.contains(STRIPE_SECRET), "{secret}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nbind = \"0.0.0.0:8080\"\n[providers.stripe]\nsecret = \"whsec_REPLACE_ME\"\n")
+        .unwrap();
+    let (code, out) = run_binary(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bind.exposed_without_token") && out.contains("provider.placeholder_secret"),
+        "every error, not just the first: {out}"
+    );
+    assert!(out.contains("2 error(s)"), "{out}");
+
+    // A bad value is still a configuration error (exit 2), as for serve.
+    std::fs::write(&bad, "[limits]\nmax_body_bytes = \"big\"\n").unwrap();
+    assert_eq!(run_binary(&["check-config", "--config", bad.to_str().unwrap()]).0, 2);
+}
+
+#[test]
+fn the_example_config_has_only_placeholder_errors() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/staging.toml.example");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("staging.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let text = text
+        .replace("data_dir = \"./stagehook-data\"", &format!("data_dir = \"{}\"", dir.path().join("data").display()));
+    std::fs::write(&copy, text).unwrap();
+    let (code, out) = run_binary(&["check-config", "--config", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(!errors.is_empty() && errors.iter().all(|id| *id == "provider.placeholder_secret"), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_guards_everything_but_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::config(dir.path());
+    c.server.admin_token = Some(stagehook::secret::Secret::new("admin-token-0123456789abcdef"));
+    let s = support::start(c).await;
+    let ok = s.stripe(&stripe_event("evt_admin")).await;
+    assert_eq!(ok.status, 200, "ingest needs no token");
+    let id = ok.json()["id"].as_str().unwrap().to_string();
+    let paths = [
+        ("GET", "/staging/webhooks/test".to_string()),
+        ("GET", "/staging/webhooks/stats".to_string()),
+        ("GET", "/staging/webhooks/events".to_string()),
+        ("GET", format!("/staging/webhooks/events/{id}")),
+        ("GET", "/staging/webhooks/rejections".to_string()),
+        ("GET", "/staging/webhooks/recovery/stats".to_string()),
+        ("GET", "/staging/webhooks/config/validate".to_string()),
+        ("POST", "/staging/webhooks/replay".to_string()),
+        ("POST", format!("/staging/webhooks/events/{id}/replay")),
+        ("POST", "/staging/webhooks/validate".to_string()),
+    ];
+    for (method, path) in &paths {
+        let r = support::request(s.addr, method, path, &[], b"").await;
+        assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{method} {path}");
+        assert!(r.header("www-authenticate").is_some());
+        support::assert_security_headers(&r);
+        let r = support::request(s.addr, method, path, &[("authorization", "Bearer wrong-token")], b"").await;
+        assert_eq!(r.status, 401, "{method} {path}");
+        let r =
+            support::request(s.addr, method, path, &[("authorization", "Bearer admin-token-0123456789abcdef")], b"")
+                .await;
+        assert_ne!(r.status, 401, "{method} {path}: {}", r.text());
+        let r = support::request(
+            s.addr,
+            method,
+            path,
+            &[("cookie", "theme=dark; stagehook_session=admin-token-0123456789abcdef")],
+            b"",
+        )
+        .await;
+        assert_ne!(r.status, 401, "{method} {path} with the session cookie");
+    }
+    // Unknown paths stay 404 and wrong methods 405, token or not.
+    assert_eq!(s.get("/nope").await.status, 404);
+    assert_eq!(s.get("/staging/webhooks/stripe").await.status, 405);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_output_of_a_full_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "admin-secret-token-ABCDEF0123456789";
+    let twilio = "fedcba9876543210fedcba9876543210";
+    let api_key = "sk_test_51APIKEYSECRET0123456789";
+    let config = dir.path().join("staging.toml");
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token = \"{admin}\"\n\n\
+         [providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\napi_key = \"{api_key}\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let secrets = [STRIPE_SECRET, twilio, admin, api_key];
+
+    let (code, show) = run_binary(&["check-config", "--config", config.to_str().unwrap(), "--show"]);
+    assert_eq!(code, 0, "{show}");
+    let mut s = spawn_binary(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("TWILIO_AUTH_TOKEN", twilio), ("RUST_LOG", "debug")],
+    )
+    .await;
+    let auth = format!("Bearer {admin}");
+    let h = [("authorization", auth.as_str())];
+    let ok = s.stripe(&stripe_event("evt_redact")).await;
+    let id = ok.json()["id"].as_str().unwrap().to_string();
+    let bad = support::request(
+        s.addr,
+        "POST",
+        "/staging/webhooks/stripe",
+        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
+        b"{}",
+    )
+    .await;
+    let mut outputs = vec![show, ok.text(), bad.text()];
+    for path in [
+        "/staging/webhooks/test".to_string(),
+        "/staging/webhooks/stats".to_string(),
+        "/staging/webhooks/events".to_string(),
+        format!("/staging/webhooks/events/{id}"),
+        "/staging/webhooks/rejections".to_string(),
+        "/staging/webhooks/recovery/stats".to_string(),
+        "/staging/webhooks/config/validate".to_string(),
+    ] {
+        let r = support::request(s.addr, "GET", &path, &h, b"").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        outputs.push(r.text());
+    }
+    let report = support::request(s.addr, "GET", "/staging/webhooks/config/validate", &h, b"").await.json();
+    assert_eq!(report["ok"], true, "{report}");
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+    outputs.push(s.stdout.lock().clone());
+    outputs.push(s.stderr.lock().clone());
+    let all = outputs.join("\n");
+    for secret in secrets {
+        assert!(!all.contains(secret), "a secret leaked into the output");
+    }
+}
