@@ -20,7 +20,7 @@ use super::auth::admin;
 use super::errors::ApiError;
 use super::{ok_json, read_body, AppState};
 use crate::providers::Inbound;
-use crate::store::stats::percentiles;
+use crate::store::stats::{percentiles, throughput};
 use crate::store::Status;
 
 /// Largest body `/validate` takes: a payload plus its headers.
@@ -130,6 +130,10 @@ fn stats(s: &AppState) -> Response {
     let rejections: BTreeMap<&str, u64> =
         counters.iter().filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v))).collect();
     let ([p50, p95, p99], samples) = percentiles(&counters);
+    let (minutes, mut per_provider) = throughput(&counters, s.clock.now_ms().div_euclid(60_000));
+    for e in &s.endpoints {
+        per_provider.entry(e.provider.name().to_string()).or_insert_with(|| vec![0; minutes.len()]);
+    }
     ok_json(&json!({
         "total_events": total,
         "by_status": by_status,
@@ -140,6 +144,7 @@ fn stats(s: &AppState) -> Response {
         "processing_ms": {"p50": p50, "p95": p95, "p99": p99, "samples": samples},
         "events_last_minute": s.store.stats().last_minute(s.clock.now_s()),
         "uptime_seconds": s.started.elapsed().as_secs(),
+        "throughput": {"minutes": minutes, "providers": per_provider},
     }))
 }
 

@@ -56,6 +56,17 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .then(|id: String, s: Arc<AppState>| async move {
             replay_one(&s, &id).await.unwrap_or_else(ApiError::into_response)
         });
+    let curl = base
+        .and(warp::path("events"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("curl"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(admin(state.clone()))
+        .and(warp::header::optional::<String>("host"))
+        .map(|id: String, s: Arc<AppState>, host: Option<String>| {
+            curl(&s, &id, host.as_deref()).unwrap_or_else(ApiError::into_response)
+        });
     let replay_many = base
         .and(warp::path("replay"))
         .and(warp::path::end())
@@ -75,7 +86,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::get())
         .and(admin(state.clone()))
         .map(|s: Arc<AppState>| recovery(&s));
-    list.or(one).unify().or(replay_one).unify().or(replay_many).unify().or(recovery).unify()
+    list.or(one).unify().or(replay_one).unify().or(curl).unify().or(replay_many).unify().or(recovery).unify()
 }
 
 fn unavailable(e: StoreError) -> ApiError {
@@ -123,9 +134,31 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
         since_ms: q.get("since").map(|t| parse_time("since", &Value::String(t.clone()))).transpose()?.flatten(),
         until_ms: q.get("until").map(|t| parse_time("until", &Value::String(t.clone()))).transpose()?.flatten(),
     };
+    if let Some(q) = q.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
+        return Ok(ok_json(&json!({"events": search(s, &filter, q)?, "next_cursor": null})));
+    }
     let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT).map_err(unavailable)?;
     let events: Vec<Value> = page.events.iter().map(|(id, e)| summary(*id, e)).collect();
     Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
+}
+
+/// Events whose id or provider event id is exactly `q`: point lookups, never a scan.
+fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, ApiError> {
+    let mut ids: Vec<Ulid> = Ulid::from_string(q).ok().into_iter().collect();
+    for e in &s.endpoints {
+        if let Some(id) = s.store.find_by_event_id(e.provider.name(), q).map_err(unavailable)? {
+            ids.push(id);
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some((e, _)) = s.store.get_event(id).map_err(unavailable)? {
+            if filter.matches(&e) {
+                out.push(summary(id, &e));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn summary(id: Ulid, e: &EventV1) -> Value {
@@ -202,6 +235,57 @@ async fn replay_one(s: &AppState, id: &str) -> Result<Response, ApiError> {
     }
     let n = s.store.replay(vec![(ulid, targets.to_vec())]).await.map_err(unavailable)?;
     Ok(ok_json(&json!({"replayed": n, "id": id})))
+}
+
+/// A shell command that sends the event to stagehook again, signed afresh for that URL.
+fn curl(s: &AppState, id: &str, host: Option<&str>) -> Result<Response, ApiError> {
+    let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let (e, body) =
+        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let endpoint = s
+        .endpoints
+        .iter()
+        .find(|x| x.provider.name() == e.provider)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint for provider `{}`", e.provider)))?;
+    let base = match &s.config.server.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{}", host.unwrap_or("127.0.0.1:8080")),
+    };
+    let url = format!("{base}/staging/webhooks/{}", endpoint.path);
+    let content_type = e.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
+    let signed = endpoint.provider.sign_delivery(&url, content_type, &body, s.clock.now_s());
+    let mut cmd = format!("curl -sS -X POST {}", shell_quote(&signed.url));
+    if let Some(ct) = content_type {
+        cmd.push_str(&format!(" -H {}", shell_quote(&format!("content-type: {ct}"))));
+    }
+    for (name, value) in &signed.headers {
+        cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: {value}"))));
+    }
+    cmd.push_str(&format!(" --data-binary {}", ansi_c_quote(&body)));
+    Ok(ok_json(&json!({"command": cmd, "url": signed.url})))
+}
+
+/// `'text'` for a POSIX shell.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `$'...'` (bash, zsh): every byte exactly, newlines and non-ASCII included.
+fn ansi_c_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("$'");
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[derive(Deserialize, Default)]

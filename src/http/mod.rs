@@ -7,6 +7,7 @@
 mod api;
 pub mod auth;
 mod client_ip;
+mod dashboard;
 pub mod errors;
 mod events;
 mod ingest;
@@ -88,7 +89,8 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let app = ingest::filter(state.clone())
         .or(api::filter(state.clone()))
-        .or(events::filter(state))
+        .or(events::filter(state.clone()))
+        .or(dashboard::filter(state))
         .recover(errors::handle_rejection);
     warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(
         |start: Instant, method: Method, path: warp::path::FullPath, reply| {
@@ -100,6 +102,10 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
 fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Response {
     let headers = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {
+        // A handler may set its own policy (the dashboard's); every other header is fixed.
+        if name == "content-security-policy" && headers.contains_key(name) {
+            continue;
+        }
         headers.insert(name, HeaderValue::from_static(value));
     }
     let log = res.extensions_mut().remove::<RequestLog>().unwrap_or_default();

@@ -107,7 +107,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    fn matches(&self, e: &EventV1) -> bool {
+    pub fn matches(&self, e: &EventV1) -> bool {
         self.provider.as_ref().is_none_or(|p| *p == e.provider)
             && self.status.is_none_or(|s| s == e.status)
             && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
@@ -205,6 +205,7 @@ impl Store {
             ids: ulid::Generator::new(),
             fail_flushes: fail_flushes.clone(),
             jobs_added: jobs_added.clone(),
+            swept_minute: 0,
         };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())

@@ -12,6 +12,29 @@ pub fn events_counter(provider: &str, status: &str) -> String {
 pub fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }
+/// Accepted events of one provider in one minute (Unix minutes), for the throughput chart.
+pub fn minute_counter(provider: &str, minute: i64) -> String {
+    format!("minute/{provider}/{minute:010}")
+}
+
+/// How long per-minute counters are kept.
+pub const MINUTES_KEPT: i64 = 120;
+
+/// Per-provider accepted events for each of the 60 minutes up to `now_minute`, oldest first.
+pub fn throughput(counters: &BTreeMap<String, u64>, now_minute: i64) -> (Vec<i64>, BTreeMap<String, Vec<u64>>) {
+    let minutes: Vec<i64> = (now_minute - 59..=now_minute).collect();
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (k, v) in counters.range("minute/".to_string()..) {
+        let Some(rest) = k.strip_prefix("minute/") else { break };
+        let Some((provider, minute)) = rest.rsplit_once('/') else { continue };
+        let Ok(minute) = minute.parse::<i64>() else { continue };
+        if let Some(i) = minute.checked_sub(minutes[0]).filter(|i| (0..60).contains(i)) {
+            out.entry(provider.to_string()).or_insert_with(|| vec![0; 60])[i as usize] += v;
+        }
+    }
+    (minutes, out)
+}
+
 /// Jobs in the delivery queue, all providers.
 pub const QUEUE_DEPTH: &str = "queue/depth";
 
@@ -57,6 +80,13 @@ impl Stats {
         let mut c = self.counters.write();
         for k in changed {
             c.insert(k.clone(), values.get(k).copied().unwrap_or(0));
+        }
+    }
+
+    pub fn remove(&self, names: &[String]) {
+        let mut c = self.counters.write();
+        for k in names {
+            c.remove(k);
         }
     }
 

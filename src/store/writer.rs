@@ -19,7 +19,10 @@ use ulid::Ulid;
 
 use super::pending::Pending;
 use super::record::{decode, encode, AttemptRecord, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status};
-use super::stats::{duplicates_counter, events_counter, hist_bucket_counter, rejected_counter, Stats, QUEUE_DEPTH};
+use super::stats::{
+    duplicates_counter, events_counter, hist_bucket_counter, minute_counter, rejected_counter, Stats, MINUTES_KEPT,
+    QUEUE_DEPTH,
+};
 use super::{keys, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
 
@@ -56,6 +59,8 @@ pub(super) struct Writer {
     /// Monotonic within a millisecond, so ids (and keys) follow commit order.
     pub(super) ids: ulid::Generator,
     pub(super) fail_flushes: Arc<AtomicU32>,
+    /// The minute of the last sweep of old per-minute counters.
+    pub(super) swept_minute: i64,
     /// Woken after a commit that queued jobs, so the delivery engine need not poll.
     pub(super) jobs_added: Arc<tokio::sync::Notify>,
 }
@@ -194,6 +199,19 @@ impl Writer {
         }
 
         let (mut batch, delta) = p.finish();
+        // Per-minute counters older than the chart's window go, at most once a minute.
+        let now_minute = self.clock.now_ms().div_euclid(60_000);
+        let mut expired = Vec::new();
+        if now_minute != self.swept_minute {
+            let old = |k: &str| {
+                let minute = k.strip_prefix("minute/").and_then(|r| r.rsplit_once('/')).map(|(_, m)| m.parse::<i64>());
+                matches!(minute, Some(Ok(m)) if m < now_minute - MINUTES_KEPT)
+            };
+            expired = self.counters.keys().filter(|k| old(k)).filter(|k| !delta.contains_key(*k)).cloned().collect();
+            for k in &expired {
+                batch.remove(keys::counter_key(k));
+            }
+        }
         for (name, d) in &delta {
             let value = apply_delta(self.counters.get(name).copied().unwrap_or(0), *d);
             batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]);
@@ -210,6 +228,13 @@ impl Writer {
             self.rejections.drain(..evicted);
             self.rejections.extend(new_rejections.into_iter().skip(skip_new));
             self.stats.set(&self.counters, delta.keys());
+            if now_minute != self.swept_minute {
+                for k in &expired {
+                    self.counters.remove(k);
+                }
+                self.stats.remove(&expired);
+                self.swept_minute = now_minute;
+            }
             for ms in accepted_at {
                 self.stats.note_accepted(ms.div_euclid(1000), 1);
             }
@@ -246,6 +271,7 @@ impl Writer {
         p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
         p.insert_blind(&keys::id_key(keys::BODY, id), &event.body);
         p.count(hist_bucket_counter(event.processing_us), 1);
+        p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         accepted_at.push(event.received_at_ms);
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };

@@ -117,3 +117,67 @@ async fn validate_reports_structure_and_signature_and_stores_nothing() {
     assert!(s.store.find_by_event_id("stripe", "evt_v").unwrap().is_none());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_curl_command_resends_the_exact_bytes_signed_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    // Quotes, backslashes, a newline and non-ASCII: the shell must hand over every byte.
+    let body = "{\"id\":\"evt_curl\",\"type\":\"a.b\",\"created\":1,\"data\":{\"object\":{\"note\":\"it's a \\\\ \\\"test\\\" ñ\"}}}\n";
+    let id = support::post_stripe(s.addr, body, &[]).await.json()["id"].as_str().unwrap().to_string();
+    let params = [("MessageSid", "SM_CURL"), ("From", "+1"), ("To", "+2"), ("Body", "a & b = 'c'")];
+    let sig = crate::support::twilio_signature(
+        crate::support::TWILIO_TOKEN,
+        "http://127.0.0.1/staging/webhooks/sms",
+        &params,
+    );
+    s.post(
+        "/staging/webhooks/sms",
+        &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+        crate::support::form(&params).as_bytes(),
+    )
+    .await;
+    let sms = s.store.find_by_event_id("twilio", "SM_CURL").unwrap().unwrap().to_string();
+    for (id, event_id) in [(id, "evt_curl"), (sms, "SM_CURL")] {
+        let host = s.addr.to_string();
+        let r =
+            support::request(s.addr, "GET", &format!("/staging/webhooks/events/{id}/curl"), &[("host", &host)], b"")
+                .await;
+        let cmd = r.json()["command"].as_str().unwrap().to_string();
+        let out = std::process::Command::new("bash").arg("-c").arg(&cmd).output().expect("bash and curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Accepted (so the signature and the bytes were right), as a repeat of the same event.
+        if event_id.starts_with("evt_") {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{cmd}\n{text}"));
+            assert_eq!((v["duplicate"].clone(), v["event_id"].clone()), (json!(true), json!(event_id)), "{cmd}");
+        } else {
+            assert!(text.contains("<Response></Response>"), "{cmd}\n{text}");
+        }
+    }
+    s.store.flush().await.unwrap();
+    let st = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(st["duplicates"], 2, "both re-sends verified and were recognised: {st}");
+    assert_eq!(st["rejected_total"], 0, "{st}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_counts_events_per_minute_per_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    for i in 0..4 {
+        s.stripe(&stripe_event(&format!("evt_tp{i}"))).await;
+    }
+    let t = &s.get("/staging/webhooks/stats").await.json()["throughput"];
+    let minutes = t["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60);
+    let stripe: Vec<u64> = t["providers"]["stripe"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(stripe.iter().sum::<u64>(), 4);
+    assert_eq!(*stripe.last().unwrap() + stripe[58], 4, "in the latest minute (or the one before, at a boundary)");
+    assert_eq!(t["providers"]["twilio"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>(), 0);
+    // An hour later the chart has moved on; the counts are gone from it.
+    s.clock.advance(61 * 60 * 1000);
+    let t = &s.get("/staging/webhooks/stats").await.json()["throughput"];
+    assert_eq!(t["providers"]["stripe"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>(), 0);
+    s.stop().await;
+}

@@ -181,7 +181,10 @@ pub async fn request_from(
 }
 
 pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("host: 127.0.0.1\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -247,6 +250,19 @@ pub fn assert_security_headers(r: &Resp) {
         ("x-xss-protection", "1; mode=block"),
         ("referrer-policy", "strict-origin-when-cross-origin"),
         ("content-security-policy", "default-src 'none'"),
+        ("cache-control", "no-cache, no-store, must-revalidate"),
+    ] {
+        assert_eq!(r.header(name), Some(value), "{name} on a {} response", r.status);
+    }
+}
+
+/// The security headers of a page that sets its own Content-Security-Policy.
+pub fn assert_security_headers_except_csp(r: &Resp) {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("x-xss-protection", "1; mode=block"),
+        ("referrer-policy", "strict-origin-when-cross-origin"),
         ("cache-control", "no-cache, no-store, must-revalidate"),
     ] {
         assert_eq!(r.header(name), Some(value), "{name} on a {} response", r.status);
