@@ -1,0 +1,179 @@
+//! The dashboard in real headless Chromium: numbers equal to the API's, live rows, the detail
+//! view, replay with a click, the admin-token prompt, screenshots, and no CSP violation.
+
+use std::time::Duration;
+
+use serde_json::json;
+use stagehook::config::{HumanDuration, Strategy};
+
+use crate::fake_app::{FakeApp, Reply};
+use crate::support::{self, config, form, start, stripe_event, twilio_signature, TWILIO_TOKEN};
+use crate::webdriver::Browser;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
+    // Twilio delivers to a port nobody listens on: its breaker opens after one failure.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{dead}/sms")];
+    c.retry.strategy = Strategy::Fixed;
+    c.retry.max_attempts = 2;
+    c.retry.base_delay = HumanDuration(Duration::from_millis(20));
+    c.retry.jitter = 0.0;
+    c.circuit_breaker.failure_threshold = 1;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(600));
+    let s = start(c).await;
+
+    // Seed events in several states: processed, failed (app refuses), a duplicate, a rejection,
+    // and a Twilio event stuck behind an open breaker.
+    for i in 0..3 {
+        assert_eq!(s.stripe(&stripe_event(&format!("evt_ok{i}"))).await.status, 200);
+    }
+    app.script([Reply::status(400)]);
+    let failed = s.stripe(&stripe_event("evt_refused")).await.json()["id"].as_str().unwrap().to_string();
+    s.stripe(&stripe_event("evt_ok0")).await;
+    s.post(
+        "/staging/webhooks/stripe",
+        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
+        b"{}",
+    )
+    .await;
+    let params = [("MessageSid", "SM_DASH"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "hello")];
+    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
+    s.post(
+        "/staging/webhooks/sms",
+        &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+        form(&params).as_bytes(),
+    )
+    .await;
+    let settled = |st: serde_json::Value| st["by_status"]["processed"] == 3 && st["by_status"]["failed"] == 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !settled(s.get("/staging/webhooks/stats").await.json()) {
+        assert!(std::time::Instant::now() < deadline, "events did not settle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.store.flush().await.unwrap();
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+
+    // The cards show the API's numbers.
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    let expected = [
+        ("received", stats["total_events"].to_string()),
+        ("processed", stats["by_status"]["processed"].to_string()),
+        ("failed", stats["by_status"]["failed"].to_string()),
+        ("duplicates", stats["duplicates"].to_string()),
+        ("rejected", stats["rejected_total"].to_string()),
+    ];
+    for (card, value) in &expected {
+        let sel = format!("[data-card=\"{card}\"] .value");
+        browser
+            .wait(&format!("card {card} = {value}"), || async {
+                (browser.text(&sel).await.as_deref() == Some(value.as_str())).then_some(())
+            })
+            .await;
+    }
+    assert_eq!(browser.text("#health-status").await.as_deref(), Some("ok"));
+    // The open breaker, in words.
+    browser
+        .wait("the twilio breaker open", || async {
+            (browser.text(".breaker[data-provider=\"twilio\"] .state").await.as_deref() == Some("open")).then_some(())
+        })
+        .await;
+    assert_eq!(browser.text(".breaker[data-provider=\"stripe\"] .state").await.as_deref(), Some("closed"));
+    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    assert_eq!(browser.text("#queue-depth").await, Some(rec["queue_depth"].to_string()));
+    assert!(browser.count("#throughput-chart *").await > 0, "the chart is drawn");
+    browser.screenshot("dashboard-overview").await;
+
+    // A new event appears without a reload.
+    let fresh = s.stripe(&stripe_event("evt_live_row")).await.json()["id"].as_str().unwrap().to_string();
+    let row = format!("#events-table tbody tr[data-id=\"{fresh}\"]");
+    browser.wait("the new row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+
+    // The detail of the failed event, then replay it with a click.
+    let e = s.get(&format!("/staging/webhooks/events/{failed}")).await.json();
+    let row = format!("#events-table tbody tr[data-id=\"{failed}\"]");
+    browser.wait("the failed row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser.click(&row).await;
+    browser
+        .wait("the detail view", || async {
+            let id =
+                browser.eval("const d = document.querySelector('#detail'); return d && d.dataset.id;", json!([])).await;
+            (id == json!(failed) && browser.visible("#detail").await).then_some(())
+        })
+        .await;
+    let attempts = e["history"].as_array().unwrap().len();
+    assert_eq!(browser.count("#detail-history li").await, attempts);
+    assert!(browser.text("#detail-payload").await.unwrap().contains("evt_refused"));
+    assert!(browser.text("#detail-status").await.unwrap().contains("failed"));
+    browser.screenshot("dashboard-detail").await;
+
+    app.set_default(Reply::status(200));
+    browser.click("#replay-one").await;
+    browser
+        .wait("the replayed attempt in the timeline", || async {
+            (browser.count("#detail-history li").await == attempts + 1).then_some(())
+        })
+        .await;
+    let after = s.get(&format!("/staging/webhooks/events/{failed}")).await.json();
+    assert_eq!(after["history"].as_array().unwrap().len(), attempts + 1);
+    browser
+        .wait("the detail to say processed", || async {
+            browser.text("#detail-status").await.filter(|t| t.contains("processed")).map(|_| ())
+        })
+        .await;
+
+    // The page obeys its own Content-Security-Policy.
+    let console = browser.console().await;
+    let violations: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_asks_for_the_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.admin_token = Some(stagehook::secret::Secret::new("dashboard-token-0123456789"));
+    let s = start(c).await;
+    s.stripe(&stripe_event("evt_tok")).await;
+    // The page itself carries its own policy and no data.
+    let page = s.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-security-policy").unwrap().starts_with("default-src 'self'"));
+    assert!(page.text().contains("/dashboard/app.js"));
+    support::assert_security_headers_except_csp(&page);
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    browser.wait("the token prompt", || async { browser.visible("#login").await.then_some(()) }).await;
+    browser.type_into("#login-token", "not-the-token").await;
+    browser.click("#login-submit").await;
+    browser
+        .wait("the refusal", || async { browser.text("#login-error").await.filter(|t| !t.is_empty()).map(|_| ()) })
+        .await;
+    browser.eval("document.querySelector('#login-token').value = '';", json!([])).await;
+    browser.type_into("#login-token", "dashboard-token-0123456789").await;
+    browser.click("#login-submit").await;
+    browser
+        .wait("the data behind the prompt", || async {
+            (browser.text("[data-card=\"received\"] .value").await.as_deref() == Some("1")).then_some(())
+        })
+        .await;
+    assert!(!browser.visible("#login").await);
+    // The session cookie is HttpOnly: scripts cannot read it.
+    let cookies = browser.eval("return document.cookie;", json!([])).await;
+    assert!(!cookies.as_str().unwrap_or("").contains("dashboard-token"), "{cookies}");
+    // And a wrong token at the session endpoint is refused.
+    let r = s.post("/dashboard/session", &[("content-type", "application/json")], br#"{"token": "nope"}"#).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+    browser.quit().await;
+    s.stop().await;
+}
