@@ -200,17 +200,40 @@ pub fn build(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
     bytes
 }
 
-/// Writes raw request bytes and reads the response to EOF. A server may answer (e.g. 413) and
-/// close before it has read all of a large body, so a failed write is not an error here.
+/// Writes raw request bytes and reads the response: up to its Content-Length when it has one
+/// (chromedriver says `Connection: close` but keeps the socket open), else to EOF. A server may
+/// answer (e.g. 413) and close before it has read all of a large body, so a failed write is not an
+/// error here.
 pub async fn exchange(mut stream: TcpStream, raw: &[u8]) -> std::io::Result<Resp> {
     let _ = stream.write_all(raw).await;
     let mut buf = Vec::new();
-    let read = stream.read_to_end(&mut buf).await;
+    let mut chunk = [0u8; 16 * 1024];
+    let read = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(len) = content_length(&buf[..end]) {
+                if buf.len() >= end + 4 + len {
+                    break Ok(());
+                }
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => break Err(e),
+        }
+    };
     if buf.is_empty() {
         read?;
         return Err(std::io::Error::other("empty response"));
     }
     Ok(parse(&buf))
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(head).split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 pub fn parse(buf: &[u8]) -> Resp {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::support::request;
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4f735466cecf";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     driver: tokio::process::Child,
@@ -20,7 +20,13 @@ pub struct Browser {
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: Value) -> Value {
     let body = if method == "GET" || method == "DELETE" { Vec::new() } else { body.to_string().into_bytes() };
-    let r = request(addr, method, path, &[("content-type", "application/json")], &body).await;
+    // A bounded wait per command: a wedged browser fails the test instead of hanging the run.
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        request(addr, method, path, &[("content-type", "application/json")], &body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("webdriver {method} {path}: no answer in 60 s"));
     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
     assert!(r.status < 400, "webdriver {method} {path}: {} {}", r.status, r.text());
     v["value"].clone()
@@ -63,6 +69,7 @@ impl Browser {
                 ],
             },
             "goog:loggingPrefs": {"browser": "ALL"},
+            "timeouts": {"pageLoad": 30000, "script": 30000},
         }}});
         let v = call(addr, "POST", "/session", caps).await;
         let session = v["sessionId"].as_str().expect("a session id").to_string();
@@ -114,14 +121,14 @@ impl Browser {
     /// A real click, through WebDriver, on the first element matching `selector`.
     pub async fn click(&self, selector: &str) {
         let el = self.cmd("POST", "/element", json!({"using": "css selector", "value": selector})).await;
-        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {selector}")).to_string();
+        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {selector}: {el}")).to_string();
         self.cmd("POST", &format!("/element/{id}/click"), json!({})).await;
     }
 
     /// Types into the first element matching `selector`.
     pub async fn type_into(&self, selector: &str, text: &str) {
         let el = self.cmd("POST", "/element", json!({"using": "css selector", "value": selector})).await;
-        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {selector}")).to_string();
+        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {selector}: {el}")).to_string();
         self.cmd("POST", &format!("/element/{id}/value"), json!({"text": text})).await;
     }
 
@@ -137,6 +144,14 @@ impl Browser {
                 return v;
             }
             if Instant::now() > deadline {
+                let shot = self.screenshot(&format!("timeout-{}", what.replace(' ', "-"))).await;
+                let detail = self
+                    .eval(
+                        "const d = document.querySelector('#detail'); return d ? d.outerHTML.slice(0, 3000) : '';",
+                        json!([]),
+                    )
+                    .await;
+                eprintln!("screenshot: {}\n#detail: {}", shot.display(), detail.as_str().unwrap_or(""));
                 let body =
                     self.eval("return document.body ? document.body.innerText.slice(0, 3000) : '';", json!([])).await;
                 panic!("timed out waiting for {what}; the page shows:\n{}", body.as_str().unwrap_or(""));
