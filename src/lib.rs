@@ -8,7 +8,10 @@
 //! - [`providers`]: one file per provider behind the [`providers::Provider`] trait: pure
 //!   verification, parsing and answers.
 //! - [`ratelimit`]: the per-IP sliding-window limiter.
-//! - [`store`]: the sled audit trail and its single group-commit writer.
+//! - [`store`]: the sled audit trail, the delivery queue and its single group-commit writer.
+//! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
+//!   circuit breaker per provider.
+//! - [`retention`]: the background clean-up of old events.
 //! - [`clock`], [`secret`]: the time source and the credential type.
 //!
 //! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound

@@ -10,11 +10,50 @@ use crate::fake_app::{FakeApp, Reply};
 use crate::support::{self, config, form, start, stripe_event, twilio_signature, TWILIO_TOKEN};
 use crate::webdriver::Browser;
 
+/// Runs a browser scenario on the heap (its future is too large for a test thread's stack in
+/// debug builds) and bounded in time, so a wedged browser fails the test instead of the run.
+async fn bounded(scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(240), scenario).await.expect("the browser scenario finished in 4 min");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
+    bounded(Box::pin(overview_detail_and_actions())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_asks_for_the_admin_token_once() {
+    bounded(Box::pin(admin_token_prompt())).await;
+}
+
+/// The scenario in phases, one async fn each: a debug build gives one async fn's poll a stack
+/// frame for every temporary of its body, and the whole scenario in one fn overflows the test
+/// thread's stack.
+async fn overview_detail_and_actions() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
+    let s = seeded_server(&app, dir.path()).await;
+    let failed = s.store.find_by_event_id("stripe", "evt_refused").unwrap().unwrap().to_string();
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    overview_equals_the_api(&s, &browser).await;
+    a_new_event_appears(&s, &browser).await;
+    let attempts = detail_view(&s, &browser, &failed).await;
+    copy_curl_filters_config_and_rejections(&s, &browser).await;
+    replays(&s, &browser, &app, &failed, attempts).await;
+    // The page obeys its own Content-Security-Policy.
+    let console = browser.console().await;
+    let violations: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.quit().await;
+    s.stop().await;
+}
+
+/// A server with events in several states: processed, failed (the app refuses), a duplicate, a
+/// rejection, and a Twilio event held behind an open breaker.
+async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestServer {
+    let mut c = config(dir);
     c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
     // Twilio delivers to a port nobody listens on: its breaker opens after one failure.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -32,8 +71,15 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
     for i in 0..3 {
         assert_eq!(s.stripe(&stripe_event(&format!("evt_ok{i}"))).await.status, 200);
     }
+    // Deliveries run concurrently: the scripted refusal must meet evt_refused, not a late evt_ok.
+    let processed = |st: serde_json::Value| st["by_status"]["processed"] == 3;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !processed(s.get("/staging/webhooks/stats").await.json()) {
+        assert!(std::time::Instant::now() < deadline, "the first events were not delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.script([Reply::status(400)]);
-    let failed = s.stripe(&stripe_event("evt_refused")).await.json()["id"].as_str().unwrap().to_string();
+    s.stripe(&stripe_event("evt_refused")).await;
     s.stripe(&stripe_event("evt_ok0")).await;
     s.post(
         "/staging/webhooks/stripe",
@@ -56,11 +102,11 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.store.flush().await.unwrap();
+    s
+}
 
-    let browser = Browser::start().await;
-    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
-
-    // The cards show the API's numbers.
+/// The cards, the breakers and the queue show the API's numbers.
+async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     let stats = s.get("/staging/webhooks/stats").await.json();
     let expected = [
         ("received", stats["total_events"].to_string()),
@@ -89,13 +135,17 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
     assert_eq!(browser.text("#queue-depth").await, Some(rec["queue_depth"].to_string()));
     assert!(browser.count("#throughput-chart *").await > 0, "the chart is drawn");
     browser.screenshot("dashboard-overview").await;
+}
 
-    // A new event appears without a reload.
+/// A new event appears without a reload.
+async fn a_new_event_appears(s: &support::TestServer, browser: &Browser) {
     let fresh = s.stripe(&stripe_event("evt_live_row")).await.json()["id"].as_str().unwrap().to_string();
     let row = format!("#events-table tbody tr[data-id=\"{fresh}\"]");
     browser.wait("the new row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+}
 
-    // The detail of the failed event, then replay it with a click.
+/// The detail of the failed event; returns its number of attempts.
+async fn detail_view(s: &support::TestServer, browser: &Browser, failed: &str) -> usize {
     let e = s.get(&format!("/staging/webhooks/events/{failed}")).await.json();
     let row = format!("#events-table tbody tr[data-id=\"{failed}\"]");
     browser.wait("the failed row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
@@ -104,14 +154,78 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
         .wait("the detail view", || async {
             let id =
                 browser.eval("const d = document.querySelector('#detail'); return d && d.dataset.id;", json!([])).await;
-            (id == json!(failed) && browser.visible("#detail").await).then_some(())
+            let status = browser.text("#detail-status").await.unwrap_or_default();
+            (id == json!(failed) && browser.visible("#detail").await && status.contains("failed")).then_some(())
         })
         .await;
     let attempts = e["history"].as_array().unwrap().len();
     assert_eq!(browser.count("#detail-history li").await, attempts);
     assert!(browser.text("#detail-payload").await.unwrap().contains("evt_refused"));
-    assert!(browser.text("#detail-status").await.unwrap().contains("failed"));
     browser.screenshot("dashboard-detail").await;
+    attempts
+}
+
+async fn copy_curl_filters_config_and_rejections(s: &support::TestServer, browser: &Browser) {
+    // Copy curl shows the command that re-sends the event, signed afresh.
+    browser.click("#copy-curl").await;
+    browser
+        .wait("the curl command", || async {
+            let text = browser.text("#curl-command").await.unwrap_or_default();
+            (browser.visible("#curl-command").await && text.contains("/staging/webhooks/stripe")).then_some(text)
+        })
+        .await;
+    assert!(browser.text("#curl-command").await.unwrap().starts_with("curl"));
+
+    // Filters narrow the list through the API: by status, and by event id.
+    browser.click("#filter-status option[value=\"failed\"]").await;
+    let only = |n: usize, status: &'static str| {
+        let browser = &browser;
+        async move {
+            let statuses = browser
+                .eval(
+                    "return [...document.querySelectorAll('#events-table tbody tr td.status')].map(e => e.textContent.trim());",
+                    json!([]),
+                )
+                .await;
+            let statuses: Vec<String> = serde_json::from_value(statuses).unwrap_or_default();
+            (statuses.len() == n && statuses.iter().all(|s| s == status || status.is_empty())).then_some(())
+        }
+    };
+    browser.wait("only the failed event", || only(1, "failed")).await;
+    browser.click("#filter-status option[value=\"\"]").await;
+    browser.type_into("#filter-search", "evt_ok1").await;
+    browser.wait("only evt_ok1", || only(1, "processed")).await;
+    browser
+        .eval(
+            "const e = document.querySelector('#filter-search'); e.value = ''; e.dispatchEvent(new Event('input'));",
+            json!([]),
+        )
+        .await;
+    browser.wait("every event again", || only(6, "")).await;
+
+    // The configuration report and the rejection log, as the API gives them.
+    let report = s.get("/staging/webhooks/config/validate").await.json();
+    let findings = report["findings"].as_array().unwrap().len();
+    browser
+        .wait("the config report", || async { (browser.count("#config-report li").await == findings).then_some(()) })
+        .await;
+    let rejections = s.get("/staging/webhooks/rejections").await.json()["rejections"].as_array().unwrap().len();
+    assert_eq!(rejections, 1);
+    browser
+        .wait("the rejection log", || async { (browser.count("#rejections tbody tr").await == 1).then_some(()) })
+        .await;
+    assert!(browser.text("#rejections tbody tr").await.unwrap().contains("invalid_signature"));
+}
+
+async fn replays(s: &support::TestServer, browser: &Browser, app: &FakeApp, failed: &str, attempts: usize) {
+    // Replay all failed asks first, with the count; cancelling sends nothing.
+    browser.click("#replay-failed").await;
+    browser.wait("the confirm step", || async { browser.visible("#confirm").await.then_some(()) }).await;
+    assert_eq!(browser.text("#confirm-count").await.as_deref(), Some("1"));
+    browser.click("#confirm-no").await;
+    assert!(!browser.visible("#confirm").await);
+    let unchanged = s.get(&format!("/staging/webhooks/events/{failed}")).await.json();
+    assert_eq!(unchanged["history"].as_array().unwrap().len(), attempts);
 
     app.set_default(Reply::status(200));
     browser.click("#replay-one").await;
@@ -128,17 +242,36 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
         })
         .await;
 
-    // The page obeys its own Content-Security-Policy.
-    let console = browser.console().await;
-    let violations: Vec<&String> =
-        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
-    assert!(violations.is_empty(), "{violations:#?}");
-    browser.quit().await;
-    s.stop().await;
+    // Replay all failed, confirmed: another refused event is delivered again.
+    app.script([Reply::status(400)]);
+    let second = s.stripe(&stripe_event("evt_refused_too")).await.json()["id"].as_str().unwrap().to_string();
+    browser
+        .wait("the failed count", || async {
+            let n = browser.eval("return document.querySelector('#confirm-count').dataset.failed;", json!([])).await;
+            (n == json!("1")).then_some(())
+        })
+        .await;
+    browser.click("#replay-failed").await;
+    browser.wait("the confirm step", || async { browser.visible("#confirm").await.then_some(()) }).await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait("the bulk replay result", || async {
+            browser.text("#replay-result").await.filter(|t| t.contains("replayed 1")).map(|_| ())
+        })
+        .await;
+    let mut delivered = false;
+    for _ in 0..200 {
+        let e = s.get(&format!("/staging/webhooks/events/{second}")).await.json();
+        if e["status"] == "processed" && e["history"].as_array().unwrap().len() == 2 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "the confirmed bulk replay delivered the dead letter");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_asks_for_the_admin_token_once() {
+async fn admin_token_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.server.admin_token = Some(stagehook::secret::Secret::new("dashboard-token-0123456789"));

@@ -1,0 +1,453 @@
+// The stagehook dashboard: plain DOM code over the public JSON API. No inline script or style
+// anywhere (the page's CSP forbids them), and every string from the API goes in as text.
+'use strict';
+
+const API = '/staging/webhooks';
+const params = new URLSearchParams(location.search);
+const POLL_MS = Math.max(100, Number(params.get('poll')) || 2000);
+const COLORS = ['#2563eb', '#db2777', '#059669', '#d97706', '#7c3aed', '#0891b2'];
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  locked: false,
+  providers: [],
+  shownIds: new Set(),
+  cursor: null,
+  detailId: null,
+  breakers: {},
+  lastPayload: '',
+};
+
+// ---- API --------------------------------------------------------------------------------
+
+class Unauthorized extends Error {}
+
+/** Fetches JSON from the API; a 401 shows the token prompt. */
+async function api(path, options = {}) {
+  const res = await fetch(path, { credentials: 'same-origin', ...options });
+  if (res.status === 401) {
+    showLogin(true);
+    throw new Unauthorized();
+  }
+  const text = await res.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    const msg = body && body.error ? body.error.message : `HTTP ${res.status}`;
+    throw new Error(msg);
+  }
+  return body;
+}
+
+function post(path, body) {
+  return api(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body || {}),
+  });
+}
+
+// ---- small DOM helpers ------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? '')));
+  return e;
+}
+
+function setText(sel, text) {
+  const e = typeof sel === 'string' ? $(sel) : sel;
+  if (e) e.textContent = String(text);
+}
+
+function time(ms) {
+  return ms ? new Date(ms).toLocaleString() : '—';
+}
+
+function duration(seconds) {
+  const s = Math.floor(seconds);
+  const parts = [[86400, 'd'], [3600, 'h'], [60, 'm']];
+  let out = '';
+  let rest = s;
+  for (const [n, unit] of parts) {
+    if (rest >= n) {
+      out += `${Math.floor(rest / n)}${unit} `;
+      rest %= n;
+    }
+  }
+  return `${out}${rest}s`;
+}
+
+function statusBadge(status) {
+  return el('span', { class: `status status-${status}` }, status);
+}
+
+// ---- login ------------------------------------------------------------------------------
+
+function showLogin(show) {
+  state.locked = show;
+  $('#login').classList.toggle('hidden', !show);
+  $('#app').classList.toggle('hidden', show);
+}
+
+async function login(event) {
+  event.preventDefault();
+  setText('#login-error', '');
+  const res = await fetch('/dashboard/session', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: $('#login-token').value }),
+  });
+  if (res.status === 204) {
+    $('#login-token').value = '';
+    showLogin(false);
+    refreshAll();
+  } else {
+    setText('#login-error', 'wrong token');
+  }
+}
+
+// ---- overview ---------------------------------------------------------------------------
+
+async function refreshOverview() {
+  const [health, stats] = await Promise.all([api(`${API}/test`), api(`${API}/stats`)]);
+  setText('#health-status', health.status);
+  $('#health').classList.toggle('bad', health.status !== 'ok');
+  setText('#uptime', duration(health.uptime_seconds));
+  setText('#version', health.version);
+  const providers = Object.keys(health.providers);
+  if (providers.join() !== state.providers.join()) {
+    state.providers = providers;
+    const select = $('#filter-provider');
+    select.replaceChildren(el('option', { value: '' }, 'all'), ...providers.map((p) => el('option', { value: p }, p)));
+  }
+
+  const by = stats.by_status;
+  card('received', stats.total_events);
+  card('processed', by.processed);
+  card('retrying', by.retrying);
+  card('failed', by.failed);
+  card('duplicates', stats.duplicates);
+  card('rejected', stats.rejected_total);
+  const reasons = Object.entries(stats.rejections).map(([code, n]) => el('li', {}, `${code}: ${n}`));
+  $('[data-card="rejected"] .detail').replaceChildren(...reasons);
+  const done = by.processed + by.failed;
+  card('success-rate', done ? `${((100 * by.processed) / done).toFixed(1)} %` : '—');
+  for (const q of ['p50', 'p95', 'p99']) card(q, stats.processing_ms.samples ? `${stats.processing_ms[q]} ms` : '—');
+  $('#confirm-count').dataset.failed = String(by.failed);
+
+  const rows = providers.map((p) => {
+    const s = stats.by_provider[p] || {};
+    const st = s.by_status || {};
+    return el('tr', { 'data-provider': p },
+      el('td', {}, p), el('td', {}, health.providers[p].configured ? 'yes' : 'no'),
+      el('td', {}, s.events || 0), el('td', {}, st.processed || 0), el('td', {}, st.retrying || 0),
+      el('td', {}, st.failed || 0), el('td', {}, s.duplicates || 0));
+  });
+  $('#provider-table tbody').replaceChildren(...rows);
+  drawChart(stats.throughput);
+}
+
+function card(name, value) {
+  setText(`[data-card="${name}"] .value`, value);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+/** A line per provider over the last 60 minutes. */
+function drawChart(throughput) {
+  const chart = $('#throughput-chart');
+  const series = Object.entries(throughput.providers);
+  const max = Math.max(1, ...series.flatMap(([, v]) => v));
+  const W = 720, H = 160, n = throughput.minutes.length;
+  const nodes = [svg('line', { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: 'axis' })];
+  series.forEach(([name, counts], i) => {
+    const pts = counts.map((c, j) => `${((j / Math.max(1, n - 1)) * W).toFixed(1)},${(H - 4 - (c / max) * (H - 12)).toFixed(1)}`);
+    const line = svg('polyline', { points: pts.join(' '), fill: 'none', stroke: COLORS[i % COLORS.length], 'stroke-width': 2 });
+    line.append(svg('title', {}));
+    line.firstChild.textContent = `${name}: ${counts.reduce((a, b) => a + b, 0)} in the last hour`;
+    nodes.push(line);
+  });
+  chart.replaceChildren(...nodes);
+  // The peak is told in HTML: text inside a stretched SVG would be stretched too.
+  setText('#chart-max', `(peak ${max}/min)`);
+  $('#throughput-legend').replaceChildren(...series.map(([name], i) => {
+    const swatch = el('span', { class: `swatch swatch-${i % COLORS.length}` });
+    return el('span', { class: 'legend-item' }, swatch, name);
+  }));
+}
+
+// ---- breakers ---------------------------------------------------------------------------
+
+async function refreshRecovery() {
+  const rec = await api(`${API}/recovery/stats`);
+  state.breakers = rec.providers;
+  const tiles = Object.entries(rec.providers).map(([name, p]) => {
+    const word = p.breaker.state.replace('_', '-');
+    return el('div', { class: `card breaker state-${word}`, 'data-provider': name },
+      el('span', { class: 'label' }, name),
+      el('span', { class: 'state' }, word),
+      el('span', { class: 'muted' }, 'consecutive failures: ', el('span', { class: 'failures' }, p.breaker.consecutive_failures)),
+      el('span', { class: 'muted' }, 'opened: ', el('span', { class: 'opened-at' }, p.breaker.opened_at_ms ? time(p.breaker.opened_at_ms) : '—')),
+      el('span', { class: 'muted' }, 'next probe in ', el('span', { class: 'countdown', 'data-at': p.breaker.next_probe_ms || '' })),
+      el('span', { class: 'muted' }, `dead letters: ${p.dead_letters}`));
+  });
+  $('#breakers').replaceChildren(...tiles);
+  setText('#queue-depth', rec.queue_depth);
+  const oldest = Object.values(rec.providers).map((p) => p.oldest_due_ms).filter(Boolean);
+  setText('#oldest-due', oldest.length ? time(Math.min(...oldest)) : '—');
+  tickCountdowns();
+}
+
+/** Seconds to each open breaker's probe, on the client's clock, every second. */
+function tickCountdowns() {
+  for (const c of document.querySelectorAll('.countdown')) {
+    const at = Number(c.dataset.at);
+    c.textContent = at ? `${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s` : '—';
+  }
+}
+
+// ---- events -----------------------------------------------------------------------------
+
+function filterQuery() {
+  const q = new URLSearchParams();
+  const add = (k, v) => { if (v) q.set(k, v); };
+  add('provider', $('#filter-provider').value);
+  add('status', $('#filter-status').value);
+  add('type', $('#filter-type').value.trim());
+  add('q', $('#filter-search').value.trim());
+  return q;
+}
+
+function eventRow(e) {
+  const row = el('tr', { 'data-id': e.id, 'data-sig': rowSig(e), class: 'clickable' },
+    el('td', { class: 'received-at' }, time(e.received_at_ms)),
+    el('td', { class: 'provider' }, e.provider),
+    el('td', { class: 'event-id mono' }, e.event_id),
+    el('td', { class: 'event-type' }, e.event_type),
+    el('td', { class: 'status' }, statusBadge(e.status)),
+    el('td', { class: 'attempts' }, e.attempts));
+  row.addEventListener('click', () => openDetail(e.id));
+  return row;
+}
+
+/** What a row shows that can change; a row is rebuilt only when this does. */
+function rowSig(e) {
+  return `${e.status}|${e.attempts}|${e.last_error || ''}`;
+}
+
+/** Fetches the first page; new rows go on top, known rows are updated in place. */
+async function refreshEvents(reset = false) {
+  const q = filterQuery();
+  q.set('limit', '50');
+  const page = await api(`${API}/events?${q}`);
+  const body = $('#events-table tbody');
+  if (reset) {
+    body.replaceChildren();
+    state.shownIds.clear();
+    state.cursor = page.next_cursor;
+  }
+  const fresh = [];
+  for (const e of page.events) {
+    const existing = body.querySelector(`tr[data-id="${CSS.escape(e.id)}"]`);
+    // Rebuilding an unchanged row every poll would flicker and swallow a click in progress.
+    if (existing) { if (existing.dataset.sig !== rowSig(e)) existing.replaceWith(eventRow(e)); }
+    else fresh.push(eventRow(e));
+    state.shownIds.add(e.id);
+  }
+  body.prepend(...fresh);
+  if (reset) $('#events-more').classList.toggle('hidden', !state.cursor);
+}
+
+async function moreEvents() {
+  if (!state.cursor) return;
+  const q = filterQuery();
+  q.set('limit', '50');
+  q.set('cursor', state.cursor);
+  const page = await api(`${API}/events?${q}`);
+  const body = $('#events-table tbody');
+  for (const e of page.events) {
+    if (!state.shownIds.has(e.id)) {
+      state.shownIds.add(e.id);
+      body.append(eventRow(e));
+    }
+  }
+  state.cursor = page.next_cursor;
+  $('#events-more').classList.toggle('hidden', !state.cursor);
+}
+
+// ---- detail -----------------------------------------------------------------------------
+
+async function openDetail(id) {
+  state.detailId = id;
+  $('#detail').dataset.id = id;
+  $('#detail').classList.remove('hidden');
+  $('#curl-command').classList.add('hidden');
+  setText('#detail-message', '');
+  await refreshDetail();
+  $('#detail').scrollIntoView({ block: 'nearest' });
+}
+
+function closeDetail() {
+  state.detailId = null;
+  $('#detail').classList.add('hidden');
+}
+
+async function refreshDetail() {
+  const id = state.detailId;
+  if (!id) return;
+  const e = await api(`${API}/events/${encodeURIComponent(id)}`);
+  if (state.detailId !== id) return;
+  setText('#detail-id', `${e.event_id} (${e.id})`);
+  $('#detail-status').replaceChildren(statusBadge(e.status));
+  setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ' · delivery pending' : ''}`);
+  $('#detail-history').replaceChildren(...e.history.map((a) => el('li', { class: `outcome-${a.outcome}` },
+    el('span', { class: 'attempt-status' }, a.status != null ? `HTTP ${a.status}` : (a.error || '—')),
+    ' ', el('span', { class: 'attempt-outcome' }, a.outcome.replace('_', ' ')),
+    el('span', { class: 'muted' }, ` · series ${a.series}, attempt ${a.attempt} · ${time(a.at_ms)} · ${(a.duration_us / 1000).toFixed(1)} ms · ${a.target}`),
+    a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '')));
+  if (!e.history.length) $('#detail-history').append(el('li', { class: 'muted' }, 'no delivery attempts'));
+  state.lastPayload = e.payload_encoding === 'utf8' ? e.payload : atob(e.payload);
+  renderPayload(e);
+  $('#detail-headers tbody').replaceChildren(...e.headers.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', { class: 'mono' }, v))));
+}
+
+function renderPayload(e) {
+  const box = $('#detail-payload');
+  const contentType = (e.headers.find(([k]) => k === 'content-type') || [, ''])[1];
+  if (e.payload_encoding === 'utf8' && contentType.startsWith('application/x-www-form-urlencoded')) {
+    const rows = [...new URLSearchParams(e.payload)].map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v)));
+    box.replaceChildren(el('table', { class: 'form-table' }, el('tbody', {}, ...rows)));
+    return;
+  }
+  let text = e.payload;
+  try {
+    text = JSON.stringify(JSON.parse(e.payload), null, 2);
+  } catch (_) {
+    // Not JSON: shown as it is.
+  }
+  box.replaceChildren(el('pre', { class: 'payload' }, text));
+}
+
+async function replayOne() {
+  try {
+    const r = await post(`${API}/events/${encodeURIComponent(state.detailId)}/replay`);
+    setText('#detail-message', `replayed (${r.replayed})`);
+  } catch (err) {
+    if (!(err instanceof Unauthorized)) setText('#detail-message', err.message);
+  }
+  refreshDetail().catch(report);
+}
+
+async function copy(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch (_) {
+    return false;
+  }
+}
+
+async function copyPayload() {
+  setText('#detail-message', (await copy(state.lastPayload)) ? 'payload copied' : 'select the payload below to copy it');
+}
+
+async function copyCurl() {
+  const r = await api(`${API}/events/${encodeURIComponent(state.detailId)}/curl`);
+  const pre = $('#curl-command');
+  pre.textContent = r.command;
+  pre.classList.remove('hidden');
+  setText('#detail-message', (await copy(r.command)) ? 'curl command copied' : 'select the command to copy it');
+}
+
+// ---- bulk replay ------------------------------------------------------------------------
+
+function askReplayFailed() {
+  setText('#confirm-count', $('#confirm-count').dataset.failed || '0');
+  $('#confirm').classList.remove('hidden');
+}
+
+async function replayFailed() {
+  $('#confirm').classList.add('hidden');
+  try {
+    const r = await post(`${API}/replay`, { status: 'failed' });
+    setText('#replay-result', `replayed ${r.replayed}${r.skipped_no_target ? `, ${r.skipped_no_target} without target` : ''}`);
+  } catch (err) {
+    if (!(err instanceof Unauthorized)) setText('#replay-result', err.message);
+  }
+}
+
+// ---- config and rejections ----------------------------------------------------------------
+
+async function refreshConfig() {
+  const [report, rej] = await Promise.all([api(`${API}/config/validate`), api(`${API}/rejections?limit=20`)]);
+  const order = { error: 0, warning: 1, ok: 2 };
+  const findings = [...report.findings].sort((a, b) => order[a.severity] - order[b.severity]);
+  $('#config-report').replaceChildren(...findings.map((f) => el('li', { class: `finding severity-${f.severity}` },
+    el('span', { class: 'severity' }, f.severity), ' ', el('code', {}, f.id), ' ',
+    el('span', { class: 'muted' }, f.key), ' — ', f.message)));
+  $('#rejections tbody').replaceChildren(...rej.rejections.map((r) => el('tr', {},
+    el('td', {}, time(r.at_ms)), el('td', {}, r.provider), el('td', {}, el('code', {}, r.code)),
+    el('td', {}, r.source_ip), el('td', {}, r.message))));
+}
+
+// ---- polling ----------------------------------------------------------------------------
+
+function report(err) {
+  if (!(err instanceof Unauthorized)) console.warn('stagehook dashboard:', err.message);
+}
+
+function refreshAll() {
+  refreshOverview().catch(report);
+  refreshRecovery().catch(report);
+  refreshEvents(true).catch(report);
+  refreshConfig().catch(report);
+}
+
+function poll() {
+  if (!state.locked && !document.hidden) {
+    refreshOverview().catch(report);
+    refreshRecovery().catch(report);
+    refreshEvents().catch(report);
+    refreshDetail().catch(report);
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+function start() {
+  $('#login-form').addEventListener('submit', login);
+  for (const id of ['#filter-provider', '#filter-status']) $(id).addEventListener('change', () => refreshEvents(true).catch(report));
+  // Text filters apply as the user types, once the typing pauses.
+  let typing = null;
+  for (const id of ['#filter-type', '#filter-search']) {
+    $(id).addEventListener('input', () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => refreshEvents(true).catch(report), 250);
+    });
+  }
+  $('#events-more').addEventListener('click', () => moreEvents().catch(report));
+  $('#detail-close').addEventListener('click', closeDetail);
+  $('#replay-one').addEventListener('click', replayOne);
+  $('#copy-payload').addEventListener('click', () => copyPayload().catch(report));
+  $('#copy-curl').addEventListener('click', () => copyCurl().catch(report));
+  $('#replay-failed').addEventListener('click', askReplayFailed);
+  $('#confirm-yes').addEventListener('click', replayFailed);
+  $('#confirm-no').addEventListener('click', () => $('#confirm').classList.add('hidden'));
+  setInterval(tickCountdowns, 1000);
+  setInterval(() => { if (!state.locked) refreshConfig().catch(report); }, Math.max(POLL_MS, 10000));
+  refreshAll();
+  setTimeout(poll, POLL_MS);
+}
+
+document.addEventListener('DOMContentLoaded', start);
