@@ -108,6 +108,10 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, ApiError> {
         Value::Number(n) => {
             n.as_i64().map(Some).ok_or_else(|| ApiError::invalid_payload(format!("{field}: not a time")))
         }
+        // A query string has no numbers, only text: digits there are Unix milliseconds too.
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map(Some).map_err(|_| ApiError::invalid_payload(format!("{field}: `{s}` is out of range")))
+        }
         Value::String(s) => humantime::parse_rfc3339_weak(s)
             .map(|t| Some(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)))
             .map_err(|_| ApiError::invalid_payload(format!("{field}: `{s}` is not RFC 3339 or Unix milliseconds"))),

@@ -350,6 +350,29 @@ async fn events_are_listed_newest_first_with_filters_and_cursors() {
     let page = s.get("/staging/webhooks/events?provider=twilio").await.json();
     assert_eq!(page["events"].as_array().unwrap().len(), 0);
     assert_eq!(s.get("/staging/webhooks/events?status=nope").await.code(), "invalid_payload");
+
+    // A time window, in Unix milliseconds or RFC 3339: `since` inclusive, `until` exclusive.
+    let all = s.get("/staging/webhooks/events").await.json();
+    let at = |e: &serde_json::Value| e["received_at_ms"].as_i64().unwrap();
+    let l3 = all["events"].as_array().unwrap().iter().find(|e| e["event_id"] == "evt_l3").map(at).unwrap();
+    let srv = &s;
+    let window = |q: String| async move {
+        let page = srv.get(&format!("/staging/webhooks/events?{q}")).await.json();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["event_id"].as_str().unwrap().to_string(), at(e)))
+            .collect::<Vec<_>>()
+    };
+    let since = window(format!("since={l3}")).await;
+    assert!(since.iter().any(|(id, _)| id == "evt_l3") && since.iter().all(|(_, t)| *t >= l3), "{since:?}");
+    let until = window(format!("until={l3}")).await;
+    assert!(until.iter().all(|(id, t)| id != "evt_l3" && *t < l3), "{until:?}");
+    assert_eq!(since.len() + until.len(), 7);
+    assert_eq!(window("since=2000-01-01T00:00:00Z".into()).await.len(), 7);
+    assert_eq!(window("until=2000-01-01T00:00:00Z".into()).await.len(), 0);
+    assert_eq!(s.get("/staging/webhooks/events?since=yesterday").await.code(), "invalid_payload");
     s.stop().await;
 }
 
