@@ -34,8 +34,8 @@ fn now_s() -> i64 {
 
 fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
-    let stripe = Stripe { secret: Secret::new(SECRET), tolerance_s: 300 };
-    let twilio = Twilio { auth_token: Secret::new("0123456789abcdef0123456789abcdef") };
+    let stripe = Stripe::new("stripe", vec![Secret::new(SECRET)], 300);
+    let twilio = Twilio::new("twilio", vec![Secret::new("0123456789abcdef0123456789abcdef")]);
     for size in [1024usize, 64 * 1024] {
         g.throughput(Throughput::Bytes(size as u64));
         let body = stripe_body("evt_1", size);

@@ -43,7 +43,6 @@ use providers::stripe::Stripe;
 use providers::twilio::Twilio;
 use providers::Provider;
 use ratelimit::RateLimiter;
-use secret::Secret;
 use store::{Store, StoreOptions};
 
 /// Why stagehook could not start.
@@ -69,12 +68,10 @@ impl App {
         )?;
         let stripe = config.providers.stripe.clone().unwrap_or_default();
         let twilio = config.providers.twilio.clone().unwrap_or_default();
-        let stripe_provider: Arc<dyn Provider> = Arc::new(Stripe {
-            secret: stripe.secret.clone().unwrap_or_else(|| Secret::new("")),
-            tolerance_s: stripe.tolerance_seconds as i64,
-        });
+        let stripe_provider: Arc<dyn Provider> =
+            Arc::new(Stripe::new("stripe", stripe.secret.iter().cloned().collect(), stripe.tolerance_seconds as i64));
         let twilio_provider: Arc<dyn Provider> =
-            Arc::new(Twilio { auth_token: twilio.auth_token.clone().unwrap_or_else(|| Secret::new("")) });
+            Arc::new(Twilio::new("twilio", twilio.auth_token.iter().cloned().collect()));
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
         for (path, configured, provider) in [

@@ -193,6 +193,139 @@ impl Default for TwilioConfig {
     }
 }
 
+/// The kinds of provider a named instance can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Stripe,
+    Twilio,
+    Github,
+    Shopify,
+    Slack,
+    Standard,
+    Sendgrid,
+    Hmac,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 8] = [
+        ProviderKind::Stripe,
+        ProviderKind::Twilio,
+        ProviderKind::Github,
+        ProviderKind::Shopify,
+        ProviderKind::Slack,
+        ProviderKind::Standard,
+        ProviderKind::Sendgrid,
+        ProviderKind::Hmac,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Stripe => "stripe",
+            ProviderKind::Twilio => "twilio",
+            ProviderKind::Github => "github",
+            ProviderKind::Shopify => "shopify",
+            ProviderKind::Slack => "slack",
+            ProviderKind::Standard => "standard",
+            ProviderKind::Sendgrid => "sendgrid",
+            ProviderKind::Hmac => "hmac",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Hash of the generic HMAC scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// How the generic HMAC scheme writes its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+/// `[providers.<name>]` for any name but `stripe` and `twilio`: one instance of `kind`, served at
+/// `POST /staging/webhooks/<name>`. Keys that a kind does not use are refused by the validator.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    pub kind: ProviderKind,
+    /// The signing secret (HMAC kinds; Twilio's auth token).
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+    /// SendGrid: the verification key, base64 DER (SubjectPublicKeyInfo) of a P-256 key.
+    pub public_key: Option<String>,
+    /// SendGrid: a base64 PKCS#8 P-256 private key, for `stagehook send` and re-signing
+    /// deliveries in staging; without it deliveries carry SendGrid's own signature unchanged.
+    pub signing_key: Option<Secret>,
+    /// Accepted age (and, where the scheme says so, future skew) of a signed timestamp.
+    pub tolerance_seconds: u64,
+    /// Generic HMAC: the header that carries the signature.
+    pub header: Option<String>,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: SignatureEncoding,
+    /// Generic HMAC: a prefix before the digest in the header, e.g. `sha256=`.
+    pub prefix: String,
+    /// Generic HMAC: the header that carries a Unix timestamp, checked against the tolerance.
+    pub timestamp_header: Option<String>,
+    /// Generic HMAC: what is signed; `{body}`, `{timestamp}` and `{id}` are replaced.
+    pub signed_content: String,
+    /// Generic HMAC: where the event id (the dedup key) is: a header, or a JSON pointer.
+    pub id_header: Option<String>,
+    pub id_pointer: Option<String>,
+    /// Generic HMAC: where the event type is: a header, or a JSON pointer.
+    pub type_header: Option<String>,
+    pub type_pointer: Option<String>,
+    pub forward_to: Vec<String>,
+    pub timeout: HumanDuration,
+    pub retry: RetryOverride,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            kind: ProviderKind::Hmac,
+            secret: None,
+            secrets: Vec::new(),
+            public_key: None,
+            signing_key: None,
+            tolerance_seconds: 300,
+            header: None,
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            timestamp_header: None,
+            signed_content: "{body}".to_string(),
+            id_header: None,
+            id_pointer: None,
+            type_header: None,
+            type_pointer: None,
+            forward_to: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryOverride::default(),
+        }
+    }
+}
+
+impl InstanceConfig {
+    /// Every accepted secret, `secret` first.
+    pub fn all_secrets(&self) -> Vec<Secret> {
+        self.secret.iter().chain(self.secrets.iter()).cloned().collect()
+    }
+}
+
 const DEFAULT_TIMEOUT: HumanDuration = HumanDuration(std::time::Duration::from_secs(10));
 
 /// An address or CIDR range of trusted proxies.

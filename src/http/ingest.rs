@@ -186,15 +186,20 @@ async fn store_event(
         received_at_ms,
         source_ip: ip.to_string(),
         headers: header_pairs(headers),
-        body,
+        // Bytes: a reference count, not a copy; the answer may echo part of the body.
+        body: body.clone(),
         processing_us: start.elapsed().as_micros() as u64,
         targets: endpoint.targets.clone(),
     };
     match state.store.ingest(event).await {
         Ok(done) => {
             let id = done.id.to_string();
-            let answer =
-                endpoint.provider.answer(&Accepted { id: &id, event_id: &parsed.event_id, duplicate: done.duplicate });
+            let answer = endpoint.provider.answer(&Accepted {
+                id: &id,
+                event_id: &parsed.event_id,
+                duplicate: done.duplicate,
+                body: &body,
+            });
             let mut res = Response::new(answer.body.into());
             res.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type));
             res

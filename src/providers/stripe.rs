@@ -12,16 +12,30 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Signed,
+    ct_eq, fresh_id, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode, Sample, Signed,
 };
 use crate::secret::Secret;
+use serde_json::json;
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
 pub struct Stripe {
-    pub secret: Secret,
+    pub name: String,
+    /// Every accepted secret (rotation); deliveries are signed with the first.
+    pub secrets: Vec<Secret>,
     pub tolerance_s: i64,
 }
+
+impl Stripe {
+    pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
+        Stripe { name: name.to_string(), secrets, tolerance_s }
+    }
+}
+
+/// The fixtures of `stagehook send`; the first is the default.
+const SAMPLE_TYPES: &[&str] =
+    &["payment_intent.succeeded", "charge.failed", "invoice.paid", "customer.subscription.updated"];
 
 /// The parts of a `Stripe-Signature` header that count.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +84,7 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 impl Provider for Stripe {
     fn name(&self) -> &str {
-        "stripe"
+        &self.name
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -92,9 +106,12 @@ impl Provider for Stripe {
             .to_str()
             .map_err(|_| invalid("Stripe-Signature header is not text"))?;
         let parsed = parse_header(header).map_err(|m| invalid(&format!("malformed Stripe-Signature: {m}")))?;
-        let expected = sign(self.secret.expose(), parsed.timestamp, req.body);
-        // Check every candidate so the time taken does not say which one matched.
-        let matched = parsed.v1.iter().fold(false, |acc, sig| acc | ct_eq(expected.as_bytes(), sig.as_bytes()));
+        // Check every candidate against every secret so the time taken does not say which
+        // one matched.
+        let matched = self.secrets.iter().fold(false, |acc, secret| {
+            let expected = sign(secret.expose(), parsed.timestamp, req.body);
+            parsed.v1.iter().fold(acc, |acc, sig| acc | ct_eq(expected.as_bytes(), sig.as_bytes()))
+        });
         if !matched {
             return Err(invalid("no v1 signature matches the payload for the configured secret"));
         }
@@ -128,10 +145,7 @@ impl Provider for Stripe {
             ));
         }
         refuse_failed(&checks_of(&value))?;
-        Ok(Parsed {
-            event_id: value["id"].as_str().unwrap_or_default().to_string(),
-            event_type: value["type"].as_str().unwrap_or_default().to_string(),
-        })
+        Ok(Parsed::one(value["id"].as_str().unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
@@ -147,14 +161,59 @@ impl Provider for Stripe {
         }
         Answer { content_type: "application/json", body: body.to_string().into_bytes() }
     }
+
+    fn sample_types(&self) -> &'static [&'static str] {
+        SAMPLE_TYPES
+    }
+
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+        let kind = pick(SAMPLE_TYPES, event_type)?;
+        let object = match kind {
+            "payment_intent.succeeded" => json!({
+                "id": fresh_id("pi_"), "object": "payment_intent", "amount": 2000, "amount_received": 2000,
+                "currency": "usd", "status": "succeeded", "livemode": false, "created": now_s,
+                "payment_method_types": ["card"], "customer": null, "description": "stagehook sample",
+            }),
+            "charge.failed" => json!({
+                "id": fresh_id("ch_"), "object": "charge", "amount": 2000, "currency": "usd", "status": "failed",
+                "paid": false, "failure_code": "card_declined", "failure_message": "Your card was declined.",
+                "outcome": {"network_status": "declined_by_network", "reason": "generic_decline", "type": "issuer_declined"},
+                "livemode": false, "created": now_s,
+            }),
+            "invoice.paid" => json!({
+                "id": fresh_id("in_"), "object": "invoice", "amount_due": 1500, "amount_paid": 1500,
+                "amount_remaining": 0, "currency": "usd", "customer": fresh_id("cus_"), "paid": true,
+                "status": "paid", "subscription": fresh_id("sub_"), "livemode": false, "created": now_s,
+            }),
+            _ => json!({
+                "id": fresh_id("sub_"), "object": "subscription", "customer": fresh_id("cus_"), "status": "active",
+                "cancel_at_period_end": false, "current_period_start": now_s, "current_period_end": now_s + 30 * 86_400,
+                "items": {"object": "list", "data": [{"id": fresh_id("si_"), "object": "subscription_item",
+                    "price": {"id": "price_sample", "object": "price", "unit_amount": 1500, "currency": "usd",
+                        "recurring": {"interval": "month", "interval_count": 1}}, "quantity": 1}]},
+                "livemode": false, "created": now_s,
+            }),
+        };
+        let mut event = json!({
+            "id": fresh_id("evt_"), "object": "event", "api_version": "2024-06-20", "created": now_s,
+            "type": kind, "livemode": false, "pending_webhooks": 1,
+            "request": {"id": null, "idempotency_key": null}, "data": {"object": object},
+        });
+        if kind == "customer.subscription.updated" {
+            event["data"]["previous_attributes"] = json!({"cancel_at_period_end": true});
+        }
+        Ok(Sample {
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: serde_json::to_vec_pretty(&event).unwrap_or_default(),
+        })
+    }
 }
 
 impl Stripe {
     fn sign_for(&self, target: &str, body: &[u8], now_s: i64) -> Signed {
-        Signed {
-            url: target.to_string(),
-            headers: vec![(SIGNATURE_HEADER, signature_header(self.secret.expose(), now_s, body))],
-        }
+        let secret = self.secrets.first().map(Secret::expose).unwrap_or("");
+        Signed { url: target.to_string(), headers: vec![(SIGNATURE_HEADER, signature_header(secret, now_s, body))] }
     }
 }
 
@@ -211,7 +270,7 @@ mod tests {
 
     #[test]
     fn livemode_false_passes_and_true_is_refused() {
-        let p = Stripe { secret: Secret::new("whsec_x"), tolerance_s: 300 };
+        let p = Stripe::new("stripe", vec![Secret::new("whsec_x")], 300);
         let headers = HeaderMap::new();
         let ok = br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":false}"#;
         let req = Inbound { headers: &headers, body: ok, url: "", now_s: 0 };

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::{
-    bare_media_type, ct_eq, media_type, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode, Signed,
+    bare_media_type, ct_eq, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
+    Refusal, RefusalCode, Sample, Signed,
 };
 use crate::secret::Secret;
 
@@ -26,8 +26,19 @@ pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Respon
 const FORM: &str = "application/x-www-form-urlencoded";
 
 pub struct Twilio {
-    pub auth_token: Secret,
+    pub name: String,
+    /// Every accepted auth token (rotation: the primary and a secondary); deliveries are signed
+    /// with the first.
+    pub auth_tokens: Vec<Secret>,
 }
+
+impl Twilio {
+    pub fn new(name: &str, auth_tokens: Vec<Secret>) -> Twilio {
+        Twilio { name: name.to_string(), auth_tokens }
+    }
+}
+
+const SAMPLE_TYPES: &[&str] = &["message.received"];
 
 /// `base64(HMAC-SHA1(token, url + sorted name+value pairs))`, exactly as twilio's SDKs compute.
 pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -99,7 +110,7 @@ fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, String> {
 
 impl Provider for Twilio {
     fn name(&self) -> &str {
-        "twilio"
+        &self.name
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -136,11 +147,13 @@ impl Provider for Twilio {
             }
             None => form_urlencoded::parse(req.body).into_owned().collect(),
         };
-        let token = self.auth_token.expose();
         let (without_port, with_port) = url_variants(req.url);
-        let a = ct_eq(sign(token, &without_port, &params).as_bytes(), given.as_bytes());
-        let b = ct_eq(sign(token, &with_port, &params).as_bytes(), given.as_bytes());
-        if a | b {
+        let matched = self.auth_tokens.iter().fold(false, |acc, token| {
+            let a = ct_eq(sign(token.expose(), &without_port, &params).as_bytes(), given.as_bytes());
+            let b = ct_eq(sign(token.expose(), &with_port, &params).as_bytes(), given.as_bytes());
+            acc | a | b
+        });
+        if matched {
             Ok(())
         } else {
             Err(invalid(
@@ -171,13 +184,13 @@ impl Provider for Twilio {
         // Status callbacks repeat the MessageSid once per status (queued, sent, delivered), so
         // the status is part of their id: each is its own event, while a retry of one is not.
         match get("MessageStatus").or(get("SmsStatus")).filter(|s| !s.is_empty() && *s != "received") {
-            Some(status) => Ok(Parsed { event_id: format!("{sid}:{status}"), event_type: format!("message.{status}") }),
-            None => Ok(Parsed { event_id: sid.to_string(), event_type: "message.received".to_string() }),
+            Some(status) => Ok(Parsed::one(format!("{sid}:{status}"), format!("message.{status}"))),
+            None => Ok(Parsed::one(sid, "message.received")),
         }
     }
 
     fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {
-        let token = self.auth_token.expose();
+        let token = self.auth_tokens.first().map(Secret::expose).unwrap_or("");
         if content_type.map(bare_media_type).as_deref() == Some("application/json") {
             // A JSON body is signed through the URL: its hash goes in the query, as Twilio does.
             let sep = if target.contains('?') { '&' } else { '?' };
@@ -191,6 +204,40 @@ impl Provider for Twilio {
 
     fn answer(&self, _accepted: &Accepted<'_>) -> Answer {
         Answer { content_type: "text/xml", body: EMPTY_TWIML.as_bytes().to_vec() }
+    }
+
+    fn sample_types(&self) -> &'static [&'static str] {
+        SAMPLE_TYPES
+    }
+
+    fn sample(&self, event_type: Option<&str>, _now_s: i64) -> Result<Sample, String> {
+        pick(SAMPLE_TYPES, event_type)?;
+        // An inbound SMS as Twilio posts it to a messaging webhook (test credentials' numbers).
+        let account = format!("AC{}", &hex::encode(ulid::Ulid::new().to_bytes()));
+        let sid = format!("SM{}", &hex::encode(ulid::Ulid::new().to_bytes()));
+        let params = [
+            ("ToCountry", "US"),
+            ("ToState", "CA"),
+            ("SmsMessageSid", sid.as_str()),
+            ("NumMedia", "0"),
+            ("ToCity", "SAN FRANCISCO"),
+            ("FromZip", "94105"),
+            ("SmsSid", sid.as_str()),
+            ("FromState", "CA"),
+            ("SmsStatus", "received"),
+            ("FromCity", "SAN FRANCISCO"),
+            ("Body", "Hello from stagehook"),
+            ("FromCountry", "US"),
+            ("To", "+15005550006"),
+            ("ToZip", "94105"),
+            ("NumSegments", "1"),
+            ("MessageSid", sid.as_str()),
+            ("AccountSid", account.as_str()),
+            ("From", "+15005550001"),
+            ("ApiVersion", "2010-04-01"),
+        ];
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        Ok(Sample { content_type: FORM, headers: Vec::new(), body: body.into_bytes() })
     }
 }
 
@@ -211,15 +258,12 @@ mod tests {
 
     #[test]
     fn status_callbacks_are_distinct_events() {
-        let p = Twilio { auth_token: Secret::new("t") };
+        let p = Twilio::new("twilio", vec![Secret::new("t")]);
         let mut headers = HeaderMap::new();
         headers.insert("content-type", FORM.parse().unwrap());
         let body = b"MessageSid=SM1&From=%2B1&To=%2B2&MessageStatus=delivered";
         let req = Inbound { headers: &headers, body, url: "", now_s: 0 };
-        assert_eq!(
-            p.parse(&req).unwrap(),
-            Parsed { event_id: "SM1:delivered".into(), event_type: "message.delivered".into() }
-        );
+        assert_eq!(p.parse(&req).unwrap(), Parsed::one("SM1:delivered", "message.delivered"));
         let body = b"MessageSid=SM1&From=%2B1&To=%2B2&SmsStatus=received";
         let req = Inbound { headers: &headers, body, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap().event_id, "SM1");
