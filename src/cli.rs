@@ -31,6 +31,33 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the configuration and print every finding; exit 1 if any is an error.
     CheckConfig(CheckArgs),
+    /// Send realistic, correctly signed test events to stagehook (or to `--to`).
+    Send(SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// The provider instance: `stripe`, `twilio`, or a `[providers.<name>]` of the config.
+    #[arg(required_unless_present = "list")]
+    pub provider: Option<String>,
+    /// TOML configuration file: the secrets to sign with, and where stagehook listens.
+    #[arg(long, short)]
+    pub config: Option<std::path::PathBuf>,
+    /// The fixture's event type (see `--list`); the provider's first fixture by default.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Send this file's bytes as the body instead of a fixture.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Send here instead of the running stagehook (e.g. straight to the app under test).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// How many events to send, each with fresh ids.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// List the configured providers and their fixtures, and exit.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -26,6 +26,7 @@ pub mod providers;
 pub mod ratelimit;
 pub mod retention;
 pub mod secret;
+pub mod send;
 pub mod store;
 
 use std::future::Future;
@@ -39,9 +40,6 @@ pub use config::Config;
 use delivery::breaker::Breaker;
 use delivery::{Engine, Lane};
 use http::{AppState, Endpoint};
-use providers::stripe::Stripe;
-use providers::twilio::Twilio;
-use providers::Provider;
 use ratelimit::RateLimiter;
 use store::{Store, StoreOptions};
 
@@ -66,18 +64,9 @@ impl App {
             },
             clock.clone(),
         )?;
-        let stripe = config.providers.stripe.clone().unwrap_or_default();
-        let twilio = config.providers.twilio.clone().unwrap_or_default();
-        let stripe_provider: Arc<dyn Provider> =
-            Arc::new(Stripe::new("stripe", stripe.secret.iter().cloned().collect(), stripe.tolerance_seconds as i64));
-        let twilio_provider: Arc<dyn Provider> =
-            Arc::new(Twilio::new("twilio", twilio.auth_token.iter().cloned().collect()));
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
-        for (path, configured, provider) in [
-            ("stripe", stripe.secret.is_some(), stripe_provider),
-            ("sms", twilio.auth_token.is_some(), twilio_provider),
-        ] {
+        for providers::Instance { path, configured, provider, .. } in providers::instances(&config)? {
             let targets = config.targets(provider.name()).expect("every built-in provider has targets");
             let breaker = Breaker::new(
                 provider.name(),

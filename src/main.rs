@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, ServeArgs};
+use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs};
 use stagehook::config::layers::{self, flag_value, Layered};
 use stagehook::config::validate::{validate, Context, Severity};
 use stagehook::{App, Clock};
@@ -20,6 +20,73 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Send(args) => send(args),
+    }
+}
+
+fn send(args: SendArgs) -> ExitCode {
+    let layered = match load(args.config.as_deref(), &[]) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let config = layered.config;
+    if args.list {
+        return match stagehook::send::list(&config) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stagehook: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let payload = match &args.file {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                eprintln!("stagehook: cannot read {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let req = stagehook::send::SendRequest {
+        provider: args.provider.unwrap_or_default(),
+        event: args.event,
+        payload,
+        to: args.to,
+        count: args.count,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stagehook: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clock = Clock::system();
+    match runtime.block_on(stagehook::send::send(&config, &req, || clock.now_s())) {
+        Ok(sent) => {
+            let mut ok = true;
+            for s in &sent {
+                ok &= (200..300).contains(&s.status);
+                println!("POST {} -> {}", s.url, s.status);
+                if !s.body.is_empty() {
+                    println!("{}", s.body);
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -131,11 +131,86 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// `[providers]`: the seed's two endpoints (`stripe`, and `twilio` at `/sms`), and any number of
+/// named instances of any kind, each at `/staging/webhooks/<name>`.
+#[derive(Debug, Clone, Default)]
 pub struct ProvidersConfig {
     pub stripe: Option<StripeConfig>,
     pub twilio: Option<TwilioConfig>,
+    pub named: BTreeMap<String, InstanceConfig>,
+}
+
+/// Names a named instance cannot take: the seed's endpoints and the API's own paths.
+pub const RESERVED_NAMES: [&str; 10] =
+    ["stripe", "twilio", "sms", "test", "stats", "validate", "events", "replay", "recovery", "config"];
+
+/// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
+pub fn valid_instance_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("a provider name is 1 to 64 characters".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err(format!("`{name}` may hold only lowercase letters, digits, `-` and `_` (it becomes a URL path)"));
+    }
+    if RESERVED_NAMES.contains(&name) || name == "rejections" {
+        return Err(format!("`{name}` is taken by a built-in endpoint; choose another name"));
+    }
+    Ok(())
+}
+
+// By hand rather than derived: `stripe` and `twilio` keep their own shapes, and every other key
+// is a named instance. Reading through `MapAccess` keeps serde_path_to_error's key paths.
+impl<'de> Deserialize<'de> for ProvidersConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Providers;
+        impl<'de> serde::de::Visitor<'de> for Providers {
+            type Value = ProvidersConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of providers by name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ProvidersConfig, A::Error> {
+                use serde::de::Error;
+                let mut out = ProvidersConfig::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.as_str() {
+                        "stripe" => out.stripe = Some(map.next_value()?),
+                        "twilio" => out.twilio = Some(map.next_value()?),
+                        _ => {
+                            valid_instance_name(&name).map_err(A::Error::custom)?;
+                            let instance: InstanceConfig = map.next_value()?;
+                            if instance.kind.is_none() && ProviderKind::parse(&name).is_none() {
+                                let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+                                return Err(A::Error::custom(format!(
+                                    "provider `{name}` needs `kind`, one of {}",
+                                    kinds.join(", ")
+                                )));
+                            }
+                            out.named.insert(name, instance);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Providers)
+    }
+}
+
+impl Serialize for ProvidersConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        if let Some(stripe) = &self.stripe {
+            map.serialize_entry("stripe", stripe)?;
+        }
+        if let Some(twilio) = &self.twilio {
+            map.serialize_entry("twilio", twilio)?;
+        }
+        for (name, instance) in &self.named {
+            map.serialize_entry(name, instance)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -143,6 +218,8 @@ pub struct ProvidersConfig {
 pub struct StripeConfig {
     /// The endpoint's signing secret (`whsec_...`), used whole as the HMAC key.
     pub secret: Option<Secret>,
+    /// Further secrets accepted at the same time (rotation); deliveries are signed with `secret`.
+    pub secrets: Vec<Secret>,
     /// Oldest accepted signature timestamp, in seconds before now.
     pub tolerance_seconds: u64,
     /// A Stripe API key, if the app under test uses one; only checked to be a test-mode key.
@@ -158,6 +235,7 @@ impl Default for StripeConfig {
     fn default() -> Self {
         StripeConfig {
             secret: None,
+            secrets: Vec::new(),
             tolerance_seconds: 300,
             api_key: None,
             forward_to: Vec::new(),
@@ -172,6 +250,9 @@ impl Default for StripeConfig {
 pub struct TwilioConfig {
     /// The account's auth token, the HMAC key of `X-Twilio-Signature`.
     pub auth_token: Option<Secret>,
+    /// Further auth tokens accepted at the same time (a secondary token during rotation);
+    /// deliveries are signed with `auth_token`.
+    pub secrets: Vec<Secret>,
     /// The account SID (`AC...`), if set; checked for isolation only.
     pub account_sid: Option<String>,
     /// The app's endpoints that receive every event, re-signed for their own URL.
@@ -185,6 +266,7 @@ impl Default for TwilioConfig {
     fn default() -> Self {
         TwilioConfig {
             auth_token: None,
+            secrets: Vec::new(),
             account_sid: None,
             forward_to: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
@@ -259,7 +341,8 @@ pub enum SignatureEncoding {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InstanceConfig {
-    pub kind: ProviderKind,
+    /// Optional when the name is a kind (`[providers.github]`).
+    pub kind: Option<ProviderKind>,
     /// The signing secret (HMAC kinds; Twilio's auth token).
     pub secret: Option<Secret>,
     /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
@@ -296,7 +379,7 @@ pub struct InstanceConfig {
 impl Default for InstanceConfig {
     fn default() -> Self {
         InstanceConfig {
-            kind: ProviderKind::Hmac,
+            kind: None,
             secret: None,
             secrets: Vec::new(),
             public_key: None,
@@ -320,6 +403,11 @@ impl Default for InstanceConfig {
 }
 
 impl InstanceConfig {
+    /// The instance's kind: `kind`, or the name when it is a kind.
+    pub fn kind_of(&self, name: &str) -> ProviderKind {
+        self.kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac)
+    }
+
     /// Every accepted secret, `secret` first.
     pub fn all_secrets(&self) -> Vec<Secret> {
         self.secret.iter().chain(self.secrets.iter()).cloned().collect()
@@ -450,6 +538,28 @@ impl Config {
                 return Err(err("providers.twilio.auth_token", "is empty; set the auth token or remove the key"));
             }
         }
+        let extra = |p: &str, secrets: &[Secret]| match secrets.iter().position(|s| s.expose().is_empty()) {
+            Some(i) => Err(err(&format!("{p}.secrets[{i}]"), "is empty; remove it")),
+            None => Ok(()),
+        };
+        if let Some(stripe) = &self.providers.stripe {
+            extra("providers.stripe", &stripe.secrets)?;
+        }
+        if let Some(twilio) = &self.providers.twilio {
+            extra("providers.twilio", &twilio.secrets)?;
+        }
+        for (name, c) in &self.providers.named {
+            let p = format!("providers.{name}");
+            check_targets(&p, &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
+            if c.tolerance_seconds == 0 || c.tolerance_seconds > 366 * 86_400 {
+                return Err(err(&format!("{p}.tolerance_seconds"), "must be between 1 and 31622400 (a year)"));
+            }
+            if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                return Err(err(&format!("{p}.secret"), "is empty; set the secret or remove the key"));
+            }
+            extra(&p, &c.secrets)?;
+            crate::providers::build(name, c).map_err(|m| err(&p, m))?;
+        }
         Ok(())
     }
 
@@ -464,7 +574,10 @@ impl Config {
                 let c = self.providers.twilio.clone().unwrap_or_default();
                 (c.forward_to, c.timeout, c.retry)
             }
-            _ => return None,
+            name => {
+                let c = self.providers.named.get(name)?;
+                (c.forward_to.clone(), c.timeout, c.retry.clone())
+            }
         };
         Some(Targets { urls, timeout: timeout.0, retry: retry.over(&self.retry) })
     }

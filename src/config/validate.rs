@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Config, IpRange};
+use super::{Config, InstanceConfig, IpRange, ProviderKind};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -93,6 +93,7 @@ impl Report {
 pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Context) -> Report {
     let mut r = Report::default();
     secrets(config, &mut r);
+    named(config, &mut r);
     isolation(config, env, &mut r);
     targets(config, &mut r);
     data_dir(&config.server.data_dir, context, &mut r);
@@ -114,6 +115,7 @@ fn secrets(c: &Config, r: &mut Report) {
         ("twilio", c.providers.twilio.as_ref().and_then(|p| p.auth_token.as_ref())),
     ]
     .into_iter()
+    .chain(c.providers.named.iter().map(|(name, p)| (name.as_str(), p.secret.as_ref())))
     .filter_map(|(name, s)| Some((name, s?)))
     .collect();
     if let Some(stripe) = &c.providers.stripe {
@@ -168,7 +170,7 @@ fn secrets(c: &Config, r: &mut Report) {
             }
         }
     }
-    if c.providers.stripe.is_none() && c.providers.twilio.is_none() {
+    if c.providers.stripe.is_none() && c.providers.twilio.is_none() && c.providers.named.is_empty() {
         r.push(
             "provider.none_configured",
             Severity::Warning,
@@ -185,6 +187,85 @@ fn secrets(c: &Config, r: &mut Report) {
                     &format!("providers.{b}"),
                     format!("{a} and {b} share one secret: each provider has its own; a leak of one exposes both"),
                 );
+            }
+        }
+    }
+}
+
+/// The keys each kind reads besides the common ones (`kind`, `forward_to`, `timeout`, `retry`).
+fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
+    match kind {
+        ProviderKind::Stripe | ProviderKind::Slack | ProviderKind::Standard => {
+            &["secret", "secrets", "tolerance_seconds"]
+        }
+        ProviderKind::Twilio | ProviderKind::Github | ProviderKind::Shopify => &["secret", "secrets"],
+        ProviderKind::Sendgrid => &["public_key", "signing_key"],
+        ProviderKind::Hmac => &[
+            "secret",
+            "secrets",
+            "tolerance_seconds",
+            "header",
+            "algorithm",
+            "encoding",
+            "prefix",
+            "timestamp_header",
+            "signed_content",
+            "id_header",
+            "id_pointer",
+            "type_header",
+            "type_pointer",
+        ],
+    }
+}
+
+/// Named instances: credentials present and not placeholders, settings the kind understands.
+fn named(c: &Config, r: &mut Report) {
+    let defaults = serde_json::to_value(InstanceConfig::default()).unwrap_or_default();
+    for (name, p) in &c.providers.named {
+        let kind = p.kind_of(name);
+        let prefix = format!("providers.{name}");
+        if let Err(m) = crate::providers::build(name, p) {
+            r.push("provider.setting", Severity::Error, &prefix, m);
+        }
+        let credential = if kind == ProviderKind::Sendgrid { "public_key" } else { "secret" };
+        if !crate::providers::has_credentials(name, p) {
+            r.push(
+                "provider.secret_missing",
+                Severity::Error,
+                &format!("{prefix}.{credential}"),
+                format!("{name} ({}) has no {credential}: its endpoint answers 503 until one is set", kind.as_str()),
+            );
+        }
+        for (i, s) in p.all_secrets().iter().enumerate() {
+            if is_placeholder(s) {
+                r.push(
+                    "provider.placeholder_secret",
+                    Severity::Error,
+                    &format!(
+                        "{prefix}.secret{}",
+                        if i == 0 && p.secret.is_some() { String::new() } else { format!("s[{i}]") }
+                    ),
+                    format!("{} is a placeholder: replace it with the provider's real signing secret", s.fingerprint()),
+                );
+            }
+        }
+        // A key the kind ignores is a mistake that would pass silently (a GitHub instance given
+        // `timestamp_header` still verifies without one).
+        let given = serde_json::to_value(p).unwrap_or_default();
+        let common = ["kind", "forward_to", "timeout", "retry"];
+        if let (Some(given), Some(defaults)) = (given.as_object(), defaults.as_object()) {
+            for (key, value) in given {
+                if common.contains(&key.as_str()) || kind_keys(kind).contains(&key.as_str()) {
+                    continue;
+                }
+                if defaults.get(key) != Some(value) {
+                    r.push(
+                        "provider.unused_key",
+                        Severity::Error,
+                        &format!("{prefix}.{key}"),
+                        format!("kind `{}` does not use `{key}`: remove it, or set the kind that does", kind.as_str()),
+                    );
+                }
             }
         }
     }
@@ -273,7 +354,8 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 fn targets(c: &Config, r: &mut Report) {
-    for provider in ["stripe", "twilio"] {
+    let names = ["stripe", "twilio"].into_iter().chain(c.providers.named.keys().map(String::as_str));
+    for provider in names {
         let Some(t) = c.targets(provider) else { continue };
         for (i, url) in t.urls.iter().enumerate() {
             let key = format!("providers.{provider}.forward_to[{i}]");

@@ -27,6 +27,8 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// The start of the body, for the attempt's history (non-2xx only).
     pub body_prefix: String,
+    /// The body, up to 64 KiB (`stagehook send` prints it).
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +111,7 @@ impl Client {
             } else {
                 String::from_utf8_lossy(&kept[..kept.len().min(ERROR_BODY_PREFIX)]).into_owned()
             };
-            Ok(Answer { status, retry_after, body_prefix })
+            Ok(Answer { status, retry_after, body_prefix, body: kept })
         };
         tokio::time::timeout(timeout, exchange).await.map_err(|_| SendError::Timeout)?
     }

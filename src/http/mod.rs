@@ -33,7 +33,8 @@ use crate::store::Store;
 
 /// An ingest endpoint: `POST /staging/webhooks/<path>`.
 pub struct Endpoint {
-    pub path: &'static str,
+    /// The last path segment: `stripe`, `sms`, or a named instance's name.
+    pub path: String,
     /// The provider, present whether or not its secret is set, so `/validate` can check
     /// structure; `configured` says whether it may verify.
     pub provider: Arc<dyn Provider>,

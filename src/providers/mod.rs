@@ -8,7 +8,73 @@
 pub mod stripe;
 pub mod twilio;
 
+use std::sync::Arc;
+
 use warp::http::HeaderMap;
+
+use crate::config::{InstanceConfig, ProviderKind};
+
+/// The one registration point: a named instance of any kind, built from its settings. An error
+/// names the key at fault; a missing secret is not one (the endpoint answers 503 until it is set,
+/// see [`has_credentials`]).
+pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String> {
+    let tolerance = c.tolerance_seconds as i64;
+    Ok(match c.kind_of(name) {
+        ProviderKind::Stripe => Arc::new(stripe::Stripe::new(name, c.all_secrets(), tolerance)),
+        ProviderKind::Twilio => Arc::new(twilio::Twilio::new(name, c.all_secrets())),
+        other => return Err(format!("kind `{}` is not available in this build", other.as_str())),
+    })
+}
+
+/// One ingest endpoint: its path segment, its kind, whether it can verify, and its provider.
+pub struct Instance {
+    pub path: String,
+    pub kind: ProviderKind,
+    pub configured: bool,
+    pub provider: Arc<dyn Provider>,
+}
+
+/// Every ingest endpoint of a configuration: the seed's `stripe` and `sms` (always present, so
+/// an unconfigured one answers 503 rather than 404), then the named instances.
+pub fn instances(config: &crate::config::Config) -> Result<Vec<Instance>, String> {
+    let stripe = config.providers.stripe.clone().unwrap_or_default();
+    let twilio = config.providers.twilio.clone().unwrap_or_default();
+    let stripe_secrets = stripe.secret.iter().chain(&stripe.secrets).cloned().collect();
+    let twilio_tokens = twilio.auth_token.iter().chain(&twilio.secrets).cloned().collect();
+    let mut out = vec![
+        Instance {
+            path: "stripe".into(),
+            kind: ProviderKind::Stripe,
+            configured: stripe.secret.is_some(),
+            provider: Arc::new(stripe::Stripe::new("stripe", stripe_secrets, stripe.tolerance_seconds as i64)),
+        },
+        Instance {
+            path: "sms".into(),
+            kind: ProviderKind::Twilio,
+            configured: twilio.auth_token.is_some(),
+            provider: Arc::new(twilio::Twilio::new("twilio", twilio_tokens)),
+        },
+    ];
+    for (name, c) in &config.providers.named {
+        let provider = build(name, c).map_err(|m| format!("config key `providers.{name}`: {m}"))?;
+        out.push(Instance {
+            path: name.clone(),
+            kind: c.kind_of(name),
+            configured: has_credentials(name, c),
+            provider,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a named instance has what it needs to verify: a public key for SendGrid, a secret
+/// for every other kind.
+pub fn has_credentials(name: &str, c: &InstanceConfig) -> bool {
+    match c.kind_of(name) {
+        ProviderKind::Sendgrid => c.public_key.is_some(),
+        _ => !c.all_secrets().is_empty(),
+    }
+}
 
 /// What a provider is given about one inbound request.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,122 @@
+//! `stagehook send`: fire realistic, correctly signed events at a stagehook (or straight at the
+//! app with `--to`), like `stripe trigger` for every provider.
+//!
+//! A sample comes from the provider's own fixtures (fresh ids every time) or from a file, and is
+//! signed by the provider's `sign_delivery`, the same code that signs deliveries to the app, so
+//! what `send` produces is exactly what the provider's SDK and stagehook's verifier accept.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::delivery::client::Client;
+use crate::providers::{self, Instance};
+
+/// What to send, as the command line gives it.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// The instance name: `stripe`, `twilio` (or `sms`), or a named instance.
+    pub provider: String,
+    /// A fixture type; the provider's default when `None`.
+    pub event: Option<String>,
+    /// The body to send instead of a fixture, as it is.
+    pub payload: Option<Vec<u8>>,
+    /// Where to send; the running stagehook of the same configuration when `None`.
+    pub to: Option<String>,
+    pub count: u32,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub url: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// One line per instance: name, kind, path, whether it can verify, and its fixtures.
+pub fn list(config: &Config) -> Result<String, String> {
+    let mut out = String::new();
+    for i in providers::instances(config)? {
+        let state = if i.configured { "configured" } else { "no secret" };
+        let signs = if i.provider.can_sign() { "" } else { ", cannot sign (no signing_key)" };
+        out.push_str(&format!(
+            "{:<16} kind {:<9} POST /staging/webhooks/{:<12} {state}{signs}\n{:<16} fixtures: {}\n",
+            i.provider.name(),
+            i.kind.as_str(),
+            i.path,
+            "",
+            i.provider.sample_types().join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
+    instances.iter().find(|i| i.provider.name() == name || i.path == name)
+}
+
+/// The URL a request is signed for, and the URL it is sent to. They differ only when stagehook
+/// sits behind `server.public_url` (Twilio signs the URL it calls): the signature covers the
+/// public URL while the request goes to the local listener.
+fn urls(config: &Config, path: &str, to: Option<&str>) -> (String, String) {
+    if let Some(to) = to {
+        return (to.to_string(), to.to_string());
+    }
+    let mut bind = config.server.bind;
+    if bind.ip().is_unspecified() {
+        bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let local = format!("http://{bind}/staging/webhooks/{path}");
+    match &config.server.public_url {
+        Some(public) => (format!("{}/staging/webhooks/{path}", public.trim_end_matches('/')), local),
+        None => (local.clone(), local),
+    }
+}
+
+/// Builds, signs and sends `count` requests, one after the other; every answer is returned,
+/// refusals included. An error is a problem before any answer (unknown provider or fixture,
+/// nothing to sign with, no connection).
+pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -> Result<Vec<Sent>, String> {
+    let instances = providers::instances(config)?;
+    let Some(instance) = find(&instances, &req.provider) else {
+        let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
+        return Err(format!("no provider `{}` in this configuration; there are: {}", req.provider, names.join(", ")));
+    };
+    let provider = &instance.provider;
+    if !instance.configured || !provider.can_sign() {
+        return Err(format!(
+            "`{}` has no secret (or signing key) in this configuration, so there is nothing to sign with",
+            provider.name()
+        ));
+    }
+    let (sign_url, send_url) = urls(config, &instance.path, req.to.as_deref());
+    let client = Client::new()?;
+    let mut sent = Vec::new();
+    for _ in 0..req.count.max(1) {
+        let now = now_s();
+        let sample = provider.sample(req.event.as_deref(), now)?;
+        let body = req.payload.clone().unwrap_or(sample.body);
+        let signed = provider.sign_delivery(&sign_url, Some(sample.content_type), &body, now);
+        // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
+        let url = match signed.url.strip_prefix(sign_url.as_str()) {
+            Some(rest) => format!("{send_url}{rest}"),
+            None => signed.url.clone(),
+        };
+        let mut headers: Vec<(String, String)> = sample
+            .headers
+            .into_iter()
+            .filter(|(k, _)| !signed.headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(k)))
+            .collect();
+        headers.push(("content-type".into(), sample.content_type.to_string()));
+        headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
+        headers.extend(signed.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let answer = client
+            .post(&url, &headers, Bytes::from(body), Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        sent.push(Sent { url, status: answer.status, body: String::from_utf8_lossy(&answer.body).into_owned() });
+    }
+    Ok(sent)
+}
