@@ -1,0 +1,245 @@
+//! Every provider kind end to end: `stagehook send` builds and signs a fixture, the real server
+//! verifies and records it, the app receives a delivery its own SDK accepts, and a repeat of the
+//! same request is a duplicate. Plus the `send` command line itself and named instances.
+
+use stagehook::config::{Config, InstanceConfig, ProviderKind};
+use stagehook::secret::Secret;
+use stagehook::send::{send, SendRequest};
+
+use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Received};
+use crate::support::{self, config, request, run_binary, spawn_binary, STRIPE_SECRET, TWILIO_TOKEN};
+
+/// One provider instance under test: its name (the path), and how the app's SDK checks it.
+struct Spec {
+    name: &'static str,
+    secret: &'static str,
+    verify: fn(&Spec, &FakeApp, &Received, i64) -> Result<(), String>,
+}
+
+fn stripe_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
+    stripe_sdk_verify(&r.body, r.header("stripe-signature").ok_or("no Stripe-Signature")?, spec.secret, 300, now)
+}
+
+fn twilio_check(spec: &Spec, app: &FakeApp, r: &Received, _now: i64) -> Result<(), String> {
+    let mut url = app.url(&r.path);
+    if !r.query.is_empty() {
+        url = format!("{url}?{}", r.query);
+    }
+    let json = r.header("content-type").is_some_and(|c| c.starts_with("application/json"));
+    let sig = r.header("x-twilio-signature").ok_or("no X-Twilio-Signature")?;
+    twilio_sdk_validate(&url, &r.body, json, sig, spec.secret).then_some(()).ok_or_else(|| "signature rejected".into())
+}
+
+const EU_SECRET: &str = "whsec_test_eu_0123456789abcdef0123456789";
+
+fn specs() -> Vec<Spec> {
+    vec![
+        Spec { name: "stripe", secret: STRIPE_SECRET, verify: stripe_check },
+        Spec { name: "twilio", secret: TWILIO_TOKEN, verify: twilio_check },
+        Spec { name: "stripe_eu", secret: EU_SECRET, verify: stripe_check },
+    ]
+}
+
+/// The instances of `specs()` that are not the seed's two, as configuration.
+fn named_instances(c: &mut Config) {
+    let named = |kind, secret: &str| InstanceConfig {
+        kind: Some(kind),
+        secret: Some(Secret::new(secret)),
+        ..Default::default()
+    };
+    c.providers.named.insert("stripe_eu".into(), named(ProviderKind::Stripe, EU_SECRET));
+}
+
+/// Where each instance's deliveries go on the fake app.
+fn forward_everything(c: &mut Config, app: &FakeApp) {
+    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
+    c.providers.twilio.as_mut().unwrap().forward_to = vec![app.url("/twilio")];
+    for (name, instance) in c.providers.named.iter_mut() {
+        instance.forward_to = vec![app.url(&format!("/{name}"))];
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn req(name: &str) -> SendRequest {
+    SendRequest { provider: name.to_string(), event: None, payload: None, to: None, count: 1 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    named_instances(&mut c);
+    forward_everything(&mut c, &app);
+    let s = support::start(c.clone()).await;
+    c.server.bind = s.addr;
+
+    let mut delivered = 0;
+    for spec in specs() {
+        let sent = send(&c, &req(spec.name), now_s).await.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].status, 200, "{}: {}", spec.name, sent[0].body);
+        // Stored under the instance's name, verified.
+        let page = s.get(&format!("/staging/webhooks/events?provider={}", spec.name)).await.json();
+        let events = page["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{}: {page}", spec.name);
+        let e = s.get(&format!("/staging/webhooks/events/{}", events[0]["id"].as_str().unwrap())).await.json();
+        assert_eq!(e["signature_verified"], true, "{}", spec.name);
+
+        // The delivery reaches the app signed afresh, and the app's SDK accepts it.
+        delivered += 1;
+        let got = app.wait_for(delivered).await;
+        let r = got.iter().find(|r| r.path == format!("/{}", spec.name)).unwrap_or_else(|| panic!("{}", spec.name));
+        (spec.verify)(&spec, &app, r, now_s())
+            .unwrap_or_else(|e| panic!("{}: the SDK refused the delivery: {e}", spec.name));
+    }
+
+    // Straight to the app with --to: signed for that URL, accepted by the SDK.
+    for spec in specs() {
+        let to = app.url(&format!("/direct-{}", spec.name));
+        let sent = send(&c, &SendRequest { to: Some(to.clone()), ..req(spec.name) }, now_s).await.unwrap();
+        assert_eq!(sent[0].status, 200);
+        delivered += 1;
+        let got = app.wait_for(delivered).await;
+        let r = got.iter().find(|r| r.path == format!("/direct-{}", spec.name)).unwrap();
+        (spec.verify)(&spec, &app, r, now_s()).unwrap_or_else(|e| panic!("{} --to: {e}", spec.name));
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_request_twice_is_one_event_and_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    named_instances(&mut c);
+    let s = support::start(c.clone()).await;
+    let instances = stagehook::providers::instances(&c).unwrap();
+    for spec in specs() {
+        let i = instances.iter().find(|i| i.provider.name() == spec.name).unwrap();
+        let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);
+        let sample = i.provider.sample(None, now_s()).unwrap();
+        let signed = i.provider.sign_delivery(&url, Some(sample.content_type), &sample.body, now_s());
+        let path = signed.url.trim_start_matches("http://127.0.0.1");
+        let mut headers: Vec<(String, String)> = sample.headers.clone();
+        headers.push(("content-type".into(), sample.content_type.into()));
+        headers.extend(signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for attempt in 0..2 {
+            let r = request(s.addr, "POST", path, &headers, &sample.body).await;
+            assert_eq!(r.status, 200, "{} attempt {attempt}: {}", spec.name, r.text());
+        }
+        s.store.flush().await.unwrap();
+        let stats = s.get("/staging/webhooks/stats").await.json();
+        assert_eq!(stats["by_provider"][spec.name]["events"], 1, "{}: {stats}", spec.name);
+    }
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["duplicates"], specs().len());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_command_lists_fires_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    // `send` finds stagehook through the config, so the server needs a known port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = dir.path().join("staging.toml");
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[limits]\nrate_limit_per_minute = 0\n\
+         [providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\n[providers.twilio]\nauth_token = \"{TWILIO_TOKEN}\"\n\
+         [providers.stripe_eu]\nkind = \"stripe\"\nsecret = \"{EU_SECRET}\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let cfg = path.to_str().unwrap().to_string();
+    let mut server = spawn_binary(&["serve", "--config", &cfg], &[]).await;
+
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_binary(&args)
+        })
+    };
+    let (code, out) = run(vec!["send".into(), "--list".into(), "--config".into(), cfg.clone()]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    for needle in ["stripe_eu", "/staging/webhooks/sms", "invoice.paid", "message.received"] {
+        assert!(out.contains(needle), "{needle} in {out}");
+    }
+    let (code, out) = run(["send", "stripe", "--event", "charge.failed", "--count", "3", "--config", &cfg]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("-> 200").count(), 3, "{out}");
+    let (code, out) = run(["send", "twilio", "--config", &cfg].map(String::from).to_vec()).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("<Response></Response>"), "{out}");
+    let body_file = dir.path().join("evt.json");
+    std::fs::write(&body_file, crate::support::stripe_event("evt_from_a_file")).unwrap();
+    let (code, out) =
+        run(["send", "stripe_eu", "--file", body_file.to_str().unwrap(), "--config", &cfg].map(String::from).to_vec())
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("evt_from_a_file"), "{out}");
+
+    // Mistakes say what is wrong, with exit code 1, and send nothing.
+    let (code, out) =
+        run(["send", "stripe", "--event", "nope", "--config", &cfg].map(String::from).to_vec()).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(out.contains("no fixture `nope`") && out.contains("invoice.paid"), "{out}");
+    let (code, out) = run(["send", "paypal", "--config", &cfg].map(String::from).to_vec()).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(out.contains("no provider `paypal`"), "{out}");
+
+    let stats = request(server.addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
+    assert_eq!(stats["by_provider"]["stripe"]["events"], 3, "{stats}");
+    assert_eq!(stats["by_provider"]["stripe"]["by_status"]["processed"], 3, "{stats}");
+    assert_eq!(stats["by_provider"]["twilio"]["events"], 1, "{stats}");
+    assert_eq!(stats["by_provider"]["stripe_eu"]["events"], 1, "{stats}");
+    assert_eq!(stats["total_events"], 5, "{stats}");
+    server.signal("TERM");
+    assert!(server.wait().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_instances_are_separate_endpoints_with_their_own_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    named_instances(&mut c);
+    let s = support::start(c).await;
+    let body = crate::support::stripe_event("evt_two_accounts");
+    // The main Stripe secret does not open the EU endpoint, and the other way round.
+    let main_signed = crate::support::stripe_header(STRIPE_SECRET, now_s(), body.as_bytes());
+    let eu_signed = crate::support::stripe_header(EU_SECRET, now_s(), body.as_bytes());
+    let post = |path: &'static str, sig: String| {
+        let body = body.clone();
+        let addr = s.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                path,
+                &[("content-type", "application/json"), ("stripe-signature", &sig)],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    assert_eq!(post("/staging/webhooks/stripe_eu", main_signed.clone()).await.status, 401);
+    assert_eq!(post("/staging/webhooks/stripe", eu_signed.clone()).await.status, 401);
+    assert_eq!(post("/staging/webhooks/stripe_eu", eu_signed).await.status, 200);
+    // The same event id in two accounts is two events: dedup is per instance.
+    assert_eq!(post("/staging/webhooks/stripe", main_signed).await.json()["duplicate"], serde_json::Value::Null);
+    s.store.flush().await.unwrap();
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["duplicates"], 0);
+    assert_eq!(stats["by_provider"]["stripe_eu"]["events"], 1);
+    assert_eq!(stats["by_provider"]["stripe"]["events"], 1);
+    let health = s.get("/staging/webhooks/test").await.json();
+    assert_eq!(health["providers"]["stripe_eu"]["path"], "/staging/webhooks/stripe_eu", "{health}");
+    s.stop().await;
+}
