@@ -122,6 +122,7 @@ fn stats(s: &AppState) -> Response {
                 duplicates += n;
                 bump(by_provider.entry(provider.to_string()).or_default(), "duplicates", n);
             }
+            ["items", provider] => bump(by_provider.entry(provider.to_string()).or_default(), "items_received", n),
             _ => {}
         }
     }

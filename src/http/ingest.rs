@@ -190,6 +190,7 @@ async fn store_event(
         body: body.clone(),
         processing_us: start.elapsed().as_micros() as u64,
         targets: endpoint.targets.clone(),
+        items: parsed.items,
     };
     match state.store.ingest(event).await {
         Ok(done) => {

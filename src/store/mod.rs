@@ -63,6 +63,8 @@ pub struct NewEvent {
     pub processing_us: u64,
     /// Where to deliver it: one job per target is queued in the same batch as the record.
     pub targets: Vec<String>,
+    /// Provider events in the request: 1, or a batch's size (SendGrid), counted one by one.
+    pub items: u32,
 }
 
 /// The result of one delivery attempt, to record with what it means for the queue.

@@ -9,6 +9,11 @@ use parking_lot::{Mutex, RwLock};
 pub fn events_counter(provider: &str, status: &str) -> String {
     format!("events/{provider}/{status}")
 }
+/// Provider events received, a batch counting each of its events (never decreases).
+pub fn items_counter(provider: &str) -> String {
+    format!("items/{provider}")
+}
+
 pub fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }

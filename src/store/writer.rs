@@ -20,8 +20,8 @@ use ulid::Ulid;
 use super::pending::Pending;
 use super::record::{decode, encode, AttemptRecord, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status};
 use super::stats::{
-    duplicates_counter, events_counter, hist_bucket_counter, minute_counter, rejected_counter, Stats, MINUTES_KEPT,
-    QUEUE_DEPTH,
+    duplicates_counter, events_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, Stats,
+    MINUTES_KEPT, QUEUE_DEPTH,
 };
 use super::{keys, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
@@ -272,6 +272,7 @@ impl Writer {
         p.insert_blind(&keys::id_key(keys::BODY, id), &event.body);
         p.count(hist_bucket_counter(event.processing_us), 1);
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
+        p.count(items_counter(&event.provider), i64::from(event.items));
         accepted_at.push(event.received_at_ms);
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
