@@ -10,6 +10,8 @@ mod dashboard;
 mod delivery;
 mod fake_app;
 mod guards;
+mod sdk_sendgrid;
+mod sdk_standard;
 mod store;
 mod stripe;
 mod support;
