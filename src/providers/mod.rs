@@ -5,6 +5,8 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod sendgrid;
+pub mod standard;
 pub mod stripe;
 pub mod twilio;
 

@@ -11,6 +11,8 @@ mod delivery;
 mod fake_app;
 mod guards;
 mod providers;
+mod sdk_sendgrid;
+mod sdk_standard;
 mod store;
 mod stripe;
 mod support;

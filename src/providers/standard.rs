@@ -1,0 +1,607 @@
+//! Standard Webhooks (and Svix, which wrote the standard): `webhook-id`, `webhook-timestamp`,
+//! `webhook-signature: v1,<base64> [v1,<base64> ...]`.
+//!
+//! Verified as the official standardwebhooks libraries do. The key is the base64 decoding of the
+//! secret after its `whsec_` prefix (a secret without the prefix is decoded too; padding may be
+//! left off, as the Python library allows). The signed content is `{id}.{timestamp}.{raw body}`,
+//! HMAC-SHA256, base64. The signature header holds space-separated `version,signature` entries;
+//! only `v1` counts (`v1a` is the asymmetric scheme, not ours), and any `v1` may match, which is
+//! how the sender rotates secrets. The headers are also accepted under their Svix names
+//! (`svix-id`, `svix-timestamp`, `svix-signature`) when the `webhook-*` set is incomplete.
+//!
+//! The order of the checks is the libraries': the three headers must be present and non-empty;
+//! the timestamp must be an integer within the tolerance, too old and too far in the future both
+//! refused (`stale_timestamp`); only then is the signature compared. So, unlike Stripe, a forged
+//! request with an old timestamp reads `stale_timestamp`, not `invalid_signature`.
+//!
+//! The message id is part of the signed content, and a delivery is signed without knowing the
+//! original one, so deliveries (and `stagehook send`) carry a fresh `msg_` id with their fresh
+//! timestamp and signature: the app sees a new `webhook-id` on every delivery attempt, replays
+//! included. The dedup key recorded here is the id of the request as received.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use warp::http::HeaderMap;
+
+use super::{
+    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
+    Refusal, RefusalCode, Sample, Signed,
+};
+use crate::config::InstanceConfig;
+
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+pub const SVIX_ID_HEADER: &str = "svix-id";
+pub const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
+pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// Secrets are standard base64; the padding is optional, as the Python library accepts both.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The fixtures of `stagehook send`; the first is the default.
+const SAMPLE_TYPES: &[&str] = &["user.created", "invoice.paid"];
+
+pub struct Standard {
+    pub name: String,
+    /// The decoded keys of every accepted secret (rotation); deliveries are signed with the first.
+    keys: Vec<Vec<u8>>,
+    /// Accepted distance of `webhook-timestamp` from now, in either direction.
+    pub tolerance_s: i64,
+}
+
+impl Standard {
+    /// Decodes every secret up front, so a malformed one stops startup with the key it came from
+    /// instead of refusing every request later. No secret at all is not an error: the endpoint is
+    /// then unconfigured.
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Standard, String> {
+        let has_single = c.secret.is_some();
+        let mut keys = Vec::new();
+        for (i, secret) in c.all_secrets().iter().enumerate() {
+            let key_name = match (has_single, i) {
+                (true, 0) => format!("providers.{name}.secret"),
+                (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
+                (false, i) => format!("providers.{name}.secrets[{i}]"),
+            };
+            keys.push(decode_secret(secret.expose()).map_err(|m| format!("{key_name} {m}"))?);
+        }
+        let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
+        Ok(Standard { name: name.to_string(), keys, tolerance_s })
+    }
+}
+
+/// The HMAC key of a `whsec_<base64>` secret (or of bare base64).
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, &'static str> {
+    let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+    let key = SECRET_BASE64.decode(encoded).map_err(|_| "is not base64 (after the `whsec_` prefix, if any)")?;
+    if key.is_empty() {
+        // The libraries refuse an empty key outright; an HMAC under it would prove nothing.
+        return Err("is empty");
+    }
+    Ok(key)
+}
+
+/// `base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    STANDARD.encode(mac(key, id, timestamp, body))
+}
+
+/// The `webhook-signature` value the sender would put on `body`: one `v1` entry.
+pub fn signature_header(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    format!("v1,{}", sign(key, id, timestamp, body))
+}
+
+fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The three signature headers of a request, from one naming scheme only.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignatureHeaders<'a> {
+    pub id: &'a str,
+    pub timestamp: &'a str,
+    pub signature: &'a str,
+}
+
+/// The `webhook-*` set when all three are present and non-empty, else the `svix-*` set; mixing
+/// the two would pair an id with a signature it was never signed with.
+pub fn signature_headers(headers: &HeaderMap) -> Result<SignatureHeaders<'_>, String> {
+    let set = |names: [&'static str; 3]| {
+        let values = names.map(|n| header_str(headers, n).filter(|v| !v.is_empty()));
+        match values {
+            [Some(id), Some(timestamp), Some(signature)] => Ok(SignatureHeaders { id, timestamp, signature }),
+            _ => Err(names.iter().zip(values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect::<Vec<_>>()),
+        }
+    };
+    match set([ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER]) {
+        Ok(found) => Ok(found),
+        Err(missing) => set([SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER]).map_err(|_| {
+            format!("missing or empty {} header (or the whole svix-id/-timestamp/-signature set)", missing.join(", "))
+        }),
+    }
+}
+
+/// The decoded `v1` signatures of a header; other versions and undecodable entries never match.
+fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
+    header
+        .split(' ')
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .filter_map(|(_, sig)| STANDARD.decode(sig).ok())
+        .collect()
+}
+
+impl Provider for Standard {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match media_type(headers).as_deref() {
+            Some("application/json") => Ok(()),
+            other => Err(Refusal::new(
+                RefusalCode::UnsupportedMediaType,
+                format!("Standard Webhooks events are application/json, got {}", other.unwrap_or("no Content-Type")),
+            )),
+        }
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
+        let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
+        let h = signature_headers(req.headers).map_err(|m| invalid(&m))?;
+        let timestamp: i64 =
+            h.timestamp.parse().map_err(|_| invalid("webhook-timestamp is not an integer number of seconds"))?;
+        // i128: a timestamp near i64's ends must not overflow the subtraction.
+        let age = i128::from(req.now_s) - i128::from(timestamp);
+        if age > i128::from(self.tolerance_s) {
+            return Err(Refusal::new(
+                RefusalCode::StaleTimestamp,
+                format!("webhook-timestamp {timestamp} is {age} s old, more than the {} s tolerance", self.tolerance_s),
+            ));
+        }
+        if -age > i128::from(self.tolerance_s) {
+            return Err(Refusal::new(
+                RefusalCode::StaleTimestamp,
+                format!(
+                    "webhook-timestamp {timestamp} is {} s in the future, more than the {} s tolerance; \
+                     check the sender's clock",
+                    -age, self.tolerance_s
+                ),
+            ));
+        }
+        let given = v1_signatures(h.signature);
+        // Every candidate against every key, so the time taken does not say which one matched.
+        let matched = self.keys.iter().fold(false, |acc, key| {
+            let expected = mac(key, h.id, timestamp, req.body);
+            given.iter().fold(acc, |acc, sig| acc | ct_eq(&expected, sig))
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(invalid("no v1 signature in webhook-signature matches the payload for the configured secret"))
+        }
+    }
+
+    fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
+        let id = match message_id(req.headers) {
+            Some(_) => Check::pass(ID_HEADER, "message id (the dedup key)"),
+            None => Check::fail(ID_HEADER, "missing or empty (and no svix-id either)"),
+        };
+        let mut checks = vec![id];
+        checks.extend(body_checks(req.body));
+        checks
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
+        refuse_failed(&self.checks(req))?;
+        let value: Value = serde_json::from_slice(req.body)
+            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
+        Ok(Parsed::one(message_id(req.headers).unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
+    }
+
+    fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
+        // The id is signed but `sign_delivery` is not told the original one, so each delivery
+        // carries a fresh id with its signature. Both header sets are returned because the Svix
+        // libraries read `svix-*` first: an original `svix-*` set left in place would shadow
+        // the fresh signature.
+        let id = fresh_id("msg_");
+        let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
+        let signature = signature_header(key, &id, now_s, body);
+        let timestamp = now_s.to_string();
+        Signed {
+            url: target.to_string(),
+            headers: vec![
+                (ID_HEADER, id.clone()),
+                (TIMESTAMP_HEADER, timestamp.clone()),
+                (SIGNATURE_HEADER, signature.clone()),
+                (SVIX_ID_HEADER, id),
+                (SVIX_TIMESTAMP_HEADER, timestamp),
+                (SVIX_SIGNATURE_HEADER, signature),
+            ],
+        }
+    }
+
+    fn answer(&self, accepted: &Accepted<'_>) -> Answer {
+        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+        if accepted.duplicate {
+            body["duplicate"] = Value::Bool(true);
+        }
+        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+    }
+
+    fn sample_types(&self) -> &'static [&'static str] {
+        SAMPLE_TYPES
+    }
+
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+        let kind = pick(SAMPLE_TYPES, event_type)?;
+        let data = match kind {
+            "invoice.paid" => json!({
+                "id": fresh_id("inv_"), "customer_id": fresh_id("cus_"), "amount_due": 4900, "amount_paid": 4900,
+                "currency": "usd", "status": "paid", "paid_at": rfc3339(now_s),
+                "lines": [{"description": "Pro plan (monthly)", "amount": 4900, "quantity": 1}],
+            }),
+            _ => json!({
+                "id": fresh_id("user_"), "email": "ada@example.com", "name": "Ada Lovelace",
+                "created_at": rfc3339(now_s), "email_verified": false,
+            }),
+        };
+        let event = json!({"type": kind, "timestamp": rfc3339(now_s), "data": data});
+        Ok(Sample {
+            content_type: "application/json",
+            // Replaced by the id `sign_delivery` signs; kept so an unsigned sample is complete.
+            headers: vec![(ID_HEADER.to_string(), fresh_id("msg_"))],
+            body: serde_json::to_vec(&event).unwrap_or_default(),
+        })
+    }
+}
+
+/// The message id the request was signed with: from the set `verify` read, else whichever id
+/// header there is (a dry run of `/validate` may come unsigned).
+fn message_id(headers: &HeaderMap) -> Option<&str> {
+    match signature_headers(headers) {
+        Ok(h) => Some(h.id),
+        Err(_) => [ID_HEADER, SVIX_ID_HEADER].iter().find_map(|n| header_str(headers, n).filter(|v| !v.is_empty())),
+    }
+}
+
+fn rfc3339(now_s: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now_s).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Structural checks of a Standard Webhooks payload: `type` is required (it is the event type);
+/// `timestamp` and `data` are the spec's recommendation, checked for shape when present.
+pub fn body_checks(body: &[u8]) -> Vec<Check> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return vec![Check::fail("body", format!("not JSON: {e}"))],
+    };
+    let Some(obj) = value.as_object() else {
+        return vec![Check::fail("body", "must be a JSON object ({\"type\", \"timestamp\", \"data\"})")];
+    };
+    vec![
+        match obj.get("type").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Check::pass("type", "event type"),
+            _ => Check::fail("type", "missing, empty or not a string"),
+        },
+        match obj.get("timestamp") {
+            Some(Value::String(s)) if !s.is_empty() => Check::pass("timestamp", "event time"),
+            None => Check::pass("timestamp", "absent (recommended by the spec, not required)"),
+            Some(_) => Check::fail("timestamp", "must be a non-empty string (RFC 3339)"),
+        },
+        match obj.get("data") {
+            Some(Value::Object(_)) => Check::pass("data", "object"),
+            None => Check::pass("data", "absent (the event may be squashed into the top level)"),
+            Some(_) => Check::fail("data", "must be an object"),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+
+    fn vector() -> Value {
+        let all: Value = serde_json::from_str(VECTORS).unwrap();
+        all["standard_webhooks"][0].clone()
+    }
+
+    fn provider(secrets: &[&str]) -> Standard {
+        let c = InstanceConfig {
+            kind: crate::config::ProviderKind::Standard,
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            ..InstanceConfig::default()
+        };
+        Standard::from_config("standard", &c).unwrap()
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        for (k, v) in pairs {
+            h.append(warp::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
+        headers(&[(ID_HEADER, id), (TIMESTAMP_HEADER, &ts.to_string()), (SIGNATURE_HEADER, sig)])
+    }
+
+    fn code(p: &Standard, h: &HeaderMap, body: &[u8], now_s: i64) -> Option<RefusalCode> {
+        p.verify(&Inbound { headers: h, body, url: "", now_s }).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn published_vector_verifies_and_its_near_miss_does_not() {
+        let v = vector();
+        let (secret, id, payload) =
+            (v["secret"].as_str().unwrap(), v["msg_id"].as_str().unwrap(), v["payload"].as_str().unwrap());
+        let ts = v["timestamp"].as_i64().unwrap();
+        let key = decode_secret(secret).unwrap();
+        assert_eq!(signature_header(&key, id, ts, payload.as_bytes()), v["signature"].as_str().unwrap());
+        let p = provider(&[secret]);
+        let h = signed(id, ts, v["signature"].as_str().unwrap());
+        assert_eq!(code(&p, &h, payload.as_bytes(), ts), None);
+        let h = signed(id, ts, v["must_reject_signature"].as_str().unwrap());
+        assert_eq!(code(&p, &h, payload.as_bytes(), ts), Some(RefusalCode::InvalidSignature));
+    }
+
+    #[test]
+    fn the_rust_library_vector_signs_the_same() {
+        // standard-webhooks libraries/rust test_sign.
+        let key = decode_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+        let body = br#"{"email":"test@example.com","username":"test_user"}"#;
+        assert_eq!(
+            signature_header(&key, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, body),
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+        );
+    }
+
+    #[test]
+    fn tampered_body_wrong_secret_and_wrong_id_are_refused() {
+        let v = vector();
+        let (id, payload, sig) =
+            (v["msg_id"].as_str().unwrap(), v["payload"].as_str().unwrap(), v["signature"].as_str().unwrap());
+        let ts = v["timestamp"].as_i64().unwrap();
+        let p = provider(&[v["secret"].as_str().unwrap()]);
+        let h = signed(id, ts, sig);
+        assert_eq!(code(&p, &h, b"{\"test\": 2432232315}", ts), Some(RefusalCode::InvalidSignature));
+        let other = provider(&["whsec_bm90IHRoZSBzZWNyZXQgeW91IGFyZSBsb29raW5n"]);
+        assert_eq!(code(&other, &h, payload.as_bytes(), ts), Some(RefusalCode::InvalidSignature));
+        let h = signed("msg_other", ts, sig);
+        assert_eq!(code(&p, &h, payload.as_bytes(), ts), Some(RefusalCode::InvalidSignature));
+        let refusal = p.verify(&Inbound { headers: &h, body: payload.as_bytes(), url: "", now_s: ts }).unwrap_err();
+        assert!(!refusal.message.contains("MfKQ9r8G"), "{}", refusal.message);
+    }
+
+    #[test]
+    fn every_missing_or_empty_header_is_refused() {
+        let v = vector();
+        let p = provider(&[v["secret"].as_str().unwrap()]);
+        let ts = v["timestamp"].as_i64().unwrap().to_string();
+        let all = [
+            (ID_HEADER, v["msg_id"].as_str().unwrap()),
+            (TIMESTAMP_HEADER, ts.as_str()),
+            (SIGNATURE_HEADER, v["signature"].as_str().unwrap()),
+        ];
+        for skip in 0..3 {
+            for empty in [false, true] {
+                let pairs: Vec<(&str, &str)> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip || empty)
+                    .map(|(i, (k, v))| (*k, if i == skip { "" } else { *v }))
+                    .collect();
+                let h = headers(&pairs);
+                let r = p
+                    .verify(&Inbound {
+                        headers: &h,
+                        body: v["payload"].as_str().unwrap().as_bytes(),
+                        url: "",
+                        now_s: 0,
+                    })
+                    .unwrap_err();
+                assert_eq!(r.code, RefusalCode::InvalidSignature, "{pairs:?}");
+                assert!(r.message.contains(all[skip].0), "{}", r.message);
+            }
+        }
+        let mut h2 = signed("msg_1", 0, "v1,x");
+        h2.insert(TIMESTAMP_HEADER, "12.5".parse().unwrap());
+        assert_eq!(code(&p, &h2, b"{}", 12), Some(RefusalCode::InvalidSignature));
+    }
+
+    #[test]
+    fn timestamps_are_refused_both_ways_beyond_the_tolerance() {
+        let p = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let body = br#"{"type":"a.b"}"#;
+        let ts = 1_700_000_000;
+        let sig = signature_header(&p.keys[0], "msg_1", ts, body);
+        let h = signed("msg_1", ts, &sig);
+        assert_eq!(code(&p, &h, body, ts + 300), None);
+        assert_eq!(code(&p, &h, body, ts - 300), None);
+        assert_eq!(code(&p, &h, body, ts + 301), Some(RefusalCode::StaleTimestamp));
+        assert_eq!(code(&p, &h, body, ts - 301), Some(RefusalCode::StaleTimestamp));
+        // The libraries check the time before the signature: a forged old request reads stale.
+        let forged = signed("msg_1", ts, "v1,AAAA");
+        assert_eq!(code(&p, &forged, body, ts + 3600), Some(RefusalCode::StaleTimestamp));
+        // Extreme values neither overflow nor pass.
+        for extreme in [i64::MIN, i64::MAX] {
+            let h = signed("msg_1", extreme, &sig);
+            assert_eq!(code(&p, &h, body, ts), Some(RefusalCode::StaleTimestamp));
+        }
+        let mut wide = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        wide.tolerance_s = 3600;
+        assert_eq!(code(&wide, &h, body, ts + 3600), None);
+    }
+
+    #[test]
+    fn rotation_accepts_any_secret_and_any_v1_entry() {
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let new = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let p = provider(&[new, old]);
+        let body = br#"{"type":"a.b"}"#;
+        let by_old = sign(&decode_secret(old).unwrap(), "msg_1", 10, body);
+        let h = signed("msg_1", 10, &format!("v1,{by_old}"));
+        assert_eq!(code(&p, &h, body, 10), None);
+        // Other versions, garbage and a wrong v1 around the right one.
+        let noisy = format!("v1a,{by_old} v2,abc junk v1,not-base64! v1,{} v1,{by_old}", STANDARD.encode([0u8; 32]));
+        assert_eq!(code(&p, &signed("msg_1", 10, &noisy), body, 10), None);
+        // Only `v1` counts, even with the right bytes.
+        assert_eq!(
+            code(&p, &signed("msg_1", 10, &format!("v2,{by_old}")), body, 10),
+            Some(RefusalCode::InvalidSignature)
+        );
+    }
+
+    #[test]
+    fn svix_names_are_accepted_as_a_whole_set() {
+        let p = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let body = br#"{"type":"a.b"}"#;
+        let sig = signature_header(&p.keys[0], "msg_svix", 10, body);
+        let h = headers(&[(SVIX_ID_HEADER, "msg_svix"), (SVIX_TIMESTAMP_HEADER, "10"), (SVIX_SIGNATURE_HEADER, &sig)]);
+        assert_eq!(code(&p, &h, body, 10), None);
+        assert_eq!(
+            p.parse(&Inbound { headers: &h, body, url: "", now_s: 10 }).unwrap(),
+            Parsed::one("msg_svix", "a.b")
+        );
+        // An incomplete webhook-* set does not borrow from the svix-* set.
+        let mixed = headers(&[(ID_HEADER, "msg_svix"), (SVIX_TIMESTAMP_HEADER, "10"), (SIGNATURE_HEADER, &sig)]);
+        assert_eq!(code(&p, &mixed, body, 10), Some(RefusalCode::InvalidSignature));
+    }
+
+    #[test]
+    fn config_decodes_secrets_and_names_a_bad_one() {
+        assert_eq!(
+            provider(&["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]).keys,
+            provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]).keys
+        );
+        // Unpadded base64 (the Python library pads it).
+        assert_eq!(decode_secret("whsec_YWJjZA").unwrap(), b"abcd");
+        assert_eq!(decode_secret("whsec_YWJjZA==").unwrap(), b"abcd");
+        let c = InstanceConfig {
+            secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+            secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
+            ..InstanceConfig::default()
+        };
+        let e = Standard::from_config("svix", &c).err().unwrap();
+        assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
+        assert!(!e.contains("SECRETPART"), "{e}");
+        let c = InstanceConfig { secret: Some(Secret::new("whsec_")), ..InstanceConfig::default() };
+        assert!(Standard::from_config("svix", &c).err().unwrap().starts_with("providers.svix.secret "));
+        // No secret: the endpoint is unconfigured, not broken; nothing verifies.
+        let p = Standard::from_config("svix", &InstanceConfig::default()).unwrap();
+        assert!(p.keys.is_empty());
+        assert_eq!(code(&p, &signed("msg_1", 10, "v1,AAAA"), b"{}", 10), Some(RefusalCode::InvalidSignature));
+    }
+
+    fn headers_of(signed: &Signed) -> HeaderMap {
+        let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        headers(&pairs)
+    }
+
+    #[test]
+    fn sign_delivery_verifies_with_a_fresh_id_under_both_names() {
+        let p = provider(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let body = br#"{"type":"a.b","data":{}}"#;
+        let a = p.sign_delivery("http://app/hook", Some("application/json"), body, 1_000);
+        let b = p.sign_delivery("http://app/hook", Some("application/json"), body, 1_000);
+        assert_eq!(a.url, "http://app/hook");
+        let get = |s: &Signed, n: &str| s.headers.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        assert!(get(&a, ID_HEADER).starts_with("msg_"));
+        assert_ne!(get(&a, ID_HEADER), get(&b, ID_HEADER));
+        assert_eq!(get(&a, TIMESTAMP_HEADER), "1000");
+        for (w, s) in [
+            (ID_HEADER, SVIX_ID_HEADER),
+            (TIMESTAMP_HEADER, SVIX_TIMESTAMP_HEADER),
+            (SIGNATURE_HEADER, SVIX_SIGNATURE_HEADER),
+        ] {
+            assert_eq!(get(&a, w), get(&a, s));
+        }
+        assert_eq!(code(&p, &headers_of(&a), body, 1_000), None);
+        // Signed with the first secret: a provider holding only it agrees.
+        let first = provider(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]);
+        assert_eq!(code(&first, &headers_of(&a), body, 1_200), None);
+    }
+
+    #[test]
+    fn every_sample_signs_verifies_and_parses() {
+        let p = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let now = 1_700_000_000;
+        for kind in p.sample_types() {
+            let s = p.sample(Some(kind), now).unwrap();
+            assert_eq!(s.content_type, "application/json");
+            let signed = p.sign_delivery("http://x/", Some(s.content_type), &s.body, now);
+            // The signed headers replace the sample's of the same name, as deliveries do.
+            let mut pairs: Vec<(&str, &str)> = s
+                .headers
+                .iter()
+                .filter(|(k, _)| !signed.headers.iter().any(|(n, _)| n == k))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            pairs.extend(signed.headers.iter().map(|(k, v)| (*k, v.as_str())));
+            let h = headers(&pairs);
+            let req = Inbound { headers: &h, body: &s.body, url: "", now_s: now };
+            p.precheck(&h).unwrap();
+            p.verify(&req).unwrap();
+            assert!(p.checks(&req).iter().all(|c| c.ok), "{:?}", p.checks(&req));
+            let parsed = p.parse(&req).unwrap();
+            let sent_id = &signed.headers.iter().find(|(k, _)| *k == ID_HEADER).unwrap().1;
+            assert_eq!(parsed, Parsed::one(sent_id.clone(), *kind));
+        }
+        let a = p.sample(None, now).unwrap();
+        let b = p.sample(None, now).unwrap();
+        assert_ne!(a.body, b.body, "fresh ids each time");
+        assert!(String::from_utf8_lossy(&a.body).contains("\"user.created\""));
+        assert!(p.sample(Some("nope"), now).unwrap_err().contains("user.created"));
+    }
+
+    #[test]
+    fn structure_is_checked_and_refused_as_invalid_payload() {
+        let p = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+        let h = signed("msg_1", 0, "v1,AAAA");
+        for (body, field) in [
+            (&b"[1,2]"[..], "body"),
+            (b"nope", "body"),
+            (br#"{"data":{}}"#, "type"),
+            (br#"{"type":""}"#, "type"),
+            (br#"{"type":"a.b","timestamp":5}"#, "timestamp"),
+            (br#"{"type":"a.b","data":[1]}"#, "data"),
+        ] {
+            let req = Inbound { headers: &h, body, url: "", now_s: 0 };
+            let failed: Vec<String> = p.checks(&req).into_iter().filter(|c| !c.ok).map(|c| c.field).collect();
+            assert_eq!(failed, vec![field.to_string()], "{}", String::from_utf8_lossy(body));
+            let r = p.parse(&req).unwrap_err();
+            assert_eq!(r.code, RefusalCode::InvalidPayload);
+        }
+        let no_id = headers(&[]);
+        let req = Inbound { headers: &no_id, body: br#"{"type":"a.b"}"#, url: "", now_s: 0 };
+        assert_eq!(p.parse(&req).unwrap_err().code, RefusalCode::InvalidPayload);
+        let bare = br#"{"type":"a.b"}"#;
+        assert_eq!(
+            p.parse(&Inbound { headers: &h, body: bare, url: "", now_s: 0 }).unwrap(),
+            Parsed::one("msg_1", "a.b")
+        );
+        let mut text = HeaderMap::new();
+        text.insert("content-type", "text/plain".parse().unwrap());
+        assert_eq!(p.precheck(&text).unwrap_err().code, RefusalCode::UnsupportedMediaType);
+    }
+}
