@@ -5,6 +5,7 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod hmac;
 pub mod sendgrid;
 pub mod standard;
 pub mod stripe;
@@ -24,6 +25,9 @@ pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String
     Ok(match c.kind_of(name) {
         ProviderKind::Stripe => Arc::new(stripe::Stripe::new(name, c.all_secrets(), tolerance)),
         ProviderKind::Twilio => Arc::new(twilio::Twilio::new(name, c.all_secrets())),
+        ProviderKind::Standard => Arc::new(standard::Standard::from_config(name, c)?),
+        ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::from_config(name, c)?),
+        ProviderKind::Hmac => Arc::new(hmac::Hmac::from_config(name, c)?),
         other => return Err(format!("kind `{}` is not available in this build", other.as_str())),
     })
 }

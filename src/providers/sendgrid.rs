@@ -405,7 +405,7 @@ mod tests {
 
     fn provider(public_key: Option<&str>, secrets: &[&str], signing_key: Option<&str>) -> SendGrid {
         let c = InstanceConfig {
-            kind: crate::config::ProviderKind::Sendgrid,
+            kind: Some(crate::config::ProviderKind::Sendgrid),
             public_key: public_key.map(str::to_string),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             signing_key: signing_key.map(Secret::new),

@@ -326,7 +326,7 @@ mod tests {
 
     fn provider(secrets: &[&str]) -> Standard {
         let c = InstanceConfig {
-            kind: crate::config::ProviderKind::Standard,
+            kind: Some(crate::config::ProviderKind::Standard),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             ..InstanceConfig::default()
         };

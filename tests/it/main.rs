@@ -11,6 +11,7 @@ mod delivery;
 mod fake_app;
 mod guards;
 mod providers;
+mod sdk_hmac;
 mod sdk_sendgrid;
 mod sdk_standard;
 mod store;

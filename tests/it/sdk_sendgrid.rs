@@ -82,7 +82,7 @@ mod tests {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
         let public = STANDARD.encode([&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat());
         let c = InstanceConfig {
-            kind: ProviderKind::Sendgrid,
+            kind: Some(ProviderKind::Sendgrid),
             public_key: Some(public.clone()),
             signing_key: Some(stagehook::secret::Secret::new(STANDARD.encode(pkcs8.as_ref()))),
             ..InstanceConfig::default()

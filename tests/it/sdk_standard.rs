@@ -116,7 +116,7 @@ mod tests {
     fn sdk_standard_accepts_what_stagehook_signs_for_delivery() {
         let secret = vector()["secret"].as_str().unwrap().to_string();
         let c = InstanceConfig {
-            kind: ProviderKind::Standard,
+            kind: Some(ProviderKind::Standard),
             secret: Some(stagehook::secret::Secret::new(secret.clone())),
             ..InstanceConfig::default()
         };

@@ -1,0 +1,1051 @@
+//! Generic HMAC (`kind = "hmac"`): a signature header over a configurable signed content, for a
+//! provider without a kind of its own. GitHub-, Shopify- and Slack-style schemes are plain
+//! settings of it (see the tests); Stripe's is not, since its timestamp rides inside the signature
+//! header, and neither is Standard Webhooks', whose key is base64-decoded.
+//!
+//! The rules, and why:
+//!
+//! - The HMAC key is the secret's raw UTF-8 bytes, never decoded: that is what GitHub, Shopify
+//!   and Slack do, and a generic setting could not know which decoding another scheme wants.
+//! - The signed bytes are `signed_content` with `{timestamp}` (the timestamp header's value,
+//!   verbatim: the sender signed the text it sent, not a number we would re-format), `{id}` (the
+//!   id header's value) and `{body}` (the raw body bytes, never converted to text, so a body that
+//!   is not UTF-8 verifies too) replaced. Any other `{name}` is a configuration error, to catch a
+//!   misspelled placeholder; braces not around a name are literal text. The template must contain
+//!   `{body}`, or the body would not be authenticated at all.
+//! - The header may carry several signatures, separated by commas or whitespace (a separator
+//!   that occurs in `prefix` does not separate); each one starts with `prefix`, and items without
+//!   it are ignored, like Stripe's `v0`. Any signature matching any configured secret passes, so
+//!   both the sender and this endpoint can rotate. Every (secret, signature) pair is compared, in
+//!   constant time, so the time taken does not tell which one matched.
+//! - Digests are decoded and compared as bytes: hex in either case, base64 in the standard
+//!   padded alphabet.
+//! - The signature is checked before the timestamp, as in `stripe.rs`, so a forged old request
+//!   reads `invalid_signature`; a timestamp more than `tolerance_seconds` from now, either way,
+//!   is `stale_timestamp`.
+//! - The dedup id comes from `id_header` or `id_pointer`; without either it is the hex SHA-256 of
+//!   the body: with nothing else to tell two deliveries apart, identical bytes are taken for a
+//!   retry of the same event, which is what dedup is for.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use base64::Engine;
+use hmac::digest::KeyInit;
+use hmac::Mac;
+use serde_json::{json, Map, Value};
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+use warp::http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{
+    ct_eq, fresh_id, header_str, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode, Sample, Signed,
+};
+use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
+use crate::secret::Secret;
+
+/// The event type when no type source is configured.
+pub const DEFAULT_TYPE: &str = "event";
+/// The type the `stagehook send` fixture carries, in the body and in `type_header`.
+pub const SAMPLE_EVENT_TYPE: &str = "sample.event";
+const SAMPLE_TYPES: &[&str] = &["event"];
+/// A year, as for Stripe's tolerance.
+const MAX_TOLERANCE_S: u64 = 366 * 86_400;
+
+pub struct Hmac {
+    pub name: String,
+    /// Every accepted secret (rotation); deliveries are signed with the first.
+    secrets: Vec<Secret>,
+    header: &'static str,
+    algorithm: HmacAlgorithm,
+    encoding: SignatureEncoding,
+    prefix: String,
+    timestamp_header: Option<&'static str>,
+    tolerance_s: u64,
+    template: Vec<Part>,
+    id_source: Option<Source>,
+    type_source: Option<Source>,
+}
+
+/// A piece of `signed_content`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(Vec<u8>),
+    Body,
+    Timestamp,
+    Id,
+}
+
+/// Where an event's id or type is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Header(&'static str),
+    Pointer(String),
+}
+
+impl Hmac {
+    /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
+    /// no error here: the endpoint is then marked unconfigured and answers 503.
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Hmac, String> {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        if c.kind_of(name) != ProviderKind::Hmac {
+            return Err(format!("{} is `{}`, not hmac", key("kind"), c.kind_of(name).as_str()));
+        }
+        let header = match &c.header {
+            Some(h) => header_name(&key("header"), h)?,
+            None => return Err(format!("{} is required for kind hmac", key("header"))),
+        };
+        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, String> {
+            let Some(value) = value else { return Ok(None) };
+            let parsed = header_name(&key(k), value)?;
+            // The signature header is replaced on every delivery; sharing it would clobber this one.
+            if parsed == header {
+                return Err(format!("{} is the signature header `{header}`; use another header", key(k)));
+            }
+            Ok(Some(parsed))
+        };
+        let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
+        let id_header = other_header("id_header", &c.id_header)?;
+        let type_header = other_header("type_header", &c.type_header)?;
+        // A delivery sends a fresh value in each; one header cannot carry both.
+        if id_header.is_some() && timestamp_header == id_header {
+            return Err(format!("{} and {} name the same header", key("id_header"), key("timestamp_header")));
+        }
+
+        let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
+            (Some(_), Some(_)) => Err(format!(
+                "{} and {} are both set; set one of them",
+                key(&format!("{what}_header")),
+                key(&format!("{what}_pointer"))
+            )),
+            (Some(h), None) => Ok(Some(Source::Header(h))),
+            (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
+            (None, None) => Ok(None),
+        };
+        let id_source = source("id", id_header, &c.id_pointer)?;
+        let type_source = source("type", type_header, &c.type_pointer)?;
+
+        let template = parse_template(&c.signed_content).map_err(|m| format!("{} {m}", key("signed_content")))?;
+        if !template.contains(&Part::Body) {
+            return Err(format!("{} must contain {{body}}, or the body would not be signed", key("signed_content")));
+        }
+        if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
+            return Err(format!(
+                "{} uses {{timestamp}} but {} is not set",
+                key("signed_content"),
+                key("timestamp_header")
+            ));
+        }
+        if template.contains(&Part::Id) && id_header.is_none() {
+            return Err(format!("{} uses {{id}} but {} is not set", key("signed_content"), key("id_header")));
+        }
+
+        // The prefix is sent as part of a header value by `sign_delivery`.
+        if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
+            return Err(format!("{} must be printable ASCII, such as `sha256=`", key("prefix")));
+        }
+        if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
+            return Err(format!("{} must be between 1 and {MAX_TOLERANCE_S} (a year)", key("tolerance_seconds")));
+        }
+        // An empty key is one anybody can sign with.
+        if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return Err(format!("{} is empty; set the signing secret or remove the key", key("secret")));
+        }
+        if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
+            return Err(format!("{} is empty; remove it", key(&format!("secrets[{i}]"))));
+        }
+
+        Ok(Hmac {
+            name: name.to_string(),
+            secrets: c.all_secrets(),
+            header,
+            algorithm: c.algorithm,
+            encoding: c.encoding,
+            prefix: c.prefix.clone(),
+            timestamp_header,
+            tolerance_s: c.tolerance_seconds,
+            template,
+            id_source,
+            type_source,
+        })
+    }
+
+    fn uses(&self, part: &Part) -> bool {
+        self.template.contains(part)
+    }
+
+    /// `signed_content` with its placeholders replaced; the body alone is borrowed, not copied.
+    fn signed_bytes<'a>(&self, timestamp: &str, id: &str, body: &'a [u8]) -> Cow<'a, [u8]> {
+        if let [Part::Body] = self.template.as_slice() {
+            return Cow::Borrowed(body);
+        }
+        let mut out = Vec::with_capacity(body.len() + 64);
+        for part in &self.template {
+            match part {
+                Part::Text(t) => out.extend_from_slice(t),
+                Part::Body => out.extend_from_slice(body),
+                Part::Timestamp => out.extend_from_slice(timestamp.as_bytes()),
+                Part::Id => out.extend_from_slice(id.as_bytes()),
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// The header value this scheme sends for `signed` under `secret`.
+    fn signature(&self, secret: &str, signed: &[u8]) -> String {
+        let digest = mac(self.algorithm, secret.as_bytes(), signed);
+        let encoded = match self.encoding {
+            SignatureEncoding::Hex => hex::encode(digest),
+            SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(digest),
+        };
+        format!("{}{encoded}", self.prefix)
+    }
+
+    /// The signatures in a header value, prefix removed, as text.
+    fn candidates<'h>(&self, value: &'h str) -> Vec<&'h str> {
+        let prefix = self.prefix.as_str();
+        value
+            .split(|c: char| (c == ',' || c.is_ascii_whitespace()) && !prefix.contains(c))
+            .filter_map(|item| item.strip_prefix(prefix))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    fn decode(&self, signature: &str) -> Option<Vec<u8>> {
+        match self.encoding {
+            SignatureEncoding::Hex => hex::decode(signature).ok(),
+            SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.decode(signature).ok(),
+        }
+    }
+
+    fn encoding_name(&self) -> &'static str {
+        match self.encoding {
+            SignatureEncoding::Hex => "hex",
+            SignatureEncoding::Base64 => "base64",
+        }
+    }
+
+    fn needs_json(&self) -> bool {
+        matches!(self.id_source, Some(Source::Pointer(_))) || matches!(self.type_source, Some(Source::Pointer(_)))
+    }
+
+    /// The structural checks and, when they all pass, the event.
+    fn inspect(&self, req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
+        let mut checks = Vec::new();
+        let json = if self.needs_json() {
+            match serde_json::from_slice::<Value>(req.body) {
+                Ok(v) => {
+                    checks.push(Check::pass("body", "JSON"));
+                    Some(v)
+                }
+                Err(e) => {
+                    checks.push(Check::fail("body", format!("not JSON ({e}); id_pointer and type_pointer read JSON")));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let id = match &self.id_source {
+            Some(source) => lookup("id", source, req.headers, json.as_ref(), &mut checks),
+            None => {
+                checks.push(Check::pass("id", "no id source configured: the SHA-256 of the body"));
+                Some(hex::encode(Sha256::digest(req.body)))
+            }
+        };
+        let kind = match &self.type_source {
+            Some(source) => lookup("type", source, req.headers, json.as_ref(), &mut checks),
+            None => {
+                checks.push(Check::pass("type", format!("no type source configured: `{DEFAULT_TYPE}`")));
+                Some(DEFAULT_TYPE.to_string())
+            }
+        };
+        let parsed = match (id, kind) {
+            (Some(id), Some(kind)) if checks.iter().all(|c| c.ok) => Some(Parsed::one(id, kind)),
+            _ => None,
+        };
+        (checks, parsed)
+    }
+}
+
+/// Reads an id or type from its source, recording the check.
+fn lookup(
+    field: &str,
+    source: &Source,
+    headers: &HeaderMap,
+    json: Option<&Value>,
+    checks: &mut Vec<Check>,
+) -> Option<String> {
+    let (found, place) = match source {
+        Source::Header(name) => {
+            (header_str(headers, name).filter(|v| !v.is_empty()).map(str::to_string), format!("header `{name}`"))
+        }
+        Source::Pointer(pointer) => match json {
+            Some(doc) => (doc.pointer(pointer).and_then(scalar), format!("JSON pointer `{pointer}`")),
+            None => {
+                checks.push(Check::fail(field, "cannot be read: the body is not JSON"));
+                return None;
+            }
+        },
+    };
+    match found {
+        Some(v) => {
+            checks.push(Check::pass(field, format!("from {place}")));
+            Some(v)
+        }
+        None => {
+            checks.push(Check::fail(field, format!("{place} is missing, empty, or not a string or number")));
+            None
+        }
+    }
+}
+
+/// A JSON id or type: a non-empty string, or a number as written.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn mac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
+    fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    }
+    match algorithm {
+        HmacAlgorithm::Sha1 => run::<hmac::Hmac<Sha1>>(key, message),
+        HmacAlgorithm::Sha256 => run::<hmac::Hmac<Sha256>>(key, message),
+        HmacAlgorithm::Sha512 => run::<hmac::Hmac<Sha512>>(key, message),
+    }
+}
+
+/// A configured header name, lowercased (as `HeaderMap` and the stored headers have them) and
+/// made `'static` for [`Signed`].
+fn header_name(key: &str, value: &str) -> Result<&'static str, String> {
+    match HeaderName::from_bytes(value.as_bytes()) {
+        Ok(name) => Ok(intern(name.as_str())),
+        Err(_) => Err(format!("{key} `{value}` is not a valid HTTP header name")),
+    }
+}
+
+/// `Signed` names its headers with `&'static str`, which a name read from the configuration is
+/// not. Leaking is acceptable because it is bounded: each distinct name is leaked once for the
+/// life of the process, however often a configuration is built, and there are only as many as
+/// the configuration spells out (a few bytes each).
+fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<parking_lot::Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock();
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// Checks an RFC 6901 JSON pointer: empty (the whole document) or `/`-separated tokens in which
+/// `~` only starts `~0` or `~1`. serde_json would quietly treat anything else as "not found".
+fn json_pointer(key: &str, pointer: &str) -> Result<String, String> {
+    if !(pointer.is_empty() || pointer.starts_with('/')) {
+        return Err(format!("{key} `{pointer}` is not a JSON pointer: it must be empty or start with `/`, as in /id"));
+    }
+    let bytes = pointer.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')) {
+            return Err(format!("{key} `{pointer}` is not a JSON pointer: `~` must be followed by 0 or 1"));
+        }
+    }
+    Ok(pointer.to_string())
+}
+
+/// Splits `signed_content` into text and placeholders.
+fn parse_template(template: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut text = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        text.extend_from_slice(&rest.as_bytes()[..open]);
+        let after = &rest[open + 1..];
+        let name_len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        if name_len > 0 && after[name_len..].starts_with('}') {
+            let part = match &after[..name_len] {
+                "body" => Part::Body,
+                "timestamp" => Part::Timestamp,
+                "id" => Part::Id,
+                other => {
+                    return Err(format!(
+                        "has an unknown placeholder {{{other}}}; known: {{body}}, {{timestamp}}, {{id}}"
+                    ))
+                }
+            };
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(part);
+            rest = &after[name_len + 1..];
+        } else {
+            text.push(b'{');
+            rest = after;
+        }
+    }
+    text.extend_from_slice(rest.as_bytes());
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(parts)
+}
+
+/// Sets `value` at `pointer`, making objects along the way, so that a fixture carries its id and
+/// type wherever the configuration reads them.
+fn set_pointer(doc: &mut Value, pointer: &str, value: Value) {
+    fn object(v: &mut Value) -> &mut Map<String, Value> {
+        if !v.is_object() {
+            *v = Value::Object(Map::new());
+        }
+        match v {
+            Value::Object(map) => map,
+            _ => unreachable!("just made an object"),
+        }
+    }
+    let Some(path) = pointer.strip_prefix('/') else {
+        // The empty pointer is the whole document; a fixture object cannot be its own id.
+        return;
+    };
+    let tokens: Vec<String> = path.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
+    let mut at = doc;
+    for token in parents {
+        at = object(at).entry(token.clone()).or_insert_with(|| Value::Object(Map::new()));
+    }
+    object(at).insert(last.clone(), value);
+}
+
+impl Provider for Hmac {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn precheck(&self, _headers: &HeaderMap) -> Result<(), Refusal> {
+        // Any content type: the scheme signs bytes, and a body that must be JSON is checked as a
+        // payload, where the refusal can say which pointer needed it.
+        Ok(())
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
+        let invalid = |m: String| Refusal::new(RefusalCode::InvalidSignature, m);
+        if self.secrets.is_empty() {
+            return Err(invalid(format!("no secret is configured for providers.{}", self.name)));
+        }
+        let value = req
+            .headers
+            .get(self.header)
+            .ok_or_else(|| invalid(format!("missing {} header", self.header)))?
+            .to_str()
+            .map_err(|_| invalid(format!("{} header is not text", self.header)))?;
+        let candidates = self.candidates(value);
+        if candidates.is_empty() {
+            return Err(invalid(if self.prefix.is_empty() {
+                format!("{} header is empty", self.header)
+            } else {
+                format!("{} header has no signature starting with `{}`", self.header, self.prefix)
+            }));
+        }
+        let decoded: Vec<Vec<u8>> = candidates.iter().filter_map(|s| self.decode(s)).collect();
+        if decoded.is_empty() {
+            return Err(invalid(format!(
+                "{} header has no {} signature; check `encoding`",
+                self.header,
+                self.encoding_name()
+            )));
+        }
+        let timestamp = match self.timestamp_header {
+            Some(name) => {
+                let text = header_str(req.headers, name).ok_or_else(|| invalid(format!("missing {name} header")))?;
+                let seconds = text
+                    .parse::<i64>()
+                    .map_err(|_| invalid(format!("{name} header `{text}` is not a Unix time in seconds")))?;
+                Some((name, text, seconds))
+            }
+            None => None,
+        };
+        let id = match &self.id_source {
+            Some(Source::Header(name)) if self.uses(&Part::Id) => header_str(req.headers, name)
+                .ok_or_else(|| invalid(format!("missing {name} header, which is part of the signed content")))?,
+            _ => "",
+        };
+        let signed = self.signed_bytes(timestamp.map_or("", |(_, text, _)| text), id, req.body);
+        // Every candidate against every secret, so the time taken does not say which matched.
+        let matched = self.secrets.iter().fold(false, |acc, secret| {
+            let expected = mac(self.algorithm, secret.expose().as_bytes(), &signed);
+            decoded.iter().fold(acc, |acc, sig| acc | ct_eq(&expected, sig))
+        });
+        if !matched {
+            return Err(invalid(format!(
+                "no signature in {} matches the payload for the configured secret; check the secret, algorithm, encoding and signed_content",
+                self.header
+            )));
+        }
+        if let Some((name, _, seconds)) = timestamp {
+            let skew = req.now_s.abs_diff(seconds);
+            if skew > self.tolerance_s {
+                let when = if seconds < req.now_s { "old" } else { "in the future" };
+                return Err(Refusal::new(
+                    RefusalCode::StaleTimestamp,
+                    format!(
+                        "{name} {seconds} is {skew} s {when}, more than the {} s tolerance (it must be Unix seconds)",
+                        self.tolerance_s
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
+        self.inspect(req).0
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
+        let (checks, parsed) = self.inspect(req);
+        refuse_failed(&checks)?;
+        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event id or type"))
+    }
+
+    fn answer(&self, accepted: &Accepted<'_>) -> Answer {
+        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+        if accepted.duplicate {
+            body["duplicate"] = Value::Bool(true);
+        }
+        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+    }
+
+    /// Signs with the first secret. With a timestamp header, `now_s` is sent in it, as the app
+    /// checks it against its own tolerance. When `{id}` is signed, the original id header is not
+    /// at hand here, so a fresh `evt_<ulid>` is signed and sent in `id_header`: the app then sees
+    /// a new id on every attempt, and cannot use it to recognise a retry.
+    fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
+        let secret = self.secrets.first().map(Secret::expose).unwrap_or("");
+        let timestamp = now_s.to_string();
+        let id = match &self.id_source {
+            Some(Source::Header(name)) if self.uses(&Part::Id) => Some((*name, fresh_id("evt_"))),
+            _ => None,
+        };
+        let signed = self.signed_bytes(&timestamp, id.as_ref().map_or("", |(_, v)| v.as_str()), body);
+        let mut headers = vec![(self.header, self.signature(secret, &signed))];
+        if let Some(name) = self.timestamp_header {
+            headers.push((name, timestamp));
+        }
+        headers.extend(id);
+        Signed { url: target.to_string(), headers }
+    }
+
+    fn sample_types(&self) -> &'static [&'static str] {
+        SAMPLE_TYPES
+    }
+
+    /// A JSON event whose id and type are wherever the configuration reads them. When `{id}` is
+    /// signed, `sign_delivery` sends a fresh id in `id_header` that differs from the body's `id`;
+    /// the header is the one that counts, the body's is informational.
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+        pick(SAMPLE_TYPES, event_type)?;
+        let id = fresh_id("evt_");
+        let mut body = json!({
+            "id": id, "type": SAMPLE_EVENT_TYPE, "created": now_s,
+            "data": {"object": {"id": fresh_id("obj_"), "message": "Hello from stagehook"}},
+        });
+        let mut headers = Vec::new();
+        for (source, value) in [(&self.id_source, id.as_str()), (&self.type_source, SAMPLE_EVENT_TYPE)] {
+            match source {
+                Some(Source::Header(name)) => headers.push((name.to_string(), value.to_string())),
+                Some(Source::Pointer(pointer)) => set_pointer(&mut body, pointer, json!(value)),
+                None => {}
+            }
+        }
+        Ok(Sample {
+            content_type: "application/json",
+            headers,
+            body: serde_json::to_vec_pretty(&body).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn vectors() -> Value {
+        serde_json::from_str(include_str!("../../tests/vectors/signatures.json")).unwrap()
+    }
+
+    fn config(header: &str, secret: &str) -> InstanceConfig {
+        InstanceConfig {
+            header: Some(header.to_string()),
+            secret: Some(Secret::new(secret)),
+            ..InstanceConfig::default()
+        }
+    }
+
+    fn build(c: &InstanceConfig) -> Hmac {
+        Hmac::from_config("test", c).unwrap()
+    }
+
+    fn github(secret: &str) -> InstanceConfig {
+        InstanceConfig { prefix: "sha256=".into(), ..config("X-Hub-Signature-256", secret) }
+    }
+
+    fn slack(secret: &str) -> InstanceConfig {
+        InstanceConfig {
+            prefix: "v0=".into(),
+            timestamp_header: Some("x-slack-request-timestamp".into()),
+            signed_content: "v0:{timestamp}:{body}".into(),
+            ..config("x-slack-signature", secret)
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn verify(p: &Hmac, h: &HeaderMap, body: &[u8], now_s: i64) -> Result<(), Refusal> {
+        p.verify(&Inbound { headers: h, body, url: "http://app.test/hook", now_s })
+    }
+
+    fn parse(p: &Hmac, h: &HeaderMap, body: &[u8]) -> Result<Parsed, Refusal> {
+        p.parse(&Inbound { headers: h, body, url: "", now_s: NOW })
+    }
+
+    /// The headers of a delivery signed by `p` at `now_s`, as the app receives them.
+    fn signed(p: &Hmac, body: &[u8], now_s: i64) -> HeaderMap {
+        let s = p.sign_delivery("http://app.test/hook", Some("application/json"), body, now_s);
+        assert_eq!(s.url, "http://app.test/hook");
+        let pairs: Vec<(&str, &str)> = s.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        headers(&pairs)
+    }
+
+    fn code(r: Result<(), Refusal>) -> RefusalCode {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn github_vectors_verify() {
+        let v = vectors();
+        for vector in v["github"].as_array().unwrap() {
+            let p = build(&github(vector["secret"].as_str().unwrap()));
+            let body = vector["payload"].as_str().unwrap().as_bytes();
+            let h = headers(&[("x-hub-signature-256", vector["header"].as_str().unwrap())]);
+            verify(&p, &h, body, NOW).unwrap();
+            // What stagehook sends for the same body is byte for byte what GitHub sent.
+            assert_eq!(signed(&p, body, NOW)["x-hub-signature-256"], vector["header"].as_str().unwrap());
+            let upper = format!("sha256={}", vector["header"].as_str().unwrap()[7..].to_ascii_uppercase());
+            verify(&p, &headers(&[("x-hub-signature-256", &upper)]), body, NOW).unwrap();
+            assert_eq!(code(verify(&p, &h, &[body, b" "].concat(), NOW)), RefusalCode::InvalidSignature);
+        }
+    }
+
+    #[test]
+    fn shopify_vector_verifies() {
+        let v = &vectors()["shopify"][0];
+        let c = InstanceConfig {
+            encoding: SignatureEncoding::Base64,
+            ..config("x-shopify-hmac-sha256", v["secret"].as_str().unwrap())
+        };
+        let p = build(&c);
+        let body = v["payload"].as_str().unwrap().as_bytes();
+        let h = headers(&[("x-shopify-hmac-sha256", v["header"].as_str().unwrap())]);
+        verify(&p, &h, body, NOW).unwrap();
+        assert_eq!(signed(&p, body, NOW)["x-shopify-hmac-sha256"], v["header"].as_str().unwrap());
+        assert_eq!(code(verify(&p, &h, b"{\"foo\": \"baz\"}", NOW)), RefusalCode::InvalidSignature);
+    }
+
+    #[test]
+    fn slack_vector_verifies_within_tolerance_both_ways() {
+        let v = &vectors()["slack"][0];
+        let p = build(&slack(v["secret"].as_str().unwrap()));
+        let ts = v["timestamp"].as_i64().unwrap();
+        let body = v["payload"].as_str().unwrap().as_bytes();
+        let h = headers(&[
+            ("x-slack-signature", v["header"].as_str().unwrap()),
+            ("x-slack-request-timestamp", &ts.to_string()),
+        ]);
+        verify(&p, &h, body, ts + 10).unwrap();
+        verify(&p, &h, body, ts - 300).unwrap();
+        verify(&p, &h, body, ts + 300).unwrap();
+        let stale = verify(&p, &h, body, ts + 301).unwrap_err();
+        assert_eq!(stale.code, RefusalCode::StaleTimestamp);
+        assert!(stale.message.contains("301 s old"), "{}", stale.message);
+        let future = verify(&p, &h, body, ts - 301).unwrap_err();
+        assert_eq!(future.code, RefusalCode::StaleTimestamp);
+        assert!(future.message.contains("in the future"), "{}", future.message);
+        // The timestamp is signed: moving it breaks the signature before it is judged stale.
+        let moved = headers(&[
+            ("x-slack-signature", v["header"].as_str().unwrap()),
+            ("x-slack-request-timestamp", &(ts + 1).to_string()),
+        ]);
+        assert_eq!(code(verify(&p, &moved, body, ts)), RefusalCode::InvalidSignature);
+        let missing = headers(&[("x-slack-signature", v["header"].as_str().unwrap())]);
+        assert_eq!(code(verify(&p, &missing, body, ts)), RefusalCode::InvalidSignature);
+        let milliseconds =
+            headers(&[("x-slack-signature", v["header"].as_str().unwrap()), ("x-slack-request-timestamp", "soon")]);
+        assert_eq!(code(verify(&p, &milliseconds, body, ts)), RefusalCode::InvalidSignature);
+    }
+
+    #[test]
+    fn slack_style_deliveries_carry_a_fresh_timestamp() {
+        let p = build(&slack("s3cret"));
+        let h = signed(&p, b"a=1", NOW);
+        assert_eq!(h["x-slack-request-timestamp"], NOW.to_string().as_str());
+        verify(&p, &h, b"a=1", NOW + 5).unwrap();
+        assert_eq!(code(verify(&p, &h, b"a=1", NOW + 3600)), RefusalCode::StaleTimestamp);
+    }
+
+    #[test]
+    fn sha1_and_sha512_round_trip() {
+        for (algorithm, encoding, len) in [
+            (HmacAlgorithm::Sha1, SignatureEncoding::Hex, 40),
+            (HmacAlgorithm::Sha1, SignatureEncoding::Base64, 28),
+            (HmacAlgorithm::Sha512, SignatureEncoding::Hex, 128),
+            (HmacAlgorithm::Sha512, SignatureEncoding::Base64, 88),
+        ] {
+            let p = build(&InstanceConfig { algorithm, encoding, ..config("x-sig", "k") });
+            let h = signed(&p, b"\xff\x00 not utf-8", NOW);
+            assert_eq!(h["x-sig"].len(), len, "{algorithm:?} {encoding:?}");
+            verify(&p, &h, b"\xff\x00 not utf-8", NOW).unwrap();
+            assert_eq!(code(verify(&p, &h, b"\xff\x01 not utf-8", NOW)), RefusalCode::InvalidSignature);
+        }
+        // A known SHA-1 value (RFC 2202's second HMAC-SHA1 case), so the round trip is not all.
+        let p = build(&InstanceConfig { algorithm: HmacAlgorithm::Sha1, ..config("x-sig", "Jefe") });
+        let h = headers(&[("x-sig", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")]);
+        verify(&p, &h, b"what do ya want for nothing?", NOW).unwrap();
+        // And RFC 4231's second HMAC-SHA512 case.
+        let p = build(&InstanceConfig { algorithm: HmacAlgorithm::Sha512, ..config("x-sig", "Jefe") });
+        let h = headers(&[(
+            "x-sig",
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+        )]);
+        verify(&p, &h, b"what do ya want for nothing?", NOW).unwrap();
+    }
+
+    #[test]
+    fn refusals_for_tampering_wrong_secret_and_missing_or_malformed_headers() {
+        let p = build(&github("right"));
+        let h = signed(&p, b"{}", NOW);
+        assert_eq!(code(verify(&p, &h, b"{ }", NOW)), RefusalCode::InvalidSignature);
+        let wrong = build(&github("wrong"));
+        let refusal = verify(&wrong, &h, b"{}", NOW).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::InvalidSignature);
+        assert!(!refusal.message.contains("wrong") && !refusal.message.contains("right"), "{}", refusal.message);
+        let missing = verify(&p, &HeaderMap::new(), b"{}", NOW).unwrap_err();
+        assert_eq!(missing.code, RefusalCode::InvalidSignature);
+        assert!(missing.message.contains("x-hub-signature-256"), "{}", missing.message);
+        let digest = h["x-hub-signature-256"].to_str().unwrap()[7..].to_string();
+        let no_prefix = verify(&p, &headers(&[("x-hub-signature-256", &digest)]), b"{}", NOW).unwrap_err();
+        assert!(no_prefix.message.contains("starting with `sha256=`"), "{}", no_prefix.message);
+        let not_hex = verify(&p, &headers(&[("x-hub-signature-256", "sha256=zz")]), b"{}", NOW).unwrap_err();
+        assert!(not_hex.message.contains("no hex signature"), "{}", not_hex.message);
+        assert_eq!(
+            code(verify(&p, &headers(&[("x-hub-signature-256", "")]), b"{}", NOW)),
+            RefusalCode::InvalidSignature
+        );
+        let unconfigured = build(&InstanceConfig { secret: None, ..github("x") });
+        assert_eq!(code(verify(&unconfigured, &h, b"{}", NOW)), RefusalCode::InvalidSignature);
+    }
+
+    #[test]
+    fn any_of_several_signatures_may_match() {
+        let p = build(&github("k"));
+        let good = signed(&p, b"x", NOW)["x-hub-signature-256"].to_str().unwrap().to_string();
+        let bad = format!("sha256={}", "0".repeat(64));
+        for value in
+            [format!("{bad},{good}"), format!("{bad} {good}"), format!("{good}, {bad}"), format!("v0=aa,{good}")]
+        {
+            verify(&p, &headers(&[("x-hub-signature-256", &value)]), b"x", NOW).unwrap();
+        }
+        verify(&p, &headers(&[("x-hub-signature-256", &format!("{bad},{bad}"))]), b"x", NOW).unwrap_err();
+        // A prefix with a comma in it (Standard Webhooks' `v1,`): only whitespace separates.
+        let p =
+            build(&InstanceConfig { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
+        let good = signed(&p, b"x", NOW)["sig"].to_str().unwrap().to_string();
+        assert!(good.starts_with("v1,"));
+        verify(&p, &headers(&[("sig", &format!("v1,AAAA {good}"))]), b"x", NOW).unwrap();
+    }
+
+    #[test]
+    fn rotation_accepts_every_secret_and_signs_with_the_first() {
+        let c = InstanceConfig { secrets: vec![Secret::new("old")], ..github("new") };
+        let p = build(&c);
+        let by_new = signed(&build(&github("new")), b"x", NOW);
+        let by_old = signed(&build(&github("old")), b"x", NOW);
+        let by_other = signed(&build(&github("other")), b"x", NOW);
+        verify(&p, &by_new, b"x", NOW).unwrap();
+        verify(&p, &by_old, b"x", NOW).unwrap();
+        assert_eq!(code(verify(&p, &by_other, b"x", NOW)), RefusalCode::InvalidSignature);
+        assert_eq!(signed(&p, b"x", NOW), by_new);
+        // `secrets` alone works too.
+        let p =
+            build(&InstanceConfig { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
+        verify(&p, &by_old, b"x", NOW).unwrap();
+    }
+
+    #[test]
+    fn id_from_header_pointer_or_body_hash() {
+        let body = br#"{"id":"evt_9","kind":{"name":"order.paid"},"n":7}"#;
+        let by_hash = build(&config("sig", "k"));
+        let parsed = parse(&by_hash, &HeaderMap::new(), body).unwrap();
+        assert_eq!(parsed, Parsed::one(hex::encode(Sha256::digest(body)), DEFAULT_TYPE));
+        // Without a pointer the body need not be JSON.
+        parse(&by_hash, &HeaderMap::new(), b"\xff binary").unwrap();
+
+        let by_header = build(&InstanceConfig {
+            id_header: Some("X-Request-Id".into()),
+            type_header: Some("x-event".into()),
+            ..config("sig", "k")
+        });
+        let h = headers(&[("x-request-id", "req_1"), ("x-event", "push")]);
+        assert_eq!(parse(&by_header, &h, b"not json").unwrap(), Parsed::one("req_1", "push"));
+        let refusal = parse(&by_header, &headers(&[("x-event", "push")]), b"").unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::InvalidPayload);
+        assert!(refusal.message.contains("x-request-id"), "{}", refusal.message);
+
+        let by_pointer = build(&InstanceConfig {
+            id_pointer: Some("/id".into()),
+            type_pointer: Some("/kind/name".into()),
+            ..config("sig", "k")
+        });
+        assert_eq!(parse(&by_pointer, &HeaderMap::new(), body).unwrap(), Parsed::one("evt_9", "order.paid"));
+        let numeric = build(&InstanceConfig { id_pointer: Some("/n".into()), ..config("sig", "k") });
+        assert_eq!(parse(&numeric, &HeaderMap::new(), body).unwrap().event_id, "7");
+        let not_json = parse(&by_pointer, &HeaderMap::new(), b"id=1").unwrap_err();
+        assert_eq!(not_json.code, RefusalCode::InvalidPayload);
+        assert!(not_json.message.contains("body: not JSON"), "{}", not_json.message);
+        let absent = parse(&by_pointer, &HeaderMap::new(), br#"{"id":""}"#).unwrap_err();
+        assert!(absent.message.contains("id: JSON pointer `/id`"), "{}", absent.message);
+        assert!(absent.message.contains("type: JSON pointer `/kind/name`"), "{}", absent.message);
+
+        let checks = by_pointer.checks(&Inbound { headers: &HeaderMap::new(), body, url: "", now_s: NOW });
+        assert_eq!(
+            checks.iter().map(|c| (c.field.as_str(), c.ok)).collect::<Vec<_>>(),
+            [("body", true), ("id", true), ("type", true)]
+        );
+    }
+
+    #[test]
+    fn signed_id_header_is_minted_per_delivery() {
+        let c = InstanceConfig {
+            id_header: Some("webhook-id".into()),
+            timestamp_header: Some("webhook-timestamp".into()),
+            signed_content: "{id}.{timestamp}.{body}".into(),
+            ..config("webhook-signature", "k")
+        };
+        let p = build(&c);
+        let h = signed(&p, b"{}", NOW);
+        let id = h["webhook-id"].to_str().unwrap().to_string();
+        assert!(id.starts_with("evt_"), "{id}");
+        verify(&p, &h, b"{}", NOW).unwrap();
+        assert_eq!(parse(&p, &h, b"{}").unwrap().event_id, id);
+        assert_ne!(signed(&p, b"{}", NOW)["webhook-id"], id.as_str());
+        // The id is signed: another one breaks the signature.
+        let mut forged = h.clone();
+        forged.insert("webhook-id", HeaderValue::from_static("evt_other"));
+        assert_eq!(code(verify(&p, &forged, b"{}", NOW)), RefusalCode::InvalidSignature);
+        forged.remove("webhook-id");
+        assert_eq!(code(verify(&p, &forged, b"{}", NOW)), RefusalCode::InvalidSignature);
+    }
+
+    #[test]
+    fn samples_verify_and_parse_once_signed() {
+        let configs = [
+            github("k"),
+            InstanceConfig { id_header: Some("x-id".into()), type_header: Some("x-type".into()), ..github("k") },
+            InstanceConfig {
+                id_pointer: Some("/meta/event~1id".into()),
+                type_pointer: Some("/type".into()),
+                ..slack("k")
+            },
+            InstanceConfig {
+                id_header: Some("x-id".into()),
+                signed_content: "{id}:{body}".into(),
+                ..config("x-sig", "k")
+            },
+        ];
+        for c in configs {
+            let p = build(&c);
+            assert_eq!(p.sample_types(), ["event"]);
+            assert!(p.sample(Some("nope"), NOW).unwrap_err().contains("known: event"));
+            let sample = p.sample(None, NOW).unwrap();
+            let body: Value = serde_json::from_slice(&sample.body).unwrap();
+            assert_eq!(body["created"], NOW);
+            let s = p.sign_delivery("http://app.test/hook", Some(sample.content_type), &sample.body, NOW);
+            // The caller's merge: the signed headers replace the sample's.
+            let mut pairs: Vec<(String, String)> =
+                sample.headers.into_iter().filter(|(k, _)| !s.headers.iter().any(|(n, _)| n == k)).collect();
+            pairs.extend(s.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            let h = headers(&pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+            verify(&p, &h, &sample.body, NOW).unwrap();
+            let parsed = parse(&p, &h, &sample.body).unwrap();
+            if c.id_header.is_some() || c.id_pointer.is_some() {
+                assert!(parsed.event_id.starts_with("evt_"), "{parsed:?}");
+            }
+            if c.signed_content.contains("{id}") {
+                assert_eq!(parsed.event_id, h["x-id"].to_str().unwrap());
+            } else if c.id_header.is_some() {
+                assert_eq!(parsed.event_id, body["id"].as_str().unwrap());
+            }
+            if c.type_header.is_some() || c.type_pointer.is_some() {
+                assert_eq!(parsed.event_type, SAMPLE_EVENT_TYPE);
+            }
+            if c.id_pointer.is_some() {
+                assert_eq!(body["meta"]["event/id"], body["id"]);
+            }
+        }
+    }
+
+    #[test]
+    fn answer_says_received_and_duplicate() {
+        let p = build(&github("k"));
+        let a = p.answer(&Accepted { id: "01J", event_id: "e1", duplicate: true, body: b"" });
+        assert_eq!(a.content_type, "application/json");
+        let v: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(v, json!({"received": true, "id": "01J", "event_id": "e1", "duplicate": true}));
+        assert!(p.precheck(&headers(&[("content-type", "text/plain")])).is_ok());
+        assert!(p.precheck(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn header_names_are_lowercased_and_leaked_once() {
+        let a = build(&github("k"));
+        let b = build(&github("k"));
+        assert_eq!(a.header, "x-hub-signature-256");
+        assert!(std::ptr::eq(a.header, b.header));
+    }
+
+    #[test]
+    fn templates_split_into_text_and_placeholders() {
+        assert_eq!(parse_template("{body}").unwrap(), [Part::Body]);
+        assert_eq!(
+            parse_template("v0:{timestamp}:{body}").unwrap(),
+            [Part::Text(b"v0:".to_vec()), Part::Timestamp, Part::Text(b":".to_vec()), Part::Body]
+        );
+        assert_eq!(
+            parse_template("{ {}{body}}").unwrap(),
+            [Part::Text(b"{ {}".to_vec()), Part::Body, Part::Text(b"}".to_vec())]
+        );
+        assert!(parse_template("{bdy}").unwrap_err().contains("{bdy}"));
+    }
+
+    #[test]
+    fn every_malformed_setting_is_refused_naming_its_key() {
+        let cases: Vec<(InstanceConfig, &str)> = vec![
+            (InstanceConfig { header: None, ..config("x", "k") }, "providers.test.header is required for kind hmac"),
+            (config("bad header", "k"), "providers.test.header `bad header` is not a valid HTTP header name"),
+            (config("", "k"), "providers.test.header `` is not a valid HTTP header name"),
+            (InstanceConfig { kind: Some(ProviderKind::Github), ..config("x", "k") }, "providers.test.kind is `github`"),
+            (
+                InstanceConfig { timestamp_header: Some("t s".into()), ..config("x", "k") },
+                "providers.test.timestamp_header `t s`",
+            ),
+            (InstanceConfig { id_header: Some("(id)".into()), ..config("x", "k") }, "providers.test.id_header `(id)`"),
+            (
+                InstanceConfig { type_header: Some("ty:pe".into()), ..config("x", "k") },
+                "providers.test.type_header `ty:pe`",
+            ),
+            (
+                InstanceConfig { id_header: Some("X".into()), ..config("x", "k") },
+                "providers.test.id_header is the signature header",
+            ),
+            (
+                InstanceConfig { id_header: Some("t".into()), timestamp_header: Some("t".into()), ..config("x", "k") },
+                "providers.test.id_header and providers.test.timestamp_header name the same header",
+            ),
+            (
+                InstanceConfig { id_header: Some("i".into()), id_pointer: Some("/id".into()), ..config("x", "k") },
+                "providers.test.id_header and providers.test.id_pointer are both set",
+            ),
+            (
+                InstanceConfig { type_header: Some("t".into()), type_pointer: Some("/t".into()), ..config("x", "k") },
+                "providers.test.type_header and providers.test.type_pointer are both set",
+            ),
+            (
+                InstanceConfig { id_pointer: Some("id".into()), ..config("x", "k") },
+                "providers.test.id_pointer `id` is not a JSON pointer",
+            ),
+            (
+                InstanceConfig { type_pointer: Some("/a~2".into()), ..config("x", "k") },
+                "providers.test.type_pointer `/a~2` is not a JSON pointer",
+            ),
+            (
+                InstanceConfig { signed_content: "{timestamp}.{body}".into(), ..config("x", "k") },
+                "providers.test.signed_content uses {timestamp} but providers.test.timestamp_header is not set",
+            ),
+            (
+                InstanceConfig { signed_content: "{id}.{body}".into(), ..config("x", "k") },
+                "providers.test.signed_content uses {id} but providers.test.id_header is not set",
+            ),
+            (
+                InstanceConfig {
+                    signed_content: "{id}.{body}".into(),
+                    id_pointer: Some("/id".into()),
+                    ..config("x", "k")
+                },
+                "providers.test.signed_content uses {id} but providers.test.id_header is not set",
+            ),
+            (
+                InstanceConfig { signed_content: "{ts}.{body}".into(), ..config("x", "k") },
+                "providers.test.signed_content has an unknown placeholder {ts}",
+            ),
+            (
+                InstanceConfig { signed_content: "static".into(), ..config("x", "k") },
+                "providers.test.signed_content must contain {body}",
+            ),
+            (
+                InstanceConfig { prefix: "s\u{e9}=".into(), ..config("x", "k") },
+                "providers.test.prefix must be printable ASCII",
+            ),
+            (
+                InstanceConfig { prefix: "a\nb".into(), ..config("x", "k") },
+                "providers.test.prefix must be printable ASCII",
+            ),
+            (
+                InstanceConfig { timestamp_header: Some("t".into()), tolerance_seconds: 0, ..config("x", "k") },
+                "providers.test.tolerance_seconds must be between 1 and",
+            ),
+            (
+                InstanceConfig {
+                    timestamp_header: Some("t".into()),
+                    tolerance_seconds: MAX_TOLERANCE_S + 1,
+                    ..config("x", "k")
+                },
+                "providers.test.tolerance_seconds must be between 1 and",
+            ),
+            (config("x", ""), "providers.test.secret is empty"),
+            (
+                InstanceConfig { secrets: vec![Secret::new("a"), Secret::new("")], ..config("x", "k") },
+                "providers.test.secrets[1] is empty",
+            ),
+        ];
+        for (c, expected) in cases {
+            match Hmac::from_config("test", &c) {
+                Ok(_) => panic!("accepted, expected: {expected}"),
+                Err(message) => assert!(message.starts_with(expected), "{message:?} does not start with {expected:?}"),
+            }
+        }
+        // A missing secret is for the endpoint to report (503), not a configuration error; and a
+        // tolerance without a timestamp header is unused, not wrong.
+        Hmac::from_config("test", &InstanceConfig { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
+        Hmac::from_config("test", &InstanceConfig { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
+        Hmac::from_config("test", &InstanceConfig { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
+            .unwrap();
+    }
+}
