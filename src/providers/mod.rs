@@ -5,6 +5,7 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod github;
 pub mod stripe;
 pub mod twilio;
 

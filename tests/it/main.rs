@@ -10,6 +10,7 @@ mod dashboard;
 mod delivery;
 mod fake_app;
 mod guards;
+mod sdk_github;
 mod store;
 mod stripe;
 mod support;
