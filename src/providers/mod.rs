@@ -6,6 +6,7 @@
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
 pub mod github;
+pub mod shopify;
 pub mod stripe;
 pub mod twilio;
 

@@ -11,6 +11,7 @@ mod delivery;
 mod fake_app;
 mod guards;
 mod sdk_github;
+mod sdk_shopify;
 mod store;
 mod stripe;
 mod support;
