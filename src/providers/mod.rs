@@ -7,6 +7,7 @@
 
 pub mod github;
 pub mod shopify;
+pub mod slack;
 pub mod stripe;
 pub mod twilio;
 

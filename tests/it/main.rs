@@ -12,6 +12,7 @@ mod fake_app;
 mod guards;
 mod sdk_github;
 mod sdk_shopify;
+mod sdk_slack;
 mod store;
 mod stripe;
 mod support;
