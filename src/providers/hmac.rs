@@ -951,7 +951,10 @@ mod tests {
             (InstanceConfig { header: None, ..config("x", "k") }, "providers.test.header is required for kind hmac"),
             (config("bad header", "k"), "providers.test.header `bad header` is not a valid HTTP header name"),
             (config("", "k"), "providers.test.header `` is not a valid HTTP header name"),
-            (InstanceConfig { kind: Some(ProviderKind::Github), ..config("x", "k") }, "providers.test.kind is `github`"),
+            (
+                InstanceConfig { kind: Some(ProviderKind::Github), ..config("x", "k") },
+                "providers.test.kind is `github`",
+            ),
             (
                 InstanceConfig { timestamp_header: Some("t s".into()), ..config("x", "k") },
                 "providers.test.timestamp_header `t s`",

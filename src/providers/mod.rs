@@ -5,8 +5,11 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod github;
 pub mod hmac;
 pub mod sendgrid;
+pub mod shopify;
+pub mod slack;
 pub mod standard;
 pub mod stripe;
 pub mod twilio;
@@ -28,7 +31,9 @@ pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String
         ProviderKind::Standard => Arc::new(standard::Standard::from_config(name, c)?),
         ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::from_config(name, c)?),
         ProviderKind::Hmac => Arc::new(hmac::Hmac::from_config(name, c)?),
-        other => return Err(format!("kind `{}` is not available in this build", other.as_str())),
+        ProviderKind::Github => Arc::new(github::Github::from_config(name, c)?),
+        ProviderKind::Shopify => Arc::new(shopify::Shopify::from_config(name, c)?),
+        ProviderKind::Slack => Arc::new(slack::Slack::from_config(name, c)?),
     })
 }
 

@@ -1,0 +1,494 @@
+//! GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+//!
+//! Verified as GitHub's docs and octokit/webhooks-methods do: the key is the secret's UTF-8 bytes;
+//! the expected value is the whole string `sha256=` + lowercase hex, compared in constant time
+//! with the header exactly as sent, so an uppercase digest or another prefix does not match. The
+//! scheme has no timestamp. A redelivery repeats `X-GitHub-Delivery`, which makes it the dedup
+//! key. The legacy SHA-1 `X-Hub-Signature` is not checked (octokit ignores it), but deliveries
+//! carry a fresh one so an app that still reads it keeps working.
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use warp::http::HeaderMap;
+
+use super::{
+    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
+    Refusal, RefusalCode, Sample, Signed,
+};
+use crate::config::{InstanceConfig, ProviderKind};
+use crate::secret::Secret;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub const SHA1_SIGNATURE_HEADER: &str = "x-hub-signature";
+pub const EVENT_HEADER: &str = "x-github-event";
+pub const DELIVERY_HEADER: &str = "x-github-delivery";
+pub const HOOK_ID_HEADER: &str = "x-github-hook-id";
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The fixtures of `stagehook send`; the first is the default.
+const SAMPLE_TYPES: &[&str] = &["push", "ping"];
+
+/// Debug prints secrets as fingerprints only (see `Secret`).
+#[derive(Debug)]
+pub struct Github {
+    pub name: String,
+    /// Every accepted secret (rotation); deliveries are signed with the first.
+    pub secrets: Vec<Secret>,
+}
+
+impl Github {
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Github, String> {
+        if c.kind_of(name) != ProviderKind::Github {
+            return Err(format!("providers.{name}.kind is `{}`, not `github`", c.kind_of(name).as_str()));
+        }
+        Ok(Github { name: name.to_string(), secrets: configured_secrets(name, c)? })
+    }
+}
+
+/// `secret` then `secrets`; an empty string is a slip in the file, not "no secret", and would
+/// otherwise accept anything signed with an empty key.
+fn configured_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
+    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secret is empty: set the webhook's secret or remove the key"));
+    }
+    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secrets[{i}] is empty: remove it or set the secret"));
+    }
+    Ok(c.all_secrets())
+}
+
+/// `sha256=` + `hex(HMAC-SHA256(secret, body))`, the whole header value GitHub sends.
+pub fn signature_header(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `sha1=` + `hex(HMAC-SHA1(secret, body))`, the legacy `X-Hub-Signature`.
+pub fn sha1_signature_header(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(body);
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The event JSON: the body itself, or the `payload` field of a form body (the webhook's
+/// "application/x-www-form-urlencoded" content type setting).
+fn payload_json(req: &Inbound<'_>) -> Result<Value, String> {
+    let raw: Cow<'_, [u8]> = if media_type(req.headers).as_deref() == Some(FORM) {
+        let payload = form_urlencoded::parse(req.body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned())
+            .ok_or("form body has no `payload` field")?;
+        Cow::Owned(payload.into_bytes())
+    } else {
+        Cow::Borrowed(req.body)
+    };
+    serde_json::from_slice(&raw).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn header_check(headers: &HeaderMap, name: &str, shown: &str) -> (Check, Option<String>) {
+    match header_str(headers, name).map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => (Check::pass(shown, "present"), Some(v.to_string())),
+        None => (Check::fail(shown, "required header is missing, empty or not text"), None),
+    }
+}
+
+/// Every structural check, and the event when they all pass; one pass over the body serves
+/// both `checks` and `parse`.
+fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
+    let (event_check, event) = header_check(req.headers, EVENT_HEADER, "X-GitHub-Event");
+    let (delivery_check, delivery) = header_check(req.headers, DELIVERY_HEADER, "X-GitHub-Delivery");
+    let (body_check, body) = match payload_json(req) {
+        Ok(v) if v.is_object() => (Check::pass("body", "JSON object"), Some(v)),
+        Ok(_) => (Check::fail("body", "must be a JSON object"), None),
+        Err(e) => (Check::fail("body", e), None),
+    };
+    let parsed = match (event, delivery, body) {
+        (Some(event), Some(delivery), Some(body)) => {
+            // `push.created` would not be a GitHub event name; the action narrows events that
+            // have one (`pull_request.opened`), and `ping` or `push` stay as they are.
+            let event_type = match body.get("action").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                Some(action) => format!("{event}.{action}"),
+                None => event,
+            };
+            Some(Parsed::one(delivery, event_type))
+        }
+        _ => None,
+    };
+    (vec![event_check, delivery_check, body_check], parsed)
+}
+
+impl Provider for Github {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match media_type(headers).as_deref() {
+            Some(JSON) | Some(FORM) => Ok(()),
+            other => Err(Refusal::new(
+                RefusalCode::UnsupportedMediaType,
+                format!(
+                    "GitHub webhooks are {JSON} or {FORM} (the webhook's content type), got {}",
+                    other.unwrap_or("no Content-Type")
+                ),
+            )),
+        }
+    }
+
+    fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
+        let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
+        let Some(given) = req.headers.get(SIGNATURE_HEADER) else {
+            return Err(invalid(if req.headers.contains_key(SHA1_SIGNATURE_HEADER) {
+                "missing X-Hub-Signature-256 header (only the SHA-1 X-Hub-Signature came, which is not accepted)"
+            } else {
+                "missing X-Hub-Signature-256 header: set a secret on the GitHub webhook"
+            }));
+        };
+        // Every secret is tried so the time taken does not say which one matched.
+        let matched = self.secrets.iter().fold(false, |acc, secret| {
+            acc | ct_eq(signature_header(secret.expose(), req.body).as_bytes(), given.as_bytes())
+        });
+        if matched {
+            Ok(())
+        } else {
+            Err(invalid("X-Hub-Signature-256 does not match the payload for the configured secret"))
+        }
+    }
+
+    fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
+        inspect(req).0
+    }
+
+    fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
+        let (checks, parsed) = inspect(req);
+        refuse_failed(&checks)?;
+        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event in the request"))
+    }
+
+    fn answer(&self, accepted: &Accepted<'_>) -> Answer {
+        // GitHub ignores the body but shows it in the webhook's delivery log, where the stored
+        // id is what a person looks for next.
+        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+        if accepted.duplicate {
+            body["duplicate"] = Value::Bool(true);
+        }
+        Answer { content_type: JSON, body: body.to_string().into_bytes() }
+    }
+
+    fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {
+        let secret = self.secrets.first().map(Secret::expose).unwrap_or("");
+        Signed {
+            url: target.to_string(),
+            headers: vec![
+                (SIGNATURE_HEADER, signature_header(secret, body)),
+                (SHA1_SIGNATURE_HEADER, sha1_signature_header(secret, body)),
+            ],
+        }
+    }
+
+    fn sample_types(&self) -> &'static [&'static str] {
+        SAMPLE_TYPES
+    }
+
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+        let kind = pick(SAMPLE_TYPES, event_type)?;
+        let hook_id = fastrand::u32(400_000_000..500_000_000);
+        let repo_id = fastrand::u32(700_000_000..900_000_000);
+        let body = match kind {
+            "push" => push_payload(repo_id, now_s),
+            _ => ping_payload(&self.name, hook_id, repo_id, now_s),
+        };
+        let headers = vec![
+            (EVENT_HEADER.to_string(), kind.to_string()),
+            (DELIVERY_HEADER.to_string(), fresh_uuid()),
+            (HOOK_ID_HEADER.to_string(), hook_id.to_string()),
+            ("x-github-hook-installation-target-type".to_string(), "repository".to_string()),
+            ("x-github-hook-installation-target-id".to_string(), repo_id.to_string()),
+        ];
+        Ok(Sample { content_type: JSON, headers, body: serde_json::to_vec(&body).unwrap_or_default() })
+    }
+}
+
+/// A random-looking version 4 UUID, the shape of `X-GitHub-Delivery`.
+fn fresh_uuid() -> String {
+    let mut b = ulid::Ulid::new().to_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// A commit-like SHA that differs every time.
+fn fresh_sha() -> String {
+    hex::encode(Sha1::digest(fresh_id("commit_").as_bytes()))
+}
+
+fn rfc3339(unix_s: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_s.max(0) as u64)).to_string()
+}
+
+fn sender() -> Value {
+    json!({
+        "login": "octocat", "id": 583231, "node_id": "MDQ6VXNlcjU4MzIzMQ==",
+        "avatar_url": "https://avatars.githubusercontent.com/u/583231?v=4", "gravatar_id": "",
+        "url": "https://api.github.com/users/octocat", "html_url": "https://github.com/octocat",
+        "type": "User", "site_admin": false,
+    })
+}
+
+/// The repository object; push events write its dates as Unix seconds, every other event as
+/// RFC 3339 strings, and apps that parse one shape break on the other.
+fn repository(repo_id: u32, now_s: i64, in_push: bool) -> Value {
+    let created = now_s - 400 * 86_400;
+    let (created_at, pushed_at) =
+        if in_push { (json!(created), json!(now_s)) } else { (json!(rfc3339(created)), json!(rfc3339(now_s))) };
+    // Push events also give the web URL where every other event gives the API's.
+    let url = if in_push { "https://github.com" } else { "https://api.github.com/repos" };
+    let url = format!("{url}/octo-org/hello-world");
+    json!({
+        "id": repo_id, "node_id": format!("R_kgDO{}", &ulid::Ulid::new().to_string()[18..]),
+        "name": "hello-world", "full_name": "octo-org/hello-world", "private": true,
+        "owner": {
+            "login": "octo-org", "id": 6811672, "node_id": "MDEyOk9yZ2FuaXphdGlvbjY4MTE2NzI=",
+            "url": "https://api.github.com/users/octo-org", "html_url": "https://github.com/octo-org",
+            "type": "Organization", "site_admin": false,
+        },
+        "html_url": "https://github.com/octo-org/hello-world", "description": "A sample repository", "fork": false,
+        "url": url,
+        "created_at": created_at, "updated_at": rfc3339(now_s), "pushed_at": pushed_at,
+        "git_url": "git://github.com/octo-org/hello-world.git", "ssh_url": "git@github.com:octo-org/hello-world.git",
+        "clone_url": "https://github.com/octo-org/hello-world.git", "default_branch": "main",
+        "visibility": "private", "size": 108, "language": "Rust", "archived": false, "disabled": false,
+        "open_issues_count": 0, "forks_count": 0, "stargazers_count": 0, "watchers_count": 0,
+    })
+}
+
+fn push_payload(repo_id: u32, now_s: i64) -> Value {
+    let (before, after) = (fresh_sha(), fresh_sha());
+    let commit = json!({
+        "id": after, "tree_id": fresh_sha(), "distinct": true, "message": "Update README",
+        "timestamp": rfc3339(now_s), "url": format!("https://github.com/octo-org/hello-world/commit/{after}"),
+        "author": {"name": "The Octocat", "email": "octocat@github.com", "username": "octocat"},
+        "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"},
+        "added": [], "removed": [], "modified": ["README.md"],
+    });
+    json!({
+        "ref": "refs/heads/main", "before": before, "after": after,
+        "repository": repository(repo_id, now_s, true),
+        "pusher": {"name": "octocat", "email": "octocat@github.com"},
+        "organization": {"login": "octo-org", "id": 6811672, "url": "https://api.github.com/orgs/octo-org"},
+        "sender": sender(),
+        "created": false, "deleted": false, "forced": false, "base_ref": null,
+        "compare": format!("https://github.com/octo-org/hello-world/compare/{}...{}", &before[..12], &after[..12]),
+        "commits": [commit.clone()], "head_commit": commit,
+    })
+}
+
+fn ping_payload(name: &str, hook_id: u32, repo_id: u32, now_s: i64) -> Value {
+    let hook_url = format!("https://api.github.com/repos/octo-org/hello-world/hooks/{hook_id}");
+    json!({
+        "zen": "Keep it logically awesome.",
+        "hook_id": hook_id,
+        "hook": {
+            "type": "Repository", "id": hook_id, "name": "web", "active": true, "events": ["push", "pull_request"],
+            "config": {
+                "content_type": "json", "insecure_ssl": "0",
+                "url": format!("https://staging.example.com/staging/webhooks/{name}"),
+            },
+            "updated_at": rfc3339(now_s), "created_at": rfc3339(now_s),
+            "url": hook_url, "test_url": format!("{hook_url}/test"), "ping_url": format!("{hook_url}/pings"),
+            "deliveries_url": format!("{hook_url}/deliveries"),
+            "last_response": {"code": null, "status": "unused", "message": null},
+        },
+        "repository": repository(repo_id, now_s, false),
+        "sender": sender(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warp::http::{HeaderName, HeaderValue};
+
+    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn github(secrets: &[&str]) -> Github {
+        Github { name: "github".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect() }
+    }
+
+    fn verify(p: &Github, h: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+        p.verify(&Inbound { headers: h, body, url: "", now_s: 0 })
+    }
+
+    fn vectors() -> Vec<(String, String, String)> {
+        let v: Value = serde_json::from_str(VECTORS).unwrap();
+        v["github"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap().to_string();
+                (s("secret"), s("payload"), s("header"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn published_vectors_verify() {
+        for (secret, payload, header) in vectors() {
+            assert_eq!(signature_header(&secret, payload.as_bytes()), header);
+            let h = headers(&[(SIGNATURE_HEADER, &header)]);
+            verify(&github(&[&secret]), &h, payload.as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn tampered_body_wrong_secret_and_altered_header_are_refused() {
+        for (secret, payload, header) in vectors() {
+            let h = headers(&[(SIGNATURE_HEADER, &header)]);
+            let tampered = format!("{payload} ");
+            let r = verify(&github(&[&secret]), &h, tampered.as_bytes()).unwrap_err();
+            assert_eq!(r.code, RefusalCode::InvalidSignature);
+            let r = verify(&github(&["not the secret"]), &h, payload.as_bytes()).unwrap_err();
+            assert_eq!(r.code, RefusalCode::InvalidSignature);
+            assert!(!r.message.contains("not the secret"), "{}", r.message);
+            // The header is compared as a string, as octokit does: no case folding, prefix kept.
+            for altered in
+                [header.to_uppercase(), header.replacen("sha256=", "", 1), header.replacen("sha256", "sha1", 1)]
+            {
+                let h = headers(&[(SIGNATURE_HEADER, &altered)]);
+                assert!(verify(&github(&[&secret]), &h, payload.as_bytes()).is_err(), "{altered}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_signature_header_is_refused() {
+        let r = verify(&github(&["s"]), &HeaderMap::new(), b"{}").unwrap_err();
+        assert_eq!(r.code, RefusalCode::InvalidSignature);
+        let h = headers(&[(SHA1_SIGNATURE_HEADER, &sha1_signature_header("s", b"{}"))]);
+        let r = verify(&github(&["s"]), &h, b"{}").unwrap_err();
+        assert!(r.message.contains("SHA-1"), "{}", r.message);
+    }
+
+    #[test]
+    fn either_of_two_secrets_verifies() {
+        let p = github(&["old secret", "new secret"]);
+        for secret in ["old secret", "new secret"] {
+            let h = headers(&[(SIGNATURE_HEADER, &signature_header(secret, b"{}"))]);
+            verify(&p, &h, b"{}").unwrap();
+        }
+        let h = headers(&[(SIGNATURE_HEADER, &signature_header("third", b"{}"))]);
+        assert!(verify(&p, &h, b"{}").is_err());
+    }
+
+    #[test]
+    fn deliveries_are_signed_with_the_first_secret() {
+        let p = github(&["first", "second"]);
+        let signed = p.sign_delivery("http://app/hook", Some(JSON), b"{\"a\":1}", 0);
+        assert_eq!(signed.url, "http://app/hook");
+        let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        verify(&github(&["first"]), &headers(&pairs), b"{\"a\":1}").unwrap();
+        assert!(verify(&github(&["second"]), &headers(&pairs), b"{\"a\":1}").is_err());
+        let sha1 = signed.headers.iter().find(|(k, _)| *k == SHA1_SIGNATURE_HEADER).unwrap();
+        assert_eq!(sha1.1, sha1_signature_header("first", b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn every_sample_signs_verifies_and_parses() {
+        let p = github(&["s"]);
+        let mut ids = std::collections::HashSet::new();
+        for kind in p.sample_types() {
+            let sample = p.sample(Some(kind), 1_700_000_000).unwrap();
+            let signed = p.sign_delivery("http://app/hook", Some(sample.content_type), &sample.body, 0);
+            let mut h = headers(&[("content-type", sample.content_type)]);
+            for (k, v) in sample
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .chain(signed.headers.iter().map(|(k, v)| (*k, v.clone())))
+            {
+                h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(&v).unwrap());
+            }
+            p.precheck(&h).unwrap();
+            let req = Inbound { headers: &h, body: &sample.body, url: "", now_s: 1_700_000_000 };
+            p.verify(&req).unwrap();
+            assert!(p.checks(&req).iter().all(|c| c.ok), "{kind}");
+            let parsed = p.parse(&req).unwrap();
+            assert_eq!(parsed.event_type, *kind);
+            assert_eq!(parsed.event_id.len(), 36, "a UUID: {}", parsed.event_id);
+            assert!(ids.insert(parsed.event_id));
+        }
+        assert_eq!(p.sample(None, 0).unwrap().headers[0].1, "push");
+        assert!(p.sample(Some("nope"), 0).unwrap_err().contains("push, ping"));
+    }
+
+    #[test]
+    fn ids_and_types_come_from_the_headers_and_the_action() {
+        let p = github(&["s"]);
+        let parse = |h: &HeaderMap, body: &[u8]| p.parse(&Inbound { headers: h, body, url: "", now_s: 0 });
+        let h = headers(&[("content-type", JSON), (EVENT_HEADER, "pull_request"), (DELIVERY_HEADER, "d-1")]);
+        assert_eq!(parse(&h, br#"{"action":"opened","number":1}"#).unwrap(), Parsed::one("d-1", "pull_request.opened"));
+        assert_eq!(parse(&h, br#"{"action":7}"#).unwrap(), Parsed::one("d-1", "pull_request"));
+        let ping = headers(&[("content-type", JSON), (EVENT_HEADER, "ping"), (DELIVERY_HEADER, "d-2")]);
+        assert_eq!(parse(&ping, br#"{"zen":"x","hook_id":1}"#).unwrap(), Parsed::one("d-2", "ping"));
+
+        // The form content type wraps the same JSON in `payload=`.
+        let form = headers(&[("content-type", FORM), (EVENT_HEADER, "issues"), (DELIVERY_HEADER, "d-3")]);
+        let body =
+            form_urlencoded::Serializer::new(String::new()).append_pair("payload", r#"{"action":"closed"}"#).finish();
+        assert_eq!(parse(&form, body.as_bytes()).unwrap(), Parsed::one("d-3", "issues.closed"));
+        assert_eq!(parse(&form, b"payload=%7Bnot").unwrap_err().code, RefusalCode::InvalidPayload);
+        assert_eq!(parse(&form, b"other=1").unwrap_err().code, RefusalCode::InvalidPayload);
+
+        for missing in [EVENT_HEADER, DELIVERY_HEADER] {
+            let mut h = h.clone();
+            h.remove(missing);
+            let r = parse(&h, br#"{"action":"opened"}"#).unwrap_err();
+            assert_eq!(r.code, RefusalCode::InvalidPayload);
+            assert!(r.message.to_lowercase().contains(missing), "{}", r.message);
+        }
+        assert_eq!(parse(&h, b"[1]").unwrap_err().code, RefusalCode::InvalidPayload);
+    }
+
+    #[test]
+    fn only_json_and_form_bodies_pass_the_precheck() {
+        let p = github(&["s"]);
+        assert!(p.precheck(&headers(&[("content-type", "application/json; charset=utf-8")])).is_ok());
+        assert!(p.precheck(&headers(&[("content-type", FORM)])).is_ok());
+        let r = p.precheck(&headers(&[("content-type", "text/plain")])).unwrap_err();
+        assert_eq!(r.code, RefusalCode::UnsupportedMediaType);
+        assert!(p.precheck(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn config_gives_secrets_in_order_and_refuses_empty_ones() {
+        let mut c = InstanceConfig { kind: Some(ProviderKind::Github), ..Default::default() };
+        assert!(Github::from_config("gh", &c).unwrap().secrets.is_empty());
+        c.secret = Some(Secret::new("a"));
+        c.secrets = vec![Secret::new("b")];
+        let p = Github::from_config("gh", &c).unwrap();
+        assert_eq!((p.name.as_str(), p.secrets.len(), p.secrets[0].expose()), ("gh", 2, "a"));
+        c.secrets = vec![Secret::new("")];
+        assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.secrets[0]"));
+        c.kind = Some(ProviderKind::Shopify);
+        assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.kind"));
+    }
+}
