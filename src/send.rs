@@ -98,7 +98,7 @@ pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -
         let now = now_s();
         let sample = provider.sample(req.event.as_deref(), now)?;
         let body = req.payload.clone().unwrap_or(sample.body);
-        let signed = provider.sign_delivery(&sign_url, Some(sample.content_type), &body, now);
+        let signed = provider.sign_resend(&sign_url, Some(sample.content_type), &body, &sample.headers, now);
         // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
         let url = match signed.url.strip_prefix(sign_url.as_str()) {
             Some(rest) => format!("{send_url}{rest}"),

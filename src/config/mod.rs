@@ -638,6 +638,24 @@ mod tests {
     }
 
     #[test]
+    fn named_instances_need_a_kind_a_free_name_and_sound_settings() {
+        let c = Config::from_toml("[providers.github]\nsecret = \"x\"\n[providers.eu]\nkind = \"stripe\"\n").unwrap();
+        assert_eq!(c.providers.named["github"].kind_of("github"), ProviderKind::Github);
+        assert_eq!(c.providers.named["eu"].kind_of("eu"), ProviderKind::Stripe);
+        for (toml, key, words) in [
+            ("[providers.acme]\nsecret = \"x\"\n", "providers", "needs `kind`"),
+            ("[providers.events]\nkind = \"github\"\n", "providers", "taken by a built-in endpoint"),
+            ("[providers.Big]\nkind = \"github\"\n", "providers", "lowercase"),
+            ("[providers.x]\nkind = \"paypal\"\n", "providers.x.kind", "unknown variant"),
+            ("[providers.x]\nkind = \"hmac\"\nsecret = \"k\"\n", "providers.x", "header"),
+            ("[providers.x]\nkind = \"slack\"\nsecrets = [\"\"]\n", "providers.x.secrets[0]", "empty"),
+        ] {
+            let e = Config::from_toml(toml).and_then(|c| c.check()).expect_err(toml);
+            assert!(e.key.starts_with(key) && e.to_string().contains(words), "{toml}: {e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert_eq!(key_of("[limits]\nrate_limit_per_minute = \"many\"\n"), "limits.rate_limit_per_minute");
         assert_eq!(key_of("[server]\nbind = \"nowhere\"\n"), "server.bind");

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::config::Targets;
-use crate::providers::Provider;
+use crate::providers::{Provider, Signed};
 use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store};
 use breaker::{Breaker, Permit, Snapshot};
 use client::Client;
@@ -34,6 +34,19 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Request headers that describe the hop to stagehook, not the event: never forwarded.
+/// The headers of a request sent again (a delivery, a `curl` re-send): the original ones, minus
+/// hop-by-hop ones, stagehook's own and those the fresh signature replaces, then the signature.
+pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = original
+        .iter()
+        .filter(|(k, _)| !HOP_HEADERS.contains(&k.as_str()) && !k.starts_with("x-stagehook-"))
+        .filter(|(k, _)| !signed.headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(k)))
+        .cloned()
+        .collect();
+    headers.extend(signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    headers
+}
+
 const HOP_HEADERS: [&str; 14] = [
     "host",
     "content-length",
@@ -210,15 +223,9 @@ impl Engine {
         };
         let now_ms = self.clock.now_ms();
         let content_type = event.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
-        let signed = lane.provider.sign_delivery(&job.target, content_type, &body, now_ms.div_euclid(1000));
-        let mut headers: Vec<(String, String)> = event
-            .headers
-            .iter()
-            .filter(|(k, _)| !HOP_HEADERS.contains(&k.as_str()) && !signed.headers.iter().any(|(s, _)| s == k))
-            .filter(|(k, _)| !k.starts_with("x-stagehook-"))
-            .cloned()
-            .collect();
-        headers.extend(signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let signed =
+            lane.provider.sign_resend(&job.target, content_type, &body, &event.headers, now_ms.div_euclid(1000));
+        let mut headers = resent_headers(&event.headers, &signed);
         headers.push(("x-stagehook-event-id".into(), id.to_string()));
         headers.push(("x-stagehook-attempt".into(), job.attempt.to_string()));
 

@@ -257,12 +257,10 @@ fn curl(s: &AppState, id: &str, host: Option<&str>) -> Result<Response, ApiError
     };
     let url = format!("{base}/staging/webhooks/{}", endpoint.path);
     let content_type = e.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
-    let signed = endpoint.provider.sign_delivery(&url, content_type, &body, s.clock.now_s());
+    let signed = endpoint.provider.sign_resend(&url, content_type, &body, &e.headers, s.clock.now_s());
     let mut cmd = format!("curl -sS -X POST {}", shell_quote(&signed.url));
-    if let Some(ct) = content_type {
-        cmd.push_str(&format!(" -H {}", shell_quote(&format!("content-type: {ct}"))));
-    }
-    for (name, value) in &signed.headers {
+    // The original headers too: some providers carry the event's id and type there (GitHub).
+    for (name, value) in crate::delivery::resent_headers(&e.headers, &signed) {
         cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: {value}"))));
     }
     cmd.push_str(&format!(" --data-binary {}", ansi_c_quote(&body)));

@@ -40,8 +40,8 @@ use sha2::{Digest, Sha256, Sha512};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
-    ct_eq, fresh_id, header_str, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
+    Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;
@@ -530,11 +530,27 @@ impl Provider for Hmac {
     /// checks it against its own tolerance. When `{id}` is signed, the original id header is not
     /// at hand here, so a fresh `evt_<ulid>` is signed and sent in `id_header`: the app then sees
     /// a new id on every attempt, and cannot use it to recognise a retry.
-    fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
+    fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
+        self.sign_resend(target, content_type, body, &[], now_s)
+    }
+
+    /// When `{id}` is signed, the original id header is kept, so every attempt carries the id
+    /// the sender gave the event; a request without one gets a fresh id.
+    fn sign_resend(
+        &self,
+        target: &str,
+        _content_type: Option<&str>,
+        body: &[u8],
+        original: &[(String, String)],
+        now_s: i64,
+    ) -> Signed {
         let secret = self.secrets.first().map(Secret::expose).unwrap_or("");
         let timestamp = now_s.to_string();
         let id = match &self.id_source {
-            Some(Source::Header(name)) if self.uses(&Part::Id) => Some((*name, fresh_id("evt_"))),
+            Some(Source::Header(name)) if self.uses(&Part::Id) => {
+                let kept = original_header(original, name).map(str::to_string);
+                Some((*name, kept.unwrap_or_else(|| fresh_id("evt_"))))
+            }
             _ => None,
         };
         let signed = self.signed_bytes(&timestamp, id.as_ref().map_or("", |(_, v)| v.as_str()), body);

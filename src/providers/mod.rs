@@ -216,6 +216,20 @@ pub trait Provider: Send + Sync + 'static {
     /// a request to that URL at `now_s`, so the app's own SDK accepts it (a replay included).
     fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed;
 
+    /// [`Provider::sign_delivery`] for a request whose original headers are known (a delivery,
+    /// a replay, `stagehook send`). A scheme that signs a header's value keeps that value, so
+    /// the app sees the same message id on every attempt (Standard Webhooks' `webhook-id`).
+    fn sign_resend(
+        &self,
+        target: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        _original: &[(String, String)],
+        now_s: i64,
+    ) -> Signed {
+        self.sign_delivery(target, content_type, body, now_s)
+    }
+
     /// Whether `sign_delivery` can sign at all (SendGrid needs a private key that only
     /// SendGrid has, unless a staging key is configured). When it cannot, deliveries carry the
     /// original signature headers unchanged.
@@ -229,6 +243,11 @@ pub trait Provider: Send + Sync + 'static {
     /// A fixture of `event_type` (the default when `None`) with fresh unique ids, timestamps
     /// at `now_s`. An unknown type is an error that lists the known ones.
     fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String>;
+}
+
+/// A header's value from a list of (lowercase name, value) pairs.
+pub fn original_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
 /// A fresh unique id with a prefix, for fixtures (`evt_01J...`).

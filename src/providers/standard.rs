@@ -28,8 +28,8 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, media_type, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound,
+    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::InstanceConfig;
 
@@ -59,6 +59,26 @@ pub struct Standard {
 }
 
 impl Standard {
+    /// Signs `{id}.{now}.{body}` with the first key. Both header sets are returned because the
+    /// Svix libraries read `svix-*` first: an original `svix-*` set left in place would shadow
+    /// the fresh signature.
+    fn sign_with_id(&self, target: &str, body: &[u8], id: String, now_s: i64) -> Signed {
+        let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
+        let signature = signature_header(key, &id, now_s, body);
+        let timestamp = now_s.to_string();
+        Signed {
+            url: target.to_string(),
+            headers: vec![
+                (ID_HEADER, id.clone()),
+                (TIMESTAMP_HEADER, timestamp.clone()),
+                (SIGNATURE_HEADER, signature.clone()),
+                (SVIX_ID_HEADER, id),
+                (SVIX_TIMESTAMP_HEADER, timestamp),
+                (SVIX_SIGNATURE_HEADER, signature),
+            ],
+        }
+    }
+
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
@@ -214,27 +234,23 @@ impl Provider for Standard {
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
-        // The id is signed but `sign_delivery` is not told the original one, so each delivery
-        // carries a fresh id with its signature. Both header sets are returned because the Svix
-        // libraries read `svix-*` first: an original `svix-*` set left in place would shadow
-        // the fresh signature.
-        let id = fresh_id("msg_");
-        let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
-        let signature = signature_header(key, &id, now_s, body);
-        let timestamp = now_s.to_string();
-        Signed {
-            url: target.to_string(),
-            headers: vec![
-                (ID_HEADER, id.clone()),
-                (TIMESTAMP_HEADER, timestamp.clone()),
-                (SIGNATURE_HEADER, signature.clone()),
-                (SVIX_ID_HEADER, id),
-                (SVIX_TIMESTAMP_HEADER, timestamp),
-                (SVIX_SIGNATURE_HEADER, signature),
-            ],
-        }
+        // Without the original request there is no id to keep: a fresh one is signed.
+        self.sign_with_id(target, body, fresh_id("msg_"), now_s)
     }
 
+    fn sign_resend(
+        &self,
+        target: &str,
+        _content_type: Option<&str>,
+        body: &[u8],
+        original: &[(String, String)],
+        now_s: i64,
+    ) -> Signed {
+        // The spec keeps `webhook-id` across retries so that apps can deduplicate on it: every
+        // delivery of one event carries the id the sender gave it.
+        let id = original_header(original, ID_HEADER).or_else(|| original_header(original, SVIX_ID_HEADER));
+        self.sign_with_id(target, body, id.map_or_else(|| fresh_id("msg_"), str::to_string), now_s)
+    }
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
         let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
         if accepted.duplicate {

@@ -48,6 +48,13 @@ fn every_check_has_its_finding() {
         ("[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.token_format", Ok, "providers.twilio.auth_token"),
         ("[providers.stripe]\nsecret = \"samesecret\"\n[providers.twilio]\nauth_token = \"samesecret\"\n", &[], "secret.reused", Warning, "providers.twilio"),
         ("", &[], "provider.none_configured", Warning, "providers"),
+        // Named instances of any kind.
+        ("[providers.github]\n", &[], "provider.secret_missing", Error, "providers.github.secret"),
+        ("[providers.mail]\nkind = \"sendgrid\"\n", &[], "provider.secret_missing", Error, "providers.mail.public_key"),
+        ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\ntimestamp_header = \"x-ts\"\n", &[], "provider.unused_key", Error, "providers.gh.timestamp_header"),
+        ("[providers.shop]\nkind = \"shopify\"\nsecret = \"REPLACE_ME\"\n", &[], "provider.placeholder_secret", Error, "providers.shop.secret"),
+        ("[providers.slack]\nsecret = \"samesecret\"\n[providers.stripe]\nsecret = \"samesecret\"\n", &[], "secret.reused", Warning, "providers.slack"),
+        ("[providers.svix]\nkind = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nforward_to = [\"https://hooks.prod.example.com/x\"]\n[isolation]\nproduction_hosts = [\"*.prod.example.com\"]\n", &[], "isolation.production_target", Error, "providers.svix.forward_to[0]"),
         // Isolation: Stripe API keys from the config or the environment.
         ("[providers.stripe]\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"sk_live_51Habc\"\n", &[], "isolation.live_stripe_key", Error, "providers.stripe.api_key"),
         (GOOD_STRIPE, &[("STRIPE_API_KEY", "rk_live_51Habc")], "isolation.live_stripe_key", Error, "env STRIPE_API_KEY"),

@@ -12,12 +12,12 @@ use crate::support::{self, config, request, run_binary, spawn_binary, STRIPE_SEC
 /// One provider instance under test: its name (the path), and how the app's SDK checks it.
 struct Spec {
     name: &'static str,
-    secret: &'static str,
+    secret: String,
     verify: fn(&Spec, &FakeApp, &Received, i64) -> Result<(), String>,
 }
 
 fn stripe_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
-    stripe_sdk_verify(&r.body, r.header("stripe-signature").ok_or("no Stripe-Signature")?, spec.secret, 300, now)
+    stripe_sdk_verify(&r.body, r.header("stripe-signature").ok_or("no Stripe-Signature")?, &spec.secret, 300, now)
 }
 
 fn twilio_check(spec: &Spec, app: &FakeApp, r: &Received, _now: i64) -> Result<(), String> {
@@ -27,16 +27,74 @@ fn twilio_check(spec: &Spec, app: &FakeApp, r: &Received, _now: i64) -> Result<(
     }
     let json = r.header("content-type").is_some_and(|c| c.starts_with("application/json"));
     let sig = r.header("x-twilio-signature").ok_or("no X-Twilio-Signature")?;
-    twilio_sdk_validate(&url, &r.body, json, sig, spec.secret).then_some(()).ok_or_else(|| "signature rejected".into())
+    twilio_sdk_validate(&url, &r.body, json, sig, &spec.secret).then_some(()).ok_or_else(|| "signature rejected".into())
+}
+
+fn headers_of(r: &Received) -> Vec<(String, String)> {
+    r.headers.clone()
+}
+
+fn github_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
+    crate::sdk_github::verify(&headers_of(r), &r.body, &spec.secret, now)
+}
+
+fn shopify_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
+    crate::sdk_shopify::verify(&headers_of(r), &r.body, &spec.secret, now)
+}
+
+fn slack_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
+    crate::sdk_slack::verify(&headers_of(r), &r.body, &spec.secret, now)
+}
+
+fn standard_check(spec: &Spec, _app: &FakeApp, r: &Received, now: i64) -> Result<(), String> {
+    crate::sdk_standard::verify(&headers_of(r), &r.body, &spec.secret, now)
+}
+
+fn sendgrid_check(spec: &Spec, _app: &FakeApp, r: &Received, _now: i64) -> Result<(), String> {
+    crate::sdk_sendgrid::verify(&headers_of(r), &r.body, &spec.secret)
+}
+
+fn hmac_check(spec: &Spec, _app: &FakeApp, r: &Received, _now: i64) -> Result<(), String> {
+    crate::sdk_hmac::verify_github_style(&headers_of(r), &r.body, &spec.secret)
 }
 
 const EU_SECRET: &str = "whsec_test_eu_0123456789abcdef0123456789";
+const GITHUB_SECRET: &str = "github-webhook-secret-0123456789";
+const SHOPIFY_SECRET: &str = "shopify-app-secret-0123456789abcd";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const HMAC_SECRET: &str = "acme-shared-secret-0123456789abc";
+
+/// A staging key pair for SendGrid (base64 SPKI public key, base64 PKCS#8 private key): the
+/// real private key is SendGrid's, so `send` and deliveries sign with this one.
+fn sendgrid_keys() -> &'static (String, String) {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        let spki = [&crate::sdk_sendgrid::P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
+        (STANDARD.encode(spki), STANDARD.encode(pkcs8.as_ref()))
+    })
+}
+
+type Check = fn(&Spec, &FakeApp, &Received, i64) -> Result<(), String>;
 
 fn specs() -> Vec<Spec> {
+    let spec = |name, secret: &str, verify: Check| Spec { name, secret: secret.to_string(), verify };
     vec![
-        Spec { name: "stripe", secret: STRIPE_SECRET, verify: stripe_check },
-        Spec { name: "twilio", secret: TWILIO_TOKEN, verify: twilio_check },
-        Spec { name: "stripe_eu", secret: EU_SECRET, verify: stripe_check },
+        spec("stripe", STRIPE_SECRET, stripe_check),
+        spec("twilio", TWILIO_TOKEN, twilio_check),
+        spec("stripe_eu", EU_SECRET, stripe_check),
+        spec("github", GITHUB_SECRET, github_check),
+        spec("shop", SHOPIFY_SECRET, shopify_check),
+        spec("slack", SLACK_SECRET, slack_check),
+        spec("svix", STANDARD_SECRET, standard_check),
+        spec("sendgrid", &sendgrid_keys().0, sendgrid_check),
+        spec("acme", HMAC_SECRET, hmac_check),
     ]
 }
 
@@ -48,6 +106,33 @@ fn named_instances(c: &mut Config) {
         ..Default::default()
     };
     c.providers.named.insert("stripe_eu".into(), named(ProviderKind::Stripe, EU_SECRET));
+    // Named after its kind: no `kind` key needed.
+    c.providers
+        .named
+        .insert("github".into(), InstanceConfig { kind: None, ..named(ProviderKind::Github, GITHUB_SECRET) });
+    c.providers.named.insert("shop".into(), named(ProviderKind::Shopify, SHOPIFY_SECRET));
+    c.providers.named.insert("slack".into(), named(ProviderKind::Slack, SLACK_SECRET));
+    c.providers.named.insert("svix".into(), named(ProviderKind::Standard, STANDARD_SECRET));
+    let (public, private) = sendgrid_keys();
+    c.providers.named.insert(
+        "sendgrid".into(),
+        InstanceConfig {
+            public_key: Some(public.clone()),
+            signing_key: Some(Secret::new(private.clone())),
+            ..Default::default()
+        },
+    );
+    // A scheme configured by hand: GitHub's, so GitHub's own check applies to it.
+    c.providers.named.insert(
+        "acme".into(),
+        InstanceConfig {
+            header: Some("x-hub-signature-256".into()),
+            prefix: "sha256=".into(),
+            id_pointer: Some("/id".into()),
+            type_pointer: Some("/type".into()),
+            ..named(ProviderKind::Hmac, HMAC_SECRET)
+        },
+    );
 }
 
 /// Where each instance's deliveries go on the fake app.
@@ -95,6 +180,10 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
         let r = got.iter().find(|r| r.path == format!("/{}", spec.name)).unwrap_or_else(|| panic!("{}", spec.name));
         (spec.verify)(&spec, &app, r, now_s())
             .unwrap_or_else(|e| panic!("{}: the SDK refused the delivery: {e}", spec.name));
+        // Standard Webhooks: the app sees the message id the sender gave, the one stored.
+        if spec.name == "svix" {
+            assert_eq!(r.header("webhook-id"), e["event_id"].as_str(), "the webhook-id is kept");
+        }
     }
 
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
@@ -121,11 +210,10 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
         let i = instances.iter().find(|i| i.provider.name() == spec.name).unwrap();
         let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);
         let sample = i.provider.sample(None, now_s()).unwrap();
-        let signed = i.provider.sign_delivery(&url, Some(sample.content_type), &sample.body, now_s());
+        let signed = i.provider.sign_resend(&url, Some(sample.content_type), &sample.body, &sample.headers, now_s());
         let path = signed.url.trim_start_matches("http://127.0.0.1");
-        let mut headers: Vec<(String, String)> = sample.headers.clone();
+        let mut headers = stagehook::delivery::resent_headers(&sample.headers, &signed);
         headers.push(("content-type".into(), sample.content_type.into()));
-        headers.extend(signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for attempt in 0..2 {
             let r = request(s.addr, "POST", path, &headers, &sample.body).await;
@@ -137,6 +225,14 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
     }
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["duplicates"], specs().len());
+    // A SendGrid batch is one record whose events are counted one by one.
+    let batch: serde_json::Value = {
+        let i = instances.iter().find(|i| i.provider.name() == "sendgrid").unwrap();
+        serde_json::from_slice(&i.provider.sample(None, now_s()).unwrap().body).unwrap()
+    };
+    assert!(batch.as_array().unwrap().len() > 1);
+    assert_eq!(stats["by_provider"]["sendgrid"]["items_received"], batch.as_array().unwrap().len(), "{stats}");
+    assert_eq!(stats["by_provider"]["stripe"]["items_received"], 1);
     s.stop().await;
 }
 
