@@ -199,7 +199,7 @@ fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
             &["secret", "secrets", "tolerance_seconds"]
         }
         ProviderKind::Twilio | ProviderKind::Github | ProviderKind::Shopify => &["secret", "secrets"],
-        ProviderKind::Sendgrid => &["public_key", "signing_key"],
+        ProviderKind::Sendgrid => &["public_key", "secrets", "signing_key"],
         ProviderKind::Hmac => &[
             "secret",
             "secrets",

@@ -156,7 +156,7 @@ fn the_example_config_has_only_placeholder_errors() {
     let text = std::fs::read_to_string(example).unwrap();
     let text = text
         .replace("data_dir = \"./stagehook-data\"", &format!("data_dir = \"{}\"", dir.path().join("data").display()));
-    std::fs::write(&copy, text).unwrap();
+    std::fs::write(&copy, &text).unwrap();
     let (code, out) = run_binary(&["check-config", "--config", copy.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -168,6 +168,33 @@ fn the_example_config_has_only_placeholder_errors() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert!(!errors.is_empty() && errors.iter().all(|id| *id == "provider.placeholder_secret"), "{errors:?}");
+
+    // The named instances it shows, uncommented, load too, and need only their secrets.
+    let (head, named) = text.split_once("# Named instances").expect("the example shows named instances");
+    let uncommented: Vec<String> = named
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => {
+                rest.to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&copy, format!("{head}# Named instances{}\n", uncommented.join("\n"))).unwrap();
+    let (code, out) = run_binary(&["check-config", "--config", copy.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors: Vec<(&str, &str)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| (f["id"].as_str().unwrap(), f["key"].as_str().unwrap()))
+        .collect();
+    assert!(errors.iter().all(|(id, _)| *id == "provider.placeholder_secret"), "{errors:?}");
+    for name in ["github", "shop", "slack", "svix", "stripe_eu", "acme"] {
+        assert!(errors.iter().any(|(_, key)| key.starts_with(&format!("providers.{name}."))), "{name}: {errors:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
