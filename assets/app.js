@@ -145,8 +145,10 @@ async function refreshOverview() {
     const s = stats.by_provider[p] || {};
     const st = s.by_status || {};
     return el('tr', { 'data-provider': p },
-      el('td', {}, p), el('td', {}, health.providers[p].configured ? 'yes' : 'no'),
-      el('td', {}, s.events || 0), el('td', {}, st.processed || 0), el('td', {}, st.retrying || 0),
+      el('td', {}, p), el('td', { class: 'mono' }, health.providers[p].path),
+      el('td', {}, health.providers[p].configured ? 'yes' : 'no'),
+      el('td', { class: 'events' }, s.events || 0), el('td', { class: 'items' }, s.items_received || 0),
+      el('td', {}, st.processed || 0), el('td', {}, st.retrying || 0),
       el('td', {}, st.failed || 0), el('td', {}, s.duplicates || 0));
   });
   $('#provider-table tbody').replaceChildren(...rows);

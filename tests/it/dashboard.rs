@@ -64,6 +64,14 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     c.retry.jitter = 0.0;
     c.circuit_breaker.failure_threshold = 1;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(600));
+    // A named instance shows by its name, with its own breaker.
+    c.providers.named.insert(
+        "github".into(),
+        stagehook::config::InstanceConfig {
+            secret: Some(stagehook::secret::Secret::new("github-secret-0123456789")),
+            ..Default::default()
+        },
+    );
     let s = start(c).await;
 
     // Seed events in several states: processed, failed (app refuses), a duplicate, a rejection,
@@ -131,6 +139,10 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
         })
         .await;
     assert_eq!(browser.text(".breaker[data-provider=\"stripe\"] .state").await.as_deref(), Some("closed"));
+    assert_eq!(browser.text(".breaker[data-provider=\"github\"] .state").await.as_deref(), Some("closed"));
+    let row = browser.text("#provider-table tr[data-provider=\"github\"]").await.unwrap_or_default();
+    assert!(row.contains("/staging/webhooks/github"), "{row}");
+    assert_eq!(browser.text("#provider-table tr[data-provider=\"stripe\"] .events").await, Some(stats["by_provider"]["stripe"]["events"].to_string()));
     let rec = s.get("/staging/webhooks/recovery/stats").await.json();
     assert_eq!(browser.text("#queue-depth").await, Some(rec["queue_depth"].to_string()));
     assert!(browser.count("#throughput-chart *").await > 0, "the chart is drawn");
