@@ -12,6 +12,7 @@
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.
 //! - [`retention`]: the background clean-up of old events.
+//! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
 //! - [`clock`], [`secret`]: the time source and the credential type.
 //!
 //! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound
