@@ -535,6 +535,19 @@ mod tests {
     }
 
     #[test]
+    fn a_resend_keeps_the_original_message_id() {
+        let p = provider(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]);
+        let body = br#"{"type":"a.b","data":{}}"#;
+        let original = vec![("webhook-id".to_string(), "msg_kept".to_string())];
+        let signed = p.sign_resend("http://app/hook", Some("application/json"), body, &original, 1_000);
+        let get = |n: &str| signed.headers.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+        assert_eq!((get(ID_HEADER), get(SVIX_ID_HEADER)), ("msg_kept".to_string(), "msg_kept".to_string()));
+        let svix = vec![("svix-id".to_string(), "msg_svix".to_string())];
+        let signed = p.sign_resend("http://app/hook", Some("application/json"), body, &svix, 1_000);
+        assert!(signed.headers.iter().any(|(k, v)| *k == ID_HEADER && v == "msg_svix"));
+    }
+
+    #[test]
     fn sign_delivery_verifies_with_a_fresh_id_under_both_names() {
         let p = provider(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
         let body = br#"{"type":"a.b","data":{}}"#;

@@ -269,6 +269,40 @@ mod tests {
     }
 
     #[test]
+    fn either_of_two_secrets_verifies_and_deliveries_use_the_first() {
+        let p = Stripe::new("stripe", vec![Secret::new("whsec_new"), Secret::new("whsec_old")], 300);
+        let mut headers = HeaderMap::new();
+        let body = br#"{"id":"evt_1"}"#;
+        for (secret, ok) in [("whsec_new", true), ("whsec_old", true), ("whsec_other", false)] {
+            headers.insert(SIGNATURE_HEADER, signature_header(secret, 1000, body).parse().unwrap());
+            let req = Inbound { headers: &headers, body, url: "", now_s: 1000 };
+            assert_eq!(p.verify(&req).is_ok(), ok, "{secret}");
+        }
+        let signed = p.sign_delivery("http://app/hook", None, body, 2000);
+        assert_eq!(signed.headers, vec![(SIGNATURE_HEADER, signature_header("whsec_new", 2000, body))]);
+    }
+
+    #[test]
+    fn every_sample_signs_verifies_and_parses() {
+        let p = Stripe::new("stripe", vec![Secret::new("whsec_x")], 300);
+        for kind in SAMPLE_TYPES {
+            let sample = p.sample(Some(kind), 1000).unwrap();
+            let signed = p.sign_delivery("http://x/", Some(sample.content_type), &sample.body, 1000);
+            let mut headers = HeaderMap::new();
+            headers.insert(SIGNATURE_HEADER, signed.headers[0].1.parse().unwrap());
+            headers.insert("content-type", sample.content_type.parse().unwrap());
+            let req = Inbound { headers: &headers, body: &sample.body, url: "", now_s: 1000 };
+            p.precheck(&headers).unwrap();
+            p.verify(&req).unwrap();
+            assert_eq!(p.parse(&req).unwrap().event_type, *kind);
+        }
+        let a = p.sample(None, 1000).unwrap();
+        let b = p.sample(None, 1000).unwrap();
+        assert_ne!(a.body, b.body, "fresh ids every time");
+        assert!(p.sample(Some("nope"), 1000).unwrap_err().contains("invoice.paid"));
+    }
+
+    #[test]
     fn livemode_false_passes_and_true_is_refused() {
         let p = Stripe::new("stripe", vec![Secret::new("whsec_x")], 300);
         let headers = HeaderMap::new();

@@ -257,6 +257,25 @@ mod tests {
     }
 
     #[test]
+    fn either_of_two_tokens_verifies_and_samples_parse() {
+        let p = Twilio::new("twilio", vec![Secret::new("primary"), Secret::new("secondary")]);
+        let sample = p.sample(None, 0).unwrap();
+        let url = "https://example.test/staging/webhooks/sms";
+        let params: Vec<(String, String)> = form_urlencoded::parse(&sample.body).into_owned().collect();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", FORM.parse().unwrap());
+        for (token, ok) in [("primary", true), ("secondary", true), ("other", false)] {
+            headers.insert(SIGNATURE_HEADER, sign(token, url, &params).parse().unwrap());
+            let req = Inbound { headers: &headers, body: &sample.body, url, now_s: 0 };
+            assert_eq!(p.verify(&req).is_ok(), ok, "{token}");
+        }
+        let signed = p.sign_delivery(url, Some(FORM), &sample.body, 0);
+        assert_eq!(signed.headers[0].1, sign("primary", url, &params));
+        let req = Inbound { headers: &headers, body: &sample.body, url, now_s: 0 };
+        assert_eq!(p.parse(&req).unwrap().event_type, "message.received");
+    }
+
+    #[test]
     fn status_callbacks_are_distinct_events() {
         let p = Twilio::new("twilio", vec![Secret::new("t")]);
         let mut headers = HeaderMap::new();

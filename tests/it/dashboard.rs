@@ -142,7 +142,10 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     assert_eq!(browser.text(".breaker[data-provider=\"github\"] .state").await.as_deref(), Some("closed"));
     let row = browser.text("#provider-table tr[data-provider=\"github\"]").await.unwrap_or_default();
     assert!(row.contains("/staging/webhooks/github"), "{row}");
-    assert_eq!(browser.text("#provider-table tr[data-provider=\"stripe\"] .events").await, Some(stats["by_provider"]["stripe"]["events"].to_string()));
+    assert_eq!(
+        browser.text("#provider-table tr[data-provider=\"stripe\"] .events").await,
+        Some(stats["by_provider"]["stripe"]["events"].to_string())
+    );
     let rec = s.get("/staging/webhooks/recovery/stats").await.json();
     assert_eq!(browser.text("#queue-depth").await, Some(rec["queue_depth"].to_string()));
     assert!(browser.count("#throughput-chart *").await > 0, "the chart is drawn");
