@@ -186,6 +186,11 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
         }
     }
 
+    // Slack's URL check is answered with its challenge, over HTTP.
+    let sent = send(&c, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s).await.unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
+    assert!(answer["challenge"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
+
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
     for spec in specs() {
         let to = app.url(&format!("/direct-{}", spec.name));
