@@ -16,6 +16,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::{receipt, require_media_type};
 use super::{
     ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
     Refusal, RefusalCode, Sample, Signed,
@@ -132,16 +133,7 @@ impl Provider for Github {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some(JSON) | Some(FORM) => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!(
-                    "GitHub webhooks are {JSON} or {FORM} (the webhook's content type), got {}",
-                    other.unwrap_or("no Content-Type")
-                ),
-            )),
-        }
+        require_media_type(headers, &[JSON, FORM], "GitHub webhooks are", " (the webhook's content type)")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
@@ -177,11 +169,7 @@ impl Provider for Github {
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
         // GitHub ignores the body but shows it in the webhook's delivery log, where the stored
         // id is what a person looks for next.
-        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: JSON, body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {

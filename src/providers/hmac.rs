@@ -39,6 +39,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::receipt;
 use super::{
     ct_eq, fresh_id, header_str, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed,
@@ -519,11 +520,7 @@ impl Provider for Hmac {
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
-        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     /// Signs with the first secret. With a timestamp header, `now_s` is sent in it, as the app

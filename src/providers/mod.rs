@@ -290,6 +290,27 @@ fn refuse_failed(checks: &[Check]) -> Result<(), Refusal> {
     }
 }
 
+/// Refuses a request whose media type is none of `allowed`: "{what} {allowed}{hint}, got ...".
+fn require_media_type(headers: &HeaderMap, allowed: &[&str], what: &str, hint: &str) -> Result<(), Refusal> {
+    let got = media_type(headers);
+    if got.as_deref().is_some_and(|m| allowed.contains(&m)) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        RefusalCode::UnsupportedMediaType,
+        format!("{what} {}{hint}, got {}", allowed.join(" or "), got.as_deref().unwrap_or("no Content-Type")),
+    ))
+}
+
+/// The JSON receipt of an accepted event, for providers that read no particular answer.
+fn receipt(accepted: &Accepted<'_>) -> Answer {
+    let mut body = serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
+    if accepted.duplicate {
+        body["duplicate"] = serde_json::Value::Bool(true);
+    }
+    Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+}
+
 /// The media type of a request, lowercased, without parameters.
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(warp::http::header::CONTENT_TYPE)?.to_str().ok()?;

@@ -29,9 +29,10 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::{
-    header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode, Sample, Signed,
+    header_str, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample,
+    Signed,
 };
+use super::{receipt, require_media_type};
 use crate::config::InstanceConfig;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
@@ -196,13 +197,7 @@ impl Provider for SendGrid {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some("application/json") => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!("SendGrid events are application/json, got {}", other.unwrap_or("no Content-Type")),
-            )),
-        }
+        require_media_type(headers, &["application/json"], "SendGrid events are", "")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
@@ -259,11 +254,7 @@ impl Provider for SendGrid {
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
-        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     fn sample_types(&self) -> &'static [&'static str] {

@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::{receipt, require_media_type};
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
+    RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -108,16 +109,7 @@ impl Provider for Shopify {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some(JSON) => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!(
-                    "Shopify webhooks are {JSON} (set the subscription's format to JSON), got {}",
-                    other.unwrap_or("no Content-Type")
-                ),
-            )),
-        }
+        require_media_type(headers, &[JSON], "Shopify webhooks are", " (set the subscription's format to JSON)")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
@@ -149,11 +141,7 @@ impl Provider for Shopify {
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
         // Shopify only looks at the status; the receipt is for people reading responses.
-        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: JSON, body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {

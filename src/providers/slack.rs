@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::require_media_type;
 use super::{
     ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
     Refusal, RefusalCode, Sample, Signed,
@@ -217,16 +218,7 @@ impl Provider for Slack {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some(JSON) | Some(FORM) => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!(
-                    "Slack sends {JSON} (Events API) or {FORM} (slash commands, interactivity), got {}",
-                    other.unwrap_or("no Content-Type")
-                ),
-            )),
-        }
+        require_media_type(headers, &[JSON, FORM], "Slack sends", " (Events API; slash commands and interactivity)")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {

@@ -28,9 +28,10 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, media_type, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound,
-    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
+    Provider, Refusal, RefusalCode, Sample, Signed,
 };
+use super::{receipt, require_media_type};
 use crate::config::InstanceConfig;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -171,13 +172,7 @@ impl Provider for Standard {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some("application/json") => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!("Standard Webhooks events are application/json, got {}", other.unwrap_or("no Content-Type")),
-            )),
-        }
+        require_media_type(headers, &["application/json"], "Standard Webhooks events are", "")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
@@ -252,11 +247,7 @@ impl Provider for Standard {
         self.sign_with_id(target, body, id.map_or_else(|| fresh_id("msg_"), str::to_string), now_s)
     }
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
-        let mut body = json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     fn sample_types(&self) -> &'static [&'static str] {

@@ -12,9 +12,10 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal,
-    RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
+    Sample, Signed,
 };
+use super::{receipt, require_media_type};
 use crate::secret::Secret;
 use serde_json::json;
 
@@ -88,13 +89,7 @@ impl Provider for Stripe {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some("application/json") => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!("Stripe events are application/json, got {}", other.unwrap_or("no Content-Type")),
-            )),
-        }
+        require_media_type(headers, &["application/json"], "Stripe events are", "")
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
@@ -155,11 +150,7 @@ impl Provider for Stripe {
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
-        let mut body = serde_json::json!({"received": true, "id": accepted.id, "event_id": accepted.event_id});
-        if accepted.duplicate {
-            body["duplicate"] = Value::Bool(true);
-        }
-        Answer { content_type: "application/json", body: body.to_string().into_bytes() }
+        receipt(accepted)
     }
 
     fn sample_types(&self) -> &'static [&'static str] {

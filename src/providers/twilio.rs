@@ -15,6 +15,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::require_media_type;
 use super::{
     bare_media_type, ct_eq, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
     Refusal, RefusalCode, Sample, Signed,
@@ -114,16 +115,12 @@ impl Provider for Twilio {
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        match media_type(headers).as_deref() {
-            Some(FORM) | Some("application/json") => Ok(()),
-            other => Err(Refusal::new(
-                RefusalCode::UnsupportedMediaType,
-                format!(
-                    "Twilio webhooks are {FORM} (or application/json with bodySHA256), got {}",
-                    other.unwrap_or("no Content-Type")
-                ),
-            )),
-        }
+        require_media_type(
+            headers,
+            &[FORM, "application/json"],
+            "Twilio webhooks are",
+            " (JSON with bodySHA256 in the URL)",
+        )
     }
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
