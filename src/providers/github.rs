@@ -16,10 +16,9 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
-use super::{receipt, require_media_type};
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, media_type, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check,
+    Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -307,15 +306,9 @@ mod tests {
     use super::*;
     use warp::http::{HeaderName, HeaderValue};
 
-    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+    use crate::providers::testing::VECTORS;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::providers::testing::header_map as headers;
 
     fn github(secrets: &[&str]) -> Github {
         Github { name: "github".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect() }

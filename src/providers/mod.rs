@@ -326,3 +326,20 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
+
+/// What the providers' unit tests share: the published vectors and a header map from pairs.
+#[cfg(test)]
+pub(crate) mod testing {
+    use warp::http::{HeaderMap, HeaderName, HeaderValue};
+
+    pub const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+
+    /// Later pairs of the same name are added, not replaced (repeated headers).
+    pub fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+}

@@ -29,10 +29,9 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::{
-    header_str, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample,
-    Signed,
+    header_str, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed, Provider,
+    Refusal, RefusalCode, Sample, Signed,
 };
-use super::{receipt, require_media_type};
 use crate::config::InstanceConfig;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
@@ -371,7 +370,7 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+    use crate::providers::testing::VECTORS;
 
     /// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING 0 unused bits`, then the
     /// 65-byte point: the whole SubjectPublicKeyInfo of a P-256 key but for the point.

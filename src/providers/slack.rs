@@ -375,15 +375,9 @@ mod tests {
     use super::*;
     use warp::http::{HeaderName, HeaderValue};
 
-    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+    use crate::providers::testing::VECTORS;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::providers::testing::header_map as headers;
 
     fn slack(secrets: &[&str]) -> Slack {
         Slack { name: "slack".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect(), tolerance_s: 300 }

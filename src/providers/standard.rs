@@ -28,10 +28,9 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
-    Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, Accepted, Answer,
+    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use super::{receipt, require_media_type};
 use crate::config::InstanceConfig;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -324,7 +323,7 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+    use crate::providers::testing::VECTORS;
 
     fn vector() -> Value {
         let all: Value = serde_json::from_str(VECTORS).unwrap();

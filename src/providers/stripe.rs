@@ -12,10 +12,9 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode,
-    Sample, Signed,
+    ct_eq, fresh_id, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
+    Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use super::{receipt, require_media_type};
 use crate::secret::Secret;
 use serde_json::json;
 
