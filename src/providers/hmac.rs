@@ -39,10 +39,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::receipt;
 use super::{
-    ct_eq, fresh_id, header_str, original_header, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
-    Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, Accepted, Answer, Check, Inbound,
+    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;

@@ -29,10 +29,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
-use super::require_media_type;
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound,
+    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;

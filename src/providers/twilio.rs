@@ -15,10 +15,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
-use super::require_media_type;
 use super::{
-    bare_media_type, ct_eq, media_type, pick, refuse_failed, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    bare_media_type, ct_eq, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound,
+    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::secret::Secret;
 
