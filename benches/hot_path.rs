@@ -1,23 +1,78 @@
 //! The hot request path, part by part and whole.
 //!
-//! Run with `cargo bench`. Parts: signature verification (Stripe and Twilio, 1 KB and 64 KB
-//! bodies), payload parsing, the rate limiter (one IP and many), record encoding, and the whole
-//! in-process request through the warp filter into a real sled store in a temp dir, group commit
-//! and flush included.
+//! Run with `cargo bench --bench hot_path`; a filter after `--` runs one group (`-- verify/`).
+//! The groups:
+//!
+//! - `verify`: signature verification by every provider kind (stripe, twilio, github, shopify,
+//!   slack, standard, sendgrid, hmac) of a 1 KB and a 64 KB body: the provider's own fixture,
+//!   brought to size and signed by the provider's own `sign_resend`.
+//! - `parse`: payload validation (`Provider::parse`) by every kind, 1 KB bodies.
+//! - `ratelimit`: the sliding-window limiter from one thread, on one IP and on many; then from 2
+//!   and 8 threads at once, all on one IP (one map shard, one lock) or each on IPs of its own.
+//!   A contended time is one round of one check on every thread; its throughput counts every
+//!   thread's checks.
+//! - `record`: postcard encoding and decoding of an event record with a Stripe delivery's
+//!   headers and a 1 KB body length.
+//! - `dedup`: `Store::find_by_event_id` in a real sled store of 100 000 events, for an id that is
+//!   there and one that is not.
+//! - `request`: one whole in-process request through `App::routes` into a real sled store in a
+//!   temp dir. It includes the group commit and the flush to disk every 2xx waits for, so it
+//!   measures the disk as much as the code.
+//!
+//! Each group sets its own warm-up and measurement times so that the whole run stays within a
+//! few minutes on two cores.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use stagehook::config::{Config, StripeConfig, TwilioConfig};
-use stagehook::providers::stripe::{self, Stripe};
-use stagehook::providers::twilio::{self, Twilio};
-use stagehook::providers::{Inbound, Provider};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use serde_json::Value;
+use stagehook::config::{Config, InstanceConfig, ProviderKind, StripeConfig, TwilioConfig};
+use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
+use stagehook::store::record::{self, EventRecord};
+use stagehook::store::{EventV1, NewEvent, Status, Store, StoreOptions};
 use stagehook::{App, Clock};
-use warp::http::HeaderMap;
+use warp::http::header::CONTENT_TYPE;
+use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
-const SECRET: &str = "whsec_bench_0123456789abcdef";
+/// The signing secret of every HMAC kind. It is valid for each: Standard Webhooks reads the part
+/// after `whsec_` as base64, the others use the whole string.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The body sizes of `verify`; `parse` uses the first.
+const SIZES: [usize; 2] = [1024, 64 * 1024];
+
+/// Every P-256 SubjectPublicKeyInfo starts with these 26 bytes; the 65-byte point follows.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// What `fit_json` adds to an object, around the padding itself.
+const PAD_MEMBER: &str = r#","pad":"""#;
+
+/// Top-level members `fit_json` never drops: some provider's parser reads each of them.
+const PARSED_MEMBERS: [&str; 9] =
+    ["id", "type", "created", "data", "livemode", "action", "event", "event_id", "timestamp"];
+
+fn now_s() -> i64 {
+    Clock::system().now_s()
+}
+
+/// Short runs for the cheap, steady parts.
+fn quick(g: &mut BenchmarkGroup<'_, WallTime>) {
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(2));
+}
 
 /// A Stripe event whose body is about `size` bytes.
 fn stripe_body(id: &str, size: usize) -> String {
@@ -28,71 +83,349 @@ fn stripe_body(id: &str, size: usize) -> String {
     format!("{head}{pad}\"}}}}}}")
 }
 
-fn now_s() -> i64 {
-    Clock::system().now_s()
+/// The headers of a Stripe delivery of `body` as the store keeps them: names lowercased, in
+/// arrival order.
+fn stripe_headers(body: &[u8], now_s: i64) -> Vec<(String, String)> {
+    [
+        ("host", "hooks.example.com".to_string()),
+        ("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)".to_string()),
+        ("content-length", body.len().to_string()),
+        ("accept", "*/*; q=0.5, application/xml".to_string()),
+        ("cache-control", "no-cache".to_string()),
+        ("content-type", "application/json; charset=utf-8".to_string()),
+        ("stripe-signature", stripe::signature_header(SECRET, now_s, body)),
+        ("x-forwarded-for", "3.18.12.63".to_string()),
+        ("x-forwarded-proto", "https".to_string()),
+        ("accept-encoding", "gzip".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A fresh P-256 key pair for SendGrid: (base64 PKCS#8 private key, base64 SPKI public key).
+fn sendgrid_key_pair() -> (String, String) {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).expect("a P-256 key");
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).expect("its own key");
+    let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
+    (STANDARD.encode(pkcs8.as_ref()), STANDARD.encode(spki))
+}
+
+/// An instance of every kind, named after it and configured as in a staging config file.
+fn all_providers() -> Vec<(ProviderKind, Arc<dyn Provider>)> {
+    let (signing_key, public_key) = sendgrid_key_pair();
+    ProviderKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let base = InstanceConfig { kind: Some(kind), ..InstanceConfig::default() };
+            let config = match kind {
+                ProviderKind::Sendgrid => InstanceConfig {
+                    public_key: Some(public_key.clone()),
+                    signing_key: Some(Secret::new(signing_key.clone())),
+                    ..base
+                },
+                ProviderKind::Hmac => InstanceConfig {
+                    secret: Some(Secret::new(SECRET)),
+                    header: Some("x-signature".into()),
+                    prefix: "sha256=".into(),
+                    timestamp_header: Some("x-signature-timestamp".into()),
+                    signed_content: "{timestamp}.{body}".into(),
+                    id_pointer: Some("/id".into()),
+                    type_pointer: Some("/type".into()),
+                    ..base
+                },
+                _ => InstanceConfig { secret: Some(Secret::new(SECRET)), ..base },
+            };
+            let provider = providers::build(kind.as_str(), &config).unwrap_or_else(|e| panic!("{e}"));
+            (kind, provider)
+        })
+        .collect()
+}
+
+/// A signed request as a provider sees it.
+struct Request {
+    headers: HeaderMap,
+    body: Vec<u8>,
+    url: String,
+    now_s: i64,
+}
+
+impl Request {
+    fn inbound(&self) -> Inbound<'_> {
+        Inbound { headers: &self.headers, body: &self.body, url: &self.url, now_s: self.now_s }
+    }
+}
+
+/// The provider's default fixture with a body of exactly `size` bytes, signed as the provider
+/// signs a delivery; checked to verify and parse before it is measured.
+fn signed_request(kind: ProviderKind, provider: &dyn Provider, size: usize) -> Request {
+    let now = now_s();
+    let sample = provider.sample(None, now).expect("the default fixture");
+    let body = match kind {
+        ProviderKind::Twilio => pad_form(&sample.body, "Body", size),
+        ProviderKind::Sendgrid => sendgrid_batch(provider, size, now),
+        _ => fit_json(&sample.body, size),
+    };
+    assert_eq!(body.len(), size, "{} body", kind.as_str());
+    let target = format!("https://hooks.example.com/staging/webhooks/{}", kind.as_str());
+    let signed = provider.sign_resend(&target, Some(sample.content_type), &body, &sample.headers, now);
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(sample.content_type));
+    let pairs = sample.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    for (k, v) in pairs.chain(signed.headers.iter().map(|(k, v)| (*k, v.as_str()))) {
+        headers.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    let req = Request { headers, body, url: signed.url, now_s: now };
+    provider.verify(&req.inbound()).unwrap_or_else(|r| panic!("{} does not verify: {r:?}", kind.as_str()));
+    provider.parse(&req.inbound()).unwrap_or_else(|r| panic!("{} does not parse: {r:?}", kind.as_str()));
+    req
+}
+
+/// A JSON object (or an array of them) of exactly `size` bytes: while it is too long, its largest
+/// top-level members that no parser reads are dropped; then a `pad` string fills the last object.
+fn fit_json(body: &[u8], size: usize) -> Vec<u8> {
+    let mut body = body.to_vec();
+    if body.len() + PAD_MEMBER.len() > size {
+        let mut value: Value = serde_json::from_slice(&body).expect("a JSON fixture");
+        let object = value.as_object_mut().expect("a JSON object fixture");
+        while serde_json::to_vec(object).unwrap().len() + PAD_MEMBER.len() > size {
+            let largest = object
+                .iter()
+                .filter(|(k, _)| !PARSED_MEMBERS.contains(&k.as_str()))
+                .max_by_key(|(_, v)| v.to_string().len())
+                .map(|(k, _)| k.clone())
+                .expect("the fixture's parsed members fit in the size");
+            object.remove(&largest);
+        }
+        body = serde_json::to_vec(&value).unwrap();
+    }
+    let end = body.iter().rposition(|&b| b == b'}').expect("a JSON object");
+    let pad = format!(r#","pad":"{}""#, "x".repeat(size - body.len() - PAD_MEMBER.len()));
+    body.splice(end..end, pad.into_bytes());
+    body
+}
+
+/// A form body of exactly `size` bytes, `field`'s value lengthened.
+fn pad_form(body: &[u8], field: &str, size: usize) -> Vec<u8> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let encode = |fill: usize| {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &pairs {
+            let v = if k == field { format!("{v}{}", "y".repeat(fill)) } else { v.clone() };
+            form.append_pair(k, &v);
+        }
+        form.finish().into_bytes()
+    };
+    encode(size.saturating_sub(encode(0).len()))
+}
+
+/// A SendGrid batch of exactly `size` bytes: the fixture's events, each with its own id, as many
+/// as fit, the last one padded.
+fn sendgrid_batch(provider: &dyn Provider, size: usize, now: i64) -> Vec<u8> {
+    let mut events = Vec::new();
+    let mut len = "[]\r\n".len();
+    'fill: loop {
+        let sample = provider.sample(None, now).expect("the default fixture");
+        let fixture: Vec<Value> = serde_json::from_slice(&sample.body).expect("a JSON batch");
+        for event in fixture {
+            let added = serde_json::to_vec(&event).unwrap().len() + usize::from(!events.is_empty());
+            if len + added + PAD_MEMBER.len() > size {
+                break 'fill;
+            }
+            len += added;
+            events.push(event);
+        }
+    }
+    let mut body = serde_json::to_vec(&events).unwrap();
+    body.extend_from_slice(b"\r\n");
+    fit_json(&body, size)
 }
 
 fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify");
-    let stripe = Stripe::new("stripe", vec![Secret::new(SECRET)], 300);
-    let twilio = Twilio::new("twilio", vec![Secret::new("0123456789abcdef0123456789abcdef")]);
-    for size in [1024usize, 64 * 1024] {
-        g.throughput(Throughput::Bytes(size as u64));
-        let body = stripe_body("evt_1", size);
-        let mut headers = HeaderMap::new();
-        headers.insert("stripe-signature", stripe::signature_header(SECRET, now_s(), body.as_bytes()).parse().unwrap());
-        headers.insert("content-type", "application/json".parse().unwrap());
-        let req = Inbound { headers: &headers, body: body.as_bytes(), url: "", now_s: now_s() };
-        g.bench_with_input(BenchmarkId::new("stripe", size), &req, |b, req| {
-            b.iter(|| stripe.verify(black_box(req)).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("stripe_parse", size), &req, |b, req| {
-            b.iter(|| stripe.parse(black_box(req)).unwrap())
-        });
-
-        let text = "y".repeat(size.saturating_sub(80));
-        let params = vec![
-            ("MessageSid".to_string(), "SM1".to_string()),
-            ("From".to_string(), "+15005550006".to_string()),
-            ("To".to_string(), "+15005550001".to_string()),
-            ("Body".to_string(), text),
-        ];
-        let url = "https://hooks.example.com/staging/webhooks/sms";
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &params {
-            form.append_pair(k, v);
+    quick(&mut g);
+    for (kind, provider) in all_providers() {
+        for size in SIZES {
+            let req = signed_request(kind, provider.as_ref(), size);
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_with_input(BenchmarkId::new(kind.as_str(), size), &req.inbound(), |b, req| {
+                b.iter(|| provider.verify(black_box(req)).unwrap())
+            });
         }
-        let form = form.finish();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-twilio-signature",
-            twilio::sign("0123456789abcdef0123456789abcdef", url, &params).parse().unwrap(),
-        );
-        headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-        let req = Inbound { headers: &headers, body: form.as_bytes(), url, now_s: 0 };
-        g.bench_with_input(BenchmarkId::new("twilio", size), &req, |b, req| {
-            b.iter(|| twilio.verify(black_box(req)).unwrap())
+    }
+    g.finish();
+}
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    quick(&mut g);
+    let size = SIZES[0];
+    g.throughput(Throughput::Bytes(size as u64));
+    for (kind, provider) in all_providers() {
+        let req = signed_request(kind, provider.as_ref(), size);
+        g.bench_with_input(BenchmarkId::new(kind.as_str(), size), &req.inbound(), |b, req| {
+            b.iter(|| provider.parse(black_box(req)).unwrap())
         });
     }
     g.finish();
 }
 
-fn rate_limiter(c: &mut Criterion) {
-    let mut g = c.benchmark_group("rate_limiter");
-    let rl = RateLimiter::new(u32::MAX, 1_000_000, Clock::system());
+/// `threads` threads each make `rounds` checks at once, on the IPs `ip(thread, round)` gives;
+/// the time runs from their common start until the last one is done.
+fn hammer(limiter: &RateLimiter, threads: u32, rounds: u64, ip: impl Fn(u32, u64) -> IpAddr + Sync) -> Duration {
+    let start = Barrier::new(threads as usize + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (start, ip) = (&start, &ip);
+            s.spawn(move || {
+                start.wait();
+                for i in 0..rounds {
+                    black_box(limiter.check(ip(t, i)));
+                }
+            });
+        }
+        start.wait();
+        let began = Instant::now();
+        // Leaving the scope joins every thread.
+        began
+    })
+    .elapsed()
+}
+
+fn ratelimit(c: &mut Criterion) {
+    // A limit that is never reached, so every check runs the whole sliding-window path, and room
+    // for every IP used below, so none is evicted.
+    const LIMIT: u32 = u32::MAX;
+    const MAX_IPS: usize = 1_000_000;
+    /// Distinct IPs per thread in the `many_ips` cases.
+    const IPS: u64 = 100_000;
     let one: IpAddr = "10.0.0.1".parse().unwrap();
-    g.bench_function("one_ip", |b| b.iter(|| rl.check(black_box(one))));
-    let mut n = 0u32;
+    let many = |thread: u32, i: u64| IpAddr::from(((thread << 24) | (i % IPS) as u32).to_be_bytes());
+
+    let mut g = c.benchmark_group("ratelimit");
+    quick(&mut g);
+    let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+    g.bench_function("one_ip", |b| b.iter(|| limiter.check(black_box(one))));
+    let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+    let mut i = 0u64;
     g.bench_function("many_ips", |b| {
         b.iter(|| {
-            n = n.wrapping_add(1) % 100_000;
-            rl.check(black_box(IpAddr::from(n.to_be_bytes())))
+            i += 1;
+            limiter.check(black_box(many(0, i)))
         })
     });
+    for threads in [2u32, 8] {
+        g.throughput(Throughput::Elements(threads.into()));
+        let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+        g.bench_function(BenchmarkId::new("contended_one_ip", threads), |b| {
+            b.iter_custom(|rounds| hammer(&limiter, threads, rounds, |_, _| one))
+        });
+        let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+        g.bench_function(BenchmarkId::new("contended_many_ips", threads), |b| {
+            b.iter_custom(|rounds| hammer(&limiter, threads, rounds, many))
+        });
+    }
     g.finish();
 }
 
-fn whole_request(c: &mut Criterion) {
+fn record(c: &mut Criterion) {
+    let body = stripe_body("evt_1", 1024);
+    let now = Clock::system().now_ms();
+    let event = EventRecord::V1(EventV1 {
+        provider: "stripe".into(),
+        event_id: fresh_id("evt_"),
+        event_type: "payment_intent.succeeded".into(),
+        received_at_ms: now,
+        source_ip: "3.18.12.63".into(),
+        headers: stripe_headers(body.as_bytes(), now / 1000),
+        body_len: body.len() as u64,
+        signature_verified: true,
+        status: Status::Received,
+        processing_us: 42,
+        attempts: 0,
+        last_error: None,
+        errors: Vec::new(),
+    });
+    let bytes = record::encode(&event);
+    assert_eq!(record::decode::<EventRecord>(&bytes).unwrap(), event);
+
+    let mut g = c.benchmark_group("record");
+    quick(&mut g);
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("encode_event", |b| b.iter(|| record::encode(black_box(&event))));
+    g.bench_function("decode_event", |b| b.iter(|| record::decode::<EventRecord>(black_box(&bytes)).unwrap()));
+    g.finish();
+}
+
+fn dedup(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    /// Ingests in flight at once, so the writer commits full batches.
+    const WORKERS: usize = 1024;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { cache_bytes: 64 * 1024 * 1024, rejection_log_size: 1000 };
+    let store = rt.block_on(async { Store::open(dir.path(), options, Clock::system()) }).unwrap();
+    let ids: Arc<Vec<String>> = Arc::new((0..EVENTS).map(|_| fresh_id("evt_")).collect());
+
+    let began = Instant::now();
+    rt.block_on(async {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (store, ids) = (store.clone(), ids.clone());
+                tokio::spawn(async move {
+                    for id in ids.iter().skip(w).step_by(WORKERS) {
+                        let body = stripe_body(id, 1024);
+                        let now = Clock::system().now_ms();
+                        let event = NewEvent {
+                            provider: "stripe".into(),
+                            event_id: id.clone(),
+                            event_type: "charge.succeeded".into(),
+                            received_at_ms: now,
+                            source_ip: "3.18.12.63".into(),
+                            headers: stripe_headers(body.as_bytes(), now / 1000),
+                            body: Bytes::from(body),
+                            processing_us: 42,
+                            targets: Vec::new(),
+                            items: 1,
+                        };
+                        assert!(!store.ingest(event).await.expect("ingest").duplicate);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("an ingest worker");
+        }
+    });
+    eprintln!("dedup: {EVENTS} events ingested in {:.1?}", began.elapsed());
+    let absent: Vec<String> = (0..1024).map(|_| fresh_id("evt_")).collect();
+
+    let mut g = c.benchmark_group("dedup");
+    quick(&mut g);
+    // A prime stride: consecutive lookups land far apart in the key space.
+    let mut i = 0;
+    g.bench_function("present", |b| {
+        b.iter(|| {
+            i = (i + 7919) % EVENTS;
+            store.find_by_event_id("stripe", black_box(&ids[i])).unwrap().expect("a recorded event")
+        })
+    });
+    let mut i = 0;
+    g.bench_function("absent", |b| {
+        b.iter(|| {
+            i = (i + 1) % absent.len();
+            assert!(store.find_by_event_id("stripe", black_box(&absent[i])).unwrap().is_none())
+        })
+    });
+    g.finish();
+    rt.block_on(store.shutdown()).unwrap();
+}
+
+/// The whole request, answered only once the event is durable: the store's writer commits it in
+/// a group with whatever else is pending and flushes to disk before the 200, and that wait is
+/// part of every iteration.
+fn request(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
@@ -105,7 +438,9 @@ fn whole_request(c: &mut Criterion) {
     let mut n = 0u64;
     let mut g = c.benchmark_group("request");
     g.sample_size(30);
-    g.bench_function("stripe_1k_durable", |b| {
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function(BenchmarkId::new("stripe_commit_and_flush", 1024), |b| {
         b.iter(|| {
             n += 1;
             let body = stripe_body(&format!("evt_bench_{n}"), 1024);
@@ -123,7 +458,8 @@ fn whole_request(c: &mut Criterion) {
         })
     });
     g.finish();
+    rt.block_on(app.store().shutdown()).unwrap();
 }
 
-criterion_group!(benches, verify, rate_limiter, whole_request);
+criterion_group!(benches, verify, parse, ratelimit, record, dedup, request);
 criterion_main!(benches);

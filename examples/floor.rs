@@ -11,8 +11,11 @@ use warp::Filter;
 
 #[tokio::main]
 async fn main() {
-    let addr: SocketAddr =
-        std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into()).parse().expect("an address such as 127.0.0.1:9000");
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into())
+        .parse()
+        .expect("an address such as 127.0.0.1:9000");
     // The same body limit as stagehook, so both read the body the same way.
     let route = warp::post().and(warp::body::content_length_limit(1_048_576)).and(warp::body::bytes()).map(
         |body: bytes::Bytes| {
