@@ -268,7 +268,6 @@ fn pick<'a>(types: &'a [&'a str], event_type: Option<&str>) -> Result<&'a str, S
 }
 
 /// A header's value as text, if present and text.
-#[allow(dead_code)] // the providers of named instances use it
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
