@@ -8,7 +8,6 @@
 //! carry a fresh one so an app that still reads it keeps working.
 
 use std::borrow::Cow;
-use std::time::{Duration, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -17,8 +16,8 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check,
-    Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, fresh_uuid, header_str, media_type, pick, receipt, refuse_failed, require_media_type, rfc3339,
+    Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -49,20 +48,8 @@ impl Github {
         if c.kind_of(name) != ProviderKind::Github {
             return Err(format!("providers.{name}.kind is `{}`, not `github`", c.kind_of(name).as_str()));
         }
-        Ok(Github { name: name.to_string(), secrets: configured_secrets(name, c)? })
+        Ok(Github { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
     }
-}
-
-/// `secret` then `secrets`; an empty string is a slip in the file, not "no secret", and would
-/// otherwise accept anything signed with an empty key.
-fn configured_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secret is empty: set the webhook's secret or remove the key"));
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secrets[{i}] is empty: remove it or set the secret"));
-    }
-    Ok(c.all_secrets())
 }
 
 /// `sha256=` + `hex(HMAC-SHA256(secret, body))`, the whole header value GitHub sends.
@@ -205,22 +192,9 @@ impl Provider for Github {
     }
 }
 
-/// A random-looking version 4 UUID, the shape of `X-GitHub-Delivery`.
-fn fresh_uuid() -> String {
-    let mut b = ulid::Ulid::new().to_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
-
 /// A commit-like SHA that differs every time.
 fn fresh_sha() -> String {
     hex::encode(Sha1::digest(fresh_id("commit_").as_bytes()))
-}
-
-fn rfc3339(unix_s: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_s.max(0) as u64)).to_string()
 }
 
 fn sender() -> Value {

@@ -149,17 +149,11 @@ impl Hmac {
         if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
             return Err(format!("{} must be between 1 and {MAX_TOLERANCE_S} (a year)", key("tolerance_seconds")));
         }
-        // An empty key is one anybody can sign with.
-        if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-            return Err(format!("{} is empty; set the signing secret or remove the key", key("secret")));
-        }
-        if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-            return Err(format!("{} is empty; remove it", key(&format!("secrets[{i}]"))));
-        }
+        let secrets = super::nonempty_secrets(name, c)?;
 
         Ok(Hmac {
             name: name.to_string(),
-            secrets: c.all_secrets(),
+            secrets,
             header,
             algorithm: c.algorithm,
             encoding: c.encoding,

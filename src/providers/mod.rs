@@ -78,6 +78,18 @@ pub fn instances(config: &crate::config::Config) -> Result<Vec<Instance>, String
     Ok(out)
 }
 
+/// `secret` then `secrets`, refusing an empty one: an empty string is a slip in the file, not
+/// "no secret", and an HMAC under an empty key is one anybody can compute.
+pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<crate::secret::Secret>, String> {
+    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secret is empty; set the secret or remove the key"));
+    }
+    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secrets[{i}] is empty; remove it"));
+    }
+    Ok(c.all_secrets())
+}
+
 /// Whether a named instance has what it needs to verify: a public key for SendGrid, a secret
 /// for every other kind.
 pub fn has_credentials(name: &str, c: &InstanceConfig) -> bool {
@@ -253,6 +265,21 @@ pub fn original_header<'a>(headers: &'a [(String, String)], name: &str) -> Optio
 /// A fresh unique id with a prefix, for fixtures (`evt_01J...`).
 pub fn fresh_id(prefix: &str) -> String {
     format!("{prefix}{}", ulid::Ulid::new())
+}
+
+/// A random-looking version 4 UUID, for fixtures' delivery ids (GitHub, Shopify, Slack).
+fn fresh_uuid() -> String {
+    let mut b = ulid::Ulid::new().to_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// Unix seconds as an RFC 3339 UTC time, for fixtures' timestamps.
+fn rfc3339(unix_s: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix_s).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The fixture named `event_type`, or the first, or an error listing them.

@@ -7,8 +7,6 @@
 //! id headers, so they are structural checks here: an app would refuse the delivery anyway.
 //! `X-Shopify-Webhook-Id` is the same on every retry of one delivery, so it is the dedup key.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -16,8 +14,8 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound,
-    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, fresh_uuid, header_str, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
+    Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -57,20 +55,8 @@ impl Shopify {
         if c.kind_of(name) != ProviderKind::Shopify {
             return Err(format!("providers.{name}.kind is `{}`, not `shopify`", c.kind_of(name).as_str()));
         }
-        Ok(Shopify { name: name.to_string(), secrets: configured_secrets(name, c)? })
+        Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
     }
-}
-
-/// `secret` then `secrets`; an empty string is a slip in the file, not "no secret", and would
-/// otherwise accept anything signed with an empty key.
-fn configured_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secret is empty: set the app's client secret or remove the key"));
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secrets[{i}] is empty: remove it or set the secret"));
-    }
-    Ok(c.all_secrets())
 }
 
 /// `base64(HMAC-SHA256(secret, body))`, the value of `X-Shopify-Hmac-Sha256`.
@@ -168,19 +154,6 @@ impl Provider for Shopify {
 }
 
 const SHOP_DOMAIN: &str = "stagehook-dev.myshopify.com";
-
-/// A random-looking version 4 UUID, the shape of `X-Shopify-Webhook-Id`.
-fn fresh_uuid() -> String {
-    let mut b = ulid::Ulid::new().to_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
-
-fn rfc3339(unix_s: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_s.max(0) as u64)).to_string()
-}
 
 /// A test order of two T-shirts as the Admin API writes it: prices are decimal strings, ids are
 /// 13-digit integers, and `test` is true as for any order placed with the bogus gateway.

@@ -30,8 +30,8 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound,
-    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, fresh_uuid, header_str, media_type, pick, refuse_failed, require_media_type, Accepted, Answer,
+    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -70,20 +70,8 @@ impl Slack {
             Ok(t) => t,
             Err(_) => return Err(format!("{key} is too large: {} (Slack's SDKs use 300)", c.tolerance_seconds)),
         };
-        Ok(Slack { name: name.to_string(), secrets: configured_secrets(name, c)?, tolerance_s })
+        Ok(Slack { name: name.to_string(), secrets: super::nonempty_secrets(name, c)?, tolerance_s })
     }
-}
-
-/// `secret` then `secrets`; an empty string is a slip in the file, not "no secret", and would
-/// otherwise accept anything signed with an empty key.
-fn configured_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secret is empty: set the app's signing secret or remove the key"));
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secrets[{i}] is empty: remove it or set the secret"));
-    }
-    Ok(c.all_secrets())
 }
 
 /// `v0=` + `hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`, the whole header value.
@@ -310,15 +298,6 @@ const TEAM: &str = "T0STAGEHK1";
 const APP: &str = "A0STAGEHK1";
 const CHANNEL: &str = "C0STAGEHK1";
 const USER: &str = "U0STAGEHK1";
-
-/// A random-looking version 4 UUID, the shape of `client_msg_id`.
-fn fresh_uuid() -> String {
-    let mut b = ulid::Ulid::new().to_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
 
 /// A message posted in a channel, as the Events API wraps it.
 fn message_event(now_s: i64) -> Value {

@@ -28,8 +28,8 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::{
-    ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, Accepted, Answer,
-    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
+    Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
 use crate::config::InstanceConfig;
 
@@ -245,6 +245,7 @@ impl Provider for Standard {
         let id = original_header(original, ID_HEADER).or_else(|| original_header(original, SVIX_ID_HEADER));
         self.sign_with_id(target, body, id.map_or_else(|| fresh_id("msg_"), str::to_string), now_s)
     }
+
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
         receipt(accepted)
     }
@@ -283,11 +284,6 @@ fn message_id(headers: &HeaderMap) -> Option<&str> {
         Ok(h) => Some(h.id),
         Err(_) => [ID_HEADER, SVIX_ID_HEADER].iter().find_map(|n| header_str(headers, n).filter(|v| !v.is_empty())),
     }
-}
-
-fn rfc3339(now_s: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(now_s).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Structural checks of a Standard Webhooks payload: `type` is required (it is the event type);
