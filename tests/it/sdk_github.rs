@@ -7,7 +7,6 @@
 #![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use stagehook::providers::github::Github;
 use stagehook::providers::Provider;
@@ -42,9 +41,7 @@ pub fn verify(headers: &[(String, String)], body: &[u8], secret: &str, _now_s: i
 }
 
 fn vectors() -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signatures.json"))
-        .expect("vectors file");
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = crate::support::vectors();
     v["github"]
         .as_array()
         .unwrap()

@@ -29,14 +29,9 @@ pub fn verify_github_style(headers: &[(String, String)], body: &[u8], secret: &s
     }
 }
 
-fn vectors() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signatures.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn github_vectors_pass_the_sdk_style_check() {
-    let v = vectors();
+    let v = crate::support::vectors();
     for vector in v["github"].as_array().unwrap() {
         let secret = vector["secret"].as_str().unwrap();
         let body = vector["payload"].as_str().unwrap().as_bytes();

@@ -9,7 +9,6 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use stagehook::providers::shopify::Shopify;
 use stagehook::providers::Provider;
@@ -51,9 +50,7 @@ pub fn verify(headers: &[(String, String)], body: &[u8], secret: &str, _now_s: i
 }
 
 fn vectors() -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signatures.json"))
-        .expect("vectors file");
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = crate::support::vectors();
     v["shopify"]
         .as_array()
         .unwrap()

@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use stagehook::providers::slack::Slack;
 use stagehook::providers::Provider;
@@ -51,9 +50,7 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signatures.json"))
-        .expect("vectors file");
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = crate::support::vectors();
     v["slack"]
         .as_array()
         .unwrap()

@@ -75,10 +75,7 @@ mod tests {
     use stagehook::providers::Provider;
 
     fn vector() -> Value {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/signatures.json"))
-            .expect("the vectors file");
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all["standard_webhooks"][0].clone()
+        crate::support::vectors()["standard_webhooks"][0].clone()
     }
 
     fn headers(id: &str, ts: i64, signature: &str) -> Vec<(String, String)> {
