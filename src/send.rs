@@ -104,14 +104,9 @@ pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -
             Some(rest) => format!("{send_url}{rest}"),
             None => signed.url.clone(),
         };
-        let mut headers: Vec<(String, String)> = sample
-            .headers
-            .into_iter()
-            .filter(|(k, _)| !signed.headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(k)))
-            .collect();
+        let mut headers = crate::delivery::resent_headers(&sample.headers, &signed);
         headers.push(("content-type".into(), sample.content_type.to_string()));
         headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
-        headers.extend(signed.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
         let answer = client
             .post(&url, &headers, Bytes::from(body), Duration::from_secs(30))
             .await
