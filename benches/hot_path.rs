@@ -364,7 +364,11 @@ fn dedup(c: &mut Criterion) {
     const WORKERS: usize = 1024;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { cache_bytes: 64 * 1024 * 1024, rejection_log_size: 1000 };
+    let options = StoreOptions {
+        cache_bytes: 64 * 1024 * 1024,
+        rejection_log_size: 1000,
+        body_segment_bytes: stagehook::store::DEFAULT_SEGMENT_BYTES,
+    };
     let store = rt.block_on(async { Store::open(dir.path(), options, Clock::system()) }).unwrap();
     let ids: Arc<Vec<String>> = Arc::new((0..EVENTS).map(|_| fresh_id("evt_")).collect());
 

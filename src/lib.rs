@@ -62,6 +62,7 @@ impl App {
             StoreOptions {
                 cache_bytes: config.store.cache_mb * 1024 * 1024,
                 rejection_log_size: config.store.rejection_log_size,
+                body_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
             },
             clock.clone(),
         )?;

@@ -48,6 +48,10 @@ impl ApiError {
         )
     }
 
+    pub fn storage_corrupt(what: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_corrupt", format!("stored data is damaged: {what}"))
+    }
+
     pub fn internal() -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }

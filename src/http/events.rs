@@ -91,7 +91,11 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
 
 fn unavailable(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "store read failed");
-    ApiError::storage_unavailable()
+    match e {
+        // Damage is not transient: say what is damaged instead of inviting a retry.
+        StoreError::Corrupt(what) => ApiError::storage_corrupt(what),
+        _ => ApiError::storage_unavailable(),
+    }
 }
 
 fn parse_status(s: &str) -> Result<Status, ApiError> {

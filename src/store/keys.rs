@@ -1,13 +1,14 @@
 //! The key layout of the one sled tree.
 //!
 //! Everything lives in a single tree so that one `sled::Batch` (atomic within a tree) can hold an
-//! event, its body, its dedup key and its counters: a crash leaves all of them or none. Prefixes
+//! event record (which says where its body is in the body log, synced before the batch that
+//! points at it), its dedup key and its counters: a crash leaves all of them or none. Prefixes
 //! keep the kinds apart; ids are ULIDs stored big-endian, so key order is arrival order.
 //!
 //! | prefix | key                                              | value                   |
 //! |--------|--------------------------------------------------|-------------------------|
 //! | `e`    | id                                               | `EventRecord`           |
-//! | `b`    | id                                               | raw body bytes          |
+//! | `b`    | id                                               | raw body (`V1` events only) |
 //! | `d`    | provider, NUL, provider's event id               | id                      |
 //! | `a`    | id, attempt number (u32)                         | `AttemptRecord`         |
 //! | `q`    | provider, NUL, due time (ms, u64), id, target    | `JobRecord`             |

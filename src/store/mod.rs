@@ -1,5 +1,6 @@
 //! The embedded store: one sled tree holding the audit trail, dedup keys, counters and the
-//! rejection log, written by a single group-commit writer.
+//! rejection log, and a body log beside it holding the raw bodies, written by a single
+//! group-commit writer.
 //!
 //! Only this module knows sled and postcard. Reads (`get_event`, `recent_rejections`) go straight
 //! to sled from the caller's thread: they are short point lookups or bounded scans. Every write
@@ -7,6 +8,7 @@
 //! atomic batch, flushes once and only then answers each waiter: that is what makes a 2xx durable
 //! without paying one fsync per request.
 
+mod bodies;
 mod keys;
 mod pending;
 pub mod record;
@@ -143,7 +145,11 @@ pub struct Ingested {
 pub struct StoreOptions {
     pub cache_bytes: u64,
     pub rejection_log_size: usize,
+    /// Size at which the body log starts a new segment file.
+    pub body_segment_bytes: u64,
 }
+
+pub use bodies::DEFAULT_SEGMENT_BYTES;
 
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
@@ -153,6 +159,8 @@ pub struct Store {
 
 struct Inner {
     tree: sled::Tree,
+    /// The body log's directory, read from any thread; only the writer appends to it.
+    bodies_dir: PathBuf,
     tx: mpsc::Sender<writer::Op>,
     stats: Arc<Stats>,
     /// The writer thread, joined once at shutdown.
@@ -188,6 +196,9 @@ impl Store {
         };
 
         let counters = load_counters(&tree).map_err(open_err)?;
+        let bodies_dir = bodies::dir_of(dir);
+        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes).map_err(open_err)?;
+        body_log.remove_dead_segments(&counters);
         let stats = Arc::new(Stats::with_counters(counters.clone()));
         init_last_minute(&tree, &stats, clock.now_ms());
         let rejections: VecDeque<Vec<u8>> =
@@ -199,6 +210,7 @@ impl Store {
         let w = writer::Writer {
             db,
             tree: tree.clone(),
+            bodies: body_log,
             counters,
             rejections,
             rejection_cap: options.rejection_log_size,
@@ -214,7 +226,15 @@ impl Store {
             .spawn(move || w.run(rx))
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
-            inner: Arc::new(Inner { tree, tx, stats, thread: Mutex::new(Some(thread)), jobs_added, fail_flushes }),
+            inner: Arc::new(Inner {
+                tree,
+                bodies_dir,
+                tx,
+                stats,
+                thread: Mutex::new(Some(thread)),
+                jobs_added,
+                fail_flushes,
+            }),
         })
     }
 
@@ -340,8 +360,9 @@ impl Store {
             let (k, v) = kv.map_err(read_err)?;
             let Some(id) = keys::id_of(&k) else { continue };
             last = Some(id);
-            let record::EventRecord::V1(e) =
+            let record: record::EventRecord =
                 record::decode(&v).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+            let (e, _) = record.into_parts();
             if filter.matches(&e) {
                 events.push((id, e));
             }
@@ -406,9 +427,16 @@ impl Store {
         let Some(meta) = tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
             return Ok(None);
         };
-        let record::EventRecord::V1(event) =
+        let record: record::EventRecord =
             record::decode(&meta).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
-        let body = tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?.map(|b| b.to_vec()).unwrap_or_default();
+        let (event, body) = record.into_parts();
+        let body = match body {
+            Some(r) => {
+                bodies::read(&self.inner.bodies_dir, r).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?
+            }
+            // Written before the body log: the body is inline.
+            None => tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?.map(|b| b.to_vec()).unwrap_or_default(),
+        };
         Ok(Some((event, body)))
     }
 
@@ -484,5 +512,51 @@ fn init_last_minute(tree: &sled::Tree, stats: &Stats, now_ms: i64) {
         if let Some(id) = keys::id_of(&k) {
             stats.note_accepted(id.timestamp_ms() as i64 / 1000, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before the body log holds `V1` records with the body under its own
+    /// key: such events still read back whole and can still be deleted.
+    #[tokio::test]
+    async fn events_from_before_the_body_log_still_read_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Ulid::new();
+        let event = EventV1 {
+            provider: "stripe".into(),
+            event_id: "evt_old".into(),
+            event_type: "charge.succeeded".into(),
+            received_at_ms: 1_700_000_000_000,
+            source_ip: "127.0.0.1".into(),
+            headers: vec![],
+            body_len: 14,
+            signature_verified: true,
+            status: Status::Processed,
+            processing_us: 10,
+            attempts: 0,
+            last_error: None,
+            errors: vec![],
+        };
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("stagehook").unwrap();
+            tree.insert(keys::id_key(keys::EVENT, id), record::encode(&record::EventRecord::V1(event.clone())))
+                .unwrap();
+            tree.insert(keys::id_key(keys::BODY, id), &b"{\"id\":\"old\"}\n\n"[..]).unwrap();
+            tree.insert(keys::dedup_key("stripe", "evt_old"), &u128::from(id).to_be_bytes()[..]).unwrap();
+            tree.insert(keys::counter_key("events/stripe/processed"), &1u64.to_be_bytes()[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
+        let store = Store::open(dir.path(), options, Clock::system()).unwrap();
+        assert_eq!(store.get_event(id).unwrap(), Some((event, b"{\"id\":\"old\"}\n\n".to_vec())));
+        assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
+        assert_eq!(store.get_event(id).unwrap(), None);
+        assert!(store.inner.tree.get(keys::id_key(keys::BODY, id)).unwrap().is_none(), "the inline body goes too");
+        assert_eq!(store.stats().get("events/stripe/processed"), 0);
+        store.shutdown().await.unwrap();
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use ulid::Ulid;
 
 use super::keys;
-use super::record::{decode, encode, EventRecord, EventV1, Status};
+use super::record::{decode, encode, BodyRef, EventRecord, EventV1, Status};
 use super::stats::events_counter;
 
 pub(super) struct Pending<'a> {
@@ -16,7 +16,7 @@ pub(super) struct Pending<'a> {
     /// Latest value of each small key written in this batch (`None`: removed).
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Event records read or changed in this batch, written once at the end.
-    events: BTreeMap<Ulid, EventV1>,
+    events: BTreeMap<Ulid, (EventV1, Option<BodyRef>)>,
     pub delta: BTreeMap<String, i64>,
 }
 
@@ -76,19 +76,28 @@ impl<'a> Pending<'a> {
         *self.delta.entry(name).or_default() += by;
     }
 
-    pub fn new_event(&mut self, id: Ulid, event: EventV1) {
+    pub fn new_event(&mut self, id: Ulid, event: EventV1, body: BodyRef) {
         self.count(events_counter(&event.provider, event.status.as_str()), 1);
-        self.events.insert(id, event);
+        self.events.insert(id, (event, Some(body)));
     }
 
     /// The event as this batch sees it, loaded for change.
     pub fn event(&mut self, id: Ulid) -> Result<Option<&mut EventV1>, String> {
+        Ok(self.load(id)?.map(|(e, _)| e))
+    }
+
+    /// Where the event's body is in the body log (`None` for an event from before the log).
+    pub fn body_ref(&mut self, id: Ulid) -> Result<Option<BodyRef>, String> {
+        Ok(self.load(id)?.and_then(|(_, body)| *body))
+    }
+
+    fn load(&mut self, id: Ulid) -> Result<Option<&mut (EventV1, Option<BodyRef>)>, String> {
         if !self.events.contains_key(&id) {
             let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id)).map_err(|e| e.to_string())? else {
                 return Ok(None);
             };
-            let EventRecord::V1(e) = decode(&bytes).map_err(|e| format!("event {id} does not decode: {e}"))?;
-            self.events.insert(id, e);
+            let record: EventRecord = decode(&bytes).map_err(|e| format!("event {id} does not decode: {e}"))?;
+            self.events.insert(id, record.into_parts());
         }
         Ok(self.events.get_mut(&id))
     }
@@ -113,8 +122,8 @@ impl<'a> Pending<'a> {
 
     /// Writes the changed event records into the batch and hands it over.
     pub fn finish(mut self) -> (sled::Batch, BTreeMap<String, i64>) {
-        for (id, e) in std::mem::take(&mut self.events) {
-            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&EventRecord::V1(e)));
+        for (id, (e, body)) in std::mem::take(&mut self.events) {
+            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&EventRecord::from_parts(e, body)));
         }
         (self.batch, self.delta)
     }

@@ -41,11 +41,35 @@ pub struct ErrorEntry {
     pub message: String,
 }
 
-/// The audit record of one accepted event. The raw body is kept under its own key, so status
-/// updates never rewrite it and listings never read it.
+/// The audit record of one accepted event. The raw body is kept apart, so status updates never
+/// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
+/// events recorded before the body log, under its own key (`V1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventRecord {
     V1(EventV1),
+    V2(EventV1, BodyRef),
+}
+
+impl EventRecord {
+    pub fn into_parts(self) -> (EventV1, Option<BodyRef>) {
+        match self {
+            EventRecord::V1(e) => (e, None),
+            EventRecord::V2(e, body) => (e, Some(body)),
+        }
+    }
+
+    pub fn from_parts(event: EventV1, body: Option<BodyRef>) -> EventRecord {
+        match body {
+            None => EventRecord::V1(event),
+            Some(body) => EventRecord::V2(event, body),
+        }
+    }
+}
+
+/// Where one body is in the body log, and its checksum, so damage is reported, not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyRef {
+    V1 { segment: u32, offset: u64, len: u32, crc32: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +206,17 @@ mod tests {
         assert_eq!(encode(&sample())[0], 0);
         // Status is an append-only enum too: `Received` is 0, `Duplicate` 5.
         assert_eq!(encode(&Status::Duplicate), vec![5]);
+    }
+
+    #[test]
+    fn v2_carries_the_body_reference_and_v1_still_reads() {
+        let (event, _) = sample().into_parts();
+        let body = BodyRef::V1 { segment: 3, offset: 4096, len: 1024, crc32: 0xdead_beef };
+        let v2 = EventRecord::from_parts(event.clone(), Some(body));
+        let bytes = encode(&v2);
+        assert_eq!(bytes[0], 1);
+        assert_eq!(decode::<EventRecord>(&bytes).unwrap().into_parts(), (event.clone(), Some(body)));
+        assert_eq!(decode::<EventRecord>(&encode(&sample())).unwrap().into_parts(), (event, None));
     }
 
     #[test]

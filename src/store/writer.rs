@@ -17,8 +17,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
+use super::bodies::{segment_counter, segment_of_counter, BodyLog};
 use super::pending::Pending;
-use super::record::{decode, encode, AttemptRecord, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status};
+use super::record::{
+    decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
+};
 use super::stats::{
     duplicates_counter, events_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, Stats,
     MINUTES_KEPT, QUEUE_DEPTH,
@@ -49,6 +52,7 @@ const RETRY_BACKOFF: [Duration; 3] = [Duration::from_millis(5), Duration::from_m
 pub(super) struct Writer {
     pub(super) db: sled::Db,
     pub(super) tree: sled::Tree,
+    pub(super) bodies: BodyLog,
     /// The value of every counter in the tree; the base of the values each batch writes.
     pub(super) counters: BTreeMap<String, u64>,
     /// Keys of the rejection log, oldest first, to evict past `rejection_cap`.
@@ -130,6 +134,9 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
+        if let Err(e) = self.bodies.roll_if_full() {
+            tracing::warn!(error = %e, "cannot start a new body segment; appending to the current one");
+        }
         let tree = self.tree.clone();
         let mut p = Pending::new(&tree);
         let mut waiters = Vec::with_capacity(ops.len());
@@ -212,9 +219,16 @@ impl Writer {
                 batch.remove(keys::counter_key(k));
             }
         }
+        let mut emptied_segments = Vec::new();
         for (name, d) in &delta {
             let value = apply_delta(self.counters.get(name).copied().unwrap_or(0), *d);
-            batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]);
+            match segment_of_counter(name) {
+                Some(segment) if value == 0 && segment != self.bodies.current_segment() => {
+                    batch.remove(keys::counter_key(name));
+                    emptied_segments.push(segment);
+                }
+                _ => batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]),
+            }
         }
 
         let outcome = self.apply(batch, needs_flush);
@@ -240,6 +254,15 @@ impl Writer {
             }
             if jobs_added {
                 self.jobs_added.notify_one();
+            }
+        }
+        if outcome.is_ok() {
+            // No record points into these any more, durably: their files can go.
+            for segment in emptied_segments {
+                let name = segment_counter(segment);
+                self.counters.remove(&name);
+                self.stats.remove(&[name]);
+                self.bodies.remove_segment(segment);
             }
         }
         match outcome {
@@ -269,7 +292,9 @@ impl Writer {
         }
         let id = self.next_id();
         p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
-        p.insert_blind(&keys::id_key(keys::BODY, id), &event.body);
+        let body = self.bodies.stage(&event.body);
+        let BodyRef::V1 { segment, .. } = body;
+        p.count(segment_counter(segment), 1);
         p.count(hist_bucket_counter(event.processing_us), 1);
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         p.count(items_counter(&event.provider), i64::from(event.items));
@@ -298,6 +323,7 @@ impl Writer {
                 last_error: None,
                 errors: Vec::new(),
             },
+            body,
         );
         Ok(Ingested { id, duplicate: false })
     }
@@ -397,6 +423,9 @@ impl Writer {
                 continue; // A delivery is pending: never delete under it.
             }
             let Some(event) = p.event(id)?.cloned() else { continue };
+            if let Some(BodyRef::V1 { segment, .. }) = p.body_ref(id)? {
+                p.count(segment_counter(segment), -1);
+            }
             p.forget_event(id);
             p.remove(keys::id_key(keys::EVENT, id).to_vec());
             p.remove(keys::id_key(keys::BODY, id).to_vec());
@@ -426,7 +455,12 @@ impl Writer {
 
     /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
     /// retried with back-off, and a flush retry does not apply the batch again.
-    fn apply(&self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+        // Bodies first: the batch must never point at bytes that are not on disk.
+        if let Err(e) = retry(|| self.bodies.commit()) {
+            self.bodies.abandon();
+            return Err(Failure::NotApplied(e));
+        }
         retry(|| self.tree.apply_batch(batch.clone()).map_err(|e| e.to_string())).map_err(Failure::NotApplied)?;
         if !needs_flush {
             return Ok(());

@@ -1,0 +1,267 @@
+//! The body log: raw request bodies, appended to segment files beside the sled database.
+//!
+//! Bodies are most of the bytes an event brings and are never changed, yet inside sled every
+//! insert rewrites whole 16-entry leaf nodes, so kilobyte values cost the writer copies and the
+//! disk about twice their size in stale node versions. Here a body is written once, sequentially;
+//! the event record in sled keeps only a small [`BodyRef`] to it.
+//!
+//! Order within one commit: the bodies of the batch are appended and synced first, then the sled
+//! batch naming them is applied and flushed. A crash in between leaves bytes no record points
+//! at, which are harmless: they are never read, and their segment goes when its last live body
+//! does. The store counts live bodies per segment (`segment/<n>` counters, in the same batches as
+//! the records), and deletes a segment file once its count reaches zero and it is no longer the
+//! one being appended to.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::record::BodyRef;
+
+/// A segment is closed and a new one started once it reaches this size, by default: small enough
+/// that retention frees space in steps, large enough that the folder holds few files.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The counter that holds how many live bodies a segment has.
+pub fn segment_counter(segment: u32) -> String {
+    format!("segment/{segment:08}")
+}
+
+/// The segment a `segment/<n>` counter names.
+pub fn segment_of_counter(name: &str) -> Option<u32> {
+    name.strip_prefix("segment/")?.parse().ok()
+}
+
+/// The directory of the segments, inside the data directory.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("bodies")
+}
+
+fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{segment:08}.log"))
+}
+
+/// The writer's side: appends, owned by the writer thread alone.
+pub(super) struct BodyLog {
+    dir: PathBuf,
+    segment: u32,
+    file: File,
+    /// Bytes of the segment that are on disk (orphans of a crashed commit included).
+    len: u64,
+    /// Bodies staged for the commit being built, appended at `len`.
+    staged: Vec<u8>,
+    segment_bytes: u64,
+}
+
+impl BodyLog {
+    /// Opens the newest segment for appending, creating the directory and the first segment.
+    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<BodyLog, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let newest = list_segments(&dir)?.into_iter().max().unwrap_or(1);
+        let (file, len) = open_segment(&dir, newest)?;
+        Ok(BodyLog { dir, segment: newest, file, len, staged: Vec::new(), segment_bytes })
+    }
+
+    /// The segment being appended to: never deleted, however few live bodies it holds.
+    pub fn current_segment(&self) -> u32 {
+        self.segment
+    }
+
+    /// Stages a body for the next [`commit`](Self::commit) and says where it will be.
+    pub fn stage(&mut self, body: &[u8]) -> BodyRef {
+        let offset = self.len + self.staged.len() as u64;
+        self.staged.extend_from_slice(body);
+        BodyRef::V1 { segment: self.segment, offset, len: body.len() as u32, crc32: crc32fast::hash(body) }
+    }
+
+    /// Writes and syncs the staged bodies. On failure the segment is cut back to where it was, so
+    /// a retry writes at the same offsets the staged references name.
+    pub fn commit(&mut self) -> Result<(), String> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.staged).and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(format!("body log write failed: {e}"));
+        }
+        self.len += self.staged.len() as u64;
+        self.staged.clear();
+        Ok(())
+    }
+
+    /// Drops what was staged for a commit that will not happen.
+    pub fn abandon(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Starts a new segment if this one is full. Called between commits only, so every staged
+    /// reference of a commit names one segment.
+    pub fn roll_if_full(&mut self) -> Result<(), String> {
+        if self.len < self.segment_bytes {
+            return Ok(());
+        }
+        let (file, len) = open_segment(&self.dir, self.segment + 1)?;
+        self.segment += 1;
+        self.file = file;
+        self.len = len;
+        Ok(())
+    }
+
+    /// At open: deletes every older segment without live bodies (a crash can leave one behind
+    /// after the batch that emptied it, or bytes of a commit that never reached the tree).
+    pub fn remove_dead_segments(&self, counters: &std::collections::BTreeMap<String, u64>) {
+        let Ok(segments) = list_segments(&self.dir) else { return };
+        for segment in segments {
+            if counters.get(&segment_counter(segment)).copied().unwrap_or(0) == 0 {
+                self.remove_segment(segment);
+            }
+        }
+    }
+
+    /// Deletes a segment no record points into any more.
+    pub fn remove_segment(&self, segment: u32) {
+        if segment == self.segment {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(segment_path(&self.dir, segment)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, segment, "could not delete an empty body segment");
+            }
+        }
+    }
+}
+
+fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), String> {
+    let path = segment_path(dir, segment);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let len = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    // A new segment's directory entry must be durable before records point into it.
+    if len == 0 {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok((file, len))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u32>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .collect())
+}
+
+/// Reads a body back, checking its length and checksum.
+pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, String> {
+    let BodyRef::V1 { segment, offset, len, crc32 } = r;
+    let path = segment_path(dir, segment);
+    let file = File::open(&path).map_err(|e| format!("body segment {}: {e}", path.display()))?;
+    let mut buf = vec![0; len as usize];
+    read_exact_at(&file, &mut buf, offset)
+        .map_err(|e| format!("body at {}+{offset} ({len} bytes): {e}", path.display()))?;
+    if crc32fast::hash(&buf) != crc32 {
+        return Err(format!("body at {}+{offset} ({len} bytes) fails its checksum", path.display()));
+    }
+    Ok(buf)
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_read_back_across_reopen_and_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
+        let a = log.stage(b"first body");
+        let b = log.stage(b"");
+        let c = log.stage(&[7u8; 3000]);
+        log.commit().unwrap();
+        assert_eq!(read(dir.path(), a).unwrap(), b"first body");
+        assert_eq!(read(dir.path(), b).unwrap(), b"");
+        assert_eq!(read(dir.path(), c).unwrap(), vec![7u8; 3000]);
+
+        // Reopened, it appends after what is there.
+        drop(log);
+        let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
+        let d = log.stage(b"after reopen");
+        log.commit().unwrap();
+        let BodyRef::V1 { offset, .. } = d;
+        assert_eq!(offset, 10 + 3000);
+        assert_eq!(read(dir.path(), d).unwrap(), b"after reopen");
+        assert_eq!(read(dir.path(), a).unwrap(), b"first body");
+    }
+
+    #[test]
+    fn a_full_segment_rolls_and_an_old_one_can_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = BodyLog::open(dir.path().to_path_buf(), 1).unwrap();
+        let first = log.stage(b"x");
+        log.commit().unwrap();
+        log.roll_if_full().unwrap(); // 1 byte: full
+        assert_eq!(log.current_segment(), 2);
+        let second = log.stage(b"y");
+        log.commit().unwrap();
+        assert!(matches!(second, BodyRef::V1 { segment: 2, offset: 0, .. }));
+        log.remove_segment(2); // the current segment stays
+        assert_eq!(read(dir.path(), second).unwrap(), b"y");
+        log.remove_segment(1);
+        assert!(read(dir.path(), first).unwrap_err().contains("00000001.log"));
+        // Reopening continues the newest segment.
+        drop(log);
+        assert_eq!(BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap().current_segment(), 2);
+    }
+
+    #[test]
+    fn damage_is_reported_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
+        let r = log.stage(b"{\"id\":\"evt_1\"}");
+        log.commit().unwrap();
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read(dir.path(), r).unwrap_err().contains("checksum"));
+        std::fs::write(&path, &bytes[..4]).unwrap();
+        assert!(read(dir.path(), r).is_err());
+    }
+
+    #[test]
+    fn abandoned_bodies_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
+        log.stage(b"never");
+        log.abandon();
+        let r = log.stage(b"kept");
+        log.commit().unwrap();
+        assert!(matches!(r, BodyRef::V1 { offset: 0, len: 4, .. }));
+        assert_eq!(std::fs::read(segment_path(dir.path(), 1)).unwrap(), b"kept");
+    }
+}
