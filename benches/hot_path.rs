@@ -15,9 +15,12 @@
 //!   headers and a 1 KB body length.
 //! - `dedup`: `Store::find_by_event_id` in a real sled store of 100 000 events, for an id that is
 //!   there and one that is not.
-//! - `request`: one whole in-process request through `App::routes` into a real sled store in a
-//!   temp dir. It includes the group commit and the flush to disk every 2xx waits for, so it
-//!   measures the disk as much as the code.
+//! - `request`: whole in-process requests through `App::routes` into a real sled store in a temp
+//!   dir. They include the group commit and the flush to disk every 2xx waits for, so they measure
+//!   the disk as much as the code. `stripe_commit_and_flush` sends one request at a time, so each
+//!   waits for a commit and flush of its own; `stripe_64_in_flight` sends 64 at once, spawned on
+//!   the runtime as a server's connections are, and counts 64 elements per iteration, so its
+//!   throughput is the per-request cost when the writer commits them in groups.
 //!
 //! Each group sets its own warm-up and measurement times so that the whole run stays within a
 //! few minutes on two cores.
@@ -426,10 +429,23 @@ fn dedup(c: &mut Criterion) {
     rt.block_on(store.shutdown()).unwrap();
 }
 
+/// A signed Stripe delivery of a new 1 KB event, as `POST /staging/webhooks/stripe`.
+fn stripe_request(n: u64) -> warp::test::RequestBuilder {
+    let body = stripe_body(&format!("evt_bench_{n}"), 1024);
+    let sig = stripe::signature_header(SECRET, now_s(), body.as_bytes());
+    warp::test::request()
+        .method("POST")
+        .path("/staging/webhooks/stripe")
+        .header("content-type", "application/json")
+        .header("stripe-signature", sig)
+        .body(body)
+}
+
 /// The whole request, answered only once the event is durable: the store's writer commits it in
 /// a group with whatever else is pending and flushes to disk before the 200, and that wait is
-/// part of every iteration.
+/// part of every iteration. One request at a time, then `IN_FLIGHT` at once.
 fn request(c: &mut Criterion) {
+    const IN_FLIGHT: u64 = 64;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
@@ -444,21 +460,29 @@ fn request(c: &mut Criterion) {
     g.sample_size(30);
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("stripe_commit_and_flush", 1024), |b| {
         b.iter(|| {
             n += 1;
-            let body = stripe_body(&format!("evt_bench_{n}"), 1024);
-            let sig = stripe::signature_header(SECRET, now_s(), body.as_bytes());
-            let res = rt.block_on(
-                warp::test::request()
-                    .method("POST")
-                    .path("/staging/webhooks/stripe")
-                    .header("content-type", "application/json")
-                    .header("stripe-signature", sig)
-                    .body(body)
-                    .reply(&routes),
-            );
+            let res = rt.block_on(stripe_request(n).reply(&routes));
             assert_eq!(res.status(), 200);
+        })
+    });
+    g.throughput(Throughput::Elements(IN_FLIGHT));
+    g.bench_function(BenchmarkId::new("stripe_64_in_flight", 1024), |b| {
+        b.iter(|| {
+            let requests: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    n += 1;
+                    let (req, routes) = (stripe_request(n), routes.clone());
+                    rt.spawn(async move { req.reply(&routes).await })
+                })
+                .collect();
+            rt.block_on(async {
+                for r in requests {
+                    assert_eq!(r.await.expect("a request task").status(), 200);
+                }
+            })
         })
     });
     g.finish();

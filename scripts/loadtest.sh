@@ -5,7 +5,13 @@
 # connections. Prints throughput, p50/p99 latency and stagehook's peak RSS, the ratio to the
 # floor, and writes the table into README.md.
 #
-#   bash scripts/loadtest.sh            # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024
+# Then the million-events phase: MILLION freshly signed unique events, each sent exactly once at
+# 64 connections into a fresh data folder, every one of which must be stored; it reports the
+# ingest rate, stagehook's peak RSS, the data folder's size on disk against the raw payload bytes,
+# the time a restart on those events takes until the server answers HTTP, and the latency of
+# /stats and of the first page of /events with them stored. MILLION=0 skips it.
+#
+#   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
 #
 # The load generator and the server share this machine's cores, as they do on a small staging VM.
 set -euo pipefail
@@ -15,7 +21,12 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"1 16 64"}
 COUNT=${COUNT:-300000}
 BODY_BYTES=${BODY_BYTES:-1024}
+MILLION=${MILLION:-1000000}
 SECRET="whsec_loadtest_0123456789abcdef0123456789"
+if ! [[ $MILLION =~ ^[0-9]+$ ]]; then
+    echo "MILLION must be a whole number of events (0 skips the phase), not '$MILLION'" >&2
+    exit 2
+fi
 
 if ! command -v wrk >/dev/null; then
     echo "== installing wrk"
@@ -67,16 +78,40 @@ to_ms() {
         else { printf "%s", v } }'
 }
 
-# Runs wrk against $1 with $2 connections; sets rps, p50, p99, non2xx, wrapped.
+# Reads a wrk report $1; sets rps, p50, p99 and, from presigned.lua's LOADTEST line, non2xx,
+# wrapped, answered, duration_us, socket_errors.
+report() {
+    local out=$1
+    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    read -r non2xx wrapped answered duration_us socket_errors < <(awk -F'[= ]' '/^LOADTEST/ {print $3, $5, $7, $9, $11}' "$out")
+}
+
+# Runs wrk against $1 with $2 connections for $DURATION; sets what `report` sets.
 drive() {
     local url=$1 conns=$2 threads=$(( $2 < 2 ? $2 : 2 ))
     local out="$work/wrk.out"
     wrk -t "$threads" -c "$conns" -d "$DURATION" --latency -s scripts/presigned.lua "$url" -- "$work/events.tsv" "$threads" >"$out"
-    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
-    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-    non2xx=$(awk -F'[= ]' '/^LOADTEST/ {print $3}' "$out")
-    wrapped=$(awk -F'[= ]' '/^LOADTEST/ {print $5}' "$out")
+    report "$out"
+}
+
+# Writes a stagehook config for port $1 and data folder $2 to $3.
+config() {
+    cat >"$3" <<EOF
+[server]
+bind = "127.0.0.1:$1"
+data_dir = "$2"
+[limits]
+rate_limit_per_minute = 0
+[providers.stripe]
+secret = "$SECRET"
+EOF
+}
+
+# stagehook's total_events from /stats on port $1.
+total_events() {
+    curl -sf "http://127.0.0.1:$1/staging/webhooks/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_events"])'
 }
 
 echo "== signing $COUNT events of $BODY_BYTES bytes"
@@ -94,20 +129,12 @@ for c in $CONNS; do
 
     port=$(free_port)
     data="$work/data-$c"
-    cat >"$work/staging.toml" <<EOF
-[server]
-bind = "127.0.0.1:$port"
-data_dir = "$data"
-[limits]
-rate_limit_per_minute = 0
-[providers.stripe]
-secret = "$SECRET"
-EOF
+    config "$port" "$data" "$work/staging.toml"
     # One log line per request would measure the terminal; warnings only.
     start "$work/stagehook.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/staging.toml"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    stored=$(curl -s "http://127.0.0.1:$port/staging/webhooks/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_events"])')
+    stored=$(total_events "$port")
     stop "$pid"
     disk=$(du -sk "$data" | cut -f1)
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
@@ -115,12 +142,144 @@ EOF
     rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | $floor_rps | $floor_p50 | $floor_p99 | **$ratio** |")
 done
 
+# Milliseconds since $1, an earlier $EPOCHREALTIME.
+since_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}'; }
+
+million_row=""
+if [ "$MILLION" -gt 0 ]; then
+    echo
+    echo "== $MILLION events, each sent once at 64 connections"
+    # The sweep's events and data folders are done with.
+    rm -rf "$work"/data-* "$work/events.tsv"
+    # The signed events take about BODY_BYTES + 330 bytes each, and the data folder a few times
+    # the raw bytes.
+    need_kb=$(( MILLION * (BODY_BYTES + 330) * 5 / 1024 ))
+    avail_kb=$(df -Pk "$work" | awk 'NR == 2 {print $4}')
+    if [ "$avail_kb" -lt "$need_kb" ]; then
+        echo "not enough disk in $work: $((avail_kb / 1024)) MB free, about $((need_kb / 1024)) MB needed" >&2
+        exit 1
+    fi
+
+    port=$(free_port)
+    data="$work/data-million"
+    config "$port" "$data" "$work/million.toml"
+    url="http://127.0.0.1:$port"
+
+    # Stripe's tolerance is 300 s: signed just before they are sent, and all of them must arrive
+    # within it (a late one is refused, which the checks below catch).
+    signed_at=$EPOCHREALTIME
+    target/release/examples/presign "$MILLION" "$SECRET" "$work/million.tsv" "$BODY_BYTES"
+    echo "-- signed in $(since_ms "$signed_at") ms"
+    start "$work/million.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/million.toml"
+    # Once mode: each event exactly once, and wrk ends when all are answered; -d only bounds a run
+    # in which some answer never comes.
+    threads=$(( MILLION < 2 ? 1 : 2 ))
+    wrk -t "$threads" -c 64 -d 600s --latency -s scripts/presigned.lua "$url/staging/webhooks/stripe" \
+        -- "$work/million.tsv" "$threads" once >"$work/wrk-million.out"
+    report "$work/wrk-million.out"
+    window_s=$(( $(since_ms "$signed_at") / 1000 ))
+    ingest_rps=$(awk -v n="$MILLION" -v us="$duration_us" 'BEGIN {printf "%.0f", (us > 0 ? n / (us / 1e6) : 0)}')
+    rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    stored=$(total_events "$port")
+    stopped_at=$EPOCHREALTIME
+    stop "$pid"
+    shutdown_ms=$(since_ms "$stopped_at")
+    disk_kb=$(du -sk "$data" | cut -f1)
+    raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($2)} END {printf "%.0f", n}' "$work/million.tsv")
+    echo "-- ingest: $answered answered in $((duration_us / 1000)) ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
+
+    # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
+    # poller runs first, so its own start is not counted, and the exec is timed by the process
+    # that becomes stagehook, on the same monotonic clock.
+    rm -f "$work/poller.ready" "$work/exec.t0"
+    python3 - "$port" "$work/exec.t0" "$work/poller.ready" >"$work/startup.out" <<'PY' &
+import http.client, sys, time
+port, t0_path, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+open(ready, "w").close()
+while True:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        c.request("GET", "/staging/webhooks/test")
+        status = c.getresponse().status
+        break
+    except OSError:
+        time.sleep(0.0002)
+t1 = time.monotonic()
+with open(t0_path) as f:
+    t0 = float(f.read())
+print(f"{(t1 - t0) * 1000:.1f} {status}")
+PY
+    poller=$!
+    pids+=("$poller")
+    until [ -e "$work/poller.ready" ]; do sleep 0.01; done
+    RUST_LOG=warn python3 -c '
+import os, sys, time
+with open(sys.argv[1], "w") as f:
+    f.write(repr(time.monotonic()))
+os.execv(sys.argv[2], sys.argv[2:])' "$work/exec.t0" target/release/stagehook serve --config "$work/million.toml" >"$work/restart.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    while kill -0 "$poller" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "stagehook did not restart: $(cat "$work/restart.log")" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+    wait "$poller"
+    read -r startup_ms startup_status <"$work/startup.out"
+
+    # 20 sequential requests each, on one keep-alive connection, the first ones cold.
+    read -r restored stats_p50 stats_max page_events page_p50 page_max < <(python3 - "$port" <<'PY'
+import http.client, json, statistics, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=600)
+def timed(path):
+    times = []
+    for _ in range(20):
+        t = time.monotonic()
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        times.append((time.monotonic() - t) * 1000)
+        if r.status != 200:
+            sys.exit(f"GET {path}: {r.status} {body[:200]!r}")
+    return json.loads(body), f"{statistics.median(times):.2f} {max(times):.2f}"
+stats, stats_ms = timed("/staging/webhooks/stats")
+page, page_ms = timed("/staging/webhooks/events?limit=50")
+print(stats["total_events"], stats_ms, len(page["events"]), page_ms)
+PY
+    )
+    rss_after_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+    stop "$pid"
+
+    disk_mb=$(awk -v k="$disk_kb" 'BEGIN {printf "%.0f", k / 1024}')
+    raw_mb=$(awk -v b="$raw_bytes" 'BEGIN {printf "%.0f", b / 1048576}')
+    disk_ratio=$(awk -v k="$disk_kb" -v b="$raw_bytes" 'BEGIN {printf "%.2f", k * 1024 / b}')
+    echo "-- restart: HTTP $startup_status after $startup_ms ms, $restored events; RSS $((rss_after_kb / 1024)) MB after the reads below"
+    echo "-- GET /stats p50 $stats_p50 ms, max $stats_max ms; GET /events?limit=50 ($page_events events) p50 $page_p50 ms, max $page_max ms"
+    echo "-- disk $disk_mb MB for $raw_mb MB of raw payloads: $disk_ratio x"
+    echo "MILLION events=$MILLION stored=$stored restored=$restored non2xx=$non2xx ingest_rps=$ingest_rps peak_rss_mb=$((rss_kb / 1024)) disk_mb=$disk_mb raw_mb=$raw_mb disk_raw=$disk_ratio startup_ms=$startup_ms stats_p50_ms=$stats_p50 stats_max_ms=$stats_max page_p50_ms=$page_p50 page_max_ms=$page_max"
+    if [ "$stored" != "$MILLION" ] || [ "$restored" != "$MILLION" ] || [ "$answered" != "$MILLION" ] || [ "$non2xx" != 0 ]; then
+        echo "FAILED: $MILLION events sent, $answered answered, $non2xx non-2xx, $stored stored, $restored after the restart" >&2
+        exit 1
+    fi
+    million_row="| $MILLION | $ingest_rps | $p50 | $p99 | $((rss_kb / 1024)) | $disk_mb | $raw_mb | **$disk_ratio** | $startup_ms | $stats_p50 / $stats_max | $page_p50 / $page_max |"
+fi
+
 table=$(
     echo "Measured $(date -u +%Y-%m-%d) on $machine with \`bash scripts/loadtest.sh\` (wrk, $DURATION per run, $BODY_BYTES-byte Stripe events, each uniquely signed; durable acks on; load generator on the same cores):"
     echo
     echo "| connections | stagehook req/s | p50 ms | p99 ms | peak RSS MB | events stored | floor req/s | floor p50 ms | floor p99 ms | ratio |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    if [ -n "$million_row" ]; then
+        echo
+        echo "$MILLION events, each sent once at 64 connections into a fresh data folder and all stored; then a restart on them:"
+        echo
+        echo "| events | ingest req/s | p50 ms | p99 ms | peak RSS MB | disk MB | raw MB | disk/raw | startup ms | /stats p50 / max ms | first page p50 / max ms |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "$million_row"
+    fi
 )
 echo
 echo "$table"

@@ -1,6 +1,24 @@
--- wrk script for scripts/loadtest.sh: replays pre-signed Stripe events, each once.
--- Arguments: the file written by `presign` (`<Stripe-Signature>\t<body>` per line) and the
--- number of wrk threads. Each thread takes every n-th line, so no two threads send one event.
+-- wrk script for scripts/loadtest.sh: replays pre-signed Stripe events.
+-- Arguments: the file written by `presign` (`<Stripe-Signature>\t<body>` per line), the number of
+-- wrk threads, and optionally `once`. Each thread takes every n-th line, so no two threads send
+-- one event.
+--
+-- Each thread formats all its events up front: a million of them take about 1.5 GB, which
+-- LuaJIT holds when it is built with GC64 (Debian's is), and formatting each one as it is sent
+-- instead cuts wrk's own rate against the floor to well under half. By default a thread that has sent all its events starts over (the repeats are
+-- answered as duplicates) until wrk's duration ends.
+--
+-- With `once`, each event is sent exactly once and wrk ends as soon as every one has been
+-- answered, whatever its duration: a thread stops when all of its own events are answered, and
+-- the last thread to stop wakes wrk's main thread, which otherwise sleeps for the whole
+-- duration, with the SIGINT that Ctrl-C would send. Then wrk prints its summary as usual.
+
+local ffi = require("ffi")
+ffi.cdef [[
+int getpid(void);
+int kill(int pid, int sig);
+]]
+local SIGINT = 2
 
 local threads = {}
 local counter = 0
@@ -11,23 +29,67 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
+local function format(line)
+   local sig, body = line:match("^([^\t]*)\t(.*)$")
+   return wrk.format("POST", "/staging/webhooks/stripe",
+      { ["Content-Type"] = "application/json", ["Stripe-Signature"] = sig }, body)
+end
+
+-- A request line and one header without the blank line that ends them: the server waits for the
+-- rest, so a connection given this once its thread has no events left stays quiet, adding neither
+-- load nor answers, until the thread stops.
+local idle = "GET /staging/webhooks/test HTTP/1.1\r\nHost: loadtest\r\n"
+
+local function exists(path)
+   local f = io.open(path)
+   if f then f:close() end
+   return f ~= nil
+end
+
+-- Marks this thread done; the last one to get here ends the run.
+local function finish()
+   io.open(marker .. tid, "w"):close()
+   for t = 0, nthreads - 1 do
+      if not exists(marker .. t) then return end
+   end
+   ffi.C.kill(ffi.C.getpid(), SIGINT)
+end
+
 function init(args)
-   local path, nthreads = args[1], tonumber(args[2])
+   local path = args[1]
+   nthreads = tonumber(args[2])
+   once = args[3] == "once"
    reqs = {}
    local n = 0
    for line in io.lines(path) do
-      if n % nthreads == tid then
-         local sig, body = line:match("^([^\t]*)\t(.*)$")
-         reqs[#reqs + 1] = wrk.format("POST", "/staging/webhooks/stripe",
-            { ["Content-Type"] = "application/json", ["Stripe-Signature"] = sig }, body)
-      end
+      if n % nthreads == tid then reqs[#reqs + 1] = format(line) end
       n = n + 1
    end
    i = 0
    wrapped = 0
+   answered = 0
+   if once then
+      marker = path .. ".done."
+      -- wrk calls thread 0's request() once before the run, only to check that it returns a
+      -- request; that call must not use up an event.
+      checked = tid ~= 0
+      if #reqs == 0 then finish() end
+      -- The hook is set in once mode only: with it, wrk hands every response's headers and body
+      -- to Lua, which the duration mode's runs need not pay for.
+      response = answer
+   end
 end
 
 function request()
+   if once then
+      if not checked then
+         checked = true
+         return reqs[1] or idle
+      end
+      if i == #reqs then return idle end
+      i = i + 1
+      return reqs[i]
+   end
    i = i + 1
    if i > #reqs then
       -- Out of unique events: start over (the repeats are answered as duplicates).
@@ -37,10 +99,21 @@ function request()
    return reqs[i]
 end
 
+function answer(status, headers, body)
+   answered = answered + 1
+   if answered == #reqs then
+      wrk.thread:stop()
+      finish()
+   end
+end
+
 function done(summary, latency, requests)
-   local w = 0
+   local w, a = 0, 0
    for _, t in ipairs(threads) do
       w = w + (t:get("wrapped") or 0)
+      a = a + (t:get("answered") or 0)
    end
-   io.write(string.format("LOADTEST non2xx=%d wrapped=%d\n", summary.errors.status, w))
+   local e = summary.errors
+   io.write(string.format("LOADTEST non2xx=%d wrapped=%d answered=%d duration_us=%d socket_errors=%d\n",
+      e.status, w, a, summary.duration, e.connect + e.read + e.write + e.timeout))
 end
