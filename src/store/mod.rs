@@ -200,7 +200,6 @@ impl Store {
         let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes).map_err(open_err)?;
         body_log.remove_dead_segments(&counters);
         let stats = Arc::new(Stats::with_counters(counters.clone()));
-        init_last_minute(&tree, &stats, clock.now_ms());
         let rejections: VecDeque<Vec<u8>> =
             tree.scan_prefix([keys::REJECTION]).keys().filter_map(Result::ok).map(|k| k.to_vec()).collect();
 
@@ -499,20 +498,6 @@ fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
         out.insert(name, u64::from_be_bytes(bytes));
     }
     Ok(out)
-}
-
-/// Seeds the last-minute ring from the events tree: ids are time-ordered, so this reads only the
-/// last minute's keys.
-fn init_last_minute(tree: &sled::Tree, stats: &Stats, now_ms: i64) {
-    let from = keys::id_key(keys::EVENT, Ulid::from_parts((now_ms - 60_000).max(0) as u64, 0));
-    for k in tree.range(from..).keys().filter_map(Result::ok) {
-        if k[0] != keys::EVENT {
-            break;
-        }
-        if let Some(id) = keys::id_of(&k) {
-            stats.note_accepted(id.timestamp_ms() as i64 / 1000, 1);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 /// Counter names. Per-provider counters end in `/<provider>`.
 pub fn events_counter(provider: &str, status: &str) -> String {
@@ -24,6 +24,27 @@ pub fn minute_counter(provider: &str, minute: i64) -> String {
 
 /// How long per-minute counters are kept.
 pub const MINUTES_KEPT: i64 = 120;
+
+/// Accepted events, all providers, in one second (Unix seconds), for `events_last_minute`.
+/// Persisted like every counter, so a restart knows the last minute without scanning events.
+pub fn second_counter(second: i64) -> String {
+    format!("second/{second:012}")
+}
+
+/// How long per-second counters are kept: past the minute they serve, until the next sweep.
+pub const SECONDS_KEPT: i64 = 120;
+
+/// Whether a counter is a per-minute or per-second one that is too old to keep.
+pub fn expired_counter(name: &str, now_ms: i64) -> bool {
+    if let Some(rest) = name.strip_prefix("minute/") {
+        let minute = rest.rsplit_once('/').and_then(|(_, m)| m.parse::<i64>().ok());
+        return minute.is_some_and(|m| m < now_ms.div_euclid(60_000) - MINUTES_KEPT);
+    }
+    if let Some(second) = name.strip_prefix("second/") {
+        return second.parse::<i64>().is_ok_and(|s| s < now_ms.div_euclid(1000) - SECONDS_KEPT);
+    }
+    false
+}
 
 /// Per-provider accepted events for each of the 60 minutes up to `now_minute`, oldest first.
 pub fn throughput(counters: &BTreeMap<String, u64>, now_minute: i64) -> (Vec<i64>, BTreeMap<String, Vec<u64>>) {
@@ -65,8 +86,6 @@ fn bucket_value_us(b: usize) -> f64 {
 
 pub struct Stats {
     counters: RwLock<BTreeMap<String, u64>>,
-    /// Accepted events per second over the last minute: (unix second, count) by `second % 60`.
-    last_minute: Mutex<[(i64, u64); 60]>,
 }
 
 impl Default for Stats {
@@ -77,7 +96,7 @@ impl Default for Stats {
 
 impl Stats {
     pub fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
-        Stats { counters: RwLock::new(counters), last_minute: Mutex::new([(0, 0); 60]) }
+        Stats { counters: RwLock::new(counters) }
     }
 
     /// Publishes the writer's values of the counters named in `changed`.
@@ -99,18 +118,10 @@ impl Stats {
         self.counters.read().get(name).copied().unwrap_or(0)
     }
 
-    pub fn note_accepted(&self, second: i64, n: u64) {
-        let mut ring = self.last_minute.lock();
-        let slot = &mut ring[second.rem_euclid(60) as usize];
-        if slot.0 != second {
-            *slot = (second, 0);
-        }
-        slot.1 += n;
-    }
-
     /// Events accepted in the 60 seconds up to `now_s`.
     pub fn last_minute(&self, now_s: i64) -> u64 {
-        self.last_minute.lock().iter().filter(|(s, _)| *s > now_s - 60 && *s <= now_s).map(|(_, n)| n).sum()
+        let c = self.counters.read();
+        c.range(second_counter(now_s - 59)..=second_counter(now_s)).map(|(_, n)| n).sum()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -166,13 +177,24 @@ mod tests {
     }
 
     #[test]
-    fn last_minute_forgets_old_seconds() {
-        let s = Stats::default();
-        s.note_accepted(1000, 3);
-        s.note_accepted(1059, 2);
+    fn last_minute_sums_the_last_sixty_seconds() {
+        let values: BTreeMap<String, u64> =
+            [(second_counter(999), 7), (second_counter(1000), 3), (second_counter(1059), 2), (second_counter(1060), 1)]
+                .into_iter()
+                .collect();
+        let s = Stats::with_counters(values);
         assert_eq!(s.last_minute(1059), 5);
-        assert_eq!(s.last_minute(1060), 2);
-        s.note_accepted(1060, 1); // same slot as 1000: replaces it
         assert_eq!(s.last_minute(1060), 3);
+        assert_eq!(s.last_minute(2000), 0);
+    }
+
+    #[test]
+    fn old_minute_and_second_counters_expire() {
+        let now_ms = 10_000 * 60_000;
+        assert!(expired_counter(&minute_counter("stripe", 10_000 - MINUTES_KEPT - 1), now_ms));
+        assert!(!expired_counter(&minute_counter("stripe", 10_000 - MINUTES_KEPT), now_ms));
+        assert!(expired_counter(&second_counter(600_000 - SECONDS_KEPT - 1), now_ms));
+        assert!(!expired_counter(&second_counter(600_000 - SECONDS_KEPT), now_ms));
+        assert!(!expired_counter("events/stripe/received", now_ms));
     }
 }

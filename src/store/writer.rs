@@ -23,8 +23,8 @@ use super::record::{
     decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
 };
 use super::stats::{
-    duplicates_counter, events_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, Stats,
-    MINUTES_KEPT, QUEUE_DEPTH,
+    duplicates_counter, events_counter, expired_counter, hist_bucket_counter, items_counter, minute_counter,
+    rejected_counter, second_counter, Stats, QUEUE_DEPTH,
 };
 use super::{keys, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
@@ -141,7 +141,6 @@ impl Writer {
         let mut p = Pending::new(&tree);
         let mut waiters = Vec::with_capacity(ops.len());
         let mut new_rejections = Vec::new();
-        let mut accepted_at: Vec<i64> = Vec::new();
         let mut needs_flush = false;
         let mut jobs_added = false;
 
@@ -149,7 +148,7 @@ impl Writer {
             // Every operation but a refusal count is waited on, and so must be durable.
             needs_flush |= !matches!(op, Op::Reject(_) | Op::Begin(_));
             let result = match op {
-                Op::Ingest(event, ack) => match self.ingest(&mut p, event, &mut accepted_at, &mut jobs_added) {
+                Op::Ingest(event, ack) => match self.ingest(&mut p, event, &mut jobs_added) {
                     Ok(done) => Ok(Waiter::Ingest(ack, done)),
                     Err(e) => Err((Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }), e)),
                 },
@@ -206,15 +205,18 @@ impl Writer {
         }
 
         let (mut batch, delta) = p.finish();
-        // Per-minute counters older than the chart's window go, at most once a minute.
+        // Per-minute and per-second counters older than what they serve go, at most once a minute.
         let now_minute = self.clock.now_ms().div_euclid(60_000);
         let mut expired = Vec::new();
         if now_minute != self.swept_minute {
-            let old = |k: &str| {
-                let minute = k.strip_prefix("minute/").and_then(|r| r.rsplit_once('/')).map(|(_, m)| m.parse::<i64>());
-                matches!(minute, Some(Ok(m)) if m < now_minute - MINUTES_KEPT)
-            };
-            expired = self.counters.keys().filter(|k| old(k)).filter(|k| !delta.contains_key(*k)).cloned().collect();
+            let now_ms = self.clock.now_ms();
+            expired = self
+                .counters
+                .keys()
+                .filter(|k| expired_counter(k, now_ms))
+                .filter(|k| !delta.contains_key(*k))
+                .cloned()
+                .collect();
             for k in &expired {
                 batch.remove(keys::counter_key(k));
             }
@@ -249,9 +251,6 @@ impl Writer {
                 self.stats.remove(&expired);
                 self.swept_minute = now_minute;
             }
-            for ms in accepted_at {
-                self.stats.note_accepted(ms.div_euclid(1000), 1);
-            }
             if jobs_added {
                 self.jobs_added.notify_one();
             }
@@ -277,13 +276,7 @@ impl Writer {
         }
     }
 
-    fn ingest(
-        &mut self,
-        p: &mut Pending,
-        event: NewEvent,
-        accepted_at: &mut Vec<i64>,
-        jobs_added: &mut bool,
-    ) -> Result<Ingested, String> {
+    fn ingest(&mut self, p: &mut Pending, event: NewEvent, jobs_added: &mut bool) -> Result<Ingested, String> {
         let dedup = keys::dedup_key(&event.provider, &event.event_id);
         let existing = p.get(&dedup).map_err(|e| format!("dedup lookup failed: {e}"))?;
         if let Some(first) = existing.and_then(|v| keys::ulid_from(&v)) {
@@ -298,7 +291,7 @@ impl Writer {
         p.count(hist_bucket_counter(event.processing_us), 1);
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         p.count(items_counter(&event.provider), i64::from(event.items));
-        accepted_at.push(event.received_at_ms);
+        p.count(second_counter(event.received_at_ms.div_euclid(1000)), 1);
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
         for (i, target) in event.targets.iter().enumerate() {
