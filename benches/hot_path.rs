@@ -41,6 +41,10 @@ use stagehook::config::{Config, InstanceConfig, ProviderKind, StripeConfig, Twil
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
+
+// The allocator of the stagehook binary, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Allocator;
 use stagehook::store::record::{self, EventRecord};
 use stagehook::store::{EventV1, NewEvent, Status, Store, StoreOptions};
 use stagehook::{App, Clock};

@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 
 use warp::Filter;
 
+// The same allocator as stagehook, so the two differ only in what they do with a request.
+#[global_allocator]
+static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Allocator;
+
 #[tokio::main]
 async fn main() {
     let addr: SocketAddr = std::env::args()

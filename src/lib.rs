@@ -18,6 +18,7 @@
 //! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound
 //! listener and a shutdown future, so tests bind port 0 and run the real server in-process.
 
+pub mod allocator;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -14,7 +14,11 @@ use tracing_subscriber::EnvFilter;
 /// Exit code for a configuration the user must fix.
 const EXIT_CONFIG: u8 = 2;
 
+#[global_allocator]
+static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Allocator;
+
 fn main() -> ExitCode {
+    stagehook::allocator::tune();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {

@@ -1,0 +1,38 @@
+//! The allocator of every stagehook binary: mimalloc, tuned to give memory back promptly.
+//!
+//! The hot path allocates and frees small objects from several threads at once (request
+//! handlers, the store writer, sled's I/O threads): under glibc's malloc, allocation was a
+//! quarter of the writer's time, and the same load ran about 45 % faster with mimalloc. Its
+//! defaults hold on to freed memory, though (peak RSS 96 MB became 170 MB in an 8-second load
+//! run); with arenas committed on demand and freed pages purged at once, peak RSS is back near
+//! glibc's and most of the speed stays. Each binary declares
+//! `#[global_allocator] static A: Allocator = Allocator;` and calls [`tune`] first thing.
+
+pub use mimalloc::MiMalloc as Allocator;
+
+/// `mi_option_t` values, from mimalloc.h (the same in mimalloc 2 and 3).
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Runs [`tune`] before `main`, before Rust's runtime makes its first allocation: mimalloc
+/// reserves its first arena then, and an arena committed eagerly is never purged, whatever the
+/// options say later.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_BEFORE_MAIN: extern "C" fn() = {
+    extern "C" fn run() {
+        tune();
+    }
+    run
+};
+
+/// Sets mimalloc's options. On Linux this already ran before `main`.
+pub fn tune() {
+    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table; it is safe to
+    // call at any time, from any thread.
+    unsafe {
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+    }
+}
