@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
@@ -46,6 +46,8 @@ pub(super) enum Op {
 /// Most operations in one batch, and most body bytes: bounds the latency one batch adds.
 const MAX_OPS: usize = 2048;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A commit this slow is logged with where its time went (a sign of a slow or busy disk).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Waits between attempts of a commit step; the number of entries is the number of retries.
 const RETRY_BACKOFF: [Duration; 3] = [Duration::from_millis(5), Duration::from_millis(25), Duration::from_millis(100)];
 
@@ -449,22 +451,34 @@ impl Writer {
     /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
     /// retried with back-off, and a flush retry does not apply the batch again.
     fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+        let started = Instant::now();
         // Bodies first: the batch must never point at bytes that are not on disk.
         if let Err(e) = retry(|| self.bodies.commit()) {
             self.bodies.abandon();
             return Err(Failure::NotApplied(e));
         }
+        let bodies_done = Instant::now();
         retry(|| self.tree.apply_batch(batch.clone()).map_err(|e| e.to_string())).map_err(Failure::NotApplied)?;
-        if !needs_flush {
-            return Ok(());
+        let applied = Instant::now();
+        if needs_flush {
+            retry(|| {
+                if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    return Err("injected flush failure".to_string());
+                }
+                self.db.flush().map(drop).map_err(|e| e.to_string())
+            })
+            .map_err(Failure::NotFlushed)?;
         }
-        retry(|| {
-            if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                return Err("injected flush failure".to_string());
-            }
-            self.db.flush().map(drop).map_err(|e| e.to_string())
-        })
-        .map_err(Failure::NotFlushed)
+        if started.elapsed() >= SLOW_COMMIT {
+            let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
+            tracing::warn!(
+                bodies_ms = ms(started, bodies_done),
+                apply_ms = ms(bodies_done, applied),
+                flush_ms = ms(applied, Instant::now()),
+                "slow store commit: every request of the batch waited this long"
+            );
+        }
+        Ok(())
     }
 
     fn next_id(&mut self) -> Ulid {
