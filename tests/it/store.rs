@@ -1,6 +1,7 @@
-//! The audit trail: duplicates stored once, restarts keep events and stats, the rejection log
-//! stays bounded, a failing store answers 503 (never a 2xx for an event not stored), and a
-//! damaged database is a clear error at open.
+//! The audit trail: duplicates stored once, every acknowledged event stored exactly once under
+//! concurrent load, restarts keep events and stats, the rejection log stays bounded, a failing
+//! store answers 503 (never a 2xx for an event not stored), a damaged database is a clear error
+//! at open, and body-log segments go with their last event.
 
 use stagehook::{App, Clock};
 
@@ -258,5 +259,55 @@ async fn a_damaged_body_is_reported_not_served() {
     let list = s.get("/staging/webhooks/events").await;
     assert_eq!(list.status, 200);
     assert_eq!(list.json()["events"].as_array().unwrap().len(), 2, "{}", list.text());
+    s.stop().await;
+}
+
+/// Many connections at once, as in a provider's burst: every 2xx names an event that is stored
+/// exactly once, with its body intact, and a copy sent again is answered with the first one's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_concurrent_load_every_acknowledged_event_is_stored_exactly_once() {
+    const TASKS: usize = 48;
+    const PER_TASK: usize = 9;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.limits.rate_limit_per_minute = 0; // one IP sends it all
+    let s = start(c).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let addr = s.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..PER_TASK {
+                let body = stripe_event(&format!("evt_burst_{t}_{i}"));
+                answers.push((body.clone(), crate::support::post_stripe(addr, &body, &[]).await));
+            }
+            // A provider's retry of the first, sent after its 2xx.
+            let again = crate::support::post_stripe(addr, &answers[0].0, &[]).await;
+            (answers, again)
+        }));
+    }
+    let mut stored = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (answers, again) = task.await.unwrap();
+        let first_id = answers[0].1.json()["id"].as_str().unwrap().to_string();
+        for (body, r) in answers {
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            assert!(v.get("duplicate").is_none(), "a new event is not a duplicate: {v}");
+            let id = v["id"].as_str().unwrap().to_string();
+            assert!(stored.insert(id, body).is_none(), "two events were given one id");
+        }
+        assert_eq!(again.status, 200);
+        assert_eq!((again.json()["duplicate"].clone(), again.json()["id"].clone()), (true.into(), first_id.into()));
+    }
+    assert_eq!(stored.len(), TASKS * PER_TASK);
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["total_events"], TASKS * PER_TASK, "{stats}");
+    assert_eq!(stats["duplicates"], TASKS, "{stats}");
+    for (id, body) in &stored {
+        let e = s.get(&format!("/staging/webhooks/events/{id}")).await;
+        assert_eq!(e.status, 200, "{}", e.text());
+        assert_eq!(e.json()["payload"], *body, "event {id}: the raw body, unchanged");
+    }
     s.stop().await;
 }
