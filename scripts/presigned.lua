@@ -5,8 +5,9 @@
 --
 -- Each thread formats all its events up front: a million of them take about 1.5 GB, which
 -- LuaJIT holds when it is built with GC64 (Debian's is), and formatting each one as it is sent
--- instead cuts wrk's own rate against the floor to well under half. By default a thread that has sent all its events starts over (the repeats are
--- answered as duplicates) until wrk's duration ends.
+-- instead cuts wrk's own rate against the floor to well under half. By default a thread that
+-- has sent all its events starts over (the repeats are answered as duplicates) until wrk's
+-- duration ends.
 --
 -- With `once`, each event is sent exactly once and wrk ends as soon as every one has been
 -- answered, whatever its duration: a thread stops when all of its own events are answered, and

@@ -160,7 +160,7 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
     }
     let mut out = Vec::new();
     for id in ids {
-        if let Some((e, _)) = s.store.get_event(id).map_err(unavailable)? {
+        if let Some(e) = s.store.get_record(id).map_err(unavailable)? {
             if filter.matches(&e) {
                 out.push(summary(id, &e));
             }
@@ -231,8 +231,11 @@ fn targets_of<'a>(s: &'a AppState, provider: &str) -> &'a [String] {
 
 async fn replay_one(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
-    let (e, _) =
-        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let e = s
+        .store
+        .get_record(ulid)
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let targets = targets_of(s, &e.provider);
     if targets.is_empty() {
         return Err(ApiError::new(

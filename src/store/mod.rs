@@ -423,12 +423,9 @@ impl Store {
     /// The record and raw body of one event by our id.
     pub fn get_event(&self, id: Ulid) -> Result<Option<(EventV1, Vec<u8>)>, StoreError> {
         let tree = &self.inner.tree;
-        let Some(meta) = tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
+        let Some((event, body)) = self.record(id)? else {
             return Ok(None);
         };
-        let record: record::EventRecord =
-            record::decode(&meta).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
-        let (event, body) = record.into_parts();
         let body = match body {
             Some(r) => {
                 bodies::read(&self.inner.bodies_dir, r).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?
@@ -437,6 +434,20 @@ impl Store {
             None => tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?.map(|b| b.to_vec()).unwrap_or_default(),
         };
         Ok(Some((event, body)))
+    }
+
+    /// The record of one event by our id, without reading its body.
+    pub fn get_record(&self, id: Ulid) -> Result<Option<EventV1>, StoreError> {
+        Ok(self.record(id)?.map(|(event, _)| event))
+    }
+
+    fn record(&self, id: Ulid) -> Result<Option<(EventV1, Option<record::BodyRef>)>, StoreError> {
+        let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
+            return Ok(None);
+        };
+        let record: record::EventRecord =
+            record::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+        Ok(Some(record.into_parts()))
     }
 
     /// Our id for a provider's event id, if it was recorded.

@@ -208,10 +208,10 @@ impl Writer {
 
         let (mut batch, delta) = p.finish();
         // Per-minute and per-second counters older than what they serve go, at most once a minute.
-        let now_minute = self.clock.now_ms().div_euclid(60_000);
+        let now_ms = self.clock.now_ms();
+        let now_minute = now_ms.div_euclid(60_000);
         let mut expired = Vec::new();
         if now_minute != self.swept_minute {
-            let now_ms = self.clock.now_ms();
             expired = self
                 .counters
                 .keys()
