@@ -97,6 +97,7 @@ impl App {
             started: Instant::now(),
             trusted_proxies,
             env,
+            connections: Default::default(),
         };
         Ok(App { state: Arc::new(state) })
     }
@@ -140,23 +141,13 @@ impl App {
         let delivery = tokio::spawn(state.engine.clone().run(stop_rx, grace));
         let retention =
             tokio::spawn(retention::run(state.store.clone(), state.config.retention.clone(), state.clock.clone()));
-        // The server stops accepting when `shutdown` fires and then waits for open connections;
-        // a client that never finishes its request must not hold the store open forever.
-        let stopping = Arc::new(tokio::sync::Notify::new());
-        let signal = {
-            let stopping = stopping.clone();
-            async move {
-                shutdown.await;
-                stopping.notify_one();
-            }
-        };
-        let server = warp::serve(http::routes(state.clone())).incoming(listener).graceful(signal).run();
-        tokio::select! {
-            () = server => {}
-            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("requests still open after {grace:?}; closing them");
-            }
-        }
+        // The server stops accepting when `shutdown` fires and then waits for open requests
+        // for at most `grace`: a client that never finishes its request must not hold the store
+        // open for ever.
+        let mut limits = http::server::Limits::from_config(&state.config.server);
+        limits.max_connections =
+            http::server::fit_to_fd_limit(limits.max_connections, state.config.delivery.concurrency);
+        http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
         retention.abort();
         // Deliveries get the same grace as requests; unfinished ones stay queued.

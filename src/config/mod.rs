@@ -84,6 +84,26 @@ pub struct ServerConfig {
     /// When set, every endpoint but ingest requires it (`Authorization: Bearer`, or the
     /// dashboard's session cookie).
     pub admin_token: Option<Secret>,
+    /// From connect until the first request's headers are complete; then the connection is
+    /// closed. Bounds slowloris-style clients that open connections and never finish a request.
+    pub header_timeout: HumanDuration,
+    /// From the end of a request's headers until its whole body has arrived; else `408`.
+    pub body_timeout: HumanDuration,
+    /// How long a kept-alive connection may wait between a response and the next request's
+    /// complete headers (this also bounds a response the client does not read).
+    pub idle_timeout: HumanDuration,
+    /// Most connections open at once. Beyond it a new connection takes the place of the one
+    /// that has waited longest for a request (if it has waited a second or more), or is refused
+    /// at once; never queued. Kept below the open-file limit at startup.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get `431`.
+    pub max_header_bytes: usize,
+    /// An early refusal (413, 429, 401, ...) first reads and discards up to this many bytes of
+    /// the unread body, so that a client that writes its whole body before reading gets the
+    /// answer instead of a reset connection.
+    pub refusal_drain_bytes: u64,
+    /// And for at most this long.
+    pub refusal_drain_timeout: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +115,13 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 10,
             admin_token: None,
+            header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            body_timeout: HumanDuration(std::time::Duration::from_secs(30)),
+            idle_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            refusal_drain_bytes: 4 * 1024 * 1024,
+            refusal_drain_timeout: HumanDuration(std::time::Duration::from_secs(2)),
         }
     }
 }
@@ -414,6 +441,11 @@ impl InstanceConfig {
     }
 }
 
+/// The smallest request head the HTTP layer can be held to (hyper's read buffer minimum).
+pub const MIN_HEADER_BYTES: usize = 8192;
+/// The largest: a head this size is already far beyond what any provider sends.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 const DEFAULT_TIMEOUT: HumanDuration = HumanDuration(std::time::Duration::from_secs(10));
 
 /// An address or CIDR range of trusted proxies.
@@ -496,6 +528,24 @@ impl Config {
                     format!("`{p}` is not an IP address or CIDR range such as 10.0.0.0/8"),
                 ));
             }
+        }
+        for (key, d) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(err(key, "must be longer than 0s"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(err("server.max_connections", "must be at least 1"));
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.server.max_header_bytes) {
+            return Err(err(
+                "server.max_header_bytes",
+                format!("must be between {MIN_HEADER_BYTES} and {MAX_HEADER_BYTES}"),
+            ));
         }
         if self.limits.max_body_bytes == 0 {
             return Err(err("limits.max_body_bytes", "must be at least 1"));

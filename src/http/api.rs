@@ -146,6 +146,7 @@ fn stats(s: &AppState) -> Response {
         "events_last_minute": s.store.stats().last_minute(s.clock.now_s()),
         "uptime_seconds": s.started.elapsed().as_secs(),
         "throughput": {"minutes": minutes, "providers": per_provider},
+        "connections": s.connections.snapshot(),
     }))
 }
 

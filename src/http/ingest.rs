@@ -45,7 +45,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::post())
         .and(with_state(state))
-        .and(warp::addr::remote())
+        .and(super::server::peer())
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())

@@ -11,6 +11,7 @@ mod dashboard;
 pub mod errors;
 mod events;
 mod ingest;
+pub mod server;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpRange>,
     /// The isolation-relevant environment, captured at startup for the validation endpoint.
     pub env: std::collections::BTreeMap<String, String>,
+    /// What connections did, and the budget of refusal log lines (`server.rs`).
+    pub connections: Arc<server::ConnStats>,
 }
 
 impl AppState {
@@ -88,19 +91,20 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 
 /// The whole server.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let connections = state.connections.clone();
     let app = ingest::filter(state.clone())
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))
         .or(dashboard::filter(state))
         .recover(errors::handle_rejection);
     warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(
-        |start: Instant, method: Method, path: warp::path::FullPath, reply| {
-            finish(start, &method, path.as_str(), Reply::into_response(reply))
+        move |start: Instant, method: Method, path: warp::path::FullPath, reply| {
+            finish(start, &method, path.as_str(), Reply::into_response(reply), &connections)
         },
     )
 }
 
-fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Response {
+fn finish(start: Instant, method: &Method, path: &str, mut res: Response, connections: &server::ConnStats) -> Response {
     let headers = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         // A handler may set its own policy (the dashboard's); every other header is fixed.
@@ -110,6 +114,9 @@ fn finish(start: Instant, method: &Method, path: &str, mut res: Response) -> Res
         headers.insert(name, HeaderValue::from_static(value));
     }
     let log = res.extensions_mut().remove::<RequestLog>().unwrap_or_default();
+    if !connections.may_log(res.status().as_u16()) {
+        return res;
+    }
     tracing::info!(
         target: "stagehook::request",
         method = %method,
@@ -131,8 +138,15 @@ fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), E
 /// Why reading a body stopped.
 pub enum BodyError {
     TooLarge,
+    /// `server.body_timeout` passed before the body was complete.
+    TimedOut,
     Broken(String),
 }
+
+/// The most a body buffer reserves ahead of the bytes that have arrived: a declared
+/// `Content-Length` is a promise, not bytes, so a client that declares 1 MiB and sends nothing
+/// costs no more than this.
+const RESERVE_AHEAD: u64 = 64 * 1024;
 
 /// Reads a body, refusing it as soon as it grows past `limit`: a chunked body (no
 /// Content-Length) is held to the same limit as a declared one, without buffering the excess.
@@ -142,11 +156,23 @@ where
     B: Buf,
 {
     let mut stream = std::pin::pin!(stream);
-    let mut buf = BytesMut::with_capacity(size_hint.unwrap_or(8192).min(limit) as usize);
+    let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        let mut chunk = chunk.map_err(|e| {
+            if std::error::Error::source(&e).is_some_and(|s| s.is::<server::BodyTimeout>()) {
+                BodyError::TimedOut
+            } else {
+                BodyError::Broken(e.to_string())
+            }
+        })?;
         if (buf.len() + chunk.remaining()) as u64 > limit {
             return Err(BodyError::TooLarge);
+        }
+        if buf.is_empty() {
+            // The first bytes: room for what was declared, within reason, so that a body that
+            // arrives in pieces is copied once.
+            let want = size_hint.unwrap_or(0).min(limit).min(RESERVE_AHEAD) as usize;
+            buf.reserve(want.max(chunk.remaining()));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -175,6 +201,11 @@ impl From<BodyError> for ApiError {
                 warp::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the body is larger than the limit",
+            ),
+            BodyError::TimedOut => ApiError::new(
+                warp::http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive within server.body_timeout",
             ),
             BodyError::Broken(m) => ApiError::invalid_payload(format!("the body could not be read: {m}")),
         }

@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod config;
+mod connections;
 mod crash;
 mod dashboard;
 mod delivery;
