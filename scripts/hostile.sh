@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Hostile clients against a release build of stagehook, one attack per phase, with genuine signed
+# Stripe events (50 a second, each on a new connection) sent beside each attack:
+#
+#   - none: the genuine traffic alone, for comparison;
+#   - idle half-sent requests: IDLE (20 000) connections attempted at once, each sending half a
+#     request head and a header line every 5 s, reconnecting when closed (slowloris);
+#   - slow bodies: 2 000 requests at a time declaring 1 MiB and sending a byte a second, each
+#     from a spoofed address through the trusted proxy;
+#   - huge headers: 64 connections at a time sending requests with ~60 KB of headers, every tenth
+#     over the 64 KiB limit;
+#   - spoofed-IP flood: 64 connections at a time sending badly signed requests, each from a new
+#     spoofed IPv4 or IPv6 address through the trusted proxy.
+#
+# For each it prints the genuine requests' success rate, p50 and p99, stagehook's peak RSS and
+# open descriptors, and what stagehook counted (evictions, refusals, timeouts), and writes the
+# table into README.md. Everything runs on this machine, over loopback (127.0.0.0/8).
+#
+#   bash scripts/hostile.sh          # PHASE_SECONDS=20 IDLE=20000
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PHASE_SECONDS=${PHASE_SECONDS:-20}
+IDLE=${IDLE:-20000}
+SECRET="whsec_hostile_0123456789abcdef0123456789"
+
+echo "== building (release)"
+cargo build --release --bin stagehook --example hostile
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/staging.toml" <<EOF
+[server]
+bind = "127.0.0.1:$port"
+data_dir = "$work/data"
+# The genuine events and the spoofing attacks come through a proxy on loopback.
+trusted_proxies = ["127.0.0.0/8"]
+EOF
+
+# Defaults everywhere else: the limits under test are the shipped ones.
+STRIPE_WEBHOOK_SECRET=$SECRET RUST_LOG=info target/release/stagehook serve --config "$work/staging.toml" \
+    >"$work/stdout.log" 2>"$work/stderr.log" &
+pid=$!
+for _ in $(seq 200); do
+    grep -q "listening on" "$work/stdout.log" && break
+    sleep 0.05
+done
+grep -q "listening on" "$work/stdout.log" || { echo "stagehook did not start: $(cat "$work/stderr.log")" >&2; exit 1; }
+echo "== stagehook $pid on 127.0.0.1:$port (open-file limit $(ulimit -n)); $PHASE_SECONDS s a phase"
+
+table=$(target/release/examples/hostile "127.0.0.1:$port" "$pid" "$SECRET" "$PHASE_SECONDS" "$IDLE" | tee /dev/stderr)
+
+kill -TERM "$pid"
+wait "$pid" || true
+pid=""
+log_lines=$(wc -l <"$work/stderr.log")
+log_bytes=$(wc -c <"$work/stderr.log")
+echo "== stagehook's log over the whole run: $log_lines lines, $log_bytes bytes"
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+header="Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu) with \`bash scripts/hostile.sh\` (${PHASE_SECONDS} s of genuine traffic per attack, after 3 s of attack alone; default limits; attackers, genuine client and stagehook on the same cores; stagehook's log over the whole run: $log_lines lines):"
+python3 - "$header" "$table" <<'PY'
+import re, sys
+header, table = sys.argv[1], sys.argv[2]
+path = "README.md"
+text = open(path).read()
+block = "<!-- hostile:begin -->\n" + header + "\n\n" + table.strip() + "\n<!-- hostile:end -->"
+new, n = re.subn(r"<!-- hostile:begin -->.*?<!-- hostile:end -->", lambda m: block, text, flags=re.S)
+if n:
+    open(path, "w").write(new)
+    print("README.md: table replaced")
+else:
+    print("README.md has no hostile markers; table not written", file=sys.stderr)
+PY
