@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod config;
 mod crash;
+mod damage;
 mod dashboard;
 mod delivery;
 mod fake_app;
