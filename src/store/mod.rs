@@ -13,6 +13,7 @@ mod keys;
 mod pending;
 pub mod record;
 pub mod stats;
+pub mod verify;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};

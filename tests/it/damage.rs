@@ -1,7 +1,8 @@
 //! Damage is contained and visible: a body that fails its checksum, a job record or an event
 //! record that does not decode each make that one delivery a dead letter (`storage_corrupt`)
-//! while the rest of the provider's queue is delivered; listings still answer; and the health
-//! check says `degraded` after a failed commit until one succeeds again.
+//! while the rest of the provider's queue is delivered; listings still answer; `store verify`
+//! names what is damaged; and the health check says `degraded` after a failed commit until one
+//! succeeds again.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use stagehook::Clock;
 use ulid::Ulid;
 
 use crate::fake_app::{FakeApp, Reply};
-use crate::support::{self, config, start, start_with_clock, stripe_event, TestServer};
+use crate::support::{self, config, run_binary, start, start_with_clock, stripe_event, TestServer};
 
 const HOUR_MS: i64 = 3600 * 1000;
 
@@ -223,6 +224,60 @@ async fn an_undecodable_event_record_is_a_dead_letter_and_listings_still_answer(
     let r = s.post("/staging/webhooks/replay", &[], br#"{"status":"failed"}"#).await.json();
     assert_eq!((r["replayed"].clone(), r["skipped_damaged"].clone()), (0.into(), 1.into()), "{r}");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_verify_names_damaged_events_and_passes_a_sound_store() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = delivering(dir.path(), &app.url("/hook"));
+    let data = c.server.data_dir.clone();
+    let data_arg = data.to_str().unwrap();
+    let ids = queued(&c, &Clock::system(), &app, &["evt_v_ok", "evt_v_body", "evt_v_job", "evt_v_record"]).await;
+
+    // Events, bodies, queued jobs, attempts, a rejection, counters and dedup keys, all sound.
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data_arg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checked 4 events, 4 bodies, 4 delivery jobs, 4 attempts, 1 rejections"), "{out}");
+    assert!(out.contains("all sound"), "{out}");
+
+    flip_body_byte(&data, "evt_v_body");
+    damage(&data, &ids[2], InjectDamage::JobRecords).await;
+    damage(&data, &ids[3], InjectDamage::EventRecord).await;
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data_arg]);
+    assert_eq!(code, 1, "{out}");
+    let damaged: Vec<&str> = out.lines().filter(|l| l.starts_with("damaged: ")).collect();
+    assert_eq!(damaged.len(), 3, "one line per damaged item: {out}");
+    assert!(damaged.iter().any(|l| l.contains(&ids[1]) && l.contains("body") && l.contains("checksum")), "{out}");
+    assert!(damaged.iter().any(|l| l.contains(&ids[2]) && l.contains("delivery job")), "{out}");
+    assert!(damaged.iter().any(|l| l.contains(&ids[3]) && l.contains("event record")), "{out}");
+    assert!(!out.contains(&ids[0]), "the sound event is not named: {out}");
+    assert!(out.contains("3 damaged items"), "{out}");
+
+    // While a stagehook runs on the folder, verify refuses to read under it.
+    let s = start(c.clone()).await;
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data_arg]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("in use by a running stagehook"), "{out}");
+    s.stop().await;
+
+    // Files sled itself cannot read are damage too.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::write(&path, b"\x00\xffgarbage, not a sled database\xff\x00").unwrap();
+        }
+    }
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("damaged: database: sled cannot open it"), "{out}");
+
+    // A folder without a database is not checked, and not created either.
+    let empty = dir.path().join("nothing-here");
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", empty.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no stagehook database"), "{out}");
+    assert!(!empty.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
