@@ -116,7 +116,7 @@ async function login(event) {
 
 async function refreshOverview() {
   const [health, stats] = await Promise.all([api(`${API}/test`), api(`${API}/stats`)]);
-  setText('#health-status', health.status);
+  setText('#health-status', health.reason ? `${health.status}: ${health.reason}` : health.status);
   $('#health').classList.toggle('bad', health.status !== 'ok');
   setText('#uptime', duration(health.uptime_seconds));
   setText('#version', health.version);
@@ -238,7 +238,7 @@ function eventRow(e) {
     el('td', { class: 'provider' }, e.provider),
     el('td', { class: 'event-id mono' }, e.event_id),
     el('td', { class: 'event-type' }, e.event_type),
-    el('td', { class: 'status' }, statusBadge(e.status)),
+    el('td', { class: 'status', title: e.last_error || '' }, statusBadge(e.status)),
     el('td', { class: 'attempts' }, e.attempts));
   row.addEventListener('click', () => openDetail(e.id));
   return row;
@@ -313,6 +313,9 @@ async function refreshDetail() {
   if (state.detailId !== id) return;
   setText('#detail-id', `${e.event_id} (${e.id})`);
   $('#detail-status').replaceChildren(statusBadge(e.status));
+  // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
+  setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
+  $('#detail-damage').classList.toggle('hidden', !e.damage.length);
   setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ' · delivery pending' : ''}`);
   $('#detail-history').replaceChildren(...e.history.map((a) => el('li', { class: `outcome-${a.outcome}` },
     el('span', { class: 'attempt-status' }, a.status != null ? `HTTP ${a.status}` : (a.error || '—')),
@@ -320,13 +323,17 @@ async function refreshDetail() {
     el('span', { class: 'muted' }, ` · series ${a.series}, attempt ${a.attempt} · ${time(a.at_ms)} · ${(a.duration_us / 1000).toFixed(1)} ms · ${a.target}`),
     a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '')));
   if (!e.history.length) $('#detail-history').append(el('li', { class: 'muted' }, 'no delivery attempts'));
-  state.lastPayload = e.payload_encoding === 'utf8' ? e.payload : atob(e.payload);
+  state.lastPayload = e.payload == null ? '' : e.payload_encoding === 'utf8' ? e.payload : atob(e.payload);
   renderPayload(e);
   $('#detail-headers tbody').replaceChildren(...e.headers.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', { class: 'mono' }, v))));
 }
 
 function renderPayload(e) {
   const box = $('#detail-payload');
+  if (e.payload == null) {
+    box.replaceChildren(el('p', { class: 'muted' }, 'the body cannot be read back (see above)'));
+    return;
+  }
   const contentType = (e.headers.find(([k]) => k === 'content-type') || [, ''])[1];
   if (e.payload_encoding === 'utf8' && contentType.startsWith('application/x-www-form-urlencoded')) {
     const rows = [...new URLSearchParams(e.payload)].map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v)));

@@ -1,4 +1,5 @@
-//! The command line: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`.
+//! The command line: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`, `check-config`,
+//! `send` and `store verify`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,26 @@ pub enum Command {
     CheckConfig(CheckArgs),
     /// Send realistic, correctly signed test events to stagehook (or to `--to`).
     Send(SendArgs),
+    /// Inspect the data folder of a stopped stagehook.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Read every record and body back and print each damaged one; exit 0 when all is sound, 1
+    /// when anything is damaged, 2 when the folder cannot be checked (in use, no database).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// TOML configuration file, for `server.data_dir`.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Database folder (overrides `server.data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

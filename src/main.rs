@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs};
+use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs};
 use stagehook::config::layers::{self, flag_value, Layered};
 use stagehook::config::validate::{validate, Context, Severity};
 use stagehook::{App, Clock};
@@ -13,6 +13,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit code for a configuration the user must fix.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code of `store verify` when the folder could not be checked at all (in use, no database).
+const EXIT_UNCHECKED: u8 = 2;
 
 #[global_allocator]
 static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Allocator;
@@ -25,6 +27,41 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
+        Command::Store(StoreCommand::Verify(args)) => verify(args),
+    }
+}
+
+/// `store verify`: one line per damaged item, then a summary. Exit 0 when sound, 1 when damaged,
+/// 2 when the folder could not be checked.
+fn verify(args: VerifyArgs) -> ExitCode {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => match load(args.config.as_deref(), &[]) {
+            Ok(l) => l.config.server.data_dir,
+            Err(code) => return code,
+        },
+    };
+    match stagehook::store::verify::verify(&data_dir) {
+        Ok(report) => {
+            for finding in &report.findings {
+                println!("damaged: {finding}");
+            }
+            let verdict = match report.findings.len() {
+                0 => "all sound".to_string(),
+                1 => "1 damaged item".to_string(),
+                n => format!("{n} damaged items"),
+            };
+            println!("checked {} in {}: {verdict}", report.checked, data_dir.display());
+            if report.sound() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            ExitCode::from(EXIT_UNCHECKED)
+        }
     }
 }
 

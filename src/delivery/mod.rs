@@ -6,7 +6,9 @@
 //! delivery re-signs the raw body for its target, posts it, and records the attempt and its
 //! consequence (done, retry at a time, dead letter) in one durable batch; until that batch is
 //! written the job stays queued, so a crash or shutdown mid-delivery loses nothing: the job is
-//! simply attempted again.
+//! simply attempted again. A job whose stored data is damaged (its record, or its event's record
+//! or body) is not attempted: it becomes a dead letter with reason `storage_corrupt` the same
+//! way, so it is neither retried for ever nor in the way of the jobs behind it.
 
 pub mod breaker;
 pub mod client;
@@ -19,11 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
+use ulid::Ulid;
 
 use crate::clock::Clock;
 use crate::config::Targets;
 use crate::providers::{Provider, Signed};
-use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store};
+use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
 use client::Client;
 use policy::{classify_status, RetryPolicy, Verdict};
@@ -168,20 +171,37 @@ impl Engine {
             if let Some(t) = next {
                 soonest(t);
             }
-            for job in jobs {
-                let permit = lane.breaker.acquire(now);
-                if let Permit::Denied { until_ms } = permit {
-                    if let Some(t) = until_ms {
-                        soonest(t);
-                    }
-                    break;
-                }
-                self.in_flight.lock().insert(job.key.clone());
+            let mut denied = false;
+            for DueJob { key, id, target, job, .. } in jobs {
+                let work = match job {
+                    // Nothing is sent for a damaged job, so it needs no permit: it leaves the queue
+                    // even while the breaker holds the provider's deliveries back.
+                    Err(damage) => Work::Settle(Queued { key, id, target }, None, damage.0),
+                    Ok(_) if denied => continue,
+                    Ok(job) => match lane.breaker.acquire(now) {
+                        Permit::Denied { until_ms } => {
+                            if let Some(t) = until_ms {
+                                soonest(t);
+                            }
+                            denied = true;
+                            continue;
+                        }
+                        permit => Work::Deliver(Queued { key, id, target }, job, permit),
+                    },
+                };
+                let key = match &work {
+                    Work::Deliver(at, ..) | Work::Settle(at, ..) => at.key.clone(),
+                };
+                self.in_flight.lock().insert(key.clone());
                 let engine = self.clone();
                 let done = done.clone();
                 tasks.spawn(async move {
-                    let key = job.key.clone();
-                    let recorded = engine.deliver(lane_index, job, permit).await;
+                    let recorded = match work {
+                        Work::Deliver(at, job, permit) => engine.deliver(lane_index, at, job, permit).await,
+                        Work::Settle(at, job, damage) => {
+                            engine.dead_letter_damaged(lane_index, at, job.as_ref(), &damage).await
+                        }
+                    };
                     if !recorded {
                         tokio::time::sleep(STORE_BACKOFF).await;
                     }
@@ -194,9 +214,9 @@ impl Engine {
     }
 
     /// One attempt; returns whether its outcome was recorded.
-    async fn deliver(&self, lane_index: usize, due: DueJob, permit: Permit) -> bool {
+    async fn deliver(&self, lane_index: usize, at: Queued, job: JobV1, permit: Permit) -> bool {
         let lane = &self.lanes[lane_index];
-        let DueJob { key, id, target, job, .. } = due;
+        let Queued { key, id, target } = at;
         self.store.begin(id).await;
         let (event, body) = match self.store.get_event(id) {
             Ok(Some(found)) => found,
@@ -214,6 +234,11 @@ impl Engine {
                 let outcome =
                     Outcome { job_key: key, id, target, attempt, failure_reason: None, next: Next::DeadLetter };
                 return self.store.record_outcome(outcome).await.is_ok();
+            }
+            Err(StoreError::Corrupt(damage)) => {
+                // Reading again gives the same bytes: retrying would spin on it for ever.
+                lane.breaker.release(permit);
+                return self.dead_letter_damaged(lane_index, Queued { key, id, target }, Some(&job), &damage).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, %id, "cannot read the event to deliver");
@@ -288,6 +313,67 @@ impl Engine {
         }
         recorded.is_ok()
     }
+
+    /// Makes a job whose stored data is damaged (its record, its event's record or body) a dead
+    /// letter with reason `storage_corrupt`, in one batch like any outcome; returns whether that
+    /// was recorded.
+    async fn dead_letter_damaged(&self, lane_index: usize, at: Queued, job: Option<&JobV1>, damage: &str) -> bool {
+        let lane = &self.lanes[lane_index];
+        let Queued { key, id, target } = at;
+        let now_ms = self.clock.now_ms();
+        let error = format!("{STORAGE_CORRUPT}: {damage}");
+        tracing::error!(
+            target: "stagehook::delivery",
+            provider = %lane.name,
+            %id,
+            damage,
+            outcome = AttemptOutcome::Failed.as_str(),
+            "stored data is damaged: the delivery is a dead letter"
+        );
+        let attempt = match job {
+            Some(job) => attempt_record(job, now_ms, None, Some(error), 0, AttemptOutcome::Failed),
+            // The job's own record is unreadable: its series, attempt and URL are unknown (0, "").
+            None => AttemptV1 {
+                series: 0,
+                attempt: 0,
+                at_ms: now_ms,
+                target: String::new(),
+                status: None,
+                error: Some(error),
+                duration_us: 0,
+                outcome: AttemptOutcome::Failed,
+            },
+        };
+        let outcome = Outcome {
+            job_key: key,
+            id,
+            target,
+            attempt,
+            failure_reason: Some(STORAGE_CORRUPT),
+            next: Next::DeadLetter,
+        };
+        let recorded = self.store.record_outcome(outcome).await;
+        if let Err(e) = &recorded {
+            tracing::error!(error = %e, %id, "dead letter not recorded; the job stays queued");
+        }
+        recorded.is_ok()
+    }
+}
+
+/// Where a due job sits in the queue.
+struct Queued {
+    key: Vec<u8>,
+    id: Ulid,
+    target: u8,
+}
+
+/// What to do with a due job.
+enum Work {
+    /// Send it, under the breaker's permit.
+    Deliver(Queued, JobV1, Permit),
+    /// Its stored data is damaged: settle it as a dead letter without sending anything. The job
+    /// is `None` when its own record is what is damaged.
+    Settle(Queued, Option<JobV1>, String),
 }
 
 fn attempt_record(

@@ -76,8 +76,17 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
     test.or(stats).unify().or(validate).unify().or(rejections).unify().or(config).unify()
 }
 
+/// Degraded, with the reason, while the store writer is gone or its last commit failed (a full
+/// disk): then ingest answers 503, and the health check must not say otherwise.
 fn health(s: &AppState) -> Response {
-    let writable = s.store.writable();
+    let running = s.store.writer_running();
+    let failure = s.store.commit_failure();
+    let reason = match (&failure, running) {
+        (_, false) => Some("the store writer has stopped".to_string()),
+        (Some(f), true) => Some(format!("the last store commit failed: {}", f.error)),
+        (None, true) => None,
+    };
+    let writable = reason.is_none();
     let providers: Map<String, Value> = s
         .endpoints
         .iter()
@@ -90,9 +99,14 @@ fn health(s: &AppState) -> Response {
         .collect();
     ok_json(&json!({
         "status": if writable { "ok" } else { "degraded" },
+        "reason": reason,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs(),
-        "store": {"writable": writable},
+        "store": {
+            "writable": writable,
+            "last_error": failure.as_ref().map(|f| &f.error),
+            "last_error_at_ms": failure.as_ref().map(|f| f.at_ms),
+        },
         "providers": providers,
     }))
 }

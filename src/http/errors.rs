@@ -49,7 +49,11 @@ impl ApiError {
     }
 
     pub fn storage_corrupt(what: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_corrupt", format!("stored data is damaged: {what}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::store::STORAGE_CORRUPT,
+            format!("stored data is damaged: {what}"),
+        )
     }
 
     pub fn internal() -> ApiError {

@@ -21,7 +21,7 @@ use super::api::shown_headers;
 use super::auth::admin;
 use super::errors::ApiError;
 use super::{ok_json, read_body, AppState};
-use crate::store::{AttemptV1, EventFilter, EventV1, Status, StoreError};
+use crate::store::{AttemptV1, Damage, EventFilter, EventV1, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
 const MAX_PAGE: usize = 500;
@@ -146,7 +146,14 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
         return Ok(ok_json(&json!({"events": search(s, &filter, q)?, "next_cursor": null})));
     }
     let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT).map_err(unavailable)?;
-    let events: Vec<Value> = page.events.iter().map(|(id, e)| summary(*id, e)).collect();
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|(id, e)| match e {
+            Ok(e) => summary(*id, e),
+            Err(damage) => damaged_summary(*id, damage),
+        })
+        .collect();
     Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
 }
 
@@ -160,10 +167,12 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
     }
     let mut out = Vec::new();
     for id in ids {
-        if let Some(e) = s.store.get_record(id).map_err(unavailable)? {
-            if filter.matches(&e) {
-                out.push(summary(id, &e));
-            }
+        match s.store.get_record(id) {
+            Ok(Some(e)) if filter.matches(&e) => out.push(summary(id, &e)),
+            Ok(_) => {}
+            Err(StoreError::Corrupt(what)) if filter.matches_damaged() => out.push(damaged_summary(id, &Damage(what))),
+            Err(StoreError::Corrupt(_)) => {}
+            Err(e) => return Err(unavailable(e)),
         }
     }
     Ok(out)
@@ -180,30 +189,79 @@ fn summary(id: Ulid, e: &EventV1) -> Value {
         "attempts": e.attempts,
         "last_error": e.last_error,
         "body_len": e.body_len,
+        "damage": [],
     })
 }
 
-fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
-    let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
-    let (e, body) =
-        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    let attempts = s.store.attempts(ulid).map_err(unavailable)?;
-    let pending = s.store.has_pending_job(ulid).map_err(unavailable)?;
-    Ok(ok_json(&event_json(ulid, &e, &body, &attempts, pending)))
+/// An event whose record does not decode: listed in its place as `failed`, with what is wrong,
+/// rather than failing the page. Only its id (and so when it was stored) is known.
+fn damaged_summary(id: Ulid, damage: &Damage) -> Value {
+    json!({
+        "id": id.to_string(),
+        "provider": null,
+        "event_id": null,
+        "event_type": null,
+        "received_at_ms": id.timestamp_ms(),
+        "status": Status::Failed.as_str(),
+        "attempts": null,
+        "last_error": format!("{STORAGE_CORRUPT}: {damage}"),
+        "body_len": null,
+        "damage": [damage.0],
+    })
 }
 
-fn event_json(id: Ulid, e: &EventV1, body: &[u8], attempts: &[AttemptV1], pending: bool) -> Value {
-    let (payload, encoding) = match std::str::from_utf8(body) {
-        Ok(text) => (Value::String(text.to_string()), "utf8"),
-        Err(_) => (Value::String(base64::engine::general_purpose::STANDARD.encode(body)), "base64"),
+/// One event: whatever of it reads back, with `damage` naming each part that does not.
+fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
+    let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    let stored = s
+        .store
+        .read_event(ulid)
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let mut history = Vec::new();
+    let mut damage = Vec::new();
+    for a in s.store.attempts(ulid).map_err(unavailable)? {
+        match a {
+            Ok(a) => history.push(a),
+            Err(d) => damage.push(d.0),
+        }
+    }
+    let pending = s.store.has_pending_job(ulid).map_err(unavailable)?;
+    let (mut v, e, body) = match &stored {
+        StoredEvent::Whole(e, body) => (summary(ulid, e), Some(e), Some(body.as_slice())),
+        StoredEvent::BodyDamaged(e, d) => {
+            damage.insert(0, d.0.clone());
+            (summary(ulid, e), Some(e), None)
+        }
+        StoredEvent::RecordDamaged(d) => {
+            damage.insert(0, d.0.clone());
+            (damaged_summary(ulid, d), None, None)
+        }
     };
-    let mut v = summary(id, e);
-    let extra = json!({
-        "source_ip": e.source_ip,
-        "headers": shown_headers(&e.headers),
-        "signature_verified": e.signature_verified,
-        "processing_us": e.processing_us,
-        "errors": e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>(),
+    v["damage"] = json!(damage);
+    if let Value::Object(into) = &mut v {
+        if let Value::Object(extra) = event_json(e, body, &history, pending) {
+            into.extend(extra);
+        }
+    }
+    Ok(ok_json(&v))
+}
+
+/// The detail fields beyond the summary; `null` (or empty) for the parts that do not read back.
+fn event_json(e: Option<&EventV1>, body: Option<&[u8]>, attempts: &[AttemptV1], pending: bool) -> Value {
+    let (payload, encoding) = match body.map(std::str::from_utf8) {
+        None => (Value::Null, Value::Null),
+        Some(Ok(text)) => (Value::String(text.to_string()), json!("utf8")),
+        Some(Err(_)) => {
+            (Value::String(base64::engine::general_purpose::STANDARD.encode(body.unwrap_or_default())), json!("base64"))
+        }
+    };
+    json!({
+        "source_ip": e.map(|e| &e.source_ip),
+        "headers": e.map(|e| shown_headers(&e.headers)).unwrap_or_default(),
+        "signature_verified": e.map(|e| e.signature_verified),
+        "processing_us": e.map(|e| e.processing_us),
+        "errors": e.map(|e| e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>()).unwrap_or_default(),
         "delivery_pending": pending,
         "history": attempts.iter().map(|a| json!({
             "series": a.series,
@@ -217,11 +275,7 @@ fn event_json(id: Ulid, e: &EventV1, body: &[u8], attempts: &[AttemptV1], pendin
         })).collect::<Vec<_>>(),
         "payload": payload,
         "payload_encoding": encoding,
-    });
-    if let (Value::Object(into), Value::Object(from)) = (&mut v, extra) {
-        into.extend(from);
-    }
-    v
+    })
 }
 
 /// The targets an event's provider delivers to now.
@@ -327,11 +381,17 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     };
     let mut items = Vec::new();
     let mut skipped = 0;
+    let mut damaged = 0;
     let mut cursor = None;
     // Page through the matches; the store bounds each page's scan.
     loop {
         let page = s.store.list_events(&filter, cursor, limit - items.len(), SCAN_LIMIT).map_err(unavailable)?;
         for (id, e) in page.events {
+            // A record that does not decode names no provider, so there is nowhere to send it.
+            let Ok(e) = e else {
+                damaged += 1;
+                continue;
+            };
             let targets = targets_of(s, &e.provider);
             if targets.is_empty() {
                 skipped += 1;
@@ -345,7 +405,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
         }
     }
     let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await.map_err(unavailable)? };
-    Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped})))
+    Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped, "skipped_damaged": damaged})))
 }
 
 fn recovery(s: &AppState) -> Response {

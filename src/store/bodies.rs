@@ -157,16 +157,40 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, String> {
         .collect())
 }
 
+/// Why a body could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The bytes are not what was written: the segment is gone or cut short, or the body fails
+    /// its checksum. Reading again gives the same answer.
+    Damaged(String),
+    /// The read itself failed (out of file handles, an I/O error): it may work later.
+    Io(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Damaged(m) | ReadError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Reads a body back, checking its length and checksum.
-pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, String> {
+pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, ReadError> {
     let BodyRef::V1 { segment, offset, len, crc32 } = r;
     let path = segment_path(dir, segment);
-    let file = File::open(&path).map_err(|e| format!("body segment {}: {e}", path.display()))?;
+    let at = || format!("body at {}+{offset} ({len} bytes)", path.display());
+    let classify = |e: std::io::Error, what: String| match e.kind() {
+        // A record names these bytes, so they were synced before it was written: a missing
+        // file or a short one is damage, not a passing condition.
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => ReadError::Damaged(format!("{what}: {e}")),
+        _ => ReadError::Io(format!("{what}: {e}")),
+    };
+    let file = File::open(&path).map_err(|e| classify(e, format!("body segment {}", path.display())))?;
     let mut buf = vec![0; len as usize];
-    read_exact_at(&file, &mut buf, offset)
-        .map_err(|e| format!("body at {}+{offset} ({len} bytes): {e}", path.display()))?;
+    read_exact_at(&file, &mut buf, offset).map_err(|e| classify(e, at()))?;
     if crc32fast::hash(&buf) != crc32 {
-        return Err(format!("body at {}+{offset} ({len} bytes) fails its checksum", path.display()));
+        return Err(ReadError::Damaged(format!("{} fails its checksum", at())));
     }
     Ok(buf)
 }
@@ -232,7 +256,7 @@ mod tests {
         log.remove_segment(2); // the current segment stays
         assert_eq!(read(dir.path(), second).unwrap(), b"y");
         log.remove_segment(1);
-        assert!(read(dir.path(), first).unwrap_err().contains("00000001.log"));
+        assert!(matches!(read(dir.path(), first), Err(ReadError::Damaged(m)) if m.contains("00000001.log")));
         // Reopening continues the newest segment.
         drop(log);
         assert_eq!(BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap().current_segment(), 2);
@@ -248,9 +272,12 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[3] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read(dir.path(), r).unwrap_err().contains("checksum"));
+        assert!(matches!(read(dir.path(), r), Err(ReadError::Damaged(m)) if m.contains("checksum")));
+        // Cut short, or gone: damage too, never a passing I/O condition to retry.
         std::fs::write(&path, &bytes[..4]).unwrap();
-        assert!(read(dir.path(), r).is_err());
+        assert!(matches!(read(dir.path(), r), Err(ReadError::Damaged(_))));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(read(dir.path(), r), Err(ReadError::Damaged(_))));
     }
 
     #[test]

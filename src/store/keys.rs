@@ -57,12 +57,26 @@ pub fn parse_job_key(key: &[u8]) -> Option<(i64, Ulid, u8)> {
     Some((due, ulid_from(&key[n - 17..n - 1])?, key[n - 1]))
 }
 
+/// The provider a job key belongs to.
+pub fn job_provider(key: &[u8]) -> Option<&str> {
+    let n = key.len();
+    if n < 1 + 1 + 8 + 16 + 1 || key[n - 26] != 0 {
+        return None;
+    }
+    std::str::from_utf8(&key[1..n - 26]).ok()
+}
+
 /// `j` + id + target: where an event's job for one target is.
 pub fn job_of_key(id: Ulid, target: u8) -> [u8; 18] {
     let mut k = [0u8; 18];
     k[..17].copy_from_slice(&id_key(JOB_OF, id));
     k[17] = target;
     k
+}
+
+/// The sequence number of an attempt key.
+pub fn attempt_seq(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(17..21)?.try_into().ok()?)).filter(|_| key.len() == 21)
 }
 
 pub fn attempt_key(id: Ulid, seq: u32) -> [u8; 21] {
@@ -105,4 +119,20 @@ pub fn counter_key(name: &str) -> Vec<u8> {
     k.push(COUNTER);
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_and_attempt_keys_read_back() {
+        let id = Ulid::new();
+        let k = job_key("shop-eu", 1_700_000_000_000, id, 3);
+        assert_eq!(parse_job_key(&k), Some((1_700_000_000_000, id, 3)));
+        assert_eq!(job_provider(&k), Some("shop-eu"));
+        assert_eq!(job_provider(&k[..20]), None);
+        assert_eq!(attempt_seq(&attempt_key(id, 70_000)), Some(70_000));
+        assert_eq!(attempt_seq(&id_key(ATTEMPT, id)), None);
+    }
 }

@@ -13,6 +13,7 @@ mod keys;
 mod pending;
 pub mod record;
 pub mod stats;
+pub mod verify;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -51,6 +52,39 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// The failure reason (`failures/storage_corrupt`) and error code of stored data that does not
+/// read back intact.
+pub const STORAGE_CORRUPT: &str = "storage_corrupt";
+
+/// What is wrong with one stored item that does not read back as it was written: a record that
+/// does not decode, a body cut short or failing its checksum. Unlike a failed read, it is not
+/// transient: reading again gives the same answer, so whatever needs the item gives up on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage(pub String);
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event as read back for display: each part whole, or what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredEvent {
+    Whole(EventV1, Vec<u8>),
+    /// The record reads, its body does not.
+    BodyDamaged(EventV1, Damage),
+    /// The record itself does not decode, so nothing of it (not even where its body is) is known.
+    RecordDamaged(Damage),
+}
+
+/// The last commit that failed, until one succeeds again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitFailure {
+    pub at_ms: i64,
+    pub error: String,
+}
 
 /// An event to record, verified and parsed.
 #[derive(Debug, Clone)]
@@ -96,7 +130,9 @@ pub struct DueJob {
     pub id: Ulid,
     pub target: u8,
     pub due_ms: i64,
-    pub job: JobV1,
+    /// The job, or what is wrong with its record: a damaged job still leaves the queue (as a
+    /// dead letter), so it is handed over like any other.
+    pub job: Result<JobV1, Damage>,
 }
 
 /// What to list; every field narrows.
@@ -116,12 +152,20 @@ impl EventFilter {
             && self.status.is_none_or(|s| s == e.status)
             && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
     }
+
+    /// Whether an event whose record does not decode is listed: it counts as `failed`, and its
+    /// provider and type are unknown, so a filter on either leaves it out.
+    pub fn matches_damaged(&self) -> bool {
+        self.provider.is_none() && self.event_type.is_none() && self.status.is_none_or(|s| s == Status::Failed)
+    }
 }
 
 /// A page of events, newest first.
 #[derive(Debug)]
 pub struct EventPage {
-    pub events: Vec<(Ulid, EventV1)>,
+    /// Each event, or what is wrong with its record: one bad record is reported in its place,
+    /// it never fails the page.
+    pub events: Vec<(Ulid, Result<EventV1, Damage>)>,
     /// Where the next page starts, when there may be more.
     pub next_cursor: Option<Ulid>,
 }
@@ -169,6 +213,9 @@ struct Inner {
     jobs_added: Arc<tokio::sync::Notify>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
+    /// Set by the writer when a commit fails, cleared when a durable one succeeds; read by the
+    /// health check. A `parking_lot` mutex: held for a clone, never across an await.
+    last_failure: Arc<Mutex<Option<CommitFailure>>>,
 }
 
 /// Pending writes the writer queue holds before callers wait to enqueue (back-pressure).
@@ -178,22 +225,8 @@ impl Store {
     pub fn open(dir: &Path, options: StoreOptions, clock: Clock) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
-        let config = sled::Config::new().path(dir).cache_capacity(options.cache_bytes);
-        // sled reports most damage as an error but can panic on some; either way the user gets a
-        // message naming the folder instead of a backtrace.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            config.open().and_then(|db| Ok((db.open_tree("stagehook")?, db)))
-        }));
-        let (tree, db) = match opened {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(open_err(describe_open_error(&e))),
-            Err(_) => {
-                return Err(open_err(
-                    "the database is corrupt (sled could not read its files); move the folder aside or restore it"
-                        .into(),
-                ))
-            }
-        };
+        let db = open_db(dir, options.cache_bytes).map_err(|e| open_err(e.to_string()))?;
+        let tree = db.open_tree(TREE).map_err(|e| open_err(classify_open_error(e).to_string()))?;
 
         let counters = load_counters(&tree).map_err(open_err)?;
         let bodies_dir = bodies::dir_of(dir);
@@ -205,6 +238,7 @@ impl Store {
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let fail_flushes = Arc::new(AtomicU32::new(0));
+        let last_failure = Arc::new(Mutex::new(None));
         let jobs_added = Arc::new(tokio::sync::Notify::new());
         let w = writer::Writer {
             db,
@@ -217,6 +251,7 @@ impl Store {
             clock,
             ids: ulid::Generator::new(),
             fail_flushes: fail_flushes.clone(),
+            last_failure: last_failure.clone(),
             jobs_added: jobs_added.clone(),
             swept_minute: 0,
         };
@@ -233,6 +268,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 jobs_added,
                 fail_flushes,
+                last_failure,
             }),
         })
     }
@@ -303,7 +339,12 @@ impl Store {
             if due_ms > now_ms || due.len() >= limit {
                 return Ok((due, Some(due_ms)));
             }
-            let record::JobRecord::V1(job) = record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A record that does not decode is handed over as damaged, in its place: the scan
+            // goes on past it, so the rest of the provider's queue is never held up by it.
+            let job = match record::decode::<record::JobRecord>(&v) {
+                Ok(record::JobRecord::V1(job)) => Ok(job),
+                Err(e) => Err(Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}"))),
+            };
             due.push(DueJob { key: k.to_vec(), id, target, due_ms, job });
         }
         Ok((due, None))
@@ -315,13 +356,19 @@ impl Store {
         Ok(first.transpose().map_err(read_err)?.and_then(|k| keys::parse_job_key(&k)).map(|(due, _, _)| due))
     }
 
-    /// The event's delivery attempts, oldest first.
-    pub fn attempts(&self, id: Ulid) -> Result<Vec<AttemptV1>, StoreError> {
+    /// The event's delivery attempts, oldest first; one that does not decode is reported in its
+    /// place rather than failing the history.
+    pub fn attempts(&self, id: Ulid) -> Result<Vec<Result<AttemptV1, Damage>>, StoreError> {
         let mut out = Vec::new();
-        for v in self.inner.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)).values() {
-            let record::AttemptRecord::V1(a) =
-                record::decode(&v.map_err(read_err)?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(a);
+        for kv in self.inner.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)) {
+            let (k, v) = kv.map_err(read_err)?;
+            out.push(match record::decode::<record::AttemptRecord>(&v) {
+                Ok(record::AttemptRecord::V1(a)) => Ok(a),
+                Err(e) => {
+                    let seq = keys::attempt_seq(&k).map_or_else(|| "?".into(), |n| n.to_string());
+                    Err(Damage(format!("event {id}: attempt record {seq} does not decode: {e}")))
+                }
+            });
         }
         Ok(out)
     }
@@ -359,11 +406,15 @@ impl Store {
             let (k, v) = kv.map_err(read_err)?;
             let Some(id) = keys::id_of(&k) else { continue };
             last = Some(id);
-            let record: record::EventRecord =
-                record::decode(&v).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
-            let (e, _) = record.into_parts();
-            if filter.matches(&e) {
-                events.push((id, e));
+            match record::decode::<record::EventRecord>(&v) {
+                Ok(record) => {
+                    let (e, _) = record.into_parts();
+                    if filter.matches(&e) {
+                        events.push((id, Ok(e)));
+                    }
+                }
+                Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
+                Err(_) => {}
             }
         }
         Ok(EventPage { events, next_cursor: None })
@@ -416,24 +467,60 @@ impl Store {
     }
 
     /// Whether the writer is running, so writes can be acknowledged.
-    pub fn writable(&self) -> bool {
+    pub fn writer_running(&self) -> bool {
         !self.inner.tx.is_closed()
     }
 
-    /// The record and raw body of one event by our id.
+    /// The last commit that failed, if no durable commit has succeeded since: while this is set,
+    /// writes are likely answered 503 (a full disk, a failing device).
+    pub fn commit_failure(&self) -> Option<CommitFailure> {
+        self.inner.last_failure.lock().clone()
+    }
+
+    /// Whether writes are being acknowledged: the writer runs and its last commit did not fail.
+    pub fn writable(&self) -> bool {
+        self.writer_running() && self.commit_failure().is_none()
+    }
+
+    /// The record and raw body of one event by our id; `Corrupt` when either is damaged.
     pub fn get_event(&self, id: Ulid) -> Result<Option<(EventV1, Vec<u8>)>, StoreError> {
-        let tree = &self.inner.tree;
         let Some((event, body)) = self.record(id)? else {
             return Ok(None);
         };
-        let body = match body {
-            Some(r) => {
-                bodies::read(&self.inner.bodies_dir, r).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?
-            }
-            // Written before the body log: the body is inline.
-            None => tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?.map(|b| b.to_vec()).unwrap_or_default(),
-        };
+        let body = self.body(id, body)?.map_err(|d| StoreError::Corrupt(d.0))?;
         Ok(Some((event, body)))
+    }
+
+    /// One event by our id, for display: whatever of it reads back, and what is wrong with the
+    /// rest. `Err` only when the store cannot be read at all.
+    pub fn read_event(&self, id: Ulid) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
+            return Ok(None);
+        };
+        let (event, body) = match record::decode::<record::EventRecord>(&bytes) {
+            Ok(record) => record.into_parts(),
+            Err(e) => return Ok(Some(StoredEvent::RecordDamaged(record_damage(id, &e)))),
+        };
+        Ok(Some(match self.body(id, body)? {
+            Ok(bytes) => StoredEvent::Whole(event, bytes),
+            Err(damage) => StoredEvent::BodyDamaged(event, damage),
+        }))
+    }
+
+    /// An event's body: the outer error is a failed read (try later), the inner one damage.
+    fn body(&self, id: Ulid, at: Option<record::BodyRef>) -> Result<Result<Vec<u8>, Damage>, StoreError> {
+        match at {
+            Some(r) => match bodies::read(&self.inner.bodies_dir, r) {
+                Ok(bytes) => Ok(Ok(bytes)),
+                Err(bodies::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
+                Err(bodies::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
+            },
+            // Written before the body log: the body is inline.
+            None => {
+                let inline = self.inner.tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?;
+                Ok(Ok(inline.map(|b| b.to_vec()).unwrap_or_default()))
+            }
+        }
     }
 
     /// The record of one event by our id, without reading its body.
@@ -446,7 +533,7 @@ impl Store {
             return Ok(None);
         };
         let record: record::EventRecord =
-            record::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?;
+            record::decode(&bytes).map_err(|e| StoreError::Corrupt(record_damage(id, &e).0))?;
         Ok(Some(record.into_parts()))
     }
 
@@ -473,9 +560,50 @@ impl Store {
         self.inner.fail_flushes.store(n, Ordering::SeqCst);
     }
 
+    /// Overwrites a stored record with bytes that do not decode, as a faulty write or an old bug
+    /// would leave it: every job record of the event, or its event record. Returns how many
+    /// records it damaged. For tests of damage handling only: it writes past the writer, so use
+    /// it while the event is not being delivered.
+    #[doc(hidden)]
+    pub fn inject_damage(&self, id: Ulid, what: InjectDamage) -> Result<usize, StoreError> {
+        // A version tag far past any variant: postcard refuses it, as it would a torn record.
+        const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 0x00];
+        let tree = &self.inner.tree;
+        let keys: Vec<Vec<u8>> = match what {
+            InjectDamage::EventRecord => vec![keys::id_key(keys::EVENT, id).to_vec()],
+            InjectDamage::JobRecords => tree
+                .scan_prefix(keys::id_key(keys::JOB_OF, id))
+                .values()
+                .filter_map(Result::ok)
+                .map(|v| v.to_vec())
+                .collect(),
+        };
+        let mut n = 0;
+        for k in keys {
+            if tree.get(&k).map_err(read_err)?.is_some() {
+                tree.insert(k, GARBAGE).map_err(read_err)?;
+                n += 1;
+            }
+        }
+        tree.flush().map_err(read_err)?;
+        Ok(n)
+    }
+
     async fn send(&self, op: writer::Op) -> Result<(), StoreError> {
         self.inner.tx.send(op).await.map_err(|_| gone())
     }
+}
+
+/// Which records [`Store::inject_damage`] damages.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum InjectDamage {
+    JobRecords,
+    EventRecord,
+}
+
+fn record_damage(id: Ulid, e: &postcard::Error) -> Damage {
+    Damage(format!("event {id}: the record does not decode: {e}"))
 }
 
 fn gone() -> StoreError {
@@ -486,16 +614,54 @@ fn read_err(e: sled::Error) -> StoreError {
     StoreError::Unavailable(format!("read failed: {e}"))
 }
 
-fn describe_open_error(e: &sled::Error) -> String {
+/// Why sled would not open a data folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OpenFailure {
+    /// Another process holds the folder's lock.
+    InUse,
+    /// sled found its own files damaged (or panicked reading them).
+    Corrupt(String),
+    /// Anything else: permissions, I/O.
+    Other(String),
+}
+
+impl std::fmt::Display for OpenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenFailure::InUse => f.write_str(
+                "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir",
+            ),
+            OpenFailure::Corrupt(e) => write!(f, "the database is corrupt ({e}); move the folder aside or restore it"),
+            OpenFailure::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Opens the sled database in `dir`, creating it if there is none.
+pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
+    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+    // sled reports most damage as an error but can panic on some; either way the user gets a
+    // message naming the folder instead of a backtrace.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(classify_open_error(e)),
+        Err(_) => Err(OpenFailure::Corrupt("sled could not read its files".into())),
+    }
+}
+
+/// The name of the one tree.
+pub(crate) const TREE: &str = "stagehook";
+
+fn classify_open_error(e: sled::Error) -> OpenFailure {
     match e {
         sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-            "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir"
-                .into()
+            OpenFailure::InUse
         }
-        sled::Error::Corruption { .. } => {
-            format!("the database is corrupt ({e}); move the folder aside or restore it")
-        }
-        other => other.to_string(),
+        sled::Error::Corruption { .. } => OpenFailure::Corrupt(e.to_string()),
+        // sled says this of files it cannot parse as any version it knows; stagehook has only
+        // ever written 0.34.7's format, so here it means damaged files.
+        sled::Error::Unsupported(_) => OpenFailure::Corrupt(e.to_string()),
+        other => OpenFailure::Other(other.to_string()),
     }
 }
 
@@ -554,5 +720,140 @@ mod tests {
         assert!(store.inner.tree.get(keys::id_key(keys::BODY, id)).unwrap().is_none(), "the inline body goes too");
         assert_eq!(store.stats().get("events/stripe/processed"), 0);
         store.shutdown().await.unwrap();
+    }
+
+    fn options() -> StoreOptions {
+        StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 }
+    }
+
+    fn new_event(n: u32, targets: &[&str]) -> NewEvent {
+        NewEvent {
+            provider: "stripe".into(),
+            event_id: format!("evt_{n}"),
+            event_type: "charge.succeeded".into(),
+            received_at_ms: 1_700_000_000_000 + i64::from(n),
+            source_ip: "127.0.0.1".into(),
+            headers: vec![],
+            body: format!("{{\"n\":{n}}}").into(),
+            processing_us: 1,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            items: 1,
+        }
+    }
+
+    /// A job record that does not decode is handed over in its place, as damaged, and the scan
+    /// goes on to the jobs after it.
+    #[tokio::test]
+    async fn a_damaged_job_is_passed_over_not_a_failed_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(store.ingest(new_event(n, &["http://app/hook"])).await.unwrap().id);
+        }
+        assert_eq!(store.inject_damage(ids[1], InjectDamage::JobRecords).unwrap(), 1);
+        let (due, next) = store.due_jobs("stripe", i64::MAX, 10, |_| false).unwrap();
+        assert_eq!(next, None);
+        let seen: Vec<(Ulid, bool)> = due.iter().map(|d| (d.id, d.job.is_ok())).collect();
+        assert_eq!(seen, [(ids[0], true), (ids[1], false), (ids[2], true)]);
+        assert!(due[1].job.as_ref().unwrap_err().0.contains("does not decode"));
+        store.shutdown().await.unwrap();
+    }
+
+    /// An event record that does not decode: listed in its place (only where a filter could
+    /// match it), settled as a dead letter when its job's outcome comes, and passed over by
+    /// retention, which goes on with the events after it.
+    #[tokio::test]
+    async fn an_undecodable_record_is_listed_settled_and_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        let bad = store.ingest(new_event(0, &["http://app/hook"])).await.unwrap().id;
+        let good = store.ingest(new_event(1, &[])).await.unwrap().id;
+        assert_eq!(store.inject_damage(bad, InjectDamage::EventRecord).unwrap(), 1);
+
+        let page = store.list_events(&EventFilter::default(), None, 10, 100).unwrap();
+        assert_eq!(page.events.len(), 2);
+        assert!(page.events[0].1.is_ok() && page.events[1].1.is_err(), "{page:?}");
+        let failed = EventFilter { status: Some(Status::Failed), ..Default::default() };
+        assert_eq!(store.list_events(&failed, None, 10, 100).unwrap().events.len(), 1);
+        let stripe = EventFilter { provider: Some("stripe".into()), ..Default::default() };
+        assert_eq!(store.list_events(&stripe, None, 10, 100).unwrap().events.len(), 1);
+        assert!(matches!(store.read_event(bad).unwrap(), Some(StoredEvent::RecordDamaged(_))));
+        assert!(matches!(store.get_event(bad), Err(StoreError::Corrupt(_))));
+
+        let (due, _) = store.due_jobs("stripe", i64::MAX, 10, |_| false).unwrap();
+        let job = due[0].job.clone().unwrap();
+        let attempt = AttemptV1 {
+            series: job.series,
+            attempt: job.attempt,
+            at_ms: 1,
+            target: job.target,
+            status: None,
+            error: Some("storage_corrupt: the record".into()),
+            duration_us: 0,
+            outcome: AttemptOutcome::Failed,
+        };
+        let outcome = Outcome {
+            job_key: due[0].key.clone(),
+            id: bad,
+            target: 0,
+            attempt,
+            failure_reason: Some(STORAGE_CORRUPT),
+            next: Next::DeadLetter,
+        };
+        store.record_outcome(outcome).await.unwrap();
+        assert!(!store.has_pending_job(bad).unwrap());
+        assert_eq!(store.attempts(bad).unwrap().len(), 1);
+        assert_eq!(store.stats().get("failures/storage_corrupt"), 1);
+        assert_eq!(store.stats().get("dead_letters/stripe"), 1);
+        assert_eq!(store.stats().get(stats::QUEUE_DEPTH), 0);
+
+        // Oldest first: the bad record does not stop the good one going.
+        assert_eq!(store.delete(vec![bad, good]).await.unwrap(), 1);
+        assert!(store.get_record(good).unwrap().is_none());
+        assert!(matches!(store.read_event(bad).unwrap(), Some(StoredEvent::RecordDamaged(_))));
+        store.shutdown().await.unwrap();
+    }
+
+    /// An attempt record that does not decode is reported in its place in the history.
+    #[tokio::test]
+    async fn a_damaged_attempt_is_reported_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        let id = store.ingest(new_event(0, &[])).await.unwrap().id;
+        let attempt = AttemptV1 {
+            series: 1,
+            attempt: 1,
+            at_ms: 1,
+            target: "http://app/hook".into(),
+            status: Some(500),
+            error: None,
+            duration_us: 1,
+            outcome: AttemptOutcome::WillRetry,
+        };
+        let tree = &store.inner.tree;
+        tree.insert(keys::attempt_key(id, 0), record::encode(&record::AttemptRecord::V1(attempt.clone()))).unwrap();
+        tree.insert(keys::attempt_key(id, 1), &[0xff, 0xff][..]).unwrap();
+        let history = store.attempts(id).unwrap();
+        assert_eq!(history[0], Ok(attempt));
+        assert!(history[1].as_ref().unwrap_err().0.contains("attempt record 1 does not decode"), "{history:?}");
+        store.shutdown().await.unwrap();
+    }
+
+    /// A failed commit is remembered until a durable one succeeds.
+    #[tokio::test]
+    async fn a_failed_commit_is_remembered_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        assert!(store.writable());
+        store.inject_flush_failures(4);
+        assert!(store.ingest(new_event(0, &[])).await.is_err());
+        assert!(!store.writable());
+        assert!(store.commit_failure().unwrap().error.contains("injected flush failure"));
+        store.flush().await.unwrap();
+        assert!(store.writable());
+        assert_eq!(store.commit_failure(), None);
+        store.shutdown().await.unwrap();
+        assert!(!store.writable(), "a stopped writer takes no writes");
     }
 }

@@ -10,6 +10,23 @@ use super::keys;
 use super::record::{decode, encode, BodyRef, EventRecord, EventV1, Status};
 use super::stats::events_counter;
 
+/// Why an event record could not be loaded into the batch.
+#[derive(Debug)]
+pub(super) enum LoadError {
+    /// sled could not read it.
+    Read(String),
+    /// It is there but does not decode: nothing this batch does can change that.
+    Damaged(String),
+}
+
+impl From<LoadError> for String {
+    fn from(e: LoadError) -> String {
+        match e {
+            LoadError::Read(m) | LoadError::Damaged(m) => m,
+        }
+    }
+}
+
 pub(super) struct Pending<'a> {
     tree: &'a sled::Tree,
     pub batch: sled::Batch,
@@ -82,21 +99,23 @@ impl<'a> Pending<'a> {
     }
 
     /// The event as this batch sees it, loaded for change.
-    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut EventV1>, String> {
+    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut EventV1>, LoadError> {
         Ok(self.load(id)?.map(|(e, _)| e))
     }
 
     /// Where the event's body is in the body log (`None` for an event from before the log).
-    pub fn body_ref(&mut self, id: Ulid) -> Result<Option<BodyRef>, String> {
+    pub fn body_ref(&mut self, id: Ulid) -> Result<Option<BodyRef>, LoadError> {
         Ok(self.load(id)?.and_then(|(_, body)| *body))
     }
 
-    fn load(&mut self, id: Ulid) -> Result<Option<&mut (EventV1, Option<BodyRef>)>, String> {
+    fn load(&mut self, id: Ulid) -> Result<Option<&mut (EventV1, Option<BodyRef>)>, LoadError> {
         if !self.events.contains_key(&id) {
-            let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id)).map_err(|e| e.to_string())? else {
+            let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id)).map_err(|e| LoadError::Read(e.to_string()))?
+            else {
                 return Ok(None);
             };
-            let record: EventRecord = decode(&bytes).map_err(|e| format!("event {id} does not decode: {e}"))?;
+            let record: EventRecord = decode(&bytes)
+                .map_err(|e| LoadError::Damaged(format!("event {id}: the record does not decode: {e}")))?;
             self.events.insert(id, record.into_parts());
         }
         Ok(self.events.get_mut(&id))

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use super::bodies::{segment_counter, segment_of_counter, BodyLog};
-use super::pending::Pending;
+use super::pending::{LoadError, Pending};
 use super::record::{
     decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
 };
@@ -26,7 +26,7 @@ use super::stats::{
     duplicates_counter, events_counter, expired_counter, hist_bucket_counter, items_counter, minute_counter,
     rejected_counter, second_counter, Stats, QUEUE_DEPTH,
 };
-use super::{keys, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
+use super::{keys, CommitFailure, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
 
 pub(super) enum Op {
@@ -65,6 +65,8 @@ pub(super) struct Writer {
     /// Monotonic within a millisecond, so ids (and keys) follow commit order.
     pub(super) ids: ulid::Generator,
     pub(super) fail_flushes: Arc<AtomicU32>,
+    /// The last failed commit, for the health check; cleared by the next durable commit.
+    pub(super) last_failure: Arc<parking_lot::Mutex<Option<CommitFailure>>>,
     /// The minute of the last sweep of old per-minute counters.
     pub(super) swept_minute: i64,
     /// Woken after a commit that queued jobs, so the delivery engine need not poll.
@@ -266,6 +268,16 @@ impl Writer {
                 self.bodies.remove_segment(segment);
             }
         }
+        // Health follows before anyone is answered, so a client that got a 503 finds the store
+        // degraded. Only a flushed commit proves the disk takes writes again: a batch of refusal
+        // counts applies to memory even when the disk is full.
+        match &outcome {
+            Ok(()) if needs_flush => *self.last_failure.lock() = None,
+            Ok(()) => {}
+            Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
+                *self.last_failure.lock() = Some(CommitFailure { at_ms: now_ms, error: e.clone() });
+            }
+        }
         match outcome {
             Ok(()) => waiters.into_iter().for_each(|w| w.answer(Ok(()))),
             Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
@@ -332,7 +344,12 @@ impl Writer {
     }
 
     fn outcome(&mut self, p: &mut Pending, o: Outcome, jobs_added: &mut bool) -> Result<(), String> {
-        let Some(event) = p.event(o.id)? else {
+        let event = match p.event(o.id) {
+            Ok(event) => event,
+            Err(LoadError::Damaged(_)) => return settle_without_record(p, o),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(event) = event else {
             // Deleted meanwhile: nothing to record, but the job must not run again.
             p.remove(o.job_key.clone());
             p.remove(keys::job_of_key(o.id, o.target).to_vec());
@@ -417,7 +434,18 @@ impl Writer {
             if !p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())?.is_empty() {
                 continue; // A delivery is pending: never delete under it.
             }
-            let Some(event) = p.event(id)?.cloned() else { continue };
+            let event = match p.event(id) {
+                Ok(event) => event.cloned(),
+                // Without the record, neither its body's segment nor its dedup key is known:
+                // deleting part of it would leave the rest to dangle. It is passed over, like an
+                // event with a pending delivery, so it never holds up the events after it.
+                Err(LoadError::Damaged(what)) => {
+                    tracing::warn!(%id, damage = %what, "retention passes over an event whose record does not decode");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(event) = event else { continue };
             if let Some(BodyRef::V1 { segment, .. }) = p.body_ref(id)? {
                 p.count(segment_counter(segment), -1);
             }
@@ -505,6 +533,30 @@ fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
         }
     }
     Err(last)
+}
+
+/// The outcome of a job whose event record does not decode: the record cannot be changed
+/// without losing what is left of it, so the job alone is settled. Nothing can be delivered for an
+/// event that cannot be read, so whatever the outcome asked, the job leaves the queue as a dead
+/// letter; its attempt is kept in the history and counted.
+fn settle_without_record(p: &mut Pending, o: Outcome) -> Result<(), String> {
+    let attempts = p.keys_with_prefix(&keys::id_key(keys::ATTEMPT, o.id)).map_err(|e| e.to_string())?;
+    let seq = attempts.last().and_then(|k| keys::attempt_seq(k)).map_or(0, |n| n + 1);
+    p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
+    if let Some(reason) = o.failure_reason {
+        p.count(format!("failures/{reason}"), 1);
+    }
+    let job_of = keys::job_of_key(o.id, o.target).to_vec();
+    if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
+        return Ok(());
+    }
+    p.remove(o.job_key.clone());
+    p.remove(job_of);
+    p.count(QUEUE_DEPTH.into(), -1);
+    if let Some(provider) = keys::job_provider(&o.job_key) {
+        p.count(format!("dead_letters/{provider}"), 1);
+    }
+    Ok(())
 }
 
 /// Queues a job and its index entry.

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod connections;
 mod crash;
+mod damage;
 mod dashboard;
 mod delivery;
 mod fake_app;

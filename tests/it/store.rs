@@ -3,6 +3,7 @@
 //! store answers 503 (never a 2xx for an event not stored), a damaged database is a clear error
 //! at open, and body-log segments go with their last event.
 
+use serde_json::Value;
 use stagehook::{App, Clock};
 
 use crate::support::{config, start, stripe_event};
@@ -236,8 +237,9 @@ async fn body_segments_go_with_their_last_event() {
     store.shutdown().await.unwrap();
 }
 
-/// A body that no longer reads back as it was stored (a segment edited or truncated) is refused
-/// with its own code; the event list and other events are unaffected.
+/// A body that no longer reads back as it was stored (a segment edited or truncated) is never
+/// served: the event's detail names the damage where the payload would be, a request that needs
+/// the body is refused with its own code, and the event list and other events are unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_body_is_reported_not_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -252,10 +254,17 @@ async fn a_damaged_body_is_reported_not_served() {
     std::fs::write(&segment, &bytes).unwrap();
 
     let r = s.get(&format!("/staging/webhooks/events/{}", second["id"].as_str().unwrap())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = r.json();
+    assert_eq!((e["payload"].clone(), e["payload_encoding"].clone()), (Value::Null, Value::Null), "{e}");
+    assert!(e["damage"][0].as_str().unwrap().contains("checksum"), "{e}");
+    assert_eq!(e["event_id"], "evt_damaged", "the record itself still reads: {e}");
+    let r = s.get(&format!("/staging/webhooks/events/{}/curl", second["id"].as_str().unwrap())).await;
     assert_eq!((r.status, r.code()), (500, "storage_corrupt".to_string()), "{}", r.text());
     assert!(r.text().contains("checksum"), "{}", r.text());
     let r = s.get(&format!("/staging/webhooks/events/{}", first["id"].as_str().unwrap())).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["damage"], serde_json::json!([]));
     let list = s.get("/staging/webhooks/events").await;
     assert_eq!(list.status, 200);
     assert_eq!(list.json()["events"].as_array().unwrap().len(), 2, "{}", list.text());
