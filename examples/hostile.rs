@@ -23,6 +23,8 @@ use tokio::net::{TcpSocket, TcpStream};
 const GENUINE_PER_SECOND: u64 = 50;
 /// A genuine request not answered within this is a failure.
 const GENUINE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle attacker sends another header line, and looks for closed connections.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// Source addresses for the connection attacks: 127.0.0.2 to 127.0.0.51.
 const ATTACK_SOURCES: u32 = 50;
 
@@ -207,7 +209,7 @@ impl Attack {
 }
 
 /// Opens `count` connections that each send half a request head and a header line every 5 s,
-/// reconnecting when the server closes them; returns how many connections were opened.
+/// opening another in the next round when the server closes one; returns how many connections were opened.
 async fn idle_connections(addr: SocketAddr, count: usize, first_source: u32, max: Duration) -> u64 {
     let opened = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + max;
@@ -216,11 +218,15 @@ async fn idle_connections(addr: SocketAddr, count: usize, first_source: u32, max
             let opened = opened.clone();
             tokio::spawn(async move {
                 let src = source(first_source + i as u32 % (ATTACK_SOURCES / 2));
+                let mut first = true;
                 while Instant::now() < until {
-                    let Ok(mut s) = connect_from(addr, src).await else {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    };
+                    // Like slowloris, a closed connection is noticed and opened again at the
+                    // next keep-alive round, not at once.
+                    if !first {
+                        tokio::time::sleep(KEEP_ALIVE_EVERY).await;
+                    }
+                    first = false;
+                    let Ok(mut s) = connect_from(addr, src).await else { continue };
                     opened.fetch_add(1, Ordering::Relaxed);
                     if s.write_all(b"POST /staging/webhooks/stripe HTTP/1.1\r\nHost: x\r\n").await.is_err() {
                         continue;
@@ -229,7 +235,7 @@ async fn idle_connections(addr: SocketAddr, count: usize, first_source: u32, max
                     loop {
                         tokio::select! {
                             read = s.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { break },
-                            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                            () = tokio::time::sleep(KEEP_ALIVE_EVERY) => {
                                 if Instant::now() >= until || s.write_all(b"X-Keep: going\r\n").await.is_err() {
                                     break;
                                 }

@@ -4,7 +4,8 @@
 #
 #   - none: the genuine traffic alone, for comparison;
 #   - idle half-sent requests: IDLE (20 000) connections attempted at once, each sending half a
-#     request head and a header line every 5 s, reconnecting when closed (slowloris);
+#     request head and a header line every 5 s, and opening a new one at the next 5 s round
+#     when the server has closed one (as slowloris does);
 #   - slow bodies: 2 000 requests at a time declaring 1 MiB and sending a byte a second, each
 #     from a spoofed address through the trusted proxy;
 #   - huge headers: 64 connections at a time sending requests with ~60 KB of headers, every tenth
@@ -31,6 +32,8 @@ work=$(mktemp -d)
 pid=""
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    # The server's log stays for a look: target/hostile-stagehook.log.
+    [ -f "$work/stderr.log" ] && cp "$work/stderr.log" target/hostile-stagehook.log
     rm -rf "$work"
 }
 trap cleanup EXIT

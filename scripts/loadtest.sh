@@ -12,6 +12,7 @@
 # /stats and of the first page of /events with them stored. MILLION=0 skips it.
 #
 #   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
+#   BASELINE=/path/to/older/stagehook CONNS=64 MILLION=0 bash scripts/loadtest.sh   # before and after
 #
 # The load generator and the server share this machine's cores, as they do on a small staging VM.
 set -euo pipefail
@@ -22,6 +23,9 @@ CONNS=${CONNS:-"1 16 64"}
 COUNT=${COUNT:-300000}
 BODY_BYTES=${BODY_BYTES:-1024}
 MILLION=${MILLION:-1000000}
+# Another stagehook binary (an earlier build, say) to drive right after this one at each
+# connection count, for a before-and-after from one run. Such a run leaves README alone.
+BASELINE=${BASELINE:-}
 SECRET="whsec_loadtest_0123456789abcdef0123456789"
 if ! [[ $MILLION =~ ^[0-9]+$ ]]; then
     echo "MILLION must be a whole number of events (0 skips the phase), not '$MILLION'" >&2
@@ -140,6 +144,16 @@ for c in $CONNS; do
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped); floor $floor_rps req/s (p50 $floor_p50 ms, p99 $floor_p99 ms); ratio $ratio"
     rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | $floor_rps | $floor_p50 | $floor_p99 | **$ratio** |")
+    if [ -n "$BASELINE" ]; then
+        # The same run against another build, to compare a change with what it changes.
+        new_rps=$rps
+        port=$(free_port)
+        config "$port" "$work/data-baseline-$c" "$work/staging.toml"
+        start "$work/baseline.log" env RUST_LOG=warn "$BASELINE" serve --config "$work/staging.toml"
+        drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
+        stop "$pid"
+        echo "-- $c connections: baseline $rps req/s (p50 $p50 ms, p99 $p99 ms); this build / baseline $(awk -v a="$new_rps" -v b="$rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+    fi
 done
 
 # Milliseconds since $1, an earlier $EPOCHREALTIME.
@@ -284,8 +298,8 @@ table=$(
 echo
 echo "$table"
 
-# The README keeps the latest table between its markers.
-if grep -q '<!-- loadtest:begin -->' README.md; then
+# The README keeps the latest table between its markers; a comparison run leaves it alone.
+if [ -z "$BASELINE" ] && grep -q '<!-- loadtest:begin -->' README.md; then
     python3 - "$table" <<'PY'
 import re, sys
 path = "README.md"
