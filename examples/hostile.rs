@@ -65,7 +65,8 @@ async fn run(addr: SocketAddr, pid: u32, secret: String, phase: Duration, idle: 
         let monitor = Monitor::start(pid);
         let stop = Arc::new(AtomicBool::new(false));
         let load = Arc::new(AtomicU64::new(0));
-        let attacking = tokio::spawn(attack.clone().run(addr, phase + Duration::from_secs(3), stop.clone(), load.clone()));
+        let attacking =
+            tokio::spawn(attack.clone().run(addr, phase + Duration::from_secs(3), stop.clone(), load.clone()));
         // Let the attack build up before the genuine traffic starts.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let latencies = genuine(addr, &secret, phase).await;
@@ -184,7 +185,11 @@ impl Attack {
                                 }
                                 req.push_str("\r\n{}");
                                 load.fetch_add(1, Ordering::Relaxed);
-                                let _ = tokio::time::timeout(Duration::from_secs(5), exchange(addr, source(i as u32), &req)).await;
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    exchange(addr, source(i as u32), &req),
+                                )
+                                .await;
                             }
                         })
                     })
@@ -328,7 +333,8 @@ struct Monitor {
 
 impl Monitor {
     fn start(pid: u32) -> Monitor {
-        let (stop, rss_kb, fds) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (stop, rss_kb, fds) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let thread = {
             let (stop, rss_kb, fds) = (stop.clone(), rss_kb.clone(), fds.clone());
             std::thread::spawn(move || {

@@ -273,3 +273,31 @@ async fn http2_over_cleartext_is_not_spoken() {
     assert_eq!(r.status, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn floods_of_refusals_and_broken_connections_write_a_bounded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(dir.path(), "");
+    let mut server = support::spawn_binary(&["serve", "--config", path.to_str().unwrap()], &[]).await;
+    // Half-sent requests dropped by the client: each was an ERROR line under warp's own server.
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+            .await
+            .unwrap();
+        drop(s);
+    }
+    for _ in 0..300 {
+        assert_eq!(support::request(server.addr, "GET", "/no/such/path", &[], b"").await.status, 404);
+    }
+    let r = server.stripe(&stripe_event("evt_after_the_flood")).await;
+    assert_eq!(r.status, 200);
+    server.signal("TERM");
+    assert!(server.wait().await.success());
+    let log = server.stderr.lock().clone();
+    let refusals = log.lines().filter(|l| l.contains("stagehook::request") && l.contains("404")).count();
+    assert!(refusals <= stagehook::http::server::REFUSAL_LINES_PER_MINUTE as usize, "{refusals} lines of 404s");
+    assert!(log.lines().any(|l| l.contains("evt_after_the_flood")), "accepted events are always logged");
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(log.lines().count() < 100, "{}", log.lines().count());
+}
