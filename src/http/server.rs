@@ -623,4 +623,17 @@ mod tests {
         assert!(stats.may_log(200));
         assert_eq!(stats.refusal_lines_suppressed.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn max_connections_is_kept_below_the_open_file_limit() {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes only the struct passed to it.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let hard = lim.rlim_max as usize;
+        if hard > 1 << 24 {
+            return; // Unlimited for practical purposes: nothing to fit.
+        }
+        assert_eq!(fit_to_fd_limit(hard * 2, 8), hard - RESERVED_FDS - 8);
+        assert_eq!(fit_to_fd_limit(100, 8), 100.min(hard - RESERVED_FDS - 8));
+    }
 }
