@@ -9,6 +9,7 @@ mod crash;
 mod dashboard;
 mod delivery;
 mod fake_app;
+mod fuzz;
 mod guards;
 mod providers;
 mod sdk_github;
