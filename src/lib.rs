@@ -45,6 +45,15 @@ use http::{AppState, Endpoint};
 use ratelimit::RateLimiter;
 use store::{Store, StoreOptions};
 
+/// The run of a property test beside the code: `cases` random inputs (or `PROPTEST_CASES`, to
+/// search longer), and nothing written to disk when one fails (see tests/it/fuzz.rs).
+#[cfg(test)]
+pub(crate) fn proptest_cases(cases: u32) -> proptest::test_runner::Config {
+    let default = proptest::test_runner::Config::default();
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() { default.cases } else { cases };
+    proptest::test_runner::Config { cases, failure_persistence: None, ..default }
+}
+
 /// Why stagehook could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 

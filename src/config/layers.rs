@@ -244,4 +244,113 @@ mod tests {
         assert_eq!(error.key, "retry.strategy");
         assert!(error.message.contains("STAGEHOOK_RETRY_STRATEGY"), "{error}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::*;
+
+        /// Values for any variable: every type's edge cases and mistakes, and any text.
+        const VALUES: &[&str] = &[
+            "0",
+            "1",
+            "-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "4294967296",
+            "1.5",
+            "1e400",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "true",
+            "yes",
+            " ",
+            "0s",
+            "1ms",
+            "100y",
+            "18446744073709551615s",
+            "99999999999999999999s",
+            "-1s",
+            "soon",
+            "http://127.0.0.1:3000/a, http://127.0.0.1:3000/b",
+            "ftp://x",
+            "[]",
+            "[\"http://a\"]",
+            "[1, 2]",
+            "[\"a\"",
+            "[1]\nw = 2",
+            "[1]\n[v]",
+            "[] # comment",
+            ",,,",
+            "127.0.0.1:0",
+            "[::1]:99999",
+            "10.0.0.0/8, ::/200",
+            "whsec_x",
+            "exponential",
+            "https://",
+        ];
+
+        /// A value of the example's type, as a variable writes it (an array as a list).
+        fn of_type(example: &Value) -> String {
+            match example {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            }
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![3 => prop::sample::select(VALUES).prop_map(str::to_string), 1 => any::<String>()]
+        }
+
+        proptest! {
+            #![proptest_config(crate::proptest_cases(256))]
+
+            /// Any values in any `STAGEHOOK_*` variables (and the providers' own secret
+            /// variables) load, or are refused with the key named; never a panic. What loads can
+            /// be shown, and names the variable that set each key as its source.
+            #[test]
+            fn any_environment_loads_or_is_refused_naming_the_key(
+                picks in prop::collection::vec((any::<Index>(), any::<bool>(), value()), 1..6),
+            ) {
+                // Every variable and its key, in the order `load` reads them: the providers' own
+                // last, so they win.
+                let schema = Table::try_from(schema()).unwrap();
+                let mut vars: Vec<(String, String, Value)> =
+                    leaves(&schema).into_iter().map(|(key, example)| (env_name(&key), key, example)).collect();
+                vars.extend(SECRET_ENV.iter().map(|(name, key)| (name.to_string(), key.to_string(), "x".into())));
+                // Half the values are of the key's type, so that many environments load.
+                let env: BTreeMap<String, String> = picks
+                    .into_iter()
+                    .map(|(i, typed, value)| {
+                        let (name, _, example) = &vars[i.index(vars.len())];
+                        (name.clone(), if typed { of_type(example) } else { value })
+                    })
+                    .collect();
+                let set = |name: &String| env.get(name).is_some_and(|v| !v.is_empty());
+                match load(None, &env, &[]) {
+                    Ok(layered) => {
+                        let _ = layered.show();
+                        for (_, key, _) in vars.iter().filter(|(name, _, _)| set(name)) {
+                            let winner = vars.iter().rfind(|(n, k, _)| k == key && set(n)).unwrap();
+                            prop_assert_eq!(layered.sources.get(key), Some(&Source::Env(winner.0.clone())), "{}", key);
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert!(!e.key.is_empty(), "{e} from {env:?}");
+                        prop_assert!(!e.message.trim().is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

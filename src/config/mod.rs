@@ -17,7 +17,7 @@ pub mod layers;
 pub mod validate;
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
-    Targets,
+    Targets, MAX_DURATION,
 };
 
 /// A configuration problem, always naming the key it concerns.
@@ -744,6 +744,34 @@ mod tests {
         assert_eq!(t.timeout, std::time::Duration::from_secs(2));
         assert_eq!((t.retry.strategy, t.retry.max_attempts), (Strategy::Fixed, 3));
         assert!(c.targets("twilio").unwrap().urls.is_empty());
+    }
+
+    /// Found by the property tests (tests/it/fuzz.rs): humantime reads up to u64::MAX seconds,
+    /// which the retry schedule turned into a panic (`Duration::from_secs_f64`), and the breaker
+    /// and retention into i64 milliseconds that wrapped to -1000: a breaker that never held, a
+    /// retention that deleted every event.
+    #[test]
+    fn durations_past_a_century_are_refused() {
+        let huge = "\"18446744073709551615s\"";
+        for key in [
+            "retry.base_delay",
+            "retry.max_delay",
+            "circuit_breaker.recovery_timeout",
+            "retention.max_age",
+            "retention.interval",
+            "providers.stripe.timeout",
+            "providers.twilio.retry.max_delay",
+        ] {
+            let (section, name) = key.rsplit_once('.').unwrap();
+            let toml = format!("[{section}]\n{name} = {huge}\n");
+            let e = Config::from_toml(&toml).and_then(|c| c.check()).expect_err(&toml);
+            assert_eq!(e.key, key);
+            assert!(e.message.contains("longer than 100 years"), "{e}");
+        }
+        assert_eq!(key_of("[retention]\nmax_age = \"100y 1s\"\n"), "retention.max_age");
+        let c = Config::from_toml("[retention]\nmax_age = \"100y\"\n[retry]\nmax_delay = \"100y\"\n").unwrap();
+        c.check().unwrap();
+        assert_eq!(c.retention.max_age.0, MAX_DURATION);
     }
 
     #[test]

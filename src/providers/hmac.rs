@@ -109,9 +109,15 @@ impl Hmac {
         let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
         let id_header = other_header("id_header", &c.id_header)?;
         let type_header = other_header("type_header", &c.type_header)?;
-        // A delivery sends a fresh value in each; one header cannot carry both.
-        if id_header.is_some() && timestamp_header == id_header {
-            return Err(format!("{} and {} name the same header", key("id_header"), key("timestamp_header")));
+        // Each carries its own value (a delivery sends a fresh timestamp and keeps the id): one
+        // header for two of them would make the id the type, and every later event of that
+        // type a duplicate, or the type a timestamp.
+        let named = [("timestamp_header", timestamp_header), ("id_header", id_header), ("type_header", type_header)];
+        for (i, (a, a_header)) in named.iter().enumerate() {
+            if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
+            {
+                return Err(format!("{} and {} name the same header", key(b), key(a)));
+            }
         }
 
         let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
@@ -126,6 +132,17 @@ impl Hmac {
         };
         let id_source = source("id", id_header, &c.id_pointer)?;
         let type_source = source("type", type_header, &c.type_pointer)?;
+        // No body could hold an id and a type at one place, or one inside the other.
+        if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
+            let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
+            if id == kind || inside(id, kind) || inside(kind, id) {
+                return Err(format!(
+                    "{} `{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
+                    key("id_pointer"),
+                    key("type_pointer")
+                ));
+            }
+        }
 
         let template = parse_template(&c.signed_content).map_err(|m| format!("{} {m}", key("signed_content")))?;
         if !template.contains(&Part::Body) {
@@ -407,7 +424,9 @@ fn set_pointer(doc: &mut Value, pointer: &str, value: Value) {
         }
     }
     let Some(path) = pointer.strip_prefix('/') else {
-        // The empty pointer is the whole document; a fixture object cannot be its own id.
+        // The empty pointer is the whole document: the fixture is then the value alone, the only
+        // body such a configuration reads an id (or type) from.
+        *doc = value;
         return;
     };
     let tokens: Vec<String> = path.split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
@@ -978,6 +997,36 @@ mod tests {
                 InstanceConfig { id_header: Some("t".into()), timestamp_header: Some("t".into()), ..config("x", "k") },
                 "providers.test.id_header and providers.test.timestamp_header name the same header",
             ),
+            // Found by the property tests (tests/it/fuzz.rs): each of these made `stagehook send`
+            // post an event whose id or type was another setting's value, or none at all.
+            (
+                InstanceConfig {
+                    timestamp_header: Some("x-timestamp".into()),
+                    type_header: Some("x-timestamp".into()),
+                    ..config("x-signature", "k")
+                },
+                "providers.test.type_header and providers.test.timestamp_header name the same header",
+            ),
+            (
+                InstanceConfig { id_header: Some("x-id".into()), type_header: Some("X-Id".into()), ..config("x", "k") },
+                "providers.test.type_header and providers.test.id_header name the same header",
+            ),
+            (
+                InstanceConfig { id_pointer: Some("/".into()), type_pointer: Some(String::new()), ..config("x", "k") },
+                "providers.test.id_pointer `/` and providers.test.type_pointer `` overlap",
+            ),
+            (
+                InstanceConfig {
+                    id_pointer: Some(String::new()),
+                    type_pointer: Some(String::new()),
+                    ..config("x", "k")
+                },
+                "providers.test.id_pointer `` and providers.test.type_pointer `` overlap",
+            ),
+            (
+                InstanceConfig { id_pointer: Some("/a/b".into()), type_pointer: Some("/a".into()), ..config("x", "k") },
+                "providers.test.id_pointer `/a/b` and providers.test.type_pointer `/a` overlap",
+            ),
             (
                 InstanceConfig { id_header: Some("i".into()), id_pointer: Some("/id".into()), ..config("x", "k") },
                 "providers.test.id_header and providers.test.id_pointer are both set",
@@ -1056,5 +1105,24 @@ mod tests {
         Hmac::from_config("test", &InstanceConfig { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
         Hmac::from_config("test", &InstanceConfig { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
             .unwrap();
+        // Neighbours, not one inside the other.
+        for (id, kind) in [("/a", "/ab"), ("/a~1b", "/a/b"), ("/data/id", "/data/type")] {
+            let c = InstanceConfig { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };
+            Hmac::from_config("test", &c).unwrap();
+        }
+    }
+
+    /// Found by the property tests (tests/it/fuzz.rs): with `id_pointer = ""` (the whole body)
+    /// the sample was an object, which has no id there, so its own endpoint refused it.
+    #[test]
+    fn a_whole_body_pointer_gets_a_sample_that_is_the_id() {
+        let p = build(&InstanceConfig { id_pointer: Some(String::new()), ..config("x-signature", "k") });
+        let sample = p.sample(None, NOW).unwrap();
+        let s = p.sign_delivery("http://app.test/hook", Some(sample.content_type), &sample.body, NOW);
+        let h = headers(&[("content-type", sample.content_type), (s.headers[0].0, &s.headers[0].1)]);
+        verify(&p, &h, &sample.body, NOW).unwrap();
+        let parsed = parse(&p, &h, &sample.body).unwrap();
+        assert!(parsed.event_id.starts_with("evt_"), "{parsed:?}");
+        assert_eq!(serde_json::from_slice::<Value>(&sample.body).unwrap(), Value::String(parsed.event_id));
     }
 }

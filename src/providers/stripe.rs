@@ -109,14 +109,14 @@ impl Provider for Stripe {
         if !matched {
             return Err(invalid("no v1 signature matches the payload for the configured secret"));
         }
-        if parsed.timestamp < req.now_s - self.tolerance_s {
+        // Saturating: a signed `t` may be any i64, down to i64::MIN.
+        let age = req.now_s.saturating_sub(parsed.timestamp);
+        if age > self.tolerance_s {
             return Err(Refusal::new(
                 RefusalCode::StaleTimestamp,
                 format!(
-                    "signature timestamp {} is {} s old, more than the {} s tolerance",
-                    parsed.timestamp,
-                    req.now_s - parsed.timestamp,
-                    self.tolerance_s
+                    "signature timestamp {} is {age} s old, more than the {} s tolerance",
+                    parsed.timestamp, self.tolerance_s
                 ),
             ));
         }
@@ -290,6 +290,22 @@ mod tests {
         let b = p.sample(None, 1000).unwrap();
         assert_ne!(a.body, b.body, "fresh ids every time");
         assert!(p.sample(Some("nope"), 1000).unwrap_err().contains("invoice.paid"));
+    }
+
+    /// Found by the property tests (tests/it/fuzz.rs): a correctly signed `t` at i64::MIN
+    /// overflowed the age in the refusal's message (a panic in a debug build).
+    #[test]
+    fn a_signed_timestamp_at_the_end_of_i64_is_stale_not_a_panic() {
+        let p = Stripe::new("stripe", vec![Secret::new("whsec_x")], 300);
+        let body = br#"{"id":"evt_1"}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert(SIGNATURE_HEADER, signature_header("whsec_x", i64::MIN, body).parse().unwrap());
+        let req = Inbound { headers: &headers, body, url: "", now_s: 1_700_000_000 };
+        let r = p.verify(&req).unwrap_err();
+        assert_eq!(r.code, RefusalCode::StaleTimestamp);
+        assert!(r.message.contains(&format!("is {} s old", i64::MAX)), "{}", r.message);
+        headers.insert(SIGNATURE_HEADER, signature_header("whsec_x", i64::MAX, body).parse().unwrap());
+        p.verify(&Inbound { headers: &headers, body, url: "", now_s: 1_700_000_000 }).unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod damage;
 mod dashboard;
 mod delivery;
 mod fake_app;
+mod fuzz;
 mod guards;
 mod providers;
 mod sdk_github;
