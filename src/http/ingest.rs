@@ -21,9 +21,6 @@ use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
 use crate::store::{NewEvent, Rejected, RejectionV1};
 
-/// How much of a refused body the rejection log keeps.
-const REJECTION_BODY_PREFIX: usize = 2048;
-
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
         let state = state.clone();
@@ -129,15 +126,17 @@ where
         }
         Err(refused) => {
             log.code = Some(refused.error.code);
-            let entry = refused.body.map(|body| RejectionV1 {
-                at_ms: received_at_ms,
-                provider: provider_name.clone(),
-                code: refused.error.code.to_string(),
-                message: refused.error.message.clone(),
-                source_ip: ip.to_string(),
-                headers: header_pairs(&headers),
-                body_prefix: body[..body.len().min(REJECTION_BODY_PREFIX)].to_vec(),
-                body_len: body.len() as u64,
+            // The store cuts the entry to its bound; only what it keeps is copied.
+            let entry = refused.body.map(|body| {
+                RejectionV1::bounded(
+                    received_at_ms,
+                    &provider_name,
+                    refused.error.code,
+                    &refused.error.message,
+                    &ip.to_string(),
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                    &body,
+                )
             });
             state.store.reject(Rejected { code: refused.error.code, log: entry });
             refused.error.into_response()

@@ -12,6 +12,7 @@ mod bodies;
 mod keys;
 mod pending;
 pub mod record;
+pub mod rejection;
 pub mod stats;
 mod writer;
 
@@ -126,7 +127,8 @@ pub struct EventPage {
     pub next_cursor: Option<Ulid>,
 }
 
-/// A refused request: always counted by code; kept in the rejection log when `log` is set.
+/// A refused request: always counted by code; kept in the rejection log when `log` is set
+/// (built with [`RejectionV1::bounded`], so its size is bounded whatever the request).
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub code: &'static str,

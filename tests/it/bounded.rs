@@ -1,11 +1,103 @@
-//! What an unauthenticated client can make the server hold is bounded: a Twilio form's
-//! parameters before its signature is checked.
+//! What an unauthenticated client can make the server hold is bounded: the rejection log in
+//! bytes whatever the headers, and a Twilio form's parameters before its signature is checked.
+
+use std::path::Path;
 
 use stagehook::providers::twilio::MAX_FORM_PARAMS;
+use stagehook::store::rejection::{
+    OMITTED_HEADERS, REJECTION_ENTRY_BYTES, REJECTION_HEADER_BYTES, REJECTION_HEADER_VALUE_BYTES,
+};
 
-use crate::support::{config, form, start, twilio_signature, TWILIO_TOKEN};
+use crate::support::{self, config, form, start, stripe_event, twilio_signature, TWILIO_TOKEN};
 
 const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Bytes of every file under `dir`.
+fn folder_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { folder_bytes(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+/// A thousand refused requests with 48 KB of headers each (twelve of 4 KB): the data folder
+/// grows by what a thousand bounded entries take, not by the 48 MB the headers weigh, and
+/// each entry reads back cut, with the cut shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_headers_on_refused_requests_are_stored_bounded() {
+    const REQUESTS: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.limits.rate_limit_per_minute = 0;
+    let data = c.server.data_dir.clone();
+    let s = start(c).await;
+    s.store.flush().await.unwrap();
+    let before = folder_bytes(&data);
+
+    let pad: Vec<(String, String)> = (0..12).map(|i| (format!("x-pad-{i}"), "p".repeat(4096))).collect();
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")];
+    headers.extend(pad.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let raw = support::build("POST", "/staging/webhooks/stripe", &headers, stripe_event("evt_bad").as_bytes());
+    let sent_header_bytes: usize = pad.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(sent_header_bytes > 48_000 && raw.len() < 60 * 1024, "{sent_header_bytes} {}", raw.len());
+
+    // Eight connections at a time, so the thousand take seconds, not minutes.
+    let raw = std::sync::Arc::new(raw);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (raw, addr) = (raw.clone(), s.addr);
+        tasks.spawn(async move {
+            for _ in (worker..REQUESTS).step_by(8) {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let r = support::exchange(stream, &raw).await.unwrap();
+                assert_eq!(r.code(), "invalid_signature", "{}", r.text());
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    s.store.flush().await.unwrap();
+    let grown = folder_bytes(&data).saturating_sub(before);
+
+    // sled writes each entry into its log and later into rewritten pages: allow it three times
+    // the encoded bound. Unbounded, the same requests keep 48 MB of headers.
+    let bound = (3 * REQUESTS * REJECTION_ENTRY_BYTES) as u64;
+    assert!(grown <= bound, "the data folder grew by {grown} bytes, more than {bound}");
+    assert!(bound < (REQUESTS * sent_header_bytes) as u64 / 2);
+
+    let log = s.get("/staging/webhooks/rejections?limit=1000").await.json();
+    let entries = log["rejections"].as_array().unwrap();
+    assert_eq!(entries.len(), REQUESTS);
+    assert_eq!(s.get("/staging/webhooks/stats").await.json()["rejections"]["invalid_signature"], REQUESTS);
+    for e in entries {
+        let headers = e["headers"].as_array().unwrap();
+        let pads: Vec<&str> = headers
+            .iter()
+            .filter(|h| h[0].as_str().unwrap().starts_with("x-pad-"))
+            .map(|h| h[1].as_str().unwrap())
+            .collect();
+        assert!(!pads.is_empty());
+        for v in &pads {
+            assert!(v.len() <= REJECTION_HEADER_VALUE_BYTES, "{}", v.len());
+            assert!(v.ends_with("…(truncated, 4096 bytes)"), "{v}");
+        }
+        let kept: usize = headers
+            .iter()
+            .filter(|h| h[0] != OMITTED_HEADERS)
+            .map(|h| h[0].as_str().unwrap().len() + h[1].as_str().unwrap().len())
+            .sum();
+        assert!(kept <= REJECTION_HEADER_BYTES, "{kept}");
+        let omitted = headers.last().unwrap();
+        assert_eq!(omitted[0], OMITTED_HEADERS, "{e}");
+        assert!(omitted[1].as_str().unwrap().contains("more headers"), "{omitted}");
+        assert_eq!(e["body_prefix"], stripe_event("evt_bad"));
+    }
+    s.stop().await;
+}
 
 /// A form with far more parameters than Twilio sends is refused with `invalid_payload` before
 /// it is parsed or its signature checked; a real one on the same server still passes.
