@@ -1,5 +1,6 @@
 //! What an unauthenticated client can make the server hold is bounded: the rejection log in
-//! bytes whatever the headers, and a Twilio form's parameters before its signature is checked.
+//! bytes whatever the headers, the rate limiter's buckets whatever the IPv6 address, and a
+//! Twilio form's parameters before its signature is checked.
 
 use std::path::Path;
 
@@ -96,6 +97,36 @@ async fn huge_headers_on_refused_requests_are_stored_bounded() {
         assert!(omitted[1].as_str().unwrap().contains("more headers"), "{omitted}");
         assert_eq!(e["body_prefix"], stripe_event("evt_bad"));
     }
+    s.stop().await;
+}
+
+/// One host rotating through its /64 behind a trusted proxy is one client: the default limit
+/// of 100 a minute holds across 500 different addresses, and another /64 is another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_addresses_of_one_prefix_share_one_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.trusted_proxies = vec!["127.0.0.1".into()];
+    assert_eq!((c.limits.rate_limit_per_minute, c.limits.ipv6_prefix), (100, 64));
+    let s = start(c).await;
+    let mut statuses = Vec::new();
+    for n in 1..=500 {
+        let xff = format!("2001:db8:1:2::{n:x}");
+        let r = support::post_stripe(s.addr, &stripe_event(&format!("evt_v6_{n}")), &[("x-forwarded-for", &xff)]).await;
+        if r.status == 429 {
+            assert_eq!(r.code(), "rate_limited");
+            assert!(r.json()["error"]["message"].as_str().unwrap().contains("2001:db8:1:2::/64"), "{}", r.text());
+        }
+        statuses.push(r.status);
+    }
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    // The window slides: a minute boundary during the run may let a few more through, never 500.
+    assert!((100..=110).contains(&passed), "{passed} of 500 passed");
+    assert!(statuses[..100].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[400..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    let r = support::post_stripe(s.addr, &stripe_event("evt_other"), &[("x-forwarded-for", "2001:db8:1:3::1")]).await;
+    assert_eq!(r.status, 200, "another /64 is another client: {}", r.text());
     s.stop().await;
 }
 
