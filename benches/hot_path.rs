@@ -312,9 +312,9 @@ fn ratelimit(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("ratelimit");
     quick(&mut g);
-    let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+    let limiter = RateLimiter::new(LIMIT, MAX_IPS, 64, Clock::system());
     g.bench_function("one_ip", |b| b.iter(|| limiter.check(black_box(one))));
-    let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+    let limiter = RateLimiter::new(LIMIT, MAX_IPS, 64, Clock::system());
     let mut i = 0u64;
     g.bench_function("many_ips", |b| {
         b.iter(|| {
@@ -324,11 +324,11 @@ fn ratelimit(c: &mut Criterion) {
     });
     for threads in [2u32, 8] {
         g.throughput(Throughput::Elements(threads.into()));
-        let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+        let limiter = RateLimiter::new(LIMIT, MAX_IPS, 64, Clock::system());
         g.bench_function(BenchmarkId::new("contended_one_ip", threads), |b| {
             b.iter_custom(|rounds| hammer(&limiter, threads, rounds, |_, _| one))
         });
-        let limiter = RateLimiter::new(LIMIT, MAX_IPS, Clock::system());
+        let limiter = RateLimiter::new(LIMIT, MAX_IPS, 64, Clock::system());
         g.bench_function(BenchmarkId::new("contended_many_ips", threads), |b| {
             b.iter_custom(|rounds| hammer(&limiter, threads, rounds, many))
         });

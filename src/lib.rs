@@ -7,7 +7,7 @@
 //!   knows HTTP.
 //! - [`providers`]: one file per provider behind the [`providers::Provider`] trait: pure
 //!   verification, parsing and answers.
-//! - [`ratelimit`]: the per-IP sliding-window limiter.
+//! - [`ratelimit`]: the per-client sliding-window limiter (IPv6 clients by prefix).
 //! - [`store`]: the sled audit trail, the delivery queue and its single group-commit writer.
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.
@@ -89,8 +89,12 @@ impl App {
             lanes.push(Lane::new(provider, targets, breaker));
         }
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?);
-        let limiter =
-            RateLimiter::new(config.limits.rate_limit_per_minute, config.limits.rate_limit_max_ips, clock.clone());
+        let limiter = RateLimiter::new(
+            config.limits.rate_limit_per_minute,
+            config.limits.rate_limit_max_ips,
+            config.limits.ipv6_prefix,
+            clock.clone(),
+        );
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::ISOLATION_ENV
             .iter()

@@ -133,13 +133,21 @@ pub struct LimitsConfig {
     pub max_body_bytes: u64,
     /// Requests per client IP in any 60 s window; 0 turns the limiter off.
     pub rate_limit_per_minute: u32,
-    /// Most client IPs the limiter tracks at once; idle ones are evicted first.
+    /// Most clients the limiter tracks at once; the least recently seen are evicted first.
     pub rate_limit_max_ips: usize,
+    /// Leading bits of an IPv6 address that name one client for the limiter (1 to 128): one
+    /// host commonly holds a whole /64 and could otherwise rotate through it.
+    pub ipv6_prefix: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_body_bytes: 1_048_576, rate_limit_per_minute: 100, rate_limit_max_ips: 100_000 }
+        LimitsConfig {
+            max_body_bytes: 1_048_576,
+            rate_limit_per_minute: 100,
+            rate_limit_max_ips: 100_000,
+            ipv6_prefix: crate::ratelimit::DEFAULT_IPV6_PREFIX,
+        }
     }
 }
 
@@ -553,6 +561,9 @@ impl Config {
         if self.limits.rate_limit_max_ips == 0 {
             return Err(err("limits.rate_limit_max_ips", "must be at least 1"));
         }
+        if !(1..=128).contains(&self.limits.ipv6_prefix) {
+            return Err(err("limits.ipv6_prefix", "must be between 1 and 128 (bits of an IPv6 address)"));
+        }
         if self.store.cache_mb == 0 {
             return Err(err("store.cache_mb", "must be at least 1"));
         }
@@ -719,6 +730,24 @@ mod tests {
         );
         assert_eq!(key_of("[providers.stripe]\nsecret = \"\"\n"), "providers.stripe.secret");
         assert_eq!(key_of("[providers.twilio]\nauth_token = \"\"\n"), "providers.twilio.auth_token");
+    }
+
+    #[test]
+    fn the_ipv6_prefix_is_between_1_and_128_bits() {
+        for bad in ["0", "129", "-1", "\"64\""] {
+            assert_eq!(key_of(&format!("[limits]\nipv6_prefix = {bad}\n")), "limits.ipv6_prefix", "{bad}");
+        }
+        for good in [1, 48, 128] {
+            let c = Config::from_toml(&format!("[limits]\nipv6_prefix = {good}\n")).unwrap();
+            c.check().unwrap();
+            assert_eq!(c.limits.ipv6_prefix, good);
+        }
+        assert_eq!(Config::default().limits.ipv6_prefix, 64);
+        let env = BTreeMap::from([("STAGEHOOK_LIMITS_IPV6_PREFIX".to_string(), "56".to_string())]);
+        assert_eq!(Config::load(None, &env).unwrap().limits.ipv6_prefix, 56);
+        let env = BTreeMap::from([("STAGEHOOK_LIMITS_IPV6_PREFIX".to_string(), "200".to_string())]);
+        let e = Config::load(None, &env).unwrap_err();
+        assert_eq!(e.key, "limits.ipv6_prefix", "{e}");
     }
 
     #[test]

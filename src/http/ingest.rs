@@ -16,13 +16,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
-use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Endpoint, RequestLog};
+use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, Endpoint, RequestLog};
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
 use crate::store::{NewEvent, Rejected, RejectionV1};
-
-/// How much of a refused body the rejection log keeps.
-const REJECTION_BODY_PREFIX: usize = 2048;
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
@@ -80,7 +77,7 @@ where
     let received_at_ms = state.clock.now_ms();
     let endpoint = state.endpoint(name).expect("the filter only passes known endpoints");
     let provider_name = endpoint.provider.name().to_string();
-    let ip = client_ip(peer, &headers, &state.trusted_proxies);
+    let client = client_ip(peer, &headers, &state.trusted_proxies);
 
     let mut log = RequestLog { provider: Some(provider_name.clone()), ..Default::default() };
     let mut decision = None;
@@ -90,13 +87,19 @@ where
         if declared.is_some_and(|n| n > limit) {
             return Err(Refused::counted(ApiError::payload_too_large(limit)));
         }
-        let d = state.limiter.check(ip);
+        let (d, counted_as) = match &client {
+            Client::Addr(ip) => (state.limiter.check(*ip), state.limiter.bucket_of(*ip)),
+            Client::Named(name) => (state.limiter.check_named(name), name.clone()),
+        };
         decision = state.limiter.enabled().then_some(d);
         if !d.allowed {
             let err = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("more than {} requests in a minute from {ip}; retry after {} s", d.limit, d.retry_after_s),
+                format!(
+                    "more than {} requests in a minute from {counted_as}; retry after {} s",
+                    d.limit, d.retry_after_s
+                ),
             )
             .with_header("retry-after", d.retry_after_s);
             return Err(Refused::counted(err));
@@ -125,19 +128,21 @@ where
     let mut res = match result {
         Ok((parsed, body)) => {
             log.event_id = Some(parsed.event_id.clone());
-            store_event(state, endpoint, &headers, ip, received_at_ms, start, parsed, body).await
+            store_event(state, endpoint, &headers, &client, received_at_ms, start, parsed, body).await
         }
         Err(refused) => {
             log.code = Some(refused.error.code);
-            let entry = refused.body.map(|body| RejectionV1 {
-                at_ms: received_at_ms,
-                provider: provider_name.clone(),
-                code: refused.error.code.to_string(),
-                message: refused.error.message.clone(),
-                source_ip: ip.to_string(),
-                headers: header_pairs(&headers),
-                body_prefix: body[..body.len().min(REJECTION_BODY_PREFIX)].to_vec(),
-                body_len: body.len() as u64,
+            // The store cuts the entry to its bound; only what it keeps is copied.
+            let entry = refused.body.map(|body| {
+                RejectionV1::bounded(
+                    received_at_ms,
+                    &provider_name,
+                    refused.error.code,
+                    &refused.error.message,
+                    &client.to_string(),
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                    &body,
+                )
             });
             state.store.reject(Rejected { code: refused.error.code, log: entry });
             refused.error.into_response()
@@ -173,7 +178,7 @@ async fn store_event(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
-    ip: std::net::IpAddr,
+    client: &Client,
     received_at_ms: i64,
     start: Instant,
     parsed: crate::providers::Parsed,
@@ -184,7 +189,7 @@ async fn store_event(
         event_id: parsed.event_id.clone(),
         event_type: parsed.event_type,
         received_at_ms,
-        source_ip: ip.to_string(),
+        source_ip: client.to_string(),
         headers: header_pairs(headers),
         // Bytes: a reference count, not a copy; the answer may echo part of the body.
         body: body.clone(),

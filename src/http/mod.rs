@@ -23,7 +23,7 @@ use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-pub use client_ip::client_ip;
+pub use client_ip::{client_ip, Client};
 use errors::ApiError;
 
 use crate::clock::Clock;

@@ -5,8 +5,13 @@
 //! URL is tried both without its port and with the scheme's default port added, since Twilio may
 //! sign either. A JSON body is signed with empty parameters and carries
 //! `bodySHA256=<hex sha256 of the body>` in the URL's query, which must match too.
+//!
+//! A form is verified before anyone knows who sent it, so its parameters are counted on the raw
+//! bytes first and a form with more than [`MAX_FORM_PARAMS`] is refused unparsed: a 1 MiB body of
+//! `a&a&a…` would otherwise become half a million small strings (about 50 MB) before its
+//! signature is even looked at.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -25,6 +30,11 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// The most parameters a form from Twilio has. Twilio sends 10 to 60 (an MMS with ten media
+/// items adds twenty); four times the most it sends leaves room for new fields while a flood of
+/// empty parameters costs no more than a scan of its bytes.
+pub const MAX_FORM_PARAMS: usize = 256;
+
 pub struct Twilio {
     pub name: String,
     /// Every accepted auth token (rotation: the primary and a secondary); deliveries are signed
@@ -42,19 +52,40 @@ const SAMPLE_TYPES: &[&str] = &["message.received"];
 
 /// `base64(HMAC-SHA1(token, url + sorted name+value pairs))`, exactly as twilio's SDKs compute.
 pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut grouped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (k, v) in params {
-        grouped.entry(k).or_default().insert(v);
-    }
+    let mut sorted: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sign_sorted(token, url, &sorted)
+}
+
+/// [`sign`] over parameters already sorted by name then value, each distinct pair once: the
+/// order twilio's SDKs sign in (names sorted, a name's distinct values sorted).
+fn sign_sorted<K: AsRef<str>, V: AsRef<str>>(token: &str, url: &str, sorted: &[(K, V)]) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(url.as_bytes());
-    for (name, values) in grouped {
-        for value in values {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
-        }
+    for (name, value) in sorted {
+        mac.update(name.as_ref().as_bytes());
+        mac.update(value.as_ref().as_bytes());
     }
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// One form parameter, borrowed from the body unless percent-decoding changed it.
+type Param<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// A form's parameters, decoded only where they need it, once their number is known to be at
+/// most [`MAX_FORM_PARAMS`] from a count of `&` on the raw bytes.
+fn form_params(body: &[u8]) -> Result<Vec<Param<'_>>, Refusal> {
+    let params = body.iter().filter(|&&b| b == b'&').count() + 1;
+    if params > MAX_FORM_PARAMS {
+        return Err(Refusal::new(
+            RefusalCode::InvalidPayload,
+            format!(
+                "the form has {params} parameters, more than the {MAX_FORM_PARAMS} a Twilio request can have; it was not parsed"
+            ),
+        ));
+    }
+    Ok(form_urlencoded::parse(body).collect())
 }
 
 /// The URL without an explicit port, and with the scheme's default port when it had none; the
@@ -104,7 +135,8 @@ fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, String> {
         let obj = v.as_object().ok_or("JSON body must be an object")?;
         Ok(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
     } else {
-        Ok(form_urlencoded::parse(req.body).into_owned().collect())
+        let params = form_params(req.body).map_err(|r| r.message)?;
+        Ok(params.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 }
 
@@ -130,7 +162,7 @@ impl Provider for Twilio {
             .ok_or_else(|| invalid("missing X-Twilio-Signature header"))?
             .to_str()
             .map_err(|_| invalid("X-Twilio-Signature header is not text"))?;
-        let params: Vec<(String, String)> = match query_param(req.url, "bodySHA256") {
+        let mut params = match query_param(req.url, "bodySHA256") {
             Some(expected_hash) => {
                 let actual = hex::encode(Sha256::digest(req.body));
                 if !ct_eq(actual.as_bytes(), expected_hash.as_bytes()) {
@@ -141,12 +173,15 @@ impl Provider for Twilio {
             None if is_json(req.headers) => {
                 return Err(invalid("a JSON body must be signed with bodySHA256 in the URL"))
             }
-            None => form_urlencoded::parse(req.body).into_owned().collect(),
+            None => form_params(req.body)?,
         };
+        // Sorted once for every token and URL variant.
+        params.sort_unstable();
+        params.dedup();
         let (without_port, with_port) = url_variants(req.url);
         let matched = self.auth_tokens.iter().fold(false, |acc, token| {
-            let a = ct_eq(sign(token.expose(), &without_port, &params).as_bytes(), given.as_bytes());
-            let b = ct_eq(sign(token.expose(), &with_port, &params).as_bytes(), given.as_bytes());
+            let a = ct_eq(sign_sorted(token.expose(), &without_port, &params).as_bytes(), given.as_bytes());
+            let b = ct_eq(sign_sorted(token.expose(), &with_port, &params).as_bytes(), given.as_bytes());
             acc | a | b
         });
         if matched {
@@ -269,6 +304,48 @@ mod tests {
         assert_eq!(signed.headers[0].1, sign("primary", url, &params));
         let req = Inbound { headers: &headers, body: &sample.body, url, now_s: 0 };
         assert_eq!(p.parse(&req).unwrap().event_type, "message.received");
+    }
+
+    /// A form is refused for its number of parameters before it is parsed or its signature
+    /// checked; one at the cap, correctly signed, still passes.
+    #[test]
+    fn a_form_with_too_many_parameters_is_refused_unparsed() {
+        let p = Twilio::new("twilio", vec![Secret::new("t")]);
+        let url = "https://example.test/staging/webhooks/sms";
+        let verify = |params: &[(String, String)], body: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", FORM.parse().unwrap());
+            headers.insert(SIGNATURE_HEADER, sign("t", url, params).parse().unwrap());
+            p.verify(&Inbound { headers: &headers, body, url, now_s: 0 })
+        };
+        let form = |n: usize| -> (Vec<(String, String)>, Vec<u8>) {
+            let params: Vec<(String, String)> = (0..n).map(|i| (format!("P{i}"), "v".to_string())).collect();
+            let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+            (params, body.into_bytes())
+        };
+        let (params, body) = form(MAX_FORM_PARAMS);
+        assert_eq!(verify(&params, &body), Ok(()));
+        for (params, body) in [form(MAX_FORM_PARAMS + 1), (Vec::new(), "a&".repeat(512 * 1024).into_bytes())] {
+            let refusal = verify(&params, &body).unwrap_err();
+            assert_eq!(refusal.code, RefusalCode::InvalidPayload, "{}", refusal.message);
+            assert!(refusal.message.contains("more than the 256"), "{}", refusal.message);
+        }
+        // The same cap holds where the payload is read for `/validate` and `parse`.
+        let (_, body) = form(MAX_FORM_PARAMS + 1);
+        let headers = HeaderMap::new();
+        let req = Inbound { headers: &headers, body: &body, url, now_s: 0 };
+        assert!(p.parse(&req).is_err());
+    }
+
+    /// Sorting pairs and dropping repeats signs what grouping distinct values by name signs.
+    #[test]
+    fn repeated_names_sign_each_distinct_value_in_order() {
+        let pairs =
+            |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let a = sign("t", "u", &pairs(&[("b", "2"), ("a", "9"), ("b", "1"), ("b", "2")]));
+        let mut mac = Hmac::<Sha1>::new_from_slice(b"t").unwrap();
+        mac.update(b"ua9b1b2");
+        assert_eq!(a, base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod bodies;
 mod keys;
 mod pending;
 pub mod record;
+pub mod rejection;
 pub mod stats;
 pub mod verify;
 mod writer;
@@ -170,7 +171,8 @@ pub struct EventPage {
     pub next_cursor: Option<Ulid>,
 }
 
-/// A refused request: always counted by code; kept in the rejection log when `log` is set.
+/// A refused request: always counted by code; kept in the rejection log when `log` is set
+/// (built with [`RejectionV1::bounded`], so its size is bounded whatever the request).
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub code: &'static str,

@@ -98,6 +98,8 @@ pub enum RejectionRecord {
     V1(RejectionV1),
 }
 
+/// Built by [`RejectionV1::bounded`] (`rejection.rs`), which cuts every part that comes from the
+/// client, so one entry's size is bounded whatever the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectionV1 {
     pub at_ms: i64,

@@ -43,7 +43,8 @@ pub(super) enum Op {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Most operations in one batch, and most body bytes: bounds the latency one batch adds.
+/// Most operations in one batch, and most bytes of bodies and rejection-log entries: bounds the
+/// latency one batch adds, and the memory a batch holds.
 const MAX_OPS: usize = 2048;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A commit this slow is logged with where its time went (a sign of a slow or busy disk).
@@ -73,6 +74,18 @@ pub(super) struct Writer {
     pub(super) jobs_added: Arc<tokio::sync::Notify>,
 }
 
+impl Op {
+    /// The bulk this operation adds to a batch: a body, or a rejection-log entry. The rest of
+    /// an operation is small and fixed.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Ingest(e, _) => e.body.len(),
+            Op::Reject(Rejected { log: Some(entry), .. }) => entry.stored_bytes(),
+            _ => 0,
+        }
+    }
+}
+
 enum Waiter {
     Ingest(oneshot::Sender<Result<Ingested, StoreError>>, Ingested),
     Done(oneshot::Sender<Result<(), StoreError>>),
@@ -97,14 +110,12 @@ impl Writer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut shutdown = None;
         while let Some(first) = rx.blocking_recv() {
+            let mut bytes = first.bytes();
             let mut ops = vec![first];
-            let mut bytes = 0;
             while ops.len() < MAX_OPS && bytes < MAX_BYTES {
                 match rx.try_recv() {
                     Ok(op) => {
-                        if let Op::Ingest(e, _) = &op {
-                            bytes += e.body.len();
-                        }
+                        bytes += op.bytes();
                         ops.push(op);
                     }
                     Err(_) => break,
@@ -583,5 +594,24 @@ fn refuse(op: Op) {
         Op::Replay(_, ack) | Op::Delete(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
         Op::Shutdown(ack) => drop(ack.send(())),
         Op::Reject(_) | Op::Begin(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RejectionV1;
+
+    /// A batch's byte budget counts rejection-log entries as well as bodies: a flood of refused
+    /// requests cannot make one batch hold 2048 entries' worth of headers unaccounted.
+    #[test]
+    fn rejection_entries_count_against_the_batch_budget() {
+        let big = vec![b'h'; 4096];
+        let headers = (0..12).map(|_| ("x-pad", big.as_slice()));
+        let entry = RejectionV1::bounded(0, "stripe", "invalid_signature", "no", "192.0.2.1", headers, &[b'b'; 4096]);
+        let expected = entry.stored_bytes();
+        assert!(expected > 4096, "{expected}");
+        assert_eq!(Op::Reject(Rejected { code: "invalid_signature", log: Some(entry) }).bytes(), expected);
+        assert_eq!(Op::Reject(Rejected { code: "rate_limited", log: None }).bytes(), 0);
     }
 }

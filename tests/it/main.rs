@@ -3,6 +3,7 @@
 //! sled database in a temp dir.
 
 mod api;
+mod bounded;
 mod cli;
 mod config;
 mod connections;
