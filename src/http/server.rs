@@ -25,6 +25,7 @@
 //! What clients cause (timeouts, refusals, broken connections) is counted, logged at debug level
 //! one by one, and summarised once a minute at info level, so a flood cannot fill a disk.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -176,8 +177,6 @@ struct Conn {
     /// Whether a request has been handled (then the wait is bounded by `idle_timeout`).
     served: AtomicU8,
     evict: Notify,
-    /// A wait began: the connection's deadline moved.
-    waiting_again: Notify,
 }
 
 /// State shared by the accept loop and every connection.
@@ -186,9 +185,10 @@ struct Shared {
     stats: Arc<ConnStats>,
     epoch: Instant,
     next_id: AtomicU64,
-    /// Connections waiting for a request, oldest wait first: the candidates for eviction.
-    /// Touched twice per request and once per accept, close and eviction; never held across
-    /// an await.
+    /// Connections by the start of their latest wait for a request, oldest first: the
+    /// candidates for eviction. A connection handling a request keeps its entry until the
+    /// response, when the entry moves to the new wait's start: one lock per request, never held
+    /// across an await.
     waiting: Mutex<BTreeMap<(u64, u64), Arc<Conn>>>,
     all_closed: Notify,
 }
@@ -206,7 +206,6 @@ impl Shared {
             since_ms: AtomicU64::new(since),
             served: AtomicU8::new(0),
             evict: Notify::new(),
-            waiting_again: Notify::new(),
         });
         self.waiting.lock().insert((since, conn.id), conn.clone());
         self.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -215,23 +214,21 @@ impl Shared {
     }
 
     /// A request's headers are complete: the connection is no longer a candidate for eviction.
-    /// Returns false when it was evicted first (it is closing).
+    /// Its entry stays where it is, and eviction passes over it. Returns false when it was
+    /// evicted first (it is closing).
     fn begin(&self, conn: &Conn) -> bool {
-        if conn.phase.compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            return false;
-        }
-        self.waiting.lock().remove(&(conn.since_ms.load(Ordering::Acquire), conn.id));
-        true
+        conn.phase.compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// The response is ready: the connection waits for the next request.
     fn end(&self, conn: &Arc<Conn>) {
         let since = self.now_ms();
-        conn.since_ms.store(since, Ordering::Release);
         conn.served.store(1, Ordering::Relaxed);
+        let mut waiting = self.waiting.lock();
+        waiting.remove(&(conn.since_ms.load(Ordering::Acquire), conn.id));
+        conn.since_ms.store(since, Ordering::Release);
         if conn.phase.compare_exchange(ACTIVE, WAITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.waiting.lock().insert((since, conn.id), conn.clone());
-            conn.waiting_again.notify_one();
+            waiting.insert((since, conn.id), conn.clone());
         }
     }
 
@@ -252,7 +249,8 @@ impl Shared {
                 return false;
             }
             let conn = entry.remove();
-            // It may have begun a request a moment ago; then it is not waiting after all.
+            // A connection handling a request is not waiting: its entry goes (its response
+            // puts it back), and the next one is looked at.
             if conn.phase.compare_exchange(WAITING, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 conn.evict.notify_one();
                 self.stats.evicted.fetch_add(1, Ordering::Relaxed);
@@ -266,8 +264,7 @@ impl Shared {
     /// to bump then.
     fn time_left(&self, conn: &Conn) -> Result<Duration, &AtomicU64> {
         if conn.phase.load(Ordering::Acquire) != WAITING {
-            // Handling a request, which has deadlines of its own; `waiting_again` says when it
-            // is done.
+            // Handling a request, which has deadlines of its own.
             return Ok(self.limits.idle_timeout.max(self.limits.header_timeout));
         }
         let (limit, counter) = if conn.served.load(Ordering::Relaxed) == 0 {
@@ -387,19 +384,25 @@ async fn connection<F>(
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let svc = Service { filter, shared: shared.clone(), conn: conn.clone(), peer };
+    // One warp service per connection, as warp's own server has: cloning the filter clones
+    // every handle in it.
+    let svc = Service { inner: RefCell::new(warp::service(filter)), shared: shared.clone(), conn: conn.clone(), peer };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(shared.limits.max_header_bytes);
     let served = builder.serve_connection(TokioIo::new(stream), svc);
     let mut served = std::pin::pin!(served);
     let mut stopping = false;
+    let recheck = shared.limits.idle_timeout.min(shared.limits.header_timeout);
     loop {
         if !stopping && *stop.borrow() >= 1 {
             stopping = true;
             served.as_mut().graceful_shutdown();
         }
         let wait = match shared.time_left(&conn) {
-            Ok(wait) => wait,
+            // The phase may change while this sleeps (a request begins and ends), and the next
+            // wait may be the shorter one: looking again after the shorter timeout never checks
+            // late, without a wake-up for every request.
+            Ok(wait) => wait.min(recheck),
             Err(counter) => {
                 counter.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "connection timed out waiting for a request");
@@ -415,7 +418,6 @@ async fn connection<F>(
                 break;
             }
             () = tokio::time::sleep(wait) => {}
-            () = conn.waiting_again.notified() => {}
             () = conn.evict.notified() => {
                 tracing::debug!(%peer, "connection closed to make room for a new one");
                 break;
@@ -474,16 +476,19 @@ async fn summarise(stats: Arc<ConnStats>) {
 
 /// One connection's service: warp's filter, with the request marked active while it is handled,
 /// its body held to `body_timeout`, and an unread body drained before an early answer.
-struct Service<F> {
-    filter: F,
+struct Service<S> {
+    /// Called through `&mut`, one request at a time: HTTP/1.1 handles a connection's requests
+    /// in turn, and the future `call` returns does not borrow it.
+    inner: RefCell<S>,
     shared: Arc<Shared>,
     conn: Arc<Conn>,
     peer: SocketAddr,
 }
 
-impl<F> hyper::service::Service<Request<Incoming>> for Service<F>
+impl<S> hyper::service::Service<Request<Incoming>> for Service<S>
 where
-    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    S: tower_service::Service<Request<Timed>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -507,8 +512,7 @@ where
             timed_out: false,
             leftover: leftover.clone(),
         };
-        let mut service = warp::service(self.filter.clone());
-        let handled = tower_service::Service::call(&mut service, Request::from_parts(parts, body));
+        let handled = self.inner.borrow_mut().call(Request::from_parts(parts, body));
         let (shared, conn) = (self.shared.clone(), self.conn.clone());
         Box::pin(async move {
             let Ok(mut res) = handled.await;
