@@ -715,7 +715,20 @@ mod tests {
             db.flush().unwrap();
         }
         let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
-        let store = Store::open(dir.path(), options, Clock::system()).unwrap();
+        // sled's own flusher thread lets go of the folder's lock a moment after the last handle
+        // is dropped, so the reopen may have to wait for it.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(dir.path(), options, Clock::system()) {
+                Ok(store) => break store,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "reopening");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(store.get_event(id).unwrap(), Some((event, b"{\"id\":\"old\"}\n\n".to_vec())));
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
         assert_eq!(store.get_event(id).unwrap(), None);
