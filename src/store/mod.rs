@@ -639,8 +639,25 @@ impl std::fmt::Display for OpenFailure {
     }
 }
 
+/// How long opening waits for a held lock before it says the folder is in use: sled's flusher
+/// thread lets go of the lock a moment after the last handle is dropped, so a store closed and
+/// opened again in one process (a restart in-process) may find it still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Opens the sled database in `dir`, creating it if there is none.
 pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open_db_once(dir, cache_bytes) {
+            Err(OpenFailure::InUse) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_db_once(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
     let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
     // sled reports most damage as an error but can panic on some; either way the user gets a
     // message naming the folder instead of a backtrace.
@@ -715,20 +732,7 @@ mod tests {
             db.flush().unwrap();
         }
         let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
-        // sled's own flusher thread lets go of the folder's lock a moment after the last handle
-        // is dropped, so the reopen may have to wait for it.
-        let mut tries = 0;
-        let store = loop {
-            match Store::open(dir.path(), options, Clock::system()) {
-                Ok(store) => break store,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, "reopening");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let store = Store::open(dir.path(), options, Clock::system()).unwrap();
         assert_eq!(store.get_event(id).unwrap(), Some((event, b"{\"id\":\"old\"}\n\n".to_vec())));
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
         assert_eq!(store.get_event(id).unwrap(), None);

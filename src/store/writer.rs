@@ -378,15 +378,11 @@ impl Writer {
         }
         p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
 
-        let job_of = keys::job_of_key(o.id, o.target).to_vec();
-        if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
+        if !dequeue_attempted(p, &o)? {
             // A replay replaced this job while the attempt ran: the history keeps the attempt,
             // the new series decides what happens next.
             return Ok(());
         }
-        p.remove(o.job_key.clone());
-        p.remove(job_of);
-        p.count(QUEUE_DEPTH.into(), -1);
         match o.next {
             Next::Done => {
                 p.count(format!("delivered_after/{}", o.attempt.attempt), 1);
@@ -557,17 +553,26 @@ fn settle_without_record(p: &mut Pending, o: Outcome) -> Result<(), String> {
     if let Some(reason) = o.failure_reason {
         p.count(format!("failures/{reason}"), 1);
     }
-    let job_of = keys::job_of_key(o.id, o.target).to_vec();
-    if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
+    if !dequeue_attempted(p, &o)? {
         return Ok(());
     }
-    p.remove(o.job_key.clone());
-    p.remove(job_of);
-    p.count(QUEUE_DEPTH.into(), -1);
     if let Some(provider) = keys::job_provider(&o.job_key) {
         p.count(format!("dead_letters/{provider}"), 1);
     }
     Ok(())
+}
+
+/// Takes the attempted job and its index entry off the queue, unless a replay replaced the job
+/// while the attempt ran; says whether it did.
+fn dequeue_attempted(p: &mut Pending, o: &Outcome) -> Result<bool, String> {
+    let job_of = keys::job_of_key(o.id, o.target).to_vec();
+    if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
+        return Ok(false);
+    }
+    p.remove(o.job_key.clone());
+    p.remove(job_of);
+    p.count(QUEUE_DEPTH.into(), -1);
+    Ok(true)
 }
 
 /// Queues a job and its index entry.

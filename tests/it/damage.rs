@@ -5,7 +5,7 @@
 //! succeeds again.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use stagehook::config::{Config, HumanDuration, Strategy};
@@ -14,25 +14,9 @@ use stagehook::Clock;
 use ulid::Ulid;
 
 use crate::fake_app::{FakeApp, Reply};
-use crate::support::{self, config, run_binary, start, start_with_clock, stripe_event, TestServer};
+use crate::support::{self, config, run_binary, start, start_with_clock, stripe_event, until, TestServer};
 
 const HOUR_MS: i64 = 3600 * 1000;
-
-/// Polls `check` until it yields a value (at most 20 s).
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn event(s: &TestServer, id: &str) -> Value {
     let r = s.get(&format!("/staging/webhooks/events/{id}")).await;

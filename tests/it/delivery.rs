@@ -3,7 +3,7 @@
 //! mid-retry, replay, retention, and an outage longer than the breaker's window.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use stagehook::config::{Config, HumanDuration, Strategy};
@@ -11,7 +11,7 @@ use stagehook::Clock;
 
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Reply};
 use crate::support::{
-    self, config, form, start, start_with_clock, stripe_event, twilio_signature, STRIPE_SECRET, TWILIO_TOKEN,
+    self, config, form, start, start_with_clock, stripe_event, twilio_signature, until, STRIPE_SECRET, TWILIO_TOKEN,
 };
 
 /// A config delivering Stripe events to `url`, with fast fixed retries.
@@ -23,22 +23,6 @@ fn delivering(dir: &Path, url: &str, attempts: u32, base_ms: u64) -> Config {
     c.retry.base_delay = HumanDuration(Duration::from_millis(base_ms));
     c.retry.jitter = 0.0;
     c
-}
-
-/// Polls `check` until it yields a value (at most 20 s).
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn event_json(s: &support::TestServer, id: &str) -> Value {
