@@ -87,12 +87,17 @@ where
         if declared.is_some_and(|n| n > limit) {
             return Err(Refused::counted(ApiError::payload_too_large(limit)));
         }
-        let (d, counted_as) = match &client {
-            Client::Addr(ip) => (state.limiter.check(*ip), state.limiter.bucket_of(*ip)),
-            Client::Named(name) => (state.limiter.check_named(name), name.clone()),
+        let d = match &client {
+            Client::Addr(ip) => state.limiter.check(*ip),
+            Client::Named(name) => state.limiter.check_named(name),
         };
         decision = state.limiter.enabled().then_some(d);
         if !d.allowed {
+            // Named only on refusal: formatting it is work an accepted request need not do.
+            let counted_as = match &client {
+                Client::Addr(ip) => state.limiter.bucket_of(*ip),
+                Client::Named(name) => name.clone(),
+            };
             let err = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
