@@ -118,6 +118,11 @@ impl Provider for Github {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        // The legacy SHA-1 one is not checked, but it is an HMAC of the body all the same.
+        &[SIGNATURE_HEADER, SHA1_SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &[JSON, FORM], "GitHub webhooks are", " (the webhook's content type)")
     }
@@ -445,5 +450,10 @@ mod tests {
         assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.secrets[0]"));
         c.kind = Some(ProviderKind::Shopify);
         assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.kind"));
+    }
+
+    #[test]
+    fn both_signature_headers_are_listed_as_secret() {
+        crate::providers::testing::assert_secret_headers_cover_signing(&github(&["a"]), &github(&["b"]));
     }
 }

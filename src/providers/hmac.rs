@@ -445,6 +445,12 @@ impl Provider for Hmac {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        // The configured signature header only: the timestamp, id and type headers are signed
+        // or read, not secret.
+        std::slice::from_ref(&self.header)
+    }
+
     fn precheck(&self, _headers: &HeaderMap) -> Result<(), Refusal> {
         // Any content type: the scheme signs bytes, and a body that must be JSON is checked as a
         // payload, where the refusal can say which pointer needed it.
@@ -1124,5 +1130,20 @@ mod tests {
         let parsed = parse(&p, &h, &sample.body).unwrap();
         assert!(parsed.event_id.starts_with("evt_"), "{parsed:?}");
         assert_eq!(serde_json::from_slice::<Value>(&sample.body).unwrap(), Value::String(parsed.event_id));
+    }
+
+    #[test]
+    fn the_configured_header_is_listed_as_secret_and_the_timestamp_and_id_are_not() {
+        let with = |secret| {
+            build(&InstanceConfig {
+                timestamp_header: Some("X-Acme-Timestamp".into()),
+                id_header: Some("x-acme-id".into()),
+                signed_content: "{id}.{timestamp}.{body}".into(),
+                ..config("X-Acme-Signature", secret)
+            })
+        };
+        crate::providers::testing::assert_secret_headers_cover_signing(&with("a"), &with("b"));
+        assert_eq!(with("a").secret_headers(), ["x-acme-signature"]);
+        crate::providers::testing::assert_secret_headers_cover_signing(&build(&github("a")), &build(&github("b")));
     }
 }

@@ -209,6 +209,12 @@ pub trait Provider: Send + Sync + 'static {
     /// The instance name, used in routes, records and stats.
     fn name(&self) -> &str;
 
+    /// The headers that carry this provider's signatures or credentials, lowercase: every
+    /// header `sign_resend` writes whose value depends on the secret, and none that only carries
+    /// an id or a timestamp. Whatever shows stored headers shortens these (`redact::headers`).
+    /// Required, so a new kind cannot forget it.
+    fn secret_headers(&self) -> &[&'static str];
+
     /// Cheap checks before any hashing (content type).
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal>;
 
@@ -358,7 +364,38 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 pub(crate) mod testing {
     use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
+    use super::Provider;
+
     pub const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+
+    /// Checks a provider's `secret_headers` against its own signing. `a` and `b` differ only in
+    /// their secret (or signing key), so a header `sign_resend` writes whose value differs
+    /// between them carries the signature and must be listed. And every listed header is one
+    /// that signing writes, in lowercase: a misspelt name would protect nothing.
+    pub fn assert_secret_headers_cover_signing(a: &dyn Provider, b: &dyn Provider) {
+        const NOW: i64 = 1_700_000_000;
+        let listed = a.secret_headers();
+        assert_eq!(listed, b.secret_headers());
+        assert!(!listed.is_empty(), "{} lists no header", a.name());
+        for kind in a.sample_types() {
+            let sample = a.sample(Some(kind), NOW).unwrap();
+            let sign = |p: &dyn Provider| {
+                p.sign_resend("https://app.test/hook", Some(sample.content_type), &sample.body, &sample.headers, NOW)
+            };
+            let (x, y) = (sign(a), sign(b));
+            assert_eq!(x.headers.len(), y.headers.len(), "{kind}");
+            for ((name, one), (other_name, other)) in x.headers.iter().zip(&y.headers) {
+                assert_eq!(name, other_name, "{kind}");
+                if one != other {
+                    assert!(listed.contains(name), "{}: {name} carries the signature but is not listed", a.name());
+                }
+            }
+            for name in listed {
+                assert_eq!(*name, name.to_ascii_lowercase());
+                assert!(x.headers.iter().any(|(h, _)| h == name), "{}: {name} is listed but not signed", a.name());
+            }
+        }
+    }
 
     /// Later pairs of the same name are added, not replaced (repeated headers).
     pub fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -195,6 +195,11 @@ impl Provider for SendGrid {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        // The timestamp is signed, not secret.
+        &[SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &["application/json"], "SendGrid events are", "")
     }
@@ -661,5 +666,14 @@ mod tests {
         let mut text = HeaderMap::new();
         text.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
         assert_eq!(p.precheck(&text).unwrap_err().code, RefusalCode::UnsupportedMediaType);
+    }
+
+    #[test]
+    fn the_signature_header_is_listed_as_secret_and_the_timestamp_is_not() {
+        let ((private_a, public_a), (private_b, _)) = (fixture_key_pair(), fixture_key_pair());
+        let a = provider(Some(&public_a), &[], Some(&private_a));
+        let b = provider(Some(&public_a), &[], Some(&private_b));
+        crate::providers::testing::assert_secret_headers_cover_signing(&a, &b);
+        assert!(!a.secret_headers().contains(&TIMESTAMP_HEADER));
     }
 }

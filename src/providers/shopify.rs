@@ -93,6 +93,10 @@ impl Provider for Shopify {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        &[SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &[JSON], "Shopify webhooks are", " (set the subscription's format to JSON)")
     }
@@ -382,5 +386,10 @@ mod tests {
         assert_eq!(p.secrets.iter().map(Secret::expose).collect::<Vec<_>>(), ["a", "b"]);
         c.secret = Some(Secret::new(""));
         assert!(Shopify::from_config("shop", &c).unwrap_err().contains("providers.shop.secret "));
+    }
+
+    #[test]
+    fn the_signature_header_is_listed_as_secret() {
+        crate::providers::testing::assert_secret_headers_cover_signing(&shopify(&["a"]), &shopify(&["b"]));
     }
 }

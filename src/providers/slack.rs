@@ -204,6 +204,10 @@ impl Provider for Slack {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        &[SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &[JSON, FORM], "Slack sends", " (Events API; slash commands and interactivity)")
     }
@@ -595,5 +599,11 @@ mod tests {
         c.tolerance_seconds = 300;
         c.secrets = vec![Secret::new("a"), Secret::new("")];
         assert!(Slack::from_config("team", &c).unwrap_err().contains("providers.team.secrets[1]"));
+    }
+
+    #[test]
+    fn the_signature_header_is_listed_as_secret_and_the_timestamp_is_not() {
+        crate::providers::testing::assert_secret_headers_cover_signing(&slack(&["a"]), &slack(&["b"]));
+        assert!(!slack(&["a"]).secret_headers().contains(&TIMESTAMP_HEADER));
     }
 }

@@ -170,6 +170,10 @@ impl Provider for Standard {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        &[SIGNATURE_HEADER, SVIX_SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &["application/json"], "Standard Webhooks events are", "")
     }
@@ -618,5 +622,15 @@ mod tests {
         let mut text = HeaderMap::new();
         text.insert("content-type", "text/plain".parse().unwrap());
         assert_eq!(p.precheck(&text).unwrap_err().code, RefusalCode::UnsupportedMediaType);
+    }
+
+    #[test]
+    fn both_signature_headers_are_listed_as_secret_and_ids_and_timestamps_are_not() {
+        let (a, b) =
+            (provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]), provider(&["whsec_c2VjcmV0LXR3by0wMTIzNDU2Nzg5"]));
+        crate::providers::testing::assert_secret_headers_cover_signing(&a, &b);
+        for plain in [ID_HEADER, TIMESTAMP_HEADER, SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER] {
+            assert!(!a.secret_headers().contains(&plain), "{plain}");
+        }
     }
 }

@@ -87,6 +87,10 @@ impl Provider for Stripe {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        &[SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(headers, &["application/json"], "Stripe events are", "")
     }
@@ -318,5 +322,13 @@ mod tests {
         let live = br#"{"id":"evt_1","type":"a.b","created":1,"data":{"object":{}},"livemode":true}"#;
         let req = Inbound { headers: &headers, body: live, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap_err().code, RefusalCode::LivemodeEvent);
+    }
+
+    #[test]
+    fn the_signature_header_is_listed_as_secret() {
+        crate::providers::testing::assert_secret_headers_cover_signing(
+            &Stripe::new("stripe", vec![Secret::new("whsec_a")], 300),
+            &Stripe::new("stripe", vec![Secret::new("whsec_b")], 300),
+        );
     }
 }

@@ -145,6 +145,10 @@ impl Provider for Twilio {
         &self.name
     }
 
+    fn secret_headers(&self) -> &[&'static str] {
+        &[SIGNATURE_HEADER]
+    }
+
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         require_media_type(
             headers,
@@ -359,5 +363,13 @@ mod tests {
         let body = b"MessageSid=SM1&From=%2B1&To=%2B2&SmsStatus=received";
         let req = Inbound { headers: &headers, body, url: "", now_s: 0 };
         assert_eq!(p.parse(&req).unwrap().event_id, "SM1");
+    }
+
+    #[test]
+    fn the_signature_header_is_listed_as_secret() {
+        crate::providers::testing::assert_secret_headers_cover_signing(
+            &Twilio::new("twilio", vec![Secret::new("a")]),
+            &Twilio::new("twilio", vec![Secret::new("b")]),
+        );
     }
 }
