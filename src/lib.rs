@@ -14,6 +14,7 @@
 //! - [`retention`]: the background clean-up of old events.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
 //! - [`clock`], [`secret`]: the time source and the credential type.
+//! - [`redact`]: what stands in for credentials in stored headers and URLs when they are shown.
 //!
 //! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound
 //! listener and a shutdown future, so tests bind port 0 and run the real server in-process.
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod http;
 pub mod providers;
 pub mod ratelimit;
+pub mod redact;
 pub mod retention;
 pub mod secret;
 pub mod send;

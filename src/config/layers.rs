@@ -101,16 +101,27 @@ pub fn load(
 }
 
 impl Layered {
-    /// Every key of the effective configuration, secrets as fingerprints, with its source.
+    /// Every key of the effective configuration, secrets as fingerprints and URLs with their
+    /// credentials masked, with its source.
     pub fn show(&self) -> Vec<(String, String, Source)> {
         let table = Table::try_from(&self.config).expect("the config serializes");
         leaves(&table)
             .into_iter()
             .map(|(k, v)| {
                 let source = self.sources.get(&k).cloned().unwrap_or(Source::Default);
-                (k, v.to_string(), source)
+                (k, masked_urls(v).to_string(), source)
             })
             .collect()
+    }
+}
+
+/// A value with every URL in it masked (`forward_to`, `public_url`, and any URL key to come):
+/// a string is taken for a URL when it has a scheme, so other settings are never rewritten.
+fn masked_urls(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains("://") => Value::String(crate::redact::url(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(masked_urls).collect()),
+        other => other,
     }
 }
 

@@ -525,7 +525,7 @@ impl Config {
             if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
                 return Err(err(
                     "server.public_url",
-                    format!("`{url}` is not an http(s) URL such as https://abc.example.com"),
+                    format!("`{}` is not an http(s) URL such as https://abc.example.com", crate::redact::url(url)),
                 ));
             }
         }
@@ -674,7 +674,7 @@ fn check_targets(
         if !is_http_url(url) {
             return Err(err(
                 &format!("{section}.forward_to[{i}]"),
-                format!("`{url}` is not an http(s) URL such as http://127.0.0.1:3000/webhooks"),
+                format!("`{}` is not an http(s) URL such as http://127.0.0.1:3000/webhooks", crate::redact::url(url)),
             ));
         }
     }

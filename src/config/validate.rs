@@ -362,7 +362,12 @@ fn targets(c: &Config, r: &mut Report) {
             let host =
                 url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
             let Some(host) = host.filter(|h| !h.is_empty()) else {
-                r.push("target.url", Severity::Error, &key, format!("`{url}` is not an http(s) URL"));
+                r.push(
+                    "target.url",
+                    Severity::Error,
+                    &key,
+                    format!("`{}` is not an http(s) URL", crate::redact::url(url)),
+                );
                 continue;
             };
             let builtin = PROVIDER_API_HOSTS.iter().find(|p| glob_match(p, &host));

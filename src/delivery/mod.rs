@@ -294,7 +294,9 @@ impl Engine {
             target: "stagehook::delivery",
             provider = %lane.name,
             %id,
-            url = %job.target,
+            // Masked: the log may go where the target's credentials must not. The request
+            // above was sent to the whole URL.
+            url = %crate::redact::url(&job.target),
             attempt = job.attempt,
             series = job.series,
             status,

@@ -245,22 +245,6 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     })))
 }
 
-/// Headers as the API shows them: signature values shortened, since they are credentials of a
-/// sort (a valid one replays the request) and a reader only needs to recognise them.
-pub(super) fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
-    const SIGNATURES: [&str; 3] = ["stripe-signature", "x-twilio-signature", "authorization"];
-    headers
-        .iter()
-        .map(|(k, v)| {
-            if SIGNATURES.contains(&k.as_str()) && v.chars().count() > 16 {
-                (k.clone(), format!("{}…", v.chars().take(16).collect::<String>()))
-            } else {
-                (k.clone(), v.clone())
-            }
-        })
-        .collect()
-}
-
 fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
         Some(l) => l.parse::<usize>().map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?.min(1000),
@@ -282,7 +266,7 @@ fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, Ap
                 "source_ip": r.source_ip,
                 "body_len": r.body_len,
                 "body_prefix": String::from_utf8_lossy(&r.body_prefix),
-                "headers": shown_headers(&r.headers),
+                "headers": s.shown_headers(&r.provider, &r.headers),
             })
         })
         .collect();

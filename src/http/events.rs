@@ -17,7 +17,6 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::api::shown_headers;
 use super::auth::admin;
 use super::errors::ApiError;
 use super::{ok_json, read_body, AppState};
@@ -240,7 +239,8 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
     };
     v["damage"] = json!(damage);
     if let Value::Object(into) = &mut v {
-        if let Value::Object(extra) = event_json(e, body, &history, pending) {
+        let headers = e.map(|e| s.shown_headers(&e.provider, &e.headers)).unwrap_or_default();
+        if let Value::Object(extra) = event_json(e, headers, body, &history, pending) {
             into.extend(extra);
         }
     }
@@ -248,7 +248,15 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
 }
 
 /// The detail fields beyond the summary; `null` (or empty) for the parts that do not read back.
-fn event_json(e: Option<&EventV1>, body: Option<&[u8]>, attempts: &[AttemptV1], pending: bool) -> Value {
+/// `headers` are the record's, already redacted; each attempt's target is shown masked (the job
+/// that sends keeps the whole URL).
+fn event_json(
+    e: Option<&EventV1>,
+    headers: Vec<(String, String)>,
+    body: Option<&[u8]>,
+    attempts: &[AttemptV1],
+    pending: bool,
+) -> Value {
     let (payload, encoding) = match body.map(std::str::from_utf8) {
         None => (Value::Null, Value::Null),
         Some(Ok(text)) => (Value::String(text.to_string()), json!("utf8")),
@@ -258,7 +266,7 @@ fn event_json(e: Option<&EventV1>, body: Option<&[u8]>, attempts: &[AttemptV1], 
     };
     json!({
         "source_ip": e.map(|e| &e.source_ip),
-        "headers": e.map(|e| shown_headers(&e.headers)).unwrap_or_default(),
+        "headers": headers,
         "signature_verified": e.map(|e| e.signature_verified),
         "processing_us": e.map(|e| e.processing_us),
         "errors": e.map(|e| e.errors.iter().map(|x| json!({"at_ms": x.at_ms, "message": x.message})).collect::<Vec<_>>()).unwrap_or_default(),
@@ -267,7 +275,7 @@ fn event_json(e: Option<&EventV1>, body: Option<&[u8]>, attempts: &[AttemptV1], 
             "series": a.series,
             "attempt": a.attempt,
             "at_ms": a.at_ms,
-            "target": a.target,
+            "target": crate::redact::url(&a.target),
             "status": a.status,
             "error": a.error,
             "duration_us": a.duration_us,
@@ -426,7 +434,7 @@ fn recovery(s: &AppState) -> Response {
                     "opened_at_ms": b.opened_at_ms,
                     "next_probe_ms": b.next_probe_ms,
                 },
-                "targets": lane.targets.urls,
+                "targets": lane.targets.urls.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
                 "timeout_ms": lane.targets.timeout.as_millis() as u64,
                 "retry": {
                     "strategy": format!("{:?}", r.strategy).to_lowercase(),

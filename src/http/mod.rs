@@ -68,6 +68,19 @@ impl AppState {
     fn endpoint_by_provider(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.provider.name() == name || e.path == name)
     }
+
+    /// Stored headers as the API shows them: through the one redaction step, with the list of
+    /// the provider that received them. A provider no longer configured gives no list, so only
+    /// the generic credentials are redacted.
+    fn shown_headers(&self, provider: &str, headers: &[(String, String)]) -> Vec<(String, String)> {
+        let listed = self
+            .endpoints
+            .iter()
+            .find(|e| e.provider.name() == provider)
+            .map(|e| e.provider.secret_headers())
+            .unwrap_or_default();
+        crate::redact::headers(headers, listed)
+    }
 }
 
 /// The per-request facts only a handler knows, carried to the log line in the response's

@@ -15,6 +15,7 @@ mod fake_app;
 mod fuzz;
 mod guards;
 mod providers;
+mod redaction;
 mod sdk_github;
 mod sdk_hmac;
 mod sdk_sendgrid;

@@ -99,7 +99,7 @@ fn specs() -> Vec<Spec> {
 }
 
 /// The instances of `specs()` that are not the seed's two, as configuration.
-fn named_instances(c: &mut Config) {
+pub(crate) fn named_instances(c: &mut Config) {
     let named = |kind, secret: &str| InstanceConfig {
         kind: Some(kind),
         secret: Some(Secret::new(secret)),

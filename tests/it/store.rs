@@ -80,7 +80,7 @@ async fn a_restart_keeps_every_event_and_the_stats() {
         assert_eq!(e["signature_verified"], true);
         assert_eq!(e["event_type"], "payment_intent.succeeded");
         let sig = e["headers"].as_array().unwrap().iter().find(|h| h[0] == "stripe-signature").unwrap();
-        assert!(sig[1].as_str().unwrap().ends_with('…'), "signature values are shortened: {sig}");
+        assert!(sig[1].as_str().unwrap().contains("…(redacted, "), "signature values are shortened: {sig}");
     }
     // Still a duplicate after the restart.
     assert_eq!(s.stripe(&stripe_event("evt_keep_3")).await.json()["duplicate"], true);

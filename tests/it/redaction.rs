@@ -1,0 +1,264 @@
+//! What leaves the store in place of credentials: every provider kind's signature headers
+//! shortened and the generic credential headers replaced, in `/events/{id}` and in
+//! `/rejections`, while the stored record keeps them whole; and a `forward_to` URL's userinfo
+//! and query masked in every report of it, while deliveries (retries included) still go to the
+//! whole URL.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use stagehook::config::{HumanDuration, Strategy};
+use stagehook::providers::instances;
+use ulid::Ulid;
+
+use crate::fake_app::{FakeApp, Reply};
+use crate::support::{self, config, request, run_binary, spawn_binary, stripe_event, write_config};
+
+/// Replaced whole, whatever the provider.
+const CREDENTIALS: [(&str, &str); 4] = [
+    ("authorization", "Basic ZGVsaXZlcnl1c2VyOnBhNTV3b3JkLXh5eg=="),
+    ("proxy-authorization", "Bearer proxy-token-0123456789"),
+    ("cookie", "stagehook_session=cookie-value-0123456789"),
+    ("set-cookie", "id=set-cookie-value-0123456789"),
+];
+
+/// A header's value in the API's `[[name, value], ...]` list.
+fn shown<'a>(headers: &'a Value, name: &str) -> Option<&'a str> {
+    headers.as_array()?.iter().find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))?[1].as_str()
+}
+
+/// `shown` is `full` cut to a few characters: no eight characters of the signature in a row
+/// survive, and the length is said.
+fn assert_shortened(shown: &str, full: &str, what: &str) {
+    assert!(full.len() >= 16, "{what}: {full}");
+    let chars: Vec<char> = full.chars().collect();
+    for window in chars.windows(8) {
+        let piece: String = window.iter().collect();
+        assert!(!shown.contains(&piece), "{what}: `{shown}` shows `{piece}` of `{full}`");
+    }
+    assert!(shown.ends_with(&format!("(redacted, {} bytes)", full.len())), "{what}: {shown}");
+}
+
+fn assert_credentials_replaced(headers: &Value, what: &str) {
+    for (name, _) in CREDENTIALS {
+        assert_eq!(shown(headers, name), Some("[redacted]"), "{what}: {name} in {headers}");
+    }
+}
+
+/// Every kind, through the real server: each instance's own sample, signed by the instance for
+/// the URL the server rebuilds, with the generic credentials added; then the same request with
+/// one byte more in the body, which is refused and lands in the rejection log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    crate::providers::named_instances(&mut c);
+    let s = support::start(c.clone()).await;
+    let host = s.addr.to_string();
+    let now = support::now_s();
+    let all = instances(&c).unwrap();
+    assert_eq!(all.len(), 9);
+    let mut kinds = std::collections::BTreeSet::new();
+    for instance in &all {
+        let p = &instance.provider;
+        let what = instance.path.as_str();
+        kinds.insert(instance.kind.as_str());
+        let path = format!("/staging/webhooks/{}", instance.path);
+        let sample = p.sample(None, now).unwrap();
+        let signed = p.sign_resend(
+            &format!("http://{host}{path}"),
+            Some(sample.content_type),
+            &sample.body,
+            &sample.headers,
+            now,
+        );
+        assert_eq!(signed.url, format!("http://{host}{path}"), "{what}: a form or an HMAC body signs no query");
+        let mut headers: Vec<(String, String)> =
+            vec![("host".into(), host.clone()), ("content-type".into(), sample.content_type.into())];
+        // The sample's own headers, minus those the signature replaces, then the signature.
+        headers.extend(stagehook::delivery::resent_headers(&sample.headers, &signed));
+        headers.extend(CREDENTIALS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let secret: Vec<(&str, &str)> = signed
+            .headers
+            .iter()
+            .filter(|(k, _)| p.secret_headers().contains(k))
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        assert!(!secret.is_empty(), "{what}: signs no header it lists");
+
+        let r = request(s.addr, "POST", &path, &pairs, &sample.body).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        let page = s.get(&format!("/staging/webhooks/events?provider={}", p.name())).await.json();
+        let id = page["events"][0]["id"].as_str().unwrap_or_else(|| panic!("{what}: {page}")).to_string();
+        let e = s.get(&format!("/staging/webhooks/events/{id}")).await.json();
+        assert_eq!(e["signature_verified"], true, "{what}");
+        for (name, full) in &secret {
+            assert_shortened(shown(&e["headers"], name).unwrap_or_else(|| panic!("{what}: no {name}")), full, what);
+        }
+        assert_credentials_replaced(&e["headers"], what);
+        assert_eq!(shown(&e["headers"], "content-type"), Some(sample.content_type), "{what}: the rest is shown");
+        // The record keeps them whole: deliveries re-sign from it.
+        let stored = s.store.get_record(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
+        for (name, full) in secret.iter().chain(&CREDENTIALS) {
+            assert!(stored.headers.iter().any(|(k, v)| k == name && v == full), "{what}: {name} stored whole");
+        }
+
+        let mut tampered = sample.body.clone();
+        tampered.push(b' ');
+        let r = request(s.addr, "POST", &path, &pairs, &tampered).await;
+        assert_eq!(r.code(), "invalid_signature", "{what}: {}", r.text());
+        // The rejection log is written without waiting for it.
+        let entry = support::until("the rejection", || async {
+            let log = s.get("/staging/webhooks/rejections?limit=1").await.json();
+            let entry = log["rejections"][0].clone();
+            (entry["provider"] == p.name()).then_some(entry)
+        })
+        .await;
+        for (name, full) in &secret {
+            assert_shortened(shown(&entry["headers"], name).unwrap_or_else(|| panic!("{what}: no {name}")), full, what);
+        }
+        assert_credentials_replaced(&entry["headers"], what);
+    }
+    assert_eq!(kinds.len(), 8, "every kind: {kinds:?}");
+    s.stop().await;
+}
+
+/// A rejection whose provider is no longer configured: the generic credentials are still
+/// replaced, with no provider to say more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_of_a_provider_gone_since_still_hides_the_generic_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    crate::providers::named_instances(&mut c);
+    let s = support::start(c.clone()).await;
+    let mut headers = vec![("content-type", "application/json"), ("x-hub-signature-256", "sha256=00")];
+    headers.extend(CREDENTIALS);
+    let r = s.post("/staging/webhooks/github", &headers, b"{}").await;
+    assert_eq!(r.code(), "invalid_signature", "{}", r.text());
+    support::until("the rejection", || async {
+        let log = s.get("/staging/webhooks/rejections?limit=1").await.json();
+        (log["rejections"][0]["provider"] == "github").then_some(())
+    })
+    .await;
+    s.stop().await;
+
+    c.providers.named.remove("github");
+    let s = support::start(c).await;
+    let log = s.get("/staging/webhooks/rejections?limit=1").await.json();
+    let entry = &log["rejections"][0];
+    assert_eq!(entry["provider"], "github", "{log}");
+    assert_credentials_replaced(&entry["headers"], "github, gone");
+    s.stop().await;
+}
+
+const USER: &str = "deliveryuser";
+const PASSWORD: &str = "pa55word-xyz";
+const TOKEN: &str = "t0ken-value-xyz";
+
+fn assert_no_credentials(text: &str, what: &str) {
+    for secret in [PASSWORD, TOKEN] {
+        assert!(!text.contains(secret), "{what} shows `{secret}`: {text}");
+    }
+}
+
+/// Stripe delivers to a URL with a password and a token; Twilio's target has no host (the
+/// configuration check would refuse it at startup; the report still quotes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_credentials_are_masked_in_reports_and_used_whole_to_deliver() {
+    let app = FakeApp::start().await;
+    app.script([Reply::status(503)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.retry.strategy = Strategy::Fixed;
+    c.retry.max_attempts = 3;
+    c.retry.base_delay = HumanDuration(Duration::from_millis(50));
+    c.retry.jitter = 0.0;
+    let target = format!("http://{USER}:{PASSWORD}@{}/hook?token={TOKEN}&empty=", app.addr);
+    let masked = format!("http://{USER}:***@{}/hook?token=***&empty=", app.addr);
+    c.providers.stripe.as_mut().unwrap().forward_to = vec![target];
+    c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{USER}:{PASSWORD}@/hook?token={TOKEN}")];
+    let s = support::start(c).await;
+
+    let id = s.stripe(&stripe_event("evt_masked")).await.json()["id"].as_str().unwrap().to_string();
+    // The first attempt is refused and retried from the stored job: both reach the app with the
+    // token, so neither was sent to the masked URL.
+    let got = app.wait_for(2).await;
+    for r in &got {
+        assert_eq!((r.path.as_str(), r.query.as_str()), ("/hook", format!("token={TOKEN}&empty=").as_str()));
+        // The userinfo is not sent (README says so): no `Authorization` is made of it.
+        assert_eq!(r.header("authorization"), None);
+    }
+
+    let e = support::until("the delivered event", || async {
+        let e = s.get(&format!("/staging/webhooks/events/{id}")).await.json();
+        (e["status"] == "processed").then_some(e)
+    })
+    .await;
+    let history = e["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{e}");
+    for a in history {
+        assert_eq!(a["target"], masked.as_str(), "{a}");
+    }
+    assert_no_credentials(&e.to_string(), "/events/{id}");
+
+    let recovery = s.get("/staging/webhooks/recovery/stats").await;
+    assert_eq!(recovery.json()["providers"]["stripe"]["targets"][0], masked.as_str());
+    assert_no_credentials(&recovery.text(), "/recovery/stats");
+
+    let report = s.get("/staging/webhooks/config/validate").await;
+    let bad = report.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "target.url")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", report.text()));
+    assert_eq!(bad["key"], "providers.twilio.forward_to[0]");
+    assert!(bad["message"].as_str().unwrap().contains(&format!("`http://{USER}:***@/hook?token=***`")), "{bad}");
+    assert_no_credentials(&report.text(), "/config/validate");
+    s.stop().await;
+}
+
+/// The real binary: `check-config --show` (text and JSON), a configuration error at startup,
+/// and the `stagehook::delivery` log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_to_credentials_are_masked_in_the_cli_and_the_delivery_log() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("http://{USER}:{PASSWORD}@{}/hook?token={TOKEN}", app.addr);
+    let path = write_config(dir.path(), &format!("forward_to = [\"{target}\"]\n"));
+    let path = path.to_str().unwrap();
+
+    for args in
+        [&["check-config", "--config", path, "--show"][..], &["check-config", "--config", path, "--show", "--json"]]
+    {
+        let (code, out) = run_binary(args);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(&format!("{USER}:***@")) && out.contains("token=***"), "{args:?}: {out}");
+        assert_no_credentials(&out, &format!("{args:?}"));
+    }
+
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    let bad = write_config(&broken, &format!("forward_to = [\"http://{USER}:{PASSWORD}@/hook?token={TOKEN}\"]\n"));
+    let (code, out) = run_binary(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("forward_to[0]") && out.contains(&format!("{USER}:***@")), "{out}");
+    assert_no_credentials(&out, "a configuration error");
+
+    let mut server = spawn_binary(&["serve", "--config", path], &[]).await;
+    assert_eq!(server.stripe(&stripe_event("evt_logged")).await.status, 200);
+    let got = app.wait_for(1).await;
+    assert_eq!(got[0].query, format!("token={TOKEN}"));
+    let line = support::until("the delivery log line", || async {
+        let logs = format!("{}{}", server.stdout.lock(), server.stderr.lock());
+        logs.lines().find(|l| l.contains("delivery attempt")).map(str::to_string)
+    })
+    .await;
+    assert!(line.contains(&format!("{USER}:***@")), "{line}");
+    server.signal("TERM");
+    server.wait().await;
+    let logs = format!("{}{}", server.stdout.lock(), server.stderr.lock());
+    assert_no_credentials(&logs, "the log");
+}
