@@ -363,7 +363,7 @@ impl Monitor {
 }
 
 async fn server_counters(addr: SocketAddr) -> serde_json::Value {
-    let req = "GET /staging/webhooks/stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let req = "GET /staging/webhooks/stats HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
     let read = async {
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(req.as_bytes()).await?;

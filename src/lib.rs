@@ -102,6 +102,7 @@ impl App {
             .iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
             .collect();
+        let origin = http::origin::Policy::new(&config.server)?;
         let state = AppState {
             config,
             endpoints,
@@ -113,6 +114,8 @@ impl App {
             trusted_proxies,
             env,
             connections: Default::default(),
+            origin,
+            listening: Default::default(),
         };
         Ok(App { state: Arc::new(state) })
     }
@@ -141,6 +144,9 @@ impl App {
     /// and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
         let state = self.state;
+        if let Ok(addr) = listener.local_addr() {
+            let _ = state.listening.set(addr);
+        }
         let sweeper = {
             let state = state.clone();
             tokio::spawn(async move {

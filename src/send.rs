@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::delivery::client::Client;
 use crate::providers::{self, Instance};
 
@@ -64,15 +64,11 @@ fn urls(config: &Config, path: &str, to: Option<&str>) -> (String, String) {
     if let Some(to) = to {
         return (to.to_string(), to.to_string());
     }
-    let mut bind = config.server.bind;
-    if bind.ip().is_unspecified() {
-        bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let local = format!("http://{bind}/staging/webhooks/{path}");
-    match &config.server.public_url {
-        Some(public) => (format!("{}/staging/webhooks/{path}", public.trim_end_matches('/')), local),
-        None => (local.clone(), local),
-    }
+    let bind = config.server.bind;
+    (
+        format!("{}/staging/webhooks/{path}", config.server.base_url(bind)),
+        format!("{}/staging/webhooks/{path}", ServerConfig::local_url(bind)),
+    )
 }
 
 /// Builds, signs and sends `count` requests, one after the other; every answer is returned,

@@ -5,7 +5,7 @@
 //! [`ConfigError`] that names the key, so `main` can exit with code 2 instead of panicking later.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,8 +75,16 @@ pub struct ServerConfig {
     /// Folder of the embedded database; created when missing.
     pub data_dir: PathBuf,
     /// The externally visible base URL (e.g. a tunnel); Twilio signs the URL it called, so when
-    /// set, it replaces the scheme and host taken from the request.
+    /// set, it replaces the scheme and host taken from the request. Also stagehook's own base URL
+    /// ([`ServerConfig::base_url`]), and its host and origin count as this stagehook's.
     pub public_url: Option<String>,
+    /// Further origins (`https://stagehook.example.com`) whose pages may make state-changing
+    /// requests to the admin API and the dashboard, besides stagehook's own.
+    pub allowed_origins: Vec<String>,
+    /// Further host names or addresses that the admin API and the dashboard answer to in `Host`,
+    /// besides loopback, the bind address and `public_url`'s host: a DNS-rebinding page arrives
+    /// with a name of its own.
+    pub allowed_hosts: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed: single addresses or CIDR ranges.
     pub trusted_proxies: Vec<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the store closes anyway.
@@ -112,6 +120,8 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./stagehook-data"),
             public_url: None,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 10,
             admin_token: None,
@@ -123,6 +133,31 @@ impl Default for ServerConfig {
             refusal_drain_bytes: 4 * 1024 * 1024,
             refusal_drain_timeout: HumanDuration(std::time::Duration::from_secs(2)),
         }
+    }
+}
+
+impl ServerConfig {
+    /// stagehook's own base URL, without a trailing `/`: `public_url` when set, else the address
+    /// it listens on ([`ServerConfig::local_url`]). Every URL stagehook signs or prints for itself
+    /// (the `curl` command, `/validate`'s default Twilio URL, `stagehook send`) is built from it,
+    /// never from a request's `Host`, which is whatever the client wrote.
+    pub fn base_url(&self, listening: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => ServerConfig::local_url(listening),
+        }
+    }
+
+    /// `http://` and an address stagehook listens on, a 0.0.0.0 or [::] bind written as
+    /// 127.0.0.1 or [::1]: "every interface" is not an address a client can call, and loopback
+    /// is always one of them.
+    pub fn local_url(mut listening: SocketAddr) -> String {
+        match listening.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => listening.set_ip(Ipv4Addr::LOCALHOST.into()),
+            IpAddr::V6(ip) if ip.is_unspecified() => listening.set_ip(Ipv6Addr::LOCALHOST.into()),
+            _ => {}
+        }
+        format!("http://{listening}")
     }
 }
 
@@ -529,6 +564,9 @@ impl Config {
                 ));
             }
         }
+        // public_url's host and origin, allowed_origins and allowed_hosts, read as the origin
+        // checks will read them.
+        crate::http::origin::Policy::new(&self.server)?;
         for (i, p) in self.server.trusted_proxies.iter().enumerate() {
             if IpRange::parse(p).is_none() {
                 return Err(err(
@@ -722,6 +760,8 @@ mod tests {
         assert_eq!(key_of("[server]\nbind = \"nowhere\"\n"), "server.bind");
         assert_eq!(key_of("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]\n"), "server.trusted_proxies[0]");
         assert_eq!(key_of("[server]\npublic_url = \"ftp://x\"\n"), "server.public_url");
+        assert_eq!(key_of("[server]\nallowed_origins = [\"evil.example\"]\n"), "server.allowed_origins[0]");
+        assert_eq!(key_of("[server]\nallowed_hosts = [\"https://a.example\"]\n"), "server.allowed_hosts[0]");
         assert!(key_of("[limits]\nmax_body = 3\n").starts_with("limits"));
         assert_eq!(key_of("[providers.stripe]\ntolerance_seconds = -1\n"), "providers.stripe.tolerance_seconds");
         assert_eq!(
@@ -812,6 +852,22 @@ mod tests {
         std::fs::remove_file(&dir).ok();
         assert_eq!(c.providers.stripe.unwrap().secret.unwrap().expose(), "whsec_env");
         assert!(c.providers.twilio.is_none());
+    }
+
+    #[test]
+    fn the_base_url_is_public_url_or_an_address_a_client_can_call() {
+        let mut server = ServerConfig::default();
+        for (listening, want) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+            ("[::]:9000", "http://[::1]:9000"),
+            ("[::1]:9000", "http://[::1]:9000"),
+            ("10.0.0.5:80", "http://10.0.0.5:80"),
+        ] {
+            assert_eq!(server.base_url(listening.parse().unwrap()), want);
+        }
+        server.public_url = Some("https://abc.tunnel.example/base//".into());
+        assert_eq!(server.base_url("0.0.0.0:1".parse().unwrap()), "https://abc.tunnel.example/base");
     }
 
     #[test]

@@ -16,9 +16,8 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::auth::admin;
 use super::errors::ApiError;
-use super::{ok_json, read_body, AppState};
+use super::{admin, ok_json, read_body, AppState};
 use crate::providers::Inbound;
 use crate::store::stats::{percentiles, throughput};
 use crate::store::Status;
@@ -215,10 +214,7 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
             if endpoint.provider.name() == "twilio" { "application/x-www-form-urlencoded" } else { "application/json" };
         headers.insert("content-type", HeaderValue::from_static(ct));
     }
-    let url = req.url.clone().unwrap_or_else(|| {
-        let base = s.config.server.public_url.clone().unwrap_or_else(|| format!("http://{}", s.config.server.bind));
-        format!("{}/staging/webhooks/{}", base.trim_end_matches('/'), endpoint.path)
-    });
+    let url = req.url.clone().unwrap_or_else(|| format!("{}/staging/webhooks/{}", s.base_url(), endpoint.path));
     let inbound = Inbound { headers: &headers, body: &raw, url: &url, now_s: s.clock.now_s() };
     let checks = endpoint.provider.checks(&inbound);
     let structure_ok = checks.iter().all(|c| c.ok);

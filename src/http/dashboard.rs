@@ -17,7 +17,7 @@ use warp::{Filter, Rejection};
 
 use super::auth::SESSION_COOKIE;
 use super::errors::ApiError;
-use super::{read_body, with_state, AppState};
+use super::{origin, read_body, with_state, AppState};
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]
@@ -28,20 +28,27 @@ pub const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-sr
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let index = warp::path::end().and(warp::get()).map(|| asset("index.html"));
-    let file =
-        warp::path("dashboard").and(warp::path::param::<String>()).and(warp::path::end()).and(warp::get()).and_then(
-            |name: String| async move {
-                if mime(&name).is_none() || Assets::get(&name).is_none() {
-                    return Err(warp::reject::not_found());
-                }
-                Ok(asset(&name))
-            },
-        );
+    // The origin checks, on every route after its path and method (and, for files, after the
+    // file is found), so that unknown paths stay 404.
+    let guard = origin::guard(state.clone());
+    let index = warp::path::end().and(warp::get()).and(guard.clone()).map(|| asset("index.html"));
+    let file = warp::path("dashboard")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(|name: String| async move {
+            if mime(&name).is_none() || Assets::get(&name).is_none() {
+                return Err(warp::reject::not_found());
+            }
+            Ok(name)
+        })
+        .and(guard.clone())
+        .map(|name: String| asset(&name));
     let session = warp::path("dashboard")
         .and(warp::path("session"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(guard)
         .and(with_state(state))
         .and(warp::body::stream())
         .then(|s: Arc<AppState>, body| async move {

@@ -100,6 +100,8 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
+    } else if let Some(super::origin::Refused(e)) = rejection.find() {
+        ApiError::new(e.status, e.code, e.message.clone())
     } else if rejection.find::<super::auth::Unauthorized>().is_some() {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

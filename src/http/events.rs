@@ -17,9 +17,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::auth::admin;
 use super::errors::ApiError;
-use super::{ok_json, read_body, AppState};
+use super::{admin, ok_json, read_body, AppState};
 use crate::store::{AttemptV1, Damage, EventFilter, EventV1, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
@@ -62,10 +61,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .and(warp::header::optional::<String>("host"))
-        .map(|id: String, s: Arc<AppState>, host: Option<String>| {
-            curl(&s, &id, host.as_deref()).unwrap_or_else(ApiError::into_response)
-        });
+        .map(|id: String, s: Arc<AppState>| curl(&s, &id).unwrap_or_else(ApiError::into_response));
     let replay_many = base
         .and(warp::path("replay"))
         .and(warp::path::end())
@@ -310,8 +306,11 @@ async fn replay_one(s: &AppState, id: &str) -> Result<Response, ApiError> {
     Ok(ok_json(&json!({"replayed": n, "id": id})))
 }
 
-/// A shell command that sends the event to stagehook again, signed afresh for that URL.
-fn curl(s: &AppState, id: &str, host: Option<&str>) -> Result<Response, ApiError> {
+/// A shell command that sends the event to stagehook again, signed afresh for that URL. The URL
+/// is stagehook's own (`AppState::base_url`), never the request's `Host`: with Twilio, whose
+/// auth token covers the whole account, a signature for a URL of the caller's choosing would be
+/// valid at that URL.
+fn curl(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
     let (e, body) =
         s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
@@ -320,11 +319,7 @@ fn curl(s: &AppState, id: &str, host: Option<&str>) -> Result<Response, ApiError
         .iter()
         .find(|x| x.provider.name() == e.provider)
         .ok_or_else(|| ApiError::not_found(format!("no endpoint for provider `{}`", e.provider)))?;
-    let base = match &s.config.server.public_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("http://{}", host.unwrap_or("127.0.0.1:8080")),
-    };
-    let url = format!("{base}/staging/webhooks/{}", endpoint.path);
+    let url = format!("{}/staging/webhooks/{}", s.base_url(), endpoint.path);
     let content_type = e.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
     let signed = endpoint.provider.sign_resend(&url, content_type, &body, &e.headers, s.clock.now_s());
     let mut cmd = format!("curl -sS -X POST {}", shell_quote(&signed.url));

@@ -234,9 +234,15 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// The URL the provider called: `server.public_url` when set (a tunnel or proxy in front),
 /// otherwise the scheme and Host of the request itself.
+///
+/// The Host is used here, and only here, because this URL is checked, never signed: it must be
+/// the one the provider signed, and without `public_url` the request is all there is to say what
+/// that was (stagehook's own base URL, the bind address, is not what a tunnel's caller signs). A
+/// client that lies about its Host only makes its own signature fail to match; it learns and
+/// gets nothing.
 fn request_url(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>, path: &str, query: &str) -> String {
     let mut url = match &state.config.server.public_url {
-        Some(base) => base.trim_end_matches('/').to_string(),
+        Some(_) => state.base_url(),
         None => {
             let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
             let from_proxy = peer.is_some_and(|p| state.trusted_proxies.iter().any(|r| r.contains(p.ip())));

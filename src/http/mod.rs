@@ -2,7 +2,9 @@
 //!
 //! [`routes`] is the whole server as one warp filter: ingest endpoints, read endpoints, one
 //! rejection handler, and a last step that adds the security headers to every response (errors
-//! and 404s included) and writes the one log line per request.
+//! and 404s included) and writes the one log line per request. Every route but ingest passes the
+//! origin checks (`origin.rs`) after its path and method; those that need the admin token then
+//! pass `auth.rs`. [`admin`] is the two, in that order.
 
 mod api;
 pub mod auth;
@@ -11,17 +13,19 @@ mod dashboard;
 pub mod errors;
 mod events;
 mod ingest;
+pub mod origin;
 pub mod server;
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use warp::http::{HeaderValue, Method};
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::{Filter, Rejection, Reply};
 
 pub use client_ip::{client_ip, Client};
 use errors::ApiError;
@@ -58,9 +62,25 @@ pub struct AppState {
     pub env: std::collections::BTreeMap<String, String>,
     /// What connections did, and the budget of refusal log lines (`server.rs`).
     pub connections: Arc<server::ConnStats>,
+    /// The hosts and origins that are this stagehook (`origin.rs`).
+    pub origin: origin::Policy,
+    /// The address the listener got, set once by `App::serve`: with `bind` port 0 only the
+    /// listener knows the port.
+    pub listening: OnceLock<SocketAddr>,
 }
 
 impl AppState {
+    /// Where stagehook listens: the listener's address once serving, else `server.bind`.
+    pub fn listening(&self) -> SocketAddr {
+        self.listening.get().copied().unwrap_or(self.config.server.bind)
+    }
+
+    /// stagehook's own base URL, for every URL it signs or prints: see
+    /// [`crate::config::ServerConfig::base_url`].
+    pub fn base_url(&self) -> String {
+        self.config.server.base_url(self.listening())
+    }
+
     fn endpoint(&self, path: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.path == path)
     }
@@ -142,6 +162,12 @@ fn finish(start: Instant, method: &Method, path: &str, mut res: Response, connec
         "request"
     );
     res
+}
+
+/// The gate of every admin and dashboard route that needs the token, after its path and
+/// method: the origin checks (`origin.rs`), then the admin token (`auth.rs`).
+fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    origin::guard(state.clone()).and(auth::admin(state))
 }
 
 fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {

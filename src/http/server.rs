@@ -104,6 +104,16 @@ pub fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible
     warp::ext::optional::<Peer>().and(warp::addr::remote()).map(|p: Option<Peer>, r| p.map(|Peer(a)| a).or(r))
 }
 
+/// The address the connection arrived at, on this machine: which interface a client reached
+/// when the bind is 0.0.0.0 or [::] (`origin.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Local(pub SocketAddr);
+
+/// The connection's local address: from [`serve`]; `None` under `warp::test`.
+pub fn local() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<Local>().map(|l: Option<Local>| l.map(|Local(a)| a))
+}
+
 /// The error a body yields when `body_timeout` passes before it is complete.
 #[derive(Debug)]
 pub struct BodyTimeout;
@@ -386,7 +396,9 @@ async fn connection<F>(
 {
     // One warp service per connection, as warp's own server has: cloning the filter clones
     // every handle in it.
-    let svc = Service { inner: RefCell::new(warp::service(filter)), shared: shared.clone(), conn: conn.clone(), peer };
+    let local = stream.local_addr().ok();
+    let svc =
+        Service { inner: RefCell::new(warp::service(filter)), shared: shared.clone(), conn: conn.clone(), peer, local };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.max_buf_size(shared.limits.max_header_bytes);
     let served = builder.serve_connection(TokioIo::new(stream), svc);
@@ -483,6 +495,7 @@ struct Service<S> {
     shared: Arc<Shared>,
     conn: Arc<Conn>,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for Service<S>
@@ -499,6 +512,9 @@ where
         let limits = self.shared.limits;
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(Peer(self.peer));
+        if let Some(local) = self.local {
+            parts.extensions.insert(Local(local));
+        }
         // A client that asked for `100 Continue` has not sent its body; reading it would ask for
         // it, only to throw it away.
         let expects_continue =

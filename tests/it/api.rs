@@ -109,7 +109,14 @@ async fn validate_reports_structure_and_signature_and_stores_nothing() {
     // Bad requests are coded errors.
     let r = validate(json!({"provider": "nobody", "payload": {}})).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
-    let r = support::request(s.addr, "POST", "/staging/webhooks/validate", &[], b"not json").await;
+    let r = support::request(
+        s.addr,
+        "POST",
+        "/staging/webhooks/validate",
+        &[("content-type", "application/json")],
+        b"not json",
+    )
+    .await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
 
     let st = s.get("/staging/webhooks/stats").await.json();

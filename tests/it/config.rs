@@ -218,22 +218,29 @@ async fn the_admin_token_guards_everything_but_ingest() {
         ("POST", format!("/staging/webhooks/events/{id}/replay")),
         ("POST", "/staging/webhooks/validate".to_string()),
     ];
+    // Changes are JSON, or the origin checks refuse them before the token is looked at.
+    const JSON: (&str, &str) = ("content-type", "application/json");
     for (method, path) in &paths {
-        let r = support::request(s.addr, method, path, &[], b"").await;
+        let r = support::request(s.addr, method, path, &[JSON], b"").await;
         assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{method} {path}");
         assert!(r.header("www-authenticate").is_some());
         support::assert_security_headers(&r);
-        let r = support::request(s.addr, method, path, &[("authorization", "Bearer wrong-token")], b"").await;
+        let r = support::request(s.addr, method, path, &[JSON, ("authorization", "Bearer wrong-token")], b"").await;
         assert_eq!(r.status, 401, "{method} {path}");
-        let r =
-            support::request(s.addr, method, path, &[("authorization", "Bearer admin-token-0123456789abcdef")], b"")
-                .await;
+        let r = support::request(
+            s.addr,
+            method,
+            path,
+            &[JSON, ("authorization", "Bearer admin-token-0123456789abcdef")],
+            b"",
+        )
+        .await;
         assert_ne!(r.status, 401, "{method} {path}: {}", r.text());
         let r = support::request(
             s.addr,
             method,
             path,
-            &[("cookie", "theme=dark; stagehook_session=admin-token-0123456789abcdef")],
+            &[JSON, ("cookie", "theme=dark; stagehook_session=admin-token-0123456789abcdef")],
             b"",
         )
         .await;

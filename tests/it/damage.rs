@@ -202,10 +202,15 @@ async fn an_undecodable_event_record_is_a_dead_letter_and_listings_still_answer(
     assert_eq!(history.len(), 2, "the 503 and the dead letter: {e}");
     assert!(history[1]["error"].as_str().unwrap().starts_with("storage_corrupt: "), "{e}");
     // Replaying it alone needs the record: refused, naming the damage.
-    let r = s.post(&format!("/staging/webhooks/events/{}/replay", ids[1]), &[], b"").await;
+    let r = s
+        .post(&format!("/staging/webhooks/events/{}/replay", ids[1]), &[("content-type", "application/json")], b"")
+        .await;
     assert_eq!((r.status, r.code().as_str()), (500, "storage_corrupt"), "{}", r.text());
     // Bulk replay passes over it: there is no provider to send it for.
-    let r = s.post("/staging/webhooks/replay", &[], br#"{"status":"failed"}"#).await.json();
+    let r = s
+        .post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"status":"failed"}"#)
+        .await
+        .json();
     assert_eq!((r["replayed"].clone(), r["skipped_damaged"].clone()), (0.into(), 1.into()), "{r}");
     s.stop().await;
 }

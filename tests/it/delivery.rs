@@ -100,7 +100,8 @@ async fn a_replay_hours_later_is_signed_afresh() {
 
     // Five hours later, a replay: a new series whose signature the SDK accepts now.
     clock.advance(5 * 3600 * 1000);
-    let r = s.post(&format!("/staging/webhooks/events/{id}/replay"), &[], b"").await;
+    let r =
+        s.post(&format!("/staging/webhooks/events/{id}/replay"), &[("content-type", "application/json")], b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["replayed"], 1);
     let second = app.wait_for(2).await[1].clone();
@@ -303,13 +304,21 @@ async fn replay_single_and_bulk_and_409_without_target() {
     )
     .await;
     let sms = s.store.find_by_event_id("twilio", "SM1").unwrap().unwrap();
-    let r = s.post(&format!("/staging/webhooks/events/{sms}/replay"), &[], b"").await;
+    let r =
+        s.post(&format!("/staging/webhooks/events/{sms}/replay"), &[("content-type", "application/json")], b"").await;
     assert_eq!((r.status, r.code().as_str()), (409, "no_target"));
-    let r = s.post("/staging/webhooks/replay", &[], br#"{"provider": "twilio"}"#).await;
+    let r =
+        s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"provider": "twilio"}"#).await;
     assert_eq!((r.json()["replayed"].clone(), r.json()["skipped_no_target"].clone()), (json!(0), json!(1)));
-    let r = s.post("/staging/webhooks/replay", &[], br#"{"status": "lost"}"#).await;
+    let r = s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"status": "lost"}"#).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
-    let r = s.post("/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay", &[], b"").await;
+    let r = s
+        .post(
+            "/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay",
+            &[("content-type", "application/json")],
+            b"",
+        )
+        .await;
     assert_eq!(r.code(), "not_found");
     s.stop().await;
 }

@@ -14,6 +14,7 @@ mod delivery;
 mod fake_app;
 mod fuzz;
 mod guards;
+mod origin;
 mod providers;
 mod redaction;
 mod sdk_github;
