@@ -92,11 +92,24 @@ function showLogin(show) {
   state.locked = show;
   $('#login').classList.toggle('hidden', !show);
   $('#app').classList.toggle('hidden', show);
+  if (show) showSignedIn(false);
+}
+
+/** The "Log out" control, shown while this browser holds a session. */
+function showSignedIn(on) {
+  $('#logout').classList.toggle('hidden', !on);
+}
+
+/** Asks whether the (HttpOnly, so unreadable) session cookie names a live session. */
+async function checkSession() {
+  const res = await fetch('/dashboard/session', { credentials: 'same-origin' });
+  if (res.ok) showSignedIn((await res.json()).signed_in);
 }
 
 async function login(event) {
   event.preventDefault();
   setText('#login-error', '');
+  // JSON with its content type, as every state-changing request of the page sends.
   const res = await fetch('/dashboard/session', {
     method: 'POST',
     credentials: 'same-origin',
@@ -106,10 +119,28 @@ async function login(event) {
   if (res.status === 204) {
     $('#login-token').value = '';
     showLogin(false);
+    showSignedIn(true);
     refreshAll();
-  } else {
-    setText('#login-error', 'wrong token');
+    return;
   }
+  // Too many failures from this address: say so, with the wait, rather than "wrong token".
+  const body = await res.json().catch(() => null);
+  setText('#login-error', res.status === 429 && body && body.error ? body.error.message : 'wrong token');
+}
+
+async function logout() {
+  const res = await fetch('/dashboard/logout', {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
+  if (res.status !== 204) {
+    console.warn('stagehook dashboard: logout answered', res.status);
+    return;
+  }
+  // A fresh page keeps nothing the session showed; its first API call brings the prompt back.
+  location.reload();
 }
 
 // ---- overview ---------------------------------------------------------------------------
@@ -436,6 +467,7 @@ function poll() {
 
 function start() {
   $('#login-form').addEventListener('submit', login);
+  $('#logout').addEventListener('click', () => logout().catch(report));
   for (const id of ['#filter-provider', '#filter-status']) $(id).addEventListener('change', () => refreshEvents(true).catch(report));
   // Text filters apply as the user types, once the typing pauses.
   let typing = null;
@@ -456,6 +488,7 @@ function start() {
   setInterval(tickCountdowns, 1000);
   setInterval(() => { if (!state.locked) refreshConfig().catch(report); }, Math.max(POLL_MS, 10000));
   refreshAll();
+  checkSession().catch(report);
   setTimeout(poll, POLL_MS);
 }
 

@@ -59,7 +59,7 @@ pub(crate) fn proptest_cases(cases: u32) -> proptest::test_runner::Config {
 /// Why stagehook could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How often idle IPs leave the rate limiter.
+/// How often idle IPs leave the rate limiters, and expired sessions the session table.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// A ready-to-serve stagehook: configuration checked, store open.
@@ -97,6 +97,13 @@ impl App {
             config.limits.ipv6_prefix,
             clock.clone(),
         );
+        let auth_failures = RateLimiter::new(
+            http::auth::AUTH_FAILURES_PER_MINUTE,
+            config.limits.rate_limit_max_ips,
+            config.limits.ipv6_prefix,
+            clock.clone(),
+        );
+        let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::ISOLATION_ENV
             .iter()
@@ -107,6 +114,8 @@ impl App {
             config,
             endpoints,
             limiter,
+            auth_failures,
+            sessions,
             store,
             engine,
             clock,
@@ -154,6 +163,8 @@ impl App {
                 loop {
                     tick.tick().await;
                     state.limiter.sweep();
+                    state.auth_failures.sweep();
+                    state.sessions.sweep();
                 }
             })
         };

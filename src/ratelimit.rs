@@ -114,11 +114,18 @@ impl RateLimiter {
 
     /// [`RateLimiter::check`] for a client known only by a name (`unknown`, `_hidden`).
     pub fn check_named(&self, name: &str) -> Decision {
-        // SipHash with fixed keys: the name comes from a trusted proxy, not from the client, so
-        // nobody picks names to collide; a collision would only share a bucket.
-        let mut h = std::hash::DefaultHasher::new();
-        name.hash(&mut h);
-        self.check_key(Key::Named(h.finish()))
+        self.check_key(named_key(name))
+    }
+
+    /// What [`RateLimiter::check`] would decide now, without counting anything or starting to
+    /// track the client: for a limiter that counts failures, asked before each attempt.
+    pub fn peek(&self, ip: IpAddr) -> Decision {
+        self.peek_key(self.key(ip))
+    }
+
+    /// [`RateLimiter::peek`] for a client known only by a name.
+    pub fn peek_named(&self, name: &str) -> Decision {
+        self.peek_key(named_key(name))
     }
 
     /// The client `ip` is counted as, for messages: the address, or an IPv6 prefix such as
@@ -158,17 +165,29 @@ impl RateLimiter {
         // A known client costs one lookup under one shard's lock; only a new one looks at the
         // table's size (a read of every shard) and may have to make room.
         if let Some(mut w) = self.windows.get_mut(&key) {
-            return self.decide(&mut w, now);
+            return self.decide(&mut w, now, true);
         }
         if self.windows.len() >= self.max_ips {
             self.make_room();
         }
         let fresh = Window { minute: minute_of(now), current: 0, previous: 0, seen_ms: 0 };
         let mut w = self.windows.entry(key).or_insert(fresh);
-        self.decide(&mut w, now)
+        self.decide(&mut w, now, true)
     }
 
-    fn decide(&self, w: &mut Window, now: i64) -> Decision {
+    fn peek_key(&self, key: Key) -> Decision {
+        if self.limit == 0 {
+            return Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 };
+        }
+        let now = self.clock.now_ms();
+        let fresh = Window { minute: minute_of(now), current: 0, previous: 0, seen_ms: 0 };
+        // A copy: peeking neither counts nor moves when the client was last seen.
+        let mut w = self.windows.get(&key).map(|w| *w).unwrap_or(fresh);
+        self.decide(&mut w, now, false)
+    }
+
+    /// Decides about one request; `count` says whether an allowed one uses up the window.
+    fn decide(&self, w: &mut Window, now: i64, count: bool) -> Decision {
         let limit = self.limit;
         roll(w, now);
         let elapsed = now.rem_euclid(WINDOW_MS);
@@ -191,7 +210,9 @@ impl RateLimiter {
                 retry_after_s: ((retry_ms + 999) / 1000).max(1) as u64,
             };
         }
-        w.current += 1;
+        if count {
+            w.current += 1;
+        }
         let remaining = (limit as f64 - estimate - 1.0).floor().max(0.0) as u32;
         Decision { allowed: true, limit, remaining, retry_after_s: 0 }
     }
@@ -224,6 +245,15 @@ impl RateLimiter {
             self.windows.remove(key);
         }
     }
+}
+
+/// The key of a client a trusted proxy names without an address.
+fn named_key(name: &str) -> Key {
+    // SipHash with fixed keys: the name comes from a trusted proxy, not from the client, so
+    // nobody picks names to collide; a collision would only share a bucket.
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    Key::Named(h.finish())
 }
 
 fn roll(w: &mut Window, now: i64) {
@@ -296,6 +326,22 @@ mod tests {
             rl.check(IpAddr::from(i.to_be_bytes()));
         }
         assert!(rl.tracked_ips() <= 100, "{}", rl.tracked_ips());
+    }
+
+    #[test]
+    fn peeking_counts_nothing_and_tracks_no_one() {
+        let rl = RateLimiter::new(3, 100, 64, Clock::system());
+        for _ in 0..10 {
+            assert!(rl.peek(ip("10.0.0.1")).allowed);
+        }
+        assert_eq!(rl.tracked_ips(), 0);
+        for _ in 0..3 {
+            assert!(rl.check(ip("10.0.0.1")).allowed);
+        }
+        let d = rl.peek(ip("10.0.0.1"));
+        assert!(!d.allowed && d.retry_after_s >= 1, "{d:?}");
+        assert!(rl.peek(ip("10.0.0.2")).allowed);
+        assert!(rl.peek_named("unknown").allowed);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct ServerConfig {
     /// When set, every endpoint but ingest requires it (`Authorization: Bearer`, or the
     /// dashboard's session cookie).
     pub admin_token: Option<Secret>,
+    /// How long a dashboard session lasts from sign-in, however much it is used; then the
+    /// dashboard asks for the token again. Sessions live in memory and end at a restart.
+    pub session_ttl: HumanDuration,
     /// From connect until the first request's headers are complete; then the connection is
     /// closed. Bounds slowloris-style clients that open connections and never finish a request.
     pub header_timeout: HumanDuration,
@@ -125,6 +128,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 10,
             admin_token: None,
+            session_ttl: HumanDuration(std::time::Duration::from_secs(12 * 3600)),
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             body_timeout: HumanDuration(std::time::Duration::from_secs(30)),
             idle_timeout: HumanDuration(std::time::Duration::from_secs(60)),
@@ -579,6 +583,7 @@ impl Config {
             ("server.header_timeout", self.server.header_timeout),
             ("server.body_timeout", self.server.body_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
+            ("server.session_ttl", self.server.session_ttl),
         ] {
             if d.0.is_zero() {
                 return Err(err(key, "must be longer than 0s"));
@@ -788,6 +793,22 @@ mod tests {
         let env = BTreeMap::from([("STAGEHOOK_LIMITS_IPV6_PREFIX".to_string(), "200".to_string())]);
         let e = Config::load(None, &env).unwrap_err();
         assert_eq!(e.key, "limits.ipv6_prefix", "{e}");
+    }
+
+    #[test]
+    fn the_session_ttl_is_a_duration_over_zero_from_the_file_or_the_environment() {
+        assert_eq!(Config::default().server.session_ttl.0, std::time::Duration::from_secs(12 * 3600));
+        for bad in ["\"0s\"", "\"0ms\"", "\"soon\"", "3600"] {
+            assert_eq!(key_of(&format!("[server]\nsession_ttl = {bad}\n")), "server.session_ttl", "{bad}");
+        }
+        let c = Config::from_toml("[server]\nsession_ttl = \"30m\"\n").unwrap();
+        c.check().unwrap();
+        assert_eq!(c.server.session_ttl.0, std::time::Duration::from_secs(1800));
+        let env = BTreeMap::from([("STAGEHOOK_SERVER_SESSION_TTL".to_string(), "2h".to_string())]);
+        assert_eq!(Config::load(None, &env).unwrap().server.session_ttl.0, std::time::Duration::from_secs(7200));
+        let env = BTreeMap::from([("STAGEHOOK_SERVER_SESSION_TTL".to_string(), "0s".to_string())]);
+        let e = Config::load(None, &env).unwrap_err();
+        assert_eq!(e.key, "server.session_ttl", "{e}");
     }
 
     #[test]

@@ -452,6 +452,14 @@ fn exposure(c: &Config, r: &mut Report) {
     let ip = c.server.bind.ip();
     let loopback = ip.is_loopback();
     match (&c.server.admin_token, loopback) {
+        // Empty is not "no token": the key was set, so the operator meant to guard the admin
+        // endpoints, and a blank value must never be what a client can match.
+        (Some(t), _) if t.expose().trim().is_empty() => r.push(
+            "admin_token.empty",
+            Severity::Error,
+            "server.admin_token",
+            "is empty or only whitespace: set a long random value (`openssl rand -hex 24`), or remove the key to run without a token on loopback",
+        ),
         (None, false) => r.push(
             "bind.exposed_without_token",
             Severity::Error,

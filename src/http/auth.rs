@@ -1,55 +1,238 @@
-//! The admin token: when `server.admin_token` is set, every endpoint but ingest requires it,
-//! as `Authorization: Bearer <token>` or the dashboard's session cookie. Ingest never does:
-//! providers authenticate with their signatures.
+//! Admin authentication: when `server.admin_token` is set, every endpoint but ingest requires
+//! `Authorization: Bearer <token>` or a live dashboard session (`session.rs`) in the
+//! `stagehook_session` cookie. Ingest never does: providers authenticate with their signatures.
+//!
+//! Failed attempts are limited per client: a request that carries a credential (an
+//! `Authorization` header or a session cookie) that does not let it in is a failure, and so is a
+//! wrong token at `POST /dashboard/session`. After [`AUTH_FAILURES_PER_MINUTE`] of them in the
+//! sliding minute, the client's admin requests are answered `429 too_many_auth_failures` without
+//! the token being looked at, until the window has slid far enough: a guesser learns nothing
+//! from those answers, so the token cannot be guessed faster than that. A live session still
+//! passes: its id is 256 random bits, which no one guesses, and the person already signed in from
+//! an address shared with a guesser (one NAT) keeps working. A request without any credential
+//! (the dashboard's first look) is `401` but no failure.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use warp::http::HeaderMap;
+use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Rejection};
 
-use super::{with_state, AppState};
+use super::errors::ApiError;
+use super::{client_ip, with_state, AppState, Client};
+use crate::secret::Secret;
 
-/// The cookie the dashboard keeps the token in.
+/// The cookie that holds a dashboard session's id.
 pub const SESSION_COOKIE: &str = "stagehook_session";
 
+/// Failed authentications a client may make in any 60 s window before its attempts are refused.
+/// A person who mistypes the token a few times never meets it; a script guessing a 16-character
+/// random token at 10 a minute needs far longer than the universe has.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// A 401: no credential, or one that did not let the request in.
 #[derive(Debug)]
-pub struct Unauthorized;
+pub struct Unauthorized {
+    /// `Set-Cookie` that removes a dead session cookie, so a browser stops sending it (and stops
+    /// counting failures) after the first refusal.
+    clear_cookie: Option<String>,
+}
 
 impl warp::reject::Reject for Unauthorized {}
 
-/// Yields the state when no token is configured or the request carries it; put after path and
-/// method, so unknown paths stay 404 and wrong methods 405.
+/// A 429: too many failed authentications from this client in the last minute.
+#[derive(Debug)]
+pub struct TooManyAuthFailures(ApiError);
+
+impl warp::reject::Reject for TooManyAuthFailures {}
+
+impl Unauthorized {
+    pub fn error(&self) -> ApiError {
+        let err = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs the admin token: Authorization: Bearer <server.admin_token>",
+        )
+        .with_header("www-authenticate", "Bearer realm=\"stagehook\"");
+        match &self.clear_cookie {
+            Some(cookie) => err.with_header("set-cookie", cookie),
+            None => err,
+        }
+    }
+}
+
+impl TooManyAuthFailures {
+    pub fn error(&self) -> ApiError {
+        self.0.clone()
+    }
+}
+
+/// Yields the state when no token is configured or the request is authenticated; put after
+/// path and method, so unknown paths stay 404 and wrong methods 405, and so that it runs once
+/// per request.
 pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
-    warp::header::headers_cloned().and(with_state(state)).and_then(
-        |headers: HeaderMap, state: Arc<AppState>| async move {
-            if authorized(&state, &headers) {
-                Ok(state)
-            } else {
-                Err(warp::reject::custom(Unauthorized))
-            }
+    warp::header::headers_cloned().and(super::server::peer()).and(warp::path::full()).and(with_state(state)).and_then(
+        |headers: HeaderMap, peer: Option<SocketAddr>, path: warp::path::FullPath, state: Arc<AppState>| async move {
+            authenticate(&state, peer, &headers, path.as_str()).map(|()| state)
         },
     )
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.config.server.admin_token else { return true };
-    let bearer = headers
-        .get_all("authorization")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let cookies = headers
+fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap, path: &str) -> Result<(), Rejection> {
+    let Some(token) = &state.config.server.admin_token else { return Ok(()) };
+    let sessions: Vec<&str> = session_cookies(headers).collect();
+    if sessions.iter().any(|id| state.sessions.valid(id)) {
+        return Ok(());
+    }
+    let has_authorization = headers.contains_key("authorization");
+    if !has_authorization && sessions.is_empty() {
+        return Err(warp::reject::custom(Unauthorized { clear_cookie: None }));
+    }
+    let client = client_ip(peer, headers, &state.trusted_proxies);
+    if let Some(refusal) = refused(state, &client) {
+        return Err(warp::reject::custom(refusal));
+    }
+    if bearer_tokens(headers).any(|given| token_matches(token, given)) {
+        return Ok(());
+    }
+    let what = if has_authorization { "bearer token" } else { "session" };
+    failed(state, &client, what, path);
+    let clear_cookie = (!sessions.is_empty()).then(|| cleared_cookie(state));
+    Err(warp::reject::custom(Unauthorized { clear_cookie }))
+}
+
+/// The refusal for a client that has used up its failures, or `None` when it may try.
+pub fn refused(state: &AppState, client: &Client) -> Option<TooManyAuthFailures> {
+    let d = match client {
+        Client::Addr(ip) => state.auth_failures.peek(*ip),
+        Client::Named(name) => state.auth_failures.peek_named(name),
+    };
+    if d.allowed {
+        return None;
+    }
+    let counted_as = match client {
+        Client::Addr(ip) => state.auth_failures.bucket_of(*ip),
+        Client::Named(name) => name.clone(),
+    };
+    let err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_auth_failures",
+        format!(
+            "more than {AUTH_FAILURES_PER_MINUTE} failed authentications in a minute from {counted_as}; retry after {} s",
+            d.retry_after_s
+        ),
+    )
+    .with_header("retry-after", d.retry_after_s);
+    Some(TooManyAuthFailures(err))
+}
+
+/// Counts and logs one failed authentication. The line names the client and what failed, never
+/// what was sent; it shares the refusal lines' budget, so a flood from many addresses writes a
+/// bounded log.
+pub fn failed(state: &AppState, client: &Client, what: &'static str, path: &str) {
+    match client {
+        Client::Addr(ip) => state.auth_failures.check(*ip),
+        Client::Named(name) => state.auth_failures.check_named(name),
+    };
+    if state.connections.may_log(401) {
+        tracing::warn!(target: "stagehook::auth", client = %client, credential = what, path, "authentication failed");
+    }
+}
+
+/// Whether `given` is the admin token. Both sides are hashed first, which makes the comparison
+/// constant-time whatever their lengths. Empty never matches, whatever is configured.
+pub fn token_matches(token: &Secret, given: &str) -> bool {
+    let given = given.trim();
+    if given.is_empty() || token.expose().trim().is_empty() {
+        return false;
+    }
+    let want = Sha256::digest(token.expose().as_bytes());
+    bool::from(subtle::ConstantTimeEq::ct_eq(&Sha256::digest(given.as_bytes())[..], &want[..]))
+}
+
+fn bearer_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all("authorization").iter().filter_map(|v| v.to_str().ok()).filter_map(|v| {
+        let (scheme, rest) = v.trim_start().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    })
+}
+
+/// The values of every `stagehook_session` cookie the request carries (a browser may send two
+/// of one name, for two paths).
+pub fn session_cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='));
-    // Hashing both sides first makes the comparison constant-time whatever the lengths.
-    let want = Sha256::digest(token.expose().as_bytes());
-    let mut ok = false;
-    for given in bearer.chain(cookies) {
-        ok |= bool::from(subtle::ConstantTimeEq::ct_eq(&Sha256::digest(given.trim().as_bytes())[..], &want[..]));
+        .filter_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .map(str::trim)
+}
+
+/// The cookie that carries a new session: HttpOnly (no script reads it), SameSite=Strict (no
+/// other site's page sends it), for the whole server, for as long as the session lives, and
+/// `Secure` when stagehook is reached over https (`server.public_url`).
+pub fn session_cookie(state: &AppState, id: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        state.sessions.max_age_s(),
+        secure(state)
+    )
+}
+
+/// The cookie that makes a browser forget its session.
+pub fn cleared_cookie(state: &AppState) -> String {
+    format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure(state))
+}
+
+fn secure(state: &AppState) -> &'static str {
+    match &state.config.server.public_url {
+        Some(url) if url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) => "; Secure",
+        _ => "",
     }
-    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn credentials_are_read_as_browsers_and_clients_send_them() {
+        let h = headers(&[
+            ("authorization", "Bearer one"),
+            ("authorization", "bearer two"),
+            ("authorization", "BEARER  three "),
+            ("authorization", "Basic Zm9vOmJhcg=="),
+        ]);
+        assert_eq!(bearer_tokens(&h).collect::<Vec<_>>(), ["one", "two", " three "]);
+        let h = headers(&[
+            ("cookie", "theme=dark; stagehook_session=abc ; stagehook_sessionx=no"),
+            ("cookie", "stagehook_session="),
+            ("cookie", "x=1;stagehook_session= def"),
+        ]);
+        assert_eq!(session_cookies(&h).collect::<Vec<_>>(), ["abc", "", "def"]);
+    }
+
+    #[test]
+    fn empty_never_matches() {
+        let token = Secret::new("the-admin-token");
+        assert!(token_matches(&token, "the-admin-token"));
+        assert!(token_matches(&token, " the-admin-token "));
+        for given in ["", " ", "the-admin-toke", "the-admin-token2"] {
+            assert!(!token_matches(&token, given), "{given:?}");
+        }
+        for blank in ["", "  "] {
+            assert!(!token_matches(&Secret::new(blank), blank));
+            assert!(!token_matches(&Secret::new(blank), ""));
+        }
+    }
 }

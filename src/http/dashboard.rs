@@ -1,6 +1,6 @@
 //! The dashboard: `GET /` and `GET /dashboard/<file>` serve the files of `assets/`, embedded in
-//! the binary (debug builds too), and `POST /dashboard/session` turns the admin token into an
-//! HttpOnly session cookie.
+//! the binary (debug builds too); `POST /dashboard/session` trades the admin token for a session
+//! (`session.rs`) in an HttpOnly cookie, and `POST /dashboard/logout` ends it.
 //!
 //! The static files hold no data, so they are served without the token; every API call the page
 //! makes is authorised like anyone else's. The page gets its own Content-Security-Policy: only
@@ -8,16 +8,17 @@
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use rust_embed::RustEmbed;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::auth::SESSION_COOKIE;
+use super::auth;
 use super::errors::ApiError;
-use super::{origin, read_body, with_state, AppState};
+use super::{client_ip, origin, read_body, with_state, AppState};
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]
@@ -48,16 +49,44 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("session"))
         .and(warp::path::end())
         .and(warp::post())
-        .and(guard)
-        .and(with_state(state))
+        .and(guard.clone())
+        .and(with_state(state.clone()))
+        .and(super::server::peer())
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(|s: Arc<AppState>, body| async move {
+        .then(|s: Arc<AppState>, peer: Option<SocketAddr>, headers: HeaderMap, body| async move {
             match read_body(body, 4096, None).await {
-                Ok(bytes) => session(&s, &bytes).unwrap_or_else(ApiError::into_response),
+                Ok(bytes) => session(&s, peer, &headers, &bytes).unwrap_or_else(ApiError::into_response),
                 Err(e) => ApiError::from(e).into_response(),
             }
         });
-    index.or(file).unify().or(session).unify()
+    // Whether this browser is signed in, for the page's "Log out" control (the cookie is
+    // HttpOnly, so the page cannot look). It tells no more than a 401 would, and it grants nothing.
+    let status = warp::path("dashboard")
+        .and(warp::path("session"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(guard.clone())
+        .and(with_state(state.clone()))
+        .and(warp::header::headers_cloned())
+        .map(|s: Arc<AppState>, headers: HeaderMap| {
+            let signed_in = auth::session_cookies(&headers).any(|id| s.sessions.valid(id));
+            super::ok_json(&serde_json::json!({
+                "token_required": s.config.server.admin_token.is_some(),
+                "signed_in": signed_in,
+            }))
+        });
+    // No token needed: it ends only the session the request names, and answers the same
+    // whether there was one.
+    let logout = warp::path("dashboard")
+        .and(warp::path("logout"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(guard)
+        .and(with_state(state))
+        .and(warp::header::headers_cloned())
+        .map(|s: Arc<AppState>, headers: HeaderMap| logout(&s, &headers));
+    index.or(file).unify().or(session).unify().or(status).unify().or(logout).unify()
 }
 
 fn asset(name: &str) -> Response {
@@ -88,25 +117,47 @@ struct Login {
     token: String,
 }
 
-fn session(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+fn session(s: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+    let Some(token) = &s.config.server.admin_token else {
+        // No token: every endpoint is open, and there is nothing to sign in to.
+        return Ok(no_content());
+    };
+    let client = client_ip(peer, headers, &s.trusted_proxies);
+    if let Some(refusal) = auth::refused(s, &client) {
+        return Err(refusal.error());
+    }
     let login: Login =
         serde_json::from_slice(body).map_err(|_| ApiError::invalid_payload("expected {\"token\": \"...\"}"))?;
-    if let Some(token) = &s.config.server.admin_token {
-        let ok = subtle::ConstantTimeEq::ct_eq(
-            &Sha256::digest(login.token.as_bytes())[..],
-            &Sha256::digest(token.expose().as_bytes())[..],
-        );
-        if !bool::from(ok) {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token"));
-        }
+    if !auth::token_matches(token, &login.token) {
+        auth::failed(s, &client, "dashboard sign-in", "/dashboard/session");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token"));
     }
+    let id = s.sessions.open().map_err(|e| {
+        tracing::error!(error = %e, "no session could be opened");
+        ApiError::internal()
+    })?;
+    // A session this browser held before is replaced, not left to expire.
+    for old in auth::session_cookies(headers) {
+        s.sessions.close(old);
+    }
+    let mut res = no_content();
+    let cookie = HeaderValue::from_str(&auth::session_cookie(s, &id)).expect("a hex id and fixed attributes");
+    res.headers_mut().insert("set-cookie", cookie);
+    Ok(res)
+}
+
+fn logout(s: &AppState, headers: &HeaderMap) -> Response {
+    for id in auth::session_cookies(headers) {
+        s.sessions.close(id);
+    }
+    let mut res = no_content();
+    let cookie = HeaderValue::from_str(&auth::cleared_cookie(s)).expect("fixed attributes");
+    res.headers_mut().insert("set-cookie", cookie);
+    res
+}
+
+fn no_content() -> Response {
     let mut res = Response::new(Vec::<u8>::new().into());
     *res.status_mut() = StatusCode::NO_CONTENT;
-    // The cookie holds the token itself: HttpOnly keeps it from scripts, SameSite=Strict from
-    // other sites' requests.
-    let cookie = format!("{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", login.token);
-    let value = HeaderValue::from_str(&cookie)
-        .map_err(|_| ApiError::invalid_payload("the token has characters a cookie cannot hold"))?;
-    res.headers_mut().insert("set-cookie", value);
-    Ok(res)
+    res
 }

@@ -11,7 +11,7 @@ use warp::Rejection;
 use super::RequestLog;
 use crate::providers::RefusalCode;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
@@ -101,14 +101,11 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
     let err = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
     } else if let Some(super::origin::Refused(e)) = rejection.find() {
-        ApiError::new(e.status, e.code, e.message.clone())
-    } else if rejection.find::<super::auth::Unauthorized>().is_some() {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint needs the admin token: Authorization: Bearer <server.admin_token>",
-        )
-        .with_header("www-authenticate", "Bearer realm=\"stagehook\"")
+        e.clone()
+    } else if let Some(u) = rejection.find::<super::auth::Unauthorized>() {
+        u.error()
+    } else if let Some(t) = rejection.find::<super::auth::TooManyAuthFailures>() {
+        t.error()
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
     } else {

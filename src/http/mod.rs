@@ -15,6 +15,7 @@ mod events;
 mod ingest;
 pub mod origin;
 pub mod server;
+pub mod session;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -53,6 +54,11 @@ pub struct AppState {
     pub config: Config,
     pub endpoints: Vec<Endpoint>,
     pub limiter: RateLimiter,
+    /// Failed admin authentications per client (`auth.rs`): a second limiter of the same kind,
+    /// fed only by failures, so guessing the token is slow and nothing else is limited.
+    pub auth_failures: RateLimiter,
+    /// Dashboard sessions, in memory only.
+    pub sessions: session::Sessions,
     pub store: Store,
     pub engine: Arc<crate::delivery::Engine>,
     pub clock: Clock,

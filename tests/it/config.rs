@@ -73,6 +73,7 @@ fn every_check_has_its_finding() {
         // Exposure.
         ("[server]\nbind = \"0.0.0.0:8080\"\n", &[], "bind.exposed_without_token", Error, "server.bind"),
         ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"short\"\n", &[], "admin_token.weak", Warning, "server.admin_token"),
+        ("[server]\nadmin_token = \"  \"\n", &[], "admin_token.empty", Error, "server.admin_token"),
         ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"a-long-enough-admin-token-0123\"\n", &[], "bind.exposed_without_token", Ok, "server.bind"),
         ("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.public_url_missing", Warning, "server.public_url"),
         ("[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n", &[], "proxies.too_broad", Warning, "server.trusted_proxies[0]"),
@@ -206,6 +207,14 @@ async fn the_admin_token_guards_everything_but_ingest() {
     let ok = s.stripe(&stripe_event("evt_admin")).await;
     assert_eq!(ok.status, 200, "ingest needs no token");
     let id = ok.json()["id"].as_str().unwrap().to_string();
+    let signed_in = s
+        .post(
+            "/dashboard/session",
+            &[("content-type", "application/json")],
+            br#"{"token": "admin-token-0123456789abcdef"}"#,
+        )
+        .await;
+    let session = signed_in.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
     let paths = [
         ("GET", "/staging/webhooks/test".to_string()),
         ("GET", "/staging/webhooks/stats".to_string()),
@@ -225,7 +234,11 @@ async fn the_admin_token_guards_everything_but_ingest() {
         assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{method} {path}");
         assert!(r.header("www-authenticate").is_some());
         support::assert_security_headers(&r);
-        let r = support::request(s.addr, method, path, &[JSON, ("authorization", "Bearer wrong-token")], b"").await;
+        // From another address: ten wrong tokens from one client are all it may try in a minute.
+        let other = "127.0.0.2".parse().unwrap();
+        let r =
+            support::request_from(other, s.addr, method, path, &[JSON, ("authorization", "Bearer wrong-token")], b"")
+                .await;
         assert_eq!(r.status, 401, "{method} {path}");
         let r = support::request(
             s.addr,
@@ -236,14 +249,8 @@ async fn the_admin_token_guards_everything_but_ingest() {
         )
         .await;
         assert_ne!(r.status, 401, "{method} {path}: {}", r.text());
-        let r = support::request(
-            s.addr,
-            method,
-            path,
-            &[JSON, ("cookie", "theme=dark; stagehook_session=admin-token-0123456789abcdef")],
-            b"",
-        )
-        .await;
+        let r =
+            support::request(s.addr, method, path, &[JSON, ("cookie", &format!("theme=dark; {session}"))], b"").await;
         assert_ne!(r.status, 401, "{method} {path} with the session cookie");
     }
     // Unknown paths stay 404 and wrong methods 405, token or not.

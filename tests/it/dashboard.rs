@@ -1,5 +1,6 @@
 //! The dashboard in real headless Chromium: numbers equal to the API's, live rows, the detail
-//! view, replay with a click, the admin-token prompt, screenshots, and no CSP violation.
+//! view, replay with a click, the admin-token prompt, a session and its logout, screenshots, and
+//! no CSP violation.
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ async fn the_dashboard_shows_what_the_api_says_and_replays_with_a_click() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_asks_for_the_admin_token_once() {
+async fn the_dashboard_signs_in_with_the_token_replays_and_logs_out() {
     bounded(Box::pin(admin_token_prompt())).await;
 }
 
@@ -286,12 +287,17 @@ async fn replays(s: &support::TestServer, browser: &Browser, app: &FakeApp, fail
     assert!(delivered, "the confirmed bulk replay delivered the dead letter");
 }
 
+const DASHBOARD_TOKEN: &str = "dashboard-token-0123456789";
+
 async fn admin_token_prompt() {
+    let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.server.admin_token = Some(stagehook::secret::Secret::new("dashboard-token-0123456789"));
+    c.server.admin_token = Some(stagehook::secret::Secret::new(DASHBOARD_TOKEN));
+    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
     let s = start(c).await;
-    s.stripe(&stripe_event("evt_tok")).await;
+    let id = s.stripe(&stripe_event("evt_tok")).await.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(1).await;
     // The page itself carries its own policy and no data.
     let page = s.get("/").await;
     assert_eq!(page.status, 200);
@@ -301,14 +307,28 @@ async fn admin_token_prompt() {
 
     let browser = Browser::start().await;
     browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    sign_in(&browser).await;
+    let session = signed_in_and_replaying(&s, &browser, &id).await;
+    logs_out(&s, &browser, &session).await;
+    let console = browser.console().await;
+    let violations: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.quit().await;
+    s.stop().await;
+}
+
+/// The prompt refuses a wrong token, takes the right one, and shows the data behind it.
+async fn sign_in(browser: &Browser) {
     browser.wait("the token prompt", || async { browser.visible("#login").await.then_some(()) }).await;
+    assert!(!browser.visible("#logout").await, "no session yet");
     browser.type_into("#login-token", "not-the-token").await;
     browser.click("#login-submit").await;
     browser
         .wait("the refusal", || async { browser.text("#login-error").await.filter(|t| !t.is_empty()).map(|_| ()) })
         .await;
     browser.eval("document.querySelector('#login-token').value = '';", json!([])).await;
-    browser.type_into("#login-token", "dashboard-token-0123456789").await;
+    browser.type_into("#login-token", DASHBOARD_TOKEN).await;
     browser.click("#login-submit").await;
     browser
         .wait("the data behind the prompt", || async {
@@ -316,12 +336,47 @@ async fn admin_token_prompt() {
         })
         .await;
     assert!(!browser.visible("#login").await);
-    // The session cookie is HttpOnly: scripts cannot read it.
+    browser.wait("the log-out control", || async { browser.visible("#logout").await.then_some(()) }).await;
+    browser.screenshot("dashboard-signed-in").await;
+}
+
+/// Signed in, a replay goes through; returns the session cookie (`name=value`), which is a
+/// random id, not the token, and which scripts cannot read.
+async fn signed_in_and_replaying(s: &support::TestServer, browser: &Browser, id: &str) -> String {
+    let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+    browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser.click(&row).await;
+    browser
+        .wait("one attempt in the detail", || async { (browser.count("#detail-history li").await == 1).then_some(()) })
+        .await;
+    browser.click("#replay-one").await;
+    browser
+        .wait("the replayed attempt", || async { (browser.count("#detail-history li").await == 2).then_some(()) })
+        .await;
+    assert_eq!(browser.text("#detail-message").await.as_deref(), Some("replayed (1)"));
+
     let cookies = browser.eval("return document.cookie;", json!([])).await;
-    assert!(!cookies.as_str().unwrap_or("").contains("dashboard-token"), "{cookies}");
-    // And a wrong token at the session endpoint is refused.
-    let r = s.post("/dashboard/session", &[("content-type", "application/json")], br#"{"token": "nope"}"#).await;
-    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
-    browser.quit().await;
-    s.stop().await;
+    assert!(!cookies.as_str().unwrap_or("").contains("stagehook_session"), "HttpOnly: {cookies}");
+    let all = browser.cookies().await;
+    let cookie = all.iter().find(|c| c["name"] == "stagehook_session").unwrap_or_else(|| panic!("{all:?}"));
+    assert_eq!((cookie["httpOnly"].as_bool(), cookie["sameSite"].as_str()), (Some(true), Some("Strict")), "{cookie}");
+    let value = cookie["value"].as_str().unwrap();
+    assert!(!value.is_empty() && !value.contains(DASHBOARD_TOKEN), "{cookie}");
+    let session = format!("stagehook_session={value}");
+    let r = support::request(s.addr, "GET", "/staging/webhooks/events", &[("cookie", &session)], b"").await;
+    assert_eq!(r.status, 200, "the browser's session lets the API in");
+    session
+}
+
+/// "Log out" ends the session on the server and brings the prompt back.
+async fn logs_out(s: &support::TestServer, browser: &Browser, session: &str) {
+    browser.click("#logout").await;
+    browser.wait("the prompt after logout", || async { browser.visible("#login").await.then_some(()) }).await;
+    assert!(!browser.visible("#logout").await);
+    assert!(!browser.visible("#app").await, "no data shows after logout");
+    let r = support::request(s.addr, "GET", "/staging/webhooks/events", &[("cookie", session)], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "the old session is refused");
+    let all = browser.cookies().await;
+    assert!(all.iter().all(|c| c["name"] != "stagehook_session"), "the browser forgot it: {all:?}");
+    browser.screenshot("dashboard-logged-out").await;
 }

@@ -2,6 +2,7 @@
 //! or the real `stagehook` binary as a child) and speaks HTTP to it over loopback, with a real
 //! sled database in a temp dir.
 
+mod admin;
 mod api;
 mod bounded;
 mod cli;

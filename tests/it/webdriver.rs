@@ -173,6 +173,12 @@ impl Browser {
         path
     }
 
+    /// Every cookie the browser holds for the current page, HttpOnly ones included (WebDriver
+    /// sees what scripts cannot).
+    pub async fn cookies(&self) -> Vec<Value> {
+        self.cmd("GET", "/cookie", Value::Null).await.as_array().cloned().unwrap_or_default()
+    }
+
     /// The browser console since the last call (CSP violations are reported there).
     pub async fn console(&self) -> Vec<String> {
         let v = self.cmd("POST", "/se/log", json!({"type": "browser"})).await;
