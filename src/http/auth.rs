@@ -111,10 +111,7 @@ pub fn refused(state: &AppState, client: &Client) -> Option<TooManyAuthFailures>
     if d.allowed {
         return None;
     }
-    let counted_as = match client {
-        Client::Addr(ip) => state.auth_failures.bucket_of(*ip),
-        Client::Named(name) => name.clone(),
-    };
+    let counted_as = client.bucket(&state.auth_failures);
     let err = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_auth_failures",

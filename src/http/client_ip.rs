@@ -31,6 +31,17 @@ pub enum Client {
     Named(String),
 }
 
+impl Client {
+    /// What `limiter` counts this client as, for a refusal's message: the address, its IPv6
+    /// prefix, or the name.
+    pub fn bucket(&self, limiter: &crate::ratelimit::RateLimiter) -> String {
+        match self {
+            Client::Addr(ip) => limiter.bucket_of(*ip),
+            Client::Named(name) => name.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -94,10 +94,7 @@ where
         decision = state.limiter.enabled().then_some(d);
         if !d.allowed {
             // Named only on refusal: formatting it is work an accepted request need not do.
-            let counted_as = match &client {
-                Client::Addr(ip) => state.limiter.bucket_of(*ip),
-                Client::Named(name) => name.clone(),
-            };
+            let counted_as = client.bucket(&state.limiter);
             let err = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -43,10 +43,7 @@ async fn overview_detail_and_actions() {
     copy_curl_filters_config_and_rejections(&s, &browser).await;
     replays(&s, &browser, &app, &failed, attempts).await;
     // The page obeys its own Content-Security-Policy.
-    let console = browser.console().await;
-    let violations: Vec<&String> =
-        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
-    assert!(violations.is_empty(), "{violations:#?}");
+    no_policy_violations(&browser).await;
     browser.quit().await;
     s.stop().await;
 }
@@ -310,10 +307,7 @@ async fn admin_token_prompt() {
     sign_in(&browser).await;
     let session = signed_in_and_replaying(&s, &browser, &id).await;
     logs_out(&s, &browser, &session).await;
-    let console = browser.console().await;
-    let violations: Vec<&String> =
-        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
-    assert!(violations.is_empty(), "{violations:#?}");
+    no_policy_violations(&browser).await;
     browser.quit().await;
     s.stop().await;
 }
@@ -379,4 +373,12 @@ async fn logs_out(s: &support::TestServer, browser: &Browser, session: &str) {
     let all = browser.cookies().await;
     assert!(all.iter().all(|c| c["name"] != "stagehook_session"), "the browser forgot it: {all:?}");
     browser.screenshot("dashboard-logged-out").await;
+}
+
+/// The page obeyed its own Content-Security-Policy: the browser reported no refusal.
+async fn no_policy_violations(browser: &Browser) {
+    let console = browser.console().await;
+    let violations: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
 }
