@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn every_key_has_an_environment_variable_and_sources_are_tracked() {
-        let dir = std::env::temp_dir().join(format!("stagehook-layers-{}", std::process::id()));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let dir = file.path().to_path_buf();
         std::fs::write(
             &dir,
             "[limits]\nrate_limit_per_minute = 7\nmax_body_bytes = 10\n[providers.stripe]\nsecret = \"whsec_file\"\n",
@@ -225,7 +226,7 @@ mod tests {
         ]);
         let flags = [("server.bind", "--bind", Value::String("127.0.0.1:9999".into()))];
         let l = load(Some(&dir), &e, &flags).unwrap();
-        std::fs::remove_file(&dir).ok();
+
         let c = &l.config;
         assert_eq!(c.limits.rate_limit_per_minute, 7);
         assert_eq!(c.limits.max_body_bytes, 2048);

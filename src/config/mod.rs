@@ -866,11 +866,12 @@ mod tests {
 
     #[test]
     fn env_wins_over_file() {
-        let dir = std::env::temp_dir().join(format!("stagehook-cfg-{}", std::process::id()));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let dir = file.path().to_path_buf();
         std::fs::write(&dir, "[providers.stripe]\nsecret = \"whsec_file\"\n").unwrap();
         let env = BTreeMap::from([("STRIPE_WEBHOOK_SECRET".to_string(), "whsec_env".to_string())]);
         let c = Config::load(Some(&dir), &env).unwrap();
-        std::fs::remove_file(&dir).ok();
+
         assert_eq!(c.providers.stripe.unwrap().secret.unwrap().expose(), "whsec_env");
         assert!(c.providers.twilio.is_none());
     }
