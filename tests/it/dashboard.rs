@@ -53,8 +53,13 @@ async fn overview_detail_and_actions() {
 async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestServer {
     let mut c = config(dir);
     c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
-    // Twilio delivers to a port nobody listens on: its breaker opens after one failure.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Twilio delivers to a port nobody listens on: its breaker opens after one failure. The
+    // socket is bound and never listens, so connections are refused and no one else takes it.
+    let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    dead_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = dead_socket.local_addr().unwrap();
+    // Held for the rest of the test process: the server is used until the test ends.
+    std::mem::forget(dead_socket);
     c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{dead}/sms")];
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = 2;

@@ -312,7 +312,9 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagehook"));
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    cmd.env_remove("STRIPE_WEBHOOK_SECRET").env_remove("TWILIO_AUTH_TOKEN").env_remove("RUST_LOG");
+    // A clean environment: a `STAGEHOOK_*` or secret variable in the developer's shell must not
+    // change what a test sees.
+    cmd.env_clear();
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -398,12 +400,7 @@ pub fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 /// Runs the binary to completion and returns (exit code, stdout + stderr).
 pub fn run_binary(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
-        .args(args)
-        .env_remove("STRIPE_WEBHOOK_SECRET")
-        .env_remove("TWILIO_AUTH_TOKEN")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook")).args(args).env_clear().output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }

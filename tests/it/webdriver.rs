@@ -42,20 +42,35 @@ impl Browser {
         let (Some(chromium), Some(driver_bin)) = (chromium, driver_bin) else {
             panic!("the dashboard tests need Chromium: apt-get install chromium chromium-driver (bash .ci/run does)");
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = tokio::process::Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The port is picked by binding and releasing it, so another process may take it before
+        // chromedriver does: then chromedriver exits, and a new port is tried.
+        let mut tries = 0;
+        let (driver, addr) = loop {
+            tries += 1;
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut driver = tokio::process::Command::new(driver_bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start chromedriver");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let up = loop {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    break true;
+                }
+                if driver.try_wait().ok().flatten().is_some() || Instant::now() >= deadline {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            if up {
+                break (driver, addr);
+            }
+            assert!(tries < 3, "chromedriver did not start");
+        };
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
