@@ -143,6 +143,13 @@ for c in $CONNS; do
     disk=$(du -sk "$data" | cut -f1)
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped); floor $floor_rps req/s (p50 $floor_p50 ms, p99 $floor_p99 ms); ratio $ratio"
+    # Every answer a 2xx, and every answered event stored: the requests still in flight when wrk
+    # stopped (at most one per connection) may be stored without an answer. Repeats after a
+    # wrap are duplicates, so then only the answers are checked.
+    if [ "$non2xx" != 0 ] || { [ "$wrapped" = 0 ] && { [ "$stored" -lt "$answered" ] || [ "$stored" -gt $((answered + c)) ]; }; }; then
+        echo "FAILED at $c connections: $answered answered, $non2xx non-2xx, $stored stored" >&2
+        exit 1
+    fi
     rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | $floor_rps | $floor_p50 | $floor_p99 | **$ratio** |")
     if [ -n "$BASELINE" ]; then
         # The same run against another build, to compare a change with what it changes.

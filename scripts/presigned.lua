@@ -115,6 +115,9 @@ function done(summary, latency, requests)
       a = a + (t:get("answered") or 0)
    end
    local e = summary.errors
+   -- Answers are counted by the response hook in once mode only; otherwise wrk's own count of
+   -- completed requests is the number answered.
+   if a == 0 then a = summary.requests end
    io.write(string.format("LOADTEST non2xx=%d wrapped=%d answered=%d duration_us=%d socket_errors=%d\n",
       e.status, w, a, summary.duration, e.connect + e.read + e.write + e.timeout))
 end
