@@ -7,7 +7,7 @@
 //!   slack, standard, sendgrid, hmac) of a 1 KB and a 64 KB body: the provider's own fixture,
 //!   brought to size and signed by the provider's own `sign_resend`.
 //! - `parse`: payload validation (`Provider::parse`) by every kind, 1 KB bodies.
-//! - `ratelimit`: the sliding-window limiter from one thread, on one IP and on many; then from 2
+//! - `ratelimit`: the rate limiter from one thread, on one IP and on many; then from 2
 //!   and 8 threads at once, all on one IP (one map shard, one lock) or each on IPs of its own.
 //!   A contended time is one round of one check on every thread; its throughput counts every
 //!   thread's checks.
@@ -301,7 +301,7 @@ fn hammer(limiter: &RateLimiter, threads: u32, rounds: u64, ip: impl Fn(u32, u64
 }
 
 fn ratelimit(c: &mut Criterion) {
-    // A limit that is never reached, so every check runs the whole sliding-window path, and room
+    // A limit that is never reached, so every check is let in and recorded, and room
     // for every IP used below, so none is evicted.
     const LIMIT: u32 = u32::MAX;
     const MAX_IPS: usize = 1_000_000;

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Clock {
     /// Milliseconds added to the system time; only tests change it.
     offset_ms: Arc<AtomicI64>,
+    /// Reads no system time: `offset_ms` is the time itself (see [`Clock::frozen`]).
+    frozen: bool,
 }
 
 impl Clock {
@@ -15,8 +17,17 @@ impl Clock {
         Clock::default()
     }
 
+    /// A clock that stands at `at_ms` and moves only when advanced: for tests that need a
+    /// decision at an exact millisecond, which a running clock would drift past.
+    pub fn frozen(at_ms: i64) -> Clock {
+        Clock { offset_ms: Arc::new(AtomicI64::new(at_ms)), frozen: true }
+    }
+
     /// Unix time in milliseconds.
     pub fn now_ms(&self) -> i64 {
+        if self.frozen {
+            return self.offset_ms.load(Ordering::Relaxed);
+        }
         let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         sys + self.offset_ms.load(Ordering::Relaxed)
     }

@@ -7,7 +7,7 @@
 //!   knows HTTP.
 //! - [`providers`]: one file per provider behind the [`providers::Provider`] trait: pure
 //!   verification, parsing and answers.
-//! - [`ratelimit`]: the per-client sliding-window limiter (IPv6 clients by prefix).
+//! - [`ratelimit`]: the per-client limiter, exact over any 60 s (IPv6 clients by prefix).
 //! - [`store`]: the sled audit trail, the delivery queue and its single group-commit writer.
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.

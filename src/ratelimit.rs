@@ -1,9 +1,11 @@
-//! Per-client rate limiting: a sliding window over 60 s, kept in a `DashMap`.
+//! Per-client rate limiting: at most `limit` requests in any 60-second window, exactly.
 //!
-//! Each client holds two fixed-window counters (this minute and the previous one); the sliding
-//! count is `current + previous × (time left of the previous window in the slide)`. That is O(1)
-//! memory per client whatever the limit, which matters when load tests raise the limit to
-//! millions.
+//! Each client keeps the times of its acceptances that are less than 60 s old, oldest first, as
+//! `u32` millisecond offsets from a base of its own: a request is let in iff fewer than `limit`
+//! are kept, and a refused one may retry when the oldest turns 60 s old. A fixed-minute
+//! approximation would let up to twice the limit through across a minute's turn. A client's
+//! ring grows with what it was let in (4 bytes an acceptance, up to `limit`) and shrinks again
+//! when its requests slow down; see [`RateLimiter::sweep`] and README "Rate limiter memory".
 //!
 //! A client is an IPv4 address, or an IPv6 address cut to its first `ipv6_prefix` bits: one
 //! host commonly holds a whole /64, so keying by the full address would let it rotate through
@@ -16,6 +18,7 @@
 //! client is admitted. Active clients are the most recently seen, so a flood of new addresses
 //! never resets the window of a client that is still sending (nor of one that is being refused).
 
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -25,6 +28,14 @@ use parking_lot::Mutex;
 use crate::clock::Clock;
 
 const WINDOW_MS: i64 = 60_000;
+
+/// A client whose ring has this many slots or fewer is never shrunk: reallocating it would cost
+/// more than the few bytes it could give back.
+const SMALL_RING: usize = 16;
+
+/// Past this, a client's offsets are moved to a newer base (after ~24 days of a ring that never
+/// emptied), long before a `u32` of milliseconds runs out at ~49.
+const REBASE_AFTER_MS: i64 = (u32::MAX / 2) as i64;
 
 /// The default of `limits.ipv6_prefix`: a /64 is what one subscriber or one server gets.
 pub const DEFAULT_IPV6_PREFIX: u32 = 64;
@@ -40,22 +51,68 @@ enum Key {
     Named(u64),
 }
 
-/// 16 bytes: with its key, a tracked client takes 40 bytes of the map, as an `IpAddr` key did.
-#[derive(Debug, Clone, Copy)]
+/// One client's window. 48 bytes in the map, plus 4 bytes on the heap per slot of `accepted`.
+#[derive(Debug, Clone, Default)]
 struct Window {
-    /// The current fixed window: minutes since the epoch.
-    minute: u32,
-    current: u32,
-    previous: u32,
-    /// The last request, allowed or not, in ms into the current window: every request rolls
-    /// the window to its own minute first, so the last one is always inside it.
-    seen_ms: u16,
+    /// Ms since the epoch that the offsets in `accepted` count from.
+    base: i64,
+    /// The last request, allowed or not, ms since the epoch: what eviction orders by.
+    seen: i64,
+    /// When the client's requests were let in, ms after `base`, oldest first; at most `limit`,
+    /// and those 60 s old or more are dropped whenever the client is checked or swept.
+    accepted: VecDeque<u32>,
 }
 
 impl Window {
-    /// When the client was last seen, ms since the epoch: what eviction orders by.
-    fn last_seen(&self) -> i64 {
-        i64::from(self.minute) * WINDOW_MS + i64::from(self.seen_ms)
+    /// Ms since the epoch at which acceptance `offset` turns 60 s old and stops counting.
+    fn frees_at(&self, offset: u32) -> i64 {
+        self.base + i64::from(offset) + WINDOW_MS
+    }
+
+    /// Drops acceptances that are 60 s old; gives back room a burst left behind.
+    fn expire(&mut self, now: i64) {
+        while self.accepted.front().is_some_and(|&t| self.frees_at(t) <= now) {
+            self.accepted.pop_front();
+        }
+        let (len, cap) = (self.accepted.len(), self.accepted.capacity());
+        if cap > SMALL_RING && cap > 4 * len {
+            self.accepted.shrink_to((2 * len).max(SMALL_RING));
+        }
+    }
+
+    /// How many acceptances still count at `now`, and the oldest of them, without dropping any.
+    fn live(&self, now: i64) -> (usize, Option<u32>) {
+        let expired = self.accepted.partition_point(|&t| self.frees_at(t) <= now);
+        (self.accepted.len() - expired, self.accepted.get(expired).copied())
+    }
+
+    /// Records an acceptance at `now`, with room for at most `limit`.
+    fn accept(&mut self, now: i64, limit: usize) {
+        if self.accepted.is_empty() || now - self.base > REBASE_AFTER_MS {
+            self.rebase(now);
+        }
+        // A clock that stepped back must not put an acceptance before an earlier one: the ring
+        // stays in order, and the acceptance counts for as long as the one before it.
+        let last = self.accepted.back().copied().unwrap_or(0);
+        let offset = (now - self.base).clamp(i64::from(last), i64::from(u32::MAX)) as u32;
+        if self.accepted.len() == self.accepted.capacity() {
+            // Doubling, but never past the limit: a client at its limit holds `limit` slots.
+            let len = self.accepted.len();
+            self.accepted.reserve_exact(len.max(4).min(limit - len).max(1));
+        }
+        self.accepted.push_back(offset);
+    }
+
+    /// Moves `base` to a minute before `now`, keeping every acceptance's time.
+    fn rebase(&mut self, now: i64) {
+        let base = now - WINDOW_MS;
+        let shift = base - self.base;
+        for t in self.accepted.iter_mut() {
+            // Acceptances older than the new base have expired (`expire` ran first); one that is
+            // not, under a clock that stepped back, keeps its slot at the new base.
+            *t = (i64::from(*t) - shift).clamp(0, i64::from(u32::MAX)) as u32;
+        }
+        self.base = base;
     }
 }
 
@@ -65,7 +122,8 @@ pub struct Decision {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
-    /// Seconds until a request would be allowed again (0 when allowed).
+    /// Seconds until a request would be allowed again (0 when allowed): the time until the
+    /// oldest acceptance is 60 s old, rounded up.
     pub retry_after_s: u64,
 }
 
@@ -83,7 +141,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `limit` requests per client per minute; 0 turns the limiter off. IPv6 clients are keyed
+    /// `limit` requests per client in any 60 s; 0 turns the limiter off. IPv6 clients are keyed
     /// by their first `ipv6_prefix` bits (clamped to 1..=128; the config checks the range).
     pub fn new(limit: u32, max_ips: usize, ipv6_prefix: u32, clock: Clock) -> RateLimiter {
         let prefix = ipv6_prefix.clamp(1, 128);
@@ -157,70 +215,71 @@ impl RateLimiter {
         }
     }
 
+    fn off(&self) -> Decision {
+        Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 }
+    }
+
     fn check_key(&self, key: Key) -> Decision {
         if self.limit == 0 {
-            return Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 };
+            return self.off();
         }
         let now = self.clock.now_ms();
         // A known client costs one lookup under one shard's lock; only a new one looks at the
         // table's size (a read of every shard) and may have to make room.
         if let Some(mut w) = self.windows.get_mut(&key) {
-            return self.decide(&mut w, now, true);
+            return self.count(&mut w, now);
         }
         if self.windows.len() >= self.max_ips {
             self.make_room();
         }
-        let fresh = Window { minute: minute_of(now), current: 0, previous: 0, seen_ms: 0 };
-        let mut w = self.windows.entry(key).or_insert(fresh);
-        self.decide(&mut w, now, true)
+        let mut w = self.windows.entry(key).or_default();
+        self.count(&mut w, now)
     }
 
     fn peek_key(&self, key: Key) -> Decision {
         if self.limit == 0 {
-            return Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 };
+            return self.off();
         }
         let now = self.clock.now_ms();
-        let fresh = Window { minute: minute_of(now), current: 0, previous: 0, seen_ms: 0 };
-        // A copy: peeking neither counts nor moves when the client was last seen.
-        let mut w = self.windows.get(&key).map(|w| *w).unwrap_or(fresh);
-        self.decide(&mut w, now, false)
+        // Peeking neither counts, nor drops old acceptances, nor moves when the client was seen.
+        let (live, oldest) = self.windows.get(&key).map_or((0, None), |w| {
+            let (live, oldest) = w.live(now);
+            (live, oldest.map(|t| w.frees_at(t)))
+        });
+        self.decide(live, oldest, now)
     }
 
-    /// Decides about one request; `count` says whether an allowed one uses up the window.
-    fn decide(&self, w: &mut Window, now: i64, count: bool) -> Decision {
+    /// Decides about one request and, if it passes, counts it.
+    fn count(&self, w: &mut Window, now: i64) -> Decision {
+        w.expire(now);
+        w.seen = now;
+        let oldest = w.accepted.front().map(|&t| w.frees_at(t));
+        let d = self.decide(w.accepted.len(), oldest, now);
+        if d.allowed {
+            w.accept(now, self.limit as usize);
+        }
+        d
+    }
+
+    /// The decision for a client with `live` acceptances under 60 s old, the oldest of which
+    /// stops counting at `oldest_frees_at`.
+    fn decide(&self, live: usize, oldest_frees_at: Option<i64>, now: i64) -> Decision {
         let limit = self.limit;
-        roll(w, now);
-        let elapsed = now.rem_euclid(WINDOW_MS);
-        w.seen_ms = elapsed as u16;
-        let weight = (WINDOW_MS - elapsed) as f64 / WINDOW_MS as f64;
-        let estimate = w.current as f64 + w.previous as f64 * weight;
-        if estimate + 1.0 > limit as f64 {
-            // Find when the estimate drops below the limit: the previous window's share shrinks
-            // linearly over this window; past its end only `current` counts.
-            let retry_ms = if w.previous > 0 && (w.current as f64) + 1.0 <= limit as f64 {
-                let need = (estimate + 1.0 - limit as f64) / w.previous as f64;
-                (need * WINDOW_MS as f64).ceil() as i64
-            } else {
-                WINDOW_MS - elapsed
-            };
-            return Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                retry_after_s: ((retry_ms + 999) / 1000).max(1) as u64,
-            };
+        if live < limit as usize {
+            return Decision { allowed: true, limit, remaining: limit - live as u32 - 1, retry_after_s: 0 };
         }
-        if count {
-            w.current += 1;
-        }
-        let remaining = (limit as f64 - estimate - 1.0).floor().max(0.0) as u32;
-        Decision { allowed: true, limit, remaining, retry_after_s: 0 }
+        let wait_ms = oldest_frees_at.map_or(0, |at| at - now).max(1);
+        Decision { allowed: false, limit, remaining: 0, retry_after_s: ((wait_ms + 999) / 1000) as u64 }
     }
 
-    /// Drops clients that sent nothing in the last two windows; they carry no state that matters.
+    /// Drops clients none of whose acceptances still count (they carry no state that matters),
+    /// and gives back the room of rings whose clients slowed down.
     pub fn sweep(&self) {
-        let minute = i64::from(minute_of(self.clock.now_ms()));
-        self.windows.retain(|_, w| minute - i64::from(w.minute) < 2);
+        let now = self.clock.now_ms();
+        self.windows.retain(|_, w| {
+            w.expire(now);
+            !w.accepted.is_empty()
+        });
     }
 
     /// Clients tracked now: IPv4 addresses, IPv6 prefixes and names.
@@ -236,7 +295,7 @@ impl RateLimiter {
         if self.windows.len() < self.max_ips {
             return; // Another thread made room while this one waited.
         }
-        let mut seen: Vec<(i64, Key)> = self.windows.iter().map(|e| (e.value().last_seen(), *e.key())).collect();
+        let mut seen: Vec<(i64, Key)> = self.windows.iter().map(|e| (e.value().seen, *e.key())).collect();
         let evict = (seen.len() / 10).max(1).min(seen.len());
         if evict < seen.len() {
             seen.select_nth_unstable_by_key(evict, |(last_seen, _)| *last_seen);
@@ -256,21 +315,6 @@ fn named_key(name: &str) -> Key {
     Key::Named(h.finish())
 }
 
-fn roll(w: &mut Window, now: i64) {
-    let minute = minute_of(now);
-    if minute == w.minute {
-        return;
-    }
-    w.previous = if i64::from(minute) - i64::from(w.minute) == 1 { w.current } else { 0 };
-    w.current = 0;
-    w.minute = minute;
-}
-
-/// Minutes since the epoch: a `u32` lasts until the year 10 000.
-fn minute_of(now_ms: i64) -> u32 {
-    now_ms.div_euclid(WINDOW_MS).clamp(0, i64::from(u32::MAX)) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_101st_request_in_a_minute_is_refused_and_others_pass() {
-        let clock = Clock::system();
+        let clock = Clock::frozen(T0);
         let rl = RateLimiter::new(100, 1000, 64, clock.clone());
         for i in 0..100 {
             let d = rl.check(ip("10.0.0.1"));
@@ -290,33 +334,150 @@ mod tests {
         }
         let d = rl.check(ip("10.0.0.1"));
         assert!(!d.allowed);
-        assert!(d.retry_after_s >= 1 && d.retry_after_s <= 60, "{d:?}");
+        assert_eq!((d.remaining, d.retry_after_s), (0, 60), "{d:?}");
         assert!(rl.check(ip("10.0.0.2")).allowed);
         // Two minutes later the window has slid past everything.
         clock.advance(120_000);
         assert!(rl.check(ip("10.0.0.1")).allowed);
     }
 
+    /// A minute boundary, so that ":59" and "1:30" below fall where a limiter of fixed minutes
+    /// would turn over.
+    const T0: i64 = 1_700_000_040_000;
+
+    /// What one step of [`check`] expects: allowed, or refused with this `Retry-After`.
+    const PASS: Option<u64> = None;
+    const fn refused(retry_after_s: u64) -> Option<u64> {
+        Some(retry_after_s)
+    }
+
+    /// `(at_ms, n, expect)`: `n` requests `at_ms` after `T0`, each with this outcome.
+    type Step = (i64, u32, Option<u64>);
+
+    /// Sends, for each `(at_ms, n, expect)`, `n` requests from one client `at_ms` after `T0`
+    /// (times never go back) and checks every decision, and that `peek` just before agreed.
+    fn check(name: &str, limit: u32, steps: &[Step]) {
+        let clock = Clock::frozen(T0);
+        let rl = RateLimiter::new(limit, 1000, 64, clock.clone());
+        let client = ip("192.0.2.7");
+        let mut at = 0;
+        for (step, &(at_ms, n, expect)) in steps.iter().enumerate() {
+            clock.advance(at_ms - at);
+            at = at_ms;
+            for i in 0..n {
+                let peeked = rl.peek(client);
+                let d = rl.check(client);
+                let what = format!("{name}: step {step}, request {i} at {at_ms} ms: {d:?}");
+                assert_eq!(peeked, d, "{what}: peek disagreed");
+                assert_eq!(d.allowed, expect.is_none(), "{what}");
+                assert_eq!(d.retry_after_s, expect.unwrap_or(0), "{what}");
+            }
+        }
+        if limit == 0 {
+            assert_eq!(rl.tracked_ips(), 0, "{name}");
+        }
+    }
+
+    /// The edge cases of the promise "at most `limit` requests in any 60-second window", as a
+    /// table that any backend of the limiter must answer alike.
     #[test]
-    fn the_window_slides_rather_than_resets() {
-        let clock = Clock::system();
-        // Align to just after a window boundary so the arithmetic is predictable.
-        let now = clock.now_ms();
-        clock.advance(WINDOW_MS - now.rem_euclid(WINDOW_MS) + 1);
-        let rl = RateLimiter::new(10, 1000, 64, clock.clone());
-        for _ in 0..10 {
-            assert!(rl.check(ip("10.0.0.1")).allowed);
+    fn the_limit_holds_in_every_60_second_window() {
+        #[rustfmt::skip]
+        let table: &[(&str, u32, &[Step])] = &[
+            // 100 at :59, then 50 at 1:30: 31 s apart, so the 50 are refused until the first
+            // 100 are 60 s old, at 1:59; then all 100 slots free at once.
+            ("issue", 100, &[(59_000, 100, PASS), (90_000, 50, refused(29)), (118_999, 1, refused(1)),
+                             (119_000, 100, PASS), (119_000, 1, refused(60))]),
+            // A request exactly 60 000 ms after another is in a new window; 1 ms earlier is not.
+            ("boundary", 2, &[(0, 2, PASS), (59_999, 1, refused(1)), (60_000, 2, PASS),
+                              (60_000, 1, refused(60)), (119_999, 1, refused(1)), (120_000, 1, PASS)]),
+            // Retry-After is the time until the oldest acceptance leaves, rounded up to seconds.
+            ("limit 1", 1, &[(0, 1, PASS), (1, 1, refused(60)), (58_999, 1, refused(2)),
+                             (59_000, 1, refused(1)), (59_001, 1, refused(1)), (60_000, 1, PASS),
+                             (60_000, 1, refused(60))]),
+            // Spread-out acceptances leave one at a time, each 60 s after it was let in.
+            ("staggered", 3, &[(0, 1, PASS), (20_000, 1, PASS), (40_000, 1, PASS), (50_000, 1, refused(10)),
+                               (60_000, 1, PASS), (60_000, 1, refused(20)), (80_000, 1, PASS),
+                               (100_000, 1, PASS), (100_001, 1, refused(20)), (120_000, 1, PASS)]),
+            // Refused requests are not counted: a client hammering while refused still gets in
+            // once its acceptances are 60 s old.
+            ("refusals uncounted", 2, &[(0, 2, PASS), (1_000, 50, refused(59)), (30_000, 50, refused(30)),
+                                        (59_500, 50, refused(1)), (60_000, 2, PASS)]),
+            // A limit of 0 turns the limiter off: everything passes, nobody is tracked.
+            ("limit 0", 0, &[(0, 1000, PASS), (1, 1000, PASS)]),
+        ];
+        for (name, limit, steps) in table {
+            check(name, *limit, steps);
         }
-        // Just into the next window nearly all of the previous one still counts.
-        clock.advance(WINDOW_MS);
-        assert!(!rl.check(ip("10.0.0.1")).allowed);
-        // Halfway through, half of it has slid out.
-        clock.advance(WINDOW_MS / 2 + 1000);
-        let mut passed = 0;
-        while rl.check(ip("10.0.0.1")).allowed {
-            passed += 1;
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The promise itself, by brute force: the times a client was let in; a request is let
+        /// in iff fewer than `limit` of them are less than 60 000 ms old.
+        #[derive(Default)]
+        struct Model {
+            accepted: Vec<i64>,
         }
-        assert!((4..=6).contains(&passed), "{passed}");
+
+        impl Model {
+            fn live(&self, now: i64) -> Vec<i64> {
+                self.accepted.iter().copied().filter(|&t| now - t < WINDOW_MS).collect()
+            }
+        }
+
+        /// Gaps between requests: bursts, spreads, and the window's edges.
+        fn gap() -> impl Strategy<Value = i64> {
+            prop_oneof![Just(0i64), 0i64..2_000, 0i64..70_000, 59_000i64..61_000, Just(WINDOW_MS)]
+        }
+
+        proptest! {
+            #![proptest_config(crate::proptest_cases(256))]
+
+            /// For random request times from a few clients, the limiter decides as the model
+            /// does, with the model's `remaining`, and its `Retry-After` is the model's time
+            /// until a slot frees, rounded up to seconds: a request sent that many seconds later
+            /// is let in, one sent a second earlier is not.
+            #[test]
+            fn the_limiter_decides_as_the_brute_force_model(
+                limit in 1u32..6,
+                requests in proptest::collection::vec((0usize..3, gap()), 1..120),
+            ) {
+                let clock = Clock::frozen(T0);
+                let rl = RateLimiter::new(limit, 1000, 64, clock.clone());
+                let clients = [ip("10.0.0.1"), ip("2001:db8::1"), ip("10.0.0.2")];
+                let mut models = [Model::default(), Model::default(), Model::default()];
+                let mut now = T0;
+                for (n, (who, gap)) in requests.into_iter().enumerate() {
+                    clock.advance(gap);
+                    now += gap;
+                    let (client, model) = (clients[who], &mut models[who]);
+                    let live = model.live(now);
+                    let d = rl.check(client);
+                    let allow = (live.len() as u32) < limit;
+                    prop_assert_eq!(d.allowed, allow, "request {} at +{} ms, live {:?}", n, now - T0, live);
+                    if allow {
+                        model.accepted.push(now);
+                        prop_assert_eq!(d.remaining, limit - live.len() as u32 - 1);
+                        prop_assert_eq!(d.retry_after_s, 0);
+                        continue;
+                    }
+                    prop_assert_eq!(d.remaining, 0);
+                    let frees_in_ms = live.iter().min().unwrap() + WINDOW_MS - now;
+                    let retry_s = (frees_in_ms + 999) / 1000;
+                    prop_assert_eq!(d.retry_after_s, retry_s as u64, "request {} at +{} ms", n, now - T0);
+                    // Retry-After on the limiter itself: a second early is refused, on time passes.
+                    clock.advance(retry_s * 1000 - 1000);
+                    prop_assert!(!rl.peek(client).allowed, "a second before Retry-After");
+                    clock.advance(1000);
+                    prop_assert!(rl.peek(client).allowed, "at Retry-After");
+                    clock.advance(-retry_s * 1000);
+                }
+            }
+        }
     }
 
     #[test]
@@ -418,12 +579,50 @@ mod tests {
         assert!(tracked(9_999) && !tracked(0) && !tracked(5_000));
     }
 
-    /// What the comments on `Key` and `Window` promise: a tracked client costs what it did when
-    /// the key was an `IpAddr`.
+    /// What the comments on `Key` and `Window` and README "Rate limiter memory" promise: a
+    /// tracked client is 72 bytes in the map, plus its ring.
     #[test]
     fn a_tracked_client_stays_small() {
-        assert_eq!((std::mem::size_of::<Key>(), std::mem::size_of::<Window>()), (24, 16));
-        assert_eq!(std::mem::size_of::<(Key, Window)>(), std::mem::size_of::<(IpAddr, [i64; 2])>());
+        assert_eq!((std::mem::size_of::<Key>(), std::mem::size_of::<Window>()), (24, 48));
+        assert_eq!(std::mem::size_of::<(Key, Window)>(), 72);
+    }
+
+    /// A client's ring never has more slots than the limit, however it grows, and gives its
+    /// room back once its acceptances are 60 s old; the sweep drops it when none still count.
+    #[test]
+    fn a_ring_holds_at_most_the_limit_and_shrinks_when_idle() {
+        let clock = Clock::frozen(T0);
+        let client = ip("192.0.2.9");
+        let slots = |rl: &RateLimiter| rl.windows.get(&rl.key(client)).map(|w| w.accepted.capacity());
+        for limit in [1, 5, 100, 1000] {
+            let rl = RateLimiter::new(limit, 10, 64, clock.clone());
+            while rl.check(client).allowed {
+                assert!(slots(&rl).unwrap() <= limit as usize, "limit {limit}: {:?}", slots(&rl));
+            }
+            assert_eq!(rl.windows.get(&rl.key(client)).unwrap().accepted.len(), limit as usize);
+            clock.advance(WINDOW_MS);
+            assert!(rl.check(client).allowed);
+            assert!(slots(&rl).unwrap() <= SMALL_RING.max(4), "limit {limit}: {:?}", slots(&rl));
+            clock.advance(WINDOW_MS);
+            rl.sweep();
+            assert_eq!(slots(&rl), None, "limit {limit}");
+        }
+    }
+
+    /// A client that never lets its ring empty outlives a `u32` of milliseconds from its base
+    /// (~49 days): its offsets move to a newer base and keep their times.
+    #[test]
+    fn a_client_busy_for_months_keeps_exact_times() {
+        let clock = Clock::frozen(T0);
+        let rl = RateLimiter::new(2, 10, 64, clock.clone());
+        let client = ip("192.0.2.10");
+        assert!(rl.check(client).allowed);
+        // One request every 30 s for 50 days: each lets the one from 60 s before leave.
+        for step in 0..(50 * 24 * 3600 / 30) {
+            clock.advance(30_000);
+            assert!(rl.check(client).allowed, "step {step}");
+            assert_eq!(rl.check(client).retry_after_s, 30, "step {step}");
+        }
     }
 
     #[test]

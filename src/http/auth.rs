@@ -4,9 +4,9 @@
 //!
 //! Failed attempts are limited per client: a request that carries a credential (an
 //! `Authorization` header or a session cookie) that does not let it in is a failure, and so is a
-//! wrong token at `POST /dashboard/session`. After [`AUTH_FAILURES_PER_MINUTE`] of them in the
-//! sliding minute, the client's admin requests are answered `429 too_many_auth_failures` without
-//! the token being looked at, until the window has slid far enough: a guesser learns nothing
+//! wrong token at `POST /dashboard/session`. After [`AUTH_FAILURES_PER_MINUTE`] of them within
+//! 60 s, the client's admin requests are answered `429 too_many_auth_failures` without the token
+//! being looked at, until the oldest of them is 60 s old: a guesser learns nothing
 //! from those answers, so the token cannot be guessed faster than that. A live session still
 //! passes: its id is 256 random bits, which no one guesses, and the person already signed in from
 //! an address shared with a guesser (one NAT) keeps working. A request without any credential
