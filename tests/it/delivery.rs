@@ -37,6 +37,16 @@ async fn wait_status(s: &support::TestServer, id: &str, status: &str) -> Value {
     .await
 }
 
+/// `/recovery/stats` once the queue is empty: its counters follow the records a moment after the
+/// batch that changed both is applied (once it is flushed), so they are polled, not read once.
+async fn queue_drained(s: &support::TestServer) -> Value {
+    until("the queue to drain", || async {
+        let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+        (rec["queue_depth"] == 0).then_some(rec)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     let app = FakeApp::start().await;
@@ -90,6 +100,7 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     assert_eq!(h["outcome"], "delivered");
     assert_eq!(h["target"], app.url("/webhooks/stripe"));
     assert_eq!(e["delivery_pending"], false);
+    queue_drained(&s).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
     assert_eq!(stats["by_status"]["received"], 0, "{stats}");
@@ -208,7 +219,7 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
     assert_eq!(e["history"][2]["status"], 500);
     assert_eq!(e["last_error"], "HTTP 500: fake app says 500");
     assert_eq!(e["delivery_pending"], false);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = queue_drained(&s).await;
     assert_eq!(rec["failure_reasons"]["http_5xx"], 3, "{rec}");
     assert_eq!(rec["dead_letters"], 1);
     assert_eq!(rec["queue_depth"], 0);
@@ -305,6 +316,7 @@ async fn a_restart_mid_retry_resumes_without_loss_or_double_count() {
     let e = wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 2, "one failed attempt, one delivery");
     assert_eq!(e["attempts"], 2);
+    queue_drained(&s).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["total_events"], 1);
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
@@ -505,7 +517,7 @@ async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
     let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
     expected.sort();
     assert_eq!(per_event, expected);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = queue_drained(&s).await;
     assert_eq!(rec["providers"]["stripe"]["breaker"]["state"], "closed");
     assert_eq!(rec["queue_depth"], 0);
     assert!(rec["failure_reasons"]["connect"].as_u64().unwrap() >= 3, "{rec}");
