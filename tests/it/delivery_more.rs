@@ -286,3 +286,74 @@ async fn retention_runs_at_startup_caps_the_count_and_deletes_dead_letters() {
     }
     s.stop().await;
 }
+
+/// A queued retry keeps the URL its series started with across a restart with another
+/// `forward_to`; a replay then uses the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_keep_their_url_after_a_config_change() {
+    let (old, new) = (FakeApp::start().await, FakeApp::start().await);
+    old.script([Reply::status(500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let c = delivering(dir.path(), &[old.url("/old")], 5, Duration::from_millis(1500));
+    let s = start(c.clone()).await;
+    let id = s.stripe(&stripe_event("evt_moved")).await.json()["id"].as_str().unwrap().to_string();
+    wait_status(&s, &id, "retrying").await;
+    s.stop().await;
+
+    let mut moved = c;
+    moved.providers.stripe.as_mut().unwrap().forward_to = vec![new.url("/new")];
+    let s = start(moved).await;
+    let e = wait_status(&s, &id, "processed").await;
+    assert_eq!((old.received().len(), new.received().len()), (2, 0), "{e}");
+    assert_eq!(e["history"][1]["target"], old.url("/old"));
+    assert_eq!(replay(&s, &format!("/staging/webhooks/events/{id}/replay"), b"").await["replayed"], 1);
+    new.wait_for(1).await;
+    wait_status(&s, &id, "processed").await;
+    assert_eq!(old.received().len(), 2);
+    s.stop().await;
+}
+
+/// Retention passes over `received` and `processing` events (their delivery is queued) while it
+/// deletes an old event beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_received_and_processing_events() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Twilio has no target: its event is processed at once, and is the one retention may take.
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    c.delivery.concurrency = 1;
+    c.retention.max_age = HumanDuration(Duration::from_secs(3600));
+    c.retention.interval = HumanDuration(Duration::from_millis(50));
+    let clock = Clock::system();
+    let s = start_with_clock(c, clock.clone()).await;
+    let params = [("MessageSid", "SM_OLD"), ("From", "+1"), ("To", "+2")];
+    let sig = support::twilio_signature(support::TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
+    let r = s
+        .post(
+            "/staging/webhooks/sms",
+            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+            support::form(&params).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The first delivery is held by the app (processing); the second waits for the one slot.
+    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_millis(3000) }]);
+    let busy = s.stripe(&stripe_event("evt_busy")).await.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(1).await;
+    let waiting = s.stripe(&stripe_event("evt_waiting")).await.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(event_json(&s, &busy).await["status"], "processing");
+    assert_eq!(event_json(&s, &waiting).await["status"], "received");
+
+    clock.advance(2 * 3600 * 1000);
+    until("retention to delete the old processed event", || async {
+        (recovery(&s).await["retention_deleted"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(recovery(&s).await["retention_deleted"], 1, "only the event without a queued delivery");
+    assert!(s.store.find_by_event_id("twilio", "SM_OLD").unwrap().is_none());
+    for id in [&busy, &waiting] {
+        assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.status, 200, "{id} kept");
+    }
+    wait_status(&s, &waiting, "processed").await;
+    s.stop().await;
+}
