@@ -119,6 +119,51 @@ mod tests {
         assert_eq!(p.next_delay(1, Some(Duration::from_secs(7)), 0.0), Some(Duration::from_secs(7)));
         assert_eq!(p.next_delay(1, Some(Duration::from_secs(700)), 0.0), Some(Duration::from_secs(10)));
         assert_eq!(p.next_delay(6, None, 0.0), None);
+        assert_eq!(p.next_delay(6, Some(Duration::from_secs(1)), 0.0), None, "Retry-After adds no attempt");
+    }
+
+    /// The app named the time: jitter would move it, so none is applied, whatever the draw.
+    #[test]
+    fn retry_after_is_not_jittered() {
+        let p = policy(Strategy::Fixed, 0.5);
+        for unit in [-1.0, -0.3, 0.7, 1.0] {
+            assert_eq!(p.next_delay(1, Some(Duration::from_secs(7)), unit), Some(Duration::from_secs(7)), "{unit}");
+            assert_eq!(p.next_delay(2, Some(Duration::from_secs(60)), unit), Some(Duration::from_secs(10)), "{unit}");
+        }
+        // The same draw does move the schedule's own delay.
+        assert_eq!(p.next_delay(1, None, 1.0), Some(Duration::from_secs_f64(1.5)));
+    }
+
+    #[test]
+    fn retry_after_counts_on_a_5xx_too_but_not_on_408() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for s in [500, 503] {
+            let v = classify_status(s, Some("30"), now);
+            assert_eq!(v, Verdict::Retry { reason: "http_5xx", retry_after: Some(Duration::from_secs(30)) }, "{s}");
+        }
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(45));
+        assert_eq!(
+            classify_status(503, Some(&date), now),
+            Verdict::Retry { reason: "http_5xx", retry_after: Some(Duration::from_secs(45)) }
+        );
+        assert_eq!(
+            classify_status(503, Some("later"), now),
+            Verdict::Retry { reason: "http_5xx", retry_after: None },
+            "an unreadable Retry-After leaves the schedule in charge"
+        );
+        assert_eq!(classify_status(408, Some("30"), now), Verdict::Retry { reason: "http_408", retry_after: None });
+    }
+
+    /// A redirect is not followed (the target is configured, not discovered) and not retried:
+    /// the app answered, so its breaker does not count it either.
+    #[test]
+    fn redirects_and_other_non_2xx_statuses_are_permanent() {
+        let now = SystemTime::UNIX_EPOCH;
+        for s in [100, 101, 301, 302, 303, 307, 308, 304] {
+            let v = classify_status(s, Some("5"), now);
+            assert_eq!(v, Verdict::Permanent { reason: "http_4xx" }, "{s}");
+            assert!(!v.is_failure(), "{s}");
+        }
     }
 
     #[test]

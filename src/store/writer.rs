@@ -416,9 +416,22 @@ impl Writer {
         for (id, targets) in items {
             let Some(event) = p.event(id)? else { continue };
             let provider = event.provider.clone();
-            let series = self.last_series(id)? + 1;
+            // After the latest series recorded or still queued: an attempt in flight has no
+            // record yet, and its job stays queued until its outcome is, so a replay during a
+            // series' first attempt must still count past that series.
+            let mut series = self.last_series(id)?;
+            let queued = p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())?;
+            for key in &queued {
+                if let Some(job_key) = p.get(key).map_err(|e| e.to_string())? {
+                    let job = p.get(&job_key).map_err(|e| e.to_string())?;
+                    if let Some(Ok(JobRecord::V1(job))) = job.map(|v| decode::<JobRecord>(&v)) {
+                        series = series.max(job.series);
+                    }
+                }
+            }
+            let series = series + 1;
             // Cancel what is still queued: the new series replaces it.
-            for key in p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())? {
+            for key in queued {
                 if let Some(job_key) = p.get(&key).map_err(|e| e.to_string())? {
                     p.remove(job_key);
                     p.count(QUEUE_DEPTH.into(), -1);

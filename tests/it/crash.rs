@@ -60,3 +60,46 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
     server.signal("TERM");
     assert_eq!(server.wait().await.code(), Some(0));
 }
+
+/// A delivery's outcome is recorded only once the app has answered: `kill -9` while the app is
+/// still holding the request leaves the job queued, and the restarted server sends the same
+/// attempt again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_by_sigkill_is_attempted_again_after_the_restart() {
+    use std::time::Duration;
+
+    use crate::fake_app::{FakeApp, Reply};
+
+    let app = FakeApp::start().await;
+    // The first request is held far longer than the test lives; later ones are answered at once.
+    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_secs(600) }]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = app.url("/hook");
+    let config = write_config(dir.path(), &format!("forward_to = [\"{target}\"]\ntimeout = \"60s\"\n"));
+    let args = ["serve", "--config", config.to_str().unwrap()];
+    let mut server = spawn_binary(&args, &[("RUST_LOG", "warn")]).await;
+    let r = server.stripe(&stripe_event("evt_cut")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(1).await;
+    server.signal("KILL");
+    server.wait().await;
+
+    let mut server = spawn_binary(&args, &[("RUST_LOG", "warn")]).await;
+    let got = app.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for d in &got {
+        assert_eq!(d.header("x-stagehook-event-id"), Some(id.as_str()));
+        assert_eq!(d.header("x-stagehook-attempt"), Some("1"), "the cut attempt was not recorded");
+        assert_eq!(d.body, got[0].body);
+    }
+    let e = crate::support::until("the event to be processed", || async {
+        let e = request(server.addr, "GET", &format!("/staging/webhooks/events/{id}"), &[], b"").await.json();
+        (e["status"] == "processed").then_some(e)
+    })
+    .await;
+    assert_eq!(e["attempts"], 1, "{e}");
+    assert_eq!(e["history"].as_array().unwrap().len(), 1, "{e}");
+    server.signal("TERM");
+    assert_eq!(server.wait().await.code(), Some(0));
+}

@@ -37,6 +37,16 @@ async fn wait_status(s: &support::TestServer, id: &str, status: &str) -> Value {
     .await
 }
 
+/// `/recovery/stats` once the queue is empty: its counters follow the records a moment after the
+/// batch that changed both is applied (once it is flushed), so they are polled, not read once.
+async fn queue_drained(s: &support::TestServer) -> Value {
+    until("the queue to drain", || async {
+        let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+        (rec["queue_depth"] == 0).then_some(rec)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     let app = FakeApp::start().await;
@@ -44,8 +54,21 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     let s = start(delivering(dir.path(), &app.url("/webhooks/stripe"), 3, 10)).await;
     // Pretty-printed, with a trailing newline: the app must get exactly these bytes.
     let body = "{\n  \"id\": \"evt_raw\",\n  \"type\": \"charge.succeeded\",\n  \"created\": 1,\n  \"livemode\": false,\n  \"data\": {\"object\": {\"amount\": 2000}}\n}\n";
-    let r =
-        support::post_stripe(s.addr, body, &[("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")]).await;
+    // Headers about the hop to stagehook, and stagehook's own names, sent by the provider (or
+    // a forger): none of them may reach the app as sent.
+    let hop = [
+        ("user-agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)"),
+        ("host", "provider-side.example"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "provider-side.example"),
+        ("keep-alive", "timeout=5"),
+        ("proxy-authorization", "Basic c2VjcmV0"),
+        ("x-stagehook-event-id", "forged"),
+        ("x-stagehook-attempt", "99"),
+        ("x-stagehook-anything", "forged"),
+    ];
+    let r = support::post_stripe(s.addr, body, &hop).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
 
@@ -57,7 +80,16 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     assert_eq!(d.header("user-agent"), Some("Stripe/1.0 (+https://stripe.com/docs/webhooks)"));
     assert_eq!(d.header("x-stagehook-event-id"), Some(id.as_str()));
     assert_eq!(d.header("x-stagehook-attempt"), Some("1"));
-    assert_eq!(d.header("x-forwarded-for"), None);
+    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "keep-alive", "proxy-authorization"] {
+        assert_eq!(d.header(name), None, "{name} is about the hop to stagehook: {:?}", d.headers);
+    }
+    // The test client sent `connection: close`; the app's connection is the delivery client's own.
+    assert_ne!(d.header("connection"), Some("close"), "{:?}", d.headers);
+    assert_eq!(d.header("host"), Some(app.addr.to_string().as_str()), "the target's host, not the provider's");
+    assert_eq!(d.header("x-stagehook-anything"), None, "stagehook's names are its own: {:?}", d.headers);
+    for name in ["host", "x-stagehook-event-id", "x-stagehook-attempt", "content-length"] {
+        assert_eq!(d.headers.iter().filter(|(k, _)| k == name).count(), 1, "one {name}: {:?}", d.headers);
+    }
     let sig = d.header("stripe-signature").unwrap();
     stripe_sdk_verify(&d.body, sig, STRIPE_SECRET, 300, support::now_s()).expect("the app's SDK accepts it");
 
@@ -68,6 +100,7 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     assert_eq!(h["outcome"], "delivered");
     assert_eq!(h["target"], app.url("/webhooks/stripe"));
     assert_eq!(e["delivery_pending"], false);
+    queue_drained(&s).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
     assert_eq!(stats["by_status"]["received"], 0, "{stats}");
@@ -123,11 +156,11 @@ async fn twilio_deliveries_are_signed_for_the_target_url() {
     c.providers.twilio.as_mut().unwrap().forward_to = vec![target.clone()];
     let s = start(c).await;
     let params = [("MessageSid", "SM900"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "ñandú & co")];
-    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
+    let form_sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
     let r = s
         .post(
             "/staging/webhooks/sms",
-            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &form_sig)],
             form(&params).as_bytes(),
         )
         .await;
@@ -136,11 +169,14 @@ async fn twilio_deliveries_are_signed_for_the_target_url() {
     let body = json!({"MessageSid": "SM901", "From": "+1", "To": "+2"}).to_string();
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
     let path = format!("/staging/webhooks/sms?bodySHA256={hash}");
-    let sig = twilio_signature(TWILIO_TOKEN, &format!("http://127.0.0.1{path}"), &[]);
-    let r = s.post(&path, &[("content-type", "application/json"), ("x-twilio-signature", &sig)], body.as_bytes()).await;
+    let json_sig = twilio_signature(TWILIO_TOKEN, &format!("http://127.0.0.1{path}"), &[]);
+    let r = s
+        .post(&path, &[("content-type", "application/json"), ("x-twilio-signature", &json_sig)], body.as_bytes())
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     let got = app.wait_for(2).await;
+    let mut kinds = Vec::new();
     for d in &got {
         let url = if d.query.is_empty() { app.url(&d.path) } else { app.url(&format!("{}?{}", d.path, d.query)) };
         let is_json = d.header("content-type") == Some("application/json");
@@ -149,9 +185,15 @@ async fn twilio_deliveries_are_signed_for_the_target_url() {
             twilio_sdk_validate(&url, &d.body, is_json, d.header("x-twilio-signature").unwrap(), TWILIO_TOKEN),
             "twilio's validator accepts the delivery to {url}"
         );
-        // Signed for this target, the original signature would not do.
-        assert!(!twilio_sdk_validate(&url, &d.body, is_json, &sig, TWILIO_TOKEN));
+        // Signed afresh for this target: the signature its own request came with is not what
+        // the app gets, and would not validate there.
+        let original = if is_json { &json_sig } else { &form_sig };
+        assert_ne!(d.header("x-twilio-signature"), Some(original.as_str()), "{url}");
+        assert!(!twilio_sdk_validate(&url, &d.body, is_json, original, TWILIO_TOKEN), "{url}");
+        kinds.push(is_json);
     }
+    kinds.sort();
+    assert_eq!(kinds, [false, true], "one form and one JSON delivery");
     s.stop().await;
 }
 
@@ -177,7 +219,7 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
     assert_eq!(e["history"][2]["status"], 500);
     assert_eq!(e["last_error"], "HTTP 500: fake app says 500");
     assert_eq!(e["delivery_pending"], false);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = queue_drained(&s).await;
     assert_eq!(rec["failure_reasons"]["http_5xx"], 3, "{rec}");
     assert_eq!(rec["dead_letters"], 1);
     assert_eq!(rec["queue_depth"], 0);
@@ -212,6 +254,9 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     let mut c = delivering(dir.path(), &app.url("/hook"), 50, 10);
     c.circuit_breaker.failure_threshold = 3;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(1500));
+    // Twilio delivers to an app that is up: its lane shows the loop keeps going meanwhile.
+    let other = FakeApp::start().await;
+    c.providers.twilio.as_mut().unwrap().forward_to = vec![other.url("/sms")];
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_cb")).await.json()["id"].as_str().unwrap().to_string();
     let rec = until("the breaker to open", || async {
@@ -222,10 +267,27 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     let b = &rec["providers"]["stripe"]["breaker"];
     assert_eq!(b["consecutive_failures"], 3);
     assert!(b["next_probe_ms"].as_i64().unwrap() > b["opened_at_ms"].as_i64().unwrap());
-    // While open, the due job waits: no attempt is spent.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While open, the due job waits: no attempt is spent, though the loop is running (another
+    // provider's event, queued after the stripe job fell due, is delivered).
+    let params = [("MessageSid", "SM_CB"), ("From", "+1"), ("To", "+2")];
+    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
+    let r = s
+        .post(
+            "/staging/webhooks/sms",
+            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+            form(&params).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sms = s.store.find_by_event_id("twilio", "SM_CB").unwrap().unwrap().to_string();
+    wait_status(&s, &sms, "processed").await;
+    assert_eq!(other.received().len(), 1);
     assert_eq!(app.received().len(), 3);
     assert_eq!(event_json(&s, &id).await["attempts"], 3);
+    assert_eq!(
+        s.get("/staging/webhooks/recovery/stats").await.json()["providers"]["stripe"]["breaker"]["state"],
+        "open"
+    );
 
     // The app recovers; after the recovery timeout one probe goes through and closes it.
     app.set_default(Reply::status(200));
@@ -246,12 +308,15 @@ async fn a_restart_mid_retry_resumes_without_loss_or_double_count() {
     let s = start(c.clone()).await;
     let id = s.stripe(&stripe_event("evt_restart")).await.json()["id"].as_str().unwrap().to_string();
     wait_status(&s, &id, "retrying").await;
+    assert_eq!(app.received().len(), 1, "one attempt before the stop");
     s.stop().await;
+    assert_eq!(app.received().len(), 1, "the retry was not due yet: nothing sent while stopping");
 
     let s = start(c).await;
     let e = wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 2, "one failed attempt, one delivery");
     assert_eq!(e["attempts"], 2);
+    queue_drained(&s).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["total_events"], 1);
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
@@ -375,8 +440,11 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
     let mut c = config(dir.path());
     c.retention.max_age = HumanDuration(Duration::from_secs(3600));
     c.retention.interval = HumanDuration(Duration::from_millis(50));
-    // Twilio delivers to a port nobody listens on, retrying only after a day.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Twilio delivers to a port nobody listens on, retrying only after a day. The port stays
+    // bound (not listening: connections are refused) so no other process can take it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = held.local_addr().unwrap();
     c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{dead}/down")];
     c.retry.base_delay = HumanDuration(Duration::from_secs(86_400));
     c.retry.max_delay = HumanDuration(Duration::from_secs(86_400));
@@ -449,7 +517,7 @@ async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
     let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
     expected.sort();
     assert_eq!(per_event, expected);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = queue_drained(&s).await;
     assert_eq!(rec["providers"]["stripe"]["breaker"]["state"], "closed");
     assert_eq!(rec["queue_depth"], 0);
     assert!(rec["failure_reasons"]["connect"].as_u64().unwrap() >= 3, "{rec}");
@@ -469,8 +537,14 @@ async fn shutdown_lets_a_delivery_in_flight_finish() {
     let s = start(c).await;
     let e = event_json(&s, &id).await;
     assert_eq!(e["status"], "processed", "the delivery in flight was recorded before the store closed: {e}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(app.received().len(), 1, "and not attempted again");
+    // A later event goes through: had the first one's job stayed queued, it was due earlier and
+    // would have been sent first.
+    app.set_default(Reply::status(200));
+    let later = s.stripe(&stripe_event("evt_after_restart")).await.json()["id"].as_str().unwrap().to_string();
+    wait_status(&s, &later, "processed").await;
+    let sent: Vec<String> =
+        app.received().iter().map(|d| d.header("x-stagehook-event-id").unwrap().to_string()).collect();
+    assert_eq!(sent, [id.clone(), later], "the first was not attempted again");
     s.stop().await;
 }
 

@@ -58,8 +58,13 @@ async fn a_restart_keeps_every_event_and_the_stats() {
     }
     s.stripe(&stripe_event("evt_keep_0")).await;
     s.post("/staging/webhooks/stripe", &[("content-type", "application/json")], b"{}").await;
-    s.store.flush().await.unwrap();
-    let before = s.get("/staging/webhooks/stats").await.json();
+    // Refusals are counted asynchronously: wait until the count shows (not a flush), so that
+    // only the shutdown itself makes it durable.
+    let before = crate::support::until("the refusal to be counted", || async {
+        let st = s.get("/staging/webhooks/stats").await.json();
+        (st["rejections"].as_object().is_some_and(|r| !r.is_empty())).then_some(st)
+    })
+    .await;
     s.stop().await;
 
     let s = start(config(dir.path())).await;
@@ -137,9 +142,13 @@ async fn a_failing_store_answers_503_and_transient_failures_are_retried() {
     assert_eq!((r.status, r.code().as_str()), (503, "storage_unavailable"), "{}", r.text());
     assert!(r.header("retry-after").is_some());
 
-    // The provider's retry is acknowledged once a flush succeeds; the event is stored once.
+    // The provider's retry is acknowledged once a flush succeeds; the event is stored once,
+    // and the retry is told it is a copy of what is now on disk.
     let r = s.stripe(&stripe_event("evt_unflushed")).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicate"], true, "{}", r.text());
+    let stored = s.store.find_by_event_id("stripe", "evt_unflushed").unwrap().unwrap();
+    assert_eq!(r.json()["id"], stored.to_string());
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["total_events"], 2, "{stats}");
     s.stop().await;
@@ -318,5 +327,29 @@ async fn under_concurrent_load_every_acknowledged_event_is_stored_exactly_once()
         assert_eq!(e.status, 200, "{}", e.text());
         assert_eq!(e.json()["payload"], *body, "event {id}: the raw body, unchanged");
     }
+    s.stop().await;
+}
+
+/// A refusal is counted off the request path; one sent just before the stop is still counted,
+/// and in the rejection log, after the restart: the shutdown writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_just_before_the_stop_is_counted_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let r = s
+        .post(
+            "/staging/webhooks/stripe",
+            &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=abc")],
+            b"{\"last\":true}",
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_signature");
+    s.stop().await;
+
+    let s = start(config(dir.path())).await;
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["rejections"]["invalid_signature"], 1, "{stats}");
+    let log = s.get("/staging/webhooks/rejections").await.json();
+    assert_eq!(log["rejections"][0]["body_prefix"], "{\"last\":true}", "{log}");
     s.stop().await;
 }

@@ -1,0 +1,359 @@
+//! Delivery promises beyond the basics: what a replay does to queued and in-flight work, the
+//! bulk replay's filter, `delivery.concurrency`, several targets behind one breaker (seen
+//! half-open through the API), and retention's caps and startup run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stagehook::config::{Config, HumanDuration, Strategy};
+use stagehook::Clock;
+
+use crate::fake_app::{FakeApp, Reply};
+use crate::support::{self, config, start, start_with_clock, stripe_event, until};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn delivering(dir: &Path, urls: &[String], attempts: u32, base: Duration) -> Config {
+    let mut c = config(dir);
+    c.providers.stripe.as_mut().unwrap().forward_to = urls.to_vec();
+    c.retry.strategy = Strategy::Fixed;
+    c.retry.max_attempts = attempts;
+    c.retry.base_delay = HumanDuration(base);
+    c.retry.max_delay = HumanDuration(base.max(Duration::from_secs(1)));
+    c.retry.jitter = 0.0;
+    c
+}
+
+async fn event_json(s: &support::TestServer, id: &str) -> Value {
+    s.get(&format!("/staging/webhooks/events/{id}")).await.json()
+}
+
+async fn wait_status(s: &support::TestServer, id: &str, status: &str) -> Value {
+    until(&format!("{id} to be {status}"), || async {
+        let e = event_json(s, id).await;
+        (e["status"] == status).then_some(e)
+    })
+    .await
+}
+
+async fn recovery(s: &support::TestServer) -> Value {
+    s.get("/staging/webhooks/recovery/stats").await.json()
+}
+
+/// Polls `/recovery/stats` until the queue depth is `n`: the counters follow the records a moment
+/// after the batch that changed both is applied (once it is flushed).
+async fn queue_depth_becomes(s: &support::TestServer, n: u64) -> Value {
+    until(&format!("queue depth {n}"), || async {
+        let rec = recovery(s).await;
+        (rec["queue_depth"] == n).then_some(rec)
+    })
+    .await
+}
+
+async fn replay(s: &support::TestServer, path: &str, body: &[u8]) -> Value {
+    let r = s.post(path, &[("content-type", "application/json")], body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn ids_sent(app: &FakeApp) -> Vec<String> {
+    app.received().iter().map(|d| d.header("x-stagehook-event-id").unwrap().to_string()).collect()
+}
+
+/// A replay cancels the event's queued retry (due in a day), and an attempt of the old series
+/// still in flight when the replay comes is recorded but decides nothing: its failure queues no
+/// retry, and it does not take the new series' job out of the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cancels_queued_jobs_and_outranks_the_old_series_in_flight() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 5, DAY);
+    // One at a time: the new series' job waits while the old series' attempt is out.
+    c.delivery.concurrency = 1;
+    let s = start(c).await;
+
+    // Queued: a retry a day away.
+    app.script([Reply::status(500)]);
+    let queued = s.stripe(&stripe_event("evt_queued")).await.json()["id"].as_str().unwrap().to_string();
+    wait_status(&s, &queued, "retrying").await;
+    queue_depth_becomes(&s, 1).await;
+    assert_eq!(replay(&s, &format!("/staging/webhooks/events/{queued}/replay"), b"").await["replayed"], 1);
+    let e = wait_status(&s, &queued, "processed").await;
+    assert_eq!(e["delivery_pending"], false, "the day-away retry was cancelled: {e}");
+    queue_depth_becomes(&s, 0).await;
+
+    // In flight: the app holds the old series' attempt, then refuses it with a 500.
+    app.script([Reply { status: 500, retry_after: None, delay: Duration::from_millis(1200) }]);
+    let held = s.stripe(&stripe_event("evt_held")).await.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(3).await;
+    assert_eq!(replay(&s, &format!("/staging/webhooks/events/{held}/replay"), b"").await["replayed"], 1);
+    assert_eq!(event_json(&s, &held).await["status"], "received", "a replay sets the status back");
+    let e = wait_status(&s, &held, "processed").await;
+    let h: Vec<(Value, Value, Value)> = e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["series"].clone(), h["attempt"].clone(), h["status"].clone()))
+        .collect();
+    assert!(h.contains(&(json!(1), json!(1), json!(500))), "the old attempt is in the history: {e}");
+    assert!(h.contains(&(json!(2), json!(1), json!(200))), "{e}");
+    assert_eq!(h.len(), 2, "{e}");
+    assert_eq!(e["delivery_pending"], false, "the old series' failure queued no retry: {e}");
+    queue_depth_becomes(&s, 0).await;
+    assert_eq!(ids_sent(&app), [queued.clone(), queued, held.clone(), held]);
+    s.stop().await;
+}
+
+/// The bulk replay: an empty body matches every event, `since` is inclusive, `until` exclusive,
+/// `limit` takes the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bulk_replay_filter_selects_by_time_and_limit() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10))).await;
+    let mut ids = Vec::new();
+    let mut at = Vec::new();
+    for i in 0..4 {
+        let id = s.stripe(&stripe_event(&format!("evt_bulk{i}"))).await.json()["id"].as_str().unwrap().to_string();
+        let e = wait_status(&s, &id, "processed").await;
+        at.push(e["received_at_ms"].as_i64().unwrap());
+        ids.push(id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+    let mut expected = ids.clone();
+
+    let cases: [(String, Vec<usize>); 4] = [
+        (format!(r#"{{"since": {}}}"#, at[2]), vec![3, 2]),
+        (format!(r#"{{"until": {}}}"#, at[1]), vec![0]),
+        (r#"{"limit": 2}"#.to_string(), vec![3, 2]),
+        (String::new(), vec![3, 2, 1, 0]),
+    ];
+    for (filter, picked) in cases {
+        let r = replay(&s, "/staging/webhooks/replay", filter.as_bytes()).await;
+        assert_eq!(r["replayed"], picked.len(), "{filter}: {r}");
+        expected.extend(picked.iter().map(|&i| ids[i].clone()));
+        app.wait_for(expected.len()).await;
+        for &i in &picked {
+            wait_status(&s, &ids[i], "processed").await;
+        }
+        let mut sent = ids_sent(&app);
+        let mut want = expected.clone();
+        sent.sort();
+        want.sort();
+        assert_eq!(sent, want, "{filter}");
+    }
+    s.stop().await;
+}
+
+/// At most `delivery.concurrency` attempts run at once; the others wait, `received`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_the_deliveries_in_flight() {
+    let app = FakeApp::start().await;
+    app.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(600) });
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    c.delivery.concurrency = 2;
+    let s = start(c).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.stripe(&stripe_event(&format!("evt_cc{i}"))).await.json()["id"].as_str().unwrap().to_string());
+    }
+    app.wait_for(2).await;
+    let rec = recovery(&s).await;
+    assert!(rec["in_flight"].as_u64().unwrap() <= 2, "{rec}");
+    let waiting = until("three events to wait", || async {
+        let page = s.get("/staging/webhooks/events?status=received").await.json();
+        let n = page["events"].as_array().unwrap().len();
+        (n >= 1).then_some(n)
+    })
+    .await;
+    assert!(waiting >= 1);
+    for id in &ids {
+        wait_status(&s, id, "processed").await;
+    }
+    // Each attempt is held 600 ms: with two at a time, the third starts after the first ends,
+    // the fifth after the third.
+    let got = app.received();
+    assert_eq!(got.len(), 5);
+    assert!(got[2].at - got[0].at >= Duration::from_millis(550), "{:?}", got[2].at - got[0].at);
+    assert!(got[4].at - got[2].at >= Duration::from_millis(550), "{:?}", got[4].at - got[2].at);
+    s.stop().await;
+}
+
+/// Two targets for one provider: each gets every event, with its own history entries, and their
+/// failures count towards one breaker, which `/recovery/stats` shows `half_open` while its
+/// probe is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_targets_share_one_breaker_seen_half_open() {
+    let (a, b) = (FakeApp::start().await, FakeApp::start().await);
+    a.set_default(Reply::status(503));
+    b.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[a.url("/a"), b.url("/b")], 50, Duration::from_millis(5000));
+    c.retry.max_delay = HumanDuration(Duration::from_secs(5));
+    c.circuit_breaker.failure_threshold = 2;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(800));
+    let s = start(c).await;
+    let id = s.stripe(&stripe_event("evt_two")).await.json()["id"].as_str().unwrap().to_string();
+    // One failure at each target opens it: the count is the provider's, not a target's.
+    let rec = until("the shared breaker to open", || async {
+        let rec = recovery(&s).await;
+        (rec["providers"]["stripe"]["breaker"]["state"] == "open").then_some(rec)
+    })
+    .await;
+    assert_eq!((a.received().len(), b.received().len()), (1, 1), "{rec}");
+    assert_eq!(rec["providers"]["stripe"]["breaker"]["consecutive_failures"], 2);
+
+    // The probe is held by the app: the breaker is half-open meanwhile.
+    a.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(1500) });
+    b.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(1500) });
+    until("the breaker to be half-open", || async {
+        (recovery(&s).await["providers"]["stripe"]["breaker"]["state"] == "half_open").then_some(())
+    })
+    .await;
+    let e = wait_status(&s, &id, "processed").await;
+    let mut delivered: Vec<String> = e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["outcome"] == "delivered")
+        .map(|h| h["target"].as_str().unwrap().to_string())
+        .collect();
+    delivered.sort();
+    let mut want = vec![a.url("/a"), b.url("/b")];
+    want.sort();
+    assert_eq!(delivered, want, "{e}");
+    assert_eq!(recovery(&s).await["providers"]["stripe"]["breaker"]["state"], "closed");
+    s.stop().await;
+}
+
+/// Retention runs at startup, deletes dead letters like any event, and keeps at most
+/// `max_events` (the newest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_at_startup_caps_the_count_and_deletes_dead_letters() {
+    let app = FakeApp::start().await;
+    app.set_default(Reply::status(422));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    c.retention.max_age = HumanDuration(Duration::from_secs(3600));
+    c.retention.interval = HumanDuration(DAY);
+    // The first run lives two hours in the past.
+    let clock = Clock::system();
+    clock.advance(-2 * 3600 * 1000);
+    let s = start_with_clock(c.clone(), clock.clone()).await;
+    let body = stripe_event("evt_dead");
+    let sig = support::stripe_header(support::STRIPE_SECRET, clock.now_s(), body.as_bytes());
+    let r = s
+        .post(
+            "/staging/webhooks/stripe",
+            &[("content-type", "application/json"), ("stripe-signature", &sig)],
+            body.as_bytes(),
+        )
+        .await;
+    let dead = r.json()["id"].as_str().unwrap().to_string();
+    wait_status(&s, &dead, "failed").await;
+    s.stop().await;
+
+    // Two hours later, a restart: the daily clean-up runs at once, and the dead letter goes.
+    clock.advance(2 * 3600 * 1000);
+    let s = start_with_clock(c.clone(), clock.clone()).await;
+    until("retention at startup", || async {
+        (s.get(&format!("/staging/webhooks/events/{dead}")).await.status == 404).then_some(())
+    })
+    .await;
+    assert_eq!(recovery(&s).await["retention_deleted"], 1);
+    app.set_default(Reply::status(200));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = s.stripe(&stripe_event(&format!("evt_cap{i}"))).await.json()["id"].as_str().unwrap().to_string();
+        wait_status(&s, &id, "processed").await;
+        ids.push(id);
+    }
+    s.stop().await;
+
+    let mut capped = c;
+    capped.retention.max_events = 2;
+    let s = start_with_clock(capped, clock).await;
+    until("the oldest beyond max_events to go", || async {
+        (s.get("/staging/webhooks/stats").await.json()["total_events"] == 2).then_some(())
+    })
+    .await;
+    for (i, id) in ids.iter().enumerate() {
+        let status = s.get(&format!("/staging/webhooks/events/{id}")).await.status;
+        assert_eq!(status, if i >= 3 { 200 } else { 404 }, "evt_cap{i}");
+    }
+    s.stop().await;
+}
+
+/// A queued retry keeps the URL its series started with across a restart with another
+/// `forward_to`; a replay then uses the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_keep_their_url_after_a_config_change() {
+    let (old, new) = (FakeApp::start().await, FakeApp::start().await);
+    old.script([Reply::status(500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let c = delivering(dir.path(), &[old.url("/old")], 5, Duration::from_millis(1500));
+    let s = start(c.clone()).await;
+    let id = s.stripe(&stripe_event("evt_moved")).await.json()["id"].as_str().unwrap().to_string();
+    wait_status(&s, &id, "retrying").await;
+    s.stop().await;
+
+    let mut moved = c;
+    moved.providers.stripe.as_mut().unwrap().forward_to = vec![new.url("/new")];
+    let s = start(moved).await;
+    let e = wait_status(&s, &id, "processed").await;
+    assert_eq!((old.received().len(), new.received().len()), (2, 0), "{e}");
+    assert_eq!(e["history"][1]["target"], old.url("/old"));
+    assert_eq!(replay(&s, &format!("/staging/webhooks/events/{id}/replay"), b"").await["replayed"], 1);
+    new.wait_for(1).await;
+    wait_status(&s, &id, "processed").await;
+    assert_eq!(old.received().len(), 2);
+    s.stop().await;
+}
+
+/// Retention passes over `received` and `processing` events (their delivery is queued) while it
+/// deletes an old event beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_received_and_processing_events() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Twilio has no target: its event is processed at once, and is the one retention may take.
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    c.delivery.concurrency = 1;
+    c.retention.max_age = HumanDuration(Duration::from_secs(3600));
+    c.retention.interval = HumanDuration(Duration::from_millis(50));
+    let clock = Clock::system();
+    let s = start_with_clock(c, clock.clone()).await;
+    let params = [("MessageSid", "SM_OLD"), ("From", "+1"), ("To", "+2")];
+    let sig = support::twilio_signature(support::TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
+    let r = s
+        .post(
+            "/staging/webhooks/sms",
+            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
+            support::form(&params).as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The first delivery is held by the app (processing); the second waits for the one slot.
+    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_millis(3000) }]);
+    let busy = s.stripe(&stripe_event("evt_busy")).await.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(1).await;
+    let waiting = s.stripe(&stripe_event("evt_waiting")).await.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(event_json(&s, &busy).await["status"], "processing");
+    assert_eq!(event_json(&s, &waiting).await["status"], "received");
+
+    clock.advance(2 * 3600 * 1000);
+    until("retention to delete the old processed event", || async {
+        (recovery(&s).await["retention_deleted"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(recovery(&s).await["retention_deleted"], 1, "only the event without a queued delivery");
+    assert!(s.store.find_by_event_id("twilio", "SM_OLD").unwrap().is_none());
+    for id in [&busy, &waiting] {
+        assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.status, 200, "{id} kept");
+    }
+    wait_status(&s, &waiting, "processed").await;
+    s.stop().await;
+}
