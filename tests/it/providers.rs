@@ -190,6 +190,15 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     let sent = send(&c, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s).await.unwrap();
     let answer: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
     assert!(answer["challenge"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
+    // And the challenge that comes back is the one sent: signed here, independently of `send`.
+    let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts = now_s().to_string();
+    let sig = crate::sdk_slack::generate_signature(SLACK_SECRET, &ts, body);
+    let headers =
+        [("content-type", "application/json"), ("x-slack-request-timestamp", ts.as_str()), ("x-slack-signature", &sig)];
+    let r = request(s.addr, "POST", "/staging/webhooks/slack", &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
 
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
     for spec in specs() {

@@ -15,7 +15,7 @@ use stagehook::secret::Secret;
 
 const TOLERANCE_S: i64 = 60 * 5;
 
-fn generate_signature(secret: &str, timestamp: &str, body: &str) -> String {
+pub fn generate_signature(secret: &str, timestamp: &str, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
