@@ -206,3 +206,71 @@ pub fn twilio_sdk_validate(uri: &str, body: &[u8], is_json: bool, signature: &st
     let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     [with_port, without_port].iter().any(|u| crate::support::twilio_signature(token, u, &pairs) == signature)
 }
+
+/// The app's own checks are judges of what stagehook delivers, so they must agree with the
+/// providers' published vectors: accept what they accept, refuse what they refuse.
+#[test]
+fn the_sdk_style_checks_agree_with_the_published_vectors() {
+    let v = crate::support::vectors();
+    let stripe = v["stripe"].as_array().unwrap();
+    let mut checked = 0;
+    for e in stripe.iter().filter(|e| e.get("header").is_some()) {
+        let (secret, payload, header) =
+            (e["secret"].as_str().unwrap(), e["payload"].as_str().unwrap().as_bytes(), e["header"].as_str().unwrap());
+        let tolerance = e["tolerance_s"].as_i64().unwrap();
+        let (valid_at, invalid_at) = (e["valid_at"].as_i64().unwrap(), e["invalid_at"].as_i64().unwrap());
+        assert_eq!(stripe_sdk_verify(payload, header, secret, tolerance, valid_at), Ok(()));
+        assert!(stripe_sdk_verify(payload, header, secret, tolerance, invalid_at).is_err(), "too old");
+        assert!(stripe_sdk_verify(&[payload, b" "].concat(), header, secret, tolerance, valid_at).is_err());
+        assert!(stripe_sdk_verify(payload, header, "whsec_other", tolerance, valid_at).is_err());
+        checked += 1;
+    }
+    for bad in stripe.iter().filter_map(|e| e.get("must_reject_headers")).flat_map(|h| h.as_array().unwrap()) {
+        let payload = stripe[0]["payload"].as_str().unwrap().as_bytes();
+        let secret = stripe[0]["secret"].as_str().unwrap();
+        assert!(stripe_sdk_verify(payload, bad.as_str().unwrap(), secret, 300, 1_533_204_620).is_err(), "{bad}");
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "one signed Stripe vector and seven malformed headers");
+
+    let twilio = v["twilio"].as_array().unwrap();
+    assert_eq!(twilio.len(), 5);
+    for e in twilio {
+        let (url, token, signature) =
+            (e["request_url"].as_str().unwrap(), e["auth_token"].as_str().unwrap(), e["signature"].as_str().unwrap());
+        let (body, is_json) = match e.get("body") {
+            Some(b) => (b.as_str().unwrap().to_string(), true),
+            None => {
+                let mut pairs = Vec::new();
+                for (k, value) in e["params"].as_object().unwrap() {
+                    match value {
+                        serde_json::Value::Array(vs) => {
+                            pairs.extend(vs.iter().map(|v| (k.clone(), v.as_str().unwrap())))
+                        }
+                        v => pairs.push((k.clone(), v.as_str().unwrap())),
+                    }
+                }
+                let mut s = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    s.append_pair(k, v);
+                }
+                (s.finish(), false)
+            }
+        };
+        assert!(twilio_sdk_validate(url, body.as_bytes(), is_json, signature, token), "{e}");
+        assert!(!twilio_sdk_validate(url, body.as_bytes(), is_json, signature, "54321"), "{e}");
+        let moved = url.replace("/myapp.php", "/other.php");
+        assert!(!twilio_sdk_validate(&moved, body.as_bytes(), is_json, signature, token), "{e}");
+    }
+    // The port is stripped before comparing, as twilio-python does.
+    let first = &twilio[0];
+    let with_port = first["request_url"].as_str().unwrap().replace("mycompany.com", "mycompany.com:1234");
+    let params: Vec<(String, String)> = first["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    assert!(twilio_sdk_validate(&with_port, body.as_bytes(), false, first["signature"].as_str().unwrap(), "12345"));
+}
