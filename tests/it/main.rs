@@ -15,6 +15,7 @@ mod delivery;
 mod fake_app;
 mod fuzz;
 mod guards;
+mod independent;
 mod origin;
 mod providers;
 mod redaction;
