@@ -12,6 +12,7 @@ mod crash;
 mod damage;
 mod dashboard;
 mod delivery;
+mod errors;
 mod fake_app;
 mod fuzz;
 mod guards;
