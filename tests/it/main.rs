@@ -13,6 +13,7 @@ mod damage;
 mod dashboard;
 mod delivery;
 mod errors;
+mod exits;
 mod fake_app;
 mod fuzz;
 mod guards;
