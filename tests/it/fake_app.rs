@@ -54,6 +54,9 @@ pub struct FakeApp {
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// While down: the port, bound but not listening, so connections are refused and nothing
+    /// else on the machine can take it before `restart`.
+    held: Option<tokio::net::TcpSocket>,
 }
 
 impl FakeApp {
@@ -61,7 +64,7 @@ impl FakeApp {
         let shared = Arc::new(Shared::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut app = FakeApp { addr, shared, stop: None, task: None };
+        let mut app = FakeApp { addr, shared, stop: None, task: None, held: None };
         app.serve(listener);
         app
     }
@@ -131,11 +134,25 @@ impl FakeApp {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        // Without SO_REUSEADDR first, so that no other socket can share the port while it is
+        // held; the listener's old connections in TIME_WAIT can refuse that, and then with it,
+        // as the listener had it (only a socket that asks for SO_REUSEADDR and this very port
+        // could then share it).
+        let hold = |reuse: bool| {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(reuse)?;
+            socket.bind(self.addr).map(|()| socket)
+        };
+        let socket = hold(false)
+            .or_else(|_| hold(true))
+            .unwrap_or_else(|e| panic!("the fake app cannot hold {} while down: {e}", self.addr));
+        self.held = Some(socket);
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same port, which it held while down.
     pub async fn restart(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let socket = self.held.take().expect("restart after go_down");
+        let listener = socket.listen(1024).unwrap();
         self.serve(listener);
     }
 
@@ -273,4 +290,17 @@ fn the_sdk_style_checks_agree_with_the_published_vectors() {
         .collect();
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
     assert!(twilio_sdk_validate(&with_port, body.as_bytes(), false, first["signature"].as_str().unwrap(), "12345"));
+}
+
+/// Down means refused, and the port stays the app's: nothing else can take it before `restart`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_down_the_port_refuses_connections_and_stays_held() {
+    let mut app = FakeApp::start().await;
+    app.go_down().await;
+    assert!(tokio::net::TcpStream::connect(app.addr).await.is_err(), "refused while down");
+    assert!(std::net::TcpListener::bind(app.addr).is_err(), "the port is held while down");
+    app.restart().await;
+    let r = crate::support::request(app.addr, "POST", "/up", &[], b"x").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.received().len(), 1);
 }
