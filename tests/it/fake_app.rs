@@ -54,6 +54,9 @@ pub struct FakeApp {
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// While down: the port, bound but not listening, so connections are refused and nothing
+    /// else on the machine can take it before `restart`.
+    held: Option<tokio::net::TcpSocket>,
 }
 
 impl FakeApp {
@@ -61,7 +64,7 @@ impl FakeApp {
         let shared = Arc::new(Shared::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut app = FakeApp { addr, shared, stop: None, task: None };
+        let mut app = FakeApp { addr, shared, stop: None, task: None, held: None };
         app.serve(listener);
         app
     }
@@ -131,11 +134,25 @@ impl FakeApp {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        // Without SO_REUSEADDR first, so that no other socket can share the port while it is
+        // held; the listener's old connections in TIME_WAIT can refuse that, and then with it,
+        // as the listener had it (only a socket that asks for SO_REUSEADDR and this very port
+        // could then share it).
+        let hold = |reuse: bool| {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(reuse)?;
+            socket.bind(self.addr).map(|()| socket)
+        };
+        let socket = hold(false)
+            .or_else(|_| hold(true))
+            .unwrap_or_else(|e| panic!("the fake app cannot hold {} while down: {e}", self.addr));
+        self.held = Some(socket);
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same port, which it held while down.
     pub async fn restart(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let socket = self.held.take().expect("restart after go_down");
+        let listener = socket.listen(1024).unwrap();
         self.serve(listener);
     }
 
@@ -205,4 +222,85 @@ pub fn twilio_sdk_validate(uri: &str, body: &[u8], is_json: bool, signature: &st
     let without_port = format!("{scheme}://{host}{tail}");
     let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     [with_port, without_port].iter().any(|u| crate::support::twilio_signature(token, u, &pairs) == signature)
+}
+
+/// The app's own checks are judges of what stagehook delivers, so they must agree with the
+/// providers' published vectors: accept what they accept, refuse what they refuse.
+#[test]
+fn the_sdk_style_checks_agree_with_the_published_vectors() {
+    let v = crate::support::vectors();
+    let stripe = v["stripe"].as_array().unwrap();
+    let mut checked = 0;
+    for e in stripe.iter().filter(|e| e.get("header").is_some()) {
+        let (secret, payload, header) =
+            (e["secret"].as_str().unwrap(), e["payload"].as_str().unwrap().as_bytes(), e["header"].as_str().unwrap());
+        let tolerance = e["tolerance_s"].as_i64().unwrap();
+        let (valid_at, invalid_at) = (e["valid_at"].as_i64().unwrap(), e["invalid_at"].as_i64().unwrap());
+        assert_eq!(stripe_sdk_verify(payload, header, secret, tolerance, valid_at), Ok(()));
+        assert!(stripe_sdk_verify(payload, header, secret, tolerance, invalid_at).is_err(), "too old");
+        assert!(stripe_sdk_verify(&[payload, b" "].concat(), header, secret, tolerance, valid_at).is_err());
+        assert!(stripe_sdk_verify(payload, header, "whsec_other", tolerance, valid_at).is_err());
+        checked += 1;
+    }
+    for bad in stripe.iter().filter_map(|e| e.get("must_reject_headers")).flat_map(|h| h.as_array().unwrap()) {
+        let payload = stripe[0]["payload"].as_str().unwrap().as_bytes();
+        let secret = stripe[0]["secret"].as_str().unwrap();
+        assert!(stripe_sdk_verify(payload, bad.as_str().unwrap(), secret, 300, 1_533_204_620).is_err(), "{bad}");
+        checked += 1;
+    }
+    assert_eq!(checked, 8, "one signed Stripe vector and seven malformed headers");
+
+    let twilio = v["twilio"].as_array().unwrap();
+    assert_eq!(twilio.len(), 5);
+    for e in twilio {
+        let (url, token, signature) =
+            (e["request_url"].as_str().unwrap(), e["auth_token"].as_str().unwrap(), e["signature"].as_str().unwrap());
+        let (body, is_json) = match e.get("body") {
+            Some(b) => (b.as_str().unwrap().to_string(), true),
+            None => {
+                let mut pairs = Vec::new();
+                for (k, value) in e["params"].as_object().unwrap() {
+                    match value {
+                        serde_json::Value::Array(vs) => {
+                            pairs.extend(vs.iter().map(|v| (k.clone(), v.as_str().unwrap())))
+                        }
+                        v => pairs.push((k.clone(), v.as_str().unwrap())),
+                    }
+                }
+                let mut s = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    s.append_pair(k, v);
+                }
+                (s.finish(), false)
+            }
+        };
+        assert!(twilio_sdk_validate(url, body.as_bytes(), is_json, signature, token), "{e}");
+        assert!(!twilio_sdk_validate(url, body.as_bytes(), is_json, signature, "54321"), "{e}");
+        let moved = url.replace("/myapp.php", "/other.php");
+        assert!(!twilio_sdk_validate(&moved, body.as_bytes(), is_json, signature, token), "{e}");
+    }
+    // The port is stripped before comparing, as twilio-python does.
+    let first = &twilio[0];
+    let with_port = first["request_url"].as_str().unwrap().replace("mycompany.com", "mycompany.com:1234");
+    let params: Vec<(String, String)> = first["params"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    assert!(twilio_sdk_validate(&with_port, body.as_bytes(), false, first["signature"].as_str().unwrap(), "12345"));
+}
+
+/// Down means refused, and the port stays the app's: nothing else can take it before `restart`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_down_the_port_refuses_connections_and_stays_held() {
+    let mut app = FakeApp::start().await;
+    app.go_down().await;
+    assert!(tokio::net::TcpStream::connect(app.addr).await.is_err(), "refused while down");
+    assert!(std::net::TcpListener::bind(app.addr).is_err(), "the port is held while down");
+    app.restart().await;
+    let r = crate::support::request(app.addr, "POST", "/up", &[], b"x").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.received().len(), 1);
 }

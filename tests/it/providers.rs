@@ -190,6 +190,15 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     let sent = send(&c, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s).await.unwrap();
     let answer: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
     assert!(answer["challenge"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
+    // And the challenge that comes back is the one sent: signed here, independently of `send`.
+    let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts = now_s().to_string();
+    let sig = crate::sdk_slack::generate_signature(SLACK_SECRET, &ts, body);
+    let headers =
+        [("content-type", "application/json"), ("x-slack-request-timestamp", ts.as_str()), ("x-slack-signature", &sig)];
+    let r = request(s.addr, "POST", "/staging/webhooks/slack", &headers, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}));
 
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
     for spec in specs() {
@@ -244,18 +253,19 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_send_command_lists_fires_and_reports() {
     let dir = tempfile::tempdir().unwrap();
-    // `send` finds stagehook through the config, so the server needs a known port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // `send` finds stagehook through the config: the server starts on a free port, and the
+    // file then names the port it took (a port found free and bound later could be taken).
     let path = dir.path().join("staging.toml");
     let text = format!(
-        "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[limits]\nrate_limit_per_minute = 0\n\
+        "[server]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[limits]\nrate_limit_per_minute = 0\n\
          [providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\n[providers.twilio]\nauth_token = \"{TWILIO_TOKEN}\"\n\
          [providers.stripe_eu]\nkind = \"stripe\"\nsecret = \"{EU_SECRET}\"\n",
         dir.path().join("data").display()
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, &text).unwrap();
     let cfg = path.to_str().unwrap().to_string();
     let mut server = spawn_binary(&["serve", "--config", &cfg], &[]).await;
+    std::fs::write(&path, text.replace("127.0.0.1:0", &server.addr.to_string())).unwrap();
 
     let run = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {

@@ -95,6 +95,8 @@ fn published_vectors_pass_and_altered_ones_fail() {
 #[test]
 fn stagehook_samples_and_deliveries_pass() {
     let p = Shopify { name: "shopify".into(), secrets: vec![Secret::new("first"), Secret::new("second")] };
+    // The fixtures README lists; an empty list would let the loop pass without a check.
+    assert_eq!(p.sample_types(), ["orders/create", "orders/paid"]);
     for topic in p.sample_types() {
         let sample = p.sample(Some(topic), 1_700_000_000).unwrap();
         let s = p.sign_delivery("http://app/hook", Some(sample.content_type), &sample.body, 1_700_000_000);

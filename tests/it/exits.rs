@@ -1,0 +1,166 @@
+//! The binary's promises from README: where each setting comes from (flags over the
+//! environment over the file, an empty variable ignored), and the exit codes of `serve` and
+//! `send`.
+
+use std::process::{Command, Stdio};
+
+use crate::fake_app::{twilio_sdk_validate, FakeApp, Reply};
+use crate::support::{spawn_binary, write_config, TWILIO_TOKEN};
+
+/// Runs the binary to completion with `env` added; (exit code, stdout + stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehook"));
+    cmd.args(args).stdin(Stdio::null());
+    for k in ["STRIPE_WEBHOOK_SECRET", "TWILIO_AUTH_TOKEN", "STAGEHOOK_SERVER_BIND", "STAGEHOOK_SERVER_DATA_DIR"] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Starts `serve`, reads where it listens and which folder it uses, and stops it.
+async fn started(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let mut s = spawn_binary(args, env).await;
+    let out = s.stdout.lock().clone();
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0), "{}", s.stderr.lock());
+    let data_dir = out.lines().find_map(|l| l.strip_prefix("data dir: ")).unwrap().to_string();
+    (s.addr.ip().to_string(), data_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_win_over_the_environment_which_wins_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap();
+    let (file_dir, env_dir, flag_dir) =
+        (dir.path().join("data"), dir.path().join("env-data"), dir.path().join("flag-data"));
+    let (env_dir, flag_dir) = (env_dir.to_str().unwrap(), flag_dir.to_str().unwrap());
+    let env = [("STAGEHOOK_SERVER_BIND", "127.0.0.2:0"), ("STAGEHOOK_SERVER_DATA_DIR", env_dir)];
+
+    // The file alone, and the file with empty variables: the file's.
+    let file = ("127.0.0.1".to_string(), file_dir.display().to_string());
+    assert_eq!(started(&["serve", "--config", cfg], &[]).await, file);
+    let empty = [("STAGEHOOK_SERVER_BIND", ""), ("STAGEHOOK_SERVER_DATA_DIR", "")];
+    assert_eq!(started(&["serve", "--config", cfg], &empty).await, file, "an empty variable is ignored");
+    // The environment over the file.
+    assert_eq!(started(&["serve", "--config", cfg], &env).await, ("127.0.0.2".to_string(), env_dir.to_string()));
+    // The flags over both.
+    let flags = ["serve", "--config", cfg, "--bind", "127.0.0.3:0", "--data-dir", flag_dir];
+    assert_eq!(started(&flags, &env).await, ("127.0.0.3".to_string(), flag_dir.to_string()));
+
+    // `check-config --show` names each source.
+    let source = |env: &[(&str, &str)]| {
+        let (code, out) = run(&["check-config", "--config", cfg, "--json", "--show"], env);
+        assert_eq!(code, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let e = &v["effective"];
+        (e["server.bind"]["source"].clone(), e["server.bind"]["value"].clone(), e["server.data_dir"]["source"].clone())
+    };
+    let (bind_src, bind, dir_src) = source(&env);
+    assert_eq!((bind_src.as_str(), bind.as_str()), (Some("env STAGEHOOK_SERVER_BIND"), Some("\"127.0.0.2:0\"")));
+    assert_eq!(dir_src, "env STAGEHOOK_SERVER_DATA_DIR");
+    let (bind_src, bind, dir_src) = source(&empty);
+    assert_eq!(
+        (bind_src.as_str(), bind.as_str(), dir_src.as_str()),
+        (Some("file"), Some("\"127.0.0.1:0\""), Some("file"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_2_on_a_held_folder_and_1_on_a_taken_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let mut first = spawn_binary(&["serve", "--config", &cfg], &[]).await;
+    // A second stagehook on the same folder, on another port: the startup check finds the lock,
+    // a configuration error.
+    let second = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg], &[])).await.unwrap()
+    };
+    assert_eq!(second.0, 2, "{}", second.1);
+    assert!(second.1.contains("data_dir.in_use"), "{}", second.1);
+    first.signal("TERM");
+    assert_eq!(first.wait().await.code(), Some(0));
+
+    // A port another process listens on: held here for as long as the attempt runs.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg, "--bind", &bind], &[])).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot listen on"), "{out}");
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exit_codes_and_signing_for_the_public_url() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // stagehook's bind is the fake app, so what `send` sends lands there to be judged.
+    let public = "https://hooks.example.com";
+    let extra = format!("[providers.twilio]\nauth_token = \"{TWILIO_TOKEN}\"\n");
+    let cfg = write_config(dir.path(), &extra);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{}\"\npublic_url = \"{public}\"", app.addr));
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(["--config".to_string(), cfg.clone()]);
+        tokio::task::spawn_blocking(move || run(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[]))
+    };
+
+    // Signed for the public URL, not for the address it was sent to.
+    let (code, out) = send(&["twilio"]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    let got = app.wait_for(1).await;
+    let r = &got[0];
+    assert_eq!(r.path, "/staging/webhooks/sms");
+    let sig = r.header("x-twilio-signature").unwrap();
+    let json = r.header("content-type").is_some_and(|c| c.starts_with("application/json"));
+    let query = if r.query.is_empty() { String::new() } else { format!("?{}", r.query) };
+    let url = format!("{public}/staging/webhooks/sms{query}");
+    assert!(twilio_sdk_validate(&url, &r.body, json, sig, TWILIO_TOKEN), "signed for {url}");
+    let local = format!("http://{}/staging/webhooks/sms{query}", app.addr);
+    assert!(!twilio_sdk_validate(&local, &r.body, json, sig, TWILIO_TOKEN));
+
+    // A non-2xx answer: 1.
+    app.set_default(Reply::status(500));
+    let (code, out) = send(&["stripe"]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("-> 500"), "{out}");
+    // No connection: 1.
+    // A port bound but not listening refuses connections, and stays ours while held.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
+    let (code, out) = send(&["stripe", "--to", &format!("http://{closed}/hook")]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    drop(socket);
+    // No secret to sign with: 1, and nothing sent.
+    let before = app.received().len();
+    let no_secret = dir.path().join("no-secret.toml");
+    std::fs::write(
+        &no_secret,
+        std::fs::read_to_string(&cfg).unwrap().replace(&format!("auth_token = \"{TWILIO_TOKEN}\""), ""),
+    )
+    .unwrap();
+    let ns = no_secret.to_str().unwrap().to_string();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["send", "twilio", "--config", &ns], &[])).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(app.received().len(), before, "nothing sent");
+    // A configuration error: 2.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_body_bytes = \"big\"\n").unwrap();
+    let bad = bad.to_str().unwrap().to_string();
+    let (code, out) =
+        tokio::task::spawn_blocking(move || run(&["send", "stripe", "--config", &bad], &[])).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+}
