@@ -25,18 +25,6 @@ fn delivering(dir: &Path, url: &str, attempts: u32, base_ms: u64) -> Config {
     c
 }
 
-async fn event_json(s: &support::TestServer, id: &str) -> Value {
-    s.get(&format!("/staging/webhooks/events/{id}")).await.json()
-}
-
-async fn wait_status(s: &support::TestServer, id: &str, status: &str) -> Value {
-    until(&format!("{id} to be {status}"), || async {
-        let e = event_json(s, id).await;
-        (e["status"] == status).then_some(e)
-    })
-    .await
-}
-
 /// `/recovery/stats` once the queue is empty: its counters follow the records a moment after the
 /// batch that changed both is applied (once it is flushed), so they are polled, not read once.
 async fn queue_drained(s: &support::TestServer) -> Value {
@@ -93,7 +81,7 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     let sig = d.header("stripe-signature").unwrap();
     stripe_sdk_verify(&d.body, sig, STRIPE_SECRET, 300, support::now_s()).expect("the app's SDK accepts it");
 
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     assert_eq!(e["attempts"], 1);
     let h = &e["history"][0];
     assert_eq!((h["attempt"].clone(), h["series"].clone(), h["status"].clone()), (json!(1), json!(1), json!(200)));
@@ -129,7 +117,7 @@ async fn a_replay_hours_later_is_signed_afresh() {
     let err =
         stripe_sdk_verify(&first.body, first.header("stripe-signature").unwrap(), STRIPE_SECRET, 300, support::now_s());
     assert_eq!(err.unwrap_err(), "Timestamp outside the tolerance zone");
-    wait_status(&s, &id, "processed").await;
+    support::wait_status(&s, &id, "processed").await;
 
     // Five hours later, a replay: a new series whose signature the SDK accepts now.
     clock.advance(5 * 3600 * 1000);
@@ -141,7 +129,7 @@ async fn a_replay_hours_later_is_signed_afresh() {
     assert_eq!(second.body, first.body);
     stripe_sdk_verify(&second.body, second.header("stripe-signature").unwrap(), STRIPE_SECRET, 300, support::now_s())
         .expect("a replay verifies at the app");
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     let series: Vec<Value> = e["history"].as_array().unwrap().iter().map(|h| h["series"].clone()).collect();
     assert_eq!(series, [json!(1), json!(2)], "history kept across series");
     s.stop().await;
@@ -206,7 +194,7 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
     c.circuit_breaker.failure_threshold = 50;
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_5xx")).await.json()["id"].as_str().unwrap().to_string();
-    let e = wait_status(&s, &id, "failed").await;
+    let e = support::wait_status(&s, &id, "failed").await;
     let got = app.received();
     assert_eq!(got.len(), 3);
     let attempts: Vec<&str> = got.iter().map(|d| d.header("x-stagehook-attempt").unwrap()).collect();
@@ -233,13 +221,13 @@ async fn client_errors_are_permanent_and_retry_after_is_honoured() {
     let s = start(delivering(dir.path(), &app.url("/hook"), 5, 10)).await;
     app.script([Reply::status(422)]);
     let id = s.stripe(&stripe_event("evt_4xx")).await.json()["id"].as_str().unwrap().to_string();
-    let e = wait_status(&s, &id, "failed").await;
+    let e = support::wait_status(&s, &id, "failed").await;
     assert_eq!(e["attempts"], 1, "a 4xx is not retried");
 
     // 429 with Retry-After: 1 s, although the schedule says 10 ms.
     app.script([Reply { status: 429, retry_after: Some(1), delay: Duration::ZERO }, Reply::status(200)]);
     let id = s.stripe(&stripe_event("evt_429")).await.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &id, "processed").await;
+    support::wait_status(&s, &id, "processed").await;
     let got = app.received();
     let gap = got[2].at - got[1].at;
     assert!(gap >= Duration::from_millis(950), "Retry-After honoured: {gap:?}");
@@ -280,10 +268,10 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sms = s.store.find_by_event_id("twilio", "SM_CB").unwrap().unwrap().to_string();
-    wait_status(&s, &sms, "processed").await;
+    support::wait_status(&s, &sms, "processed").await;
     assert_eq!(other.received().len(), 1);
     assert_eq!(app.received().len(), 3);
-    assert_eq!(event_json(&s, &id).await["attempts"], 3);
+    assert_eq!(support::event_json(&s, &id).await["attempts"], 3);
     assert_eq!(
         s.get("/staging/webhooks/recovery/stats").await.json()["providers"]["stripe"]["breaker"]["state"],
         "open"
@@ -291,7 +279,7 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
 
     // The app recovers; after the recovery timeout one probe goes through and closes it.
     app.set_default(Reply::status(200));
-    wait_status(&s, &id, "processed").await;
+    support::wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 4);
     let rec = s.get("/staging/webhooks/recovery/stats").await.json();
     assert_eq!(rec["providers"]["stripe"]["breaker"]["state"], "closed");
@@ -307,13 +295,13 @@ async fn a_restart_mid_retry_resumes_without_loss_or_double_count() {
     let c = delivering(dir.path(), &app.url("/hook"), 5, 700);
     let s = start(c.clone()).await;
     let id = s.stripe(&stripe_event("evt_restart")).await.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &id, "retrying").await;
+    support::wait_status(&s, &id, "retrying").await;
     assert_eq!(app.received().len(), 1, "one attempt before the stop");
     s.stop().await;
     assert_eq!(app.received().len(), 1, "the retry was not due yet: nothing sent while stopping");
 
     let s = start(c).await;
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 2, "one failed attempt, one delivery");
     assert_eq!(e["attempts"], 2);
     queue_drained(&s).await;
@@ -338,7 +326,7 @@ async fn replay_single_and_bulk_and_409_without_target() {
         ids.push(s.stripe(&stripe_event(&format!("evt_rp{i}"))).await.json()["id"].as_str().unwrap().to_string());
     }
     for id in &ids {
-        wait_status(&s, id, "failed").await;
+        support::wait_status(&s, id, "failed").await;
     }
     let listed = s.get("/staging/webhooks/events?status=failed&provider=stripe").await.json();
     assert_eq!(listed["events"].as_array().unwrap().len(), 3, "{listed}");
@@ -354,7 +342,7 @@ async fn replay_single_and_bulk_and_409_without_target() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["replayed"], 3);
     for id in &ids {
-        let e = wait_status(&s, id, "processed").await;
+        let e = support::wait_status(&s, id, "processed").await;
         assert_eq!(e["attempts"], 2, "history kept: one refused, one delivered");
     }
     assert_eq!(app.received().len(), 6);
@@ -462,7 +450,7 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
     )
     .await;
     let keep = s.store.find_by_event_id("twilio", "SM_KEEP").unwrap().unwrap().to_string();
-    wait_status(&s, &keep, "retrying").await;
+    support::wait_status(&s, &keep, "retrying").await;
 
     clock.advance(2 * 3600 * 1000);
     until("retention to run", || async {
@@ -471,7 +459,7 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
     })
     .await;
     assert!(s.store.find_by_event_id("stripe", "evt_ret0").unwrap().is_none(), "dedup keys go with the event");
-    assert_eq!(event_json(&s, &keep).await["delivery_pending"], true);
+    assert_eq!(support::event_json(&s, &keep).await["delivery_pending"], true);
     assert_eq!(s.get("/staging/webhooks/recovery/stats").await.json()["retention_deleted"], 3);
     s.stop().await;
 }
@@ -501,7 +489,7 @@ async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
     app.restart().await;
     let mut failed_attempts = 0;
     for id in &ids {
-        let e = wait_status(&s, id, "processed").await;
+        let e = support::wait_status(&s, id, "processed").await;
         let history = e["history"].as_array().unwrap();
         let delivered = history.iter().filter(|h| h["outcome"] == "delivered").count();
         assert_eq!(delivered, 1, "{id}: {history:?}");
@@ -535,13 +523,13 @@ async fn shutdown_lets_a_delivery_in_flight_finish() {
     app.wait_for(1).await;
     s.stop().await;
     let s = start(c).await;
-    let e = event_json(&s, &id).await;
+    let e = support::event_json(&s, &id).await;
     assert_eq!(e["status"], "processed", "the delivery in flight was recorded before the store closed: {e}");
     // A later event goes through: had the first one's job stayed queued, it was due earlier and
     // would have been sent first.
     app.set_default(Reply::status(200));
     let later = s.stripe(&stripe_event("evt_after_restart")).await.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &later, "processed").await;
+    support::wait_status(&s, &later, "processed").await;
     let sent: Vec<String> =
         app.received().iter().map(|d| d.header("x-stagehook-event-id").unwrap().to_string()).collect();
     assert_eq!(sent, [id.clone(), later], "the first was not attempted again");
@@ -557,7 +545,7 @@ async fn a_slow_app_times_out_and_is_retried() {
     c.providers.stripe.as_mut().unwrap().timeout = HumanDuration(Duration::from_millis(300));
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_slow")).await.json()["id"].as_str().unwrap().to_string();
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     let h = e["history"].as_array().unwrap();
     assert_eq!(h.len(), 2, "{h:?}");
     assert_eq!(h[0]["error"], "timed out");

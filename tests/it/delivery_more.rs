@@ -25,18 +25,6 @@ fn delivering(dir: &Path, urls: &[String], attempts: u32, base: Duration) -> Con
     c
 }
 
-async fn event_json(s: &support::TestServer, id: &str) -> Value {
-    s.get(&format!("/staging/webhooks/events/{id}")).await.json()
-}
-
-async fn wait_status(s: &support::TestServer, id: &str, status: &str) -> Value {
-    until(&format!("{id} to be {status}"), || async {
-        let e = event_json(s, id).await;
-        (e["status"] == status).then_some(e)
-    })
-    .await
-}
-
 async fn recovery(s: &support::TestServer) -> Value {
     s.get("/staging/webhooks/recovery/stats").await.json()
 }
@@ -76,10 +64,10 @@ async fn a_replay_cancels_queued_jobs_and_outranks_the_old_series_in_flight() {
     // Queued: a retry a day away.
     app.script([Reply::status(500)]);
     let queued = s.stripe(&stripe_event("evt_queued")).await.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &queued, "retrying").await;
+    support::wait_status(&s, &queued, "retrying").await;
     queue_depth_becomes(&s, 1).await;
     assert_eq!(replay(&s, &format!("/staging/webhooks/events/{queued}/replay"), b"").await["replayed"], 1);
-    let e = wait_status(&s, &queued, "processed").await;
+    let e = support::wait_status(&s, &queued, "processed").await;
     assert_eq!(e["delivery_pending"], false, "the day-away retry was cancelled: {e}");
     queue_depth_becomes(&s, 0).await;
 
@@ -88,8 +76,8 @@ async fn a_replay_cancels_queued_jobs_and_outranks_the_old_series_in_flight() {
     let held = s.stripe(&stripe_event("evt_held")).await.json()["id"].as_str().unwrap().to_string();
     app.wait_for(3).await;
     assert_eq!(replay(&s, &format!("/staging/webhooks/events/{held}/replay"), b"").await["replayed"], 1);
-    assert_eq!(event_json(&s, &held).await["status"], "received", "a replay sets the status back");
-    let e = wait_status(&s, &held, "processed").await;
+    assert_eq!(support::event_json(&s, &held).await["status"], "received", "a replay sets the status back");
+    let e = support::wait_status(&s, &held, "processed").await;
     let h: Vec<(Value, Value, Value)> = e["history"]
         .as_array()
         .unwrap()
@@ -116,7 +104,7 @@ async fn the_bulk_replay_filter_selects_by_time_and_limit() {
     let mut at = Vec::new();
     for i in 0..4 {
         let id = s.stripe(&stripe_event(&format!("evt_bulk{i}"))).await.json()["id"].as_str().unwrap().to_string();
-        let e = wait_status(&s, &id, "processed").await;
+        let e = support::wait_status(&s, &id, "processed").await;
         at.push(e["received_at_ms"].as_i64().unwrap());
         ids.push(id);
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -136,7 +124,7 @@ async fn the_bulk_replay_filter_selects_by_time_and_limit() {
         expected.extend(picked.iter().map(|&i| ids[i].clone()));
         app.wait_for(expected.len()).await;
         for &i in &picked {
-            wait_status(&s, &ids[i], "processed").await;
+            support::wait_status(&s, &ids[i], "processed").await;
         }
         let mut sent = ids_sent(&app);
         let mut want = expected.clone();
@@ -171,7 +159,7 @@ async fn concurrency_bounds_the_deliveries_in_flight() {
     .await;
     assert!(waiting >= 1);
     for id in &ids {
-        wait_status(&s, id, "processed").await;
+        support::wait_status(&s, id, "processed").await;
     }
     // Each attempt is held 600 ms: with two at a time, the third starts after the first ends,
     // the fifth after the third.
@@ -213,7 +201,7 @@ async fn several_targets_share_one_breaker_seen_half_open() {
         (recovery(&s).await["providers"]["stripe"]["breaker"]["state"] == "half_open").then_some(())
     })
     .await;
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     let mut delivered: Vec<String> = e["history"]
         .as_array()
         .unwrap()
@@ -253,7 +241,7 @@ async fn retention_runs_at_startup_caps_the_count_and_deletes_dead_letters() {
         )
         .await;
     let dead = r.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &dead, "failed").await;
+    support::wait_status(&s, &dead, "failed").await;
     s.stop().await;
 
     // Two hours later, a restart: the daily clean-up runs at once, and the dead letter goes.
@@ -268,7 +256,7 @@ async fn retention_runs_at_startup_caps_the_count_and_deletes_dead_letters() {
     let mut ids = Vec::new();
     for i in 0..5 {
         let id = s.stripe(&stripe_event(&format!("evt_cap{i}"))).await.json()["id"].as_str().unwrap().to_string();
-        wait_status(&s, &id, "processed").await;
+        support::wait_status(&s, &id, "processed").await;
         ids.push(id);
     }
     s.stop().await;
@@ -297,18 +285,18 @@ async fn queued_jobs_keep_their_url_after_a_config_change() {
     let c = delivering(dir.path(), &[old.url("/old")], 5, Duration::from_millis(1500));
     let s = start(c.clone()).await;
     let id = s.stripe(&stripe_event("evt_moved")).await.json()["id"].as_str().unwrap().to_string();
-    wait_status(&s, &id, "retrying").await;
+    support::wait_status(&s, &id, "retrying").await;
     s.stop().await;
 
     let mut moved = c;
     moved.providers.stripe.as_mut().unwrap().forward_to = vec![new.url("/new")];
     let s = start(moved).await;
-    let e = wait_status(&s, &id, "processed").await;
+    let e = support::wait_status(&s, &id, "processed").await;
     assert_eq!((old.received().len(), new.received().len()), (2, 0), "{e}");
     assert_eq!(e["history"][1]["target"], old.url("/old"));
     assert_eq!(replay(&s, &format!("/staging/webhooks/events/{id}/replay"), b"").await["replayed"], 1);
     new.wait_for(1).await;
-    wait_status(&s, &id, "processed").await;
+    support::wait_status(&s, &id, "processed").await;
     assert_eq!(old.received().len(), 2);
     s.stop().await;
 }
@@ -341,8 +329,8 @@ async fn retention_keeps_received_and_processing_events() {
     let busy = s.stripe(&stripe_event("evt_busy")).await.json()["id"].as_str().unwrap().to_string();
     app.wait_for(1).await;
     let waiting = s.stripe(&stripe_event("evt_waiting")).await.json()["id"].as_str().unwrap().to_string();
-    assert_eq!(event_json(&s, &busy).await["status"], "processing");
-    assert_eq!(event_json(&s, &waiting).await["status"], "received");
+    assert_eq!(support::event_json(&s, &busy).await["status"], "processing");
+    assert_eq!(support::event_json(&s, &waiting).await["status"], "received");
 
     clock.advance(2 * 3600 * 1000);
     until("retention to delete the old processed event", || async {
@@ -354,6 +342,6 @@ async fn retention_keeps_received_and_processing_events() {
     for id in [&busy, &waiting] {
         assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.status, 200, "{id} kept");
     }
-    wait_status(&s, &waiting, "processed").await;
+    support::wait_status(&s, &waiting, "processed").await;
     s.stop().await;
 }

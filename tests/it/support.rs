@@ -420,3 +420,17 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `GET /staging/webhooks/events/{id}`, as JSON.
+pub async fn event_json(s: &TestServer, id: &str) -> Value {
+    s.get(&format!("/staging/webhooks/events/{id}")).await.json()
+}
+
+/// Polls the event until its status is `status` (at most 20 s), and returns it.
+pub async fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
+    until(&format!("{id} to be {status}"), || async {
+        let e = event_json(s, id).await;
+        (e["status"] == status).then_some(e)
+    })
+    .await
+}
