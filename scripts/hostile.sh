@@ -38,10 +38,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/staging.toml" <<EOF
 [server]
-bind = "127.0.0.1:$port"
+bind = "127.0.0.1:0"
 data_dir = "$work/data"
 # The genuine events and the spoofing attacks come through a proxy on loopback.
 trusted_proxies = ["127.0.0.0/8"]
@@ -56,6 +55,8 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 grep -q "listening on" "$work/stdout.log" || { echo "stagehook did not start: $(cat "$work/stderr.log")" >&2; exit 1; }
+# It binds port 0 and says which port it got.
+port=$(grep -o 'listening on http://[^ ]*' "$work/stdout.log" | head -1 | sed 's/.*://')
 echo "== stagehook $pid on 127.0.0.1:$port (open-file limit $(ulimit -n)); $PHASE_SECONDS s a phase"
 
 table=$(target/release/examples/hostile "127.0.0.1:$port" "$pid" "$SECRET" "$PHASE_SECONDS" "$IDLE" | tee /dev/stderr)

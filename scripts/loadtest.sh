@@ -51,9 +51,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts a server in the background, waits for its "listening on" line, and sets $pid.
+# Starts a server in the background, waits for its "listening on" line, and sets $pid and
+# $port (servers bind port 0, so no port is picked here and then taken by someone else).
 start() {
     local log=$1
     shift
@@ -61,7 +61,10 @@ start() {
     pid=$!
     pids+=("$pid")
     for _ in $(seq 200); do
-        grep -q "listening on" "$log" && return 0
+        if grep -q "listening on" "$log"; then
+            port=$(grep -o 'listening on http://[^ ]*' "$log" | head -1 | sed 's/.*://')
+            return 0
+        fi
         sleep 0.05
     done
     echo "server did not start: $(cat "$log")" >&2
@@ -125,15 +128,13 @@ cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
 rows=()
 for c in $CONNS; do
-    port=$(free_port)
-    start "$work/floor.log" target/release/examples/floor "127.0.0.1:$port"
+    start "$work/floor.log" target/release/examples/floor "127.0.0.1:0"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
     stop "$pid"
     floor_rps=$rps floor_p50=$p50 floor_p99=$p99
 
-    port=$(free_port)
     data="$work/data-$c"
-    config "$port" "$data" "$work/staging.toml"
+    config 0 "$data" "$work/staging.toml"
     # One log line per request would measure the terminal; warnings only.
     start "$work/stagehook.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/staging.toml"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
@@ -154,8 +155,7 @@ for c in $CONNS; do
     if [ -n "$BASELINE" ]; then
         # The same run against another build, to compare a change with what it changes.
         new_rps=$rps
-        port=$(free_port)
-        config "$port" "$work/data-baseline-$c" "$work/staging.toml"
+        config 0 "$work/data-baseline-$c" "$work/staging.toml"
         start "$work/baseline.log" env RUST_LOG=warn "$BASELINE" serve --config "$work/staging.toml"
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         stop "$pid"
@@ -181,10 +181,8 @@ if [ "$MILLION" -gt 0 ]; then
         exit 1
     fi
 
-    port=$(free_port)
     data="$work/data-million"
-    config "$port" "$data" "$work/million.toml"
-    url="http://127.0.0.1:$port"
+    config 0 "$data" "$work/million.toml"
 
     # Stripe's tolerance is 300 s: signed just before they are sent, and all of them must arrive
     # within it (a late one is refused, which the checks below catch).
@@ -192,6 +190,9 @@ if [ "$MILLION" -gt 0 ]; then
     target/release/examples/presign "$MILLION" "$SECRET" "$work/million.tsv" "$BODY_BYTES"
     echo "-- signed in $(since_ms "$signed_at") ms"
     start "$work/million.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/million.toml"
+    url="http://127.0.0.1:$port"
+    # The restart below listens on the same port, which the poller watches before it starts.
+    config "$port" "$data" "$work/million.toml"
     # Once mode: each event exactly once, and wrk ends when all are answered; -d only bounds a run
     # in which some answer never comes.
     threads=$(( MILLION < 2 ? 1 : 2 ))
