@@ -875,4 +875,19 @@ mod tests {
         store.shutdown().await.unwrap();
         assert!(!store.writable(), "a stopped writer takes no writes");
     }
+
+    /// After shutdown every write is refused as unavailable (a 503 to the client), never lost
+    /// silently or left waiting; reads still work.
+    #[tokio::test]
+    async fn writes_after_shutdown_are_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        let first = store.ingest(new_event(0, &[])).await.unwrap();
+        store.shutdown().await.unwrap();
+        let unavailable = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Unavailable(_)));
+        assert!(unavailable(store.ingest(new_event(1, &[])).await.map(drop)));
+        assert!(unavailable(store.replay(vec![(first.id, vec!["http://app/hook".into()])]).await.map(drop)));
+        assert!(unavailable(store.flush().await));
+        assert!(store.get_record(first.id).unwrap().is_some());
+    }
 }
