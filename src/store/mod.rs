@@ -215,6 +215,8 @@ struct Inner {
     jobs_added: Arc<tokio::sync::Notify>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
+    /// Event reads still to fail on purpose (the same, for reads).
+    fail_reads: AtomicU32,
     /// Set by the writer when a commit fails, cleared when a durable one succeeds; read by the
     /// health check. A `parking_lot` mutex: held for a clone, never across an await.
     last_failure: Arc<Mutex<Option<CommitFailure>>>,
@@ -270,6 +272,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 jobs_added,
                 fail_flushes,
+                fail_reads: AtomicU32::new(0),
                 last_failure,
             }),
         })
@@ -389,6 +392,7 @@ impl Store {
         limit: usize,
         scan_limit: usize,
     ) -> Result<EventPage, StoreError> {
+        self.injected_read_failure()?;
         let low = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
         let high = match (cursor, filter.until_ms) {
             (Some(c), _) => keys::id_key(keys::EVENT, c),
@@ -496,6 +500,7 @@ impl Store {
     /// One event by our id, for display: whatever of it reads back, and what is wrong with the
     /// rest. `Err` only when the store cannot be read at all.
     pub fn read_event(&self, id: Ulid) -> Result<Option<StoredEvent>, StoreError> {
+        self.injected_read_failure()?;
         let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
             return Ok(None);
         };
@@ -560,6 +565,24 @@ impl Store {
     #[doc(hidden)]
     pub fn inject_flush_failures(&self, n: u32) {
         self.inner.fail_flushes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` event reads (`list_events`, `read_event`) fail as a failing disk
+    /// would, to exercise the 503 path of reads in tests.
+    #[doc(hidden)]
+    pub fn inject_read_failures(&self, n: u32) {
+        self.inner.fail_reads.store(n, Ordering::SeqCst);
+    }
+
+    fn injected_read_failure(&self) -> Result<(), StoreError> {
+        let fail = &self.inner.fail_reads;
+        // One relaxed load when nothing is injected, which is always outside tests.
+        if fail.load(Ordering::Relaxed) > 0
+            && fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(StoreError::Unavailable("read failed: injected read failure".into()));
+        }
+        Ok(())
     }
 
     /// Overwrites a stored record with bytes that do not decode, as a faulty write or an old bug

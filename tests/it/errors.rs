@@ -143,3 +143,20 @@ async fn every_kind_of_answer_carries_the_security_headers() {
     assert_error(&r, 500, "storage_corrupt", "curl of a damaged event");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_of_the_store_is_storage_unavailable_and_the_next_one_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let r = s.stripe(&stripe_event("evt_read_fault")).await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    s.store.inject_read_failures(2);
+    for path in ["/staging/webhooks/events".to_string(), format!("/staging/webhooks/events/{id}")] {
+        let r = s.get(&path).await;
+        assert_eq!((r.status, r.code().as_str()), (503, "storage_unavailable"), "{path}: {}", r.text());
+        assert_security_headers(&r);
+    }
+    let r = s.get(&format!("/staging/webhooks/events/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s.stop().await;
+}
