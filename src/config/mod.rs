@@ -559,16 +559,7 @@ impl Config {
 
     /// Value checks that the types alone cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.server.public_url {
-            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-                return Err(err(
-                    "server.public_url",
-                    format!("`{}` is not an http(s) URL such as https://abc.example.com", crate::redact::url(url)),
-                ));
-            }
-        }
-        // public_url's host and origin, allowed_origins and allowed_hosts, read as the origin
+        // public_url (an http(s) URL with a host), its host and origin, allowed_origins and allowed_hosts, read as the origin
         // checks will read them.
         crate::http::origin::Policy::new(&self.server)?;
         for (i, p) in self.server.trusted_proxies.iter().enumerate() {

@@ -87,7 +87,7 @@ impl Policy {
             let (host, origin) = parsed.ok_or_else(|| {
                 bad(
                     "server.public_url".into(),
-                    format!("`{url}` is not an http(s) URL such as https://abc.example.com"),
+                    format!("`{}` is not an http(s) URL such as https://abc.example.com", crate::redact::url(url)),
                 )
             })?;
             hosts.push(host);

@@ -224,10 +224,10 @@ impl Shared {
     }
 
     /// A request's headers are complete: the connection is no longer a candidate for eviction.
-    /// Its entry stays where it is, and eviction passes over it. Returns false when it was
-    /// evicted first (it is closing).
-    fn begin(&self, conn: &Conn) -> bool {
-        conn.phase.compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    /// Its entry stays where it is, and eviction passes over it. A connection evicted a moment
+    /// before stays evicted: it is closing, and this request goes with it.
+    fn begin(&self, conn: &Conn) {
+        let _ = conn.phase.compare_exchange(WAITING, ACTIVE, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The response is ready: the connection waits for the next request.
