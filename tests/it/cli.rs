@@ -43,14 +43,7 @@ async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
         assert_eq!(r.status, 200);
         ids.push(r.json()["id"].as_str().unwrap().to_string());
     }
-    let bad = crate::support::request(
-        s.addr,
-        "POST",
-        "/staging/webhooks/stripe",
-        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
-        b"{}",
-    )
-    .await;
+    let bad = crate::support::post_badly_signed(s.addr).await;
     assert_eq!(bad.code(), "invalid_signature");
     s.signal("TERM");
     let status = s.wait().await;
@@ -89,14 +82,7 @@ async fn sigterm_finishes_flushes_and_exits_0_and_logs_are_structured() {
     let r = s.stripe(&stripe_event("evt_int")).await;
     assert_eq!(r.status, 200);
     let int_id = r.json()["id"].as_str().unwrap().to_string();
-    crate::support::request(
-        s.addr,
-        "POST",
-        "/staging/webhooks/stripe",
-        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
-        b"{}",
-    )
-    .await;
+    crate::support::post_badly_signed(s.addr).await;
     s.signal("INT");
     assert_eq!(s.wait().await.code(), Some(0), "stderr: {}", s.stderr.lock());
     assert!(s.stderr.lock().contains("stopped cleanly"), "stderr: {}", s.stderr.lock());

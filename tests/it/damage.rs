@@ -289,15 +289,13 @@ async fn health_is_degraded_after_a_failed_commit_until_one_succeeds() {
     assert!(health["store"]["last_error"].as_str().unwrap().contains("injected flush failure"), "{health}");
     assert!(health["store"]["last_error_at_ms"].as_i64().is_some(), "{health}");
     // Refusals alone are not written durably, so they prove nothing: still degraded.
-    support::request(
-        s.addr,
-        "POST",
-        "/staging/webhooks/stripe",
-        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
-        b"{}",
-    )
+    support::post_badly_signed(s.addr).await;
+    // Once its batch is in (the refusal is counted), the store is still degraded.
+    until("the refusal to be counted", || async {
+        let stats = s.get("/staging/webhooks/stats").await.json();
+        (stats["rejections"]["invalid_signature"] == 1).then_some(())
+    })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.get("/staging/webhooks/test").await.json()["status"], "degraded");
 
     // The provider's retry commits: the store is healthy again.

@@ -434,3 +434,16 @@ pub async fn wait_status(s: &TestServer, id: &str, status: &str) -> Value {
     })
     .await
 }
+
+/// A Stripe request whose signature cannot match: refused `invalid_signature`, counted and kept
+/// in the rejection log.
+pub async fn post_badly_signed(addr: SocketAddr) -> Resp {
+    request(
+        addr,
+        "POST",
+        "/staging/webhooks/stripe",
+        &[("content-type", "application/json"), ("stripe-signature", "t=1,v1=00")],
+        b"{}",
+    )
+    .await
+}
