@@ -92,7 +92,7 @@ pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -
     let mut sent = Vec::new();
     for _ in 0..req.count.max(1) {
         let now = now_s();
-        let sample = provider.sample(req.event.as_deref(), now)?;
+        let sample = provider.sample(req.event.as_deref(), now).map_err(|e| e.to_string())?;
         let body = req.payload.clone().unwrap_or(sample.body);
         let signed = provider.sign_resend(&sign_url, Some(sample.content_type), &body, &sample.headers, now);
         // The signature may move into the URL (Twilio's bodySHA256); the request follows it.

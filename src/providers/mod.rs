@@ -9,6 +9,7 @@ pub mod github;
 pub mod hmac;
 pub mod sendgrid;
 pub mod shopify;
+pub(crate) mod signing;
 pub mod slack;
 pub mod standard;
 pub mod stripe;
@@ -260,7 +261,16 @@ pub trait Provider: Send + Sync + 'static {
 
     /// A fixture of `event_type` (the default when `None`) with fresh unique ids, timestamps
     /// at `now_s`. An unknown type is an error that lists the known ones.
-    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String>;
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, UnknownFixture>;
+}
+
+/// `stagehook send` asked for an event type that a provider has no fixture for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no fixture `{asked}`; known: {}", .known.join(", "))]
+pub struct UnknownFixture {
+    pub asked: String,
+    /// The provider's [`Provider::sample_types`].
+    pub known: &'static [&'static str],
 }
 
 /// A header's value from a list of (lowercase name, value) pairs.
@@ -289,14 +299,12 @@ fn rfc3339(unix_s: i64) -> String {
 }
 
 /// The fixture named `event_type`, or the first, or an error listing them.
-fn pick<'a>(types: &'a [&'a str], event_type: Option<&str>) -> Result<&'a str, String> {
+fn pick(types: &'static [&'static str], event_type: Option<&str>) -> Result<&'static str, UnknownFixture> {
     match event_type {
         None => Ok(types[0]),
-        Some(t) => types
-            .iter()
-            .copied()
-            .find(|k| *k == t)
-            .ok_or_else(|| format!("no fixture `{t}`; known: {}", types.join(", "))),
+        Some(t) => {
+            types.iter().copied().find(|k| *k == t).ok_or_else(|| UnknownFixture { asked: t.to_string(), known: types })
+        }
     }
 }
 
@@ -353,20 +361,47 @@ fn bare_media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// Compares two byte strings in constant time (for equal lengths; a length is no secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
-/// What the providers' unit tests share: the published vectors and a header map from pairs.
+/// What the providers' unit tests share: the published vectors, header maps from pairs, and the
+/// request a signed sample makes.
 #[cfg(test)]
 pub(crate) mod testing {
+    use serde_json::Value;
     use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
-    use super::Provider;
+    use super::{Provider, Sample, Signed};
 
     pub const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
+
+    /// One published vector: an object of `tests/vectors/signatures.json`, indexable as JSON.
+    pub struct Vector(Value);
+
+    impl Vector {
+        /// The text at `key`; a vector without it is a broken fixture, so this panics naming it.
+        pub fn str(&self, key: &str) -> &str {
+            self.0[key].as_str().unwrap_or_else(|| panic!("the vector has no text `{key}`"))
+        }
+
+        /// The integer at `key`, likewise.
+        pub fn int(&self, key: &str) -> i64 {
+            self.0[key].as_i64().unwrap_or_else(|| panic!("the vector has no integer `{key}`"))
+        }
+    }
+
+    impl std::ops::Deref for Vector {
+        type Target = Value;
+
+        fn deref(&self) -> &Value {
+            &self.0
+        }
+    }
+
+    /// The published vectors of one kind, as `signatures.json` names it (`github`,
+    /// `standard_webhooks`...), in their order.
+    pub fn vectors(kind: &str) -> Vec<Vector> {
+        let all: Value = serde_json::from_str(VECTORS).expect("signatures.json is JSON");
+        let Value::Array(list) = &all[kind] else { panic!("signatures.json has no list `{kind}`") };
+        list.iter().cloned().map(Vector).collect()
+    }
 
     /// Checks a provider's `secret_headers` against its own signing. `a` and `b` differ only in
     /// their secret (or signing key), so a header `sign_resend` writes whose value differs
@@ -402,6 +437,28 @@ pub(crate) mod testing {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    /// [`header_map`] of a JSON request: `content-type: application/json`, then `pairs`.
+    pub fn json_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        header_map(&[&[("content-type", "application/json")], pairs].concat())
+    }
+
+    /// The headers a delivery carries, as pairs for [`header_map`].
+    pub fn signed_pairs(signed: &Signed) -> Vec<(&str, &str)> {
+        signed.headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// The headers of a signed sample as the app receives them: its content type, its own
+    /// headers, and the signed ones, which replace a sample's header of the same name (as
+    /// deliveries do).
+    pub fn delivered_headers(sample: &Sample, signed: &Signed) -> HeaderMap {
+        let mut h = header_map(&[("content-type", sample.content_type)]);
+        let own = sample.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        for (k, v) in own.chain(signed_pairs(signed)) {
+            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }

@@ -30,7 +30,7 @@ use warp::http::HeaderMap;
 
 use super::{
     header_str, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed,
+    Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::config::InstanceConfig;
 
@@ -265,7 +265,7 @@ impl Provider for SendGrid {
         SAMPLE_TYPES
     }
 
-    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, UnknownFixture> {
         let kind = pick(SAMPLE_TYPES, event_type)?;
         let message = Message::fresh();
         let events = match kind {
@@ -375,7 +375,7 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    use crate::providers::testing::VECTORS;
+    use crate::providers::testing::{delivered_headers, json_headers as headers, signed_pairs, vectors, Vector};
 
     /// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING 0 unused bits`, then the
     /// 65-byte point: the whole SubjectPublicKeyInfo of a P-256 key but for the point.
@@ -384,9 +384,8 @@ mod tests {
         0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
     ];
 
-    fn vector() -> Value {
-        let all: Value = serde_json::from_str(VECTORS).unwrap();
-        all["sendgrid"][0].clone()
+    fn vector() -> Vector {
+        vectors("sendgrid").remove(0)
     }
 
     /// A fresh key pair: (base64 PKCS#8 private key, base64 SPKI public key).
@@ -409,25 +408,13 @@ mod tests {
         SendGrid::from_config("sendgrid", &c).unwrap()
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
-        for (k, v) in pairs {
-            h.insert(warp::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-        }
-        h
-    }
-
     fn code(p: &SendGrid, h: &HeaderMap, body: &[u8]) -> Option<RefusalCode> {
         p.verify(&Inbound { headers: h, body, url: "", now_s: 0 }).err().map(|r| r.code)
     }
 
-    fn vector_request(v: &Value) -> (HeaderMap, Vec<u8>) {
-        let h = headers(&[
-            (SIGNATURE_HEADER, v["signature"].as_str().unwrap()),
-            (TIMESTAMP_HEADER, v["timestamp"].as_str().unwrap()),
-        ]);
-        (h, v["payload"].as_str().unwrap().as_bytes().to_vec())
+    fn vector_request(v: &Vector) -> (HeaderMap, Vec<u8>) {
+        let h = headers(&[(SIGNATURE_HEADER, v.str("signature")), (TIMESTAMP_HEADER, v.str("timestamp"))]);
+        (h, v.str("payload").as_bytes().to_vec())
     }
 
     /// The S of a DER ECDSA signature, as 32 big-endian bytes.
@@ -444,7 +431,7 @@ mod tests {
         let v = vector();
         // The order of P-256, halved: S above it is "high".
         let half_n = hex::decode("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8").unwrap();
-        let sig = STANDARD.decode(v["signature"].as_str().unwrap()).unwrap();
+        let sig = STANDARD.decode(v.str("signature")).unwrap();
         assert!(s_of(&sig) > half_n, "the vector is expected to be high-S");
 
         let (h, body) = vector_request(&v);
@@ -528,7 +515,7 @@ mod tests {
 
         // The published key, also as PEM.
         let v = vector();
-        let published = v["public_key"].as_str().unwrap();
+        let published = v.str("public_key");
         assert_eq!(parse_public_key(published).unwrap().len(), 65);
         let pem = format!(
             "-----BEGIN PUBLIC KEY-----\n{}\n{}\n-----END PUBLIC KEY-----\n",
@@ -557,18 +544,17 @@ mod tests {
     fn several_keys_from_secrets_are_accepted() {
         let v = vector();
         let (_, other) = fixture_key_pair();
-        let p = provider(Some(&other), &[v["public_key"].as_str().unwrap()], None);
+        let p = provider(Some(&other), &[v.str("public_key")], None);
         let (h, body) = vector_request(&v);
         assert_eq!(code(&p, &h, &body), None);
-        let p = provider(None, &[&other, v["public_key"].as_str().unwrap()], None);
+        let p = provider(None, &[&other, v.str("public_key")], None);
         assert_eq!(code(&p, &h, &body), None);
         let p = provider(Some(&other), &[], None);
         assert_eq!(code(&p, &h, &body), Some(RefusalCode::InvalidSignature));
     }
 
     fn headers_of(signed: &Signed) -> HeaderMap {
-        let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        headers(&pairs)
+        headers(&signed_pairs(signed))
     }
 
     #[test]
@@ -610,8 +596,7 @@ mod tests {
             let s = p.sample(Some(kind), now).unwrap();
             assert!(s.body.ends_with(b"]\r\n"));
             let signed = p.sign_delivery("http://x/", Some(s.content_type), &s.body, now);
-            let mut h = headers_of(&signed);
-            h.insert("content-type", s.content_type.parse().unwrap());
+            let h = delivered_headers(&s, &signed);
             let req = Inbound { headers: &h, body: &s.body, url: "", now_s: now };
             p.precheck(&h).unwrap();
             p.verify(&req).unwrap();
@@ -629,7 +614,7 @@ mod tests {
         }
         let (a, b) = (p.sample(None, now).unwrap(), p.sample(None, now).unwrap());
         assert_ne!(a.body, b.body, "fresh ids each time");
-        assert!(p.sample(Some("nope"), now).unwrap_err().contains("batch, delivered, bounce"));
+        assert!(p.sample(Some("nope"), now).unwrap_err().to_string().contains("batch, delivered, bounce"));
     }
 
     #[test]
@@ -645,7 +630,7 @@ mod tests {
         assert_eq!(parse(&two).unwrap(), Parsed { event_id: "A:2".into(), event_type: "batch".into(), items: 2 });
         // The vector's payload parses as SendGrid sent it.
         let v = vector();
-        let vector_body = v["payload"].as_str().unwrap();
+        let vector_body = v.str("payload");
         let parsed = parse(vector_body).unwrap();
         assert_eq!(parsed, Parsed::one("ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA", "dropped"));
 

@@ -22,14 +22,13 @@
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::signing::{self, HmacSha256};
 use super::{
-    ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
-    Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted, Answer,
+    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::config::InstanceConfig;
 
@@ -119,14 +118,9 @@ pub fn signature_header(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> St
     format!("v1,{}", sign(key, id, timestamp, body))
 }
 
-fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+fn mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> hmac::digest::Output<HmacSha256> {
+    let timestamp = timestamp.to_string();
+    signing::mac::<HmacSha256>(key, [id.as_bytes(), b".", timestamp.as_bytes(), b".", body])
 }
 
 /// The three signature headers of a request, from one naming scheme only.
@@ -137,9 +131,17 @@ pub struct SignatureHeaders<'a> {
     pub signature: &'a str,
 }
 
+/// Neither naming scheme has its three signature headers; `missing` are those of the
+/// `webhook-*` set that are absent or empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("missing or empty {} header (or the whole svix-id/-timestamp/-signature set)", .missing.join(", "))]
+pub struct MissingSignatureHeaders {
+    pub missing: Vec<&'static str>,
+}
+
 /// The `webhook-*` set when all three are present and non-empty, else the `svix-*` set; mixing
 /// the two would pair an id with a signature it was never signed with.
-pub fn signature_headers(headers: &HeaderMap) -> Result<SignatureHeaders<'_>, String> {
+pub fn signature_headers(headers: &HeaderMap) -> Result<SignatureHeaders<'_>, MissingSignatureHeaders> {
     let set = |names: [&'static str; 3]| {
         let values = names.map(|n| header_str(headers, n).filter(|v| !v.is_empty()));
         match values {
@@ -149,9 +151,8 @@ pub fn signature_headers(headers: &HeaderMap) -> Result<SignatureHeaders<'_>, St
     };
     match set([ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER]) {
         Ok(found) => Ok(found),
-        Err(missing) => set([SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER]).map_err(|_| {
-            format!("missing or empty {} header (or the whole svix-id/-timestamp/-signature set)", missing.join(", "))
-        }),
+        Err(missing) => set([SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER])
+            .map_err(|_| MissingSignatureHeaders { missing }),
     }
 }
 
@@ -180,7 +181,7 @@ impl Provider for Standard {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
         let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
-        let h = signature_headers(req.headers).map_err(|m| invalid(&m))?;
+        let h = signature_headers(req.headers).map_err(|m| invalid(&m.to_string()))?;
         let timestamp: i64 =
             h.timestamp.parse().map_err(|_| invalid("webhook-timestamp is not an integer number of seconds"))?;
         // i128: a timestamp near i64's ends must not overflow the subtraction.
@@ -202,11 +203,7 @@ impl Provider for Standard {
             ));
         }
         let given = v1_signatures(h.signature);
-        // Every candidate against every key, so the time taken does not say which one matched.
-        let matched = self.keys.iter().fold(false, |acc, key| {
-            let expected = mac(key, h.id, timestamp, req.body);
-            given.iter().fold(acc, |acc, sig| acc | ct_eq(&expected, sig))
-        });
+        let matched = signing::any_matches(&self.keys, &given, |key| mac(key, h.id, timestamp, req.body));
         if matched {
             Ok(())
         } else {
@@ -258,7 +255,7 @@ impl Provider for Standard {
         SAMPLE_TYPES
     }
 
-    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, String> {
+    fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, UnknownFixture> {
         let kind = pick(SAMPLE_TYPES, event_type)?;
         let data = match kind {
             "invoice.paid" => json!({
@@ -323,11 +320,10 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    use crate::providers::testing::VECTORS;
+    use crate::providers::testing::{delivered_headers, json_headers as headers, signed_pairs, vectors, Vector};
 
-    fn vector() -> Value {
-        let all: Value = serde_json::from_str(VECTORS).unwrap();
-        all["standard_webhooks"][0].clone()
+    fn vector() -> Vector {
+        vectors("standard_webhooks").remove(0)
     }
 
     fn provider(secrets: &[&str]) -> Standard {
@@ -337,15 +333,6 @@ mod tests {
             ..InstanceConfig::default()
         };
         Standard::from_config("standard", &c).unwrap()
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
-        for (k, v) in pairs {
-            h.append(warp::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-        }
-        h
     }
 
     fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
@@ -359,15 +346,14 @@ mod tests {
     #[test]
     fn published_vector_verifies_and_its_near_miss_does_not() {
         let v = vector();
-        let (secret, id, payload) =
-            (v["secret"].as_str().unwrap(), v["msg_id"].as_str().unwrap(), v["payload"].as_str().unwrap());
-        let ts = v["timestamp"].as_i64().unwrap();
+        let (secret, id, payload) = (v.str("secret"), v.str("msg_id"), v.str("payload"));
+        let ts = v.int("timestamp");
         let key = decode_secret(secret).unwrap();
-        assert_eq!(signature_header(&key, id, ts, payload.as_bytes()), v["signature"].as_str().unwrap());
+        assert_eq!(signature_header(&key, id, ts, payload.as_bytes()), v.str("signature"));
         let p = provider(&[secret]);
-        let h = signed(id, ts, v["signature"].as_str().unwrap());
+        let h = signed(id, ts, v.str("signature"));
         assert_eq!(code(&p, &h, payload.as_bytes(), ts), None);
-        let h = signed(id, ts, v["must_reject_signature"].as_str().unwrap());
+        let h = signed(id, ts, v.str("must_reject_signature"));
         assert_eq!(code(&p, &h, payload.as_bytes(), ts), Some(RefusalCode::InvalidSignature));
     }
 
@@ -385,10 +371,9 @@ mod tests {
     #[test]
     fn tampered_body_wrong_secret_and_wrong_id_are_refused() {
         let v = vector();
-        let (id, payload, sig) =
-            (v["msg_id"].as_str().unwrap(), v["payload"].as_str().unwrap(), v["signature"].as_str().unwrap());
-        let ts = v["timestamp"].as_i64().unwrap();
-        let p = provider(&[v["secret"].as_str().unwrap()]);
+        let (id, payload, sig) = (v.str("msg_id"), v.str("payload"), v.str("signature"));
+        let ts = v.int("timestamp");
+        let p = provider(&[v.str("secret")]);
         let h = signed(id, ts, sig);
         assert_eq!(code(&p, &h, b"{\"test\": 2432232315}", ts), Some(RefusalCode::InvalidSignature));
         let other = provider(&["whsec_bm90IHRoZSBzZWNyZXQgeW91IGFyZSBsb29raW5n"]);
@@ -402,13 +387,10 @@ mod tests {
     #[test]
     fn every_missing_or_empty_header_is_refused() {
         let v = vector();
-        let p = provider(&[v["secret"].as_str().unwrap()]);
-        let ts = v["timestamp"].as_i64().unwrap().to_string();
-        let all = [
-            (ID_HEADER, v["msg_id"].as_str().unwrap()),
-            (TIMESTAMP_HEADER, ts.as_str()),
-            (SIGNATURE_HEADER, v["signature"].as_str().unwrap()),
-        ];
+        let p = provider(&[v.str("secret")]);
+        let ts = v.int("timestamp").to_string();
+        let all =
+            [(ID_HEADER, v.str("msg_id")), (TIMESTAMP_HEADER, ts.as_str()), (SIGNATURE_HEADER, v.str("signature"))];
         for skip in 0..3 {
             for empty in [false, true] {
                 let pairs: Vec<(&str, &str)> = all
@@ -419,12 +401,7 @@ mod tests {
                     .collect();
                 let h = headers(&pairs);
                 let r = p
-                    .verify(&Inbound {
-                        headers: &h,
-                        body: v["payload"].as_str().unwrap().as_bytes(),
-                        url: "",
-                        now_s: 0,
-                    })
+                    .verify(&Inbound { headers: &h, body: v.str("payload").as_bytes(), url: "", now_s: 0 })
                     .unwrap_err();
                 assert_eq!(r.code, RefusalCode::InvalidSignature, "{pairs:?}");
                 assert!(r.message.contains(all[skip].0), "{}", r.message);
@@ -520,8 +497,7 @@ mod tests {
     }
 
     fn headers_of(signed: &Signed) -> HeaderMap {
-        let pairs: Vec<(&str, &str)> = signed.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        headers(&pairs)
+        headers(&signed_pairs(signed))
     }
 
     #[test]
@@ -570,14 +546,7 @@ mod tests {
             assert_eq!(s.content_type, "application/json");
             let signed = p.sign_delivery("http://x/", Some(s.content_type), &s.body, now);
             // The signed headers replace the sample's of the same name, as deliveries do.
-            let mut pairs: Vec<(&str, &str)> = s
-                .headers
-                .iter()
-                .filter(|(k, _)| !signed.headers.iter().any(|(n, _)| n == k))
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            pairs.extend(signed.headers.iter().map(|(k, v)| (*k, v.as_str())));
-            let h = headers(&pairs);
+            let h = delivered_headers(&s, &signed);
             let req = Inbound { headers: &h, body: &s.body, url: "", now_s: now };
             p.precheck(&h).unwrap();
             p.verify(&req).unwrap();
@@ -590,7 +559,7 @@ mod tests {
         let b = p.sample(None, now).unwrap();
         assert_ne!(a.body, b.body, "fresh ids each time");
         assert!(String::from_utf8_lossy(&a.body).contains("\"user.created\""));
-        assert!(p.sample(Some("nope"), now).unwrap_err().contains("user.created"));
+        assert!(p.sample(Some("nope"), now).unwrap_err().to_string().contains("user.created"));
     }
 
     #[test]

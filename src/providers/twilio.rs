@@ -14,15 +14,14 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::signing::{self, ct_eq, HmacSha1};
 use super::{
-    bare_media_type, ct_eq, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound,
-    Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    bare_media_type, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
+    Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::secret::Secret;
 
@@ -61,13 +60,9 @@ pub fn sign(token: &str, url: &str, params: &[(String, String)]) -> String {
 /// [`sign`] over parameters already sorted by name then value, each distinct pair once: the
 /// order twilio's SDKs sign in (names sorted, a name's distinct values sorted).
 fn sign_sorted<K: AsRef<str>, V: AsRef<str>>(token: &str, url: &str, sorted: &[(K, V)]) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_ref().as_bytes());
-        mac.update(value.as_ref().as_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    let pairs = sorted.iter().flat_map(|(name, value)| [name.as_ref().as_bytes(), value.as_ref().as_bytes()]);
+    let digest = signing::mac::<HmacSha1>(token.as_bytes(), std::iter::once(url.as_bytes()).chain(pairs));
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// One form parameter, borrowed from the body unless percent-decoding changed it.
@@ -128,14 +123,16 @@ fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).as_deref() == Some("application/json")
 }
 
-/// Fields of the request: form parameters, or a JSON object's string members.
-fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, String> {
+/// Fields of the request: form parameters, or a JSON object's string members. Every failure is
+/// an `invalid_payload` refusal.
+fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, Refusal> {
+    let invalid = |m: String| Refusal::new(RefusalCode::InvalidPayload, m);
     if is_json(req.headers) {
-        let v: Value = serde_json::from_slice(req.body).map_err(|e| format!("body is not JSON: {e}"))?;
-        let obj = v.as_object().ok_or("JSON body must be an object")?;
+        let v: Value = serde_json::from_slice(req.body).map_err(|e| invalid(format!("body is not JSON: {e}")))?;
+        let obj = v.as_object().ok_or_else(|| invalid("JSON body must be an object".into()))?;
         Ok(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
     } else {
-        let params = form_params(req.body).map_err(|r| r.message)?;
+        let params = form_params(req.body)?;
         Ok(params.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 }
@@ -183,11 +180,9 @@ impl Provider for Twilio {
         params.sort_unstable();
         params.dedup();
         let (without_port, with_port) = url_variants(req.url);
-        let matched = self.auth_tokens.iter().fold(false, |acc, token| {
-            let a = ct_eq(sign_sorted(token.expose(), &without_port, &params).as_bytes(), given.as_bytes());
-            let b = ct_eq(sign_sorted(token.expose(), &with_port, &params).as_bytes(), given.as_bytes());
-            acc | a | b
-        });
+        // Each token under both URLs, as the SDKs accept either.
+        let keys = self.auth_tokens.iter().flat_map(|token| [(token, &without_port), (token, &with_port)]);
+        let matched = signing::any_matches(keys, [given], |(token, url)| sign_sorted(token.expose(), url, &params));
         if matched {
             Ok(())
         } else {
@@ -200,7 +195,7 @@ impl Provider for Twilio {
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         let fields = match fields(req) {
             Ok(f) => f,
-            Err(e) => return vec![Check::fail("body", e)],
+            Err(refusal) => return vec![Check::fail("body", refusal.message)],
         };
         ["MessageSid", "From", "To"]
             .into_iter()
@@ -213,7 +208,7 @@ impl Provider for Twilio {
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
         refuse_failed(&self.checks(req))?;
-        let fields = fields(req).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e))?;
+        let fields = fields(req)?;
         let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let sid = get("MessageSid").unwrap_or_default();
         // Status callbacks repeat the MessageSid once per status (queued, sent, delivered), so
@@ -225,7 +220,7 @@ impl Provider for Twilio {
     }
 
     fn sign_delivery(&self, target: &str, content_type: Option<&str>, body: &[u8], _now_s: i64) -> Signed {
-        let token = self.auth_tokens.first().map(Secret::expose).unwrap_or("");
+        let token = signing::signing_secret(&self.auth_tokens);
         if content_type.map(bare_media_type).as_deref() == Some("application/json") {
             // A JSON body is signed through the URL: its hash goes in the query, as Twilio does.
             let sep = if target.contains('?') { '&' } else { '?' };
@@ -245,7 +240,7 @@ impl Provider for Twilio {
         SAMPLE_TYPES
     }
 
-    fn sample(&self, event_type: Option<&str>, _now_s: i64) -> Result<Sample, String> {
+    fn sample(&self, event_type: Option<&str>, _now_s: i64) -> Result<Sample, UnknownFixture> {
         pick(SAMPLE_TYPES, event_type)?;
         // An inbound SMS as Twilio posts it to a messaging webhook (test credentials' numbers).
         let account = format!("AC{}", &hex::encode(ulid::Ulid::new().to_bytes()));
@@ -347,9 +342,8 @@ mod tests {
         let pairs =
             |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
         let a = sign("t", "u", &pairs(&[("b", "2"), ("a", "9"), ("b", "1"), ("b", "2")]));
-        let mut mac = Hmac::<Sha1>::new_from_slice(b"t").unwrap();
-        mac.update(b"ua9b1b2");
-        assert_eq!(a, base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+        let whole = signing::mac::<HmacSha1>(b"t", [&b"ua9b1b2"[..]]);
+        assert_eq!(a, base64::engine::general_purpose::STANDARD.encode(whole));
     }
 
     #[test]
