@@ -15,8 +15,9 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
-    fresh_id, fresh_uuid, header_str, media_type, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
-    Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
+    rfc3339, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    NO_EVENT,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -62,26 +63,23 @@ pub fn sha1_signature_header(secret: &str, body: &[u8]) -> String {
 }
 
 /// The event JSON: the body itself, or the `payload` field of a form body (the webhook's
-/// "application/x-www-form-urlencoded" content type setting). The error is a string because it
-/// is only ever the message of the failed `body` check, text for a person.
-fn payload_json(req: &Inbound<'_>) -> Result<Value, String> {
+/// "application/x-www-form-urlencoded" content type setting), or the failed `body` check.
+fn payload_json(req: &Inbound<'_>) -> Result<Value, Check> {
     let raw: Cow<'_, [u8]> = if media_type(req.headers).as_deref() == Some(FORM) {
         let payload = form_urlencoded::parse(req.body)
             .find(|(k, _)| k == "payload")
             .map(|(_, v)| v.into_owned())
-            .ok_or("form body has no `payload` field")?;
+            .ok_or_else(|| Check::fail("body", "form body has no `payload` field"))?;
         Cow::Owned(payload.into_bytes())
     } else {
         Cow::Borrowed(req.body)
     };
-    serde_json::from_slice(&raw).map_err(|e| format!("not JSON: {e}"))
+    json_body(&raw)
 }
 
 fn header_check(headers: &HeaderMap, name: &str, shown: &str) -> (Check, Option<String>) {
-    match header_str(headers, name).map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) => (Check::pass(shown, "present"), Some(v.to_string())),
-        None => (Check::fail(shown, "required header is missing, empty or not text"), None),
-    }
+    let (check, value) = required_header(headers, name, shown);
+    (check, value.map(str::to_string))
 }
 
 /// Every structural check, and the event when they all pass; one pass over the body serves
@@ -92,7 +90,7 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
     let (body_check, body) = match payload_json(req) {
         Ok(v) if v.is_object() => (Check::pass("body", "JSON object"), Some(v)),
         Ok(_) => (Check::fail("body", "must be a JSON object"), None),
-        Err(e) => (Check::fail("body", e), None),
+        Err(check) => (check, None),
     };
     let parsed = match (event, delivery, body) {
         (Some(event), Some(delivery), Some(body)) => {
@@ -146,9 +144,7 @@ impl Provider for Github {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let (checks, parsed) = inspect(req);
-        refuse_failed(&checks)?;
-        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event in the request"))
+        inspected(inspect(req), NO_EVENT)
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
@@ -278,10 +274,10 @@ fn ping_payload(name: &str, hook_id: u32, repo_id: u32, now_s: i64) -> Value {
 mod tests {
     use super::*;
 
-    use crate::providers::testing::{delivered_headers, header_map as headers, vectors};
+    use crate::providers::testing::{self, header_map as headers, receive_sample, vectors};
 
     fn github(secrets: &[&str]) -> Github {
-        Github { name: "github".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect() }
+        Github { name: "github".into(), secrets: testing::secrets(secrets) }
     }
 
     fn verify(p: &Github, h: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
@@ -356,14 +352,7 @@ mod tests {
         let p = github(&["s"]);
         let mut ids = std::collections::HashSet::new();
         for kind in p.sample_types() {
-            let sample = p.sample(Some(kind), 1_700_000_000).unwrap();
-            let signed = p.sign_delivery("http://app/hook", Some(sample.content_type), &sample.body, 0);
-            let h = delivered_headers(&sample, &signed);
-            p.precheck(&h).unwrap();
-            let req = Inbound { headers: &h, body: &sample.body, url: "", now_s: 1_700_000_000 };
-            p.verify(&req).unwrap();
-            assert!(p.checks(&req).iter().all(|c| c.ok), "{kind}");
-            let parsed = p.parse(&req).unwrap();
+            let parsed = receive_sample(&p, kind, 1_700_000_000).parsed;
             assert_eq!(parsed.event_type, *kind);
             assert_eq!(parsed.event_id.len(), 36, "a UUID: {}", parsed.event_id);
             assert!(ids.insert(parsed.event_id));

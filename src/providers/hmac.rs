@@ -38,8 +38,8 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
 use super::{
-    fresh_id, header_str, original_header, pick, receipt, refuse_failed, Accepted, Answer, Check, Inbound, Parsed,
-    Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
+    Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;
@@ -458,12 +458,7 @@ impl Provider for Hmac {
         if self.secrets.is_empty() {
             return Err(invalid(format!("no secret is configured for providers.{}", self.name)));
         }
-        let value = req
-            .headers
-            .get(self.header)
-            .ok_or_else(|| invalid(format!("missing {} header", self.header)))?
-            .to_str()
-            .map_err(|_| invalid(format!("{} header is not text", self.header)))?;
+        let value = signature_text(req.headers, self.header, self.header)?;
         let candidates = self.candidates(value);
         if candidates.is_empty() {
             return Err(invalid(if self.prefix.is_empty() {
@@ -526,9 +521,7 @@ impl Provider for Hmac {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let (checks, parsed) = self.inspect(req);
-        refuse_failed(&checks)?;
-        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event id or type"))
+        inspected(self.inspect(req), "no event id or type")
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
@@ -604,7 +597,7 @@ impl Provider for Hmac {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testing::{delivered_headers, header_map as headers, signed_pairs, vectors};
+    use crate::providers::testing::{header_map as headers, receive_sample, signed_pairs, vectors, Received};
 
     const NOW: i64 = 1_700_000_000;
 
@@ -896,14 +889,10 @@ mod tests {
             let p = build(&c);
             assert_eq!(p.sample_types(), ["event"]);
             assert!(p.sample(Some("nope"), NOW).unwrap_err().to_string().contains("known: event"));
-            let sample = p.sample(None, NOW).unwrap();
+            // The caller's merge: the signed headers replace the sample's.
+            let Received { sample, headers: h, parsed, .. } = receive_sample(&p, SAMPLE_TYPES[0], NOW);
             let body: Value = serde_json::from_slice(&sample.body).unwrap();
             assert_eq!(body["created"], NOW);
-            let s = p.sign_delivery("http://app.test/hook", Some(sample.content_type), &sample.body, NOW);
-            // The caller's merge: the signed headers replace the sample's.
-            let h = delivered_headers(&sample, &s);
-            verify(&p, &h, &sample.body, NOW).unwrap();
-            let parsed = parse(&p, &h, &sample.body).unwrap();
             if c.id_header.is_some() || c.id_pointer.is_some() {
                 assert!(parsed.event_id.starts_with("evt_"), "{parsed:?}");
             }

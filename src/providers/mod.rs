@@ -313,11 +313,52 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A structural check that header `name` (shown as `shown`) is present, text and not blank, and
+/// its trimmed value when it is.
+fn required_header<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> (Check, Option<&'a str>) {
+    match header_str(headers, name).map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => (Check::pass(shown, "present"), Some(v)),
+        None => (Check::fail(shown, "required header is missing, empty or not text"), None),
+    }
+}
+
+/// The signature header `name`, or `invalid_signature`: "missing {shown} header".
+fn signature_value<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    shown: &str,
+) -> Result<&'a warp::http::HeaderValue, Refusal> {
+    headers.get(name).ok_or_else(|| Refusal::new(RefusalCode::InvalidSignature, format!("missing {shown} header")))
+}
+
+/// [`signature_value`] as text, or `invalid_signature`: "{shown} header is not text".
+fn signature_text<'a>(headers: &'a HeaderMap, name: &str, shown: &str) -> Result<&'a str, Refusal> {
+    signature_value(headers, name, shown)?
+        .to_str()
+        .map_err(|_| Refusal::new(RefusalCode::InvalidSignature, format!("{shown} header is not text")))
+}
+
 /// Where a delivery goes and the signature headers it carries (they replace the originals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
+}
+
+/// Why an inspection whose checks all passed gave no event: it reads the event from the same
+/// places its checks look at, so this does not happen.
+const NO_EVENT: &str = "no event in the request";
+
+/// The event of an inspection (every check, and the event when they pass): the failed checks as
+/// one refusal, else the event, else `invalid_payload` saying `none`.
+fn inspected((checks, parsed): (Vec<Check>, Option<Parsed>), none: &'static str) -> Result<Parsed, Refusal> {
+    refuse_failed(&checks)?;
+    parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, none))
+}
+
+/// A body parsed as JSON, or the failed `body` check that says why it is not.
+fn json_body(body: &[u8]) -> Result<serde_json::Value, Check> {
+    serde_json::from_slice(body).map_err(|e| Check::fail("body", format!("not JSON: {e}")))
 }
 
 /// Turns failed checks into one `invalid_payload` refusal that lists them all.
@@ -368,7 +409,7 @@ pub(crate) mod testing {
     use serde_json::Value;
     use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
-    use super::{Provider, Sample, Signed};
+    use super::{Inbound, Parsed, Provider, Sample, Signed};
 
     pub const VECTORS: &str = include_str!("../../tests/vectors/signatures.json");
 
@@ -441,9 +482,39 @@ pub(crate) mod testing {
         h
     }
 
+    /// Secrets from their values, in order.
+    pub fn secrets(values: &[&str]) -> Vec<crate::secret::Secret> {
+        values.iter().map(|s| crate::secret::Secret::new(*s)).collect()
+    }
+
     /// [`header_map`] of a JSON request: `content-type: application/json`, then `pairs`.
     pub fn json_headers(pairs: &[(&str, &str)]) -> HeaderMap {
         header_map(&[&[("content-type", "application/json")], pairs].concat())
+    }
+
+    /// A fixture signed as a delivery and received: see [`receive_sample`].
+    pub struct Received {
+        pub sample: Sample,
+        pub signed: Signed,
+        /// What the app receives: [`delivered_headers`].
+        pub headers: HeaderMap,
+        pub parsed: Parsed,
+    }
+
+    /// Makes a fixture of `kind` at `now_s`, signs it as a delivery at `now_s`, and checks that
+    /// the request passes everything a provider asks of one: the precheck, the signature, every
+    /// structural check, the parse.
+    pub fn receive_sample(p: &dyn Provider, kind: &str, now_s: i64) -> Received {
+        let sample = p.sample(Some(kind), now_s).unwrap();
+        let signed = p.sign_delivery("http://app.test/hook", Some(sample.content_type), &sample.body, now_s);
+        let headers = delivered_headers(&sample, &signed);
+        let req = Inbound { headers: &headers, body: &sample.body, url: &signed.url, now_s };
+        p.precheck(&headers).unwrap();
+        p.verify(&req).unwrap();
+        let checks = p.checks(&req);
+        assert!(checks.iter().all(|c| c.ok), "{} {kind}: {checks:?}", p.name());
+        let parsed = p.parse(&req).unwrap();
+        Received { sample, signed, headers, parsed }
     }
 
     /// The headers a delivery carries, as pairs for [`header_map`].

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::{
-    header_str, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
+    Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::config::InstanceConfig;
 
@@ -335,9 +335,9 @@ fn random_token() -> String {
 /// Structural checks of a SendGrid batch: a non-empty array of objects, each with the fields
 /// stagehook records (`event`, `sg_event_id`) and the `timestamp` every event carries.
 pub fn batch_checks(body: &[u8]) -> Vec<Check> {
-    let value: Value = match serde_json::from_slice(body) {
+    let value = match json_body(body) {
         Ok(v) => v,
-        Err(e) => return vec![Check::fail("body", format!("not JSON: {e}"))],
+        Err(check) => return vec![check],
     };
     let Some(events) = value.as_array() else {
         return vec![Check::fail("body", "must be a JSON array of events")];
@@ -375,7 +375,9 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    use crate::providers::testing::{delivered_headers, json_headers as headers, signed_pairs, vectors, Vector};
+    use crate::providers::testing::{
+        self, json_headers as headers, receive_sample, signed_pairs, vectors, Received, Vector,
+    };
 
     /// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING 0 unused bits`, then the
     /// 65-byte point: the whole SubjectPublicKeyInfo of a P-256 key but for the point.
@@ -401,7 +403,7 @@ mod tests {
         let c = InstanceConfig {
             kind: Some(crate::config::ProviderKind::Sendgrid),
             public_key: public_key.map(str::to_string),
-            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            secrets: testing::secrets(secrets),
             signing_key: signing_key.map(Secret::new),
             ..InstanceConfig::default()
         };
@@ -415,6 +417,13 @@ mod tests {
     fn vector_request(v: &Vector) -> (HeaderMap, Vec<u8>) {
         let h = headers(&[(SIGNATURE_HEADER, v.str("signature")), (TIMESTAMP_HEADER, v.str("timestamp"))]);
         (h, v.str("payload").as_bytes().to_vec())
+    }
+
+    /// A provider holding the published key, and the published request.
+    fn published() -> (SendGrid, HeaderMap, Vec<u8>) {
+        let v = vector();
+        let (h, body) = vector_request(&v);
+        (provider(Some(v.str("public_key")), &[], None), h, body)
     }
 
     /// The S of a DER ECDSA signature, as 32 big-endian bytes.
@@ -447,9 +456,7 @@ mod tests {
 
     #[test]
     fn tampered_body_timestamp_or_signature_is_refused() {
-        let v = vector();
-        let p = provider(v["public_key"].as_str(), &[], None);
-        let (h, body) = vector_request(&v);
+        let (p, h, body) = published();
         let tampered = String::from_utf8(body.clone()).unwrap().replace("dropped", "dropper");
         assert_eq!(code(&p, &h, tampered.as_bytes()), Some(RefusalCode::InvalidSignature));
         assert_eq!(code(&p, &h, body.strip_suffix(b"\r\n").unwrap()), Some(RefusalCode::InvalidSignature));
@@ -466,9 +473,7 @@ mod tests {
 
     #[test]
     fn both_headers_are_required() {
-        let v = vector();
-        let p = provider(v["public_key"].as_str(), &[], None);
-        let (h, body) = vector_request(&v);
+        let (p, h, body) = published();
         for name in [SIGNATURE_HEADER, TIMESTAMP_HEADER] {
             for empty in [false, true] {
                 let mut without = h.clone();
@@ -593,15 +598,8 @@ mod tests {
         let p = provider(Some(&public), &[], Some(&private));
         let now = 1_700_000_000;
         for kind in p.sample_types() {
-            let s = p.sample(Some(kind), now).unwrap();
+            let Received { sample: s, parsed, .. } = receive_sample(&p, kind, now);
             assert!(s.body.ends_with(b"]\r\n"));
-            let signed = p.sign_delivery("http://x/", Some(s.content_type), &s.body, now);
-            let h = delivered_headers(&s, &signed);
-            let req = Inbound { headers: &h, body: &s.body, url: "", now_s: now };
-            p.precheck(&h).unwrap();
-            p.verify(&req).unwrap();
-            assert!(p.checks(&req).iter().all(|c| c.ok), "{:?}", p.checks(&req));
-            let parsed = p.parse(&req).unwrap();
             let events: Vec<Value> = serde_json::from_slice(&s.body).unwrap();
             let first = events[0]["sg_event_id"].as_str().unwrap();
             if *kind == "batch" {

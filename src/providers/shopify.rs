@@ -13,8 +13,9 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
 use super::{
-    fresh_id, fresh_uuid, header_str, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted, Answer,
-    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,
+    signature_value, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
+    UnknownFixture, NO_EVENT,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -68,18 +69,14 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
     let mut checks = Vec::new();
     let mut values = Vec::new();
     for (name, shown) in REQUIRED_HEADERS {
-        match header_str(req.headers, name).map(str::trim).filter(|v| !v.is_empty()) {
-            Some(v) => {
-                checks.push(Check::pass(shown, "present"));
-                values.push(v);
-            }
-            None => checks.push(Check::fail(shown, "required header is missing, empty or not text")),
-        }
+        let (check, value) = required_header(req.headers, name, shown);
+        checks.push(check);
+        values.extend(value);
     }
-    checks.push(match serde_json::from_slice::<Value>(req.body) {
+    checks.push(match json_body(req.body) {
         Ok(v) if v.is_object() => Check::pass("body", "JSON object"),
         Ok(_) => Check::fail("body", "must be a JSON object"),
-        Err(e) => Check::fail("body", format!("not JSON: {e}")),
+        Err(check) => check,
     });
     let parsed = checks.iter().all(|c| c.ok).then(|| Parsed::one(values[0], values[1]));
     (checks, parsed)
@@ -100,7 +97,7 @@ impl Provider for Shopify {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
         let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
-        let given = req.headers.get(SIGNATURE_HEADER).ok_or_else(|| invalid("missing X-Shopify-Hmac-Sha256 header"))?;
+        let given = signature_value(req.headers, SIGNATURE_HEADER, "X-Shopify-Hmac-Sha256")?;
         let matched = signing::any_matches(&self.secrets, [given], |secret| sign(secret.expose(), req.body));
         if matched {
             Ok(())
@@ -116,9 +113,7 @@ impl Provider for Shopify {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let (checks, parsed) = inspect(req);
-        refuse_failed(&checks)?;
-        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event in the request"))
+        inspected(inspect(req), NO_EVENT)
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
@@ -230,10 +225,10 @@ fn order_payload(paid: bool, now_s: i64) -> Value {
 mod tests {
     use super::*;
 
-    use crate::providers::testing::{delivered_headers, header_map as headers, vectors};
+    use crate::providers::testing::{self, header_map as headers, receive_sample, vectors, Received};
 
     fn shopify(secrets: &[&str]) -> Shopify {
-        Shopify { name: "shopify".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect() }
+        Shopify { name: "shopify".into(), secrets: testing::secrets(secrets) }
     }
 
     fn verify(p: &Shopify, h: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
@@ -301,14 +296,7 @@ mod tests {
         let p = shopify(&["s"]);
         let mut ids = std::collections::HashSet::new();
         for topic in p.sample_types() {
-            let sample = p.sample(Some(topic), 1_700_000_000).unwrap();
-            let signed = p.sign_delivery("http://app/hook", Some(sample.content_type), &sample.body, 0);
-            let h = delivered_headers(&sample, &signed);
-            p.precheck(&h).unwrap();
-            let req = Inbound { headers: &h, body: &sample.body, url: "", now_s: 1_700_000_000 };
-            p.verify(&req).unwrap();
-            assert!(p.checks(&req).iter().all(|c| c.ok), "{topic}");
-            let parsed = p.parse(&req).unwrap();
+            let Received { sample, headers: h, parsed, .. } = receive_sample(&p, topic, 1_700_000_000);
             assert_eq!(parsed.event_type, *topic);
             assert_eq!(h[WEBHOOK_ID_HEADER].to_str().unwrap(), parsed.event_id);
             assert!(ids.insert(parsed.event_id));

@@ -30,8 +30,8 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
 use super::{
-    fresh_id, fresh_uuid, header_str, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check,
-    Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
+    Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture, NO_EVENT,
 };
 use crate::config::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
@@ -186,9 +186,9 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
             ),
         }
     } else {
-        match serde_json::from_slice::<Value>(req.body) {
+        match json_body(req.body) {
             Ok(v) => events_api(&v),
-            Err(e) => (vec![Check::fail("body", format!("not JSON: {e}"))], None),
+            Err(check) => (vec![check], None),
         }
     };
     let parsed = parsed.filter(|_| checks.iter().all(|c| c.ok)).map(|(id, kind)| Parsed::one(id, kind));
@@ -210,7 +210,7 @@ impl Provider for Slack {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
         let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
-        let given = req.headers.get(SIGNATURE_HEADER).ok_or_else(|| invalid("missing X-Slack-Signature header"))?;
+        let given = signature_value(req.headers, SIGNATURE_HEADER, "X-Slack-Signature")?;
         let raw_ts = header_str(req.headers, TIMESTAMP_HEADER)
             .ok_or_else(|| invalid("missing X-Slack-Request-Timestamp header"))?;
         let timestamp: i64 =
@@ -238,9 +238,7 @@ impl Provider for Slack {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let (checks, parsed) = inspect(req);
-        refuse_failed(&checks)?;
-        parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, "no event in the request"))
+        inspected(inspect(req), NO_EVENT)
     }
 
     fn answer(&self, accepted: &Accepted<'_>) -> Answer {
@@ -349,10 +347,10 @@ fn slash_command_form() -> String {
 mod tests {
     use super::*;
 
-    use crate::providers::testing::{self, delivered_headers, header_map as headers};
+    use crate::providers::testing::{self, header_map as headers, receive_sample};
 
     fn slack(secrets: &[&str]) -> Slack {
-        Slack { name: "slack".into(), secrets: secrets.iter().map(|s| Secret::new(*s)).collect(), tolerance_s: 300 }
+        Slack { name: "slack".into(), secrets: testing::secrets(secrets), tolerance_s: 300 }
     }
 
     struct Vector<'a> {
@@ -480,14 +478,7 @@ mod tests {
         let now = 1_700_000_000;
         let mut ids = std::collections::HashSet::new();
         for kind in p.sample_types() {
-            let sample = p.sample(Some(kind), now).unwrap();
-            let s = p.sign_delivery("http://app/slack", Some(sample.content_type), &sample.body, now);
-            let h = delivered_headers(&sample, &s);
-            p.precheck(&h).unwrap();
-            let req = Inbound { headers: &h, body: &sample.body, url: "", now_s: now };
-            p.verify(&req).unwrap();
-            assert!(p.checks(&req).iter().all(|c| c.ok), "{kind}: {:?}", p.checks(&req));
-            let parsed = p.parse(&req).unwrap();
+            let parsed = receive_sample(&p, kind, now).parsed;
             match *kind {
                 "event_callback" => {
                     assert_eq!(parsed.event_type, "message");

@@ -27,8 +27,8 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
 use super::{
-    fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted, Answer,
-    Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
+    Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::config::InstanceConfig;
 
@@ -290,9 +290,9 @@ fn message_id(headers: &HeaderMap) -> Option<&str> {
 /// Structural checks of a Standard Webhooks payload: `type` is required (it is the event type);
 /// `timestamp` and `data` are the spec's recommendation, checked for shape when present.
 pub fn body_checks(body: &[u8]) -> Vec<Check> {
-    let value: Value = match serde_json::from_slice(body) {
+    let value = match json_body(body) {
         Ok(v) => v,
-        Err(e) => return vec![Check::fail("body", format!("not JSON: {e}"))],
+        Err(check) => return vec![check],
     };
     let Some(obj) = value.as_object() else {
         return vec![Check::fail("body", "must be a JSON object ({\"type\", \"timestamp\", \"data\"})")];
@@ -320,7 +320,9 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    use crate::providers::testing::{delivered_headers, json_headers as headers, signed_pairs, vectors, Vector};
+    use crate::providers::testing::{
+        self, json_headers as headers, receive_sample, signed_pairs, vectors, Received, Vector,
+    };
 
     fn vector() -> Vector {
         vectors("standard_webhooks").remove(0)
@@ -329,7 +331,7 @@ mod tests {
     fn provider(secrets: &[&str]) -> Standard {
         let c = InstanceConfig {
             kind: Some(crate::config::ProviderKind::Standard),
-            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            secrets: testing::secrets(secrets),
             ..InstanceConfig::default()
         };
         Standard::from_config("standard", &c).unwrap()
@@ -542,16 +544,9 @@ mod tests {
         let p = provider(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
         let now = 1_700_000_000;
         for kind in p.sample_types() {
-            let s = p.sample(Some(kind), now).unwrap();
-            assert_eq!(s.content_type, "application/json");
-            let signed = p.sign_delivery("http://x/", Some(s.content_type), &s.body, now);
             // The signed headers replace the sample's of the same name, as deliveries do.
-            let h = delivered_headers(&s, &signed);
-            let req = Inbound { headers: &h, body: &s.body, url: "", now_s: now };
-            p.precheck(&h).unwrap();
-            p.verify(&req).unwrap();
-            assert!(p.checks(&req).iter().all(|c| c.ok), "{:?}", p.checks(&req));
-            let parsed = p.parse(&req).unwrap();
+            let Received { sample, signed, parsed, .. } = receive_sample(&p, kind, now);
+            assert_eq!(sample.content_type, "application/json");
             let sent_id = &signed.headers.iter().find(|(k, _)| *k == ID_HEADER).unwrap().1;
             assert_eq!(parsed, Parsed::one(sent_id.clone(), *kind));
         }

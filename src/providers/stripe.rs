@@ -11,8 +11,8 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
 use super::{
-    fresh_id, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed, Provider,
-    Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
+    Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::secret::Secret;
 use serde_json::json;
@@ -93,12 +93,7 @@ impl Provider for Stripe {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
         let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
-        let header = req
-            .headers
-            .get(SIGNATURE_HEADER)
-            .ok_or_else(|| invalid("missing Stripe-Signature header"))?
-            .to_str()
-            .map_err(|_| invalid("Stripe-Signature header is not text"))?;
+        let header = signature_text(req.headers, SIGNATURE_HEADER, "Stripe-Signature")?;
         let parsed = parse_header(header).map_err(|m| invalid(&format!("malformed Stripe-Signature: {m}")))?;
         let matched =
             signing::any_matches(&self.secrets, &parsed.v1, |secret| sign(secret.expose(), parsed.timestamp, req.body));
@@ -205,9 +200,9 @@ impl Stripe {
 
 /// Structural checks of a Stripe event body.
 pub fn event_checks(body: &[u8]) -> Vec<Check> {
-    match serde_json::from_slice::<Value>(body) {
+    match json_body(body) {
         Ok(value) => checks_of(&value),
-        Err(e) => vec![Check::fail("body", format!("not JSON: {e}"))],
+        Err(check) => vec![check],
     }
 }
 
@@ -244,6 +239,7 @@ fn checks_of(v: &Value) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testing::receive_sample;
 
     #[test]
     fn header_parsing_follows_the_sdks() {
@@ -272,15 +268,7 @@ mod tests {
     fn every_sample_signs_verifies_and_parses() {
         let p = Stripe::new("stripe", vec![Secret::new("whsec_x")], 300);
         for kind in SAMPLE_TYPES {
-            let sample = p.sample(Some(kind), 1000).unwrap();
-            let signed = p.sign_delivery("http://x/", Some(sample.content_type), &sample.body, 1000);
-            let mut headers = HeaderMap::new();
-            headers.insert(SIGNATURE_HEADER, signed.headers[0].1.parse().unwrap());
-            headers.insert("content-type", sample.content_type.parse().unwrap());
-            let req = Inbound { headers: &headers, body: &sample.body, url: "", now_s: 1000 };
-            p.precheck(&headers).unwrap();
-            p.verify(&req).unwrap();
-            assert_eq!(p.parse(&req).unwrap().event_type, *kind);
+            assert_eq!(receive_sample(&p, kind, 1000).parsed.event_type, *kind);
         }
         let a = p.sample(None, 1000).unwrap();
         let b = p.sample(None, 1000).unwrap();

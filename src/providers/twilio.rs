@@ -20,8 +20,8 @@ use warp::http::HeaderMap;
 
 use super::signing::{self, ct_eq, HmacSha1};
 use super::{
-    bare_media_type, media_type, pick, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
-    Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
+    bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
+    Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::secret::Secret;
 
@@ -157,12 +157,7 @@ impl Provider for Twilio {
 
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal> {
         let invalid = |m: &str| Refusal::new(RefusalCode::InvalidSignature, m);
-        let given = req
-            .headers
-            .get(SIGNATURE_HEADER)
-            .ok_or_else(|| invalid("missing X-Twilio-Signature header"))?
-            .to_str()
-            .map_err(|_| invalid("X-Twilio-Signature header is not text"))?;
+        let given = signature_text(req.headers, SIGNATURE_HEADER, "X-Twilio-Signature")?;
         let mut params = match query_param(req.url, "bodySHA256") {
             Some(expected_hash) => {
                 let actual = hex::encode(Sha256::digest(req.body));
