@@ -534,3 +534,57 @@ pub(crate) mod testing {
         h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::testing::header_map;
+
+    #[test]
+    fn an_unknown_fixture_is_refused_naming_the_known_ones() {
+        const TYPES: &[&str] = &["a.b", "c.d"];
+        assert_eq!(pick(TYPES, None), Ok("a.b"));
+        assert_eq!(pick(TYPES, Some("c.d")), Ok("c.d"));
+        let e = pick(TYPES, Some("x")).unwrap_err();
+        assert_eq!(e, UnknownFixture { asked: "x".into(), known: TYPES });
+        assert_eq!(e.to_string(), "no fixture `x`; known: a.b, c.d");
+    }
+
+    #[test]
+    fn shared_readers_word_their_refusals_and_checks_as_the_kinds_did() {
+        fn refusal(r: Result<&str, Refusal>) -> Result<&str, (RefusalCode, String)> {
+            r.map_err(|r| (r.code, r.message))
+        }
+        let invalid = RefusalCode::InvalidSignature;
+        let h = header_map(&[("x-sig", "abc"), ("x-blank", " ")]);
+        assert_eq!(refusal(signature_text(&h, "x-sig", "X-Sig")), Ok("abc"));
+        let missing = refusal(signature_text(&h, "x-other", "X-Other"));
+        assert_eq!(missing, Err((invalid, "missing X-Other header".into())));
+        let mut h = h;
+        h.insert("x-bin", warp::http::HeaderValue::from_bytes(b"\xff").unwrap());
+        let not_text = refusal(signature_text(&h, "x-bin", "X-Bin"));
+        assert_eq!(not_text, Err((invalid, "X-Bin header is not text".into())));
+        assert_eq!(signature_value(&h, "x-bin", "X-Bin").unwrap().as_bytes(), b"\xff");
+
+        assert_eq!(required_header(&h, "x-sig", "X-Sig"), (Check::pass("X-Sig", "present"), Some("abc")));
+        for absent in ["x-blank", "x-bin", "x-other"] {
+            let (check, value) = required_header(&h, absent, "Shown");
+            assert_eq!(
+                (check.ok, check.message.as_str(), value),
+                (false, "required header is missing, empty or not text", None)
+            );
+        }
+
+        assert_eq!(json_body(b"[1]"), Ok(serde_json::json!([1])));
+        let not_json = json_body(b"{").unwrap_err();
+        assert_eq!((not_json.field.as_str(), not_json.ok), ("body", false));
+        assert!(not_json.message.starts_with("not JSON: "), "{}", not_json.message);
+
+        let event = Parsed::one("e", "t");
+        assert_eq!(inspected((vec![Check::pass("a", "ok")], Some(event.clone())), NO_EVENT), Ok(event.clone()));
+        let none = inspected((vec![Check::pass("a", "ok")], None), NO_EVENT).unwrap_err();
+        assert_eq!((none.code, none.message.as_str()), (RefusalCode::InvalidPayload, "no event in the request"));
+        let failed = inspected((vec![Check::fail("a", "bad"), Check::fail("b", "worse")], Some(event)), NO_EVENT);
+        assert_eq!(failed.unwrap_err().message, "a: bad; b: worse");
+    }
+}

@@ -387,6 +387,16 @@ mod tests {
     }
 
     #[test]
+    fn missing_headers_are_named_as_before() {
+        let e = signature_headers(&headers(&[(TIMESTAMP_HEADER, "1"), (SVIX_ID_HEADER, "msg_1")])).unwrap_err();
+        assert_eq!(e, MissingSignatureHeaders { missing: vec![ID_HEADER, SIGNATURE_HEADER] });
+        assert_eq!(
+            e.to_string(),
+            "missing or empty webhook-id, webhook-signature header (or the whole svix-id/-timestamp/-signature set)"
+        );
+    }
+
+    #[test]
     fn every_missing_or_empty_header_is_refused() {
         let v = vector();
         let p = provider(&[v.str("secret")]);
