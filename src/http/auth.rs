@@ -31,40 +31,19 @@ pub const SESSION_COOKIE: &str = "stagehook_session";
 /// random token at 10 a minute needs far longer than the universe has.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
-/// A 401: no credential, or one that did not let the request in.
-#[derive(Debug)]
-pub struct Unauthorized {
-    /// `Set-Cookie` that removes a dead session cookie, so a browser stops sending it (and stops
-    /// counting failures) after the first refusal.
-    clear_cookie: Option<String>,
-}
-
-impl warp::reject::Reject for Unauthorized {}
-
-/// A 429: too many failed authentications from this client in the last minute.
-#[derive(Debug)]
-pub struct TooManyAuthFailures(ApiError);
-
-impl warp::reject::Reject for TooManyAuthFailures {}
-
-impl Unauthorized {
-    pub fn error(&self) -> ApiError {
-        let err = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint needs the admin token: Authorization: Bearer <server.admin_token>",
-        )
-        .with_header("www-authenticate", "Bearer realm=\"stagehook\"");
-        match &self.clear_cookie {
-            Some(cookie) => err.with_header("set-cookie", cookie),
-            None => err,
-        }
-    }
-}
-
-impl TooManyAuthFailures {
-    pub fn error(&self) -> ApiError {
-        self.0.clone()
+/// The 401 for a request with no credential, or one that did not let it in. `clear_cookie` is
+/// the `Set-Cookie` that removes a dead session cookie, so a browser stops sending it (and stops
+/// counting failures) after the first refusal.
+fn unauthorized(clear_cookie: Option<String>) -> ApiError {
+    let err = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this endpoint needs the admin token: Authorization: Bearer <server.admin_token>",
+    )
+    .with_header("www-authenticate", "Bearer realm=\"stagehook\"");
+    match clear_cookie {
+        Some(cookie) => err.with_header("set-cookie", cookie),
+        None => err,
     }
 }
 
@@ -87,7 +66,7 @@ fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap,
     }
     let has_authorization = headers.contains_key("authorization");
     if !has_authorization && sessions.is_empty() {
-        return Err(warp::reject::custom(Unauthorized { clear_cookie: None }));
+        return Err(warp::reject::custom(unauthorized(None)));
     }
     let client = client_ip(peer, headers, &state.trusted_proxies);
     if let Some(refusal) = refused(state, &client) {
@@ -99,11 +78,11 @@ fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap,
     let what = if has_authorization { "bearer token" } else { "session" };
     failed(state, &client, what, path);
     let clear_cookie = (!sessions.is_empty()).then(|| cleared_cookie(state));
-    Err(warp::reject::custom(Unauthorized { clear_cookie }))
+    Err(warp::reject::custom(unauthorized(clear_cookie)))
 }
 
-/// The refusal for a client that has used up its failures, or `None` when it may try.
-pub fn refused(state: &AppState, client: &Client) -> Option<TooManyAuthFailures> {
+/// The 429 for a client that has used up its failures, or `None` when it may try.
+pub fn refused(state: &AppState, client: &Client) -> Option<ApiError> {
     let d = match client {
         Client::Addr(ip) => state.auth_failures.peek(*ip),
         Client::Named(name) => state.auth_failures.peek_named(name),
@@ -121,7 +100,7 @@ pub fn refused(state: &AppState, client: &Client) -> Option<TooManyAuthFailures>
         ),
     )
     .with_header("retry-after", d.retry_after_s);
-    Some(TooManyAuthFailures(err))
+    Some(err)
 }
 
 /// Counts and logs one failed authentication. The line names the client and what failed, never

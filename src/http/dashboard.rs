@@ -124,7 +124,7 @@ fn session(s: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap, body: &[
     };
     let client = client_ip(peer, headers, &s.trusted_proxies);
     if let Some(refusal) = auth::refused(s, &client) {
-        return Err(refusal.error());
+        return Err(refusal);
     }
     let login: Login =
         serde_json::from_slice(body).map_err(|_| ApiError::invalid_payload("expected {\"token\": \"...\"}"))?;

@@ -19,6 +19,10 @@ pub struct ApiError {
     pub headers: Vec<(&'static str, String)>,
 }
 
+/// A filter that refuses a request (the origin checks, the admin token) rejects with the answer
+/// itself, and [`handle_rejection`] gives it as it is.
+impl warp::reject::Reject for ApiError {}
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), headers: Vec::new() }
@@ -100,12 +104,8 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::not_found("no such endpoint")
-    } else if let Some(super::origin::Refused(e)) = rejection.find() {
+    } else if let Some(e) = rejection.find::<ApiError>() {
         e.clone()
-    } else if let Some(u) = rejection.find::<super::auth::Unauthorized>() {
-        u.error()
-    } else if let Some(t) = rejection.find::<super::auth::TooManyAuthFailures>() {
-        t.error()
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
     } else {

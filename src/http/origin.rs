@@ -34,12 +34,6 @@ use super::errors::ApiError;
 use super::{with_state, AppState};
 use crate::config::{ConfigError, ServerConfig};
 
-/// A request refused by these rules; `errors::handle_rejection` answers it as it is.
-#[derive(Debug)]
-pub struct Refused(pub ApiError);
-
-impl warp::reject::Reject for Refused {}
-
 /// Passes requests that may reach the route; put after path and method, before the token.
 pub fn guard(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::method()
@@ -47,10 +41,7 @@ pub fn guard(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejectio
         .and(super::server::local())
         .and(with_state(state))
         .and_then(|method: Method, headers: HeaderMap, local: Option<SocketAddr>, state: Arc<AppState>| async move {
-            state
-                .origin
-                .check(&method, &headers, state.listening(), local)
-                .map_err(|e| warp::reject::custom(Refused(e)))
+            state.origin.check(&method, &headers, state.listening(), local).map_err(warp::reject::custom)
         })
         .untuple_one()
 }
