@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, ServerConfig};
 use crate::delivery::client::Client;
-use crate::providers::{self, Instance};
+use crate::providers::Instance;
 
 /// What to send, as the command line gives it.
 #[derive(Debug, Clone)]
@@ -36,9 +36,9 @@ pub struct Sent {
 }
 
 /// One line per instance: name, kind, path, whether it can verify, and its fixtures.
-pub fn list(config: &Config) -> Result<String, String> {
+pub fn list(instances: &[Instance]) -> String {
     let mut out = String::new();
-    for i in providers::instances(config)? {
+    for i in instances {
         let state = if i.configured { "configured" } else { "no secret" };
         let signs = if i.provider.can_sign() { "" } else { ", cannot sign (no signing_key)" };
         out.push_str(&format!(
@@ -50,7 +50,7 @@ pub fn list(config: &Config) -> Result<String, String> {
             i.provider.sample_types().join(", ")
         ));
     }
-    Ok(out)
+    out
 }
 
 fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
@@ -74,9 +74,13 @@ fn urls(config: &Config, path: &str, to: Option<&str>) -> (String, String) {
 /// Builds, signs and sends `count` requests, one after the other; every answer is returned,
 /// refusals included. An error is a problem before any answer (unknown provider or fixture,
 /// nothing to sign with, no connection).
-pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -> Result<Vec<Sent>, String> {
-    let instances = providers::instances(config)?;
-    let Some(instance) = find(&instances, &req.provider) else {
+pub async fn send(
+    config: &Config,
+    instances: &[Instance],
+    req: &SendRequest,
+    now_s: impl Fn() -> i64,
+) -> Result<Vec<Sent>, String> {
+    let Some(instance) = find(instances, &req.provider) else {
         let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
         return Err(format!("no provider `{}` in this configuration; there are: {}", req.provider, names.join(", ")));
     };

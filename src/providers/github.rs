@@ -15,11 +15,12 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
 use super::{
     ct_eq, fresh_id, fresh_uuid, header_str, media_type, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -49,6 +50,14 @@ impl Github {
             return Err(format!("providers.{name}.kind is `{}`, not `github`", c.kind_of(name).as_str()));
         }
         Ok(Github { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    }
+}
+
+impl Kind for Github {
+    const KEYS: &'static [&'static str] = &["secret", "secrets"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Github, String> {
+        Github::from_config(name, c)
     }
 }
 

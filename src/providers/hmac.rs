@@ -39,11 +39,12 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::registry::Kind;
 use super::{
     ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
+use super::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;
 
 /// The event type when no type source is configured.
@@ -278,6 +279,28 @@ impl Hmac {
             _ => None,
         };
         (checks, parsed)
+    }
+}
+
+impl Kind for Hmac {
+    const KEYS: &'static [&'static str] = &[
+        "secret",
+        "secrets",
+        "tolerance_seconds",
+        "header",
+        "algorithm",
+        "encoding",
+        "prefix",
+        "timestamp_header",
+        "signed_content",
+        "id_header",
+        "id_pointer",
+        "type_header",
+        "type_pointer",
+    ];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Hmac, String> {
+        Hmac::from_config(name, c)
     }
 }
 

@@ -28,11 +28,12 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
+use super::InstanceConfig;
 use super::{
     header_str, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed, Provider,
     Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::InstanceConfig;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
@@ -93,6 +94,20 @@ impl SendGrid {
             }
         }
         Ok(SendGrid { name: name.to_string(), public_keys, signing_key })
+    }
+}
+
+impl Kind for SendGrid {
+    const KEYS: &'static [&'static str] = &["public_key", "secrets", "signing_key"];
+    const CREDENTIAL: &'static str = "public_key";
+    const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<SendGrid, String> {
+        SendGrid::from_config(name, c)
+    }
+
+    fn has_credentials(c: &InstanceConfig) -> bool {
+        c.public_key.is_some()
     }
 }
 
@@ -400,7 +415,7 @@ mod tests {
 
     fn provider(public_key: Option<&str>, secrets: &[&str], signing_key: Option<&str>) -> SendGrid {
         let c = InstanceConfig {
-            kind: Some(crate::config::ProviderKind::Sendgrid),
+            kind: Some(crate::providers::ProviderKind::Sendgrid),
             public_key: public_key.map(str::to_string),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             signing_key: signing_key.map(Secret::new),

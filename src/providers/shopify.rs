@@ -13,11 +13,12 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
 use super::{
     ct_eq, fresh_id, fresh_uuid, header_str, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
     Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
@@ -56,6 +57,14 @@ impl Shopify {
             return Err(format!("providers.{name}.kind is `{}`, not `shopify`", c.kind_of(name).as_str()));
         }
         Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    }
+}
+
+impl Kind for Shopify {
+    const KEYS: &'static [&'static str] = &["secret", "secrets"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Shopify, String> {
+        Shopify::from_config(name, c)
     }
 }
 

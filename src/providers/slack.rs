@@ -29,11 +29,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
 use super::{
     ct_eq, fresh_id, fresh_uuid, header_str, media_type, pick, refuse_failed, require_media_type, Accepted, Answer,
     Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -71,6 +72,14 @@ impl Slack {
             Err(_) => return Err(format!("{key} is too large: {} (Slack's SDKs use 300)", c.tolerance_seconds)),
         };
         Ok(Slack { name: name.to_string(), secrets: super::nonempty_secrets(name, c)?, tolerance_s })
+    }
+}
+
+impl Kind for Slack {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Slack, String> {
+        Slack::from_config(name, c)
     }
 }
 

@@ -27,11 +27,12 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
+use super::InstanceConfig;
 use super::{
     ct_eq, fresh_id, header_str, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
     Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
 };
-use crate::config::InstanceConfig;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -95,6 +96,14 @@ impl Standard {
         }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
+    }
+}
+
+impl Kind for Standard {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Standard, String> {
+        Standard::from_config(name, c)
     }
 }
 
@@ -332,7 +341,7 @@ mod tests {
 
     fn provider(secrets: &[&str]) -> Standard {
         let c = InstanceConfig {
-            kind: Some(crate::config::ProviderKind::Standard),
+            kind: Some(crate::providers::ProviderKind::Standard),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             ..InstanceConfig::default()
         };

@@ -8,7 +8,7 @@ use crate::support::{self, config, start, stripe_event, stripe_header, STRIPE_SE
 async fn health_reports_version_store_and_providers() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.twilio = None;
+    c.providers.remove("twilio");
     let s = start(c).await;
     let h = s.get("/staging/webhooks/test").await;
     assert_eq!(h.status, 200);

@@ -1,0 +1,390 @@
+//! The one registry of provider kinds, and the one door `config` uses into `providers/`.
+//!
+//! Each kind says everything about itself in its own file, by implementing [`Kind`]: the keys
+//! of its section, what they must hold (its `build`), its credential, the seed's instance of
+//! it if any (`stripe` at `/stripe`, `twilio` at `/sms`, with their environment variables), its
+//! API hosts and its own validator findings. The [`kinds!`] list below turns that into
+//! [`ProviderKind`] and the dispatch over it, so adding a kind is one file plus one line here.
+//!
+//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`), hands every other
+//! key to [`InstanceConfig::read_key`], and builds each instance once through [`build`];
+//! nothing in `providers/` reads `config`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::settings::InstanceConfig;
+use super::{github, hmac, sendgrid, shopify, slack, standard, stripe, twilio, Provider};
+use crate::finding::{Finding, Severity};
+use crate::secret::Secret;
+
+/// A setting that cannot work, naming its key (`providers.<name>.<key>`, or the section when
+/// the kind's own check names the key in its message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingError {
+    pub key: String,
+    pub message: String,
+}
+
+/// The seed's instance of a kind: a section that needs no `kind`, whose endpoint is always
+/// present (answering 503 until its credential is set) and whose credential the provider's own
+/// environment variable sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Seed {
+    /// The section, `[providers.<name>]`, and the instance's name in records.
+    pub name: &'static str,
+    /// The last segment of `POST /staging/webhooks/<path>`.
+    pub path: &'static str,
+    /// The provider's own environment variable for the credential, and the key it sets; it
+    /// wins over `STAGEHOOK_PROVIDERS_<NAME>_<KEY>`.
+    pub env: (&'static str, &'static str),
+    /// The optional keys of the section that can be set from the environment
+    /// (`STAGEHOOK_PROVIDERS_<NAME>_<KEY>`), besides those with a default.
+    pub env_keys: &'static [&'static str],
+}
+
+/// What the validator knows beyond a section, for a kind's own findings.
+#[derive(Debug, Clone, Copy)]
+pub struct Surroundings<'a> {
+    /// The isolation-relevant environment ([`isolation_env`]).
+    pub env: &'a BTreeMap<String, String>,
+    pub public_url_set: bool,
+    /// Behind a proxy or tunnel, or reachable from other machines.
+    pub behind_proxy: bool,
+}
+
+/// One kind of provider. Implemented once, in the kind's own file.
+pub trait Kind: Provider + Sized {
+    /// The keys of its section it reads, besides `kind` and the common ones.
+    const KEYS: &'static [&'static str];
+    /// The key an instance without credentials lacks.
+    const CREDENTIAL: &'static str = "secret";
+    /// How the message for an empty `secret` names what belongs there.
+    const SECRET_HINT: &'static str = "the secret";
+    /// The seed's instance of this kind, if there is one.
+    const SEED: Option<Seed> = None;
+    /// Hosts of the provider's own API: never a forward target.
+    const API_HOSTS: &'static [&'static str] = &[];
+    /// The environment variables its isolation checks read.
+    const ISOLATION_ENV: &'static [&'static str] = &[];
+
+    /// Checks the settings and builds the provider; a missing credential is not an error (the
+    /// endpoint answers 503 until one is set). A String error names its key itself.
+    fn build(name: &str, c: &InstanceConfig) -> Result<Self, String>;
+
+    /// Whether the instance has what it needs to verify.
+    fn has_credentials(c: &InstanceConfig) -> bool {
+        !c.all_secrets().is_empty()
+    }
+
+    /// The credential compared across instances (a secret shared by two is a warning).
+    fn credential(c: &InstanceConfig) -> Option<&Secret> {
+        c.secret.as_ref()
+    }
+
+    /// The kind's own findings: about the seed's section (`None` when it is not configured)
+    /// and the environment.
+    fn findings(_seed: Option<&InstanceConfig>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
+}
+
+/// The registry: each line names a kind's variant, its name in `kind = "..."`, and its type.
+macro_rules! kinds {
+    ($($variant:ident = $name:literal => $ty:ty,)*) => {
+        /// The kinds of provider an instance can be.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+        pub enum ProviderKind {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl ProviderKind {
+            pub const ALL: [ProviderKind; [$($name),*].len()] = [$(ProviderKind::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ProviderKind::$variant => $name,)* }
+            }
+
+            /// The keys of its section it reads, besides `kind` and the common ones.
+            pub fn keys(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::KEYS,)* }
+            }
+
+            fn credential_key(self) -> &'static str {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::CREDENTIAL,)* }
+            }
+
+            fn secret_hint(self) -> &'static str {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::SECRET_HINT,)* }
+            }
+
+            fn seed(self) -> Option<Seed> {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::SEED,)* }
+            }
+
+            fn api_hosts(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::API_HOSTS,)* }
+            }
+
+            fn isolation_env(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::ISOLATION_ENV,)* }
+            }
+
+            fn build(self, name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String> {
+                Ok(match self { $(ProviderKind::$variant => Arc::new(<$ty as Kind>::build(name, c)?),)* })
+            }
+
+            fn has_credentials(self, c: &InstanceConfig) -> bool {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::has_credentials(c),)* }
+            }
+
+            fn credential(self, c: &InstanceConfig) -> Option<&Secret> {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::credential(c),)* }
+            }
+
+            fn findings(self, seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+                match self { $(ProviderKind::$variant => <$ty as Kind>::findings(seed, around, out),)* }
+            }
+        }
+    };
+}
+
+kinds! {
+    Stripe = "stripe" => stripe::Stripe,
+    Twilio = "twilio" => twilio::Twilio,
+    Github = "github" => github::Github,
+    Shopify = "shopify" => shopify::Shopify,
+    Slack = "slack" => slack::Slack,
+    Standard = "standard" => standard::Standard,
+    Sendgrid = "sendgrid" => sendgrid::SendGrid,
+    Hmac = "hmac" => hmac::Hmac,
+}
+
+impl ProviderKind {
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The seed's instances, in the order their endpoints are listed.
+pub fn seeds() -> impl Iterator<Item = (ProviderKind, Seed)> {
+    ProviderKind::ALL.into_iter().filter_map(|k| Some((k, k.seed()?)))
+}
+
+/// Whether `name` is the section of a seed's instance.
+pub fn is_seed(name: &str) -> bool {
+    seeds().any(|(_, s)| s.name == name)
+}
+
+/// Names an instance cannot take besides the API's own: the seed's paths that are not their
+/// section's name (`sms`).
+pub fn taken_paths() -> impl Iterator<Item = &'static str> {
+    seeds().filter(|(_, s)| s.path != s.name).map(|(_, s)| s.path)
+}
+
+/// The hosts of the providers' own APIs: never a forward target, whatever the config says.
+pub fn api_hosts() -> impl Iterator<Item = &'static str> {
+    ProviderKind::ALL.into_iter().flat_map(|k| k.api_hosts().iter().copied())
+}
+
+/// The environment variables the kinds' isolation checks read.
+pub fn isolation_env() -> impl Iterator<Item = &'static str> {
+    ProviderKind::ALL.into_iter().flat_map(|k| k.isolation_env().iter().copied())
+}
+
+/// A settings value with every key a seed's section can take from the environment set, so that
+/// `config` can learn each key's name and type.
+pub fn env_example(kind: ProviderKind, seed: &Seed) -> InstanceConfig {
+    let mut c = InstanceConfig::default();
+    let example = Secret::new("x");
+    for key in seed.env_keys {
+        match *key {
+            "secret" => c.secret = Some(example.clone()),
+            "api_key" => c.api_key = Some(example.clone()),
+            "auth_token" => c.auth_token = Some(example.clone()),
+            "account_sid" => c.account_sid = Some(String::new()),
+            other => debug_assert!(false, "{} lists {other}, which is no optional string key", kind.as_str()),
+        }
+    }
+    c
+}
+
+/// The path segment of an instance: the seed's own, or its name.
+pub fn path_of(name: &str) -> String {
+    seeds().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()
+}
+
+/// One ingest endpoint, built once at startup: its path segment, its kind, whether it can
+/// verify, its provider, and where its events are delivered.
+#[derive(Clone)]
+pub struct Instance {
+    /// The last path segment: `stripe`, `sms`, or a named instance's name.
+    pub path: String,
+    pub kind: ProviderKind,
+    /// The provider, present whether or not its secret is set, so `/validate` can check
+    /// structure; `configured` says whether it may verify.
+    pub provider: Arc<dyn Provider>,
+    pub configured: bool,
+    /// Where its events are delivered; empty means recorded and processed at once.
+    pub targets: Vec<String>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("name", &self.provider.name())
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("configured", &self.configured)
+            .field("targets", &self.targets.len())
+            .finish()
+    }
+}
+
+/// Builds the endpoint `[providers.<name>]` describes: a seed's section must have its kind's
+/// shape, then [`build`].
+pub fn instance(name: &str, c: &InstanceConfig, targets: Vec<String>) -> Result<Instance, SettingError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let kind = c.kind_of(name);
+    if let Some((seed_kind, _)) = seeds().find(|(_, s)| s.name == name) {
+        if kind != seed_kind {
+            return Err(SettingError {
+                key: key("kind"),
+                message: format!(
+                    "`{name}` is the {} endpoint; name a `{}` instance otherwise",
+                    seed_kind.as_str(),
+                    kind.as_str()
+                ),
+            });
+        }
+        // A seed's section has its kind's shape, as it always had: any other key stops startup
+        // rather than passing as advice.
+        let stray = c.given().into_iter().find(|(k, _)| k != "kind" && !kind.keys().contains(&k.as_str()));
+        if let Some((stray, _)) = stray {
+            let keys: Vec<String> = kind.keys().iter().map(|k| format!("`{k}`")).collect();
+            return Err(SettingError {
+                key: format!("providers.{name}"),
+                message: format!(
+                    "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`",
+                    keys.join(", ")
+                ),
+            });
+        }
+    }
+    let provider = build(name, c)?;
+    Ok(Instance { path: path_of(name), kind, configured: kind.has_credentials(c), provider, targets })
+}
+
+/// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's
+/// own. [`instance`] adds the seed's section shape and the endpoint; tests and benchmarks that
+/// need no endpoint call this.
+pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, SettingError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let kind = c.kind_of(name);
+    // Checked whatever the kind, as it always was: a kind that reads no timestamp still refuses
+    // a tolerance no timestamp could meet.
+    if c.tolerance_seconds == 0 || c.tolerance_seconds > 366 * 86_400 {
+        return Err(SettingError {
+            key: key("tolerance_seconds"),
+            message: "must be between 1 and 31622400 (a year)".into(),
+        });
+    }
+    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+        return Err(SettingError {
+            key: key("secret"),
+            message: format!("is empty; set {} or remove the key", kind.secret_hint()),
+        });
+    }
+    if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
+        return Err(SettingError {
+            key: key("auth_token"),
+            message: "is empty; set the auth token or remove the key".into(),
+        });
+    }
+    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
+        return Err(SettingError { key: key(&format!("secrets[{i}]")), message: "is empty; remove it".into() });
+    }
+    kind.build(name, c).map_err(|message| SettingError { key: format!("providers.{name}"), message })
+}
+
+/// `secret` then `secrets`, refusing an empty one: an empty string is a slip in the file, not
+/// "no secret", and an HMAC under an empty key is one anybody can compute.
+pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
+    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secret is empty; set the secret or remove the key"));
+    }
+    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
+        return Err(format!("providers.{name}.secrets[{i}] is empty; remove it"));
+    }
+    Ok(c.all_secrets())
+}
+
+/// A value someone meant to replace.
+pub fn is_placeholder(s: &Secret) -> bool {
+    let v = s.expose().to_ascii_lowercase();
+    ["replace", "changeme", "change_me", "placeholder", "your_", "xxxx", "todo", "example"]
+        .iter()
+        .any(|p| v.contains(p))
+}
+
+/// The credential of `[providers.<name>]` that two instances must not share.
+pub fn credential<'a>(name: &str, c: &'a InstanceConfig) -> Option<&'a Secret> {
+    c.kind_of(name).credential(c)
+}
+
+/// The kinds' own findings, given each seed's section when it is configured.
+pub fn kind_findings<'a>(
+    section: impl Fn(&str) -> Option<&'a InstanceConfig>,
+    around: &Surroundings<'_>,
+    out: &mut Vec<Finding>,
+) {
+    for kind in ProviderKind::ALL {
+        let seed = kind.seed().and_then(|s| section(s.name));
+        kind.findings(seed, around, out);
+    }
+}
+
+/// The findings about a section: every key one its kind reads, and for a section that is not a
+/// seed's (whose kind checks its credential itself, [`Kind::findings`]) its credential present
+/// and no placeholder.
+pub fn instance_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut Vec<Finding>) {
+    let kind = c.kind_of(name);
+    let prefix = format!("providers.{name}");
+    let credential = kind.credential_key();
+    let seed = is_seed(name);
+    if !seed && !kind.has_credentials(c) {
+        out.push(Finding::new(
+            "provider.secret_missing",
+            Severity::Error,
+            &format!("{prefix}.{credential}"),
+            format!("{name} ({}) has no {credential}: its endpoint answers 503 until one is set", kind.as_str()),
+        ));
+    }
+    for (i, s) in c.all_secrets().iter().enumerate() {
+        if !seed && is_placeholder(s) {
+            out.push(Finding::new(
+                "provider.placeholder_secret",
+                Severity::Error,
+                &format!(
+                    "{prefix}.secret{}",
+                    if i == 0 && c.secret.is_some() { String::new() } else { format!("s[{i}]") }
+                ),
+                format!("{} is a placeholder: replace it with the provider's real signing secret", s.fingerprint()),
+            ));
+        }
+    }
+    // A key the kind ignores is a mistake that would pass silently (a GitHub instance given
+    // `timestamp_header` still verifies without one).
+    for (key, _) in c.given() {
+        if key == "kind" || common.contains(&key.as_str()) || kind.keys().contains(&key.as_str()) {
+            continue;
+        }
+        out.push(Finding::new(
+            "provider.unused_key",
+            Severity::Error,
+            &format!("{prefix}.{key}"),
+            format!("kind `{}` does not use `{key}`: remove it, or set the kind that does", kind.as_str()),
+        ));
+    }
+}
