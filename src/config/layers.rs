@@ -154,6 +154,7 @@ fn schema() -> Config {
 }
 
 /// Reads an environment value as the type the key has in the schema.
+// A String: the reason alone, which `load` puts after the key and the variable (`ConfigError`).
 fn parse_env(example: &Value, raw: &str) -> Result<Value, String> {
     let raw = raw.trim();
     Ok(match example {

@@ -20,13 +20,19 @@ use super::{github, hmac, sendgrid, shopify, slack, standard, stripe, twilio, Pr
 use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 
-/// A setting that cannot work, naming its key (`providers.<name>.<key>`, or the section when
-/// the kind's own check names the key in its message).
+/// A setting that cannot work: the key (`providers.<name>.<key>`) and what is wrong with it,
+/// which reads on from the key (`is empty; remove it`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
+#[error("{key} {message}")]
 pub struct SettingError {
     pub key: String,
     pub message: String,
+}
+
+impl SettingError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> SettingError {
+        SettingError { key: key.into(), message: message.into() }
+    }
 }
 
 /// The seed's instance of a kind: a section that needs no `kind`, whose endpoint is always
@@ -72,8 +78,8 @@ pub trait Kind: Provider + Sized {
     const ISOLATION_ENV: &'static [&'static str] = &[];
 
     /// Checks the settings and builds the provider; a missing credential is not an error (the
-    /// endpoint answers 503 until one is set). A String error names its key itself.
-    fn build(name: &str, c: &InstanceConfig) -> Result<Self, String>;
+    /// endpoint answers 503 until one is set).
+    fn build(name: &str, c: &InstanceConfig) -> Result<Self, SettingError>;
 
     /// Whether the instance has what it needs to verify.
     fn has_credentials(c: &InstanceConfig) -> bool {
@@ -131,7 +137,7 @@ macro_rules! kinds {
                 match self { $(ProviderKind::$variant => <$ty as Kind>::ISOLATION_ENV,)* }
             }
 
-            fn build(self, name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String> {
+            fn build(self, name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, SettingError> {
                 Ok(match self { $(ProviderKind::$variant => Arc::new(<$ty as Kind>::build(name, c)?),)* })
             }
 
@@ -305,17 +311,20 @@ pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, Settin
     if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
         return Err(SettingError { key: key(&format!("secrets[{i}]")), message: "is empty; remove it".into() });
     }
-    kind.build(name, c).map_err(|message| SettingError { key: format!("providers.{name}"), message })
+    kind.build(name, c)
 }
 
 /// `secret` then `secrets`, refusing an empty one: an empty string is a slip in the file, not
 /// "no secret", and an HMAC under an empty key is one anybody can compute.
-pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, String> {
+pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, SettingError> {
     if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secret is empty; set the secret or remove the key"));
+        return Err(SettingError::new(
+            format!("providers.{name}.secret"),
+            "is empty; set the secret or remove the key",
+        ));
     }
     if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secrets[{i}] is empty; remove it"));
+        return Err(SettingError::new(format!("providers.{name}.secrets[{i}]"), "is empty; remove it"));
     }
     Ok(c.all_secrets())
 }

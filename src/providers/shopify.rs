@@ -14,6 +14,7 @@ use sha2::Sha256;
 use warp::http::HeaderMap;
 
 use super::registry::Kind;
+use super::registry::SettingError;
 use super::{
     ct_eq, fresh_id, fresh_uuid, header_str, pick, receipt, refuse_failed, require_media_type, rfc3339, Accepted,
     Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
@@ -52,9 +53,10 @@ pub struct Shopify {
 impl Shopify {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
         if c.kind_of(name) != ProviderKind::Shopify {
-            return Err(format!("providers.{name}.kind is `{}`, not `shopify`", c.kind_of(name).as_str()));
+            let kind = c.kind_of(name).as_str();
+            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `shopify`")));
         }
         Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
     }
@@ -63,7 +65,7 @@ impl Shopify {
 impl Kind for Shopify {
     const KEYS: &'static [&'static str] = &["secret", "secrets"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Shopify, String> {
+    fn build(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
         Shopify::from_config(name, c)
     }
 }
@@ -394,7 +396,7 @@ mod tests {
         let p = Shopify::from_config("shop", &c).unwrap();
         assert_eq!(p.secrets.iter().map(Secret::expose).collect::<Vec<_>>(), ["a", "b"]);
         c.secret = Some(Secret::new(""));
-        assert!(Shopify::from_config("shop", &c).unwrap_err().contains("providers.shop.secret "));
+        assert!(Shopify::from_config("shop", &c).unwrap_err().to_string().contains("providers.shop.secret "));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use warp::http::HeaderMap;
 
+use super::registry::SettingError;
 use super::registry::{is_placeholder, Kind, Seed, Surroundings};
 use super::InstanceConfig;
 use super::{
@@ -37,7 +38,7 @@ impl Stripe {
 
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Stripe, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
         Ok(Stripe::new(name, super::nonempty_secrets(name, c)?, c.tolerance_seconds as i64))
     }
 }
@@ -53,7 +54,7 @@ impl Kind for Stripe {
     const API_HOSTS: &'static [&'static str] = &["stripe.com", "*.stripe.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["STRIPE_API_KEY", "STRIPE_SECRET_KEY"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Stripe, String> {
+    fn build(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
         Stripe::from_config(name, c)
     }
 

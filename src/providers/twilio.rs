@@ -20,6 +20,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::registry::SettingError;
 use super::registry::{is_placeholder, Kind, Seed, Surroundings};
 use super::InstanceConfig;
 use super::{
@@ -53,7 +54,7 @@ impl Twilio {
     /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
     /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
     /// is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Twilio, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
         let rest = super::nonempty_secrets(name, c)?;
         Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
     }
@@ -73,7 +74,7 @@ impl Kind for Twilio {
     const API_HOSTS: &'static [&'static str] = &["twilio.com", "*.twilio.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_ACCOUNT_SID"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Twilio, String> {
+    fn build(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
         Twilio::from_config(name, c)
     }
 
