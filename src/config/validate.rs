@@ -85,15 +85,14 @@ pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Contex
     r
 }
 
-/// The kinds' own findings (the seed's credentials, isolation), then each section's: its
-/// credential, its keys, and no secret shared with another.
+/// The providers' findings (the seed's credentials, isolation, each section's credential and
+/// keys, no secret shared), from the registry; and whether there is any provider at all.
 fn providers(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
     let around = Surroundings {
         env,
         public_url_set: c.server.public_url.is_some(),
         behind_proxy: !c.server.trusted_proxies.is_empty() || !c.server.bind.ip().is_loopback(),
     };
-    registry::kind_findings(|name| c.providers.get(name).map(|p| &p.settings), &around, &mut r.findings);
     if c.providers.is_empty() {
         r.push(
             "provider.none_configured",
@@ -102,27 +101,8 @@ fn providers(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
             "no provider is configured: every ingest endpoint answers 503 until a secret is set",
         );
     }
-    for (name, p) in c.providers.iter() {
-        registry::instance_findings(name, &p.settings, &COMMON_KEYS, &mut r.findings);
-    }
-    // The seed's first, so that a named instance is the one warned about.
-    let sections = c.sections();
-    let configured: Vec<(&str, &crate::secret::Secret)> = sections
-        .iter()
-        .filter_map(|(name, p)| Some((name.as_str(), registry::credential(name, &p.settings)?)))
-        .collect();
-    for (i, (a, sa)) in configured.iter().enumerate() {
-        for (b, sb) in &configured[i + 1..] {
-            if sa.expose() == sb.expose() {
-                r.push(
-                    "secret.reused",
-                    Severity::Warning,
-                    &format!("providers.{b}"),
-                    format!("{a} and {b} share one secret: each provider has its own; a leak of one exposes both"),
-                );
-            }
-        }
-    }
+    let sections = c.providers.iter().map(|(name, p)| (name.as_str(), &p.settings));
+    r.findings.extend(registry::findings(sections, &around, &COMMON_KEYS));
 }
 
 /// `*` matches any run of characters; everything else is literal, case-insensitively.

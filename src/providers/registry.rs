@@ -337,27 +337,46 @@ pub fn is_placeholder(s: &Secret) -> bool {
         .any(|p| v.contains(p))
 }
 
-/// The credential of `[providers.<name>]` that two instances must not share.
-pub fn credential<'a>(name: &str, c: &'a InstanceConfig) -> Option<&'a Secret> {
-    c.kind_of(name).credential(c)
-}
-
-/// The kinds' own findings, given each seed's section when it is configured.
-pub fn kind_findings<'a>(
-    section: impl Fn(&str) -> Option<&'a InstanceConfig>,
+/// Every finding about the configured provider sections (`common`: the keys config reads
+/// itself): the kinds' own ([`Kind::findings`]), each section's ([`section_findings`]), and a
+/// credential two sections share.
+pub fn findings<'a>(
+    sections: impl IntoIterator<Item = (&'a str, &'a InstanceConfig)>,
     around: &Surroundings<'_>,
-    out: &mut Vec<Finding>,
-) {
+    common: &[&str],
+) -> Vec<Finding> {
+    let mut sections: Vec<(&str, &InstanceConfig)> = sections.into_iter().collect();
+    // The seed's first, so that a named instance is the one warned about.
+    sections.sort_by_key(|(name, _)| !is_seed(name));
+    let mut out = Vec::new();
     for kind in ProviderKind::ALL {
-        let seed = kind.seed().and_then(|s| section(s.name));
-        kind.findings(seed, around, out);
+        let seed = kind.seed().and_then(|s| sections.iter().find(|(name, _)| *name == s.name).map(|(_, c)| *c));
+        kind.findings(seed, around, &mut out);
     }
+    for (name, c) in &sections {
+        section_findings(name, c, common, &mut out);
+    }
+    let credentials: Vec<(&str, &Secret)> =
+        sections.iter().filter_map(|(name, c)| Some((*name, c.kind_of(name).credential(c)?))).collect();
+    for (i, (a, sa)) in credentials.iter().enumerate() {
+        for (b, sb) in &credentials[i + 1..] {
+            if sa.expose() == sb.expose() {
+                out.push(Finding::new(
+                    "secret.reused",
+                    Severity::Warning,
+                    &format!("providers.{b}"),
+                    format!("{a} and {b} share one secret: each provider has its own; a leak of one exposes both"),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The findings about a section: every key one its kind reads, and for a section that is not a
 /// seed's (whose kind checks its credential itself, [`Kind::findings`]) its credential present
 /// and no placeholder.
-pub fn instance_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut Vec<Finding>) {
+fn section_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut Vec<Finding>) {
     let kind = c.kind_of(name);
     let prefix = format!("providers.{name}");
     let credential = kind.credential_key();
@@ -395,5 +414,85 @@ pub fn instance_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &
             &format!("{prefix}.{key}"),
             format!("kind `{}` does not use `{key}`: remove it, or set the kind that does", kind.as_str()),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.rs` file under `src/<dir>`, with its text.
+    fn sources(dir: &str) -> Vec<(std::path::PathBuf, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p, text)
+            })
+            .collect();
+        assert!(files.len() > 5, "{}", dir.display());
+        files
+    }
+
+    /// The Architecture Invariant: `config` calls into `providers/` (through this registry),
+    /// never the other way round, so the two form no circle.
+    #[test]
+    fn nothing_in_providers_reads_config() {
+        for (path, text) in sources("providers") {
+            assert!(!text.contains(concat!("crate::", "config")), "{} reads config", path.display());
+        }
+    }
+
+    /// The Architecture Invariant: the HTTP layer names no kind and no seed's endpoint; what it
+    /// needs of a provider, it asks (`dry_run_media_type`, `secret_headers`).
+    #[test]
+    fn the_http_layer_names_no_provider() {
+        let names: Vec<String> = ProviderKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .chain(seeds().flat_map(|(_, s)| [s.name, s.path]))
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        for (path, text) in sources("http") {
+            for name in &names {
+                assert!(!text.contains(name.as_str()), "{} names {name}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_parses_back() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+            assert!(kind.keys().iter().all(|k| InstanceConfig::KEYS.contains(k)), "{}", kind.as_str());
+        }
+        let names: std::collections::BTreeSet<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ProviderKind::ALL.len());
+        let seeds: Vec<(&str, &str)> = seeds().map(|(_, s)| (s.name, s.path)).collect();
+        assert_eq!(seeds, [("stripe", "stripe"), ("twilio", "sms")]);
+        assert_eq!(taken_paths().collect::<Vec<_>>(), ["sms"]);
+    }
+
+    /// A seed's section keeps its kind's shape: another kind, or a key its kind does not read,
+    /// stops startup naming the section; a named instance of the same kind may take any key
+    /// (the validator reports the unused ones).
+    #[test]
+    fn a_seeds_section_has_its_kinds_shape() {
+        let header = InstanceConfig { header: Some("x-sig".into()), ..Default::default() };
+        let e = instance("stripe", &header, Vec::new()).unwrap_err();
+        assert_eq!(e.key, "providers.stripe");
+        assert!(e.message.contains("unknown field `header`"), "{e}");
+        let other = InstanceConfig { kind: Some(ProviderKind::Github), ..Default::default() };
+        assert_eq!(instance("twilio", &other, Vec::new()).unwrap_err().key, "providers.twilio.kind");
+        let named = InstanceConfig { kind: Some(ProviderKind::Stripe), ..header };
+        let eu = instance("eu", &named, vec!["http://app.test/".into()]).unwrap();
+        assert_eq!((eu.path.as_str(), eu.kind, eu.targets.len()), ("eu", ProviderKind::Stripe, 1));
+        let sms = instance("twilio", &InstanceConfig::default(), Vec::new()).unwrap();
+        assert_eq!((sms.path.as_str(), sms.configured), ("sms", false));
+        let token = InstanceConfig { auth_token: Some(Secret::new("t")), ..Default::default() };
+        assert!(instance("twilio", &token, Vec::new()).unwrap().configured);
     }
 }
