@@ -5,22 +5,26 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
-pub mod github;
-pub mod hmac;
-pub mod sendgrid;
-pub mod shopify;
-pub mod slack;
-pub mod standard;
-pub mod stripe;
-pub mod twilio;
-
 pub mod registry;
 pub mod settings;
+
+// The registry: every kind, its name in `kind = "..."`, and its file and type. A kind is one file
+// implementing `Provider` and `registry::Kind`, plus its line here.
+registry::kinds! {
+    Stripe = "stripe" => stripe::Stripe,
+    Twilio = "twilio" => twilio::Twilio,
+    Github = "github" => github::Github,
+    Shopify = "shopify" => shopify::Shopify,
+    Slack = "slack" => slack::Slack,
+    Standard = "standard" => standard::Standard,
+    Sendgrid = "sendgrid" => sendgrid::SendGrid,
+    Hmac = "hmac" => hmac::Hmac,
+}
 
 use warp::http::HeaderMap;
 
 pub(crate) use registry::nonempty_secrets;
-pub use registry::{build, Instance, ProviderKind};
+pub use registry::{build, Instance};
 pub use settings::{HmacAlgorithm, InstanceConfig, SignatureEncoding};
 
 /// What a provider is given about one inbound request.

@@ -3,8 +3,9 @@
 //! Each kind says everything about itself in its own file, by implementing [`Kind`]: the keys
 //! of its section, what they must hold (its `build`), its credential, the seed's instance of
 //! it if any (`stripe` at `/stripe`, `twilio` at `/sms`, with their environment variables), its
-//! API hosts and its own validator findings. The [`kinds!`] list below turns that into
-//! [`ProviderKind`] and the dispatch over it, so adding a kind is one file plus one line here.
+//! API hosts and its own validator findings. The `kinds!` list (in `providers/mod.rs`, where it
+//! also declares the kinds' modules) turns that into [`ProviderKind`] and the dispatch over it,
+//! so adding a kind is one file plus one line in that list.
 //!
 //! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`), hands every other
 //! key to [`InstanceConfig::read_key`], and builds each instance once through [`build`];
@@ -13,10 +14,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 pub use super::settings::InstanceConfig;
-use super::{github, hmac, sendgrid, shopify, slack, standard, stripe, twilio, Provider};
+use super::Provider;
+pub use super::ProviderKind;
 use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 
@@ -96,11 +96,15 @@ pub trait Kind: Provider + Sized {
     fn findings(_seed: Option<&InstanceConfig>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
 }
 
-/// The registry: each line names a kind's variant, its name in `kind = "..."`, and its type.
+/// The registry's list, written once in `providers/mod.rs`: each line names a kind's variant,
+/// its name in `kind = "..."`, and its file and type. It declares the files' modules, and makes
+/// [`ProviderKind`] and the dispatch over the kinds' [`Kind`] implementations.
 macro_rules! kinds {
-    ($($variant:ident = $name:literal => $ty:ty,)*) => {
+    ($($variant:ident = $name:literal => $module:ident :: $ty:ident,)*) => {
+        $(pub mod $module;)*
+
         /// The kinds of provider an instance can be.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
         pub enum ProviderKind {
             $(#[serde(rename = $name)] $variant,)*
         }
@@ -114,58 +118,49 @@ macro_rules! kinds {
 
             /// The keys of its section it reads, besides `kind` and the common ones.
             pub fn keys(self) -> &'static [&'static str] {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::KEYS,)* }
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::KEYS,)* }
             }
 
             fn credential_key(self) -> &'static str {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::CREDENTIAL,)* }
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::CREDENTIAL,)* }
             }
 
             fn secret_hint(self) -> &'static str {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::SECRET_HINT,)* }
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::SECRET_HINT,)* }
             }
 
-            fn seed(self) -> Option<Seed> {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::SEED,)* }
+            fn seed(self) -> Option<$crate::providers::registry::Seed> {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::SEED,)* }
             }
 
             fn api_hosts(self) -> &'static [&'static str] {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::API_HOSTS,)* }
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::API_HOSTS,)* }
             }
 
             fn isolation_env(self) -> &'static [&'static str] {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::ISOLATION_ENV,)* }
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::ISOLATION_ENV,)* }
             }
 
-            fn build(self, name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, SettingError> {
-                Ok(match self { $(ProviderKind::$variant => Arc::new(<$ty as Kind>::build(name, c)?),)* })
+            fn build(self, name: &str, c: &$crate::providers::InstanceConfig) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::registry::SettingError> {
+                Ok(match self { $(ProviderKind::$variant => std::sync::Arc::new(<$module::$ty as $crate::providers::registry::Kind>::build(name, c)?),)* })
             }
 
-            fn has_credentials(self, c: &InstanceConfig) -> bool {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::has_credentials(c),)* }
+            fn has_credentials(self, c: &$crate::providers::InstanceConfig) -> bool {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::has_credentials(c),)* }
             }
 
-            fn credential(self, c: &InstanceConfig) -> Option<&Secret> {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::credential(c),)* }
+            fn credential(self, c: &$crate::providers::InstanceConfig) -> Option<&$crate::secret::Secret> {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::credential(c),)* }
             }
 
-            fn findings(self, seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
-                match self { $(ProviderKind::$variant => <$ty as Kind>::findings(seed, around, out),)* }
+            fn findings(self, seed: Option<&$crate::providers::InstanceConfig>, around: &$crate::providers::registry::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::findings(seed, around, out),)* }
             }
         }
     };
 }
 
-kinds! {
-    Stripe = "stripe" => stripe::Stripe,
-    Twilio = "twilio" => twilio::Twilio,
-    Github = "github" => github::Github,
-    Shopify = "shopify" => shopify::Shopify,
-    Slack = "slack" => slack::Slack,
-    Standard = "standard" => standard::Standard,
-    Sendgrid = "sendgrid" => sendgrid::SendGrid,
-    Hmac = "hmac" => hmac::Hmac,
-}
+pub(crate) use kinds;
 
 impl ProviderKind {
     pub fn parse(s: &str) -> Option<ProviderKind> {
