@@ -365,7 +365,7 @@ impl Serialize for ProvidersConfig {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let Shown(name, c) = self;
                 let mut map = s.serialize_map(None)?;
-                for (key, value) in c.settings.shown(c.settings.kind_of(name)) {
+                for (key, value) in registry::shown(name, &c.settings) {
                     map.serialize_entry(key, &value)?;
                 }
                 map.serialize_entry("forward_to", &c.forward_to)?;

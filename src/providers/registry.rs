@@ -211,6 +211,17 @@ pub fn env_example(kind: ProviderKind, seed: &Seed) -> InstanceConfig {
     c
 }
 
+/// The provider keys of `[providers.<name>]` as `check-config --show` lists them: a seed's
+/// section has its kind's shape, so its kind's keys; any other section every key that is set.
+pub fn shown(name: &str, c: &InstanceConfig) -> Vec<(&'static str, serde_json::Value)> {
+    let kind = c.kind_of(name);
+    if is_seed(name) {
+        c.shown(&[&["kind"][..], kind.keys()].concat())
+    } else {
+        c.shown(&InstanceConfig::KEYS)
+    }
+}
+
 /// The path segment of an instance: the seed's own, or its name.
 pub fn path_of(name: &str) -> String {
     seeds().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()

@@ -168,14 +168,11 @@ impl InstanceConfig {
         given.iter().filter(|(k, v)| defaults.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// `kind` when given, and the keys `kind` reads, for showing the section: the keys of other
-    /// kinds would only be noise. An unset optional key is left out.
-    pub fn shown(&self, kind: ProviderKind) -> Vec<(&'static str, serde_json::Value)> {
+    /// The keys among `keys` that are set (an unset optional key is left out), with their
+    /// values as serialized (secrets as fingerprints), for showing the section.
+    pub fn shown(&self, keys: &[&'static str]) -> Vec<(&'static str, serde_json::Value)> {
         let all = serde_json::to_value(self).unwrap_or_default();
         let Some(all) = all.as_object() else { return Vec::new() };
-        std::iter::once("kind")
-            .chain(kind.keys().iter().copied())
-            .filter_map(|k| all.get(k).filter(|v| !v.is_null()).map(|v| (k, v.clone())))
-            .collect()
+        keys.iter().filter_map(|k| all.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v.clone()))).collect()
     }
 }
