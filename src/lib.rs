@@ -14,9 +14,12 @@
 //! - [`retention`]: the background clean-up of old events.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
 //! - [`clock`], [`secret`]: the time source and the credential type.
+//! - [`finding`]: what a check of a configuration finds, shared by the validator and the
+//!   providers' own checks.
 //! - [`redact`]: what stands in for credentials in stored headers and URLs when they are shown.
 //!
-//! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound
+//! [`App::open`] builds everything from a [`Config`] ([`App::open_built`] from the providers its
+//! check built, as `serve` does); [`App::serve`] takes an already-bound
 //! listener and a shutdown future, so tests bind port 0 and run the real server in-process.
 
 pub mod allocator;

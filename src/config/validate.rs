@@ -2,7 +2,7 @@
 //! the key concerned and how to fix it. Used at startup (errors stop it, exit 2), by
 //! `stagehook check-config`, and by `GET /staging/webhooks/config/validate`.
 //!
-//! Secrets never appear in a finding: only [`Secret::fingerprint`].
+//! Secrets never appear in a finding: only [`Secret::fingerprint`](crate::secret::Secret::fingerprint).
 
 use std::collections::BTreeMap;
 use std::path::Path;
