@@ -1,8 +1,11 @@
-//! The one validator: every check of a configuration, as findings with a stable id, a severity,
-//! the key concerned and how to fix it. Used at startup (errors stop it, exit 2), by
-//! `stagehook check-config`, and by `GET /staging/webhooks/config/validate`.
+//! The one validator: every check that is advice or needs the world outside (the environment,
+//! the data folder, exposure), as findings with a stable id, a severity, the key concerned and
+//! how to fix it; what a value must hold, `Config::check` and the provider's kind check once,
+//! before. Used at startup (errors stop it, exit 2), by `stagehook check-config`, and by
+//! `GET /staging/webhooks/config/validate`.
 //!
-//! Secrets never appear in a finding: only [`Secret::fingerprint`](crate::secret::Secret::fingerprint).
+//! Secrets never appear in a finding: only their fingerprint
+//! ([`Secret::fingerprint`](crate::secret::Secret::fingerprint)).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -344,7 +344,7 @@ pub fn is_placeholder(s: &Secret) -> bool {
 }
 
 /// Every finding about the configured provider sections (`common`: the keys config reads
-/// itself): the kinds' own ([`Kind::findings`]), each section's ([`section_findings`]), and a
+/// itself): the kinds' own ([`Kind::findings`]), each section's (`section_findings`), and a
 /// credential two sections share.
 pub fn findings<'a>(
     sections: impl IntoIterator<Item = (&'a str, &'a InstanceConfig)>,
