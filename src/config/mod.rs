@@ -359,7 +359,7 @@ impl<'de> Deserialize<'de> for ProviderConfig {
 impl Serialize for ProvidersConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        /// A section as shown: `kind` if given, the kind's own keys, then the common ones.
+        /// A section as shown: its provider keys (`registry::shown`), then the common ones.
         struct Shown<'a>(&'a str, &'a ProviderConfig);
         impl Serialize for Shown<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
