@@ -8,7 +8,7 @@
 //! so adding a kind is one file plus one line in that list.
 //!
 //! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`), hands every other
-//! key to [`InstanceConfig::read_key`], and builds each instance once through [`build`];
+//! key to [`InstanceConfig::read_key`], and builds each instance once through [`instance`];
 //! nothing in `providers/` reads `config`.
 
 use std::collections::BTreeMap;
