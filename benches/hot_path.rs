@@ -37,8 +37,9 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkGroup, Benc
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::Value;
-use stagehook::config::{Config, InstanceConfig, ProviderKind, StripeConfig, TwilioConfig};
+use stagehook::config::Config;
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
+use stagehook::providers::{InstanceConfig, ProviderKind};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
 
@@ -455,8 +456,10 @@ fn request(c: &mut Criterion) {
     let mut config = Config::default();
     config.server.data_dir = dir.path().join("data");
     config.limits.rate_limit_per_minute = 0;
-    config.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(SECRET)), ..Default::default() });
-    config.providers.twilio = Some(TwilioConfig::default());
+    config
+        .providers
+        .insert("stripe".into(), InstanceConfig { secret: Some(Secret::new(SECRET)), ..Default::default() });
+    config.providers.insert("twilio".into(), InstanceConfig::default());
     let app = rt.block_on(async { App::open(config, Clock::system()) }).unwrap();
     let routes = app.routes();
     let mut n = 0u64;

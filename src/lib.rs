@@ -14,9 +14,12 @@
 //! - [`retention`]: the background clean-up of old events.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
 //! - [`clock`], [`secret`]: the time source and the credential type.
+//! - [`finding`]: what a check of a configuration finds, shared by the validator and the
+//!   providers' own checks.
 //! - [`redact`]: what stands in for credentials in stored headers and URLs when they are shown.
 //!
-//! [`App::open`] builds everything from a [`Config`]; [`App::serve`] takes an already-bound
+//! [`App::open`] builds everything from a [`Config`] ([`App::open_built`] from the providers its
+//! check built, as `serve` does); [`App::serve`] takes an already-bound
 //! listener and a shutdown future, so tests bind port 0 and run the real server in-process.
 
 pub mod allocator;
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod finding;
 pub mod http;
 pub mod providers;
 pub mod ratelimit;
@@ -43,7 +47,7 @@ pub use clock::Clock;
 pub use config::Config;
 use delivery::breaker::Breaker;
 use delivery::{Engine, Lane};
-use http::{AppState, Endpoint};
+use http::AppState;
 use ratelimit::RateLimiter;
 use store::{Store, StoreOptions};
 
@@ -68,7 +72,16 @@ pub struct App {
 }
 
 impl App {
+    /// Builds the providers (see [`Config::build`]) and opens the app; for a configuration whose
+    /// providers are built already, [`App::open_built`].
     pub fn open(config: Config, clock: Clock) -> Result<App, StartError> {
+        let instances = config.build()?;
+        App::open_built(config, instances, clock)
+    }
+
+    /// Opens the store and assembles the app around providers built from `config` once, at
+    /// startup, by [`Config::build`].
+    pub fn open_built(config: Config, instances: Vec<providers::Instance>, clock: Clock) -> Result<App, StartError> {
         let store = Store::open(
             &config.server.data_dir,
             StoreOptions {
@@ -80,14 +93,15 @@ impl App {
         )?;
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
-        for providers::Instance { path, configured, provider, .. } in providers::instances(&config)? {
-            let targets = config.targets(provider.name()).expect("every built-in provider has targets");
+        for instance in instances {
+            let provider = instance.provider.clone();
+            let targets = config.targets(provider.name()).expect("every built provider has a section");
             let breaker = Breaker::new(
                 provider.name(),
                 config.circuit_breaker.failure_threshold,
                 config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
             );
-            endpoints.push(Endpoint { path, configured, targets: targets.urls.clone(), provider: provider.clone() });
+            endpoints.push(instance);
             lanes.push(Lane::new(provider, targets, breaker));
         }
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?);
@@ -105,8 +119,8 @@ impl App {
         );
         let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
-        let env = config::validate::ISOLATION_ENV
-            .iter()
+        let env = config::validate::isolation_env()
+            .into_iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
             .collect();
         let origin = http::origin::Policy::new(&config.server)?;

@@ -70,18 +70,10 @@ fn send(args: SendArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let config = layered.config;
+    let Layered { config, instances, .. } = layered;
     if args.list {
-        return match stagehook::send::list(&config) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("stagehook: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        };
+        print!("{}", stagehook::send::list(&instances));
+        return ExitCode::SUCCESS;
     }
     let payload = match &args.file {
         Some(path) => match std::fs::read(path) {
@@ -108,7 +100,7 @@ fn send(args: SendArgs) -> ExitCode {
         }
     };
     let clock = Clock::system();
-    match runtime.block_on(stagehook::send::send(&config, &req, || clock.now_s())) {
+    match runtime.block_on(stagehook::send::send(&config, &instances, &req, || clock.now_s())) {
         Ok(sent) => {
             let mut ok = true;
             for s in &sent {
@@ -191,8 +183,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = &args.data_dir {
         flags.push(("server.data_dir", "--data-dir", flag_value(dir)));
     }
-    let config = match load(args.config.as_deref(), &flags) {
-        Ok(l) => l.config,
+    // The providers are built here, once, by the check, and handed on to `App::open_built`.
+    let Layered { config, instances, .. } = match load(args.config.as_deref(), &flags) {
+        Ok(l) => l,
         Err(code) => return code,
     };
     // Every problem at once, not just the first; warnings go to the log.
@@ -221,7 +214,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     runtime.block_on(async move {
         let bind = config.server.bind;
         let data_dir = config.server.data_dir.clone();
-        let app = match App::open(config, Clock::system()) {
+        let app = match App::open_built(config, instances, Clock::system()) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("stagehook: {e}");

@@ -186,7 +186,7 @@ mod tests {
     /// say. A list of header names in `http/` is a list that the next kind would be missing from.
     #[test]
     fn the_http_layer_names_no_providers_secret_headers() {
-        use crate::config::{InstanceConfig, ProviderKind};
+        use crate::providers::{InstanceConfig, ProviderKind};
         let mut names: Vec<&str> = Vec::new();
         for kind in ProviderKind::ALL {
             let c = InstanceConfig { kind: Some(kind), header: Some("x-tidy-signature".into()), ..Default::default() };

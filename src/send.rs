@@ -2,8 +2,9 @@
 //! app with `--to`), like `stripe trigger` for every provider.
 //!
 //! A sample comes from the provider's own fixtures (fresh ids every time) or from a file, and is
-//! signed by the provider's `sign_delivery`, the same code that signs deliveries to the app, so
-//! what `send` produces is exactly what the provider's SDK and stagehook's verifier accept.
+//! signed by the provider's `sign_resend`, the same code that signs deliveries to the app (with
+//! the sample's own headers as the original ones), so what `send` produces is exactly what the
+//! provider's SDK and stagehook's verifier accept.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 
 use crate::config::{Config, ServerConfig};
 use crate::delivery::client::Client;
-use crate::providers::{self, Instance};
+use crate::providers::Instance;
 
 /// What to send, as the command line gives it.
 #[derive(Debug, Clone)]
@@ -27,6 +28,22 @@ pub struct SendRequest {
     pub count: u32,
 }
 
+/// Why nothing (more) could be sent; a refusal by the receiver is an answer, not one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum SendFailure {
+    #[error("no provider `{name}` in this configuration; there are: {known}")]
+    UnknownProvider { name: String, known: String },
+    #[error("`{0}` has no secret (or signing key) in this configuration, so there is nothing to sign with")]
+    NothingToSign(String),
+    /// The provider's fixture could not be made (an unknown event type lists the known ones).
+    #[error("{0}")]
+    Fixture(String),
+    #[error("{0}")]
+    Client(String),
+    #[error("{url}: {error}")]
+    Post { url: String, error: String },
+}
+
 /// The outcome of one request.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -36,9 +53,9 @@ pub struct Sent {
 }
 
 /// One line per instance: name, kind, path, whether it can verify, and its fixtures.
-pub fn list(config: &Config) -> Result<String, String> {
+pub fn list(instances: &[Instance]) -> String {
     let mut out = String::new();
-    for i in providers::instances(config)? {
+    for i in instances {
         let state = if i.configured { "configured" } else { "no secret" };
         let signs = if i.provider.can_sign() { "" } else { ", cannot sign (no signing_key)" };
         out.push_str(&format!(
@@ -50,7 +67,7 @@ pub fn list(config: &Config) -> Result<String, String> {
             i.provider.sample_types().join(", ")
         ));
     }
-    Ok(out)
+    out
 }
 
 fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
@@ -71,28 +88,29 @@ fn urls(config: &Config, path: &str, to: Option<&str>) -> (String, String) {
     )
 }
 
-/// Builds, signs and sends `count` requests, one after the other; every answer is returned,
-/// refusals included. An error is a problem before any answer (unknown provider or fixture,
-/// nothing to sign with, no connection).
-pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -> Result<Vec<Sent>, String> {
-    let instances = providers::instances(config)?;
-    let Some(instance) = find(&instances, &req.provider) else {
+/// Builds, signs and sends `count` requests, one after the other, with the instances the
+/// configuration built; every answer is returned, refusals included. An error is a problem before
+/// any answer (unknown provider or fixture, nothing to sign with, no connection).
+pub async fn send(
+    config: &Config,
+    instances: &[Instance],
+    req: &SendRequest,
+    now_s: impl Fn() -> i64,
+) -> Result<Vec<Sent>, SendFailure> {
+    let Some(instance) = find(instances, &req.provider) else {
         let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
-        return Err(format!("no provider `{}` in this configuration; there are: {}", req.provider, names.join(", ")));
+        return Err(SendFailure::UnknownProvider { name: req.provider.clone(), known: names.join(", ") });
     };
     let provider = &instance.provider;
     if !instance.configured || !provider.can_sign() {
-        return Err(format!(
-            "`{}` has no secret (or signing key) in this configuration, so there is nothing to sign with",
-            provider.name()
-        ));
+        return Err(SendFailure::NothingToSign(provider.name().to_string()));
     }
     let (sign_url, send_url) = urls(config, &instance.path, req.to.as_deref());
-    let client = Client::new()?;
+    let client = Client::new().map_err(|e| SendFailure::Client(e.to_string()))?;
     let mut sent = Vec::new();
     for _ in 0..req.count.max(1) {
         let now = now_s();
-        let sample = provider.sample(req.event.as_deref(), now).map_err(|e| e.to_string())?;
+        let sample = provider.sample(req.event.as_deref(), now).map_err(|e| SendFailure::Fixture(e.to_string()))?;
         let body = req.payload.clone().unwrap_or(sample.body);
         let signed = provider.sign_resend(&sign_url, Some(sample.content_type), &body, &sample.headers, now);
         // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
@@ -106,7 +124,7 @@ pub async fn send(config: &Config, req: &SendRequest, now_s: impl Fn() -> i64) -
         let answer = client
             .post(&url, &headers, Bytes::from(body), Duration::from_secs(30))
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| SendFailure::Post { url: url.clone(), error: e.to_string() })?;
         sent.push(Sent { url, status: answer.status, body: String::from_utf8_lossy(&answer.body).into_owned() });
     }
     Ok(sent)

@@ -9,12 +9,16 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::{err, Config, ConfigError, IsolationConfig, RetryOverride, StripeConfig, TwilioConfig};
+use super::{err, Config, ConfigError, IsolationConfig, ProviderConfig, RetryOverride};
+use crate::providers::registry::{self, Instance};
 use crate::secret::Secret;
 
-/// The providers' own variables for their secrets; they win over `STAGEHOOK_*`.
-pub const SECRET_ENV: [(&str, &str); 2] =
-    [("STRIPE_WEBHOOK_SECRET", "providers.stripe.secret"), ("TWILIO_AUTH_TOKEN", "providers.twilio.auth_token")];
+/// The providers' own variables for their seed's credentials (`STRIPE_WEBHOOK_SECRET`,
+/// `TWILIO_AUTH_TOKEN`) and the keys they set; they win over `STAGEHOOK_*`. Each kind names
+/// its own (`Kind::SEED`).
+pub fn secret_env() -> Vec<(&'static str, String)> {
+    registry::seeds().map(|(_, seed)| (seed.env.0, format!("providers.{}.{}", seed.name, seed.env.1))).collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -35,11 +39,13 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The effective configuration and where each key came from.
+/// The effective configuration, where each key came from, and its providers, built once by
+/// the check.
 #[derive(Debug, Clone)]
 pub struct Layered {
     pub config: Config,
     pub sources: BTreeMap<String, Source>,
+    pub instances: Vec<Instance>,
 }
 
 /// The environment variable for a key: `limits.max_body_bytes` → `STAGEHOOK_LIMITS_MAX_BODY_BYTES`.
@@ -76,10 +82,10 @@ pub fn load(
         set(&mut merged, &key, value);
         sources.insert(key, Source::Env(name));
     }
-    for (name, key) in SECRET_ENV {
+    for (name, key) in secret_env() {
         if let Some(raw) = env.get(name).filter(|v| !v.is_empty()) {
-            set(&mut merged, key, Value::String(raw.clone()));
-            sources.insert(key.to_string(), Source::Env(name.to_string()));
+            set(&mut merged, &key, Value::String(raw.clone()));
+            sources.insert(key, Source::Env(name.to_string()));
         }
     }
     for (key, flag, value) in flags {
@@ -96,8 +102,8 @@ pub fn load(
             _ => err(&key, message),
         }
     })?;
-    config.check()?;
-    Ok(Layered { config, sources })
+    let instances = config.checked()?;
+    Ok(Layered { config, sources, instances })
 }
 
 impl Layered {
@@ -139,13 +145,16 @@ fn schema() -> Config {
     c.server.public_url = Some(String::new());
     c.server.admin_token = s();
     c.isolation = IsolationConfig::default();
-    c.providers.stripe = Some(StripeConfig { secret: s(), api_key: s(), retry: retry(), ..Default::default() });
-    c.providers.twilio =
-        Some(TwilioConfig { auth_token: s(), account_sid: Some(String::new()), retry: retry(), ..Default::default() });
+    // Named instances are not in it: their keys come from the file.
+    for (kind, seed) in registry::seeds() {
+        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };
+        c.providers.insert(seed.name.to_string(), section);
+    }
     c
 }
 
 /// Reads an environment value as the type the key has in the schema.
+// A String: the reason alone, which `load` puts after the key and the variable (`ConfigError`).
 fn parse_env(example: &Value, raw: &str) -> Result<Value, String> {
     let raw = raw.trim();
     Ok(match example {
@@ -231,9 +240,9 @@ mod tests {
         assert_eq!(c.limits.rate_limit_per_minute, 7);
         assert_eq!(c.limits.max_body_bytes, 2048);
         assert_eq!(c.retry.base_delay.0, std::time::Duration::from_millis(250));
-        assert_eq!(c.providers.stripe.as_ref().unwrap().forward_to.len(), 2);
-        assert_eq!(c.providers.twilio.as_ref().unwrap().retry.max_attempts, Some(2));
-        assert_eq!(c.providers.stripe.as_ref().unwrap().secret.as_ref().unwrap().expose(), "whsec_named_env");
+        assert_eq!(c.providers["stripe"].forward_to.len(), 2);
+        assert_eq!(c.providers["twilio"].retry.max_attempts, Some(2));
+        assert_eq!(c.providers["stripe"].settings.secret.as_ref().unwrap().expose(), "whsec_named_env");
         assert_eq!(c.server.bind.port(), 9999);
         assert_eq!(l.sources["limits.rate_limit_per_minute"], Source::File);
         assert_eq!(l.sources["limits.max_body_bytes"], Source::Env("STAGEHOOK_LIMITS_MAX_BODY_BYTES".into()));
@@ -339,7 +348,7 @@ mod tests {
                 let schema = Table::try_from(schema()).unwrap();
                 let mut vars: Vec<(String, String, Value)> =
                     leaves(&schema).into_iter().map(|(key, example)| (env_name(&key), key, example)).collect();
-                vars.extend(SECRET_ENV.iter().map(|(name, key)| (name.to_string(), key.to_string(), "x".into())));
+                vars.extend(secret_env().into_iter().map(|(name, key)| (name.to_string(), key, "x".into())));
                 // Half the values are of the key's type, so that many environments load.
                 let env: BTreeMap<String, String> = picks
                     .into_iter()

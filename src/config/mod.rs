@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::providers::registry::{self, Instance, InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 mod delivery;
@@ -205,20 +206,66 @@ impl Default for StoreConfig {
     }
 }
 
-/// `[providers]`: the seed's two endpoints (`stripe`, and `twilio` at `/sms`), and any number of
-/// named instances of any kind, each at `/staging/webhooks/<name>`.
+/// `[providers]`: every section by name. The seed's `stripe` and `twilio` are instances like any
+/// other, whose kind is their name; any other name is served at `/staging/webhooks/<name>`.
+/// A seed's endpoint is present even without its section ([`Config::sections`]).
 #[derive(Debug, Clone, Default)]
-pub struct ProvidersConfig {
-    pub stripe: Option<StripeConfig>,
-    pub twilio: Option<TwilioConfig>,
-    pub named: BTreeMap<String, InstanceConfig>,
+pub struct ProvidersConfig(pub BTreeMap<String, ProviderConfig>);
+
+impl ProvidersConfig {
+    /// Adds or replaces a section, given whole or as its provider settings alone.
+    pub fn insert(&mut self, name: String, section: impl Into<ProviderConfig>) -> Option<ProviderConfig> {
+        self.0.insert(name, section.into())
+    }
 }
 
-/// Names a named instance cannot take: the seed's endpoints and the API's own paths.
-pub const RESERVED_NAMES: [&str; 10] =
-    ["stripe", "twilio", "sms", "test", "stats", "validate", "events", "replay", "recovery", "config"];
+impl std::ops::Deref for ProvidersConfig {
+    type Target = BTreeMap<String, ProviderConfig>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ProvidersConfig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// `[providers.<name>]`: the keys every kind shares, read here, and the kind's own, which the
+/// provider reads ([`InstanceConfig::read_key`]) and checks when it is built.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `kind` and the kind's own keys.
+    pub settings: InstanceConfig,
+    /// The app's endpoints that receive every event, re-signed.
+    pub forward_to: Vec<String>,
+    /// Per-target time limit of one delivery attempt.
+    pub timeout: HumanDuration,
+    pub retry: RetryOverride,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig::from(InstanceConfig::default())
+    }
+}
+
+impl From<InstanceConfig> for ProviderConfig {
+    fn from(settings: InstanceConfig) -> Self {
+        ProviderConfig { settings, forward_to: Vec::new(), timeout: DEFAULT_TIMEOUT, retry: RetryOverride::default() }
+    }
+}
+
+/// The keys of a section that are config's, not the kind's.
+pub const COMMON_KEYS: [&str; 3] = ["forward_to", "timeout", "retry"];
+
+/// Names an instance cannot take: the API's own paths (and the seed's, see
+/// [`valid_instance_name`]).
+pub const API_PATHS: [&str; 8] = ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections"];
 
 /// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
+// A String: the message becomes a serde error's text, which is all serde keeps.
 pub fn valid_instance_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("a provider name is 1 to 64 characters".into());
@@ -226,14 +273,15 @@ pub fn valid_instance_name(name: &str) -> Result<(), String> {
     if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
         return Err(format!("`{name}` may hold only lowercase letters, digits, `-` and `_` (it becomes a URL path)"));
     }
-    if RESERVED_NAMES.contains(&name) || name == "rejections" {
+    if API_PATHS.contains(&name) || registry::taken_paths().any(|p| p == name) {
         return Err(format!("`{name}` is taken by a built-in endpoint; choose another name"));
     }
     Ok(())
 }
 
-// By hand rather than derived: `stripe` and `twilio` keep their own shapes, and every other key
-// is a named instance. Reading through `MapAccess` keeps serde_path_to_error's key paths.
+// By hand rather than derived: a section's keys are read one by one, the common ones here and
+// the rest by the provider's settings. Reading through `MapAccess` keeps serde_path_to_error's
+// key paths, so an error names `providers.<name>.<key>`.
 impl<'de> Deserialize<'de> for ProvidersConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Providers;
@@ -246,22 +294,18 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                 use serde::de::Error;
                 let mut out = ProvidersConfig::default();
                 while let Some(name) = map.next_key::<String>()? {
-                    match name.as_str() {
-                        "stripe" => out.stripe = Some(map.next_value()?),
-                        "twilio" => out.twilio = Some(map.next_value()?),
-                        _ => {
-                            valid_instance_name(&name).map_err(A::Error::custom)?;
-                            let instance: InstanceConfig = map.next_value()?;
-                            if instance.kind.is_none() && ProviderKind::parse(&name).is_none() {
-                                let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-                                return Err(A::Error::custom(format!(
-                                    "provider `{name}` needs `kind`, one of {}",
-                                    kinds.join(", ")
-                                )));
-                            }
-                            out.named.insert(name, instance);
-                        }
+                    if !registry::is_seed(&name) {
+                        valid_instance_name(&name).map_err(A::Error::custom)?;
                     }
+                    let section: ProviderConfig = map.next_value()?;
+                    if section.settings.kind.is_none() && ProviderKind::parse(&name).is_none() {
+                        let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+                        return Err(A::Error::custom(format!(
+                            "provider `{name}` needs `kind`, one of {}",
+                            kinds.join(", ")
+                        )));
+                    }
+                    out.0.insert(name, section);
                 }
                 Ok(out)
             }
@@ -270,221 +314,71 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
     }
 }
 
+impl<'de> Deserialize<'de> for ProviderConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One of the kind's keys, read into the settings.
+        struct Key<'a> {
+            settings: &'a mut InstanceConfig,
+            key: &'a str,
+        }
+        impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                self.settings.read_key(self.key, d)
+            }
+        }
+        struct Section;
+        impl<'de> serde::de::Visitor<'de> for Section {
+            type Value = ProviderConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a provider's settings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ProviderConfig, A::Error> {
+                static EXPECTED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+                    InstanceConfig::KEYS.iter().chain(COMMON_KEYS.iter()).copied().collect()
+                });
+                let mut out = ProviderConfig::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "forward_to" => out.forward_to = map.next_value()?,
+                        "timeout" => out.timeout = map.next_value()?,
+                        "retry" => out.retry = map.next_value()?,
+                        k if InstanceConfig::KEYS.contains(&k) => {
+                            map.next_value_seed(Key { settings: &mut out.settings, key: k })?
+                        }
+                        k => return Err(serde::de::Error::unknown_field(k, &EXPECTED)),
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Section)
+    }
+}
+
 impl Serialize for ProvidersConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(None)?;
-        if let Some(stripe) = &self.stripe {
-            map.serialize_entry("stripe", stripe)?;
+        /// A section as shown: its provider keys (`registry::shown`), then the common ones.
+        struct Shown<'a>(&'a str, &'a ProviderConfig);
+        impl Serialize for Shown<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let Shown(name, c) = self;
+                let mut map = s.serialize_map(None)?;
+                for (key, value) in registry::shown(name, &c.settings) {
+                    map.serialize_entry(key, &value)?;
+                }
+                map.serialize_entry("forward_to", &c.forward_to)?;
+                map.serialize_entry("timeout", &c.timeout)?;
+                map.serialize_entry("retry", &c.retry)?;
+                map.end()
+            }
         }
-        if let Some(twilio) = &self.twilio {
-            map.serialize_entry("twilio", twilio)?;
-        }
-        for (name, instance) in &self.named {
-            map.serialize_entry(name, instance)?;
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (name, section) in self.iter() {
+            map.serialize_entry(name, &Shown(name, section))?;
         }
         map.end()
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StripeConfig {
-    /// The endpoint's signing secret (`whsec_...`), used whole as the HMAC key.
-    pub secret: Option<Secret>,
-    /// Further secrets accepted at the same time (rotation); deliveries are signed with `secret`.
-    pub secrets: Vec<Secret>,
-    /// Oldest accepted signature timestamp, in seconds before now.
-    pub tolerance_seconds: u64,
-    /// A Stripe API key, if the app under test uses one; only checked to be a test-mode key.
-    pub api_key: Option<Secret>,
-    /// The app's endpoints that receive every event, re-signed.
-    pub forward_to: Vec<String>,
-    /// Per-target time limit of one delivery attempt.
-    pub timeout: HumanDuration,
-    pub retry: RetryOverride,
-}
-
-impl Default for StripeConfig {
-    fn default() -> Self {
-        StripeConfig {
-            secret: None,
-            secrets: Vec::new(),
-            tolerance_seconds: 300,
-            api_key: None,
-            forward_to: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            retry: RetryOverride::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TwilioConfig {
-    /// The account's auth token, the HMAC key of `X-Twilio-Signature`.
-    pub auth_token: Option<Secret>,
-    /// Further auth tokens accepted at the same time (a secondary token during rotation);
-    /// deliveries are signed with `auth_token`.
-    pub secrets: Vec<Secret>,
-    /// The account SID (`AC...`), if set; checked for isolation only.
-    pub account_sid: Option<String>,
-    /// The app's endpoints that receive every event, re-signed for their own URL.
-    pub forward_to: Vec<String>,
-    /// Per-target time limit of one delivery attempt.
-    pub timeout: HumanDuration,
-    pub retry: RetryOverride,
-}
-
-impl Default for TwilioConfig {
-    fn default() -> Self {
-        TwilioConfig {
-            auth_token: None,
-            secrets: Vec::new(),
-            account_sid: None,
-            forward_to: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            retry: RetryOverride::default(),
-        }
-    }
-}
-
-/// The kinds of provider a named instance can be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    Stripe,
-    Twilio,
-    Github,
-    Shopify,
-    Slack,
-    Standard,
-    Sendgrid,
-    Hmac,
-}
-
-impl ProviderKind {
-    pub const ALL: [ProviderKind; 8] = [
-        ProviderKind::Stripe,
-        ProviderKind::Twilio,
-        ProviderKind::Github,
-        ProviderKind::Shopify,
-        ProviderKind::Slack,
-        ProviderKind::Standard,
-        ProviderKind::Sendgrid,
-        ProviderKind::Hmac,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Stripe => "stripe",
-            ProviderKind::Twilio => "twilio",
-            ProviderKind::Github => "github",
-            ProviderKind::Shopify => "shopify",
-            ProviderKind::Slack => "slack",
-            ProviderKind::Standard => "standard",
-            ProviderKind::Sendgrid => "sendgrid",
-            ProviderKind::Hmac => "hmac",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ProviderKind> {
-        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-/// Hash of the generic HMAC scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-/// How the generic HMAC scheme writes its digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureEncoding {
-    Hex,
-    Base64,
-}
-
-/// `[providers.<name>]` for any name but `stripe` and `twilio`: one instance of `kind`, served at
-/// `POST /staging/webhooks/<name>`. Keys that a kind does not use are refused by the validator.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InstanceConfig {
-    /// Optional when the name is a kind (`[providers.github]`).
-    pub kind: Option<ProviderKind>,
-    /// The signing secret (HMAC kinds; Twilio's auth token).
-    pub secret: Option<Secret>,
-    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
-    /// of `secret` then `secrets`.
-    pub secrets: Vec<Secret>,
-    /// SendGrid: the verification key, base64 DER (SubjectPublicKeyInfo) of a P-256 key.
-    pub public_key: Option<String>,
-    /// SendGrid: a base64 PKCS#8 P-256 private key, for `stagehook send` and re-signing
-    /// deliveries in staging; without it deliveries carry SendGrid's own signature unchanged.
-    pub signing_key: Option<Secret>,
-    /// Accepted age (and, where the scheme says so, future skew) of a signed timestamp.
-    pub tolerance_seconds: u64,
-    /// Generic HMAC: the header that carries the signature.
-    pub header: Option<String>,
-    pub algorithm: HmacAlgorithm,
-    pub encoding: SignatureEncoding,
-    /// Generic HMAC: a prefix before the digest in the header, e.g. `sha256=`.
-    pub prefix: String,
-    /// Generic HMAC: the header that carries a Unix timestamp, checked against the tolerance.
-    pub timestamp_header: Option<String>,
-    /// Generic HMAC: what is signed; `{body}`, `{timestamp}` and `{id}` are replaced.
-    pub signed_content: String,
-    /// Generic HMAC: where the event id (the dedup key) is: a header, or a JSON pointer.
-    pub id_header: Option<String>,
-    pub id_pointer: Option<String>,
-    /// Generic HMAC: where the event type is: a header, or a JSON pointer.
-    pub type_header: Option<String>,
-    pub type_pointer: Option<String>,
-    pub forward_to: Vec<String>,
-    pub timeout: HumanDuration,
-    pub retry: RetryOverride,
-}
-
-impl Default for InstanceConfig {
-    fn default() -> Self {
-        InstanceConfig {
-            kind: None,
-            secret: None,
-            secrets: Vec::new(),
-            public_key: None,
-            signing_key: None,
-            tolerance_seconds: 300,
-            header: None,
-            algorithm: HmacAlgorithm::Sha256,
-            encoding: SignatureEncoding::Hex,
-            prefix: String::new(),
-            timestamp_header: None,
-            signed_content: "{body}".to_string(),
-            id_header: None,
-            id_pointer: None,
-            type_header: None,
-            type_pointer: None,
-            forward_to: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
-            retry: RetryOverride::default(),
-        }
-    }
-}
-
-impl InstanceConfig {
-    /// The instance's kind: `kind`, or the name when it is a kind.
-    pub fn kind_of(&self, name: &str) -> ProviderKind {
-        self.kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac)
-    }
-
-    /// Every accepted secret, `secret` first.
-    pub fn all_secrets(&self) -> Vec<Secret> {
-        self.secret.iter().chain(self.secrets.iter()).cloned().collect()
     }
 }
 
@@ -559,6 +453,12 @@ impl Config {
 
     /// Value checks that the types alone cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.checked().map(drop)
+    }
+
+    /// [`Config::check`], giving the providers it built: each is built once, here, and
+    /// [`crate::App::open_built`] takes them.
+    pub fn checked(&self) -> Result<Vec<Instance>, ConfigError> {
         // public_url (an http(s) URL with a host), its host and origin, allowed_origins and allowed_hosts, read as the origin
         // checks will read them.
         crate::http::origin::Policy::new(&self.server)?;
@@ -614,67 +514,41 @@ impl Config {
         if self.retention.interval.0.is_zero() {
             return Err(err("retention.interval", "must be longer than 0s"));
         }
-        if let Some(stripe) = &self.providers.stripe {
-            check_targets("providers.stripe", &stripe.forward_to, stripe.timeout, &stripe.retry.over(&self.retry))?;
+        for (name, c) in self.sections() {
+            check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
         }
-        if let Some(twilio) = &self.providers.twilio {
-            check_targets("providers.twilio", &twilio.forward_to, twilio.timeout, &twilio.retry.over(&self.retry))?;
-        }
-        if let Some(stripe) = &self.providers.stripe {
-            if stripe.tolerance_seconds == 0 || stripe.tolerance_seconds > 366 * 86_400 {
-                return Err(err("providers.stripe.tolerance_seconds", "must be between 1 and 31622400 (a year)"));
-            }
-            if stripe.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-                return Err(err("providers.stripe.secret", "is empty; set the whsec_ secret or remove the key"));
-            }
-        }
-        if let Some(twilio) = &self.providers.twilio {
-            if twilio.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
-                return Err(err("providers.twilio.auth_token", "is empty; set the auth token or remove the key"));
-            }
-        }
-        let extra = |p: &str, secrets: &[Secret]| match secrets.iter().position(|s| s.expose().is_empty()) {
-            Some(i) => Err(err(&format!("{p}.secrets[{i}]"), "is empty; remove it")),
-            None => Ok(()),
-        };
-        if let Some(stripe) = &self.providers.stripe {
-            extra("providers.stripe", &stripe.secrets)?;
-        }
-        if let Some(twilio) = &self.providers.twilio {
-            extra("providers.twilio", &twilio.secrets)?;
-        }
-        for (name, c) in &self.providers.named {
-            let p = format!("providers.{name}");
-            check_targets(&p, &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
-            if c.tolerance_seconds == 0 || c.tolerance_seconds > 366 * 86_400 {
-                return Err(err(&format!("{p}.tolerance_seconds"), "must be between 1 and 31622400 (a year)"));
-            }
-            if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-                return Err(err(&format!("{p}.secret"), "is empty; set the secret or remove the key"));
-            }
-            extra(&p, &c.secrets)?;
-            crate::providers::build(name, c).map_err(|m| err(&p, m))?;
-        }
-        Ok(())
+        self.build()
+    }
+
+    /// Every provider section, the seed's first (their default when absent: their endpoints
+    /// are always there), then the others by name.
+    pub fn sections(&self) -> Vec<(String, ProviderConfig)> {
+        let seeds = registry::seeds()
+            .map(|(_, seed)| (seed.name.to_string(), self.providers.get(seed.name).cloned().unwrap_or_default()));
+        let named = self.providers.iter().filter(|(name, _)| !registry::is_seed(name));
+        seeds.chain(named.map(|(name, c)| (name.clone(), c.clone()))).collect()
+    }
+
+    /// Builds each section's provider (its settings checked by its kind); an error names the
+    /// key. The rest of the configuration is not checked: see [`Config::checked`].
+    pub fn build(&self) -> Result<Vec<Instance>, ConfigError> {
+        self.sections()
+            .into_iter()
+            .map(|(name, c)| {
+                registry::instance(&name, &c.settings, c.forward_to)
+                    .map_err(|e| ConfigError { key: e.key, message: e.message })
+            })
+            .collect()
     }
 
     /// Where a provider's events go; `None` for an unknown provider name.
     pub fn targets(&self, provider: &str) -> Option<Targets> {
-        let (urls, timeout, retry) = match provider {
-            "stripe" => {
-                let c = self.providers.stripe.clone().unwrap_or_default();
-                (c.forward_to, c.timeout, c.retry)
-            }
-            "twilio" => {
-                let c = self.providers.twilio.clone().unwrap_or_default();
-                (c.forward_to, c.timeout, c.retry)
-            }
-            name => {
-                let c = self.providers.named.get(name)?;
-                (c.forward_to.clone(), c.timeout, c.retry.clone())
-            }
+        let c = match self.providers.get(provider) {
+            Some(c) => c.clone(),
+            None if registry::is_seed(provider) => ProviderConfig::default(),
+            None => return None,
         };
-        Some(Targets { urls, timeout: timeout.0, retry: retry.over(&self.retry) })
+        Some(Targets { urls: c.forward_to, timeout: c.timeout.0, retry: c.retry.over(&self.retry) })
     }
 
     pub fn trusted_proxies(&self) -> Vec<IpRange> {
@@ -735,8 +609,8 @@ mod tests {
     #[test]
     fn named_instances_need_a_kind_a_free_name_and_sound_settings() {
         let c = Config::from_toml("[providers.github]\nsecret = \"x\"\n[providers.eu]\nkind = \"stripe\"\n").unwrap();
-        assert_eq!(c.providers.named["github"].kind_of("github"), ProviderKind::Github);
-        assert_eq!(c.providers.named["eu"].kind_of("eu"), ProviderKind::Stripe);
+        assert_eq!(c.providers["github"].settings.kind_of("github"), ProviderKind::Github);
+        assert_eq!(c.providers["eu"].settings.kind_of("eu"), ProviderKind::Stripe);
         for (toml, key, words) in [
             ("[providers.acme]\nsecret = \"x\"\n", "providers", "needs `kind`"),
             ("[providers.events]\nkind = \"github\"\n", "providers", "taken by a built-in endpoint"),
@@ -863,8 +737,8 @@ mod tests {
         let env = BTreeMap::from([("STRIPE_WEBHOOK_SECRET".to_string(), "whsec_env".to_string())]);
         let c = Config::load(Some(&dir), &env).unwrap();
 
-        assert_eq!(c.providers.stripe.unwrap().secret.unwrap().expose(), "whsec_env");
-        assert!(c.providers.twilio.is_none());
+        assert_eq!(c.providers["stripe"].settings.secret.as_ref().unwrap().expose(), "whsec_env");
+        assert!(!c.providers.contains_key("twilio"));
     }
 
     #[test]

@@ -1,32 +1,20 @@
-//! The one validator: every check of a configuration, as findings with a stable id, a severity,
-//! the key concerned and how to fix it. Used at startup (errors stop it, exit 2), by
-//! `stagehook check-config`, and by `GET /staging/webhooks/config/validate`.
+//! The one validator: every check that is advice or needs the world outside (the environment,
+//! the data folder, exposure), as findings with a stable id, a severity, the key concerned and
+//! how to fix it; what a value must hold, `Config::check` and the provider's kind check once,
+//! before. Used at startup (errors stop it, exit 2), by `stagehook check-config`, and by
+//! `GET /staging/webhooks/config/validate`.
 //!
-//! Secrets never appear in a finding: only [`Secret::fingerprint`].
+//! Secrets never appear in a finding: only their fingerprint
+//! ([`Secret::fingerprint`](crate::secret::Secret::fingerprint)).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Config, InstanceConfig, IpRange, ProviderKind};
-use crate::secret::Secret;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-    Ok,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub id: &'static str,
-    pub severity: Severity,
-    pub key: String,
-    pub message: String,
-}
+use super::{Config, IpRange, COMMON_KEYS};
+pub use crate::finding::{Finding, Severity};
+use crate::providers::registry::{self, Surroundings};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -42,13 +30,10 @@ pub enum Context {
     Running,
 }
 
-/// The hosts of the providers' own APIs: never a forward target, whatever the config says.
-pub const PROVIDER_API_HOSTS: [&str; 6] =
-    ["stripe.com", "*.stripe.com", "twilio.com", "*.twilio.com", "sendgrid.com", "*.sendgrid.com"];
-
-/// The environment variables the isolation checks read.
-pub const ISOLATION_ENV: [&str; 5] =
-    ["STRIPE_API_KEY", "STRIPE_SECRET_KEY", "TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_ACCOUNT_SID"];
+/// The environment variables the isolation checks read: each kind names its own.
+pub fn isolation_env() -> Vec<&'static str> {
+    registry::isolation_env().collect()
+}
 
 impl Report {
     pub fn errors(&self) -> usize {
@@ -90,11 +75,12 @@ impl Report {
     }
 }
 
+/// Every finding about `config`, which has passed [`Config::check`] (every caller's config has:
+/// `load` checks it), so each provider builds; what a provider's settings must hold is checked
+/// there, once, and only what is advice or needs the world outside is checked here.
 pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Context) -> Report {
     let mut r = Report::default();
-    secrets(config, &mut r);
-    named(config, &mut r);
-    isolation(config, env, &mut r);
+    providers(config, env, &mut r);
     targets(config, &mut r);
     data_dir(&config.server.data_dir, context, &mut r);
     exposure(config, &mut r);
@@ -102,75 +88,15 @@ pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Contex
     r
 }
 
-fn is_placeholder(s: &Secret) -> bool {
-    let v = s.expose().to_ascii_lowercase();
-    ["replace", "changeme", "change_me", "placeholder", "your_", "xxxx", "todo", "example"]
-        .iter()
-        .any(|p| v.contains(p))
-}
-
-fn secrets(c: &Config, r: &mut Report) {
-    let configured: Vec<(&str, &Secret)> = [
-        ("stripe", c.providers.stripe.as_ref().and_then(|p| p.secret.as_ref())),
-        ("twilio", c.providers.twilio.as_ref().and_then(|p| p.auth_token.as_ref())),
-    ]
-    .into_iter()
-    .chain(c.providers.named.iter().map(|(name, p)| (name.as_str(), p.secret.as_ref())))
-    .filter_map(|(name, s)| Some((name, s?)))
-    .collect();
-    if let Some(stripe) = &c.providers.stripe {
-        let key = "providers.stripe.secret";
-        match &stripe.secret {
-            None => r.push(
-                "provider.secret_missing",
-                Severity::Error,
-                key,
-                "Stripe is configured without its signing secret: set STRIPE_WEBHOOK_SECRET (from `stripe listen` or the dashboard's endpoint page)",
-            ),
-            Some(s) if is_placeholder(s) => r.push(
-                "provider.placeholder_secret",
-                Severity::Error,
-                key,
-                format!("{} is a placeholder: replace it with the endpoint's real whsec_ secret", s.fingerprint()),
-            ),
-            Some(s) if !s.expose().starts_with("whsec_") || s.expose().len() < 16 => r.push(
-                "stripe.secret_format",
-                Severity::Error,
-                key,
-                format!("{} does not look like a Stripe signing secret (whsec_...)", s.fingerprint()),
-            ),
-            Some(s) => {
-                r.push("stripe.secret_format", Severity::Ok, key, format!("signing secret {}", s.fingerprint()));
-            }
-        }
-    }
-    if let Some(twilio) = &c.providers.twilio {
-        let key = "providers.twilio.auth_token";
-        match &twilio.auth_token {
-            None => r.push(
-                "provider.secret_missing",
-                Severity::Error,
-                key,
-                "Twilio is configured without its auth token: set TWILIO_AUTH_TOKEN (Console → Account → API keys & tokens)",
-            ),
-            Some(s) if is_placeholder(s) => r.push(
-                "provider.placeholder_secret",
-                Severity::Error,
-                key,
-                format!("{} is a placeholder: replace it with the account's auth token", s.fingerprint()),
-            ),
-            Some(s) if s.expose().len() != 32 || !s.expose().bytes().all(|b| b.is_ascii_hexdigit()) => r.push(
-                "twilio.token_format",
-                Severity::Error,
-                key,
-                format!("{} is not a Twilio auth token (32 hexadecimal characters)", s.fingerprint()),
-            ),
-            Some(s) => {
-                r.push("twilio.token_format", Severity::Ok, key, format!("auth token {}", s.fingerprint()));
-            }
-        }
-    }
-    if c.providers.stripe.is_none() && c.providers.twilio.is_none() && c.providers.named.is_empty() {
+/// The providers' findings (the seed's credentials, isolation, each section's credential and
+/// keys, no secret shared), from the registry; and whether there is any provider at all.
+fn providers(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
+    let around = Surroundings {
+        env,
+        public_url_set: c.server.public_url.is_some(),
+        behind_proxy: !c.server.trusted_proxies.is_empty() || !c.server.bind.ip().is_loopback(),
+    };
+    if c.providers.is_empty() {
         r.push(
             "provider.none_configured",
             Severity::Warning,
@@ -178,157 +104,8 @@ fn secrets(c: &Config, r: &mut Report) {
             "no provider is configured: every ingest endpoint answers 503 until a secret is set",
         );
     }
-    for (i, (a, sa)) in configured.iter().enumerate() {
-        for (b, sb) in &configured[i + 1..] {
-            if sa.expose() == sb.expose() {
-                r.push(
-                    "secret.reused",
-                    Severity::Warning,
-                    &format!("providers.{b}"),
-                    format!("{a} and {b} share one secret: each provider has its own; a leak of one exposes both"),
-                );
-            }
-        }
-    }
-}
-
-/// The keys each kind reads besides the common ones (`kind`, `forward_to`, `timeout`, `retry`).
-fn kind_keys(kind: ProviderKind) -> &'static [&'static str] {
-    match kind {
-        ProviderKind::Stripe | ProviderKind::Slack | ProviderKind::Standard => {
-            &["secret", "secrets", "tolerance_seconds"]
-        }
-        ProviderKind::Twilio | ProviderKind::Github | ProviderKind::Shopify => &["secret", "secrets"],
-        ProviderKind::Sendgrid => &["public_key", "secrets", "signing_key"],
-        ProviderKind::Hmac => &[
-            "secret",
-            "secrets",
-            "tolerance_seconds",
-            "header",
-            "algorithm",
-            "encoding",
-            "prefix",
-            "timestamp_header",
-            "signed_content",
-            "id_header",
-            "id_pointer",
-            "type_header",
-            "type_pointer",
-        ],
-    }
-}
-
-/// Named instances: credentials present and not placeholders, settings the kind understands.
-fn named(c: &Config, r: &mut Report) {
-    let defaults = serde_json::to_value(InstanceConfig::default()).unwrap_or_default();
-    for (name, p) in &c.providers.named {
-        let kind = p.kind_of(name);
-        let prefix = format!("providers.{name}");
-        if let Err(m) = crate::providers::build(name, p) {
-            r.push("provider.setting", Severity::Error, &prefix, m);
-        }
-        let credential = if kind == ProviderKind::Sendgrid { "public_key" } else { "secret" };
-        if !crate::providers::has_credentials(name, p) {
-            r.push(
-                "provider.secret_missing",
-                Severity::Error,
-                &format!("{prefix}.{credential}"),
-                format!("{name} ({}) has no {credential}: its endpoint answers 503 until one is set", kind.as_str()),
-            );
-        }
-        for (i, s) in p.all_secrets().iter().enumerate() {
-            if is_placeholder(s) {
-                r.push(
-                    "provider.placeholder_secret",
-                    Severity::Error,
-                    &format!(
-                        "{prefix}.secret{}",
-                        if i == 0 && p.secret.is_some() { String::new() } else { format!("s[{i}]") }
-                    ),
-                    format!("{} is a placeholder: replace it with the provider's real signing secret", s.fingerprint()),
-                );
-            }
-        }
-        // A key the kind ignores is a mistake that would pass silently (a GitHub instance given
-        // `timestamp_header` still verifies without one).
-        let given = serde_json::to_value(p).unwrap_or_default();
-        let common = ["kind", "forward_to", "timeout", "retry"];
-        if let (Some(given), Some(defaults)) = (given.as_object(), defaults.as_object()) {
-            for (key, value) in given {
-                if common.contains(&key.as_str()) || kind_keys(kind).contains(&key.as_str()) {
-                    continue;
-                }
-                if defaults.get(key) != Some(value) {
-                    r.push(
-                        "provider.unused_key",
-                        Severity::Error,
-                        &format!("{prefix}.{key}"),
-                        format!("kind `{}` does not use `{key}`: remove it, or set the kind that does", kind.as_str()),
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn isolation(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
-    let mut keys: Vec<(String, Secret)> = Vec::new();
-    if let Some(k) = c.providers.stripe.as_ref().and_then(|s| s.api_key.clone()) {
-        keys.push(("providers.stripe.api_key".into(), k));
-    }
-    for name in ["STRIPE_API_KEY", "STRIPE_SECRET_KEY"] {
-        if let Some(v) = env.get(name).filter(|v| !v.is_empty()) {
-            keys.push((format!("env {name}"), Secret::new(v.clone())));
-        }
-    }
-    for (key, k) in keys {
-        let v = k.expose();
-        if ["sk_live_", "rk_live_", "pk_live_"].iter().any(|p| v.starts_with(p)) {
-            r.push(
-                "isolation.live_stripe_key",
-                Severity::Error,
-                &key,
-                format!(
-                    "{} is a live-mode Stripe key: staging must use a test-mode key (sk_test_ or rk_test_)",
-                    k.fingerprint()
-                ),
-            );
-        } else if v.starts_with("sk_test_") || v.starts_with("rk_test_") {
-            r.push("isolation.live_stripe_key", Severity::Ok, &key, format!("test-mode key {}", k.fingerprint()));
-        } else {
-            r.push(
-                "isolation.stripe_key_format",
-                Severity::Warning,
-                &key,
-                format!("{} is not a recognisable Stripe secret key (sk_test_... or rk_test_...)", k.fingerprint()),
-            );
-        }
-    }
-    for name in ["TWILIO_API_KEY", "TWILIO_API_SECRET"] {
-        if env.get(name).is_some_and(|v| !v.is_empty()) {
-            r.push(
-                "isolation.twilio_live_credentials",
-                Severity::Warning,
-                &format!("env {name}"),
-                "Twilio API keys belong to live accounts (test credentials have none): make sure this is not production",
-            );
-        }
-    }
-    let sid =
-        c.providers.twilio.as_ref().and_then(|t| t.account_sid.clone()).map(|s| ("providers.twilio.account_sid", s));
-    let sid = sid.or_else(|| {
-        env.get("TWILIO_ACCOUNT_SID").filter(|v| !v.is_empty()).map(|s| ("env TWILIO_ACCOUNT_SID", s.clone()))
-    });
-    if let Some((key, sid)) = sid {
-        if !(sid.starts_with("AC") && sid.len() == 34) {
-            r.push(
-                "twilio.account_sid_format",
-                Severity::Error,
-                key,
-                "an account SID is AC followed by 32 hexadecimal characters",
-            );
-        }
-    }
+    let sections = c.providers.iter().map(|(name, p)| (name.as_str(), &p.settings));
+    r.findings.extend(registry::findings(sections, &around, &COMMON_KEYS));
 }
 
 /// `*` matches any run of characters; everything else is literal, case-insensitively.
@@ -354,14 +131,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 fn targets(c: &Config, r: &mut Report) {
-    let names = ["stripe", "twilio"].into_iter().chain(c.providers.named.keys().map(String::as_str));
-    for provider in names {
-        let Some(t) = c.targets(provider) else { continue };
-        for (i, url) in t.urls.iter().enumerate() {
+    for (provider, section) in c.sections() {
+        for (i, url) in section.forward_to.iter().enumerate() {
             let key = format!("providers.{provider}.forward_to[{i}]");
             let host =
                 url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
-            let Some(host) = host.filter(|h| !h.is_empty()) else {
+            // What a target URL is, `is_http_url` says, for `Config::check` too; this finding is
+            // for a configuration that reached the running server without it (`App::open`).
+            let Some(host) = host.filter(|h| !h.is_empty() && super::is_http_url(url)) else {
                 r.push(
                     "target.url",
                     Severity::Error,
@@ -370,7 +147,7 @@ fn targets(c: &Config, r: &mut Report) {
                 );
                 continue;
             };
-            let builtin = PROVIDER_API_HOSTS.iter().find(|p| glob_match(p, &host));
+            let builtin = registry::api_hosts().find(|p| glob_match(p, &host));
             let listed = c.isolation.production_hosts.iter().find(|p| glob_match(p, &host));
             match (builtin, listed) {
                 (Some(p), _) => r.push(
@@ -473,15 +250,6 @@ fn exposure(c: &Config, r: &mut Report) {
             "shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 24`)",
         ),
         _ => r.push("bind.exposed_without_token", Severity::Ok, "server.bind", format!("{ip} with {}", if c.server.admin_token.is_some() { "an admin token" } else { "loopback only" })),
-    }
-    let behind_proxy = !c.server.trusted_proxies.is_empty() || !loopback;
-    if c.providers.twilio.is_some() && c.server.public_url.is_none() && behind_proxy {
-        r.push(
-            "twilio.public_url_missing",
-            Severity::Warning,
-            "server.public_url",
-            "Twilio signs the URL it called; behind a proxy or tunnel set server.public_url to that URL's base, or signatures will not match",
-        );
     }
     for (i, p) in c.server.trusted_proxies.iter().enumerate() {
         if IpRange::parse(p)

@@ -198,9 +198,11 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     // The raw body is what gets signed: a string payload is taken byte for byte; an object is
     // re-encoded (compact JSON, or a form for form-based providers), which only verifies if the
     // signer used the same encoding.
+    let media_type = endpoint.provider.dry_run_media_type();
+    let form = media_type == "application/x-www-form-urlencoded";
     let raw: Vec<u8> = match &req.payload {
         Value::String(text) => text.as_bytes().to_vec(),
-        Value::Object(obj) if endpoint.provider.name() == "twilio" && !headers.contains_key("content-type") => {
+        Value::Object(obj) if form && !headers.contains_key("content-type") => {
             let mut form = form_urlencoded::Serializer::new(String::new());
             for (k, v) in obj {
                 form.append_pair(k, &v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
@@ -210,9 +212,7 @@ fn validate(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
         other => other.to_string().into_bytes(),
     };
     if !headers.contains_key("content-type") {
-        let ct =
-            if endpoint.provider.name() == "twilio" { "application/x-www-form-urlencoded" } else { "application/json" };
-        headers.insert("content-type", HeaderValue::from_static(ct));
+        headers.insert("content-type", HeaderValue::from_static(media_type));
     }
     let url = req.url.clone().unwrap_or_else(|| format!("{}/staging/webhooks/{}", s.base_url(), endpoint.path));
     let inbound = Inbound { headers: &headers, body: &raw, url: &url, now_s: s.clock.now_s() };

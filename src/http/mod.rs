@@ -33,21 +33,12 @@ use errors::ApiError;
 
 use crate::clock::Clock;
 use crate::config::{Config, IpRange};
-use crate::providers::Provider;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-/// An ingest endpoint: `POST /staging/webhooks/<path>`.
-pub struct Endpoint {
-    /// The last path segment: `stripe`, `sms`, or a named instance's name.
-    pub path: String,
-    /// The provider, present whether or not its secret is set, so `/validate` can check
-    /// structure; `configured` says whether it may verify.
-    pub provider: Arc<dyn Provider>,
-    pub configured: bool,
-    /// Where its events are delivered; empty means recorded and processed at once.
-    pub targets: Vec<String>,
-}
+/// An ingest endpoint, `POST /staging/webhooks/<path>`, is a provider instance as
+/// [`Config::build`](crate::config::Config::build) made it, once, at startup.
+pub use crate::providers::Instance as Endpoint;
 
 /// Everything a request handler may touch.
 pub struct AppState {

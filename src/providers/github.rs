@@ -14,12 +14,14 @@ use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha1, HmacSha256};
+use super::registry::Kind;
+use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
     rfc3339, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
     NO_EVENT,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -44,11 +46,20 @@ pub struct Github {
 impl Github {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Github, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Github, SettingError> {
         if c.kind_of(name) != ProviderKind::Github {
-            return Err(format!("providers.{name}.kind is `{}`, not `github`", c.kind_of(name).as_str()));
+            let kind = c.kind_of(name).as_str();
+            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `github`")));
         }
         Ok(Github { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    }
+}
+
+impl Kind for Github {
+    const KEYS: &'static [&'static str] = &["secret", "secrets"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Github, SettingError> {
+        Github::from_config(name, c)
     }
 }
 
@@ -408,9 +419,9 @@ mod tests {
         let p = Github::from_config("gh", &c).unwrap();
         assert_eq!((p.name.as_str(), p.secrets.len(), p.secrets[0].expose()), ("gh", 2, "a"));
         c.secrets = vec![Secret::new("")];
-        assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.secrets[0]"));
+        assert!(Github::from_config("gh", &c).unwrap_err().to_string().contains("providers.gh.secrets[0]"));
         c.kind = Some(ProviderKind::Shopify);
-        assert!(Github::from_config("gh", &c).unwrap_err().contains("providers.gh.kind"));
+        assert!(Github::from_config("gh", &c).unwrap_err().to_string().contains("providers.gh.kind"));
     }
 
     #[test]

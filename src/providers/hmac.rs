@@ -37,11 +37,13 @@ use sha2::{Digest, Sha256};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
+use super::registry::Kind;
+use super::registry::SettingError;
 use super::{
     fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
-use crate::config::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
+use super::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;
 
 /// The event type when no type source is configured.
@@ -86,21 +88,24 @@ enum Source {
 impl Hmac {
     /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
     /// no error here: the endpoint is then marked unconfigured and answers 503.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Hmac, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Hmac, SettingError> {
         let key = |k: &str| format!("providers.{name}.{k}");
         if c.kind_of(name) != ProviderKind::Hmac {
-            return Err(format!("{} is `{}`, not hmac", key("kind"), c.kind_of(name).as_str()));
+            return Err(SettingError::new(key("kind"), format!("is `{}`, not hmac", c.kind_of(name).as_str())));
         }
         let header = match &c.header {
             Some(h) => header_name(&key("header"), h)?,
-            None => return Err(format!("{} is required for kind hmac", key("header"))),
+            None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
         };
-        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, String> {
+        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, SettingError> {
             let Some(value) = value else { return Ok(None) };
             let parsed = header_name(&key(k), value)?;
             // The signature header is replaced on every delivery; sharing it would clobber this one.
             if parsed == header {
-                return Err(format!("{} is the signature header `{header}`; use another header", key(k)));
+                return Err(SettingError::new(
+                    key(k),
+                    format!("is the signature header `{header}`; use another header"),
+                ));
             }
             Ok(Some(parsed))
         };
@@ -114,15 +119,14 @@ impl Hmac {
         for (i, (a, a_header)) in named.iter().enumerate() {
             if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
             {
-                return Err(format!("{} and {} name the same header", key(b), key(a)));
+                return Err(SettingError::new(key(b), format!("and {} name the same header", key(a))));
             }
         }
 
         let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
-            (Some(_), Some(_)) => Err(format!(
-                "{} and {} are both set; set one of them",
+            (Some(_), Some(_)) => Err(SettingError::new(
                 key(&format!("{what}_header")),
-                key(&format!("{what}_pointer"))
+                format!("and {} are both set; set one of them", key(&format!("{what}_pointer"))),
             )),
             (Some(h), None) => Ok(Some(Source::Header(h))),
             (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
@@ -134,35 +138,45 @@ impl Hmac {
         if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
             let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
             if id == kind || inside(id, kind) || inside(kind, id) {
-                return Err(format!(
-                    "{} `{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
+                return Err(SettingError::new(
                     key("id_pointer"),
-                    key("type_pointer")
+                    format!(
+                        "`{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
+                        key("type_pointer")
+                    ),
                 ));
             }
         }
 
-        let template = parse_template(&c.signed_content).map_err(|m| format!("{} {m}", key("signed_content")))?;
+        let template = parse_template(&c.signed_content).map_err(|m| SettingError::new(key("signed_content"), m))?;
         if !template.contains(&Part::Body) {
-            return Err(format!("{} must contain {{body}}, or the body would not be signed", key("signed_content")));
+            return Err(SettingError::new(
+                key("signed_content"),
+                "must contain {body}, or the body would not be signed",
+            ));
         }
         if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
-            return Err(format!(
-                "{} uses {{timestamp}} but {} is not set",
+            return Err(SettingError::new(
                 key("signed_content"),
-                key("timestamp_header")
+                format!("uses {{timestamp}} but {} is not set", key("timestamp_header")),
             ));
         }
         if template.contains(&Part::Id) && id_header.is_none() {
-            return Err(format!("{} uses {{id}} but {} is not set", key("signed_content"), key("id_header")));
+            return Err(SettingError::new(
+                key("signed_content"),
+                format!("uses {{id}} but {} is not set", key("id_header")),
+            ));
         }
 
         // The prefix is sent as part of a header value by `sign_delivery`.
         if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
-            return Err(format!("{} must be printable ASCII, such as `sha256=`", key("prefix")));
+            return Err(SettingError::new(key("prefix"), "must be printable ASCII, such as `sha256=`"));
         }
         if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
-            return Err(format!("{} must be between 1 and {MAX_TOLERANCE_S} (a year)", key("tolerance_seconds")));
+            return Err(SettingError::new(
+                key("tolerance_seconds"),
+                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
+            ));
         }
         let secrets = super::nonempty_secrets(name, c)?;
 
@@ -279,6 +293,28 @@ impl Hmac {
     }
 }
 
+impl Kind for Hmac {
+    const KEYS: &'static [&'static str] = &[
+        "secret",
+        "secrets",
+        "tolerance_seconds",
+        "header",
+        "algorithm",
+        "encoding",
+        "prefix",
+        "timestamp_header",
+        "signed_content",
+        "id_header",
+        "id_pointer",
+        "type_header",
+        "type_pointer",
+    ];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Hmac, SettingError> {
+        Hmac::from_config(name, c)
+    }
+}
+
 /// Reads an id or type from its source, recording the check.
 fn lookup(
     field: &str,
@@ -329,12 +365,11 @@ fn mac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 /// A configured header name, lowercased (as `HeaderMap` and the stored headers have them) and
-/// made `'static` for [`Signed`]. A string error, like every other error of `from_config`: a
-/// message for a person that names the key at fault.
-fn header_name(key: &str, value: &str) -> Result<&'static str, String> {
+/// made `'static` for [`Signed`].
+fn header_name(key: &str, value: &str) -> Result<&'static str, SettingError> {
     match HeaderName::from_bytes(value.as_bytes()) {
         Ok(name) => Ok(intern(name.as_str())),
-        Err(_) => Err(format!("{key} `{value}` is not a valid HTTP header name")),
+        Err(_) => Err(SettingError::new(key, format!("`{value}` is not a valid HTTP header name"))),
     }
 }
 
@@ -355,22 +390,27 @@ fn intern(name: &str) -> &'static str {
 
 /// Checks an RFC 6901 JSON pointer: empty (the whole document) or `/`-separated tokens in which
 /// `~` only starts `~0` or `~1`. serde_json would quietly treat anything else as "not found".
-/// A string error, as `header_name`'s.
-fn json_pointer(key: &str, pointer: &str) -> Result<String, String> {
+fn json_pointer(key: &str, pointer: &str) -> Result<String, SettingError> {
     if !(pointer.is_empty() || pointer.starts_with('/')) {
-        return Err(format!("{key} `{pointer}` is not a JSON pointer: it must be empty or start with `/`, as in /id"));
+        return Err(SettingError::new(
+            key,
+            format!("`{pointer}` is not a JSON pointer: it must be empty or start with `/`, as in /id"),
+        ));
     }
     let bytes = pointer.as_bytes();
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')) {
-            return Err(format!("{key} `{pointer}` is not a JSON pointer: `~` must be followed by 0 or 1"));
+            return Err(SettingError::new(
+                key,
+                format!("`{pointer}` is not a JSON pointer: `~` must be followed by 0 or 1"),
+            ));
         }
     }
     Ok(pointer.to_string())
 }
 
-/// Splits `signed_content` into text and placeholders. A string error, as `header_name`'s (the
-/// caller puts the key's name in front).
+/// Splits `signed_content` into text and placeholders.
+// A String: the reason alone, which the caller puts after the key (`SettingError`).
 fn parse_template(template: &str) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut text = Vec::new();
@@ -1069,7 +1109,9 @@ mod tests {
         for (c, expected) in cases {
             match Hmac::from_config("test", &c) {
                 Ok(_) => panic!("accepted, expected: {expected}"),
-                Err(message) => assert!(message.starts_with(expected), "{message:?} does not start with {expected:?}"),
+                Err(message) => {
+                    assert!(message.to_string().starts_with(expected), "{message:?} does not start with {expected:?}")
+                }
             }
         }
         // A missing secret is for the endpoint to report (503), not a configuration error; and a

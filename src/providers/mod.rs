@@ -5,100 +5,28 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
-pub mod github;
-pub mod hmac;
-pub mod sendgrid;
-pub mod shopify;
+pub mod registry;
+pub mod settings;
 pub(crate) mod signing;
-pub mod slack;
-pub mod standard;
-pub mod stripe;
-pub mod twilio;
 
-use std::sync::Arc;
+// The registry: every kind, its name in `kind = "..."`, and its file and type. A kind is one file
+// implementing `Provider` and `registry::Kind`, plus its line here.
+registry::kinds! {
+    Stripe = "stripe" => stripe::Stripe,
+    Twilio = "twilio" => twilio::Twilio,
+    Github = "github" => github::Github,
+    Shopify = "shopify" => shopify::Shopify,
+    Slack = "slack" => slack::Slack,
+    Standard = "standard" => standard::Standard,
+    Sendgrid = "sendgrid" => sendgrid::SendGrid,
+    Hmac = "hmac" => hmac::Hmac,
+}
 
 use warp::http::HeaderMap;
 
-use crate::config::{InstanceConfig, ProviderKind};
-
-/// The one registration point: a named instance of any kind, built from its settings. An error
-/// names the key at fault; a missing secret is not one (the endpoint answers 503 until it is set,
-/// see [`has_credentials`]).
-pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, String> {
-    let tolerance = c.tolerance_seconds as i64;
-    Ok(match c.kind_of(name) {
-        ProviderKind::Stripe => Arc::new(stripe::Stripe::new(name, c.all_secrets(), tolerance)),
-        ProviderKind::Twilio => Arc::new(twilio::Twilio::new(name, c.all_secrets())),
-        ProviderKind::Standard => Arc::new(standard::Standard::from_config(name, c)?),
-        ProviderKind::Sendgrid => Arc::new(sendgrid::SendGrid::from_config(name, c)?),
-        ProviderKind::Hmac => Arc::new(hmac::Hmac::from_config(name, c)?),
-        ProviderKind::Github => Arc::new(github::Github::from_config(name, c)?),
-        ProviderKind::Shopify => Arc::new(shopify::Shopify::from_config(name, c)?),
-        ProviderKind::Slack => Arc::new(slack::Slack::from_config(name, c)?),
-    })
-}
-
-/// One ingest endpoint: its path segment, its kind, whether it can verify, and its provider.
-pub struct Instance {
-    pub path: String,
-    pub kind: ProviderKind,
-    pub configured: bool,
-    pub provider: Arc<dyn Provider>,
-}
-
-/// Every ingest endpoint of a configuration: the seed's `stripe` and `sms` (always present, so
-/// an unconfigured one answers 503 rather than 404), then the named instances.
-pub fn instances(config: &crate::config::Config) -> Result<Vec<Instance>, String> {
-    let stripe = config.providers.stripe.clone().unwrap_or_default();
-    let twilio = config.providers.twilio.clone().unwrap_or_default();
-    let stripe_secrets = stripe.secret.iter().chain(&stripe.secrets).cloned().collect();
-    let twilio_tokens = twilio.auth_token.iter().chain(&twilio.secrets).cloned().collect();
-    let mut out = vec![
-        Instance {
-            path: "stripe".into(),
-            kind: ProviderKind::Stripe,
-            configured: stripe.secret.is_some(),
-            provider: Arc::new(stripe::Stripe::new("stripe", stripe_secrets, stripe.tolerance_seconds as i64)),
-        },
-        Instance {
-            path: "sms".into(),
-            kind: ProviderKind::Twilio,
-            configured: twilio.auth_token.is_some(),
-            provider: Arc::new(twilio::Twilio::new("twilio", twilio_tokens)),
-        },
-    ];
-    for (name, c) in &config.providers.named {
-        let provider = build(name, c).map_err(|m| format!("config key `providers.{name}`: {m}"))?;
-        out.push(Instance {
-            path: name.clone(),
-            kind: c.kind_of(name),
-            configured: has_credentials(name, c),
-            provider,
-        });
-    }
-    Ok(out)
-}
-
-/// `secret` then `secrets`, refusing an empty one: an empty string is a slip in the file, not
-/// "no secret", and an HMAC under an empty key is one anybody can compute.
-pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<crate::secret::Secret>, String> {
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secret is empty; set the secret or remove the key"));
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(format!("providers.{name}.secrets[{i}] is empty; remove it"));
-    }
-    Ok(c.all_secrets())
-}
-
-/// Whether a named instance has what it needs to verify: a public key for SendGrid, a secret
-/// for every other kind.
-pub fn has_credentials(name: &str, c: &InstanceConfig) -> bool {
-    match c.kind_of(name) {
-        ProviderKind::Sendgrid => c.public_key.is_some(),
-        _ => !c.all_secrets().is_empty(),
-    }
-}
+pub(crate) use registry::nonempty_secrets;
+pub use registry::{build, Instance};
+pub use settings::{HmacAlgorithm, InstanceConfig, SignatureEncoding};
 
 /// What a provider is given about one inbound request.
 #[derive(Debug, Clone, Copy)]
@@ -254,6 +182,12 @@ pub trait Provider: Send + Sync + 'static {
     /// original signature headers unchanged.
     fn can_sign(&self) -> bool {
         true
+    }
+
+    /// The media type of a body `/validate` builds from a JSON object: JSON, unless the kind
+    /// receives forms.
+    fn dry_run_media_type(&self) -> &'static str {
+        "application/json"
     }
 
     /// The event types `stagehook send` has fixtures for; the first is the default.

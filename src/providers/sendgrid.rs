@@ -28,11 +28,13 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use super::registry::Kind;
+use super::registry::SettingError;
+use super::InstanceConfig;
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
-use crate::config::InstanceConfig;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
@@ -62,26 +64,30 @@ impl SendGrid {
     /// SendGrid webhooks, each with its own key, may post to one endpoint), then `signing_key`.
     /// A key that is set but malformed is an error naming it; no key at all is not (the
     /// endpoint is then unconfigured).
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<SendGrid, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<SendGrid, SettingError> {
         let mut public_keys = Vec::new();
         if let Some(key) = &c.public_key {
-            public_keys.push(
-                parse_public_key(key)
-                    .map_err(|m| format!("providers.{name}.public_key is not base64 DER of a P-256 key: {m}"))?,
-            );
+            public_keys.push(parse_public_key(key).map_err(|m| {
+                SettingError::new(
+                    format!("providers.{name}.public_key"),
+                    format!("is not base64 DER of a P-256 key: {m}"),
+                )
+            })?);
         }
         for (i, key) in c.secrets.iter().enumerate() {
-            public_keys.push(
-                parse_public_key(key.expose()).map_err(|m| {
-                    format!("providers.{name}.secrets[{i}] is not base64 DER of a P-256 public key: {m}")
-                })?,
-            );
+            public_keys.push(parse_public_key(key.expose()).map_err(|m| {
+                SettingError::new(
+                    format!("providers.{name}.secrets[{i}]"),
+                    format!("is not base64 DER of a P-256 public key: {m}"),
+                )
+            })?);
         }
         let signing_key = match &c.signing_key {
             Some(key) => Some(parse_signing_key(key.expose()).ok_or_else(|| {
-                format!(
-                    "providers.{name}.signing_key is not base64 PKCS#8 of a P-256 private key \
-                     (with its public key, as `openssl genpkey` writes it)"
+                SettingError::new(
+                    format!("providers.{name}.signing_key"),
+                    "is not base64 PKCS#8 of a P-256 private key \
+                     (with its public key, as `openssl genpkey` writes it)",
                 )
             })?),
             None => None,
@@ -93,6 +99,20 @@ impl SendGrid {
             }
         }
         Ok(SendGrid { name: name.to_string(), public_keys, signing_key })
+    }
+}
+
+impl Kind for SendGrid {
+    const KEYS: &'static [&'static str] = &["public_key", "secrets", "signing_key"];
+    const CREDENTIAL: &'static str = "public_key";
+    const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<SendGrid, SettingError> {
+        SendGrid::from_config(name, c)
+    }
+
+    fn has_credentials(c: &InstanceConfig) -> bool {
+        c.public_key.is_some()
     }
 }
 
@@ -401,7 +421,7 @@ mod tests {
 
     fn provider(public_key: Option<&str>, secrets: &[&str], signing_key: Option<&str>) -> SendGrid {
         let c = InstanceConfig {
-            kind: Some(crate::config::ProviderKind::Sendgrid),
+            kind: Some(crate::providers::ProviderKind::Sendgrid),
             public_key: public_key.map(str::to_string),
             secrets: testing::secrets(secrets),
             signing_key: signing_key.map(Secret::new),
@@ -493,7 +513,7 @@ mod tests {
     fn config_names_the_bad_key_and_refuses_other_key_kinds() {
         let bad = |public_key: &str| {
             let c = InstanceConfig { public_key: Some(public_key.to_string()), ..InstanceConfig::default() };
-            SendGrid::from_config("mail", &c).err().unwrap()
+            SendGrid::from_config("mail", &c).err().unwrap().to_string()
         };
         let der = |tag: u8, content: &[u8]| [&[tag, content.len() as u8][..], content].concat();
         let spki =
@@ -531,10 +551,10 @@ mod tests {
 
         let c =
             InstanceConfig { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..InstanceConfig::default() };
-        assert!(SendGrid::from_config("mail", &c).err().unwrap().starts_with("providers.mail.secrets[1] "));
+        assert!(SendGrid::from_config("mail", &c).err().unwrap().to_string().starts_with("providers.mail.secrets[1] "));
         let c =
             InstanceConfig { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..InstanceConfig::default() };
-        let e = SendGrid::from_config("mail", &c).err().unwrap();
+        let e = SendGrid::from_config("mail", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.mail.signing_key is not base64 PKCS#8"), "{e}");
         assert!(!e.contains("SECRETPART"));
 

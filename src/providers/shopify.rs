@@ -12,12 +12,14 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Kind;
+use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,
     signature_value, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
     UnknownFixture, NO_EVENT,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
@@ -51,11 +53,20 @@ pub struct Shopify {
 impl Shopify {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
         if c.kind_of(name) != ProviderKind::Shopify {
-            return Err(format!("providers.{name}.kind is `{}`, not `shopify`", c.kind_of(name).as_str()));
+            let kind = c.kind_of(name).as_str();
+            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `shopify`")));
         }
         Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    }
+}
+
+impl Kind for Shopify {
+    const KEYS: &'static [&'static str] = &["secret", "secrets"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
+        Shopify::from_config(name, c)
     }
 }
 
@@ -345,7 +356,7 @@ mod tests {
         let p = Shopify::from_config("shop", &c).unwrap();
         assert_eq!(p.secrets.iter().map(Secret::expose).collect::<Vec<_>>(), ["a", "b"]);
         c.secret = Some(Secret::new(""));
-        assert!(Shopify::from_config("shop", &c).unwrap_err().contains("providers.shop.secret "));
+        assert!(Shopify::from_config("shop", &c).unwrap_err().to_string().contains("providers.shop.secret "));
     }
 
     #[test]

@@ -29,11 +29,13 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Kind;
+use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture, NO_EVENT,
 };
-use crate::config::{InstanceConfig, ProviderKind};
+use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -58,19 +60,31 @@ pub struct Slack {
 impl Slack {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Slack, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Slack, SettingError> {
         if c.kind_of(name) != ProviderKind::Slack {
-            return Err(format!("providers.{name}.kind is `{}`, not `slack`", c.kind_of(name).as_str()));
+            let kind = c.kind_of(name).as_str();
+            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `slack`")));
         }
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the
         // second), which is a mistake, not a setting.
         let key = format!("providers.{name}.tolerance_seconds");
         let tolerance_s = match i64::try_from(c.tolerance_seconds) {
-            Ok(0) => return Err(format!("{key} must be at least 1 (Slack's SDKs use 300)")),
+            Ok(0) => return Err(SettingError::new(key, "must be at least 1 (Slack's SDKs use 300)")),
             Ok(t) => t,
-            Err(_) => return Err(format!("{key} is too large: {} (Slack's SDKs use 300)", c.tolerance_seconds)),
+            Err(_) => {
+                let message = format!("is too large: {} (Slack's SDKs use 300)", c.tolerance_seconds);
+                return Err(SettingError::new(key, message));
+            }
         };
         Ok(Slack { name: name.to_string(), secrets: super::nonempty_secrets(name, c)?, tolerance_s })
+    }
+}
+
+impl Kind for Slack {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Slack, SettingError> {
+        Slack::from_config(name, c)
     }
 }
 
@@ -566,11 +580,14 @@ mod tests {
         assert_eq!((p.tolerance_s, p.secrets[1].expose()), (60, "b"));
         for bad in [0, u64::MAX] {
             c.tolerance_seconds = bad;
-            assert!(Slack::from_config("team", &c).unwrap_err().starts_with("providers.team.tolerance_seconds"));
+            assert!(Slack::from_config("team", &c)
+                .unwrap_err()
+                .to_string()
+                .starts_with("providers.team.tolerance_seconds"));
         }
         c.tolerance_seconds = 300;
         c.secrets = vec![Secret::new("a"), Secret::new("")];
-        assert!(Slack::from_config("team", &c).unwrap_err().contains("providers.team.secrets[1]"));
+        assert!(Slack::from_config("team", &c).unwrap_err().to_string().contains("providers.team.secrets[1]"));
     }
 
     #[test]

@@ -26,11 +26,13 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Kind;
+use super::registry::SettingError;
+use super::InstanceConfig;
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
-use crate::config::InstanceConfig;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -81,7 +83,7 @@ impl Standard {
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Standard, String> {
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Standard, SettingError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
         for (i, secret) in c.all_secrets().iter().enumerate() {
@@ -90,10 +92,18 @@ impl Standard {
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
                 (false, i) => format!("providers.{name}.secrets[{i}]"),
             };
-            keys.push(decode_secret(secret.expose()).map_err(|m| format!("{key_name} {m}"))?);
+            keys.push(decode_secret(secret.expose()).map_err(|m| SettingError::new(key_name, m))?);
         }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
+    }
+}
+
+impl Kind for Standard {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Standard, SettingError> {
+        Standard::from_config(name, c)
     }
 }
 
@@ -330,7 +340,7 @@ mod tests {
 
     fn provider(secrets: &[&str]) -> Standard {
         let c = InstanceConfig {
-            kind: Some(crate::config::ProviderKind::Standard),
+            kind: Some(crate::providers::ProviderKind::Standard),
             secrets: testing::secrets(secrets),
             ..InstanceConfig::default()
         };
@@ -497,11 +507,11 @@ mod tests {
             secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
             ..InstanceConfig::default()
         };
-        let e = Standard::from_config("svix", &c).err().unwrap();
+        let e = Standard::from_config("svix", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
         assert!(!e.contains("SECRETPART"), "{e}");
         let c = InstanceConfig { secret: Some(Secret::new("whsec_")), ..InstanceConfig::default() };
-        assert!(Standard::from_config("svix", &c).err().unwrap().starts_with("providers.svix.secret "));
+        assert!(Standard::from_config("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
         // No secret: the endpoint is unconfigured, not broken; nothing verifies.
         let p = Standard::from_config("svix", &InstanceConfig::default()).unwrap();
         assert!(p.keys.is_empty());

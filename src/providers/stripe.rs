@@ -10,10 +10,14 @@ use serde_json::Value;
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::SettingError;
+use super::registry::{is_placeholder, Kind, Seed, Surroundings};
+use super::InstanceConfig;
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 use serde_json::json;
 
@@ -29,6 +33,96 @@ pub struct Stripe {
 impl Stripe {
     pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
         Stripe { name: name.to_string(), secrets, tolerance_s }
+    }
+
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
+        Ok(Stripe::new(name, super::nonempty_secrets(name, c)?, c.tolerance_seconds as i64))
+    }
+}
+
+/// The seed's Stripe endpoint: `[providers.stripe]` at `/staging/webhooks/stripe`.
+const SEED: Seed =
+    Seed { name: "stripe", path: "stripe", env: ("STRIPE_WEBHOOK_SECRET", "secret"), env_keys: &["secret", "api_key"] };
+
+impl Kind for Stripe {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds", "api_key"];
+    const SECRET_HINT: &'static str = "the whsec_ secret";
+    const SEED: Option<Seed> = Some(SEED);
+    const API_HOSTS: &'static [&'static str] = &["stripe.com", "*.stripe.com"];
+    const ISOLATION_ENV: &'static [&'static str] = &["STRIPE_API_KEY", "STRIPE_SECRET_KEY"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
+        Stripe::from_config(name, c)
+    }
+
+    /// The seed's signing secret looks like one, and no Stripe key in reach is a live one.
+    fn findings(seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+        let section = format!("providers.{}", SEED.name);
+        if let Some(stripe) = seed {
+            let key = format!("{section}.secret");
+            out.push(match &stripe.secret {
+                None => Finding::new(
+                    "provider.secret_missing",
+                    Severity::Error,
+                    &key,
+                    "Stripe is configured without its signing secret: set STRIPE_WEBHOOK_SECRET (from `stripe listen` or the dashboard's endpoint page)",
+                ),
+                Some(s) if is_placeholder(s) => Finding::new(
+                    "provider.placeholder_secret",
+                    Severity::Error,
+                    &key,
+                    format!("{} is a placeholder: replace it with the endpoint's real whsec_ secret", s.fingerprint()),
+                ),
+                Some(s) if !s.expose().starts_with("whsec_") || s.expose().len() < 16 => Finding::new(
+                    "stripe.secret_format",
+                    Severity::Error,
+                    &key,
+                    format!("{} does not look like a Stripe signing secret (whsec_...)", s.fingerprint()),
+                ),
+                Some(s) => {
+                    Finding::new("stripe.secret_format", Severity::Ok, &key, format!("signing secret {}", s.fingerprint()))
+                }
+            });
+        }
+        let mut keys: Vec<(String, Secret)> = Vec::new();
+        if let Some(k) = seed.and_then(|s| s.api_key.clone()) {
+            keys.push((format!("{section}.api_key"), k));
+        }
+        for name in Self::ISOLATION_ENV {
+            if let Some(v) = around.env.get(*name).filter(|v| !v.is_empty()) {
+                keys.push((format!("env {name}"), Secret::new(v.clone())));
+            }
+        }
+        for (key, k) in keys {
+            let v = k.expose();
+            out.push(if ["sk_live_", "rk_live_", "pk_live_"].iter().any(|p| v.starts_with(p)) {
+                Finding::new(
+                    "isolation.live_stripe_key",
+                    Severity::Error,
+                    &key,
+                    format!(
+                        "{} is a live-mode Stripe key: staging must use a test-mode key (sk_test_ or rk_test_)",
+                        k.fingerprint()
+                    ),
+                )
+            } else if v.starts_with("sk_test_") || v.starts_with("rk_test_") {
+                Finding::new(
+                    "isolation.live_stripe_key",
+                    Severity::Ok,
+                    &key,
+                    format!("test-mode key {}", k.fingerprint()),
+                )
+            } else {
+                Finding::new(
+                    "isolation.stripe_key_format",
+                    Severity::Warning,
+                    &key,
+                    format!("{} is not a recognisable Stripe secret key (sk_test_... or rk_test_...)", k.fingerprint()),
+                )
+            });
+        }
     }
 }
 

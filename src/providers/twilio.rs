@@ -19,10 +19,14 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::signing::{self, ct_eq, HmacSha1};
+use super::registry::SettingError;
+use super::registry::{is_placeholder, Kind, Seed, Surroundings};
+use super::InstanceConfig;
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -44,6 +48,109 @@ pub struct Twilio {
 impl Twilio {
     pub fn new(name: &str, auth_tokens: Vec<Secret>) -> Twilio {
         Twilio { name: name.to_string(), auth_tokens }
+    }
+
+    /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
+    /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
+    /// is set.
+    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
+        let rest = super::nonempty_secrets(name, c)?;
+        Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
+    }
+}
+
+/// The seed's Twilio endpoint: `[providers.twilio]` at `/staging/webhooks/sms`.
+const SEED: Seed = Seed {
+    name: "twilio",
+    path: "sms",
+    env: ("TWILIO_AUTH_TOKEN", "auth_token"),
+    env_keys: &["auth_token", "account_sid"],
+};
+
+impl Kind for Twilio {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "auth_token", "account_sid"];
+    const SEED: Option<Seed> = Some(SEED);
+    const API_HOSTS: &'static [&'static str] = &["twilio.com", "*.twilio.com"];
+    const ISOLATION_ENV: &'static [&'static str] = &["TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_ACCOUNT_SID"];
+
+    fn build(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
+        Twilio::from_config(name, c)
+    }
+
+    fn has_credentials(c: &InstanceConfig) -> bool {
+        c.auth_token.is_some() || !c.all_secrets().is_empty()
+    }
+
+    fn credential(c: &InstanceConfig) -> Option<&Secret> {
+        c.auth_token.as_ref().or(c.secret.as_ref())
+    }
+
+    /// The seed's auth token looks like one, its account SID too, no live API key is in reach,
+    /// and behind a proxy the URL Twilio signs is known.
+    fn findings(seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+        let section = format!("providers.{}", SEED.name);
+        if let Some(twilio) = seed {
+            let key = format!("{section}.auth_token");
+            out.push(match &twilio.auth_token {
+                None => Finding::new(
+                    "provider.secret_missing",
+                    Severity::Error,
+                    &key,
+                    "Twilio is configured without its auth token: set TWILIO_AUTH_TOKEN (Console → Account → API keys & tokens)",
+                ),
+                Some(s) if is_placeholder(s) => Finding::new(
+                    "provider.placeholder_secret",
+                    Severity::Error,
+                    &key,
+                    format!("{} is a placeholder: replace it with the account's auth token", s.fingerprint()),
+                ),
+                Some(s) if s.expose().len() != 32 || !s.expose().bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Finding::new(
+                        "twilio.token_format",
+                        Severity::Error,
+                        &key,
+                        format!("{} is not a Twilio auth token (32 hexadecimal characters)", s.fingerprint()),
+                    )
+                }
+                Some(s) => Finding::new("twilio.token_format", Severity::Ok, &key, format!("auth token {}", s.fingerprint())),
+            });
+        }
+        for name in ["TWILIO_API_KEY", "TWILIO_API_SECRET"] {
+            if around.env.get(name).is_some_and(|v| !v.is_empty()) {
+                out.push(Finding::new(
+                    "isolation.twilio_live_credentials",
+                    Severity::Warning,
+                    &format!("env {name}"),
+                    "Twilio API keys belong to live accounts (test credentials have none): make sure this is not production",
+                ));
+            }
+        }
+        let sid = seed.and_then(|t| t.account_sid.clone()).map(|s| (format!("{section}.account_sid"), s));
+        let sid = sid.or_else(|| {
+            around
+                .env
+                .get("TWILIO_ACCOUNT_SID")
+                .filter(|v| !v.is_empty())
+                .map(|s| ("env TWILIO_ACCOUNT_SID".to_string(), s.clone()))
+        });
+        if let Some((key, sid)) = sid {
+            if !(sid.starts_with("AC") && sid.len() == 34) {
+                out.push(Finding::new(
+                    "twilio.account_sid_format",
+                    Severity::Error,
+                    &key,
+                    "an account SID is AC followed by 32 hexadecimal characters",
+                ));
+            }
+        }
+        if seed.is_some() && !around.public_url_set && around.behind_proxy {
+            out.push(Finding::new(
+                "twilio.public_url_missing",
+                Severity::Warning,
+                "server.public_url",
+                "Twilio signs the URL it called; behind a proxy or tunnel set server.public_url to that URL's base, or signatures will not match",
+            ));
+        }
     }
 }
 
@@ -229,6 +336,10 @@ impl Provider for Twilio {
 
     fn answer(&self, _accepted: &Accepted<'_>) -> Answer {
         Answer { content_type: "text/xml", body: EMPTY_TWIML.as_bytes().to_vec() }
+    }
+
+    fn dry_run_media_type(&self) -> &'static str {
+        FORM
     }
 
     fn sample_types(&self) -> &'static [&'static str] {

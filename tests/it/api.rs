@@ -8,7 +8,7 @@ use crate::support::{self, config, start, stripe_event, stripe_header, STRIPE_SE
 async fn health_reports_version_store_and_providers() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.twilio = None;
+    c.providers.remove("twilio");
     let s = start(c).await;
     let h = s.get("/staging/webhooks/test").await;
     assert_eq!(h.status, 200);
@@ -186,5 +186,43 @@ async fn throughput_counts_events_per_minute_per_provider() {
     s.clock.advance(61 * 60 * 1000);
     let t = &s.get("/staging/webhooks/stats").await.json()["throughput"];
     assert_eq!(t["providers"]["stripe"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum::<u64>(), 0);
+    s.stop().await;
+}
+
+/// A JSON object becomes the body a provider of that kind receives, whatever the instance is
+/// called: a form for a named Twilio instance too, whose signature then verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_encodes_an_object_as_the_kind_receives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let token = "0123456789abcdef0123456789abcdef";
+    c.providers.insert(
+        "alerts".into(),
+        stagehook::providers::InstanceConfig {
+            kind: Some(stagehook::providers::ProviderKind::Twilio),
+            secret: Some(stagehook::secret::Secret::new(token)),
+            ..Default::default()
+        },
+    );
+    let s = start(c).await;
+    let fields = [("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("Body", "hi"), ("From", "+15550001111")];
+    let url = format!("http://{}/staging/webhooks/alerts", s.addr);
+    let params: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sig = stagehook::providers::twilio::sign(token, &url, &params);
+    let payload: serde_json::Map<String, serde_json::Value> =
+        fields.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let req = json!({"provider": "alerts", "payload": payload, "headers": {"X-Twilio-Signature": sig}});
+    let r = support::request(
+        s.addr,
+        "POST",
+        "/staging/webhooks/validate",
+        &[("content-type", "application/json")],
+        req.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rep = r.json();
+    assert_eq!(rep["provider"], "alerts");
+    assert_eq!(rep["signature"]["ok"], true, "{rep}");
     s.stop().await;
 }

@@ -28,7 +28,7 @@ async fn event(s: &TestServer, id: &str) -> Value {
 /// one round of 503s the jobs wait in the queue for the test to damage them.
 fn delivering(dir: &Path, url: &str) -> Config {
     let mut c = config(dir);
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![url.to_string()];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![url.to_string()];
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = 5;
     c.retry.base_delay = HumanDuration(Duration::from_secs(3600));

@@ -52,7 +52,7 @@ async fn overview_detail_and_actions() {
 /// rejection, and a Twilio event held behind an open breaker.
 async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestServer {
     let mut c = config(dir);
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     // Twilio delivers to a port nobody listens on: its breaker opens after one failure. The
     // socket is bound and never listens, so connections are refused and no one else takes it.
     let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -60,7 +60,7 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     let dead = dead_socket.local_addr().unwrap();
     // Held for the rest of the test process: the server is used until the test ends.
     std::mem::forget(dead_socket);
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{dead}/sms")];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![format!("http://{dead}/sms")];
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = 2;
     c.retry.base_delay = HumanDuration(Duration::from_millis(20));
@@ -68,9 +68,9 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     c.circuit_breaker.failure_threshold = 1;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(600));
     // A named instance shows by its name, with its own breaker.
-    c.providers.named.insert(
+    c.providers.insert(
         "github".into(),
-        stagehook::config::InstanceConfig {
+        stagehook::providers::InstanceConfig {
             secret: Some(stagehook::secret::Secret::new("github-secret-0123456789")),
             ..Default::default()
         },
@@ -296,7 +296,7 @@ async fn admin_token_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.server.admin_token = Some(stagehook::secret::Secret::new(DASHBOARD_TOKEN));
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_tok")).await.json()["id"].as_str().unwrap().to_string();
     app.wait_for(1).await;

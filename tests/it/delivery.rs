@@ -17,7 +17,7 @@ use crate::support::{
 /// A config delivering Stripe events to `url`, with fast fixed retries.
 fn delivering(dir: &Path, url: &str, attempts: u32, base_ms: u64) -> Config {
     let mut c = config(dir);
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![url.to_string()];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![url.to_string()];
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = attempts;
     c.retry.base_delay = HumanDuration(Duration::from_millis(base_ms));
@@ -141,7 +141,7 @@ async fn twilio_deliveries_are_signed_for_the_target_url() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     let target = app.url("/twilio/sms?tenant=7");
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![target.clone()];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![target.clone()];
     let s = start(c).await;
     let params = [("MessageSid", "SM900"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "ñandú & co")];
     let form_sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
@@ -244,7 +244,7 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(1500));
     // Twilio delivers to an app that is up: its lane shows the loop keeps going meanwhile.
     let other = FakeApp::start().await;
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![other.url("/sms")];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![other.url("/sms")];
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_cb")).await.json()["id"].as_str().unwrap().to_string();
     let rec = until("the breaker to open", || async {
@@ -433,7 +433,7 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
     let held = tokio::net::TcpSocket::new_v4().unwrap();
     held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let dead = held.local_addr().unwrap();
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{dead}/down")];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![format!("http://{dead}/down")];
     c.retry.base_delay = HumanDuration(Duration::from_secs(86_400));
     c.retry.max_delay = HumanDuration(Duration::from_secs(86_400));
     let clock = Clock::system();
@@ -542,7 +542,7 @@ async fn a_slow_app_times_out_and_is_retried() {
     app.script([Reply { status: 200, retry_after: None, delay: Duration::from_secs(3) }]);
     let dir = tempfile::tempdir().unwrap();
     let mut c = delivering(dir.path(), &app.url("/slow"), 3, 10);
-    c.providers.stripe.as_mut().unwrap().timeout = HumanDuration(Duration::from_millis(300));
+    c.providers.get_mut("stripe").unwrap().timeout = HumanDuration(Duration::from_millis(300));
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_slow")).await.json()["id"].as_str().unwrap().to_string();
     let e = support::wait_status(&s, &id, "processed").await;

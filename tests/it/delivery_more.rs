@@ -16,7 +16,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 fn delivering(dir: &Path, urls: &[String], attempts: u32, base: Duration) -> Config {
     let mut c = config(dir);
-    c.providers.stripe.as_mut().unwrap().forward_to = urls.to_vec();
+    c.providers.get_mut("stripe").unwrap().forward_to = urls.to_vec();
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = attempts;
     c.retry.base_delay = HumanDuration(base);
@@ -289,7 +289,7 @@ async fn queued_jobs_keep_their_url_after_a_config_change() {
     s.stop().await;
 
     let mut moved = c;
-    moved.providers.stripe.as_mut().unwrap().forward_to = vec![new.url("/new")];
+    moved.providers.get_mut("stripe").unwrap().forward_to = vec![new.url("/new")];
     let s = start(moved).await;
     let e = support::wait_status(&s, &id, "processed").await;
     assert_eq!((old.received().len(), new.received().len()), (2, 0), "{e}");

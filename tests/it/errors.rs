@@ -18,7 +18,7 @@ async fn a_replay_that_cannot_be_written_is_storage_unavailable_and_nothing_is_l
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_unavailable")).await.json()["id"].as_str().unwrap().to_string();
     app.wait_for(1).await;
@@ -99,7 +99,7 @@ async fn a_bad_rejections_limit_is_invalid_payload() {
 async fn every_kind_of_answer_carries_the_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.twilio.as_mut().unwrap().auth_token = None;
+    c.providers.get_mut("twilio").unwrap().settings.auth_token = None;
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_headers")).await.json()["id"].as_str().unwrap().to_string();
     s.store.flush().await.unwrap();

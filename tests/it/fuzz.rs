@@ -15,9 +15,10 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Value};
 use stagehook::config::layers;
-use stagehook::config::{Config, HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
+use stagehook::config::Config;
 use stagehook::delivery::policy::RetryPolicy;
 use stagehook::providers::{self, hmac, twilio, Accepted, Inbound, Parsed, Provider, RefusalCode};
+use stagehook::providers::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use stagehook::secret::Secret;
 use stagehook::store::record::{self, AttemptRecord, BodyRef, EventRecord, JobRecord, RejectionRecord, Status};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
@@ -1085,11 +1086,11 @@ proptest! {
                 return Ok(());
             }
         };
-        let instance = providers::instances(&loaded.config).unwrap().into_iter().find(|i| i.path == "acme").unwrap();
+        let instance = loaded.config.build().unwrap().into_iter().find(|i| i.path == "acme").unwrap();
         if !instance.configured {
             return Ok(());
         }
-        let secret = loaded.config.providers.named["acme"].all_secrets()[0].expose().to_string();
+        let secret = loaded.config.providers["acme"].settings.all_secrets()[0].expose().to_string();
         let s = Subject {
             label: "hmac-settings",
             kind: ProviderKind::Hmac,
@@ -1377,7 +1378,7 @@ fn usable_config(c: &Config) -> Result<(), TestCaseError> {
         c.retention.interval.0,
     ];
     let mut names: Vec<String> = vec!["stripe".into(), "twilio".into()];
-    names.extend(c.providers.named.keys().cloned());
+    names.extend(c.providers.keys().cloned());
     for name in &names {
         let t = c.targets(name).unwrap();
         durations.extend([t.timeout, t.retry.base_delay.0, t.retry.max_delay.0]);
@@ -1408,7 +1409,7 @@ proptest! {
             Ok(loaded) => {
                 let _ = loaded.show();
                 usable_config(&loaded.config)?;
-                let _ = providers::instances(&loaded.config).unwrap();
+                let _ = loaded.config.build().unwrap();
             }
             Err(e) => prop_assert!(!e.message.trim().is_empty(), "{e:?}"),
         }

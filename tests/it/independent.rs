@@ -8,7 +8,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use stagehook::config::{InstanceConfig, ProviderKind};
+use stagehook::providers::{InstanceConfig, ProviderKind};
 use stagehook::secret::Secret;
 
 use crate::support::{self, now_s, request, Resp};
@@ -54,7 +54,7 @@ async fn every_kind_accepts_a_request_signed_independently() {
     // The octokit vector: a JSON object, as GitHub sends.
     let github = support::vectors()["github"][1].clone();
     let s_ = |v: &Value, k: &str| v[k].as_str().unwrap().to_string();
-    let named = &mut c.providers.named;
+    let named = &mut c.providers;
     named.insert("github".into(), instance(ProviderKind::Github, &s_(&github, "secret")));
     named.insert("shop".into(), instance(ProviderKind::Shopify, &s_(&shopify, "secret")));
     named.insert("slack".into(), instance(ProviderKind::Slack, &s_(&slack, "secret")));

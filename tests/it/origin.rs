@@ -24,7 +24,7 @@ async fn a_cross_site_page_cannot_replay_the_store_and_the_dashboard_can() {
     app.set_default(Reply::status(400));
     let dir = tempfile::tempdir().unwrap();
     let mut c = support::config(dir.path());
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/hook")];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = 1;
     c.retry.base_delay = HumanDuration(Duration::from_millis(10));

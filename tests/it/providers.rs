@@ -2,7 +2,8 @@
 //! verifies and records it, the app receives a delivery its own SDK accepts, and a repeat of the
 //! same request is a duplicate. Plus the `send` command line itself and named instances.
 
-use stagehook::config::{Config, InstanceConfig, ProviderKind};
+use stagehook::config::Config;
+use stagehook::providers::{InstanceConfig, ProviderKind};
 use stagehook::secret::Secret;
 use stagehook::send::{send, SendRequest};
 
@@ -105,16 +106,14 @@ pub(crate) fn named_instances(c: &mut Config) {
         secret: Some(Secret::new(secret)),
         ..Default::default()
     };
-    c.providers.named.insert("stripe_eu".into(), named(ProviderKind::Stripe, EU_SECRET));
+    c.providers.insert("stripe_eu".into(), named(ProviderKind::Stripe, EU_SECRET));
     // Named after its kind: no `kind` key needed.
-    c.providers
-        .named
-        .insert("github".into(), InstanceConfig { kind: None, ..named(ProviderKind::Github, GITHUB_SECRET) });
-    c.providers.named.insert("shop".into(), named(ProviderKind::Shopify, SHOPIFY_SECRET));
-    c.providers.named.insert("slack".into(), named(ProviderKind::Slack, SLACK_SECRET));
-    c.providers.named.insert("svix".into(), named(ProviderKind::Standard, STANDARD_SECRET));
+    c.providers.insert("github".into(), InstanceConfig { kind: None, ..named(ProviderKind::Github, GITHUB_SECRET) });
+    c.providers.insert("shop".into(), named(ProviderKind::Shopify, SHOPIFY_SECRET));
+    c.providers.insert("slack".into(), named(ProviderKind::Slack, SLACK_SECRET));
+    c.providers.insert("svix".into(), named(ProviderKind::Standard, STANDARD_SECRET));
     let (public, private) = sendgrid_keys();
-    c.providers.named.insert(
+    c.providers.insert(
         "sendgrid".into(),
         InstanceConfig {
             public_key: Some(public.clone()),
@@ -123,7 +122,7 @@ pub(crate) fn named_instances(c: &mut Config) {
         },
     );
     // A scheme configured by hand: GitHub's, so GitHub's own check applies to it.
-    c.providers.named.insert(
+    c.providers.insert(
         "acme".into(),
         InstanceConfig {
             header: Some("x-hub-signature-256".into()),
@@ -137,9 +136,9 @@ pub(crate) fn named_instances(c: &mut Config) {
 
 /// Where each instance's deliveries go on the fake app.
 fn forward_everything(c: &mut Config, app: &FakeApp) {
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![app.url("/stripe")];
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![app.url("/twilio")];
-    for (name, instance) in c.providers.named.iter_mut() {
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![app.url("/twilio")];
+    for (name, instance) in c.providers.iter_mut() {
         instance.forward_to = vec![app.url(&format!("/{name}"))];
     }
 }
@@ -161,10 +160,11 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     forward_everything(&mut c, &app);
     let s = support::start(c.clone()).await;
     c.server.bind = s.addr;
+    let instances = c.build().unwrap();
 
     let mut delivered = 0;
     for spec in specs() {
-        let sent = send(&c, &req(spec.name), now_s).await.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        let sent = send(&c, &instances, &req(spec.name), now_s).await.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].status, 200, "{}: {}", spec.name, sent[0].body);
         // Stored under the instance's name, verified.
@@ -187,7 +187,9 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     }
 
     // Slack's URL check is answered with its challenge, over HTTP.
-    let sent = send(&c, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s).await.unwrap();
+    let sent = send(&c, &instances, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s)
+        .await
+        .unwrap();
     let answer: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
     assert!(answer["challenge"].as_str().is_some_and(|c| !c.is_empty()), "{answer}");
     // And the challenge that comes back is the one sent: signed here, independently of `send`.
@@ -203,7 +205,7 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
     for spec in specs() {
         let to = app.url(&format!("/direct-{}", spec.name));
-        let sent = send(&c, &SendRequest { to: Some(to.clone()), ..req(spec.name) }, now_s).await.unwrap();
+        let sent = send(&c, &instances, &SendRequest { to: Some(to.clone()), ..req(spec.name) }, now_s).await.unwrap();
         assert_eq!(sent[0].status, 200);
         delivered += 1;
         let got = app.wait_for(delivered).await;
@@ -219,7 +221,7 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
     let mut c = config(dir.path());
     named_instances(&mut c);
     let s = support::start(c.clone()).await;
-    let instances = stagehook::providers::instances(&c).unwrap();
+    let instances = c.build().unwrap();
     for spec in specs() {
         let i = instances.iter().find(|i| i.provider.name() == spec.name).unwrap();
         let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);

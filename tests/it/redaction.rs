@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stagehook::config::{HumanDuration, Strategy};
-use stagehook::providers::instances;
 use ulid::Ulid;
 
 use crate::fake_app::{FakeApp, Reply};
@@ -56,7 +55,7 @@ async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() 
     let s = support::start(c.clone()).await;
     let host = s.addr.to_string();
     let now = support::now_s();
-    let all = instances(&c).unwrap();
+    let all = c.build().unwrap();
     assert_eq!(all.len(), 9);
     let mut kinds = std::collections::BTreeSet::new();
     for instance in &all {
@@ -143,7 +142,7 @@ async fn a_rejection_of_a_provider_gone_since_still_hides_the_generic_credential
     .await;
     s.stop().await;
 
-    c.providers.named.remove("github");
+    c.providers.remove("github");
     let s = support::start(c).await;
     let log = s.get("/staging/webhooks/rejections?limit=1").await.json();
     let entry = &log["rejections"][0];
@@ -176,8 +175,8 @@ async fn forward_to_credentials_are_masked_in_reports_and_used_whole_to_deliver(
     c.retry.jitter = 0.0;
     let target = format!("http://{USER}:{PASSWORD}@{}/hook?token={TOKEN}&empty=", app.addr);
     let masked = format!("http://{USER}:***@{}/hook?token=***&empty=", app.addr);
-    c.providers.stripe.as_mut().unwrap().forward_to = vec![target];
-    c.providers.twilio.as_mut().unwrap().forward_to = vec![format!("http://{USER}:{PASSWORD}@/hook?token={TOKEN}")];
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![target];
+    c.providers.get_mut("twilio").unwrap().forward_to = vec![format!("http://{USER}:{PASSWORD}@/hook?token={TOKEN}")];
     let s = support::start(c).await;
 
     let id = s.stripe(&stripe_event("evt_masked")).await.json()["id"].as_str().unwrap().to_string();

@@ -45,8 +45,8 @@ fn github_vectors_pass_the_sdk_style_check() {
 
 #[test]
 fn sdk_style_check_accepts_what_a_github_style_hmac_instance_delivers() {
-    use stagehook::config::InstanceConfig;
     use stagehook::providers::hmac::Hmac as HmacProvider;
+    use stagehook::providers::InstanceConfig;
     use stagehook::providers::Provider;
     use stagehook::secret::Secret;
 

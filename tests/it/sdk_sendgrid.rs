@@ -42,9 +42,9 @@ mod tests {
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     use serde_json::Value;
-    use stagehook::config::{InstanceConfig, ProviderKind};
     use stagehook::providers::sendgrid::SendGrid;
     use stagehook::providers::Provider;
+    use stagehook::providers::{InstanceConfig, ProviderKind};
 
     fn vector() -> Value {
         crate::support::vectors()["sendgrid"][0].clone()

@@ -70,9 +70,9 @@ pub fn verify(headers: &[(String, String)], body: &[u8], secret: &str, now_s: i6
 mod tests {
     use super::verify;
     use serde_json::Value;
-    use stagehook::config::{InstanceConfig, ProviderKind};
     use stagehook::providers::standard::Standard;
     use stagehook::providers::Provider;
+    use stagehook::providers::{InstanceConfig, ProviderKind};
 
     fn vector() -> Value {
         crate::support::vectors()["standard_webhooks"][0].clone()

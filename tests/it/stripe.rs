@@ -11,7 +11,7 @@ const PATH: &str = "/staging/webhooks/stripe";
 /// A server whose clock reads `at` (unix seconds) and whose Stripe secret is `secret`.
 async fn server_at(dir: &std::path::Path, secret: &str, at: i64) -> support::TestServer {
     let mut c = config(dir);
-    c.providers.stripe.as_mut().unwrap().secret = Some(stagehook::secret::Secret::new(secret));
+    c.providers.get_mut("stripe").unwrap().settings.secret = Some(stagehook::secret::Secret::new(secret));
     let clock = Clock::system();
     clock.advance((at - support::now_s()) * 1000);
     start_with_clock(c, clock).await
@@ -149,7 +149,7 @@ async fn payloads_are_validated_after_the_signature() {
 async fn a_provider_without_secret_answers_503() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.stripe = None;
+    c.providers.remove("stripe");
     let s = start(c).await;
     let r = s.stripe(&stripe_event("evt_1")).await;
     assert_eq!((r.status, r.code().as_str()), (503, "provider_not_configured"));

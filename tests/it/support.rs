@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use stagehook::config::{Config, StripeConfig, TwilioConfig};
+use stagehook::config::Config;
+use stagehook::providers::InstanceConfig;
 use stagehook::secret::Secret;
 use stagehook::store::Store;
 use stagehook::{App, Clock};
@@ -27,8 +28,10 @@ pub fn config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.data_dir = dir.join("data");
     c.server.bind = "127.0.0.1:0".parse().unwrap();
-    c.providers.stripe = Some(StripeConfig { secret: Some(Secret::new(STRIPE_SECRET)), ..Default::default() });
-    c.providers.twilio = Some(TwilioConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)), ..Default::default() });
+    c.providers
+        .insert("stripe".into(), InstanceConfig { secret: Some(Secret::new(STRIPE_SECRET)), ..Default::default() });
+    c.providers
+        .insert("twilio".into(), InstanceConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)), ..Default::default() });
     c
 }
 

@@ -25,7 +25,7 @@ fn params_of(v: &Value) -> Vec<(String, String)> {
 async fn validate_vector(vector: &Value, url: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.twilio.as_mut().unwrap().auth_token =
+    c.providers.get_mut("twilio").unwrap().settings.auth_token =
         Some(stagehook::secret::Secret::new(vector["auth_token"].as_str().unwrap()));
     let s = start(c).await;
     let (payload, content_type) = match vector.get("body") {
