@@ -16,7 +16,7 @@ pub mod policy;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-use crate::config::Targets;
+use crate::config::{RetryConfig, Targets};
 use crate::providers::{Provider, Signed};
 use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
@@ -36,7 +36,6 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// After a failure to record an outcome, how long the job rests before it is tried again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Request headers that describe the hop to stagehook, not the event: never forwarded.
 /// The headers of a request sent again (a delivery, a `curl` re-send): the original ones, minus
 /// hop-by-hop ones, stagehook's own and those the fresh signature replaces, then the signature.
 pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(String, String)> {
@@ -50,6 +49,7 @@ pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(St
     headers
 }
 
+/// Request headers that describe the hop to stagehook, not the event: never forwarded.
 const HOP_HEADERS: [&str; 14] = [
     "host",
     "content-length",
@@ -69,11 +69,22 @@ const HOP_HEADERS: [&str; 14] = [
 
 /// One provider's deliveries: its signer, targets, policy and breaker.
 pub struct Lane {
-    pub name: String,
-    pub provider: Arc<dyn Provider>,
-    pub targets: Targets,
-    pub breaker: Breaker,
+    name: String,
+    provider: Arc<dyn Provider>,
+    targets: Targets,
+    breaker: Breaker,
     policy: RetryPolicy,
+}
+
+/// What `/recovery/stats` shows of one lane: its breaker now, and the settings it delivers with.
+#[derive(Debug, Clone)]
+pub struct LaneStatus {
+    pub name: String,
+    pub breaker: Snapshot,
+    /// The target URLs whole: whoever shows them masks them.
+    pub targets: Vec<String>,
+    pub timeout: Duration,
+    pub retry: RetryConfig,
 }
 
 impl Lane {
@@ -103,12 +114,18 @@ impl Engine {
         Ok(Engine { store, clock, client: Client::new()?, lanes, concurrency, in_flight: Mutex::default() })
     }
 
-    pub fn lanes(&self) -> &[Lane] {
-        &self.lanes
-    }
-
-    pub fn breakers(&self) -> Vec<(String, Snapshot)> {
-        self.lanes.iter().map(|l| (l.name.clone(), l.breaker.snapshot())).collect()
+    /// Each lane's status, in configuration order.
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        self.lanes
+            .iter()
+            .map(|l| LaneStatus {
+                name: l.name.clone(),
+                breaker: l.breaker.snapshot(),
+                targets: l.targets.urls.clone(),
+                timeout: l.targets.timeout,
+                retry: l.targets.retry.clone(),
+            })
+            .collect()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -259,7 +276,9 @@ impl Engine {
         let duration_us = started.elapsed().as_micros() as u64;
         let (verdict, status, error) = match &result {
             Ok(answer) => {
-                let verdict = classify_status(answer.status, answer.retry_after.as_deref(), SystemTime::now());
+                // A `Retry-After` date is read against the engine's clock, like every due time.
+                let now = UNIX_EPOCH + Duration::from_millis(self.clock.now_ms().max(0) as u64);
+                let verdict = classify_status(answer.status, answer.retry_after.as_deref(), now);
                 let error = (verdict != Verdict::Delivered).then(|| {
                     let body = answer.body_prefix.trim();
                     if body.is_empty() {

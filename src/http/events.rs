@@ -418,8 +418,8 @@ fn recovery(s: &AppState) -> Response {
     };
     let mut providers = Map::new();
     for lane in s.engine.lanes() {
-        let b = lane.breaker.snapshot();
-        let r = &lane.targets.retry;
+        let b = &lane.breaker;
+        let r = &lane.retry;
         providers.insert(
             lane.name.clone(),
             json!({
@@ -429,8 +429,8 @@ fn recovery(s: &AppState) -> Response {
                     "opened_at_ms": b.opened_at_ms,
                     "next_probe_ms": b.next_probe_ms,
                 },
-                "targets": lane.targets.urls.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
-                "timeout_ms": lane.targets.timeout.as_millis() as u64,
+                "targets": lane.targets.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
+                "timeout_ms": lane.timeout.as_millis() as u64,
                 "retry": {
                     "strategy": format!("{:?}", r.strategy).to_lowercase(),
                     "max_attempts": r.max_attempts,
