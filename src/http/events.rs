@@ -412,10 +412,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
 }
 
 fn recovery(s: &AppState) -> Response {
-    let counters = s.store.stats().snapshot();
-    let prefixed = |prefix: &str| -> BTreeMap<String, u64> {
-        counters.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|rest| (rest.to_string(), *v))).collect()
-    };
+    let counters = s.store.stats().counters();
     let mut providers = Map::new();
     for lane in s.engine.lanes() {
         let b = &lane.breaker;
@@ -439,7 +436,7 @@ fn recovery(s: &AppState) -> Response {
                     "jitter": r.jitter,
                 },
                 "oldest_due_ms": s.store.oldest_job_ms(&lane.name).ok().flatten(),
-                "dead_letters": counters.get(&format!("events/{}/failed", lane.name)).copied().unwrap_or(0),
+                "dead_letters": counters.dead_letters(&lane.name),
             }),
         );
     }
@@ -447,11 +444,11 @@ fn recovery(s: &AppState) -> Response {
     ok_json(&json!({
         "providers": providers,
         "circuit_breaker": {"failure_threshold": cb.failure_threshold, "recovery_timeout_ms": cb.recovery_timeout.0.as_millis() as u64},
-        "queue_depth": counters.get(crate::store::stats::QUEUE_DEPTH).copied().unwrap_or(0),
+        "queue_depth": counters.queue_depth(),
         "in_flight": s.engine.in_flight(),
-        "dead_letters": counters.iter().filter(|(k, _)| k.starts_with("events/") && k.ends_with("/failed")).map(|(_, v)| v).sum::<u64>(),
-        "delivered_after_attempts": prefixed("delivered_after/"),
-        "failure_reasons": prefixed("failures/"),
-        "retention_deleted": counters.get("retention/deleted").copied().unwrap_or(0),
+        "dead_letters": counters.dead_letters_total(),
+        "delivered_after_attempts": counters.delivered_after(),
+        "failure_reasons": counters.failure_reasons(),
+        "retention_deleted": counters.retention_deleted(),
     }))
 }

@@ -13,7 +13,7 @@ mod keys;
 mod pending;
 pub mod record;
 pub mod rejection;
-pub mod stats;
+mod stats;
 pub mod verify;
 mod writer;
 
@@ -29,7 +29,7 @@ use ulid::Ulid;
 
 use crate::clock::Clock;
 pub use record::{AttemptOutcome, AttemptV1, EventV1, JobV1, RejectionV1, Status};
-pub use stats::Stats;
+pub use stats::{Counters, EventCount, Latency, Stats, Throughput};
 
 /// Why the store could not do something.
 #[derive(Debug)]
@@ -760,7 +760,7 @@ mod tests {
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
         assert_eq!(store.get_event(id).unwrap(), None);
         assert!(store.inner.tree.get(keys::id_key(keys::BODY, id)).unwrap().is_none(), "the inline body goes too");
-        assert_eq!(store.stats().get("events/stripe/processed"), 0);
+        assert_eq!(store.stats().counters().total_events(), 0);
         store.shutdown().await.unwrap();
     }
 
@@ -846,9 +846,10 @@ mod tests {
         store.record_outcome(outcome).await.unwrap();
         assert!(!store.has_pending_job(bad).unwrap());
         assert_eq!(store.attempts(bad).unwrap().len(), 1);
-        assert_eq!(store.stats().get("failures/storage_corrupt"), 1);
-        assert_eq!(store.stats().get("dead_letters/stripe"), 1);
-        assert_eq!(store.stats().get(stats::QUEUE_DEPTH), 0);
+        let counters = store.stats().counters();
+        assert_eq!(counters.failure_reasons().get(STORAGE_CORRUPT), Some(&1));
+        assert_eq!(counters.dead_lettered_jobs("stripe"), 1);
+        assert_eq!(counters.queue_depth(), 0);
 
         // Oldest first: the bad record does not stop the good one going.
         assert_eq!(store.delete(vec![bad, good]).await.unwrap(), 1);

@@ -23,8 +23,9 @@ use super::record::{
     decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
 };
 use super::stats::{
-    duplicates_counter, events_counter, expired_counter, hist_bucket_counter, items_counter, minute_counter,
-    rejected_counter, second_counter, Stats, QUEUE_DEPTH,
+    dead_letters_counter, delivered_after_counter, duplicates_counter, events_counter, expired_counter,
+    failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter, Stats,
+    QUEUE_DEPTH, RETENTION_DELETED,
 };
 use super::{keys, CommitFailure, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
 use crate::clock::Clock;
@@ -374,7 +375,7 @@ impl Writer {
             event.errors.push(ErrorEntry { at_ms: o.attempt.at_ms, message: err.clone() });
         }
         if let Some(reason) = o.failure_reason {
-            p.count(format!("failures/{reason}"), 1);
+            p.count(failures_counter(reason), 1);
         }
         p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
 
@@ -385,7 +386,7 @@ impl Writer {
         }
         match o.next {
             Next::Done => {
-                p.count(format!("delivered_after/{}", o.attempt.attempt), 1);
+                p.count(delivered_after_counter(o.attempt.attempt), 1);
                 let others = p.keys_with_prefix(&keys::id_key(keys::JOB_OF, o.id)).map_err(|e| e.to_string())?;
                 let failed = p.event(o.id)?.is_some_and(|e| e.status == Status::Failed);
                 if others.is_empty() && !failed {
@@ -398,7 +399,7 @@ impl Writer {
                 p.set_status(o.id, Status::Retrying)?;
             }
             Next::DeadLetter => {
-                p.count(format!("dead_letters/{provider}"), 1);
+                p.count(dead_letters_counter(&provider), 1);
                 p.set_status(o.id, Status::Failed)?;
             }
         }
@@ -477,7 +478,7 @@ impl Writer {
                 p.remove(keys::attempt_key(id, seq).to_vec());
             }
             p.count(events_counter(&event.provider, event.status.as_str()), -1);
-            p.count("retention/deleted".into(), 1);
+            p.count(RETENTION_DELETED.into(), 1);
             deleted += 1;
         }
         Ok(deleted)
@@ -564,13 +565,13 @@ fn settle_without_record(p: &mut Pending, o: Outcome) -> Result<(), String> {
     let seq = attempts.last().and_then(|k| keys::attempt_seq(k)).map_or(0, |n| n + 1);
     p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
     if let Some(reason) = o.failure_reason {
-        p.count(format!("failures/{reason}"), 1);
+        p.count(failures_counter(reason), 1);
     }
     if !dequeue_attempted(p, &o)? {
         return Ok(());
     }
     if let Some(provider) = keys::job_provider(&o.job_key) {
-        p.count(format!("dead_letters/{provider}"), 1);
+        p.count(dead_letters_counter(provider), 1);
     }
     Ok(())
 }
