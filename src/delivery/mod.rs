@@ -26,7 +26,7 @@ use ulid::Ulid;
 use crate::clock::Clock;
 use crate::config::{RetryConfig, Targets};
 use crate::providers::{Provider, Signed};
-use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
+use crate::store::{Attempt, AttemptOutcome, DueJob, Job, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
 use client::Client;
 use policy::{classify_status, RetryPolicy, Verdict};
@@ -231,7 +231,7 @@ impl Engine {
     }
 
     /// One attempt; returns whether its outcome was recorded.
-    async fn deliver(&self, lane_index: usize, at: Queued, job: JobV1, permit: Permit) -> bool {
+    async fn deliver(&self, lane_index: usize, at: Queued, job: Job, permit: Permit) -> bool {
         let lane = &self.lanes[lane_index];
         let Queued { key, id, target } = at;
         self.store.begin(id).await;
@@ -299,8 +299,7 @@ impl Engine {
             Verdict::Retry { reason, retry_after } => {
                 match lane.policy.next_delay(job.attempt, *retry_after, fastrand::f64() * 2.0 - 1.0) {
                     Some(delay) => {
-                        let next_job =
-                            JobV1 { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
+                        let next_job = Job { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
                         let due_ms = finished_ms + delay.as_millis() as i64;
                         (Next::RetryAt { due_ms, job: next_job }, AttemptOutcome::WillRetry, Some(*reason))
                     }
@@ -338,7 +337,7 @@ impl Engine {
     /// Makes a job whose stored data is damaged (its record, its event's record or body) a dead
     /// letter with reason `storage_corrupt`, in one batch like any outcome; returns whether that
     /// was recorded.
-    async fn dead_letter_damaged(&self, lane_index: usize, at: Queued, job: Option<&JobV1>, damage: &str) -> bool {
+    async fn dead_letter_damaged(&self, lane_index: usize, at: Queued, job: Option<&Job>, damage: &str) -> bool {
         let lane = &self.lanes[lane_index];
         let Queued { key, id, target } = at;
         let now_ms = self.clock.now_ms();
@@ -354,7 +353,7 @@ impl Engine {
         let attempt = match job {
             Some(job) => attempt_record(job, now_ms, None, Some(error), 0, AttemptOutcome::Failed),
             // The job's own record is unreadable: its series, attempt and URL are unknown (0, "").
-            None => AttemptV1 {
+            None => Attempt {
                 series: 0,
                 attempt: 0,
                 at_ms: now_ms,
@@ -391,21 +390,21 @@ struct Queued {
 /// What to do with a due job.
 enum Work {
     /// Send it, under the breaker's permit.
-    Deliver(Queued, JobV1, Permit),
+    Deliver(Queued, Job, Permit),
     /// Its stored data is damaged: settle it as a dead letter without sending anything. The job
     /// is `None` when its own record is what is damaged.
-    Settle(Queued, Option<JobV1>, String),
+    Settle(Queued, Option<Job>, String),
 }
 
 fn attempt_record(
-    job: &JobV1,
+    job: &Job,
     at_ms: i64,
     status: Option<u16>,
     error: Option<String>,
     duration_us: u64,
     outcome: AttemptOutcome,
-) -> AttemptV1 {
-    AttemptV1 {
+) -> Attempt {
+    Attempt {
         series: job.series,
         attempt: job.attempt,
         at_ms,

@@ -19,7 +19,7 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
-use crate::store::{AttemptV1, Damage, EventFilter, EventV1, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
+use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
 const MAX_PAGE: usize = 500;
@@ -173,7 +173,7 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
     Ok(out)
 }
 
-fn summary(id: Ulid, e: &EventV1) -> Value {
+fn summary(id: Ulid, e: &Event) -> Value {
     json!({
         "id": id.to_string(),
         "provider": e.provider,
@@ -247,10 +247,10 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
 /// `headers` are the record's, already redacted; each attempt's target is shown masked (the job
 /// that sends keeps the whole URL).
 fn event_json(
-    e: Option<&EventV1>,
+    e: Option<&Event>,
     headers: Vec<(String, String)>,
     body: Option<&[u8]>,
-    attempts: &[AttemptV1],
+    attempts: &[Attempt],
     pending: bool,
 ) -> Value {
     let (payload, encoding) = match body.map(std::str::from_utf8) {

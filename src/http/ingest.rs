@@ -19,7 +19,7 @@ use super::errors::ApiError;
 use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, Endpoint, RequestLog};
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
-use crate::store::{NewEvent, Rejected, RejectionV1};
+use crate::store::{NewEvent, RejectionParts};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
@@ -134,19 +134,17 @@ where
         }
         Err(refused) => {
             log.code = Some(refused.error.code);
-            // The store cuts the entry to its bound; only what it keeps is copied.
-            let entry = refused.body.map(|body| {
-                RejectionV1::bounded(
-                    received_at_ms,
-                    &provider_name,
-                    refused.error.code,
-                    &refused.error.message,
-                    &client.to_string(),
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
-                    &body,
-                )
+            // The request's parts as they are: the store counts the refusal and cuts what it logs
+            // to its bounds, copying only what it keeps.
+            state.store.reject(RejectionParts {
+                at_ms: received_at_ms,
+                provider: &provider_name,
+                code: refused.error.code,
+                message: &refused.error.message,
+                source_ip: &client,
+                headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                body: refused.body.as_deref(),
             });
-            state.store.reject(Rejected { code: refused.error.code, log: entry });
             refused.error.into_response()
         }
     };

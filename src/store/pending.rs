@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use ulid::Ulid;
 
 use super::keys;
-use super::record::{decode, encode, BodyRef, EventRecord, EventV1, Status};
+use super::record::{decode_event, encode_event, BodyRef, Event, Status};
 use super::stats::events_counter;
 
 /// Why an event record could not be loaded into the batch.
@@ -33,7 +33,7 @@ pub(super) struct Pending<'a> {
     /// Latest value of each small key written in this batch (`None`: removed).
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Event records read or changed in this batch, written once at the end.
-    events: BTreeMap<Ulid, (EventV1, Option<BodyRef>)>,
+    events: BTreeMap<Ulid, (Event, Option<BodyRef>)>,
     pub delta: BTreeMap<String, i64>,
 }
 
@@ -93,13 +93,13 @@ impl<'a> Pending<'a> {
         *self.delta.entry(name).or_default() += by;
     }
 
-    pub fn new_event(&mut self, id: Ulid, event: EventV1, body: BodyRef) {
+    pub fn new_event(&mut self, id: Ulid, event: Event, body: BodyRef) {
         self.count(events_counter(&event.provider, event.status.as_str()), 1);
         self.events.insert(id, (event, Some(body)));
     }
 
     /// The event as this batch sees it, loaded for change.
-    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut EventV1>, LoadError> {
+    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut Event>, LoadError> {
         Ok(self.load(id)?.map(|(e, _)| e))
     }
 
@@ -108,15 +108,15 @@ impl<'a> Pending<'a> {
         Ok(self.load(id)?.and_then(|(_, body)| *body))
     }
 
-    fn load(&mut self, id: Ulid) -> Result<Option<&mut (EventV1, Option<BodyRef>)>, LoadError> {
+    fn load(&mut self, id: Ulid) -> Result<Option<&mut (Event, Option<BodyRef>)>, LoadError> {
         if !self.events.contains_key(&id) {
             let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id)).map_err(|e| LoadError::Read(e.to_string()))?
             else {
                 return Ok(None);
             };
-            let record: EventRecord = decode(&bytes)
+            let event = decode_event(&bytes)
                 .map_err(|e| LoadError::Damaged(format!("event {id}: the record does not decode: {e}")))?;
-            self.events.insert(id, record.into_parts());
+            self.events.insert(id, event);
         }
         Ok(self.events.get_mut(&id))
     }
@@ -142,7 +142,7 @@ impl<'a> Pending<'a> {
     /// Writes the changed event records into the batch and hands it over.
     pub fn finish(mut self) -> (sled::Batch, BTreeMap<String, i64>) {
         for (id, (e, body)) in std::mem::take(&mut self.events) {
-            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&EventRecord::from_parts(e, body)));
+            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode_event(e, body));
         }
         (self.batch, self.delta)
     }

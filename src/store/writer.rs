@@ -20,19 +20,21 @@ use ulid::Ulid;
 use super::bodies::{segment_counter, segment_of_counter, BodyLog};
 use super::pending::{LoadError, Pending};
 use super::record::{
-    decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
+    decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, ErrorEntry, Event, Job,
+    Rejection, Status,
 };
 use super::stats::{
     dead_letters_counter, delivered_after_counter, duplicates_counter, events_counter, expired_counter,
     failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter, Stats,
     QUEUE_DEPTH, RETENTION_DELETED,
 };
-use super::{keys, CommitFailure, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
+use super::{keys, CommitFailure, Ingested, NewEvent, Next, Outcome, StoreError};
 use crate::clock::Clock;
 
 pub(super) enum Op {
     Ingest(NewEvent, oneshot::Sender<Result<Ingested, StoreError>>),
-    Reject(Rejected),
+    /// A refusal to count by its code, and its rejection-log entry if it is to be kept.
+    Reject(&'static str, Option<Rejection>),
     /// A delivery attempt started: `processing`. Not acknowledged; the outcome follows it.
     Begin(Ulid),
     Outcome(Outcome, oneshot::Sender<Result<(), StoreError>>),
@@ -81,7 +83,7 @@ impl Op {
     fn bytes(&self) -> usize {
         match self {
             Op::Ingest(e, _) => e.body.len(),
-            Op::Reject(Rejected { log: Some(entry), .. }) => entry.stored_bytes(),
+            Op::Reject(_, Some(entry)) => entry.stored_bytes(),
             _ => 0,
         }
     }
@@ -162,17 +164,17 @@ impl Writer {
 
         for op in ops {
             // Every operation but a refusal count is waited on, and so must be durable.
-            needs_flush |= !matches!(op, Op::Reject(_) | Op::Begin(_));
+            needs_flush |= !matches!(op, Op::Reject(..) | Op::Begin(_));
             let result = match op {
                 Op::Ingest(event, ack) => match self.ingest(&mut p, event, &mut jobs_added) {
                     Ok(done) => Ok(Waiter::Ingest(ack, done)),
                     Err(e) => Err((Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }), e)),
                 },
-                Op::Reject(r) => {
-                    p.count(rejected_counter(r.code), 1);
-                    if let Some(entry) = r.log {
+                Op::Reject(code, log) => {
+                    p.count(rejected_counter(code), 1);
+                    if let Some(entry) = log {
                         let key = keys::id_key(keys::REJECTION, self.next_id()).to_vec();
-                        p.insert_blind(&key, &encode(&RejectionRecord::V1(entry)));
+                        p.insert_blind(&key, &encode_rejection(entry));
                         new_rejections.push(key);
                     }
                     continue;
@@ -312,7 +314,7 @@ impl Writer {
         let id = self.next_id();
         p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
         let body = self.bodies.stage(&event.body);
-        let BodyRef::V1 { segment, .. } = body;
+        let BodyRef { segment, .. } = body;
         p.count(segment_counter(segment), 1);
         p.count(hist_bucket_counter(event.processing_us), 1);
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
@@ -321,13 +323,13 @@ impl Writer {
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
         for (i, target) in event.targets.iter().enumerate() {
-            let job = JobV1 { target: target.clone(), attempt: 1, series: 1 };
+            let job = Job { target: target.clone(), attempt: 1, series: 1 };
             add_job(p, &event.provider, event.received_at_ms, id, i as u8, job);
             *jobs_added = true;
         }
         p.new_event(
             id,
-            EventV1 {
+            Event {
                 provider: event.provider,
                 event_id: event.event_id,
                 event_type: event.event_type,
@@ -377,7 +379,7 @@ impl Writer {
         if let Some(reason) = o.failure_reason {
             p.count(failures_counter(reason), 1);
         }
-        p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
+        p.insert(keys::attempt_key(o.id, seq).to_vec(), encode_attempt(o.attempt.clone()));
 
         if !dequeue_attempted(p, &o)? {
             // A replay replaced this job while the attempt ran: the history keeps the attempt,
@@ -425,7 +427,7 @@ impl Writer {
             for key in &queued {
                 if let Some(job_key) = p.get(key).map_err(|e| e.to_string())? {
                     let job = p.get(&job_key).map_err(|e| e.to_string())?;
-                    if let Some(Ok(JobRecord::V1(job))) = job.map(|v| decode::<JobRecord>(&v)) {
+                    if let Some(Ok(job)) = job.map(|v| decode_job(&v)) {
                         series = series.max(job.series);
                     }
                 }
@@ -440,7 +442,7 @@ impl Writer {
                 p.remove(key);
             }
             for (i, target) in targets.into_iter().enumerate() {
-                add_job(p, &provider, now, id, i as u8, JobV1 { target, attempt: 1, series });
+                add_job(p, &provider, now, id, i as u8, Job { target, attempt: 1, series });
                 *jobs_added = true;
             }
             p.set_status(id, Status::Received)?;
@@ -467,7 +469,7 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             };
             let Some(event) = event else { continue };
-            if let Some(BodyRef::V1 { segment, .. }) = p.body_ref(id)? {
+            if let Some(BodyRef { segment, .. }) = p.body_ref(id)? {
                 p.count(segment_counter(segment), -1);
             }
             p.forget_event(id);
@@ -491,8 +493,7 @@ impl Writer {
             None => Ok(0),
             Some(v) => {
                 let v = v.map_err(|e| e.to_string())?;
-                let AttemptRecord::V1(a) = decode(&v).map_err(|e| e.to_string())?;
-                Ok(a.series)
+                Ok(decode_attempt(&v).map_err(|e| e.to_string())?.series)
             }
         }
     }
@@ -563,7 +564,7 @@ fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
 fn settle_without_record(p: &mut Pending, o: Outcome) -> Result<(), String> {
     let attempts = p.keys_with_prefix(&keys::id_key(keys::ATTEMPT, o.id)).map_err(|e| e.to_string())?;
     let seq = attempts.last().and_then(|k| keys::attempt_seq(k)).map_or(0, |n| n + 1);
-    p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
+    p.insert(keys::attempt_key(o.id, seq).to_vec(), encode_attempt(o.attempt.clone()));
     if let Some(reason) = o.failure_reason {
         p.count(failures_counter(reason), 1);
     }
@@ -590,10 +591,10 @@ fn dequeue_attempted(p: &mut Pending, o: &Outcome) -> Result<bool, String> {
 }
 
 /// Queues a job and its index entry.
-fn add_job(p: &mut Pending, provider: &str, due_ms: i64, id: Ulid, target: u8, job: JobV1) {
+fn add_job(p: &mut Pending, provider: &str, due_ms: i64, id: Ulid, target: u8, job: Job) {
     let key = keys::job_key(provider, due_ms, id, target);
     p.insert(keys::job_of_key(id, target).to_vec(), key.clone());
-    p.insert(key, encode(&JobRecord::V1(job)));
+    p.insert(key, encode_job(job));
     p.count(QUEUE_DEPTH.into(), 1);
 }
 
@@ -612,14 +613,13 @@ fn refuse(op: Op) {
         Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(Err(reason)),
         Op::Replay(_, ack) | Op::Delete(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
         Op::Shutdown(ack) => drop(ack.send(())),
-        Op::Reject(_) | Op::Begin(_) => {}
+        Op::Reject(..) | Op::Begin(_) => {}
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RejectionV1;
 
     /// A batch's byte budget counts rejection-log entries as well as bodies: a flood of refused
     /// requests cannot make one batch hold 2048 entries' worth of headers unaccounted.
@@ -627,10 +627,10 @@ mod tests {
     fn rejection_entries_count_against_the_batch_budget() {
         let big = vec![b'h'; 4096];
         let headers = (0..12).map(|_| ("x-pad", big.as_slice()));
-        let entry = RejectionV1::bounded(0, "stripe", "invalid_signature", "no", "192.0.2.1", headers, &[b'b'; 4096]);
+        let entry = Rejection::bounded(0, "stripe", "invalid_signature", "no", "192.0.2.1", headers, &[b'b'; 4096]);
         let expected = entry.stored_bytes();
         assert!(expected > 4096, "{expected}");
-        assert_eq!(Op::Reject(Rejected { code: "invalid_signature", log: Some(entry) }).bytes(), expected);
-        assert_eq!(Op::Reject(Rejected { code: "rate_limited", log: None }).bytes(), 0);
+        assert_eq!(Op::Reject("invalid_signature", Some(entry)).bytes(), expected);
+        assert_eq!(Op::Reject("rate_limited", None).bytes(), 0);
     }
 }
