@@ -10,6 +10,7 @@
 
 mod bodies;
 mod keys;
+mod ops;
 mod pending;
 pub mod record;
 pub mod rejection;
