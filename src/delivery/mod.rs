@@ -28,7 +28,7 @@ use crate::config::{RetryConfig, Targets};
 use crate::providers::{Provider, Signed};
 use crate::store::{Attempt, AttemptOutcome, DueJob, Job, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
-use client::Client;
+use client::{Client, ClientError};
 use policy::{classify_status, RetryPolicy, Verdict};
 
 /// The longest the loop sleeps without looking at the queue, in case a wake-up was missed.
@@ -110,7 +110,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, String> {
+    pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, ClientError> {
         Ok(Engine { store, clock, client: Client::new()?, lanes, concurrency, in_flight: Mutex::default() })
     }
 

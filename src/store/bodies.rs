@@ -55,8 +55,8 @@ pub(super) struct BodyLog {
 
 impl BodyLog {
     /// Opens the newest segment for appending, creating the directory and the first segment.
-    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<BodyLog, String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<BodyLog, BodyLogError> {
+        std::fs::create_dir_all(&dir).map_err(|e| BodyLogError::file("create", &dir, e))?;
         let newest = list_segments(&dir)?.into_iter().max().unwrap_or(1);
         let (file, len) = open_segment(&dir, newest)?;
         Ok(BodyLog { dir, segment: newest, file, len, staged: Vec::new(), segment_bytes })
@@ -76,14 +76,14 @@ impl BodyLog {
 
     /// Writes and syncs the staged bodies. On failure the segment is cut back to where it was, so
     /// a retry writes at the same offsets the staged references name.
-    pub fn commit(&mut self) -> Result<(), String> {
+    pub fn commit(&mut self) -> Result<(), BodyLogError> {
         if self.staged.is_empty() {
             return Ok(());
         }
         let written = self.file.write_all(&self.staged).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             let _ = self.file.set_len(self.len);
-            return Err(format!("body log write failed: {e}"));
+            return Err(BodyLogError::Write(e));
         }
         self.len += self.staged.len() as u64;
         self.staged.clear();
@@ -97,7 +97,7 @@ impl BodyLog {
 
     /// Starts a new segment if this one is full. Called between commits only, so every staged
     /// reference of a commit names one segment.
-    pub fn roll_if_full(&mut self) -> Result<(), String> {
+    pub fn roll_if_full(&mut self) -> Result<(), BodyLogError> {
         if self.len < self.segment_bytes {
             return Ok(());
         }
@@ -132,14 +132,28 @@ impl BodyLog {
     }
 }
 
-fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), String> {
+/// A body-log file operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyLogError {
+    /// Creating, opening, reading or listing a file or the directory.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// Appending or syncing the staged bodies.
+    #[error("body log write failed: {0}")]
+    Write(std::io::Error),
+}
+
+impl BodyLogError {
+    fn file(action: &'static str, path: &Path, source: std::io::Error) -> BodyLogError {
+        BodyLogError::File { action, path: path.to_path_buf(), source }
+    }
+}
+
+fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), BodyLogError> {
     let path = segment_path(dir, segment);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    let file =
+        OpenOptions::new().create(true).append(true).open(&path).map_err(|e| BodyLogError::file("open", &path, e))?;
+    let len = file.metadata().map_err(|e| BodyLogError::file("read", &path, e))?.len();
     // A new segment's directory entry must be durable before records point into it.
     if len == 0 {
         if let Ok(d) = File::open(dir) {
@@ -149,8 +163,8 @@ fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), String> {
     Ok((file, len))
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<u32>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+fn list_segments(dir: &Path) -> Result<Vec<u32>, BodyLogError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| BodyLogError::file("list", dir, e))?;
     Ok(entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())

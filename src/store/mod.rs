@@ -241,9 +241,10 @@ impl Store {
         let db = open_db(dir, options.cache_bytes).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(classify_open_error(e).to_string()))?;
 
-        let counters = load_counters(&tree).map_err(open_err)?;
+        let counters = load_counters(&tree).map_err(|e| open_err(e.to_string()))?;
         let bodies_dir = bodies::dir_of(dir);
-        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes).map_err(open_err)?;
+        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes)
+            .map_err(|e| open_err(e.to_string()))?;
         body_log.remove_dead_segments(&counters);
         let stats = Arc::new(Stats::with_counters(counters.clone()));
         let rejections: VecDeque<Vec<u8>> =
@@ -722,13 +723,21 @@ fn classify_open_error(e: sled::Error) -> OpenFailure {
     }
 }
 
-fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
+/// Why the counters could not be loaded at open.
+#[derive(Debug, thiserror::Error)]
+enum LoadCountersError {
+    #[error("cannot read counters: {0}")]
+    Read(#[from] sled::Error),
+    #[error("counter {0} is not 8 bytes: the database is corrupt")]
+    NotEightBytes(String),
+}
+
+fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, LoadCountersError> {
     let mut out = BTreeMap::new();
     for kv in tree.scan_prefix([keys::COUNTER]) {
-        let (k, v) = kv.map_err(|e| format!("cannot read counters: {e}"))?;
+        let (k, v) = kv?;
         let name = String::from_utf8_lossy(&k[1..]).into_owned();
-        let bytes: [u8; 8] =
-            v.as_ref().try_into().map_err(|_| format!("counter {name} is not 8 bytes: the database is corrupt"))?;
+        let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| LoadCountersError::NotEightBytes(name.clone()))?;
         out.insert(name, u64::from_be_bytes(bytes));
     }
     Ok(out)

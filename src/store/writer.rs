@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::bodies::{segment_counter, segment_of_counter, BodyLog};
+use super::bodies::{segment_counter, segment_of_counter, BodyLog, BodyLogError};
 use super::ops::{Env, Ops};
 use super::pending::Pending;
 use super::record::{BodyRef, Rejection};
@@ -241,7 +241,10 @@ impl Writer {
             }
         }
 
-        let outcome = self.apply(batch, needs_flush);
+        let outcome = self.apply(batch, needs_flush).map_err(|f| match f {
+            Failure::NotApplied(e) => Failure::NotApplied(e.to_string()),
+            Failure::NotFlushed(e) => Failure::NotFlushed(e.to_string()),
+        });
         if !matches!(outcome, Err(Failure::NotApplied(_))) {
             // The batch is in the tree (durable or not): the in-memory mirror must follow it, or
             // the next batch would write counters that disagree with the records.
@@ -296,22 +299,22 @@ impl Writer {
 
     /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
     /// retried with back-off, and a flush retry does not apply the batch again.
-    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure<CommitError>> {
         let started = Instant::now();
         // Bodies first: the batch must never point at bytes that are not on disk.
         if let Err(e) = retry(|| self.bodies.commit()) {
             self.bodies.abandon();
-            return Err(Failure::NotApplied(e));
+            return Err(Failure::NotApplied(e.into()));
         }
         let bodies_done = Instant::now();
-        retry(|| self.tree.apply_batch(batch.clone()).map_err(|e| e.to_string())).map_err(Failure::NotApplied)?;
+        retry(|| self.tree.apply_batch(batch.clone())).map_err(|e| Failure::NotApplied(e.into()))?;
         let applied = Instant::now();
         if needs_flush {
             retry(|| {
                 if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    return Err("injected flush failure".to_string());
+                    return Err(CommitError::InjectedFlush);
                 }
-                self.db.flush().map(drop).map_err(|e| e.to_string())
+                self.db.flush().map(drop).map_err(CommitError::from)
             })
             .map_err(Failure::NotFlushed)?;
         }
@@ -352,22 +355,35 @@ impl Env for WriterEnv<'_> {
 }
 
 /// How a commit failed: before the batch reached the tree, or after (in the tree, not on disk).
-enum Failure {
-    NotApplied(String),
-    NotFlushed(String),
+/// The commit keeps the reason as text: it goes to the health check and to every waiter.
+enum Failure<E = String> {
+    NotApplied(E),
+    NotFlushed(E),
 }
 
-/// Runs `step` once and then once per back-off entry until it succeeds.
-fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
-    let mut last = String::new();
-    for backoff in std::iter::once(Duration::ZERO).chain(RETRY_BACKOFF) {
-        std::thread::sleep(backoff);
-        match step() {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
+/// Why one step of a commit failed.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Bodies(#[from] BodyLogError),
+    #[error("{0}")]
+    Tree(#[from] sled::Error),
+    #[error("injected flush failure")]
+    InjectedFlush,
+}
+
+/// Runs `step` once and then once per back-off entry until it succeeds; the last error if none
+/// did.
+fn retry<E>(mut step: impl FnMut() -> Result<(), E>) -> Result<(), E> {
+    let mut result = step();
+    for backoff in RETRY_BACKOFF {
+        if result.is_ok() {
+            break;
         }
+        std::thread::sleep(backoff);
+        result = step();
     }
-    Err(last)
+    result
 }
 
 fn apply_delta(value: u64, delta: i64) -> u64 {
