@@ -81,11 +81,14 @@ where
 
     let mut log = RequestLog { provider: Some(provider_name.clone()), ..Default::default() };
     let mut decision = None;
+    // The body of a signature or payload refusal, which the rejection log keeps; other refusals
+    // are only counted.
+    let mut logged_body: Option<Bytes> = None;
     let result = async {
         let limit = state.config.limits.max_body_bytes;
         let declared = content_length(&headers);
         if declared.is_some_and(|n| n > limit) {
-            return Err(Refused::counted(ApiError::payload_too_large(limit)));
+            return Err(ApiError::payload_too_large(limit));
         }
         let d = match &client {
             Client::Addr(ip) => state.limiter.check(*ip),
@@ -104,26 +107,31 @@ where
                 ),
             )
             .with_header("retry-after", d.retry_after_s);
-            return Err(Refused::counted(err));
+            return Err(err);
         }
         if !endpoint.configured {
-            return Err(Refused::counted(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "provider_not_configured",
                 format!("no secret is configured for {provider_name}; set it in the config file or the environment"),
-            )));
+            ));
         }
-        endpoint.provider.precheck(&headers).map_err(|r| Refused::counted(r.into()))?;
+        endpoint.provider.precheck(&headers).map_err(ApiError::from)?;
         let body = read_body(body, limit, declared).await.map_err(|e| match e {
-            BodyError::TooLarge => Refused::counted(ApiError::payload_too_large(limit)),
-            other => Refused::counted(other.into()),
+            BodyError::TooLarge => ApiError::payload_too_large(limit),
+            other => other.into(),
         })?;
         let url = request_url(state, &headers, peer, path, query);
         let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s: received_at_ms.div_euclid(1000) };
-        let logged = |r: crate::providers::Refusal| Refused::logged(r.into(), body.clone());
-        endpoint.provider.verify(&inbound).map_err(logged)?;
-        let parsed = endpoint.provider.parse(&inbound).map_err(logged)?;
-        Ok((parsed, body))
+        let checked = endpoint.provider.verify(&inbound).and_then(|()| endpoint.provider.parse(&inbound));
+        match checked {
+            Ok(parsed) => Ok((parsed, body)),
+            Err(refusal) => {
+                // Bytes: a reference count, not a copy.
+                logged_body = Some(body);
+                Err(ApiError::from(refusal))
+            }
+        }
     }
     .await;
 
@@ -132,20 +140,20 @@ where
             log.event_id = Some(parsed.event_id.clone());
             store_event(state, endpoint, &headers, &client, received_at_ms, start, parsed, body).await
         }
-        Err(refused) => {
-            log.code = Some(refused.error.code);
+        Err(error) => {
+            log.code = Some(error.code);
             // The request's parts as they are: the store counts the refusal and cuts what it logs
             // to its bounds, copying only what it keeps.
             state.store.reject(RejectionParts {
                 at_ms: received_at_ms,
                 provider: &provider_name,
-                code: refused.error.code,
-                message: &refused.error.message,
+                code: error.code,
+                message: &error.message,
                 source_ip: &client,
                 headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
-                body: refused.body.as_deref(),
+                body: logged_body.as_deref(),
             });
-            refused.error.into_response()
+            error.into_response()
         }
     };
     if let Some(d) = decision {
@@ -156,21 +164,6 @@ where
     }
     res.extensions_mut().insert(log);
     res
-}
-
-/// A refusal, and the body to keep in the rejection log (signature and payload failures only).
-struct Refused {
-    error: ApiError,
-    body: Option<Bytes>,
-}
-
-impl Refused {
-    fn counted(error: ApiError) -> Refused {
-        Refused { error, body: None }
-    }
-    fn logged(error: ApiError, body: Bytes) -> Refused {
-        Refused { error, body: Some(body) }
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

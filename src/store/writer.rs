@@ -1,8 +1,9 @@
 //! The single writer: group commit.
 //!
 //! It runs on its own OS thread because sled's API blocks; nothing async runs here. Each turn it
-//! takes everything that is pending (up to a bound), decides duplicates against the tree and the
-//! batch itself, builds one `sled::Batch` with the records, bodies, dedup keys and new counter
+//! takes everything that is pending (up to a bound), runs each operation through [`Ops`]
+//! (`ops.rs`: what an operation does to the batch, duplicates decided against the tree and the
+//! batch itself), builds one `sled::Batch` with the records, bodies, dedup keys and new counter
 //! values, applies it, flushes once, and only then answers the waiters and publishes the
 //! counters. Each step of a commit is retried a few times; if it still fails, every waiter of
 //! that batch gets `Unavailable` (a 503, so the provider retries). A batch that never reached the
