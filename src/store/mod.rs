@@ -747,8 +747,8 @@ fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, LoadCounter
 mod tests {
     use super::*;
 
-    /// A database written before the body log holds `V1` records with the body under its own
-    /// key: such events still read back whole and can still be deleted.
+    /// A database written before the body log holds event records without a body reference,
+    /// the body under its own key: such events still read back whole and can still be deleted.
     #[tokio::test]
     async fn events_from_before_the_body_log_still_read_and_delete() {
         let dir = tempfile::tempdir().unwrap();
