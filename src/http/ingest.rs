@@ -127,7 +127,6 @@ where
         match checked {
             Ok(parsed) => Ok((parsed, body)),
             Err(refusal) => {
-                // Bytes: a reference count, not a copy.
                 logged_body = Some(body);
                 Err(ApiError::from(refusal))
             }
