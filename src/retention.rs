@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::RetentionConfig;
-use crate::store::{Status, Store};
+use crate::store::Store;
 
 /// Events deleted per store batch.
 const BATCH: usize = 256;
@@ -19,7 +19,7 @@ pub async fn sweep(store: &Store, config: &RetentionConfig, clock: &Clock) -> us
     let mut deleted = 0;
     loop {
         let before_ms = clock.now_ms() - config.max_age.0.as_millis() as i64;
-        let total = total_events(store);
+        let total = store.stats().counters().total_events();
         let ids = match store.expired(before_ms, config.max_events, total, BATCH) {
             Ok(ids) => ids,
             Err(e) => {
@@ -52,15 +52,4 @@ pub async fn run(store: Store, config: RetentionConfig, clock: Clock) {
             tracing::info!(deleted = n, "retention removed old events");
         }
     }
-}
-
-fn total_events(store: &Store) -> u64 {
-    let counters = store.stats().snapshot();
-    counters
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("events/") && Status::ALL.iter().any(|s| k.ends_with(&format!("/{}", s.as_str())))
-        })
-        .map(|(_, v)| *v)
-        .sum()
 }

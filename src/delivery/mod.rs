@@ -16,7 +16,7 @@ pub mod policy;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -24,11 +24,11 @@ use tokio::sync::{mpsc, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-use crate::config::Targets;
+use crate::config::{RetryConfig, Targets};
 use crate::providers::{Provider, Signed};
-use crate::store::{AttemptOutcome, AttemptV1, DueJob, JobV1, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
+use crate::store::{Attempt, AttemptOutcome, DueJob, Job, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
-use client::Client;
+use client::{Client, ClientError};
 use policy::{classify_status, RetryPolicy, Verdict};
 
 /// The longest the loop sleeps without looking at the queue, in case a wake-up was missed.
@@ -36,7 +36,6 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// After a failure to record an outcome, how long the job rests before it is tried again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Request headers that describe the hop to stagehook, not the event: never forwarded.
 /// The headers of a request sent again (a delivery, a `curl` re-send): the original ones, minus
 /// hop-by-hop ones, stagehook's own and those the fresh signature replaces, then the signature.
 pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(String, String)> {
@@ -50,6 +49,7 @@ pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(St
     headers
 }
 
+/// Request headers that describe the hop to stagehook, not the event: never forwarded.
 const HOP_HEADERS: [&str; 14] = [
     "host",
     "content-length",
@@ -69,11 +69,22 @@ const HOP_HEADERS: [&str; 14] = [
 
 /// One provider's deliveries: its signer, targets, policy and breaker.
 pub struct Lane {
-    pub name: String,
-    pub provider: Arc<dyn Provider>,
-    pub targets: Targets,
-    pub breaker: Breaker,
+    name: String,
+    provider: Arc<dyn Provider>,
+    targets: Targets,
+    breaker: Breaker,
     policy: RetryPolicy,
+}
+
+/// What `/recovery/stats` shows of one lane: its breaker now, and the settings it delivers with.
+#[derive(Debug, Clone)]
+pub struct LaneStatus {
+    pub name: String,
+    pub breaker: Snapshot,
+    /// The target URLs whole: whoever shows them masks them.
+    pub targets: Vec<String>,
+    pub timeout: Duration,
+    pub retry: RetryConfig,
 }
 
 impl Lane {
@@ -99,16 +110,22 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, String> {
+    pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, ClientError> {
         Ok(Engine { store, clock, client: Client::new()?, lanes, concurrency, in_flight: Mutex::default() })
     }
 
-    pub fn lanes(&self) -> &[Lane] {
-        &self.lanes
-    }
-
-    pub fn breakers(&self) -> Vec<(String, Snapshot)> {
-        self.lanes.iter().map(|l| (l.name.clone(), l.breaker.snapshot())).collect()
+    /// Each lane's status, in configuration order.
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        self.lanes
+            .iter()
+            .map(|l| LaneStatus {
+                name: l.name.clone(),
+                breaker: l.breaker.snapshot(),
+                targets: l.targets.urls.clone(),
+                timeout: l.targets.timeout,
+                retry: l.targets.retry.clone(),
+            })
+            .collect()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -214,7 +231,7 @@ impl Engine {
     }
 
     /// One attempt; returns whether its outcome was recorded.
-    async fn deliver(&self, lane_index: usize, at: Queued, job: JobV1, permit: Permit) -> bool {
+    async fn deliver(&self, lane_index: usize, at: Queued, job: Job, permit: Permit) -> bool {
         let lane = &self.lanes[lane_index];
         let Queued { key, id, target } = at;
         self.store.begin(id).await;
@@ -259,7 +276,9 @@ impl Engine {
         let duration_us = started.elapsed().as_micros() as u64;
         let (verdict, status, error) = match &result {
             Ok(answer) => {
-                let verdict = classify_status(answer.status, answer.retry_after.as_deref(), SystemTime::now());
+                // A `Retry-After` date is read against the engine's clock, like every due time.
+                let now = UNIX_EPOCH + Duration::from_millis(self.clock.now_ms().max(0) as u64);
+                let verdict = classify_status(answer.status, answer.retry_after.as_deref(), now);
                 let error = (verdict != Verdict::Delivered).then(|| {
                     let body = answer.body_prefix.trim();
                     if body.is_empty() {
@@ -280,8 +299,7 @@ impl Engine {
             Verdict::Retry { reason, retry_after } => {
                 match lane.policy.next_delay(job.attempt, *retry_after, fastrand::f64() * 2.0 - 1.0) {
                     Some(delay) => {
-                        let next_job =
-                            JobV1 { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
+                        let next_job = Job { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
                         let due_ms = finished_ms + delay.as_millis() as i64;
                         (Next::RetryAt { due_ms, job: next_job }, AttemptOutcome::WillRetry, Some(*reason))
                     }
@@ -319,7 +337,7 @@ impl Engine {
     /// Makes a job whose stored data is damaged (its record, its event's record or body) a dead
     /// letter with reason `storage_corrupt`, in one batch like any outcome; returns whether that
     /// was recorded.
-    async fn dead_letter_damaged(&self, lane_index: usize, at: Queued, job: Option<&JobV1>, damage: &str) -> bool {
+    async fn dead_letter_damaged(&self, lane_index: usize, at: Queued, job: Option<&Job>, damage: &str) -> bool {
         let lane = &self.lanes[lane_index];
         let Queued { key, id, target } = at;
         let now_ms = self.clock.now_ms();
@@ -335,7 +353,7 @@ impl Engine {
         let attempt = match job {
             Some(job) => attempt_record(job, now_ms, None, Some(error), 0, AttemptOutcome::Failed),
             // The job's own record is unreadable: its series, attempt and URL are unknown (0, "").
-            None => AttemptV1 {
+            None => Attempt {
                 series: 0,
                 attempt: 0,
                 at_ms: now_ms,
@@ -372,21 +390,21 @@ struct Queued {
 /// What to do with a due job.
 enum Work {
     /// Send it, under the breaker's permit.
-    Deliver(Queued, JobV1, Permit),
+    Deliver(Queued, Job, Permit),
     /// Its stored data is damaged: settle it as a dead letter without sending anything. The job
     /// is `None` when its own record is what is damaged.
-    Settle(Queued, Option<JobV1>, String),
+    Settle(Queued, Option<Job>, String),
 }
 
 fn attempt_record(
-    job: &JobV1,
+    job: &Job,
     at_ms: i64,
     status: Option<u16>,
     error: Option<String>,
     duration_us: u64,
     outcome: AttemptOutcome,
-) -> AttemptV1 {
-    AttemptV1 {
+) -> Attempt {
+    Attempt {
         series: job.series,
         attempt: job.attempt,
         at_ms,

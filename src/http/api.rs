@@ -19,7 +19,6 @@ use warp::{Filter, Rejection};
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
 use crate::providers::Inbound;
-use crate::store::stats::{percentiles, throughput};
 use crate::store::Status;
 
 /// Largest body `/validate` takes: a payload plus its headers.
@@ -111,40 +110,34 @@ fn health(s: &AppState) -> Response {
 }
 
 fn stats(s: &AppState) -> Response {
-    let counters = s.store.stats().snapshot();
+    let counters = s.store.stats().counters();
     let mut by_provider: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut by_status: BTreeMap<&str, u64> = Status::ALL.iter().map(|st| (st.as_str(), 0)).collect();
     let (mut total, mut duplicates) = (0u64, 0u64);
     for e in &s.endpoints {
         by_provider.entry(e.provider.name().to_string()).or_default();
     }
-    for (name, &n) in &counters {
-        let parts: Vec<&str> = name.split('/').collect();
-        match parts.as_slice() {
-            ["events", provider, status] => {
-                total += n;
-                if let Some(slot) = by_status.get_mut(status) {
-                    *slot += n;
-                }
-                let p = by_provider.entry(provider.to_string()).or_default();
-                let statuses = p.entry("by_status").or_insert_with(|| json!({}));
-                statuses[status] = json!(n);
-                bump(p, "events", n);
-            }
-            ["duplicates", provider] => {
-                duplicates += n;
-                bump(by_provider.entry(provider.to_string()).or_default(), "duplicates", n);
-            }
-            ["items", provider] => bump(by_provider.entry(provider.to_string()).or_default(), "items_received", n),
-            _ => {}
-        }
+    for e in counters.events() {
+        total += e.count;
+        *by_status.entry(e.status.as_str()).or_default() += e.count;
+        let p = by_provider.entry(e.provider.to_string()).or_default();
+        let statuses = p.entry("by_status").or_insert_with(|| json!({}));
+        statuses[e.status.as_str()] = json!(e.count);
+        bump(p, "events", e.count);
+    }
+    for (provider, n) in counters.duplicates() {
+        duplicates += n;
+        bump(by_provider.entry(provider.to_string()).or_default(), "duplicates", n);
+    }
+    for (provider, n) in counters.items() {
+        bump(by_provider.entry(provider.to_string()).or_default(), "items_received", n);
     }
     // Duplicates are never stored as events of their own; they show under their status here.
     by_status.insert(Status::Duplicate.as_str(), duplicates);
-    let rejections: BTreeMap<&str, u64> =
-        counters.iter().filter_map(|(k, v)| k.strip_prefix("rejected/").map(|code| (code, *v))).collect();
-    let ([p50, p95, p99], samples) = percentiles(&counters);
-    let (minutes, mut per_provider) = throughput(&counters, s.clock.now_ms().div_euclid(60_000));
+    let rejections = counters.rejected();
+    let latency = counters.latency();
+    let throughput = counters.throughput(s.clock.now_ms().div_euclid(60_000));
+    let (minutes, mut per_provider) = (throughput.minutes, throughput.providers);
     for e in &s.endpoints {
         per_provider.entry(e.provider.name().to_string()).or_insert_with(|| vec![0; minutes.len()]);
     }
@@ -155,7 +148,7 @@ fn stats(s: &AppState) -> Response {
         "duplicates": duplicates,
         "rejections": rejections,
         "rejected_total": rejections.values().sum::<u64>(),
-        "processing_ms": {"p50": p50, "p95": p95, "p99": p99, "samples": samples},
+        "processing_ms": {"p50": latency.p50_ms, "p95": latency.p95_ms, "p99": latency.p99_ms, "samples": latency.samples},
         "events_last_minute": s.store.stats().last_minute(s.clock.now_s()),
         "uptime_seconds": s.started.elapsed().as_secs(),
         "throughput": {"minutes": minutes, "providers": per_provider},

@@ -19,7 +19,7 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
-use crate::store::{AttemptV1, Damage, EventFilter, EventV1, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
+use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
 const MAX_PAGE: usize = 500;
@@ -173,7 +173,7 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
     Ok(out)
 }
 
-fn summary(id: Ulid, e: &EventV1) -> Value {
+fn summary(id: Ulid, e: &Event) -> Value {
     json!({
         "id": id.to_string(),
         "provider": e.provider,
@@ -247,10 +247,10 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
 /// `headers` are the record's, already redacted; each attempt's target is shown masked (the job
 /// that sends keeps the whole URL).
 fn event_json(
-    e: Option<&EventV1>,
+    e: Option<&Event>,
     headers: Vec<(String, String)>,
     body: Option<&[u8]>,
-    attempts: &[AttemptV1],
+    attempts: &[Attempt],
     pending: bool,
 ) -> Value {
     let (payload, encoding) = match body.map(std::str::from_utf8) {
@@ -412,14 +412,11 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
 }
 
 fn recovery(s: &AppState) -> Response {
-    let counters = s.store.stats().snapshot();
-    let prefixed = |prefix: &str| -> BTreeMap<String, u64> {
-        counters.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|rest| (rest.to_string(), *v))).collect()
-    };
+    let counters = s.store.stats().counters();
     let mut providers = Map::new();
     for lane in s.engine.lanes() {
-        let b = lane.breaker.snapshot();
-        let r = &lane.targets.retry;
+        let b = &lane.breaker;
+        let r = &lane.retry;
         providers.insert(
             lane.name.clone(),
             json!({
@@ -429,8 +426,8 @@ fn recovery(s: &AppState) -> Response {
                     "opened_at_ms": b.opened_at_ms,
                     "next_probe_ms": b.next_probe_ms,
                 },
-                "targets": lane.targets.urls.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
-                "timeout_ms": lane.targets.timeout.as_millis() as u64,
+                "targets": lane.targets.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
+                "timeout_ms": lane.timeout.as_millis() as u64,
                 "retry": {
                     "strategy": format!("{:?}", r.strategy).to_lowercase(),
                     "max_attempts": r.max_attempts,
@@ -439,7 +436,7 @@ fn recovery(s: &AppState) -> Response {
                     "jitter": r.jitter,
                 },
                 "oldest_due_ms": s.store.oldest_job_ms(&lane.name).ok().flatten(),
-                "dead_letters": counters.get(&format!("events/{}/failed", lane.name)).copied().unwrap_or(0),
+                "dead_letters": counters.dead_letters(&lane.name),
             }),
         );
     }
@@ -447,11 +444,11 @@ fn recovery(s: &AppState) -> Response {
     ok_json(&json!({
         "providers": providers,
         "circuit_breaker": {"failure_threshold": cb.failure_threshold, "recovery_timeout_ms": cb.recovery_timeout.0.as_millis() as u64},
-        "queue_depth": counters.get(crate::store::stats::QUEUE_DEPTH).copied().unwrap_or(0),
+        "queue_depth": counters.queue_depth(),
         "in_flight": s.engine.in_flight(),
-        "dead_letters": counters.iter().filter(|(k, _)| k.starts_with("events/") && k.ends_with("/failed")).map(|(_, v)| v).sum::<u64>(),
-        "delivered_after_attempts": prefixed("delivered_after/"),
-        "failure_reasons": prefixed("failures/"),
-        "retention_deleted": counters.get("retention/deleted").copied().unwrap_or(0),
+        "dead_letters": counters.dead_letters_total(),
+        "delivered_after_attempts": counters.delivered_after(),
+        "failure_reasons": counters.failure_reasons(),
+        "retention_deleted": counters.retention_deleted(),
     }))
 }

@@ -19,7 +19,7 @@ use super::errors::ApiError;
 use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, Endpoint, RequestLog};
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
-use crate::store::{NewEvent, Rejected, RejectionV1};
+use crate::store::{NewEvent, RejectionParts};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
@@ -81,11 +81,14 @@ where
 
     let mut log = RequestLog { provider: Some(provider_name.clone()), ..Default::default() };
     let mut decision = None;
+    // The body of a signature or payload refusal, which the rejection log keeps; other refusals
+    // are only counted.
+    let mut logged_body: Option<Bytes> = None;
     let result = async {
         let limit = state.config.limits.max_body_bytes;
         let declared = content_length(&headers);
         if declared.is_some_and(|n| n > limit) {
-            return Err(Refused::counted(ApiError::payload_too_large(limit)));
+            return Err(ApiError::payload_too_large(limit));
         }
         let d = match &client {
             Client::Addr(ip) => state.limiter.check(*ip),
@@ -104,26 +107,30 @@ where
                 ),
             )
             .with_header("retry-after", d.retry_after_s);
-            return Err(Refused::counted(err));
+            return Err(err);
         }
         if !endpoint.configured {
-            return Err(Refused::counted(ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "provider_not_configured",
                 format!("no secret is configured for {provider_name}; set it in the config file or the environment"),
-            )));
+            ));
         }
-        endpoint.provider.precheck(&headers).map_err(|r| Refused::counted(r.into()))?;
+        endpoint.provider.precheck(&headers).map_err(ApiError::from)?;
         let body = read_body(body, limit, declared).await.map_err(|e| match e {
-            BodyError::TooLarge => Refused::counted(ApiError::payload_too_large(limit)),
-            other => Refused::counted(other.into()),
+            BodyError::TooLarge => ApiError::payload_too_large(limit),
+            other => other.into(),
         })?;
         let url = request_url(state, &headers, peer, path, query);
         let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s: received_at_ms.div_euclid(1000) };
-        let logged = |r: crate::providers::Refusal| Refused::logged(r.into(), body.clone());
-        endpoint.provider.verify(&inbound).map_err(logged)?;
-        let parsed = endpoint.provider.parse(&inbound).map_err(logged)?;
-        Ok((parsed, body))
+        let checked = endpoint.provider.verify(&inbound).and_then(|()| endpoint.provider.parse(&inbound));
+        match checked {
+            Ok(parsed) => Ok((parsed, body)),
+            Err(refusal) => {
+                logged_body = Some(body);
+                Err(ApiError::from(refusal))
+            }
+        }
     }
     .await;
 
@@ -132,22 +139,20 @@ where
             log.event_id = Some(parsed.event_id.clone());
             store_event(state, endpoint, &headers, &client, received_at_ms, start, parsed, body).await
         }
-        Err(refused) => {
-            log.code = Some(refused.error.code);
-            // The store cuts the entry to its bound; only what it keeps is copied.
-            let entry = refused.body.map(|body| {
-                RejectionV1::bounded(
-                    received_at_ms,
-                    &provider_name,
-                    refused.error.code,
-                    &refused.error.message,
-                    &client.to_string(),
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
-                    &body,
-                )
+        Err(error) => {
+            log.code = Some(error.code);
+            // The request's parts as they are: the store counts the refusal and cuts what it logs
+            // to its bounds, copying only what it keeps.
+            state.store.reject(RejectionParts {
+                at_ms: received_at_ms,
+                provider: &provider_name,
+                code: error.code,
+                message: &error.message,
+                source_ip: &client,
+                headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                body: logged_body.as_deref(),
             });
-            state.store.reject(Rejected { code: refused.error.code, log: entry });
-            refused.error.into_response()
+            error.into_response()
         }
     };
     if let Some(d) = decision {
@@ -158,21 +163,6 @@ where
     }
     res.extensions_mut().insert(log);
     res
-}
-
-/// A refusal, and the body to keep in the rejection log (signature and payload failures only).
-struct Refused {
-    error: ApiError,
-    body: Option<Bytes>,
-}
-
-impl Refused {
-    fn counted(error: ApiError) -> Refused {
-        Refused { error, body: None }
-    }
-    fn logged(error: ApiError, body: Bytes) -> Refused {
-        Refused { error, body: Some(body) }
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

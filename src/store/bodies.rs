@@ -55,8 +55,8 @@ pub(super) struct BodyLog {
 
 impl BodyLog {
     /// Opens the newest segment for appending, creating the directory and the first segment.
-    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<BodyLog, String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn open(dir: PathBuf, segment_bytes: u64) -> Result<BodyLog, BodyLogError> {
+        std::fs::create_dir_all(&dir).map_err(|e| BodyLogError::file("create", &dir, e))?;
         let newest = list_segments(&dir)?.into_iter().max().unwrap_or(1);
         let (file, len) = open_segment(&dir, newest)?;
         Ok(BodyLog { dir, segment: newest, file, len, staged: Vec::new(), segment_bytes })
@@ -71,19 +71,19 @@ impl BodyLog {
     pub fn stage(&mut self, body: &[u8]) -> BodyRef {
         let offset = self.len + self.staged.len() as u64;
         self.staged.extend_from_slice(body);
-        BodyRef::V1 { segment: self.segment, offset, len: body.len() as u32, crc32: crc32fast::hash(body) }
+        BodyRef { segment: self.segment, offset, len: body.len() as u32, crc32: crc32fast::hash(body) }
     }
 
     /// Writes and syncs the staged bodies. On failure the segment is cut back to where it was, so
     /// a retry writes at the same offsets the staged references name.
-    pub fn commit(&mut self) -> Result<(), String> {
+    pub fn commit(&mut self) -> Result<(), BodyLogError> {
         if self.staged.is_empty() {
             return Ok(());
         }
         let written = self.file.write_all(&self.staged).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             let _ = self.file.set_len(self.len);
-            return Err(format!("body log write failed: {e}"));
+            return Err(BodyLogError::Write(e));
         }
         self.len += self.staged.len() as u64;
         self.staged.clear();
@@ -97,7 +97,7 @@ impl BodyLog {
 
     /// Starts a new segment if this one is full. Called between commits only, so every staged
     /// reference of a commit names one segment.
-    pub fn roll_if_full(&mut self) -> Result<(), String> {
+    pub fn roll_if_full(&mut self) -> Result<(), BodyLogError> {
         if self.len < self.segment_bytes {
             return Ok(());
         }
@@ -132,14 +132,28 @@ impl BodyLog {
     }
 }
 
-fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), String> {
+/// A body-log file operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyLogError {
+    /// Creating, opening, reading or listing a file or the directory.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File { action: &'static str, path: PathBuf, source: std::io::Error },
+    /// Appending or syncing the staged bodies.
+    #[error("body log write failed: {0}")]
+    Write(std::io::Error),
+}
+
+impl BodyLogError {
+    fn file(action: &'static str, path: &Path, source: std::io::Error) -> BodyLogError {
+        BodyLogError::File { action, path: path.to_path_buf(), source }
+    }
+}
+
+fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), BodyLogError> {
     let path = segment_path(dir, segment);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    let file =
+        OpenOptions::new().create(true).append(true).open(&path).map_err(|e| BodyLogError::file("open", &path, e))?;
+    let len = file.metadata().map_err(|e| BodyLogError::file("read", &path, e))?.len();
     // A new segment's directory entry must be durable before records point into it.
     if len == 0 {
         if let Ok(d) = File::open(dir) {
@@ -149,8 +163,8 @@ fn open_segment(dir: &Path, segment: u32) -> Result<(File, u64), String> {
     Ok((file, len))
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<u32>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+fn list_segments(dir: &Path) -> Result<Vec<u32>, BodyLogError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| BodyLogError::file("list", dir, e))?;
     Ok(entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
@@ -177,7 +191,7 @@ impl std::fmt::Display for ReadError {
 
 /// Reads a body back, checking its length and checksum.
 pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, ReadError> {
-    let BodyRef::V1 { segment, offset, len, crc32 } = r;
+    let BodyRef { segment, offset, len, crc32 } = r;
     let path = segment_path(dir, segment);
     let at = || format!("body at {}+{offset} ({len} bytes)", path.display());
     let classify = |e: std::io::Error, what: String| match e.kind() {
@@ -242,7 +256,7 @@ mod tests {
         let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
         let d = log.stage(b"after reopen");
         log.commit().unwrap();
-        let BodyRef::V1 { offset, .. } = d;
+        let BodyRef { offset, .. } = d;
         assert_eq!(offset, 10 + 3000);
         assert_eq!(read(dir.path(), d).unwrap(), b"after reopen");
         assert_eq!(read(dir.path(), a).unwrap(), b"first body");
@@ -258,7 +272,7 @@ mod tests {
         assert_eq!(log.current_segment(), 2);
         let second = log.stage(b"y");
         log.commit().unwrap();
-        assert!(matches!(second, BodyRef::V1 { segment: 2, offset: 0, .. }));
+        assert!(matches!(second, BodyRef { segment: 2, offset: 0, .. }));
         log.remove_segment(2); // the current segment stays
         assert_eq!(read(dir.path(), second).unwrap(), b"y");
         log.remove_segment(1);
@@ -290,13 +304,13 @@ mod tests {
     fn a_reference_past_the_end_is_refused_before_reading() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
-        let BodyRef::V1 { segment, crc32, .. } = log.stage(b"abc");
+        let BodyRef { segment, crc32, .. } = log.stage(b"abc");
         log.commit().unwrap();
         for (offset, len) in [(0, u32::MAX), (1, 3), (3, 1), (u64::MAX, 1), (u64::MAX - 1, u32::MAX)] {
-            let e = read(dir.path(), BodyRef::V1 { segment, offset, len, crc32 }).unwrap_err();
+            let e = read(dir.path(), BodyRef { segment, offset, len, crc32 }).unwrap_err();
             assert!(e.to_string().contains("runs past the segment's end (3 bytes)"), "{e}");
         }
-        assert_eq!(read(dir.path(), BodyRef::V1 { segment, offset: 3, len: 0, crc32: 0 }).unwrap(), b"");
+        assert_eq!(read(dir.path(), BodyRef { segment, offset: 3, len: 0, crc32: 0 }).unwrap(), b"");
 
         // Found by the property test below: past the end of an empty segment, an empty body (whose
         // checksum is 0) read as present.
@@ -304,7 +318,7 @@ mod tests {
         let mut log = BodyLog::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
         log.stage(b"");
         log.commit().unwrap();
-        let e = read(dir.path(), BodyRef::V1 { segment: 1, offset: 1, len: 0, crc32: 0 }).unwrap_err();
+        let e = read(dir.path(), BodyRef { segment: 1, offset: 1, len: 0, crc32: 0 }).unwrap_err();
         assert!(e.to_string().contains("runs past the segment's end (0 bytes)"), "{e}");
     }
 
@@ -316,7 +330,7 @@ mod tests {
         log.abandon();
         let r = log.stage(b"kept");
         log.commit().unwrap();
-        assert!(matches!(r, BodyRef::V1 { offset: 0, len: 4, .. }));
+        assert!(matches!(r, BodyRef { offset: 0, len: 4, .. }));
         assert_eq!(std::fs::read(segment_path(dir.path(), 1)).unwrap(), b"kept");
     }
 
@@ -339,7 +353,7 @@ mod tests {
         fn probe() -> impl Strategy<Value = (Index, Probe)> {
             let near = || prop_oneof![0u64..300, Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()];
             let any_ref = (0u32..4, near(), prop_oneof![0u32..300, Just(u32::MAX), any::<u32>()], any::<u32>())
-                .prop_map(|(segment, offset, len, crc32)| BodyRef::V1 { segment, offset, len, crc32 });
+                .prop_map(|(segment, offset, len, crc32)| BodyRef { segment, offset, len, crc32 });
             let change = prop_oneof![
                 prop_oneof![0u32..4, any::<u32>()].prop_map(Probe::Segment),
                 near().prop_map(Probe::Offset),
@@ -375,16 +389,16 @@ mod tests {
                     prop_assert_eq!(&read(dir.path(), *r).unwrap(), body);
                 }
                 for (which, probe) in probes {
-                    let BodyRef::V1 { segment, offset, len, crc32 } = refs[which.index(refs.len())];
+                    let BodyRef { segment, offset, len, crc32 } = refs[which.index(refs.len())];
                     let r = match probe {
-                        Probe::Segment(segment) => BodyRef::V1 { segment, offset, len, crc32 },
-                        Probe::Offset(offset) => BodyRef::V1 { segment, offset, len, crc32 },
-                        Probe::Len(len) => BodyRef::V1 { segment, offset, len, crc32 },
-                        Probe::Crc(crc32) => BodyRef::V1 { segment, offset, len, crc32 },
+                        Probe::Segment(segment) => BodyRef { segment, offset, len, crc32 },
+                        Probe::Offset(offset) => BodyRef { segment, offset, len, crc32 },
+                        Probe::Len(len) => BodyRef { segment, offset, len, crc32 },
+                        Probe::Crc(crc32) => BodyRef { segment, offset, len, crc32 },
                         Probe::Any(r) => r,
                     };
                     if let Ok(bytes) = read(dir.path(), r) {
-                        let BodyRef::V1 { segment, offset, len, crc32 } = r;
+                        let BodyRef { segment, offset, len, crc32 } = r;
                         let file = std::fs::read(segment_path(dir.path(), segment)).unwrap();
                         let there =
                             usize::try_from(offset).ok().and_then(|at| file.get(at..at.checked_add(len as usize)?));

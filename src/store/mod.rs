@@ -10,10 +10,11 @@
 
 mod bodies;
 mod keys;
+mod ops;
 mod pending;
 pub mod record;
 pub mod rejection;
-pub mod stats;
+mod stats;
 pub mod verify;
 mod writer;
 
@@ -28,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-pub use record::{AttemptOutcome, AttemptV1, EventV1, JobV1, RejectionV1, Status};
-pub use stats::Stats;
+pub use record::{Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
+pub use stats::{Counters, EventCount, Latency, Stats, Throughput};
 
 /// Why the store could not do something.
 #[derive(Debug)]
@@ -73,9 +74,9 @@ impl std::fmt::Display for Damage {
 /// An event as read back for display: each part whole, or what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredEvent {
-    Whole(EventV1, Vec<u8>),
+    Whole(Event, Vec<u8>),
     /// The record reads, its body does not.
-    BodyDamaged(EventV1, Damage),
+    BodyDamaged(Event, Damage),
     /// The record itself does not decode, so nothing of it (not even where its body is) is known.
     RecordDamaged(Damage),
 }
@@ -111,7 +112,7 @@ pub struct Outcome {
     pub job_key: Vec<u8>,
     pub id: Ulid,
     pub target: u8,
-    pub attempt: AttemptV1,
+    pub attempt: Attempt,
     /// Counted under `failures/<reason>` when the attempt failed.
     pub failure_reason: Option<&'static str>,
     pub next: Next,
@@ -120,7 +121,7 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub enum Next {
     Done,
-    RetryAt { due_ms: i64, job: JobV1 },
+    RetryAt { due_ms: i64, job: Job },
     DeadLetter,
 }
 
@@ -133,7 +134,7 @@ pub struct DueJob {
     pub due_ms: i64,
     /// The job, or what is wrong with its record: a damaged job still leaves the queue (as a
     /// dead letter), so it is handed over like any other.
-    pub job: Result<JobV1, Damage>,
+    pub job: Result<Job, Damage>,
 }
 
 /// What to list; every field narrows.
@@ -148,7 +149,7 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn matches(&self, e: &EventV1) -> bool {
+    pub fn matches(&self, e: &Event) -> bool {
         self.provider.as_ref().is_none_or(|p| *p == e.provider)
             && self.status.is_none_or(|s| s == e.status)
             && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
@@ -166,17 +167,25 @@ impl EventFilter {
 pub struct EventPage {
     /// Each event, or what is wrong with its record: one bad record is reported in its place,
     /// it never fails the page.
-    pub events: Vec<(Ulid, Result<EventV1, Damage>)>,
+    pub events: Vec<(Ulid, Result<Event, Damage>)>,
     /// Where the next page starts, when there may be more.
     pub next_cursor: Option<Ulid>,
 }
 
-/// A refused request: always counted by code; kept in the rejection log when `log` is set
-/// (built with [`RejectionV1::bounded`], so its size is bounded whatever the request).
-#[derive(Debug, Clone)]
-pub struct Rejected {
+/// A refused request as it arrived, for [`Store::reject`]: always counted by `code`; kept in the
+/// rejection log when it has a `body` (signature and payload failures). The store cuts what it
+/// keeps to its bounds ([`rejection`]), so the caller passes every part as it is.
+pub struct RejectionParts<'a, H> {
+    pub at_ms: i64,
+    pub provider: &'a str,
     pub code: &'static str,
-    pub log: Option<RejectionV1>,
+    pub message: &'a str,
+    /// The client: formatted only when the entry is kept.
+    pub source_ip: &'a dyn std::fmt::Display,
+    /// The request's headers as (name, raw value) pairs in arrival order; read only when the
+    /// entry is kept, and then only what fits is copied.
+    pub headers: H,
+    pub body: Option<&'a [u8]>,
 }
 
 /// What the store made of an event: our id for it, and whether it had been seen before (then the
@@ -232,9 +241,10 @@ impl Store {
         let db = open_db(dir, options.cache_bytes).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(classify_open_error(e).to_string()))?;
 
-        let counters = load_counters(&tree).map_err(open_err)?;
+        let counters = load_counters(&tree).map_err(|e| open_err(e.to_string()))?;
         let bodies_dir = bodies::dir_of(dir);
-        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes).map_err(open_err)?;
+        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes)
+            .map_err(|e| open_err(e.to_string()))?;
         body_log.remove_dead_segments(&counters);
         let stats = Arc::new(Stats::with_counters(counters.clone()));
         let rejections: VecDeque<Vec<u8>> =
@@ -287,8 +297,16 @@ impl Store {
 
     /// Counts a refusal and logs it if asked. Never waits: under a flood, when the writer queue is
     /// full, the refusal is dropped rather than slowing the requests that are being refused.
-    pub fn reject(&self, rejected: Rejected) {
-        if self.inner.tx.try_send(writer::Op::Reject(rejected)).is_err() {
+    /// The entry is cut to its bounds here, on the caller's thread, before it is queued.
+    pub fn reject<'h, H>(&self, r: RejectionParts<'_, H>)
+    where
+        H: IntoIterator<Item = (&'h str, &'h [u8])>,
+    {
+        let log = r.body.map(|body| {
+            let source_ip = r.source_ip.to_string();
+            Rejection::bounded(r.at_ms, r.provider, r.code, r.message, &source_ip, r.headers, body)
+        });
+        if self.inner.tx.try_send(writer::Op::Reject(r.code, log)).is_err() {
             tracing::debug!("writer queue full; a rejection went uncounted");
         }
     }
@@ -346,8 +364,8 @@ impl Store {
             }
             // A record that does not decode is handed over as damaged, in its place: the scan
             // goes on past it, so the rest of the provider's queue is never held up by it.
-            let job = match record::decode::<record::JobRecord>(&v) {
-                Ok(record::JobRecord::V1(job)) => Ok(job),
+            let job = match record::decode_job(&v) {
+                Ok(job) => Ok(job),
                 Err(e) => Err(Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}"))),
             };
             due.push(DueJob { key: k.to_vec(), id, target, due_ms, job });
@@ -363,12 +381,12 @@ impl Store {
 
     /// The event's delivery attempts, oldest first; one that does not decode is reported in its
     /// place rather than failing the history.
-    pub fn attempts(&self, id: Ulid) -> Result<Vec<Result<AttemptV1, Damage>>, StoreError> {
+    pub fn attempts(&self, id: Ulid) -> Result<Vec<Result<Attempt, Damage>>, StoreError> {
         let mut out = Vec::new();
         for kv in self.inner.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)) {
             let (k, v) = kv.map_err(read_err)?;
-            out.push(match record::decode::<record::AttemptRecord>(&v) {
-                Ok(record::AttemptRecord::V1(a)) => Ok(a),
+            out.push(match record::decode_attempt(&v) {
+                Ok(a) => Ok(a),
                 Err(e) => {
                     let seq = keys::attempt_seq(&k).map_or_else(|| "?".into(), |n| n.to_string());
                     Err(Damage(format!("event {id}: attempt record {seq} does not decode: {e}")))
@@ -412,9 +430,8 @@ impl Store {
             let (k, v) = kv.map_err(read_err)?;
             let Some(id) = keys::id_of(&k) else { continue };
             last = Some(id);
-            match record::decode::<record::EventRecord>(&v) {
-                Ok(record) => {
-                    let (e, _) = record.into_parts();
+            match record::decode_event(&v) {
+                Ok((e, _)) => {
                     if filter.matches(&e) {
                         events.push((id, Ok(e)));
                     }
@@ -489,7 +506,7 @@ impl Store {
     }
 
     /// The record and raw body of one event by our id; `Corrupt` when either is damaged.
-    pub fn get_event(&self, id: Ulid) -> Result<Option<(EventV1, Vec<u8>)>, StoreError> {
+    pub fn get_event(&self, id: Ulid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
         let Some((event, body)) = self.record(id)? else {
             return Ok(None);
         };
@@ -504,8 +521,8 @@ impl Store {
         let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
             return Ok(None);
         };
-        let (event, body) = match record::decode::<record::EventRecord>(&bytes) {
-            Ok(record) => record.into_parts(),
+        let (event, body) = match record::decode_event(&bytes) {
+            Ok(parts) => parts,
             Err(e) => return Ok(Some(StoredEvent::RecordDamaged(record_damage(id, &e)))),
         };
         Ok(Some(match self.body(id, body)? {
@@ -531,17 +548,16 @@ impl Store {
     }
 
     /// The record of one event by our id, without reading its body.
-    pub fn get_record(&self, id: Ulid) -> Result<Option<EventV1>, StoreError> {
+    pub fn get_record(&self, id: Ulid) -> Result<Option<Event>, StoreError> {
         Ok(self.record(id)?.map(|(event, _)| event))
     }
 
-    fn record(&self, id: Ulid) -> Result<Option<(EventV1, Option<record::BodyRef>)>, StoreError> {
+    fn record(&self, id: Ulid) -> Result<Option<(Event, Option<record::BodyRef>)>, StoreError> {
         let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
             return Ok(None);
         };
-        let record: record::EventRecord =
-            record::decode(&bytes).map_err(|e| StoreError::Corrupt(record_damage(id, &e).0))?;
-        Ok(Some(record.into_parts()))
+        let parts = record::decode_event(&bytes).map_err(|e| StoreError::Corrupt(record_damage(id, &e).0))?;
+        Ok(Some(parts))
     }
 
     /// Our id for a provider's event id, if it was recorded.
@@ -551,11 +567,11 @@ impl Store {
     }
 
     /// The newest entries of the rejection log, newest first.
-    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<(Ulid, RejectionV1)>, StoreError> {
+    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<(Ulid, Rejection)>, StoreError> {
         let mut out = Vec::new();
         for kv in self.inner.tree.scan_prefix([keys::REJECTION]).rev().take(limit) {
             let (k, v) = kv.map_err(read_err)?;
-            let record::RejectionRecord::V1(r) = record::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let r = record::decode_rejection(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             out.push((keys::id_of(&k).unwrap_or_default(), r));
         }
         Ok(out)
@@ -627,7 +643,7 @@ pub enum InjectDamage {
     EventRecord,
 }
 
-fn record_damage(id: Ulid, e: &postcard::Error) -> Damage {
+fn record_damage(id: Ulid, e: &record::DecodeError) -> Damage {
     Damage(format!("event {id}: the record does not decode: {e}"))
 }
 
@@ -707,13 +723,21 @@ fn classify_open_error(e: sled::Error) -> OpenFailure {
     }
 }
 
-fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
+/// Why the counters could not be loaded at open.
+#[derive(Debug, thiserror::Error)]
+enum LoadCountersError {
+    #[error("cannot read counters: {0}")]
+    Read(#[from] sled::Error),
+    #[error("counter {0} is not 8 bytes: the database is corrupt")]
+    NotEightBytes(String),
+}
+
+fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, LoadCountersError> {
     let mut out = BTreeMap::new();
     for kv in tree.scan_prefix([keys::COUNTER]) {
-        let (k, v) = kv.map_err(|e| format!("cannot read counters: {e}"))?;
+        let (k, v) = kv?;
         let name = String::from_utf8_lossy(&k[1..]).into_owned();
-        let bytes: [u8; 8] =
-            v.as_ref().try_into().map_err(|_| format!("counter {name} is not 8 bytes: the database is corrupt"))?;
+        let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| LoadCountersError::NotEightBytes(name.clone()))?;
         out.insert(name, u64::from_be_bytes(bytes));
     }
     Ok(out)
@@ -723,13 +747,13 @@ fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, String> {
 mod tests {
     use super::*;
 
-    /// A database written before the body log holds `V1` records with the body under its own
-    /// key: such events still read back whole and can still be deleted.
+    /// A database written before the body log holds event records without a body reference,
+    /// the body under its own key: such events still read back whole and can still be deleted.
     #[tokio::test]
     async fn events_from_before_the_body_log_still_read_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let id = Ulid::new();
-        let event = EventV1 {
+        let event = Event {
             provider: "stripe".into(),
             event_id: "evt_old".into(),
             event_type: "charge.succeeded".into(),
@@ -747,8 +771,7 @@ mod tests {
         {
             let db = sled::open(dir.path()).unwrap();
             let tree = db.open_tree("stagehook").unwrap();
-            tree.insert(keys::id_key(keys::EVENT, id), record::encode(&record::EventRecord::V1(event.clone())))
-                .unwrap();
+            tree.insert(keys::id_key(keys::EVENT, id), record::encode_event(event.clone(), None)).unwrap();
             tree.insert(keys::id_key(keys::BODY, id), &b"{\"id\":\"old\"}\n\n"[..]).unwrap();
             tree.insert(keys::dedup_key("stripe", "evt_old"), &u128::from(id).to_be_bytes()[..]).unwrap();
             tree.insert(keys::counter_key("events/stripe/processed"), &1u64.to_be_bytes()[..]).unwrap();
@@ -760,7 +783,7 @@ mod tests {
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
         assert_eq!(store.get_event(id).unwrap(), None);
         assert!(store.inner.tree.get(keys::id_key(keys::BODY, id)).unwrap().is_none(), "the inline body goes too");
-        assert_eq!(store.stats().get("events/stripe/processed"), 0);
+        assert_eq!(store.stats().counters().total_events(), 0);
         store.shutdown().await.unwrap();
     }
 
@@ -825,7 +848,7 @@ mod tests {
 
         let (due, _) = store.due_jobs("stripe", i64::MAX, 10, |_| false).unwrap();
         let job = due[0].job.clone().unwrap();
-        let attempt = AttemptV1 {
+        let attempt = Attempt {
             series: job.series,
             attempt: job.attempt,
             at_ms: 1,
@@ -846,9 +869,10 @@ mod tests {
         store.record_outcome(outcome).await.unwrap();
         assert!(!store.has_pending_job(bad).unwrap());
         assert_eq!(store.attempts(bad).unwrap().len(), 1);
-        assert_eq!(store.stats().get("failures/storage_corrupt"), 1);
-        assert_eq!(store.stats().get("dead_letters/stripe"), 1);
-        assert_eq!(store.stats().get(stats::QUEUE_DEPTH), 0);
+        let counters = store.stats().counters();
+        assert_eq!(counters.failure_reasons().get(STORAGE_CORRUPT), Some(&1));
+        assert_eq!(counters.dead_lettered_jobs("stripe"), 1);
+        assert_eq!(counters.queue_depth(), 0);
 
         // Oldest first: the bad record does not stop the good one going.
         assert_eq!(store.delete(vec![bad, good]).await.unwrap(), 1);
@@ -863,7 +887,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
         let id = store.ingest(new_event(0, &[])).await.unwrap().id;
-        let attempt = AttemptV1 {
+        let attempt = Attempt {
             series: 1,
             attempt: 1,
             at_ms: 1,
@@ -874,7 +898,7 @@ mod tests {
             outcome: AttemptOutcome::WillRetry,
         };
         let tree = &store.inner.tree;
-        tree.insert(keys::attempt_key(id, 0), record::encode(&record::AttemptRecord::V1(attempt.clone()))).unwrap();
+        tree.insert(keys::attempt_key(id, 0), record::encode_attempt(attempt.clone())).unwrap();
         tree.insert(keys::attempt_key(id, 1), &[0xff, 0xff][..]).unwrap();
         let history = store.attempts(id).unwrap();
         assert_eq!(history[0], Ok(attempt));

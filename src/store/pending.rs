@@ -1,44 +1,65 @@
 //! One batch being built: writes go to a `sled::Batch` and are remembered, so that later
 //! operations in the same batch read what earlier ones wrote (a duplicate of an event first seen
 //! in this batch, a status set by an attempt that starts and ends in the same batch).
+//!
+//! It reads what is already stored through [`Reads`], which the tree implements and the tests
+//! implement with a `BTreeMap`, so the operations on top of it (`ops.rs`) run without a database.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ulid::Ulid;
 
 use super::keys;
-use super::record::{decode, encode, BodyRef, EventRecord, EventV1, Status};
+use super::record::{decode_event, encode_event, BodyRef, Event, Status};
 use super::stats::events_counter;
 
-/// Why an event record could not be loaded into the batch.
-#[derive(Debug)]
-pub(super) enum LoadError {
-    /// sled could not read it.
-    Read(String),
-    /// It is there but does not decode: nothing this batch does can change that.
-    Damaged(String),
+/// What is already stored, as a batch reads it. A read on the writer's own thread: nothing else
+/// writes, so what it reads cannot change under the batch.
+pub(super) trait Reads {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
+    /// The keys under `prefix`, in order.
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, sled::Error>;
+    /// The value of the last key under `prefix`.
+    fn last_value_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, sled::Error>;
 }
 
-impl From<LoadError> for String {
-    fn from(e: LoadError) -> String {
-        match e {
-            LoadError::Read(m) | LoadError::Damaged(m) => m,
-        }
+impl Reads for sled::Tree {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(sled::Tree::get(self, key)?.map(|v| v.to_vec()))
+    }
+
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, sled::Error> {
+        self.scan_prefix(prefix).keys().map(|k| k.map(|k| k.to_vec())).collect()
+    }
+
+    fn last_value_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        self.scan_prefix(prefix).values().next_back().transpose().map(|v| v.map(|v| v.to_vec()))
     }
 }
 
-pub(super) struct Pending<'a> {
-    tree: &'a sled::Tree,
+/// Why an event record could not be loaded into the batch.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LoadError {
+    /// sled could not read it.
+    #[error("{0}")]
+    Read(#[from] sled::Error),
+    /// It is there but does not decode: nothing this batch does can change that.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+pub(super) struct Pending<'a, R: Reads> {
+    tree: &'a R,
     pub batch: sled::Batch,
     /// Latest value of each small key written in this batch (`None`: removed).
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Event records read or changed in this batch, written once at the end.
-    events: BTreeMap<Ulid, (EventV1, Option<BodyRef>)>,
+    events: BTreeMap<Ulid, (Event, Option<BodyRef>)>,
     pub delta: BTreeMap<String, i64>,
 }
 
-impl<'a> Pending<'a> {
-    pub fn new(tree: &'a sled::Tree) -> Pending<'a> {
+impl<'a, R: Reads> Pending<'a, R> {
+    pub fn new(tree: &'a R) -> Pending<'a, R> {
         Pending {
             tree,
             batch: sled::Batch::default(),
@@ -51,8 +72,7 @@ impl<'a> Pending<'a> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
-            // A read on the writer's own thread: nothing else writes, so it cannot change under us.
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            None => self.tree.get(key),
         }
     }
 
@@ -73,13 +93,8 @@ impl<'a> Pending<'a> {
 
     /// Keys under `prefix` as this batch would leave them.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, sled::Error> {
-        let mut out = Vec::new();
-        for k in self.tree.scan_prefix(prefix).keys() {
-            let k = k?.to_vec();
-            if !matches!(self.writes.get(&k), Some(None)) {
-                out.push(k);
-            }
-        }
+        let mut out = self.tree.keys_with_prefix(prefix)?;
+        out.retain(|k| !matches!(self.writes.get(k), Some(None)));
         for (k, v) in &self.writes {
             if v.is_some() && k.starts_with(prefix) && !out.contains(k) {
                 out.push(k.clone());
@@ -93,13 +108,13 @@ impl<'a> Pending<'a> {
         *self.delta.entry(name).or_default() += by;
     }
 
-    pub fn new_event(&mut self, id: Ulid, event: EventV1, body: BodyRef) {
+    pub fn new_event(&mut self, id: Ulid, event: Event, body: BodyRef) {
         self.count(events_counter(&event.provider, event.status.as_str()), 1);
         self.events.insert(id, (event, Some(body)));
     }
 
     /// The event as this batch sees it, loaded for change.
-    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut EventV1>, LoadError> {
+    pub fn event(&mut self, id: Ulid) -> Result<Option<&mut Event>, LoadError> {
         Ok(self.load(id)?.map(|(e, _)| e))
     }
 
@@ -108,21 +123,20 @@ impl<'a> Pending<'a> {
         Ok(self.load(id)?.and_then(|(_, body)| *body))
     }
 
-    fn load(&mut self, id: Ulid) -> Result<Option<&mut (EventV1, Option<BodyRef>)>, LoadError> {
+    fn load(&mut self, id: Ulid) -> Result<Option<&mut (Event, Option<BodyRef>)>, LoadError> {
         if !self.events.contains_key(&id) {
-            let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id)).map_err(|e| LoadError::Read(e.to_string()))?
-            else {
+            let Some(bytes) = self.get(&keys::id_key(keys::EVENT, id))? else {
                 return Ok(None);
             };
-            let record: EventRecord = decode(&bytes)
+            let event = decode_event(&bytes)
                 .map_err(|e| LoadError::Damaged(format!("event {id}: the record does not decode: {e}")))?;
-            self.events.insert(id, record.into_parts());
+            self.events.insert(id, event);
         }
         Ok(self.events.get_mut(&id))
     }
 
     /// Moves an event to `status`, with its counters.
-    pub fn set_status(&mut self, id: Ulid, status: Status) -> Result<(), String> {
+    pub fn set_status(&mut self, id: Ulid, status: Status) -> Result<(), LoadError> {
         let Some(e) = self.event(id)? else { return Ok(()) };
         if e.status == status {
             return Ok(());
@@ -134,6 +148,11 @@ impl<'a> Pending<'a> {
         Ok(())
     }
 
+    /// What was stored before this batch, without its writes.
+    pub fn base(&self) -> &R {
+        self.tree
+    }
+
     /// Drops an event from this batch's changes (it is being deleted).
     pub fn forget_event(&mut self, id: Ulid) {
         self.events.remove(&id);
@@ -142,8 +161,39 @@ impl<'a> Pending<'a> {
     /// Writes the changed event records into the batch and hands it over.
     pub fn finish(mut self) -> (sled::Batch, BTreeMap<String, i64>) {
         for (id, (e, body)) in std::mem::take(&mut self.events) {
-            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode(&EventRecord::from_parts(e, body)));
+            self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode_event(e, body));
         }
         (self.batch, self.delta)
+    }
+
+    /// What [`finish`](Self::finish) would write, as (key, value or removal) pairs: for tests,
+    /// which keep the tree in a map. Blind inserts are not in it.
+    #[cfg(test)]
+    pub fn into_writes(mut self) -> (Vec<Write>, BTreeMap<String, i64>) {
+        let mut out: Vec<Write> = self.writes.drain().collect();
+        for (id, (e, body)) in std::mem::take(&mut self.events) {
+            out.push((keys::id_key(keys::EVENT, id).to_vec(), Some(encode_event(e, body))));
+        }
+        (out, self.delta)
+    }
+}
+
+/// A key and its new value, or `None` when it is removed.
+#[cfg(test)]
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// The tree of the tests: what is stored, in key order.
+#[cfg(test)]
+impl Reads for BTreeMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, sled::Error> {
+        Ok(self.range(prefix.to_vec()..).map_while(|(k, _)| k.starts_with(prefix).then(|| k.clone())).collect())
+    }
+
+    fn last_value_with_prefix(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(self.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).last().map(|(_, v)| v.clone()))
     }
 }

@@ -1,9 +1,16 @@
-//! What the store keeps, as versioned postcard records.
+//! What the store keeps, as versioned postcard records, and the domain types the rest of the
+//! program sees instead of them.
 //!
 //! postcard writes fields positionally, so a struct that gains a field cannot decode its old
 //! bytes. Every record is therefore an enum whose variants are versions: a new shape is a new
 //! variant appended at the end, and old variants keep decoding forever. Enums inside records
 //! (like [`Status`]) follow the same rule: append only.
+//!
+//! The record enums and their versioned structs are private to this file. The domain types
+//! ([`Event`], [`Job`], [`Attempt`], [`Rejection`], [`BodyRef`]) carry no version and travel
+//! through `http/` and `delivery/`; the `encode_*`/`decode_*` functions below are the only way
+//! between the two, so a new record version changes this file alone. postcard writes variant
+//! indexes and field order, never names: the names here can change, the order cannot.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,45 +42,16 @@ impl Status {
 }
 
 /// One error in an event's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorEntry {
     pub at_ms: i64,
     pub message: String,
 }
 
-/// The audit record of one accepted event. The raw body is kept apart, so status updates never
-/// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
-/// events recorded before the body log, under its own key (`V1`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventRecord {
-    V1(EventV1),
-    V2(EventV1, BodyRef),
-}
-
-impl EventRecord {
-    pub fn into_parts(self) -> (EventV1, Option<BodyRef>) {
-        match self {
-            EventRecord::V1(e) => (e, None),
-            EventRecord::V2(e, body) => (e, Some(body)),
-        }
-    }
-
-    pub fn from_parts(event: EventV1, body: Option<BodyRef>) -> EventRecord {
-        match body {
-            None => EventRecord::V1(event),
-            Some(body) => EventRecord::V2(event, body),
-        }
-    }
-}
-
-/// Where one body is in the body log, and its checksum, so damage is reported, not served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BodyRef {
-    V1 { segment: u32, offset: u64, len: u32, crc32: u32 },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventV1 {
+/// An accepted event's audit record: what it was, where from, and how its delivery goes. The
+/// raw body is kept apart (see [`BodyRef`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
     pub provider: String,
     pub event_id: String,
     pub event_type: String,
@@ -92,16 +70,20 @@ pub struct EventV1 {
     pub errors: Vec<ErrorEntry>,
 }
 
-/// A refused request kept in the bounded rejection log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RejectionRecord {
-    V1(RejectionV1),
+/// Where one body is in the body log, and its checksum, so damage is reported, not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRef {
+    pub segment: u32,
+    pub offset: u64,
+    pub len: u32,
+    pub crc32: u32,
 }
 
-/// Built by [`RejectionV1::bounded`] (`rejection.rs`), which cuts every part that comes from the
-/// client, so one entry's size is bounded whatever the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectionV1 {
+/// A refused request kept in the bounded rejection log. Built by [`Rejection::bounded`]
+/// (`rejection.rs`), which cuts every part that comes from the client, so one entry's size is
+/// bounded whatever the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
     pub at_ms: i64,
     pub provider: String,
     pub code: String,
@@ -114,13 +96,8 @@ pub struct RejectionV1 {
 }
 
 /// A pending delivery of one event to one target. Its key says when and for whom.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JobRecord {
-    V1(JobV1),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobV1 {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
     /// The URL, kept with the job so a config change does not redirect work already queued.
     pub target: String,
     /// The attempt this job will make, 1-based within its series.
@@ -149,13 +126,8 @@ impl AttemptOutcome {
 }
 
 /// One delivery attempt, in the event's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AttemptRecord {
-    V1(AttemptV1),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttemptV1 {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
     pub series: u32,
     pub attempt: u32,
     pub at_ms: i64,
@@ -166,20 +138,227 @@ pub struct AttemptV1 {
     pub outcome: AttemptOutcome,
 }
 
+/// Stored bytes that do not decode as the record they should be.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(postcard::Error);
+
+/// An event record, with where its body is (`None`: inline, from before the body log).
+pub fn encode_event(event: Event, body: Option<BodyRef>) -> Vec<u8> {
+    let fields = EventFields::from(event);
+    encode(&match body {
+        None => EventRecord::V1(fields),
+        Some(body) => EventRecord::V2(fields, body.into()),
+    })
+}
+
+pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<BodyRef>), DecodeError> {
+    Ok(match decode::<EventRecord>(bytes)? {
+        EventRecord::V1(fields) => (fields.into(), None),
+        EventRecord::V2(fields, body) => (fields.into(), Some(body.into())),
+    })
+}
+
+pub fn encode_job(job: Job) -> Vec<u8> {
+    let Job { target, attempt, series } = job;
+    encode(&JobRecord::V1(JobV1 { target, attempt, series }))
+}
+
+pub fn decode_job(bytes: &[u8]) -> Result<Job, DecodeError> {
+    let JobRecord::V1(JobV1 { target, attempt, series }) = decode(bytes)?;
+    Ok(Job { target, attempt, series })
+}
+
+pub fn encode_attempt(attempt: Attempt) -> Vec<u8> {
+    let Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome } = attempt;
+    encode(&AttemptRecord::V1(AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome }))
+}
+
+pub fn decode_attempt(bytes: &[u8]) -> Result<Attempt, DecodeError> {
+    let AttemptRecord::V1(AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome }) =
+        decode(bytes)?;
+    Ok(Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome })
+}
+
+pub fn encode_rejection(rejection: Rejection) -> Vec<u8> {
+    let Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len } = rejection;
+    encode(&RejectionRecord::V1(RejectionV1 {
+        at_ms,
+        provider,
+        code,
+        message,
+        source_ip,
+        headers,
+        body_prefix,
+        body_len,
+    }))
+}
+
+pub fn decode_rejection(bytes: &[u8]) -> Result<Rejection, DecodeError> {
+    let RejectionRecord::V1(RejectionV1 { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len }) =
+        decode(bytes)?;
+    Ok(Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len })
+}
+
+/// The codec itself, for the append-only enums records embed ([`Status`], [`AttemptOutcome`]);
+/// records go through the functions above.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("postcard encodes every record type into a Vec")
 }
 
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(bytes)
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::from_bytes(bytes).map_err(DecodeError)
+}
+
+// The records as stored. Private: a new shape is a new variant here and a change to the
+// conversions above, nothing else.
+
+/// The audit record of one accepted event. The raw body is kept apart, so status updates never
+/// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
+/// events recorded before the body log, under its own key (`V1`). Both versions carry the same
+/// [`EventFields`]; `V2` adds the body's place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum EventRecord {
+    V1(EventFields),
+    V2(EventFields, BodyRefRecord),
+}
+
+/// The fields of [`EventRecord`] `V1` and `V2`. A new field means a new struct and a new
+/// variant, never a change here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct EventFields {
+    provider: String,
+    event_id: String,
+    event_type: String,
+    received_at_ms: i64,
+    source_ip: String,
+    headers: Vec<(String, String)>,
+    body_len: u64,
+    signature_verified: bool,
+    status: Status,
+    processing_us: u64,
+    attempts: u32,
+    last_error: Option<String>,
+    errors: Vec<ErrorV1>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ErrorV1 {
+    at_ms: i64,
+    message: String,
+}
+
+impl From<Event> for EventFields {
+    fn from(e: Event) -> EventFields {
+        EventFields {
+            provider: e.provider,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            received_at_ms: e.received_at_ms,
+            source_ip: e.source_ip,
+            headers: e.headers,
+            body_len: e.body_len,
+            signature_verified: e.signature_verified,
+            status: e.status,
+            processing_us: e.processing_us,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            // Same layout both ways, so the vector is reused, not copied.
+            errors: e.errors.into_iter().map(|x| ErrorV1 { at_ms: x.at_ms, message: x.message }).collect(),
+        }
+    }
+}
+
+impl From<EventFields> for Event {
+    fn from(e: EventFields) -> Event {
+        Event {
+            provider: e.provider,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            received_at_ms: e.received_at_ms,
+            source_ip: e.source_ip,
+            headers: e.headers,
+            body_len: e.body_len,
+            signature_verified: e.signature_verified,
+            status: e.status,
+            processing_us: e.processing_us,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            errors: e.errors.into_iter().map(|x| ErrorEntry { at_ms: x.at_ms, message: x.message }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum BodyRefRecord {
+    V1 { segment: u32, offset: u64, len: u32, crc32: u32 },
+}
+
+impl From<BodyRef> for BodyRefRecord {
+    fn from(BodyRef { segment, offset, len, crc32 }: BodyRef) -> BodyRefRecord {
+        BodyRefRecord::V1 { segment, offset, len, crc32 }
+    }
+}
+
+impl From<BodyRefRecord> for BodyRef {
+    fn from(r: BodyRefRecord) -> BodyRef {
+        let BodyRefRecord::V1 { segment, offset, len, crc32 } = r;
+        BodyRef { segment, offset, len, crc32 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum RejectionRecord {
+    V1(RejectionV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RejectionV1 {
+    at_ms: i64,
+    provider: String,
+    code: String,
+    message: String,
+    source_ip: String,
+    headers: Vec<(String, String)>,
+    body_prefix: Vec<u8>,
+    body_len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum JobRecord {
+    V1(JobV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct JobV1 {
+    target: String,
+    attempt: u32,
+    series: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum AttemptRecord {
+    V1(AttemptV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AttemptV1 {
+    series: u32,
+    attempt: u32,
+    at_ms: i64,
+    target: String,
+    status: Option<u16>,
+    error: Option<String>,
+    duration_us: u64,
+    outcome: AttemptOutcome,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> EventRecord {
-        EventRecord::V1(EventV1 {
+    fn sample() -> Event {
+        Event {
             provider: "stripe".into(),
             event_id: "evt_1".into(),
             event_type: "charge.succeeded".into(),
@@ -193,37 +372,136 @@ mod tests {
             attempts: 0,
             last_error: None,
             errors: vec![],
-        })
+        }
     }
 
     #[test]
     fn records_round_trip() {
-        let r = sample();
-        assert_eq!(decode::<EventRecord>(&encode(&r)).unwrap(), r);
+        let bytes = encode_event(sample(), None);
+        assert_eq!(decode_event(&bytes).unwrap(), (sample(), None));
     }
 
     /// The first byte is the version tag; a later variant must not change how V1 reads.
     #[test]
     fn v1_is_tagged_zero() {
-        assert_eq!(encode(&sample())[0], 0);
+        assert_eq!(encode_event(sample(), None)[0], 0);
         // Status is an append-only enum too: `Received` is 0, `Duplicate` 5.
         assert_eq!(encode(&Status::Duplicate), vec![5]);
     }
 
     #[test]
     fn v2_carries_the_body_reference_and_v1_still_reads() {
-        let (event, _) = sample().into_parts();
-        let body = BodyRef::V1 { segment: 3, offset: 4096, len: 1024, crc32: 0xdead_beef };
-        let v2 = EventRecord::from_parts(event.clone(), Some(body));
-        let bytes = encode(&v2);
+        let body = BodyRef { segment: 3, offset: 4096, len: 1024, crc32: 0xdead_beef };
+        let bytes = encode_event(sample(), Some(body));
         assert_eq!(bytes[0], 1);
-        assert_eq!(decode::<EventRecord>(&bytes).unwrap().into_parts(), (event.clone(), Some(body)));
-        assert_eq!(decode::<EventRecord>(&encode(&sample())).unwrap().into_parts(), (event, None));
+        assert_eq!(decode_event(&bytes).unwrap(), (sample(), Some(body)));
+        assert_eq!(decode_event(&encode_event(sample(), None)).unwrap(), (sample(), None));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(decode::<EventRecord>(&[7, 1, 2, 3]).is_err());
-        assert!(decode::<EventRecord>(&[]).is_err());
+        assert!(decode_event(&[7, 1, 2, 3]).is_err());
+        assert!(decode_event(&[]).is_err());
+    }
+
+    /// Every `.rs` file under `src/`, with its path from the crate root and its text.
+    pub(crate) fn sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+                    let name = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                    out.push((name, std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        out
+    }
+
+    /// The versioned records are named in this file only: everything else sees domain types.
+    #[test]
+    fn no_record_version_is_named_outside_this_file() {
+        const RECORD_NAMES: [&str; 8] =
+            ["EventV1", "JobV1", "AttemptV1", "RejectionV1", "EventFields", "Record::", "::V1", "::V2"];
+        let files = sources();
+        assert!(files.iter().any(|(name, _)| name == "src/store/record.rs"), "the walk finds the sources");
+        for (name, text) in files.iter().filter(|(name, _)| name != "src/store/record.rs") {
+            for record in RECORD_NAMES {
+                assert!(!text.contains(record), "{name} names `{record}`, which only store/record.rs may");
+            }
+        }
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Bytes written by the code that named its records `EventV1`, `JobV1`, `AttemptV1` and
+    /// `RejectionV1` and exposed them: they decode to the domain types, and encoding those gives
+    /// the same bytes back, so renaming and hiding the records changed nothing on disk.
+    #[test]
+    fn records_written_before_the_domain_types_decode_byte_for_byte() {
+        let event = Event {
+            status: Status::Retrying,
+            attempts: 2,
+            last_error: Some("HTTP 500".into()),
+            errors: vec![ErrorEntry { at_ms: 1_700_000_000_500, message: "HTTP 500".into() }],
+            ..sample()
+        };
+        let body = BodyRef { segment: 3, offset: 4096, len: 2, crc32: 0xdead_beef };
+        let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1 };
+        let attempt = Attempt {
+            series: 1,
+            attempt: 2,
+            at_ms: 1_700_000_001_000,
+            target: "http://app/hook".into(),
+            status: Some(503),
+            error: Some("HTTP 503".into()),
+            duration_us: 1500,
+            outcome: AttemptOutcome::WillRetry,
+        };
+        let rejection = Rejection {
+            at_ms: 1_700_000_002_000,
+            provider: "stripe".into(),
+            code: "invalid_signature".into(),
+            message: "no match".into(),
+            source_ip: "192.0.2.1".into(),
+            headers: vec![("stripe-signature".into(), "t=1,v1=ab".into())],
+            body_prefix: b"{}".to_vec(),
+            body_len: 2,
+        };
+        let v1 = unhex(concat!(
+            "0006737472697065056576745f31106368617267652e73756363656564656480a0abfef962093132372e302e302e3101",
+            "0c636f6e74656e742d74797065106170706c69636174696f6e2f6a736f6e0201030c020108485454502035303001e8a7",
+            "abfef962084854545020353030"
+        ));
+        let v2 = unhex(concat!(
+            "0106737472697065056576745f31106368617267652e73756363656564656480a0abfef962093132372e302e302e3101",
+            "0c636f6e74656e742d74797065106170706c69636174696f6e2f6a736f6e0201030c020108485454502035303001e8a7",
+            "abfef9620848545450203530300003802002effdb6f50d"
+        ));
+        let (job_bytes, attempt_bytes, rejection_bytes) = (
+            unhex("000f687474703a2f2f6170702f686f6f6b0201"),
+            unhex("000102d0afabfef9620f687474703a2f2f6170702f686f6f6b01f70301084854545020353033dc0b01"),
+            unhex(concat!(
+                "00a0bfabfef9620673747269706511696e76616c69645f7369676e6174757265086e6f206d61746368093139322e302e",
+                "322e3101107374726970652d7369676e617475726509743d312c76313d6162027b7d02"
+            )),
+        );
+        assert_eq!(decode_event(&v1).unwrap(), (event.clone(), None));
+        assert_eq!(decode_event(&v2).unwrap(), (event.clone(), Some(body)));
+        assert_eq!(decode_job(&job_bytes).unwrap(), job);
+        assert_eq!(decode_attempt(&attempt_bytes).unwrap(), attempt);
+        assert_eq!(decode_rejection(&rejection_bytes).unwrap(), rejection);
+        assert_eq!(encode_event(event.clone(), None), v1);
+        assert_eq!(encode_event(event, Some(body)), v2);
+        assert_eq!(encode_job(job), job_bytes);
+        assert_eq!(encode_attempt(attempt), attempt_bytes);
+        assert_eq!(encode_rejection(rejection), rejection_bytes);
     }
 }

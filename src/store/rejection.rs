@@ -3,11 +3,12 @@
 //! Refused requests are unauthenticated by definition, so every part of an entry that comes
 //! from the client is cut here, on the request's own thread, before it is queued for the
 //! writer: one header value, one header name, the number of headers, all headers together, the
-//! body and the message. [`RejectionV1::bounded`] is the only constructor used outside tests.
+//! body and the message. [`Rejection::bounded`], which `Store::reject` calls on the refused
+//! request's parts, is the only constructor used outside tests.
 //! A cut is visible: a cut value ends in `…(truncated, N bytes)`, and headers left out are
 //! summed up in one last pair named `…`, which no real header can be called.
 
-use super::record::RejectionV1;
+use super::record::Rejection;
 
 /// The first bytes of a refused body: enough to see what was sent (a JSON head, a form's first
 /// fields), not enough for a flood of large bad requests to fill the disk.
@@ -40,10 +41,10 @@ pub const REJECTION_ENTRY_BYTES: usize = REJECTION_BODY_PREFIX
 /// The name of the last pair when headers were left out.
 pub const OMITTED_HEADERS: &str = "…";
 
-impl RejectionV1 {
+impl Rejection {
     /// An entry for the rejection log, cut to at most [`REJECTION_ENTRY_BYTES`] when encoded.
     /// `headers` are (name, raw value) pairs in arrival order; only what is kept is copied.
-    pub fn bounded<'h>(
+    pub(super) fn bounded<'h>(
         at_ms: i64,
         provider: &str,
         code: &str,
@@ -51,9 +52,9 @@ impl RejectionV1 {
         source_ip: &str,
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         body: &[u8],
-    ) -> RejectionV1 {
+    ) -> Rejection {
         let short = |s: &str| clip(s.as_bytes(), REJECTION_SHORT_FIELD_BYTES);
-        RejectionV1 {
+        Rejection {
             at_ms,
             provider: short(provider),
             code: short(code),
@@ -66,7 +67,7 @@ impl RejectionV1 {
     }
 
     /// About the bytes this entry takes in a batch: what the writer's batch budget counts.
-    pub fn stored_bytes(&self) -> usize {
+    pub(super) fn stored_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
         self.provider.len()
             + self.code.len()
@@ -132,10 +133,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::store::record::{decode, encode, RejectionRecord};
+    use crate::store::record::{decode_rejection, encode_rejection};
 
-    fn entry(headers: &[(&str, &[u8])], body: &[u8]) -> RejectionV1 {
-        RejectionV1::bounded(1, "stripe", "invalid_signature", "bad", "192.0.2.1", headers.iter().copied(), body)
+    fn entry(headers: &[(&str, &[u8])], body: &[u8]) -> Rejection {
+        Rejection::bounded(1, "stripe", "invalid_signature", "bad", "192.0.2.1", headers.iter().copied(), body)
     }
 
     #[test]
@@ -214,11 +215,11 @@ mod tests {
             body_len in 0usize..10_000,
         ) {
             let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-            let e = RejectionV1::bounded(i64::MAX, "stripe", "invalid_signature", &message, &source, pairs, &vec![7; body_len]);
-            let bytes = encode(&RejectionRecord::V1(e.clone()));
+            let e = Rejection::bounded(i64::MAX, "stripe", "invalid_signature", &message, &source, pairs, &vec![7; body_len]);
+            let bytes = encode_rejection(e.clone());
             prop_assert!(bytes.len() <= REJECTION_ENTRY_BYTES, "{} > {}", bytes.len(), REJECTION_ENTRY_BYTES);
             prop_assert!(e.stored_bytes() >= bytes.len(), "{} < {}", e.stored_bytes(), bytes.len());
-            let RejectionRecord::V1(back) = decode(&bytes).unwrap();
+            let back = decode_rejection(&bytes).unwrap();
             prop_assert_eq!(back, e);
         }
     }

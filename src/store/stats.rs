@@ -1,24 +1,30 @@
 //! Counters that make `/stats` O(1): kept by the store writer, mirrored to disk in the same batch
 //! as the change they count, and published here once that batch is in the tree.
+//!
+//! The counter names are private to the store: everything outside it reads counters through the
+//! typed accessors of [`Counters`]; the writer and `pending.rs` name them through the functions
+//! below.
 
 use std::collections::BTreeMap;
 
 use parking_lot::RwLock;
 
+use super::record::Status;
+
 /// Counter names. Per-provider counters end in `/<provider>`.
-pub fn events_counter(provider: &str, status: &str) -> String {
+pub(super) fn events_counter(provider: &str, status: &str) -> String {
     format!("events/{provider}/{status}")
 }
 /// Provider events received, a batch counting each of its events (never decreases).
-pub fn items_counter(provider: &str) -> String {
+pub(super) fn items_counter(provider: &str) -> String {
     format!("items/{provider}")
 }
 
-pub fn duplicates_counter(provider: &str) -> String {
+pub(super) fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }
 /// Accepted events of one provider in one minute (Unix minutes), for the throughput chart.
-pub fn minute_counter(provider: &str, minute: i64) -> String {
+pub(super) fn minute_counter(provider: &str, minute: i64) -> String {
     format!("minute/{provider}/{minute:010}")
 }
 
@@ -27,7 +33,7 @@ pub const MINUTES_KEPT: i64 = 120;
 
 /// Accepted events, all providers, in one second (Unix seconds), for `events_last_minute`.
 /// Persisted like every counter, so a restart knows the last minute without scanning events.
-pub fn second_counter(second: i64) -> String {
+pub(super) fn second_counter(second: i64) -> String {
     format!("second/{second:012}")
 }
 
@@ -35,7 +41,7 @@ pub fn second_counter(second: i64) -> String {
 pub const SECONDS_KEPT: i64 = 120;
 
 /// Whether a counter is a per-minute or per-second one that is too old to keep.
-pub fn expired_counter(name: &str, now_ms: i64) -> bool {
+pub(super) fn expired_counter(name: &str, now_ms: i64) -> bool {
     if let Some(rest) = name.strip_prefix("minute/") {
         let minute = rest.rsplit_once('/').and_then(|(_, m)| m.parse::<i64>().ok());
         return minute.is_some_and(|m| m < now_ms.div_euclid(60_000) - MINUTES_KEPT);
@@ -47,7 +53,7 @@ pub fn expired_counter(name: &str, now_ms: i64) -> bool {
 }
 
 /// Per-provider accepted events for each of the 60 minutes up to `now_minute`, oldest first.
-pub fn throughput(counters: &BTreeMap<String, u64>, now_minute: i64) -> (Vec<i64>, BTreeMap<String, Vec<u64>>) {
+fn throughput(counters: &BTreeMap<String, u64>, now_minute: i64) -> (Vec<i64>, BTreeMap<String, Vec<u64>>) {
     let minutes: Vec<i64> = (now_minute - 59..=now_minute).collect();
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (k, v) in counters.range("minute/".to_string()..) {
@@ -62,9 +68,27 @@ pub fn throughput(counters: &BTreeMap<String, u64>, now_minute: i64) -> (Vec<i64
 }
 
 /// Jobs in the delivery queue, all providers.
-pub const QUEUE_DEPTH: &str = "queue/depth";
+pub(super) const QUEUE_DEPTH: &str = "queue/depth";
 
-pub fn rejected_counter(code: &str) -> String {
+/// Events retention deleted, all providers (never decreases).
+pub(super) const RETENTION_DELETED: &str = "retention/deleted";
+
+/// Failed attempts by reason (`connect`, `timeout`, `http_5xx`, `storage_corrupt`, ...).
+pub(super) fn failures_counter(reason: &str) -> String {
+    format!("failures/{reason}")
+}
+
+/// Successful deliveries by the attempt (within its series) that succeeded.
+pub(super) fn delivered_after_counter(attempt: u32) -> String {
+    format!("delivered_after/{attempt}")
+}
+
+/// Jobs of one provider that became dead letters, cumulative.
+pub(super) fn dead_letters_counter(provider: &str) -> String {
+    format!("dead_letters/{provider}")
+}
+
+pub(super) fn rejected_counter(code: &str) -> String {
     format!("rejected/{code}")
 }
 fn hist_counter(bucket: usize) -> String {
@@ -74,7 +98,7 @@ fn hist_counter(bucket: usize) -> String {
 /// Log-scale histogram buckets: four per doubling, so any percentile is within about 19 %.
 const BUCKETS: usize = 128;
 
-pub fn hist_bucket_counter(us: u64) -> String {
+pub(super) fn hist_bucket_counter(us: u64) -> String {
     let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
     hist_counter(b.min(BUCKETS - 1))
 }
@@ -84,6 +108,7 @@ fn bucket_value_us(b: usize) -> f64 {
     (2f64.powf((b as f64 + 0.5) / 4.0) - 1.0).max(0.0)
 }
 
+/// The live counters, as the last committed batch left them.
 pub struct Stats {
     counters: RwLock<BTreeMap<String, u64>>,
 }
@@ -95,27 +120,23 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
+    pub(super) fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
         Stats { counters: RwLock::new(counters) }
     }
 
     /// Publishes the writer's values of the counters named in `changed`.
-    pub fn set<'a>(&self, values: &BTreeMap<String, u64>, changed: impl Iterator<Item = &'a String>) {
+    pub(super) fn set<'a>(&self, values: &BTreeMap<String, u64>, changed: impl Iterator<Item = &'a String>) {
         let mut c = self.counters.write();
         for k in changed {
             c.insert(k.clone(), values.get(k).copied().unwrap_or(0));
         }
     }
 
-    pub fn remove(&self, names: &[String]) {
+    pub(super) fn remove(&self, names: &[String]) {
         let mut c = self.counters.write();
         for k in names {
             c.remove(k);
         }
-    }
-
-    pub fn get(&self, name: &str) -> u64 {
-        self.counters.read().get(name).copied().unwrap_or(0)
     }
 
     /// Events accepted in the 60 seconds up to `now_s`.
@@ -124,13 +145,136 @@ impl Stats {
         c.range(second_counter(now_s - 59)..=second_counter(now_s)).map(|(_, n)| n).sum()
     }
 
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counters.read().clone()
+    /// A copy of every counter, all from the same moment, to read through its accessors.
+    pub fn counters(&self) -> Counters {
+        Counters { values: self.counters.read().clone() }
+    }
+}
+
+/// Stored events of one provider in one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCount<'a> {
+    pub provider: &'a str,
+    pub status: Status,
+    pub count: u64,
+}
+
+/// Processing time (arrival to hand-over to the store) percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// Events measured.
+    pub samples: u64,
+}
+
+/// Accepted events per provider in each of the last 60 minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throughput {
+    /// Unix minutes, oldest first.
+    pub minutes: Vec<i64>,
+    /// One count per minute of `minutes`, for each provider that had any.
+    pub providers: BTreeMap<String, Vec<u64>>,
+}
+
+/// A consistent copy of the counters ([`Stats::counters`]). A counter never written reads 0 and
+/// is absent from the maps; one written and back at 0 is present with 0.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    values: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn get(&self, name: &str) -> u64 {
+        self.values.get(name).copied().unwrap_or(0)
+    }
+
+    /// Counters under `prefix` (which ends in `/`), by the rest of their name, in name order.
+    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.values.range(prefix.to_string()..).map_while(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, *v)))
+    }
+
+    /// Stored events by provider and status, in name order. Duplicates are never stored as
+    /// events, so no count is `Duplicate`.
+    pub fn events(&self) -> impl Iterator<Item = EventCount<'_>> + '_ {
+        self.under("events/").filter_map(|(rest, count)| {
+            let (provider, status) = rest.split_once('/')?;
+            let status = Status::ALL.into_iter().find(|s| s.as_str() == status)?;
+            Some(EventCount { provider, status, count })
+        })
+    }
+
+    /// Stored events, all providers and statuses.
+    pub fn total_events(&self) -> u64 {
+        self.events().map(|e| e.count).sum()
+    }
+
+    /// Requests found to repeat an event already stored, by provider.
+    pub fn duplicates(&self) -> BTreeMap<&str, u64> {
+        self.under("duplicates/").collect()
+    }
+
+    /// Provider events received (a batch counts each of its events), by provider.
+    pub fn items(&self) -> BTreeMap<&str, u64> {
+        self.under("items/").collect()
+    }
+
+    /// Refused requests by error code.
+    pub fn rejected(&self) -> BTreeMap<&str, u64> {
+        self.under("rejected/").collect()
+    }
+
+    pub fn latency(&self) -> Latency {
+        let ([p50_ms, p95_ms, p99_ms], samples) = percentiles(&self.values);
+        Latency { p50_ms, p95_ms, p99_ms, samples }
+    }
+
+    /// Accepted events per provider for each of the 60 minutes up to `now_minute`.
+    pub fn throughput(&self, now_minute: i64) -> Throughput {
+        let (minutes, providers) = throughput(&self.values, now_minute);
+        Throughput { minutes, providers }
+    }
+
+    /// Jobs in the delivery queue, all providers.
+    pub fn queue_depth(&self) -> u64 {
+        self.get(QUEUE_DEPTH)
+    }
+
+    /// A provider's dead letters: its stored events whose delivery failed for good (`failed`).
+    pub fn dead_letters(&self, provider: &str) -> u64 {
+        self.get(&events_counter(provider, Status::Failed.as_str()))
+    }
+
+    /// Stored `failed` events, all providers.
+    pub fn dead_letters_total(&self) -> u64 {
+        self.events().filter(|e| e.status == Status::Failed).map(|e| e.count).sum()
+    }
+
+    /// Jobs of a provider that ever became dead letters (cumulative; deleting the event does
+    /// not lower it).
+    pub fn dead_lettered_jobs(&self, provider: &str) -> u64 {
+        self.get(&dead_letters_counter(provider))
+    }
+
+    /// Successful deliveries by the attempt (within its series) that succeeded, as text.
+    pub fn delivered_after(&self) -> BTreeMap<&str, u64> {
+        self.under("delivered_after/").collect()
+    }
+
+    /// Failed attempts by reason.
+    pub fn failure_reasons(&self) -> BTreeMap<&str, u64> {
+        self.under("failures/").collect()
+    }
+
+    /// Events retention deleted.
+    pub fn retention_deleted(&self) -> u64 {
+        self.get(RETENTION_DELETED)
     }
 }
 
 /// p50, p95 and p99 in milliseconds from the `hist/` counters, and the sample count.
-pub fn percentiles(counters: &BTreeMap<String, u64>) -> ([f64; 3], u64) {
+fn percentiles(counters: &BTreeMap<String, u64>) -> ([f64; 3], u64) {
     let mut buckets = [0u64; BUCKETS];
     for (k, v) in counters.range("hist/".to_string()..) {
         let Some(b) = k.strip_prefix("hist/") else {
@@ -186,6 +330,79 @@ mod tests {
         assert_eq!(s.last_minute(1059), 5);
         assert_eq!(s.last_minute(1060), 3);
         assert_eq!(s.last_minute(2000), 0);
+    }
+
+    /// Each accessor reads its own kind of counter and no other, including those that sort next
+    /// to it (`dead_letters/` beside `delivered_after/`, `events/` beside `items/`).
+    #[test]
+    fn accessors_read_their_own_counters() {
+        let values: BTreeMap<String, u64> = [
+            (events_counter("stripe", "processed"), 4),
+            (events_counter("stripe", "failed"), 2),
+            (events_counter("sms", "failed"), 1),
+            (events_counter("sms", "received"), 0),
+            (duplicates_counter("stripe"), 3),
+            (items_counter("sms"), 9),
+            (rejected_counter("invalid_signature"), 5),
+            (dead_letters_counter("stripe"), 7),
+            (delivered_after_counter(2), 6),
+            (failures_counter("timeout"), 8),
+            (QUEUE_DEPTH.to_string(), 11),
+            (RETENTION_DELETED.to_string(), 12),
+        ]
+        .into_iter()
+        .collect();
+        let c = Stats::with_counters(values).counters();
+        let events: Vec<(&str, Status, u64)> = c.events().map(|e| (e.provider, e.status, e.count)).collect();
+        assert_eq!(
+            events,
+            [
+                ("sms", Status::Failed, 1),
+                ("sms", Status::Received, 0),
+                ("stripe", Status::Failed, 2),
+                ("stripe", Status::Processed, 4)
+            ]
+        );
+        assert_eq!(c.total_events(), 7);
+        assert_eq!((c.dead_letters("stripe"), c.dead_letters("sms"), c.dead_letters("none")), (2, 1, 0));
+        assert_eq!(c.dead_letters_total(), 3);
+        assert_eq!(c.dead_lettered_jobs("stripe"), 7);
+        assert_eq!(c.duplicates(), BTreeMap::from([("stripe", 3)]));
+        assert_eq!(c.items(), BTreeMap::from([("sms", 9)]));
+        assert_eq!(c.rejected(), BTreeMap::from([("invalid_signature", 5)]));
+        assert_eq!(c.delivered_after(), BTreeMap::from([("2", 6)]));
+        assert_eq!(c.failure_reasons(), BTreeMap::from([("timeout", 8)]));
+        assert_eq!((c.queue_depth(), c.retention_deleted()), (11, 12));
+        assert_eq!(c.latency().samples, 0);
+    }
+
+    /// Outside the store, counters are read through `Counters`: no file names one.
+    #[test]
+    fn no_counter_is_named_outside_the_store() {
+        const KINDS: [&str; 13] = [
+            "events",
+            "duplicates",
+            "items",
+            "minute",
+            "second",
+            "queue",
+            "rejected",
+            "hist",
+            "failures",
+            "delivered_after",
+            "dead_letters",
+            "retention",
+            "segment",
+        ];
+        for (name, text) in crate::store::record::tests::sources() {
+            if name.starts_with("src/store/") {
+                continue;
+            }
+            for kind in KINDS {
+                let quoted = format!("\"{kind}/");
+                assert!(!text.contains(&quoted), "{name} names a `{kind}/` counter; read it through Counters");
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use ulid::Ulid;
 
 use super::bodies::{self, segment_of_counter};
-use super::record::{decode, AttemptRecord, BodyRef, EventRecord, JobRecord, RejectionRecord};
+use super::record::{decode_attempt, decode_event, decode_job, decode_rejection, BodyRef};
 use super::{keys, open_db, OpenFailure, TREE};
 
 /// What kind of stored item a finding is about.
@@ -224,16 +224,15 @@ impl Walk<'_> {
         let Some(id) = id_key(k) else {
             return self.find(Item::Key, None, format!("malformed event key {}", hex(k)));
         };
-        let record = match decode::<EventRecord>(v) {
+        let (event, body) = match decode_event(v) {
             Ok(r) => r,
             Err(e) => {
                 self.events_whole = false;
                 return self.find(Item::Event, Some(id), format!("does not decode: {e}"));
             }
         };
-        let (event, body) = record.into_parts();
         match body {
-            Some(r @ BodyRef::V1 { segment, len, .. }) => {
+            Some(r @ BodyRef { segment, len, .. }) => {
                 self.report.checked.bodies += 1;
                 *self.named.entry(segment).or_default() += 1;
                 if u64::from(len) != event.body_len {
@@ -316,7 +315,7 @@ impl Walk<'_> {
         let Some(id) = id_key(k) else {
             return self.find(Item::Key, None, format!("malformed rejection key {}", hex(k)));
         };
-        if let Err(e) = decode::<RejectionRecord>(v) {
+        if let Err(e) = decode_rejection(v) {
             self.find(Item::Rejection, None, format!("{id} does not decode: {e}"));
         }
     }
@@ -326,7 +325,7 @@ impl Walk<'_> {
         let (Some(id), Some(seq)) = (keys::ulid_from(k.get(1..17).unwrap_or_default()), keys::attempt_seq(k)) else {
             return self.find(Item::Key, None, format!("malformed attempt key {}", hex(k)));
         };
-        if let Err(e) = decode::<AttemptRecord>(v) {
+        if let Err(e) = decode_attempt(v) {
             self.find(Item::Attempt, Some(id), format!("attempt {seq} does not decode: {e}"));
         }
         // One lookup per event, at its first attempt: the rest share the answer.
@@ -340,7 +339,7 @@ impl Walk<'_> {
         let (Some((_, id, target)), Some(provider)) = (keys::parse_job_key(k), keys::job_provider(k)) else {
             return self.find(Item::Key, None, format!("malformed job key {}", hex(k)));
         };
-        if let Err(e) = decode::<JobRecord>(v) {
+        if let Err(e) = decode_job(v) {
             self.find(Item::Job, Some(id), format!("{provider} target {target}: does not decode: {e}"));
         }
         match self.tree.get(keys::job_of_key(id, target)) {

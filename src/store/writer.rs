@@ -1,8 +1,9 @@
 //! The single writer: group commit.
 //!
 //! It runs on its own OS thread because sled's API blocks; nothing async runs here. Each turn it
-//! takes everything that is pending (up to a bound), decides duplicates against the tree and the
-//! batch itself, builds one `sled::Batch` with the records, bodies, dedup keys and new counter
+//! takes everything that is pending (up to a bound), runs each operation through [`Ops`]
+//! (`ops.rs`: what an operation does to the batch, duplicates decided against the tree and the
+//! batch itself), builds one `sled::Batch` with the records, bodies, dedup keys and new counter
 //! values, applies it, flushes once, and only then answers the waiters and publishes the
 //! counters. Each step of a commit is retried a few times; if it still fails, every waiter of
 //! that batch gets `Unavailable` (a 503, so the provider retries). A batch that never reached the
@@ -17,21 +18,18 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::bodies::{segment_counter, segment_of_counter, BodyLog};
-use super::pending::{LoadError, Pending};
-use super::record::{
-    decode, encode, AttemptRecord, BodyRef, ErrorEntry, EventV1, JobRecord, JobV1, RejectionRecord, Status,
-};
-use super::stats::{
-    duplicates_counter, events_counter, expired_counter, hist_bucket_counter, items_counter, minute_counter,
-    rejected_counter, second_counter, Stats, QUEUE_DEPTH,
-};
-use super::{keys, CommitFailure, Ingested, NewEvent, Next, Outcome, Rejected, StoreError};
+use super::bodies::{segment_counter, segment_of_counter, BodyLog, BodyLogError};
+use super::ops::{Env, Ops};
+use super::pending::Pending;
+use super::record::{BodyRef, Rejection};
+use super::stats::{expired_counter, Stats};
+use super::{keys, CommitFailure, Ingested, NewEvent, Outcome, StoreError};
 use crate::clock::Clock;
 
 pub(super) enum Op {
     Ingest(NewEvent, oneshot::Sender<Result<Ingested, StoreError>>),
-    Reject(Rejected),
+    /// A refusal to count by its code, and its rejection-log entry if it is to be kept.
+    Reject(&'static str, Option<Rejection>),
     /// A delivery attempt started: `processing`. Not acknowledged; the outcome follows it.
     Begin(Ulid),
     Outcome(Outcome, oneshot::Sender<Result<(), StoreError>>),
@@ -80,7 +78,7 @@ impl Op {
     fn bytes(&self) -> usize {
         match self {
             Op::Ingest(e, _) => e.body.len(),
-            Op::Reject(Rejected { log: Some(entry), .. }) => entry.stored_bytes(),
+            Op::Reject(_, Some(entry)) => entry.stored_bytes(),
             _ => 0,
         }
     }
@@ -153,44 +151,39 @@ impl Writer {
             tracing::warn!(error = %e, "cannot start a new body segment; appending to the current one");
         }
         let tree = self.tree.clone();
-        let mut p = Pending::new(&tree);
+        let env = WriterEnv { ids: &mut self.ids, bodies: &mut self.bodies, clock: &self.clock };
+        let mut m = Ops::new(Pending::new(&tree), env);
         let mut waiters = Vec::with_capacity(ops.len());
         let mut new_rejections = Vec::new();
         let mut needs_flush = false;
-        let mut jobs_added = false;
 
         for op in ops {
             // Every operation but a refusal count is waited on, and so must be durable.
-            needs_flush |= !matches!(op, Op::Reject(_) | Op::Begin(_));
+            needs_flush |= !matches!(op, Op::Reject(..) | Op::Begin(_));
             let result = match op {
-                Op::Ingest(event, ack) => match self.ingest(&mut p, event, &mut jobs_added) {
+                Op::Ingest(event, ack) => match m.ingest(event) {
                     Ok(done) => Ok(Waiter::Ingest(ack, done)),
                     Err(e) => Err((Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }), e)),
                 },
-                Op::Reject(r) => {
-                    p.count(rejected_counter(r.code), 1);
-                    if let Some(entry) = r.log {
-                        let key = keys::id_key(keys::REJECTION, self.next_id()).to_vec();
-                        p.insert_blind(&key, &encode(&RejectionRecord::V1(entry)));
-                        new_rejections.push(key);
-                    }
+                Op::Reject(code, log) => {
+                    new_rejections.extend(m.reject(code, log));
                     continue;
                 }
                 Op::Begin(id) => {
-                    if let Err(e) = self.begin(&mut p, id) {
+                    if let Err(e) = m.begin(id) {
                         tracing::warn!(error = %e, %id, "could not mark the event processing");
                     }
                     continue;
                 }
-                Op::Outcome(o, ack) => match self.outcome(&mut p, o, &mut jobs_added) {
+                Op::Outcome(o, ack) => match m.outcome(o) {
                     Ok(()) => Ok(Waiter::Done(ack)),
                     Err(e) => Err((Waiter::Done(ack), e)),
                 },
-                Op::Replay(items, ack) => match self.replay(&mut p, items, &mut jobs_added) {
+                Op::Replay(items, ack) => match m.replay(items) {
                     Ok(n) => Ok(Waiter::Count(ack, n)),
                     Err(e) => Err((Waiter::Count(ack, 0), e)),
                 },
-                Op::Delete(ids, ack) => match self.delete(&mut p, ids) {
+                Op::Delete(ids, ack) => match m.delete(ids) {
                     Ok(n) => Ok(Waiter::Count(ack, n)),
                     Err(e) => Err((Waiter::Count(ack, 0), e)),
                 },
@@ -202,9 +195,10 @@ impl Writer {
                 // A read failed while preparing this one operation: it alone is refused. What it
                 // already put in the batch is consistent on its own (each step writes whole
                 // records), so the rest of the batch goes ahead.
-                Err((w, e)) => w.answer(Err(&e)),
+                Err((w, e)) => w.answer(Err(&e.to_string())),
             }
         }
+        let Ops { mut p, jobs_added, .. } = m;
 
         // Bound the rejection log: evict the oldest in this same batch.
         let mut evicted = 0;
@@ -248,7 +242,10 @@ impl Writer {
             }
         }
 
-        let outcome = self.apply(batch, needs_flush);
+        let outcome = self.apply(batch, needs_flush).map_err(|f| match f {
+            Failure::NotApplied(e) => Failure::NotApplied(e.to_string()),
+            Failure::NotFlushed(e) => Failure::NotFlushed(e.to_string()),
+        });
         if !matches!(outcome, Err(Failure::NotApplied(_))) {
             // The batch is in the tree (durable or not): the in-memory mirror must follow it, or
             // the next batch would write counters that disagree with the records.
@@ -301,219 +298,24 @@ impl Writer {
         }
     }
 
-    fn ingest(&mut self, p: &mut Pending, event: NewEvent, jobs_added: &mut bool) -> Result<Ingested, String> {
-        let dedup = keys::dedup_key(&event.provider, &event.event_id);
-        let existing = p.get(&dedup).map_err(|e| format!("dedup lookup failed: {e}"))?;
-        if let Some(first) = existing.and_then(|v| keys::ulid_from(&v)) {
-            p.count(duplicates_counter(&event.provider), 1);
-            return Ok(Ingested { id: first, duplicate: true });
-        }
-        let id = self.next_id();
-        p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
-        let body = self.bodies.stage(&event.body);
-        let BodyRef::V1 { segment, .. } = body;
-        p.count(segment_counter(segment), 1);
-        p.count(hist_bucket_counter(event.processing_us), 1);
-        p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
-        p.count(items_counter(&event.provider), i64::from(event.items));
-        p.count(second_counter(event.received_at_ms.div_euclid(1000)), 1);
-        // With nowhere to deliver, recording is all the processing there is.
-        let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
-        for (i, target) in event.targets.iter().enumerate() {
-            let job = JobV1 { target: target.clone(), attempt: 1, series: 1 };
-            add_job(p, &event.provider, event.received_at_ms, id, i as u8, job);
-            *jobs_added = true;
-        }
-        p.new_event(
-            id,
-            EventV1 {
-                provider: event.provider,
-                event_id: event.event_id,
-                event_type: event.event_type,
-                received_at_ms: event.received_at_ms,
-                source_ip: event.source_ip,
-                headers: event.headers,
-                body_len: event.body.len() as u64,
-                signature_verified: true,
-                status,
-                processing_us: event.processing_us,
-                attempts: 0,
-                last_error: None,
-                errors: Vec::new(),
-            },
-            body,
-        );
-        Ok(Ingested { id, duplicate: false })
-    }
-
-    fn begin(&mut self, p: &mut Pending, id: Ulid) -> Result<(), String> {
-        let status = p.event(id)?.map(|e| e.status);
-        if matches!(status, Some(Status::Received | Status::Retrying)) {
-            p.set_status(id, Status::Processing)?;
-        }
-        Ok(())
-    }
-
-    fn outcome(&mut self, p: &mut Pending, o: Outcome, jobs_added: &mut bool) -> Result<(), String> {
-        let event = match p.event(o.id) {
-            Ok(event) => event,
-            Err(LoadError::Damaged(_)) => return settle_without_record(p, o),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(event) = event else {
-            // Deleted meanwhile: nothing to record, but the job must not run again.
-            p.remove(o.job_key.clone());
-            p.remove(keys::job_of_key(o.id, o.target).to_vec());
-            return Ok(());
-        };
-        let provider = event.provider.clone();
-        let seq = event.attempts;
-        event.attempts += 1;
-        if let Some(err) = &o.attempt.error {
-            event.last_error = Some(err.clone());
-            event.errors.push(ErrorEntry { at_ms: o.attempt.at_ms, message: err.clone() });
-        }
-        if let Some(reason) = o.failure_reason {
-            p.count(format!("failures/{reason}"), 1);
-        }
-        p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
-
-        if !dequeue_attempted(p, &o)? {
-            // A replay replaced this job while the attempt ran: the history keeps the attempt,
-            // the new series decides what happens next.
-            return Ok(());
-        }
-        match o.next {
-            Next::Done => {
-                p.count(format!("delivered_after/{}", o.attempt.attempt), 1);
-                let others = p.keys_with_prefix(&keys::id_key(keys::JOB_OF, o.id)).map_err(|e| e.to_string())?;
-                let failed = p.event(o.id)?.is_some_and(|e| e.status == Status::Failed);
-                if others.is_empty() && !failed {
-                    p.set_status(o.id, Status::Processed)?;
-                }
-            }
-            Next::RetryAt { due_ms, job } => {
-                add_job(p, &provider, due_ms, o.id, o.target, job);
-                *jobs_added = true;
-                p.set_status(o.id, Status::Retrying)?;
-            }
-            Next::DeadLetter => {
-                p.count(format!("dead_letters/{provider}"), 1);
-                p.set_status(o.id, Status::Failed)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn replay(
-        &mut self,
-        p: &mut Pending,
-        items: Vec<(Ulid, Vec<String>)>,
-        jobs_added: &mut bool,
-    ) -> Result<usize, String> {
-        let now = self.clock.now_ms();
-        let mut replayed = 0;
-        for (id, targets) in items {
-            let Some(event) = p.event(id)? else { continue };
-            let provider = event.provider.clone();
-            // After the latest series recorded or still queued: an attempt in flight has no
-            // record yet, and its job stays queued until its outcome is, so a replay during a
-            // series' first attempt must still count past that series.
-            let mut series = self.last_series(id)?;
-            let queued = p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())?;
-            for key in &queued {
-                if let Some(job_key) = p.get(key).map_err(|e| e.to_string())? {
-                    let job = p.get(&job_key).map_err(|e| e.to_string())?;
-                    if let Some(Ok(JobRecord::V1(job))) = job.map(|v| decode::<JobRecord>(&v)) {
-                        series = series.max(job.series);
-                    }
-                }
-            }
-            let series = series + 1;
-            // Cancel what is still queued: the new series replaces it.
-            for key in queued {
-                if let Some(job_key) = p.get(&key).map_err(|e| e.to_string())? {
-                    p.remove(job_key);
-                    p.count(QUEUE_DEPTH.into(), -1);
-                }
-                p.remove(key);
-            }
-            for (i, target) in targets.into_iter().enumerate() {
-                add_job(p, &provider, now, id, i as u8, JobV1 { target, attempt: 1, series });
-                *jobs_added = true;
-            }
-            p.set_status(id, Status::Received)?;
-            replayed += 1;
-        }
-        Ok(replayed)
-    }
-
-    fn delete(&mut self, p: &mut Pending, ids: Vec<Ulid>) -> Result<usize, String> {
-        let mut deleted = 0;
-        for id in ids {
-            if !p.keys_with_prefix(&keys::id_key(keys::JOB_OF, id)).map_err(|e| e.to_string())?.is_empty() {
-                continue; // A delivery is pending: never delete under it.
-            }
-            let event = match p.event(id) {
-                Ok(event) => event.cloned(),
-                // Without the record, neither its body's segment nor its dedup key is known:
-                // deleting part of it would leave the rest to dangle. It is passed over, like an
-                // event with a pending delivery, so it never holds up the events after it.
-                Err(LoadError::Damaged(what)) => {
-                    tracing::warn!(%id, damage = %what, "retention passes over an event whose record does not decode");
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let Some(event) = event else { continue };
-            if let Some(BodyRef::V1 { segment, .. }) = p.body_ref(id)? {
-                p.count(segment_counter(segment), -1);
-            }
-            p.forget_event(id);
-            p.remove(keys::id_key(keys::EVENT, id).to_vec());
-            p.remove(keys::id_key(keys::BODY, id).to_vec());
-            p.remove(keys::dedup_key(&event.provider, &event.event_id));
-            for seq in 0..event.attempts {
-                p.remove(keys::attempt_key(id, seq).to_vec());
-            }
-            p.count(events_counter(&event.provider, event.status.as_str()), -1);
-            p.count("retention/deleted".into(), 1);
-            deleted += 1;
-        }
-        Ok(deleted)
-    }
-
-    /// The series of the event's latest attempt (0 before any).
-    fn last_series(&self, id: Ulid) -> Result<u32, String> {
-        let last = self.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)).values().next_back();
-        match last {
-            None => Ok(0),
-            Some(v) => {
-                let v = v.map_err(|e| e.to_string())?;
-                let AttemptRecord::V1(a) = decode(&v).map_err(|e| e.to_string())?;
-                Ok(a.series)
-            }
-        }
-    }
-
     /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
     /// retried with back-off, and a flush retry does not apply the batch again.
-    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure> {
+    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure<CommitError>> {
         let started = Instant::now();
         // Bodies first: the batch must never point at bytes that are not on disk.
         if let Err(e) = retry(|| self.bodies.commit()) {
             self.bodies.abandon();
-            return Err(Failure::NotApplied(e));
+            return Err(Failure::NotApplied(e.into()));
         }
         let bodies_done = Instant::now();
-        retry(|| self.tree.apply_batch(batch.clone()).map_err(|e| e.to_string())).map_err(Failure::NotApplied)?;
+        retry(|| self.tree.apply_batch(batch.clone())).map_err(|e| Failure::NotApplied(e.into()))?;
         let applied = Instant::now();
         if needs_flush {
             retry(|| {
                 if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    return Err("injected flush failure".to_string());
+                    return Err(CommitError::InjectedFlush);
                 }
-                self.db.flush().map(drop).map_err(|e| e.to_string())
+                self.db.flush().map(drop).map_err(CommitError::from)
             })
             .map_err(Failure::NotFlushed)?;
         }
@@ -528,72 +330,61 @@ impl Writer {
         }
         Ok(())
     }
+}
 
+/// What the operations draw on: the writer's id generator, body log and clock.
+struct WriterEnv<'w> {
+    ids: &'w mut ulid::Generator,
+    bodies: &'w mut BodyLog,
+    clock: &'w Clock,
+}
+
+impl Env for WriterEnv<'_> {
     fn next_id(&mut self) -> Ulid {
         let now = UNIX_EPOCH + Duration::from_millis(self.clock.now_ms().max(0) as u64);
         // The generator only fails when 80 random bits overflow within one millisecond.
         self.ids.generate_from_datetime(now).unwrap_or_else(|_| Ulid::from_datetime(now))
     }
+
+    fn stage_body(&mut self, body: &[u8]) -> BodyRef {
+        self.bodies.stage(body)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
 }
 
 /// How a commit failed: before the batch reached the tree, or after (in the tree, not on disk).
-enum Failure {
-    NotApplied(String),
-    NotFlushed(String),
+/// The commit keeps the reason as text: it goes to the health check and to every waiter.
+enum Failure<E = String> {
+    NotApplied(E),
+    NotFlushed(E),
 }
 
-/// Runs `step` once and then once per back-off entry until it succeeds.
-fn retry(mut step: impl FnMut() -> Result<(), String>) -> Result<(), String> {
-    let mut last = String::new();
-    for backoff in std::iter::once(Duration::ZERO).chain(RETRY_BACKOFF) {
-        std::thread::sleep(backoff);
-        match step() {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
+/// Why one step of a commit failed.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Bodies(#[from] BodyLogError),
+    #[error("{0}")]
+    Tree(#[from] sled::Error),
+    #[error("injected flush failure")]
+    InjectedFlush,
+}
+
+/// Runs `step` once and then once per back-off entry until it succeeds; the last error if none
+/// did.
+fn retry<E>(mut step: impl FnMut() -> Result<(), E>) -> Result<(), E> {
+    let mut result = step();
+    for backoff in RETRY_BACKOFF {
+        if result.is_ok() {
+            break;
         }
+        std::thread::sleep(backoff);
+        result = step();
     }
-    Err(last)
-}
-
-/// The outcome of a job whose event record does not decode: the record cannot be changed
-/// without losing what is left of it, so the job alone is settled. Nothing can be delivered for an
-/// event that cannot be read, so whatever the outcome asked, the job leaves the queue as a dead
-/// letter; its attempt is kept in the history and counted.
-fn settle_without_record(p: &mut Pending, o: Outcome) -> Result<(), String> {
-    let attempts = p.keys_with_prefix(&keys::id_key(keys::ATTEMPT, o.id)).map_err(|e| e.to_string())?;
-    let seq = attempts.last().and_then(|k| keys::attempt_seq(k)).map_or(0, |n| n + 1);
-    p.insert(keys::attempt_key(o.id, seq).to_vec(), encode(&AttemptRecord::V1(o.attempt.clone())));
-    if let Some(reason) = o.failure_reason {
-        p.count(format!("failures/{reason}"), 1);
-    }
-    if !dequeue_attempted(p, &o)? {
-        return Ok(());
-    }
-    if let Some(provider) = keys::job_provider(&o.job_key) {
-        p.count(format!("dead_letters/{provider}"), 1);
-    }
-    Ok(())
-}
-
-/// Takes the attempted job and its index entry off the queue, unless a replay replaced the job
-/// while the attempt ran; says whether it did.
-fn dequeue_attempted(p: &mut Pending, o: &Outcome) -> Result<bool, String> {
-    let job_of = keys::job_of_key(o.id, o.target).to_vec();
-    if p.get(&job_of).map_err(|e| e.to_string())?.as_deref() != Some(&o.job_key[..]) {
-        return Ok(false);
-    }
-    p.remove(o.job_key.clone());
-    p.remove(job_of);
-    p.count(QUEUE_DEPTH.into(), -1);
-    Ok(true)
-}
-
-/// Queues a job and its index entry.
-fn add_job(p: &mut Pending, provider: &str, due_ms: i64, id: Ulid, target: u8, job: JobV1) {
-    let key = keys::job_key(provider, due_ms, id, target);
-    p.insert(keys::job_of_key(id, target).to_vec(), key.clone());
-    p.insert(key, encode(&JobRecord::V1(job)));
-    p.count(QUEUE_DEPTH.into(), 1);
+    result
 }
 
 fn apply_delta(value: u64, delta: i64) -> u64 {
@@ -611,14 +402,13 @@ fn refuse(op: Op) {
         Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(Err(reason)),
         Op::Replay(_, ack) | Op::Delete(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
         Op::Shutdown(ack) => drop(ack.send(())),
-        Op::Reject(_) | Op::Begin(_) => {}
+        Op::Reject(..) | Op::Begin(_) => {}
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RejectionV1;
 
     /// A batch's byte budget counts rejection-log entries as well as bodies: a flood of refused
     /// requests cannot make one batch hold 2048 entries' worth of headers unaccounted.
@@ -626,10 +416,10 @@ mod tests {
     fn rejection_entries_count_against_the_batch_budget() {
         let big = vec![b'h'; 4096];
         let headers = (0..12).map(|_| ("x-pad", big.as_slice()));
-        let entry = RejectionV1::bounded(0, "stripe", "invalid_signature", "no", "192.0.2.1", headers, &[b'b'; 4096]);
+        let entry = Rejection::bounded(0, "stripe", "invalid_signature", "no", "192.0.2.1", headers, &[b'b'; 4096]);
         let expected = entry.stored_bytes();
         assert!(expected > 4096, "{expected}");
-        assert_eq!(Op::Reject(Rejected { code: "invalid_signature", log: Some(entry) }).bytes(), expected);
-        assert_eq!(Op::Reject(Rejected { code: "rate_limited", log: None }).bytes(), 0);
+        assert_eq!(Op::Reject("invalid_signature", Some(entry)).bytes(), expected);
+        assert_eq!(Op::Reject("rate_limited", None).bytes(), 0);
     }
 }
