@@ -31,5 +31,6 @@ mod sdk_standard;
 mod store;
 mod stripe;
 mod support;
+mod tidy;
 mod twilio;
 mod webdriver;
