@@ -192,7 +192,7 @@ fn data_dir(dir: &Path, context: Context, r: &mut Report) {
     if context == Context::Running {
         return;
     }
-    match lock_held(&dir.join("db")) {
+    match crate::store::in_use(dir) {
         Some(true) => r.push(
             "data_dir.in_use",
             Severity::Error,
@@ -201,28 +201,6 @@ fn data_dir(dir: &Path, context: Context, r: &mut Report) {
         ),
         Some(false) | None => r.push("data_dir.in_use", Severity::Ok, key, "not in use by another instance"),
     }
-}
-
-/// Whether another process holds sled's lock on `db` (`None`: no database there yet).
-#[cfg(unix)]
-fn lock_held(db: &Path) -> Option<bool> {
-    use std::os::unix::io::AsRawFd;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(db).ok()?;
-    // sled takes an exclusive advisory lock on this file (fcntl, via fs2 on Unix: flock).
-    // SAFETY: flock on a descriptor we own; it reads and writes no memory of ours.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        // SAFETY: as above; we release what we just took.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        Some(false)
-    } else {
-        Some(true)
-    }
-}
-
-#[cfg(not(unix))]
-fn lock_held(_db: &Path) -> Option<bool> {
-    None
 }
 
 fn exposure(c: &Config, r: &mut Report) {

@@ -65,13 +65,6 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
 }
 
-/// `stagehook send` reports its errors as text.
-impl From<ClientError> for String {
-    fn from(e: ClientError) -> String {
-        e.to_string()
-    }
-}
-
 impl Client {
     pub fn new() -> Result<Client, ClientError> {
         let mut http = HttpConnector::new();

@@ -427,48 +427,6 @@ fn section_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut V
 mod tests {
     use super::*;
 
-    /// Every `.rs` file under `src/<dir>`, with its text.
-    fn sources(dir: &str) -> Vec<(std::path::PathBuf, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
-        let files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-            .map(|p| {
-                let text = std::fs::read_to_string(&p).unwrap();
-                (p, text)
-            })
-            .collect();
-        assert!(files.len() > 5, "{}", dir.display());
-        files
-    }
-
-    /// The Architecture Invariant: `config` calls into `providers/` (through this registry),
-    /// never the other way round, so the two form no circle.
-    #[test]
-    fn nothing_in_providers_reads_config() {
-        for (path, text) in sources("providers") {
-            assert!(!text.contains(concat!("crate::", "config")), "{} reads config", path.display());
-        }
-    }
-
-    /// The Architecture Invariant: the HTTP layer names no kind and no seed's endpoint; what it
-    /// needs of a provider, it asks (`dry_run_media_type`, `secret_headers`).
-    #[test]
-    fn the_http_layer_names_no_provider() {
-        let names: Vec<String> = ProviderKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .chain(seeds().flat_map(|(_, s)| [s.name, s.path]))
-            .map(|n| format!("\"{n}\""))
-            .collect();
-        for (path, text) in sources("http") {
-            for name in &names {
-                assert!(!text.contains(name.as_str()), "{} names {name}", path.display());
-            }
-        }
-    }
-
     #[test]
     fn every_kind_is_listed_once_and_parses_back() {
         for kind in ProviderKind::ALL {

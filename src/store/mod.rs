@@ -683,6 +683,29 @@ impl std::fmt::Display for OpenFailure {
 /// opened again in one process (a restart in-process) may find it still held.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether another process holds the database in `dir` (`None`: no database there yet). Asked
+/// without opening it, so the validator can say so before `serve` tries.
+#[cfg(unix)]
+pub fn in_use(dir: &Path) -> Option<bool> {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(dir.join("db")).ok()?;
+    // sled takes an exclusive advisory lock on its `db` file (fcntl, via fs2 on Unix: flock).
+    // SAFETY: flock on a descriptor we own; it reads and writes no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        // SAFETY: as above; we release what we just took.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        Some(false)
+    } else {
+        Some(true)
+    }
+}
+
+#[cfg(not(unix))]
+pub fn in_use(_dir: &Path) -> Option<bool> {
+    None
+}
+
 /// Opens the sled database in `dir`, creating it if there is none.
 pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;

@@ -404,39 +404,6 @@ pub(crate) mod tests {
         assert!(decode_event(&[]).is_err());
     }
 
-    /// Every `.rs` file under `src/`, with its path from the crate root and its text.
-    pub(crate) fn sources() -> Vec<(String, String)> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-                    let name = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-                    out.push((name, std::fs::read_to_string(&path).unwrap()));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
-        out
-    }
-
-    /// The versioned records are named in this file only: everything else sees domain types.
-    #[test]
-    fn no_record_version_is_named_outside_this_file() {
-        const RECORD_NAMES: [&str; 8] =
-            ["EventV1", "JobV1", "AttemptV1", "RejectionV1", "EventFields", "Record::", "::V1", "::V2"];
-        let files = sources();
-        assert!(files.iter().any(|(name, _)| name == "src/store/record.rs"), "the walk finds the sources");
-        for (name, text) in files.iter().filter(|(name, _)| name != "src/store/record.rs") {
-            for record in RECORD_NAMES {
-                assert!(!text.contains(record), "{name} names `{record}`, which only store/record.rs may");
-            }
-        }
-    }
-
     fn unhex(text: &str) -> Vec<u8> {
         (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
     }

@@ -376,35 +376,6 @@ mod tests {
         assert_eq!(c.latency().samples, 0);
     }
 
-    /// Outside the store, counters are read through `Counters`: no file names one.
-    #[test]
-    fn no_counter_is_named_outside_the_store() {
-        const KINDS: [&str; 13] = [
-            "events",
-            "duplicates",
-            "items",
-            "minute",
-            "second",
-            "queue",
-            "rejected",
-            "hist",
-            "failures",
-            "delivered_after",
-            "dead_letters",
-            "retention",
-            "segment",
-        ];
-        for (name, text) in crate::store::record::tests::sources() {
-            if name.starts_with("src/store/") {
-                continue;
-            }
-            for kind in KINDS {
-                let quoted = format!("\"{kind}/");
-                assert!(!text.contains(&quoted), "{name} names a `{kind}/` counter; read it through Counters");
-            }
-        }
-    }
-
     #[test]
     fn old_minute_and_second_counters_expire() {
         let now_ms = 10_000 * 60_000;

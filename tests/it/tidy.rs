@@ -87,6 +87,109 @@ fn record_versions_stay_inside_the_store_records() {
     assert!(names_a_record_version("Vec<AttemptV2>"));
     assert!(!names_a_record_version("let event = Event::new(); // V1"));
     assert!(!names_a_record_version("IpAddr::V4(ip)"));
-    let found = offenders("", &["src/store/record.rs"], names_a_record_version);
+    // Besides a versioned name: the version-free name of a record's fields and the record enums.
+    let found = offenders("", &["src/store/record.rs"], |l| {
+        names_a_record_version(l) || ["EventFields", "Record::"].iter().any(|w| l.contains(w))
+    });
     assert!(found.is_empty(), "record versions are private to src/store/record.rs:\n{}", found.join("\n"));
+}
+
+/// Outside the store, counters are read through `Counters`: no file spells a counter's name.
+#[test]
+fn counters_are_named_only_in_the_store() {
+    const PREFIXES: [&str; 13] = [
+        "events",
+        "duplicates",
+        "items",
+        "minute",
+        "second",
+        "queue",
+        "rejected",
+        "hist",
+        "failures",
+        "delivered_after",
+        "dead_letters",
+        "retention",
+        "segment",
+    ];
+    let found = offenders("", &["src/store"], |l| PREFIXES.iter().any(|p| l.contains(&format!("\"{p}/"))));
+    assert!(found.is_empty(), "read counters through store::Counters:\n{}", found.join("\n"));
+}
+
+/// `config` calls into `providers/` through the registry, never the other way round, so the two
+/// form no circle.
+#[test]
+fn providers_and_config_form_no_circle() {
+    let found = offenders("providers", &[], |l| l.contains("crate::config") || l.contains("super::super::config"));
+    assert!(found.is_empty(), "nothing in providers/ reads config:\n{}", found.join("\n"));
+    let found = offenders("config", &[], |l| {
+        l.match_indices("providers::").any(|(i, _)| !l[i..].starts_with("providers::registry"))
+    });
+    assert!(found.is_empty(), "config reaches providers/ only through providers::registry:\n{}", found.join("\n"));
+}
+
+/// The HTTP layer names no kind and no seed's endpoint; what it needs of a provider, it asks
+/// through the trait (`dry_run_media_type`, `secret_headers`, `answer`).
+#[test]
+fn the_http_layer_names_no_provider() {
+    use stagehook::providers::registry::seeds;
+    use stagehook::providers::ProviderKind;
+    let names: Vec<String> = ProviderKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .chain(seeds().flat_map(|(_, s)| [s.name, s.path]))
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    assert!(names.len() >= 9, "{names:?}");
+    let found = offenders("http", &[], |l| {
+        names.iter().any(|n| l.contains(n.as_str()))
+            || ProviderKind::ALL.iter().any(|k| l.contains(&format!("providers::{}::", k.as_str())))
+    });
+    assert!(found.is_empty(), "http/ names a provider:\n{}", found.join("\n"));
+}
+
+/// Whether the line names a `Result<_, String>`: the last top-level argument of a `Result<..>`.
+fn has_string_error(line: &str) -> bool {
+    line.match_indices("Result<").any(|(at, r)| {
+        let (mut depth, mut last) = (0, at + r.len());
+        for (i, c) in line[at + r.len()..].char_indices() {
+            let i = at + r.len() + i;
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                ',' if depth == 0 => last = i + 1,
+                '>' if depth == 0 => return line[last..i].trim() == "String",
+                '>' | ')' | ']' => depth -= 1,
+                _ => {}
+            }
+        }
+        false
+    })
+}
+
+/// Errors are types at module boundaries. A `String` error is for a person, at the edge, and
+/// the line above it says why (`// A String: ...`).
+#[test]
+fn a_string_error_says_why() {
+    assert!(has_string_error("fn f() -> Result<(), String> {"));
+    assert!(has_string_error("fn f() -> Result<Vec<(u8, u8)>, String> {"));
+    assert!(!has_string_error("fn f(q: &BTreeMap<String, String>) -> Result<Response, ApiError> {"));
+    assert!(!has_string_error("fn f() -> Result<String, Error> {"));
+    let mut unexplained = Vec::new();
+    let mut count = 0;
+    for (path, text) in sources("") {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim_start();
+            if l.starts_with("//") || !has_string_error(l) {
+                continue;
+            }
+            count += 1;
+            let above = lines[..i].iter().rev().take_while(|p| p.trim_start().starts_with("//"));
+            if !above.into_iter().any(|p| p.trim_start().starts_with("// A String:")) {
+                unexplained.push(format!("{path}:{}: {}", i + 1, l));
+            }
+        }
+    }
+    assert!(unexplained.is_empty(), "a String error without `// A String:` above it:\n{}", unexplained.join("\n"));
+    assert!(count <= 5, "{count} String errors: make them types");
 }
