@@ -47,10 +47,7 @@ impl Github {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Github, SettingError> {
-        if c.kind_of(name) != ProviderKind::Github {
-            let kind = c.kind_of(name).as_str();
-            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `github`")));
-        }
+        super::registry::expect_kind(name, c, ProviderKind::Github)?;
         Ok(Github { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
     }
 }

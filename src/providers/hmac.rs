@@ -90,9 +90,7 @@ impl Hmac {
     /// no error here: the endpoint is then marked unconfigured and answers 503.
     pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Hmac, SettingError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        if c.kind_of(name) != ProviderKind::Hmac {
-            return Err(SettingError::new(key("kind"), format!("is `{}`, not hmac", c.kind_of(name).as_str())));
-        }
+        super::registry::expect_kind(name, c, ProviderKind::Hmac)?;
         let header = match &c.header {
             Some(h) => header_name(&key("header"), h)?,
             None => return Err(SettingError::new(key("header"), "is required for kind hmac")),

@@ -96,6 +96,18 @@ pub trait Kind: Provider + Sized {
     fn findings(_seed: Option<&InstanceConfig>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
 }
 
+/// Refuses settings of another kind, for a kind's constructor called directly (the registry
+/// only ever hands a kind its own sections).
+pub fn expect_kind(name: &str, c: &InstanceConfig, kind: ProviderKind) -> Result<(), SettingError> {
+    match c.kind_of(name) {
+        k if k == kind => Ok(()),
+        other => Err(SettingError::new(
+            format!("providers.{name}.kind"),
+            format!("is `{}`, not `{}`", other.as_str(), kind.as_str()),
+        )),
+    }
+}
+
 /// The registry's list, written once in `providers/mod.rs`: each line names a kind's variant,
 /// its name in `kind = "..."`, and its file and type. It declares the files' modules, and makes
 /// [`ProviderKind`] and the dispatch over the kinds' [`Kind`] implementations.

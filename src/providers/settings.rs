@@ -1,7 +1,7 @@
 //! The provider's part of a `[providers.<name>]` section: its kind and every key a kind reads.
 //! `config` reads the section's common keys (`forward_to`, `timeout`, `retry`) itself and hands
 //! every other key here ([`InstanceConfig::read_key`]); which keys a kind uses, and what they
-//! must hold, each kind says in its own file (`Kind::KEYS`, `Kind::from_config`).
+//! must hold, each kind says in its own file (`Kind::KEYS`, `Kind::build`).
 
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -54,10 +54,7 @@ impl Shopify {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
-        if c.kind_of(name) != ProviderKind::Shopify {
-            let kind = c.kind_of(name).as_str();
-            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `shopify`")));
-        }
+        super::registry::expect_kind(name, c, ProviderKind::Shopify)?;
         Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
     }
 }

@@ -61,10 +61,7 @@ impl Slack {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Slack, SettingError> {
-        if c.kind_of(name) != ProviderKind::Slack {
-            let kind = c.kind_of(name).as_str();
-            return Err(SettingError::new(format!("providers.{name}.kind"), format!("is `{kind}`, not `slack`")));
-        }
+        super::registry::expect_kind(name, c, ProviderKind::Slack)?;
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the
         // second), which is a mistake, not a setting.
         let key = format!("providers.{name}.tolerance_seconds");
