@@ -16,7 +16,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
-use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, Endpoint, RequestLog};
+use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, RequestLog};
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
 use crate::store::{NewEvent, RejectionParts};
@@ -168,7 +168,7 @@ where
 #[allow(clippy::too_many_arguments)]
 async fn store_event(
     state: &AppState,
-    endpoint: &Endpoint,
+    endpoint: &crate::providers::Instance,
     headers: &HeaderMap,
     client: &Client,
     received_at_ms: i64,

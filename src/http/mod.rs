@@ -36,14 +36,14 @@ use crate::config::{Config, IpRange};
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-/// An ingest endpoint, `POST /staging/webhooks/<path>`, is a provider instance as
-/// [`Config::build`](crate::config::Config::build) made it, once, at startup.
-pub use crate::providers::Instance as Endpoint;
+use crate::providers::Instance;
 
 /// Everything a request handler may touch.
 pub struct AppState {
     pub config: Config,
-    pub endpoints: Vec<Endpoint>,
+    /// The ingest endpoints, `POST /staging/webhooks/<path>`: the provider instances as
+    /// [`Config::build`](crate::config::Config::build) made them, once, at startup.
+    pub endpoints: Vec<Instance>,
     pub limiter: RateLimiter,
     /// Failed admin authentications per client (`auth.rs`): a second limiter of the same kind,
     /// fed only by failures, so guessing the token is slow and nothing else is limited.
@@ -78,11 +78,11 @@ impl AppState {
         self.config.server.base_url(self.listening())
     }
 
-    fn endpoint(&self, path: &str) -> Option<&Endpoint> {
+    fn endpoint(&self, path: &str) -> Option<&Instance> {
         self.endpoints.iter().find(|e| e.path == path)
     }
 
-    fn endpoint_by_provider(&self, name: &str) -> Option<&Endpoint> {
+    fn endpoint_by_provider(&self, name: &str) -> Option<&Instance> {
         self.endpoints.iter().find(|e| e.provider.name() == name || e.path == name)
     }
 
