@@ -154,7 +154,9 @@ mod tests {
 
     #[test]
     fn a_session_lives_for_its_ttl_and_ends_at_close() {
-        let clock = Clock::system();
+        // A stopped clock: on the system's, a millisecond passing between `open` and the
+        // first check would end the session a millisecond early.
+        let clock = Clock::frozen(1_700_000_000_000);
         let s = Sessions::new(Duration::from_secs(60), clock.clone());
         let a = s.open().unwrap();
         let b = s.open().unwrap();
