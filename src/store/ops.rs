@@ -132,7 +132,11 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
             Err(e) => return Err(e.into()),
         };
         let Some(event) = event else {
-            // Deleted meanwhile: nothing to record, but the job must not run again.
+            // Deleted meanwhile: nothing to record, but the job must not run again, and the
+            // queue is one shorter if it was still there.
+            if p.get(&o.job_key)?.is_some() {
+                p.count(QUEUE_DEPTH.into(), -1);
+            }
             p.remove(o.job_key.clone());
             p.remove(keys::job_of_key(o.id, o.target).to_vec());
             return Ok(());
@@ -685,11 +689,10 @@ mod tests {
                 },
             ),
             (
-                // The job and its index entry go; the queue-depth counter is not lowered on this
-                // path, as it never was (kept as it is: this is a move, not a fix).
+                // The job and its index entry go, and the queue depth with them.
                 "an outcome for an event gone meanwhile drops its job and records nothing",
                 vec![Ingest(0, 1), Commit, Vanish(0), Outcome(0, Done)],
-                Expect { answers: &["new", "ok"], status: None, queue: 1, counters: &[("delivered_after/1", 0)] },
+                Expect { answers: &["new", "ok"], status: None, queue: 0, counters: &[("delivered_after/1", 0)] },
             ),
             (
                 "an undecodable event's job is settled as a dead letter, and retention passes it over",
