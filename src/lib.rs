@@ -139,6 +139,7 @@ impl App {
             connections: Default::default(),
             origin,
             listening: Default::default(),
+            shutting_down: Default::default(),
         };
         Ok(App { state: Arc::new(state) })
     }
@@ -193,6 +194,13 @@ impl App {
         let mut limits = http::server::Limits::from_config(&state.config.server);
         limits.max_connections =
             http::server::fit_to_fd_limit(limits.max_connections, state.config.delivery.concurrency);
+        let shutdown = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                state.shutting_down.store(true, std::sync::atomic::Ordering::Release);
+            }
+        };
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
         retention.abort();

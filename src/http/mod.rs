@@ -2,9 +2,9 @@
 //!
 //! [`routes`] is the whole server as one warp filter: ingest endpoints, read endpoints, one
 //! rejection handler, and a last step that adds the security headers to every response (errors
-//! and 404s included) and writes the one log line per request. Every route but ingest passes the
-//! origin checks (`origin.rs`) after its path and method; those that need the admin token then
-//! pass `auth.rs`. [`admin`] is the two, in that order.
+//! and 404s included) and writes the one log line per request. Every route but ingest and the
+//! probes (`health.rs`) passes the origin checks (`origin.rs`) after its path and method; those
+//! that need the admin token then pass `auth.rs`. [`admin`] is the two, in that order.
 
 mod api;
 pub mod auth;
@@ -12,6 +12,7 @@ mod client_ip;
 mod dashboard;
 pub mod errors;
 mod events;
+mod health;
 mod ingest;
 pub mod origin;
 pub mod server;
@@ -19,6 +20,7 @@ pub mod session;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -64,6 +66,9 @@ pub struct AppState {
     /// The address the listener got, set once by `App::serve`: with `bind` port 0 only the
     /// listener knows the port.
     pub listening: OnceLock<SocketAddr>,
+    /// Set by `App::serve` when its shutdown future fires, so that `/readyz` answers 503 to the
+    /// requests still being served in the grace period.
+    pub shutting_down: AtomicBool,
 }
 
 impl AppState {
@@ -122,7 +127,8 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 /// The whole server.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let connections = state.connections.clone();
-    let app = ingest::filter(state.clone())
+    let app = health::filter(state.clone())
+        .or(ingest::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))
         .or(dashboard::filter(state))

@@ -18,6 +18,7 @@ mod exits;
 mod fake_app;
 mod fuzz;
 mod guards;
+mod health;
 mod independent;
 mod origin;
 mod providers;
