@@ -14,6 +14,7 @@ pub mod errors;
 mod events;
 mod health;
 mod ingest;
+mod openapi;
 pub mod origin;
 pub mod server;
 pub mod session;
@@ -128,6 +129,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let connections = state.connections.clone();
     let app = health::filter(state.clone())
+        .or(openapi::filter(state.clone()))
         .or(ingest::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))

@@ -20,6 +20,7 @@ mod fuzz;
 mod guards;
 mod health;
 mod independent;
+mod openapi;
 mod origin;
 mod providers;
 mod redaction;
