@@ -56,6 +56,19 @@ async fn readyz_is_503_while_the_store_cannot_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_once_the_store_writer_has_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    assert_eq!(probe(s.addr, "/readyz").await.0, 200);
+    // The writer alone stops, the server serving on.
+    s.store.shutdown().await.unwrap();
+    let unavailable = json!({"status": "unavailable", "reason": "store_writer_stopped"});
+    assert_eq!(probe(s.addr, "/readyz").await, (503, unavailable));
+    assert_eq!(probe(s.addr, "/healthz").await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_once_shutdown_has_begun() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::open(config(dir.path()), Clock::system()).expect("open app");
