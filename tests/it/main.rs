@@ -8,6 +8,7 @@ mod bounded;
 mod cli;
 mod config;
 mod connections;
+mod contrib;
 mod crash;
 mod damage;
 mod dashboard;
