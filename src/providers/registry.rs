@@ -141,6 +141,13 @@ pub trait Kind: Provider + Sized {
         None
     }
 
+    /// Checks of its own keys that hold in any section, its own kind's or another's (where the
+    /// validator also reports them unused), besides the shared ones of [`build`]: a value no
+    /// kind could use stops startup wherever it is written.
+    fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), SettingError> {
+        Ok(())
+    }
+
     /// Whether the instance has what it needs to verify.
     fn has_credentials(s: &Self::Settings) -> bool {
         !Self::rotation(s).all().is_empty()
@@ -252,6 +259,10 @@ macro_rules! kinds {
 
             fn tolerance_seconds(&self) -> Option<u64> {
                 match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::tolerance_seconds(s),)* }
+            }
+
+            fn check_anywhere(&self, name: &str) -> Result<(), $crate::providers::registry::SettingError> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::check_anywhere(name, s),)* }
             }
 
             pub fn has_credentials(&self) -> bool {
@@ -549,6 +560,7 @@ pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError>
     }
     for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
         settings.rotation().check_empty(name, hint)?;
+        settings.check_anywhere(name)?;
     }
     s.settings.build(name)
 }
@@ -684,5 +696,13 @@ mod tests {
         assert_eq!((sms.path.as_str(), sms.configured), ("sms", false));
         let token = parsed("twilio", "auth_token = \"t\"");
         assert!(instance("twilio", &token, Vec::new()).unwrap().configured);
+        // What no kind could use stops startup in a section of another kind too.
+        for (body, key) in [
+            ("kind = \"github\"\nauth_token = \"\"", "providers.gh.auth_token"),
+            ("kind = \"github\"\ntolerance_seconds = 0", "providers.gh.tolerance_seconds"),
+            ("kind = \"sendgrid\"\nsecret = \"\"", "providers.gh.secret"),
+        ] {
+            assert_eq!(instance("gh", &parsed("gh", body), Vec::new()).unwrap_err().key, key, "{body}");
+        }
     }
 }

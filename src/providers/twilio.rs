@@ -69,12 +69,7 @@ impl Twilio {
     /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
     /// is set.
     pub fn from_config(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
-        if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
-            return Err(SettingError::new(
-                format!("providers.{name}.auth_token"),
-                "is empty; set the auth token or remove the key",
-            ));
-        }
+        <Twilio as Kind>::check_anywhere(name, c)?;
         let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
         Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
     }
@@ -102,6 +97,17 @@ impl Kind for Twilio {
 
     fn rotation(c: &Settings) -> Rotation<'_> {
         Rotation::new(&c.secret, &c.secrets)
+    }
+
+    /// An empty `auth_token` is a slip, as an empty `secret` is.
+    fn check_anywhere(name: &str, c: &Settings) -> Result<(), SettingError> {
+        if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return Err(SettingError::new(
+                format!("providers.{name}.auth_token"),
+                "is empty; set the auth token or remove the key",
+            ));
+        }
+        Ok(())
     }
 
     fn has_credentials(c: &Settings) -> bool {
