@@ -668,6 +668,9 @@ mod tests {
     /// key another kind reads is kept for the validator.
     #[test]
     fn provider_keys_are_checked_at_their_key_whatever_the_order() {
+        let e = Config::from_toml("[providers.x]\nkind = \"slack\"\nsecrets = [\"a\", 1]\n").unwrap_err();
+        assert_eq!(e.key, "providers.x.secrets");
+        assert!(e.message.contains("(at `secrets[1]`)"), "{e}");
         for toml in [
             "[providers.x]\nkind = \"github\"\nsecrets = \"one\"\n",
             "[providers.x]\nsecrets = \"one\"\nkind = \"github\"\n",

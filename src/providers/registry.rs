@@ -382,7 +382,12 @@ pub fn read_key<'de, D: serde::Deserializer<'de>>(
         return Err(D::Error::unknown_field(key, all_keys()));
     };
     let one = toml::Table::from_iter([(key.to_string(), value.clone())]);
-    reader.parse_settings(one).map_err(|e| D::Error::custom(e.into_inner().message().trim()))?;
+    reader.parse_settings(one).map_err(|e| {
+        // The error names the key; a place inside its value (`secrets[1]`) is said in words.
+        let at = e.path().to_string();
+        let message = e.into_inner().message().trim().to_string();
+        D::Error::custom(if at == key { message } else { format!("{message} (at `{at}`)") })
+    })?;
     Ok(value)
 }
 
