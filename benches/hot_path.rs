@@ -41,7 +41,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::Value;
 use stagehook::config::Config;
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
-use stagehook::providers::{InstanceConfig, ProviderKind};
+use stagehook::providers::{twilio, ProviderKind, Section};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
 
@@ -128,25 +128,16 @@ fn all_providers() -> Vec<(ProviderKind, Arc<dyn Provider>)> {
     ProviderKind::ALL
         .into_iter()
         .map(|kind| {
-            let base = InstanceConfig { kind: Some(kind), ..InstanceConfig::default() };
-            let config = match kind {
-                ProviderKind::Sendgrid => InstanceConfig {
-                    public_key: Some(public_key.clone()),
-                    signing_key: Some(Secret::new(signing_key.clone())),
-                    ..base
-                },
-                ProviderKind::Hmac => InstanceConfig {
-                    secret: Some(Secret::new(SECRET)),
-                    header: Some("x-signature".into()),
-                    prefix: "sha256=".into(),
-                    timestamp_header: Some("x-signature-timestamp".into()),
-                    signed_content: "{timestamp}.{body}".into(),
-                    id_pointer: Some("/id".into()),
-                    type_pointer: Some("/type".into()),
-                    ..base
-                },
-                _ => InstanceConfig { secret: Some(Secret::new(SECRET)), ..base },
+            let keys = match kind {
+                ProviderKind::Sendgrid => format!("public_key = \"{public_key}\"\nsigning_key = \"{signing_key}\""),
+                ProviderKind::Hmac => format!(
+                    "secret = \"{SECRET}\"\nheader = \"x-signature\"\nprefix = \"sha256=\"\n\
+                     timestamp_header = \"x-signature-timestamp\"\nsigned_content = \"{{timestamp}}.{{body}}\"\n\
+                     id_pointer = \"/id\"\ntype_pointer = \"/type\""
+                ),
+                _ => format!("secret = \"{SECRET}\""),
             };
+            let config = Section::from_toml(kind.as_str(), &keys).unwrap_or_else(|e| panic!("{e}"));
             let provider = providers::build(kind.as_str(), &config).unwrap_or_else(|e| panic!("{e}"));
             (kind, provider)
         })
@@ -464,8 +455,8 @@ fn request(c: &mut Criterion) {
     config.limits.rate_limit_per_minute = 0;
     config
         .providers
-        .insert("stripe".into(), InstanceConfig { secret: Some(Secret::new(SECRET)), ..Default::default() });
-    config.providers.insert("twilio".into(), InstanceConfig::default());
+        .insert("stripe".into(), stripe::Settings { secret: Some(Secret::new(SECRET)), ..Default::default() });
+    config.providers.insert("twilio".into(), twilio::Settings::default());
     let app = rt.block_on(async { App::open(config, Clock::system()) }).unwrap();
     let routes = app.routes();
     let mut n = 0u64;

@@ -148,7 +148,7 @@ fn schema() -> Config {
     // Named instances are not in it: their keys come from the file.
     for (kind, seed) in registry::seeds() {
         let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };
-        c.providers.insert(seed.name.to_string(), section);
+        c.providers.0.insert(seed.name.to_string(), section);
     }
     c
 }
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(c.retry.base_delay.0, std::time::Duration::from_millis(250));
         assert_eq!(c.providers["stripe"].forward_to.len(), 2);
         assert_eq!(c.providers["twilio"].retry.max_attempts, Some(2));
-        assert_eq!(c.providers["stripe"].settings.secret.as_ref().unwrap().expose(), "whsec_named_env");
+        assert_eq!(c.providers["stripe"].settings.all_secrets()[0].expose(), "whsec_named_env");
         assert_eq!(c.server.bind.port(), 9999);
         assert_eq!(l.sources["limits.rate_limit_per_minute"], Source::File);
         assert_eq!(l.sources["limits.max_body_bytes"], Source::Env("STAGEHOOK_LIMITS_MAX_BODY_BYTES".into()));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::providers::registry::{self, Instance, InstanceConfig, ProviderKind};
+use crate::providers::registry::{self, Instance, ProviderKind, Section};
 use crate::secret::Secret;
 
 mod delivery;
@@ -213,9 +213,10 @@ impl Default for StoreConfig {
 pub struct ProvidersConfig(pub BTreeMap<String, ProviderConfig>);
 
 impl ProvidersConfig {
-    /// Adds or replaces a section, given whole or as its provider settings alone.
-    pub fn insert(&mut self, name: String, section: impl Into<ProviderConfig>) -> Option<ProviderConfig> {
-        self.0.insert(name, section.into())
+    /// Adds or replaces a section, given as its provider settings (a kind's own settings type,
+    /// or a whole [`Section`]), with the common keys at their defaults.
+    pub fn insert(&mut self, name: String, section: impl Into<Section>) -> Option<ProviderConfig> {
+        self.0.insert(name, ProviderConfig::from(section.into()))
     }
 }
 
@@ -233,11 +234,11 @@ impl std::ops::DerefMut for ProvidersConfig {
 }
 
 /// `[providers.<name>]`: the keys every kind shares, read here, and the kind's own, which the
-/// provider reads ([`InstanceConfig::read_key`]) and checks when it is built.
+/// registry parses into the kind's settings ([`registry::section`]) and checks when it builds.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     /// `kind` and the kind's own keys.
-    pub settings: InstanceConfig,
+    pub settings: Section,
     /// The app's endpoints that receive every event, re-signed.
     pub forward_to: Vec<String>,
     /// Per-target time limit of one delivery attempt.
@@ -245,14 +246,8 @@ pub struct ProviderConfig {
     pub retry: RetryOverride,
 }
 
-impl Default for ProviderConfig {
-    fn default() -> Self {
-        ProviderConfig::from(InstanceConfig::default())
-    }
-}
-
-impl From<InstanceConfig> for ProviderConfig {
-    fn from(settings: InstanceConfig) -> Self {
+impl From<Section> for ProviderConfig {
+    fn from(settings: Section) -> Self {
         ProviderConfig { settings, forward_to: Vec::new(), timeout: DEFAULT_TIMEOUT, retry: RetryOverride::default() }
     }
 }
@@ -279,9 +274,10 @@ pub fn valid_instance_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-// By hand rather than derived: a section's keys are read one by one, the common ones here and
-// the rest by the provider's settings. Reading through `MapAccess` keeps serde_path_to_error's
-// key paths, so an error names `providers.<name>.<key>`.
+// By hand rather than derived: a section's keys are read one by one, the common ones and `kind`
+// here and the rest by the registry, which checks each value's type as it comes (so an error
+// names `providers.<name>.<key>`, through serde_path_to_error) and parses them into the kind's
+// settings once the kind is known (`kind` may come after them).
 impl<'de> Deserialize<'de> for ProvidersConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Providers;
@@ -297,7 +293,7 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                     if !registry::is_seed(&name) {
                         valid_instance_name(&name).map_err(A::Error::custom)?;
                     }
-                    let section: ProviderConfig = map.next_value()?;
+                    let section: ProviderConfig = map.next_value_seed(SectionOf(&name))?;
                     if section.settings.kind.is_none() && ProviderKind::parse(&name).is_none() {
                         let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
                         return Err(A::Error::custom(format!(
@@ -314,45 +310,57 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
     }
 }
 
-impl<'de> Deserialize<'de> for ProviderConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        /// One of the kind's keys, read into the settings.
+/// Reads `[providers.<name>]`, whose name the kind may be.
+struct SectionOf<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
+    type Value = ProviderConfig;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ProviderConfig, D::Error> {
+        /// One of the kind's keys, as the registry reads it.
         struct Key<'a> {
-            settings: &'a mut InstanceConfig,
+            kind: Option<ProviderKind>,
             key: &'a str,
         }
         impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
-            type Value = ();
-            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                self.settings.read_key(self.key, d)
+            type Value = toml::Value;
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<toml::Value, D::Error> {
+                registry::read_key(self.kind, self.key, d)
             }
         }
-        struct Section;
-        impl<'de> serde::de::Visitor<'de> for Section {
+        struct Visit<'a>(&'a str);
+        impl<'de> serde::de::Visitor<'de> for Visit<'_> {
             type Value = ProviderConfig;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a provider's settings")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ProviderConfig, A::Error> {
                 static EXPECTED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-                    InstanceConfig::KEYS.iter().chain(COMMON_KEYS.iter()).copied().collect()
+                    ["kind"].iter().chain(registry::all_keys()).chain(COMMON_KEYS.iter()).copied().collect()
                 });
-                let mut out = ProviderConfig::default();
+                let name = self.0;
+                let mut kind: Option<ProviderKind> = None;
+                let mut keys = toml::Table::new();
+                let (mut forward_to, mut timeout, mut retry) = (Vec::new(), DEFAULT_TIMEOUT, RetryOverride::default());
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "forward_to" => out.forward_to = map.next_value()?,
-                        "timeout" => out.timeout = map.next_value()?,
-                        "retry" => out.retry = map.next_value()?,
-                        k if InstanceConfig::KEYS.contains(&k) => {
-                            map.next_value_seed(Key { settings: &mut out.settings, key: k })?
+                        "kind" => kind = map.next_value()?,
+                        "forward_to" => forward_to = map.next_value()?,
+                        "timeout" => timeout = map.next_value()?,
+                        "retry" => retry = map.next_value()?,
+                        k if registry::all_keys().contains(&k) => {
+                            let known = kind.or_else(|| ProviderKind::parse(name));
+                            let value = map.next_value_seed(Key { kind: known, key: k })?;
+                            keys.insert(key, value);
                         }
                         k => return Err(serde::de::Error::unknown_field(k, &EXPECTED)),
                     }
                 }
-                Ok(out)
+                let settings = registry::section(name, kind, keys).map_err(serde::de::Error::custom)?;
+                Ok(ProviderConfig { settings, forward_to, timeout, retry })
             }
         }
-        d.deserialize_map(Section)
+        d.deserialize_map(Visit(self.0))
     }
 }
 
@@ -366,7 +374,7 @@ impl Serialize for ProvidersConfig {
                 let Shown(name, c) = self;
                 let mut map = s.serialize_map(None)?;
                 for (key, value) in registry::shown(name, &c.settings) {
-                    map.serialize_entry(key, &value)?;
+                    map.serialize_entry(&key, &value)?;
                 }
                 map.serialize_entry("forward_to", &c.forward_to)?;
                 map.serialize_entry("timeout", &c.timeout)?;
@@ -523,8 +531,15 @@ impl Config {
     /// Every provider section, the seed's first (their default when absent: their endpoints
     /// are always there), then the others by name.
     pub fn sections(&self) -> Vec<(String, ProviderConfig)> {
-        let seeds = registry::seeds()
-            .map(|(_, seed)| (seed.name.to_string(), self.providers.get(seed.name).cloned().unwrap_or_default()));
+        let seeds = registry::seeds().map(|(kind, seed)| {
+            (
+                seed.name.to_string(),
+                self.providers
+                    .get(seed.name)
+                    .cloned()
+                    .unwrap_or_else(|| ProviderConfig::from(registry::default_section(kind))),
+            )
+        });
         let named = self.providers.iter().filter(|(name, _)| !registry::is_seed(name));
         seeds.chain(named.map(|(name, c)| (name.clone(), c.clone()))).collect()
     }
@@ -545,7 +560,13 @@ impl Config {
     pub fn targets(&self, provider: &str) -> Option<Targets> {
         let c = match self.providers.get(provider) {
             Some(c) => c.clone(),
-            None if registry::is_seed(provider) => ProviderConfig::default(),
+            None if registry::is_seed(provider) => {
+                return Some(Targets {
+                    urls: Vec::new(),
+                    timeout: DEFAULT_TIMEOUT.0,
+                    retry: RetryOverride::default().over(&self.retry),
+                })
+            }
             None => return None,
         };
         Some(Targets { urls: c.forward_to, timeout: c.timeout.0, retry: c.retry.over(&self.retry) })
@@ -609,8 +630,8 @@ mod tests {
     #[test]
     fn named_instances_need_a_kind_a_free_name_and_sound_settings() {
         let c = Config::from_toml("[providers.github]\nsecret = \"x\"\n[providers.eu]\nkind = \"stripe\"\n").unwrap();
-        assert_eq!(c.providers["github"].settings.kind_of("github"), ProviderKind::Github);
-        assert_eq!(c.providers["eu"].settings.kind_of("eu"), ProviderKind::Stripe);
+        assert_eq!(c.providers["github"].settings.kind(), ProviderKind::Github);
+        assert_eq!(c.providers["eu"].settings.kind(), ProviderKind::Stripe);
         for (toml, key, words) in [
             ("[providers.acme]\nsecret = \"x\"\n", "providers", "needs `kind`"),
             ("[providers.events]\nkind = \"github\"\n", "providers", "taken by a built-in endpoint"),
@@ -640,6 +661,32 @@ mod tests {
         );
         assert_eq!(key_of("[providers.stripe]\nsecret = \"\"\n"), "providers.stripe.secret");
         assert_eq!(key_of("[providers.twilio]\nauth_token = \"\"\n"), "providers.twilio.auth_token");
+    }
+
+    /// A provider key is read by the registry into its kind's settings, `kind` before or after
+    /// it: a badly typed value names its key and a line, a key no kind reads is unknown, and a
+    /// key another kind reads is kept for the validator.
+    #[test]
+    fn provider_keys_are_checked_at_their_key_whatever_the_order() {
+        let e = Config::from_toml("[providers.x]\nkind = \"slack\"\nsecrets = [\"a\", 1]\n").unwrap_err();
+        assert_eq!(e.key, "providers.x.secrets");
+        assert!(e.message.contains("(at `secrets[1]`)"), "{e}");
+        for toml in [
+            "[providers.x]\nkind = \"github\"\nsecrets = \"one\"\n",
+            "[providers.x]\nsecrets = \"one\"\nkind = \"github\"\n",
+            "[providers.stripe]\n\ntolerance_seconds = -1\n",
+        ] {
+            let e = Config::from_toml(toml).expect_err(toml);
+            assert!(e.key == "providers.x.secrets" || e.key == "providers.stripe.tolerance_seconds", "{toml}: {e}");
+            assert!(e.message.contains("(line "), "{toml}: {e}");
+        }
+        let e = Config::from_toml("[providers.x]\nkind = \"github\"\nsecert = \"a\"\n").unwrap_err();
+        assert_eq!(e.key, "providers.x");
+        assert!(e.message.contains("unknown field `secert`"), "{e}");
+        let c = Config::from_toml("[providers.x]\nheader = \"x-sig\"\nkind = \"github\"\nsecret = \"k\"\n").unwrap();
+        let x = &c.providers["x"].settings;
+        assert_eq!((x.kind(), x.all_secrets().len()), (ProviderKind::Github, 1));
+        assert_eq!(x.unused.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["header"]);
     }
 
     #[test]
@@ -737,7 +784,7 @@ mod tests {
         let env = BTreeMap::from([("STRIPE_WEBHOOK_SECRET".to_string(), "whsec_env".to_string())]);
         let c = Config::load(Some(&dir), &env).unwrap();
 
-        assert_eq!(c.providers["stripe"].settings.secret.as_ref().unwrap().expose(), "whsec_env");
+        assert_eq!(c.providers["stripe"].settings.all_secrets()[0].expose(), "whsec_env");
         assert!(!c.providers.contains_key("twilio"));
     }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Config, IpRange, COMMON_KEYS};
+use super::{Config, IpRange};
 pub use crate::finding::{Finding, Severity};
 use crate::providers::registry::{self, Surroundings};
 
@@ -105,7 +105,7 @@ fn providers(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
         );
     }
     let sections = c.providers.iter().map(|(name, p)| (name.as_str(), &p.settings));
-    r.findings.extend(registry::findings(sections, &around, &COMMON_KEYS));
+    r.findings.extend(registry::findings(sections, &around));
 }
 
 /// `*` matches any run of characters; everything else is literal, case-insensitively.

@@ -14,6 +14,7 @@ use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha1, HmacSha256};
+use super::registry::Rotation;
 use super::registry::Kind;
 use super::registry::SettingError;
 use super::{
@@ -21,7 +22,6 @@ use super::{
     rfc3339, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
     NO_EVENT,
 };
-use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -36,6 +36,17 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const SAMPLE_TYPES: &[&str] = &["push", "ping"];
 
 /// Debug prints secrets as fingerprints only (see `Secret`).
+/// A section of kind `github`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The webhook's secret.
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+}
+
 #[derive(Debug)]
 pub struct Github {
     pub name: String,
@@ -46,17 +57,22 @@ pub struct Github {
 impl Github {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Github, SettingError> {
-        super::registry::expect_kind(name, c, ProviderKind::Github)?;
-        Ok(Github { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    pub fn from_config(name: &str, c: &Settings) -> Result<Github, SettingError> {
+        Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 }
 
 impl Kind for Github {
     const KEYS: &'static [&'static str] = &["secret", "secrets"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Github, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Github, SettingError> {
         Github::from_config(name, c)
+    }
+
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
     }
 }
 
@@ -409,7 +425,7 @@ mod tests {
 
     #[test]
     fn config_gives_secrets_in_order_and_refuses_empty_ones() {
-        let mut c = InstanceConfig { kind: Some(ProviderKind::Github), ..Default::default() };
+        let mut c = Settings::default();
         assert!(Github::from_config("gh", &c).unwrap().secrets.is_empty());
         c.secret = Some(Secret::new("a"));
         c.secrets = vec![Secret::new("b")];
@@ -417,8 +433,6 @@ mod tests {
         assert_eq!((p.name.as_str(), p.secrets.len(), p.secrets[0].expose()), ("gh", 2, "a"));
         c.secrets = vec![Secret::new("")];
         assert!(Github::from_config("gh", &c).unwrap_err().to_string().contains("providers.gh.secrets[0]"));
-        c.kind = Some(ProviderKind::Shopify);
-        assert!(Github::from_config("gh", &c).unwrap_err().to_string().contains("providers.gh.kind"));
     }
 
     #[test]

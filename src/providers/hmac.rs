@@ -37,14 +37,80 @@ use sha2::{Digest, Sha256};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
-use super::registry::Kind;
-use super::registry::SettingError;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{Kind, Rotation, SettingError};
 use super::{
     fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
-use super::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
 use crate::secret::Secret;
+
+/// Hash of the generic HMAC scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// How the generic HMAC scheme writes its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+/// `[providers.<name>]` of kind `hmac`: a signature scheme described by its keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The signing secret.
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+    /// Accepted age and future skew of the timestamp in `timestamp_header`.
+    pub tolerance_seconds: u64,
+    /// The header that carries the signature.
+    pub header: Option<String>,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: SignatureEncoding,
+    /// A prefix before the digest in the header, e.g. `sha256=`.
+    pub prefix: String,
+    /// The header that carries a Unix timestamp, checked against the tolerance.
+    pub timestamp_header: Option<String>,
+    /// What is signed; `{body}`, `{timestamp}` and `{id}` are replaced.
+    pub signed_content: String,
+    /// Where the event id (the dedup key) is: a header, or a JSON pointer.
+    pub id_header: Option<String>,
+    pub id_pointer: Option<String>,
+    /// Where the event type is: a header, or a JSON pointer.
+    pub type_header: Option<String>,
+    pub type_pointer: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            secret: None,
+            secrets: Vec::new(),
+            tolerance_seconds: 300,
+            header: None,
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            timestamp_header: None,
+            signed_content: "{body}".to_string(),
+            id_header: None,
+            id_pointer: None,
+            type_header: None,
+            type_pointer: None,
+        }
+    }
+}
 
 /// The event type when no type source is configured.
 pub const DEFAULT_TYPE: &str = "event";
@@ -88,9 +154,8 @@ enum Source {
 impl Hmac {
     /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
     /// no error here: the endpoint is then marked unconfigured and answers 503.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Hmac, SettingError> {
+    pub fn from_config(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        super::registry::expect_kind(name, c, ProviderKind::Hmac)?;
         let header = match &c.header {
             Some(h) => header_name(&key("header"), h)?,
             None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
@@ -176,7 +241,7 @@ impl Hmac {
                 format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
             ));
         }
-        let secrets = super::nonempty_secrets(name, c)?;
+        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
 
         Ok(Hmac {
             name: name.to_string(),
@@ -308,8 +373,18 @@ impl Kind for Hmac {
         "type_pointer",
     ];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Hmac, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
         Hmac::from_config(name, c)
+    }
+
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
+    }
+
+    fn tolerance_seconds(c: &Settings) -> Option<u64> {
+        Some(c.tolerance_seconds)
     }
 }
 
@@ -639,24 +714,24 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
-    fn config(header: &str, secret: &str) -> InstanceConfig {
-        InstanceConfig {
+    fn config(header: &str, secret: &str) -> Settings {
+        Settings {
             header: Some(header.to_string()),
             secret: Some(Secret::new(secret)),
-            ..InstanceConfig::default()
+            ..Settings::default()
         }
     }
 
-    fn build(c: &InstanceConfig) -> Hmac {
+    fn build(c: &Settings) -> Hmac {
         Hmac::from_config("test", c).unwrap()
     }
 
-    fn github(secret: &str) -> InstanceConfig {
-        InstanceConfig { prefix: "sha256=".into(), ..config("X-Hub-Signature-256", secret) }
+    fn github(secret: &str) -> Settings {
+        Settings { prefix: "sha256=".into(), ..config("X-Hub-Signature-256", secret) }
     }
 
-    fn slack(secret: &str) -> InstanceConfig {
-        InstanceConfig {
+    fn slack(secret: &str) -> Settings {
+        Settings {
             prefix: "v0=".into(),
             timestamp_header: Some("x-slack-request-timestamp".into()),
             signed_content: "v0:{timestamp}:{body}".into(),
@@ -701,7 +776,7 @@ mod tests {
     #[test]
     fn shopify_vector_verifies() {
         let v = &vectors("shopify")[0];
-        let c = InstanceConfig {
+        let c = Settings {
             encoding: SignatureEncoding::Base64,
             ..config("x-shopify-hmac-sha256", v["secret"].as_str().unwrap())
         };
@@ -762,18 +837,18 @@ mod tests {
             (HmacAlgorithm::Sha512, SignatureEncoding::Hex, 128),
             (HmacAlgorithm::Sha512, SignatureEncoding::Base64, 88),
         ] {
-            let p = build(&InstanceConfig { algorithm, encoding, ..config("x-sig", "k") });
+            let p = build(&Settings { algorithm, encoding, ..config("x-sig", "k") });
             let h = signed(&p, b"\xff\x00 not utf-8", NOW);
             assert_eq!(h["x-sig"].len(), len, "{algorithm:?} {encoding:?}");
             verify(&p, &h, b"\xff\x00 not utf-8", NOW).unwrap();
             assert_eq!(code(verify(&p, &h, b"\xff\x01 not utf-8", NOW)), RefusalCode::InvalidSignature);
         }
         // A known SHA-1 value (RFC 2202's second HMAC-SHA1 case), so the round trip is not all.
-        let p = build(&InstanceConfig { algorithm: HmacAlgorithm::Sha1, ..config("x-sig", "Jefe") });
+        let p = build(&Settings { algorithm: HmacAlgorithm::Sha1, ..config("x-sig", "Jefe") });
         let h = headers(&[("x-sig", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")]);
         verify(&p, &h, b"what do ya want for nothing?", NOW).unwrap();
         // And RFC 4231's second HMAC-SHA512 case.
-        let p = build(&InstanceConfig { algorithm: HmacAlgorithm::Sha512, ..config("x-sig", "Jefe") });
+        let p = build(&Settings { algorithm: HmacAlgorithm::Sha512, ..config("x-sig", "Jefe") });
         let h = headers(&[(
             "x-sig",
             "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
@@ -802,7 +877,7 @@ mod tests {
             code(verify(&p, &headers(&[("x-hub-signature-256", "")]), b"{}", NOW)),
             RefusalCode::InvalidSignature
         );
-        let unconfigured = build(&InstanceConfig { secret: None, ..github("x") });
+        let unconfigured = build(&Settings { secret: None, ..github("x") });
         assert_eq!(code(verify(&unconfigured, &h, b"{}", NOW)), RefusalCode::InvalidSignature);
     }
 
@@ -819,7 +894,7 @@ mod tests {
         verify(&p, &headers(&[("x-hub-signature-256", &format!("{bad},{bad}"))]), b"x", NOW).unwrap_err();
         // A prefix with a comma in it (Standard Webhooks' `v1,`): only whitespace separates.
         let p =
-            build(&InstanceConfig { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
+            build(&Settings { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
         let good = signed(&p, b"x", NOW)["sig"].to_str().unwrap().to_string();
         assert!(good.starts_with("v1,"));
         verify(&p, &headers(&[("sig", &format!("v1,AAAA {good}"))]), b"x", NOW).unwrap();
@@ -827,7 +902,7 @@ mod tests {
 
     #[test]
     fn rotation_accepts_every_secret_and_signs_with_the_first() {
-        let c = InstanceConfig { secrets: vec![Secret::new("old")], ..github("new") };
+        let c = Settings { secrets: vec![Secret::new("old")], ..github("new") };
         let p = build(&c);
         let by_new = signed(&build(&github("new")), b"x", NOW);
         let by_old = signed(&build(&github("old")), b"x", NOW);
@@ -838,7 +913,7 @@ mod tests {
         assert_eq!(signed(&p, b"x", NOW), by_new);
         // `secrets` alone works too.
         let p =
-            build(&InstanceConfig { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
+            build(&Settings { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
         verify(&p, &by_old, b"x", NOW).unwrap();
     }
 
@@ -851,7 +926,7 @@ mod tests {
         // Without a pointer the body need not be JSON.
         parse(&by_hash, &HeaderMap::new(), b"\xff binary").unwrap();
 
-        let by_header = build(&InstanceConfig {
+        let by_header = build(&Settings {
             id_header: Some("X-Request-Id".into()),
             type_header: Some("x-event".into()),
             ..config("sig", "k")
@@ -862,13 +937,13 @@ mod tests {
         assert_eq!(refusal.code, RefusalCode::InvalidPayload);
         assert!(refusal.message.contains("x-request-id"), "{}", refusal.message);
 
-        let by_pointer = build(&InstanceConfig {
+        let by_pointer = build(&Settings {
             id_pointer: Some("/id".into()),
             type_pointer: Some("/kind/name".into()),
             ..config("sig", "k")
         });
         assert_eq!(parse(&by_pointer, &HeaderMap::new(), body).unwrap(), Parsed::one("evt_9", "order.paid"));
-        let numeric = build(&InstanceConfig { id_pointer: Some("/n".into()), ..config("sig", "k") });
+        let numeric = build(&Settings { id_pointer: Some("/n".into()), ..config("sig", "k") });
         assert_eq!(parse(&numeric, &HeaderMap::new(), body).unwrap().event_id, "7");
         let not_json = parse(&by_pointer, &HeaderMap::new(), b"id=1").unwrap_err();
         assert_eq!(not_json.code, RefusalCode::InvalidPayload);
@@ -886,7 +961,7 @@ mod tests {
 
     #[test]
     fn signed_id_header_is_minted_per_delivery() {
-        let c = InstanceConfig {
+        let c = Settings {
             id_header: Some("webhook-id".into()),
             timestamp_header: Some("webhook-timestamp".into()),
             signed_content: "{id}.{timestamp}.{body}".into(),
@@ -911,13 +986,13 @@ mod tests {
     fn samples_verify_and_parse_once_signed() {
         let configs = [
             github("k"),
-            InstanceConfig { id_header: Some("x-id".into()), type_header: Some("x-type".into()), ..github("k") },
-            InstanceConfig {
+            Settings { id_header: Some("x-id".into()), type_header: Some("x-type".into()), ..github("k") },
+            Settings {
                 id_pointer: Some("/meta/event~1id".into()),
                 type_pointer: Some("/type".into()),
                 ..slack("k")
             },
-            InstanceConfig {
+            Settings {
                 id_header: Some("x-id".into()),
                 signed_content: "{id}:{body}".into(),
                 ..config("x-sig", "k")
@@ -983,35 +1058,31 @@ mod tests {
 
     #[test]
     fn every_malformed_setting_is_refused_naming_its_key() {
-        let cases: Vec<(InstanceConfig, &str)> = vec![
-            (InstanceConfig { header: None, ..config("x", "k") }, "providers.test.header is required for kind hmac"),
+        let cases: Vec<(Settings, &str)> = vec![
+            (Settings { header: None, ..config("x", "k") }, "providers.test.header is required for kind hmac"),
             (config("bad header", "k"), "providers.test.header `bad header` is not a valid HTTP header name"),
             (config("", "k"), "providers.test.header `` is not a valid HTTP header name"),
             (
-                InstanceConfig { kind: Some(ProviderKind::Github), ..config("x", "k") },
-                "providers.test.kind is `github`",
-            ),
-            (
-                InstanceConfig { timestamp_header: Some("t s".into()), ..config("x", "k") },
+                Settings { timestamp_header: Some("t s".into()), ..config("x", "k") },
                 "providers.test.timestamp_header `t s`",
             ),
-            (InstanceConfig { id_header: Some("(id)".into()), ..config("x", "k") }, "providers.test.id_header `(id)`"),
+            (Settings { id_header: Some("(id)".into()), ..config("x", "k") }, "providers.test.id_header `(id)`"),
             (
-                InstanceConfig { type_header: Some("ty:pe".into()), ..config("x", "k") },
+                Settings { type_header: Some("ty:pe".into()), ..config("x", "k") },
                 "providers.test.type_header `ty:pe`",
             ),
             (
-                InstanceConfig { id_header: Some("X".into()), ..config("x", "k") },
+                Settings { id_header: Some("X".into()), ..config("x", "k") },
                 "providers.test.id_header is the signature header",
             ),
             (
-                InstanceConfig { id_header: Some("t".into()), timestamp_header: Some("t".into()), ..config("x", "k") },
+                Settings { id_header: Some("t".into()), timestamp_header: Some("t".into()), ..config("x", "k") },
                 "providers.test.id_header and providers.test.timestamp_header name the same header",
             ),
             // Found by the property tests (tests/it/fuzz.rs): each of these made `stagehook send`
             // post an event whose id or type was another setting's value, or none at all.
             (
-                InstanceConfig {
+                Settings {
                     timestamp_header: Some("x-timestamp".into()),
                     type_header: Some("x-timestamp".into()),
                     ..config("x-signature", "k")
@@ -1019,15 +1090,15 @@ mod tests {
                 "providers.test.type_header and providers.test.timestamp_header name the same header",
             ),
             (
-                InstanceConfig { id_header: Some("x-id".into()), type_header: Some("X-Id".into()), ..config("x", "k") },
+                Settings { id_header: Some("x-id".into()), type_header: Some("X-Id".into()), ..config("x", "k") },
                 "providers.test.type_header and providers.test.id_header name the same header",
             ),
             (
-                InstanceConfig { id_pointer: Some("/".into()), type_pointer: Some(String::new()), ..config("x", "k") },
+                Settings { id_pointer: Some("/".into()), type_pointer: Some(String::new()), ..config("x", "k") },
                 "providers.test.id_pointer `/` and providers.test.type_pointer `` overlap",
             ),
             (
-                InstanceConfig {
+                Settings {
                     id_pointer: Some(String::new()),
                     type_pointer: Some(String::new()),
                     ..config("x", "k")
@@ -1035,35 +1106,35 @@ mod tests {
                 "providers.test.id_pointer `` and providers.test.type_pointer `` overlap",
             ),
             (
-                InstanceConfig { id_pointer: Some("/a/b".into()), type_pointer: Some("/a".into()), ..config("x", "k") },
+                Settings { id_pointer: Some("/a/b".into()), type_pointer: Some("/a".into()), ..config("x", "k") },
                 "providers.test.id_pointer `/a/b` and providers.test.type_pointer `/a` overlap",
             ),
             (
-                InstanceConfig { id_header: Some("i".into()), id_pointer: Some("/id".into()), ..config("x", "k") },
+                Settings { id_header: Some("i".into()), id_pointer: Some("/id".into()), ..config("x", "k") },
                 "providers.test.id_header and providers.test.id_pointer are both set",
             ),
             (
-                InstanceConfig { type_header: Some("t".into()), type_pointer: Some("/t".into()), ..config("x", "k") },
+                Settings { type_header: Some("t".into()), type_pointer: Some("/t".into()), ..config("x", "k") },
                 "providers.test.type_header and providers.test.type_pointer are both set",
             ),
             (
-                InstanceConfig { id_pointer: Some("id".into()), ..config("x", "k") },
+                Settings { id_pointer: Some("id".into()), ..config("x", "k") },
                 "providers.test.id_pointer `id` is not a JSON pointer",
             ),
             (
-                InstanceConfig { type_pointer: Some("/a~2".into()), ..config("x", "k") },
+                Settings { type_pointer: Some("/a~2".into()), ..config("x", "k") },
                 "providers.test.type_pointer `/a~2` is not a JSON pointer",
             ),
             (
-                InstanceConfig { signed_content: "{timestamp}.{body}".into(), ..config("x", "k") },
+                Settings { signed_content: "{timestamp}.{body}".into(), ..config("x", "k") },
                 "providers.test.signed_content uses {timestamp} but providers.test.timestamp_header is not set",
             ),
             (
-                InstanceConfig { signed_content: "{id}.{body}".into(), ..config("x", "k") },
+                Settings { signed_content: "{id}.{body}".into(), ..config("x", "k") },
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
-                InstanceConfig {
+                Settings {
                     signed_content: "{id}.{body}".into(),
                     id_pointer: Some("/id".into()),
                     ..config("x", "k")
@@ -1071,27 +1142,27 @@ mod tests {
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
-                InstanceConfig { signed_content: "{ts}.{body}".into(), ..config("x", "k") },
+                Settings { signed_content: "{ts}.{body}".into(), ..config("x", "k") },
                 "providers.test.signed_content has an unknown placeholder {ts}",
             ),
             (
-                InstanceConfig { signed_content: "static".into(), ..config("x", "k") },
+                Settings { signed_content: "static".into(), ..config("x", "k") },
                 "providers.test.signed_content must contain {body}",
             ),
             (
-                InstanceConfig { prefix: "s\u{e9}=".into(), ..config("x", "k") },
+                Settings { prefix: "s\u{e9}=".into(), ..config("x", "k") },
                 "providers.test.prefix must be printable ASCII",
             ),
             (
-                InstanceConfig { prefix: "a\nb".into(), ..config("x", "k") },
+                Settings { prefix: "a\nb".into(), ..config("x", "k") },
                 "providers.test.prefix must be printable ASCII",
             ),
             (
-                InstanceConfig { timestamp_header: Some("t".into()), tolerance_seconds: 0, ..config("x", "k") },
+                Settings { timestamp_header: Some("t".into()), tolerance_seconds: 0, ..config("x", "k") },
                 "providers.test.tolerance_seconds must be between 1 and",
             ),
             (
-                InstanceConfig {
+                Settings {
                     timestamp_header: Some("t".into()),
                     tolerance_seconds: MAX_TOLERANCE_S + 1,
                     ..config("x", "k")
@@ -1100,7 +1171,7 @@ mod tests {
             ),
             (config("x", ""), "providers.test.secret is empty"),
             (
-                InstanceConfig { secrets: vec![Secret::new("a"), Secret::new("")], ..config("x", "k") },
+                Settings { secrets: vec![Secret::new("a"), Secret::new("")], ..config("x", "k") },
                 "providers.test.secrets[1] is empty",
             ),
         ];
@@ -1114,13 +1185,13 @@ mod tests {
         }
         // A missing secret is for the endpoint to report (503), not a configuration error; and a
         // tolerance without a timestamp header is unused, not wrong.
-        Hmac::from_config("test", &InstanceConfig { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &InstanceConfig { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &InstanceConfig { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
+        Hmac::from_config("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
+        Hmac::from_config("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
+        Hmac::from_config("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
             .unwrap();
         // Neighbours, not one inside the other.
         for (id, kind) in [("/a", "/ab"), ("/a~1b", "/a/b"), ("/data/id", "/data/type")] {
-            let c = InstanceConfig { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };
+            let c = Settings { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };
             Hmac::from_config("test", &c).unwrap();
         }
     }
@@ -1129,7 +1200,7 @@ mod tests {
     /// the sample was an object, which has no id there, so its own endpoint refused it.
     #[test]
     fn a_whole_body_pointer_gets_a_sample_that_is_the_id() {
-        let p = build(&InstanceConfig { id_pointer: Some(String::new()), ..config("x-signature", "k") });
+        let p = build(&Settings { id_pointer: Some(String::new()), ..config("x-signature", "k") });
         let sample = p.sample(None, NOW).unwrap();
         let s = p.sign_delivery("http://app.test/hook", Some(sample.content_type), &sample.body, NOW);
         let h = headers(&[("content-type", sample.content_type), (s.headers[0].0, &s.headers[0].1)]);
@@ -1142,7 +1213,7 @@ mod tests {
     #[test]
     fn the_configured_header_is_listed_as_secret_and_the_timestamp_and_id_are_not() {
         let with = |secret| {
-            build(&InstanceConfig {
+            build(&Settings {
                 timestamp_header: Some("X-Acme-Timestamp".into()),
                 id_header: Some("x-acme-id".into()),
                 signed_content: "{id}.{timestamp}.{body}".into(),

@@ -6,11 +6,10 @@
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
 pub mod registry;
-pub mod settings;
 pub(crate) mod signing;
 
 // The registry: every kind, its name in `kind = "..."`, and its file and type. A kind is one file
-// implementing `Provider` and `registry::Kind`, plus its line here.
+// implementing `Provider` and `registry::Kind` (with its own settings type), plus its line here.
 registry::kinds! {
     Stripe = "stripe" => stripe::Stripe,
     Twilio = "twilio" => twilio::Twilio,
@@ -24,9 +23,8 @@ registry::kinds! {
 
 use warp::http::HeaderMap;
 
-pub(crate) use registry::nonempty_secrets;
-pub use registry::{build, Instance};
-pub use settings::{HmacAlgorithm, InstanceConfig, SignatureEncoding};
+pub use self::hmac::{HmacAlgorithm, SignatureEncoding};
+pub use registry::{build, Instance, Section};
 
 /// What a provider is given about one inbound request.
 #[derive(Debug, Clone, Copy)]

@@ -1,22 +1,26 @@
 //! The one registry of provider kinds, and the one door `config` uses into `providers/`.
 //!
-//! Each kind says everything about itself in its own file, by implementing [`Kind`]: the keys
-//! of its section, what they must hold (its `build`), its credential, the seed's instance of
-//! it if any (`stripe` at `/stripe`, `twilio` at `/sms`, with their environment variables), its
-//! API hosts and its own validator findings. The `kinds!` list (in `providers/mod.rs`, where it
-//! also declares the kinds' modules) turns that into [`ProviderKind`] and the dispatch over it,
-//! so adding a kind is one file plus one line in that list.
+//! Each kind says everything about itself in its own file, by implementing [`Kind`]: its
+//! settings type (the keys of its section, their defaults and types), what they must hold (its
+//! `build`), its credential, the seed's instance of it if any (`stripe` at `/stripe`, `twilio` at
+//! `/sms`, with their environment variables), its API hosts and its own validator findings. The
+//! `kinds!` list (in `providers/mod.rs`, where it also declares the kinds' modules) turns that
+//! into [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one
+//! file plus one line in that list.
 //!
-//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`), hands every other
-//! key to [`InstanceConfig::read_key`], and builds each instance once through [`instance`];
-//! nothing in `providers/` reads `config`.
+//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`) and `kind`, hands
+//! every other key to [`read_key`] and the keys it read to [`section`], which parses them into
+//! the kind's settings; it builds each instance once through [`instance`]. Nothing in
+//! `providers/` reads `config`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use super::settings::InstanceConfig;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Serialize};
+
 use super::Provider;
-pub use super::ProviderKind;
+pub use super::{KindSettings, ProviderKind};
 use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 
@@ -48,7 +52,8 @@ pub struct Seed {
     /// wins over `STAGEHOOK_PROVIDERS_<NAME>_<KEY>`.
     pub env: (&'static str, &'static str),
     /// The optional keys of the section that can be set from the environment
-    /// (`STAGEHOOK_PROVIDERS_<NAME>_<KEY>`), besides those with a default.
+    /// (`STAGEHOOK_PROVIDERS_<NAME>_<KEY>`), besides those with a default. Each is a string key
+    /// of the kind's settings.
     pub env_keys: &'static [&'static str],
 }
 
@@ -62,9 +67,56 @@ pub struct Surroundings<'a> {
     pub behind_proxy: bool,
 }
 
+/// The secrets a section accepts at once (rotation): `secret`, then `secrets`. Every kind that
+/// signs with a shared secret reads these two keys; the registry checks them the same way for
+/// all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rotation<'a> {
+    pub secret: Option<&'a Secret>,
+    pub secrets: &'a [Secret],
+}
+
+impl<'a> Rotation<'a> {
+    pub fn new(secret: &'a Option<Secret>, secrets: &'a [Secret]) -> Rotation<'a> {
+        Rotation { secret: secret.as_ref(), secrets }
+    }
+
+    /// Every accepted secret, `secret` first.
+    pub fn all(&self) -> Vec<Secret> {
+        self.secret.into_iter().chain(self.secrets).cloned().collect()
+    }
+
+    /// [`Rotation::all`], refusing an empty one: an empty string is a slip in the file, not "no
+    /// secret", and an HMAC under an empty key is one anybody can compute.
+    pub fn nonempty(&self, name: &str) -> Result<Vec<Secret>, SettingError> {
+        self.check_empty(name, "the secret")?;
+        Ok(self.all())
+    }
+
+    /// An empty `secret` (the message names `hint`, what belongs there) or `secrets[i]`.
+    fn check_empty(&self, name: &str, hint: &str) -> Result<(), SettingError> {
+        if self.secret.is_some_and(|s| s.expose().is_empty()) {
+            return Err(SettingError::new(
+                format!("providers.{name}.secret"),
+                format!("is empty; set {hint} or remove the key"),
+            ));
+        }
+        if let Some(i) = self.secrets.iter().position(|s| s.expose().is_empty()) {
+            return Err(SettingError::new(format!("providers.{name}.secrets[{i}]"), "is empty; remove it"));
+        }
+        Ok(())
+    }
+}
+
+/// The bounds of `tolerance_seconds`, whichever kind reads it: a year at most.
+const MAX_TOLERANCE_S: u64 = 366 * 86_400;
+
 /// One kind of provider. Implemented once, in the kind's own file.
 pub trait Kind: Provider + Sized {
-    /// The keys of its section it reads, besides `kind` and the common ones.
+    /// The kind's part of its section: every key it reads besides `kind` and the common ones,
+    /// with their defaults. Parsed with serde; serialized (secrets as fingerprints) to show.
+    type Settings: DeserializeOwned + Serialize + Default + Clone + std::fmt::Debug + Send + Sync + 'static;
+    /// The keys of [`Kind::Settings`], in its order (a unit test holds them equal).
     const KEYS: &'static [&'static str];
     /// The key an instance without credentials lacks.
     const CREDENTIAL: &'static str = "secret";
@@ -79,38 +131,41 @@ pub trait Kind: Provider + Sized {
 
     /// Checks the settings and builds the provider; a missing credential is not an error (the
     /// endpoint answers 503 until one is set).
-    fn build(name: &str, c: &InstanceConfig) -> Result<Self, SettingError>;
+    fn build(name: &str, s: &Self::Settings) -> Result<Self, SettingError>;
+
+    /// Its `secret` and `secrets`, if it reads them.
+    fn rotation(s: &Self::Settings) -> Rotation<'_>;
+
+    /// Its `tolerance_seconds`, if it reads one.
+    fn tolerance_seconds(_s: &Self::Settings) -> Option<u64> {
+        None
+    }
+
+    /// Checks of its own keys that hold in any section, its own kind's or another's (where the
+    /// validator also reports them unused), besides the shared ones of [`build`]: a value no
+    /// kind could use stops startup wherever it is written.
+    fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), SettingError> {
+        Ok(())
+    }
 
     /// Whether the instance has what it needs to verify.
-    fn has_credentials(c: &InstanceConfig) -> bool {
-        !c.all_secrets().is_empty()
+    fn has_credentials(s: &Self::Settings) -> bool {
+        !Self::rotation(s).all().is_empty()
     }
 
     /// The credential compared across instances (a secret shared by two is a warning).
-    fn credential(c: &InstanceConfig) -> Option<&Secret> {
-        c.secret.as_ref()
+    fn credential(s: &Self::Settings) -> Option<&Secret> {
+        Self::rotation(s).secret
     }
 
     /// The kind's own findings: about the seed's section (`None` when it is not configured)
     /// and the environment.
-    fn findings(_seed: Option<&InstanceConfig>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
-}
-
-/// Refuses settings of another kind, for a kind's constructor called directly (the registry
-/// only ever hands a kind its own sections).
-pub fn expect_kind(name: &str, c: &InstanceConfig, kind: ProviderKind) -> Result<(), SettingError> {
-    match c.kind_of(name) {
-        k if k == kind => Ok(()),
-        other => Err(SettingError::new(
-            format!("providers.{name}.kind"),
-            format!("is `{}`, not `{}`", other.as_str(), kind.as_str()),
-        )),
-    }
+    fn findings(_seed: Option<&Self::Settings>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
 }
 
 /// The registry's list, written once in `providers/mod.rs`: each line names a kind's variant,
 /// its name in `kind = "..."`, and its file and type. It declares the files' modules, and makes
-/// [`ProviderKind`] and the dispatch over the kinds' [`Kind`] implementations.
+/// [`ProviderKind`], [`KindSettings`] and the dispatch over the kinds' [`Kind`] implementations.
 macro_rules! kinds {
     ($($variant:ident = $name:literal => $module:ident :: $ty:ident,)*) => {
         $(pub mod $module;)*
@@ -120,6 +175,20 @@ macro_rules! kinds {
         pub enum ProviderKind {
             $(#[serde(rename = $name)] $variant,)*
         }
+
+        /// One kind's settings, of that kind's own type.
+        #[derive(Debug, Clone)]
+        pub enum KindSettings {
+            $($variant(<$module::$ty as $crate::providers::registry::Kind>::Settings),)*
+        }
+
+        $(
+            impl From<<$module::$ty as $crate::providers::registry::Kind>::Settings> for $crate::providers::registry::Section {
+                fn from(s: <$module::$ty as $crate::providers::registry::Kind>::Settings) -> Self {
+                    $crate::providers::registry::Section::new(KindSettings::$variant(s))
+                }
+            }
+        )*
 
         impl ProviderKind {
             pub const ALL: [ProviderKind; [$($name),*].len()] = [$(ProviderKind::$variant),*];
@@ -153,20 +222,64 @@ macro_rules! kinds {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::ISOLATION_ENV,)* }
             }
 
-            fn build(self, name: &str, c: &$crate::providers::InstanceConfig) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::registry::SettingError> {
-                Ok(match self { $(ProviderKind::$variant => std::sync::Arc::new(<$module::$ty as $crate::providers::registry::Kind>::build(name, c)?),)* })
+            /// Its settings with every key at its default.
+            fn default_settings(self) -> KindSettings {
+                match self { $(ProviderKind::$variant => KindSettings::$variant(Default::default()),)* }
             }
 
-            fn has_credentials(self, c: &$crate::providers::InstanceConfig) -> bool {
-                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::has_credentials(c),)* }
+            /// Parses `table` (keys of its section) into its settings; an error has the path
+            /// below the section.
+            fn parse_settings(self, table: toml::Table) -> Result<KindSettings, serde_path_to_error::Error<toml::de::Error>> {
+                let value = toml::Value::Table(table);
+                Ok(match self { $(ProviderKind::$variant => KindSettings::$variant(serde_path_to_error::deserialize(value)?),)* })
             }
 
-            fn credential(self, c: &$crate::providers::InstanceConfig) -> Option<&$crate::secret::Secret> {
-                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::credential(c),)* }
+            fn findings(self, seed: Option<&KindSettings>, around: &$crate::providers::registry::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
+                match self {
+                    $(ProviderKind::$variant => {
+                        let seed = seed.and_then(|s| match s { KindSettings::$variant(s) => Some(s), #[allow(unreachable_patterns)] _ => None });
+                        <$module::$ty as $crate::providers::registry::Kind>::findings(seed, around, out)
+                    })*
+                }
+            }
+        }
+
+        impl KindSettings {
+            pub fn kind(&self) -> ProviderKind {
+                match self { $(KindSettings::$variant(_) => ProviderKind::$variant,)* }
             }
 
-            fn findings(self, seed: Option<&$crate::providers::InstanceConfig>, around: &$crate::providers::registry::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
-                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::registry::Kind>::findings(seed, around, out),)* }
+            fn build(&self, name: &str) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::registry::SettingError> {
+                Ok(match self { $(KindSettings::$variant(s) => std::sync::Arc::new(<$module::$ty as $crate::providers::registry::Kind>::build(name, s)?),)* })
+            }
+
+            pub fn rotation(&self) -> $crate::providers::registry::Rotation<'_> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::rotation(s),)* }
+            }
+
+            fn tolerance_seconds(&self) -> Option<u64> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::tolerance_seconds(s),)* }
+            }
+
+            fn check_anywhere(&self, name: &str) -> Result<(), $crate::providers::registry::SettingError> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::check_anywhere(name, s),)* }
+            }
+
+            pub fn has_credentials(&self) -> bool {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::has_credentials(s),)* }
+            }
+
+            fn credential(&self) -> Option<&$crate::secret::Secret> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::registry::Kind>::credential(s),)* }
+            }
+
+            /// Every key as serialized, secrets as fingerprints.
+            fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+                let value = match self { $(KindSettings::$variant(s) => serde_json::to_value(s),)* };
+                match value {
+                    Ok(serde_json::Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                }
             }
         }
     };
@@ -178,6 +291,131 @@ impl ProviderKind {
     pub fn parse(s: &str) -> Option<ProviderKind> {
         ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+}
+
+/// One `[providers.<name>]` section's provider part: the kind as written, its settings, and
+/// the keys of other kinds it was given, which the validator reports (`provider.unused_key`).
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the seed's
+    /// `[providers.stripe]`).
+    pub kind: Option<ProviderKind>,
+    /// The kind's own keys; its variant is the instance's kind.
+    pub settings: KindSettings,
+    /// Every key the section's kind does not read but another kind does, set to something
+    /// other than its default, each as the settings of a kind that reads it (that key alone).
+    pub unused: Vec<(String, KindSettings)>,
+}
+
+impl Section {
+    pub fn new(settings: KindSettings) -> Section {
+        Section { kind: None, settings, unused: Vec::new() }
+    }
+
+    /// The instance's kind.
+    pub fn kind(&self) -> ProviderKind {
+        self.settings.kind()
+    }
+
+    /// Every accepted secret, `secret` first.
+    pub fn all_secrets(&self) -> Vec<Secret> {
+        self.settings.rotation().all()
+    }
+
+    /// The section with its kind written out, as a named instance's is (`kind = "..."`).
+    pub fn with_kind(mut self) -> Section {
+        self.kind = Some(self.kind());
+        self
+    }
+
+    /// `[providers.<name>]` from the TOML of its provider keys (`kind` among them or not), as
+    /// `config` reads it, for tests and benchmarks that need a section without a whole file.
+    pub fn from_toml(name: &str, text: &str) -> Result<Section, SettingError> {
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| SettingError::new(format!("providers.{name}"), e.message()))?;
+        let kind = match table.remove("kind") {
+            Some(k) => Some(
+                k.as_str()
+                    .and_then(ProviderKind::parse)
+                    .ok_or_else(|| SettingError::new(format!("providers.{name}.kind"), format!("`{k}` is no kind")))?,
+            ),
+            None => None,
+        };
+        section(name, kind, table)
+    }
+}
+
+/// The section of a seed whose `[providers.<name>]` is absent: its kind's defaults.
+pub fn default_section(kind: ProviderKind) -> Section {
+    Section::new(kind.default_settings())
+}
+
+/// Every key some kind reads, besides `kind`: what a section may hold besides the common keys.
+pub fn all_keys() -> &'static [&'static str] {
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut keys: Vec<&'static str> = Vec::new();
+        for key in ProviderKind::ALL.into_iter().flat_map(|k| k.keys().iter().copied()) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    });
+    &KEYS
+}
+
+/// A kind that reads `key`: `kind` when it does, else the first in the list that does.
+fn reader_of(key: &str, kind: Option<ProviderKind>) -> Option<ProviderKind> {
+    kind.filter(|k| k.keys().contains(&key)).or_else(|| ProviderKind::ALL.into_iter().find(|k| k.keys().contains(&key)))
+}
+
+/// Reads the value of `key`, one of [`all_keys`], as written, and checks it has the type a
+/// kind that reads it gives it (`kind`'s, when it is known by then and reads the key), so that
+/// a badly typed value is refused at its key. [`section`] parses what it gives.
+pub fn read_key<'de, D: serde::Deserializer<'de>>(
+    kind: Option<ProviderKind>,
+    key: &str,
+    d: D,
+) -> Result<toml::Value, D::Error> {
+    let value = toml::Value::deserialize(d)?;
+    let Some(reader) = reader_of(key, kind) else {
+        return Err(D::Error::unknown_field(key, all_keys()));
+    };
+    let one = toml::Table::from_iter([(key.to_string(), value.clone())]);
+    reader.parse_settings(one).map_err(|e| {
+        // The error names the key; a place inside its value (`secrets[1]`) is said in words.
+        let at = e.path().to_string();
+        let message = e.into_inner().message().trim().to_string();
+        D::Error::custom(if at == key { message } else { format!("{message} (at `{at}`)") })
+    })?;
+    Ok(value)
+}
+
+/// Parses the provider keys of `[providers.<name>]` (as [`read_key`] gave them) into the
+/// section: the kind's own keys into its settings, and every other key into the settings of a
+/// kind that reads it, kept for the validator when it is not that kind's default. `kind` is
+/// the key as written; without it the name is the kind, or else `hmac` (`config` refuses a
+/// section that needs one and has none).
+pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<Section, SettingError> {
+    let of = kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac);
+    let error = |e: serde_path_to_error::Error<toml::de::Error>| {
+        SettingError::new(format!("providers.{name}.{}", e.path()), e.into_inner().message().trim().to_string())
+    };
+    let (own, others): (toml::Table, toml::Table) =
+        table.into_iter().partition(|(k, _)| of.keys().contains(&k.as_str()));
+    let settings = of.parse_settings(own).map_err(error)?;
+    let mut unused = Vec::new();
+    for (key, value) in others {
+        let Some(reader) = reader_of(&key, None) else {
+            return Err(SettingError::new(format!("providers.{name}"), format!("unknown field `{key}`")));
+        };
+        let given = reader.parse_settings(toml::Table::from_iter([(key.clone(), value)])).map_err(error)?;
+        // A key at its default changes nothing, as if it were not there.
+        if given.to_json().get(&key) != reader.default_settings().to_json().get(&key) {
+            unused.push((key, given));
+        }
+    }
+    Ok(Section { kind, settings, unused })
 }
 
 /// The seed's instances, in the order their endpoints are listed.
@@ -206,32 +444,43 @@ pub fn isolation_env() -> impl Iterator<Item = &'static str> {
     ProviderKind::ALL.into_iter().flat_map(|k| k.isolation_env().iter().copied())
 }
 
-/// A settings value with every key a seed's section can take from the environment set, so that
-/// `config` can learn each key's name and type.
-pub fn env_example(kind: ProviderKind, seed: &Seed) -> InstanceConfig {
-    let mut c = InstanceConfig::default();
-    let example = Secret::new("x");
-    for key in seed.env_keys {
-        match *key {
-            "secret" => c.secret = Some(example.clone()),
-            "api_key" => c.api_key = Some(example.clone()),
-            "auth_token" => c.auth_token = Some(example.clone()),
-            "account_sid" => c.account_sid = Some(String::new()),
-            other => debug_assert!(false, "{} lists {other}, which is no optional string key", kind.as_str()),
+/// A seed's section with every key it can take from the environment set (the seed's
+/// `env_keys`, parsed by the kind's own settings type), so that `config` can learn each key's
+/// name and type by serializing it.
+pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
+    let example = seed.env_keys.iter().map(|k| (k.to_string(), toml::Value::String("x".into())));
+    match kind.parse_settings(example.collect()) {
+        Ok(settings) => Section::new(settings),
+        Err(e) => {
+            debug_assert!(false, "{}: an env key is no optional string key: {e}", kind.as_str());
+            Section::new(kind.default_settings())
         }
     }
-    c
 }
 
-/// The provider keys of `[providers.<name>]` as `check-config --show` lists them: a seed's
-/// section has its kind's shape, so its kind's keys; any other section every key that is set.
-pub fn shown(name: &str, c: &InstanceConfig) -> Vec<(&'static str, serde_json::Value)> {
-    let kind = c.kind_of(name);
-    if is_seed(name) {
-        c.shown(&[&["kind"][..], kind.keys()].concat())
-    } else {
-        c.shown(&InstanceConfig::KEYS)
+/// The provider keys of `[providers.<name>]` as `check-config --show` lists them: `kind` when
+/// written, the kind's own keys that are set (an unset optional key is left out), secrets as
+/// fingerprints; and for a section that is not a seed's (whose shape is its kind's) the other
+/// kinds' keys it was given.
+pub fn shown(name: &str, s: &Section) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Some(kind) = s.kind {
+        out.push(("kind".to_string(), serde_json::Value::String(kind.as_str().to_string())));
     }
+    let own = s.settings.to_json();
+    for key in s.kind().keys() {
+        if let Some(v) = own.get(*key).filter(|v| !v.is_null()) {
+            out.push((key.to_string(), v.clone()));
+        }
+    }
+    if !is_seed(name) {
+        for (key, given) in &s.unused {
+            if let Some(v) = given.to_json().get(key).filter(|v| !v.is_null()) {
+                out.push((key.clone(), v.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// The path segment of an instance: the seed's own, or its name.
@@ -268,10 +517,10 @@ impl std::fmt::Debug for Instance {
 
 /// Builds the endpoint `[providers.<name>]` describes: a seed's section must have its kind's
 /// shape, then [`build`].
-pub fn instance(name: &str, c: &InstanceConfig, targets: Vec<String>) -> Result<Instance, SettingError> {
+pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instance, SettingError> {
     let key = |k: &str| format!("providers.{name}.{k}");
-    let kind = c.kind_of(name);
-    if let Some((seed_kind, _)) = seeds().find(|(_, s)| s.name == name) {
+    let kind = s.kind();
+    if let Some((seed_kind, _)) = seeds().find(|(_, seed)| seed.name == name) {
         if kind != seed_kind {
             return Err(SettingError {
                 key: key("kind"),
@@ -284,8 +533,7 @@ pub fn instance(name: &str, c: &InstanceConfig, targets: Vec<String>) -> Result<
         }
         // A seed's section has its kind's shape, as it always had: any other key stops startup
         // rather than passing as advice.
-        let stray = c.given().into_iter().find(|(k, _)| k != "kind" && !kind.keys().contains(&k.as_str()));
-        if let Some((stray, _)) = stray {
+        if let Some((stray, _)) = s.unused.first() {
             let keys: Vec<String> = kind.keys().iter().map(|k| format!("`{k}`")).collect();
             return Err(SettingError {
                 key: format!("providers.{name}"),
@@ -296,55 +544,30 @@ pub fn instance(name: &str, c: &InstanceConfig, targets: Vec<String>) -> Result<
             });
         }
     }
-    let provider = build(name, c)?;
-    Ok(Instance { path: path_of(name), kind, configured: kind.has_credentials(c), provider, targets })
+    let provider = build(name, s)?;
+    Ok(Instance { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
 }
 
 /// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's
 /// own. [`instance`] adds the seed's section shape and the endpoint; tests and benchmarks that
 /// need no endpoint call this.
-pub fn build(name: &str, c: &InstanceConfig) -> Result<Arc<dyn Provider>, SettingError> {
-    let key = |k: &str| format!("providers.{name}.{k}");
-    let kind = c.kind_of(name);
-    // Checked whatever the kind, as it always was: a kind that reads no timestamp still refuses
-    // a tolerance no timestamp could meet.
-    if c.tolerance_seconds == 0 || c.tolerance_seconds > 366 * 86_400 {
-        return Err(SettingError {
-            key: key("tolerance_seconds"),
-            message: "must be between 1 and 31622400 (a year)".into(),
-        });
+pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError> {
+    let hint = s.kind().secret_hint();
+    // Checked whatever the kind, as they always were: a key another kind reads still refuses a
+    // value no kind could use (a tolerance no timestamp could meet, an empty secret).
+    for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
+        if settings.tolerance_seconds().is_some_and(|t| t == 0 || t > MAX_TOLERANCE_S) {
+            return Err(SettingError::new(
+                format!("providers.{name}.tolerance_seconds"),
+                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
+            ));
+        }
     }
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(SettingError {
-            key: key("secret"),
-            message: format!("is empty; set {} or remove the key", kind.secret_hint()),
-        });
+    for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
+        settings.rotation().check_empty(name, hint)?;
+        settings.check_anywhere(name)?;
     }
-    if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(SettingError {
-            key: key("auth_token"),
-            message: "is empty; set the auth token or remove the key".into(),
-        });
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(SettingError { key: key(&format!("secrets[{i}]")), message: "is empty; remove it".into() });
-    }
-    kind.build(name, c)
-}
-
-/// `secret` then `secrets`, refusing an empty one: an empty string is a slip in the file, not
-/// "no secret", and an HMAC under an empty key is one anybody can compute.
-pub(crate) fn nonempty_secrets(name: &str, c: &InstanceConfig) -> Result<Vec<Secret>, SettingError> {
-    if c.secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
-        return Err(SettingError::new(
-            format!("providers.{name}.secret"),
-            "is empty; set the secret or remove the key",
-        ));
-    }
-    if let Some(i) = c.secrets.iter().position(|s| s.expose().is_empty()) {
-        return Err(SettingError::new(format!("providers.{name}.secrets[{i}]"), "is empty; remove it"));
-    }
-    Ok(c.all_secrets())
+    s.settings.build(name)
 }
 
 /// A value someone meant to replace.
@@ -355,27 +578,26 @@ pub fn is_placeholder(s: &Secret) -> bool {
         .any(|p| v.contains(p))
 }
 
-/// Every finding about the configured provider sections (`common`: the keys config reads
-/// itself): the kinds' own ([`Kind::findings`]), each section's (`section_findings`), and a
-/// credential two sections share.
+/// Every finding about the configured provider sections: the kinds' own ([`Kind::findings`]),
+/// each section's (`section_findings`), and a credential two sections share.
 pub fn findings<'a>(
-    sections: impl IntoIterator<Item = (&'a str, &'a InstanceConfig)>,
+    sections: impl IntoIterator<Item = (&'a str, &'a Section)>,
     around: &Surroundings<'_>,
-    common: &[&str],
 ) -> Vec<Finding> {
-    let mut sections: Vec<(&str, &InstanceConfig)> = sections.into_iter().collect();
+    let mut sections: Vec<(&str, &Section)> = sections.into_iter().collect();
     // The seed's first, so that a named instance is the one warned about.
     sections.sort_by_key(|(name, _)| !is_seed(name));
     let mut out = Vec::new();
     for kind in ProviderKind::ALL {
-        let seed = kind.seed().and_then(|s| sections.iter().find(|(name, _)| *name == s.name).map(|(_, c)| *c));
+        let seed =
+            kind.seed().and_then(|s| sections.iter().find(|(name, _)| *name == s.name).map(|(_, c)| &c.settings));
         kind.findings(seed, around, &mut out);
     }
-    for (name, c) in &sections {
-        section_findings(name, c, common, &mut out);
+    for (name, s) in &sections {
+        section_findings(name, s, &mut out);
     }
     let credentials: Vec<(&str, &Secret)> =
-        sections.iter().filter_map(|(name, c)| Some((*name, c.kind_of(name).credential(c)?))).collect();
+        sections.iter().filter_map(|(name, s)| Some((*name, s.settings.credential()?))).collect();
     for (i, (a, sa)) in credentials.iter().enumerate() {
         for (b, sb) in &credentials[i + 1..] {
             if sa.expose() == sb.expose() {
@@ -394,12 +616,12 @@ pub fn findings<'a>(
 /// The findings about a section: every key one its kind reads, and for a section that is not a
 /// seed's (whose kind checks its credential itself, [`Kind::findings`]) its credential present
 /// and no placeholder.
-fn section_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut Vec<Finding>) {
-    let kind = c.kind_of(name);
+fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
+    let kind = s.kind();
     let prefix = format!("providers.{name}");
     let credential = kind.credential_key();
     let seed = is_seed(name);
-    if !seed && !kind.has_credentials(c) {
+    if !seed && !s.settings.has_credentials() {
         out.push(Finding::new(
             "provider.secret_missing",
             Severity::Error,
@@ -407,25 +629,26 @@ fn section_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut V
             format!("{name} ({}) has no {credential}: its endpoint answers 503 until one is set", kind.as_str()),
         ));
     }
-    for (i, s) in c.all_secrets().iter().enumerate() {
-        if !seed && is_placeholder(s) {
+    let rotation = s.settings.rotation();
+    for (i, secret) in rotation.all().iter().enumerate() {
+        if !seed && is_placeholder(secret) {
             out.push(Finding::new(
                 "provider.placeholder_secret",
                 Severity::Error,
                 &format!(
                     "{prefix}.secret{}",
-                    if i == 0 && c.secret.is_some() { String::new() } else { format!("s[{i}]") }
+                    if i == 0 && rotation.secret.is_some() { String::new() } else { format!("s[{i}]") }
                 ),
-                format!("{} is a placeholder: replace it with the provider's real signing secret", s.fingerprint()),
+                format!(
+                    "{} is a placeholder: replace it with the provider's real signing secret",
+                    secret.fingerprint()
+                ),
             ));
         }
     }
     // A key the kind ignores is a mistake that would pass silently (a GitHub instance given
     // `timestamp_header` still verifies without one).
-    for (key, _) in c.given() {
-        if key == "kind" || common.contains(&key.as_str()) || kind.keys().contains(&key.as_str()) {
-            continue;
-        }
+    for (key, _) in &s.unused {
         out.push(Finding::new(
             "provider.unused_key",
             Severity::Error,
@@ -439,11 +662,20 @@ fn section_findings(name: &str, c: &InstanceConfig, common: &[&str], out: &mut V
 mod tests {
     use super::*;
 
+    fn parsed(name: &str, body: &str) -> Section {
+        Section::from_toml(name, body).unwrap()
+    }
+
     #[test]
     fn every_kind_is_listed_once_and_parses_back() {
         for kind in ProviderKind::ALL {
             assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
-            assert!(kind.keys().iter().all(|k| InstanceConfig::KEYS.contains(k)), "{}", kind.as_str());
+            // The list of keys is the settings type's.
+            let mut keys: Vec<String> = kind.default_settings().to_json().keys().cloned().collect();
+            keys.sort();
+            let mut listed: Vec<String> = kind.keys().iter().map(|k| k.to_string()).collect();
+            listed.sort();
+            assert_eq!(keys, listed, "{}", kind.as_str());
         }
         let names: std::collections::BTreeSet<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), ProviderKind::ALL.len());
@@ -457,18 +689,25 @@ mod tests {
     /// (the validator reports the unused ones).
     #[test]
     fn a_seeds_section_has_its_kinds_shape() {
-        let header = InstanceConfig { header: Some("x-sig".into()), ..Default::default() };
-        let e = instance("stripe", &header, Vec::new()).unwrap_err();
+        let e = instance("stripe", &parsed("stripe", "header = \"x-sig\""), Vec::new()).unwrap_err();
         assert_eq!(e.key, "providers.stripe");
         assert!(e.message.contains("unknown field `header`"), "{e}");
-        let other = InstanceConfig { kind: Some(ProviderKind::Github), ..Default::default() };
+        let other = parsed("twilio", "kind = \"github\"");
         assert_eq!(instance("twilio", &other, Vec::new()).unwrap_err().key, "providers.twilio.kind");
-        let named = InstanceConfig { kind: Some(ProviderKind::Stripe), ..header };
+        let named = parsed("eu", "kind = \"stripe\"\nheader = \"x-sig\"");
         let eu = instance("eu", &named, vec!["http://app.test/".into()]).unwrap();
         assert_eq!((eu.path.as_str(), eu.kind, eu.targets.len()), ("eu", ProviderKind::Stripe, 1));
-        let sms = instance("twilio", &InstanceConfig::default(), Vec::new()).unwrap();
+        let sms = instance("twilio", &parsed("twilio", ""), Vec::new()).unwrap();
         assert_eq!((sms.path.as_str(), sms.configured), ("sms", false));
-        let token = InstanceConfig { auth_token: Some(Secret::new("t")), ..Default::default() };
+        let token = parsed("twilio", "auth_token = \"t\"");
         assert!(instance("twilio", &token, Vec::new()).unwrap().configured);
+        // What no kind could use stops startup in a section of another kind too.
+        for (body, key) in [
+            ("kind = \"github\"\nauth_token = \"\"", "providers.gh.auth_token"),
+            ("kind = \"github\"\ntolerance_seconds = 0", "providers.gh.tolerance_seconds"),
+            ("kind = \"sendgrid\"\nsecret = \"\"", "providers.gh.secret"),
+        ] {
+            assert_eq!(instance("gh", &parsed("gh", body), Vec::new()).unwrap_err().key, key, "{body}");
+        }
     }
 }

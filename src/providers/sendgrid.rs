@@ -28,9 +28,10 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use super::registry::Rotation;
+use crate::secret::Secret;
 use super::registry::Kind;
 use super::registry::SettingError;
-use super::InstanceConfig;
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -51,6 +52,19 @@ const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
+/// A section of kind `sendgrid`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The verification key, base64 DER (SubjectPublicKeyInfo) of a P-256 key.
+    pub public_key: Option<String>,
+    /// Further verification keys (several SendGrid webhooks posting to one endpoint).
+    pub secrets: Vec<Secret>,
+    /// A base64 PKCS#8 P-256 private key, for `stagehook send` and re-signing deliveries in
+    /// staging; without it deliveries carry SendGrid's own signature unchanged.
+    pub signing_key: Option<Secret>,
+}
+
 pub struct SendGrid {
     pub name: String,
     /// Uncompressed P-256 points (65 bytes) of every accepted verification key.
@@ -64,7 +78,7 @@ impl SendGrid {
     /// SendGrid webhooks, each with its own key, may post to one endpoint), then `signing_key`.
     /// A key that is set but malformed is an error naming it; no key at all is not (the
     /// endpoint is then unconfigured).
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<SendGrid, SettingError> {
+    pub fn from_config(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
         let mut public_keys = Vec::new();
         if let Some(key) = &c.public_key {
             public_keys.push(parse_public_key(key).map_err(|m| {
@@ -107,11 +121,18 @@ impl Kind for SendGrid {
     const CREDENTIAL: &'static str = "public_key";
     const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<SendGrid, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
         SendGrid::from_config(name, c)
     }
 
-    fn has_credentials(c: &InstanceConfig) -> bool {
+    /// Its `secrets` are further public keys; it reads no `secret`.
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation { secret: None, secrets: &c.secrets }
+    }
+
+    fn has_credentials(c: &Settings) -> bool {
         c.public_key.is_some()
     }
 }
@@ -420,12 +441,10 @@ mod tests {
     }
 
     fn provider(public_key: Option<&str>, secrets: &[&str], signing_key: Option<&str>) -> SendGrid {
-        let c = InstanceConfig {
-            kind: Some(crate::providers::ProviderKind::Sendgrid),
+        let c = Settings {
             public_key: public_key.map(str::to_string),
             secrets: testing::secrets(secrets),
             signing_key: signing_key.map(Secret::new),
-            ..InstanceConfig::default()
         };
         SendGrid::from_config("sendgrid", &c).unwrap()
     }
@@ -512,7 +531,7 @@ mod tests {
     #[test]
     fn config_names_the_bad_key_and_refuses_other_key_kinds() {
         let bad = |public_key: &str| {
-            let c = InstanceConfig { public_key: Some(public_key.to_string()), ..InstanceConfig::default() };
+            let c = Settings { public_key: Some(public_key.to_string()), ..Settings::default() };
             SendGrid::from_config("mail", &c).err().unwrap().to_string()
         };
         let der = |tag: u8, content: &[u8]| [&[tag, content.len() as u8][..], content].concat();
@@ -550,16 +569,16 @@ mod tests {
         assert_eq!(parse_public_key(&pem).unwrap(), parse_public_key(published).unwrap());
 
         let c =
-            InstanceConfig { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..InstanceConfig::default() };
+            Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
         assert!(SendGrid::from_config("mail", &c).err().unwrap().to_string().starts_with("providers.mail.secrets[1] "));
         let c =
-            InstanceConfig { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..InstanceConfig::default() };
+            Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
         let e = SendGrid::from_config("mail", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.mail.signing_key is not base64 PKCS#8"), "{e}");
         assert!(!e.contains("SECRETPART"));
 
         // Nothing configured: the endpoint is unconfigured, not broken; nothing verifies.
-        let p = SendGrid::from_config("mail", &InstanceConfig::default()).unwrap();
+        let p = SendGrid::from_config("mail", &Settings::default()).unwrap();
         assert!(!p.can_sign());
         let (h, body) = vector_request(&v);
         assert_eq!(code(&p, &h, &body), Some(RefusalCode::InvalidSignature));

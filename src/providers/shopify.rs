@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Rotation;
 use super::registry::Kind;
 use super::registry::SettingError;
 use super::{
@@ -19,7 +20,6 @@ use super::{
     signature_value, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
     UnknownFixture, NO_EVENT,
 };
-use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
@@ -43,6 +43,17 @@ const REQUIRED_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// Debug prints secrets as fingerprints only (see `Secret`).
+/// A section of kind `shopify`.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The webhook's secret.
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+}
+
 #[derive(Debug)]
 pub struct Shopify {
     pub name: String,
@@ -53,17 +64,22 @@ pub struct Shopify {
 impl Shopify {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
-        super::registry::expect_kind(name, c, ProviderKind::Shopify)?;
-        Ok(Shopify { name: name.to_string(), secrets: super::nonempty_secrets(name, c)? })
+    pub fn from_config(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
+        Ok(Shopify { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 }
 
 impl Kind for Shopify {
     const KEYS: &'static [&'static str] = &["secret", "secrets"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Shopify, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
         Shopify::from_config(name, c)
+    }
+
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
     }
 }
 
@@ -346,7 +362,7 @@ mod tests {
 
     #[test]
     fn config_gives_secrets_in_order_and_refuses_empty_ones() {
-        let mut c = InstanceConfig { kind: Some(ProviderKind::Shopify), ..Default::default() };
+        let mut c = Settings::default();
         assert!(Shopify::from_config("shop", &c).unwrap().secrets.is_empty());
         c.secrets = vec![Secret::new("b")];
         c.secret = Some(Secret::new("a"));

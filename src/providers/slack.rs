@@ -29,13 +29,13 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Rotation;
 use super::registry::Kind;
 use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture, NO_EVENT,
 };
-use super::{InstanceConfig, ProviderKind};
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -47,6 +47,25 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const SAMPLE_TYPES: &[&str] = &["event_callback", "url_verification", "slash_command"];
 
 /// Debug prints secrets as fingerprints only (see `Secret`).
+/// A section of kind `slack`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The app's signing secret.
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+    /// Accepted distance of the signed timestamp from now, either way.
+    pub tolerance_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300 }
+    }
+}
+
 #[derive(Debug)]
 pub struct Slack {
     pub name: String,
@@ -60,8 +79,7 @@ pub struct Slack {
 impl Slack {
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Slack, SettingError> {
-        super::registry::expect_kind(name, c, ProviderKind::Slack)?;
+    pub fn from_config(name: &str, c: &Settings) -> Result<Slack, SettingError> {
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the
         // second), which is a mistake, not a setting.
         let key = format!("providers.{name}.tolerance_seconds");
@@ -73,15 +91,25 @@ impl Slack {
                 return Err(SettingError::new(key, message));
             }
         };
-        Ok(Slack { name: name.to_string(), secrets: super::nonempty_secrets(name, c)?, tolerance_s })
+        Ok(Slack { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)?, tolerance_s })
     }
 }
 
 impl Kind for Slack {
     const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Slack, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Slack, SettingError> {
         Slack::from_config(name, c)
+    }
+
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
+    }
+
+    fn tolerance_seconds(c: &Settings) -> Option<u64> {
+        Some(c.tolerance_seconds)
     }
 }
 
@@ -568,7 +596,7 @@ mod tests {
 
     #[test]
     fn config_reads_the_tolerance_and_refuses_a_zero_one() {
-        let mut c = InstanceConfig { kind: Some(ProviderKind::Slack), ..Default::default() };
+        let mut c = Settings::default();
         let p = Slack::from_config("team", &c).unwrap();
         assert_eq!((p.tolerance_s, p.secrets.len()), (300, 0));
         c.tolerance_seconds = 60;

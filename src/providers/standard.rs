@@ -26,9 +26,10 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use super::registry::Rotation;
+use crate::secret::Secret;
 use super::registry::Kind;
 use super::registry::SettingError;
-use super::InstanceConfig;
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -50,6 +51,25 @@ const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// The fixtures of `stagehook send`; the first is the default.
 const SAMPLE_TYPES: &[&str] = &["user.created", "invoice.paid"];
+
+/// A section of kind `standard` (Standard Webhooks, Svix).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The signing secret, `whsec_<base64>` (or bare base64).
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+    /// Accepted distance of the signed timestamp from now, either way.
+    pub tolerance_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300 }
+    }
+}
 
 pub struct Standard {
     pub name: String,
@@ -83,10 +103,10 @@ impl Standard {
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Standard, SettingError> {
+    pub fn from_config(name: &str, c: &Settings) -> Result<Standard, SettingError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
-        for (i, secret) in c.all_secrets().iter().enumerate() {
+        for (i, secret) in Rotation::new(&c.secret, &c.secrets).all().iter().enumerate() {
             let key_name = match (has_single, i) {
                 (true, 0) => format!("providers.{name}.secret"),
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
@@ -102,8 +122,18 @@ impl Standard {
 impl Kind for Standard {
     const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Standard, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Standard, SettingError> {
         Standard::from_config(name, c)
+    }
+
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
+    }
+
+    fn tolerance_seconds(c: &Settings) -> Option<u64> {
+        Some(c.tolerance_seconds)
     }
 }
 
@@ -339,10 +369,9 @@ mod tests {
     }
 
     fn provider(secrets: &[&str]) -> Standard {
-        let c = InstanceConfig {
-            kind: Some(crate::providers::ProviderKind::Standard),
+        let c = Settings {
             secrets: testing::secrets(secrets),
-            ..InstanceConfig::default()
+            ..Settings::default()
         };
         Standard::from_config("standard", &c).unwrap()
     }
@@ -502,18 +531,18 @@ mod tests {
         // Unpadded base64 (the Python library pads it).
         assert_eq!(decode_secret("whsec_YWJjZA").unwrap(), b"abcd");
         assert_eq!(decode_secret("whsec_YWJjZA==").unwrap(), b"abcd");
-        let c = InstanceConfig {
+        let c = Settings {
             secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
             secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
-            ..InstanceConfig::default()
+            ..Settings::default()
         };
         let e = Standard::from_config("svix", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
         assert!(!e.contains("SECRETPART"), "{e}");
-        let c = InstanceConfig { secret: Some(Secret::new("whsec_")), ..InstanceConfig::default() };
+        let c = Settings { secret: Some(Secret::new("whsec_")), ..Settings::default() };
         assert!(Standard::from_config("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
         // No secret: the endpoint is unconfigured, not broken; nothing verifies.
-        let p = Standard::from_config("svix", &InstanceConfig::default()).unwrap();
+        let p = Standard::from_config("svix", &Settings::default()).unwrap();
         assert!(p.keys.is_empty());
         assert_eq!(code(&p, &signed("msg_1", 10, "v1,AAAA"), b"{}", 10), Some(RefusalCode::InvalidSignature));
     }

@@ -10,9 +10,10 @@ use serde_json::Value;
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use serde::{Deserialize, Serialize};
+
 use super::registry::SettingError;
-use super::registry::{is_placeholder, Kind, Seed, Surroundings};
-use super::InstanceConfig;
+use super::registry::{is_placeholder, Kind, Rotation, Seed, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -22,6 +23,27 @@ use crate::secret::Secret;
 use serde_json::json;
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
+
+/// `[providers.stripe]`, or a section of kind `stripe`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The endpoint's signing secret (`whsec_...`).
+    pub secret: Option<Secret>,
+    /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
+    /// of `secret` then `secrets`.
+    pub secrets: Vec<Secret>,
+    /// Accepted age of a signed timestamp.
+    pub tolerance_seconds: u64,
+    /// An API key, if the app under test uses one; only checked to be a test-mode key.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300, api_key: None }
+    }
+}
 
 pub struct Stripe {
     pub name: String,
@@ -37,8 +59,8 @@ impl Stripe {
 
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
-        Ok(Stripe::new(name, super::nonempty_secrets(name, c)?, c.tolerance_seconds as i64))
+    pub fn from_config(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
+        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
     }
 }
 
@@ -53,12 +75,22 @@ impl Kind for Stripe {
     const API_HOSTS: &'static [&'static str] = &["stripe.com", "*.stripe.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["STRIPE_API_KEY", "STRIPE_SECRET_KEY"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Stripe, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
         Stripe::from_config(name, c)
     }
 
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
+    }
+
+    fn tolerance_seconds(c: &Settings) -> Option<u64> {
+        Some(c.tolerance_seconds)
+    }
+
     /// The seed's signing secret looks like one, and no Stripe key in reach is a live one.
-    fn findings(seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+    fn findings(seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
         let section = format!("providers.{}", SEED.name);
         if let Some(stripe) = seed {
             let key = format!("{section}.secret");

@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
 use super::signing::{self, ct_eq, HmacSha1};
+use serde::{Deserialize, Serialize};
+
 use super::registry::SettingError;
-use super::registry::{is_placeholder, Kind, Seed, Surroundings};
-use super::InstanceConfig;
+use super::registry::{is_placeholder, Kind, Rotation, Seed, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -38,6 +39,20 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// empty parameters costs no more than a scan of its bytes.
 pub const MAX_FORM_PARAMS: usize = 256;
 
+/// `[providers.twilio]`, or a section of kind `twilio`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The auth token under the name every kind shares; `auth_token` is Twilio's own.
+    pub secret: Option<Secret>,
+    /// Further auth tokens accepted at once (rotation: the primary and a secondary).
+    pub secrets: Vec<Secret>,
+    /// The account's auth token, Twilio's own name for `secret`.
+    pub auth_token: Option<Secret>,
+    /// The account SID (`AC...`), if set; checked for isolation only.
+    pub account_sid: Option<String>,
+}
+
 pub struct Twilio {
     pub name: String,
     /// Every accepted auth token (rotation: the primary and a secondary); deliveries are signed
@@ -53,8 +68,9 @@ impl Twilio {
     /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
     /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
     /// is set.
-    pub fn from_config(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
-        let rest = super::nonempty_secrets(name, c)?;
+    pub fn from_config(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
+        <Twilio as Kind>::check_anywhere(name, c)?;
+        let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
         Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
     }
 }
@@ -73,21 +89,38 @@ impl Kind for Twilio {
     const API_HOSTS: &'static [&'static str] = &["twilio.com", "*.twilio.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_ACCOUNT_SID"];
 
-    fn build(name: &str, c: &InstanceConfig) -> Result<Twilio, SettingError> {
+    type Settings = Settings;
+
+    fn build(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
         Twilio::from_config(name, c)
     }
 
-    fn has_credentials(c: &InstanceConfig) -> bool {
-        c.auth_token.is_some() || !c.all_secrets().is_empty()
+    fn rotation(c: &Settings) -> Rotation<'_> {
+        Rotation::new(&c.secret, &c.secrets)
     }
 
-    fn credential(c: &InstanceConfig) -> Option<&Secret> {
+    /// An empty `auth_token` is a slip, as an empty `secret` is.
+    fn check_anywhere(name: &str, c: &Settings) -> Result<(), SettingError> {
+        if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
+            return Err(SettingError::new(
+                format!("providers.{name}.auth_token"),
+                "is empty; set the auth token or remove the key",
+            ));
+        }
+        Ok(())
+    }
+
+    fn has_credentials(c: &Settings) -> bool {
+        c.auth_token.is_some() || !Self::rotation(c).all().is_empty()
+    }
+
+    fn credential(c: &Settings) -> Option<&Secret> {
         c.auth_token.as_ref().or(c.secret.as_ref())
     }
 
     /// The seed's auth token looks like one, its account SID too, no live API key is in reach,
     /// and behind a proxy the URL Twilio signs is known.
-    fn findings(seed: Option<&InstanceConfig>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+    fn findings(seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
         let section = format!("providers.{}", SEED.name);
         if let Some(twilio) = seed {
             let key = format!("{section}.auth_token");

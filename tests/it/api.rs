@@ -198,11 +198,11 @@ async fn validate_encodes_an_object_as_the_kind_receives_it() {
     let token = "0123456789abcdef0123456789abcdef";
     c.providers.insert(
         "alerts".into(),
-        stagehook::providers::InstanceConfig {
-            kind: Some(stagehook::providers::ProviderKind::Twilio),
+        stagehook::providers::Section::from(stagehook::providers::twilio::Settings {
             secret: Some(stagehook::secret::Secret::new(token)),
             ..Default::default()
-        },
+        })
+        .with_kind(),
     );
     let s = start(c).await;
     let fields = [("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("Body", "hi"), ("From", "+15550001111")];

@@ -70,7 +70,7 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     // A named instance shows by its name, with its own breaker.
     c.providers.insert(
         "github".into(),
-        stagehook::providers::InstanceConfig {
+        stagehook::providers::github::Settings {
             secret: Some(stagehook::secret::Secret::new("github-secret-0123456789")),
             ..Default::default()
         },

@@ -99,7 +99,7 @@ async fn a_bad_rejections_limit_is_invalid_payload() {
 async fn every_kind_of_answer_carries_the_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.get_mut("twilio").unwrap().settings.auth_token = None;
+    c.providers.get_mut("twilio").unwrap().settings = stagehook::providers::twilio::Settings::default().into();
     let s = start(c).await;
     let id = s.stripe(&stripe_event("evt_headers")).await.json()["id"].as_str().unwrap().to_string();
     s.store.flush().await.unwrap();

@@ -18,8 +18,7 @@ use stagehook::config::layers;
 use stagehook::config::Config;
 use stagehook::delivery::policy::RetryPolicy;
 use stagehook::providers::{self, hmac, twilio, Accepted, Inbound, Parsed, Provider, RefusalCode};
-use stagehook::providers::{HmacAlgorithm, InstanceConfig, ProviderKind, SignatureEncoding};
-use stagehook::secret::Secret;
+use stagehook::providers::{KindSettings, ProviderKind, Section, SignatureEncoding};
 use stagehook::store::record::{self, BodyRef, ErrorEntry, Event, Status};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -73,16 +72,13 @@ fn subject_of(
     kind: ProviderKind,
     secret: &str,
     window: Option<(i64, bool)>,
-    set: impl FnOnce(&mut InstanceConfig),
+    more: &str,
 ) -> Subject {
-    let mut c = InstanceConfig { kind: Some(kind), ..InstanceConfig::default() };
-    match kind {
-        ProviderKind::Sendgrid => c.signing_key = Some(Secret::new(secret)),
-        _ => c.secret = Some(Secret::new(secret)),
-    }
-    set(&mut c);
+    let key = if kind == ProviderKind::Sendgrid { "signing_key" } else { "secret" };
+    let text = format!("kind = \"{}\"\n{key} = {}\n{more}", kind.as_str(), toml::Value::String(secret.into()));
+    let c = Section::from_toml(label, &text).unwrap_or_else(|e| panic!("{label}: {e}"));
     let provider = providers::build(label, &c).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let hex_either_case = kind == ProviderKind::Hmac && c.encoding == SignatureEncoding::Hex;
+    let hex_either_case = matches!(&c.settings, KindSettings::Hmac(h) if h.encoding == SignatureEncoding::Hex);
     Subject { label, kind, provider, secret: secret.to_string(), window, hex_either_case }
 }
 
@@ -97,7 +93,7 @@ fn subjects() -> &'static [Subject] {
         let signing_key = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
         let window = Some((TOLERANCE, false));
         let both_ways = Some((TOLERANCE, true));
-        let none = |_: &mut InstanceConfig| {};
+        let none = "";
         vec![
             subject_of("stripe", Stripe, "whsec_fuzzStripeSecret0123", window, none),
             subject_of("twilio", Twilio, "fuzzTwilioAuthToken0123", None, none),
@@ -107,28 +103,25 @@ fn subjects() -> &'static [Subject] {
             subject_of("standard", Standard, "whsec_c3RhZ2Vob29rIGZ1enogc3RhbmRhcmQga2V5IDAxMjM=", both_ways, none),
             subject_of("sendgrid", Sendgrid, &signing_key, None, none),
             // The generic kind as GitHub would use it: a prefix, hex, no timestamp.
-            subject_of("hmac-prefixed", Hmac, "fuzzHmacSecretA0123", None, |c| {
-                c.header = Some("X-Hub-Signature-256".into());
-                c.prefix = "sha256=".into();
-            }),
+            subject_of("hmac-prefixed", Hmac, "fuzzHmacSecretA0123", None, "header = \"X-Hub-Signature-256\"\nprefix = \"sha256=\""),
             // Every placeholder signed, a timestamp window, base64 SHA-512, the type from JSON.
-            subject_of("hmac-templated", Hmac, "fuzzHmacSecretB0123", both_ways, |c| {
-                c.header = Some("x-signature".into());
-                c.algorithm = HmacAlgorithm::Sha512;
-                c.encoding = SignatureEncoding::Base64;
-                c.prefix = "v1=".into();
-                c.timestamp_header = Some("x-timestamp".into());
-                c.id_header = Some("x-id".into());
-                c.signed_content = "{id}.{timestamp}.{body}".into();
-                c.type_pointer = Some("/type".into());
-            }),
+            subject_of(
+                "hmac-templated",
+                Hmac,
+                "fuzzHmacSecretB0123",
+                both_ways,
+                "header = \"x-signature\"\nalgorithm = \"sha512\"\nencoding = \"base64\"\nprefix = \"v1=\"\n\
+                 timestamp_header = \"x-timestamp\"\nid_header = \"x-id\"\nsigned_content = \"{id}.{timestamp}.{body}\"\n\
+                 type_pointer = \"/type\"",
+            ),
             // SHA-1, the id from a JSON pointer with escapes, the type from a header.
-            subject_of("hmac-pointer", Hmac, "fuzzHmacSecretC0123", None, |c| {
-                c.header = Some("x-sig".into());
-                c.algorithm = HmacAlgorithm::Sha1;
-                c.id_pointer = Some("/data/a~1b~0c".into());
-                c.type_header = Some("x-type".into());
-            }),
+            subject_of(
+                "hmac-pointer",
+                Hmac,
+                "fuzzHmacSecretC0123",
+                None,
+                "header = \"x-sig\"\nalgorithm = \"sha1\"\nid_pointer = \"/data/a~1b~0c\"\ntype_header = \"x-type\"",
+            ),
         ]
     })
 }

@@ -8,8 +8,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use stagehook::providers::{InstanceConfig, ProviderKind};
-use stagehook::secret::Secret;
+use stagehook::providers::{ProviderKind, Section};
 
 use crate::support::{self, now_s, request, Resp};
 
@@ -27,8 +26,10 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn instance(kind: ProviderKind, secret: &str) -> InstanceConfig {
-    InstanceConfig { kind: Some(kind), secret: Some(Secret::new(secret)), ..Default::default() }
+/// A section of `kind` under `secret`, with `more` of its keys (TOML).
+fn instance(kind: ProviderKind, secret: &str, more: &str) -> Section {
+    let text = format!("kind = \"{}\"\nsecret = {}\n{more}", kind.as_str(), toml::Value::String(secret.into()));
+    Section::from_toml(kind.as_str(), &text).unwrap()
 }
 
 /// Checks the answer and what was recorded for it.
@@ -55,23 +56,24 @@ async fn every_kind_accepts_a_request_signed_independently() {
     let github = support::vectors()["github"][1].clone();
     let s_ = |v: &Value, k: &str| v[k].as_str().unwrap().to_string();
     let named = &mut c.providers;
-    named.insert("github".into(), instance(ProviderKind::Github, &s_(&github, "secret")));
-    named.insert("shop".into(), instance(ProviderKind::Shopify, &s_(&shopify, "secret")));
-    named.insert("slack".into(), instance(ProviderKind::Slack, &s_(&slack, "secret")));
-    named.insert("svix".into(), instance(ProviderKind::Standard, &s_(&standard, "secret")));
+    named.insert("github".into(), instance(ProviderKind::Github, &s_(&github, "secret"), ""));
+    named.insert("shop".into(), instance(ProviderKind::Shopify, &s_(&shopify, "secret"), ""));
+    named.insert("slack".into(), instance(ProviderKind::Slack, &s_(&slack, "secret"), ""));
+    named.insert("svix".into(), instance(ProviderKind::Standard, &s_(&standard, "secret"), ""));
     named.insert(
         "sendgrid".into(),
-        InstanceConfig { public_key: Some(s_(&sendgrid, "public_key")), ..Default::default() },
+        stagehook::providers::sendgrid::Settings {
+            public_key: Some(s_(&sendgrid, "public_key")),
+            ..Default::default()
+        },
     );
     named.insert(
         "acme".into(),
-        InstanceConfig {
-            header: Some("x-acme-signature".into()),
-            prefix: "sha256=".into(),
-            id_pointer: Some("/id".into()),
-            type_pointer: Some("/type".into()),
-            ..instance(ProviderKind::Hmac, HMAC_SECRET)
-        },
+        instance(
+            ProviderKind::Hmac,
+            HMAC_SECRET,
+            "header = \"x-acme-signature\"\nprefix = \"sha256=\"\nid_pointer = \"/id\"\ntype_pointer = \"/type\"",
+        ),
     );
     let s = support::start(c).await;
     const JSON: (&str, &str) = ("content-type", "application/json");

@@ -3,7 +3,7 @@
 //! same request is a duplicate. Plus the `send` command line itself and named instances.
 
 use stagehook::config::Config;
-use stagehook::providers::{InstanceConfig, ProviderKind};
+use stagehook::providers::{github, hmac, sendgrid, shopify, slack, standard, stripe, Section};
 use stagehook::secret::Secret;
 use stagehook::send::{send, SendRequest};
 
@@ -101,37 +101,41 @@ fn specs() -> Vec<Spec> {
 
 /// The instances of `specs()` that are not the seed's two, as configuration.
 pub(crate) fn named_instances(c: &mut Config) {
-    let named = |kind, secret: &str| InstanceConfig {
-        kind: Some(kind),
-        secret: Some(Secret::new(secret)),
-        ..Default::default()
-    };
-    c.providers.insert("stripe_eu".into(), named(ProviderKind::Stripe, EU_SECRET));
+    let secret = |s: &str| Some(Secret::new(s));
+    let named = |s: Section| s.with_kind();
+    c.providers
+        .insert("stripe_eu".into(), named(stripe::Settings { secret: secret(EU_SECRET), ..Default::default() }.into()));
     // Named after its kind: no `kind` key needed.
-    c.providers.insert("github".into(), InstanceConfig { kind: None, ..named(ProviderKind::Github, GITHUB_SECRET) });
-    c.providers.insert("shop".into(), named(ProviderKind::Shopify, SHOPIFY_SECRET));
-    c.providers.insert("slack".into(), named(ProviderKind::Slack, SLACK_SECRET));
-    c.providers.insert("svix".into(), named(ProviderKind::Standard, STANDARD_SECRET));
+    c.providers.insert("github".into(), github::Settings { secret: secret(GITHUB_SECRET), ..Default::default() });
+    c.providers.insert(
+        "shop".into(),
+        named(shopify::Settings { secret: secret(SHOPIFY_SECRET), ..Default::default() }.into()),
+    );
+    c.providers
+        .insert("slack".into(), named(slack::Settings { secret: secret(SLACK_SECRET), ..Default::default() }.into()));
+    c.providers.insert(
+        "svix".into(),
+        named(standard::Settings { secret: secret(STANDARD_SECRET), ..Default::default() }.into()),
+    );
     let (public, private) = sendgrid_keys();
     c.providers.insert(
         "sendgrid".into(),
-        InstanceConfig {
+        sendgrid::Settings {
             public_key: Some(public.clone()),
             signing_key: Some(Secret::new(private.clone())),
             ..Default::default()
         },
     );
     // A scheme configured by hand: GitHub's, so GitHub's own check applies to it.
-    c.providers.insert(
-        "acme".into(),
-        InstanceConfig {
-            header: Some("x-hub-signature-256".into()),
-            prefix: "sha256=".into(),
-            id_pointer: Some("/id".into()),
-            type_pointer: Some("/type".into()),
-            ..named(ProviderKind::Hmac, HMAC_SECRET)
-        },
-    );
+    let acme = hmac::Settings {
+        secret: secret(HMAC_SECRET),
+        header: Some("x-hub-signature-256".into()),
+        prefix: "sha256=".into(),
+        id_pointer: Some("/id".into()),
+        type_pointer: Some("/type".into()),
+        ..Default::default()
+    };
+    c.providers.insert("acme".into(), named(acme.into()));
 }
 
 /// Where each instance's deliveries go on the fake app.

@@ -46,15 +46,15 @@ fn github_vectors_pass_the_sdk_style_check() {
 #[test]
 fn sdk_style_check_accepts_what_a_github_style_hmac_instance_delivers() {
     use stagehook::providers::hmac::Hmac as HmacProvider;
-    use stagehook::providers::InstanceConfig;
+    use stagehook::providers::hmac::Settings;
     use stagehook::providers::Provider;
     use stagehook::secret::Secret;
 
-    let c = InstanceConfig {
+    let c = Settings {
         header: Some("X-Hub-Signature-256".into()),
         prefix: "sha256=".into(),
         secret: Some(Secret::new("It's a Secret to Everybody")),
-        ..InstanceConfig::default()
+        ..Settings::default()
     };
     let provider = HmacProvider::from_config("github-like", &c).unwrap();
     let body = br#"{"action":"opened","number":1}"#;

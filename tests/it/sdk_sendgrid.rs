@@ -43,8 +43,8 @@ mod tests {
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     use serde_json::Value;
     use stagehook::providers::sendgrid::SendGrid;
+    use stagehook::providers::sendgrid::Settings;
     use stagehook::providers::Provider;
-    use stagehook::providers::{InstanceConfig, ProviderKind};
 
     fn vector() -> Value {
         crate::support::vectors()["sendgrid"][0].clone()
@@ -78,11 +78,10 @@ mod tests {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
         let public = STANDARD.encode([&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat());
-        let c = InstanceConfig {
-            kind: Some(ProviderKind::Sendgrid),
+        let c = Settings {
             public_key: Some(public.clone()),
             signing_key: Some(stagehook::secret::Secret::new(STANDARD.encode(pkcs8.as_ref()))),
-            ..InstanceConfig::default()
+            ..Settings::default()
         };
         let p = SendGrid::from_config("sendgrid", &c).unwrap();
         let now = 1_700_000_000;

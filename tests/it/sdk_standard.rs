@@ -70,9 +70,9 @@ pub fn verify(headers: &[(String, String)], body: &[u8], secret: &str, now_s: i6
 mod tests {
     use super::verify;
     use serde_json::Value;
+    use stagehook::providers::standard::Settings;
     use stagehook::providers::standard::Standard;
     use stagehook::providers::Provider;
-    use stagehook::providers::{InstanceConfig, ProviderKind};
 
     fn vector() -> Value {
         crate::support::vectors()["standard_webhooks"][0].clone()
@@ -112,11 +112,7 @@ mod tests {
     #[test]
     fn sdk_standard_accepts_what_stagehook_signs_for_delivery() {
         let secret = vector()["secret"].as_str().unwrap().to_string();
-        let c = InstanceConfig {
-            kind: Some(ProviderKind::Standard),
-            secret: Some(stagehook::secret::Secret::new(secret.clone())),
-            ..InstanceConfig::default()
-        };
+        let c = Settings { secret: Some(stagehook::secret::Secret::new(secret.clone())), ..Settings::default() };
         let p = Standard::from_config("standard", &c).unwrap();
         let now = 1_700_000_000;
         // The fixtures README lists; an empty list would let the loop pass without a check.

@@ -11,7 +11,11 @@ const PATH: &str = "/staging/webhooks/stripe";
 /// A server whose clock reads `at` (unix seconds) and whose Stripe secret is `secret`.
 async fn server_at(dir: &std::path::Path, secret: &str, at: i64) -> support::TestServer {
     let mut c = config(dir);
-    c.providers.get_mut("stripe").unwrap().settings.secret = Some(stagehook::secret::Secret::new(secret));
+    c.providers.get_mut("stripe").unwrap().settings = stagehook::providers::stripe::Settings {
+        secret: Some(stagehook::secret::Secret::new(secret)),
+        ..Default::default()
+    }
+    .into();
     let clock = Clock::system();
     clock.advance((at - support::now_s()) * 1000);
     start_with_clock(c, clock).await

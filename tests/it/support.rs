@@ -11,7 +11,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use stagehook::config::Config;
-use stagehook::providers::InstanceConfig;
+use stagehook::providers::{stripe, twilio};
 use stagehook::secret::Secret;
 use stagehook::store::Store;
 use stagehook::{App, Clock};
@@ -29,9 +29,11 @@ pub fn config(dir: &Path) -> Config {
     c.server.data_dir = dir.join("data");
     c.server.bind = "127.0.0.1:0".parse().unwrap();
     c.providers
-        .insert("stripe".into(), InstanceConfig { secret: Some(Secret::new(STRIPE_SECRET)), ..Default::default() });
-    c.providers
-        .insert("twilio".into(), InstanceConfig { auth_token: Some(Secret::new(TWILIO_TOKEN)), ..Default::default() });
+        .insert("stripe".into(), stripe::Settings { secret: Some(Secret::new(STRIPE_SECRET)), ..Default::default() });
+    c.providers.insert(
+        "twilio".into(),
+        twilio::Settings { auth_token: Some(Secret::new(TWILIO_TOKEN)), ..Default::default() },
+    );
     c
 }
 

@@ -25,8 +25,11 @@ fn params_of(v: &Value) -> Vec<(String, String)> {
 async fn validate_vector(vector: &Value, url: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    c.providers.get_mut("twilio").unwrap().settings.auth_token =
-        Some(stagehook::secret::Secret::new(vector["auth_token"].as_str().unwrap()));
+    c.providers.get_mut("twilio").unwrap().settings = stagehook::providers::twilio::Settings {
+        auth_token: Some(stagehook::secret::Secret::new(vector["auth_token"].as_str().unwrap())),
+        ..Default::default()
+    }
+    .into();
     let s = start(c).await;
     let (payload, content_type) = match vector.get("body") {
         Some(body) => (body.as_str().unwrap().to_string(), "application/json"),
