@@ -222,6 +222,9 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Woken when jobs are queued.
     jobs_added: Arc<tokio::sync::Notify>,
+    /// Per provider, a job the latest replay queued, until the engine takes it (in memory only:
+    /// after a restart a replayed job simply waits its turn). Held for an insert or a take.
+    replays: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
     /// Event reads still to fail on purpose (the same, for reads).
@@ -254,6 +257,7 @@ impl Store {
         let fail_flushes = Arc::new(AtomicU32::new(0));
         let last_failure = Arc::new(Mutex::new(None));
         let jobs_added = Arc::new(tokio::sync::Notify::new());
+        let replays = Arc::new(Mutex::new(BTreeMap::new()));
         let w = writer::Writer {
             db,
             tree: tree.clone(),
@@ -267,6 +271,7 @@ impl Store {
             fail_flushes: fail_flushes.clone(),
             last_failure: last_failure.clone(),
             jobs_added: jobs_added.clone(),
+            replays: replays.clone(),
             swept_minute: 0,
         };
         let thread = std::thread::Builder::new()
@@ -281,6 +286,7 @@ impl Store {
                 stats,
                 thread: Mutex::new(Some(thread)),
                 jobs_added,
+                replays,
                 fail_flushes,
                 fail_reads: AtomicU32::new(0),
                 last_failure,
@@ -341,6 +347,21 @@ impl Store {
     /// Resolves when a commit queued new jobs (or at once, if one did since the last call).
     pub async fn jobs_added(&self) {
         self.inner.jobs_added.notified().await
+    }
+
+    /// Takes, per provider, the key of a job the replays committed since the last call queued.
+    pub fn take_replays(&self) -> BTreeMap<String, Vec<u8>> {
+        std::mem::take(&mut *self.inner.replays.lock())
+    }
+
+    /// The queued job under `key` (from [`Store::take_replays`]), or `None` once it has left the
+    /// queue (delivered, replaced by another replay, deleted). Due or not: a replay is due now.
+    pub fn queued_job(&self, key: &[u8]) -> Result<Option<DueJob>, StoreError> {
+        let Some((due_ms, id, target)) = keys::parse_job_key(key) else { return Ok(None) };
+        let Some(v) = self.inner.tree.get(key).map_err(read_err)? else { return Ok(None) };
+        let job = record::decode_job(&v)
+            .map_err(|e| Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}")));
+        Ok(Some(DueJob { key: key.to_vec(), id, target, due_ms, job }))
     }
 
     /// Due jobs of one provider in due order, up to `limit`, passing over those `skip` says are
