@@ -417,6 +417,19 @@ impl Store {
         Ok(out)
     }
 
+    /// When the event's next delivery attempt is due (the earliest of its queued jobs), if one is
+    /// queued. A due time in the past means the job waits for room or for its breaker.
+    pub fn next_attempt_ms(&self, id: Ulid) -> Result<Option<i64>, StoreError> {
+        let mut next: Option<i64> = None;
+        for kv in self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)) {
+            let (_, job_key) = kv.map_err(read_err)?;
+            if let Some((due_ms, _, _)) = keys::parse_job_key(&job_key) {
+                next = Some(next.map_or(due_ms, |n| n.min(due_ms)));
+            }
+        }
+        Ok(next)
+    }
+
     /// Whether a delivery of the event is queued.
     pub fn has_pending_job(&self, id: Ulid) -> Result<bool, StoreError> {
         Ok(self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)).next().transpose().map_err(read_err)?.is_some())

@@ -423,3 +423,39 @@ async fn a_replay_during_an_open_breaker_goes_out_at_once_as_its_probe() {
     }
     s.stop().await;
 }
+
+/// The event list and detail say when the queued attempt is due (`next_attempt_at_ms`, `null`
+/// once nothing is queued) beside the last error; a filter on `duplicate`, which no stored event
+/// has, is refused with the statuses there are rather than answered with an always-empty page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_say_when_the_next_attempt_is_due() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A stopped clock: the retry is due exactly a day after the failed attempt.
+    let clock = Clock::frozen(1_795_896_521_000);
+    let s = start_with_clock(delivering(dir.path(), &[app.url("/hook")], 5, DAY), clock.clone()).await;
+    app.script([Reply::status(500)]);
+    let id = s.stripe(&stripe_event("evt_next")).await.json()["id"].as_str().unwrap().to_string();
+    let e = support::wait_status(&s, &id, "retrying").await;
+    let due = 1_795_896_521_000 + DAY.as_millis() as i64;
+    assert_eq!(e["next_attempt_at_ms"], due, "{e}");
+    let list = s.get("/staging/webhooks/events?status=retrying").await.json();
+    let entry = &list["events"][0];
+    assert_eq!((entry["id"].as_str(), entry["next_attempt_at_ms"].as_i64()), (Some(id.as_str()), Some(due)));
+    assert_eq!(entry["last_error"], "HTTP 500: fake app says 500", "{list}");
+
+    clock.advance(DAY.as_millis() as i64);
+    let e = support::wait_status(&s, &id, "processed").await;
+    assert_eq!(e["next_attempt_at_ms"], serde_json::Value::Null, "{e}");
+    let list = s.get("/staging/webhooks/events").await.json();
+    assert_eq!(list["events"][0]["next_attempt_at_ms"], serde_json::Value::Null, "{list}");
+
+    let r = s.get("/staging/webhooks/events?status=duplicate").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+    let text = r.text();
+    assert!(text.contains("received, processing, processed, retrying, failed"), "{text}");
+    let r =
+        s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"status":"duplicate"}"#).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+    s.stop().await;
+}
