@@ -398,7 +398,7 @@ async function refreshDetail() {
   // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
   setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
   $('#detail-damage').classList.toggle('hidden', !e.damage.length);
-  setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ' · delivery pending' : ''}`);
+  setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ` · next attempt: ${nextAttempt(e)}` : ''}`);
   $('#detail-history').replaceChildren(...e.history.map((a) => el('li', { class: `outcome-${a.outcome}` },
     el('span', { class: 'attempt-status' }, a.status != null ? `HTTP ${a.status}` : (a.error || '—')),
     ' ', el('span', { class: 'attempt-outcome' }, a.outcome.replace('_', ' ')),

@@ -200,6 +200,14 @@ async fn events_table_says_why_and_when(s: &support::TestServer, browser: &Brows
     let error = browser.text(&cell(&refused, "last-error")).await.unwrap_or_default();
     assert!(error.starts_with("HTTP 400"), "{error}");
     assert_eq!(browser.text(&cell(&refused, "next-attempt")).await.as_deref(), Some("—"));
+    // The detail says it too.
+    browser.click(&format!("#events-table tbody tr[data-id=\"{sms}\"]")).await;
+    browser
+        .wait("the held event's detail", || async {
+            let timings = browser.text("#detail-timings").await.unwrap_or_default();
+            timings.contains("next attempt: waits for the twilio breaker's probe").then_some(())
+        })
+        .await;
 }
 
 /// A new event appears without a reload.
