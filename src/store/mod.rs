@@ -938,6 +938,29 @@ mod tests {
         store.shutdown().await.unwrap();
     }
 
+    /// A committed replay hands the engine one of the jobs it queued, per provider, once; the job
+    /// reads back by its key until it leaves the queue. A new event's job is no replay.
+    #[tokio::test]
+    async fn a_replay_hands_its_job_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::frozen(1_700_000_001_000);
+        let store = Store::open(dir.path(), options(), clock.clone()).unwrap();
+        let id = store.ingest(new_event(0, &["http://app/hook"])).await.unwrap().id;
+        assert!(store.take_replays().is_empty(), "a first delivery is not a replay");
+        assert_eq!(store.replay(vec![(id, vec!["http://app/again".into()])]).await.unwrap(), 1);
+        let replays = store.take_replays();
+        assert_eq!(replays.keys().collect::<Vec<_>>(), ["stripe"]);
+        let due = store.queued_job(&replays["stripe"]).unwrap().unwrap();
+        let job = due.job.unwrap();
+        assert_eq!((due.id, job.series, job.attempt, job.target.as_str()), (id, 2, 1, "http://app/again"));
+        assert!(store.take_replays().is_empty(), "taken once");
+        // Replayed again, a moment later: the first replay's job has left the queue.
+        clock.advance(1);
+        store.replay(vec![(id, vec!["http://app/hook".into()])]).await.unwrap();
+        assert!(store.queued_job(&replays["stripe"]).unwrap().is_none());
+        store.shutdown().await.unwrap();
+    }
+
     /// An attempt record that does not decode is reported in its place in the history.
     #[tokio::test]
     async fn a_damaged_attempt_is_reported_in_its_place() {
