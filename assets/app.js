@@ -64,8 +64,14 @@ function setText(sel, text) {
   if (e) e.textContent = String(text);
 }
 
+/** A time in the browser's zone, with the zone's name, so nobody has to guess which it is. */
 function time(ms) {
-  return ms ? new Date(ms).toLocaleString() : '—';
+  return ms ? new Date(ms).toLocaleString(undefined, { timeZoneName: 'short' }) : '—';
+}
+
+/** Hours and minutes with the zone, for the chart's axis. */
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', timeZoneName: 'short' });
 }
 
 function duration(seconds) {
@@ -145,10 +151,30 @@ async function logout() {
 
 // ---- overview ---------------------------------------------------------------------------
 
+/**
+ * What needs a person's look beyond the store's own health: open breakers, events waiting for
+ * another attempt, dead letters. The store's health comes first: when it is degraded, that is
+ * what the pill says.
+ */
+function attention(stats, rec) {
+  const reasons = [];
+  const open = Object.entries(rec.providers)
+    .filter(([, p]) => p.breaker.state !== 'closed')
+    .map(([n, p]) => (p.breaker.state === 'open' ? n : `${n} (${p.breaker.state.replace('_', '-')})`));
+  if (open.length) reasons.push(`${open.length > 1 ? 'breakers' : 'breaker'} open: ${open.join(', ')}`);
+  if (stats.by_status.retrying) reasons.push(`${stats.by_status.retrying} retrying`);
+  if (stats.by_status.failed) reasons.push(`${stats.by_status.failed} dead letter${stats.by_status.failed > 1 ? 's' : ''}`);
+  return reasons;
+}
+
 async function refreshOverview() {
-  const [health, stats] = await Promise.all([api(`${API}/test`), api(`${API}/stats`)]);
-  setText('#health-status', health.reason ? `${health.status}: ${health.reason}` : health.status);
+  const [health, stats, rec] = await Promise.all([api(`${API}/test`), api(`${API}/stats`), api(`${API}/recovery/stats`)]);
+  const reasons = attention(stats, rec);
+  let word = health.reason ? `${health.status}: ${health.reason}` : health.status;
+  if (health.status === 'ok' && reasons.length) word = `attention: ${reasons.join(' · ')}`;
+  setText('#health-status', word);
   $('#health').classList.toggle('bad', health.status !== 'ok');
+  $('#health').classList.toggle('warn', health.status === 'ok' && reasons.length > 0);
   setText('#uptime', duration(health.uptime_seconds));
   setText('#version', health.version);
   const providers = Object.keys(health.providers);
@@ -165,10 +191,13 @@ async function refreshOverview() {
   card('failed', by.failed);
   card('duplicates', stats.duplicates);
   card('rejected', stats.rejected_total);
-  const reasons = Object.entries(stats.rejections).map(([code, n]) => el('li', {}, `${code}: ${n}`));
-  $('[data-card="rejected"] .detail').replaceChildren(...reasons);
+  const codes = Object.entries(stats.rejections).map(([code, n]) => el('li', {}, `${code}: ${n}`));
+  $('[data-card="rejected"] .detail').replaceChildren(...codes);
   const done = by.processed + by.failed;
   card('success-rate', done ? `${((100 * by.processed) / done).toFixed(1)} %` : '—');
+  // The rate counts only settled events: say what it leaves out, so 100 % never hides a retry.
+  const open = by.received + by.processing + by.retrying;
+  setText('[data-card="success-rate"] .note', `${by.processed} of ${done} delivered${open ? `; ${open} not settled yet` : ''}`);
   for (const q of ['p50', 'p95', 'p99']) card(q, stats.processing_ms.samples ? `${stats.processing_ms[q]} ms` : '—');
   $('#confirm-count').dataset.failed = String(by.failed);
 
@@ -213,8 +242,12 @@ function drawChart(throughput) {
     nodes.push(line);
   });
   chart.replaceChildren(...nodes);
-  // The peak is told in HTML: text inside a stretched SVG would be stretched too.
+  // The peak and the axes are told in HTML: text inside a stretched SVG would be stretched too.
   setText('#chart-max', `(peak ${max}/min)`);
+  setText('#chart-ymax', max);
+  const now = Date.now();
+  setText('#chart-x-start', `${clock(now - 60 * 60000)} (60 min ago)`);
+  setText('#chart-x-end', `now (${clock(now)})`);
   $('#throughput-legend').replaceChildren(...series.map(([name], i) => {
     const swatch = el('span', { class: `swatch swatch-${i % COLORS.length}` });
     return el('span', { class: 'legend-item' }, swatch, name);
@@ -270,19 +303,37 @@ function eventRow(e) {
     el('td', { class: 'event-id mono' }, e.event_id),
     el('td', { class: 'event-type' }, e.event_type),
     el('td', { class: 'status', title: e.last_error || '' }, statusBadge(e.status)),
-    el('td', { class: 'attempts' }, e.attempts));
+    el('td', { class: 'attempts' }, e.attempts),
+    el('td', { class: 'last-error', title: e.last_error || '' }, e.last_error || ''),
+    el('td', { class: 'next-attempt' }, nextAttempt(e)));
   row.addEventListener('click', () => openDetail(e.id));
   return row;
 }
 
+/**
+ * When the event's next attempt goes out: its queued job's due time, or, while its provider's
+ * breaker is open, the breaker's probe (a replay goes out at once as that probe).
+ */
+function nextAttempt(e) {
+  if (e.next_attempt_at_ms == null) return '—';
+  const b = (state.breakers[e.provider] || {}).breaker;
+  if (b && b.state === 'open' && b.next_probe_ms > e.next_attempt_at_ms) {
+    return `waits for the ${e.provider} breaker's probe, ${time(b.next_probe_ms)}`;
+  }
+  return e.next_attempt_at_ms <= Date.now() ? 'due now' : time(e.next_attempt_at_ms);
+}
+
 /** What a row shows that can change; a row is rebuilt only when this does. */
 function rowSig(e) {
-  return `${e.status}|${e.attempts}|${e.last_error || ''}`;
+  return `${e.status}|${e.attempts}|${e.last_error || ''}|${nextAttempt(e)}`;
 }
 
 /** Fetches the first page; new rows go on top, known rows are updated in place. */
 async function refreshEvents(reset = false) {
   const q = filterQuery();
+  for (const c of document.querySelectorAll('button.card[data-filter]')) {
+    c.classList.toggle('active', c.dataset.filter !== '' && c.dataset.filter === $('#filter-status').value);
+  }
   q.set('limit', '50');
   const page = await api(`${API}/events?${q}`);
   const body = $('#events-table tbody');
@@ -347,7 +398,7 @@ async function refreshDetail() {
   // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
   setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
   $('#detail-damage').classList.toggle('hidden', !e.damage.length);
-  setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ' · delivery pending' : ''}`);
+  setText('#detail-timings', `${e.provider} · ${e.event_type} · received ${time(e.received_at_ms)} · processed in ${e.processing_us} µs · ${e.attempts} attempt(s)${e.delivery_pending ? ` · next attempt: ${nextAttempt(e)}` : ''}`);
   $('#detail-history').replaceChildren(...e.history.map((a) => el('li', { class: `outcome-${a.outcome}` },
     el('span', { class: 'attempt-status' }, a.status != null ? `HTTP ${a.status}` : (a.error || '—')),
     ' ', el('span', { class: 'attempt-outcome' }, a.outcome.replace('_', ' ')),
@@ -478,6 +529,14 @@ function start() {
     });
   }
   $('#events-more').addEventListener('click', () => moreEvents().catch(report));
+  // The status counts are filters: a click lists those events.
+  for (const c of document.querySelectorAll('button.card[data-filter]')) {
+    c.addEventListener('click', () => {
+      $('#filter-status').value = c.dataset.filter;
+      refreshEvents(true).catch(report);
+      $('#events-title').scrollIntoView({ block: 'start' });
+    });
+  }
   $('#detail-close').addEventListener('click', closeDetail);
   $('#replay-one').addEventListener('click', replayOne);
   $('#copy-payload').addEventListener('click', () => copyPayload().catch(report));

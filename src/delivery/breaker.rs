@@ -1,6 +1,7 @@
 //! A circuit breaker per provider: closed → open after `failure_threshold` consecutive failures
 //! → half-open after `recovery_timeout`, letting one probe through → closed on its success, open
-//! again on its failure. While it is open, due jobs wait without spending attempts.
+//! again on its failure. While it is open, due jobs wait without spending attempts; a person's
+//! replay does not wait: it goes out at once as the probe (`probe_now`).
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -77,6 +78,20 @@ impl Breaker {
             }
             _ => Permit::Denied { until_ms: None },
         }
+    }
+
+    /// A person's replay while the breaker is open: half-open at once, with the replayed job as
+    /// the one probe, rather than the replay waiting out `recovery_timeout`. `None` unless the
+    /// breaker is open (closed or half-open, the replay takes its turn like any job).
+    pub fn probe_now(&self) -> Option<Permit> {
+        let mut i = self.inner.lock();
+        if i.state != State::Open {
+            return None;
+        }
+        i.state = State::HalfOpen;
+        i.probe_out = true;
+        tracing::info!(provider = %self.name, "circuit breaker half-open: a replay goes out as the probe");
+        Some(Permit::Probe)
     }
 
     /// Records how a delivery that held a permit went.
@@ -171,6 +186,23 @@ mod tests {
         b.release(Permit::Probe);
         assert_eq!(b.acquire(11), Permit::Probe, "the slot is free again");
         assert_eq!(b.snapshot().state, State::HalfOpen);
+    }
+
+    #[test]
+    fn a_replay_probes_an_open_breaker_at_once() {
+        let b = Breaker::new("stripe", 1, 60_000);
+        assert_eq!(b.probe_now(), None, "closed: the replay takes its turn");
+        b.record(Permit::Allowed, true, 0);
+        assert_eq!(b.probe_now(), Some(Permit::Probe), "long before the recovery timeout");
+        assert_eq!(b.snapshot().state, State::HalfOpen);
+        assert_eq!(b.probe_now(), None, "one probe at a time");
+        assert_eq!(b.acquire(1_000), Permit::Denied { until_ms: None }, "due retries still wait");
+        // The app is still down: open again, for a full recovery timeout from now.
+        b.record(Permit::Probe, true, 2_000);
+        assert_eq!(b.acquire(3_000), Permit::Denied { until_ms: Some(62_000) });
+        assert_eq!(b.probe_now(), Some(Permit::Probe));
+        b.record(Permit::Probe, false, 4_000);
+        assert_eq!(b.acquire(4_001), Permit::Allowed, "the app is back: closed");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! It learns about work only from the queue in the store. One loop reads each provider's due
 //! jobs in due order (skipping providers whose circuit breaker is open, so their jobs wait
-//! without spending attempts), and runs up to `delivery.concurrency` deliveries at once. A
+//! without spending attempts; a job a person's replay queued is the exception: it goes out at
+//! once as the open breaker's probe, so the app's recovery is seen without waiting out the
+//! breaker's `recovery_timeout`), and runs up to `delivery.concurrency` deliveries at once. A
 //! delivery re-signs the raw body for its target, posts it, and records the attempt and its
 //! consequence (done, retry at a time, dead letter) in one durable batch; until that batch is
 //! written the job stays queued, so a crash or shutdown mid-delivery loses nothing: the job is
@@ -14,7 +16,7 @@ pub mod breaker;
 pub mod client;
 pub mod policy;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -107,11 +109,22 @@ pub struct Engine {
     concurrency: usize,
     /// Keys of the jobs being delivered right now, so the loop does not start them twice.
     in_flight: Mutex<HashSet<Vec<u8>>>,
+    /// Per provider, a job a replay queued that may go out as its open breaker's probe; filled
+    /// from `Store::take_replays` and kept while there is no room to start it.
+    replays: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 impl Engine {
     pub fn new(store: Store, clock: Clock, lanes: Vec<Lane>, concurrency: usize) -> Result<Engine, ClientError> {
-        Ok(Engine { store, clock, client: Client::new()?, lanes, concurrency, in_flight: Mutex::default() })
+        Ok(Engine {
+            store,
+            clock,
+            client: Client::new()?,
+            lanes,
+            concurrency,
+            in_flight: Mutex::default(),
+            replays: Mutex::default(),
+        })
     }
 
     /// Each lane's status, in configuration order.
@@ -168,10 +181,16 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut wake_at: Option<i64> = None;
         let mut soonest = |t: i64| wake_at = Some(wake_at.map_or(t, |w: i64| w.min(t)));
+        self.replays.lock().extend(self.store.take_replays());
         for (lane_index, lane) in self.lanes.iter().enumerate() {
             let free = self.concurrency.saturating_sub(self.in_flight());
             if free == 0 {
                 break;
+            }
+            let replayed = self.replays.lock().remove(&lane.name);
+            if let Some(work) = replayed.and_then(|key| self.replay_probe(lane, &key)) {
+                self.start(lane_index, work, done, tasks);
+                continue;
             }
             let due = {
                 let in_flight = self.in_flight.lock();
@@ -206,28 +225,60 @@ impl Engine {
                         permit => Work::Deliver(Queued { key, id, target }, job, permit),
                     },
                 };
-                let key = match &work {
-                    Work::Deliver(at, ..) | Work::Settle(at, ..) => at.key.clone(),
-                };
-                self.in_flight.lock().insert(key.clone());
-                let engine = self.clone();
-                let done = done.clone();
-                tasks.spawn(async move {
-                    let recorded = match work {
-                        Work::Deliver(at, job, permit) => engine.deliver(lane_index, at, job, permit).await,
-                        Work::Settle(at, job, damage) => {
-                            engine.dead_letter_damaged(lane_index, at, job.as_ref(), &damage).await
-                        }
-                    };
-                    if !recorded {
-                        tokio::time::sleep(STORE_BACKOFF).await;
-                    }
-                    engine.in_flight.lock().remove(&key);
-                    let _ = done.send(());
-                });
+                self.start(lane_index, work, done, tasks);
             }
         }
         wake_at
+    }
+
+    /// A job a person's replay queued, to send at once as the probe of its provider's open
+    /// breaker; `None` when the breaker is not open (the job then takes its turn in the queue)
+    /// or the job is no longer queued. Only a replay does this: a due retry never starts while
+    /// the breaker is open.
+    fn replay_probe(&self, lane: &Lane, key: &[u8]) -> Option<Work> {
+        if self.in_flight.lock().contains(key) {
+            return None;
+        }
+        let found = match self.store.queued_job(key) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, provider = %lane.name, "cannot read a replayed job");
+                None
+            }
+        };
+        let DueJob { key, id, target, job: Ok(job), .. } = found? else { return None };
+        let permit = lane.breaker.probe_now()?;
+        Some(Work::Deliver(Queued { key, id, target }, job, permit))
+    }
+
+    /// Runs one piece of work in its own task, its job marked in flight until its outcome is
+    /// recorded.
+    fn start(
+        self: &Arc<Self>,
+        lane_index: usize,
+        work: Work,
+        done: &mpsc::UnboundedSender<()>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let key = match &work {
+            Work::Deliver(at, ..) | Work::Settle(at, ..) => at.key.clone(),
+        };
+        self.in_flight.lock().insert(key.clone());
+        let engine = self.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            let recorded = match work {
+                Work::Deliver(at, job, permit) => engine.deliver(lane_index, at, job, permit).await,
+                Work::Settle(at, job, damage) => {
+                    engine.dead_letter_damaged(lane_index, at, job.as_ref(), &damage).await
+                }
+            };
+            if !recorded {
+                tokio::time::sleep(STORE_BACKOFF).await;
+            }
+            engine.in_flight.lock().remove(&key);
+            let _ = done.send(());
+        });
     }
 
     /// One attempt; returns whether its outcome was recorded.

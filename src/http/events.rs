@@ -93,10 +93,17 @@ fn unavailable(e: StoreError) -> ApiError {
     }
 }
 
+/// An event status to filter by. `duplicate` is refused like an unknown status: no stored event
+/// has it (duplicates are counted under `/stats`), so a filter on it would always be empty.
 fn parse_status(s: &str) -> Result<Status, ApiError> {
-    Status::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-        let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-        ApiError::invalid_payload(format!("unknown status `{s}`; one of {}", all.join(", ")))
+    Status::STORED.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+        let all: Vec<&str> = Status::STORED.iter().map(|s| s.as_str()).collect();
+        let why = if s == Status::Duplicate.as_str() {
+            "duplicates are counted, never stored as events (see /stats)"
+        } else {
+            "unknown status"
+        };
+        ApiError::invalid_payload(format!("status `{s}`: {why}; one of {}", all.join(", ")))
     })
 }
 
@@ -145,10 +152,10 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
         .events
         .iter()
         .map(|(id, e)| match e {
-            Ok(e) => summary(*id, e),
-            Err(damage) => damaged_summary(*id, damage),
+            Ok(e) => with_next_attempt(s, *id, summary(*id, e)),
+            Err(damage) => with_next_attempt(s, *id, damaged_summary(*id, damage)),
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
 }
 
@@ -163,14 +170,23 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
     let mut out = Vec::new();
     for id in ids {
         match s.store.get_record(id) {
-            Ok(Some(e)) if filter.matches(&e) => out.push(summary(id, &e)),
+            Ok(Some(e)) if filter.matches(&e) => out.push(with_next_attempt(s, id, summary(id, &e))?),
             Ok(_) => {}
-            Err(StoreError::Corrupt(what)) if filter.matches_damaged() => out.push(damaged_summary(id, &Damage(what))),
+            Err(StoreError::Corrupt(what)) if filter.matches_damaged() => {
+                out.push(with_next_attempt(s, id, damaged_summary(id, &Damage(what)))?)
+            }
             Err(StoreError::Corrupt(_)) => {}
             Err(e) => return Err(unavailable(e)),
         }
     }
     Ok(out)
+}
+
+/// Adds `next_attempt_at_ms`: when the event's queued delivery is due, `null` when none is queued.
+/// A time already past means the job waits for room or for its provider's open breaker.
+fn with_next_attempt(s: &AppState, id: Ulid, mut v: Value) -> Result<Value, ApiError> {
+    v["next_attempt_at_ms"] = json!(s.store.next_attempt_ms(id).map_err(unavailable)?);
+    Ok(v)
 }
 
 fn summary(id: Ulid, e: &Event) -> Value {
@@ -234,6 +250,7 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
         }
     };
     v["damage"] = json!(damage);
+    let mut v = with_next_attempt(s, ulid, v)?;
     if let Value::Object(into) = &mut v {
         let headers = e.map(|e| s.shown_headers(&e.provider, &e.headers)).unwrap_or_default();
         if let Value::Object(extra) = event_json(e, headers, body, &history, pending) {

@@ -222,6 +222,9 @@ struct Inner {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Woken when jobs are queued.
     jobs_added: Arc<tokio::sync::Notify>,
+    /// Per provider, a job the latest replay queued, until the engine takes it (in memory only:
+    /// after a restart a replayed job simply waits its turn). Held for an insert or a take.
+    replays: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
     /// Event reads still to fail on purpose (the same, for reads).
@@ -254,6 +257,7 @@ impl Store {
         let fail_flushes = Arc::new(AtomicU32::new(0));
         let last_failure = Arc::new(Mutex::new(None));
         let jobs_added = Arc::new(tokio::sync::Notify::new());
+        let replays = Arc::new(Mutex::new(BTreeMap::new()));
         let w = writer::Writer {
             db,
             tree: tree.clone(),
@@ -267,6 +271,7 @@ impl Store {
             fail_flushes: fail_flushes.clone(),
             last_failure: last_failure.clone(),
             jobs_added: jobs_added.clone(),
+            replays: replays.clone(),
             swept_minute: 0,
         };
         let thread = std::thread::Builder::new()
@@ -281,6 +286,7 @@ impl Store {
                 stats,
                 thread: Mutex::new(Some(thread)),
                 jobs_added,
+                replays,
                 fail_flushes,
                 fail_reads: AtomicU32::new(0),
                 last_failure,
@@ -343,6 +349,21 @@ impl Store {
         self.inner.jobs_added.notified().await
     }
 
+    /// Takes, per provider, the key of a job the replays committed since the last call queued.
+    pub fn take_replays(&self) -> BTreeMap<String, Vec<u8>> {
+        std::mem::take(&mut *self.inner.replays.lock())
+    }
+
+    /// The queued job under `key` (from [`Store::take_replays`]), or `None` once it has left the
+    /// queue (delivered, replaced by another replay, deleted). Due or not: a replay is due now.
+    pub fn queued_job(&self, key: &[u8]) -> Result<Option<DueJob>, StoreError> {
+        let Some((due_ms, id, target)) = keys::parse_job_key(key) else { return Ok(None) };
+        let Some(v) = self.inner.tree.get(key).map_err(read_err)? else { return Ok(None) };
+        let job = record::decode_job(&v)
+            .map_err(|e| Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}")));
+        Ok(Some(DueJob { key: key.to_vec(), id, target, due_ms, job }))
+    }
+
     /// Due jobs of one provider in due order, up to `limit`, passing over those `skip` says are
     /// taken; also when the first job after them is due.
     pub fn due_jobs(
@@ -394,6 +415,19 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// When the event's next delivery attempt is due (the earliest of its queued jobs), if one is
+    /// queued. A due time in the past means the job waits for room or for its breaker.
+    pub fn next_attempt_ms(&self, id: Ulid) -> Result<Option<i64>, StoreError> {
+        let mut next: Option<i64> = None;
+        for kv in self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)) {
+            let (_, job_key) = kv.map_err(read_err)?;
+            if let Some((due_ms, _, _)) = keys::parse_job_key(&job_key) {
+                next = Some(next.map_or(due_ms, |n| n.min(due_ms)));
+            }
+        }
+        Ok(next)
     }
 
     /// Whether a delivery of the event is queued.
@@ -901,6 +935,29 @@ mod tests {
         assert_eq!(store.delete(vec![bad, good]).await.unwrap(), 1);
         assert!(store.get_record(good).unwrap().is_none());
         assert!(matches!(store.read_event(bad).unwrap(), Some(StoredEvent::RecordDamaged(_))));
+        store.shutdown().await.unwrap();
+    }
+
+    /// A committed replay hands the engine one of the jobs it queued, per provider, once; the job
+    /// reads back by its key until it leaves the queue. A new event's job is no replay.
+    #[tokio::test]
+    async fn a_replay_hands_its_job_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::frozen(1_700_000_001_000);
+        let store = Store::open(dir.path(), options(), clock.clone()).unwrap();
+        let id = store.ingest(new_event(0, &["http://app/hook"])).await.unwrap().id;
+        assert!(store.take_replays().is_empty(), "a first delivery is not a replay");
+        assert_eq!(store.replay(vec![(id, vec!["http://app/again".into()])]).await.unwrap(), 1);
+        let replays = store.take_replays();
+        assert_eq!(replays.keys().collect::<Vec<_>>(), ["stripe"]);
+        let due = store.queued_job(&replays["stripe"]).unwrap().unwrap();
+        let job = due.job.unwrap();
+        assert_eq!((due.id, job.series, job.attempt, job.target.as_str()), (id, 2, 1, "http://app/again"));
+        assert!(store.take_replays().is_empty(), "taken once");
+        // Replayed again, a moment later: the first replay's job has left the queue.
+        clock.advance(1);
+        store.replay(vec![(id, vec!["http://app/hook".into()])]).await.unwrap();
+        assert!(store.queued_job(&replays["stripe"]).unwrap().is_none());
         store.shutdown().await.unwrap();
     }
 

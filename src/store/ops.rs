@@ -5,6 +5,8 @@
 //! [`Pending`] (so through [`Reads`]) and takes ids, body places and the time from an [`Env`],
 //! so the tests below run every operation against a `BTreeMap` without a database.
 
+use std::collections::BTreeMap;
+
 use ulid::Ulid;
 
 use super::bodies::segment_counter;
@@ -51,11 +53,14 @@ pub(super) struct Ops<'t, R: Reads, E: Env> {
     env: E,
     /// Set when an operation queued a job, so the engine is woken after the commit.
     pub jobs_added: bool,
+    /// A job a replay queued, per provider (the last one): the engine may send it at once as
+    /// its breaker's probe, so a person's replay is not held back by an open breaker.
+    pub replayed: BTreeMap<String, Vec<u8>>,
 }
 
 impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
     pub fn new(p: Pending<'t, R>, env: E) -> Self {
-        Ops { p, env, jobs_added: false }
+        Ops { p, env, jobs_added: false, replayed: BTreeMap::new() }
     }
 
     /// Records an event, or finds its first copy (in the tree or earlier in this batch).
@@ -210,7 +215,8 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 p.remove(key);
             }
             for (i, target) in targets.into_iter().enumerate() {
-                add_job(p, &provider, now, id, i as u8, Job { target, attempt: 1, series });
+                let key = add_job(p, &provider, now, id, i as u8, Job { target, attempt: 1, series });
+                self.replayed.insert(provider.clone(), key);
                 self.jobs_added = true;
             }
             p.set_status(id, Status::Received)?;
@@ -300,11 +306,13 @@ fn dequeue_attempted<R: Reads>(p: &mut Pending<R>, o: &Outcome) -> Result<bool, 
 }
 
 /// Queues a job and its index entry.
-fn add_job<R: Reads>(p: &mut Pending<R>, provider: &str, due_ms: i64, id: Ulid, target: u8, job: Job) {
+/// Queues a job; returns its key.
+fn add_job<R: Reads>(p: &mut Pending<R>, provider: &str, due_ms: i64, id: Ulid, target: u8, job: Job) -> Vec<u8> {
     let key = keys::job_key(provider, due_ms, id, target);
     p.insert(keys::job_of_key(id, target).to_vec(), key.clone());
-    p.insert(key, encode_job(job));
+    p.insert(key.clone(), encode_job(job));
     p.count(QUEUE_DEPTH.into(), 1);
+    key
 }
 
 #[cfg(test)]

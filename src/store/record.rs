@@ -28,6 +28,10 @@ pub enum Status {
 impl Status {
     pub const ALL: [Status; 6] =
         [Status::Received, Status::Processing, Status::Processed, Status::Retrying, Status::Failed, Status::Duplicate];
+    /// The statuses a stored event can have: a duplicate is counted under its first copy, never
+    /// stored as an event, so no event is ever `Duplicate`.
+    pub const STORED: [Status; 5] =
+        [Status::Received, Status::Processing, Status::Processed, Status::Retrying, Status::Failed];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -70,6 +70,8 @@ pub(super) struct Writer {
     pub(super) swept_minute: i64,
     /// Woken after a commit that queued jobs, so the delivery engine need not poll.
     pub(super) jobs_added: Arc<tokio::sync::Notify>,
+    /// Per provider, a job the last replay queued, handed to the engine by `Store::take_replays`.
+    pub(super) replays: Arc<parking_lot::Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
 impl Op {
@@ -198,7 +200,7 @@ impl Writer {
                 Err((w, e)) => w.answer(Err(&e.to_string())),
             }
         }
-        let Ops { mut p, jobs_added, .. } = m;
+        let Ops { mut p, jobs_added, replayed, .. } = m;
 
         // Bound the rejection log: evict the oldest in this same batch.
         let mut evicted = 0;
@@ -263,6 +265,8 @@ impl Writer {
                 self.stats.remove(&expired);
                 self.swept_minute = now_minute;
             }
+            // Before the wake-up, so the engine finds the replayed jobs when it looks.
+            self.replays.lock().extend(replayed);
             if jobs_added {
                 self.jobs_added.notify_one();
             }

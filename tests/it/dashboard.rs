@@ -134,7 +134,17 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
             })
             .await;
     }
-    assert_eq!(browser.text("#health-status").await.as_deref(), Some("ok"));
+    // The store is healthy, but a breaker is open, an event is retrying and one is a dead letter:
+    // the pill does not say "ok", it says what needs a look.
+    browser
+        .wait("the health pill to ask for attention", || async {
+            let text = browser.text("#health-status").await.unwrap_or_default();
+            (text == "attention: breaker open: twilio · 1 retrying · 1 dead letter").then_some(())
+        })
+        .await;
+    // The success rate says what it leaves out.
+    let note = browser.text("[data-card=\"success-rate\"] .note").await.unwrap_or_default();
+    assert!(note.contains("not settled yet"), "{note}");
     // The open breaker, in words.
     browser
         .wait("the twilio breaker open", || async {
@@ -152,7 +162,52 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     let rec = s.get("/staging/webhooks/recovery/stats").await.json();
     assert_eq!(browser.text("#queue-depth").await, Some(rec["queue_depth"].to_string()));
     assert!(browser.count("#throughput-chart *").await > 0, "the chart is drawn");
+    // The chart's axes are labelled: events per minute up to the peak, the last hour to now.
+    let peak = browser.text("#chart-max").await.unwrap_or_default();
+    assert_eq!(peak, format!("(peak {}/min)", browser.text("#chart-ymax").await.unwrap_or_default()));
+    assert!(browser.text("#chart-y-axis").await.unwrap_or_default().contains("events / min"));
+    assert!(browser.text("#chart-x-end").await.unwrap_or_default().starts_with("now ("));
+    // Every rejection code shows whole: the card does not cut it off.
+    let rejected = browser.text("[data-card=\"rejected\"] .detail").await.unwrap_or_default();
+    assert!(rejected.contains("invalid_signature: 1"), "{rejected}");
+    let fits = "const d = document.querySelector('[data-card=\"rejected\"]'); return d.scrollWidth <= d.clientWidth;";
+    assert_eq!(browser.eval(fits, json!([])).await, json!(true));
+    events_table_says_why_and_when(s, browser).await;
     browser.screenshot("dashboard-overview").await;
+}
+
+/// The events table shows each event's last error and when its next attempt goes out (for an
+/// event held by an open breaker, the probe's time), with the time zone on every time.
+async fn events_table_says_why_and_when(s: &support::TestServer, browser: &Browser) {
+    let sms = s.store.find_by_event_id("twilio", "SM_DASH").unwrap().unwrap().to_string();
+    let refused = s.store.find_by_event_id("stripe", "evt_refused").unwrap().unwrap().to_string();
+    let cell = |id: &str, class: &str| format!("#events-table tbody tr[data-id=\"{id}\"] td.{class}");
+    let next = browser
+        .wait("the held event's next attempt", || async {
+            browser.text(&cell(&sms, "next-attempt")).await.filter(|t| t.contains("twilio breaker's probe"))
+        })
+        .await;
+    let zone = browser
+        .eval(
+            "return new Intl.DateTimeFormat(undefined, {timeZoneName: 'short'}).formatToParts(new Date()).find(p => p.type === 'timeZoneName').value;",
+            json!([]),
+        )
+        .await;
+    let zone = zone.as_str().unwrap().to_string();
+    assert!(next.ends_with(&zone), "{next} names the zone {zone}");
+    let received = browser.text(&cell(&refused, "received-at")).await.unwrap_or_default();
+    assert!(received.ends_with(&zone), "{received} names the zone {zone}");
+    let error = browser.text(&cell(&refused, "last-error")).await.unwrap_or_default();
+    assert!(error.starts_with("HTTP 400"), "{error}");
+    assert_eq!(browser.text(&cell(&refused, "next-attempt")).await.as_deref(), Some("—"));
+    // The detail says it too.
+    browser.click(&format!("#events-table tbody tr[data-id=\"{sms}\"]")).await;
+    browser
+        .wait("the held event's detail", || async {
+            let timings = browser.text("#detail-timings").await.unwrap_or_default();
+            timings.contains("next attempt: waits for the twilio breaker's probe").then_some(())
+        })
+        .await;
 }
 
 /// A new event appears without a reload.
@@ -220,6 +275,11 @@ async fn copy_curl_filters_config_and_rejections(s: &support::TestServer, browse
         )
         .await;
     browser.wait("every event again", || only(6, "")).await;
+    // The status counts are filters too.
+    browser.click("[data-card=\"failed\"]").await;
+    browser.wait("only the failed event, from its count", || only(1, "failed")).await;
+    browser.click("[data-card=\"received\"]").await;
+    browser.wait("every event, from the total", || only(6, "")).await;
 
     // The configuration report and the rejection log, as the API gives them.
     let report = s.get("/staging/webhooks/config/validate").await.json();

@@ -345,3 +345,117 @@ async fn retention_keeps_received_and_processing_events() {
     support::wait_status(&s, &waiting, "processed").await;
     s.stop().await;
 }
+
+/// Trap: a person fixes the app and replays while the breaker is open. The replay goes out at once
+/// as the breaker's probe, well before `recovery_timeout` (60 s here); the app answers, the breaker
+/// closes and the event that was waiting follows. While the app is still down, a bulk replay sends
+/// one probe only, which keeps the breaker open, and the rest of it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_during_an_open_breaker_goes_out_at_once_as_its_probe() {
+    let app = FakeApp::start().await;
+    app.set_default(Reply::status(500));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 2, Duration::from_millis(10));
+    c.circuit_breaker.failure_threshold = 2;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+    let s = start(c).await;
+    let breaker = |rec: &Value| rec["providers"]["stripe"]["breaker"].clone();
+    let post = |evt: &'static str| {
+        let s = &s;
+        async move { s.stripe(&stripe_event(evt)).await.json()["id"].as_str().unwrap().to_string() }
+    };
+
+    // Two failed attempts: a dead letter, and the breaker open.
+    let dead = post("evt_dead").await;
+    support::wait_status(&s, &dead, "failed").await;
+    let rec = until("the breaker to open", || async {
+        let rec = recovery(&s).await;
+        (breaker(&rec)["state"] == "open").then_some(rec)
+    })
+    .await;
+    let opened = breaker(&rec)["opened_at_ms"].as_i64().unwrap();
+    let waiting = post("evt_waiting").await;
+
+    // The app is fixed; the replay does not wait for the probe a minute away.
+    app.set_default(Reply::status(200));
+    replay(&s, &format!("/staging/webhooks/events/{dead}/replay"), b"").await;
+    let e = support::wait_status(&s, &dead, "processed").await;
+    let delivered_at = e["history"].as_array().unwrap().last().unwrap()["at_ms"].as_i64().unwrap();
+    assert!(delivered_at < opened + 60_000, "sent before the breaker's own probe: {e}");
+    // The breaker closed on it, and the event held back follows.
+    support::wait_status(&s, &waiting, "processed").await;
+    assert_eq!(breaker(&recovery(&s).await)["state"], "closed");
+
+    // The app is down again: a new dead letter opens the breaker once more; an event behind it waits.
+    app.set_default(Reply::status(500));
+    let down1 = post("evt_down1").await;
+    let first = support::wait_status(&s, &down1, "failed").await;
+    until("the breaker to open again", || async { (breaker(&recovery(&s).await)["state"] == "open").then_some(()) })
+        .await;
+    let down = [down1, post("evt_down2").await];
+    assert_eq!(support::event_json(&s, &down[1]).await["status"], "received");
+    let sent = app.received().len();
+    let body = format!(r#"{{"since": {}}}"#, first["received_at_ms"]);
+    assert_eq!(replay(&s, "/staging/webhooks/replay", body.as_bytes()).await["replayed"], 2);
+    // One probe goes out and fails: the breaker stays open and the other replayed job waits.
+    let probed = until("the probe's failure", || async {
+        for id in &down {
+            let e = support::event_json(&s, id).await;
+            if e["status"] == "retrying" {
+                return Some(id.clone());
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(app.received().len(), sent + 1);
+    assert_eq!(breaker(&recovery(&s).await)["state"], "open");
+    let other = down.iter().find(|id| **id != probed).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(support::event_json(&s, other).await["status"], "received", "it waits for a probe");
+    assert_eq!(app.received().len(), sent + 1, "a retry does not start while the breaker is open");
+
+    // Fixed again: replaying the waiting one closes the breaker and the retry follows.
+    app.set_default(Reply::status(200));
+    replay(&s, &format!("/staging/webhooks/events/{other}/replay"), b"").await;
+    for id in &down {
+        support::wait_status(&s, id, "processed").await;
+    }
+    s.stop().await;
+}
+
+/// The event list and detail say when the queued attempt is due (`next_attempt_at_ms`, `null`
+/// once nothing is queued) beside the last error; a filter on `duplicate`, which no stored event
+/// has, is refused with the statuses there are rather than answered with an always-empty page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_say_when_the_next_attempt_is_due() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A stopped clock: the retry is due exactly a day after the failed attempt.
+    let clock = Clock::frozen(1_795_896_521_000);
+    let s = start_with_clock(delivering(dir.path(), &[app.url("/hook")], 5, DAY), clock.clone()).await;
+    app.script([Reply::status(500)]);
+    let id = s.stripe(&stripe_event("evt_next")).await.json()["id"].as_str().unwrap().to_string();
+    let e = support::wait_status(&s, &id, "retrying").await;
+    let due = 1_795_896_521_000 + DAY.as_millis() as i64;
+    assert_eq!(e["next_attempt_at_ms"], due, "{e}");
+    let list = s.get("/staging/webhooks/events?status=retrying").await.json();
+    let entry = &list["events"][0];
+    assert_eq!((entry["id"].as_str(), entry["next_attempt_at_ms"].as_i64()), (Some(id.as_str()), Some(due)));
+    assert_eq!(entry["last_error"], "HTTP 500: fake app says 500", "{list}");
+
+    clock.advance(DAY.as_millis() as i64);
+    let e = support::wait_status(&s, &id, "processed").await;
+    assert_eq!(e["next_attempt_at_ms"], serde_json::Value::Null, "{e}");
+    let list = s.get("/staging/webhooks/events").await.json();
+    assert_eq!(list["events"][0]["next_attempt_at_ms"], serde_json::Value::Null, "{list}");
+
+    let r = s.get("/staging/webhooks/events?status=duplicate").await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+    let text = r.text();
+    assert!(text.contains("received, processing, processed, retrying, failed"), "{text}");
+    let r =
+        s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"status":"duplicate"}"#).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
+    s.stop().await;
+}
