@@ -85,13 +85,18 @@ fn send(args: SendArgs) -> ExitCode {
         },
         None => None,
     };
-    let req = stagehook::send::SendRequest {
-        provider: args.provider.unwrap_or_default(),
-        event: args.event,
-        payload,
-        to: args.to,
-        count: args.count,
-    };
+    let provider = args.provider.unwrap_or_default();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let refusals = stagehook::send::refusals(&config, &instances, &provider, &env);
+    if !refusals.is_empty() {
+        eprintln!("stagehook: not sending: the configuration's secret for `{provider}` cannot be the one stagehook verifies with:");
+        for f in &refusals {
+            eprintln!("  {} [{}]: {}", f.key, f.id, f.message);
+        }
+        eprintln!("(set the real secret in the environment of this shell, as for `serve`, or in the file)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let req = stagehook::send::SendRequest { provider, event: args.event, payload, to: args.to, count: args.count };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -70,6 +70,29 @@ pub fn list(instances: &[Instance]) -> String {
     out
 }
 
+/// The validator's findings that must stop `send` for `provider` before anything goes out: a
+/// placeholder credential in its section. The running stagehook refused to start with it (same
+/// finding, `provider.placeholder_secret`), so it verifies with the real secret from its
+/// environment while `send`, run in another shell, would sign with the placeholder and get a
+/// baffling `401 invalid_signature`. Empty when the provider is unknown: `send` says so itself.
+pub fn refusals(
+    config: &Config,
+    instances: &[Instance],
+    provider: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Vec<crate::finding::Finding> {
+    let Some(instance) = find(instances, provider) else { return Vec::new() };
+    let section = format!("providers.{}", instance.provider.name());
+    // `Running`: the data folder's lock is none of `send`'s business (the server holds it).
+    let report = crate::config::validate::validate(config, env, crate::config::validate::Context::Running);
+    report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == crate::finding::Severity::Error && f.id == "provider.placeholder_secret")
+        .filter(|f| f.key == section || f.key.starts_with(&format!("{section}.")))
+        .collect()
+}
+
 fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
     instances.iter().find(|i| i.provider.name() == name || i.path == name)
 }

@@ -164,3 +164,34 @@ async fn send_exit_codes_and_signing_for_the_public_url() {
         tokio::task::spawn_blocking(move || run(&["send", "stripe", "--config", &bad], &[])).await.unwrap();
     assert_eq!(code, 2, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refuses_a_placeholder_secret_with_the_finding_serve_refuses_it_with() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{}\"", app.addr))
+        .replace(crate::support::STRIPE_SECRET, "whsec_REPLACE_ME");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let run_with = |args: Vec<String>, env: Vec<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env))
+    };
+    let send = vec!["send".to_string(), "stripe".into(), "--config".into(), cfg.clone()];
+
+    let (code, out) = run_with(send.clone(), vec![]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("provider.placeholder_secret") && out.contains("providers.stripe.secret"), "{out}");
+    assert!(!out.contains("whsec_REPLACE_ME"), "the secret is never printed: {out}");
+    assert!(app.received().is_empty(), "nothing sent");
+    // `serve` refuses the same file with the same finding.
+    let (code, serve_out) = run_with(vec!["serve".into(), "--config".into(), cfg.clone()], vec![]).await.unwrap();
+    assert_eq!(code, 2, "{serve_out}");
+    assert!(serve_out.contains("provider.placeholder_secret"), "{serve_out}");
+    // With the real secret in the environment, as the running stagehook has it, `send` sends.
+    let (code, out) = run_with(send, vec![("STRIPE_WEBHOOK_SECRET", crate::support::STRIPE_SECRET)]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(app.wait_for(1).await.len(), 1);
+}
