@@ -70,15 +70,23 @@ pub struct SendArgs {
     /// Send this file's bytes as the body instead of a fixture.
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
-    /// Send here instead of the running stagehook (e.g. straight to the app under test).
-    #[arg(long)]
+    /// Send here, the full URL, instead of the running stagehook (e.g. straight to the app under
+    /// test).
+    #[arg(long, conflicts_with = "server")]
     pub to: Option<String>,
-    /// How many events to send, each with fresh ids.
-    #[arg(long, default_value_t = 1)]
+    /// The running stagehook's base URL (e.g. `http://127.0.0.1:9000`), when it is not at the
+    /// configuration's `server.bind`; the provider's path is added.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// How many events to send (at least 1), each with fresh ids.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
     /// List the configured providers and their fixtures, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the answers (or the list, or what went wrong) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -169,3 +169,65 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     s.signal("TERM");
     assert_eq!(s.wait().await.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    // A grace far longer than the wait below: only the second signal can end it in time.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nshutdown_grace_seconds = 600\n"),
+    )
+    .unwrap();
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    let r = s.stripe(&stripe_event("evt_before_ctrl_c")).await;
+    assert_eq!(r.status, 200);
+    // A client that never completes its request holds the first stop for the whole grace.
+    let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stuck,
+        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    s.signal("INT");
+    let said = crate::support::until("the stopping line", || async {
+        let err = s.stderr.lock().clone();
+        err.lines().find(|l| l.contains("stopping")).map(str::to_string)
+    })
+    .await;
+    assert!(said.contains("600 s") && said.contains("Ctrl-C again"), "{said}");
+    s.signal("INT");
+    assert_eq!(s.wait().await.code(), Some(130), "{}", s.stderr.lock());
+    assert!(s.stderr.lock().contains("stopped at once"), "{}", s.stderr.lock());
+    drop(stuck);
+
+    // What was acknowledged is there after the restart.
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(s.stripe(&stripe_event("evt_before_ctrl_c")).await.json()["duplicate"], true);
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_text_logs_have_no_colour_codes_and_startup_shows_the_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "forward_to = [\"http://app:hunter2@127.0.0.1:9/hooks/stripe\", \"http://127.0.0.1:9/second\"]\n";
+    let config = write_config(dir.path(), extra);
+    let mut s = spawn_binary(&["--log-format", "text", "serve", "--config", config.to_str().unwrap()], &[]).await;
+    let out = s.stdout.lock().clone();
+    assert!(
+        out.contains("provider stripe: POST /staging/webhooks/stripe (configured), forwards to http://app:***@127.0.0.1:9/hooks/stripe, http://127.0.0.1:9/second"),
+        "{out}"
+    );
+    assert!(out.contains("provider twilio: POST /staging/webhooks/sms (not configured"), "{out}");
+    assert!(out.contains("stored only (no forward_to)"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+    let logs = s.stderr.lock().clone();
+    // A log line was written (the rate limiter warning, the stop), and it is plain text.
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escape in a piped log: {logs:?}");
+}

@@ -89,10 +89,17 @@ async fn serve_exits_2_on_a_held_folder_and_1_on_a_taken_port() {
     // A port another process listens on: held here for as long as the attempt runs.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = taken.local_addr().unwrap().to_string();
-    let (code, out) =
-        tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg, "--bind", &bind], &[])).await.unwrap();
+    // A data folder this start would have created is not left behind.
+    let fresh = dir.path().join("fresh-data");
+    let fresh_arg = fresh.to_str().unwrap().to_string();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        run(&["serve", "--config", &cfg, "--bind", &bind, "--data-dir", &fresh_arg], &[])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot listen on"), "{out}");
+    assert!(!fresh.exists(), "a failed start created {}", fresh.display());
     drop(taken);
 }
 
@@ -190,8 +197,77 @@ async fn send_refuses_a_placeholder_secret_with_the_finding_serve_refuses_it_wit
     let (code, serve_out) = run_with(vec!["serve".into(), "--config".into(), cfg.clone()], vec![]).await.unwrap();
     assert_eq!(code, 2, "{serve_out}");
     assert!(serve_out.contains("provider.placeholder_secret"), "{serve_out}");
+    // Its hint names the file it read, so the check it suggests checks the same settings.
+    assert!(serve_out.contains(&format!("run `stagehook check-config --config {cfg}`")), "{serve_out}");
     // With the real secret in the environment, as the running stagehook has it, `send` sends.
     let (code, out) = run_with(send, vec![("STRIPE_WEBHOOK_SECRET", crate::support::STRIPE_SECRET)]).await.unwrap();
     assert_eq!(code, 0, "{out}");
     assert_eq!(app.wait_for(1).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_names_the_server_and_says_what_it_tried_when_nothing_answers() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A port bound but not listening refuses connections, and stays ours while held.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{closed}\""));
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string(), "stripe".to_string(), "--config".to_string(), cfg.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || run(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[]))
+    };
+
+    // Nothing answers at the configuration's bind: what was tried, where it came from, what to do.
+    let (code, out) = send(&[]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    for part in
+        ["is stagehook running?", &format!("http://{closed}"), "server.bind (file)", &cfg, "--server", "--config"]
+    {
+        assert!(out.contains(part), "the hint should say {part:?}: {out}");
+    }
+    // `--server` names the running stagehook by its base URL; the provider's path is added.
+    let (code, out) = send(&["--server", &format!("http://{}/", app.addr)]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(app.wait_for(1).await[0].path, "/staging/webhooks/stripe");
+    // ...and a `--server` that does not answer is the one the hint names.
+    let (code, out) = send(&["--server", &format!("http://{closed}")]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("looked for it at http://{closed}, from --server")), "{out}");
+    // `--server` and `--to` are two answers to one question.
+    let (code, out) = send(&["--server", "http://127.0.0.1:1", "--to", "http://127.0.0.1:1/x"]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    // `--count 0` is refused, not taken for one.
+    let (code, out) = send(&["--server", &format!("http://{}", app.addr), "--count", "0"]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(app.received().len(), 1, "nothing more sent");
+    drop(socket);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_notes_a_folder_the_running_stagehook_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let mut running = spawn_binary(&["serve", "--config", &cfg], &[]).await;
+    let check = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || run(&["check-config", "--config", &cfg, "--json"], &[])).await.unwrap()
+    };
+    assert_eq!(check.0, 0, "{}", check.1);
+    let report: serde_json::Value = serde_json::from_str(&check.1).unwrap();
+    let in_use = report["findings"].as_array().unwrap().iter().find(|f| f["id"] == "data_dir.in_use").unwrap();
+    assert_eq!(in_use["severity"], "ok", "{in_use}");
+    assert!(in_use["message"].as_str().unwrap().contains("in use by a running stagehook"), "{in_use}");
+    // `serve` still refuses the held folder.
+    let second = tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg], &[])).await.unwrap();
+    assert_eq!(second.0, 2, "{}", second.1);
+    running.signal("TERM");
+    assert_eq!(running.wait().await.code(), Some(0));
 }
