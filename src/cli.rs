@@ -49,7 +49,7 @@ pub enum StoreCommand {
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// TOML configuration file, for `server.data_dir`.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Database folder (overrides `server.data_dir`).
     #[arg(long)]
@@ -62,7 +62,7 @@ pub struct SendArgs {
     #[arg(required_unless_present = "list")]
     pub provider: Option<String>,
     /// TOML configuration file: the secrets to sign with, and where stagehook listens.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<std::path::PathBuf>,
     /// The fixture's event type (see `--list`); the provider's first fixture by default.
     #[arg(long)]
@@ -92,7 +92,7 @@ pub struct SendArgs {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// TOML configuration file; without one, the embedded defaults are checked.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Also print the effective configuration, each key with where it came from (secrets
     /// redacted).
@@ -106,7 +106,7 @@ pub struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// TOML configuration file; without one, the embedded defaults are used.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on (overrides `server.bind`).
     #[arg(long)]

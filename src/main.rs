@@ -21,6 +21,12 @@ static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Alloca
 
 fn main() -> ExitCode {
     stagehook::allocator::tune();
+    // An empty `STAGEHOOK_CONFIG` is ignored, as every empty `STAGEHOOK_*` variable is, rather
+    // than clap's "a value is required for --config". Still one thread here: nothing else reads
+    // the environment concurrently.
+    if std::env::var_os("STAGEHOOK_CONFIG").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("STAGEHOOK_CONFIG");
+    }
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {

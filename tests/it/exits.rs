@@ -5,19 +5,31 @@
 use std::process::{Command, Stdio};
 
 use crate::fake_app::{twilio_sdk_validate, FakeApp, Reply};
-use crate::support::{spawn_binary, write_config, TWILIO_TOKEN};
+use crate::support::{spawn_binary, write_config, STRIPE_SECRET, TWILIO_TOKEN};
 
 /// Runs the binary to completion with `env` added; (exit code, stdout + stderr).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let (code, stdout, stderr) = run_split(args, env);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Runs the binary to completion with `env` added; (exit code, stdout, stderr).
+fn run_split(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehook"));
     cmd.args(args).stdin(Stdio::null());
-    for k in ["STRIPE_WEBHOOK_SECRET", "TWILIO_AUTH_TOKEN", "STAGEHOOK_SERVER_BIND", "STAGEHOOK_SERVER_DATA_DIR"] {
+    for k in [
+        "STRIPE_WEBHOOK_SECRET",
+        "TWILIO_AUTH_TOKEN",
+        "STAGEHOOK_SERVER_BIND",
+        "STAGEHOOK_SERVER_DATA_DIR",
+        "STAGEHOOK_CONFIG",
+    ] {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout.into_owned(), stderr.into_owned())
 }
 
 /// Starts `serve`, reads where it listens and which folder it uses, and stops it.
@@ -270,4 +282,115 @@ async fn check_config_notes_a_folder_the_running_stagehook_holds() {
     assert_eq!(second.0, 2, "{}", second.1);
     running.signal("TERM");
     assert_eq!(running.wait().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stagehook_config_is_the_default_for_config_in_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let file_data = dir.path().join("data").display().to_string();
+    let env = [("STAGEHOOK_CONFIG", cfg.as_str())];
+    let blocking = |args: Vec<&'static str>, env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run_split(&args, &env)
+        })
+    };
+    let with_cfg = || vec![("STAGEHOOK_CONFIG", cfg.clone())];
+
+    // serve
+    assert_eq!(started(&["serve"], &env).await, ("127.0.0.1".to_string(), file_data.clone()));
+    // check-config
+    let (code, out, err) = blocking(vec!["check-config", "--json", "--show"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["effective"]["server.data_dir"]["source"], "file", "{v}");
+    // send --list: stripe is configured by the file only.
+    let (code, out, err) = blocking(vec!["send", "--list", "--json"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stripe = list.as_array().unwrap().iter().find(|i| i["name"] == "stripe").unwrap();
+    assert_eq!(stripe["configured"], true, "{list}");
+    // store verify reads the file's data_dir (the folder `serve` made above).
+    let (code, out, err) = blocking(vec!["store", "verify"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("in {file_data}")), "{out}");
+    // `--config` wins over the variable.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, format!("[server]\ndata_dir = \"{}\"\n", dir.path().join("other-data").display())).unwrap();
+    let other = other.to_str().unwrap().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_split(
+            &["check-config", "--json", "--show", "--config", &other],
+            &[("STAGEHOOK_CONFIG", "/nonexistent/staging.toml")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["effective"]["server.data_dir"]["value"].as_str().unwrap().contains("other-data"), "{v}");
+    // An empty variable is ignored, as every empty `STAGEHOOK_*` is: the embedded defaults.
+    let (code, out, err) =
+        blocking(vec!["check-config", "--json", "--show"], vec![("STAGEHOOK_CONFIG", String::new())]).await.unwrap();
+    assert_ne!(code, 2, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["effective"]["server.data_dir"]["source"], "default", "{v}");
+    // A file that does not exist, named by the variable: a configuration error, as with the flag.
+    let (code, out, err) =
+        blocking(vec!["check-config"], vec![("STAGEHOOK_CONFIG", "/nonexistent/staging.toml".into())]).await.unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_json_reports_answers_and_failures_with_stable_codes() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{}\"", app.addr));
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string(), "--json".to_string(), "--config".to_string(), cfg.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || {
+            let (code, out, err) = run_split(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+            let v: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out}{err}"));
+            (code, v)
+        })
+    };
+
+    let (code, v) = send(&["stripe", "--count", "2"]).await.unwrap();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let sent = v["sent"].as_array().unwrap();
+    assert_eq!(sent.len(), 2, "{v}");
+    assert_eq!(sent[0]["status"], 200);
+    assert_eq!(sent[0]["url"], format!("http://{}/staging/webhooks/stripe", app.addr));
+    assert_eq!(app.wait_for(2).await.len(), 2);
+    // A non-2xx answer: ok false, exit 1.
+    app.set_default(Reply::status(500));
+    let (code, v) = send(&["stripe"]).await.unwrap();
+    assert_eq!((code, &v["ok"], &v["sent"][0]["status"]), (1, &serde_json::json!(false), &serde_json::json!(500)));
+    // Nothing could be sent: a code, and the hint for no answer.
+    let (code, v) = send(&["nosuch"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unknown_provider")), "{v}");
+    let (code, v) = send(&["stripe", "--server", "http://127.0.0.1:1"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("no_answer")), "{v}");
+    assert!(v["error"]["hint"].as_str().unwrap().contains("is stagehook running?"), "{v}");
+    // A placeholder secret: exit 2 and the validator's finding.
+    let placeholder = dir.path().join("placeholder.toml");
+    std::fs::write(&placeholder, std::fs::read_to_string(&cfg).unwrap().replace(STRIPE_SECRET, "whsec_REPLACE_ME"))
+        .unwrap();
+    let p = placeholder.to_str().unwrap().to_string();
+    let (code, out, _) =
+        tokio::task::spawn_blocking(move || run_split(&["send", "stripe", "--json", "--config", &p], &[]))
+            .await
+            .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (2, Some("config_refused")), "{v}");
+    assert_eq!(v["error"]["findings"][0]["id"], "provider.placeholder_secret", "{v}");
 }
