@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs};
 use stagehook::config::layers::{self, flag_value, Layered};
 use stagehook::config::validate::{validate, Context, Severity};
@@ -34,6 +34,19 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
         Command::Store(StoreCommand::Verify(args)) => verify(args),
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut Cli::command(), "stagehook", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match stagehook::cli::man_page().and_then(|page| std::io::Write::write_all(&mut std::io::stdout(), &page)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stagehook: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

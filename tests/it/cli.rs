@@ -231,3 +231,64 @@ async fn piped_text_logs_have_no_colour_codes_and_startup_shows_the_targets() {
     assert!(logs.contains("stopped cleanly"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "ANSI escape in a piped log: {logs:?}");
 }
+
+/// Runs the binary to completion; (exit code, stdout).
+fn stdout_of(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook")).args(args).env_clear().output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+/// Whether `program` can be run here (a shell or groff is optional on a test machine).
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn completions_are_scripts_the_shells_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    // bash is always there (the CI script is bash); the others are checked where installed.
+    for (shell, check) in [("bash", &["-n"][..]), ("zsh", &["-n"][..]), ("fish", &["--no-execute"][..])] {
+        let (code, script) = stdout_of(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}");
+        // Flags without their dashes: fish writes `-l server`.
+        for word in ["serve", "check-config", "send", "verify", "server", "json", "count"] {
+            assert!(script.contains(word), "the {shell} completion should offer {word}");
+        }
+        if shell != "bash" && !installed(shell) {
+            continue;
+        }
+        let path = dir.path().join(format!("stagehook.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        let out = std::process::Command::new(shell).args(check).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{shell} {check:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (code, _) = stdout_of(&["completions", "tcsh-or-so"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn the_man_page_documents_every_subcommand_and_its_flags() {
+    let (code, page) = stdout_of(&["man"]);
+    assert_eq!(code, 0);
+    assert!(page.contains(".TH stagehook 1"), "{page}");
+    for section in ["STAGEHOOK SERVE", "STAGEHOOK CHECK-CONFIG", "STAGEHOOK SEND", "STAGEHOOK STORE VERIFY"] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "no section {section}: {page}");
+    }
+    for flag in [r"\-\-bind", r"\-\-data\-dir", r"\-\-show", r"\-\-server", r"\-\-count", r"\-\-json"] {
+        assert!(page.contains(flag), "the page should document {flag}");
+    }
+    // roff that groff reads without a warning, where groff is installed.
+    if installed("groff") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stagehook.1");
+        std::fs::write(&path, &page).unwrap();
+        let out =
+            std::process::Command::new("groff").args(["-man", "-Tascii", "-ww", "-z"]).arg(&path).output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
