@@ -378,6 +378,12 @@ async fn send_json_reports_answers_and_failures_with_stable_codes() {
     // Nothing could be sent: a code, and the hint for no answer.
     let (code, v) = send(&["nosuch"]).await.unwrap();
     assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unknown_provider")), "{v}");
+    let (code, v) = send(&["stripe", "--event", "no.such.event"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unknown_fixture")), "{v}");
+    let (code, v) = send(&["twilio"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("nothing_to_sign")), "{v}");
+    let (code, v) = send(&["stripe", "--file", "/nonexistent/body.json"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (2, Some("file_unreadable")), "{v}");
     let (code, v) = send(&["stripe", "--server", "http://127.0.0.1:1"]).await.unwrap();
     assert_eq!((code, v["error"]["code"].as_str()), (1, Some("no_answer")), "{v}");
     assert!(v["error"]["hint"].as_str().unwrap().contains("is stagehook running?"), "{v}");
