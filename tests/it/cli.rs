@@ -187,10 +187,18 @@ async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
     let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(
         &mut stuck,
-        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{",
+        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
     )
     .await
     .unwrap();
+    // Signalled only once the server holds that connection (it and the asking one open): one not
+    // yet accepted would simply be dropped, and the stop would be clean and quick.
+    let addr = s.addr;
+    crate::support::until("the stuck connection to be accepted", || async move {
+        let stats = crate::support::request(addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
+        (stats["connections"]["open"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
     s.signal("INT");
     let said = crate::support::until("the stopping line", || async {
         let err = s.stderr.lock().clone();
