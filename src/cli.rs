@@ -1,5 +1,6 @@
 //! The command line: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`, `check-config`,
-//! `send` and `store verify`.
+//! `send`, `store verify`, and the shell completions and manual page generated from these
+//! definitions (`completions`, `man`), so they never drift from the real flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,17 @@ pub enum Command {
     /// Inspect the data folder of a stopped stagehook.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Print a shell completion script (e.g. `stagehook completions bash > /etc/bash_completion.d/stagehook`).
+    Completions(CompletionsArgs),
+    /// Print the manual page, in roff (e.g. `stagehook man | man -l -`).
+    Man,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +61,7 @@ pub enum StoreCommand {
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// TOML configuration file, for `server.data_dir`.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Database folder (overrides `server.data_dir`).
     #[arg(long)]
@@ -62,7 +74,7 @@ pub struct SendArgs {
     #[arg(required_unless_present = "list")]
     pub provider: Option<String>,
     /// TOML configuration file: the secrets to sign with, and where stagehook listens.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<std::path::PathBuf>,
     /// The fixture's event type (see `--list`); the provider's first fixture by default.
     #[arg(long)]
@@ -70,21 +82,29 @@ pub struct SendArgs {
     /// Send this file's bytes as the body instead of a fixture.
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
-    /// Send here instead of the running stagehook (e.g. straight to the app under test).
-    #[arg(long)]
+    /// Send here, the full URL, instead of the running stagehook (e.g. straight to the app under
+    /// test).
+    #[arg(long, conflicts_with = "server")]
     pub to: Option<String>,
-    /// How many events to send, each with fresh ids.
-    #[arg(long, default_value_t = 1)]
+    /// The running stagehook's base URL (e.g. `http://127.0.0.1:9000`), when it is not at the
+    /// configuration's `server.bind`; the provider's path is added.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// How many events to send (at least 1), each with fresh ids.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
     /// List the configured providers and their fixtures, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the answers (or the list, or what went wrong) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// TOML configuration file; without one, the embedded defaults are checked.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Also print the effective configuration, each key with where it came from (secrets
     /// redacted).
@@ -98,7 +118,7 @@ pub struct CheckArgs {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// TOML configuration file; without one, the embedded defaults are used.
-    #[arg(long, short)]
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on (overrides `server.bind`).
     #[arg(long)]
@@ -106,4 +126,48 @@ pub struct ServeArgs {
     /// Database folder (overrides `server.data_dir`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// The manual page, in roff: the top-level page, then each subcommand (nested ones too) with its
+/// synopsis and options, so one page documents every flag.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    fn subcommands(parent: &str, cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{parent} {}", sub.get_name());
+            let sub = sub.clone().bin_name(name.clone());
+            let about = sub.get_long_about().or(sub.get_about()).map(|a| a.to_string()).unwrap_or_default();
+            use std::io::Write;
+            writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
+            writeln!(out, "{}", roff_escape(&about))?;
+            let man = clap_mangen::Man::new(sub.clone());
+            man.render_synopsis_section(out)?;
+            if sub.get_arguments().any(|a| !a.is_hide_set()) {
+                man.render_options_section(out)?;
+            }
+            subcommands(&name, &sub, out)?;
+        }
+        Ok(())
+    }
+    subcommands("stagehook", &cmd, &mut out)?;
+    Ok(out)
+}
+
+/// Plain text as a roff paragraph: a leading `.` or `'` would be read as a request, `\` as an
+/// escape.
+fn roff_escape(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs};
 use stagehook::config::layers::{self, flag_value, Layered};
 use stagehook::config::validate::{validate, Context, Severity};
@@ -21,6 +21,12 @@ static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Alloca
 
 fn main() -> ExitCode {
     stagehook::allocator::tune();
+    // An empty `STAGEHOOK_CONFIG` is ignored, as every empty `STAGEHOOK_*` variable is, rather
+    // than clap's "a value is required for --config". Still one thread here: nothing else reads
+    // the environment concurrently.
+    if std::env::var_os("STAGEHOOK_CONFIG").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("STAGEHOOK_CONFIG");
+    }
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
@@ -28,6 +34,19 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
         Command::Store(StoreCommand::Verify(args)) => verify(args),
+        Command::Completions(args) => {
+            clap_complete::generate(args.shell, &mut Cli::command(), "stagehook", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match stagehook::cli::man_page().and_then(|page| std::io::Write::write_all(&mut std::io::stdout(), &page)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stagehook: cannot write the manual page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -70,26 +89,76 @@ fn send(args: SendArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // For the hint when nothing answers: where the address `send` used came from.
+    let bind_source = layered
+        .show()
+        .into_iter()
+        .find(|(key, _, _)| key == "server.bind")
+        .map(|(_, _, source)| source.to_string())
+        .unwrap_or_else(|| "default".into());
     let Layered { config, instances, .. } = layered;
     if args.list {
-        print!("{}", stagehook::send::list(&instances));
+        if args.json {
+            println!("{:#}", stagehook::send::list_json(&instances));
+        } else {
+            print!("{}", stagehook::send::list(&instances));
+        }
         return ExitCode::SUCCESS;
     }
+    // With `--json`, a failure is a JSON object on stdout too (a stable `code`), with the same
+    // exit code as in text.
+    let fail = |code: &str, message: String, detail: serde_json::Value, exit: u8| {
+        if args.json {
+            let mut out = serde_json::json!({"ok": false, "error": {"code": code, "message": message}});
+            if let serde_json::Value::Object(extra) = detail {
+                out["error"].as_object_mut().expect("an object").extend(extra);
+            }
+            println!("{out:#}");
+        } else {
+            eprintln!("stagehook: {message}");
+            if let Some(lines) = detail.as_object() {
+                for line in lines.get("text").and_then(|t| t.as_array()).into_iter().flatten() {
+                    eprintln!("{}", line.as_str().unwrap_or_default());
+                }
+            }
+        }
+        ExitCode::from(exit)
+    };
     let payload = match &args.file {
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                eprintln!("stagehook: cannot read {}: {e}", path.display());
-                return ExitCode::from(EXIT_CONFIG);
+                return fail(
+                    "file_unreadable",
+                    format!("cannot read {}: {e}", path.display()),
+                    json_null(),
+                    EXIT_CONFIG,
+                )
             }
         },
         None => None,
     };
+    let provider = args.provider.clone().unwrap_or_default();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let refusals = stagehook::send::refusals(&config, &instances, &provider, &env);
+    if !refusals.is_empty() {
+        let mut text: Vec<String> = refusals.iter().map(|f| format!("  {} [{}]: {}", f.key, f.id, f.message)).collect();
+        text.push("(set the real secret in the environment of this shell, as for `serve`, or in the file)".into());
+        return fail(
+            "config_refused",
+            format!(
+                "not sending: the configuration's secret for `{provider}` cannot be the one stagehook verifies with:"
+            ),
+            serde_json::json!({"findings": refusals, "text": text}),
+            EXIT_CONFIG,
+        );
+    }
     let req = stagehook::send::SendRequest {
-        provider: args.provider.unwrap_or_default(),
-        event: args.event,
+        provider,
+        event: args.event.clone(),
         payload,
-        to: args.to,
+        to: args.to.clone(),
+        server: args.server.clone(),
         count: args.count,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -102,12 +171,24 @@ fn send(args: SendArgs) -> ExitCode {
     let clock = Clock::system();
     match runtime.block_on(stagehook::send::send(&config, &instances, &req, || clock.now_s())) {
         Ok(sent) => {
-            let mut ok = true;
-            for s in &sent {
-                ok &= (200..300).contains(&s.status);
-                println!("POST {} -> {}", s.url, s.status);
-                if !s.body.is_empty() {
-                    println!("{}", s.body);
+            let ok = sent.iter().all(|s| (200..300).contains(&s.status));
+            if args.json {
+                let sent: Vec<serde_json::Value> = sent
+                    .iter()
+                    .map(|s| {
+                        // The answer's body as JSON where it is JSON (stagehook's always is).
+                        let body: serde_json::Value =
+                            serde_json::from_str(&s.body).unwrap_or_else(|_| s.body.clone().into());
+                        serde_json::json!({"url": s.url, "status": s.status, "body": body})
+                    })
+                    .collect();
+                println!("{:#}", serde_json::json!({"ok": ok, "sent": sent}));
+            } else {
+                for s in &sent {
+                    println!("POST {} -> {}", s.url, s.status);
+                    if !s.body.is_empty() {
+                        println!("{}", s.body);
+                    }
                 }
             }
             if ok {
@@ -117,10 +198,39 @@ fn send(args: SendArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("stagehook: {e}");
-            ExitCode::FAILURE
+            let hint = match &e {
+                stagehook::send::SendFailure::Post { .. } => unreachable_hint(&config, &args, &bind_source),
+                _ => String::new(),
+            };
+            let detail = if hint.is_empty() {
+                json_null()
+            } else {
+                serde_json::json!({"hint": hint, "text": [format!("  ({hint})")]})
+            };
+            fail(e.code(), e.to_string(), detail, 1)
         }
     }
+}
+
+fn json_null() -> serde_json::Value {
+    serde_json::Value::Null
+}
+
+/// What `send` tried when nothing answered, and what to check: most often stagehook is not
+/// running, or runs with another configuration (another port) than the one `send` read.
+fn unreachable_hint(config: &stagehook::config::Config, args: &SendArgs, bind_source: &str) -> String {
+    if let Some(to) = &args.to {
+        return format!("nothing answered at --to {to}: is the app listening there?");
+    }
+    let server = stagehook::send::server_url(config, args.server.as_deref());
+    let from = match (&args.server, &args.config) {
+        (Some(_), _) => "--server".to_string(),
+        (None, Some(path)) => format!("server.bind ({bind_source}) of {}", path.display()),
+        (None, None) => format!("server.bind ({bind_source}); no --config given"),
+    };
+    format!(
+        "is stagehook running? send looked for it at {server}, from {from}. Start it with `stagehook serve`, give send the same `--config` as serve, or name it with `--server http://HOST:PORT`."
+    )
 }
 
 /// Defaults, file, environment, then the flags given.
@@ -138,7 +248,7 @@ fn check_config(args: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let report = validate(&layered.config, &env, Context::Standalone);
+    let report = validate(&layered.config, &env, Context::Check);
     if args.json {
         let mut out = report.to_json();
         if args.show {
@@ -168,7 +278,9 @@ fn check_config(args: CheckArgs) -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: in a file, a pipe or journald they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -201,7 +313,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         for f in report.findings.iter().filter(|f| f.severity == Severity::Error) {
             eprintln!("  {} [{}]: {}", f.key, f.id, f.message);
         }
-        eprintln!("(run `stagehook check-config` for the full report)");
+        let check = match &args.config {
+            Some(path) => format!("stagehook check-config --config {}", path.display()),
+            None => "stagehook check-config".to_string(),
+        };
+        eprintln!("(run `{check}` for the full report)");
         return ExitCode::from(EXIT_CONFIG);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -214,13 +330,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     runtime.block_on(async move {
         let bind = config.server.bind;
         let data_dir = config.server.data_dir.clone();
-        let app = match App::open_built(config, instances, Clock::system()) {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("stagehook: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let grace = config.server.shutdown_grace_seconds;
+        let forwards: BTreeMap<String, Vec<String>> = config
+            .sections()
+            .into_iter()
+            .map(|(name, section)| (name, section.forward_to.iter().map(|u| stagehook::redact::url(u)).collect()))
+            .collect();
+        // Bound before the store opens: a start that fails on a taken port leaves no new data
+        // folder behind.
         let listener = match tokio::net::TcpListener::bind(bind).await {
             Ok(l) => l,
             Err(e) => {
@@ -228,12 +345,24 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let shutdown = shutdown_signal();
+        let app = match App::open_built(config, instances, Clock::system()) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("stagehook: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = shutdown_signal(grace);
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| bind.to_string());
         println!("data dir: {}", data_dir.display());
         for (name, path, configured) in app.endpoints() {
             let state = if configured { "configured" } else { "not configured (no secret): answers 503" };
-            println!("provider {name}: POST {path} ({state})");
+            // Where its events go, credentials masked as everywhere else.
+            let targets = match forwards.get(&name).map(Vec::as_slice) {
+                None | Some([]) => "stored only (no forward_to)".to_string(),
+                Some(urls) => format!("forwards to {}", urls.join(", ")),
+            };
+            println!("provider {name}: POST {path} ({state}), {targets}");
         }
         // Last, so that a script (or a test) waiting for this line has seen the others.
         println!("stagehook {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
@@ -248,8 +377,14 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// The handlers must exist before the "listening" line is printed: a future that registered
 /// them only when first polled would leave a window in which SIGTERM still kills the process
 /// outright, skipping the final flush.
+///
+/// The first signal says at once that stagehook is stopping and for how long it may wait (a
+/// silent wait of up to twice the grace looks like a hang); a second one stops the process at
+/// once, with 128 + the signal's number (130 for Ctrl-C), as a shell reports a process a signal
+/// ended: it did not stop cleanly, but nothing acknowledged is lost (every 2xx was flushed
+/// first), and jobs in flight stay queued for the next start.
 #[cfg(unix)]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+fn shutdown_signal(grace_s: u64) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let interrupt = signal(SignalKind::interrupt());
     let terminate = signal(SignalKind::terminate());
@@ -260,6 +395,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     _ = int.recv() => {},
                     _ = term.recv() => {},
                 }
+                eprintln!(
+                    "stagehook: stopping: no new connections; waiting up to {grace_s} s for requests in flight, then up to {grace_s} s for deliveries in flight (Ctrl-C again to stop at once)"
+                );
+                tokio::spawn(async move {
+                    let code = tokio::select! {
+                        _ = int.recv() => 128 + libc::SIGINT,
+                        _ = term.recv() => 128 + libc::SIGTERM,
+                    };
+                    eprintln!("stagehook: stopped at once by a second signal; deliveries in flight stay queued for the next start");
+                    std::process::exit(code);
+                });
             }
             _ => {
                 tracing::warn!("cannot install signal handlers; stop with SIGKILL");
@@ -271,9 +417,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 #[cfg(not(unix))]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
+fn shutdown_signal(grace_s: u64) -> impl std::future::Future<Output = ()> {
+    async move {
         let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stagehook: stopping: waiting up to {grace_s} s for requests, then for deliveries, in flight");
         tracing::info!("shutdown signal received; finishing in-flight requests");
     }
 }

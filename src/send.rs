@@ -23,8 +23,10 @@ pub struct SendRequest {
     pub event: Option<String>,
     /// The body to send instead of a fixture, as it is.
     pub payload: Option<Vec<u8>>,
-    /// Where to send; the running stagehook of the same configuration when `None`.
+    /// Where to send, the full URL; the running stagehook when `None`.
     pub to: Option<String>,
+    /// The running stagehook's base URL; `server.bind`'s when `None`.
+    pub server: Option<String>,
     pub count: u32,
 }
 
@@ -42,6 +44,19 @@ pub enum SendFailure {
     Client(String),
     #[error("{url}: {error}")]
     Post { url: String, error: String },
+}
+
+impl SendFailure {
+    /// A stable code for `send --json`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SendFailure::UnknownProvider { .. } => "unknown_provider",
+            SendFailure::NothingToSign(_) => "nothing_to_sign",
+            SendFailure::Fixture(_) => "unknown_fixture",
+            SendFailure::Client(_) => "client",
+            SendFailure::Post { .. } => "no_answer",
+        }
+    }
 }
 
 /// The outcome of one request.
@@ -70,21 +85,70 @@ pub fn list(instances: &[Instance]) -> String {
     out
 }
 
+/// The validator's findings that must stop `send` for `provider` before anything goes out: a
+/// placeholder credential in its section. The running stagehook refused to start with it (same
+/// finding, `provider.placeholder_secret`), so it verifies with the real secret from its
+/// environment while `send`, run in another shell, would sign with the placeholder and get a
+/// baffling `401 invalid_signature`. Empty when the provider is unknown: `send` says so itself.
+pub fn refusals(
+    config: &Config,
+    instances: &[Instance],
+    provider: &str,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Vec<crate::finding::Finding> {
+    let Some(instance) = find(instances, provider) else { return Vec::new() };
+    let section = format!("providers.{}", instance.provider.name());
+    // `Running`: the data folder's lock is none of `send`'s business (the server holds it).
+    let report = crate::config::validate::validate(config, env, crate::config::validate::Context::Running);
+    report
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == crate::finding::Severity::Error && f.id == "provider.placeholder_secret")
+        .filter(|f| f.key == section || f.key.starts_with(&format!("{section}.")))
+        .collect()
+}
+
+/// [`list`] as JSON, one object per instance, for `send --list --json`.
+pub fn list_json(instances: &[Instance]) -> serde_json::Value {
+    instances
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "name": i.provider.name(),
+                "kind": i.kind.as_str(),
+                "path": format!("/staging/webhooks/{}", i.path),
+                "configured": i.configured,
+                "can_sign": i.provider.can_sign(),
+                "fixtures": i.provider.sample_types(),
+            })
+        })
+        .collect()
+}
+
 fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
     instances.iter().find(|i| i.provider.name() == name || i.path == name)
+}
+
+/// The base URL `send` expects the running stagehook at: `--server`, else `server.bind`'s.
+pub fn server_url(config: &Config, server: Option<&str>) -> String {
+    match server {
+        Some(s) => s.trim_end_matches('/').to_string(),
+        None => ServerConfig::local_url(config.server.bind),
+    }
 }
 
 /// The URL a request is signed for, and the URL it is sent to. They differ only when stagehook
 /// sits behind `server.public_url` (Twilio signs the URL it calls): the signature covers the
 /// public URL while the request goes to the local listener.
-fn urls(config: &Config, path: &str, to: Option<&str>) -> (String, String) {
+fn urls(config: &Config, path: &str, to: Option<&str>, server: Option<&str>) -> (String, String) {
     if let Some(to) = to {
         return (to.to_string(), to.to_string());
     }
-    let bind = config.server.bind;
+    let local = server_url(config, server);
+    let public = config.server.public_url.as_deref().map(|u| u.trim_end_matches('/').to_string());
     (
-        format!("{}/staging/webhooks/{path}", config.server.base_url(bind)),
-        format!("{}/staging/webhooks/{path}", ServerConfig::local_url(bind)),
+        format!("{}/staging/webhooks/{path}", public.unwrap_or_else(|| local.clone())),
+        format!("{local}/staging/webhooks/{path}"),
     )
 }
 
@@ -105,10 +169,11 @@ pub async fn send(
     if !instance.configured || !provider.can_sign() {
         return Err(SendFailure::NothingToSign(provider.name().to_string()));
     }
-    let (sign_url, send_url) = urls(config, &instance.path, req.to.as_deref());
+    let (sign_url, send_url) = urls(config, &instance.path, req.to.as_deref(), req.server.as_deref());
     let client = Client::new().map_err(|e| SendFailure::Client(e.to_string()))?;
     let mut sent = Vec::new();
-    for _ in 0..req.count.max(1) {
+    // `--count 0` is refused by the command line; a library caller asking for none gets none.
+    for _ in 0..req.count {
         let now = now_s();
         let sample = provider.sample(req.event.as_deref(), now).map_err(|e| SendFailure::Fixture(e.to_string()))?;
         let body = req.payload.clone().unwrap_or(sample.body);

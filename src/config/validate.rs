@@ -28,6 +28,10 @@ pub enum Context {
     Standalone,
     /// Inside the running server, which holds the lock itself.
     Running,
+    /// `stagehook check-config`: a held lock is most often the running stagehook whose
+    /// configuration is being edited, so it is a note (severity `ok`), not an error; `serve`
+    /// (`Standalone`) still refuses the folder.
+    Check,
 }
 
 /// The environment variables the isolation checks read: each kind names its own.
@@ -193,6 +197,15 @@ fn data_dir(dir: &Path, context: Context, r: &mut Report) {
         return;
     }
     match crate::store::in_use(dir) {
+        Some(true) if context == Context::Check => r.push(
+            "data_dir.in_use",
+            Severity::Ok,
+            key,
+            format!(
+                "{} is in use by a running stagehook (fine for checking an edit; `serve` with this data_dir refuses to start until it stops)",
+                dir.display()
+            ),
+        ),
         Some(true) => r.push(
             "data_dir.in_use",
             Severity::Error,

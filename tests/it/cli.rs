@@ -169,3 +169,134 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     s.signal("TERM");
     assert_eq!(s.wait().await.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    // A grace far longer than the wait below: only the second signal can end it in time.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nshutdown_grace_seconds = 600\n"),
+    )
+    .unwrap();
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    let r = s.stripe(&stripe_event("evt_before_ctrl_c")).await;
+    assert_eq!(r.status, 200);
+    // A client that never completes its request holds the first stop for the whole grace.
+    let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stuck,
+        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    // Signalled only once the server holds that connection (it and the asking one open): one not
+    // yet accepted would simply be dropped, and the stop would be clean and quick.
+    let addr = s.addr;
+    crate::support::until("the stuck connection to be accepted", || async move {
+        let stats = crate::support::request(addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
+        (stats["connections"]["open"].as_u64() >= Some(2)).then_some(())
+    })
+    .await;
+    s.signal("INT");
+    let said = crate::support::until("the stopping line", || async {
+        let err = s.stderr.lock().clone();
+        err.lines().find(|l| l.contains("stopping")).map(str::to_string)
+    })
+    .await;
+    assert!(said.contains("600 s") && said.contains("Ctrl-C again"), "{said}");
+    s.signal("INT");
+    assert_eq!(s.wait().await.code(), Some(130), "{}", s.stderr.lock());
+    assert!(s.stderr.lock().contains("stopped at once"), "{}", s.stderr.lock());
+    drop(stuck);
+
+    // What was acknowledged is there after the restart.
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(s.stripe(&stripe_event("evt_before_ctrl_c")).await.json()["duplicate"], true);
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_text_logs_have_no_colour_codes_and_startup_shows_the_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "forward_to = [\"http://app:hunter2@127.0.0.1:9/hooks/stripe\", \"http://127.0.0.1:9/second\"]\n";
+    let config = write_config(dir.path(), extra);
+    let mut s = spawn_binary(&["--log-format", "text", "serve", "--config", config.to_str().unwrap()], &[]).await;
+    let out = s.stdout.lock().clone();
+    assert!(
+        out.contains("provider stripe: POST /staging/webhooks/stripe (configured), forwards to http://app:***@127.0.0.1:9/hooks/stripe, http://127.0.0.1:9/second"),
+        "{out}"
+    );
+    assert!(out.contains("provider twilio: POST /staging/webhooks/sms (not configured"), "{out}");
+    assert!(out.contains("stored only (no forward_to)"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+    let logs = s.stderr.lock().clone();
+    // A log line was written (the rate limiter warning, the stop), and it is plain text.
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escape in a piped log: {logs:?}");
+}
+
+/// Runs the binary to completion; (exit code, stdout).
+fn stdout_of(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook")).args(args).env_clear().output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+/// Whether `program` can be run here (a shell or groff is optional on a test machine).
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn completions_are_scripts_the_shells_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    // bash is always there (the CI script is bash); the others are checked where installed.
+    for (shell, check) in [("bash", &["-n"][..]), ("zsh", &["-n"][..]), ("fish", &["--no-execute"][..])] {
+        let (code, script) = stdout_of(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}");
+        // Flags without their dashes: fish writes `-l server`.
+        for word in ["serve", "check-config", "send", "verify", "server", "json", "count"] {
+            assert!(script.contains(word), "the {shell} completion should offer {word}");
+        }
+        if shell != "bash" && !installed(shell) {
+            continue;
+        }
+        let path = dir.path().join(format!("stagehook.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        let out = std::process::Command::new(shell).args(check).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{shell} {check:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (code, _) = stdout_of(&["completions", "tcsh-or-so"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn the_man_page_documents_every_subcommand_and_its_flags() {
+    let (code, page) = stdout_of(&["man"]);
+    assert_eq!(code, 0);
+    assert!(page.contains(".TH stagehook 1"), "{page}");
+    for section in ["STAGEHOOK SERVE", "STAGEHOOK CHECK-CONFIG", "STAGEHOOK SEND", "STAGEHOOK STORE VERIFY"] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "no section {section}: {page}");
+    }
+    for flag in [r"\-\-bind", r"\-\-data\-dir", r"\-\-show", r"\-\-server", r"\-\-count", r"\-\-json"] {
+        assert!(page.contains(flag), "the page should document {flag}");
+    }
+    // roff that groff reads without a warning, where groff is installed.
+    if installed("groff") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stagehook.1");
+        std::fs::write(&path, &page).unwrap();
+        let out =
+            std::process::Command::new("groff").args(["-man", "-Tascii", "-ww", "-z"]).arg(&path).output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

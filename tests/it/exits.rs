@@ -5,19 +5,31 @@
 use std::process::{Command, Stdio};
 
 use crate::fake_app::{twilio_sdk_validate, FakeApp, Reply};
-use crate::support::{spawn_binary, write_config, TWILIO_TOKEN};
+use crate::support::{spawn_binary, write_config, STRIPE_SECRET, TWILIO_TOKEN};
 
 /// Runs the binary to completion with `env` added; (exit code, stdout + stderr).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let (code, stdout, stderr) = run_split(args, env);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Runs the binary to completion with `env` added; (exit code, stdout, stderr).
+fn run_split(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagehook"));
     cmd.args(args).stdin(Stdio::null());
-    for k in ["STRIPE_WEBHOOK_SECRET", "TWILIO_AUTH_TOKEN", "STAGEHOOK_SERVER_BIND", "STAGEHOOK_SERVER_DATA_DIR"] {
+    for k in [
+        "STRIPE_WEBHOOK_SECRET",
+        "TWILIO_AUTH_TOKEN",
+        "STAGEHOOK_SERVER_BIND",
+        "STAGEHOOK_SERVER_DATA_DIR",
+        "STAGEHOOK_CONFIG",
+    ] {
         cmd.env_remove(k);
     }
     cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout.into_owned(), stderr.into_owned())
 }
 
 /// Starts `serve`, reads where it listens and which folder it uses, and stops it.
@@ -89,10 +101,17 @@ async fn serve_exits_2_on_a_held_folder_and_1_on_a_taken_port() {
     // A port another process listens on: held here for as long as the attempt runs.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = taken.local_addr().unwrap().to_string();
-    let (code, out) =
-        tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg, "--bind", &bind], &[])).await.unwrap();
+    // A data folder this start would have created is not left behind.
+    let fresh = dir.path().join("fresh-data");
+    let fresh_arg = fresh.to_str().unwrap().to_string();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        run(&["serve", "--config", &cfg, "--bind", &bind, "--data-dir", &fresh_arg], &[])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot listen on"), "{out}");
+    assert!(!fresh.exists(), "a failed start created {}", fresh.display());
     drop(taken);
 }
 
@@ -163,4 +182,221 @@ async fn send_exit_codes_and_signing_for_the_public_url() {
     let (code, out) =
         tokio::task::spawn_blocking(move || run(&["send", "stripe", "--config", &bad], &[])).await.unwrap();
     assert_eq!(code, 2, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refuses_a_placeholder_secret_with_the_finding_serve_refuses_it_with() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{}\"", app.addr))
+        .replace(crate::support::STRIPE_SECRET, "whsec_REPLACE_ME");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let run_with = |args: Vec<String>, env: Vec<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env))
+    };
+    let send = vec!["send".to_string(), "stripe".into(), "--config".into(), cfg.clone()];
+
+    let (code, out) = run_with(send.clone(), vec![]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("provider.placeholder_secret") && out.contains("providers.stripe.secret"), "{out}");
+    assert!(!out.contains("whsec_REPLACE_ME"), "the secret is never printed: {out}");
+    assert!(app.received().is_empty(), "nothing sent");
+    // `serve` refuses the same file with the same finding.
+    let (code, serve_out) = run_with(vec!["serve".into(), "--config".into(), cfg.clone()], vec![]).await.unwrap();
+    assert_eq!(code, 2, "{serve_out}");
+    assert!(serve_out.contains("provider.placeholder_secret"), "{serve_out}");
+    // Its hint names the file it read, so the check it suggests checks the same settings.
+    assert!(serve_out.contains(&format!("run `stagehook check-config --config {cfg}`")), "{serve_out}");
+    // With the real secret in the environment, as the running stagehook has it, `send` sends.
+    let (code, out) = run_with(send, vec![("STRIPE_WEBHOOK_SECRET", crate::support::STRIPE_SECRET)]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(app.wait_for(1).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_names_the_server_and_says_what_it_tried_when_nothing_answers() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A port bound but not listening refuses connections, and stays ours while held.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{closed}\""));
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string(), "stripe".to_string(), "--config".to_string(), cfg.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || run(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[]))
+    };
+
+    // Nothing answers at the configuration's bind: what was tried, where it came from, what to do.
+    let (code, out) = send(&[]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    for part in
+        ["is stagehook running?", &format!("http://{closed}"), "server.bind (file)", &cfg, "--server", "--config"]
+    {
+        assert!(out.contains(part), "the hint should say {part:?}: {out}");
+    }
+    // `--server` names the running stagehook by its base URL; the provider's path is added.
+    let (code, out) = send(&["--server", &format!("http://{}/", app.addr)]).await.unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(app.wait_for(1).await[0].path, "/staging/webhooks/stripe");
+    // ...and a `--server` that does not answer is the one the hint names.
+    let (code, out) = send(&["--server", &format!("http://{closed}")]).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("looked for it at http://{closed}, from --server")), "{out}");
+    // `--server` and `--to` are two answers to one question.
+    let (code, out) = send(&["--server", "http://127.0.0.1:1", "--to", "http://127.0.0.1:1/x"]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    // `--count 0` is refused, not taken for one.
+    let (code, out) = send(&["--server", &format!("http://{}", app.addr), "--count", "0"]).await.unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(app.received().len(), 1, "nothing more sent");
+    drop(socket);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_notes_a_folder_the_running_stagehook_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let mut running = spawn_binary(&["serve", "--config", &cfg], &[]).await;
+    let check = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || run(&["check-config", "--config", &cfg, "--json"], &[])).await.unwrap()
+    };
+    assert_eq!(check.0, 0, "{}", check.1);
+    let report: serde_json::Value = serde_json::from_str(&check.1).unwrap();
+    let in_use = report["findings"].as_array().unwrap().iter().find(|f| f["id"] == "data_dir.in_use").unwrap();
+    assert_eq!(in_use["severity"], "ok", "{in_use}");
+    assert!(in_use["message"].as_str().unwrap().contains("in use by a running stagehook"), "{in_use}");
+    // `serve` still refuses the held folder.
+    let second = tokio::task::spawn_blocking(move || run(&["serve", "--config", &cfg], &[])).await.unwrap();
+    assert_eq!(second.0, 2, "{}", second.1);
+    running.signal("TERM");
+    assert_eq!(running.wait().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stagehook_config_is_the_default_for_config_in_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap().to_string();
+    let file_data = dir.path().join("data").display().to_string();
+    let env = [("STAGEHOOK_CONFIG", cfg.as_str())];
+    let blocking = |args: Vec<&'static str>, env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run_split(&args, &env)
+        })
+    };
+    let with_cfg = || vec![("STAGEHOOK_CONFIG", cfg.clone())];
+
+    // serve
+    assert_eq!(started(&["serve"], &env).await, ("127.0.0.1".to_string(), file_data.clone()));
+    // check-config
+    let (code, out, err) = blocking(vec!["check-config", "--json", "--show"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["effective"]["server.data_dir"]["source"], "file", "{v}");
+    // send --list: stripe is configured by the file only.
+    let (code, out, err) = blocking(vec!["send", "--list", "--json"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stripe = list.as_array().unwrap().iter().find(|i| i["name"] == "stripe").unwrap();
+    assert_eq!(stripe["configured"], true, "{list}");
+    // store verify reads the file's data_dir (the folder `serve` made above).
+    let (code, out, err) = blocking(vec!["store", "verify"], with_cfg()).await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("in {file_data}")), "{out}");
+    // `--config` wins over the variable.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, format!("[server]\ndata_dir = \"{}\"\n", dir.path().join("other-data").display())).unwrap();
+    let other = other.to_str().unwrap().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_split(
+            &["check-config", "--json", "--show", "--config", &other],
+            &[("STAGEHOOK_CONFIG", "/nonexistent/staging.toml")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["effective"]["server.data_dir"]["value"].as_str().unwrap().contains("other-data"), "{v}");
+    // An empty variable is ignored, as every empty `STAGEHOOK_*` is: the embedded defaults.
+    let (code, out, err) =
+        blocking(vec!["check-config", "--json", "--show"], vec![("STAGEHOOK_CONFIG", String::new())]).await.unwrap();
+    assert_ne!(code, 2, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["effective"]["server.data_dir"]["source"], "default", "{v}");
+    // A file that does not exist, named by the variable: a configuration error, as with the flag.
+    let (code, out, err) =
+        blocking(vec!["check-config"], vec![("STAGEHOOK_CONFIG", "/nonexistent/staging.toml".into())]).await.unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_json_reports_answers_and_failures_with_stable_codes() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replace("bind = \"127.0.0.1:0\"", &format!("bind = \"{}\"", app.addr));
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let send = |args: &[&str]| {
+        let mut all = vec!["send".to_string(), "--json".to_string(), "--config".to_string(), cfg.clone()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        tokio::task::spawn_blocking(move || {
+            let (code, out, err) = run_split(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+            let v: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out}{err}"));
+            (code, v)
+        })
+    };
+
+    let (code, v) = send(&["stripe", "--count", "2"]).await.unwrap();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let sent = v["sent"].as_array().unwrap();
+    assert_eq!(sent.len(), 2, "{v}");
+    assert_eq!(sent[0]["status"], 200);
+    assert_eq!(sent[0]["url"], format!("http://{}/staging/webhooks/stripe", app.addr));
+    assert_eq!(app.wait_for(2).await.len(), 2);
+    // A non-2xx answer: ok false, exit 1.
+    app.set_default(Reply::status(500));
+    let (code, v) = send(&["stripe"]).await.unwrap();
+    assert_eq!((code, &v["ok"], &v["sent"][0]["status"]), (1, &serde_json::json!(false), &serde_json::json!(500)));
+    // Nothing could be sent: a code, and the hint for no answer.
+    let (code, v) = send(&["nosuch"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unknown_provider")), "{v}");
+    let (code, v) = send(&["stripe", "--event", "no.such.event"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unknown_fixture")), "{v}");
+    let (code, v) = send(&["twilio"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("nothing_to_sign")), "{v}");
+    let (code, v) = send(&["stripe", "--file", "/nonexistent/body.json"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (2, Some("file_unreadable")), "{v}");
+    let (code, v) = send(&["stripe", "--server", "http://127.0.0.1:1"]).await.unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("no_answer")), "{v}");
+    assert!(v["error"]["hint"].as_str().unwrap().contains("is stagehook running?"), "{v}");
+    // A placeholder secret: exit 2 and the validator's finding.
+    let placeholder = dir.path().join("placeholder.toml");
+    std::fs::write(&placeholder, std::fs::read_to_string(&cfg).unwrap().replace(STRIPE_SECRET, "whsec_REPLACE_ME"))
+        .unwrap();
+    let p = placeholder.to_str().unwrap().to_string();
+    let (code, out, _) =
+        tokio::task::spawn_blocking(move || run_split(&["send", "stripe", "--json", "--config", &p], &[]))
+            .await
+            .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((code, v["error"]["code"].as_str()), (2, Some("config_refused")), "{v}");
+    assert_eq!(v["error"]["findings"][0]["id"], "provider.placeholder_secret", "{v}");
 }

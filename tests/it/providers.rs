@@ -152,7 +152,7 @@ fn now_s() -> i64 {
 }
 
 fn req(name: &str) -> SendRequest {
-    SendRequest { provider: name.to_string(), event: None, payload: None, to: None, count: 1 }
+    SendRequest { provider: name.to_string(), event: None, payload: None, to: None, server: None, count: 1 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
