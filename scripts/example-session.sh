@@ -14,7 +14,7 @@
 set -euo pipefail
 
 bin=${STAGEHOOK:-stagehook}
-if [[ $bin == */* ]]; then bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin"); fi
+if [[ $bin == */* ]]; then bin=$(realpath -m -- "$bin"); fi
 # Only this session's settings count: nothing inherited from the caller's environment.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^STAGEHOOK_' || true)
 unset TWILIO_AUTH_TOKEN STRIPE_WEBHOOK_SECRET
