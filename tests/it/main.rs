@@ -15,6 +15,7 @@ mod dashboard;
 mod delivery;
 mod delivery_more;
 mod errors;
+mod example_session;
 mod exits;
 mod fake_app;
 mod fuzz;
