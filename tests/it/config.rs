@@ -115,6 +115,27 @@ fn startup_refuses_a_live_key_naming_it_without_printing_it() {
     assert!(!out.contains(STRIPE_SECRET), "{out}");
 }
 
+/// `stripe.secret_format` says what is wrong: a `whsec_` secret cut short is too short, a value
+/// with another prefix is not a signing secret at all.
+#[test]
+fn a_bad_stripe_secret_is_said_to_be_too_short_or_of_another_kind() {
+    let message = |secret: &str| {
+        let toml = format!("[providers.stripe]\nsecret = \"{secret}\"\n");
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::from_toml(&toml).unwrap();
+        c.server.data_dir = dir.path().join("data");
+        let report = validate(&c, &BTreeMap::new(), Context::Standalone);
+        let f = report.findings.into_iter().find(|f| f.id == "stripe.secret_format").unwrap();
+        assert_eq!((f.severity, f.key.as_str()), (Severity::Error, "providers.stripe.secret"), "{secret}");
+        f.message
+    };
+    let short = message("whsec_abc");
+    assert!(short.contains("too short") && short.contains("3 characters after `whsec_`"), "{short}");
+    assert!(short.contains("32 or more"), "{short}");
+    let other = message("sk_test_not_a_signing_secret");
+    assert!(other.contains("start with `whsec_`") && !other.contains("too short"), "{other}");
+}
+
 #[test]
 fn check_config_exit_codes_json_and_provenance() {
     let dir = tempfile::tempdir().unwrap();
