@@ -136,6 +136,40 @@ fn a_bad_stripe_secret_is_said_to_be_too_short_or_of_another_kind() {
     assert!(other.contains("start with `whsec_`") && !other.contains("too short"), "{other}");
 }
 
+/// A configuration error names the line of the key at fault, not of its section (a provider
+/// section's keys are read one by one, where toml's own position is the section's), and an
+/// unknown key or provider name gets the nearest one the section accepts, when one is close.
+#[test]
+fn a_config_error_names_the_keys_line_and_what_was_meant() {
+    let error = |toml: &str| Config::from_toml(toml).and_then(|c| c.check()).unwrap_err().to_string();
+    let stripe = "[server]\nbind = \"127.0.0.1:0\"\n\n[providers.stripe]\n# the endpoint's secret\nsecret = \"whsec_0123456789abcdef0123\"\n\ntolerance_seconds = -1\n";
+    let e = error(stripe);
+    assert!(e.contains("providers.stripe.tolerance_seconds") && e.ends_with("(line 8)"), "{e}");
+    let e = error("[providers.gh]\nkind = \"github\"\n\nsecrets = \"one\"\n");
+    assert!(e.contains("providers.gh.secrets") && e.ends_with("(line 4)"), "{e}");
+    let e = error("[providers.stripe]\nforward_to = []\nsecert = \"whsec_x\"\n");
+    assert!(e.contains("did you mean `secret`?") && e.ends_with("(line 3)"), "{e}");
+    let e = error("[providers.gh]\nkind = \"github\"\nforward_to = []\nheadr = \"x\"\n");
+    assert!(e.contains("did you mean `header`?") && e.ends_with("(line 4)"), "{e}");
+    let e = error("[limits]\nmax_body_bytes = 10\n[server]\n\nbnd = \"127.0.0.1:0\"\n");
+    assert!(e.contains("did you mean `bind`?") && e.ends_with("(line 5)"), "{e}");
+    let e = error("[server]\nbind = \"127.0.0.1:0\"\n[providers.githb]\nsecret = \"x\"\n");
+    assert!(e.contains("needs `kind`") && e.contains("did you mean `github`?") && e.ends_with("(line 3)"), "{e}");
+    // Nothing close: no guess.
+    let e = error("[providers.acme]\nsecret = \"x\"\n");
+    assert!(e.contains("needs `kind`") && !e.contains("did you mean"), "{e}");
+    let e = error("[server]\nlisten = \"127.0.0.1:0\"\n");
+    assert!(e.contains("unknown field `listen`") && !e.contains("did you mean"), "{e}");
+
+    // As `check-config` and `serve` say it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, stripe).unwrap();
+    let (code, out) = run_binary(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("(line 8)"), "{out}");
+}
+
 #[test]
 fn check_config_exit_codes_json_and_provenance() {
     let dir = tempfile::tempdir().unwrap();
