@@ -490,6 +490,25 @@ pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
     }
 }
 
+/// A named instance's section with every key of its kind that a variable can write set (to a
+/// string, a number or a boolean, whichever the kind's settings type takes; the others, lists
+/// and keys with a default, are there at their default), so that `config` can learn the name
+/// and type of each key a named instance takes from the environment by serializing it.
+pub fn env_example_named(kind: ProviderKind) -> Section {
+    let samples = [toml::Value::String("x".into()), toml::Value::Integer(1), toml::Value::Boolean(true)];
+    let mut example = toml::Table::new();
+    for key in kind.keys() {
+        let one = |v: &toml::Value| toml::Table::from_iter([(key.to_string(), v.clone())]);
+        if let Some(v) = samples.iter().find(|v| kind.parse_settings(one(v)).is_ok()) {
+            example.insert(key.to_string(), v.clone());
+        }
+    }
+    match kind.parse_settings(example) {
+        Ok(settings) => Section::new(settings),
+        Err(_) => Section::new(kind.default_settings()),
+    }
+}
+
 /// The provider keys of `[providers.<name>]` as `check-config --show` lists them: `kind` when
 /// written, the kind's own keys that are set (an unset optional key is left out), secrets as
 /// fingerprints; and for a section that is not a seed's (whose shape is its kind's) the other

@@ -170,6 +170,58 @@ fn a_config_error_names_the_keys_line_and_what_was_meant() {
     assert!(out.contains("(line 8)"), "{out}");
 }
 
+/// A named instance the file declares takes any key from the environment,
+/// `STAGEHOOK_PROVIDERS_<NAME>_<KEY>` with a `-` of its name as `_`, and `check-config --show`
+/// names the variable as its source; a variable for an instance the file does not declare (it
+/// cannot say the kind), or with a slip in its name, is refused.
+#[test]
+fn a_named_instance_takes_its_keys_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[providers.github]\n[providers.eu-west]\nkind = \"stripe\"\nsecret = \"whsec_file_0123456789abcdef0123456789\"\n";
+    let config = write_config(dir.path(), extra);
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+            .args(["check-config", "--config", config.to_str().unwrap(), "--json", "--show"])
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = run(&[
+        ("STAGEHOOK_PROVIDERS_GITHUB_SECRET", "gh-env-secret-0123456789"),
+        ("STAGEHOOK_PROVIDERS_GITHUB_FORWARD_TO", "http://127.0.0.1:3000/gh"),
+        ("STAGEHOOK_PROVIDERS_EU_WEST_SECRET", "whsec_env_0123456789abcdef0123456789"),
+        ("STAGEHOOK_PROVIDERS_EU_WEST_RETRY_MAX_ATTEMPTS", "2"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let shown = |key: &str| (v["effective"][key]["value"].clone(), v["effective"][key]["source"].clone());
+    let (secret, source) = shown("providers.github.secret");
+    assert_eq!(source, "env STAGEHOOK_PROVIDERS_GITHUB_SECRET");
+    assert!(secret.as_str().unwrap().contains("sha256:") && !out.contains("gh-env-secret"), "{secret}");
+    assert_eq!(
+        shown("providers.github.forward_to"),
+        ("[\"http://127.0.0.1:3000/gh\"]".into(), "env STAGEHOOK_PROVIDERS_GITHUB_FORWARD_TO".into())
+    );
+    assert_eq!(shown("providers.eu-west.secret").1, "env STAGEHOOK_PROVIDERS_EU_WEST_SECRET");
+    assert_eq!(
+        shown("providers.eu-west.retry.max_attempts"),
+        ("2".into(), "env STAGEHOOK_PROVIDERS_EU_WEST_RETRY_MAX_ATTEMPTS".into())
+    );
+    assert_eq!(shown("providers.eu-west.kind").1, "file");
+
+    // No `[providers.shop]` in the file: refused, as a configuration error.
+    let (code, out) = run(&[("STAGEHOOK_PROVIDERS_SHOP_SECRET", "shop-secret")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("`STAGEHOOK_PROVIDERS_SHOP_SECRET` sets no key") && out.contains("cannot declare"), "{out}");
+    assert!(!out.contains("shop-secret\""), "{out}");
+    let (code, out) = run(&[("STAGEHOOK_PROVIDERS_GITHB_SECRET", "gh-env-secret-0123456789")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("did you mean `STAGEHOOK_PROVIDERS_GITHUB_SECRET`?"), "{out}");
+}
+
 #[test]
 fn check_config_exit_codes_json_and_provenance() {
     let dir = tempfile::tempdir().unwrap();
