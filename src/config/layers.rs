@@ -48,10 +48,18 @@ pub struct Layered {
     pub instances: Vec<Instance>,
 }
 
-/// The environment variable for a key: `limits.max_body_bytes` → `STAGEHOOK_LIMITS_MAX_BODY_BYTES`.
+/// The environment variable for a key: `limits.max_body_bytes` → `STAGEHOOK_LIMITS_MAX_BODY_BYTES`,
+/// `providers.eu-west.secret` → `STAGEHOOK_PROVIDERS_EU_WEST_SECRET` (a `-` is no letter of a
+/// variable name; two keys that come to one name are refused when it is set, see [`load`]).
 pub fn env_name(key: &str) -> String {
-    format!("STAGEHOOK_{}", key.replace('.', "_").to_ascii_uppercase())
+    format!("STAGEHOOK_{}", key.replace(['.', '-'], "_").to_ascii_uppercase())
 }
+
+/// The prefix of the variables of provider sections. One under it that names no key is refused:
+/// most likely it is meant for an instance the file does not declare, which a variable cannot
+/// declare (it cannot say the kind), or it has a slip in its name; either way the setting it
+/// carries (often a secret) would otherwise be lost without a word.
+const PROVIDERS_ENV: &str = "STAGEHOOK_PROVIDERS_";
 
 pub fn load(
     file: Option<&Path>,
@@ -62,11 +70,19 @@ pub fn load(
     let mut sources: BTreeMap<String, Source> =
         leaves(&merged).into_iter().map(|(k, _)| (k, Source::Default)).collect();
 
+    let mut named: Vec<(String, registry::ProviderKind)> = Vec::new();
     if let Some(path) = file {
         let text =
             std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
-        // Parsed alone first, for errors with line numbers.
-        Config::from_toml(&text)?;
+        // Parsed alone first, for errors with line numbers, and for the named instances and
+        // their kinds, whose keys the environment may then set.
+        let parsed = Config::from_toml(&text)?;
+        named = parsed
+            .providers
+            .iter()
+            .filter(|(name, _)| !registry::is_seed(name))
+            .map(|(name, c)| (name.clone(), c.settings.kind()))
+            .collect();
         let table: Table = text.parse().map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
         for (key, value) in leaves(&table) {
             set(&mut merged, &key, value);
@@ -74,7 +90,37 @@ pub fn load(
         }
     }
 
-    let schema = Table::try_from(schema()).expect("the schema serializes");
+    let schema = Table::try_from(schema(&named)).expect("the schema serializes");
+    let mut keys_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, _) in leaves(&schema) {
+        keys_of.entry(env_name(&key)).or_default().push(key);
+    }
+    for (name, _) in env.iter().filter(|(name, v)| name.starts_with(PROVIDERS_ENV) && !v.is_empty()) {
+        match keys_of.get(name).map(Vec::as_slice) {
+            None => {
+                let known = keys_of.keys().filter(|n| n.starts_with(PROVIDERS_ENV)).map(String::as_str);
+                return Err(err(
+                    "providers",
+                    format!(
+                        "`{name}` sets no key: a variable sets a key of an instance the file declares \
+                         (`[providers.<name>]`, with its `kind` unless the name is one), and cannot declare \
+                         one, having no way to say its kind{}",
+                        super::did_you_mean(name, known)
+                    ),
+                ));
+            }
+            Some([first, second, ..]) => {
+                return Err(err(
+                    first,
+                    format!(
+                        "`{name}` could set `{first}` or `{second}` (a `-` in a name is `_` in a variable): \
+                         set the key in the file instead, or rename one of the instances"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     for (key, example) in leaves(&schema) {
         let name = env_name(&key);
         let Some(raw) = env.get(&name).filter(|v| !v.is_empty()) else { continue };
@@ -131,8 +177,9 @@ fn masked_urls(v: Value) -> Value {
     }
 }
 
-/// A configuration with every optional key present, to learn every key's name and type.
-fn schema() -> Config {
+/// A configuration with every optional key present, to learn every key's name and type: the
+/// seed's sections, and the `named` instances the file declares, each of its kind.
+fn schema(named: &[(String, registry::ProviderKind)]) -> Config {
     let s = || Some(Secret::new("x"));
     let retry = || RetryOverride {
         strategy: Some(super::Strategy::Fixed),
@@ -145,10 +192,14 @@ fn schema() -> Config {
     c.server.public_url = Some(String::new());
     c.server.admin_token = s();
     c.isolation = IsolationConfig::default();
-    // Named instances are not in it: their keys come from the file.
     for (kind, seed) in registry::seeds() {
         let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };
         c.providers.0.insert(seed.name.to_string(), section);
+    }
+    // `kind` itself is not among their keys (the example's is unwritten): the file says it.
+    for (name, kind) in named {
+        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example_named(*kind)) };
+        c.providers.0.insert(name.clone(), section);
     }
     c
 }
@@ -254,6 +305,19 @@ mod tests {
         assert!(!secret.1.contains("whsec_named_env"), "{secret:?}");
     }
 
+    /// Two instances whose names differ only by `-` and `_` come to one variable: when it is
+    /// set, which one it means cannot be told, and it is refused naming both; unset, they load.
+    #[test]
+    fn a_variable_two_instances_share_is_refused_when_set() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let path = file.path().to_path_buf();
+        std::fs::write(&path, "[providers.eu-west]\nkind = \"github\"\n[providers.eu_west]\nkind = \"github\"\n")
+            .unwrap();
+        load(Some(&path), &env(&[]), &[]).unwrap();
+        let error = load(Some(&path), &env(&[("STAGEHOOK_PROVIDERS_EU_WEST_SECRET", "s")]), &[]).unwrap_err();
+        assert!(error.message.contains("`providers.eu-west.secret` or `providers.eu_west.secret`"), "{error}");
+    }
+
     #[test]
     fn a_bad_environment_value_names_key_and_variable() {
         let e = env(&[("STAGEHOOK_LIMITS_RATE_LIMIT_PER_MINUTE", "lots")]);
@@ -345,7 +409,7 @@ mod tests {
             ) {
                 // Every variable and its key, in the order `load` reads them: the providers' own
                 // last, so they win.
-                let schema = Table::try_from(schema()).unwrap();
+                let schema = Table::try_from(schema(&[])).unwrap();
                 let mut vars: Vec<(String, String, Value)> =
                     leaves(&schema).into_iter().map(|(key, example)| (env_name(&key), key, example)).collect();
                 vars.extend(secret_env().into_iter().map(|(name, key)| (name.to_string(), key, "x".into())));

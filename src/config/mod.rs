@@ -297,8 +297,9 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                     if section.settings.kind.is_none() && ProviderKind::parse(&name).is_none() {
                         let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
                         return Err(A::Error::custom(format!(
-                            "provider `{name}` needs `kind`, one of {}",
-                            kinds.join(", ")
+                            "provider `{name}` needs `kind`, one of {}{}",
+                            kinds.join(", "),
+                            did_you_mean(&name, kinds.iter().copied())
                         )));
                     }
                     out.0.insert(name, section);
@@ -353,7 +354,24 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                             let value = map.next_value_seed(Key { kind: known, key: k })?;
                             keys.insert(key, value);
                         }
-                        k => return Err(serde::de::Error::unknown_field(k, &EXPECTED)),
+                        k => {
+                            // The suggestion comes from the keys this section's kind reads when
+                            // it is known by now, so that `secert` in a Stripe section is
+                            // `secret`, not another kind's key.
+                            let known = kind.or_else(|| ProviderKind::parse(name));
+                            let own = known.map_or(registry::all_keys(), |of| of.keys());
+                            let accepted = ["kind"].iter().chain(own).chain(COMMON_KEYS.iter()).copied();
+                            let mut hint = did_you_mean(k, accepted);
+                            if hint.is_empty() {
+                                // Another kind's key, which a named instance may still hold.
+                                hint = did_you_mean(k, EXPECTED.iter().copied());
+                            }
+                            let listed: Vec<String> = EXPECTED.iter().map(|k| format!("`{k}`")).collect();
+                            return Err(serde::de::Error::custom(format!(
+                                "unknown field `{k}`, expected one of {}{hint}",
+                                listed.join(", ")
+                            )));
+                        }
                     }
                 }
                 let settings = registry::section(name, kind, keys).map_err(serde::de::Error::custom)?;
@@ -449,13 +467,22 @@ impl Config {
             let inner = e.into_inner();
             // toml's message starts with a location and a source excerpt; the last line is the
             // reason, which is what a person needs next to the key.
-            let message = inner.message().trim().to_string();
+            let mut message = inner.message().trim().to_string();
             let key = if key == "." { String::new() } else { key };
-            let span = inner.span().map(|s| {
-                let line = text[..s.start.min(text.len())].lines().count().max(1);
-                format!(" (line {line})")
-            });
-            err(&key, format!("{message}{}", span.unwrap_or_default()))
+            if !message.contains("did you mean") {
+                message.push_str(&unknown_field_hint(&message));
+            }
+            // toml's span is the section's for a key read inside a provider section (and for
+            // an unknown key); the key's own line is found in the text, the span's kept for a
+            // place inside an array, and for what the text does not show.
+            let span_line = inner.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let path = fault_path(&key, &message);
+            let line = match (key_line(text, &path), span_line) {
+                (Some(own), Some(span)) if key.ends_with(']') && span >= own => Some(span),
+                (Some(own), _) => Some(own),
+                (None, span) => span,
+            };
+            err(&key, format!("{message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default()))
         })
     }
 
@@ -575,6 +602,81 @@ impl Config {
     pub fn trusted_proxies(&self) -> Vec<IpRange> {
         self.server.trusted_proxies.iter().filter_map(|p| IpRange::parse(p)).collect()
     }
+}
+
+/// `; did you mean `x`?` when one of `candidates` is a likely slip for `word`
+/// ([`registry::nearest`]), else nothing.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    registry::nearest(word, candidates).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default()
+}
+
+/// The suggestion for serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`
+/// or `b`"), from the fields it lists: the keys that section accepts.
+fn unknown_field_hint(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else { return String::new() };
+    let Some((field, rest)) = rest.split_once('`') else { return String::new() };
+    let Some((_, expected)) = rest.split_once("expected") else { return String::new() };
+    did_you_mean(field, expected.split('`').skip(1).step_by(2))
+}
+
+/// The dotted path of what an error is about, as segments: its key, and below it the field an
+/// unknown-field error names, or the provider a `needs kind` error names.
+fn fault_path(key: &str, message: &str) -> Vec<String> {
+    let mut path: Vec<String> = if key.is_empty() { Vec::new() } else { split_key(key) };
+    let below = ["unknown field `", "provider `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p).and_then(|rest| rest.split_once('`')).map(|(name, _)| name));
+    if let Some(name) = below {
+        path.push(name.to_string());
+    }
+    path
+}
+
+/// `a.b[1]."c"` → `[a, b, c]`: a key's segments, without indexes or quotes.
+fn split_key(key: &str) -> Vec<String> {
+    key.split('.')
+        .map(|part| {
+            let part = part.split('[').next().unwrap_or(part).trim();
+            part.trim_matches(|c| c == '"' || c == '\'').to_string()
+        })
+        .filter(|part| !part.is_empty())
+        .collect()
+}
+
+/// The line (from 1) where `path` is written in `text`: the line of its key (`key = ...`
+/// under its table's header, or dotted), else the header of the table it is (`[path]`), else
+/// the line of a key whose value holds it (an inline table). Read from the text, line by line,
+/// which is enough for a file as people write one; a line inside a multi-line string could be
+/// mistaken for a key, which costs only a wrong line number.
+fn key_line(text: &str, path: &[String]) -> Option<usize> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut table: Vec<String> = Vec::new();
+    let mut holder = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.trim_start_matches('[');
+            table = split_key(header.split(']').next().unwrap_or(header));
+            if table == path {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else { continue };
+        let full: Vec<String> = table.iter().cloned().chain(split_key(key)).collect();
+        if full == path {
+            return Some(i + 1);
+        }
+        if holder.is_none() && full.len() > table.len() && path.starts_with(&full) {
+            holder = Some(i + 1);
+        }
+    }
+    holder
 }
 
 fn check_retry(section: &str, r: &RetryConfig) -> Result<(), ConfigError> {

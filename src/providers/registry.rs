@@ -364,6 +364,38 @@ pub fn all_keys() -> &'static [&'static str] {
     &KEYS
 }
 
+/// The candidate nearest to `word` by edit distance (Levenshtein, over characters), when it is
+/// near enough to be a slip of the keyboard rather than another word: at most 2 edits, and
+/// fewer than `word` has characters. For the "did you mean" of an unknown key or provider name;
+/// the first of equally near candidates wins.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = 2.min(word.chars().count().saturating_sub(1));
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= limit && *c != word)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// The fewest single-character insertions, deletions and substitutions that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    // One row of the table at a time: `row[j]` is the distance from the prefix of `a` read so
+    // far to `b[..j]`.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// A kind that reads `key`: `kind` when it does, else the first in the list that does.
 fn reader_of(key: &str, kind: Option<ProviderKind>) -> Option<ProviderKind> {
     kind.filter(|k| k.keys().contains(&key)).or_else(|| ProviderKind::ALL.into_iter().find(|k| k.keys().contains(&key)))
@@ -455,6 +487,25 @@ pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
             debug_assert!(false, "{}: an env key is no optional string key: {e}", kind.as_str());
             Section::new(kind.default_settings())
         }
+    }
+}
+
+/// A named instance's section with every key of its kind that a variable can write set (to a
+/// string, a number or a boolean, whichever the kind's settings type takes; the others, lists
+/// and keys with a default, are there at their default), so that `config` can learn the name
+/// and type of each key a named instance takes from the environment by serializing it.
+pub fn env_example_named(kind: ProviderKind) -> Section {
+    let samples = [toml::Value::String("x".into()), toml::Value::Integer(1), toml::Value::Boolean(true)];
+    let mut example = toml::Table::new();
+    for key in kind.keys() {
+        let one = |v: &toml::Value| toml::Table::from_iter([(key.to_string(), v.clone())]);
+        if let Some(v) = samples.iter().find(|v| kind.parse_settings(one(v)).is_ok()) {
+            example.insert(key.to_string(), v.clone());
+        }
+    }
+    match kind.parse_settings(example) {
+        Ok(settings) => Section::new(settings),
+        Err(_) => Section::new(kind.default_settings()),
     }
 }
 
@@ -682,6 +733,21 @@ mod tests {
         let seeds: Vec<(&str, &str)> = seeds().map(|(_, s)| (s.name, s.path)).collect();
         assert_eq!(seeds, [("stripe", "stripe"), ("twilio", "sms")]);
         assert_eq!(taken_paths().collect::<Vec<_>>(), ["sms"]);
+    }
+
+    #[test]
+    fn nearest_suggests_only_a_close_candidate() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("secert", "secret"), 2);
+        let kinds = ProviderKind::ALL.map(|k| k.as_str());
+        assert_eq!(nearest("githb", kinds), Some("github"));
+        assert_eq!(nearest("strpie", kinds), Some("stripe"));
+        assert_eq!(nearest("paypal", kinds), None);
+        assert_eq!(nearest("bnd", ["bind", "data_dir"]), Some("bind"));
+        // A word of one or two characters is near everything short: no guess.
+        assert_eq!(nearest("x", ["a", "b"]), None);
+        assert_eq!(nearest("bind", ["bind"]), None);
     }
 
     /// A seed's section keeps its kind's shape: another kind, or a key its kind does not read,

@@ -68,6 +68,19 @@ impl Stripe {
 const SEED: Seed =
     Seed { name: "stripe", path: "stripe", env: ("STRIPE_WEBHOOK_SECRET", "secret"), env_keys: &["secret", "api_key"] };
 
+/// What is wrong with a value that is not a Stripe signing secret, said so that the fix is
+/// plain: the wrong prefix (an API key, `sk_test_...`, is the usual slip) or too few characters
+/// (a truncated copy).
+fn secret_format_problem(secret: &str) -> String {
+    match secret.strip_prefix("whsec_") {
+        Some(rest) => format!(
+            "is too short for a Stripe signing secret: {} characters after `whsec_`, where Stripe's have 32 or more (copied in part?)",
+            rest.chars().count()
+        ),
+        None => "is not a Stripe signing secret: those start with `whsec_` (an `sk_`/`rk_` value is an API key)".to_string(),
+    }
+}
+
 impl Kind for Stripe {
     const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds", "api_key"];
     const SECRET_HINT: &'static str = "the whsec_ secret";
@@ -111,7 +124,7 @@ impl Kind for Stripe {
                     "stripe.secret_format",
                     Severity::Error,
                     &key,
-                    format!("{} does not look like a Stripe signing secret (whsec_...)", s.fingerprint()),
+                    format!("{} {}", s.fingerprint(), secret_format_problem(s.expose())),
                 ),
                 Some(s) => {
                     Finding::new("stripe.secret_format", Severity::Ok, &key, format!("signing secret {}", s.fingerprint()))

@@ -115,6 +115,113 @@ fn startup_refuses_a_live_key_naming_it_without_printing_it() {
     assert!(!out.contains(STRIPE_SECRET), "{out}");
 }
 
+/// `stripe.secret_format` says what is wrong: a `whsec_` secret cut short is too short, a value
+/// with another prefix is not a signing secret at all.
+#[test]
+fn a_bad_stripe_secret_is_said_to_be_too_short_or_of_another_kind() {
+    let message = |secret: &str| {
+        let toml = format!("[providers.stripe]\nsecret = \"{secret}\"\n");
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::from_toml(&toml).unwrap();
+        c.server.data_dir = dir.path().join("data");
+        let report = validate(&c, &BTreeMap::new(), Context::Standalone);
+        let f = report.findings.into_iter().find(|f| f.id == "stripe.secret_format").unwrap();
+        assert_eq!((f.severity, f.key.as_str()), (Severity::Error, "providers.stripe.secret"), "{secret}");
+        f.message
+    };
+    let short = message("whsec_abc");
+    assert!(short.contains("too short") && short.contains("3 characters after `whsec_`"), "{short}");
+    assert!(short.contains("32 or more"), "{short}");
+    let other = message("sk_test_not_a_signing_secret");
+    assert!(other.contains("start with `whsec_`") && !other.contains("too short"), "{other}");
+}
+
+/// A configuration error names the line of the key at fault, not of its section (a provider
+/// section's keys are read one by one, where toml's own position is the section's), and an
+/// unknown key or provider name gets the nearest one the section accepts, when one is close.
+#[test]
+fn a_config_error_names_the_keys_line_and_what_was_meant() {
+    let error = |toml: &str| Config::from_toml(toml).and_then(|c| c.check()).unwrap_err().to_string();
+    let stripe = "[server]\nbind = \"127.0.0.1:0\"\n\n[providers.stripe]\n# the endpoint's secret\nsecret = \"whsec_0123456789abcdef0123\"\n\ntolerance_seconds = -1\n";
+    let e = error(stripe);
+    assert!(e.contains("providers.stripe.tolerance_seconds") && e.ends_with("(line 8)"), "{e}");
+    let e = error("[providers.gh]\nkind = \"github\"\n\nsecrets = \"one\"\n");
+    assert!(e.contains("providers.gh.secrets") && e.ends_with("(line 4)"), "{e}");
+    let e = error("[providers.stripe]\nforward_to = []\nsecert = \"whsec_x\"\n");
+    assert!(e.contains("did you mean `secret`?") && e.ends_with("(line 3)"), "{e}");
+    let e = error("[providers.gh]\nkind = \"github\"\nforward_to = []\nheadr = \"x\"\n");
+    assert!(e.contains("did you mean `header`?") && e.ends_with("(line 4)"), "{e}");
+    let e = error("[limits]\nmax_body_bytes = 10\n[server]\n\nbnd = \"127.0.0.1:0\"\n");
+    assert!(e.contains("did you mean `bind`?") && e.ends_with("(line 5)"), "{e}");
+    let e = error("[server]\nbind = \"127.0.0.1:0\"\n[providers.githb]\nsecret = \"x\"\n");
+    assert!(e.contains("needs `kind`") && e.contains("did you mean `github`?") && e.ends_with("(line 3)"), "{e}");
+    // Nothing close: no guess.
+    let e = error("[providers.acme]\nsecret = \"x\"\n");
+    assert!(e.contains("needs `kind`") && !e.contains("did you mean"), "{e}");
+    let e = error("[server]\nlisten = \"127.0.0.1:0\"\n");
+    assert!(e.contains("unknown field `listen`") && !e.contains("did you mean"), "{e}");
+
+    // As `check-config` and `serve` say it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, stripe).unwrap();
+    let (code, out) = run_binary(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("(line 8)"), "{out}");
+}
+
+/// A named instance the file declares takes any key from the environment,
+/// `STAGEHOOK_PROVIDERS_<NAME>_<KEY>` with a `-` of its name as `_`, and `check-config --show`
+/// names the variable as its source; a variable for an instance the file does not declare (it
+/// cannot say the kind), or with a slip in its name, is refused.
+#[test]
+fn a_named_instance_takes_its_keys_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[providers.github]\n[providers.eu-west]\nkind = \"stripe\"\nsecret = \"whsec_file_0123456789abcdef0123456789\"\n";
+    let config = write_config(dir.path(), extra);
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+            .args(["check-config", "--config", config.to_str().unwrap(), "--json", "--show"])
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = run(&[
+        ("STAGEHOOK_PROVIDERS_GITHUB_SECRET", "gh-env-secret-0123456789"),
+        ("STAGEHOOK_PROVIDERS_GITHUB_FORWARD_TO", "http://127.0.0.1:3000/gh"),
+        ("STAGEHOOK_PROVIDERS_EU_WEST_SECRET", "whsec_env_0123456789abcdef0123456789"),
+        ("STAGEHOOK_PROVIDERS_EU_WEST_RETRY_MAX_ATTEMPTS", "2"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let shown = |key: &str| (v["effective"][key]["value"].clone(), v["effective"][key]["source"].clone());
+    let (secret, source) = shown("providers.github.secret");
+    assert_eq!(source, "env STAGEHOOK_PROVIDERS_GITHUB_SECRET");
+    assert!(secret.as_str().unwrap().contains("sha256:") && !out.contains("gh-env-secret"), "{secret}");
+    assert_eq!(
+        shown("providers.github.forward_to"),
+        ("[\"http://127.0.0.1:3000/gh\"]".into(), "env STAGEHOOK_PROVIDERS_GITHUB_FORWARD_TO".into())
+    );
+    assert_eq!(shown("providers.eu-west.secret").1, "env STAGEHOOK_PROVIDERS_EU_WEST_SECRET");
+    assert_eq!(
+        shown("providers.eu-west.retry.max_attempts"),
+        ("2".into(), "env STAGEHOOK_PROVIDERS_EU_WEST_RETRY_MAX_ATTEMPTS".into())
+    );
+    assert_eq!(shown("providers.eu-west.kind").1, "file");
+
+    // No `[providers.shop]` in the file: refused, as a configuration error.
+    let (code, out) = run(&[("STAGEHOOK_PROVIDERS_SHOP_SECRET", "shop-secret")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("`STAGEHOOK_PROVIDERS_SHOP_SECRET` sets no key") && out.contains("cannot declare"), "{out}");
+    assert!(!out.contains("shop-secret\""), "{out}");
+    let (code, out) = run(&[("STAGEHOOK_PROVIDERS_GITHB_SECRET", "gh-env-secret-0123456789")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("did you mean `STAGEHOOK_PROVIDERS_GITHUB_SECRET`?"), "{out}");
+}
+
 #[test]
 fn check_config_exit_codes_json_and_provenance() {
     let dir = tempfile::tempdir().unwrap();
