@@ -309,6 +309,8 @@ pub struct ChildServer {
     pub child: tokio::process::Child,
     pub stdout: std::sync::Arc<parking_lot::Mutex<String>>,
     pub stderr: std::sync::Arc<parking_lot::Mutex<String>>,
+    /// The tasks that read stdout and stderr; they end at end of file, after the exit.
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts `stagehook <args>` and waits for its "listening on" line.
@@ -328,16 +330,17 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
     let stderr = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
     let mut out_lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let err_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut readers = Vec::new();
     {
         let stderr = stderr.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             let mut lines = err_lines;
             while let Ok(Some(l)) = lines.next_line().await {
                 let mut s = stderr.lock();
                 s.push_str(&l);
                 s.push('\n');
             }
-        });
+        }));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let addr = loop {
@@ -354,15 +357,15 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
     };
     {
         let stdout = stdout.clone();
-        tokio::spawn(async move {
+        readers.push(tokio::spawn(async move {
             while let Ok(Some(l)) = out_lines.next_line().await {
                 let mut s = stdout.lock();
                 s.push_str(&l);
                 s.push('\n');
             }
-        });
+        }));
     }
-    ChildServer { addr, child, stdout, stderr }
+    ChildServer { addr, child, stdout, stderr, readers }
 }
 
 impl ChildServer {
@@ -379,12 +382,18 @@ impl ChildServer {
         assert_eq!(rc, 0, "kill -{sig} {pid}");
     }
 
-    /// Waits for the exit, at most 30 s.
+    /// Waits for the exit, at most 30 s, and for its last output to be read: the readers may
+    /// still be taking in the final lines when the process is gone.
     pub async fn wait(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
             .await
             .expect("exit in time")
-            .unwrap()
+            .unwrap();
+        for reader in self.readers.drain(..) {
+            // A grandchild holding the pipes open must not hang the test: 5 s, then go on.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
+        }
+        status
     }
 
     pub async fn stripe(&self, body: &str) -> Resp {
