@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs};
 use stagehook::config::layers::{self, flag_value, Layered};
-use stagehook::config::validate::{validate, Context, Severity};
+use stagehook::config::validate::{probe_targets, validate, Context, Severity};
 use stagehook::{App, Clock};
 use tracing_subscriber::EnvFilter;
 
@@ -248,7 +248,16 @@ fn check_config(args: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let report = validate(&layered.config, &env, Context::Check);
+    let mut report = validate(&layered.config, &env, Context::Check);
+    if !args.offline {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => report.findings.extend(rt.block_on(probe_targets(&layered.config))),
+            Err(e) => {
+                eprintln!("stagehook: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.json {
         let mut out = report.to_json();
         if args.show {

@@ -8,7 +8,9 @@
 //! ([`Secret::fingerprint`](crate::secret::Secret::fingerprint)).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -134,15 +136,28 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// A target URL's host (brackets of an IPv6 literal removed), if it is an http(s) URL with one.
+fn target_host(url: &str) -> Option<String> {
+    let host = url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
+    host.filter(|h| !h.is_empty() && super::is_http_url(url))
+}
+
+/// The pattern a host matches that makes it production: a provider's own API or one of
+/// `isolation.production_hosts`, with whether it is built in.
+fn production_pattern<'a>(c: &'a Config, host: &str) -> Option<(bool, &'a str)> {
+    registry::api_hosts()
+        .find(|p| glob_match(p, host))
+        .map(|p| (true, p))
+        .or_else(|| c.isolation.production_hosts.iter().find(|p| glob_match(p, host)).map(|p| (false, p.as_str())))
+}
+
 fn targets(c: &Config, r: &mut Report) {
     for (provider, section) in c.sections() {
         for (i, url) in section.forward_to.iter().enumerate() {
             let key = format!("providers.{provider}.forward_to[{i}]");
-            let host =
-                url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
             // What a target URL is, `is_http_url` says, for `Config::check` too; this finding is
             // for a configuration that reached the running server without it (`App::open`).
-            let Some(host) = host.filter(|h| !h.is_empty() && super::is_http_url(url)) else {
+            let Some(host) = target_host(url) else {
                 r.push(
                     "target.url",
                     Severity::Error,
@@ -151,25 +166,134 @@ fn targets(c: &Config, r: &mut Report) {
                 );
                 continue;
             };
-            let builtin = registry::api_hosts().find(|p| glob_match(p, &host));
-            let listed = c.isolation.production_hosts.iter().find(|p| glob_match(p, &host));
-            match (builtin, listed) {
-                (Some(p), _) => r.push(
+            match production_pattern(c, &host) {
+                Some((true, p)) => r.push(
                     "isolation.production_target",
                     Severity::Error,
                     &key,
                     format!("{host} is a provider's own API ({p}); deliveries go to the app under test, never there"),
                 ),
-                (None, Some(p)) => r.push(
+                Some((false, p)) => r.push(
                     "isolation.production_target",
                     Severity::Error,
                     &key,
                     format!("{host} matches isolation.production_hosts pattern `{p}`: staging must not deliver to production"),
                 ),
-                (None, None) => r.push("isolation.production_target", Severity::Ok, &key, format!("{host} is not production")),
+                None => r.push("isolation.production_target", Severity::Ok, &key, format!("{host} is not production")),
             }
         }
     }
+}
+
+/// How long one target may take to answer the probe (resolve, connect, TLS handshake).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the whole probe step may take, whatever the number of targets (they are probed at
+/// once, so this is a bound, not a sum).
+const PROBE_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What probing one target found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Reachable,
+    Refused,
+    UnknownHost,
+    Timeout,
+    Tls(String),
+    /// Resolved, but the connection failed otherwise (no route, reset, ...).
+    Unreachable(String),
+}
+
+/// `target.reachable` for each `forward_to` target: connects (and, for https, completes the TLS
+/// handshake with the delivery client's connector and roots) within [`PROBE_TIMEOUT`], all
+/// targets at once. Separate from [`validate`] because it needs the network: `serve` does not
+/// run it (the app under test often starts after stagehook), `check-config --offline` skips it.
+/// Targets that are not http(s) URLs or that are production (errors of [`validate`]) are never
+/// contacted.
+pub async fn probe_targets(c: &Config) -> Vec<Finding> {
+    let mut probes = Vec::new();
+    for (provider, section) in c.sections() {
+        for (i, url) in section.forward_to.iter().enumerate() {
+            let Some(host) = target_host(url) else { continue };
+            if production_pattern(c, &host).is_some() {
+                continue;
+            }
+            let key = format!("providers.{provider}.forward_to[{i}]");
+            let url = url.clone();
+            let task = tokio::spawn(async move {
+                tokio::time::timeout(PROBE_TIMEOUT, probe(&url)).await.unwrap_or(Probe::Timeout)
+            });
+            probes.push((key, section.forward_to[i].clone(), task));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + PROBE_STEP_TIMEOUT;
+    let mut out = Vec::with_capacity(probes.len());
+    for (key, url, task) in probes {
+        let probe = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => Probe::Unreachable(format!("the probe failed: {e}")),
+            Err(_) => Probe::Timeout,
+        };
+        out.push(probe_finding(&key, &url, &probe));
+    }
+    out
+}
+
+/// One target: resolve, connect, then for https the TLS handshake as a delivery makes it.
+async fn probe(url: &str) -> Probe {
+    let Ok(uri) = url.parse::<hyper::Uri>() else { return Probe::Unreachable("not a URL".into()) };
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addrs = match resolved(tokio::net::lookup_host((host.as_str(), port)).await.map(Iterator::collect)) {
+        Ok(addrs) => addrs,
+        Err(p) => return p,
+    };
+    match tokio::net::TcpStream::connect(&addrs[..]).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Refused,
+        Err(e) => return Probe::Unreachable(e.to_string()),
+    }
+    if !https {
+        return Probe::Reachable;
+    }
+    // The TCP connection was made: what fails now is the handshake (or the certificate).
+    let mut connector = match crate::delivery::client::connector(PROBE_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return Probe::Tls(e.to_string()),
+    };
+    use tower_service::Service;
+    if let Err(e) = std::future::poll_fn(|cx| connector.poll_ready(cx)).await {
+        return Probe::Tls(crate::delivery::client::error_chain(&*e));
+    }
+    match connector.call(uri).await {
+        Ok(_) => Probe::Reachable,
+        Err(e) => Probe::Tls(crate::delivery::client::error_chain(&*e)),
+    }
+}
+
+/// A name that does not resolve, or resolves to nothing, is an unknown host.
+fn resolved(lookup: std::io::Result<Vec<SocketAddr>>) -> Result<Vec<SocketAddr>, Probe> {
+    match lookup {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        _ => Err(Probe::UnknownHost),
+    }
+}
+
+/// The finding for one probed target, its URL masked ([`crate::redact::url`]).
+pub fn probe_finding(key: &str, url: &str, probe: &Probe) -> Finding {
+    let shown = crate::redact::url(url);
+    let (severity, message) = match probe {
+        Probe::Reachable => (Severity::Ok, format!("{shown} is reachable")),
+        Probe::Refused => (
+            Severity::Warning,
+            format!("{shown}: connection refused; is the app under test running? (deliveries are retried until it is)"),
+        ),
+        Probe::UnknownHost => (Severity::Warning, format!("{shown}: unknown host; the name does not resolve")),
+        Probe::Timeout => (Severity::Warning, format!("{shown}: no connection within {}s", PROBE_TIMEOUT.as_secs())),
+        Probe::Tls(e) => (Severity::Warning, format!("{shown}: TLS error: {e}")),
+        Probe::Unreachable(e) => (Severity::Warning, format!("{shown}: unreachable: {e}")),
+    };
+    Finding::new("target.reachable", severity, key, message)
 }
 
 fn data_dir(dir: &Path, context: Context, r: &mut Report) {
@@ -288,5 +412,25 @@ fn ranges(c: &Config, r: &mut Report) {
             "retention.max_age",
             "under an hour: events may be gone before anyone looks at them",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests never resolve a name (no traffic leaves the machine): a failed lookup is given.
+    #[test]
+    fn a_name_that_does_not_resolve_is_an_unknown_host() {
+        let failed = std::io::Error::other("failed to lookup address information: Name or service not known");
+        assert_eq!(resolved(Err(failed)), Err(Probe::UnknownHost));
+        assert_eq!(resolved(Ok(Vec::new())), Err(Probe::UnknownHost));
+        let loopback: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(resolved(Ok(vec![loopback])), Ok(vec![loopback]));
+        let f =
+            probe_finding("providers.stripe.forward_to[0]", "https://u:pw@app.invalid/x?token=t", &Probe::UnknownHost);
+        assert_eq!((f.id, f.severity), ("target.reachable", Severity::Warning));
+        assert!(f.message.contains("unknown host") && f.message.contains("u:***@app.invalid"), "{}", f.message);
+        assert!(!f.message.contains("pw") && !f.message.contains("token=t"), "{}", f.message);
     }
 }

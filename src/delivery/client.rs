@@ -67,14 +67,7 @@ pub enum ClientError {
 
 impl Client {
     pub fn new() -> Result<Client, ClientError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = connector(Duration::from_secs(5))?;
         let inner = HyperClient::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         Ok(Client { inner })
     }
@@ -123,8 +116,22 @@ impl Client {
     }
 }
 
+/// The connector deliveries use (plain TCP for http, rustls on ring with the compiled-in roots
+/// for https); the validator's target probe connects with it too, so "reachable" means a
+/// delivery could connect.
+pub fn connector(connect_timeout: Duration) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, ClientError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 /// An error with its causes, which is where hyper keeps the useful part ("connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -5,7 +5,8 @@
 //! - `POST /staging/webhooks/validate`: what a payload (and signature) would make of it, storing
 //!   nothing.
 //! - `GET  /staging/webhooks/rejections?limit=N`: the newest entries of the rejection log.
-//! - `GET  /staging/webhooks/config/validate`: the configuration report (secrets redacted).
+//! - `GET  /staging/webhooks/config/validate[?offline=true]`: the configuration report (secrets
+//!   redacted), with the forward targets probed unless `offline=true`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,11 +66,15 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::get())
         .and(admin(state.clone()))
-        .map(|s: Arc<AppState>| {
-            ok_json(
-                &crate::config::validate::validate(&s.config, &s.env, crate::config::validate::Context::Running)
-                    .to_json(),
-            )
+        .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
+        .then(|s: Arc<AppState>, q: BTreeMap<String, String>| async move {
+            use crate::config::validate;
+            let mut report = validate::validate(&s.config, &s.env, validate::Context::Running);
+            // `?offline=true` skips the probe of the forward targets, as `check-config --offline`.
+            if q.get("offline").map(String::as_str) != Some("true") {
+                report.findings.extend(validate::probe_targets(&s.config).await);
+            }
+            ok_json(&report.to_json())
         });
     test.or(stats).unify().or(validate).unify().or(rejections).unify().or(config).unify()
 }

@@ -30,8 +30,9 @@ use warp::http::HeaderMap;
 
 use super::registry::Rotation;
 use crate::secret::Secret;
-use super::registry::Kind;
 use super::registry::SettingError;
+use super::registry::{Kind, Surroundings};
+use crate::finding::{Finding, Severity};
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -120,6 +121,7 @@ impl Kind for SendGrid {
     const KEYS: &'static [&'static str] = &["public_key", "secrets", "signing_key"];
     const CREDENTIAL: &'static str = "public_key";
     const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
+    const ISOLATION_ENV: &'static [&'static str] = &["SENDGRID_API_KEY"];
 
     type Settings = Settings;
 
@@ -134,6 +136,34 @@ impl Kind for SendGrid {
 
     fn has_credentials(c: &Settings) -> bool {
         c.public_key.is_some()
+    }
+
+    /// A SendGrid API key in reach. SendGrid has no test mode (unlike Stripe's `sk_test_`), so
+    /// every `SG.` key belongs to a real account and can send real mail: a warning, never `ok`.
+    fn findings(_seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+        for name in Self::ISOLATION_ENV {
+            let Some(v) = around.env.get(*name).filter(|v| !v.is_empty()) else { continue };
+            let key = Secret::new(v.clone());
+            out.push(if v.starts_with("SG.") {
+                Finding::new(
+                    "isolation.sendgrid_api_key",
+                    Severity::Warning,
+                    &format!("env {name}"),
+                    format!(
+                        "{} is a SendGrid API key; SendGrid has no test-mode keys, so it belongs to a real account \
+                         that sends real mail: make sure it is not production's (a staging account or subuser)",
+                        key.fingerprint()
+                    ),
+                )
+            } else {
+                Finding::new(
+                    "isolation.sendgrid_key_format",
+                    Severity::Warning,
+                    &format!("env {name}"),
+                    format!("{} is not a recognisable SendGrid API key (SG....)", key.fingerprint()),
+                )
+            });
+        }
     }
 }
 

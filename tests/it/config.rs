@@ -63,6 +63,9 @@ fn every_check_has_its_finding() {
         (GOOD_STRIPE, &[("STRIPE_API_KEY", "51Habc")], "isolation.stripe_key_format", Warning, "env STRIPE_API_KEY"),
         ("", &[("TWILIO_API_KEY", "SK0123")], "isolation.twilio_live_credentials", Warning, "env TWILIO_API_KEY"),
         ("[providers.twilio]\naccount_sid = \"XY123\"\n", &[], "twilio.account_sid_format", Error, "providers.twilio.account_sid"),
+        // Isolation: SendGrid has no test-mode keys, so any API key is a real account's.
+        ("", &[("SENDGRID_API_KEY", "SG.abcdefghijklmnop.qrstuvwxyz0123456789")], "isolation.sendgrid_api_key", Warning, "env SENDGRID_API_KEY"),
+        ("", &[("SENDGRID_API_KEY", "not-a-sendgrid-key")], "isolation.sendgrid_key_format", Warning, "env SENDGRID_API_KEY"),
         // Isolation: forward targets.
         ("[providers.stripe]\nforward_to = [\"https://api.stripe.com/v1/events\"]\n", &[], "isolation.production_target", Error, "providers.stripe.forward_to[0]"),
         ("[isolation]\nproduction_hosts = [\"*.prod.example.com\"]\n[providers.twilio]\nforward_to = [\"http://127.0.0.1:3000/ok\", \"https://app.prod.example.com/sms\"]\n", &[], "isolation.production_target", Error, "providers.twilio.forward_to[1]"),
@@ -422,4 +425,32 @@ async fn no_secret_appears_in_any_output_of_a_full_run() {
     for secret in secrets {
         assert!(!all.contains(secret), "a secret leaked into the output");
     }
+}
+
+/// A SendGrid API key in the environment is named by its variable and fingerprint only, and
+/// `check-config` warns (exit 0) that it is a real account's.
+#[test]
+fn a_sendgrid_api_key_is_a_warning_shown_by_its_fingerprint_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let key = "SG.sendgridKEYid0123.SENDGRIDsecretPART0123456789abcdef";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(["check-config", "--config", config.to_str().unwrap(), "--json", "--offline"])
+        .env_clear()
+        .env("SENDGRID_API_KEY", key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "isolation.sendgrid_api_key")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!((f["severity"].as_str(), f["key"].as_str()), (Some("warning"), Some("env SENDGRID_API_KEY")));
+    let message = f["message"].as_str().unwrap();
+    assert!(message.contains("sha256:") && message.contains("not production"), "{message}");
+    assert!(!text.contains(key) && !text.contains("SENDGRIDsecretPART"), "the key leaked: {text}");
 }

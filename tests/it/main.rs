@@ -24,6 +24,7 @@ mod health;
 mod independent;
 mod openapi;
 mod origin;
+mod probe;
 mod providers;
 mod redaction;
 mod sdk_github;
