@@ -128,9 +128,10 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
 /// The whole server.
 pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let connections = state.connections.clone();
-    let app = health::filter(state.clone())
+    // Ingest first: it is the hot path, and no other route's path is an endpoint's.
+    let app = ingest::filter(state.clone())
+        .or(health::filter(state.clone()))
         .or(openapi::filter(state.clone()))
-        .or(ingest::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))
         .or(dashboard::filter(state))

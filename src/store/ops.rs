@@ -305,8 +305,7 @@ fn dequeue_attempted<R: Reads>(p: &mut Pending<R>, o: &Outcome) -> Result<bool, 
     Ok(true)
 }
 
-/// Queues a job and its index entry.
-/// Queues a job; returns its key.
+/// Queues a job and its index entry; returns the job's key.
 fn add_job<R: Reads>(p: &mut Pending<R>, provider: &str, due_ms: i64, id: Ulid, target: u8, job: Job) -> Vec<u8> {
     let key = keys::job_key(provider, due_ms, id, target);
     p.insert(keys::job_of_key(id, target).to_vec(), key.clone());
