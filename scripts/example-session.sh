@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# README's "An example session", run for real: stagehook on a free port and a fresh data folder,
+# docs/delivery.md's "An example session", run for real: stagehook on a free port and a fresh data folder,
 # a stand-in app that answers `500 boom` and then recovers, three events sent with
 # `stagehook send`, their retries, the dead letters, the open breaker, the replays and
 # `/recovery/stats`. Each command is printed after `$ ` and followed by its real output;
-# README's excerpts are this output (tests/it/example_session.rs compares them, with ids,
+# docs/delivery.md's excerpts are this output (tests/it/example_session.rs compares them, with ids,
 # times and ports masked on both sides).
 #
 #   scripts/example-session.sh                       # uses `stagehook` from PATH

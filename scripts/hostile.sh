@@ -15,7 +15,7 @@
 #
 # For each it prints the genuine requests' success rate, p50 and p99, stagehook's peak RSS and
 # open descriptors, and what stagehook counted (evictions, refusals, timeouts), and writes the
-# table into README.md. Everything runs on this machine, over loopback (127.0.0.0/8).
+# table into docs/security.md. Everything runs on this machine, over loopback (127.0.0.0/8).
 #
 #   bash scripts/hostile.sh          # PHASE_SECONDS=20 IDLE=20000
 set -euo pipefail
@@ -73,13 +73,13 @@ header="Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu) with \`bash scrip
 python3 - "$header" "$table" <<'PY'
 import re, sys
 header, table = sys.argv[1], sys.argv[2]
-path = "README.md"
+path = "docs/security.md"
 text = open(path).read()
 block = "<!-- hostile:begin -->\n" + header + "\n\n" + table.strip() + "\n<!-- hostile:end -->"
 new, n = re.subn(r"<!-- hostile:begin -->.*?<!-- hostile:end -->", lambda m: block, text, flags=re.S)
 if n:
     open(path, "w").write(new)
-    print("README.md: table replaced")
+    print("docs/security.md: table replaced")
 else:
-    print("README.md has no hostile markers; table not written", file=sys.stderr)
+    print("docs/security.md has no hostile markers; table not written", file=sys.stderr)
 PY

@@ -3,7 +3,7 @@
 # durable record and queued delivery, then the 200) against a bare warp server that only reads
 # the body, both driven by wrk over loopback with uniquely signed Stripe events, at 1, 16 and 64
 # connections. Prints throughput, p50/p99 latency and stagehook's peak RSS, the ratio to the
-# floor, and writes the table into README.md.
+# floor, and writes the table into docs/performance.md.
 #
 # Then the million-events phase: MILLION freshly signed unique events, each sent exactly once at
 # 64 connections into a fresh data folder, every one of which must be stored; it reports the
@@ -24,7 +24,7 @@ COUNT=${COUNT:-300000}
 BODY_BYTES=${BODY_BYTES:-1024}
 MILLION=${MILLION:-1000000}
 # Another stagehook binary (an earlier build, say) to drive right after this one at each
-# connection count, for a before-and-after from one run. Such a run leaves README alone.
+# connection count, for a before-and-after from one run. Such a run leaves docs/performance.md alone.
 BASELINE=${BASELINE:-}
 SECRET="whsec_loadtest_0123456789abcdef0123456789"
 if ! [[ $MILLION =~ ^[0-9]+$ ]]; then
@@ -306,15 +306,15 @@ table=$(
 echo
 echo "$table"
 
-# The README keeps the latest table between its markers; a comparison run leaves it alone.
-if [ -z "$BASELINE" ] && grep -q '<!-- loadtest:begin -->' README.md; then
+# docs/performance.md keeps the latest table between its markers; a comparison run leaves it alone.
+if [ -z "$BASELINE" ] && grep -q '<!-- loadtest:begin -->' docs/performance.md; then
     python3 - "$table" <<'PY'
 import re, sys
-path = "README.md"
+path = "docs/performance.md"
 text = open(path).read()
 new = "<!-- loadtest:begin -->\n" + sys.argv[1] + "\n<!-- loadtest:end -->"
 text = re.sub(r"<!-- loadtest:begin -->.*?<!-- loadtest:end -->", lambda _: new, text, flags=re.S)
 open(path, "w").write(text)
 PY
-    echo "README.md updated."
+    echo "docs/performance.md updated."
 fi

@@ -1,4 +1,4 @@
-//! README's Errors table, row by row where the tests elsewhere do not already cover a row: each
+//! The Errors table of docs/api.md, row by row where the tests elsewhere do not already cover a row: each
 //! code with its status, its body, and the six security headers every answer carries.
 
 use crate::fake_app::FakeApp;

@@ -1,8 +1,8 @@
-//! README's "An example session" is `scripts/example-session.sh`'s real output: the script runs
+//! docs/delivery.md's "An example session" is `scripts/example-session.sh`'s real output: the script runs
 //! against the binary this test run built, and every code block of the section must appear in
 //! what it printed, in order. Ids, times, durations and ports differ from run to run, so both
 //! sides are masked by the same rule ([`mask`]) before they are compared; a line reading `...`
-//! in README stands for any number of lines left out.
+//! in docs/delivery.md stands for any number of lines left out.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,11 +14,11 @@ const SECTION: &str = "### An example session";
 #[test]
 fn readme_example_session_is_the_scripts_real_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/delivery.md")).unwrap();
     let blocks = section_blocks(&readme);
     // The section walks through the whole session; a handful of blocks at least, so an edit that
     // drops them (or renames the heading) cannot leave the test checking nothing.
-    assert!(blocks.len() >= 5, "README's example session has {} code blocks", blocks.len());
+    assert!(blocks.len() >= 5, "docs/delivery.md's example session has {} code blocks", blocks.len());
 
     let output = run_script(root);
     let out: Vec<String> = mask(&output).lines().map(|l| l.trim_end().to_string()).collect();
@@ -28,8 +28,8 @@ fn readme_example_session_is_the_scripts_real_output() {
         match (from..=out.len()).find_map(|start| match_at(&want, &out, start)) {
             Some(end) => from = end,
             None => panic!(
-                "README's example-session block {} is not in the script's output (after line {from}):\n\
-                 --- README (masked) ---\n{}\n--- script output (masked) ---\n{}",
+                "docs/delivery.md's example-session block {} is not in the script's output (after line {from}):\n\
+                 --- docs/delivery.md (masked) ---\n{}\n--- script output (masked) ---\n{}",
                 n + 1,
                 want.join("\n"),
                 out.join("\n")
@@ -76,10 +76,10 @@ fn run_script(root: &Path) -> String {
     stdout
 }
 
-/// The fenced code blocks of README's example-session section, up to the next heading of its
+/// The fenced code blocks of docs/delivery.md's example-session section, up to the next heading of its
 /// level or above.
 fn section_blocks(readme: &str) -> Vec<String> {
-    let start = readme.find(SECTION).expect("README has the example-session section");
+    let start = readme.find(SECTION).expect("docs/delivery.md has the example-session section");
     let rest = &readme[start + SECTION.len()..];
     let end = rest.find("\n## ").into_iter().chain(rest.find("\n### ")).min().unwrap_or(rest.len());
     let mut blocks = Vec::new();
@@ -90,7 +90,7 @@ fn section_blocks(readme: &str) -> Vec<String> {
                 Some(block) => blocks.push(block),
                 None => {
                     // Every block is a transcript: a block of another kind would go unchecked.
-                    assert_eq!(line, "```console", "README's example session: every block is `console`");
+                    assert_eq!(line, "```console", "docs/delivery.md's example session: every block is `console`");
                     current = Some(String::new());
                 }
             }
@@ -99,7 +99,7 @@ fn section_blocks(readme: &str) -> Vec<String> {
             block.push('\n');
         }
     }
-    assert!(current.is_none(), "README's example session: a code block is not closed");
+    assert!(current.is_none(), "docs/delivery.md's example session: a code block is not closed");
     blocks
 }
 
