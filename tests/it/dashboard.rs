@@ -173,6 +173,8 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     let fits = "const d = document.querySelector('[data-card=\"rejected\"]'); return d.scrollWidth <= d.clientWidth;";
     assert_eq!(browser.eval(fits, json!([])).await, json!(true));
     events_table_says_why_and_when(s, browser).await;
+    // The overview is the top of the page: the health pill, the counts, the chart, the breakers.
+    browser.eval("window.scrollTo(0, 0); return true;", json!([])).await;
     browser.screenshot("dashboard-overview").await;
 }
 
