@@ -175,7 +175,12 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     events_table_says_why_and_when(s, browser).await;
     // The overview is the top of the page: the health pill, the counts, the chart, the breakers.
     browser.eval("window.scrollTo(0, 0); return true;", json!([])).await;
-    browser.screenshot("dashboard-overview").await;
+    let shot = browser.screenshot("dashboard-overview").await;
+    // README's picture is this one: `STAGEHOOK_UPDATE_DOCS=1 cargo test --test it dashboard`
+    // writes it to docs/dashboard.png (never by default: a test run leaves the tree as it was).
+    if std::env::var_os("STAGEHOOK_UPDATE_DOCS").is_some() {
+        std::fs::copy(&shot, concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dashboard.png")).unwrap();
+    }
 }
 
 /// The events table shows each event's last error and when its next attempt goes out (for an
