@@ -35,17 +35,31 @@ fn main() -> ExitCode {
         Command::Send(args) => send(args),
         Command::Store(StoreCommand::Verify(args)) => verify(args),
         Command::Completions(args) => {
-            clap_complete::generate(args.shell, &mut Cli::command(), "stagehook", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "stagehook", &mut script);
+            print_output(&script, "the completion script")
         }
-        Command::Man => {
-            match stagehook::cli::man_page().and_then(|page| std::io::Write::write_all(&mut std::io::stdout(), &page)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("stagehook: cannot write the manual page: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Man => match stagehook::cli::man_page() {
+            Ok(page) => print_output(&page, "the manual page"),
+            Err(e) => {
+                eprintln!("stagehook: cannot write the manual page: {e}");
+                ExitCode::FAILURE
             }
+        },
+    }
+}
+
+/// Writes generated text to stdout. A reader that stops early (`stagehook man | head`) closes the
+/// pipe: that is its choice, not a failure, so a broken pipe ends quietly with success.
+fn print_output(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stagehook: cannot write {what}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

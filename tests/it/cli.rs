@@ -300,3 +300,25 @@ fn the_man_page_documents_every_subcommand_and_its_flags() {
         assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `stagehook man | head`: a reader that closes the pipe before reading everything is not an
+/// error of stagehook's; the manual page and the completion scripts end quietly with 0.
+#[test]
+fn generated_text_to_a_closed_pipe_ends_quietly() {
+    for args in [&["man"][..], &["completions", "bash"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+            .args(args)
+            .env_clear()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The read end closes before the child writes (it has yet to start up), so its write
+        // meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
