@@ -8,7 +8,7 @@ use serde_json::json;
 use stagehook::config::{HumanDuration, Strategy};
 
 use crate::fake_app::{FakeApp, Reply};
-use crate::support::{self, config, form, start, stripe_event, twilio_signature, TWILIO_TOKEN};
+use crate::support::{self, config, start, stripe_event};
 use crate::webdriver::Browser;
 
 /// Runs a browser scenario on the heap (its future is too large for a test thread's stack in
@@ -99,13 +99,7 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     )
     .await;
     let params = [("MessageSid", "SM_DASH"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "hello")];
-    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    s.post(
-        "/staging/webhooks/sms",
-        &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-        form(&params).as_bytes(),
-    )
-    .await;
+    s.sms(&params).await;
     let settled = |st: serde_json::Value| st["by_status"]["processed"] == 3 && st["by_status"]["failed"] == 1;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !settled(s.get("/staging/webhooks/stats").await.json()) {

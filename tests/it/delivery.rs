@@ -258,14 +258,7 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     // While open, the due job waits: no attempt is spent, though the loop is running (another
     // provider's event, queued after the stripe job fell due, is delivered).
     let params = [("MessageSid", "SM_CB"), ("From", "+1"), ("To", "+2")];
-    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    let r = s
-        .post(
-            "/staging/webhooks/sms",
-            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-            form(&params).as_bytes(),
-        )
-        .await;
+    let r = s.sms(&params).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sms = s.store.find_by_event_id("twilio", "SM_CB").unwrap().unwrap().to_string();
     support::wait_status(&s, &sms, "processed").await;
@@ -349,13 +342,7 @@ async fn replay_single_and_bulk_and_409_without_target() {
 
     // Twilio has no target here: nothing to replay to.
     let params = [("MessageSid", "SM1"), ("From", "+1"), ("To", "+2")];
-    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    s.post(
-        "/staging/webhooks/sms",
-        &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-        form(&params).as_bytes(),
-    )
-    .await;
+    s.sms(&params).await;
     let sms = s.store.find_by_event_id("twilio", "SM1").unwrap().unwrap();
     let r =
         s.post(&format!("/staging/webhooks/events/{sms}/replay"), &[("content-type", "application/json")], b"").await;
@@ -442,13 +429,7 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
         s.stripe(&stripe_event(&format!("evt_ret{i}"))).await;
     }
     let params = [("MessageSid", "SM_KEEP"), ("From", "+1"), ("To", "+2")];
-    let sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    s.post(
-        "/staging/webhooks/sms",
-        &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-        form(&params).as_bytes(),
-    )
-    .await;
+    s.sms(&params).await;
     let keep = s.store.find_by_event_id("twilio", "SM_KEEP").unwrap().unwrap().to_string();
     support::wait_status(&s, &keep, "retrying").await;
 

@@ -315,14 +315,7 @@ async fn retention_keeps_received_and_processing_events() {
     let clock = Clock::system();
     let s = start_with_clock(c, clock.clone()).await;
     let params = [("MessageSid", "SM_OLD"), ("From", "+1"), ("To", "+2")];
-    let sig = support::twilio_signature(support::TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    let r = s
-        .post(
-            "/staging/webhooks/sms",
-            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-            support::form(&params).as_bytes(),
-        )
-        .await;
+    let r = s.sms(&params).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The first delivery is held by the app (processing); the second waits for the one slot.
     app.script([Reply { status: 200, retry_after: None, delay: Duration::from_millis(3000) }]);

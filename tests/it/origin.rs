@@ -204,13 +204,7 @@ async fn the_curl_command_is_signed_for_our_own_url_whatever_the_host() {
     let params = [("MessageSid", "SM_HOST"), ("From", "+1"), ("To", "+2")];
     let public = "https://abc.tunnel.example/staging/webhooks/sms";
     let sig = support::twilio_signature(TWILIO_TOKEN, public, &params);
-    let r = s
-        .post(
-            "/staging/webhooks/sms",
-            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &sig)],
-            support::form(&params).as_bytes(),
-        )
-        .await;
+    let r = s.sms_signed_for(public, &params).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let sms = s.store.find_by_event_id("twilio", "SM_HOST").unwrap().unwrap();
     let r = support::request(

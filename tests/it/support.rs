@@ -81,6 +81,19 @@ impl TestServer {
     pub async fn stripe(&self, body: &str) -> Resp {
         post_stripe(self.addr, body, &[]).await
     }
+
+    /// Posts a Twilio form to `/sms`, signed for the URL Twilio would have called as these
+    /// requests arrive (`Host: 127.0.0.1`, no `public_url`).
+    pub async fn sms(&self, params: &[(&str, &str)]) -> Resp {
+        self.sms_signed_for("http://127.0.0.1/staging/webhooks/sms", params).await
+    }
+
+    /// Posts a Twilio form to `/sms`, signed for `url` (a `public_url`'s).
+    pub async fn sms_signed_for(&self, url: &str, params: &[(&str, &str)]) -> Resp {
+        let sig = twilio_signature(TWILIO_TOKEN, url, params);
+        let headers = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", sig.as_str())];
+        self.post("/staging/webhooks/sms", &headers, form(params).as_bytes()).await
+    }
 }
 
 pub fn now_s() -> i64 {
