@@ -629,6 +629,33 @@ pub fn is_placeholder(s: &Secret) -> bool {
         .any(|p| v.contains(p))
 }
 
+/// The `provider.placeholder_secret` finding for `secret` at `key`, `replace_with` saying what
+/// belongs there.
+pub fn placeholder_finding(key: &str, secret: &Secret, replace_with: &str) -> Finding {
+    Finding::new(
+        "provider.placeholder_secret",
+        Severity::Error,
+        key,
+        format!("{} is a placeholder: replace it with {replace_with}", secret.fingerprint()),
+    )
+}
+
+/// A seed's credential at `key`: `provider.secret_missing` (with `missing`, how to set it), a
+/// placeholder (see [`placeholder_finding`]), or what the kind's own check of its format says.
+pub fn seed_credential(
+    key: &str,
+    secret: Option<&Secret>,
+    missing: &str,
+    replace_with: &str,
+    format: impl FnOnce(&Secret) -> Finding,
+) -> Finding {
+    match secret {
+        None => Finding::new("provider.secret_missing", Severity::Error, key, missing),
+        Some(s) if is_placeholder(s) => placeholder_finding(key, s, replace_with),
+        Some(s) => format(s),
+    }
+}
+
 /// Every finding about the configured provider sections: the kinds' own ([`Kind::findings`]),
 /// each section's (`section_findings`), and a credential two sections share.
 pub fn findings<'a>(
@@ -683,18 +710,11 @@ fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
     let rotation = s.settings.rotation();
     for (i, secret) in rotation.all().iter().enumerate() {
         if !seed && is_placeholder(secret) {
-            out.push(Finding::new(
-                "provider.placeholder_secret",
-                Severity::Error,
-                &format!(
-                    "{prefix}.secret{}",
-                    if i == 0 && rotation.secret.is_some() { String::new() } else { format!("s[{i}]") }
-                ),
-                format!(
-                    "{} is a placeholder: replace it with the provider's real signing secret",
-                    secret.fingerprint()
-                ),
-            ));
+            let key = format!(
+                "{prefix}.secret{}",
+                if i == 0 && rotation.secret.is_some() { String::new() } else { format!("s[{i}]") }
+            );
+            out.push(placeholder_finding(&key, secret, "the provider's real signing secret"));
         }
     }
     // A key the kind ignores is a mistake that would pass silently (a GitHub instance given

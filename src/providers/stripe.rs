@@ -13,7 +13,7 @@ use super::signing::{self, HmacSha256};
 use serde::{Deserialize, Serialize};
 
 use super::registry::SettingError;
-use super::registry::{is_placeholder, Kind, Rotation, Seed, Surroundings};
+use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -107,29 +107,20 @@ impl Kind for Stripe {
         let section = format!("providers.{}", SEED.name);
         if let Some(stripe) = seed {
             let key = format!("{section}.secret");
-            out.push(match &stripe.secret {
-                None => Finding::new(
-                    "provider.secret_missing",
-                    Severity::Error,
-                    &key,
-                    "Stripe is configured without its signing secret: set STRIPE_WEBHOOK_SECRET (from `stripe listen` or the dashboard's endpoint page)",
-                ),
-                Some(s) if is_placeholder(s) => Finding::new(
-                    "provider.placeholder_secret",
-                    Severity::Error,
-                    &key,
-                    format!("{} is a placeholder: replace it with the endpoint's real whsec_ secret", s.fingerprint()),
-                ),
-                Some(s) if !s.expose().starts_with("whsec_") || s.expose().len() < 16 => Finding::new(
-                    "stripe.secret_format",
-                    Severity::Error,
-                    &key,
-                    format!("{} {}", s.fingerprint(), secret_format_problem(s.expose())),
-                ),
-                Some(s) => {
-                    Finding::new("stripe.secret_format", Severity::Ok, &key, format!("signing secret {}", s.fingerprint()))
-                }
-            });
+            out.push(seed_credential(
+                &key,
+                stripe.secret.as_ref(),
+                "Stripe is configured without its signing secret: set STRIPE_WEBHOOK_SECRET (from `stripe listen` or the dashboard's endpoint page)",
+                "the endpoint's real whsec_ secret",
+                |s| {
+                    if !s.expose().starts_with("whsec_") || s.expose().len() < 16 {
+                        let problem = format!("{} {}", s.fingerprint(), secret_format_problem(s.expose()));
+                        Finding::new("stripe.secret_format", Severity::Error, &key, problem)
+                    } else {
+                        Finding::new("stripe.secret_format", Severity::Ok, &key, format!("signing secret {}", s.fingerprint()))
+                    }
+                },
+            ));
         }
         let mut keys: Vec<(String, Secret)> = Vec::new();
         if let Some(k) = seed.and_then(|s| s.api_key.clone()) {

@@ -22,7 +22,7 @@ use super::signing::{self, ct_eq, HmacSha1};
 use serde::{Deserialize, Serialize};
 
 use super::registry::SettingError;
-use super::registry::{is_placeholder, Kind, Rotation, Seed, Surroundings};
+use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -124,29 +124,20 @@ impl Kind for Twilio {
         let section = format!("providers.{}", SEED.name);
         if let Some(twilio) = seed {
             let key = format!("{section}.auth_token");
-            out.push(match &twilio.auth_token {
-                None => Finding::new(
-                    "provider.secret_missing",
-                    Severity::Error,
-                    &key,
-                    "Twilio is configured without its auth token: set TWILIO_AUTH_TOKEN (Console → Account → API keys & tokens)",
-                ),
-                Some(s) if is_placeholder(s) => Finding::new(
-                    "provider.placeholder_secret",
-                    Severity::Error,
-                    &key,
-                    format!("{} is a placeholder: replace it with the account's auth token", s.fingerprint()),
-                ),
-                Some(s) if s.expose().len() != 32 || !s.expose().bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Finding::new(
-                        "twilio.token_format",
-                        Severity::Error,
-                        &key,
-                        format!("{} is not a Twilio auth token (32 hexadecimal characters)", s.fingerprint()),
-                    )
-                }
-                Some(s) => Finding::new("twilio.token_format", Severity::Ok, &key, format!("auth token {}", s.fingerprint())),
-            });
+            out.push(seed_credential(
+                &key,
+                twilio.auth_token.as_ref(),
+                "Twilio is configured without its auth token: set TWILIO_AUTH_TOKEN (Console → Account → API keys & tokens)",
+                "the account's auth token",
+                |s| {
+                    if s.expose().len() != 32 || !s.expose().bytes().all(|b| b.is_ascii_hexdigit()) {
+                        let problem = format!("{} is not a Twilio auth token (32 hexadecimal characters)", s.fingerprint());
+                        Finding::new("twilio.token_format", Severity::Error, &key, problem)
+                    } else {
+                        Finding::new("twilio.token_format", Severity::Ok, &key, format!("auth token {}", s.fingerprint()))
+                    }
+                },
+            ));
         }
         for name in ["TWILIO_API_KEY", "TWILIO_API_SECRET"] {
             if around.env.get(name).is_some_and(|v| !v.is_empty()) {
