@@ -75,6 +75,11 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Folder of the embedded database; created when missing.
     pub data_dir: PathBuf,
+    /// This instance's name in `/stats`, the health check and the dashboard, so that replicas
+    /// behind one load balancer can be told apart: 1 to 64 of `[A-Za-z0-9._-]`
+    /// ([`valid_instance_id`]). Defaults to the host name ([`host_name`]), resolved once here,
+    /// so everything reads the one value [`ServerConfig::instance_id`] gives.
+    pub instance_id: String,
     /// The externally visible base URL (e.g. a tunnel); Twilio signs the URL it called, so when
     /// set, it replaces the scheme and host taken from the request. Also stagehook's own base URL
     /// ([`ServerConfig::base_url`]), and its host and origin count as this stagehook's.
@@ -123,6 +128,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./stagehook-data"),
+            instance_id: host_name().to_string(),
             public_url: None,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -142,6 +148,11 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// This instance's id: `server.instance_id`, the host name by default.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     /// stagehook's own base URL, without a trailing `/`: `public_url` when set, else the address
     /// it listens on ([`ServerConfig::local_url`]). Every URL stagehook signs or prints for itself
     /// (the `curl` command, `/validate`'s default Twilio URL, `stagehook send`) is built from it,
@@ -164,6 +175,32 @@ impl ServerConfig {
         }
         format!("http://{listening}")
     }
+}
+
+/// An instance id: 1 to 64 ASCII letters, digits, `.`, `_` and `-`, which every host name is.
+/// The id goes into log lines and, for instances that share state, into values other instances
+/// read: a space, a colon or a control character there would split or forge a field.
+pub fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The id an instance takes when `server.instance_id` is not set: the machine's host name, or
+/// `stagehook` when it cannot be read or is not a valid id ([`valid_instance_id`]; a host name
+/// set by hand may hold anything), so that a default never stops startup. Read once.
+pub fn host_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its whole length, which is what gethostname may write.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        // POSIX leaves a truncated name without its NUL: then there is none, and it is refused.
+        let name = (rc == 0)
+            .then(|| buf.iter().position(|&b| b == 0).map(|end| &buf[..end]))
+            .flatten()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .filter(|name| valid_instance_id(name));
+        name.unwrap_or("stagehook").to_string()
+    })
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -497,6 +534,16 @@ impl Config {
         // public_url (an http(s) URL with a host), its host and origin, allowed_origins and allowed_hosts, read as the origin
         // checks will read them.
         crate::http::origin::Policy::new(&self.server)?;
+        if !valid_instance_id(&self.server.instance_id) {
+            // Debug-quoted: a control character the id must not hold is shown escaped.
+            return Err(err(
+                "server.instance_id",
+                format!(
+                    "{:?} is not 1 to 64 letters, digits, `.`, `_` or `-` (a host name such as web-1 fits)",
+                    self.server.instance_id
+                ),
+            ));
+        }
         for (i, p) in self.server.trusted_proxies.iter().enumerate() {
             if IpRange::parse(p).is_none() {
                 return Err(err(
@@ -823,6 +870,40 @@ mod tests {
         let env = BTreeMap::from([("STAGEHOOK_SERVER_SESSION_TTL".to_string(), "0s".to_string())]);
         let e = Config::load(None, &env).unwrap_err();
         assert_eq!(e.key, "server.session_ttl", "{e}");
+    }
+
+    /// The default is the host name as the kernel holds it (what `hostname` prints), or
+    /// `stagehook` when that is no valid id; a set id is checked from the file and from the
+    /// environment, and a bad one names the key.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_instance_id_is_the_host_name_unless_set_and_is_checked() {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+        let want = if valid_instance_id(&kernel) { kernel } else { "stagehook".to_string() };
+        assert_eq!(Config::default().server.instance_id(), want);
+        assert_eq!(Config::load(None, &BTreeMap::new()).unwrap().server.instance_id(), want);
+        Config::default().check().unwrap();
+
+        let long = "a".repeat(65);
+        for bad in ["", "web 1", "web:1", "web\n1", "web\u{1b}1", "wéb", "a/b", long.as_str()] {
+            let toml = format!("[server]\ninstance_id = {}\n", toml::Value::String(bad.to_string()));
+            let e = Config::from_toml(&toml).and_then(|c| c.check()).expect_err(&toml);
+            assert_eq!(e.key, "server.instance_id", "{bad:?}: {e}");
+            assert!(e.to_string().contains("config key `server.instance_id`"), "{e}");
+            assert!(!e.message.chars().any(char::is_control), "control characters shown escaped: {e}");
+        }
+        let max = "Z".repeat(64);
+        for good in ["web-7", "ip-10-0-0-5.eu-west-1.compute.internal", "a", "blue_2", max.as_str()] {
+            let c = Config::from_toml(&format!("[server]\ninstance_id = \"{good}\"\n")).unwrap();
+            c.check().unwrap();
+            assert_eq!(c.server.instance_id(), good);
+        }
+
+        let env = BTreeMap::from([("STAGEHOOK_SERVER_INSTANCE_ID".to_string(), "green-2".to_string())]);
+        assert_eq!(Config::load(None, &env).unwrap().server.instance_id(), "green-2");
+        let env = BTreeMap::from([("STAGEHOOK_SERVER_INSTANCE_ID".to_string(), "green 2".to_string())]);
+        let e = Config::load(None, &env).unwrap_err();
+        assert_eq!(e.key, "server.instance_id", "{e}");
     }
 
     #[test]
