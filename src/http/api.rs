@@ -101,6 +101,7 @@ fn health(s: &AppState) -> Response {
         })
         .collect();
     ok_json(&json!({
+        "instance": s.config.server.instance_id(),
         "status": if writable { "ok" } else { "degraded" },
         "reason": reason,
         "version": env!("CARGO_PKG_VERSION"),
@@ -147,6 +148,8 @@ fn stats(s: &AppState) -> Response {
         per_provider.entry(e.provider.name().to_string()).or_insert_with(|| vec![0; minutes.len()]);
     }
     ok_json(&json!({
+        // Which replica answered: each instance counts only what it stored itself.
+        "instance": s.config.server.instance_id(),
         "total_events": total,
         "by_status": by_status,
         "by_provider": by_provider,

@@ -23,6 +23,30 @@ async fn health_reports_version_store_and_providers() {
     s.stop().await;
 }
 
+/// Replicas behind one load balancer are told apart by `server.instance_id`, which the health
+/// check and `/stats` both carry; unset, it is the host name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_stats_name_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.instance_id = "web-7".into();
+    let s = start(c).await;
+    for path in ["/staging/webhooks/test", "/staging/webhooks/stats"] {
+        let r = s.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.json()["instance"], "web-7", "{path}");
+    }
+    s.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let host = stagehook::config::host_name();
+    for path in ["/staging/webhooks/test", "/staging/webhooks/stats"] {
+        assert_eq!(s.get(path).await.json()["instance"], host, "{path}");
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_by_provider_status_and_reason_with_percentiles() {
     let dir = tempfile::tempdir().unwrap();
