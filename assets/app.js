@@ -167,6 +167,30 @@ function attention(stats, rec) {
   return reasons;
 }
 
+/**
+ * The header's instance id, and whether Redis answers when this stagehook shares its limits and
+ * duplicates through it (`stats.redis` is then an object; null, or absent, without Redis: no
+ * pill). Redis down is a warning while ingest goes on alone (`on_error = "open"`), and as bad as a
+ * degraded store when ingest refuses without it (`"closed"`).
+ */
+function renderInstance(stats) {
+  setText('#instance', stats.instance ?? '…');
+  const redis = stats.redis;
+  const pill = $('#redis');
+  pill.classList.toggle('hidden', !redis);
+  if (!redis) return;
+  const down = redis.state !== 'up';
+  const closed = redis.on_error === 'closed';
+  setText('#redis-state', redis.state);
+  pill.classList.toggle('warn', down && !closed);
+  pill.classList.toggle('bad', down && closed);
+  pill.title = !down
+    ? 'Redis answers: limits and duplicates are shared with the other instances'
+    : closed
+      ? 'Redis is unreachable: ingest answers 503 redis_unavailable until it is back'
+      : 'Redis is unreachable: this instance limits and deduplicates alone until it is back';
+}
+
 async function refreshOverview() {
   const [health, stats, rec] = await Promise.all([api(`${API}/test`), api(`${API}/stats`), api(`${API}/recovery/stats`)]);
   const reasons = attention(stats, rec);
@@ -177,6 +201,7 @@ async function refreshOverview() {
   $('#health').classList.toggle('warn', health.status === 'ok' && reasons.length > 0);
   setText('#uptime', duration(health.uptime_seconds));
   setText('#version', health.version);
+  renderInstance(stats);
   const providers = Object.keys(health.providers);
   if (providers.join() !== state.providers.join()) {
     state.providers = providers;

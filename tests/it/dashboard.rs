@@ -52,6 +52,7 @@ async fn overview_detail_and_actions() {
 /// rejection, and a Twilio event held behind an open breaker.
 async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestServer {
     let mut c = config(dir);
+    c.server.instance_id = "dash-1".into();
     c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     // Twilio delivers to a port nobody listens on: its breaker opens after one failure. The
     // socket is bound and never listens, so connections are refused and no one else takes it.
@@ -136,6 +137,26 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
             (text == "attention: breaker open: twilio · 1 retrying · 1 dead letter").then_some(())
         })
         .await;
+    // The header names the instance, as /stats does. This stagehook shares nothing through
+    // Redis (`redis` absent or null): no Redis pill. With Redis, the pill says whether it
+    // answers; down is a warning while ingest goes on alone, bad when it refuses without it.
+    assert_eq!(stats["instance"], "dash-1");
+    browser
+        .wait("the header to name the instance", || async {
+            (browser.text("#instance-label").await.as_deref() == Some("instance dash-1")).then_some(())
+        })
+        .await;
+    assert!(!browser.visible("#redis").await, "no Redis, no pill");
+    let pill = "const p = document.querySelector('#redis'); renderInstance(arguments[0]); \
+                return [getComputedStyle(p).display !== 'none', p.textContent, p.className];";
+    let redis = |state: &str, on_error: &str| {
+        let redis = json!({"state": state, "on_error": on_error, "limits": true, "dedup": true});
+        json!([{"instance": "dash-1", "redis": redis}])
+    };
+    assert_eq!(browser.eval(pill, redis("up", "open")).await, json!([true, "redis: up", "pill"]));
+    assert_eq!(browser.eval(pill, redis("down", "open")).await, json!([true, "redis: down", "pill warn"]));
+    assert_eq!(browser.eval(pill, redis("down", "closed")).await, json!([true, "redis: down", "pill bad"]));
+    assert_eq!(browser.eval(pill, json!([{"instance": "dash-1", "redis": null}])).await[0], json!(false));
     // The success rate says what it leaves out.
     let note = browser.text("[data-card=\"success-rate\"] .note").await.unwrap_or_default();
     assert!(note.contains("not settled yet"), "{note}");
