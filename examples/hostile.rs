@@ -316,7 +316,7 @@ fn source(i: u32) -> IpAddr {
 
 /// A spoofed client address: IPv4 or IPv6, from the documentation ranges and beyond.
 fn spoofed(r: u64) -> String {
-    if r % 2 == 0 {
+    if r.is_multiple_of(2) {
         Ipv4Addr::from((r >> 8) as u32).to_string()
     } else {
         std::net::Ipv6Addr::from(((r as u128) << 64) | r as u128).to_string()

@@ -35,6 +35,7 @@ pub mod redact;
 pub mod retention;
 pub mod secret;
 pub mod send;
+pub mod shared;
 pub mod store;
 
 use std::future::Future;
@@ -117,6 +118,7 @@ impl App {
             config.limits.ipv6_prefix,
             clock.clone(),
         );
+        let shared = shared::Shared::open(&config, clock.clone())?;
         let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::isolation_env()
@@ -128,6 +130,7 @@ impl App {
             config,
             endpoints,
             limiter,
+            shared,
             auth_failures,
             sessions,
             store,
@@ -183,6 +186,7 @@ impl App {
                 }
             })
         };
+        let watcher = state.shared.clone().map(|shared| tokio::spawn(shared.watch()));
         let (stop_delivery, stop_rx) = tokio::sync::watch::channel(false);
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let delivery = tokio::spawn(state.engine.clone().run(stop_rx, grace));
@@ -204,6 +208,9 @@ impl App {
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
         retention.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         // Deliveries get the same grace as requests; unfinished ones stay queued.
         let _ = stop_delivery.send(true);
         let _ = delivery.await;

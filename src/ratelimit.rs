@@ -27,7 +27,8 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 
-const WINDOW_MS: i64 = 60_000;
+/// The window: a request counts against its client for this long after it was let in.
+pub const WINDOW_MS: i64 = 60_000;
 
 /// A client whose ring has this many slots or fewer is never shrunk: reallocating it would cost
 /// more than the few bytes it could give back.
@@ -216,7 +217,7 @@ impl RateLimiter {
     }
 
     fn off(&self) -> Decision {
-        Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 }
+        decide(0, 0, None, 0)
     }
 
     fn check_key(&self, key: Key) -> Decision {
@@ -246,7 +247,7 @@ impl RateLimiter {
             let (live, oldest) = w.live(now);
             (live, oldest.map(|t| w.frees_at(t)))
         });
-        self.decide(live, oldest, now)
+        decide(self.limit, live, oldest, now)
     }
 
     /// Decides about one request and, if it passes, counts it.
@@ -254,22 +255,11 @@ impl RateLimiter {
         w.expire(now);
         w.seen = now;
         let oldest = w.accepted.front().map(|&t| w.frees_at(t));
-        let d = self.decide(w.accepted.len(), oldest, now);
+        let d = decide(self.limit, w.accepted.len(), oldest, now);
         if d.allowed {
             w.accept(now, self.limit as usize);
         }
         d
-    }
-
-    /// The decision for a client with `live` acceptances under 60 s old, the oldest of which
-    /// stops counting at `oldest_frees_at`.
-    fn decide(&self, live: usize, oldest_frees_at: Option<i64>, now: i64) -> Decision {
-        let limit = self.limit;
-        if live < limit as usize {
-            return Decision { allowed: true, limit, remaining: limit - live as u32 - 1, retry_after_s: 0 };
-        }
-        let wait_ms = oldest_frees_at.map_or(0, |at| at - now).max(1);
-        Decision { allowed: false, limit, remaining: 0, retry_after_s: ((wait_ms + 999) / 1000) as u64 }
     }
 
     /// Drops clients none of whose acceptances still count (they carry no state that matters),
@@ -306,6 +296,20 @@ impl RateLimiter {
     }
 }
 
+/// The decision for a client of `limit` (0: the limiter is off) with `live` acceptances under 60 s old, the oldest of
+/// which stops counting at `oldest_frees_at`: one rule for every backend of the limiter.
+pub fn decide(limit: u32, live: usize, oldest_frees_at: Option<i64>, now: i64) -> Decision {
+    if limit == 0 {
+        // Off: everything passes, and nothing is counted.
+        return Decision { allowed: true, limit: 0, remaining: u32::MAX, retry_after_s: 0 };
+    }
+    if live < limit as usize {
+        return Decision { allowed: true, limit, remaining: limit - live as u32 - 1, retry_after_s: 0 };
+    }
+    let wait_ms = oldest_frees_at.map_or(0, |at| at - now).max(1);
+    Decision { allowed: false, limit, remaining: 0, retry_after_s: ((wait_ms + 999) / 1000) as u64 }
+}
+
 /// The key of a client a trusted proxy names without an address.
 fn named_key(name: &str) -> Key {
     // SipHash with fixed keys: the name comes from a trusted proxy, not from the client, so
@@ -316,7 +320,7 @@ fn named_key(name: &str) -> Key {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -343,71 +347,83 @@ mod tests {
 
     /// A minute boundary, so that ":59" and "1:30" below fall where a limiter of fixed minutes
     /// would turn over.
-    const T0: i64 = 1_700_000_040_000;
+    pub(crate) const T0: i64 = 1_700_000_040_000;
 
-    /// What one step of [`check`] expects: allowed, or refused with this `Retry-After`.
+    /// What one step of [`drive`] expects: allowed, or refused with this `Retry-After`.
     const PASS: Option<u64> = None;
     const fn refused(retry_after_s: u64) -> Option<u64> {
         Some(retry_after_s)
     }
 
     /// `(at_ms, n, expect)`: `n` requests `at_ms` after `T0`, each with this outcome.
-    type Step = (i64, u32, Option<u64>);
+    pub(crate) type Step = (i64, u32, Option<u64>);
 
-    /// Sends, for each `(at_ms, n, expect)`, `n` requests from one client `at_ms` after `T0`
-    /// (times never go back) and checks every decision, and that `peek` just before agreed.
-    fn check(name: &str, limit: u32, steps: &[Step]) {
-        let clock = Clock::frozen(T0);
-        let rl = RateLimiter::new(limit, 1000, 64, clock.clone());
-        let client = ip("192.0.2.7");
+    /// The edge cases of the promise "at most `limit` requests in any 60-second window", as a
+    /// table that every backend of the limiter must answer alike: `(name, limit, steps)`.
+    #[rustfmt::skip]
+    pub(crate) const WINDOW_CASES: &[(&str, u32, &[Step])] = &[
+        // 100 at :59, then 50 at 1:30: 31 s apart, so the 50 are refused until the first
+        // 100 are 60 s old, at 1:59; then all 100 slots free at once.
+        ("issue", 100, &[(59_000, 100, PASS), (90_000, 50, refused(29)), (118_999, 1, refused(1)),
+                         (119_000, 100, PASS), (119_000, 1, refused(60))]),
+        // A request exactly 60 000 ms after another is in a new window; 1 ms earlier is not.
+        ("boundary", 2, &[(0, 2, PASS), (59_999, 1, refused(1)), (60_000, 2, PASS),
+                          (60_000, 1, refused(60)), (119_999, 1, refused(1)), (120_000, 1, PASS)]),
+        // Retry-After is the time until the oldest acceptance leaves, rounded up to seconds.
+        ("limit 1", 1, &[(0, 1, PASS), (1, 1, refused(60)), (58_999, 1, refused(2)),
+                         (59_000, 1, refused(1)), (59_001, 1, refused(1)), (60_000, 1, PASS),
+                         (60_000, 1, refused(60))]),
+        // Spread-out acceptances leave one at a time, each 60 s after it was let in.
+        ("staggered", 3, &[(0, 1, PASS), (20_000, 1, PASS), (40_000, 1, PASS), (50_000, 1, refused(10)),
+                           (60_000, 1, PASS), (60_000, 1, refused(20)), (80_000, 1, PASS),
+                           (100_000, 1, PASS), (100_001, 1, refused(20)), (120_000, 1, PASS)]),
+        // Refused requests are not counted: a client hammering while refused still gets in
+        // once its acceptances are 60 s old.
+        ("refusals uncounted", 2, &[(0, 2, PASS), (1_000, 50, refused(59)), (30_000, 50, refused(30)),
+                                    (59_500, 50, refused(1)), (60_000, 2, PASS)]),
+        // A limit of 0 turns the limiter off: everything passes, nobody is tracked.
+        ("limit 0", 0, &[(0, 1000, PASS), (1, 1000, PASS)]),
+    ];
+
+    /// Runs one case of [`WINDOW_CASES`]: for each `(at_ms, n, expect)`, `n` requests from one
+    /// client `at_ms` after `T0` (times never go back; `clock` starts at `T0`), each decided by
+    /// `check`, and checks every decision (allowed or not, `Retry-After`, `remaining`).
+    pub(crate) fn drive(name: &str, limit: u32, steps: &[Step], clock: &Clock, check: &mut dyn FnMut() -> Decision) {
         let mut at = 0;
+        let mut live: Vec<i64> = Vec::new();
         for (step, &(at_ms, n, expect)) in steps.iter().enumerate() {
             clock.advance(at_ms - at);
             at = at_ms;
             for i in 0..n {
-                let peeked = rl.peek(client);
-                let d = rl.check(client);
+                let d = check();
                 let what = format!("{name}: step {step}, request {i} at {at_ms} ms: {d:?}");
-                assert_eq!(peeked, d, "{what}: peek disagreed");
                 assert_eq!(d.allowed, expect.is_none(), "{what}");
                 assert_eq!(d.retry_after_s, expect.unwrap_or(0), "{what}");
+                live.retain(|&t| at_ms - t < WINDOW_MS);
+                if limit > 0 && d.allowed {
+                    assert_eq!(d.remaining as usize, limit as usize - live.len() - 1, "{what}");
+                    live.push(at_ms);
+                }
             }
-        }
-        if limit == 0 {
-            assert_eq!(rl.tracked_ips(), 0, "{name}");
         }
     }
 
-    /// The edge cases of the promise "at most `limit` requests in any 60-second window", as a
-    /// table that any backend of the limiter must answer alike.
     #[test]
     fn the_limit_holds_in_every_60_second_window() {
-        #[rustfmt::skip]
-        let table: &[(&str, u32, &[Step])] = &[
-            // 100 at :59, then 50 at 1:30: 31 s apart, so the 50 are refused until the first
-            // 100 are 60 s old, at 1:59; then all 100 slots free at once.
-            ("issue", 100, &[(59_000, 100, PASS), (90_000, 50, refused(29)), (118_999, 1, refused(1)),
-                             (119_000, 100, PASS), (119_000, 1, refused(60))]),
-            // A request exactly 60 000 ms after another is in a new window; 1 ms earlier is not.
-            ("boundary", 2, &[(0, 2, PASS), (59_999, 1, refused(1)), (60_000, 2, PASS),
-                              (60_000, 1, refused(60)), (119_999, 1, refused(1)), (120_000, 1, PASS)]),
-            // Retry-After is the time until the oldest acceptance leaves, rounded up to seconds.
-            ("limit 1", 1, &[(0, 1, PASS), (1, 1, refused(60)), (58_999, 1, refused(2)),
-                             (59_000, 1, refused(1)), (59_001, 1, refused(1)), (60_000, 1, PASS),
-                             (60_000, 1, refused(60))]),
-            // Spread-out acceptances leave one at a time, each 60 s after it was let in.
-            ("staggered", 3, &[(0, 1, PASS), (20_000, 1, PASS), (40_000, 1, PASS), (50_000, 1, refused(10)),
-                               (60_000, 1, PASS), (60_000, 1, refused(20)), (80_000, 1, PASS),
-                               (100_000, 1, PASS), (100_001, 1, refused(20)), (120_000, 1, PASS)]),
-            // Refused requests are not counted: a client hammering while refused still gets in
-            // once its acceptances are 60 s old.
-            ("refusals uncounted", 2, &[(0, 2, PASS), (1_000, 50, refused(59)), (30_000, 50, refused(30)),
-                                        (59_500, 50, refused(1)), (60_000, 2, PASS)]),
-            // A limit of 0 turns the limiter off: everything passes, nobody is tracked.
-            ("limit 0", 0, &[(0, 1000, PASS), (1, 1000, PASS)]),
-        ];
-        for (name, limit, steps) in table {
-            check(name, *limit, steps);
+        for (name, limit, steps) in WINDOW_CASES {
+            let clock = Clock::frozen(T0);
+            let rl = RateLimiter::new(*limit, 1000, 64, clock.clone());
+            let client = ip("192.0.2.7");
+            // `peek` just before each check must agree with it.
+            drive(name, *limit, steps, &clock, &mut || {
+                let peeked = rl.peek(client);
+                let d = rl.check(client);
+                assert_eq!(peeked, d, "{name}: peek disagreed");
+                d
+            });
+            if *limit == 0 {
+                assert_eq!(rl.tracked_ips(), 0, "{name}");
+            }
         }
     }
 

@@ -191,6 +191,7 @@ fn schema(named: &[(String, registry::ProviderKind)]) -> Config {
     let mut c = Config::default();
     c.server.public_url = Some(String::new());
     c.server.admin_token = s();
+    c.redis.url = Some(String::new());
     c.isolation = IsolationConfig::default();
     for (kind, seed) in registry::seeds() {
         let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };

@@ -15,11 +15,13 @@ use crate::secret::Secret;
 
 mod delivery;
 pub mod layers;
+mod shared;
 pub mod validate;
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
     Targets, MAX_DURATION,
 };
+pub use shared::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 
 /// A configuration problem, always naming the key it concerns.
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub retention: RetentionConfig,
     pub isolation: IsolationConfig,
+    pub redis: RedisConfig,
+    pub dedup: DedupConfig,
     pub providers: ProvidersConfig,
 }
 
@@ -215,6 +219,8 @@ pub struct LimitsConfig {
     /// Leading bits of an IPv6 address that name one client for the limiter (1 to 128): one
     /// host commonly holds a whole /64 and could otherwise rotate through it.
     pub ipv6_prefix: u32,
+    /// Where the counts live: `memory` (this instance alone) or `redis` (shared; see `[redis]`).
+    pub backend: LimitsBackend,
 }
 
 impl Default for LimitsConfig {
@@ -224,6 +230,7 @@ impl Default for LimitsConfig {
             rate_limit_per_minute: 100,
             rate_limit_max_ips: 100_000,
             ipv6_prefix: crate::ratelimit::DEFAULT_IPV6_PREFIX,
+            backend: LimitsBackend::Memory,
         }
     }
 }
@@ -580,6 +587,7 @@ impl Config {
         if !(1..=128).contains(&self.limits.ipv6_prefix) {
             return Err(err("limits.ipv6_prefix", "must be between 1 and 128 (bits of an IPv6 address)"));
         }
+        shared::check(&self.redis, &self.dedup, self.limits.backend)?;
         if self.store.cache_mb == 0 {
             return Err(err("store.cache_mb", "must be at least 1"));
         }

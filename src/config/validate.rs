@@ -208,7 +208,7 @@ pub enum Probe {
 /// targets at once. Separate from [`validate`] because it needs the network: `serve` does not
 /// run it (the app under test often starts after stagehook), `check-config --offline` skips it.
 /// Targets that are not http(s) URLs or that are production (errors of [`validate`]) are never
-/// contacted.
+/// contacted. Then `redis.reachable`, when a backend uses Redis ([`crate::shared::probe`]).
 pub async fn probe_targets(c: &Config) -> Vec<Finding> {
     let mut probes = Vec::new();
     for (provider, section) in c.sections() {
@@ -235,6 +235,7 @@ pub async fn probe_targets(c: &Config) -> Vec<Finding> {
         };
         out.push(probe_finding(&key, &url, &probe));
     }
+    out.extend(crate::shared::probe(c).await);
     out
 }
 

@@ -19,6 +19,7 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
+use crate::config::OnError;
 use crate::providers::Inbound;
 use crate::store::Status;
 
@@ -80,16 +81,23 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
 }
 
 /// Degraded, with the reason, while the store writer is gone or its last commit failed (a full
-/// disk): then ingest answers 503, and the health check must not say otherwise.
+/// disk): then ingest answers 503, and the health check must not say otherwise. Degraded too
+/// while a shared Redis does not answer (`"redis": "down"`): the instance acts alone or refuses.
 fn health(s: &AppState) -> Response {
     let running = s.store.writer_running();
     let failure = s.store.commit_failure();
-    let reason = match (&failure, running) {
+    let store_reason = match (&failure, running) {
         (_, false) => Some("the store writer has stopped".to_string()),
         (Some(f), true) => Some(format!("the last store commit failed: {}", f.error)),
         (None, true) => None,
     };
-    let writable = reason.is_none();
+    let writable = store_reason.is_none();
+    let redis = s.shared.as_ref().map(|r| r.status());
+    let redis_reason = redis.filter(|r| !r.up).map(|r| match r.on_error {
+        OnError::Open => "Redis does not answer: this instance limits and detects duplicates alone",
+        OnError::Closed => "Redis does not answer: ingest answers 503 redis_unavailable",
+    });
+    let reason = store_reason.or(redis_reason.map(str::to_string));
     let providers: Map<String, Value> = s
         .endpoints
         .iter()
@@ -102,8 +110,9 @@ fn health(s: &AppState) -> Response {
         .collect();
     ok_json(&json!({
         "instance": s.config.server.instance_id(),
-        "status": if writable { "ok" } else { "degraded" },
+        "status": if reason.is_none() { "ok" } else { "degraded" },
         "reason": reason,
+        "redis": redis.map(|r| if r.up { "up" } else { "down" }),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs(),
         "store": {
@@ -161,6 +170,17 @@ fn stats(s: &AppState) -> Response {
         "uptime_seconds": s.started.elapsed().as_secs(),
         "throughput": {"minutes": minutes, "providers": per_provider},
         "connections": s.connections.snapshot(),
+        "redis": s.shared.as_ref().map(|r| {
+            let r = r.status();
+            json!({
+                "state": if r.up { "up" } else { "down" },
+                "on_error": r.on_error.as_str(),
+                "limits": r.limits,
+                "dedup": r.dedup,
+                "duplicates_elsewhere": r.duplicates_elsewhere,
+                "in_progress": r.in_progress,
+            })
+        }),
     }))
 }
 

@@ -23,6 +23,10 @@ pub struct ApiError {
 /// itself, and [`handle_rejection`] gives it as it is.
 impl warp::reject::Reject for ApiError {}
 
+/// The `Retry-After` of `redis_unavailable`: about how long Redis takes to come back from a
+/// restart, and how soon a recovery is noticed (`shared::DOWN_PING_MAX`).
+const REDIS_RETRY_AFTER_S: u64 = 5;
+
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), headers: Vec::new() }
@@ -50,6 +54,17 @@ impl ApiError {
             "storage_unavailable",
             "the event could not be stored; retry later",
         )
+    }
+
+    /// Redis, which this instance shares its limits and duplicates through, does not answer, and
+    /// `redis.on_error` is `closed`.
+    pub fn redis_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            "the shared rate limit and duplicate detection (Redis) do not answer; retry later",
+        )
+        .with_header("retry-after", REDIS_RETRY_AFTER_S)
     }
 
     pub fn storage_corrupt(what: impl std::fmt::Display) -> ApiError {

@@ -2,8 +2,9 @@
 //!
 //! - `GET /healthz`: alive. The process answers, so it need not be restarted.
 //! - `GET /readyz`: ready. The store takes writes (its writer runs and its last commit did not
-//!   fail) and shutdown has not begun; otherwise `503` with a stable `reason`, so traffic goes
-//!   elsewhere while a 2xx could not mean "durably stored".
+//!   fail), shutdown has not begun, and, under `redis.on_error = "closed"`, Redis answers;
+//!   otherwise `503` with a stable `reason`, so traffic goes elsewhere while a 2xx could not
+//!   mean "durably stored" (or ingest refuses everything).
 //!
 //! Both answer any `Host` and need no token, unlike every other read endpoint (`origin.rs`,
 //! `auth.rs`): a probe names the address it was given (a pod IP, a node name), never one of
@@ -21,6 +22,7 @@ use warp::{Filter, Rejection};
 
 use super::errors::json_response;
 use super::{with_state, AppState};
+use crate::config::OnError;
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let healthz = warp::path("healthz").and(warp::path::end()).and(warp::get()).map(alive);
@@ -45,6 +47,9 @@ pub fn not_ready(s: &AppState) -> Option<&'static str> {
         Some("store_writer_stopped")
     } else if s.store.commit_failure().is_some() {
         Some("store_commit_failed")
+    } else if s.shared.as_ref().is_some_and(|r| r.on_error() == OnError::Closed && !r.is_up()) {
+        // Ingest answers 503 until Redis answers: the balancer should send traffic elsewhere.
+        Some("redis_unavailable")
     } else {
         None
     }

@@ -2,8 +2,9 @@
 //!
 //! Guards run first and in order, each cheaper than the next: declared size, rate limit, provider
 //! configured, media type, then the body is read under the size limit, the signature verified,
-//! the payload parsed, and the event handed to the store. The 2xx is sent only after the store
-//! says the event is on disk.
+//! the payload parsed, the event claimed across instances (when duplicates are shared through
+//! Redis), and the event handed to the store. The 2xx is sent only after the store says the
+//! event is on disk.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, RequestLog};
+use crate::config::OnError;
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
+use crate::shared::{Claim, Pending, Unavailable};
 use crate::store::{NewEvent, RejectionParts};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -90,10 +93,7 @@ where
         if declared.is_some_and(|n| n > limit) {
             return Err(ApiError::payload_too_large(limit));
         }
-        let d = match &client {
-            Client::Addr(ip) => state.limiter.check(*ip),
-            Client::Named(name) => state.limiter.check_named(name),
-        };
+        let d = rate_decision(state, &client).await?;
         decision = state.limiter.enabled().then_some(d);
         if !d.allowed {
             // Named only on refusal: formatting it is work an accepted request need not do.
@@ -124,20 +124,30 @@ where
         let url = request_url(state, &headers, peer, path, query);
         let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s: received_at_ms.div_euclid(1000) };
         let checked = endpoint.provider.verify(&inbound).and_then(|()| endpoint.provider.parse(&inbound));
-        match checked {
-            Ok(parsed) => Ok((parsed, body)),
+        let parsed = match checked {
+            Ok(parsed) => parsed,
             Err(refusal) => {
                 logged_body = Some(body);
-                Err(ApiError::from(refusal))
+                return Err(ApiError::from(refusal));
             }
-        }
+        };
+        let claim = claim(state, endpoint, &parsed.event_id).await?;
+        Ok((parsed, body, claim))
     }
     .await;
 
     let mut res = match result {
-        Ok((parsed, body)) => {
+        Ok((parsed, body, Some(Claim::Elsewhere { id, .. }))) => {
             log.event_id = Some(parsed.event_id.clone());
-            store_event(state, endpoint, &headers, &client, received_at_ms, start, parsed, body).await
+            answer(endpoint, &id, &parsed.event_id, true, &body)
+        }
+        Ok((parsed, body, claim)) => {
+            log.event_id = Some(parsed.event_id.clone());
+            let pending = match claim {
+                Some(Claim::Ours(pending)) => Some(pending),
+                _ => None,
+            };
+            store_event(state, endpoint, &headers, &client, received_at_ms, start, parsed, body, pending).await
         }
         Err(error) => {
             log.code = Some(error.code);
@@ -175,6 +185,7 @@ async fn store_event(
     start: Instant,
     parsed: crate::providers::Parsed,
     body: Bytes,
+    claimed: Option<Pending>,
 ) -> Response {
     let event = NewEvent {
         provider: endpoint.provider.name().to_string(),
@@ -189,23 +200,69 @@ async fn store_event(
         targets: endpoint.targets.clone(),
         items: parsed.items,
     };
-    match state.store.ingest(event).await {
-        Ok(done) => {
-            let id = done.id.to_string();
-            let answer = endpoint.provider.answer(&Accepted {
-                id: &id,
-                event_id: &parsed.event_id,
-                duplicate: done.duplicate,
-                body: &body,
-            });
-            let mut res = Response::new(answer.body.into());
-            res.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type));
-            res
+    let stored = state.store.ingest(event).await;
+    // The claim follows the local commit: committed once the event is on disk (a duplicate of
+    // this store's own is committed under its id), released when it is not, so that the
+    // provider's retry is recorded rather than taken for a duplicate.
+    if let (Some(shared), Some(pending)) = (&state.shared, claimed) {
+        match &stored {
+            Ok(done) => shared.commit(pending, &done.id.to_string()).await,
+            Err(_) => shared.release(pending).await,
         }
+    }
+    match stored {
+        Ok(done) => answer(endpoint, &done.id.to_string(), &parsed.event_id, done.duplicate, &body),
         Err(e) => {
             tracing::error!(error = %e, event_id = %parsed.event_id, "event not stored");
             ApiError::storage_unavailable().with_header("retry-after", 1).into_response()
         }
+    }
+}
+
+/// The provider's 2xx for an event stored as `id` (here or, for a duplicate, maybe elsewhere).
+fn answer(endpoint: &crate::providers::Instance, id: &str, event_id: &str, duplicate: bool, body: &Bytes) -> Response {
+    let answer = endpoint.provider.answer(&Accepted { id, event_id, duplicate, body });
+    let mut res = Response::new(answer.body.into());
+    res.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type));
+    res
+}
+
+/// The limiter's decision: the shared count when the limit is shared and Redis answers; this
+/// instance's own otherwise, or `503 redis_unavailable` under `redis.on_error = "closed"`.
+async fn rate_decision(state: &AppState, client: &Client) -> Result<Decision, ApiError> {
+    if let Some(shared) = state.shared.as_ref().filter(|s| s.limits() && state.limiter.enabled()) {
+        match shared.check_limit(&client.bucket(&state.limiter), state.limiter.limit()).await {
+            Ok(d) => return Ok(d),
+            Err(Unavailable) if shared.on_error() == OnError::Open => {}
+            Err(Unavailable) => return Err(ApiError::redis_unavailable()),
+        }
+    }
+    Ok(match client {
+        Client::Addr(ip) => state.limiter.check(*ip),
+        Client::Named(name) => state.limiter.check_named(name),
+    })
+}
+
+/// The event's claim across instances, when duplicates are shared: `None` when the local store
+/// decides alone (not shared, or Redis down under `on_error = "open"`). Another instance's
+/// pending claim is `409 in_progress`, so that the provider retries once it is committed or
+/// has expired.
+async fn claim(
+    state: &AppState,
+    endpoint: &crate::providers::Instance,
+    event_id: &str,
+) -> Result<Option<Claim>, ApiError> {
+    let Some(shared) = state.shared.as_ref().filter(|s| s.dedup()) else { return Ok(None) };
+    match shared.claim(endpoint.provider.name(), event_id).await {
+        Ok(Claim::InProgress { retry_after_s }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            format!("another instance is storing event {event_id}; retry after {retry_after_s} s"),
+        )
+        .with_header("retry-after", retry_after_s)),
+        Ok(claim) => Ok(Some(claim)),
+        Err(Unavailable) if shared.on_error() == OnError::Open => Ok(None),
+        Err(Unavailable) => Err(ApiError::redis_unavailable()),
     }
 }
 

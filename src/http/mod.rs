@@ -48,6 +48,10 @@ pub struct AppState {
     /// [`Config::build`](crate::config::Config::build) made them, once, at startup.
     pub endpoints: Vec<Instance>,
     pub limiter: RateLimiter,
+    /// The limiter's counts and the duplicate claims in Redis, when the config shares them
+    /// (`limits.backend`, `dedup.backend`); `limiter` and the store decide alone otherwise, and
+    /// while Redis is down under `redis.on_error = "open"`.
+    pub shared: Option<Arc<crate::shared::Shared>>,
     /// Failed admin authentications per client (`auth.rs`): a second limiter of the same kind,
     /// fed only by failures, so guessing the token is slow and nothing else is limited.
     pub auth_failures: RateLimiter,
