@@ -17,7 +17,10 @@ pub struct RedisConfig {
     pub on_error: OnError,
     /// Put before every key stagehook writes, so that several groups can share one Redis.
     pub key_prefix: String,
-    /// How long one Redis call may take before it counts as a failure.
+    /// How long one Redis call may take before it counts as a failure (and Redis as down). Only
+    /// the calls in flight when Redis stops answering wait this long; later ones do not wait.
+    /// Under overload a call also waits for a turn on a busy core: too short a timeout takes
+    /// that for an outage.
     pub timeout: HumanDuration,
 }
 
@@ -27,7 +30,7 @@ impl Default for RedisConfig {
             url: None,
             on_error: OnError::Open,
             key_prefix: "stagehook:".to_string(),
-            timeout: HumanDuration(Duration::from_millis(250)),
+            timeout: HumanDuration(Duration::from_secs(1)),
         }
     }
 }

@@ -179,6 +179,7 @@ fn stats(s: &AppState) -> Response {
                 "dedup": r.dedup,
                 "duplicates_elsewhere": r.duplicates_elsewhere,
                 "in_progress": r.in_progress,
+                "errors": r.errors,
             })
         }),
     }))

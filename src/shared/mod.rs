@@ -80,6 +80,8 @@ pub struct Status {
     pub duplicates_elsewhere: u64,
     /// Events answered `409 in_progress` because another instance held their claim.
     pub in_progress: u64,
+    /// Calls that failed or came too late (each marks Redis down).
+    pub errors: u64,
 }
 
 pub struct Shared {
@@ -103,6 +105,7 @@ pub struct Shared {
     seq: AtomicU64,
     duplicates_elsewhere: AtomicU64,
     in_progress: AtomicU64,
+    errors: AtomicU64,
     clock: Clock,
 }
 
@@ -127,7 +130,9 @@ impl Shared {
         let client = redis::Client::open(url)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            // Each call is bounded by `call` itself; a late answer is dropped there, and the
+            // connection stays up for the calls behind it.
+            .set_response_timeout(None)
             .set_min_delay(DOWN_PING_MIN)
             .set_max_delay(DOWN_PING_MAX);
         if tokio::runtime::Handle::try_current().is_err() {
@@ -151,6 +156,7 @@ impl Shared {
             seq: AtomicU64::new(fastrand::u64(..)),
             duplicates_elsewhere: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
             clock,
         })))
     }
@@ -181,6 +187,7 @@ impl Shared {
             dedup: self.dedup,
             duplicates_elsewhere: self.duplicates_elsewhere.load(Ordering::Relaxed),
             in_progress: self.in_progress.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
         }
     }
 
@@ -231,7 +238,7 @@ impl Shared {
         let committed = format!("c/{id}/{}", self.instance);
         let mut call = COMMIT.key(&pending.key);
         call.arg(&pending.value).arg(committed).arg(self.committed_ms);
-        if self.call::<i64>(&call).await.is_err() {
+        if self.call_anyway::<i64>(&call).await.is_err() {
             tracing::warn!(claim = %pending.key, "the claim was not marked committed; it expires in {} ms", self.pending_ms);
         }
     }
@@ -241,15 +248,23 @@ impl Shared {
     pub async fn release(&self, pending: Pending) {
         let mut call = RELEASE.key(&pending.key);
         call.arg(&pending.value);
-        if self.call::<i64>(&call).await.is_err() {
+        if self.call_anyway::<i64>(&call).await.is_err() {
             tracing::warn!(claim = %pending.key, "the claim was not released; it expires in {} ms", self.pending_ms);
         }
     }
 
+    /// One script call, or [`Unavailable`] at once while Redis is down.
     async fn call<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
         if !self.is_up() {
             return Err(Unavailable);
         }
+        self.call_anyway(call).await
+    }
+
+    /// One script call, tried even while Redis is marked down: for a claim taken while it was
+    /// up, whose commit or release must not be skipped (a claim left pending answers every
+    /// other instance `409` until it expires).
+    async fn call_anyway<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
@@ -274,6 +289,7 @@ impl Shared {
     }
 
     fn went_down(&self, reason: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
         if self.up.swap(false, Ordering::AcqRel) {
             self.warned_at.store(self.clock.now_ms(), Ordering::Relaxed);
             tracing::warn!(redis = %self.shown_url, reason, "Redis is unreachable: {}", self.meanwhile());

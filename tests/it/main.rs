@@ -27,6 +27,7 @@ mod origin;
 mod probe;
 mod providers;
 mod redaction;
+mod replicas;
 mod sdk_github;
 mod sdk_hmac;
 mod sdk_sendgrid;

@@ -388,6 +388,8 @@ impl ChildServer {
             "TERM" => libc::SIGTERM,
             "INT" => libc::SIGINT,
             "KILL" => libc::SIGKILL,
+            "STOP" => libc::SIGSTOP,
+            "CONT" => libc::SIGCONT,
             other => panic!("unknown signal {other}"),
         };
         // SAFETY: kill(2) with a pid we spawned and still own; it touches no memory of ours.

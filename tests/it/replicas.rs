@@ -1,0 +1,344 @@
+//! Several instances sharing one real `redis-server`: one rate limit, one record of each event,
+//! and what happens while Redis is away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use stagehook::config::{Config, DedupBackend, LimitsBackend, OnError};
+use stagehook::shared::testing::RedisServer;
+
+use crate::fake_app::FakeApp;
+use crate::support::{self, post_stripe, request, spawn_binary, start, stripe_event, until, Resp, TestServer};
+
+/// An instance named `instance` that shares its limit and duplicates through `redis`.
+fn shared_config(dir: &Path, redis: &RedisServer, instance: &str) -> Config {
+    let mut c = support::config(dir);
+    c.server.instance_id = instance.to_string();
+    c.limits.backend = LimitsBackend::Redis;
+    c.dedup.backend = DedupBackend::Redis;
+    c.redis.url = Some(redis.url());
+    c
+}
+
+async fn health(s: &TestServer) -> Value {
+    s.get("/staging/webhooks/test").await.json()
+}
+
+/// Posts `body` to `addr` as a provider does: a `409 in_progress` is retried (here after 20 ms,
+/// not the `Retry-After` a provider would wait), up to 20 s. Returns the final answer and
+/// whether a 409 came first.
+async fn deliver_like_a_provider(addr: std::net::SocketAddr, body: &str) -> (Resp, bool) {
+    let mut saw_409 = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = post_stripe(addr, body, &[]).await;
+        if r.status != 409 {
+            return (r, saw_409);
+        }
+        assert_eq!(r.code(), "in_progress", "{}", r.text());
+        let retry_after: u64 = r.header("retry-after").expect("a 409 says when to retry").parse().unwrap();
+        assert!((1..=30).contains(&retry_after), "{retry_after}");
+        saw_409 = true;
+        assert!(tokio::time::Instant::now() < deadline, "still in progress after 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_let_one_client_in_100_times_a_minute_between_them() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(shared_config(d1.path(), &redis, "a")).await;
+    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let (mut accepted, mut refused_by) = (0u32, BTreeMap::new());
+    for i in 0..150 {
+        let (name, s) = if i % 2 == 0 { ("a", &a) } else { ("b", &b) };
+        let r = s.stripe(&stripe_event(&format!("evt_rl_{i}"))).await;
+        assert_eq!(r.header("x-ratelimit-limit"), Some("100"), "request {i}");
+        match r.status {
+            200 => {
+                assert_eq!(
+                    r.header("x-ratelimit-remaining"),
+                    Some((99 - accepted).to_string().as_str()),
+                    "request {i}"
+                );
+                accepted += 1;
+            }
+            429 => {
+                assert_eq!(r.code(), "rate_limited");
+                assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+                let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=60).contains(&retry), "Retry-After {retry}");
+                *refused_by.entry(name).or_insert(0) += 1;
+            }
+            other => panic!("request {i}: {other} {}", r.text()),
+        }
+    }
+    assert_eq!(accepted, 100, "one count for both instances");
+    assert_eq!(refused_by, BTreeMap::from([("a", 25), ("b", 25)]), "each refuses once the shared limit is met");
+    let stats = a.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["redis"]["state"], "up");
+    assert_eq!((stats["redis"]["limits"].clone(), stats["redis"]["dedup"].clone()), (true.into(), true.into()));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_to_both_instances_is_recorded_once() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(shared_config(d1.path(), &redis, "a")).await;
+    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let body = stripe_event("evt_twice");
+    let first = a.stripe(&body).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json().get("duplicate"), None);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let second = b.stripe(&body).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(second.json()["duplicate"], true);
+    assert_eq!(second.json()["id"], id.as_str(), "the first instance's id");
+    assert!(b.store.find_by_event_id("stripe", "evt_twice").unwrap().is_none(), "not recorded twice");
+    let stats = b.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["redis"]["duplicates_elsewhere"], 1);
+    assert_eq!(stats["total_events"], 0);
+    // Back to the first: its own store answers, with its own id.
+    let again = a.stripe(&body).await.json();
+    assert_eq!((again["duplicate"].clone(), again["id"].clone()), (true.into(), id.as_str().into()));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_to_both_instances_at_once_are_delivered_exactly_once() {
+    let redis = RedisServer::start();
+    let app = FakeApp::start().await;
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let servers: Vec<TestServer> =
+        futures_util::future::join_all(["a", "b"].iter().zip([&d1, &d2]).map(|(name, d)| {
+            let mut c = shared_config(d.path(), &redis, name);
+            c.limits.rate_limit_per_minute = 0;
+            // 400 requests at once on two shared cores: a call may wait long for a turn, and this
+            // test is about sharing while Redis answers, not about an outage.
+            c.redis.timeout = stagehook::config::HumanDuration(Duration::from_secs(5));
+            c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+            start(c)
+        }))
+        .await;
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let answers: Arc<Mutex<BTreeMap<String, Vec<Value>>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let event_id = format!("evt_both_{n}");
+        let body = stripe_event(&event_id);
+        for &addr in &addrs {
+            let (body, event_id, answers) = (body.clone(), event_id.clone(), answers.clone());
+            tasks.push(tokio::spawn(async move {
+                let (r, _) = deliver_like_a_provider(addr, &body).await;
+                assert_eq!(r.status, 200, "{event_id}: {}", r.text());
+                answers.lock().entry(event_id).or_default().push(r.json());
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let answers = answers.lock().clone();
+    assert_eq!(answers.len(), 200);
+    for s in &servers {
+        let redis = &s.get("/staging/webhooks/stats").await.json()["redis"];
+        assert_eq!(
+            (redis["state"].as_str(), redis["errors"].as_u64()),
+            (Some("up"), Some(0)),
+            "Redis answered every call"
+        );
+    }
+    for (event_id, pair) in &answers {
+        let fresh = pair.iter().filter(|a| a.get("duplicate").is_none()).count();
+        assert_eq!(fresh, 1, "{event_id}: recorded exactly once: {pair:?}");
+        assert_eq!(pair[0]["id"], pair[1]["id"], "{event_id}: both answers name one record");
+    }
+    let received = app.wait_for(200).await;
+    // Both instances' queues are empty once every event is processed, so no late delivery can
+    // still come.
+    for s in &servers {
+        until("the queue to drain", || async {
+            let stats = s.get("/staging/webhooks/stats").await.json();
+            let by = &stats["by_status"];
+            (by["received"] == 0 && by["processing"] == 0).then_some(())
+        })
+        .await;
+    }
+    let received = if app.received().len() > received.len() { app.received() } else { received };
+    let delivered: Vec<String> =
+        received.iter().map(|r| r.header("x-stagehook-event-id").unwrap_or_default().to_string()).collect();
+    let distinct: BTreeSet<&String> = delivered.iter().collect();
+    assert_eq!((delivered.len(), distinct.len()), (200, 200), "each event delivered exactly once");
+    let total: u64 = futures_util::future::join_all(servers.iter().map(|s| s.get("/staging/webhooks/stats")))
+        .await
+        .iter()
+        .map(|r| r.json()["total_events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 200, "each event recorded by one instance");
+    for s in servers {
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_open_acts_alone_closed_refuses_and_both_resume() {
+    let mut redis = RedisServer::start();
+    let (d1, d2, d3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let open = start(shared_config(d1.path(), &redis, "open")).await;
+    let other = start(shared_config(d2.path(), &redis, "other")).await;
+    let mut c = shared_config(d3.path(), &redis, "closed");
+    c.redis.on_error = OnError::Closed;
+    let closed = start(c).await;
+    assert_eq!(health(&open).await["redis"], "up");
+    assert_eq!(health(&open).await["status"], "ok");
+
+    redis.stop();
+    let r = open.stripe(&stripe_event("evt_alone")).await;
+    assert_eq!(r.status, 200, "open: acts alone: {}", r.text());
+    assert!(open.store.find_by_event_id("stripe", "evt_alone").unwrap().is_some());
+    let h = health(&open).await;
+    assert_eq!((h["status"].as_str(), h["redis"].as_str()), (Some("degraded"), Some("down")), "{h}");
+    assert_eq!(open.get("/readyz").await.status, 200, "open: still ready");
+    let r = closed.stripe(&stripe_event("evt_refused")).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "redis_unavailable"), "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    until("the closed instance to notice", || async { (closed.get("/readyz").await.status == 503).then_some(()) })
+        .await;
+    assert_eq!(closed.get("/readyz").await.json()["reason"], "redis_unavailable");
+    let stats = closed.get("/staging/webhooks/stats").await.json();
+    assert_eq!((stats["redis"]["state"].as_str(), stats["redis"]["on_error"].as_str()), (Some("down"), Some("closed")));
+
+    redis.restart();
+    for s in [&open, &other, &closed] {
+        until("sharing to resume", || async { (health(s).await["redis"] == "up").then_some(()) }).await;
+    }
+    assert_eq!(health(&open).await["status"], "ok");
+    assert_eq!(closed.get("/readyz").await.status, 200);
+    let r = closed.stripe(&stripe_event("evt_back")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].clone();
+    let r = other.stripe(&stripe_event("evt_back")).await.json();
+    assert_eq!((r["duplicate"].clone(), r["id"].clone()), (true.into(), id), "shared again, without a restart");
+    for s in [open, other, closed] {
+        s.stop().await;
+    }
+}
+
+/// An instance killed between claim and commit leaves pending claims; the provider's retries
+/// of those events onto another instance are answered `409 in_progress` until the claims
+/// expire, then recorded, never taken for duplicates; and every event that instance did store
+/// is a duplicate there, naming the record the killed instance holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_killed_instance_never_turns_a_retry_into_a_false_duplicate() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let extra =
+        format!("\n[dedup]\nbackend = \"redis\"\npending_expiry = \"5s\"\n\n[redis]\nurl = \"{}\"\n", redis.url());
+    let config = support::write_config(d1.path(), &extra);
+    let args = ["serve", "--config", config.to_str().unwrap()];
+    let env = [("RUST_LOG", "warn"), ("STAGEHOOK_SERVER_INSTANCE_ID", "killed")];
+    let mut killed = spawn_binary(&args, &env).await;
+    let mut c = shared_config(d2.path(), &redis, "survivor");
+    c.limits.rate_limit_per_minute = 0;
+    let survivor = start(c).await;
+
+    let (addr, sent, acked) = (killed.addr, Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(BTreeMap::new())));
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (sent, acked) = (sent.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let event_id = format!("evt_kill_{w}_{i}");
+                sent.lock().push(event_id.clone());
+                let raw = support::stripe_request(&stripe_event(&event_id), &[]);
+                let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return };
+                match support::exchange(stream, &raw).await {
+                    Ok(r) if r.status == 200 => {
+                        acked.lock().insert(event_id, r.json()["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().len() < 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Frozen mid-load, the instance's claims in Redis are what it would leave if killed now:
+    // killed once some are pending, so that the kill comes between their claim and commit.
+    let pending_now = || -> BTreeSet<String> {
+        let keys: Vec<String> = redis.query(&["KEYS", "stagehook:claim:stripe:*"]);
+        keys.iter()
+            .filter(|k| redis.query::<Option<String>>(&["GET", k]).is_some_and(|v| v.starts_with("p/killed/")))
+            .map(|k| k.trim_start_matches("stagehook:claim:stripe:").to_string())
+            .collect()
+    };
+    let mut pending = BTreeSet::new();
+    for _ in 0..100 {
+        killed.signal("STOP");
+        // Calls it sent just before are done by Redis meanwhile.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = pending_now();
+        if !pending.is_empty() {
+            break;
+        }
+        killed.signal("CONT");
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(1..30))).await;
+    }
+    assert!(!pending.is_empty(), "no claim was ever pending in 100 looks");
+    killed.signal("KILL");
+    killed.wait().await;
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(pending_now(), pending, "what a dead instance left stays until it expires");
+    // The provider's retries of those events, onto the survivor, while the claims last (5 s):
+    // in progress, to be retried, not duplicates.
+    for event_id in &pending {
+        let r = post_stripe(survivor.addr, &stripe_event(event_id), &[]).await;
+        assert_eq!((r.status, r.code().as_str()), (409, "in_progress"), "{event_id}: {}", r.text());
+        let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=5).contains(&retry_after), "{retry_after}");
+    }
+    let (sent, acked) = (sent.lock().clone(), acked.lock().clone());
+    assert!(acked.len() >= 200, "only {} acknowledged", acked.len());
+
+    // Then every event the provider sent is retried onto the survivor until it is answered.
+    let mut duplicates = BTreeMap::new();
+    for event_id in &sent {
+        let (r, _) = deliver_like_a_provider(survivor.addr, &stripe_event(event_id)).await;
+        assert_eq!(r.status, 200, "{event_id}: {}", r.text());
+        let answer = r.json();
+        if pending.contains(event_id) {
+            assert_eq!(answer.get("duplicate"), None, "{event_id}: never stored, so not a duplicate: {answer}");
+            assert!(survivor.store.find_by_event_id("stripe", event_id).unwrap().is_some(), "{event_id}");
+        }
+        if let Some(id) = acked.get(event_id) {
+            assert_eq!(answer["duplicate"], true, "{event_id} was acknowledged by the killed instance");
+            assert_eq!(answer["id"], id.as_str());
+        }
+        if answer["duplicate"] == true {
+            duplicates.insert(event_id.clone(), answer["id"].as_str().unwrap().to_string());
+        }
+    }
+    // A duplicate names a record the killed instance really holds: restart it and look.
+    let restarted = spawn_binary(&args, &env).await;
+    for (event_id, id) in &duplicates {
+        let r = request(restarted.addr, "GET", &format!("/staging/webhooks/events/{id}"), &[], b"").await;
+        assert_eq!(r.status, 200, "{event_id} was answered as a duplicate of {id}, which is not stored");
+        assert_eq!(r.json()["event_id"], event_id.as_str());
+    }
+    restarted.signal("TERM");
+    survivor.stop().await;
+}
