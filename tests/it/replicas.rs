@@ -342,3 +342,34 @@ async fn a_claim_left_by_a_killed_instance_never_turns_a_retry_into_a_false_dupl
     restarted.signal("TERM");
     survivor.stop().await;
 }
+
+/// `check-config` says whether the Redis a backend uses answers: a warning under
+/// `on_error = "open"`, an error (exit 1) under `"closed"`, its password never shown.
+#[test]
+fn check_config_reports_an_unreachable_redis() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |url: &str, on_error: &str| {
+        let extra = format!("\n[dedup]\nbackend = \"redis\"\n\n[redis]\nurl = \"{url}\"\non_error = \"{on_error}\"\n");
+        support::write_config(dir.path(), &extra).to_str().unwrap().to_string()
+    };
+    let finding = |out: &str| -> Value {
+        let report: Value = serde_json::from_str(out).unwrap();
+        let found = report["findings"].as_array().unwrap().iter().find(|f| f["id"] == "redis.reachable").cloned();
+        found.unwrap_or_else(|| panic!("no redis.reachable finding: {report:#}"))
+    };
+    let up = redis.url();
+    let (code, out) = support::run_binary(&["check-config", "--config", &write(&up, "open"), "--json"]);
+    assert_eq!((code, finding(&out)["severity"].as_str()), (0, Some("ok")), "{out}");
+
+    redis.stop();
+    let with_password = up.replace("redis://", "redis://:hunter2@");
+    let (code, out) = support::run_binary(&["check-config", "--config", &write(&with_password, "open"), "--json"]);
+    let f = finding(&out);
+    assert_eq!((code, f["severity"].as_str(), f["key"].as_str()), (0, Some("warning"), Some("redis.url")), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    let (code, out) = support::run_binary(&["check-config", "--config", &write(&up, "closed"), "--json"]);
+    assert_eq!((code, finding(&out)["severity"].as_str()), (1, Some("error")), "{out}");
+    let (code, out) = support::run_binary(&["check-config", "--config", &write(&up, "closed"), "--json", "--offline"]);
+    assert_eq!(code, 0, "--offline contacts nothing: {out}");
+}
