@@ -15,6 +15,19 @@
 //!   headers and a 1 KB body length.
 //! - `dedup`: `Store::find_by_event_id` in a real sled store of 100 000 events, for an id that is
 //!   there and one that is not.
+//! - `redis_limit`: one client's rate-limit check, in memory (`RateLimiter::check`) against
+//!   Redis on loopback (`Shared::check_limit`, one `EVALSHA` round trip), both with a limit that
+//!   is never reached, so every check is let in and recorded; then 64 Redis checks in flight at
+//!   once on a 2-thread runtime, counted as 64 elements.
+//! - `redis_claim`: the duplicate check of a new event: the local store's lookup of an id it does
+//!   not hold (`Store::find_by_event_id` in 100 000 events, as `dedup/absent`) against a Redis
+//!   claim of a fresh id (`Shared::claim`, one round trip) and against the claim and its commit
+//!   mark (`Shared::commit`, a second round trip), which is what a new event costs in Redis;
+//!   then 64 claims with their commits in flight at once.
+//!
+//!   Both Redis groups start a `redis-server` of their own on a free loopback port, without
+//!   persistence (`stagehook::shared::testing::RedisServer`); it competes with the bench for the
+//!   cores, as it does on a host that runs both.
 //! - `request`: whole in-process requests through `App::routes` into a real sled store in a temp
 //!   dir. They include the group commit and the flush to disk every 2xx waits for, so they measure
 //!   the disk as much as the code. `stripe_commit_and_flush` sends one request at a time, so each
@@ -39,11 +52,13 @@ use criterion::{
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::Value;
-use stagehook::config::Config;
+use stagehook::config::{Config, DedupBackend, HumanDuration, LimitsBackend, RedisConfig};
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
 use stagehook::providers::{twilio, ProviderKind, Section};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
+use stagehook::shared::testing::RedisServer;
+use stagehook::shared::{Claim, Shared};
 
 // The allocator of the stagehook binary, so the figures are the binary's.
 #[global_allocator]
@@ -363,11 +378,10 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
-fn dedup(c: &mut Criterion) {
-    const EVENTS: usize = 100_000;
+/// A real sled store in a temp dir holding `events` Stripe events, and their ids.
+fn filled_store(rt: &tokio::runtime::Runtime, events: usize) -> (tempfile::TempDir, Store, Arc<Vec<String>>) {
     /// Ingests in flight at once, so the writer commits full batches.
     const WORKERS: usize = 1024;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         cache_bytes: 64 * 1024 * 1024,
@@ -375,7 +389,7 @@ fn dedup(c: &mut Criterion) {
         body_segment_bytes: stagehook::store::DEFAULT_SEGMENT_BYTES,
     };
     let store = rt.block_on(async { Store::open(dir.path(), options, Clock::system()) }).unwrap();
-    let ids: Arc<Vec<String>> = Arc::new((0..EVENTS).map(|_| fresh_id("evt_")).collect());
+    let ids: Arc<Vec<String>> = Arc::new((0..events).map(|_| fresh_id("evt_")).collect());
 
     let began = Instant::now();
     rt.block_on(async {
@@ -407,7 +421,14 @@ fn dedup(c: &mut Criterion) {
             worker.await.expect("an ingest worker");
         }
     });
-    eprintln!("dedup: {EVENTS} events ingested in {:.1?}", began.elapsed());
+    eprintln!("{events} events ingested in {:.1?}", began.elapsed());
+    (dir, store, ids)
+}
+
+fn dedup(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_dir, store, ids) = filled_store(&rt, EVENTS);
     let absent: Vec<String> = (0..1024).map(|_| fresh_id("evt_")).collect();
 
     let mut g = c.benchmark_group("dedup");
@@ -428,6 +449,147 @@ fn dedup(c: &mut Criterion) {
         })
     });
     g.finish();
+    rt.block_on(store.shutdown()).unwrap();
+}
+
+/// Both shared backends on `redis`, under a timeout long enough that a slow answer on a busy
+/// machine fails the bench (through `Unavailable`) rather than passes for a fast one.
+fn redis_config(redis: &RedisServer) -> Config {
+    let mut config = Config::default();
+    config.limits.backend = LimitsBackend::Redis;
+    config.dedup.backend = DedupBackend::Redis;
+    config.redis =
+        RedisConfig { url: Some(redis.url()), timeout: HumanDuration(Duration::from_secs(5)), ..Default::default() };
+    config.server.instance_id = "bench".into();
+    config
+}
+
+/// Every in-flight iteration sends this many calls at once, as 64 connections would.
+const REDIS_IN_FLIGHT: u64 = 64;
+
+/// Runs `REDIS_IN_FLIGHT` calls of `op` at once on `rt`, the `n`th numbered from `*n`.
+fn in_flight<F, Fut>(rt: &tokio::runtime::Runtime, n: &mut u64, op: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let calls: Vec<_> = (0..REDIS_IN_FLIGHT)
+        .map(|_| {
+            *n += 1;
+            rt.spawn(op(*n))
+        })
+        .collect();
+    rt.block_on(async {
+        for call in calls {
+            call.await.expect("a call task");
+        }
+    })
+}
+
+fn redis_limit(c: &mut Criterion) {
+    // Never reached: every check is let in and recorded, in both backends.
+    const LIMIT: u32 = u32::MAX;
+    let one: IpAddr = "10.0.0.1".parse().unwrap();
+    let redis = RedisServer::start();
+    // One call at a time: the round trip, not a hand-off between threads, is what is measured.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let limiter = RateLimiter::new(LIMIT, 1000, 64, Clock::system());
+    let bucket = limiter.bucket_of(one);
+    assert!(rt.block_on(shared.check_limit(&bucket, LIMIT)).expect("Redis answers").allowed);
+
+    let mut g = c.benchmark_group("redis_limit");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("memory", |b| b.iter(|| assert!(limiter.check(black_box(one)).allowed)));
+    g.bench_function("redis", |b| {
+        b.iter(|| assert!(rt.block_on(shared.check_limit(black_box(&bucket), LIMIT)).expect("Redis answers").allowed))
+    });
+    drop(shared);
+    drop(rt);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let bucket: Arc<str> = bucket.into();
+    let mut n = 0;
+    g.throughput(Throughput::Elements(REDIS_IN_FLIGHT));
+    g.bench_function("redis_64_in_flight", |b| {
+        b.iter(|| {
+            in_flight(&rt, &mut n, |_| {
+                let (shared, bucket) = (shared.clone(), bucket.clone());
+                async move { assert!(shared.check_limit(&bucket, LIMIT).await.expect("Redis answers").allowed) }
+            })
+        })
+    });
+    g.finish();
+}
+
+fn redis_claim(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_dir, store, _ids) = filled_store(&rt, EVENTS);
+    // A new event's id, which the store does not hold: what the local check of a new event does.
+    let absent: Vec<String> = (0..1024).map(|_| fresh_id("evt_")).collect();
+    // Fresh ids for every claim: a claim of an id seen before is a duplicate, answered otherwise.
+    let run = fresh_id("evt_");
+    let id = move |n: u64| format!("{run}_{n}");
+
+    let mut g = c.benchmark_group("redis_claim");
+    quick(&mut g);
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    g.bench_function("local_lookup", |b| {
+        b.iter(|| {
+            i = (i + 1) % absent.len();
+            assert!(store.find_by_event_id("stripe", black_box(&absent[i])).unwrap().is_none())
+        })
+    });
+
+    // One call at a time on a runtime of its own thread, as in `redis_limit`.
+    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let shared = single.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let mut n = 0;
+    g.bench_function("redis_claim", |b| {
+        b.iter(|| {
+            n += 1;
+            let claim = single.block_on(shared.claim("stripe", black_box(&id(n)))).expect("Redis answers");
+            assert!(matches!(claim, Claim::Ours(_)), "{claim:?}");
+        })
+    });
+    g.bench_function("redis_claim_commit", |b| {
+        b.iter(|| {
+            n += 1;
+            single.block_on(async {
+                let Claim::Ours(pending) = shared.claim("stripe", black_box(&id(n))).await.expect("Redis answers")
+                else {
+                    panic!("a fresh id is claimed")
+                };
+                shared.commit(pending, "01BENCH").await;
+            })
+        })
+    });
+    drop(shared);
+    drop(single);
+
+    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    g.throughput(Throughput::Elements(REDIS_IN_FLIGHT));
+    g.bench_function("redis_claim_commit_64_in_flight", |b| {
+        b.iter(|| {
+            in_flight(&rt, &mut n, |n| {
+                let (shared, event_id) = (shared.clone(), id(n));
+                async move {
+                    let Claim::Ours(pending) = shared.claim("stripe", &event_id).await.expect("Redis answers") else {
+                        panic!("a fresh id is claimed")
+                    };
+                    shared.commit(pending, "01BENCH").await;
+                }
+            })
+        })
+    });
+    g.finish();
+    // A commit that failed only logs: Redis must still be up for the figures to be its own.
+    assert!(shared.is_up(), "Redis stopped answering during the bench");
     rt.block_on(store.shutdown()).unwrap();
 }
 
@@ -493,5 +655,5 @@ fn request(c: &mut Criterion) {
     rt.block_on(app.store().shutdown()).unwrap();
 }
 
-criterion_group!(benches, verify, parse, ratelimit, record, dedup, request);
+criterion_group!(benches, verify, parse, ratelimit, record, dedup, redis_limit, redis_claim, request);
 criterion_main!(benches);

@@ -13,6 +13,14 @@
 #
 #   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
 #   BASELINE=/path/to/older/stagehook CONNS=64 MILLION=0 bash scripts/loadtest.sh   # before and after
+#   REDIS=1 CONNS=64 MILLION=0 bash scripts/loadtest.sh   # the Redis backends beside the default
+#
+# REDIS=1 starts a redis-server of its own (no persistence, on a free loopback port, stopped at
+# exit) and, at each connection count, drives right after the default stagehook a second one
+# with limits.backend and dedup.backend on redis, then prints the ratio of the two. Both then
+# run the limiter, with a limit wrk never reaches (RATE_LIMIT): with the limiter off, the shared
+# limiter would never be called. Such a run writes its own table into docs/performance.md,
+# between its own markers, and leaves the default tables alone.
 #
 # The load generator and the server share this machine's cores, as they do on a small staging VM.
 set -euo pipefail
@@ -26,18 +34,32 @@ MILLION=${MILLION:-1000000}
 # Another stagehook binary (an earlier build, say) to drive right after this one at each
 # connection count, for a before-and-after from one run. Such a run leaves docs/performance.md alone.
 BASELINE=${BASELINE:-}
+REDIS=${REDIS:-}
+# The rate limit of both stagehooks in a REDIS run: far above what wrk sends in a minute.
+RATE_LIMIT=${RATE_LIMIT:-1000000000}
 SECRET="whsec_loadtest_0123456789abcdef0123456789"
 if ! [[ $MILLION =~ ^[0-9]+$ ]]; then
     echo "MILLION must be a whole number of events (0 skips the phase), not '$MILLION'" >&2
     exit 2
 fi
 
-if ! command -v wrk >/dev/null; then
-    echo "== installing wrk"
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk
+# Installs Debian's package $1 when the command $2 is missing.
+need() {
+    command -v "$2" >/dev/null && return 0
+    echo "== installing $1"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1"
+}
+need wrk wrk
+if [ -n "$REDIS" ]; then
+    if [ -n "$BASELINE" ]; then
+        echo "REDIS and BASELINE are two comparisons: run one at a time" >&2
+        exit 2
+    fi
+    need redis-server redis-server
+    need redis-tools redis-cli
 fi
 
 echo "== building (release)"
@@ -103,14 +125,15 @@ drive() {
     report "$out"
 }
 
-# Writes a stagehook config for port $1 and data folder $2 to $3.
+# Writes a stagehook config for port $1 and data folder $2 to $3. The limiter is off, but for a
+# REDIS run: the Redis row needs it on, and the default row runs it too, to compare like with like.
 config() {
     cat >"$3" <<EOF
 [server]
 bind = "127.0.0.1:$1"
 data_dir = "$2"
 [limits]
-rate_limit_per_minute = 0
+rate_limit_per_minute = $([ -n "$REDIS" ] && echo "$RATE_LIMIT" || echo 0)
 [providers.stripe]
 secret = "$SECRET"
 EOF
@@ -121,12 +144,42 @@ total_events() {
     curl -sf "http://127.0.0.1:$1/staging/webhooks/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_events"])'
 }
 
+redis_port=""
+if [ -n "$REDIS" ]; then
+    # A free port, then a server on it; one that another process took meanwhile fails the start.
+    redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+        --loglevel warning >"$work/redis.log" 2>&1 &
+    pids+=("$!")
+    for _ in $(seq 200); do
+        [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+    if [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" != PONG ]; then
+        echo "redis-server did not start on port $redis_port: $(cat "$work/redis.log")" >&2
+        exit 1
+    fi
+    echo "== redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-) on port $redis_port"
+fi
+
+# Fails the run unless every answer was a 2xx and every answered event was stored: the requests
+# still in flight when wrk stopped (at most one per connection) may be stored without an answer.
+# Repeats after a wrap are duplicates, so then only the answers are checked. $1 names the server,
+# $2 is the connection count, $3 the events it stored.
+check_stored() {
+    if [ "$non2xx" != 0 ] || { [ "$wrapped" = 0 ] && { [ "$3" -lt "$answered" ] || [ "$3" -gt $((answered + $2)) ]; }; }; then
+        echo "FAILED: $1 at $2 connections: $answered answered, $non2xx non-2xx, $3 stored" >&2
+        exit 1
+    fi
+}
+
 echo "== signing $COUNT events of $BODY_BYTES bytes"
 target/release/examples/presign "$COUNT" "$SECRET" "$work/events.tsv" "$BODY_BYTES"
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
 rows=()
+redis_rows=()
 for c in $CONNS; do
     start "$work/floor.log" target/release/examples/floor "127.0.0.1:0"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
@@ -144,13 +197,7 @@ for c in $CONNS; do
     disk=$(du -sk "$data" | cut -f1)
     ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped); floor $floor_rps req/s (p50 $floor_p50 ms, p99 $floor_p99 ms); ratio $ratio"
-    # Every answer a 2xx, and every answered event stored: the requests still in flight when wrk
-    # stopped (at most one per connection) may be stored without an answer. Repeats after a
-    # wrap are duplicates, so then only the answers are checked.
-    if [ "$non2xx" != 0 ] || { [ "$wrapped" = 0 ] && { [ "$stored" -lt "$answered" ] || [ "$stored" -gt $((answered + c)) ]; }; }; then
-        echo "FAILED at $c connections: $answered answered, $non2xx non-2xx, $stored stored" >&2
-        exit 1
-    fi
+    check_stored stagehook "$c" "$stored"
     rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | $floor_rps | $floor_p50 | $floor_p99 | **$ratio** |")
     if [ -n "$BASELINE" ]; then
         # The same run against another build, to compare a change with what it changes.
@@ -160,6 +207,32 @@ for c in $CONNS; do
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         stop "$pid"
         echo "-- $c connections: baseline $rps req/s (p50 $p50 ms, p99 $p99 ms); this build / baseline $(awk -v a="$new_rps" -v b="$rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+    fi
+    if [ -n "$REDIS" ]; then
+        # The same events again, to a fresh data folder and an emptied Redis: all new to both.
+        default_rps=$rps default_p50=$p50 default_p99=$p99
+        redis-cli -p "$redis_port" flushall >/dev/null
+        config 0 "$work/data-redis-$c" "$work/staging.toml"
+        start "$work/stagehook-redis.log" env RUST_LOG=warn STAGEHOOK_LIMITS_BACKEND=redis STAGEHOOK_DEDUP_BACKEND=redis \
+            STAGEHOOK_REDIS_URL="redis://127.0.0.1:$redis_port/0" target/release/stagehook serve --config "$work/staging.toml"
+        drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
+        rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+        stored=$(total_events "$port")
+        # Both backends on and Redis up to the end: else the row would be the instance alone.
+        redis_state=$(curl -sf "http://127.0.0.1:$port/staging/webhooks/stats" |
+            python3 -c 'import json,sys; r = json.load(sys.stdin)["redis"] or {}; print(r.get("state"), r.get("limits"), r.get("dedup"))')
+        stop "$pid"
+        check_stored "stagehook + redis" "$c" "$stored"
+        # Each stored event left its committed claim, and the limiter its sorted set.
+        keys=$(redis-cli -p "$redis_port" dbsize)
+        if [ "$redis_state" != "up True True" ] || [ "$keys" -le "$stored" ]; then
+            echo "FAILED: stagehook + redis at $c connections: redis $redis_state, $keys keys for $stored events" >&2
+            exit 1
+        fi
+        ratio=$(awk -v a="$rps" -v b="$default_rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+        echo "-- $c connections: stagehook + redis $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $keys Redis keys, non-2xx $non2xx); / stagehook $default_rps req/s: $ratio"
+        echo "REDIS conns=$c default_rps=$default_rps redis_rps=$rps ratio=$ratio"
+        redis_rows+=("| $c | $default_rps | $default_p50 | $default_p99 | $rps | $p50 | $p99 | **$ratio** |")
     fi
 done
 
@@ -306,8 +379,32 @@ table=$(
 echo
 echo "$table"
 
-# docs/performance.md keeps the latest table between its markers; a comparison run leaves it alone.
-if [ -z "$BASELINE" ] && grep -q '<!-- loadtest:begin -->' docs/performance.md; then
+if [ -n "$REDIS" ]; then
+    redis_table=$(
+        echo "Measured $(date -u +%Y-%m-%d) on $machine with \`REDIS=1 CONNS=\"$CONNS\" DURATION=$DURATION MILLION=0 bash scripts/loadtest.sh\` (wrk, $BODY_BYTES-byte Stripe events, each uniquely signed; durable acks on; the rate limiter on in both, at $RATE_LIMIT a minute; redis-server, wrk and stagehook on the same cores):"
+        echo
+        echo "| connections | stagehook req/s | p50 ms | p99 ms | stagehook + redis req/s | p50 ms | p99 ms | ratio |"
+        echo "|---|---|---|---|---|---|---|---|"
+        printf '%s\n' "${redis_rows[@]}"
+    )
+    echo
+    echo "$redis_table"
+    if grep -q '<!-- loadtest-redis:begin -->' docs/performance.md; then
+        python3 - "$redis_table" <<'PY'
+import re, sys
+path = "docs/performance.md"
+text = open(path).read()
+new = "<!-- loadtest-redis:begin -->\n" + sys.argv[1] + "\n<!-- loadtest-redis:end -->"
+text = re.sub(r"<!-- loadtest-redis:begin -->.*?<!-- loadtest-redis:end -->", lambda _: new, text, flags=re.S)
+open(path, "w").write(text)
+PY
+        echo "docs/performance.md updated (the Redis table)."
+    fi
+fi
+
+# docs/performance.md keeps the latest table between its markers; a comparison run (BASELINE, or
+# REDIS, whose stagehooks run the limiter) leaves it alone.
+if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && grep -q '<!-- loadtest:begin -->' docs/performance.md; then
     python3 - "$table" <<'PY'
 import re, sys
 path = "docs/performance.md"
