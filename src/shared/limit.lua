@@ -1,20 +1,20 @@
 -- One request from one client against the sliding window, atomically: at most ARGV[2] requests
 -- let in during any ARGV[3] ms. KEYS[1] is the client's sorted set of acceptances (score: ms
 -- since the epoch). ARGV: now_ms, limit, window_ms, a member unique to this request.
--- Returns {allowed (1 or 0), acceptances still counting before this one, the oldest's score or -1}.
+-- Returns {allowed (1 or 0), acceptances still counting before this one, the oldest's score
+-- (-1 when allowed: only a refusal needs it)}.
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 -- An acceptance exactly `window` old no longer counts.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local live = redis.call('ZCARD', KEYS[1])
-local oldest = -1
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #first > 0 then oldest = tonumber(first[2]) end
 if live < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[4])
   -- Every acceptance in the set is at most `now`, so none counts once this expiry passes.
   redis.call('PEXPIRE', KEYS[1], window)
-  return {1, live, oldest}
+  return {1, live, -1}
 end
-return {0, live, oldest}
+-- Refused: when the oldest acceptance stops counting says when to retry.
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, live, tonumber(first[2])}
