@@ -786,7 +786,8 @@ mod tests {
         assert_eq!(key_of("[limits]\nbackend = \"redis\"\n"), "redis.url");
         assert_eq!(key_of("[dedup]\nbackend = \"redis\"\n"), "redis.url");
         assert_eq!(key_of("[limits]\nbackend = \"disk\"\n"), "limits.backend");
-        let with = |extra: &str| format!("[dedup]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n{extra}");
+        let with =
+            |extra: &str| format!("[dedup]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n{extra}");
         Config::from_toml(&with("")).unwrap().check().unwrap();
         for bad in ["http://127.0.0.1:6379", "redis://", "127.0.0.1:6379", "redis://127.0.0.1:port"] {
             let toml = format!("[limits]\nbackend = \"redis\"\n[redis]\nurl = \"{bad}\"\n");

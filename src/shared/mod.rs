@@ -215,7 +215,8 @@ impl Shared {
         let mut call = CLAIM.key(&key);
         call.arg(&value).arg(self.pending_ms);
         let (claimed, held, ttl_ms): (i64, String, i64) = self.call(&call).await?;
-        if claimed == 1 {
+        // Our own value: the first send of this call was applied before its connection broke.
+        if claimed == 1 || held == value {
             return Ok(Claim::Ours(Pending { key, value }));
         }
         Ok(match held.strip_prefix("c/").and_then(|rest| rest.split_once('/')) {
@@ -266,7 +267,16 @@ impl Shared {
     /// other instance `409` until it expires).
     async fn call_anyway<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
+        let attempts = async {
+            match call.invoke_async(&mut conn).await {
+                // The connection broke (Redis restarted since the last call, say): the manager
+                // reconnects, and the call is sent once more on the new connection. Every
+                // script is safe to run twice (`claim` knows its own pending value).
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => call.invoke_async(&mut conn).await,
+                answer => answer,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.went_down(&e.to_string());
@@ -501,6 +511,23 @@ mod tests {
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
             assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
             watcher.abort();
+        });
+    }
+
+    /// A restart between two calls breaks the connection under them: the next call is sent
+    /// again on a new one, not taken for an outage (the watcher may never have seen one).
+    #[test]
+    fn a_restart_between_calls_is_not_an_outage() {
+        let mut redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        rt.block_on(async {
+            assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
+            redis.restart();
+            assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
+            assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
+            assert_eq!((a.is_up(), a.status().errors), (true, 0));
         });
     }
 

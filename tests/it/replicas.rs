@@ -87,6 +87,39 @@ async fn two_instances_let_one_client_in_100_times_a_minute_between_them() {
     b.stop().await;
 }
 
+/// The shared limit keys clients as the in-memory one does: the addresses of one IPv6 /64
+/// (behind a trusted proxy) are one client across both instances; another /64 is another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_limit_keys_an_ipv6_client_by_its_prefix() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let servers: Vec<TestServer> =
+        futures_util::future::join_all(["a", "b"].iter().zip([&d1, &d2]).map(|(name, d)| {
+            let mut c = shared_config(d.path(), &redis, name);
+            c.server.trusted_proxies = vec!["127.0.0.1".into()];
+            c.limits.rate_limit_per_minute = 3;
+            start(c)
+        }))
+        .await;
+    let mut statuses = Vec::new();
+    for n in 1..=6u32 {
+        let xff = format!("2001:db8:1:2::{n:x}");
+        let s = &servers[n as usize % 2];
+        let r = post_stripe(s.addr, &stripe_event(&format!("evt_v6_{n}")), &[("x-forwarded-for", &xff)]).await;
+        if r.status == 429 {
+            assert!(r.json()["error"]["message"].as_str().unwrap().contains("2001:db8:1:2::/64"), "{}", r.text());
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    let r =
+        post_stripe(servers[0].addr, &stripe_event("evt_v6_other"), &[("x-forwarded-for", "2001:db8:1:3::1")]).await;
+    assert_eq!(r.status, 200, "another /64 is another client: {}", r.text());
+    for s in servers {
+        s.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sent_to_both_instances_is_recorded_once() {
     let redis = RedisServer::start();
@@ -372,4 +405,26 @@ fn check_config_reports_an_unreachable_redis() {
     assert_eq!((code, finding(&out)["severity"].as_str()), (1, Some("error")), "{out}");
     let (code, out) = support::run_binary(&["check-config", "--config", &write(&up, "closed"), "--json", "--offline"]);
     assert_eq!(code, 0, "--offline contacts nothing: {out}");
+}
+
+/// A Redis that is down at startup: the binary starts, acts alone under `on_error = "open"`,
+/// and warns once, not once per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_one_warning_not_one_per_request() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("\n[dedup]\nbackend = \"redis\"\n\n[redis]\nurl = \"{url}\"\n");
+    let config = support::write_config(dir.path(), &extra);
+    let mut server = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[("RUST_LOG", "warn")]).await;
+    for n in 0..5 {
+        let r = server.stripe(&stripe_event(&format!("evt_alone_{n}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    server.signal("TERM");
+    server.wait().await;
+    let stderr = server.stderr.lock().clone();
+    assert_eq!(stderr.matches("Redis is unreachable").count(), 1, "{stderr}");
+    assert!(stderr.contains("alone until it answers"), "{stderr}");
 }
