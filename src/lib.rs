@@ -8,6 +8,7 @@
 //! - [`providers`]: one file per provider behind the [`providers::Provider`] trait: pure
 //!   verification, parsing and answers.
 //! - [`ratelimit`]: the per-client limiter, exact over any 60 s (IPv6 clients by prefix).
+//! - [`shared`]: the rate limit and duplicate claims shared with other instances through Redis.
 //! - [`store`]: the sled audit trail, the delivery queue and its single group-commit writer.
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.

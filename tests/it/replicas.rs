@@ -146,6 +146,30 @@ async fn an_event_sent_to_both_instances_is_recorded_once() {
     b.stop().await;
 }
 
+/// A claim whose event could not be stored (the store's commit failed) is released: the
+/// provider's retry onto another instance is recorded there at once, neither `409` nor a
+/// duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_released_when_the_commit_fails() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(shared_config(d1.path(), &redis, "a")).await;
+    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let body = stripe_event("evt_not_stored");
+    // Every retry of the writer fails: the event is not acknowledged.
+    a.store.inject_flush_failures(4);
+    let r = a.stripe(&body).await;
+    assert_eq!((r.status, r.code().as_str()), (503, "storage_unavailable"), "{}", r.text());
+    let keys: Vec<String> = redis.query(&["KEYS", "stagehook:claim:*"]);
+    assert!(keys.is_empty(), "released: {keys:?}");
+    let r = b.stripe(&body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().get("duplicate"), None, "recorded by the instance that could: {}", r.text());
+    assert!(b.store.find_by_event_id("stripe", "evt_not_stored").unwrap().is_some());
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_sent_to_both_instances_at_once_are_delivered_exactly_once() {
     let redis = RedisServer::start();
@@ -243,7 +267,8 @@ async fn while_redis_is_away_open_acts_alone_closed_refuses_and_both_resume() {
     assert_eq!(open.get("/readyz").await.status, 200, "open: still ready");
     let r = closed.stripe(&stripe_event("evt_refused")).await;
     assert_eq!((r.status, r.code().as_str()), (503, "redis_unavailable"), "{}", r.text());
-    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("retry-after"), Some("5"));
+    support::assert_security_headers(&r);
     until("the closed instance to notice", || async { (closed.get("/readyz").await.status == 503).then_some(()) })
         .await;
     assert_eq!(closed.get("/readyz").await.json()["reason"], "redis_unavailable");
