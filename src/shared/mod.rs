@@ -109,10 +109,20 @@ pub struct Shared {
     clock: Clock,
 }
 
-/// Checks that `url` is one the client can connect to, without connecting.
-// A String: the reason alone; the config check puts it after the key (`ConfigError`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url).map(|_| ()).map_err(|e| e.to_string())
+/// Checks that `url` is one the client can connect to, without connecting; the error says why
+/// not.
+pub fn check_url(url: &str) -> Result<(), impl std::fmt::Display> {
+    redis::Client::open(url).map(|_| ())
+}
+
+/// Why a ping got no answer, for the log.
+#[derive(Debug)]
+struct NoAnswer(String);
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Shared {
@@ -289,12 +299,12 @@ impl Shared {
         }
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), NoAnswer> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+            Ok(Err(e)) => Err(NoAnswer(e.to_string())),
+            Err(_) => Err(NoAnswer(format!("no answer within {} ms", self.timeout.as_millis()))),
         }
     }
 
@@ -327,14 +337,14 @@ impl Shared {
                     wait = UP_PING;
                 }
                 Err(reason) if self.is_up() => {
-                    self.went_down(&reason);
+                    self.went_down(&reason.0);
                     wait = DOWN_PING_MIN;
                 }
                 Err(reason) => {
                     let now = self.clock.now_ms();
                     if now.saturating_sub(self.warned_at.load(Ordering::Relaxed)) >= WARN_EVERY_MS {
                         self.warned_at.store(now, Ordering::Relaxed);
-                        tracing::warn!(redis = %self.shown_url, reason, "Redis is still unreachable: {}", self.meanwhile());
+                        tracing::warn!(redis = %self.shown_url, reason = %reason, "Redis is still unreachable: {}", self.meanwhile());
                     }
                     wait = (wait * 2).clamp(DOWN_PING_MIN, DOWN_PING_MAX);
                 }

@@ -60,6 +60,15 @@ fn only_the_store_names_sled_or_postcard() {
     assert!(found.is_empty(), "store bytes belong to src/store/:\n{}", found.join("\n"));
 }
 
+/// The Redis client, its scripts and the key layout in Redis live in `src/shared/`; the rest of
+/// the code asks `Shared` for decisions.
+#[test]
+fn only_shared_speaks_to_redis() {
+    let found =
+        offenders("", &["src/shared"], |l| ["redis::", "use redis", "}claim:", "}rate:"].iter().any(|w| l.contains(w)));
+    assert!(found.is_empty(), "Redis belongs to src/shared/:\n{}", found.join("\n"));
+}
+
 #[test]
 fn wall_clock_time_comes_from_clock() {
     let found = offenders("", &["src/clock.rs"], |l| l.contains("SystemTime::now"));
