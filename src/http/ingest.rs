@@ -21,7 +21,7 @@ use super::{client_ip, content_length, read_body, with_state, AppState, BodyErro
 use crate::config::OnError;
 use crate::providers::{Accepted, Inbound};
 use crate::ratelimit::Decision;
-use crate::shared::{Claim, Pending, Unavailable};
+use crate::shared::{Claim, Pending, Shared, Unavailable};
 use crate::store::{NewEvent, RejectionParts};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -93,7 +93,12 @@ where
         if declared.is_some_and(|n| n > limit) {
             return Err(ApiError::payload_too_large(limit));
         }
-        let d = rate_decision(state, &client).await?;
+        // The shared backends' calls are boxed, and awaited only when configured: inline, their
+        // large futures would grow every request's, shared backends or not.
+        let d = match state.shared.as_ref().filter(|s| s.limits() && state.limiter.enabled()) {
+            Some(shared) => Box::pin(shared_decision(state, shared, &client)).await?,
+            None => local_decision(state, &client),
+        };
         decision = state.limiter.enabled().then_some(d);
         if !d.allowed {
             // Named only on refusal: formatting it is work an accepted request need not do.
@@ -131,7 +136,10 @@ where
                 return Err(ApiError::from(refusal));
             }
         };
-        let claim = claim(state, endpoint, &parsed.event_id).await?;
+        let claim = match state.shared.as_ref().filter(|s| s.dedup()) {
+            Some(shared) => Box::pin(claim(shared, endpoint, &parsed.event_id)).await?,
+            None => None,
+        };
         Ok((parsed, body, claim))
     }
     .await;
@@ -206,8 +214,8 @@ async fn store_event(
     // provider's retry is recorded rather than taken for a duplicate.
     if let (Some(shared), Some(pending)) = (&state.shared, claimed) {
         match &stored {
-            Ok(done) => shared.commit(pending, &done.id.to_string()).await,
-            Err(_) => shared.release(pending).await,
+            Ok(done) => Box::pin(shared.commit(pending, &done.id.to_string())).await,
+            Err(_) => Box::pin(shared.release(pending)).await,
         }
     }
     match stored {
@@ -227,32 +235,32 @@ fn answer(endpoint: &crate::providers::Instance, id: &str, event_id: &str, dupli
     res
 }
 
-/// The limiter's decision: the shared count when the limit is shared and Redis answers; this
-/// instance's own otherwise, or `503 redis_unavailable` under `redis.on_error = "closed"`.
-async fn rate_decision(state: &AppState, client: &Client) -> Result<Decision, ApiError> {
-    if let Some(shared) = state.shared.as_ref().filter(|s| s.limits() && state.limiter.enabled()) {
-        match shared.check_limit(&client.bucket(&state.limiter), state.limiter.limit()).await {
-            Ok(d) => return Ok(d),
-            Err(Unavailable) if shared.on_error() == OnError::Open => {}
-            Err(Unavailable) => return Err(ApiError::redis_unavailable()),
-        }
+/// The shared limiter's decision when Redis answers; this instance's own otherwise, or
+/// `503 redis_unavailable` under `redis.on_error = "closed"`.
+async fn shared_decision(state: &AppState, shared: &Shared, client: &Client) -> Result<Decision, ApiError> {
+    match shared.check_limit(&client.bucket(&state.limiter), state.limiter.limit()).await {
+        Ok(d) => Ok(d),
+        Err(Unavailable) if shared.on_error() == OnError::Open => Ok(local_decision(state, client)),
+        Err(Unavailable) => Err(ApiError::redis_unavailable()),
     }
-    Ok(match client {
+}
+
+/// This instance's own limiter.
+fn local_decision(state: &AppState, client: &Client) -> Decision {
+    match client {
         Client::Addr(ip) => state.limiter.check(*ip),
         Client::Named(name) => state.limiter.check_named(name),
-    })
+    }
 }
 
 /// The event's claim across instances, when duplicates are shared: `None` when the local store
-/// decides alone (not shared, or Redis down under `on_error = "open"`). Another instance's
-/// pending claim is `409 in_progress`, so that the provider retries once it is committed or
-/// has expired.
+/// decides alone (Redis down under `on_error = "open"`). Another instance's pending claim is
+/// `409 in_progress`, so that the provider retries once it is committed or has expired.
 async fn claim(
-    state: &AppState,
+    shared: &Shared,
     endpoint: &crate::providers::Instance,
     event_id: &str,
 ) -> Result<Option<Claim>, ApiError> {
-    let Some(shared) = state.shared.as_ref().filter(|s| s.dedup()) else { return Ok(None) };
     match shared.claim(endpoint.provider.name(), event_id).await {
         Ok(Claim::InProgress { retry_after_s }) => Err(ApiError::new(
             StatusCode::CONFLICT,
