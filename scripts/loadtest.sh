@@ -236,6 +236,20 @@ for c in $CONNS; do
     fi
 done
 
+# Replaces what docs/performance.md holds between `<!-- $1:begin -->` and `<!-- $1:end -->` with
+# $2; fails (changing nothing) when the file has no such markers.
+between_markers() {
+    grep -q "<!-- $1:begin -->" docs/performance.md || return 1
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+path, marker, table = "docs/performance.md", sys.argv[1], sys.argv[2]
+text = open(path).read()
+new = f"<!-- {marker}:begin -->\n{table}\n<!-- {marker}:end -->"
+text = re.sub(rf"<!-- {marker}:begin -->.*?<!-- {marker}:end -->", lambda _: new, text, flags=re.S)
+open(path, "w").write(text)
+PY
+}
+
 # Milliseconds since $1, an earlier $EPOCHREALTIME.
 since_ms() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}'; }
 
@@ -389,29 +403,13 @@ if [ -n "$REDIS" ]; then
     )
     echo
     echo "$redis_table"
-    if grep -q '<!-- loadtest-redis:begin -->' docs/performance.md; then
-        python3 - "$redis_table" <<'PY'
-import re, sys
-path = "docs/performance.md"
-text = open(path).read()
-new = "<!-- loadtest-redis:begin -->\n" + sys.argv[1] + "\n<!-- loadtest-redis:end -->"
-text = re.sub(r"<!-- loadtest-redis:begin -->.*?<!-- loadtest-redis:end -->", lambda _: new, text, flags=re.S)
-open(path, "w").write(text)
-PY
+    if between_markers loadtest-redis "$redis_table"; then
         echo "docs/performance.md updated (the Redis table)."
     fi
 fi
 
 # docs/performance.md keeps the latest table between its markers; a comparison run (BASELINE, or
 # REDIS, whose stagehooks run the limiter) leaves it alone.
-if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && grep -q '<!-- loadtest:begin -->' docs/performance.md; then
-    python3 - "$table" <<'PY'
-import re, sys
-path = "docs/performance.md"
-text = open(path).read()
-new = "<!-- loadtest:begin -->\n" + sys.argv[1] + "\n<!-- loadtest:end -->"
-text = re.sub(r"<!-- loadtest:begin -->.*?<!-- loadtest:end -->", lambda _: new, text, flags=re.S)
-open(path, "w").write(text)
-PY
+if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && between_markers loadtest "$table"; then
     echo "docs/performance.md updated."
 fi

@@ -24,6 +24,19 @@ fn shared_config(dir: &Path, redis: &RedisServer, instance: &str) -> Config {
     c
 }
 
+/// Two instances, `a` and `b`, sharing `redis`, each with a data folder of its own (the folders
+/// are returned to be kept), as `tweak` sets them up.
+async fn pair(redis: &RedisServer, tweak: impl Fn(&mut Config)) -> (TestServer, TestServer, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config = |dir: &tempfile::TempDir, name: &str| {
+        let mut c = shared_config(dir.path(), redis, name);
+        tweak(&mut c);
+        c
+    };
+    let (a, b) = futures_util::future::join(start(config(&dirs[0], "a")), start(config(&dirs[1], "b"))).await;
+    (a, b, dirs)
+}
+
 async fn health(s: &TestServer) -> Value {
     s.get("/staging/webhooks/test").await.json()
 }
@@ -51,9 +64,7 @@ async fn deliver_like_a_provider(addr: std::net::SocketAddr, body: &str) -> (Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_let_one_client_in_100_times_a_minute_between_them() {
     let redis = RedisServer::start();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(shared_config(d1.path(), &redis, "a")).await;
-    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let (a, b, _dirs) = pair(&redis, |_| {}).await;
     let (mut accepted, mut refused_by) = (0u32, BTreeMap::new());
     for i in 0..150 {
         let (name, s) = if i % 2 == 0 { ("a", &a) } else { ("b", &b) };
@@ -92,15 +103,12 @@ async fn two_instances_let_one_client_in_100_times_a_minute_between_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_limit_keys_an_ipv6_client_by_its_prefix() {
     let redis = RedisServer::start();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let servers: Vec<TestServer> =
-        futures_util::future::join_all(["a", "b"].iter().zip([&d1, &d2]).map(|(name, d)| {
-            let mut c = shared_config(d.path(), &redis, name);
-            c.server.trusted_proxies = vec!["127.0.0.1".into()];
-            c.limits.rate_limit_per_minute = 3;
-            start(c)
-        }))
-        .await;
+    let (a, b, _dirs) = pair(&redis, |c| {
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+        c.limits.rate_limit_per_minute = 3;
+    })
+    .await;
+    let servers = [a, b];
     let mut statuses = Vec::new();
     for n in 1..=6u32 {
         let xff = format!("2001:db8:1:2::{n:x}");
@@ -123,9 +131,7 @@ async fn the_shared_limit_keys_an_ipv6_client_by_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sent_to_both_instances_is_recorded_once() {
     let redis = RedisServer::start();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(shared_config(d1.path(), &redis, "a")).await;
-    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let (a, b, _dirs) = pair(&redis, |_| {}).await;
     let body = stripe_event("evt_twice");
     let first = a.stripe(&body).await;
     assert_eq!(first.status, 200, "{}", first.text());
@@ -152,9 +158,7 @@ async fn an_event_sent_to_both_instances_is_recorded_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_is_released_when_the_commit_fails() {
     let redis = RedisServer::start();
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start(shared_config(d1.path(), &redis, "a")).await;
-    let b = start(shared_config(d2.path(), &redis, "b")).await;
+    let (a, b, _dirs) = pair(&redis, |_| {}).await;
     let body = stripe_event("evt_not_stored");
     // Every retry of the writer fails: the event is not acknowledged.
     a.store.inject_flush_failures(4);
@@ -174,18 +178,15 @@ async fn a_claim_is_released_when_the_commit_fails() {
 async fn events_sent_to_both_instances_at_once_are_delivered_exactly_once() {
     let redis = RedisServer::start();
     let app = FakeApp::start().await;
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let servers: Vec<TestServer> =
-        futures_util::future::join_all(["a", "b"].iter().zip([&d1, &d2]).map(|(name, d)| {
-            let mut c = shared_config(d.path(), &redis, name);
-            c.limits.rate_limit_per_minute = 0;
-            // 400 requests at once on two shared cores: a call may wait long for a turn, and this
-            // test is about sharing while Redis answers, not about an outage.
-            c.redis.timeout = stagehook::config::HumanDuration(Duration::from_secs(5));
-            c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
-            start(c)
-        }))
-        .await;
+    let (a, b, _dirs) = pair(&redis, |c| {
+        c.limits.rate_limit_per_minute = 0;
+        // 400 requests at once on two shared cores: a call may wait long for a turn, and this
+        // test is about sharing while Redis answers, not about an outage.
+        c.redis.timeout = stagehook::config::HumanDuration(Duration::from_secs(5));
+        c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    })
+    .await;
+    let servers = [a, b];
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let answers: Arc<Mutex<BTreeMap<String, Vec<Value>>>> = Arc::default();
     let mut tasks = Vec::new();
