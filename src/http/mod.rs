@@ -14,6 +14,7 @@ pub mod errors;
 mod events;
 mod health;
 mod ingest;
+mod metrics;
 mod openapi;
 pub mod origin;
 pub mod server;
@@ -135,6 +136,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
     // Ingest first: it is the hot path, and no other route's path is an endpoint's.
     let app = ingest::filter(state.clone())
         .or(health::filter(state.clone()))
+        .or(metrics::filter(state.clone()))
         .or(openapi::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))

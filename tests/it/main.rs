@@ -22,6 +22,7 @@ mod fuzz;
 mod guards;
 mod health;
 mod independent;
+mod metrics;
 mod openapi;
 mod origin;
 mod probe;
