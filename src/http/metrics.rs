@@ -121,6 +121,18 @@ impl Scrape {
                     labelled("code", counters.rejected()),
                 ),
                 family(
+                    "stagehook_delivery_attempts",
+                    "Delivery attempts by outcome: delivered (a 2xx) or failed",
+                    None,
+                    labelled(
+                        "outcome",
+                        [
+                            ("delivered", counters.delivered_after().values().sum()),
+                            ("failed", counters.failure_reasons().values().sum()),
+                        ],
+                    ),
+                ),
+                family(
                     "stagehook_delivery_failures",
                     "Failed delivery attempts by reason",
                     None,

@@ -111,6 +111,13 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
     for (reason, n) in recovery["failure_reasons"].as_object().unwrap() {
         assert_eq!(get(&format!("stagehook_delivery_failures_total{{reason=\"{reason}\"}}")), n.as_f64().unwrap());
     }
+    let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|n| n.as_f64().unwrap()).sum::<f64>();
+    assert_eq!(get("stagehook_delivery_attempts_total{outcome=\"failed\"}"), sum(&recovery["failure_reasons"]));
+    assert!(get("stagehook_delivery_attempts_total{outcome=\"failed\"}") >= 1.0);
+    assert_eq!(
+        get("stagehook_delivery_attempts_total{outcome=\"delivered\"}"),
+        sum(&recovery["delivered_after_attempts"])
+    );
     assert_eq!(get(&format!("stagehook_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
     assert!(get("stagehook_store_size_bytes") > 0.0);
     assert!(get("process_resident_memory_bytes") > 1e6);
