@@ -14,6 +14,7 @@
 #   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
 #   BASELINE=/path/to/older/stagehook CONNS=64 MILLION=0 bash scripts/loadtest.sh   # before and after
 #   REDIS=1 CONNS=64 MILLION=0 bash scripts/loadtest.sh   # the Redis backends beside the default
+#   SCRAPE=1 CONNS=64 MILLION=0 bash scripts/loadtest.sh  # the default with /metrics scraped every second
 #
 # REDIS=1 starts a redis-server of its own (no persistence, on a free loopback port, stopped at
 # exit) and, at each connection count, drives right after the default stagehook a second one
@@ -21,6 +22,9 @@
 # run the limiter, with a limit wrk never reaches (RATE_LIMIT): with the limiter off, the shared
 # limiter would never be called. Such a run writes its own table into docs/performance.md,
 # between its own markers, and leaves the default tables alone.
+#
+# SCRAPE=1 drives, right after the default stagehook at each connection count, the same build again
+# while a loop fetches /metrics every second, as Prometheus would, and prints the ratio of the two.
 #
 # The load generator and the server share this machine's cores, as they do on a small staging VM.
 set -euo pipefail
@@ -35,6 +39,7 @@ MILLION=${MILLION:-1000000}
 # connection count, for a before-and-after from one run. Such a run leaves docs/performance.md alone.
 BASELINE=${BASELINE:-}
 REDIS=${REDIS:-}
+SCRAPE=${SCRAPE:-}
 # The rate limit of both stagehooks in a REDIS run: far above what wrk sends in a minute.
 RATE_LIMIT=${RATE_LIMIT:-1000000000}
 SECRET="whsec_loadtest_0123456789abcdef0123456789"
@@ -53,6 +58,10 @@ need() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1"
 }
 need wrk wrk
+if [ -n "$SCRAPE" ] && { [ -n "$BASELINE" ] || [ -n "$REDIS" ]; }; then
+    echo "SCRAPE, REDIS and BASELINE are three comparisons: run one at a time" >&2
+    exit 2
+fi
 if [ -n "$REDIS" ]; then
     if [ -n "$BASELINE" ]; then
         echo "REDIS and BASELINE are two comparisons: run one at a time" >&2
@@ -207,6 +216,27 @@ for c in $CONNS; do
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         stop "$pid"
         echo "-- $c connections: baseline $rps req/s (p50 $p50 ms, p99 $p99 ms); this build / baseline $(awk -v a="$new_rps" -v b="$rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+    fi
+    if [ -n "$SCRAPE" ]; then
+        # The same events again, to a fresh data folder, while /metrics is fetched every second.
+        default_rps=$rps
+        config 0 "$work/data-scrape-$c" "$work/staging.toml"
+        start "$work/stagehook-scrape.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/staging.toml"
+        (while curl -sf -o "$work/metrics.txt" "http://127.0.0.1:$port/metrics"; do sleep 1; done) &
+        scraper=$!
+        pids+=("$scraper")
+        drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
+        stored=$(total_events "$port")
+        kill "$scraper" 2>/dev/null || true
+        stop "$pid"
+        check_stored "stagehook scraped" "$c" "$stored"
+        if ! grep -q '^stagehook_events_received_total' "$work/metrics.txt"; then
+            echo "FAILED: stagehook scraped at $c connections: no scrape of /metrics succeeded" >&2
+            exit 1
+        fi
+        ratio=$(awk -v a="$rps" -v b="$default_rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+        echo "-- $c connections: stagehook with /metrics scraped every second $rps req/s (p50 $p50 ms, p99 $p99 ms); / stagehook $default_rps req/s: $ratio"
+        echo "SCRAPE conns=$c default_rps=$default_rps scraped_rps=$rps ratio=$ratio"
     fi
     if [ -n "$REDIS" ]; then
         # The same events again, to a fresh data folder and an emptied Redis: all new to both.
@@ -408,8 +438,8 @@ if [ -n "$REDIS" ]; then
     fi
 fi
 
-# docs/performance.md keeps the latest table between its markers; a comparison run (BASELINE, or
-# REDIS, whose stagehooks run the limiter) leaves it alone.
-if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && between_markers loadtest "$table"; then
+# docs/performance.md keeps the latest table between its markers; a comparison run (BASELINE,
+# SCRAPE, or REDIS, whose stagehooks run the limiter) leaves it alone.
+if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && [ -z "$SCRAPE" ] && between_markers loadtest "$table"; then
     echo "docs/performance.md updated."
 fi
