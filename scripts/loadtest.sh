@@ -177,7 +177,7 @@ fi
 # $2 is the connection count, $3 the events it stored.
 check_stored() {
     if [ "$non2xx" != 0 ] || { [ "$wrapped" = 0 ] && { [ "$3" -lt "$answered" ] || [ "$3" -gt $((answered + $2)) ]; }; }; then
-        echo "FAILED: $1 at $2 connections: $answered answered, $non2xx non-2xx, $3 stored" >&2
+        echo "FAILED: $1 at $2 connections: $answered answered, $non2xx non-2xx, $socket_errors socket errors (connect, read, write, timeout), $3 stored" >&2
         exit 1
     fi
 }

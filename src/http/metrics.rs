@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -46,6 +47,7 @@ type Sample = (Vec<(&'static str, String)>, f64);
 struct Scrape {
     counters: Vec<Family>,
     gauges: Vec<Family>,
+    processing: crate::store::ProcessingHistogram,
 }
 
 #[derive(Debug)]
@@ -101,6 +103,7 @@ impl Scrape {
             lanes.iter().map(|l| (vec![("provider", l.name.clone())], counters.dead_letters(&l.name) as f64)).collect();
         let process = Process::read();
         Scrape {
+            processing: counters.processing_histogram(),
             counters: vec![
                 family(
                     "stagehook_events_received",
@@ -207,6 +210,25 @@ impl Collector for Scrape {
                 }
             }
         }
+        // The store's buckets are cumulative; the encoder adds them up itself.
+        let h = &self.processing;
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = h
+            .bounds
+            .iter()
+            .map(|&(le, cumulative)| {
+                let n = cumulative - below;
+                below = cumulative;
+                (le, n)
+            })
+            .collect();
+        let mut m = encoder.encode_descriptor(
+            "stagehook_ingest_processing",
+            "From a request's arrival to its hand-over to the store, for each event stored",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &buckets, None)?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use super::record::{
 };
 use super::stats::{
     dead_letters_counter, delivered_after_counter, duplicates_counter, events_counter, failures_counter,
-    hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter, QUEUE_DEPTH,
+    hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter, HIST_SUM_US, QUEUE_DEPTH,
     RETENTION_DELETED,
 };
 use super::{Ingested, NewEvent, Next, Outcome};
@@ -77,6 +77,7 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         let body = self.env.stage_body(&event.body);
         p.count(segment_counter(body.segment), 1);
         p.count(hist_bucket_counter(event.processing_us), 1);
+        p.count(HIST_SUM_US.to_string(), event.processing_us as i64);
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         p.count(items_counter(&event.provider), i64::from(event.items));
         p.count(second_counter(event.received_at_ms.div_euclid(1000)), 1);

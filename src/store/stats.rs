@@ -98,6 +98,11 @@ fn hist_counter(bucket: usize) -> String {
 /// Log-scale histogram buckets: four per doubling, so any percentile is within about 19 %.
 const BUCKETS: usize = 128;
 
+/// The microseconds of processing the histogram counted, summed (for `/metrics`' `_sum`). Outside
+/// `hist/`, which `percentiles` reads as buckets. Counted from the version that added it, so a
+/// data folder of an earlier one starts it at 0 with its buckets already full.
+pub(super) const HIST_SUM_US: &str = "histsum/us";
+
 pub(super) fn hist_bucket_counter(us: u64) -> String {
     let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
     hist_counter(b.min(BUCKETS - 1))
@@ -169,6 +174,14 @@ pub struct Latency {
     pub samples: u64,
 }
 
+/// Processing times as a cumulative histogram: `(upper bound in seconds, events at or below)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingHistogram {
+    pub bounds: Vec<(f64, u64)>,
+    pub sum_s: f64,
+    pub count: u64,
+}
+
 /// Accepted events per provider in each of the last 60 minutes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throughput {
@@ -223,6 +236,28 @@ impl Counters {
     /// Refused requests by error code.
     pub fn rejected(&self) -> BTreeMap<&str, u64> {
         self.under("rejected/").collect()
+    }
+
+    /// The processing-time histogram for `/metrics`: for every fourth bucket boundary (each
+    /// doubling, from 1 ms to about 67 s), the boundary in seconds and how many events took at
+    /// most that long; then the sum in seconds and the count. The boundaries are exact: an event
+    /// of `us` microseconds is in a bucket below `2^k - 1` µs iff `us ≤ 2^k - 2`.
+    pub fn processing_histogram(&self) -> ProcessingHistogram {
+        let mut buckets = [0u64; BUCKETS];
+        for (b, n) in self.under("hist/") {
+            if let Ok(i) = b.parse::<usize>() {
+                buckets[i.min(BUCKETS - 1)] += n;
+            }
+        }
+        let count = buckets.iter().sum();
+        let bounds = (10..=26)
+            .map(|k: u32| {
+                let below: u64 = buckets[..(4 * k as usize).min(BUCKETS)].iter().sum();
+                (((1u64 << k) - 2) as f64 / 1e6, below)
+            })
+            .collect();
+        let sum_s = self.values.get(HIST_SUM_US).copied().unwrap_or(0) as f64 / 1e6;
+        ProcessingHistogram { bounds, sum_s, count }
     }
 
     pub fn latency(&self) -> Latency {
@@ -318,6 +353,27 @@ mod tests {
         assert!((0.08..0.12).contains(&p50), "{p50}");
         assert!((8.0..12.0).contains(&p95), "{p95}");
         assert!((8.0..12.0).contains(&p99), "{p99}");
+    }
+
+    /// Every boundary is exact: an event of `2^k - 2` µs is at or below the boundary
+    /// `(2^k - 2)` µs, one of `2^k - 1` µs is not, at every doubling the histogram shows.
+    #[test]
+    fn the_processing_histogram_has_exact_boundaries() {
+        for k in 10..=26u32 {
+            let (on, past) = ((1u64 << k) - 2, (1u64 << k) - 1);
+            let mut values = BTreeMap::new();
+            for us in [on, past, 5] {
+                *values.entry(hist_bucket_counter(us)).or_default() += 1;
+            }
+            values.insert(HIST_SUM_US.to_string(), on + past + 5);
+            let h = Counters { values }.processing_histogram();
+            assert_eq!(h.count, 3);
+            assert!((h.sum_s - (on + past + 5) as f64 / 1e6).abs() < 1e-9);
+            let (le, below) = h.bounds[(k - 10) as usize];
+            assert_eq!(le, on as f64 / 1e6, "k {k}");
+            assert_eq!(below, 2, "k {k}: 5 µs and {on} µs, not {past} µs");
+            assert!(h.bounds.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative");
+        }
     }
 
     #[test]

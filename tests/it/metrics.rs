@@ -118,6 +118,18 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
         get("stagehook_delivery_attempts_total{outcome=\"delivered\"}"),
         sum(&recovery["delivered_after_attempts"])
     );
+    // The processing histogram counts what /stats' percentiles count; its buckets only grow.
+    let samples = stats["processing_ms"]["samples"].as_f64().unwrap();
+    assert_eq!(get("stagehook_ingest_processing_seconds_count"), samples);
+    assert_eq!(get("stagehook_ingest_processing_seconds_bucket{le=\"+Inf\"}"), samples);
+    let buckets: Vec<f64> = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("stagehook_ingest_processing_seconds_bucket"))
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(buckets.len() > 10 && buckets.iter().all(|v| *v <= samples), "{buckets:?}");
+    let sum = get("stagehook_ingest_processing_seconds_sum");
+    assert!(sum > 0.0 && sum < samples * 10.0, "{sum}");
     assert_eq!(get(&format!("stagehook_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
     assert!(get("stagehook_store_size_bytes") > 0.0);
     assert!(get("process_resident_memory_bytes") > 1e6);
