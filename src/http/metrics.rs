@@ -47,7 +47,8 @@ type Sample = (Vec<(&'static str, String)>, f64);
 struct Scrape {
     counters: Vec<Family>,
     gauges: Vec<Family>,
-    processing: crate::store::ProcessingHistogram,
+    processing: crate::store::Histogram,
+    delivery: crate::store::Histogram,
 }
 
 #[derive(Debug)]
@@ -104,6 +105,7 @@ impl Scrape {
         let process = Process::read();
         Scrape {
             processing: counters.processing_histogram(),
+            delivery: counters.delivery_histogram(),
             counters: vec![
                 family(
                     "stagehook_events_received",
@@ -210,25 +212,32 @@ impl Collector for Scrape {
                 }
             }
         }
-        // The store's buckets are cumulative; the encoder adds them up itself.
-        let h = &self.processing;
-        let mut below = 0;
-        let buckets: Vec<(f64, u64)> = h
-            .bounds
-            .iter()
-            .map(|&(le, cumulative)| {
-                let n = cumulative - below;
-                below = cumulative;
-                (le, n)
-            })
-            .collect();
-        let mut m = encoder.encode_descriptor(
-            "stagehook_ingest_processing",
-            "From a request's arrival to its hand-over to the store, for each event stored",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
-        m.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &buckets, None)?;
+        for (name, help, h) in [
+            (
+                "stagehook_ingest_processing",
+                "From a request's arrival to its hand-over to the store, for each event stored",
+                &self.processing,
+            ),
+            (
+                "stagehook_delivery_duration",
+                "A delivery attempt, from sending to the answer or the error",
+                &self.delivery,
+            ),
+        ] {
+            // The store's buckets are cumulative; the encoder adds them up itself.
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = h
+                .bounds
+                .iter()
+                .map(|&(le, cumulative)| {
+                    let n = cumulative - below;
+                    below = cumulative;
+                    (le, n)
+                })
+                .collect();
+            let mut m = encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+            m.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &buckets, None)?;
+        }
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ use ulid::Ulid;
 
 use crate::clock::Clock;
 pub use record::{Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
-pub use stats::{Counters, EventCount, Latency, ProcessingHistogram, Stats, Throughput};
+pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
 /// Why the store could not do something.
 #[derive(Debug)]

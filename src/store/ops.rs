@@ -17,9 +17,9 @@ use super::record::{
     Job, Rejection, Status,
 };
 use super::stats::{
-    dead_letters_counter, delivered_after_counter, duplicates_counter, events_counter, failures_counter,
-    hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter, HIST_SUM_US, QUEUE_DEPTH,
-    RETENTION_DELETED,
+    dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter, duplicates_counter, events_counter,
+    failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter,
+    DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
 use super::{Ingested, NewEvent, Next, Outcome};
 
@@ -157,6 +157,8 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         if let Some(reason) = o.failure_reason {
             p.count(failures_counter(reason), 1);
         }
+        p.count(delivery_hist_bucket_counter(o.attempt.duration_us), 1);
+        p.count(DELIVERY_HIST_SUM_US.to_string(), o.attempt.duration_us as i64);
         p.insert(keys::attempt_key(o.id, seq).to_vec(), encode_attempt(o.attempt.clone()));
 
         if !dequeue_attempted(p, &o)? {

@@ -103,9 +103,22 @@ const BUCKETS: usize = 128;
 /// data folder of an earlier one starts it at 0 with its buckets already full.
 pub(super) const HIST_SUM_US: &str = "histsum/us";
 
+/// Delivery attempts' durations: the same buckets as processing times, under their own prefix.
+const DELIVERY_HIST: &str = "dhist/";
+pub(super) const DELIVERY_HIST_SUM_US: &str = "dhistsum/us";
+
+pub(super) fn delivery_hist_bucket_counter(us: u64) -> String {
+    format!("{DELIVERY_HIST}{:03}", bucket_of(us))
+}
+
 pub(super) fn hist_bucket_counter(us: u64) -> String {
+    hist_counter(bucket_of(us))
+}
+
+/// The bucket of a sample of `us` microseconds.
+fn bucket_of(us: u64) -> usize {
     let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
-    hist_counter(b.min(BUCKETS - 1))
+    b.min(BUCKETS - 1)
 }
 
 /// The microseconds a bucket stands for: its geometric middle.
@@ -174,9 +187,9 @@ pub struct Latency {
     pub samples: u64,
 }
 
-/// Processing times as a cumulative histogram: `(upper bound in seconds, events at or below)`.
+/// Durations as a cumulative histogram: `(upper bound in seconds, samples at or below)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProcessingHistogram {
+pub struct Histogram {
     pub bounds: Vec<(f64, u64)>,
     pub sum_s: f64,
     pub count: u64,
@@ -238,13 +251,24 @@ impl Counters {
         self.under("rejected/").collect()
     }
 
-    /// The processing-time histogram for `/metrics`: for every fourth bucket boundary (each
-    /// doubling, from 1 ms to about 67 s), the boundary in seconds and how many events took at
-    /// most that long; then the sum in seconds and the count. The boundaries are exact: an event
-    /// of `us` microseconds is in a bucket below `2^k - 1` µs iff `us ≤ 2^k - 2`.
-    pub fn processing_histogram(&self) -> ProcessingHistogram {
+    /// The processing-time histogram for `/metrics`: see [`Counters::histogram`].
+    pub fn processing_histogram(&self) -> Histogram {
+        self.histogram("hist/", HIST_SUM_US)
+    }
+
+    /// Delivery attempts' durations (request sent to answer or error), for `/metrics`.
+    pub fn delivery_histogram(&self) -> Histogram {
+        self.histogram(DELIVERY_HIST, DELIVERY_HIST_SUM_US)
+    }
+
+    /// A log-scale histogram kept under `prefix` (`<prefix><bucket>`) and `sum_key`: for every
+    /// fourth bucket boundary (each doubling, from 1 ms to about 67 s), the boundary in seconds
+    /// and how many samples were at most that long; then the sum in seconds and the count. The
+    /// boundaries are exact: a sample of `us` microseconds is in a bucket below `2^k - 1` µs
+    /// iff `us ≤ 2^k - 2`.
+    fn histogram(&self, prefix: &str, sum_key: &str) -> Histogram {
         let mut buckets = [0u64; BUCKETS];
-        for (b, n) in self.under("hist/") {
+        for (b, n) in self.under(prefix) {
             if let Ok(i) = b.parse::<usize>() {
                 buckets[i.min(BUCKETS - 1)] += n;
             }
@@ -256,8 +280,8 @@ impl Counters {
                 (((1u64 << k) - 2) as f64 / 1e6, below)
             })
             .collect();
-        let sum_s = self.values.get(HIST_SUM_US).copied().unwrap_or(0) as f64 / 1e6;
-        ProcessingHistogram { bounds, sum_s, count }
+        let sum_s = self.values.get(sum_key).copied().unwrap_or(0) as f64 / 1e6;
+        Histogram { bounds, sum_s, count }
     }
 
     pub fn latency(&self) -> Latency {

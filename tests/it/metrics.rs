@@ -128,6 +128,10 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
         .map(|(_, v)| *v)
         .collect();
     assert!(buckets.len() > 10 && buckets.iter().all(|v| *v <= samples), "{buckets:?}");
+    // One delivery duration per attempt recorded, delivered or failed.
+    let attempts = sum(&recovery["failure_reasons"]) + sum(&recovery["delivered_after_attempts"]);
+    assert_eq!(get("stagehook_delivery_duration_seconds_count"), attempts);
+    assert!(attempts >= 1.0 && get("stagehook_delivery_duration_seconds_sum") > 0.0);
     let sum = get("stagehook_ingest_processing_seconds_sum");
     assert!(sum > 0.0 && sum < samples * 10.0, "{sum}");
     assert_eq!(get(&format!("stagehook_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
