@@ -71,6 +71,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// A ready-to-serve stagehook: configuration checked, store open.
 pub struct App {
     state: Arc<AppState>,
+    /// Where `GET /metrics` is also served, alone and without the token (`server.metrics_bind`).
+    metrics: Option<TcpListener>,
 }
 
 impl App {
@@ -145,7 +147,14 @@ impl App {
             listening: Default::default(),
             shutting_down: Default::default(),
         };
-        Ok(App { state: Arc::new(state) })
+        Ok(App { state: Arc::new(state), metrics: None })
+    }
+
+    /// Serves `GET /metrics` on `listener` too, without the admin token (`server.metrics_bind`,
+    /// bound by the caller like the main listener).
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> App {
+        self.metrics = Some(listener);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -172,6 +181,12 @@ impl App {
     /// and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
         let state = self.state;
+        // Read-only: stopped with the rest, without a grace of its own.
+        let metrics = self.metrics.map(|l| {
+            let limits = http::server::Limits::from_config(&state.config.server);
+            let routes = http::metrics_routes(state.clone());
+            tokio::spawn(http::server::serve(l, routes, limits, Arc::default(), std::future::pending()))
+        });
         if let Ok(addr) = listener.local_addr() {
             let _ = state.listening.set(addr);
         }
@@ -209,6 +224,9 @@ impl App {
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
         retention.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         if let Some(w) = watcher {
             w.abort();
         }

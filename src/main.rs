@@ -368,12 +368,27 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let metrics = match config.server.metrics_bind {
+            Some(at) => match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("stagehook: cannot listen on {at} (server.metrics_bind): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
         let app = match App::open_built(config, instances, Clock::system()) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("stagehook: {e}");
                 return ExitCode::FAILURE;
             }
+        };
+        let app = match metrics {
+            Some(l) => app.with_metrics_listener(l),
+            None => app,
         };
         let shutdown = shutdown_signal(grace);
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| bind.to_string());
@@ -386,6 +401,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 Some(urls) => format!("forwards to {}", urls.join(", ")),
             };
             println!("provider {name}: POST {path} ({state}), {targets}");
+        }
+        if let Some(at) = metrics_addr {
+            println!("metrics: GET http://{at}/metrics (no token)");
         }
         // Last, so that a script (or a test) waiting for this line has seen the others.
         println!("stagehook {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));

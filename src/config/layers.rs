@@ -192,6 +192,7 @@ fn schema(named: &[(String, registry::ProviderKind)]) -> Config {
     c.server.public_url = Some(String::new());
     c.server.admin_token = s();
     c.redis.url = Some(String::new());
+    c.server.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c.isolation = IsolationConfig::default();
     for (kind, seed) in registry::seeds() {
         let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };

@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub refusal_drain_bytes: u64,
     /// And for at most this long.
     pub refusal_drain_timeout: HumanDuration,
+    /// When set, `GET /metrics` is also served on this address, alone and without the admin
+    /// token or the `Host` check: for a scraper on a private interface.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -147,6 +150,7 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             refusal_drain_bytes: 4 * 1024 * 1024,
             refusal_drain_timeout: HumanDuration(std::time::Duration::from_secs(2)),
+            metrics_bind: None,
         }
     }
 }

@@ -25,18 +25,31 @@ use crate::delivery::breaker::State;
 /// The media type of the text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `GET /metrics`, the one route of this file.
+fn route() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path("metrics").and(warp::path::end()).and(warp::get())
+}
+
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path("metrics").and(warp::path::end()).and(warp::get()).and(admin(state)).map(|s: Arc<AppState>| {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Scrape::of(&s)));
-        let mut body = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut body, &registry);
-        let mut res = Response::new(body.into());
-        *res.status_mut() = StatusCode::OK;
-        res.headers_mut().insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
-        res
-    })
+    route().and(admin(state)).map(|s: Arc<AppState>| scrape(&s))
+}
+
+/// `GET /metrics` on `server.metrics_bind`: no token, any `Host`. Whoever can reach that address
+/// may read the counts, which is what the operator chose it for.
+pub fn unguarded(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    route().map(move || scrape(&state))
+}
+
+fn scrape(s: &AppState) -> Response {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape::of(s)));
+    let mut body = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut body, &registry);
+    let mut res = Response::new(body.into());
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut().insert("content-type", HeaderValue::from_static(CONTENT_TYPE));
+    res
 }
 
 /// One labelled value.

@@ -149,6 +149,17 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
     )
 }
 
+/// The server on `server.metrics_bind`: `GET /metrics` alone, without the admin token.
+pub fn metrics_routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let connections = state.connections.clone();
+    let app = metrics::unguarded(state).recover(errors::handle_rejection);
+    warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(
+        move |start: Instant, method: Method, path: warp::path::FullPath, reply| {
+            finish(start, &method, path.as_str(), Reply::into_response(reply), &connections)
+        },
+    )
+}
+
 fn finish(start: Instant, method: &Method, path: &str, mut res: Response, connections: &server::ConnStats) -> Response {
     let headers = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {

@@ -170,3 +170,33 @@ async fn metrics_need_the_admin_token_when_one_is_set() {
     assert_eq!((r.status, r.code().as_str()), (403, "host_not_allowed"));
     s.stop().await;
 }
+
+/// `server.metrics_bind`: `/metrics` alone on its own address, without the token or the `Host`
+/// check; the main address still wants the token for it, and serves nothing else there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_bind_serves_metrics_alone_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), "");
+    let env = [
+        ("RUST_LOG", "warn"),
+        ("STAGEHOOK_SERVER_ADMIN_TOKEN", "metrics-token-0123456789"),
+        ("STAGEHOOK_SERVER_METRICS_BIND", "127.0.0.1:0"),
+    ];
+    let mut server = support::spawn_binary(&["serve", "--config", config.to_str().unwrap()], &env).await;
+    let stdout = server.stdout.lock().clone();
+    let at: std::net::SocketAddr = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics: GET http://")?.strip_suffix("/metrics (no token)")?.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics line in\n{stdout}"));
+    assert_ne!(at, server.addr);
+    let r = support::request(at, "GET", "/metrics", &[("host", "prometheus.internal")], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("stagehook_build_info"));
+    support::assert_security_headers(&r);
+    for path in ["/staging/webhooks/stats", "/"] {
+        assert_eq!(support::request(at, "GET", path, &[], b"").await.status, 404, "{path} is not served there");
+    }
+    assert_eq!(support::request(server.addr, "GET", "/metrics", &[], b"").await.status, 401);
+    server.signal("TERM");
+    assert!(server.wait().await.success());
+}
