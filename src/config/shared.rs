@@ -45,6 +45,14 @@ pub enum OnError {
 }
 
 impl OnError {
+    /// What ingest does while Redis is down, for the health check and the log.
+    pub fn meanwhile(self) -> &'static str {
+        match self {
+            OnError::Open => "this instance limits and detects duplicates alone",
+            OnError::Closed => "ingest answers 503 redis_unavailable",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OnError::Open => "open",

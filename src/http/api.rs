@@ -19,7 +19,6 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
-use crate::config::OnError;
 use crate::providers::Inbound;
 use crate::store::Status;
 
@@ -93,11 +92,8 @@ fn health(s: &AppState) -> Response {
     };
     let writable = store_reason.is_none();
     let redis = s.shared.as_ref().map(|r| r.status());
-    let redis_reason = redis.filter(|r| !r.up).map(|r| match r.on_error {
-        OnError::Open => "Redis does not answer: this instance limits and detects duplicates alone",
-        OnError::Closed => "Redis does not answer: ingest answers 503 redis_unavailable",
-    });
-    let reason = store_reason.or(redis_reason.map(str::to_string));
+    let redis_reason = redis.filter(|r| !r.up).map(|r| format!("Redis does not answer: {}", r.on_error.meanwhile()));
+    let reason = store_reason.or(redis_reason);
     let providers: Map<String, Value> = s
         .endpoints
         .iter()

@@ -46,7 +46,6 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// The fixtures of `stagehook send`; the first is the default.
 const SAMPLE_TYPES: &[&str] = &["event_callback", "url_verification", "slash_command"];
 
-/// Debug prints secrets as fingerprints only (see `Secret`).
 /// A section of kind `slack`.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]

@@ -312,15 +312,7 @@ impl Shared {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if self.up.swap(false, Ordering::AcqRel) {
             self.warned_at.store(self.clock.now_ms(), Ordering::Relaxed);
-            tracing::warn!(redis = %self.shown_url, reason, "Redis is unreachable: {}", self.meanwhile());
-        }
-    }
-
-    /// What ingest does while Redis is down.
-    fn meanwhile(&self) -> &'static str {
-        match self.on_error {
-            OnError::Open => "this instance limits and detects duplicates alone until it answers",
-            OnError::Closed => "ingest answers 503 redis_unavailable until it answers",
+            tracing::warn!(redis = %self.shown_url, reason, "Redis is unreachable: {} until it answers", self.on_error.meanwhile());
         }
     }
 
@@ -344,7 +336,7 @@ impl Shared {
                     let now = self.clock.now_ms();
                     if now.saturating_sub(self.warned_at.load(Ordering::Relaxed)) >= WARN_EVERY_MS {
                         self.warned_at.store(now, Ordering::Relaxed);
-                        tracing::warn!(redis = %self.shown_url, reason = %reason, "Redis is still unreachable: {}", self.meanwhile());
+                        tracing::warn!(redis = %self.shown_url, reason = %reason, "Redis is still unreachable: {} until it answers", self.on_error.meanwhile());
                     }
                     wait = (wait * 2).clamp(DOWN_PING_MIN, DOWN_PING_MAX);
                 }

@@ -91,9 +91,8 @@ pub(super) fn dead_letters_counter(provider: &str) -> String {
 pub(super) fn rejected_counter(code: &str) -> String {
     format!("rejected/{code}")
 }
-fn hist_counter(bucket: usize) -> String {
-    format!("hist/{bucket:03}")
-}
+/// Processing times (arrival to hand-over to the store): `hist/<bucket>`.
+const PROCESSING_HIST: &str = "hist/";
 
 /// Log-scale histogram buckets: four per doubling, so any percentile is within about 19 %.
 const BUCKETS: usize = 128;
@@ -108,17 +107,29 @@ const DELIVERY_HIST: &str = "dhist/";
 pub(super) const DELIVERY_HIST_SUM_US: &str = "dhistsum/us";
 
 pub(super) fn delivery_hist_bucket_counter(us: u64) -> String {
-    format!("{DELIVERY_HIST}{:03}", bucket_of(us))
+    bucket_counter(DELIVERY_HIST, us)
 }
 
 pub(super) fn hist_bucket_counter(us: u64) -> String {
-    hist_counter(bucket_of(us))
+    bucket_counter(PROCESSING_HIST, us)
 }
 
-/// The bucket of a sample of `us` microseconds.
-fn bucket_of(us: u64) -> usize {
+/// The counter under `prefix` of the bucket of a sample of `us` microseconds.
+fn bucket_counter(prefix: &str, us: u64) -> String {
     let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
-    b.min(BUCKETS - 1)
+    format!("{prefix}{:03}", b.min(BUCKETS - 1))
+}
+
+/// The counts of a histogram's buckets, kept under `prefix`.
+fn buckets(counters: &BTreeMap<String, u64>, prefix: &str) -> [u64; BUCKETS] {
+    let mut buckets = [0u64; BUCKETS];
+    for (k, v) in counters.range(prefix.to_string()..) {
+        let Some(b) = k.strip_prefix(prefix) else { break };
+        if let Ok(i) = b.parse::<usize>() {
+            buckets[i.min(BUCKETS - 1)] += v;
+        }
+    }
+    buckets
 }
 
 /// The microseconds a bucket stands for: its geometric middle.
@@ -253,7 +264,7 @@ impl Counters {
 
     /// The processing-time histogram for `/metrics`: see [`Counters::histogram`].
     pub fn processing_histogram(&self) -> Histogram {
-        self.histogram("hist/", HIST_SUM_US)
+        self.histogram(PROCESSING_HIST, HIST_SUM_US)
     }
 
     /// Delivery attempts' durations (request sent to answer or error), for `/metrics`.
@@ -267,12 +278,7 @@ impl Counters {
     /// boundaries are exact: a sample of `us` microseconds is in a bucket below `2^k - 1` µs
     /// iff `us ≤ 2^k - 2`.
     fn histogram(&self, prefix: &str, sum_key: &str) -> Histogram {
-        let mut buckets = [0u64; BUCKETS];
-        for (b, n) in self.under(prefix) {
-            if let Ok(i) = b.parse::<usize>() {
-                buckets[i.min(BUCKETS - 1)] += n;
-            }
-        }
+        let buckets = buckets(&self.values, prefix);
         let count = buckets.iter().sum();
         let bounds = (10..=26)
             .map(|k: u32| {
@@ -334,15 +340,7 @@ impl Counters {
 
 /// p50, p95 and p99 in milliseconds from the `hist/` counters, and the sample count.
 fn percentiles(counters: &BTreeMap<String, u64>) -> ([f64; 3], u64) {
-    let mut buckets = [0u64; BUCKETS];
-    for (k, v) in counters.range("hist/".to_string()..) {
-        let Some(b) = k.strip_prefix("hist/") else {
-            break;
-        };
-        if let Ok(i) = b.parse::<usize>() {
-            buckets[i.min(BUCKETS - 1)] += v;
-        }
-    }
+    let buckets = buckets(counters, PROCESSING_HIST);
     let total: u64 = buckets.iter().sum();
     let mut out = [0.0; 3];
     if total == 0 {
