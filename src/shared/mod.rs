@@ -281,7 +281,8 @@ impl Shared {
             match call.invoke_async(&mut conn).await {
                 // The connection broke (Redis restarted since the last call, say): the manager
                 // reconnects, and the call is sent once more on the new connection. Every
-                // script is safe to run twice (`claim` knows its own pending value).
+                // script is safe to run twice (`claim` knows its own pending value, `limit` its
+                // request's member).
                 Err(e) if e.is_io_error() || e.is_connection_dropped() => call.invoke_async(&mut conn).await,
                 answer => answer,
             }
@@ -411,6 +412,26 @@ mod tests {
                 assert!(keys.is_empty(), "{name}: a limiter that is off tracks nobody: {keys:?}");
             }
         }
+    }
+
+    /// A limit call sent again after its connection broke, which Redis had run the first time:
+    /// the request is let in once and counted once, below the limit and at it.
+    #[test]
+    fn a_limit_call_run_twice_counts_its_request_once() {
+        let redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let a = Shared::open(&config(&redis, "a"), Clock::frozen(T0)).unwrap().unwrap();
+        let run = |member: &str| -> (i64, i64, i64) {
+            let mut call = LIMIT.key("stagehook:rate:10.0.0.1");
+            call.arg(T0).arg(2).arg(ratelimit::WINDOW_MS).arg(member);
+            rt.block_on(call.invoke_async(&mut a.conn.clone())).unwrap()
+        };
+        assert_eq!(run("a/1"), (1, 0, -1));
+        assert_eq!(run("a/1"), (1, 0, -1), "sent again below the limit");
+        assert_eq!(run("a/2"), (1, 1, -1));
+        assert_eq!(run("a/2"), (1, 1, -1), "sent again at the limit");
+        assert_eq!(run("a/3"), (0, 2, T0), "two counted, not three or four");
     }
 
     /// Two instances' acceptances count in one window: what one let in, the other refuses.
