@@ -515,7 +515,11 @@ async function refreshConfig() {
     el('span', { class: 'muted' }, f.key), ' — ', f.message)));
   $('#rejections tbody').replaceChildren(...rej.rejections.map((r) => el('tr', {},
     el('td', {}, time(r.at_ms)), el('td', {}, r.provider), el('td', {}, el('code', {}, r.code)),
-    el('td', {}, r.source_ip), el('td', {}, r.message))));
+    el('td', {}, r.source_ip), el('td', {}, r.message),
+    // Why a signature failed, when stagehook worked it out: for the person reading, not the sender.
+    r.diagnosis
+      ? el('td', { class: 'diagnosis' }, el('code', {}, r.diagnosis.code), ' ', r.diagnosis.detail)
+      : el('td', { class: 'diagnosis muted' }, ''))));
 }
 
 // ---- polling ----------------------------------------------------------------------------

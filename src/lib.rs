@@ -136,6 +136,7 @@ impl App {
             shared,
             auth_failures,
             sessions,
+            diagnoses: Default::default(),
             store,
             engine,
             clock,

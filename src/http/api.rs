@@ -281,6 +281,7 @@ fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, Ap
                 "body_len": r.body_len,
                 "body_prefix": String::from_utf8_lossy(&r.body_prefix),
                 "headers": s.shown_headers(&r.provider, &r.headers),
+                "diagnosis": r.diagnosis.as_ref().map(|(code, detail)| json!({"code": code, "detail": detail})),
             })
         })
         .collect();

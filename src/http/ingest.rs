@@ -19,7 +19,8 @@ use warp::{Filter, Rejection};
 use super::errors::ApiError;
 use super::{client_ip, content_length, read_body, with_state, AppState, BodyError, Client, RequestLog};
 use crate::config::OnError;
-use crate::providers::{Accepted, Inbound};
+use crate::providers::diagnose::{self, Diagnosis};
+use crate::providers::{Accepted, Inbound, RefusalCode};
 use crate::ratelimit::Decision;
 use crate::shared::{Claim, Pending, Shared, Unavailable};
 use crate::store::{NewEvent, RejectionParts};
@@ -87,6 +88,8 @@ where
     // The body of a signature or payload refusal, which the rejection log keeps; other refusals
     // are only counted.
     let mut logged_body: Option<Bytes> = None;
+    // Why a signature failed, for the person running stagehook (never for the sender).
+    let mut diagnosis: Option<Diagnosis> = None;
     let result = async {
         let limit = state.config.limits.max_body_bytes;
         let declared = content_length(&headers);
@@ -132,6 +135,14 @@ where
         let parsed = match checked {
             Ok(parsed) => parsed,
             Err(refusal) => {
+                // Only after a refusal, and at most `diagnose::PER_SECOND` a second.
+                let signature = matches!(refusal.code, RefusalCode::InvalidSignature | RefusalCode::StaleTimestamp);
+                if signature && state.diagnoses.admit(state.clock.now_ms()) {
+                    diagnosis = diagnose::diagnose(endpoint, &state.endpoints, &inbound, &refusal);
+                    if let Some(d) = &diagnosis {
+                        tracing::warn!(provider = %provider_name, code = refusal.code.as_str(), diagnosis = d.code, "signature refused: {}", d.detail);
+                    }
+                }
                 logged_body = Some(body);
                 return Err(ApiError::from(refusal));
             }
@@ -169,6 +180,7 @@ where
                 source_ip: &client,
                 headers: headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
                 body: logged_body.as_deref(),
+                diagnosis: diagnosis.as_ref().map(|d| (d.code, d.detail.as_str())),
             });
             error.into_response()
         }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub auth_failures: RateLimiter,
     /// Dashboard sessions, in memory only.
     pub sessions: session::Sessions,
+    /// How many signature refusals a second are diagnosed (`providers::diagnose`).
+    pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
     pub engine: Arc<crate::delivery::Engine>,
     pub clock: Clock,

@@ -629,6 +629,14 @@ impl Provider for Hmac {
         Ok(())
     }
 
+    fn signed_at(&self, req: &Inbound<'_>) -> Option<i64> {
+        req.headers.get(self.timestamp_header?)?.to_str().ok()?.trim().parse().ok()
+    }
+
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.secrets.iter().map(Secret::fingerprint).collect()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         self.inspect(req).0
     }

@@ -5,6 +5,7 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod diagnose;
 pub mod registry;
 pub(crate) mod signing;
 
@@ -147,6 +148,24 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Checks the signature (and its timestamp) exactly as the provider's official SDK does.
     fn verify(&self, req: &Inbound<'_>) -> Result<(), Refusal>;
+
+    /// Whether the signature covers the URL called (Twilio's does), so that a diagnosis tries
+    /// the URLs the sender may have signed.
+    fn signs_url(&self) -> bool {
+        false
+    }
+
+    /// When the request says it was signed (Unix seconds), for kinds whose signature carries a
+    /// timestamp: a diagnosis of a stale one says by how much.
+    fn signed_at(&self, _req: &Inbound<'_>) -> Option<i64> {
+        None
+    }
+
+    /// The fingerprints of the secrets it verifies with ([`crate::secret::Secret::fingerprint`]),
+    /// for a diagnosis that blames the secret.
+    fn secret_fingerprints(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Every structural check of the payload, passed or failed.
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check>;

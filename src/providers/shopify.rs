@@ -132,6 +132,10 @@ impl Provider for Shopify {
         }
     }
 
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.secrets.iter().map(Secret::fingerprint).collect()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         inspect(req).0
     }

@@ -271,6 +271,14 @@ impl Provider for Slack {
         Ok(())
     }
 
+    fn signed_at(&self, req: &Inbound<'_>) -> Option<i64> {
+        req.headers.get(TIMESTAMP_HEADER)?.to_str().ok()?.trim().parse().ok()
+    }
+
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.secrets.iter().map(Secret::fingerprint).collect()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         inspect(req).0
     }

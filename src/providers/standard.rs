@@ -251,6 +251,10 @@ impl Provider for Standard {
         }
     }
 
+    fn signed_at(&self, req: &Inbound<'_>) -> Option<i64> {
+        signature_headers(req.headers).ok()?.timestamp.parse().ok()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         let id = match message_id(req.headers) {
             Some(_) => Check::pass(ID_HEADER, "message id (the dedup key)"),

@@ -244,6 +244,15 @@ impl Provider for Stripe {
         Ok(())
     }
 
+    fn signed_at(&self, req: &Inbound<'_>) -> Option<i64> {
+        let header = req.headers.get(SIGNATURE_HEADER)?.to_str().ok()?;
+        parse_header(header).ok().map(|h| h.timestamp)
+    }
+
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.secrets.iter().map(Secret::fingerprint).collect()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         event_checks(req.body)
     }

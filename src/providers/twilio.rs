@@ -318,6 +318,14 @@ impl Provider for Twilio {
         }
     }
 
+    fn signs_url(&self) -> bool {
+        true
+    }
+
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.auth_tokens.iter().map(Secret::fingerprint).collect()
+    }
+
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check> {
         let fields = match fields(req) {
             Ok(f) => f,

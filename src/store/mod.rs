@@ -186,6 +186,8 @@ pub struct RejectionParts<'a, H> {
     /// entry is kept, and then only what fits is copied.
     pub headers: H,
     pub body: Option<&'a [u8]>,
+    /// Why a signature probably failed: a code and a detail.
+    pub diagnosis: Option<(&'a str, &'a str)>,
 }
 
 /// What the store made of an event: our id for it, and whether it had been seen before (then the
@@ -311,6 +313,7 @@ impl Store {
         let log = r.body.map(|body| {
             let source_ip = r.source_ip.to_string();
             Rejection::bounded(r.at_ms, r.provider, r.code, r.message, &source_ip, r.headers, body)
+                .diagnosed(r.diagnosis)
         });
         if self.inner.tx.try_send(writer::Op::Reject(r.code, log)).is_err() {
             tracing::debug!("writer queue full; a rejection went uncounted");

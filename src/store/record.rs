@@ -97,6 +97,8 @@ pub struct Rejection {
     /// The first bytes of the body only, so a flood of large bad requests cannot fill the disk.
     pub body_prefix: Vec<u8>,
     pub body_len: u64,
+    /// Why a signature probably failed (a code and a detail), when it was worked out.
+    pub diagnosis: Option<(String, String)>,
 }
 
 /// A pending delivery of one event to one target. Its key says when and for whom.
@@ -184,24 +186,23 @@ pub fn decode_attempt(bytes: &[u8]) -> Result<Attempt, DecodeError> {
     Ok(Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome })
 }
 
+/// An entry without a diagnosis stays `V1`, byte for byte what earlier versions wrote.
 pub fn encode_rejection(rejection: Rejection) -> Vec<u8> {
-    let Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len } = rejection;
-    encode(&RejectionRecord::V1(RejectionV1 {
-        at_ms,
-        provider,
-        code,
-        message,
-        source_ip,
-        headers,
-        body_prefix,
-        body_len,
-    }))
+    let Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len, diagnosis } = rejection;
+    let v1 = RejectionV1 { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len };
+    match diagnosis {
+        None => encode(&RejectionRecord::V1(v1)),
+        Some((code, detail)) => encode(&RejectionRecord::V2(v1, code, detail)),
+    }
 }
 
 pub fn decode_rejection(bytes: &[u8]) -> Result<Rejection, DecodeError> {
-    let RejectionRecord::V1(RejectionV1 { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len }) =
-        decode(bytes)?;
-    Ok(Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len })
+    let (v1, diagnosis) = match decode(bytes)? {
+        RejectionRecord::V1(v1) => (v1, None),
+        RejectionRecord::V2(v1, code, detail) => (v1, Some((code, detail))),
+    };
+    let RejectionV1 { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len } = v1;
+    Ok(Rejection { at_ms, provider, code, message, source_ip, headers, body_prefix, body_len, diagnosis })
 }
 
 /// The codec itself, for the append-only enums records embed ([`Status`], [`AttemptOutcome`]);
@@ -314,6 +315,8 @@ impl From<BodyRefRecord> for BodyRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum RejectionRecord {
     V1(RejectionV1),
+    /// With a diagnosis: its code and detail.
+    V2(RejectionV1, String, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,6 +448,7 @@ pub(crate) mod tests {
             headers: vec![("stripe-signature".into(), "t=1,v1=ab".into())],
             body_prefix: b"{}".to_vec(),
             body_len: 2,
+            diagnosis: None,
         };
         let v1 = unhex(concat!(
             "0006737472697065056576745f31106368617267652e73756363656564656480a0abfef962093132372e302e302e3101",

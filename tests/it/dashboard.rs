@@ -315,6 +315,15 @@ async fn copy_curl_filters_config_and_rejections(s: &support::TestServer, browse
         .wait("the rejection log", || async { (browser.count("#rejections tbody tr").await == 1).then_some(()) })
         .await;
     assert!(browser.text("#rejections tbody tr").await.unwrap().contains("invalid_signature"));
+    // The likely cause, as the log keeps it: the seeded request's secret is nobody's.
+    let cause = browser.text("#rejections tbody tr td.diagnosis").await.unwrap_or_default();
+    assert!(cause.starts_with("secret_mismatch") && cause.contains("sha256:"), "{cause}");
+    browser.eval("document.querySelector('#rejections-title').scrollIntoView(); return true;", json!([])).await;
+    let shot = browser.screenshot("dashboard-rejections").await;
+    // README's picture of a diagnosis: written only with STAGEHOOK_UPDATE_DOCS, as above.
+    if std::env::var_os("STAGEHOOK_UPDATE_DOCS").is_some() {
+        std::fs::copy(&shot, concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rejections.png")).unwrap();
+    }
 }
 
 async fn replays(s: &support::TestServer, browser: &Browser, app: &FakeApp, failed: &str, attempts: usize) {

@@ -14,6 +14,7 @@ mod damage;
 mod dashboard;
 mod delivery;
 mod delivery_more;
+mod diagnosis;
 mod errors;
 mod example_session;
 mod exits;
