@@ -125,6 +125,18 @@ fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// The event list's filters from its query (`provider`, `status`, `type`, `since`, `until`),
+/// shared by every route that takes them.
+pub(super) fn event_filter(q: &BTreeMap<String, String>) -> Result<EventFilter, ApiError> {
+    Ok(EventFilter {
+        provider: q.get("provider").cloned(),
+        status: q.get("status").map(|st| parse_status(st)).transpose()?,
+        event_type: q.get("type").cloned(),
+        since_ms: q.get("since").map(|t| parse_time("since", &Value::String(t.clone()))).transpose()?.flatten(),
+        until_ms: q.get("until").map(|t| parse_time("until", &Value::String(t.clone()))).transpose()?.flatten(),
+    })
+}
+
 fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
     let limit = match q.get("limit") {
         Some(l) => l
@@ -137,13 +149,7 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
         Some(c) => Some(Ulid::from_string(c).map_err(|_| ApiError::invalid_payload("cursor is not an event id"))?),
         None => None,
     };
-    let filter = EventFilter {
-        provider: q.get("provider").cloned(),
-        status: q.get("status").map(|st| parse_status(st)).transpose()?,
-        event_type: q.get("type").cloned(),
-        since_ms: q.get("since").map(|t| parse_time("since", &Value::String(t.clone()))).transpose()?.flatten(),
-        until_ms: q.get("until").map(|t| parse_time("until", &Value::String(t.clone()))).transpose()?.flatten(),
-    };
+    let filter = event_filter(q)?;
     if let Some(q) = q.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         return Ok(ok_json(&json!({"events": search(s, &filter, q)?, "next_cursor": null})));
     }

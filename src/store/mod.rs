@@ -9,6 +9,7 @@
 //! without paying one fsync per request.
 
 mod bodies;
+pub mod feed;
 mod keys;
 mod ops;
 mod pending;
@@ -227,6 +228,8 @@ struct Inner {
     /// Per provider, a job the latest replay queued, until the engine takes it (in memory only:
     /// after a restart a replayed job simply waits its turn). Held for an insert or a take.
     replays: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// New events and changes of status, for readers of the live stream.
+    feed: Arc<feed::Feed>,
     /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
     fail_flushes: Arc<AtomicU32>,
     /// Event reads still to fail on purpose (the same, for reads).
@@ -260,6 +263,7 @@ impl Store {
         let last_failure = Arc::new(Mutex::new(None));
         let jobs_added = Arc::new(tokio::sync::Notify::new());
         let replays = Arc::new(Mutex::new(BTreeMap::new()));
+        let feed = Arc::new(feed::Feed::default());
         let w = writer::Writer {
             db,
             tree: tree.clone(),
@@ -275,6 +279,7 @@ impl Store {
             jobs_added: jobs_added.clone(),
             replays: replays.clone(),
             swept_minute: 0,
+            feed: feed.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())
@@ -289,6 +294,7 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
                 jobs_added,
                 replays,
+                feed,
                 fail_flushes,
                 fail_reads: AtomicU32::new(0),
                 last_failure,
@@ -499,6 +505,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// New events and changes of status as they are committed, for the live stream.
+    pub fn feed(&self) -> &Arc<feed::Feed> {
+        &self.inner.feed
     }
 
     /// Waits until everything sent before this call is on disk.

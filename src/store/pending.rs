@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ulid::Ulid;
 
+use super::feed::Change;
 use super::keys;
 use super::record::{decode_event, encode_event, BodyRef, Event, Status};
 use super::stats::events_counter;
@@ -56,6 +57,8 @@ pub(super) struct Pending<'a, R: Reads> {
     /// Event records read or changed in this batch, written once at the end.
     events: BTreeMap<Ulid, (Event, Option<BodyRef>)>,
     pub delta: BTreeMap<String, i64>,
+    /// Each new event and change of status, in order, for the feed: kept only when it records.
+    transitions: Option<Vec<(Ulid, Status, bool)>>,
 }
 
 impl<'a, R: Reads> Pending<'a, R> {
@@ -66,7 +69,13 @@ impl<'a, R: Reads> Pending<'a, R> {
             writes: HashMap::new(),
             events: BTreeMap::new(),
             delta: BTreeMap::new(),
+            transitions: None,
         }
+    }
+
+    /// Remembers each new event and change of status, for [`finish`](Self::finish) to give.
+    pub fn track_changes(&mut self) {
+        self.transitions = Some(Vec::new());
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
@@ -110,6 +119,9 @@ impl<'a, R: Reads> Pending<'a, R> {
 
     pub fn new_event(&mut self, id: Ulid, event: Event, body: BodyRef) {
         self.count(events_counter(&event.provider, event.status.as_str()), 1);
+        if let Some(t) = &mut self.transitions {
+            t.push((id, event.status, true));
+        }
         self.events.insert(id, (event, Some(body)));
     }
 
@@ -145,6 +157,9 @@ impl<'a, R: Reads> Pending<'a, R> {
         e.status = status;
         self.count(events_counter(&provider, old.as_str()), -1);
         self.count(events_counter(&provider, status.as_str()), 1);
+        if let Some(t) = &mut self.transitions {
+            t.push((id, status, false));
+        }
         Ok(())
     }
 
@@ -158,12 +173,32 @@ impl<'a, R: Reads> Pending<'a, R> {
         self.events.remove(&id);
     }
 
-    /// Writes the changed event records into the batch and hands it over.
-    pub fn finish(mut self) -> (sled::Batch, BTreeMap<String, i64>) {
+    /// Writes the changed event records into the batch and hands it over, with the changes
+    /// for the feed when tracked (each with its event as the batch leaves it, stamped `at_ms`).
+    pub fn finish(mut self, at_ms: i64) -> (sled::Batch, BTreeMap<String, i64>, Vec<Change>) {
+        let changes = self.transitions.take().unwrap_or_default();
+        let changes = changes
+            .into_iter()
+            .filter_map(|(id, status, new)| {
+                let (e, _) = self.events.get(&id)?;
+                Some(Change {
+                    seq: 0,
+                    kind: if new { "event" } else { "status" },
+                    id,
+                    provider: e.provider.clone(),
+                    event_id: e.event_id.clone(),
+                    event_type: e.event_type.clone(),
+                    status: status.as_str(),
+                    attempts: e.attempts,
+                    last_error: e.last_error.clone(),
+                    at_ms,
+                })
+            })
+            .collect();
         for (id, (e, body)) in std::mem::take(&mut self.events) {
             self.batch.insert(&keys::id_key(keys::EVENT, id)[..], encode_event(e, body));
         }
-        (self.batch, self.delta)
+        (self.batch, self.delta, changes)
     }
 
     /// What [`finish`](Self::finish) would write, as (key, value or removal) pairs: for tests,

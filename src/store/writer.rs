@@ -72,6 +72,8 @@ pub(super) struct Writer {
     pub(super) jobs_added: Arc<tokio::sync::Notify>,
     /// Per provider, a job the last replay queued, handed to the engine by `Store::take_replays`.
     pub(super) replays: Arc<parking_lot::Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// Where each committed batch's new events and changes of status go (`feed.rs`).
+    pub(super) feed: Arc<super::feed::Feed>,
 }
 
 impl Op {
@@ -154,7 +156,11 @@ impl Writer {
         }
         let tree = self.tree.clone();
         let env = WriterEnv { ids: &mut self.ids, bodies: &mut self.bodies, clock: &self.clock };
-        let mut m = Ops::new(Pending::new(&tree), env);
+        let mut pending = Pending::new(&tree);
+        if self.feed.recording() {
+            pending.track_changes();
+        }
+        let mut m = Ops::new(pending, env);
         let mut waiters = Vec::with_capacity(ops.len());
         let mut new_rejections = Vec::new();
         let mut needs_flush = false;
@@ -215,9 +221,9 @@ impl Writer {
             p.batch.remove(key.clone());
         }
 
-        let (mut batch, delta) = p.finish();
         // Per-minute and per-second counters older than what they serve go, at most once a minute.
         let now_ms = self.clock.now_ms();
+        let (mut batch, delta, changes) = p.finish(now_ms);
         let now_minute = now_ms.div_euclid(60_000);
         let mut expired = Vec::new();
         if now_minute != self.swept_minute {
@@ -272,6 +278,7 @@ impl Writer {
             }
         }
         if outcome.is_ok() {
+            self.feed.publish(changes);
             // No record points into these any more, durably: their files can go.
             for segment in emptied_segments {
                 let name = segment_counter(segment);
