@@ -137,6 +137,8 @@ impl App {
             auth_failures,
             sessions,
             diagnoses: Default::default(),
+            streams: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,
             clock,
@@ -220,6 +222,7 @@ impl App {
             async move {
                 shutdown.await;
                 state.shutting_down.store(true, std::sync::atomic::Ordering::Release);
+                state.stopping.send_replace(true);
             }
         };
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;

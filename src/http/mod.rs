@@ -19,6 +19,7 @@ mod openapi;
 pub mod origin;
 pub mod server;
 pub mod session;
+mod stream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,6 +59,10 @@ pub struct AppState {
     pub auth_failures: RateLimiter,
     /// Dashboard sessions, in memory only.
     pub sessions: session::Sessions,
+    /// Set when the server stops, so that event streams end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Event streams open now (`stream.rs`).
+    pub streams: Arc<std::sync::atomic::AtomicUsize>,
     /// How many signature refusals a second are diagnosed (`providers::diagnose`).
     pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
@@ -141,6 +146,8 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .or(metrics::filter(state.clone()))
         .or(openapi::filter(state.clone()))
         .or(api::filter(state.clone()))
+        // Before the events' routes, where `stream` would be taken for an event id.
+        .or(stream::filter(state.clone()))
         .or(events::filter(state.clone()))
         .or(dashboard::filter(state))
         .recover(errors::handle_rejection);

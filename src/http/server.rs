@@ -174,6 +174,12 @@ impl ConnStats {
     }
 }
 
+/// Marks a response whose body streams for as long as its client listens (the event stream):
+/// its connection counts as handling a request until the body ends, so neither `idle_timeout`
+/// nor eviction cuts it, and it closes then. Such routes bound their own number.
+#[derive(Debug, Clone, Copy)]
+pub struct LongLived;
+
 /// A connection is waiting for a request (since `since`), or handling one.
 const WAITING: u8 = 0;
 const ACTIVE: u8 = 1;
@@ -544,7 +550,12 @@ where
                 shared.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
                 res.headers_mut().insert("connection", HeaderValue::from_static("close"));
             }
-            shared.end(&conn);
+            if res.extensions().get::<LongLived>().is_some() {
+                // Still handling its request while the body streams; closed when it ends.
+                res.headers_mut().insert("connection", HeaderValue::from_static("close"));
+            } else {
+                shared.end(&conn);
+            }
             Ok(res)
         })
     }

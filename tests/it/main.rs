@@ -37,6 +37,7 @@ mod sdk_shopify;
 mod sdk_slack;
 mod sdk_standard;
 mod store;
+mod stream;
 mod stripe;
 mod support;
 mod tidy;

@@ -1,0 +1,192 @@
+//! The live stream, `GET /staging/webhooks/events/stream`: new events and every change of
+//! status within a second, filters, resume with `Last-Event-ID`, a `reset` for what it cannot
+//! resume, a cap on open streams, and a stream outliving the idle timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::fake_app::FakeApp;
+use crate::support::{config, start, stripe_event};
+
+/// One message: its `event`, `id` and `data`.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// An open stream, read by a task of its own; dropped, it closes.
+pub struct Stream {
+    pub status: u16,
+    /// The id of the last message `next` gave.
+    pub last_id: String,
+    messages: mpsc::UnboundedReceiver<Message>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Stream {
+    pub async fn open(addr: SocketAddr, query: &str, last_event_id: Option<&str>) -> Stream {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let mut req = hyper::Request::get(format!("http://{addr}/staging/webhooks/events/stream{query}"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+        let status = res.status().as_u16();
+        let (tx, messages) = mpsc::unbounded_channel();
+        let mut body = res.into_body();
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(chunk) = frame.into_data() else { continue };
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = text.find("\n\n") {
+                    let block: String = text.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_string()))
+                    };
+                    // A comment (the keep-alive) has no data.
+                    if let Some(data) = field("data:") {
+                        let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                        let message = Message {
+                            event: field("event:").unwrap_or_else(|| "message".into()),
+                            id: field("id:").unwrap_or_default(),
+                            data,
+                        };
+                        let _ = tx.send(message);
+                    }
+                }
+            }
+        });
+        Stream { status, last_id: String::new(), messages, reader }
+    }
+
+    /// The next message within a second.
+    pub async fn next(&mut self) -> Message {
+        let m = tokio::time::timeout(Duration::from_secs(1), self.messages.recv())
+            .await
+            .expect("a message within a second")
+            .expect("the stream is open");
+        self.last_id = m.id.clone();
+        m
+    }
+
+    /// Whether a message comes within `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.messages.recv()).await.is_err()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_events_and_status_changes_arrive_within_a_second_and_resume_after_a_reconnect() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
+    let s = start(c).await;
+
+    let mut stream = Stream::open(s.addr, "", None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(s.stripe(&stripe_event("evt_live_1")).await.status, 200);
+    let new = stream.next().await;
+    assert_eq!((new.event.as_str(), new.data["event_id"].as_str()), ("event", Some("evt_live_1")), "{new:?}");
+    assert_eq!(new.data["provider"], "stripe");
+    assert_eq!(new.data["status"], "received");
+    // Its delivery, change by change.
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("processed") {
+        let m = stream.next().await;
+        assert_eq!((m.event.as_str(), &m.data["id"]), ("status", &new.data["id"]), "{m:?}");
+        statuses.push(m.data["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(statuses, ["processing", "processed"]);
+    let last_seen = stream.last_id.clone();
+    drop(stream);
+
+    // Missed while away, given on reconnect with the last id seen.
+    assert_eq!(s.stripe(&stripe_event("evt_live_2")).await.status, 200);
+    let mut again = Stream::open(s.addr, "", Some(&last_seen)).await;
+    let m = again.next().await;
+    assert_eq!((m.event.as_str(), m.data["event_id"].as_str()), ("event", Some("evt_live_2")), "{m:?}");
+
+    // An id this stagehook never gave (another life's): a reset, then what comes next.
+    let mut other = Stream::open(s.addr, "", Some("0000beef.3")).await;
+    assert_eq!(other.next().await.event, "reset");
+    assert_eq!(s.stripe(&stripe_event("evt_live_3")).await.status, 200);
+    assert_eq!(other.next().await.data["event_id"], "evt_live_3");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_narrow_the_stream_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let mut sms = Stream::open(s.addr, "?provider=twilio", None).await;
+    let mut all = Stream::open(s.addr, "?status=processed", None).await;
+    assert_eq!(s.stripe(&stripe_event("evt_filtered")).await.status, 200);
+    // Without a target, an event is recorded processed: the status filter passes it.
+    assert_eq!(all.next().await.data["event_id"], "evt_filtered");
+    assert!(sms.quiet_for(Duration::from_millis(300)).await, "a stripe event on a twilio stream");
+    assert_eq!(s.sms(&[("MessageSid", "SM_LIVE"), ("From", "+1555"), ("To", "+1666")]).await.status, 200);
+    assert_eq!(sms.next().await.data["event_id"], "SM_LIVE");
+    let bad = s.get("/staging/webhooks/events/stream?status=nope").await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_payload".to_string()), "{}", bad.text());
+    s.stop().await;
+}
+
+/// At most MAX_STREAMS open at once; one closed makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let mut open = Vec::new();
+    for _ in 0..32 {
+        let st = Stream::open(s.addr, "", None).await;
+        assert_eq!(st.status, 200);
+        open.push(st);
+    }
+    // Bounded: a stream let in would never end.
+    let refused = tokio::time::timeout(Duration::from_secs(5), s.get("/staging/webhooks/events/stream"))
+        .await
+        .expect("refused at once, not streamed");
+    assert_eq!((refused.status, refused.code()), (503, "too_many_streams".to_string()), "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    drop(open.pop());
+    crate::support::until("a slot freed", || async {
+        let st = Stream::open(s.addr, "", None).await;
+        (st.status == 200).then_some(())
+    })
+    .await;
+    drop(open);
+    s.stop().await;
+}
+
+/// A stream is a response still being written: the idle timeout (which bounds the wait between
+/// requests) does not end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_outlives_the_idle_and_header_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.idle_timeout = stagehook::config::HumanDuration(Duration::from_millis(500));
+    c.server.header_timeout = stagehook::config::HumanDuration(Duration::from_millis(500));
+    let s = start(c).await;
+    let mut stream = Stream::open(s.addr, "", None).await;
+    assert!(stream.quiet_for(Duration::from_millis(1500)).await);
+    assert_eq!(s.stripe(&stripe_event("evt_after_quiet")).await.status, 200);
+    assert_eq!(stream.next().await.data["event_id"], "evt_after_quiet");
+    s.stop().await;
+}
