@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::providers::registry::{self, Instance, ProviderKind, Section};
 use crate::secret::Secret;
 
+mod alerts;
 mod delivery;
 pub mod layers;
 mod shared;
 pub mod validate;
+pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
     Targets, MAX_DURATION,
@@ -61,6 +63,10 @@ pub struct Config {
     pub redis: RedisConfig,
     pub dedup: DedupConfig,
     pub providers: ProvidersConfig,
+    /// `[notifiers.<name>]`: where alerts are sent.
+    pub notifiers: BTreeMap<String, NotifierConfig>,
+    /// `[[alerts]]`: the rules the evaluator (`alerts/`) watches.
+    pub alerts: Vec<AlertRule>,
 }
 
 /// `[isolation]`: what staging must never touch.
@@ -611,6 +617,8 @@ impl Config {
         for (name, c) in self.sections() {
             check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
         }
+        let providers: Vec<String> = self.sections().into_iter().map(|(name, _)| name).collect();
+        alerts::check(&self.notifiers, &self.alerts, &providers)?;
         self.build()
     }
 

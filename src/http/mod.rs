@@ -60,6 +60,8 @@ pub struct AppState {
     pub sessions: session::Sessions,
     pub store: Store,
     pub engine: Arc<crate::delivery::Engine>,
+    /// The alert rules' evaluator, for `GET /staging/webhooks/alerts`.
+    pub alerts: Arc<crate::alerts::Alerts>,
     pub clock: Clock,
     pub started: Instant,
     pub trusted_proxies: Vec<IpRange>,

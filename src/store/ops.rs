@@ -12,6 +12,7 @@ use ulid::Ulid;
 use super::bodies::segment_counter;
 use super::keys;
 use super::pending::{LoadError, Pending, Reads};
+use super::record::encode_alert_state;
 use super::record::{
     decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, DecodeError, ErrorEntry, Event,
     Job, Rejection, Status,
@@ -21,7 +22,7 @@ use super::stats::{
     failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter,
     DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
-use super::{Ingested, NewEvent, Next, Outcome};
+use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
 
 /// What an operation needs from outside the batch: new ids, a place in the body log, the time.
 pub(super) trait Env {
@@ -108,6 +109,28 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
             body,
         );
         Ok(Ingested { id, duplicate: false })
+    }
+
+    /// Records alerts' new states with the notifications they send, so the two are durable
+    /// together: after a crash either both are there or neither. A notification is an event of
+    /// its notifier's lane, so its delivery is a job like any other. Returns how many were queued.
+    pub fn alert(&mut self, changes: Vec<AlertChange>) -> Result<usize, OpError> {
+        let mut queued = 0;
+        for change in changes {
+            // The notifications first: if one cannot be read for its duplicate check, the
+            // state is left as it was, and the next evaluation tries again.
+            for n in change.notifications {
+                if !self.ingest(n)?.duplicate {
+                    queued += 1;
+                }
+            }
+            let key = keys::alert_key(&change.key);
+            match change.state {
+                Some(state) => self.p.insert(key, encode_alert_state(state)),
+                None => self.p.remove(key),
+            }
+        }
+        Ok(queued)
     }
 
     /// Counts a refusal and, when it is to be kept, adds its entry to the rejection log; returns

@@ -1,0 +1,219 @@
+//! `[notifiers.<name>]` and `[[alerts]]`: where alerts go, and when they fire. What a rule
+//! means is `alerts/`'s; here is what it must hold to mean anything (`check`), so a rule that
+//! could never fire, or could fire to nobody, stops startup naming its key.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{err, is_http_url, ConfigError, HumanDuration};
+use crate::providers::registry;
+use crate::secret::Secret;
+
+/// How a notifier is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifierKind {
+    /// A Slack incoming webhook: `{"text": ...}`.
+    Slack,
+    /// A JSON POST signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`), with `secret`.
+    Webhook,
+}
+
+impl NotifierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifierKind::Slack => "slack",
+            NotifierKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// One `[notifiers.<name>]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    pub kind: NotifierKind,
+    /// Where to post. A credential: a Slack incoming-webhook URL carries its token in the path,
+    /// which `redact::url` keeps, so the whole URL is a [`Secret`] and shown as a fingerprint.
+    pub url: Secret,
+    /// The `whsec_` secret a `webhook` notifier signs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+}
+
+/// What an alert watches (`when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// A provider's breaker is open (or half-open) until it closes again.
+    BreakerOpen,
+    /// More than `above` dead letters (one provider's, or all providers').
+    DeadLetters,
+    /// The share of failed delivery attempts within `window` is above `above` (0 to 1).
+    FailureRate,
+    /// The oldest due job has waited longer than `for`.
+    QueueLag,
+    /// Nothing received from `provider` for `for`.
+    NoEvents,
+    /// More than `above` refusals with `code` within `window`.
+    Rejections,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::BreakerOpen => "breaker_open",
+            RuleKind::DeadLetters => "dead_letters",
+            RuleKind::FailureRate => "failure_rate",
+            RuleKind::QueueLag => "queue_lag",
+            RuleKind::NoEvents => "no_events",
+            RuleKind::Rejections => "rejections",
+        }
+    }
+
+    /// The keys a rule of this kind must have, besides `when` and `notify`.
+    pub fn required(self) -> &'static [&'static str] {
+        match self {
+            RuleKind::BreakerOpen => &[],
+            RuleKind::DeadLetters => &["above"],
+            RuleKind::FailureRate => &["above", "window"],
+            RuleKind::QueueLag => &["for"],
+            RuleKind::NoEvents => &["provider", "for"],
+            RuleKind::Rejections => &["code", "above", "window"],
+        }
+    }
+
+    /// The keys it reads (required or optional), besides `when`, `notify` and `repeat`.
+    pub fn reads(self) -> &'static [&'static str] {
+        match self {
+            RuleKind::BreakerOpen => &["provider"],
+            RuleKind::DeadLetters => &["above", "provider"],
+            RuleKind::FailureRate => &["above", "window", "provider"],
+            RuleKind::QueueLag => &["for", "provider"],
+            RuleKind::NoEvents => &["provider", "for"],
+            RuleKind::Rejections => &["code", "above", "window"],
+        }
+    }
+}
+
+/// One `[[alerts]]` rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub when: RuleKind,
+    /// Notifier names (`[notifiers.<name>]`).
+    #[serde(default)]
+    pub notify: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<HumanDuration>,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<HumanDuration>,
+    /// A refusal code (`invalid_signature`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Send the firing message again this often while the alert holds; never when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<HumanDuration>,
+}
+
+impl AlertRule {
+    /// The keys this rule sets, besides `when` and `notify`.
+    pub fn keys_set(&self) -> Vec<&'static str> {
+        let set = [
+            ("provider", self.provider.is_some()),
+            ("above", self.above.is_some()),
+            ("window", self.window.is_some()),
+            ("for", self.for_.is_some()),
+            ("code", self.code.is_some()),
+        ];
+        set.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+    }
+}
+
+/// What the rules and notifiers must hold: every notifier a URL (and a `webhook` one its
+/// Standard Webhooks secret), every rule its kind's keys, durations above zero, a share in 0..1,
+/// notifiers and providers that exist.
+pub fn check(
+    notifiers: &BTreeMap<String, NotifierConfig>,
+    rules: &[AlertRule],
+    providers: &[String],
+) -> Result<(), ConfigError> {
+    for (name, n) in notifiers {
+        if super::valid_instance_name(name).is_err() {
+            return Err(err(
+                &format!("notifiers.{name}"),
+                "a notifier name is 1 to 64 lowercase letters, digits, `-` and `_`",
+            ));
+        }
+        // The URL is a credential: the message never quotes it.
+        if !is_http_url(n.url.expose()) {
+            return Err(err(&format!("notifiers.{name}.url"), "is not an http(s) URL"));
+        }
+        match (n.kind, &n.secret) {
+            (NotifierKind::Webhook, None) => {
+                return Err(err(
+                    &format!("notifiers.{name}.secret"),
+                    "a `webhook` notifier signs with a Standard Webhooks secret (`whsec_` and base64); none is set",
+                ))
+            }
+            (NotifierKind::Webhook, Some(s)) => registry::standard_webhooks_secret(s)
+                .map_err(|m| err(&format!("notifiers.{name}.secret"), format!("{m} ({})", s.fingerprint())))?,
+            (NotifierKind::Slack, Some(_)) => {
+                return Err(err(
+                    &format!("notifiers.{name}.secret"),
+                    "a `slack` notifier has no secret: its URL is one",
+                ))
+            }
+            (NotifierKind::Slack, None) => {}
+        }
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let key = |k: &str| format!("alerts[{i}].{k}");
+        let when = rule.when.as_str();
+        for k in rule.when.required() {
+            if !rule.keys_set().contains(k) {
+                return Err(err(&key(k), format!("a `{when}` rule needs `{k}`")));
+            }
+        }
+        if rule.notify.is_empty() {
+            return Err(err(&key("notify"), "names no notifier: the alert would tell nobody"));
+        }
+        for (j, name) in rule.notify.iter().enumerate() {
+            if !notifiers.contains_key(name) {
+                let known = notifiers.keys().map(String::as_str);
+                return Err(err(
+                    &format!("alerts[{i}].notify[{j}]"),
+                    format!("`{name}` is no notifier (`[notifiers.{name}]`){}", super::did_you_mean(name, known)),
+                ));
+            }
+        }
+        if let Some(p) = &rule.provider {
+            if !providers.contains(p) {
+                return Err(err(
+                    &key("provider"),
+                    format!("`{p}` is no provider{}", super::did_you_mean(p, providers.iter().map(String::as_str))),
+                ));
+            }
+        }
+        if let Some(above) = rule.above {
+            if !above.is_finite() || above < 0.0 {
+                return Err(err(&key("above"), "must be a number of 0 or more"));
+            }
+            if rule.when == RuleKind::FailureRate && above >= 1.0 {
+                return Err(err(&key("above"), "is a share of failed attempts: 0 to 1 (0.5 is half), below 1"));
+            }
+        }
+        for (k, d) in [("window", rule.window), ("for", rule.for_), ("repeat", rule.repeat)] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                return Err(err(&key(k), "must be longer than 0s"));
+            }
+        }
+    }
+    Ok(())
+}
