@@ -299,9 +299,8 @@ impl Alerts {
         let mut providers = BTreeMap::new();
         for lane in self.engine.lanes() {
             let count = taken.get(lane.name.as_str()).copied().unwrap_or(0);
-            // The silence starts at startup for a provider not seen since: what came before a
-            // restart is not counted in memory, and `no_events` is about now.
-            let seen = received.entry(lane.name.clone()).or_insert((count, at_ms));
+            let seen =
+                received.entry(lane.name.clone()).or_insert_with(|| (count, self.last_event_before(&lane.name, at_ms)));
             if count != seen.0 {
                 *seen = (count, at_ms);
             }
@@ -331,6 +330,28 @@ impl Alerts {
         }
         let rejected = counters.rejected().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         Figures { at_ms, providers, rejected }
+    }
+}
+
+impl Alerts {
+    /// When `provider` last received something, as far as the store knows at startup: its
+    /// newest stored event, or the start of a `no_events` silence that was firing when it
+    /// stopped (a restart must not end a silence), else `now` (the silence starts here).
+    fn last_event_before(&self, provider: &str, now: i64) -> i64 {
+        let filter = EventFilter { provider: Some(provider.to_string()), ..Default::default() };
+        // One page of one event, scanning a bounded number of records: once per provider.
+        let newest = match self.store.list_events(&filter, None, 1, 4096) {
+            Ok(page) => page.events.into_iter().find_map(|(_, e)| e.ok()).map(|e| e.received_at_ms),
+            Err(_) => None,
+        };
+        let silent_since = self
+            .firing
+            .lock()
+            .values()
+            .filter(|f| f.subject == provider && self.rules[f.rule].when == crate::config::RuleKind::NoEvents)
+            .map(|f| f.state.since_ms)
+            .max();
+        newest.into_iter().chain(silent_since).max().unwrap_or(now)
     }
 }
 

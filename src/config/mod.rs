@@ -311,7 +311,8 @@ pub const COMMON_KEYS: [&str; 3] = ["forward_to", "timeout", "retry"];
 
 /// Names an instance cannot take: the API's own paths (and the seed's, see
 /// [`valid_instance_name`]).
-pub const API_PATHS: [&str; 8] = ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections"];
+pub const API_PATHS: [&str; 9] =
+    ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
 
 /// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
 // A String: the message becomes a serde error's text, which is all serde keeps.

@@ -6,6 +6,7 @@
 //! probes (`health.rs`) passes the origin checks (`origin.rs`) after its path and method; those
 //! that need the admin token then pass `auth.rs`. [`admin`] is the two, in that order.
 
+mod alerts;
 mod api;
 pub mod auth;
 mod client_ip;
@@ -142,6 +143,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .or(openapi::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(events::filter(state.clone()))
+        .or(alerts::filter(state.clone()))
         .or(dashboard::filter(state))
         .recover(errors::handle_rejection);
     warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(

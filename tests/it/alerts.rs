@@ -1,0 +1,208 @@
+//! Alerts end to end: the real server, a fake app, and fake notifier endpoints (a Slack
+//! incoming webhook and a Standard Webhooks receiver), all real HTTP servers on loopback. Time
+//! moves with `Clock::advance` where the engine and the rules read it; the rest are bounded waits
+//! of about one evaluation (`alerts::EVERY`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use stagehook::config::{AlertRule, Config, HumanDuration, NotifierConfig, NotifierKind, RuleKind, Strategy};
+use stagehook::secret::Secret;
+
+use crate::fake_app::{FakeApp, Received};
+use crate::support::{self, start, start_with_clock, stripe_event, until};
+
+/// The webhook notifier's secret: `whsec_` and base64.
+const PAGER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A little longer than one evaluation: what "nothing more was sent" waits for.
+const ONE_EVALUATION: Duration = Duration::from_millis(1500);
+
+fn rule(when: RuleKind, notify: &[&str]) -> AlertRule {
+    AlertRule {
+        when,
+        notify: notify.iter().map(|n| n.to_string()).collect(),
+        provider: None,
+        above: None,
+        window: None,
+        for_: None,
+        code: None,
+        repeat: None,
+    }
+}
+
+fn with_notifiers(dir: &Path, slack: &FakeApp, pager: Option<&FakeApp>) -> Config {
+    let mut c = support::config(dir);
+    c.retry.strategy = Strategy::Fixed;
+    c.retry.base_delay = HumanDuration(Duration::from_millis(50));
+    c.retry.jitter = 0.0;
+    c.retry.max_attempts = 100;
+    let url = Secret::new(slack.url("/services/T000/B000/XXXX"));
+    c.notifiers.insert("ops".into(), NotifierConfig { kind: NotifierKind::Slack, url, secret: None });
+    if let Some(pager) = pager {
+        let url = Secret::new(pager.url("/stagehook"));
+        let secret = Some(Secret::new(PAGER_SECRET));
+        c.notifiers.insert("pager".into(), NotifierConfig { kind: NotifierKind::Webhook, url, secret });
+    }
+    c
+}
+
+/// The `text` of each Slack message received.
+fn texts(slack: &FakeApp) -> Vec<String> {
+    slack
+        .received()
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            v["text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+async fn wait_messages(slack: &FakeApp, n: usize) -> Vec<String> {
+    slack.wait_for(n).await;
+    texts(slack)
+}
+
+/// Each webhook notifier message verified as a Standard Webhooks receiver would, and its JSON.
+fn verified(received: &[Received], now_s: i64) -> Vec<Value> {
+    received
+        .iter()
+        .map(|r| {
+            crate::sdk_standard::verify(&r.headers, &r.body, PAGER_SECRET, now_s)
+                .unwrap_or_else(|e| panic!("the webhook notifier's message does not verify: {e}"));
+            serde_json::from_slice(&r.body).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn breaker_open_fires_once_and_resolves_once() {
+    let mut app = FakeApp::start().await;
+    let (slack, pager) = (FakeApp::start().await, FakeApp::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, Some(&pager));
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    c.circuit_breaker.failure_threshold = 3;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+    c.server.public_url = Some("https://stagehook.example.com".into());
+    c.alerts.push(rule(RuleKind::BreakerOpen, &["ops", "pager"]));
+    let s = start(c).await;
+    app.go_down().await;
+
+    let id = s.stripe(&stripe_event("evt_alert_breaker")).await.json()["id"].as_str().unwrap().to_string();
+    let fired = wait_messages(&slack, 1).await;
+    assert!(fired[0].starts_with("[FIRING] breaker_open"), "{fired:?}");
+    assert!(fired[0].contains("provider stripe"), "{fired:?}");
+    assert!(fired[0].contains("3 consecutive failed attempts"), "{fired:?}");
+    assert!(fired[0].contains("Dashboard: https://stagehook.example.com/"), "{fired:?}");
+    let alerts = s.get("/staging/webhooks/alerts").await.json();
+    assert_eq!(alerts["rules"][0]["state"], "firing", "{alerts}");
+    assert_eq!(alerts["rules"][0]["firing"][0]["provider"], "stripe", "{alerts}");
+
+    // The half-open probe fails and the breaker opens again: the same alert, nothing new.
+    s.clock.advance(61_000);
+    until("the failed probe", || async { (support::event_json(&s, &id).await["attempts"] == 4).then_some(()) }).await;
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+
+    // The app comes back; the next probe closes the breaker: one `resolved`.
+    app.restart().await;
+    s.clock.advance(61_000);
+    support::wait_status(&s, &id, "processed").await;
+    let all = wait_messages(&slack, 2).await;
+    assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
+    assert!(all[1].contains("provider stripe"), "{all:?}");
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    let alerts = s.get("/staging/webhooks/alerts").await.json();
+    assert_eq!(alerts["rules"][0]["state"], "ok", "{alerts}");
+    let ops = &alerts["notifiers"][0];
+    assert_eq!((&ops["name"], &ops["kind"]), (&"ops".into(), &"slack".into()), "{alerts}");
+    assert_eq!(ops["last_notification"]["type"], "alert.resolved", "{alerts}");
+    assert_eq!(ops["last_notification"]["status"], "processed", "{alerts}");
+
+    // The webhook notifier got the same two, signed the Standard Webhooks way, each its own id.
+    let got = pager.wait_for(2).await;
+    let bodies = verified(&got, s.clock.now_s());
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["type"], "alert.firing");
+    assert_eq!(bodies[1]["type"], "alert.resolved");
+    for b in &bodies {
+        assert_eq!(b["data"]["when"], "breaker_open");
+        assert_eq!(b["data"]["provider"], "stripe");
+    }
+    assert_ne!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_events_fires_after_the_silence_and_resolves_on_the_next_event() {
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.alerts.push(AlertRule {
+        provider: Some("stripe".into()),
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        ..rule(RuleKind::NoEvents, &["ops"])
+    });
+    let s = start(c).await;
+    assert_eq!(s.stripe(&stripe_event("evt_quiet_1")).await.status, 200);
+    // Less than two seconds of silence: nothing.
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert!(slack.received().is_empty(), "{:?}", texts(&slack));
+
+    s.clock.advance(2_000);
+    let fired = wait_messages(&slack, 1).await;
+    assert!(fired[0].starts_with("[FIRING] no_events"), "{fired:?}");
+    assert!(fired[0].contains("provider stripe"), "{fired:?}");
+    assert!(fired[0].contains("nothing received for"), "{fired:?}");
+
+    assert_eq!(s.stripe(&stripe_event("evt_quiet_2")).await.status, 200);
+    let all = wait_messages(&slack, 2).await;
+    assert!(all[1].starts_with("[RESOLVED] no_events"), "{all:?}");
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
+    let mut slack = FakeApp::start().await;
+    slack.go_down().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.alerts.push(AlertRule {
+        provider: Some("stripe".into()),
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        ..rule(RuleKind::NoEvents, &["ops"])
+    });
+    let s = start(c.clone()).await;
+    s.clock.advance(3_000);
+    let alerts = until("a failed attempt to notify", || async {
+        let a = s.get("/staging/webhooks/alerts").await.json();
+        (a["notifiers"][0]["last_notification"]["attempts"].as_u64() >= Some(1)).then_some(a)
+    })
+    .await;
+    assert_eq!(alerts["notifiers"][0]["last_notification"]["status"], "retrying", "{alerts}");
+    let since = alerts["rules"][0]["firing"][0]["since_ms"].clone();
+    let clock = s.clock.clone();
+    s.stop().await;
+
+    // Back up, and stagehook restarted: the queued message goes out, and the alert, which
+    // still holds, is not fired a second time.
+    slack.restart().await;
+    let s = start_with_clock(c, clock).await;
+    let fired = wait_messages(&slack, 1).await;
+    assert!(fired[0].starts_with("[FIRING] no_events"), "{fired:?}");
+    tokio::time::sleep(ONE_EVALUATION).await;
+    s.clock.advance(3_000);
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+    let alerts = s.get("/staging/webhooks/alerts").await.json();
+    assert_eq!(alerts["rules"][0]["state"], "firing", "{alerts}");
+    assert_eq!(alerts["rules"][0]["firing"][0]["since_ms"], since, "{alerts}");
+    assert_eq!(alerts["notifiers"][0]["last_notification"]["status"], "processed", "{alerts}");
+    s.stop().await;
+}
