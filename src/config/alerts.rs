@@ -217,3 +217,106 @@ pub fn check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{layers, Config};
+
+    const OPS: &str = "[notifiers.ops]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/sekrit\"\n";
+
+    /// The key and message of the error that stops `toml` (after the notifier `ops`).
+    fn refusal(toml: &str) -> (String, String) {
+        let text = format!("{OPS}{toml}");
+        let e = Config::from_toml(&text).and_then(|c| c.check()).expect_err(toml);
+        (e.key, e.message)
+    }
+
+    #[test]
+    fn each_bad_rule_or_notifier_is_refused_naming_its_key() {
+        let rule = |body: &str| format!("[[alerts]]\n{body}\n");
+        let ok = rule("when = \"breaker_open\"\nnotify = [\"ops\"]");
+        let cases: Vec<(String, &str, &str)> = vec![
+            (rule("when = \"breaker_open\"\nnotify = [\"ops\", \"pagr\"]"), "alerts[0].notify[1]", "`pagr` is no notifier"),
+            (format!("{ok}{}", rule("when = \"dead_letters\"\nnotify = [\"ops\"]")), "alerts[1].above", "needs `above`"),
+            (rule("when = \"failure_rate\"\nabove = 0.5\nnotify = [\"ops\"]"), "alerts[0].window", "needs `window`"),
+            (rule("when = \"no_events\"\nfor = \"5m\"\nnotify = [\"ops\"]"), "alerts[0].provider", "needs `provider`"),
+            (rule("when = \"rejections\"\nabove = 1\nwindow = \"1m\"\nnotify = [\"ops\"]"), "alerts[0].code", "needs `code`"),
+            (rule("when = \"queue_lag\"\nnotify = [\"ops\"]"), "alerts[0].for", "needs `for`"),
+            (rule("when = \"queue_lag\"\nfor = \"soon\"\nnotify = [\"ops\"]"), "alerts[0].for", "is not a duration"),
+            (rule("when = \"queue_lag\"\nfor = \"0s\"\nnotify = [\"ops\"]"), "alerts[0].for", "longer than 0s"),
+            (rule("when = \"breaker_open\"\nrepeat = \"1x\"\nnotify = [\"ops\"]"), "alerts[0].repeat", "is not a duration"),
+            (rule("when = \"breaker_closed\"\nnotify = [\"ops\"]"), "alerts[0].when", "breaker_open"),
+            (rule("when = \"breaker_open\"\nnotify = []"), "alerts[0].notify", "names no notifier"),
+            (rule("when = \"breaker_open\"\nprovider = \"strip\"\nnotify = [\"ops\"]"), "alerts[0].provider", "did you mean `stripe`"),
+            (rule("when = \"failure_rate\"\nabove = 1.5\nwindow = \"5m\"\nnotify = [\"ops\"]"), "alerts[0].above", "share"),
+            (rule("when = \"dead_letters\"\nabove = -1\nnotify = [\"ops\"]"), "alerts[0].above", "0 or more"),
+            (rule("when = \"dead_letters\"\nabove = 0\nthreshold = 1\nnotify = [\"ops\"]"), "alerts[0].threshold", "unknown field `threshold`"),
+            ("[notifiers.pager]\nkind = \"webhook\"\nurl = \"https://alerts.example.com/\"\n".into(), "notifiers.pager.secret", "none is set"),
+            (
+                "[notifiers.pager]\nkind = \"webhook\"\nurl = \"https://alerts.example.com/\"\nsecret = \"whsec_not base64!\"\n".into(),
+                "notifiers.pager.secret",
+                "is not base64",
+            ),
+            ("[notifiers.page]\nkind = \"slack\"\nurl = \"ftp://files.example.com/sekrit\"\n".into(), "notifiers.page.url", "not an http(s) URL"),
+            ("[notifiers.page]\nkind = \"email\"\nurl = \"https://example.com/\"\n".into(), "notifiers.page.kind", "slack"),
+        ];
+        for (toml, key, message) in cases {
+            let (k, m) = refusal(&toml);
+            assert_eq!(k, key, "{toml}: {m}");
+            assert!(m.contains(message), "{toml}: {m}");
+            assert!(!m.contains("sekrit"), "a notifier URL is a credential: {m}");
+        }
+        let every_kind = [
+            "when = \"breaker_open\"\nnotify = [\"ops\"]\nrepeat = \"1h\"",
+            "when = \"dead_letters\"\nabove = 0\nprovider = \"stripe\"\nnotify = [\"ops\"]",
+            "when = \"failure_rate\"\nabove = 0.5\nwindow = \"5m\"\nnotify = [\"ops\"]",
+            "when = \"queue_lag\"\nfor = \"10m\"\nnotify = [\"ops\"]",
+            "when = \"no_events\"\nprovider = \"stripe\"\nfor = \"30m\"\nnotify = [\"ops\"]",
+            "when = \"rejections\"\ncode = \"invalid_signature\"\nabove = 5\nwindow = \"10m\"\nnotify = [\"ops\"]",
+        ];
+        let all: String = every_kind.iter().map(|r| rule(r)).collect();
+        let c = Config::from_toml(&format!("{OPS}{all}")).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.alerts.len(), 6);
+    }
+
+    #[test]
+    fn notifiers_and_rules_take_environment_variables_and_show_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("stagehook.toml");
+        let pager =
+            "[notifiers.pager]\nkind = \"webhook\"\nurl = \"https://a.example.com/\"\nsecret = \"whsec_AAAA\"\n";
+        std::fs::write(&file, format!("{OPS}{pager}")).unwrap();
+        let env: BTreeMap<String, String> = [
+            ("STAGEHOOK_NOTIFIERS_OPS_URL", "https://hooks.slack.com/services/T1/B1/other"),
+            ("STAGEHOOK_NOTIFIERS_PAGER_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("STAGEHOOK_ALERTS", "[{when = \"breaker_open\", notify = [\"ops\", \"pager\"]}]"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let l = layers::load(Some(&file), &env, &[]).unwrap();
+        assert_eq!(l.config.notifiers["ops"].url.expose(), "https://hooks.slack.com/services/T1/B1/other");
+        assert_eq!(
+            l.config.notifiers["pager"].secret.as_ref().unwrap().expose(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        );
+        assert_eq!(l.config.alerts.len(), 1);
+        assert_eq!(l.config.alerts[0].notify, ["ops", "pager"]);
+        let shown = l.show();
+        let source = |key: &str| shown.iter().find(|(k, ..)| k == key).map(|(_, v, s)| (v.clone(), s.to_string()));
+        let (url, from) = source("notifiers.ops.url").unwrap();
+        assert_eq!(from, "env STAGEHOOK_NOTIFIERS_OPS_URL");
+        for (key, value, _) in &shown {
+            assert!(!value.contains("/B1/other") && !value.contains("MfKQ9r8"), "{key} = {value}");
+        }
+        assert!(!url.contains("hooks.slack.com"), "{url}");
+        // A bad value from a variable names the key and the variable.
+        let mut bad = env.clone();
+        bad.insert("STAGEHOOK_ALERTS".into(), "[{when = \"breaker_open\", notify = [\"nobody\"]}]".into());
+        let e = layers::load(Some(&file), &bad, &[]).unwrap_err();
+        assert_eq!(e.key, "alerts[0].notify[0]", "{}", e.message);
+    }
+}
