@@ -282,6 +282,24 @@ mod tests {
         assert_eq!(c.alerts.len(), 6);
     }
 
+    /// The commented notifiers and rules of `staging.toml.example`, uncommented, pass the check
+    /// (their placeholder secret aside, which is valid base64).
+    #[test]
+    fn the_example_rules_load() {
+        let example = include_str!("../../staging.toml.example");
+        let block = &example[example.find("# ---- Alerts").expect("the example has its alerts")..];
+        let text: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        c.check().unwrap();
+        assert_eq!(c.alerts.len(), 6, "{text}");
+        assert_eq!(c.notifiers.len(), 2, "{text}");
+    }
+
     #[test]
     fn notifiers_and_rules_take_environment_variables_and_show_no_secret() {
         let dir = tempfile::tempdir().unwrap();
