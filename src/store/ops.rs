@@ -779,6 +779,35 @@ mod tests {
         assert_eq!(w.counter("events/stripe/received") + w.counter("events/stripe/processing"), 0);
     }
 
+    /// An alert's state and its notifications land in one batch; resolving removes the state,
+    /// and a notification already recorded is not queued again.
+    #[test]
+    fn an_alert_change_writes_its_state_with_its_notifications() {
+        use crate::store::{AlertChange, AlertState};
+        let mut w = World::default();
+        let note = |id: &str| NewEvent {
+            provider: "notify.ops".into(),
+            event_id: id.into(),
+            targets: vec!["notifier:ops".into()],
+            ..new_event(0, 0)
+        };
+        let state = AlertState { since_ms: NOW - 5000, last_sent_ms: NOW };
+        let fire =
+            AlertChange { key: "0/breaker_open/stripe".into(), state: Some(state), notifications: vec![note("msg_1")] };
+        let queued = w.batch(|ops| ops.alert(vec![fire.clone()]).unwrap());
+        assert_eq!(queued, 1);
+        let stored = &w.tree[&keys::alert_key("0/breaker_open/stripe")];
+        assert_eq!(crate::store::record::decode_alert_state(stored).unwrap(), state);
+        assert_eq!(w.counter("events/notify.ops/received"), 1);
+        assert_eq!(w.counter("queue/depth"), 1);
+        assert_eq!(w.batch(|ops| ops.alert(vec![fire]).unwrap()), 0, "the same message is not queued twice");
+        let resolve =
+            AlertChange { key: "0/breaker_open/stripe".into(), state: None, notifications: vec![note("msg_2")] };
+        assert_eq!(w.batch(|ops| ops.alert(vec![resolve]).unwrap()), 1);
+        assert!(!w.tree.contains_key(&keys::alert_key("0/breaker_open/stripe")));
+        assert_eq!((w.counter("events/notify.ops/received"), w.counter("queue/depth")), (2, 2));
+    }
+
     /// A refusal is counted; only one with an entry adds to the log.
     #[test]
     fn a_refusal_is_counted_and_logged_only_with_an_entry() {
