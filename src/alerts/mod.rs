@@ -207,6 +207,9 @@ impl Alerts {
             let rule_index = now_holding.map(|(i, _)| *i).or_else(|| firing.get(&key).map(|f| f.rule));
             let Some(rule_index) = rule_index else { continue };
             let rule = &self.rules[rule_index];
+            if now_holding.is_none() && state.is_some() && rules::undecided(rule, &firing[&key].subject, &now) {
+                continue;
+            }
             let step = rules::step(state.as_ref(), now_holding.is_some(), now.at_ms, rule.repeat.map(|d| d.0));
             let subject = now_holding.map_or_else(|| firing[&key].subject.clone(), |(_, h)| h.subject.clone());
             let (new_state, phase) = match step {

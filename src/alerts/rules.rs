@@ -28,6 +28,21 @@ pub struct ProviderFigures {
     pub last_event_ms: i64,
 }
 
+impl ProviderFigures {
+    /// Whether a closed breaker says anything: a breaker lives in memory, so after a restart it
+    /// is closed without having seen the app. Until an attempt is delivered (or it opens), a
+    /// closed breaker does not end a `breaker_open` alert that was firing before the restart.
+    pub fn breaker_known(&self) -> bool {
+        self.breaker_open_since_ms.is_some() || self.sent > self.failed
+    }
+}
+
+/// Whether the figures cannot tell yet that a firing instance of `rule` for `subject` ended;
+/// the evaluator then leaves it as it is.
+pub fn undecided(rule: &AlertRule, subject: &str, now: &Figures) -> bool {
+    rule.when == RuleKind::BreakerOpen && now.providers.get(subject).is_some_and(|p| !p.breaker_known())
+}
+
 /// Everything the rules read, at `at_ms`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Figures {
@@ -244,6 +259,20 @@ mod tests {
         assert_eq!(h[0].since_ms, Some(5));
         let only_sms = AlertRule { provider: Some("sms".into()), ..rule(RuleKind::BreakerOpen) };
         assert!(holding(&only_sms, &now, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_closed_breaker_that_has_not_delivered_since_a_restart_says_nothing() {
+        let r = rule(RuleKind::BreakerOpen);
+        let at = |p: ProviderFigures| figures(0, &[("stripe", p)]);
+        let fresh = ProviderFigures::default();
+        assert!(undecided(&r, "stripe", &at(fresh.clone())));
+        let failing = ProviderFigures { sent: 2, failed: 2, breaker_failures: 2, ..fresh.clone() };
+        assert!(undecided(&r, "stripe", &at(failing)));
+        let delivered = ProviderFigures { sent: 3, failed: 2, ..fresh.clone() };
+        assert!(!undecided(&r, "stripe", &at(delivered.clone())));
+        assert!(!undecided(&rule(RuleKind::DeadLetters), "stripe", &at(fresh.clone())));
+        assert!(!undecided(&r, "gone", &at(delivered)));
     }
 
     #[test]

@@ -186,6 +186,12 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     })
     .await;
     assert_eq!(alerts["notifiers"][0]["last_notification"]["status"], "retrying", "{alerts}");
+    // The notification is an event of the notifier's lane; its history names the notifier,
+    // never its URL, whose path is the Slack token.
+    let note = alerts["notifiers"][0]["last_notification"]["id"].as_str().unwrap().to_string();
+    let shown = s.get(&format!("/staging/webhooks/events/{note}")).await.text();
+    assert!(shown.contains("notify.ops") && shown.contains("notifier:ops"), "{shown}");
+    assert!(!shown.contains("XXXX"), "{shown}");
     let since = alerts["rules"][0]["firing"][0]["since_ms"].clone();
     let clock = s.clock.clone();
     s.stop().await;
@@ -204,5 +210,42 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     assert_eq!(alerts["rules"][0]["state"], "firing", "{alerts}");
     assert_eq!(alerts["rules"][0]["firing"][0]["since_ms"], since, "{alerts}");
     assert_eq!(alerts["notifiers"][0]["last_notification"]["status"], "processed", "{alerts}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_while_the_breaker_is_open_neither_resolves_nor_fires_again() {
+    let mut app = FakeApp::start().await;
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    c.circuit_breaker.failure_threshold = 3;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+    c.alerts.push(rule(RuleKind::BreakerOpen, &["ops"]));
+    app.go_down().await;
+    let s = start(c.clone()).await;
+    let id = s.stripe(&stripe_event("evt_alert_restart")).await.json()["id"].as_str().unwrap().to_string();
+    let fired = wait_messages(&slack, 1).await;
+    assert!(fired[0].starts_with("[FIRING] breaker_open"), "{fired:?}");
+    let clock = s.clock.clone();
+    s.stop().await;
+
+    // A new process: its breaker starts closed, which says nothing about the app; the queued
+    // retries fail and open it again, which is the same alert.
+    let s = start_with_clock(c, clock).await;
+    tokio::time::sleep(ONE_EVALUATION).await;
+    until("the breaker to open again", || async {
+        (support::event_json(&s, &id).await["attempts"] == 6).then_some(())
+    })
+    .await;
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+
+    app.restart().await;
+    s.clock.advance(61_000);
+    support::wait_status(&s, &id, "processed").await;
+    let all = wait_messages(&slack, 2).await;
+    assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
     s.stop().await;
 }
