@@ -178,6 +178,13 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
         for_: Some(HumanDuration(Duration::from_secs(2))),
         ..rule(RuleKind::NoEvents, &["ops"])
     });
+    // The notifier's own lane failing is no provider's: these must stay quiet.
+    c.alerts.push(rule(RuleKind::BreakerOpen, &["ops"]));
+    c.alerts.push(AlertRule {
+        for_: Some(HumanDuration(Duration::from_millis(500))),
+        ..rule(RuleKind::QueueLag, &["ops"])
+    });
+    c.circuit_breaker.failure_threshold = 2;
     let s = start(c.clone()).await;
     s.clock.advance(3_000);
     let alerts = until("a failed attempt to notify", || async {
@@ -192,6 +199,18 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     let shown = s.get(&format!("/staging/webhooks/events/{note}")).await.text();
     assert!(shown.contains("notify.ops") && shown.contains("notifier:ops"), "{shown}");
     assert!(!shown.contains("XXXX"), "{shown}");
+    let alerts = until("the notifier's breaker to open", || async {
+        let a = s.get("/staging/webhooks/alerts").await.json();
+        (a["notifiers"][0]["breaker"] == "open").then_some(a)
+    })
+    .await;
+    s.clock.advance(1_000);
+    tokio::time::sleep(ONE_EVALUATION).await;
+    let alerts_now = s.get("/staging/webhooks/alerts").await.json();
+    for i in [1, 2] {
+        assert_eq!(alerts_now["rules"][i]["state"], "ok", "{alerts_now}");
+    }
+    assert_eq!(alerts["rules"][0]["state"], "firing", "{alerts}");
     let since = alerts["rules"][0]["firing"][0]["since_ms"].clone();
     let clock = s.clock.clone();
     s.stop().await;
