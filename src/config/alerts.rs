@@ -336,5 +336,11 @@ mod tests {
         bad.insert("STAGEHOOK_ALERTS".into(), "[{when = \"breaker_open\", notify = [\"nobody\"]}]".into());
         let e = layers::load(Some(&file), &bad, &[]).unwrap_err();
         assert_eq!(e.key, "alerts[0].notify[0]", "{}", e.message);
+        // A variable for a notifier the file does not declare is refused, not lost.
+        let mut undeclared = env.clone();
+        undeclared.insert("STAGEHOOK_NOTIFIERS_OSP_URL".into(), "https://x.example.com/".into());
+        let e = layers::load(Some(&file), &undeclared, &[]).unwrap_err();
+        assert_eq!(e.key, "notifiers", "{}", e.message);
+        assert!(e.message.contains("did you mean `STAGEHOOK_NOTIFIERS_OPS_URL`"), "{}", e.message);
     }
 }

@@ -60,6 +60,8 @@ pub fn env_name(key: &str) -> String {
 /// declare (it cannot say the kind), or it has a slip in its name; either way the setting it
 /// carries (often a secret) would otherwise be lost without a word.
 const PROVIDERS_ENV: &str = "STAGEHOOK_PROVIDERS_";
+/// The same for notifiers (`[notifiers.<name>]`).
+const NOTIFIERS_ENV: &str = "STAGEHOOK_NOTIFIERS_";
 
 pub fn load(
     file: Option<&Path>,
@@ -121,6 +123,21 @@ pub fn load(
                 ));
             }
             Some(_) => {}
+        }
+    }
+    // Likewise a notifier's: a variable cannot declare one (it cannot say the kind), and a
+    // secret or URL meant for one the file does not declare would otherwise be lost silently.
+    for (name, _) in env.iter().filter(|(name, v)| name.starts_with(NOTIFIERS_ENV) && !v.is_empty()) {
+        if !keys_of.contains_key(name) {
+            let known = keys_of.keys().filter(|n| n.starts_with(NOTIFIERS_ENV)).map(String::as_str);
+            return Err(err(
+                "notifiers",
+                format!(
+                    "`{name}` sets no key: a variable sets a key of a notifier the file declares \
+                     (`[notifiers.<name>]` with its `kind`), and cannot declare one{}",
+                    super::did_you_mean(name, known)
+                ),
+            ));
         }
     }
     for (key, example) in leaves(&schema) {
