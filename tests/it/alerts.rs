@@ -268,3 +268,47 @@ async fn a_restart_while_the_breaker_is_open_neither_resolves_nor_fires_again() 
     assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
     s.stop().await;
 }
+
+/// The real binary: a bad rule stops `check-config` (exit 2) naming its key, and a notifier's
+/// URL (a credential) and secret appear in no output of a run: `check-config --show`, the
+/// startup lines and logs, `/alerts`, `/config/validate`.
+#[tokio::test]
+async fn the_binary_names_a_bad_rule_and_never_shows_a_notifier_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let slack_token = "T0SLACK/B0SLACK/slackTOKEN0123456789";
+    let notifiers = format!(
+        "[notifiers.ops]\nkind = \"slack\"\nurl = \"http://127.0.0.1:9/services/{slack_token}\"\n\n\
+         [notifiers.pager]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"{PAGER_SECRET}\"\n\n"
+    );
+    let bad = support::write_config(
+        dir.path(),
+        &format!("{notifiers}[[alerts]]\nwhen = \"breaker_open\"\nnotify = [\"ops\"]\n\n[[alerts]]\nwhen = \"dead_letters\"\nnotify = [\"ops\"]\n"),
+    );
+    let (code, out) = support::run_binary(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("alerts[1].above") && out.contains("needs `above`"), "{out}");
+
+    let good = support::write_config(
+        dir.path(),
+        &format!("{notifiers}[[alerts]]\nwhen = \"breaker_open\"\nnotify = [\"ops\", \"pager\"]\n"),
+    );
+    let (code, show) = support::run_binary(&["check-config", "--config", good.to_str().unwrap(), "--show"]);
+    assert_eq!(code, 0, "{show}");
+    assert!(show.contains("notifiers.ops.url"), "{show}");
+    let mut s = support::spawn_binary(&["serve", "--config", good.to_str().unwrap()], &[("RUST_LOG", "debug")]).await;
+    let mut outputs = vec![show];
+    for path in ["/staging/webhooks/alerts", "/staging/webhooks/config/validate?offline=true"] {
+        let r = support::request(s.addr, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        outputs.push(r.text());
+    }
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+    outputs.push(s.stdout.lock().clone());
+    outputs.push(s.stderr.lock().clone());
+    let all = outputs.join("\n");
+    assert!(all.contains("\"name\":\"pager\""), "{all}");
+    for secret in ["slackTOKEN0123456789", &PAGER_SECRET[6..]] {
+        assert!(!all.contains(secret), "a notifier credential leaked into the output");
+    }
+}
