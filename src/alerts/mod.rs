@@ -225,7 +225,8 @@ impl Alerts {
                     (Some(AlertState { since_ms: since, last_sent_ms: now.at_ms }), Phase::Firing)
                 }
                 Step::Repeat => {
-                    let s = state.expect("a repeat has a state");
+                    // `step` repeats only what has a state.
+                    let Some(s) = state else { continue };
                     (Some(AlertState { last_sent_ms: now.at_ms, ..s }), Phase::Firing)
                 }
                 Step::Resolve => (None, Phase::Resolved),
@@ -304,8 +305,11 @@ impl Alerts {
             let count = taken.get(lane.name.as_str()).copied().unwrap_or(0);
             let seen =
                 received.entry(lane.name.clone()).or_insert_with(|| (count, self.last_event_before(&lane.name, at_ms)));
-            if count != seen.0 {
+            // Retention lowers the count of stored events: only a rise is a new event.
+            if count > seen.0 {
                 *seen = (count, at_ms);
+            } else {
+                seen.0 = count;
             }
             let last_event_ms = seen.1;
             // A read of the first key under the provider's queue prefix: sled answers it from
