@@ -91,7 +91,7 @@ pub fn holding(rule: &AlertRule, now: &Figures, history: &[Figures]) -> Vec<Hold
                 .then(|| Holding {
                     subject: subject(),
                     figure: count as f64,
-                    detail: format!("{count} dead letters (above {above})"),
+                    detail: format!("{count} dead letter{} (above {above})", plural(count)),
                     since_ms: None,
                 })
                 .into_iter()
@@ -164,7 +164,8 @@ pub fn holding(rule: &AlertRule, now: &Figures, history: &[Figures]) -> Vec<Hold
                     subject: String::new(),
                     figure: count as f64,
                     detail: format!(
-                        "{count} requests refused with `{code}` in the last {} (above {above})",
+                        "{count} request{} refused with `{code}` in the last {} (above {above})",
+                        plural(count),
                         humantime::format_duration(window)
                     ),
                     since_ms: None,
@@ -181,6 +182,14 @@ pub fn holding(rule: &AlertRule, now: &Figures, history: &[Figures]) -> Vec<Hold
 fn window_base<'a>(now: &Figures, history: &'a [Figures], window: Duration) -> Option<&'a Figures> {
     let start = now.at_ms - window.as_millis() as i64;
     history.iter().rev().find(|f| f.at_ms <= start).or_else(|| history.first())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// A duration in whole seconds, as humantime writes it ("2m 5s").

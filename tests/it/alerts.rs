@@ -312,3 +312,44 @@ async fn the_binary_names_a_bad_rule_and_never_shows_a_notifier_credential() {
         assert!(!all.contains(secret), "a notifier credential leaked into the output");
     }
 }
+
+/// A wrong secret's refusals (`rejections` over a window) and a dead letter (`dead_letters`
+/// above 0): each fires once naming its figure; the refusals' alert resolves once the window has
+/// passed them by.
+#[tokio::test]
+async fn refusals_within_a_window_and_a_dead_letter_fire_with_their_figures() {
+    let app = FakeApp::start().await;
+    app.set_default(crate::fake_app::Reply::status(400));
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    c.alerts.push(AlertRule {
+        code: Some("invalid_signature".into()),
+        above: Some(2.0),
+        window: Some(HumanDuration(Duration::from_secs(60))),
+        ..rule(RuleKind::Rejections, &["ops"])
+    });
+    c.alerts.push(AlertRule { above: Some(0.0), ..rule(RuleKind::DeadLetters, &["ops"]) });
+    let s = start(c).await;
+    for _ in 0..3 {
+        assert_eq!(support::post_badly_signed(s.addr).await.status, 401);
+    }
+    let id = s.stripe(&stripe_event("evt_alert_dead")).await.json()["id"].as_str().unwrap().to_string();
+    support::wait_status(&s, &id, "failed").await;
+    let fired = wait_messages(&slack, 2).await;
+    let find = |what: &str| fired.iter().find(|t| t.contains(what)).cloned().unwrap_or_else(|| panic!("{fired:?}"));
+    let refused = find("[FIRING] rejections");
+    assert!(refused.contains("3 requests refused with `invalid_signature` in the last 1m (above 2)"), "{refused}");
+    assert!(refused.contains("on all providers"), "{refused}");
+    let dead = find("[FIRING] dead_letters");
+    assert!(dead.contains("1 dead letter (above 0)"), "{dead}");
+
+    // A minute on, the refusals are out of the window; the dead letter is still there.
+    s.clock.advance(61_000);
+    let all = wait_messages(&slack, 3).await;
+    assert!(all[2].starts_with("[RESOLVED] rejections"), "{all:?}");
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 3, "{:?}", texts(&slack));
+    s.stop().await;
+}
