@@ -353,3 +353,30 @@ async fn refusals_within_a_window_and_a_dead_letter_fire_with_their_figures() {
     assert_eq!(texts(&slack).len(), 3, "{:?}", texts(&slack));
     s.stop().await;
 }
+
+/// With `repeat`, a firing alert is sent again each time the interval has passed, and only then.
+#[tokio::test]
+async fn repeat_sends_the_firing_message_again_after_its_interval() {
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.alerts.push(AlertRule {
+        provider: Some("stripe".into()),
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        repeat: Some(HumanDuration(Duration::from_secs(600))),
+        ..rule(RuleKind::NoEvents, &["ops"])
+    });
+    let s = start(c).await;
+    s.clock.advance(3_000);
+    wait_messages(&slack, 1).await;
+    // Real time passes too (a few seconds at most): ten seconds short of the interval, nothing.
+    s.clock.advance(590_000);
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+    s.clock.advance(10_000);
+    let all = wait_messages(&slack, 2).await;
+    assert!(all.iter().all(|t| t.starts_with("[FIRING] no_events")), "{all:?}");
+    tokio::time::sleep(ONE_EVALUATION).await;
+    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    s.stop().await;
+}
