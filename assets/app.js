@@ -522,6 +522,25 @@ async function refreshConfig() {
       : el('td', { class: 'diagnosis muted' }, ''))));
 }
 
+// ---- alerts -----------------------------------------------------------------------------
+
+/** The firing alerts, at the top of the page; the section is hidden while none fires. */
+async function refreshAlerts() {
+  const body = await api(`${API}/alerts`);
+  const items = [];
+  for (const rule of body.rules) {
+    for (const f of rule.firing) {
+      const whom = f.provider ? `provider ${f.provider}` : 'all providers';
+      items.push(el('li', { class: 'alert', 'data-rule': rule.rule, 'data-provider': f.provider || '' },
+        el('strong', { class: 'alert-when' }, rule.when), ` on ${whom} since ${time(f.since_ms)}`,
+        f.detail ? el('span', { class: 'muted' }, ` · ${f.detail}`) : '',
+        el('span', { class: 'muted' }, ` · ${rule.rule}, notifies ${rule.notify.join(', ')}`)));
+    }
+  }
+  $('#alerts-list').replaceChildren(...items);
+  $('#alerts').classList.toggle('hidden', items.length === 0);
+}
+
 // ---- polling ----------------------------------------------------------------------------
 
 function report(err) {
@@ -529,6 +548,7 @@ function report(err) {
 }
 
 function refreshAll() {
+  refreshAlerts().catch(report);
   refreshOverview().catch(report);
   refreshRecovery().catch(report);
   refreshEvents(true).catch(report);
@@ -537,6 +557,7 @@ function refreshAll() {
 
 function poll() {
   if (!state.locked && !document.hidden) {
+    refreshAlerts().catch(report);
     refreshOverview().catch(report);
     refreshRecovery().catch(report);
     refreshEvents().catch(report);

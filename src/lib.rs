@@ -13,6 +13,8 @@
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.
 //! - [`retention`]: the background clean-up of old events.
+//! - [`alerts`]: the `[[alerts]]` rules, evaluated every second, and their notifiers, whose
+//!   messages are delivered through the engine like events.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
 //! - [`clock`], [`secret`]: the time source and the credential type.
 //! - [`finding`]: what a check of a configuration finds, shared by the validator and the
@@ -23,6 +25,7 @@
 //! check built, as `serve` does); [`App::serve`] takes an already-bound
 //! listener and a shutdown future, so tests bind port 0 and run the real server in-process.
 
+pub mod alerts;
 pub mod allocator;
 pub mod cli;
 pub mod clock;
@@ -108,7 +111,24 @@ impl App {
             endpoints.push(instance);
             lanes.push(Lane::new(provider, targets, breaker));
         }
+        // A lane per notifier, after the providers', with its own breaker and the global retry
+        // policy: notifications wait out an outage of their receiver like deliveries do.
+        for (name, notifier) in &config.notifiers {
+            let lane = alerts::notify::lane_name(name);
+            let targets = config::Targets {
+                urls: vec![alerts::notify::job_target(name)],
+                timeout: alerts::notify::TIMEOUT,
+                retry: config.retry.clone(),
+            };
+            let breaker = Breaker::new(
+                &lane,
+                config.circuit_breaker.failure_threshold,
+                config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
+            );
+            lanes.push(Lane::notifier(lane, alerts::notify::Signer::new(notifier), targets, breaker));
+        }
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?);
+        let alerts = Arc::new(alerts::Alerts::new(&config, store.clone(), engine.clone(), clock.clone()));
         let limiter = RateLimiter::new(
             config.limits.rate_limit_per_minute,
             config.limits.rate_limit_max_ips,
@@ -141,6 +161,7 @@ impl App {
             stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,
+            alerts,
             clock,
             started: Instant::now(),
             trusted_proxies,
@@ -208,9 +229,11 @@ impl App {
         let watcher = state.shared.clone().map(|shared| tokio::spawn(shared.watch()));
         let (stop_delivery, stop_rx) = tokio::sync::watch::channel(false);
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
-        let delivery = tokio::spawn(state.engine.clone().run(stop_rx, grace));
+        let delivery = tokio::spawn(state.engine.clone().run(stop_rx.clone(), grace));
         let retention =
             tokio::spawn(retention::run(state.store.clone(), state.config.retention.clone(), state.clock.clone()));
+        // The messages link to the dashboard, at stagehook's own base URL.
+        let alerting = tokio::spawn(state.alerts.clone().run(format!("{}/", state.base_url()), stop_rx.clone()));
         // The server stops accepting when `shutdown` fires and then waits for open requests
         // for at most `grace`: a client that never finishes its request must not hold the store
         // open for ever.
@@ -236,6 +259,7 @@ impl App {
         }
         // Deliveries get the same grace as requests; unfinished ones stay queued.
         let _ = stop_delivery.send(true);
+        let _ = alerting.await;
         let _ = delivery.await;
         if let Err(e) = state.store.shutdown().await {
             tracing::error!(error = %e, "store shutdown failed");

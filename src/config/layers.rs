@@ -9,7 +9,7 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::{err, Config, ConfigError, IsolationConfig, ProviderConfig, RetryOverride};
+use super::{err, Config, ConfigError, IsolationConfig, NotifierConfig, NotifierKind, ProviderConfig, RetryOverride};
 use crate::providers::registry::{self, Instance};
 use crate::secret::Secret;
 
@@ -60,6 +60,8 @@ pub fn env_name(key: &str) -> String {
 /// declare (it cannot say the kind), or it has a slip in its name; either way the setting it
 /// carries (often a secret) would otherwise be lost without a word.
 const PROVIDERS_ENV: &str = "STAGEHOOK_PROVIDERS_";
+/// The same for notifiers (`[notifiers.<name>]`).
+const NOTIFIERS_ENV: &str = "STAGEHOOK_NOTIFIERS_";
 
 pub fn load(
     file: Option<&Path>,
@@ -71,6 +73,7 @@ pub fn load(
         leaves(&merged).into_iter().map(|(k, _)| (k, Source::Default)).collect();
 
     let mut named: Vec<(String, registry::ProviderKind)> = Vec::new();
+    let mut notifiers: Vec<(String, NotifierKind)> = Vec::new();
     if let Some(path) = file {
         let text =
             std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
@@ -83,6 +86,7 @@ pub fn load(
             .filter(|(name, _)| !registry::is_seed(name))
             .map(|(name, c)| (name.clone(), c.settings.kind()))
             .collect();
+        notifiers = parsed.notifiers.iter().map(|(name, n)| (name.clone(), n.kind)).collect();
         let table: Table = text.parse().map_err(|e: toml::de::Error| err("", e.message().to_string()))?;
         for (key, value) in leaves(&table) {
             set(&mut merged, &key, value);
@@ -90,7 +94,7 @@ pub fn load(
         }
     }
 
-    let schema = Table::try_from(schema(&named)).expect("the schema serializes");
+    let schema = Table::try_from(schema(&named, &notifiers)).expect("the schema serializes");
     let mut keys_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, _) in leaves(&schema) {
         keys_of.entry(env_name(&key)).or_default().push(key);
@@ -119,6 +123,21 @@ pub fn load(
                 ));
             }
             Some(_) => {}
+        }
+    }
+    // Likewise a notifier's: a variable cannot declare one (it cannot say the kind), and a
+    // secret or URL meant for one the file does not declare would otherwise be lost silently.
+    for (name, _) in env.iter().filter(|(name, v)| name.starts_with(NOTIFIERS_ENV) && !v.is_empty()) {
+        if !keys_of.contains_key(name) {
+            let known = keys_of.keys().filter(|n| n.starts_with(NOTIFIERS_ENV)).map(String::as_str);
+            return Err(err(
+                "notifiers",
+                format!(
+                    "`{name}` sets no key: a variable sets a key of a notifier the file declares \
+                     (`[notifiers.<name>]` with its `kind`), and cannot declare one{}",
+                    super::did_you_mean(name, known)
+                ),
+            ));
         }
     }
     for (key, example) in leaves(&schema) {
@@ -179,7 +198,7 @@ fn masked_urls(v: Value) -> Value {
 
 /// A configuration with every optional key present, to learn every key's name and type: the
 /// seed's sections, and the `named` instances the file declares, each of its kind.
-fn schema(named: &[(String, registry::ProviderKind)]) -> Config {
+fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, NotifierKind)]) -> Config {
     let s = || Some(Secret::new("x"));
     let retry = || RetryOverride {
         strategy: Some(super::Strategy::Fixed),
@@ -202,6 +221,13 @@ fn schema(named: &[(String, registry::ProviderKind)]) -> Config {
     for (name, kind) in named {
         let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example_named(*kind)) };
         c.providers.0.insert(name.clone(), section);
+    }
+    // A notifier the file declares, with every key it has (`kind` too: it is a plain value),
+    // so `STAGEHOOK_NOTIFIERS_<NAME>_URL` and `_SECRET` set it. `[[alerts]]` is one array,
+    // `STAGEHOOK_ALERTS`, written as a TOML array of inline tables.
+    for (name, kind) in notifiers {
+        let n = NotifierConfig { kind: *kind, url: Secret::new("x"), secret: s() };
+        c.notifiers.insert(name.clone(), n);
     }
     c
 }
@@ -411,7 +437,7 @@ mod tests {
             ) {
                 // Every variable and its key, in the order `load` reads them: the providers' own
                 // last, so they win.
-                let schema = Table::try_from(schema(&[])).unwrap();
+                let schema = Table::try_from(schema(&[], &[])).unwrap();
                 let mut vars: Vec<(String, String, Value)> =
                     leaves(&schema).into_iter().map(|(key, example)| (env_name(&key), key, example)).collect();
                 vars.extend(secret_env().into_iter().map(|(name, key)| (name.to_string(), key, "x".into())));

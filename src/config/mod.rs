@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::providers::registry::{self, Instance, ProviderKind, Section};
 use crate::secret::Secret;
 
+mod alerts;
 mod delivery;
 pub mod layers;
 mod shared;
 pub mod validate;
+pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
     Targets, MAX_DURATION,
@@ -61,6 +63,10 @@ pub struct Config {
     pub redis: RedisConfig,
     pub dedup: DedupConfig,
     pub providers: ProvidersConfig,
+    /// `[notifiers.<name>]`: where alerts are sent.
+    pub notifiers: BTreeMap<String, NotifierConfig>,
+    /// `[[alerts]]`: the rules the evaluator (`alerts/`) watches.
+    pub alerts: Vec<AlertRule>,
 }
 
 /// `[isolation]`: what staging must never touch.
@@ -305,7 +311,8 @@ pub const COMMON_KEYS: [&str; 3] = ["forward_to", "timeout", "retry"];
 
 /// Names an instance cannot take: the API's own paths (and the seed's, see
 /// [`valid_instance_name`]).
-pub const API_PATHS: [&str; 8] = ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections"];
+pub const API_PATHS: [&str; 9] =
+    ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
 
 /// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
 // A String: the message becomes a serde error's text, which is all serde keeps.
@@ -611,6 +618,8 @@ impl Config {
         for (name, c) in self.sections() {
             check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
         }
+        let providers: Vec<String> = self.sections().into_iter().map(|(name, _)| name).collect();
+        alerts::check(&self.notifiers, &self.alerts, &providers)?;
         self.build()
     }
 

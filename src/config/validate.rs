@@ -91,7 +91,35 @@ pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Contex
     data_dir(&config.server.data_dir, context, &mut r);
     exposure(config, &mut r);
     ranges(config, &mut r);
+    alerts(config, &mut r);
     r
+}
+
+/// What `Config::check` lets pass in the alert rules but is most likely a slip: a key the
+/// rule's kind does not read (`for` on a `dead_letters` rule), a notifier no rule names.
+fn alerts(c: &Config, r: &mut Report) {
+    for (i, rule) in c.alerts.iter().enumerate() {
+        for key in rule.keys_set() {
+            if !rule.when.reads().contains(&key) {
+                r.push(
+                    "alert.unused_key",
+                    Severity::Warning,
+                    &format!("alerts[{i}].{key}"),
+                    format!("a `{}` rule does not read `{key}`; it has no effect", rule.when.as_str()),
+                );
+            }
+        }
+    }
+    for name in c.notifiers.keys() {
+        if !c.alerts.iter().any(|rule| rule.notify.contains(name)) {
+            r.push(
+                "notifier.unused",
+                Severity::Warning,
+                &format!("notifiers.{name}"),
+                "no `[[alerts]]` rule notifies it (`notify = [...]`)",
+            );
+        }
+    }
 }
 
 /// The providers' findings (the seed's credentials, isolation, each section's credential and
@@ -419,6 +447,30 @@ fn ranges(c: &Config, r: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_a_rule_does_not_read_and_an_unused_notifier_are_warnings() {
+        let text = "[notifiers.ops]\nkind = \"slack\"\nurl = \"https://hooks.example.com/x\"\n\
+                    [notifiers.idle]\nkind = \"slack\"\nurl = \"https://hooks.example.com/y\"\n\
+                    [[alerts]]\nwhen = \"breaker_open\"\nnotify = [\"ops\"]\n\
+                    [[alerts]]\nwhen = \"dead_letters\"\nabove = 0\nfor = \"5m\"\nnotify = [\"ops\"]\n";
+        let c = Config::from_toml(text).unwrap();
+        c.check().unwrap();
+        let report = validate(&c, &BTreeMap::new(), Context::Running);
+        let found: Vec<(&str, Severity, &str)> = report
+            .findings
+            .iter()
+            .filter(|f| f.id.starts_with("alert") || f.id.starts_with("notifier"))
+            .map(|f| (f.id, f.severity, f.key.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("alert.unused_key", Severity::Warning, "alerts[1].for"),
+                ("notifier.unused", Severity::Warning, "notifiers.idle")
+            ]
+        );
+    }
 
     /// Tests never resolve a name (no traffic leaves the machine): a failed lookup is given.
     #[test]

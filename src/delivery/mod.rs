@@ -17,6 +17,7 @@ pub mod client;
 pub mod policy;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -69,13 +70,31 @@ const HOP_HEADERS: [&str; 14] = [
     "x-forwarded-host",
 ];
 
-/// One provider's deliveries: its signer, targets, policy and breaker.
+/// How a lane that is not a provider's signs what it sends: a notifier's (`alerts/`). Like
+/// [`Provider::sign_resend`], it returns the URL to post to and the headers to add; the job's
+/// target is what the lane makes of it (a notifier's job names the notifier, whose URL is a
+/// credential and stays in the configuration).
+pub trait Resign: Send + Sync + 'static {
+    fn sign_resend(&self, target: &str, body: &[u8], original: &[(String, String)], now_s: i64) -> Signed;
+}
+
+/// What signs a lane's deliveries.
+enum Signer {
+    Provider(Arc<dyn Provider>),
+    Notifier(Arc<dyn Resign>),
+}
+
+/// One provider's deliveries (or one notifier's): its signer, targets, policy and breaker.
 pub struct Lane {
     name: String,
-    provider: Arc<dyn Provider>,
+    signer: Signer,
     targets: Targets,
     breaker: Breaker,
     policy: RetryPolicy,
+    /// Attempts sent and those that failed, since startup, for the `failure_rate` alert (which
+    /// reads differences over its window, so a restart's zero does no harm).
+    sent: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// What `/recovery/stats` shows of one lane: its breaker now, and the settings it delivers with.
@@ -87,16 +106,60 @@ pub struct LaneStatus {
     pub targets: Vec<String>,
     pub timeout: Duration,
     pub retry: RetryConfig,
+    /// A notifier's lane, not a provider's: never counted in the alerts' figures.
+    pub notifier: bool,
+    /// Attempts sent since startup, and how many of them failed.
+    pub sent: u64,
+    pub failed: u64,
 }
 
 impl Lane {
     pub fn new(provider: Arc<dyn Provider>, targets: Targets, breaker: Breaker) -> Lane {
+        let name = provider.name().to_string();
+        Lane::with_signer(name, Signer::Provider(provider), targets, breaker)
+    }
+
+    /// A notifier's lane, named `name` (which no provider name can be, see `alerts/`).
+    pub fn notifier(name: String, signer: Arc<dyn Resign>, targets: Targets, breaker: Breaker) -> Lane {
+        Lane::with_signer(name, Signer::Notifier(signer), targets, breaker)
+    }
+
+    fn with_signer(name: String, signer: Signer, targets: Targets, breaker: Breaker) -> Lane {
         Lane {
-            name: provider.name().to_string(),
+            name,
             policy: RetryPolicy(targets.retry.clone()),
-            provider,
+            signer,
             targets,
             breaker,
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    fn sign(
+        &self,
+        target: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        original: &[(String, String)],
+        now_s: i64,
+    ) -> Signed {
+        match &self.signer {
+            Signer::Provider(p) => p.sign_resend(target, content_type, body, original, now_s),
+            Signer::Notifier(n) => n.sign_resend(target, body, original, now_s),
+        }
+    }
+
+    fn status(&self) -> LaneStatus {
+        LaneStatus {
+            name: self.name.clone(),
+            breaker: self.breaker.snapshot(),
+            targets: self.targets.urls.clone(),
+            timeout: self.targets.timeout,
+            retry: self.targets.retry.clone(),
+            notifier: matches!(self.signer, Signer::Notifier(_)),
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -127,18 +190,15 @@ impl Engine {
         })
     }
 
-    /// Each lane's status, in configuration order.
+    /// Each provider's lane status, in configuration order (notifiers' lanes are not
+    /// providers': see [`Engine::all_lanes`]).
     pub fn lanes(&self) -> Vec<LaneStatus> {
-        self.lanes
-            .iter()
-            .map(|l| LaneStatus {
-                name: l.name.clone(),
-                breaker: l.breaker.snapshot(),
-                targets: l.targets.urls.clone(),
-                timeout: l.targets.timeout,
-                retry: l.targets.retry.clone(),
-            })
-            .collect()
+        self.lanes.iter().map(Lane::status).filter(|l| !l.notifier).collect()
+    }
+
+    /// Every lane's status, the notifiers' after the providers'.
+    pub fn all_lanes(&self) -> Vec<LaneStatus> {
+        self.lanes.iter().map(Lane::status).collect()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -316,8 +376,7 @@ impl Engine {
         };
         let now_ms = self.clock.now_ms();
         let content_type = event.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
-        let signed =
-            lane.provider.sign_resend(&job.target, content_type, &body, &event.headers, now_ms.div_euclid(1000));
+        let signed = lane.sign(&job.target, content_type, &body, &event.headers, now_ms.div_euclid(1000));
         let mut headers = resent_headers(&event.headers, &signed);
         headers.push(("x-stagehook-event-id".into(), id.to_string()));
         headers.push(("x-stagehook-attempt".into(), job.attempt.to_string()));
@@ -344,6 +403,10 @@ impl Engine {
         };
         let finished_ms = self.clock.now_ms();
         lane.breaker.record(permit, verdict.is_failure(), finished_ms);
+        lane.sent.fetch_add(1, Ordering::Relaxed);
+        if verdict != Verdict::Delivered {
+            lane.failed.fetch_add(1, Ordering::Relaxed);
+        }
 
         let (next, outcome, reason) = match &verdict {
             Verdict::Delivered => (Next::Done, AttemptOutcome::Delivered, None),

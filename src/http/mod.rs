@@ -6,6 +6,7 @@
 //! probes (`health.rs`) passes the origin checks (`origin.rs`) after its path and method; those
 //! that need the admin token then pass `auth.rs`. [`admin`] is the two, in that order.
 
+mod alerts;
 mod api;
 pub mod auth;
 mod client_ip;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
     pub engine: Arc<crate::delivery::Engine>,
+    /// The alert rules' evaluator, for `GET /staging/webhooks/alerts`.
+    pub alerts: Arc<crate::alerts::Alerts>,
     pub clock: Clock,
     pub started: Instant,
     pub trusted_proxies: Vec<IpRange>,
@@ -149,6 +152,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         // Before the events' routes, where `stream` would be taken for an event id.
         .or(stream::filter(state.clone()))
         .or(events::filter(state.clone()))
+        .or(alerts::filter(state.clone()))
         .or(dashboard::filter(state))
         .recover(errors::handle_rejection);
     warp::any().map(Instant::now).and(warp::method()).and(warp::path::full()).and(app).map(

@@ -621,6 +621,12 @@ pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError>
     s.settings.build(name)
 }
 
+/// Whether `secret` is a Standard Webhooks secret (`whsec_` and base64): the check of the
+/// `webhook` notifier's secret (`config/`), made by the kind that signs with it.
+pub fn standard_webhooks_secret(secret: &Secret) -> Result<(), &'static str> {
+    super::standard::decode_secret(secret.expose()).map(drop)
+}
+
 /// A value someone meant to replace.
 pub fn is_placeholder(s: &Secret) -> bool {
     let v = s.expose().to_ascii_lowercase();

@@ -85,19 +85,7 @@ impl Standard {
     /// the fresh signature.
     fn sign_with_id(&self, target: &str, body: &[u8], id: String, now_s: i64) -> Signed {
         let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
-        let signature = signature_header(key, &id, now_s, body);
-        let timestamp = now_s.to_string();
-        Signed {
-            url: target.to_string(),
-            headers: vec![
-                (ID_HEADER, id.clone()),
-                (TIMESTAMP_HEADER, timestamp.clone()),
-                (SIGNATURE_HEADER, signature.clone()),
-                (SVIX_ID_HEADER, id),
-                (SVIX_TIMESTAMP_HEADER, timestamp),
-                (SVIX_SIGNATURE_HEADER, signature),
-            ],
-        }
+        sign_message(key, target, body, id, now_s)
     }
 
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
@@ -134,6 +122,25 @@ impl Kind for Standard {
 
     fn tolerance_seconds(c: &Settings) -> Option<u64> {
         Some(c.tolerance_seconds)
+    }
+}
+
+/// A message signed the Standard Webhooks way with `key`, for `target`: both header sets. The
+/// one signer of the scheme: deliveries of `standard` events and the `webhook` notifier's
+/// messages (`alerts/`) go through it.
+pub fn sign_message(key: &[u8], target: &str, body: &[u8], id: String, now_s: i64) -> Signed {
+    let signature = signature_header(key, &id, now_s, body);
+    let timestamp = now_s.to_string();
+    Signed {
+        url: target.to_string(),
+        headers: vec![
+            (ID_HEADER, id.clone()),
+            (TIMESTAMP_HEADER, timestamp.clone()),
+            (SIGNATURE_HEADER, signature.clone()),
+            (SVIX_ID_HEADER, id),
+            (SVIX_TIMESTAMP_HEADER, timestamp),
+            (SVIX_SIGNATURE_HEADER, signature),
+        ],
     }
 }
 

@@ -15,6 +15,7 @@
 //! | `j`    | id, target                                       | the job's `q` key       |
 //! | `c`    | counter name                                     | u64                     |
 //! | `r`    | id                                               | `RejectionRecord`       |
+//! | `s`    | alert key (rule and subject, see `alerts/`)      | `AlertStateRecord`      |
 //!
 //! The queue is ordered by due time within each provider, so the delivery engine reads the
 //! due jobs of a provider whose breaker is closed and never touches those of one that is open.
@@ -29,6 +30,15 @@ pub const REJECTION: u8 = b'r';
 pub const ATTEMPT: u8 = b'a';
 pub const JOB: u8 = b'q';
 pub const JOB_OF: u8 = b'j';
+pub const ALERT: u8 = b's';
+
+/// `s` + the alert's key: the state of one firing alert.
+pub fn alert_key(alert: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + alert.len());
+    k.push(ALERT);
+    k.extend_from_slice(alert.as_bytes());
+    k
+}
 
 /// `q` + provider + NUL: the start of one provider's queue.
 pub fn job_prefix(provider: &str) -> Vec<u8> {

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-pub use record::{Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
+pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
 /// Why the store could not do something.
@@ -124,6 +124,16 @@ pub enum Next {
     Done,
     RetryAt { due_ms: i64, job: Job },
     DeadLetter,
+}
+
+/// One alert's new state (`None`: it resolved), with the notifications that say so; written in
+/// one batch by [`Store::record_alerts`].
+#[derive(Debug, Clone)]
+pub struct AlertChange {
+    /// The alert's key (its rule and subject), chosen by `alerts/`.
+    pub key: String,
+    pub state: Option<AlertState>,
+    pub notifications: Vec<NewEvent>,
 }
 
 /// A queued job that is due.
@@ -351,6 +361,28 @@ impl Store {
         let (ack, done) = oneshot::channel();
         self.send(writer::Op::Delete(ids, ack)).await?;
         done.await.map_err(|_| gone())?
+    }
+
+    /// Records alerts' state changes and queues their notifications, durably, in one batch;
+    /// returns how many notifications were queued (one already recorded is not queued again).
+    pub async fn record_alerts(&self, changes: Vec<AlertChange>) -> Result<usize, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Alert(changes, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// The state of every firing alert, by key; one whose record does not decode is its
+    /// `Damage`. A short prefix scan: there is one entry per firing alert.
+    pub fn alert_states(&self) -> Result<BTreeMap<String, Result<AlertState, Damage>>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kv in self.inner.tree.scan_prefix([keys::ALERT]) {
+            let (k, v) = kv.map_err(read_err)?;
+            let key = String::from_utf8_lossy(&k[1..]).into_owned();
+            let state = record::decode_alert_state(&v)
+                .map_err(|e| Damage(format!("alert {key}: its state does not decode: {e}")));
+            out.insert(key, state);
+        }
+        Ok(out)
     }
 
     /// Resolves when a commit queued new jobs (or at once, if one did since the last call).

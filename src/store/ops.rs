@@ -12,6 +12,7 @@ use ulid::Ulid;
 use super::bodies::segment_counter;
 use super::keys;
 use super::pending::{LoadError, Pending, Reads};
+use super::record::encode_alert_state;
 use super::record::{
     decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, DecodeError, ErrorEntry, Event,
     Job, Rejection, Status,
@@ -21,7 +22,7 @@ use super::stats::{
     failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter,
     DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
-use super::{Ingested, NewEvent, Next, Outcome};
+use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
 
 /// What an operation needs from outside the batch: new ids, a place in the body log, the time.
 pub(super) trait Env {
@@ -108,6 +109,28 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
             body,
         );
         Ok(Ingested { id, duplicate: false })
+    }
+
+    /// Records alerts' new states with the notifications they send, so the two are durable
+    /// together: after a crash either both are there or neither. A notification is an event of
+    /// its notifier's lane, so its delivery is a job like any other. Returns how many were queued.
+    pub fn alert(&mut self, changes: Vec<AlertChange>) -> Result<usize, OpError> {
+        let mut queued = 0;
+        for change in changes {
+            // The notifications first: if one cannot be read for its duplicate check, the
+            // state is left as it was, and the next evaluation tries again.
+            for n in change.notifications {
+                if !self.ingest(n)?.duplicate {
+                    queued += 1;
+                }
+            }
+            let key = keys::alert_key(&change.key);
+            match change.state {
+                Some(state) => self.p.insert(key, encode_alert_state(state)),
+                None => self.p.remove(key),
+            }
+        }
+        Ok(queued)
     }
 
     /// Counts a refusal and, when it is to be kept, adds its entry to the rejection log; returns
@@ -754,6 +777,35 @@ mod tests {
         assert_eq!((e.status, e.attempts), (Status::Processed, 1));
         assert_eq!(w.counter("events/stripe/processed"), 1);
         assert_eq!(w.counter("events/stripe/received") + w.counter("events/stripe/processing"), 0);
+    }
+
+    /// An alert's state and its notifications land in one batch; resolving removes the state,
+    /// and a notification already recorded is not queued again.
+    #[test]
+    fn an_alert_change_writes_its_state_with_its_notifications() {
+        use crate::store::{AlertChange, AlertState};
+        let mut w = World::default();
+        let note = |id: &str| NewEvent {
+            provider: "notify.ops".into(),
+            event_id: id.into(),
+            targets: vec!["notifier:ops".into()],
+            ..new_event(0, 0)
+        };
+        let state = AlertState { since_ms: NOW - 5000, last_sent_ms: NOW };
+        let fire =
+            AlertChange { key: "0/breaker_open/stripe".into(), state: Some(state), notifications: vec![note("msg_1")] };
+        let queued = w.batch(|ops| ops.alert(vec![fire.clone()]).unwrap());
+        assert_eq!(queued, 1);
+        let stored = &w.tree[&keys::alert_key("0/breaker_open/stripe")];
+        assert_eq!(crate::store::record::decode_alert_state(stored).unwrap(), state);
+        assert_eq!(w.counter("events/notify.ops/received"), 1);
+        assert_eq!(w.counter("queue/depth"), 1);
+        assert_eq!(w.batch(|ops| ops.alert(vec![fire]).unwrap()), 0, "the same message is not queued twice");
+        let resolve =
+            AlertChange { key: "0/breaker_open/stripe".into(), state: None, notifications: vec![note("msg_2")] };
+        assert_eq!(w.batch(|ops| ops.alert(vec![resolve]).unwrap()), 1);
+        assert!(!w.tree.contains_key(&keys::alert_key("0/breaker_open/stripe")));
+        assert_eq!((w.counter("events/notify.ops/received"), w.counter("queue/depth")), (2, 2));
     }
 
     /// A refusal is counted; only one with an entry adds to the log.

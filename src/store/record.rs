@@ -83,6 +83,16 @@ pub struct BodyRef {
     pub crc32: u32,
 }
 
+/// An alert that is firing, as its evaluator last recorded it (`alerts/`): kept so that a
+/// restart neither fires it again nor forgets to send its `resolved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertState {
+    /// When the condition was first seen to hold.
+    pub since_ms: i64,
+    /// When its last notification (the firing one, or a repeat) was queued.
+    pub last_sent_ms: i64,
+}
+
 /// A refused request kept in the bounded rejection log. Built by [`Rejection::bounded`]
 /// (`rejection.rs`), which cuts every part that comes from the client, so one entry's size is
 /// bounded whatever the request.
@@ -173,6 +183,16 @@ pub fn encode_job(job: Job) -> Vec<u8> {
 pub fn decode_job(bytes: &[u8]) -> Result<Job, DecodeError> {
     let JobRecord::V1(JobV1 { target, attempt, series }) = decode(bytes)?;
     Ok(Job { target, attempt, series })
+}
+
+pub fn encode_alert_state(state: AlertState) -> Vec<u8> {
+    let AlertState { since_ms, last_sent_ms } = state;
+    encode(&AlertStateRecord::V1(AlertStateV1 { since_ms, last_sent_ms }))
+}
+
+pub fn decode_alert_state(bytes: &[u8]) -> Result<AlertState, DecodeError> {
+    let AlertStateRecord::V1(AlertStateV1 { since_ms, last_sent_ms }) = decode(bytes)?;
+    Ok(AlertState { since_ms, last_sent_ms })
 }
 
 pub fn encode_attempt(attempt: Attempt) -> Vec<u8> {
@@ -344,6 +364,17 @@ struct JobV1 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum AlertStateRecord {
+    V1(AlertStateV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AlertStateV1 {
+    since_ms: i64,
+    last_sent_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum AttemptRecord {
     V1(AttemptV1),
 }
@@ -403,6 +434,17 @@ pub(crate) mod tests {
         assert_eq!(bytes[0], 1);
         assert_eq!(decode_event(&bytes).unwrap(), (sample(), Some(body)));
         assert_eq!(decode_event(&encode_event(sample(), None)).unwrap(), (sample(), None));
+    }
+
+    /// An alert's state keeps its bytes: version tag 0, then two zigzag varints.
+    #[test]
+    fn alert_state_round_trips_in_its_v1_bytes() {
+        let state = AlertState { since_ms: 1_700_000_000_000, last_sent_ms: 1_700_000_060_000 };
+        let bytes = encode_alert_state(state);
+        assert_eq!(bytes[0], 0);
+        assert_eq!(decode_alert_state(&bytes).unwrap(), state);
+        assert_eq!(encode_alert_state(AlertState { since_ms: 1, last_sent_ms: -1 }), vec![0, 2, 1]);
+        assert!(decode_alert_state(&[1, 2, 3]).is_err());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Item {
     Database,
     /// A key with no known prefix or shape.
     Key,
+    /// A firing alert's state.
+    AlertState,
 }
 
 impl Item {
@@ -46,6 +48,7 @@ impl Item {
             Item::DedupKey => "dedup key",
             Item::Database => "database",
             Item::Key => "key",
+            Item::AlertState => "alert state",
         }
     }
 }
@@ -211,6 +214,7 @@ impl Walk<'_> {
                 Some(keys::ATTEMPT) => self.attempt(&k, &v),
                 Some(keys::JOB) => self.job(&k, &v),
                 Some(keys::JOB_OF) => self.job_index(&k, &v),
+                Some(keys::ALERT) => self.alert_state(&k, &v),
                 _ => self.find(Item::Key, None, format!("unknown key {}", hex(&k))),
             }
         }
@@ -307,6 +311,12 @@ impl Walk<'_> {
         };
         if let Some(segment) = segment_of_counter(name) {
             self.counted.insert(segment, u64::from_be_bytes(bytes));
+        }
+    }
+
+    fn alert_state(&mut self, k: &[u8], v: &[u8]) {
+        if let Err(e) = super::record::decode_alert_state(v) {
+            self.find(Item::AlertState, None, format!("{} does not decode: {e}", String::from_utf8_lossy(&k[1..])));
         }
     }
 

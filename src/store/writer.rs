@@ -23,7 +23,7 @@ use super::ops::{Env, Ops};
 use super::pending::Pending;
 use super::record::{BodyRef, Rejection};
 use super::stats::{expired_counter, Stats};
-use super::{keys, CommitFailure, Ingested, NewEvent, Outcome, StoreError};
+use super::{keys, AlertChange, CommitFailure, Ingested, NewEvent, Outcome, StoreError};
 use crate::clock::Clock;
 
 pub(super) enum Op {
@@ -37,6 +37,8 @@ pub(super) enum Op {
     Replay(Vec<(Ulid, Vec<String>)>, oneshot::Sender<Result<usize, StoreError>>),
     /// Retention: delete these events unless a delivery is pending.
     Delete(Vec<Ulid>, oneshot::Sender<Result<usize, StoreError>>),
+    /// Alerts' state changes and the notifications they queue, in one batch.
+    Alert(Vec<AlertChange>, oneshot::Sender<Result<usize, StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -192,6 +194,10 @@ impl Writer {
                     Err(e) => Err((Waiter::Count(ack, 0), e)),
                 },
                 Op::Delete(ids, ack) => match m.delete(ids) {
+                    Ok(n) => Ok(Waiter::Count(ack, n)),
+                    Err(e) => Err((Waiter::Count(ack, 0), e)),
+                },
+                Op::Alert(changes, ack) => match m.alert(changes) {
                     Ok(n) => Ok(Waiter::Count(ack, n)),
                     Err(e) => Err((Waiter::Count(ack, 0), e)),
                 },
@@ -411,7 +417,7 @@ fn refuse(op: Op) {
     match op {
         Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(Err(reason)),
         Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(Err(reason)),
-        Op::Replay(_, ack) | Op::Delete(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
+        Op::Replay(_, ack) | Op::Delete(_, ack) | Op::Alert(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
         Op::Shutdown(ack) => drop(ack.send(())),
         Op::Reject(..) | Op::Begin(_) => {}
     }

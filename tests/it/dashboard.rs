@@ -27,6 +27,64 @@ async fn the_dashboard_signs_in_with_the_token_replays_and_logs_out() {
     bounded(Box::pin(admin_token_prompt())).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_firing_alerts_at_the_top() {
+    bounded(Box::pin(firing_alerts())).await;
+}
+
+/// A `no_events` alert fires (the clock moved past its silence) and shows above everything
+/// else; the next event resolves it and the section goes away.
+async fn firing_alerts() {
+    use stagehook::config::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let url = stagehook::secret::Secret::new(slack.url("/services/T0/B0/X"));
+    c.notifiers.insert("ops".into(), NotifierConfig { kind: NotifierKind::Slack, url, secret: None });
+    c.alerts.push(AlertRule {
+        when: RuleKind::NoEvents,
+        notify: vec!["ops".into()],
+        provider: Some("stripe".into()),
+        above: None,
+        window: None,
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        code: None,
+        repeat: None,
+    });
+    let s = start(c).await;
+    assert_eq!(s.stripe(&stripe_event("evt_dash_alert")).await.status, 200);
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    browser
+        .wait("the overview", || async { browser.text("[data-card=\"received\"] .value").await.filter(|t| t == "1") })
+        .await;
+    assert!(!browser.visible("#alerts").await, "no alert fires yet");
+
+    s.clock.advance(3_000);
+    let shown = browser
+        .wait("the firing alert", || async {
+            let visible = browser.visible("#alerts li[data-provider=\"stripe\"]").await;
+            if visible {
+                browser.text("#alerts-list").await
+            } else {
+                None
+            }
+        })
+        .await;
+    assert!(shown.contains("no_events on provider stripe since"), "{shown}");
+    assert!(shown.contains("nothing received for"), "{shown}");
+    assert!(shown.contains("alerts[0], notifies ops"), "{shown}");
+    let first = browser.eval("return document.querySelector('main').firstElementChild.id;", json!([])).await;
+    assert_eq!(first, "alerts", "the firing alerts are at the top");
+    browser.screenshot("dashboard-alert").await;
+
+    assert_eq!(s.stripe(&stripe_event("evt_dash_alert_2")).await.status, 200);
+    browser.wait("the alert to resolve", || async { (!browser.visible("#alerts").await).then_some(()) }).await;
+    no_policy_violations(&browser).await;
+    browser.quit().await;
+    s.stop().await;
+}
+
 /// The scenario in phases, one async fn each: a debug build gives one async fn's poll a stack
 /// frame for every temporary of its body, and the whole scenario in one fn overflows the test
 /// thread's stack.

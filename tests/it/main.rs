@@ -3,6 +3,7 @@
 //! sled database in a temp dir.
 
 mod admin;
+mod alerts;
 mod api;
 mod bounded;
 mod cli;
