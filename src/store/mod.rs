@@ -480,6 +480,60 @@ impl Store {
         Ok(EventPage { events, next_cursor: None })
     }
 
+    /// Events oldest first (in the order they were stored), starting after `after`: the order an
+    /// export writes, so that importing it stores the events in their first order again. Bounded
+    /// like [`Store::list_events`]: at most `scan_limit` records read per call.
+    pub fn events_after(
+        &self,
+        filter: &EventFilter,
+        after: Option<Ulid>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.injected_read_failure()?;
+        let since = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
+        let low = match after {
+            // Just past the cursor: its own key is the smallest key above it with a 0 appended.
+            Some(c) => {
+                let mut k = keys::id_key(keys::EVENT, c).to_vec();
+                k.push(0);
+                k.max(since.to_vec())
+            }
+            None => since.to_vec(),
+        };
+        let high = match filter.until_ms {
+            Some(until) => keys::id_key(keys::EVENT, Ulid::from_parts(until.max(0) as u64, 0)).to_vec(),
+            None => {
+                let mut k = vec![0xffu8; 17];
+                k[0] = keys::EVENT;
+                k
+            }
+        };
+        let mut events = Vec::new();
+        let mut last = None;
+        if low >= high {
+            return Ok(EventPage { events, next_cursor: None });
+        }
+        for (scanned, kv) in self.inner.tree.range(low..high).enumerate() {
+            if scanned >= scan_limit || events.len() >= limit {
+                return Ok(EventPage { events, next_cursor: last });
+            }
+            let (k, v) = kv.map_err(read_err)?;
+            let Some(id) = keys::id_of(&k) else { continue };
+            last = Some(id);
+            match record::decode_event(&v) {
+                Ok((e, _)) => {
+                    if filter.matches(&e) {
+                        events.push((id, Ok(e)));
+                    }
+                }
+                Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
+                Err(_) => {}
+            }
+        }
+        Ok(EventPage { events, next_cursor: None })
+    }
+
     /// Ids of events older than `before_ms`, and of the oldest beyond `max_events` (0: no cap),
     /// oldest first, at most `limit`.
     pub fn expired(&self, before_ms: i64, max_events: u64, total: u64, limit: usize) -> Result<Vec<Ulid>, StoreError> {
