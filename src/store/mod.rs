@@ -303,6 +303,24 @@ impl Store {
         done.await.map_err(|_| gone())?
     }
 
+    /// Records events in the order given (their ids follow it), each durably or found as a
+    /// duplicate as [`Store::ingest`] does, and answers once every one is on disk: they are all
+    /// queued before the first answer is awaited, so the writer commits them in as few flushes
+    /// as it can. For an import, whose order is the file's.
+    pub async fn ingest_all(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            let (ack, done) = oneshot::channel();
+            self.send(writer::Op::Ingest(event, ack)).await?;
+            answers.push(done);
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for done in answers {
+            out.push(done.await.map_err(|_| gone())??);
+        }
+        Ok(out)
+    }
+
     /// Counts a refusal and logs it if asked. Never waits: under a flood, when the writer queue is
     /// full, the refusal is dropped rather than slowing the requests that are being refused.
     /// The entry is cut to its bounds here, on the caller's thread, before it is queued.
