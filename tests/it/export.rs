@@ -196,9 +196,21 @@ async fn the_export_takes_the_lists_filters() {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["code"], "invalid_payload", "{query}: {v}");
     }
+    // An import into the folder the server holds is refused, saying why.
+    let cfg = config_file(dir.path());
+    let (_, _, all) = export_route(&s, "").await;
+    let file = dir.path().join("all.ndjson");
+    std::fs::write(&file, all).unwrap();
+    let import: Vec<String> =
+        ["import", file.to_str().unwrap(), "--config", &cfg].iter().map(|s| s.to_string()).collect();
+    let (code, text) =
+        tokio::task::spawn_blocking(move || run_binary(&import.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("in use by a running stagehook"), "{text}");
     s.stop().await;
     // The offline export takes the same filters, as flags, with the same refusals.
-    let cfg = config_file(dir.path());
     let out = dir.path().join("twilio.ndjson");
     let (code, text) =
         run_binary(&["export", "--config", &cfg, "--provider", "twilio", "--out", out.to_str().unwrap()]);
@@ -301,4 +313,69 @@ async fn send_from_an_export_reaches_a_second_stagehook_and_then_only_duplicates
     assert!(text.contains("twilio SM_export_1: failed:"), "{text}");
     assert!(text.contains("sent 3: 2 accepted, 1 failed"), "{text}");
     e.stop().await;
+}
+
+/// More events than one page of the store (100): the route streams them all, in the file's
+/// order, each line as it was imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_streams_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = String::new();
+    for i in 0..250 {
+        let line = serde_json::json!({
+            "v": 1, "provider": "stripe", "event_id": format!("evt_page_{i:03}"), "event_type": "invoice.paid",
+            "received_at_ms": 1_764_000_000_000i64 + i, "headers": [["content-type", "application/json"]],
+            "body": format!("{{\"n\":{i}}}"),
+        });
+        file.push_str(&format!("{line}\n"));
+    }
+    let path = dir.path().join("many.ndjson");
+    std::fs::write(&path, &file).unwrap();
+    let data = dir.path().join("data");
+    let (code, text) = run_binary(&["import", path.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("imported 250 events"), "{text}");
+
+    let s = start(config(dir.path())).await;
+    let (status, _, body) = export_route(&s, "").await;
+    assert_eq!(status, 200);
+    let got: Vec<Value> = parse_lines(&body).into_iter().map(without_id).collect();
+    let want: Vec<Value> = parse_lines(file.as_bytes());
+    assert_eq!(got.len(), 250);
+    assert!(got == want, "every line, in order");
+    s.stop().await;
+}
+
+/// `send --from --to`: straight to the app, whose Stripe SDK accepts each event as signed now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_from_to_the_app_is_accepted_by_its_stripe_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    capture(&s).await;
+    let (_, _, exported) = export_route(&s, "?provider=stripe").await;
+    s.stop().await;
+    let file = dir.path().join("stripe.ndjson");
+    std::fs::write(&file, &exported).unwrap();
+
+    let app = crate::fake_app::FakeApp::start().await;
+    let cfg = config_file(dir.path());
+    let to = app.url("/hooks/stripe");
+    let args: Vec<String> = ["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--to", &to]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (code, text) =
+        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{text}");
+    let received = app.wait_for(2).await;
+    let bodies: Vec<Vec<u8>> = parse_lines(&exported).iter().map(body_of).collect();
+    for (r, body) in received.iter().zip(&bodies) {
+        assert_eq!(r.path, "/hooks/stripe");
+        assert_eq!(&r.body, body, "the body byte for byte");
+        let sig = r.header("stripe-signature").expect("signed");
+        crate::fake_app::stripe_sdk_verify(&r.body, sig, STRIPE_SECRET, 300, crate::support::now_s())
+            .unwrap_or_else(|e| panic!("{e}: {sig}"));
+    }
 }
