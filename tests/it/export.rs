@@ -157,9 +157,11 @@ async fn export_then_import_into_an_empty_folder_gives_the_same_events_byte_for_
     assert_eq!(first, second, "the same events, in the same order, bodies and headers alike");
     assert_eq!(body_of(&again[3]), raw);
     assert!(again[3].get("body").is_none(), "{}", again[3]);
-    // Recorded as processed, with nothing queued for delivery.
+    // Recorded as processed, with nothing queued for delivery, from the source `import`.
     let listed = b.get("/staging/webhooks/events").await.json();
     for e in listed["events"].as_array().unwrap() {
+        let shown = crate::support::event_json(&b, e["id"].as_str().unwrap()).await;
+        assert_eq!(shown["source_ip"], "import", "{shown}");
         assert_eq!(e["status"], "processed", "{e}");
         assert_eq!(e["attempts"], 0, "{e}");
         assert_eq!(e["next_attempt_at_ms"], Value::Null, "{e}");
@@ -246,6 +248,13 @@ fn a_malformed_line_is_named_and_nothing_is_imported() {
     assert!(!text.contains("panicked"), "{text}");
     // Nothing was stored: the folder was not even created.
     assert!(!data.join("db").exists(), "{text}");
+    // `send --from` reads the whole file first too: nothing is sent (nothing listens at port 9).
+    let cfg = config_file(dir.path());
+    let (code, text) =
+        run_binary(&["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--server", "http://127.0.0.1:9"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("line 3:") && text.contains("nothing was sent"), "{text}");
+    assert!(!text.contains("-> "), "{text}");
     let (code, text) = run_binary(&["import", "/nonexistent/export.ndjson", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("cannot read the file"), "{text}");
