@@ -33,7 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the configuration and print every finding; exit 1 if any is an error.
     CheckConfig(CheckArgs),
-    /// Send realistic, correctly signed test events to stagehook (or to `--to`).
+    /// Send realistic, correctly signed test events to stagehook (or to `--to`), or the events of
+    /// an export (`--from`), each signed afresh.
     Send(SendArgs),
     /// Write the stored events as NDJSON, one event a line, from the data folder of a stopped
     /// stagehook (a running one serves the same at `GET /staging/webhooks/events/export`).
@@ -90,7 +91,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub status: Option<String>,
     /// Only events of this type.
-    #[arg(long = "type")]
+    #[arg(long = "type", value_name = "TYPE")]
     pub event_type: Option<String>,
     /// Only events stored at or after this time (RFC 3339 or Unix milliseconds).
     #[arg(long)]
@@ -98,8 +99,8 @@ pub struct ExportArgs {
     /// Only events stored before this time (RFC 3339 or Unix milliseconds).
     #[arg(long)]
     pub until: Option<String>,
-    /// Write here instead of to stdout.
-    #[arg(long)]
+    /// Write here instead of to stdout (through `FILE.partial`, renamed when complete).
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 
@@ -122,7 +123,7 @@ pub struct SendArgs {
     pub provider: Option<String>,
     /// Send every event of this export file instead of a fixture, each signed afresh with its
     /// provider's secret from the configuration, in the file's order.
-    #[arg(long, conflicts_with_all = ["provider", "event", "file", "count", "list"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["provider", "event", "file", "count", "list"])]
     pub from: Option<PathBuf>,
     /// TOML configuration file: the secrets to sign with, and where stagehook listens.
     #[arg(long, short, env = "STAGEHOOK_CONFIG")]
