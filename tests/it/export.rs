@@ -218,6 +218,15 @@ async fn the_export_takes_the_lists_filters() {
         run_binary(&["export", "--config", &cfg, "--provider", "twilio", "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
     assert_eq!(ids(std::fs::read(&out).unwrap()), ["SM_export_1"]);
+    // Without `--out`, the same lines on stdout, and the count on stderr only.
+    let stdout = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(["export", "--config", &cfg, "--provider", "twilio"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(stdout.status.success(), "{stdout:?}");
+    assert_eq!(stdout.stdout, std::fs::read(&out).unwrap());
+    assert!(String::from_utf8_lossy(&stdout.stderr).contains("exported 1 events"), "{stdout:?}");
     let (code, text) = run_binary(&["export", "--config", &cfg, "--status", "duplicate"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("duplicates are counted, never stored as events"), "{text}");
