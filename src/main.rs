@@ -245,13 +245,13 @@ fn send_from(
     args: &SendArgs,
     bind_source: &str,
 ) -> ExitCode {
-    let fail = |code: &str, message: String| {
+    let fail = |code: &str, message: String, exit: u8| {
         if args.json {
             println!("{:#}", serde_json::json!({"ok": false, "error": {"code": code, "message": message}}));
         } else {
             eprintln!("stagehook: {message}");
         }
-        ExitCode::from(EXIT_CONFIG)
+        ExitCode::from(exit)
     };
     let open = || std::fs::File::open(path).map(std::io::BufReader::new);
     let mut providers = std::collections::BTreeSet::new();
@@ -263,7 +263,7 @@ fn send_from(
         })
     });
     if let Err(e) = checked {
-        return fail("bad_export", format!("{}: {e}; nothing was sent", path.display()));
+        return fail("bad_export", format!("{}: {e}; nothing was sent", path.display()), EXIT_CONFIG);
     }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let refusals: Vec<_> =
@@ -272,19 +272,20 @@ fn send_from(
         return fail(
             "config_refused",
             format!("not sending: {} [{}]: {} (set the real secret, as for `serve`)", f.key, f.id, f.message),
+            EXIT_CONFIG,
         );
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
-        Err(e) => return fail("client", format!("cannot start the runtime: {e}")),
+        Err(e) => return fail("client", format!("cannot start the runtime: {e}"), 1),
     };
     let client = match stagehook::delivery::client::Client::new() {
         Ok(c) => c,
-        Err(e) => return fail("client", e.to_string()),
+        Err(e) => return fail("client", e.to_string(), 1),
     };
     let file = match open() {
         Ok(f) => f,
-        Err(e) => return fail("file_unreadable", format!("cannot read {}: {e}", path.display())),
+        Err(e) => return fail("file_unreadable", format!("cannot read {}: {e}", path.display()), EXIT_CONFIG),
     };
     let clock = Clock::system();
     let (mut accepted, mut failed, mut unanswered) = (0u64, 0u64, false);
@@ -293,7 +294,7 @@ fn send_from(
         let event = match line {
             Ok((_, e)) => e,
             // Checked above; the file changed under us.
-            Err(e) => return fail("bad_export", format!("{}: {e}", path.display())),
+            Err(e) => return fail("bad_export", format!("{}: {e}", path.display()), 1),
         };
         let to = (args.to.as_deref(), args.server.as_deref());
         let r = runtime.block_on(stagehook::send::resend(config, instances, &event, &client, to, clock.now_s()));

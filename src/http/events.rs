@@ -1,6 +1,8 @@
 //! The event API and the delivery controls:
 //!
 //! - `GET  /staging/webhooks/events?provider=&status=&type=&limit=&cursor=`: newest first.
+//! - `GET  /staging/webhooks/events/export?provider=&status=&type=&since=&until=`: every match,
+//!   oldest first, as NDJSON (`crate::export`), streamed.
 //! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
 //! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event.
 //! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
