@@ -1,5 +1,5 @@
 //! The command line: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`, `check-config`,
-//! `send`, `store verify`, and the shell completions and manual page generated from these
+//! `send`, `export`, `import`, `store verify`, and the shell completions and manual page generated from these
 //! definitions (`completions`, `man`), so they never drift from the real flags.
 
 use std::net::SocketAddr;
@@ -33,8 +33,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the configuration and print every finding; exit 1 if any is an error.
     CheckConfig(CheckArgs),
-    /// Send realistic, correctly signed test events to stagehook (or to `--to`).
+    /// Send realistic, correctly signed test events to stagehook (or to `--to`), or the events of
+    /// an export (`--from`), each signed afresh.
     Send(SendArgs),
+    /// Write the stored events as NDJSON, one event a line, from the data folder of a stopped
+    /// stagehook (a running one serves the same at `GET /staging/webhooks/events/export`).
+    Export(ExportArgs),
+    /// Load an export file into a data folder: duplicates (same provider and event id) are
+    /// skipped and counted; events are recorded as processed, never delivered to the app.
+    Import(ImportArgs),
     /// Inspect the data folder of a stopped stagehook.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -69,10 +76,55 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// TOML configuration file, for `server.data_dir` and the providers whose signature headers
+    /// are redacted (give the one `serve` uses).
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database folder (overrides `server.data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Only events of this provider instance.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only events with this status (received, processing, processed, retrying, failed).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only events of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Only events stored at or after this time (RFC 3339 or Unix milliseconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events stored before this time (RFC 3339 or Unix milliseconds).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Write here instead of to stdout (through `FILE.partial`, renamed when complete).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The export file (NDJSON, as `stagehook export` writes it).
+    pub file: PathBuf,
+    /// TOML configuration file, for `server.data_dir`.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database folder (overrides `server.data_dir`); created when it does not exist.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SendArgs {
     /// The provider instance: `stripe`, `twilio`, or a `[providers.<name>]` of the config.
-    #[arg(required_unless_present = "list")]
+    #[arg(required_unless_present_any = ["list", "from"])]
     pub provider: Option<String>,
+    /// Send every event of this export file instead of a fixture, each signed afresh with its
+    /// provider's secret from the configuration, in the file's order.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["provider", "event", "file", "count", "list"])]
+    pub from: Option<PathBuf>,
     /// TOML configuration file: the secrets to sign with, and where stagehook listens.
     #[arg(long, short, env = "STAGEHOOK_CONFIG")]
     pub config: Option<std::path::PathBuf>,

@@ -15,7 +15,11 @@
 //! - [`retention`]: the background clean-up of old events.
 //! - [`alerts`]: the `[[alerts]]` rules, evaluated every second, and their notifiers, whose
 //!   messages are delivered through the engine like events.
-//! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures.
+//! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures (or from
+//!   an export).
+//! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
+//! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
+//!   and back in (`stagehook import`).
 //! - [`clock`], [`secret`]: the time source and the credential type.
 //! - [`finding`]: what a check of a configuration finds, shared by the validator and the
 //!   providers' own checks.
@@ -31,6 +35,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod export;
+pub mod filter;
 pub mod finding;
 pub mod http;
 pub mod providers;
@@ -55,6 +61,16 @@ use delivery::{Engine, Lane};
 use http::AppState;
 use ratelimit::RateLimiter;
 use store::{Store, StoreOptions};
+
+/// The store's options as the configuration sets them: for `serve`, and for the commands that
+/// open a stopped stagehook's data folder (`export`, `import`).
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        cache_bytes: config.store.cache_mb * 1024 * 1024,
+        rejection_log_size: config.store.rejection_log_size,
+        body_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
+    }
+}
 
 /// The run of a property test beside the code: `cases` random inputs (or `PROPTEST_CASES`, to
 /// search longer), and nothing written to disk when one fails (see tests/it/fuzz.rs).
@@ -89,15 +105,7 @@ impl App {
     /// Opens the store and assembles the app around providers built from `config` once, at
     /// startup, by [`Config::build`].
     pub fn open_built(config: Config, instances: Vec<providers::Instance>, clock: Clock) -> Result<App, StartError> {
-        let store = Store::open(
-            &config.server.data_dir,
-            StoreOptions {
-                cache_bytes: config.store.cache_mb * 1024 * 1024,
-                rejection_log_size: config.store.rejection_log_size,
-                body_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
-            },
-            clock.clone(),
-        )?;
+        let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
         for instance in instances {

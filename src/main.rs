@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use stagehook::cli::{CheckArgs, Cli, Command, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs};
+use stagehook::cli::{
+    CheckArgs, Cli, Command, ExportArgs, ImportArgs, LogFormat, SendArgs, ServeArgs, StoreCommand, VerifyArgs,
+};
 use stagehook::config::layers::{self, flag_value, Layered};
 use stagehook::config::validate::{probe_targets, validate, Context, Severity};
+use stagehook::config::Config;
+use stagehook::store::Store;
 use stagehook::{App, Clock};
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
+        Command::Export(args) => export(args),
+        Command::Import(args) => import(args),
         Command::Store(StoreCommand::Verify(args)) => verify(args),
         Command::Completions(args) => {
             let mut script = Vec::new();
@@ -118,6 +124,9 @@ fn send(args: SendArgs) -> ExitCode {
             print!("{}", stagehook::send::list(&instances));
         }
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &args.from {
+        return send_from(path, &config, &instances, &args, &bind_source);
     }
     // With `--json`, a failure is a JSON object on stdout too (a stable `code`), with the same
     // exit code as in text.
@@ -222,6 +231,294 @@ fn send(args: SendArgs) -> ExitCode {
                 serde_json::json!({"hint": hint, "text": [format!("  ({hint})")]})
             };
             fail(e.code(), e.to_string(), detail, 1)
+        }
+    }
+}
+
+/// `send --from FILE`: every event of an export, in order, signed afresh for its provider's
+/// configured secret; one line per event, exit 1 if any was not accepted (2xx). The whole file
+/// is read first: a malformed line (exit 2) or a placeholder secret sends nothing.
+fn send_from(
+    path: &std::path::Path,
+    config: &stagehook::config::Config,
+    instances: &[stagehook::providers::Instance],
+    args: &SendArgs,
+    bind_source: &str,
+) -> ExitCode {
+    let fail = |code: &str, message: String, exit: u8| {
+        if args.json {
+            println!("{:#}", serde_json::json!({"ok": false, "error": {"code": code, "message": message}}));
+        } else {
+            eprintln!("stagehook: {message}");
+        }
+        ExitCode::from(exit)
+    };
+    let open = || std::fs::File::open(path).map(std::io::BufReader::new);
+    let mut providers = std::collections::BTreeSet::new();
+    let checked = open().map_err(stagehook::export::ImportError::Read).and_then(|file| {
+        stagehook::export::lines(file).try_for_each(|line| {
+            line.map(|(_, e)| {
+                providers.insert(e.provider);
+            })
+        })
+    });
+    if let Err(e) = checked {
+        return fail("bad_export", format!("{}: {e}; nothing was sent", path.display()), EXIT_CONFIG);
+    }
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let refusals: Vec<_> =
+        providers.iter().flat_map(|p| stagehook::send::refusals(config, instances, p, &env)).collect();
+    if let Some(f) = refusals.first() {
+        return fail(
+            "config_refused",
+            format!("not sending: {} [{}]: {} (set the real secret, as for `serve`)", f.key, f.id, f.message),
+            EXIT_CONFIG,
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail("client", format!("cannot start the runtime: {e}"), 1),
+    };
+    let client = match stagehook::delivery::client::Client::new() {
+        Ok(c) => c,
+        Err(e) => return fail("client", e.to_string(), 1),
+    };
+    let file = match open() {
+        Ok(f) => f,
+        Err(e) => return fail("file_unreadable", format!("cannot read {}: {e}", path.display()), EXIT_CONFIG),
+    };
+    let clock = Clock::system();
+    let (mut accepted, mut failed, mut unanswered) = (0u64, 0u64, false);
+    let mut report = Vec::new();
+    for line in stagehook::export::lines(file) {
+        let event = match line {
+            Ok((_, e)) => e,
+            // Checked above; the file changed under us.
+            Err(e) => return fail("bad_export", format!("{}: {e}", path.display()), 1),
+        };
+        let to = (args.to.as_deref(), args.server.as_deref());
+        let r = runtime.block_on(stagehook::send::resend(config, instances, &event, &client, to, clock.now_s()));
+        let name = format!("{} {}", r.provider, r.event_id);
+        match &r.result {
+            Ok(sent) => {
+                let ok = (200..300).contains(&sent.status);
+                if ok {
+                    accepted += 1;
+                } else {
+                    failed += 1;
+                }
+                // stagehook's own receipt says when it had the event already.
+                let body: serde_json::Value =
+                    serde_json::from_str(&sent.body).unwrap_or_else(|_| sent.body.clone().into());
+                let duplicate = body.get("duplicate") == Some(&serde_json::Value::Bool(true));
+                if args.json {
+                    report.push(serde_json::json!({"provider": r.provider, "event_id": r.event_id, "url": sent.url, "status": sent.status, "body": body}));
+                } else {
+                    let note = if duplicate { " duplicate" } else { "" };
+                    println!("{name}: POST {} -> {}{note}", sent.url, sent.status);
+                    if !ok && !sent.body.is_empty() {
+                        println!("  {}", sent.body);
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                unanswered |= matches!(e, stagehook::send::SendFailure::Post { .. });
+                if args.json {
+                    report.push(serde_json::json!({"provider": r.provider, "event_id": r.event_id, "error": {"code": e.code(), "message": e.to_string()}}));
+                } else {
+                    println!("{name}: failed: {e}");
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{:#}", serde_json::json!({"ok": failed == 0, "sent": report}));
+    } else {
+        println!("sent {}: {accepted} accepted, {failed} failed", accepted + failed);
+        if unanswered {
+            eprintln!("  ({})", unreachable_hint(config, args, bind_source));
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Opens the data folder of a stopped stagehook for `export` or `import`, or says why it cannot:
+/// a running stagehook holds it (sled's lock), or (when `existing`) there is no database in it.
+// A String: a message for the person at the terminal, the command's last word.
+fn open_stopped(config: &Config, existing: bool, running_hint: &str) -> Result<Store, String> {
+    let dir = &config.server.data_dir;
+    if existing && !dir.join("db").exists() {
+        return Err(format!("no stagehook data in {} (no database there)", dir.display()));
+    }
+    if stagehook::store::in_use(dir) == Some(true) {
+        return Err(format!(
+            "{} is in use by a running stagehook, which holds it until it stops; stop it first{running_hint}",
+            dir.display()
+        ));
+    }
+    Store::open(dir, stagehook::store_options(config), Clock::system()).map_err(|e| e.to_string())
+}
+
+/// Flushes and closes a store opened by a command.
+fn close(store: Store) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    runtime.block_on(store.shutdown()).map_err(std::io::Error::other)
+}
+
+/// The configuration with `--data-dir` over `server.data_dir`.
+fn load_with_dir(config: Option<&std::path::Path>, data_dir: Option<&std::path::Path>) -> Result<Layered, ExitCode> {
+    let mut flags = Vec::new();
+    if let Some(dir) = data_dir {
+        flags.push(("server.data_dir", "--data-dir", flag_value(&dir)));
+    }
+    load(config, &flags)
+}
+
+/// `export`: NDJSON to `--out` (written beside it, then renamed, so a failed export leaves no
+/// short file that looks whole) or stdout; the count to stderr. Exit 1 when an event could not
+/// be read back (the others are written), 2 when nothing could be exported.
+fn export(args: ExportArgs) -> ExitCode {
+    use std::io::Write;
+    let Layered { config, instances, .. } = match load_with_dir(args.config.as_deref(), args.data_dir.as_deref()) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let query: BTreeMap<String, String> = [
+        ("provider", &args.provider),
+        ("status", &args.status),
+        ("type", &args.event_type),
+        ("since", &args.since),
+        ("until", &args.until),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+    .collect();
+    let filter = match stagehook::filter::from_query(&query) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let hint = ", or export from it: GET /staging/webhooks/events/export";
+    let store = match open_stopped(&config, true, hint) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let partial = args.out.as_ref().map(|p| {
+        let mut name = p.as_os_str().to_owned();
+        name.push(".partial");
+        std::path::PathBuf::from(name)
+    });
+    let mut out: Box<dyn Write> = match &partial {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("stagehook: cannot write {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut exporter = stagehook::export::Exporter::new(filter);
+    let written = loop {
+        match exporter.next_lines(&store, &instances) {
+            Ok(Some(lines)) => {
+                if let Err(e) = out.write_all(&lines) {
+                    break Err(format!("cannot write: {e}"));
+                }
+            }
+            Ok(None) => break out.flush().map_err(|e| format!("cannot write: {e}")),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    drop(out);
+    let written = written.and_then(|()| close(store).map_err(|e| e.to_string()));
+    let written = match (written, &partial, &args.out) {
+        (Ok(()), Some(from), Some(to)) => {
+            std::fs::rename(from, to).map_err(|e| format!("cannot write {}: {e}", to.display()))
+        }
+        (other, Some(from), _) => {
+            let _ = std::fs::remove_file(from);
+            other
+        }
+        (other, None, _) => other,
+    };
+    if let Err(e) = written {
+        eprintln!("stagehook: export stopped: {e}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!("exported {} events from {}", exporter.exported, config.server.data_dir.display());
+    if exporter.damaged > 0 {
+        eprintln!(
+            "stagehook: left out {} events that do not read back (run `stagehook store verify` to see them)",
+            exporter.damaged
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `import FILE`: the whole file is checked first, so a malformed line (exit 1, naming it)
+/// imports nothing; then every event is stored as processed, duplicates skipped and counted.
+fn import(args: ImportArgs) -> ExitCode {
+    let Layered { config, .. } = match load_with_dir(args.config.as_deref(), args.data_dir.as_deref()) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let open = || std::fs::File::open(&args.file).map(std::io::BufReader::new);
+    let file = args.file.display();
+    let checked = open().map_err(stagehook::export::ImportError::Read).and_then(stagehook::export::check);
+    if let Err(e) = checked {
+        eprintln!("stagehook: {file}: {e}; nothing was imported");
+        return ExitCode::FAILURE;
+    }
+    let store = match open_stopped(&config, false, "") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stagehook: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stagehook: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match open() {
+        Ok(reader) => runtime.block_on(stagehook::export::import(&store, reader)),
+        Err(e) => Err(stagehook::export::ImportError::Read(e)),
+    };
+    let closed = runtime.block_on(store.shutdown());
+    match (result, closed) {
+        (Ok(done), Ok(())) => {
+            println!(
+                "imported {} events, skipped {} duplicates, into {}",
+                done.imported,
+                done.skipped,
+                config.server.data_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!(
+                "stagehook: {file}: {e}; the events stored before it stay (importing the file again skips them as duplicates)"
+            );
+            ExitCode::FAILURE
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("stagehook: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -45,12 +45,43 @@ pub fn headers(headers: &[(String, String)], signature_headers: &[&str]) -> Vec<
         .collect()
 }
 
+/// An event's stored headers as they may be shown: [`headers`] with the list of the instance
+/// that received them. A provider no longer configured gives no list, so only the generic
+/// credentials are redacted. The API, its export and `stagehook export` all show them so.
+pub fn event_headers(
+    instances: &[crate::providers::Instance],
+    provider: &str,
+    stored: &[(String, String)],
+) -> Vec<(String, String)> {
+    let listed = instances
+        .iter()
+        .find(|e| e.provider.name() == provider)
+        .map(|e| e.provider.secret_headers())
+        .unwrap_or_default();
+    headers(stored, listed)
+}
+
 /// The first [`SIGNATURE_HEAD`] characters (a quarter of a short value at most), then
 /// `…(redacted, N bytes)`, in the style of the rejection log's `…(truncated, N bytes)`.
+///
+/// A value that is already such a redaction (an imported export's) stays as it is: it shows
+/// no more than shortening it again would, and keeps the length of the signature it stood for.
 fn shorten(value: &str) -> String {
+    if is_shortened(value) {
+        return value.to_string();
+    }
     let keep = SIGNATURE_HEAD.min(value.chars().count() / 4);
     let head: String = value.chars().take(keep).collect();
     format!("{head}…(redacted, {} bytes)", value.len())
+}
+
+/// Whether `value` is what [`shorten`] writes: at most [`SIGNATURE_HEAD`] characters, then
+/// `…(redacted, N bytes)`.
+fn is_shortened(value: &str) -> bool {
+    let Some((head, rest)) = value.split_once('…') else { return false };
+    let digits = rest.strip_prefix("(redacted, ").and_then(|r| r.strip_suffix(" bytes)"));
+    head.chars().count() <= SIGNATURE_HEAD
+        && digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `url` with its credentials masked: `https://user:***@host/path?token=***&empty=#***`.
@@ -180,6 +211,12 @@ mod tests {
         );
         // Without a provider's list, only the generic ones.
         assert_eq!(headers(&given, &[])[5].1, given[5].1);
+        // Shown again (an export imported and exported again): the same, not shortened twice.
+        assert_eq!(headers(&shown, &["x-hub-signature-256", "X-SHORT"]), shown);
+        // Only a whole redaction is left alone: anything more is shortened as usual.
+        let near = pairs(&[("x-short", "abcde…(redacted, 7 bytes)"), ("X-SHORT", "a…(redacted, 7 bytes)x")]);
+        assert!(headers(&near, &["x-short"]).iter().all(|(_, v)| v.ends_with("bytes)") && v.len() < 30));
+        assert_ne!(headers(&near, &["x-short"]), near);
     }
 
     /// The Architecture Invariant: what is secret in a provider's request is that provider's to

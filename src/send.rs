@@ -1,5 +1,6 @@
 //! `stagehook send`: fire realistic, correctly signed events at a stagehook (or straight at the
-//! app with `--to`), like `stripe trigger` for every provider.
+//! app with `--to`), like `stripe trigger` for every provider; with `--from`, the events of an
+//! export, so a captured session becomes a fixture a test suite replays.
 //!
 //! A sample comes from the provider's own fixtures (fresh ids every time) or from a file, and is
 //! signed by the provider's `sign_resend`, the same code that signs deliveries to the app (with
@@ -169,7 +170,7 @@ pub async fn send(
     if !instance.configured || !provider.can_sign() {
         return Err(SendFailure::NothingToSign(provider.name().to_string()));
     }
-    let (sign_url, send_url) = urls(config, &instance.path, req.to.as_deref(), req.server.as_deref());
+    let urls = urls(config, &instance.path, req.to.as_deref(), req.server.as_deref());
     let client = Client::new().map_err(|e| SendFailure::Client(e.to_string()))?;
     let mut sent = Vec::new();
     // `--count 0` is refused by the command line; a library caller asking for none gets none.
@@ -177,20 +178,85 @@ pub async fn send(
         let now = now_s();
         let sample = provider.sample(req.event.as_deref(), now).map_err(|e| SendFailure::Fixture(e.to_string()))?;
         let body = req.payload.clone().unwrap_or(sample.body);
-        let signed = provider.sign_resend(&sign_url, Some(sample.content_type), &body, &sample.headers, now);
-        // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
-        let url = match signed.url.strip_prefix(sign_url.as_str()) {
-            Some(rest) => format!("{send_url}{rest}"),
-            None => signed.url.clone(),
-        };
-        let mut headers = crate::delivery::resent_headers(&sample.headers, &signed);
-        headers.push(("content-type".into(), sample.content_type.to_string()));
-        headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
-        let answer = client
-            .post(&url, &headers, Bytes::from(body), Duration::from_secs(30))
-            .await
-            .map_err(|e| SendFailure::Post { url: url.clone(), error: e.to_string() })?;
-        sent.push(Sent { url, status: answer.status, body: String::from_utf8_lossy(&answer.body).into_owned() });
+        let content_type = vec![("content-type".into(), sample.content_type.to_string())];
+        let msg =
+            Message { content_type: Some(sample.content_type), body, original: &sample.headers, extra: content_type };
+        sent.push(sign_and_post(&client, instance, &urls, msg, now).await?);
     }
     Ok(sent)
+}
+
+/// One request to sign and send.
+struct Message<'a> {
+    content_type: Option<&'a str>,
+    body: Vec<u8>,
+    /// The headers it came with: kept, but for those the fresh signature replaces.
+    original: &'a [(String, String)],
+    /// Headers added after those.
+    extra: Vec<(String, String)>,
+}
+
+/// Signs `msg` for the instance's URL with its provider's `sign_resend` at `now` and posts it.
+async fn sign_and_post(
+    client: &Client,
+    instance: &Instance,
+    (sign_url, send_url): &(String, String),
+    msg: Message<'_>,
+    now: i64,
+) -> Result<Sent, SendFailure> {
+    let signed = instance.provider.sign_resend(sign_url, msg.content_type, &msg.body, msg.original, now);
+    // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
+    let url = match signed.url.strip_prefix(sign_url.as_str()) {
+        Some(rest) => format!("{send_url}{rest}"),
+        None => signed.url.clone(),
+    };
+    let mut headers = crate::delivery::resent_headers(msg.original, &signed);
+    headers.extend(msg.extra);
+    if crate::providers::original_header(&headers, "user-agent").is_none() {
+        headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
+    }
+    let answer = client
+        .post(&url, &headers, Bytes::from(msg.body), Duration::from_secs(30))
+        .await
+        .map_err(|e| SendFailure::Post { url: url.clone(), error: e.to_string() })?;
+    Ok(Sent { url, status: answer.status, body: String::from_utf8_lossy(&answer.body).into_owned() })
+}
+
+/// The outcome of sending one exported event again.
+#[derive(Debug)]
+pub struct Resent {
+    pub provider: String,
+    pub event_id: String,
+    /// The answer (a refusal included), or why there was none.
+    pub result: Result<Sent, SendFailure>,
+}
+
+/// `send --from`: sends an exported event again, as its provider would, to the running
+/// stagehook (or `to`): the body byte for byte, the headers it was received with (redacted ones
+/// included; they carry nothing secret) except those the fresh signature replaces, signed by
+/// the `sign_resend` of the configured instance of its provider at `now`. An event whose
+/// provider is not configured, or cannot sign, fails alone; the others still go.
+pub async fn resend(
+    config: &Config,
+    instances: &[Instance],
+    event: &crate::export::Exported,
+    client: &Client,
+    (to, server): (Option<&str>, Option<&str>),
+    now: i64,
+) -> Resent {
+    let result = async {
+        let Some(instance) = find(instances, &event.provider) else {
+            let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
+            return Err(SendFailure::UnknownProvider { name: event.provider.clone(), known: names.join(", ") });
+        };
+        if !instance.configured || !instance.provider.can_sign() {
+            return Err(SendFailure::NothingToSign(instance.provider.name().to_string()));
+        }
+        let urls = urls(config, &instance.path, to, server);
+        let content_type = crate::providers::original_header(&event.headers, "content-type");
+        let msg = Message { content_type, body: event.body.clone(), original: &event.headers, extra: Vec::new() };
+        sign_and_post(client, instance, &urls, msg, now).await
+    }
+    .await;
+    Resent { provider: event.provider.clone(), event_id: event.event_id.clone(), result }
 }

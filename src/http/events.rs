@@ -1,6 +1,8 @@
 //! The event API and the delivery controls:
 //!
 //! - `GET  /staging/webhooks/events?provider=&status=&type=&limit=&cursor=`: newest first.
+//! - `GET  /staging/webhooks/events/export?provider=&status=&type=&since=&until=`: every match,
+//!   oldest first, as NDJSON (`crate::export`), streamed.
 //! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
 //! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event.
 //! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
@@ -15,7 +17,7 @@ use serde_json::{json, Map, Value};
 use ulid::Ulid;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
@@ -37,6 +39,17 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(admin(state.clone()))
         .and(query())
         .map(|s: Arc<AppState>, q: BTreeMap<String, String>| list(&s, &q).unwrap_or_else(ApiError::into_response));
+    // Before `one`, whose `{id}` would take `export` for an id.
+    let export = base
+        .and(warp::path("events"))
+        .and(warp::path("export"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(admin(state.clone()))
+        .and(query())
+        .then(|s: Arc<AppState>, q: BTreeMap<String, String>| async move {
+            export(s, &q).await.unwrap_or_else(ApiError::into_response)
+        });
     let one = base
         .and(warp::path("events"))
         .and(warp::path::param::<String>())
@@ -81,7 +94,18 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::get())
         .and(admin(state.clone()))
         .map(|s: Arc<AppState>| recovery(&s));
-    list.or(one).unify().or(replay_one).unify().or(curl).unify().or(replay_many).unify().or(recovery).unify()
+    list.or(export)
+        .unify()
+        .or(one)
+        .unify()
+        .or(replay_one)
+        .unify()
+        .or(curl)
+        .unify()
+        .or(replay_many)
+        .unify()
+        .or(recovery)
+        .unify()
 }
 
 fn unavailable(e: StoreError) -> ApiError {
@@ -93,48 +117,15 @@ fn unavailable(e: StoreError) -> ApiError {
     }
 }
 
-/// An event status to filter by. `duplicate` is refused like an unknown status: no stored event
-/// has it (duplicates are counted under `/stats`), so a filter on it would always be empty.
-fn parse_status(s: &str) -> Result<Status, ApiError> {
-    Status::STORED.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-        let all: Vec<&str> = Status::STORED.iter().map(|s| s.as_str()).collect();
-        let why = if s == Status::Duplicate.as_str() {
-            "duplicates are counted, never stored as events (see /stats)"
-        } else {
-            "unknown status"
-        };
-        ApiError::invalid_payload(format!("status `{s}`: {why}; one of {}", all.join(", ")))
-    })
+/// A filter value that does not parse: `400 invalid_payload`, with the parser's words.
+fn bad_filter(e: crate::filter::FilterError) -> ApiError {
+    ApiError::invalid_payload(e.0)
 }
 
-/// A time as RFC 3339 (`2026-11-28T10:00:00Z`) or Unix milliseconds.
-fn parse_time(field: &str, v: &Value) -> Result<Option<i64>, ApiError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            n.as_i64().map(Some).ok_or_else(|| ApiError::invalid_payload(format!("{field}: not a time")))
-        }
-        // A query string has no numbers, only text: digits there are Unix milliseconds too.
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().map(Some).map_err(|_| ApiError::invalid_payload(format!("{field}: `{s}` is out of range")))
-        }
-        Value::String(s) => humantime::parse_rfc3339_weak(s)
-            .map(|t| Some(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)))
-            .map_err(|_| ApiError::invalid_payload(format!("{field}: `{s}` is not RFC 3339 or Unix milliseconds"))),
-        _ => Err(ApiError::invalid_payload(format!("{field}: not a time"))),
-    }
-}
-
-/// The event list's filters from its query (`provider`, `status`, `type`, `since`, `until`),
-/// shared by every route that takes them.
+/// The event list's filters from its query (`provider`, `status`, `type`, `since`, `until`), as
+/// every route that takes them reads them.
 pub(super) fn event_filter(q: &BTreeMap<String, String>) -> Result<EventFilter, ApiError> {
-    Ok(EventFilter {
-        provider: q.get("provider").cloned(),
-        status: q.get("status").map(|st| parse_status(st)).transpose()?,
-        event_type: q.get("type").cloned(),
-        since_ms: q.get("since").map(|t| parse_time("since", &Value::String(t.clone()))).transpose()?.flatten(),
-        until_ms: q.get("until").map(|t| parse_time("until", &Value::String(t.clone()))).transpose()?.flatten(),
-    })
+    crate::filter::from_query(q).map_err(bad_filter)
 }
 
 fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
@@ -400,10 +391,10 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     let limit = f.limit.unwrap_or(1000).clamp(1, MAX_REPLAY);
     let filter = EventFilter {
         provider: f.provider,
-        status: f.status.as_deref().map(parse_status).transpose()?,
+        status: f.status.as_deref().map(crate::filter::status).transpose().map_err(bad_filter)?,
         event_type: None,
-        since_ms: parse_time("since", &f.since)?,
-        until_ms: parse_time("until", &f.until)?,
+        since_ms: crate::filter::time("since", &f.since).map_err(bad_filter)?,
+        until_ms: crate::filter::time("until", &f.until).map_err(bad_filter)?,
     };
     let mut items = Vec::new();
     let mut skipped = 0;
@@ -432,6 +423,62 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     }
     let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await.map_err(unavailable)? };
     Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped, "skipped_damaged": damaged})))
+}
+
+/// Pages of the export in flight between the page reader and the connection: the reader stays
+/// at most this far ahead of a slow client.
+const EXPORT_AHEAD: usize = 2;
+
+/// `GET /events/export`: every event the list's filters match, oldest first, one NDJSON line
+/// each ([`crate::export`]), streamed a page at a time. The first page is read before the
+/// answer starts, so a store that cannot be read gets its JSON error; a read that fails later
+/// ends the body before its end, so the client sees a broken transfer, never a short file that
+/// looks whole.
+async fn export(s: Arc<AppState>, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
+    if let Some(key) = ["q", "cursor", "limit"].into_iter().find(|k| q.contains_key(*k)) {
+        return Err(ApiError::invalid_payload(format!(
+            "`{key}` is not an export filter; an export takes provider, status, type, since and until, and writes every match"
+        )));
+    }
+    let filter = crate::filter::from_query(q).map_err(bad_filter)?;
+    let mut exporter = crate::export::Exporter::new(filter);
+    // sled reads block: the pages are read on a blocking thread, the first before answering.
+    let reader = s.clone();
+    let (first, mut exporter) = tokio::task::spawn_blocking(move || {
+        let lines = exporter.next_lines(&reader.store, &reader.endpoints);
+        (lines, exporter)
+    })
+    .await
+    .map_err(|e| unavailable(StoreError::Unavailable(format!("the export reader stopped: {e}"))))?;
+    let mut next = first.map_err(unavailable)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        while let Some(lines) = next {
+            // A client that went away dropped the receiver: stop reading.
+            if tx.blocking_send(Ok(lines)).is_err() {
+                return;
+            }
+            next = match exporter.next_lines(&s.store, &s.endpoints) {
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::error!(error = %e, "export stopped: store read failed");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            };
+        }
+        if exporter.damaged > 0 {
+            tracing::warn!(
+                exported = exporter.exported,
+                damaged = exporter.damaged,
+                "export left out events that do not read back (see `stagehook store verify`)"
+            );
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+    let mut res = warp::reply::stream(body).into_response();
+    res.headers_mut().insert("content-type", warp::http::HeaderValue::from_static(crate::export::MEDIA_TYPE));
+    Ok(res)
 }
 
 fn recovery(s: &AppState) -> Response {

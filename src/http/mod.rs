@@ -111,13 +111,7 @@ impl AppState {
     /// the provider that received them. A provider no longer configured gives no list, so only
     /// the generic credentials are redacted.
     fn shown_headers(&self, provider: &str, headers: &[(String, String)]) -> Vec<(String, String)> {
-        let listed = self
-            .endpoints
-            .iter()
-            .find(|e| e.provider.name() == provider)
-            .map(|e| e.provider.secret_headers())
-            .unwrap_or_default();
-        crate::redact::headers(headers, listed)
+        crate::redact::event_headers(&self.endpoints, provider, headers)
     }
 }
 

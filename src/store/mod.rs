@@ -319,6 +319,24 @@ impl Store {
         done.await.map_err(|_| gone())?
     }
 
+    /// Records events in the order given (their ids follow it), each durably or found as a
+    /// duplicate as [`Store::ingest`] does, and answers once every one is on disk: they are all
+    /// queued before the first answer is awaited, so the writer commits them in as few flushes
+    /// as it can. For an import, whose order is the file's.
+    pub async fn ingest_all(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            let (ack, done) = oneshot::channel();
+            self.send(writer::Op::Ingest(event, ack)).await?;
+            answers.push(done);
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for done in answers {
+            out.push(done.await.map_err(|_| gone())??);
+        }
+        Ok(out)
+    }
+
     /// Counts a refusal and logs it if asked. Never waits: under a flood, when the writer queue is
     /// full, the refusal is dropped rather than slowing the requests that are being refused.
     /// The entry is cut to its bounds here, on the caller's thread, before it is queued.
@@ -499,6 +517,60 @@ impl Store {
         let mut events = Vec::new();
         let mut last = None;
         for (scanned, kv) in self.inner.tree.range(low..high).rev().enumerate() {
+            if scanned >= scan_limit || events.len() >= limit {
+                return Ok(EventPage { events, next_cursor: last });
+            }
+            let (k, v) = kv.map_err(read_err)?;
+            let Some(id) = keys::id_of(&k) else { continue };
+            last = Some(id);
+            match record::decode_event(&v) {
+                Ok((e, _)) => {
+                    if filter.matches(&e) {
+                        events.push((id, Ok(e)));
+                    }
+                }
+                Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
+                Err(_) => {}
+            }
+        }
+        Ok(EventPage { events, next_cursor: None })
+    }
+
+    /// Events oldest first (in the order they were stored), starting after `after`: the order an
+    /// export writes, so that importing it stores the events in their first order again. Bounded
+    /// like [`Store::list_events`]: at most `scan_limit` records read per call.
+    pub fn events_after(
+        &self,
+        filter: &EventFilter,
+        after: Option<Ulid>,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.injected_read_failure()?;
+        let since = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
+        let low = match after {
+            // Just past the cursor: its own key is the smallest key above it with a 0 appended.
+            Some(c) => {
+                let mut k = keys::id_key(keys::EVENT, c).to_vec();
+                k.push(0);
+                k.max(since.to_vec())
+            }
+            None => since.to_vec(),
+        };
+        let high = match filter.until_ms {
+            Some(until) => keys::id_key(keys::EVENT, Ulid::from_parts(until.max(0) as u64, 0)).to_vec(),
+            None => {
+                let mut k = vec![0xffu8; 17];
+                k[0] = keys::EVENT;
+                k
+            }
+        };
+        let mut events = Vec::new();
+        let mut last = None;
+        if low >= high {
+            return Ok(EventPage { events, next_cursor: None });
+        }
+        for (scanned, kv) in self.inner.tree.range(low..high).enumerate() {
             if scanned >= scan_limit || events.len() >= limit {
                 return Ok(EventPage { events, next_cursor: last });
             }

@@ -19,6 +19,7 @@ mod diagnosis;
 mod errors;
 mod example_session;
 mod exits;
+mod export;
 mod fake_app;
 mod fuzz;
 mod guards;
