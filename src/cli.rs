@@ -42,6 +42,9 @@ pub enum Command {
     /// Load an export file into a data folder: duplicates (same provider and event id) are
     /// skipped and counted; events are recorded as processed, never delivered to the app.
     Import(ImportArgs),
+    /// Print what happens on the running stagehook as it happens: one line per new event and per
+    /// change of status (coloured on a terminal), or JSON with `--json`.
+    Tail(TailArgs),
     /// Inspect the data folder of a stopped stagehook.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -102,6 +105,26 @@ pub struct ExportArgs {
     /// Write here instead of to stdout (through `FILE.partial`, renamed when complete).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    /// TOML configuration file: where stagehook listens, and its admin token.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The running stagehook's base URL (e.g. `http://127.0.0.1:9000`), when it is not at the
+    /// configuration's `server.bind`.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Only this provider instance's events.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only changes to this status (`received`, `processing`, `processed`, `retrying`, `failed`).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Print each message's JSON (with its `kind`: `event` or `status`), one a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -17,6 +17,7 @@
 //!   messages are delivered through the engine like events.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures (or from
 //!   an export).
+//! - [`tail`]: `stagehook tail`, the live stream printed a line a change.
 //! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
 //! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
 //!   and back in (`stagehook import`).
@@ -47,6 +48,7 @@ pub mod secret;
 pub mod send;
 pub mod shared;
 pub mod store;
+pub mod tail;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Send(args) => send(args),
         Command::Export(args) => export(args),
         Command::Import(args) => import(args),
+        Command::Tail(args) => tail(args),
         Command::Store(StoreCommand::Verify(args)) => verify(args),
         Command::Completions(args) => {
             let mut script = Vec::new();
@@ -469,6 +470,39 @@ fn export(args: ExportArgs) -> ExitCode {
 
 /// `import FILE`: the whole file is checked first, so a malformed line (exit 1, naming it)
 /// imports nothing; then every event is stored as processed, duplicates skipped and counted.
+fn tail(args: stagehook::cli::TailArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let Layered { config, .. } = match load(args.config.as_deref(), &[]) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let tail = stagehook::tail::Tail {
+        server: stagehook::send::server_url(&config, args.server.as_deref()),
+        token: config.server.admin_token.as_ref().map(|t| t.expose().to_string()),
+        provider: args.provider,
+        status: args.status,
+        json: args.json,
+        colour: !args.json && std::io::stdout().is_terminal(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stagehook tail: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tail.run(&mut std::io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stagehook tail: {e}");
+            ExitCode::from(match e {
+                stagehook::tail::TailError::Refused(_) => 2,
+                stagehook::tail::TailError::Unreachable { .. } => 1,
+            })
+        }
+    }
+}
+
 fn import(args: ImportArgs) -> ExitCode {
     let Layered { config, .. } = match load_with_dir(args.config.as_deref(), args.data_dir.as_deref()) {
         Ok(l) => l,

@@ -190,3 +190,42 @@ async fn a_stream_outlives_the_idle_and_header_timeouts() {
     assert_eq!(stream.next().await.data["event_id"], "evt_after_quiet");
     s.stop().await;
 }
+
+/// `stagehook tail --json`: one parseable line per event, as it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_json_prints_one_parseable_line_per_event() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(["tail", "--json", "--server", &format!("http://{}", s.addr)])
+        .env_remove("STAGEHOOK_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        let line = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await.ok()?;
+        let line = line.unwrap().expect("tail runs");
+        Some(serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{line}: {e}")))
+    };
+    // The tail connects on its own time: events until one shows it is listening.
+    let mut first = None;
+    for i in 0..40 {
+        assert_eq!(s.stripe(&stripe_event(&format!("evt_tail_wait_{i}"))).await.status, 200);
+        if let Some(line) = next_line().await {
+            first = Some(line);
+            break;
+        }
+    }
+    let first = first.expect("the tail printed the event it saw");
+    assert_eq!((first["kind"].as_str(), first["provider"].as_str()), (Some("event"), Some("stripe")), "{first}");
+    for id in ["evt_tail_1", "evt_tail_2"] {
+        assert_eq!(s.stripe(&stripe_event(id)).await.status, 200);
+        let line = next_line().await.expect("a line per event");
+        assert_eq!(line["event_id"], id, "{line}");
+    }
+    child.kill().await.unwrap();
+    s.stop().await;
+}
