@@ -139,12 +139,15 @@ async fn a_forged_flood_is_diagnosed_no_more_than_the_cap_allows() {
     }
     let diagnosed =
         |log: &Value| log["rejections"].as_array().unwrap().iter().filter(|r| !r["diagnosis"].is_null()).count();
+    // The log is written behind the replies: wait for the writer.
+    s.store.flush().await.unwrap();
     let log = s.get("/staging/webhooks/rejections?limit=1000").await.json();
     assert_eq!(log["rejections"].as_array().unwrap().len(), 40, "every refusal is logged");
     assert_eq!(diagnosed(&log), stagehook::providers::diagnose::PER_SECOND as usize, "diagnosed in one second");
     clock.advance(1000);
     let r = send(&s, "/staging/webhooks/stripe", stripe_post(&forged, body.as_bytes())).await;
     assert_eq!(r.status, 401);
+    s.store.flush().await.unwrap();
     let log = s.get("/staging/webhooks/rejections?limit=1000").await.json();
     assert_eq!(
         diagnosed(&log),
