@@ -514,26 +514,7 @@ impl Store {
                 k
             }
         };
-        let mut events = Vec::new();
-        let mut last = None;
-        for (scanned, kv) in self.inner.tree.range(low..high).rev().enumerate() {
-            if scanned >= scan_limit || events.len() >= limit {
-                return Ok(EventPage { events, next_cursor: last });
-            }
-            let (k, v) = kv.map_err(read_err)?;
-            let Some(id) = keys::id_of(&k) else { continue };
-            last = Some(id);
-            match record::decode_event(&v) {
-                Ok((e, _)) => {
-                    if filter.matches(&e) {
-                        events.push((id, Ok(e)));
-                    }
-                }
-                Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
-                Err(_) => {}
-            }
-        }
-        Ok(EventPage { events, next_cursor: None })
+        page(self.inner.tree.range(low..high).rev(), filter, limit, scan_limit)
     }
 
     /// Events oldest first (in the order they were stored), starting after `after`: the order an
@@ -565,29 +546,10 @@ impl Store {
                 k
             }
         };
-        let mut events = Vec::new();
-        let mut last = None;
         if low >= high {
-            return Ok(EventPage { events, next_cursor: None });
+            return Ok(EventPage { events: Vec::new(), next_cursor: None });
         }
-        for (scanned, kv) in self.inner.tree.range(low..high).enumerate() {
-            if scanned >= scan_limit || events.len() >= limit {
-                return Ok(EventPage { events, next_cursor: last });
-            }
-            let (k, v) = kv.map_err(read_err)?;
-            let Some(id) = keys::id_of(&k) else { continue };
-            last = Some(id);
-            match record::decode_event(&v) {
-                Ok((e, _)) => {
-                    if filter.matches(&e) {
-                        events.push((id, Ok(e)));
-                    }
-                }
-                Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
-                Err(_) => {}
-            }
-        }
-        Ok(EventPage { events, next_cursor: None })
+        page(self.inner.tree.range(low..high), filter, limit, scan_limit)
     }
 
     /// Ids of events older than `before_ms`, and of the oldest beyond `max_events` (0: no cap),
@@ -793,6 +755,36 @@ impl Store {
 pub enum InjectDamage {
     JobRecords,
     EventRecord,
+}
+
+/// One page of event records from `records` (a range of the tree, in either direction): at most
+/// `limit` that `filter` takes, reading at most `scan_limit`; the cursor is the last one read.
+fn page(
+    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    filter: &EventFilter,
+    limit: usize,
+    scan_limit: usize,
+) -> Result<EventPage, StoreError> {
+    let mut events = Vec::new();
+    let mut last = None;
+    for (scanned, kv) in records.enumerate() {
+        if scanned >= scan_limit || events.len() >= limit {
+            return Ok(EventPage { events, next_cursor: last });
+        }
+        let (k, v) = kv.map_err(read_err)?;
+        let Some(id) = keys::id_of(&k) else { continue };
+        last = Some(id);
+        match record::decode_event(&v) {
+            Ok((e, _)) => {
+                if filter.matches(&e) {
+                    events.push((id, Ok(e)));
+                }
+            }
+            Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
+            Err(_) => {}
+        }
+    }
+    Ok(EventPage { events, next_cursor: None })
 }
 
 fn record_damage(id: Ulid, e: &record::DecodeError) -> Damage {
