@@ -548,11 +548,45 @@ function report(err) {
 }
 
 function refreshAll() {
+  listen();
   refreshAlerts().catch(report);
   refreshOverview().catch(report);
   refreshRecovery().catch(report);
   refreshEvents(true).catch(report);
   refreshConfig().catch(report);
+}
+
+// ---- live stream ------------------------------------------------------------------------
+// With /events/stream open, a new event or a change of status refreshes the views at once (one
+// refresh for a burst of changes); polling stays as the fallback, slower while the stream is up.
+
+let source = null;
+let live = false;
+let changedSoon = null;
+
+function listen() {
+  if (!window.EventSource || (source && source.readyState !== EventSource.CLOSED)) return;
+  source = new EventSource(`${API}/events/stream`);
+  const changed = () => {
+    if (changedSoon) return;
+    changedSoon = setTimeout(() => {
+      changedSoon = null;
+      if (state.locked || document.hidden) return;
+      refreshAlerts().catch(report);
+      refreshOverview().catch(report);
+      refreshRecovery().catch(report);
+      refreshEvents().catch(report);
+      refreshDetail().catch(report);
+    }, 200);
+  };
+  source.addEventListener('event', changed);
+  source.addEventListener('status', changed);
+  // Changes were missed (stagehook restarted, or too many): reload everything.
+  source.addEventListener('reset', () => refreshAll());
+  source.onopen = () => { live = true; };
+  // The browser reconnects by itself (with Last-Event-ID) unless the answer was a refusal
+  // (signed out): then polling carries on, and the next refreshAll (after a login) listens again.
+  source.onerror = () => { live = false; };
 }
 
 function poll() {
@@ -563,7 +597,7 @@ function poll() {
     refreshEvents().catch(report);
     refreshDetail().catch(report);
   }
-  setTimeout(poll, POLL_MS);
+  setTimeout(poll, live ? Math.max(POLL_MS, 5000) : POLL_MS);
 }
 
 function start() {

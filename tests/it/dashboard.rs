@@ -28,6 +28,39 @@ async fn the_dashboard_signs_in_with_the_token_replays_and_logs_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_updates_through_the_event_stream() {
+    bounded(Box::pin(live_update())).await;
+}
+
+/// Polling every ten minutes: only the event stream can bring the new event and its delivery.
+async fn live_update() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
+    let s = start(c).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=600000", s.addr)).await;
+    browser
+        .wait("the stream open", || async {
+            (browser.eval("return live;", json!([])).await == json!(true)).then_some(())
+        })
+        .await;
+    assert_eq!(s.stripe(&stripe_event("evt_dash_live")).await.status, 200);
+    let id = s.store.find_by_event_id("stripe", "evt_dash_live").unwrap().unwrap().to_string();
+    let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+    browser.wait("the new event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser
+        .wait("its delivery, processed", || async {
+            browser.text(&row).await.filter(|t| t.contains("processed")).map(|_| ())
+        })
+        .await;
+    no_policy_violations(&browser).await;
+    browser.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_firing_alerts_at_the_top() {
     bounded(Box::pin(firing_alerts())).await;
 }
