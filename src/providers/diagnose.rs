@@ -187,13 +187,12 @@ fn url_variants(url: &str, headers: &HeaderMap) -> Vec<String> {
     // Each host with its port and without it.
     let mut all_hosts = Vec::new();
     for h in hosts.into_iter().filter(|h| !h.is_empty() && h.len() <= 255) {
-        if let Some((bare, _port)) = h.rsplit_once(':').filter(|(b, p)| !b.ends_with(']') || p.is_empty()) {
-            let bare = bare.to_string();
-            all_hosts.push(h);
-            all_hosts.push(bare);
-        } else {
-            all_hosts.push(h);
+        // A port is digits after the last `:` (`[::1]:8080`, not the `1]` of `[::1]`).
+        let bare = h.rsplit_once(':').filter(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if let Some((bare, _)) = bare {
+            all_hosts.push(bare.to_string());
         }
+        all_hosts.push(h);
     }
     dedup(&mut all_hosts);
     let other_path = match path.strip_suffix('/') {
@@ -490,6 +489,12 @@ mod tests {
         }
         assert!(!v.contains(&"http://127.0.0.1:8080/staging/webhooks/sms?x=1".to_string()), "not the URL itself");
         assert_eq!(base_of("https://tunnel.example/staging/webhooks/sms?x=1"), "https://tunnel.example");
+        // An IPv6 host: its port comes off, its address stays whole.
+        let v = url_variants("http://[::1]:8080/sms", &HeaderMap::new());
+        assert!(v.contains(&"https://[::1]/sms".to_string()), "{v:?}");
+        assert!(v.contains(&"https://[::1]:8080/sms".to_string()), "{v:?}");
+        let v = url_variants("http://[::1]/sms", &HeaderMap::new());
+        assert!(v.iter().all(|u| u.contains("[::1]")), "no address cut at a colon: {v:?}");
     }
 
     #[test]
