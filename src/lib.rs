@@ -242,6 +242,7 @@ impl App {
         let delivery = tokio::spawn(state.engine.clone().run(stop_rx.clone(), grace));
         let retention =
             tokio::spawn(retention::run(state.store.clone(), state.config.retention.clone(), state.clock.clone()));
+        state.alerts.mark_start();
         // The messages link to the dashboard, at stagehook's own base URL.
         let alerting = tokio::spawn(state.alerts.clone().run(format!("{}/", state.base_url()), stop_rx.clone()));
         // The server stops accepting when `shutdown` fires and then waits for open requests

@@ -278,6 +278,13 @@ impl Alerts {
         self.keep_history(now);
     }
 
+    /// Takes the figures as the server starts, before it serves, so that a window reaching back
+    /// before the first evaluation counts from the start (refusals made before the evaluator's
+    /// first tick included).
+    pub fn mark_start(&self) {
+        self.keep_history(self.figures());
+    }
+
     fn keep_history(&self, now: Figures) {
         let mut history = self.history.lock();
         let oldest = now.at_ms - self.keep_ms;
