@@ -14,6 +14,10 @@ const state = {
   shownIds: new Set(),
   cursor: null,
   detailId: null,
+  // The event the detail shows, as the API gave it.
+  detail: null,
+  // Whether the body in the editor must be JSON.
+  editJson: false,
   breakers: {},
   lastPayload: '',
 };
@@ -403,6 +407,7 @@ async function openDetail(id) {
   $('#detail').dataset.id = id;
   $('#detail').classList.remove('hidden');
   $('#curl-command').classList.add('hidden');
+  closeEditor();
   setText('#detail-message', '');
   await refreshDetail();
   $('#detail').scrollIntoView({ block: 'nearest' });
@@ -418,7 +423,10 @@ async function refreshDetail() {
   if (!id) return;
   const e = await api(`${API}/events/${encodeURIComponent(id)}`);
   if (state.detailId !== id) return;
+  state.detail = e;
   setText('#detail-id', `${e.event_id} (${e.id})`);
+  setText('#detail-parent-link', e.parent_id || '');
+  $('#detail-parent').classList.toggle('hidden', !e.parent_id);
   $('#detail-status').replaceChildren(statusBadge(e.status));
   // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
   setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
@@ -464,6 +472,72 @@ async function replayOne() {
     if (!(err instanceof Unauthorized)) setText('#detail-message', err.message);
   }
   refreshDetail().catch(report);
+}
+
+// ---- edit and replay -------------------------------------------------------------------
+
+/** Whether the event's body is JSON: its content type says so, or it parses as JSON. */
+function jsonBody(e) {
+  const contentType = (e.headers.find(([k]) => k === 'content-type') || [, ''])[1];
+  if (contentType.includes('json')) return true;
+  if (contentType.startsWith('application/x-www-form-urlencoded')) return false;
+  try {
+    JSON.parse(e.payload);
+    return true;
+  } catch (_) {
+    return false;
+  }
+}
+
+/** Opens the editor on the payload's exact text (re-serializing could round large numbers). */
+function openEditor() {
+  const e = state.detail;
+  if (!e || e.id !== state.detailId) return;
+  if (e.payload == null || e.payload_encoding !== 'utf8') {
+    setText('#detail-message', 'this body is not text, so it cannot be edited here');
+    return;
+  }
+  state.editJson = jsonBody(e);
+  $('#edit-body').value = e.payload;
+  checkEdit();
+  $('#edit').classList.remove('hidden');
+  $('#edit-body').focus();
+}
+
+function closeEditor() {
+  $('#edit').classList.add('hidden');
+  setText('#edit-error', '');
+}
+
+/** Refuses invalid JSON before anything is sent: the error names where it is. */
+function checkEdit() {
+  let problem = '';
+  if (state.editJson) {
+    try {
+      JSON.parse($('#edit-body').value);
+    } catch (err) {
+      problem = `invalid JSON: ${err.message}`;
+    }
+  }
+  setText('#edit-error', problem);
+  $('#edit-send').disabled = problem !== '';
+  return problem === '';
+}
+
+async function sendEdit(event) {
+  event.preventDefault();
+  if (!checkEdit()) return;
+  const parent = state.detailId;
+  try {
+    // The text as typed: a string body is sent as its exact bytes.
+    const r = await post(`${API}/events/${encodeURIComponent(parent)}/replay`, { body: $('#edit-body').value });
+    closeEditor();
+    await openDetail(r.id);
+    setText('#detail-message', `replayed as an edited copy of ${parent}`);
+    refreshEvents(true).catch(report);
+  } catch (err) {
+    if (!(err instanceof Unauthorized)) setText('#edit-error', err.message);
+  }
 }
 
 async function copy(text) {
@@ -623,6 +697,11 @@ function start() {
   }
   $('#detail-close').addEventListener('click', closeDetail);
   $('#replay-one').addEventListener('click', replayOne);
+  $('#edit-open').addEventListener('click', openEditor);
+  $('#edit-body').addEventListener('input', checkEdit);
+  $('#edit').addEventListener('submit', (ev) => sendEdit(ev).catch(report));
+  $('#edit-cancel').addEventListener('click', closeEditor);
+  $('#detail-parent-link').addEventListener('click', () => openDetail(state.detail.parent_id).catch(report));
   $('#copy-payload').addEventListener('click', () => copyPayload().catch(report));
   $('#copy-curl').addEventListener('click', () => copyCurl().catch(report));
   $('#replay-failed').addEventListener('click', askReplayFailed);

@@ -362,6 +362,7 @@ fn record(c: &mut Criterion) {
         attempts: 0,
         last_error: None,
         errors: Vec::new(),
+        parent: None,
     };
     let bytes = record::encode_event(event.clone(), None);
     assert_eq!(record::decode_event(&bytes).unwrap(), (event.clone(), None));
@@ -411,6 +412,7 @@ fn filled_store(rt: &tokio::runtime::Runtime, events: usize) -> (tempfile::TempD
                             processing_us: 42,
                             targets: Vec::new(),
                             items: 1,
+                            parent: None,
                         };
                         assert!(!store.ingest(event).await.expect("ingest").duplicate);
                     }

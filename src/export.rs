@@ -290,6 +290,7 @@ pub async fn import(store: &Store, reader: impl BufRead) -> Result<Imported, Imp
             processing_us: 0,
             targets: Vec::new(),
             items: 1,
+            parent: None,
         });
         if batch.len() == IMPORT_BATCH || lines.peek().is_none() {
             // In order, so ids follow the file; the writer commits a batch in few flushes.

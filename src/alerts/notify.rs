@@ -127,6 +127,7 @@ impl Message {
             processing_us: 0,
             targets: vec![job_target(notifier)],
             items: 1,
+            parent: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! - `GET  /staging/webhooks/events/export?provider=&status=&type=&since=&until=`: every match,
 //!   oldest first, as NDJSON (`crate::export`), streamed.
 //! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
-//! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event.
+//! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event; with an
+//!   edit in its body, a new event, the edited copy (`edit.rs`).
 //! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
 //! - `GET  /staging/webhooks/recovery/stats`: breakers, retry settings, queue, dead letters.
 
@@ -15,12 +16,12 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use ulid::Ulid;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
-use super::{admin, ok_json, read_body, AppState};
+use super::{admin, edit, ok_json, read_body, AppState};
 use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
@@ -64,8 +65,16 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::end())
         .and(warp::post())
         .and(admin(state.clone()))
-        .then(|id: String, s: Arc<AppState>| async move {
-            replay_one(&s, &id).await.unwrap_or_else(ApiError::into_response)
+        .and(super::server::peer())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(|id: String, s: Arc<AppState>, peer, headers: HeaderMap, body| async move {
+            let limit = edit::request_limit(s.config.limits.max_body_bytes);
+            let replayed = match read_body(body, limit, None).await {
+                Ok(bytes) => replay_one(&s, &id, &bytes, peer, &headers).await,
+                Err(e) => Err(ApiError::from(e)),
+            };
+            replayed.unwrap_or_else(ApiError::into_response)
         });
     let curl = base
         .and(warp::path("events"))
@@ -108,7 +117,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .unify()
 }
 
-fn unavailable(e: StoreError) -> ApiError {
+pub(super) fn unavailable(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "store read failed");
     match e {
         // Damage is not transient: say what is damaged instead of inviting a retry.
@@ -197,6 +206,7 @@ fn summary(id: Ulid, e: &Event) -> Value {
         "attempts": e.attempts,
         "last_error": e.last_error,
         "body_len": e.body_len,
+        "parent_id": e.parent.map(|p| p.to_string()),
         "damage": [],
     })
 }
@@ -214,6 +224,7 @@ fn damaged_summary(id: Ulid, damage: &Damage) -> Value {
         "attempts": null,
         "last_error": format!("{STORAGE_CORRUPT}: {damage}"),
         "body_len": null,
+        "parent_id": null,
         "damage": [damage.0],
     })
 }
@@ -301,8 +312,17 @@ fn targets_of<'a>(s: &'a AppState, provider: &str) -> &'a [String] {
     s.endpoints.iter().find(|e| e.provider.name() == provider).map(|e| e.targets.as_slice()).unwrap_or(&[])
 }
 
-async fn replay_one(s: &AppState, id: &str) -> Result<Response, ApiError> {
+async fn replay_one(
+    s: &AppState,
+    id: &str,
+    body: &[u8],
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
+    if let Some(changes) = edit::Edit::read(body)? {
+        return edit::replay_edited(s, ulid, changes, peer, headers).await;
+    }
     let e = s
         .store
         .get_record(ulid)

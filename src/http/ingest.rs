@@ -219,6 +219,7 @@ async fn store_event(
         processing_us: start.elapsed().as_micros() as u64,
         targets: endpoint.targets.clone(),
         items: parsed.items,
+        parent: None,
     };
     let stored = state.store.ingest(event).await;
     // The claim follows the local commit: committed once the event is on disk (a duplicate of

@@ -11,6 +11,7 @@ mod api;
 pub mod auth;
 mod client_ip;
 mod dashboard;
+mod edit;
 pub mod errors;
 mod events;
 mod health;

@@ -104,6 +104,9 @@ pub struct NewEvent {
     pub targets: Vec<String>,
     /// Provider events in the request: 1, or a batch's size (SendGrid), counted one by one.
     pub items: u32,
+    /// The event this is an edited copy of (an edit and replay): a deliberate repeat, so it is
+    /// never taken for a duplicate, and its copy of the provider's event id claims nothing.
+    pub parent: Option<Ulid>,
 }
 
 /// The result of one delivery attempt, to record with what it means for the queue.
@@ -934,6 +937,7 @@ mod tests {
             attempts: 0,
             last_error: None,
             errors: vec![],
+            parent: None,
         };
         {
             let db = sled::open(dir.path()).unwrap();
@@ -970,6 +974,7 @@ mod tests {
             processing_us: 1,
             targets: targets.iter().map(|t| t.to_string()).collect(),
             items: 1,
+            parent: None,
         }
     }
 

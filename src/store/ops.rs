@@ -68,17 +68,22 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
     pub fn ingest(&mut self, event: NewEvent) -> Result<Ingested, OpError> {
         let p = &mut self.p;
         let dedup = keys::dedup_key(&event.provider, &event.event_id);
-        let existing = p.get(&dedup).map_err(OpError::Dedup)?;
-        if let Some(first) = existing.and_then(|v| keys::ulid_from(&v)) {
-            p.count(duplicates_counter(&event.provider), 1);
-            return Ok(Ingested { id: first, duplicate: true });
+        if event.parent.is_none() {
+            let existing = p.get(&dedup).map_err(OpError::Dedup)?;
+            if let Some(first) = existing.and_then(|v| keys::ulid_from(&v)) {
+                p.count(duplicates_counter(&event.provider), 1);
+                return Ok(Ingested { id: first, duplicate: true });
+            }
         }
         let id = self.env.next_id();
-        p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
         let body = self.env.stage_body(&event.body);
         p.count(segment_counter(body.segment), 1);
-        p.count(hist_bucket_counter(event.processing_us), 1);
-        p.count(HIST_SUM_US.to_string(), event.processing_us as i64);
+        if event.parent.is_none() {
+            p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
+            // The histogram is of provider requests' handling; a copy was not one.
+            p.count(hist_bucket_counter(event.processing_us), 1);
+            p.count(HIST_SUM_US.to_string(), event.processing_us as i64);
+        }
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         p.count(items_counter(&event.provider), i64::from(event.items));
         p.count(second_counter(event.received_at_ms.div_euclid(1000)), 1);
@@ -99,12 +104,13 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 source_ip: event.source_ip,
                 headers: event.headers,
                 body_len: event.body.len() as u64,
-                signature_verified: true,
+                signature_verified: event.parent.is_none(),
                 status,
                 processing_us: event.processing_us,
                 attempts: 0,
                 last_error: None,
                 errors: Vec::new(),
+                parent: event.parent,
             },
             body,
         );
@@ -277,7 +283,12 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
             p.forget_event(id);
             p.remove(keys::id_key(keys::EVENT, id).to_vec());
             p.remove(keys::id_key(keys::BODY, id).to_vec());
-            p.remove(keys::dedup_key(&event.provider, &event.event_id));
+            // Only this event's own claim: an edited copy shares its parent's event id, and
+            // deleting the copy must not let the provider's retry of the parent in again.
+            let dedup = keys::dedup_key(&event.provider, &event.event_id);
+            if p.get(&dedup)?.and_then(|v| keys::ulid_from(&v)) == Some(id) {
+                p.remove(dedup);
+            }
             for seq in 0..event.attempts {
                 p.remove(keys::attempt_key(id, seq).to_vec());
             }
@@ -521,6 +532,7 @@ mod tests {
             processing_us: 1,
             targets: (0..targets).map(|i| format!("{APP}/{i}")).collect(),
             items: 1,
+            parent: None,
         }
     }
 
@@ -777,6 +789,24 @@ mod tests {
         assert_eq!((e.status, e.attempts), (Status::Processed, 1));
         assert_eq!(w.counter("events/stripe/processed"), 1);
         assert_eq!(w.counter("events/stripe/received") + w.counter("events/stripe/processing"), 0);
+    }
+
+    /// An edited copy shares its parent's provider event id: it is never a duplicate, claims
+    /// nothing, and deleting it leaves the parent's claim, so the provider's retry of the
+    /// parent is still a duplicate.
+    #[test]
+    fn an_edited_copy_is_no_duplicate_and_its_deletion_keeps_the_parents_claim() {
+        let mut w = World::default();
+        let first = w.batch(|ops| ops.ingest(new_event(0, 0)).unwrap());
+        let copy = w.batch(|ops| ops.ingest(NewEvent { parent: Some(first.id), ..new_event(0, 0) }).unwrap());
+        assert!(!copy.duplicate);
+        assert_ne!(copy.id, first.id);
+        let stored = decode_event(&w.tree[&keys::id_key(keys::EVENT, copy.id)[..]]).unwrap().0;
+        assert_eq!((stored.parent, stored.signature_verified), (Some(first.id), false));
+        assert_eq!(w.counter("events/stripe/processed"), 2);
+        assert_eq!(w.batch(|ops| ops.delete(vec![copy.id]).unwrap()), 1);
+        let retry = w.batch(|ops| ops.ingest(new_event(0, 0)).unwrap());
+        assert_eq!((retry.id, retry.duplicate), (first.id, true));
     }
 
     /// An alert's state and its notifications land in one batch; resolving removes the state,

@@ -72,6 +72,9 @@ pub struct Event {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub errors: Vec<ErrorEntry>,
+    /// The event this one is an edited copy of (an edit and replay). A copy was made here, not
+    /// received, so no provider signature of it was ever verified.
+    pub parent: Option<ulid::Ulid>,
 }
 
 /// Where one body is in the body log, and its checksum, so damage is reported, not served.
@@ -159,12 +162,15 @@ pub struct Attempt {
 #[error("{0}")]
 pub struct DecodeError(postcard::Error);
 
-/// An event record, with where its body is (`None`: inline, from before the body log).
-pub fn encode_event(event: Event, body: Option<BodyRef>) -> Vec<u8> {
+/// An event record, with where its body is (`None`: inline, from before the body log). An
+/// event that is not a copy stays `V1` or `V2`, byte for byte what earlier versions wrote.
+pub fn encode_event(mut event: Event, body: Option<BodyRef>) -> Vec<u8> {
+    let parent = event.parent.take();
     let fields = EventFields::from(event);
-    encode(&match body {
-        None => EventRecord::V1(fields),
-        Some(body) => EventRecord::V2(fields, body.into()),
+    encode(&match (body, parent) {
+        (None, None) => EventRecord::V1(fields),
+        (Some(body), None) => EventRecord::V2(fields, body.into()),
+        (body, Some(parent)) => EventRecord::V3(fields, body.map(BodyRefRecord::from), u128::from(parent)),
     })
 }
 
@@ -172,6 +178,9 @@ pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<BodyRef>), DecodeErro
     Ok(match decode::<EventRecord>(bytes)? {
         EventRecord::V1(fields) => (fields.into(), None),
         EventRecord::V2(fields, body) => (fields.into(), Some(body.into())),
+        EventRecord::V3(fields, body, parent) => {
+            (Event { parent: Some(parent.into()), ..fields.into() }, body.map(BodyRef::from))
+        }
     })
 }
 
@@ -241,11 +250,12 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
 /// The audit record of one accepted event. The raw body is kept apart, so status updates never
 /// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
 /// events recorded before the body log, under its own key (`V1`). Both versions carry the same
-/// [`EventFields`]; `V2` adds the body's place.
+/// [`EventFields`]; `V2` adds the body's place, `V3` (an edited copy) the event it copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum EventRecord {
     V1(EventFields),
     V2(EventFields, BodyRefRecord),
+    V3(EventFields, Option<BodyRefRecord>, u128),
 }
 
 /// The fields of [`EventRecord`] `V1` and `V2`. A new field means a new struct and a new
@@ -310,6 +320,7 @@ impl From<EventFields> for Event {
             attempts: e.attempts,
             last_error: e.last_error,
             errors: e.errors.into_iter().map(|x| ErrorEntry { at_ms: x.at_ms, message: x.message }).collect(),
+            parent: None,
         }
     }
 }
@@ -410,6 +421,7 @@ pub(crate) mod tests {
             attempts: 0,
             last_error: None,
             errors: vec![],
+            parent: None,
         }
     }
 
@@ -434,6 +446,19 @@ pub(crate) mod tests {
         assert_eq!(bytes[0], 1);
         assert_eq!(decode_event(&bytes).unwrap(), (sample(), Some(body)));
         assert_eq!(decode_event(&encode_event(sample(), None)).unwrap(), (sample(), None));
+    }
+
+    /// A copy's parent survives the round trip, with a body reference or without; an event
+    /// that is not a copy keeps its V1/V2 tag, so the change costs its records nothing.
+    #[test]
+    fn v3_carries_the_parent_and_plain_events_keep_their_tags() {
+        let body = BodyRef { segment: 1, offset: 8, len: 2, crc32: 7 };
+        let copy = Event { parent: Some(ulid::Ulid::from(u128::MAX - 5)), ..sample() };
+        let bytes = encode_event(copy.clone(), Some(body));
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode_event(&bytes).unwrap(), (copy.clone(), Some(body)));
+        assert_eq!(decode_event(&encode_event(copy.clone(), None)).unwrap(), (copy, None));
+        assert_eq!(encode_event(sample(), Some(body))[0], 1);
     }
 
     /// An alert's state keeps its bytes: version tag 0, then two zigzag varints.

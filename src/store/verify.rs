@@ -443,6 +443,7 @@ mod tests {
                 processing_us: 1,
                 targets: vec!["http://app/hook".into()],
                 items: 1,
+                parent: None,
             };
             ids.push(store.ingest(e).await.unwrap().id);
         }

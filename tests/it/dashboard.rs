@@ -123,6 +123,94 @@ async fn firing_alerts() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_edits_an_event_and_replays_the_copy() {
+    bounded(Box::pin(edit_and_replay())).await;
+}
+
+/// The editor refuses invalid JSON as it is typed and sends nothing; once valid, the copy is
+/// stored with its parent, opened, and reaches the app signed afresh with the edited field.
+async fn edit_and_replay() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
+    let s = start(c).await;
+    let original = serde_json::to_string_pretty(&json!({
+        "id": "evt_dash_edit", "object": "event", "type": "charge.succeeded", "created": 1700000000,
+        "data": {"object": {"id": "ch_1", "amount": 2000}},
+    }))
+    .unwrap();
+    assert_eq!(s.stripe(&original).await.status, 200);
+    let id = s.store.find_by_event_id("stripe", "evt_dash_edit").unwrap().unwrap().to_string();
+    app.wait_for(1).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+    browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser.click(&row).await;
+    browser.wait("the detail", || async { browser.visible("#edit-open").await.then_some(()) }).await;
+    browser.click("#edit-open").await;
+    browser.wait("the editor", || async { browser.visible("#edit-body").await.then_some(()) }).await;
+    let held = browser.eval("return document.querySelector('#edit-body').value;", json!([])).await;
+    assert_eq!(held, json!(original), "the editor holds the payload's exact text");
+
+    // Typed by keystrokes: half an object is refused before anything is sent.
+    browser.eval("document.querySelector('#edit-body').value = ''; return true;", json!([])).await;
+    browser
+        .type_into(
+            "#edit-body",
+            r#"{"id": "evt_dash_edit", "object": "event", "type": "charge.succeeded", "created": 1700000000,"#,
+        )
+        .await;
+    let error = browser
+        .wait("the JSON error", || async { browser.text("#edit-error").await.filter(|t| t.contains("invalid JSON")) })
+        .await;
+    assert!(!error.is_empty());
+    let disabled = browser.eval("return document.querySelector('#edit-send').disabled;", json!([])).await;
+    assert_eq!(disabled, json!(true), "no send while the JSON is invalid");
+    browser.click("#edit-send").await;
+    browser.type_into("#edit-body", r#" "data": {"object": {"id": "ch_1", "amount": 2500}}}"#).await;
+    browser
+        .wait("the error cleared", || async { browser.text("#edit-error").await.filter(|t| t.is_empty()).map(|_| ()) })
+        .await;
+    assert_eq!(app.received().len(), 1, "nothing was sent while the JSON was invalid");
+    browser.click("#edit-send").await;
+    let copy = browser
+        .wait("the copy's detail", || async {
+            let shown = browser.eval("return document.querySelector('#detail').dataset.id;", json!([])).await;
+            let parent = browser.visible("#detail-parent").await;
+            shown.as_str().filter(|c| *c != id && parent).map(str::to_string)
+        })
+        .await;
+    assert_eq!(browser.text("#detail-parent-link").await.as_deref(), Some(id.as_str()));
+    let sent = app.wait_for(2).await[1].clone();
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(body["data"]["object"]["amount"], 2500, "the edited field reached the app");
+    crate::fake_app::stripe_sdk_verify(
+        &sent.body,
+        sent.header("stripe-signature").unwrap(),
+        support::STRIPE_SECRET,
+        300,
+        support::now_s(),
+    )
+    .expect("signed afresh for the app");
+    let e = s.get(&format!("/staging/webhooks/events/{copy}")).await.json();
+    assert_eq!(e["parent_id"].as_str(), Some(id.as_str()));
+    assert_eq!(s.get(&format!("/staging/webhooks/events/{id}")).await.json()["payload"], json!(original));
+    // The parent is a click away.
+    browser.click("#detail-parent-link").await;
+    browser
+        .wait("the original's detail", || async {
+            let shown = browser.eval("return document.querySelector('#detail').dataset.id;", json!([])).await;
+            (shown == json!(id) && !browser.visible("#detail-parent").await).then_some(())
+        })
+        .await;
+    no_policy_violations(&browser).await;
+    browser.quit().await;
+    s.stop().await;
+}
+
 /// The scenario in phases, one async fn each: a debug build gives one async fn's poll a stack
 /// frame for every temporary of its body, and the whole scenario in one fn overflows the test
 /// thread's stack.

@@ -1143,8 +1143,8 @@ fn event_record() -> impl Strategy<Value = (Event, Option<BodyRef>)> {
         prop::option::of(text()),
         prop::collection::vec((any::<i64>(), text()), 0..3),
     );
-    (ids, rest, prop::option::of(body_ref())).prop_map(
-        |((provider, event_id, event_type, received_at_ms, source_ip), rest, body)| {
+    (ids, rest, prop::option::of(body_ref()), prop::option::of(any::<u128>())).prop_map(
+        |((provider, event_id, event_type, received_at_ms, source_ip), rest, body, parent)| {
             let (headers, body_len, signature_verified, status, processing_us, attempts, last_error, errors) = rest;
             let event = Event {
                 provider,
@@ -1160,6 +1160,7 @@ fn event_record() -> impl Strategy<Value = (Event, Option<BodyRef>)> {
                 attempts,
                 last_error,
                 errors: errors.into_iter().map(|(at_ms, message)| ErrorEntry { at_ms, message }).collect(),
+                parent: parent.map(ulid::Ulid::from),
             };
             (event, body)
         },
@@ -1217,6 +1218,7 @@ fn body_ref_bytes(bytes: &[u8]) -> Vec<u8> {
         attempts: 0,
         last_error: None,
         errors: vec![],
+        parent: None,
     };
     let whole = record::encode_event(event.clone(), Some(BodyRef { segment: 0, offset: 0, len: 0, crc32: 0 }));
     // The body reference is the last thing in the record: five bytes when all its numbers are 0.

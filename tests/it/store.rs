@@ -212,6 +212,7 @@ async fn body_segments_go_with_their_last_event() {
             processing_us: 1,
             targets: vec![],
             items: 1,
+            parent: None,
         };
         // One at a time, so each commit sees the segment it fills.
         ids.push(store.ingest(e).await.unwrap().id);
