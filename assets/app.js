@@ -335,6 +335,7 @@ function eventRow(e) {
     el('td', { class: 'attempts' }, e.attempts),
     el('td', { class: 'last-error', title: e.last_error || '' }, e.last_error || ''),
     el('td', { class: 'next-attempt' }, nextAttempt(e)));
+  row.prepend(compareCell(e));
   row.addEventListener('click', () => openDetail(e.id));
   return row;
 }
@@ -577,6 +578,247 @@ async function replayFailed() {
     if (!(err instanceof Unauthorized)) setText('#replay-result', err.message);
   }
 }
+
+// ---- compare two events -------------------------------------------------------------------
+// Two events of one provider, ticked in the events table, and a structural diff of their
+// payloads: every path added, removed or changed. Payloads come from the internet: every path
+// and value goes in as text.
+
+const compare = {
+  /** The ticked events, in the order they were ticked: `{id, provider, event_id}`. */
+  picked: [],
+  /** Counts the comparisons asked for, so that a slow answer never replaces a newer one. */
+  run: 0,
+};
+/** A value longer than this is cut with an ellipsis; its cell's title holds more of it. */
+const DIFF_VALUE_CHARS = 120;
+/** Rows listed at most (two large payloads can differ everywhere); the summary counts them all. */
+const DIFF_MAX_ROWS = 500;
+
+/** The first cell of an event's row: a checkbox that picks the event for a comparison. */
+function compareCell(e) {
+  const box = el('input', { type: 'checkbox', class: 'compare-pick' });
+  box.checked = compare.picked.some((p) => p.id === e.id);
+  if (e.provider == null) {
+    // A record that does not read back: no provider to compare within, no payload to compare.
+    box.disabled = true;
+    box.title = 'this event does not read back: nothing to compare';
+  } else {
+    box.setAttribute('aria-label', `compare ${e.event_id}`);
+  }
+  box.addEventListener('change', () => pickForCompare(e, box));
+  const cell = el('td', { class: 'compare' }, el('label', {}, box));
+  // Ticking is not opening: a click (or the space bar on the box) stays out of the row's handler.
+  cell.addEventListener('click', (ev) => ev.stopPropagation());
+  return cell;
+}
+
+/** Takes or drops a pick; refuses, saying why, a third event or one of another provider. */
+function pickForCompare(e, box) {
+  if (!box.checked) {
+    compare.picked = compare.picked.filter((p) => p.id !== e.id);
+    updateCompareBar();
+    return;
+  }
+  const first = compare.picked[0];
+  if (first && first.provider !== e.provider) {
+    box.checked = false;
+    updateCompareBar(`Not picked: ${e.event_id} is a ${e.provider} event and ${first.event_id} a ${first.provider} one; only events of one provider compare.`);
+    return;
+  }
+  if (compare.picked.length >= 2) {
+    box.checked = false;
+    updateCompareBar('Not picked: two events are picked already; untick one first.');
+    return;
+  }
+  compare.picked.push({ id: e.id, provider: e.provider, event_id: e.event_id });
+  updateCompareBar();
+}
+
+/** The bar above the table: what is picked, or why a pick was refused, and the buttons. */
+function updateCompareBar(refusal) {
+  const picked = compare.picked;
+  $('#compare-open').disabled = picked.length !== 2;
+  $('#compare-clear').disabled = picked.length === 0;
+  const msg = $('#compare-message');
+  msg.classList.toggle('error-text', Boolean(refusal));
+  const names = picked.map((p) => p.event_id).join(' and ');
+  if (refusal) setText(msg, refusal);
+  else if (!picked.length) setText(msg, 'tick two events of one provider to compare their payloads');
+  else if (picked.length === 1) setText(msg, `${names} (${picked[0].provider}) picked: tick one more ${picked[0].provider} event`);
+  else setText(msg, `${names} (${picked[0].provider}) picked`);
+}
+
+function clearCompare() {
+  compare.picked = [];
+  for (const box of document.querySelectorAll('#events-table input.compare-pick')) box.checked = false;
+  updateCompareBar();
+}
+
+/** Fetches both picked events and shows their diff. */
+async function openCompare() {
+  if (compare.picked.length !== 2) return;
+  const run = ++compare.run;
+  let events;
+  try {
+    events = await Promise.all(compare.picked.map((p) => api(`${API}/events/${encodeURIComponent(p.id)}`)));
+  } catch (err) {
+    if (!(err instanceof Unauthorized) && run === compare.run) updateCompareBar(`The comparison failed: ${err.message}`);
+    return;
+  }
+  if (run !== compare.run) return;
+  showComparison(events[0], events[1]);
+  const panel = $('#compare');
+  panel.classList.remove('hidden');
+  panel.scrollIntoView({ block: 'nearest' });
+}
+
+function closeCompare() {
+  compare.run++;
+  $('#compare').classList.add('hidden');
+}
+
+/** Renders the diff of two events (detail JSON, as `/events/{id}` gives it), the older first. */
+function showComparison(x, y) {
+  const [before, after] = [x, y].sort((p, q) => p.received_at_ms - q.received_at_ms || (p.id < q.id ? -1 : 1));
+  const panel = $('#compare');
+  panel.dataset.before = before.id;
+  panel.dataset.after = after.id;
+  const side = (e) => `${e.event_id} (${e.id}) · ${e.event_type} · received ${time(e.received_at_ms)}`;
+  setText('#compare-before', side(before));
+  setText('#compare-after', side(after));
+  const result = comparePayloads(before, after);
+  const table = $('#compare-diff');
+  const summary = $('#compare-summary');
+  summary.classList.toggle('error-text', Boolean(result.refusal));
+  if (result.refusal) {
+    setText(summary, `Not comparable: ${result.refusal}.`);
+    table.classList.add('hidden');
+    return;
+  }
+  const entries = result.entries;
+  const count = (kind) => entries.filter((d) => d.kind === kind).length;
+  setText(summary, !entries.length ? 'no differences'
+    : `${entries.length} difference${entries.length > 1 ? 's' : ''}: ${count('changed')} changed, ${count('added')} added, ${count('removed')} removed${entries.length > DIFF_MAX_ROWS ? `; the first ${DIFF_MAX_ROWS} are listed` : ''}`);
+  $('#compare-diff tbody').replaceChildren(...entries.slice(0, DIFF_MAX_ROWS).map(diffRow));
+  table.classList.toggle('hidden', !entries.length);
+}
+
+/** `{entries}` (the differences, in document order) or `{refusal}` (why they do not compare). */
+function comparePayloads(before, after) {
+  const a = comparable(before);
+  const b = comparable(after);
+  if (a.refusal || b.refusal) return { refusal: a.refusal || b.refusal };
+  const entries = [];
+  try {
+    diffValues(a.value, b.value, '', entries);
+  } catch (err) {
+    // The walk recurses: a payload nested deeper than the browser's stack is refused, not fatal.
+    if (err instanceof RangeError) return { refusal: 'the payloads nest too deeply to walk' };
+    throw err;
+  }
+  return { entries };
+}
+
+/** An event's payload as a value to walk: JSON, or a form as a flat map of its fields. */
+function comparable(e) {
+  const name = e.event_id || e.id;
+  if (e.payload == null) return { refusal: `the body of ${name} does not read back` };
+  if (e.payload_encoding !== 'utf8') return { refusal: `${name} has a binary body, neither JSON nor a form` };
+  const header = (e.headers || []).find(([k]) => k.toLowerCase() === 'content-type');
+  if (header && header[1].toLowerCase().startsWith('application/x-www-form-urlencoded')) return { value: formFields(e.payload) };
+  try {
+    return { value: JSON.parse(e.payload) };
+  } catch (_) {
+    return { refusal: `the body of ${name} is neither JSON nor a form` };
+  }
+}
+
+/** A form's fields; a repeated field keeps all its values, in order, so none escapes the diff. */
+function formFields(text) {
+  // No prototype: a field named `__proto__` or `constructor` is a field like any other.
+  const fields = Object.create(null);
+  for (const [k, v] of new URLSearchParams(text)) {
+    if (!hasKey(fields, k)) fields[k] = v;
+    else if (Array.isArray(fields[k])) fields[k].push(v);
+    else fields[k] = [fields[k], v];
+  }
+  return fields;
+}
+
+function hasKey(o, k) {
+  return Object.prototype.hasOwnProperty.call(o, k);
+}
+
+function kindOf(v) {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+}
+
+/**
+ * Appends to `out` every difference between `a` and `b` under `path`: objects key by key,
+ * arrays index by index; a value whose type changed (an object become a number, say) is one
+ * `changed` entry, not a list of what its parts became.
+ */
+function diffValues(a, b, path, out) {
+  const kind = kindOf(a);
+  if (kind !== kindOf(b)) {
+    out.push({ path, kind: 'changed', before: a, after: b });
+  } else if (kind === 'array') {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) {
+      const p = `${path}[${i}]`;
+      if (i >= b.length) out.push({ path: p, kind: 'removed', before: a[i] });
+      else if (i >= a.length) out.push({ path: p, kind: 'added', after: b[i] });
+      else diffValues(a[i], b[i], p, out);
+    }
+  } else if (kind === 'object') {
+    for (const k of Object.keys(a)) {
+      const p = childPath(path, k);
+      if (hasKey(b, k)) diffValues(a[k], b[k], p, out);
+      else out.push({ path: p, kind: 'removed', before: a[k] });
+    }
+    for (const k of Object.keys(b)) {
+      if (!hasKey(a, k)) out.push({ path: childPath(path, k), kind: 'added', after: b[k] });
+    }
+  } else if (a !== b) {
+    out.push({ path, kind: 'changed', before: a, after: b });
+  }
+}
+
+/** `a.b` for a plain key; a key with a dot or another odd character quoted: `a["b.c"]`. */
+function childPath(path, key) {
+  if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(key)) return path ? `${path}.${key}` : key;
+  return `${path}[${JSON.stringify(key)}]`;
+}
+
+/** A value as JSON text, cut with an ellipsis past `DIFF_VALUE_CHARS`. */
+function shownValue(v) {
+  const text = JSON.stringify(v);
+  if (text.length <= DIFF_VALUE_CHARS) return text;
+  let cut = DIFF_VALUE_CHARS - 1;
+  // Never half a character: a cut inside a surrogate pair steps back before it.
+  if (/[\uD800-\uDBFF]/.test(text[cut - 1])) cut--;
+  return `${text.slice(0, cut)}…`;
+}
+
+function diffRow(d) {
+  const value = (v, present) => (present
+    ? el('td', { class: 'mono value', title: JSON.stringify(v).slice(0, 2000) }, shownValue(v))
+    : el('td', { class: 'muted value absent' }, '—'));
+  return el('tr', { class: `diff-${d.kind}`, 'data-path': d.path, 'data-kind': d.kind },
+    el('td', { class: 'mono path' }, d.path || '(the whole payload)'),
+    el('td', { class: 'kind' }, d.kind),
+    value(d.before, d.kind !== 'added'),
+    value(d.after, d.kind !== 'removed'));
+}
+
+function startCompare() {
+  $('#compare-open').addEventListener('click', () => openCompare().catch(report));
+  $('#compare-clear').addEventListener('click', clearCompare);
+  $('#compare-close').addEventListener('click', closeCompare);
+  updateCompareBar();
+}
+
+document.addEventListener('DOMContentLoaded', startCompare);
 
 // ---- config and rejections ----------------------------------------------------------------
 

@@ -211,6 +211,217 @@ async fn edit_and_replay() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_compares_the_payloads_of_two_events() {
+    bounded(Box::pin(compare_two_events())).await;
+}
+
+/// The older of the two Stripe events compared; the newer differs from it in every way the diff
+/// tells apart (a changed leaf, a nested key added and one removed, array elements changed, added
+/// and removed, a type change, a key with a dot, a value long enough to be cut).
+fn compare_before() -> String {
+    let long = "x".repeat(200);
+    format!(
+        r#"{{"id":"evt_cmp_1","object":"event","type":"payment_intent.succeeded","created":1700000000,"livemode":false,"data":{{"object":{{"id":"pi_1","amount":2000,"currency":"usd","metadata":{{"coupon":"SPRING"}},"charges":[{{"id":"ch_1","paid":false}},{{"id":"ch_2"}}],"refunds":[],"shipping":{{"carrier":"UPS"}},"a.b":1,"description":"{long}"}}}}}}"#
+    )
+}
+
+fn compare_after() -> String {
+    let long = "y".repeat(200);
+    format!(
+        r#"{{"id":"evt_cmp_2","object":"event","type":"payment_intent.succeeded","created":1700000060,"livemode":false,"data":{{"object":{{"id":"pi_1","amount":2500,"currency":"usd","metadata":{{"order":"A-17"}},"charges":[{{"id":"ch_1","paid":true}}],"refunds":["re_1"],"shipping":"none","a.b":2,"description":"{long}"}}}}}}"#
+    )
+}
+
+/// One row of the diff, as `diff_rows` reads it.
+fn diff_row(path: &str, kind: &str, before: &str, after: &str) -> Vec<String> {
+    vec![path.into(), kind.into(), before.into(), after.into()]
+}
+
+/// The diff's rows as the page shows them: path, change, before, after.
+async fn diff_rows(browser: &Browser) -> Vec<Vec<String>> {
+    let rows = browser
+        .eval(
+            "return [...document.querySelectorAll('#compare-diff tbody tr')].map(r => [...r.cells].map(c => c.textContent));",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(rows).unwrap()
+}
+
+/// Two Stripe events and two Twilio forms; the older is "before" whatever the order of the ticks.
+async fn compare_two_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    assert_eq!(s.stripe(&compare_before()).await.status, 200);
+    s.clock.advance(60_000);
+    assert_eq!(s.stripe(&compare_after()).await.status, 200);
+    let sms = |sid: &'static str, body: &'static str| {
+        [("MessageSid", sid), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", body)]
+    };
+    let first = sms("SM_CMP_1", "hello");
+    assert_eq!(s.sms(&[&first[..], &[("SmsStatus", "received")]].concat()).await.status, 200);
+    s.clock.advance(60_000);
+    assert_eq!(s.sms(&[&sms("SM_CMP_2", "hello again")[..], &[("NumMedia", "1")]].concat()).await.status, 200);
+    let id = |provider: &str, event: &str| s.store.find_by_event_id(provider, event).unwrap().unwrap().to_string();
+    let ids =
+        [id("stripe", "evt_cmp_1"), id("stripe", "evt_cmp_2"), id("twilio", "SM_CMP_1"), id("twilio", "SM_CMP_2")];
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    browser
+        .wait("the four rows", || async {
+            (browser.count("#events-table tbody input.compare-pick").await == 4).then_some(())
+        })
+        .await;
+    picks_within_one_provider(&browser, &ids).await;
+    stripe_diff(&browser, &ids).await;
+    form_diff(&browser, &ids).await;
+    diff_edge_cases(&browser).await;
+    no_policy_violations(&browser).await;
+    browser.quit().await;
+    s.stop().await;
+}
+
+fn pick(id: &str) -> String {
+    format!("#events-table tbody tr[data-id=\"{id}\"] input.compare-pick")
+}
+
+async fn compare_enabled(browser: &Browser) -> bool {
+    browser.eval("return !document.querySelector('#compare-open').disabled;", json!([])).await == json!(true)
+}
+
+/// The newer Stripe event is ticked first; a Twilio event is refused beside it, with the reason.
+async fn picks_within_one_provider(browser: &Browser, ids: &[String; 4]) {
+    browser.click(&pick(&ids[1])).await;
+    browser
+        .wait("the first pick", || async {
+            browser
+                .text("#compare-message")
+                .await
+                .filter(|t| t == "evt_cmp_2 (stripe) picked: tick one more stripe event")
+        })
+        .await;
+    assert!(!browser.visible("#detail").await, "ticking a row does not open its detail");
+    assert!(!compare_enabled(browser).await, "one event does not compare");
+
+    browser.click(&pick(&ids[2])).await;
+    let refusal = browser
+        .wait("the refusal", || async {
+            browser.text("#compare-message").await.filter(|t| t.starts_with("Not picked"))
+        })
+        .await;
+    assert_eq!(
+        refusal,
+        "Not picked: SM_CMP_1 is a twilio event and evt_cmp_2 a stripe one; only events of one provider compare."
+    );
+    let checked = browser.eval("return document.querySelector(arguments[0]).checked;", json!([pick(&ids[2])])).await;
+    assert_eq!(checked, json!(false), "the Twilio event is not ticked");
+    assert!(!compare_enabled(browser).await);
+}
+
+/// Compared, the two Stripe payloads differ in exactly these paths, the older one "before".
+async fn stripe_diff(browser: &Browser, ids: &[String; 4]) {
+    browser.click(&pick(&ids[0])).await;
+    browser.wait("Compare enabled", || async { compare_enabled(browser).await.then_some(()) }).await;
+    browser.click("#compare-open").await;
+    let summary = browser
+        .wait("the comparison", || async {
+            let shown = browser.visible("#compare").await;
+            browser.text("#compare-summary").await.filter(|t| shown && !t.is_empty())
+        })
+        .await;
+    assert_eq!(summary, "11 differences: 7 changed, 2 added, 2 removed");
+    let before = browser.text("#compare-before").await.unwrap_or_default();
+    let after = browser.text("#compare-after").await.unwrap_or_default();
+    assert!(before.starts_with(&format!("evt_cmp_1 ({}) · payment_intent.succeeded · received ", ids[0])), "{before}");
+    assert!(after.starts_with(&format!("evt_cmp_2 ({}) · payment_intent.succeeded · received ", ids[1])), "{after}");
+
+    let mut rows = diff_rows(browser).await;
+    // A long value is cut to 120 characters, the last an ellipsis.
+    let description = rows.pop().unwrap();
+    assert_eq!(description[..2], ["data.object.description", "changed"]);
+    for (cut, letter) in [(&description[2], 'x'), (&description[3], 'y')] {
+        assert_eq!(*cut, format!("\"{}…", letter.to_string().repeat(118)));
+    }
+    let expected = vec![
+        diff_row("id", "changed", "\"evt_cmp_1\"", "\"evt_cmp_2\""),
+        diff_row("created", "changed", "1700000000", "1700000060"),
+        diff_row("data.object.amount", "changed", "2000", "2500"),
+        diff_row("data.object.metadata.coupon", "removed", "\"SPRING\"", "—"),
+        diff_row("data.object.metadata.order", "added", "—", "\"A-17\""),
+        diff_row("data.object.charges[0].paid", "changed", "false", "true"),
+        diff_row("data.object.charges[1]", "removed", "{\"id\":\"ch_2\"}", "—"),
+        diff_row("data.object.refunds[0]", "added", "—", "\"re_1\""),
+        diff_row("data.object.shipping", "changed", "{\"carrier\":\"UPS\"}", "\"none\""),
+        diff_row("data.object[\"a.b\"]", "changed", "1", "2"),
+    ];
+    assert_eq!(rows, expected);
+
+    // README's picture of the diff view: the ticked rows above the comparison.
+    browser.eval("document.querySelector('#events-title').scrollIntoView(); return true;", json!([])).await;
+    let shot = browser.screenshot("dashboard-diff").await;
+    if std::env::var_os("STAGEHOOK_UPDATE_DOCS").is_some() {
+        std::fs::copy(&shot, concat!(env!("CARGO_MANIFEST_DIR"), "/docs/diff.png")).unwrap();
+    }
+}
+
+/// Two Twilio forms, picked with the keyboard, compare field by field.
+async fn form_diff(browser: &Browser, ids: &[String; 4]) {
+    browser.click("#compare-clear").await;
+    assert!(!compare_enabled(browser).await);
+    for id in &ids[2..] {
+        browser.type_into(&pick(id), " ").await;
+    }
+    browser.wait("Compare enabled", || async { compare_enabled(browser).await.then_some(()) }).await;
+    assert!(!browser.visible("#detail").await, "the space bar on a box does not open its row");
+    browser.click("#compare-open").await;
+    browser
+        .wait("the form comparison", || async {
+            browser.text("#compare-before").await.filter(|t| t.starts_with("SM_CMP_1")).map(|_| ())
+        })
+        .await;
+    assert_eq!(browser.text("#compare-summary").await.as_deref(), Some("4 differences: 2 changed, 1 added, 1 removed"));
+    let expected = vec![
+        diff_row("MessageSid", "changed", "\"SM_CMP_1\"", "\"SM_CMP_2\""),
+        diff_row("Body", "changed", "\"hello\"", "\"hello again\""),
+        diff_row("SmsStatus", "removed", "\"received\"", "—"),
+        diff_row("NumMedia", "added", "—", "\"1\""),
+    ];
+    assert_eq!(diff_rows(browser).await, expected);
+}
+
+/// What no two stored events here show: the same payload, a body that is neither JSON nor a
+/// form, a changed root type, a `__proto__` key, and markup in a value (text, never HTML).
+async fn diff_edge_cases(browser: &Browser) {
+    let compare = "const ev = (id, at, payload, encoding) => ({id, event_id: id, event_type: 't', received_at_ms: at, \
+                   payload, payload_encoding: encoding || 'utf8', headers: [['content-type', 'application/json']]}); \
+                   showComparison(ev('a', 1, arguments[0], arguments[2]), ev('b', 2, arguments[1], arguments[3])); \
+                   const rows = [...document.querySelectorAll('#compare-diff tbody tr')].map(r => [...r.cells].map(c => c.textContent)); \
+                   return [document.querySelector('#compare-summary').textContent, \
+                           getComputedStyle(document.querySelector('#compare-diff')).display === 'none' ? null : rows, \
+                           document.querySelectorAll('#compare-diff img').length];";
+    let same = r#"{"x":[1,{"y":null}]}"#;
+    assert_eq!(browser.eval(compare, json!([same, same])).await, json!(["no differences", null, 0]));
+    assert_eq!(
+        browser.eval(compare, json!([same, "AAEC", null, "base64"])).await,
+        json!(["Not comparable: b has a binary body, neither JSON nor a form.", null, 0])
+    );
+    assert_eq!(
+        browser.eval(compare, json!(["plain text", same])).await,
+        json!(["Not comparable: the body of a is neither JSON nor a form.", null, 0])
+    );
+    assert_eq!(
+        browser.eval(compare, json!(["[1]", same])).await,
+        json!(["1 difference: 1 changed, 0 added, 0 removed", [["(the whole payload)", "changed", "[1]", same]], 0])
+    );
+    let (a, b) = (r#"{"__proto__":{"x":1}}"#, r#"{"__proto__":{"x":"<img src=x>"}}"#);
+    assert_eq!(
+        browser.eval(compare, json!([a, b])).await,
+        json!(["1 difference: 1 changed, 0 added, 0 removed", [["__proto__.x", "changed", "1", "\"<img src=x>\""]], 0])
+    );
+}
+
 /// The scenario in phases, one async fn each: a debug build gives one async fn's poll a stack
 /// frame for every temporary of its body, and the whole scenario in one fn overflows the test
 /// thread's stack.
