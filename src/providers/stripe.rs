@@ -258,18 +258,10 @@ impl Provider for Stripe {
     }
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
-        let value: Value = serde_json::from_slice(req.body)
-            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
-        // A live event is the one refusal with its own code: it means the wrong endpoint (or
-        // account) is pointed here, which the sender must fix, not the payload.
-        if value.get("livemode") == Some(&Value::Bool(true)) {
-            return Err(Refusal::new(
-                RefusalCode::LivemodeEvent,
-                "live-mode event refused: staging takes test-mode events only; point this endpoint at a test-mode webhook",
-            ));
+        match valid_event(req.body) {
+            Some(parsed) => Ok(parsed),
+            None => parse_value(req.body),
         }
-        refuse_failed(&checks_of(&value))?;
-        Ok(Parsed::one(value["id"].as_str().unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
@@ -337,6 +329,216 @@ impl Stripe {
     }
 }
 
+/// The whole body as a `Value`, every check run: what a body the fast path does not take gets.
+fn parse_value(body: &[u8]) -> Result<Parsed, Refusal> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
+    // A live event is the one refusal with its own code: it means the wrong endpoint (or
+    // account) is pointed here, which the sender must fix, not the payload.
+    if value.get("livemode") == Some(&Value::Bool(true)) {
+        return Err(Refusal::new(
+            RefusalCode::LivemodeEvent,
+            "live-mode event refused: staging takes test-mode events only; point this endpoint at a test-mode webhook",
+        ));
+    }
+    refuse_failed(&checks_of(&value))?;
+    Ok(Parsed::one(value["id"].as_str().unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
+}
+
+/// The members the checks read, borrowed: a valid event is taken without building a tree of
+/// `Value`s for the whole body (the request path's largest parse). Whatever this does not take
+/// (a member missing, twice or of another type, a `null` livemode, a live event) goes to the
+/// `Value` path, which says precisely what is wrong: this only ever accepts what it would.
+struct Envelope<'a> {
+    id: std::borrow::Cow<'a, str>,
+    event_type: std::borrow::Cow<'a, str>,
+    created: serde_json::Number,
+    livemode: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Envelope<'de>, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Stripe event")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                use serde::de::Error;
+                let (mut id, mut event_type, mut created, mut data, mut livemode) = (None, None, None, None, None);
+                // Each member once (a `Value` would keep the last of two, and the checks read it).
+                fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), &'static str> {
+                    match slot.replace(value) {
+                        None => Ok(()),
+                        Some(_) => Err(name),
+                    }
+                }
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let done = match key.as_ref() {
+                        "id" => once(&mut id, map.next_value::<Text<'de>>()?.0, "id"),
+                        "type" => once(&mut event_type, map.next_value::<Text<'de>>()?.0, "type"),
+                        "created" => once(&mut created, map.next_value::<serde_json::Number>()?, "created"),
+                        "data" => once(&mut data, map.next_value::<Data>()?, "data"),
+                        // Never `null`, which the checks call "not a boolean".
+                        "livemode" => once(&mut livemode, map.next_value::<bool>()?, "livemode"),
+                        _ => {
+                            map.next_value::<Valid>()?;
+                            Ok(())
+                        }
+                    };
+                    done.map_err(A::Error::duplicate_field)?;
+                }
+                let missing = |name| A::Error::missing_field(name);
+                data.ok_or_else(|| missing("data"))?;
+                Ok(Envelope {
+                    id: id.ok_or_else(|| missing("id"))?,
+                    event_type: event_type.ok_or_else(|| missing("type"))?,
+                    created: created.ok_or_else(|| missing("created"))?,
+                    livemode,
+                })
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A string, borrowed from the body unless it has escapes (serde's own `Cow` always copies).
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct Chars;
+        impl<'de> serde::de::Visitor<'de> for Chars {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Chars)
+    }
+}
+
+/// `data`, an object whose `object` member (once) is an object.
+struct Data;
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Data;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with an object member `object`")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
+                let mut found = false;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == "object" {
+                        if found {
+                            return Err(serde::de::Error::duplicate_field("object"));
+                        }
+                        map.next_value::<AnObject>()?;
+                        found = true;
+                    } else {
+                        map.next_value::<Valid>()?;
+                    }
+                }
+                if found {
+                    Ok(Data)
+                } else {
+                    Err(serde::de::Error::missing_field("object"))
+                }
+            }
+        }
+        // `deserialize_map`, not a derived struct, which would take an array too.
+        d.deserialize_map(Members)
+    }
+}
+
+/// Any JSON object, its members read as [`Valid`].
+struct AnObject;
+
+impl<'de> Deserialize<'de> for AnObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AnObject, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = AnObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
+                while map.next_entry::<Valid, Valid>()?.is_some() {}
+                Ok(AnObject)
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// Any JSON value, read as fully as a `Value` is (numbers in range, escapes and surrogates
+/// decoded) and kept nowhere. Not serde's `IgnoredAny`: serde_json skips those unchecked, so
+/// a body a `Value` refuses would pass.
+struct Valid;
+
+impl<'de> Deserialize<'de> for Valid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Valid, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Valid;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_unit<E>(self) -> Result<Valid, E> {
+                Ok(Valid)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+                while seq.next_element::<Valid>()?.is_some() {}
+                Ok(Valid)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+                while map.next_entry::<Valid, Valid>()?.is_some() {}
+                Ok(Valid)
+            }
+        }
+        d.deserialize_any(Any)
+    }
+}
+
+/// The event a valid test-mode body carries, or `None` for the `Value` path to judge.
+fn valid_event(body: &[u8]) -> Option<Parsed> {
+    // A whole-body UTF-8 check first: skipped strings are not checked one by one, and the
+    // `Value` path refuses a body with a bad one anywhere.
+    let text = std::str::from_utf8(body).ok()?;
+    let e: Envelope = serde_json::from_str(text).ok()?;
+    let ok = e.id.starts_with("evt_")
+        && e.id.len() > 4
+        && !e.event_type.is_empty()
+        && (e.created.is_i64() || e.created.is_u64())
+        && e.livemode != Some(true);
+    ok.then(|| Parsed::one(e.id.as_ref(), e.event_type.as_ref()))
+}
+
 /// Structural checks of a Stripe event body.
 pub fn event_checks(body: &[u8]) -> Vec<Check> {
     match json_body(body) {
@@ -379,6 +581,55 @@ fn checks_of(v: &Value) -> Vec<Check> {
 mod tests {
     use super::*;
     use crate::providers::testing::receive_sample;
+
+    /// The fast path takes only what the `Value` path takes, with the same id and type: bodies
+    /// built from a valid event by random edits (quotes, escapes, brackets, nulls, control and
+    /// non-ASCII bytes, members doubled or dropped) never part the two.
+    #[test]
+    fn the_fast_path_accepts_only_what_the_value_path_accepts() {
+        use proptest::prelude::*;
+        let base = r#"{"id":"evt_1","object":"event","type":"charge.succeeded","created":1700000000,"livemode":false,"data":{"object":{"id":"ch_1","amount":2000,"n":[1,{"a":"b"}]},"previous":null},"x":"é\t"}"#.as_bytes();
+        let pieces: Vec<&[u8]> = vec![
+            b"\"", b"\\", b"{", b"}", b"[", b"]", b",", b":", b"null", b"true", b"1.5", b"-0", b"1e3",
+            br"\u0000", br"\ud800", br"\x", b"\x01", b"\xff", "é".as_bytes(), br#""id":"evt_2","#,
+            b"\"data\":[],", b"\"livemode\":null,", b"\"object\":{},", b"18446744073709551616", b" ",
+        ];
+        let edit = (0..base.len(), 0..4usize, 0..pieces.len(), 0..base.len());
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(4000));
+        runner
+            .run(&prop::collection::vec(edit, 0..4), |edits| {
+                let mut body = base.to_vec();
+                for (at, kind, piece, to) in edits {
+                    let at = at.min(body.len());
+                    match kind {
+                        0 => body.splice(at..at, pieces[piece].iter().copied()).for_each(drop),
+                        1 => body.drain(at..to.clamp(at, body.len())).for_each(drop),
+                        2 => body.splice(at..(at + 1).min(body.len()), pieces[piece].iter().copied()).for_each(drop),
+                        _ => {
+                            let copy = body[at..to.clamp(at, body.len())].to_vec();
+                            body.splice(at..at, copy).for_each(drop);
+                        }
+                    }
+                }
+                if let Some(fast) = valid_event(&body) {
+                    let slow = parse_value(&body);
+                    prop_assert_eq!(slow.as_ref().ok(), Some(&fast), "{}", String::from_utf8_lossy(&body));
+                }
+                Ok(())
+            })
+            .unwrap();
+        // And it does take the ordinary event.
+        assert_eq!(valid_event(base), Some(Parsed::one("evt_1", "charge.succeeded")));
+        for refused in [
+            &br#"[{"id":"evt_1","type":"t","created":1,"data":{"object":{}}}]"#[..],
+            br#"{"id":"evt_1","type":"t","created":1,"data":[{}]}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"livemode":null}"#,
+            br#"{"id":"evt_1","id":"evt_2","type":"t","created":1,"data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"t","created":1.5,"data":{"object":{}}}"#,
+        ] {
+            assert_eq!(valid_event(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
+    }
 
     #[test]
     fn header_parsing_follows_the_sdks() {
