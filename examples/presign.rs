@@ -1,13 +1,15 @@
 //! Writes uniquely signed Stripe events for the load benchmark, one per line:
-//! `<Stripe-Signature value>\t<JSON body>`. Every event has its own id, so stagehook records each
-//! one (nothing is a duplicate), and all are signed now, so they stay within Stripe's 300 s
-//! tolerance for the few minutes a benchmark runs.
+//! `<Stripe-Signature value>\t<X-Hub-Signature-256 value>\t<JSON body>`. Every event has its own
+//! id, so stagehook records each one (nothing is a duplicate), and all are signed now, so they stay
+//! within Stripe's 300 s tolerance for the few minutes a benchmark runs. The GitHub-style signature
+//! of the same body is for the peer that checks only that scheme (adnanh/webhook); stagehook and
+//! the floors ignore it.
 //!
 //! `cargo run --release --example presign -- COUNT SECRET OUTPUT [BODY_BYTES]`
 
 use std::io::Write;
 
-use stagehook::providers::stripe::signature_header;
+use stagehook::providers::{github, stripe};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -25,8 +27,9 @@ fn main() {
         );
         let pad = "x".repeat(size.saturating_sub(head.len() + 4));
         let body = format!("{head}{pad}\"}}}}}}");
-        let header = signature_header(secret, now as i64, body.as_bytes());
-        writeln!(out, "{header}\t{body}").expect("write");
+        let stripe = stripe::signature_header(secret, now as i64, body.as_bytes());
+        let hub = github::signature_header(secret, body.as_bytes());
+        writeln!(out, "{stripe}\t{hub}\t{body}").expect("write");
     }
     out.flush().expect("flush");
 }

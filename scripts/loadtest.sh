@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The end-to-end load benchmark: stagehook's whole pipeline (guards, signature, validation, dedup,
-# durable record and queued delivery, then the 200) against a bare warp server that only reads
-# the body, both driven by wrk over loopback with uniquely signed Stripe events, at 1, 16 and 64
-# connections. Prints throughput, p50/p99 latency and stagehook's peak RSS, the ratio to the
-# floor, and writes the table into docs/performance.md.
+# durable record and queued delivery, then the 200) against two floors on the same stack, a bare
+# warp server that only reads the body and a durable floor that checks the signature and commits
+# the body to sled before its 200, and against Debian's `webhook` (adnanh/webhook: an HMAC check
+# and a command run, nothing stored) when it can be installed, all driven by wrk over loopback
+# with the same uniquely signed events, at 1, 16 and 64 connections. Prints throughput, p50/p99
+# latency and stagehook's peak RSS, stagehook's ratio to each of the others, and writes the
+# tables into docs/performance.md and README.md.
 #
 # Then the million-events phase: MILLION freshly signed unique events, each sent exactly once at
 # 64 connections into a fresh data folder, every one of which must be stored; it reports the
@@ -27,8 +30,10 @@
 # while a loop fetches /metrics every second, as Prometheus would, and prints the ratio of the two.
 #
 # The load generator and the server share this machine's cores, as they do on a small staging VM.
+# The binaries are built into $CARGO_TARGET_DIR when it is set, else into target/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"1 16 64"}
@@ -72,7 +77,7 @@ if [ -n "$REDIS" ]; then
 fi
 
 echo "== building (release)"
-cargo build --release --bin stagehook --example floor --example presign
+cargo build --release --bin stagehook --example floor --example durable_floor --example presign
 
 work=$(mktemp -d)
 pids=()
@@ -105,6 +110,26 @@ start() {
 stop() {
     kill -TERM "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
+}
+
+# $1 / $2 with two decimals, or "-" when $2 was not measured.
+share() {
+    if [ -z "$2" ] || [ "$2" = 0 ]; then
+        echo "-"
+    else
+        awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'
+    fi
+}
+
+# The command that reproduces this run: the settings that differ from the defaults, then the script.
+command_line() {
+    local s=""
+    [ "$CONNS" = "1 16 64" ] || s+="CONNS=\"$CONNS\" "
+    [ "$DURATION" = 10s ] || s+="DURATION=$DURATION "
+    [ "$COUNT" = 300000 ] || s+="COUNT=$COUNT "
+    [ "$BODY_BYTES" = 1024 ] || s+="BODY_BYTES=$BODY_BYTES "
+    [ "$MILLION" = 1000000 ] || s+="MILLION=$MILLION "
+    echo "${s}bash scripts/loadtest.sh"
 }
 
 # Milliseconds from a wrk latency figure such as 812.00us, 1.20ms or 2.01s.
@@ -173,41 +198,164 @@ fi
 
 # Fails the run unless every answer was a 2xx and every answered event was stored: the requests
 # still in flight when wrk stopped (at most one per connection) may be stored without an answer.
-# Repeats after a wrap are duplicates, so then only the answers are checked. $1 names the server,
+# Repeats after a wrap are duplicates, so then only the answers are checked, unless $4 says that
+# the server stores repeats too (the durable floor does not deduplicate). $1 names the server,
 # $2 is the connection count, $3 the events it stored.
 check_stored() {
-    if [ "$non2xx" != 0 ] || { [ "$wrapped" = 0 ] && { [ "$3" -lt "$answered" ] || [ "$3" -gt $((answered + $2)) ]; }; }; then
+    local counted=$wrapped
+    [ -z "${4:-}" ] || counted=0
+    if [ "$non2xx" != 0 ] || { [ "$counted" = 0 ] && { [ "$3" -lt "$answered" ] || [ "$3" -gt $((answered + $2)) ]; }; }; then
         echo "FAILED: $1 at $2 connections: $answered answered, $non2xx non-2xx, $socket_errors socket errors (connect, read, write, timeout), $3 stored" >&2
         exit 1
     fi
 }
 
 echo "== signing $COUNT events of $BODY_BYTES bytes"
-target/release/examples/presign "$COUNT" "$SECRET" "$work/events.tsv" "$BODY_BYTES"
+"$bin"/examples/presign "$COUNT" "$SECRET" "$work/events.tsv" "$BODY_BYTES"
+
+# The peer: adnanh/webhook with one hook at the path presigned.lua posts to, whose rule checks the
+# events' GitHub-style signature with the same secret and then runs /bin/true. It stores nothing.
+# webhook 2.8 answers a signature that does not match with a 500 ("Error occurred while evaluating
+# hook rules."), and a request without one with the rule's mismatch code, a 200 unless set: 400.
+cat >"$work/hooks.json" <<EOF
+[
+  {
+    "id": "stripe",
+    "execute-command": "/bin/true",
+    "command-working-directory": "$work",
+    "response-message": "{\"received\":true}",
+    "trigger-rule-mismatch-http-response-code": 400,
+    "trigger-rule": {
+      "match": {
+        "type": "payload-hmac-sha256",
+        "secret": "$SECRET",
+        "parameter": { "source": "header", "name": "X-Hub-Signature-256" }
+      }
+    }
+  }
+]
+EOF
+
+# Starts webhook on a free loopback port and waits until it answers HTTP; sets $pid and $port.
+# Fails (status 1) when it exits or does not answer within 10 s. webhook prints its address only
+# when verbose, and a verbose one logs every request, so the port is picked here.
+start_webhook() {
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    webhook -hooks "$work/hooks.json" -ip 127.0.0.1 -port "$port" -urlprefix staging/webhooks >"$1" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# The HTTP status of a POST of body $1 with header $2 (none when empty) to webhook on $port.
+post_status() {
+    local header=()
+    [ -z "$2" ] || header=(-H "$2")
+    curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' "${header[@]}" \
+        --data-binary "$1" "http://127.0.0.1:$port/staging/webhooks/stripe"
+}
+
+# Its figures count only if it accepts the events as signed and refuses them otherwise: the first
+# event with its own signature, then signed with another secret, with its body changed, and with no
+# signature at all.
+webhook_version=""
+if need webhook webhook && start_webhook "$work/webhook-check.log"; then
+    IFS=$'\t' read -r _ hub body < <(head -1 "$work/events.tsv")
+    other=$(printf '%s' "$body" | python3 -c 'import hashlib, hmac, sys; print("sha256=" + hmac.new(b"another secret", sys.stdin.buffer.read(), hashlib.sha256).hexdigest())')
+    signed=$(post_status "$body" "X-Hub-Signature-256: $hub")
+    wrong_secret=$(post_status "$body" "X-Hub-Signature-256: $other")
+    changed=$(post_status "${body/payment_intent/payment_xntent}" "X-Hub-Signature-256: $hub")
+    unsigned=$(post_status "$body" "")
+    stop "$pid"
+    echo "== webhook peer: signed $signed, signed with another secret $wrong_secret, body changed $changed, unsigned $unsigned"
+    if [[ $signed == 2?? && $wrong_secret != 2?? && $changed != 2?? && $unsigned != 2?? ]]; then
+        webhook_version=$(webhook -version | awk '{print $NF}')
+    else
+        echo "webhook does not check the signatures as expected: going on without it" >&2
+    fi
+else
+    echo "webhook (Debian's package) could not be installed or started: going on without it" >&2
+    [ ! -s "$work/webhook-check.log" ] || cat "$work/webhook-check.log" >&2
+fi
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
 rows=()
+peer_rows=()
+readme_rows=()
 redis_rows=()
 for c in $CONNS; do
-    start "$work/floor.log" target/release/examples/floor "127.0.0.1:0"
+    start "$work/floor.log" "$bin"/examples/floor "127.0.0.1:0"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
     stop "$pid"
     floor_rps=$rps floor_p50=$p50 floor_p99=$p99
+    echo "-- $c connections: bare floor $floor_rps req/s (p50 $floor_p50 ms, p99 $floor_p99 ms, non-2xx $non2xx)"
+    if [ "$non2xx" != 0 ]; then
+        echo "FAILED: bare floor at $c connections: $answered answered, $non2xx non-2xx" >&2
+        exit 1
+    fi
+
+    # The durable floor stores every request it answers, repeats included, so its count is
+    # checked even after a wrap.
+    start "$work/durable.log" "$bin"/examples/durable_floor "127.0.0.1:0" "$SECRET" "$work/durable-$c"
+    drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
+    durable_stored=$(curl -sf "http://127.0.0.1:$port/count")
+    stop "$pid"
+    durable_rps=$rps durable_p50=$p50 durable_p99=$p99
+    echo "-- $c connections: durable floor $durable_rps req/s (p50 $durable_p50 ms, p99 $durable_p99 ms, $durable_stored stored, non-2xx $non2xx)"
+    check_stored "durable floor" "$c" "$durable_stored" repeats
+    rm -rf "$work/durable-$c"
+
+    webhook_rps="" webhook_p50="" webhook_p99=""
+    if [ -n "$webhook_version" ]; then
+        if start_webhook "$work/webhook.log"; then
+            drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
+            stop "$pid"
+            webhook_rps=$rps webhook_p50=$p50 webhook_p99=$p99
+            echo "-- $c connections: webhook $webhook_version $webhook_rps req/s (p50 $webhook_p50 ms, p99 $webhook_p99 ms, non-2xx $non2xx)"
+            # A refusal would count as an answer in its rate: every event must pass its check.
+            if [ "$non2xx" != 0 ] || [ "$answered" = 0 ]; then
+                echo "FAILED: webhook at $c connections: $answered answered, $non2xx non-2xx, $socket_errors socket errors" >&2
+                exit 1
+            fi
+        else
+            echo "webhook did not start at $c connections: going on without it: $(cat "$work/webhook.log")" >&2
+        fi
+    fi
 
     data="$work/data-$c"
     config 0 "$data" "$work/staging.toml"
     # One log line per request would measure the terminal; warnings only.
-    start "$work/stagehook.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/staging.toml"
+    start "$work/stagehook.log" env RUST_LOG=warn "$bin"/stagehook serve --config "$work/staging.toml"
     drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stored=$(total_events "$port")
     stop "$pid"
     disk=$(du -sk "$data" | cut -f1)
-    ratio=$(awk -v a="$rps" -v b="$floor_rps" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped); floor $floor_rps req/s (p50 $floor_p50 ms, p99 $floor_p99 ms); ratio $ratio"
+    ratio=$(share "$rps" "$floor_rps")
+    durable_ratio=$(share "$rps" "$durable_rps")
+    webhook_ratio=$(share "$rps" "$webhook_rps")
+    echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped)"
+    echo "-- $c connections: stagehook / durable floor $durable_ratio, stagehook / bare floor $ratio, stagehook / webhook $webhook_ratio"
+    echo "PEERS conns=$c stagehook_rps=$rps durable_floor_rps=$durable_rps floor_rps=$floor_rps webhook_rps=${webhook_rps:--} durable_floor_ratio=$durable_ratio floor_ratio=$ratio webhook_ratio=$webhook_ratio"
     check_stored stagehook "$c" "$stored"
-    rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | $floor_rps | $floor_p50 | $floor_p99 | **$ratio** |")
+    rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | **$durable_ratio** | **$ratio** | $webhook_ratio |")
+    peer_rows+=("| $c | bare floor | $floor_rps | $floor_p50 | $floor_p99 | none |")
+    peer_rows+=("| $c | durable floor | $durable_rps | $durable_p50 | $durable_p99 | $durable_stored |")
+    [ -z "$webhook_rps" ] || peer_rows+=("| $c | webhook $webhook_version | $webhook_rps | $webhook_p50 | $webhook_p99 | none |")
+    if [ "$c" = 64 ]; then
+        readme_rows=(
+            "| stagehook: verify, validate, deduplicate, store, queue the delivery | $rps | |"
+            "| durable floor: verify, store | $durable_rps | **$durable_ratio** |"
+            "| bare floor: read the body | $floor_rps | **$ratio** |"
+        )
+        [ -z "$webhook_rps" ] || readme_rows+=("| adnanh/webhook $webhook_version: verify, run \`/bin/true\`, store nothing | $webhook_rps | $webhook_ratio |")
+    fi
     if [ -n "$BASELINE" ]; then
         # The same run against another build, to compare a change with what it changes.
         new_rps=$rps
@@ -221,7 +369,7 @@ for c in $CONNS; do
         # The same events again, to a fresh data folder, while /metrics is fetched every second.
         default_rps=$rps
         config 0 "$work/data-scrape-$c" "$work/staging.toml"
-        start "$work/stagehook-scrape.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/staging.toml"
+        start "$work/stagehook-scrape.log" env RUST_LOG=warn "$bin"/stagehook serve --config "$work/staging.toml"
         (while curl -sf -o "$work/metrics.txt" "http://127.0.0.1:$port/metrics"; do sleep 1; done) &
         scraper=$!
         pids+=("$scraper")
@@ -244,7 +392,7 @@ for c in $CONNS; do
         redis-cli -p "$redis_port" flushall >/dev/null
         config 0 "$work/data-redis-$c" "$work/staging.toml"
         start "$work/stagehook-redis.log" env RUST_LOG=warn STAGEHOOK_LIMITS_BACKEND=redis STAGEHOOK_DEDUP_BACKEND=redis \
-            STAGEHOOK_REDIS_URL="redis://127.0.0.1:$redis_port/0" target/release/stagehook serve --config "$work/staging.toml"
+            STAGEHOOK_REDIS_URL="redis://127.0.0.1:$redis_port/0" "$bin"/stagehook serve --config "$work/staging.toml"
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
         stored=$(total_events "$port")
@@ -266,13 +414,14 @@ for c in $CONNS; do
     fi
 done
 
-# Replaces what docs/performance.md holds between `<!-- $1:begin -->` and `<!-- $1:end -->` with
-# $2; fails (changing nothing) when the file has no such markers.
+# Replaces what the file $3 (docs/performance.md by default) holds between `<!-- $1:begin -->` and
+# `<!-- $1:end -->` with $2; fails (changing nothing) when the file has no such markers.
 between_markers() {
-    grep -q "<!-- $1:begin -->" docs/performance.md || return 1
-    python3 - "$1" "$2" <<'PY'
+    local file=${3:-docs/performance.md}
+    grep -q "<!-- $1:begin -->" "$file" || return 1
+    python3 - "$1" "$2" "$file" <<'PY'
 import re, sys
-path, marker, table = "docs/performance.md", sys.argv[1], sys.argv[2]
+marker, table, path = sys.argv[1], sys.argv[2], sys.argv[3]
 text = open(path).read()
 new = f"<!-- {marker}:begin -->\n{table}\n<!-- {marker}:end -->"
 text = re.sub(rf"<!-- {marker}:begin -->.*?<!-- {marker}:end -->", lambda _: new, text, flags=re.S)
@@ -289,9 +438,9 @@ if [ "$MILLION" -gt 0 ]; then
     echo "== $MILLION events, each sent once at 64 connections"
     # The sweep's events and data folders are done with.
     rm -rf "$work"/data-* "$work/events.tsv"
-    # The signed events take about BODY_BYTES + 330 bytes each, and the data folder a few times
+    # The signed events take about BODY_BYTES + 400 bytes each, and the data folder a few times
     # the raw bytes.
-    need_kb=$(( MILLION * (BODY_BYTES + 330) * 5 / 1024 ))
+    need_kb=$(( MILLION * (BODY_BYTES + 400) * 5 / 1024 ))
     avail_kb=$(df -Pk "$work" | awk 'NR == 2 {print $4}')
     if [ "$avail_kb" -lt "$need_kb" ]; then
         echo "not enough disk in $work: $((avail_kb / 1024)) MB free, about $((need_kb / 1024)) MB needed" >&2
@@ -304,9 +453,9 @@ if [ "$MILLION" -gt 0 ]; then
     # Stripe's tolerance is 300 s: signed just before they are sent, and all of them must arrive
     # within it (a late one is refused, which the checks below catch).
     signed_at=$EPOCHREALTIME
-    target/release/examples/presign "$MILLION" "$SECRET" "$work/million.tsv" "$BODY_BYTES"
+    "$bin"/examples/presign "$MILLION" "$SECRET" "$work/million.tsv" "$BODY_BYTES"
     echo "-- signed in $(since_ms "$signed_at") ms"
-    start "$work/million.log" env RUST_LOG=warn target/release/stagehook serve --config "$work/million.toml"
+    start "$work/million.log" env RUST_LOG=warn "$bin"/stagehook serve --config "$work/million.toml"
     url="http://127.0.0.1:$port"
     # The restart below listens on the same port, which the poller watches before it starts.
     config "$port" "$data" "$work/million.toml"
@@ -324,7 +473,7 @@ if [ "$MILLION" -gt 0 ]; then
     stop "$pid"
     shutdown_ms=$(since_ms "$stopped_at")
     disk_kb=$(du -sk "$data" | cut -f1)
-    raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($2)} END {printf "%.0f", n}' "$work/million.tsv")
+    raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($3)} END {printf "%.0f", n}' "$work/million.tsv")
     echo "-- ingest: $answered answered in $((duration_us / 1000)) ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
 
     # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
@@ -355,7 +504,7 @@ PY
 import os, sys, time
 with open(sys.argv[1], "w") as f:
     f.write(repr(time.monotonic()))
-os.execv(sys.argv[2], sys.argv[2:])' "$work/exec.t0" target/release/stagehook serve --config "$work/million.toml" >"$work/restart.log" 2>&1 &
+os.execv(sys.argv[2], sys.argv[2:])' "$work/exec.t0" "$bin"/stagehook serve --config "$work/million.toml" >"$work/restart.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     while kill -0 "$poller" 2>/dev/null; do
@@ -406,11 +555,17 @@ PY
 fi
 
 table=$(
-    echo "Measured $(date -u +%Y-%m-%d) on $machine with \`bash scripts/loadtest.sh\` (wrk, $DURATION per run, $BODY_BYTES-byte Stripe events, each uniquely signed; durable acks on; load generator on the same cores):"
+    echo "Measured $(date -u +%Y-%m-%d) on $machine with \`$(command_line)\` (wrk, $DURATION per run, $BODY_BYTES-byte Stripe events, each uniquely signed; durable acks on; load generator on the same cores):"
     echo
-    echo "| connections | stagehook req/s | p50 ms | p99 ms | peak RSS MB | events stored | floor req/s | floor p50 ms | floor p99 ms | ratio |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| connections | stagehook req/s | p50 ms | p99 ms | peak RSS MB | events stored | / durable floor | / bare floor | / webhook |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "The others on the same events in the same run, driven in this order before stagehook at each connection count:"
+    echo
+    echo "| connections | server | req/s | p50 ms | p99 ms | stored |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${peer_rows[@]}"
     if [ -n "$million_row" ]; then
         echo
         echo "$MILLION events, each sent once at 64 connections into a fresh data folder and all stored; then a restart on them:"
@@ -442,4 +597,20 @@ fi
 # SCRAPE, or REDIS, whose stagehooks run the limiter) leaves it alone.
 if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && [ -z "$SCRAPE" ] && between_markers loadtest "$table"; then
     echo "docs/performance.md updated."
+fi
+
+# README.md shows the 64-connection figures of the same run, when it had them.
+if [ -z "$BASELINE" ] && [ -z "$REDIS" ] && [ -z "$SCRAPE" ] && [ ${#readme_rows[@]} -gt 0 ]; then
+    readme_table=$(
+        echo "Measured $(date -u +%Y-%m-%d) on $machine with \`$(command_line)\` (64 connections, wrk on the same cores; [all figures](docs/performance.md#end-to-end)):"
+        echo
+        echo "| server | req/s | stagehook / it |"
+        echo "|---|---|---|"
+        printf '%s\n' "${readme_rows[@]}"
+    )
+    echo
+    echo "$readme_table"
+    if between_markers loadtest-peers "$readme_table" README.md; then
+        echo "README.md updated."
+    fi
 fi

@@ -1,7 +1,8 @@
 -- wrk script for scripts/loadtest.sh: replays pre-signed Stripe events.
--- Arguments: the file written by `presign` (`<Stripe-Signature>\t<body>` per line), the number of
--- wrk threads, and optionally `once`. Each thread takes every n-th line, so no two threads send
--- one event.
+-- Arguments: the file written by `presign` (`<Stripe-Signature>\t<X-Hub-Signature-256>\t<body>`
+-- per line), the number of wrk threads, and optionally `once`. Each thread takes every n-th line,
+-- so no two threads send one event. Each event carries both signatures of its body: Stripe's for
+-- stagehook and the durable floor, GitHub's for the webhook peer, which checks only that one.
 --
 -- Each thread formats all its events up front: a million of them take about 1.5 GB, which
 -- LuaJIT holds when it is built with GC64 (Debian's is), and formatting each one as it is sent
@@ -31,9 +32,9 @@ function setup(thread)
 end
 
 local function format(line)
-   local sig, body = line:match("^([^\t]*)\t(.*)$")
+   local sig, hub, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
    return wrk.format("POST", "/staging/webhooks/stripe",
-      { ["Content-Type"] = "application/json", ["Stripe-Signature"] = sig }, body)
+      { ["Content-Type"] = "application/json", ["Stripe-Signature"] = sig, ["X-Hub-Signature-256"] = hub }, body)
 end
 
 -- A request line and one header without the blank line that ends them: the server waits for the
