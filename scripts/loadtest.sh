@@ -454,6 +454,23 @@ if [ "$MILLION" -gt 0 ]; then
         exit 1
     fi
 
+    # The disk alone, just before: 256 KB appended and fdatasync'ed again and again for 10 s, so a
+    # commit stall below can be told from a stall of the disk itself.
+    python3 - "$work/fsync.probe" <<'PY'
+import os, statistics, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+chunk, times, end = os.urandom(256 * 1024), [], time.monotonic() + 10
+while time.monotonic() < end:
+    t = time.monotonic()
+    os.write(fd, chunk)
+    os.fdatasync(fd)
+    times.append((time.monotonic() - t) * 1000)
+os.close(fd)
+os.unlink(sys.argv[1])
+times.sort()
+print(f"-- the disk alone: {len(times)} appends of 256 KB each fdatasync'ed in 10 s: p50 {times[len(times) // 2]:.2f} ms, p99 {times[len(times) * 99 // 100]:.2f} ms, max {times[-1]:.2f} ms")
+PY
+
     data="$work/data-million"
     config 0 "$data" "$work/million.toml"
 
@@ -476,12 +493,35 @@ if [ "$MILLION" -gt 0 ]; then
     ingest_rps=$(awk -v n="$MILLION" -v us="$duration_us" 'BEGIN {printf "%.0f", (us > 0 ? n / (us / 1e6) : 0)}')
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stored=$(total_events "$port")
+    # The commits someone waited for, from /metrics' histogram: how many, and how long.
+    commit_line=$(curl -sf "$url/metrics" | python3 -c '
+import sys
+b, n = [], 0
+for line in sys.stdin:
+    if line.startswith("stagehook_store_commit_duration_seconds_bucket"):
+        le = line.split("le=\"")[1].split("\"")[0]
+        b.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+    elif line.startswith("stagehook_store_commit_duration_seconds_count"):
+        n = float(line.split()[-1])
+def at(q):
+    return next((le for le, c in b if c >= q * n), float("inf")) * 1000
+over = n - next((c for le, c in b if le >= 0.0327), n)
+print(f"{n:.0f} commits, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:.0f} over 33 ms")')
     stopped_at=$EPOCHREALTIME
     stop "$pid"
     shutdown_ms=$(since_ms "$stopped_at")
     disk_kb=$(du -sk "$data" | cut -f1)
     raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($3)} END {printf "%.0f", n}' "$work/million.tsv")
     echo "-- ingest: $answered answered in $((duration_us / 1000)) ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
+    # The writer logs every commit of 100 ms or more with where its time went: how many, and the
+    # slowest, say whether the tail is the commits'.
+    read -r slow_n slow_worst < <(awk -v out="$work/slowest.txt" '/slow store commit/ {
+            n++; t = 0
+            for (i = 1; i <= NF; i++) if ($i ~ /^(bodies|apply|flush)_ms=/) { split($i, kv, "="); t += kv[2] }
+            if (t > worst) { worst = t; print > out }
+        } END {printf "%d %.0f\n", n, worst}' "$work/million.log")
+    echo "-- store commits: $commit_line; of 100 ms or more: $slow_n, the slowest $slow_worst ms"
+    [ "$slow_n" = 0 ] || tail -1 "$work/slowest.txt" | sed 's/^/   /'
 
     # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
     # poller runs first, so its own start is not counted, and the exec is timed by the process

@@ -62,6 +62,7 @@ struct Scrape {
     gauges: Vec<Family>,
     processing: crate::store::Histogram,
     delivery: crate::store::Histogram,
+    commits: crate::store::Histogram,
 }
 
 #[derive(Debug)]
@@ -119,6 +120,7 @@ impl Scrape {
         Scrape {
             processing: counters.processing_histogram(),
             delivery: counters.delivery_histogram(),
+            commits: s.store.stats().commit_histogram(),
             counters: vec![
                 family(
                     "stagehook_events_received",
@@ -235,6 +237,11 @@ impl Collector for Scrape {
                 "stagehook_delivery_duration",
                 "A delivery attempt, from sending to the answer or the error",
                 &self.delivery,
+            ),
+            (
+                "stagehook_store_commit_duration",
+                "A store commit someone waited for (bodies synced, batch applied and flushed), since this process started",
+                &self.commits,
             ),
         ] {
             // The store's buckets are cumulative; the encoder adds them up itself.

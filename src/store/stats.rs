@@ -6,6 +6,7 @@
 //! below.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
@@ -116,8 +117,13 @@ pub(super) fn hist_bucket_counter(us: u64) -> String {
 
 /// The counter under `prefix` of the bucket of a sample of `us` microseconds.
 fn bucket_counter(prefix: &str, us: u64) -> String {
+    format!("{prefix}{:03}", bucket_of(us))
+}
+
+/// The bucket of a sample of `us` microseconds.
+fn bucket_of(us: u64) -> usize {
     let b = (4.0 * ((us + 1) as f64).log2()).floor() as usize;
-    format!("{prefix}{:03}", b.min(BUCKETS - 1))
+    b.min(BUCKETS - 1)
 }
 
 /// The counts of a histogram's buckets, kept under `prefix`.
@@ -140,6 +146,10 @@ fn bucket_value_us(b: usize) -> f64 {
 /// The live counters, as the last committed batch left them.
 pub struct Stats {
     counters: RwLock<BTreeMap<String, u64>>,
+    /// The durations of the commits someone waited for, since this process started: kept in
+    /// memory only, as a process's own figure (Prometheus takes a restart's reset in its stride).
+    commits: [AtomicU64; BUCKETS],
+    commits_sum_us: AtomicU64,
 }
 
 impl Default for Stats {
@@ -150,7 +160,24 @@ impl Default for Stats {
 
 impl Stats {
     pub(super) fn with_counters(counters: BTreeMap<String, u64>) -> Stats {
-        Stats { counters: RwLock::new(counters) }
+        Stats {
+            counters: RwLock::new(counters),
+            commits: [const { AtomicU64::new(0) }; BUCKETS],
+            commits_sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a commit that someone waited for, of `us` microseconds.
+    pub(super) fn commit_took(&self, us: u64) {
+        self.commits[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+        self.commits_sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The durations of the store's commits that someone waited for (the bodies' sync, the batch
+    /// applied and flushed), since this process started, for `/metrics`.
+    pub fn commit_histogram(&self) -> Histogram {
+        let buckets: [u64; BUCKETS] = std::array::from_fn(|i| self.commits[i].load(Ordering::Relaxed));
+        cumulative(&buckets, self.commits_sum_us.load(Ordering::Relaxed))
     }
 
     /// Publishes the writer's values of the counters named in `changed`.
@@ -204,6 +231,19 @@ pub struct Histogram {
     pub bounds: Vec<(f64, u64)>,
     pub sum_s: f64,
     pub count: u64,
+}
+
+/// The cumulative histogram of bucket counts and their sum in microseconds, as
+/// [`Counters::histogram`] describes it.
+fn cumulative(buckets: &[u64; BUCKETS], sum_us: u64) -> Histogram {
+    let count = buckets.iter().sum();
+    let bounds = (10..=26)
+        .map(|k: u32| {
+            let below: u64 = buckets[..(4 * k as usize).min(BUCKETS)].iter().sum();
+            (((1u64 << k) - 2) as f64 / 1e6, below)
+        })
+        .collect();
+    Histogram { bounds, sum_s: sum_us as f64 / 1e6, count }
 }
 
 /// Accepted events per provider in each of the last 60 minutes.
@@ -278,16 +318,7 @@ impl Counters {
     /// boundaries are exact: a sample of `us` microseconds is in a bucket below `2^k - 1` µs
     /// iff `us ≤ 2^k - 2`.
     fn histogram(&self, prefix: &str, sum_key: &str) -> Histogram {
-        let buckets = buckets(&self.values, prefix);
-        let count = buckets.iter().sum();
-        let bounds = (10..=26)
-            .map(|k: u32| {
-                let below: u64 = buckets[..(4 * k as usize).min(BUCKETS)].iter().sum();
-                (((1u64 << k) - 2) as f64 / 1e6, below)
-            })
-            .collect();
-        let sum_s = self.values.get(sum_key).copied().unwrap_or(0) as f64 / 1e6;
-        Histogram { bounds, sum_s, count }
+        cumulative(&buckets(&self.values, prefix), self.values.get(sum_key).copied().unwrap_or(0))
     }
 
     pub fn latency(&self) -> Latency {
@@ -375,6 +406,22 @@ mod tests {
         assert!((0.08..0.12).contains(&p50), "{p50}");
         assert!((8.0..12.0).contains(&p95), "{p95}");
         assert!((8.0..12.0).contains(&p99), "{p99}");
+    }
+
+    /// A commit's duration lands in the first bucket at or above it, and the sum keeps it whole.
+    #[test]
+    fn commit_durations_fill_the_histogram() {
+        let s = Stats::default();
+        s.commit_took(1500);
+        s.commit_took(40_000);
+        let h = s.commit_histogram();
+        let below = |secs: f64| h.bounds.iter().find(|(le, _)| (*le - secs).abs() < 1e-9).map(|(_, n)| *n);
+        assert_eq!(
+            (below(0.001022), below(0.002046), below(0.032766), below(0.065534)),
+            (Some(0), Some(1), Some(1), Some(2))
+        );
+        assert_eq!(h.count, 2);
+        assert!((h.sum_s - 0.0415).abs() < 1e-9, "{}", h.sum_s);
     }
 
     /// Every boundary is exact: an event of `2^k - 2` µs is at or below the boundary

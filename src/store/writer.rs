@@ -336,6 +336,9 @@ impl Writer {
             })
             .map_err(Failure::NotFlushed)?;
         }
+        if needs_flush {
+            self.stats.commit_took(started.elapsed().as_micros() as u64);
+        }
         if started.elapsed() >= SLOW_COMMIT {
             let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
             tracing::warn!(

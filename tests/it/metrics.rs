@@ -132,6 +132,10 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
     let attempts = sum(&recovery["failure_reasons"]) + sum(&recovery["delivered_after_attempts"]);
     assert_eq!(get("stagehook_delivery_duration_seconds_count"), attempts);
     assert!(attempts >= 1.0 && get("stagehook_delivery_duration_seconds_sum") > 0.0);
+    // Every commit someone waited for, this life: the events' among them.
+    let commits = get("stagehook_store_commit_duration_seconds_count");
+    assert!(commits >= 1.0 && get("stagehook_store_commit_duration_seconds_sum") > 0.0, "{commits}");
+    assert_eq!(get("stagehook_store_commit_duration_seconds_bucket{le=\"+Inf\"}"), commits);
     let sum = get("stagehook_ingest_processing_seconds_sum");
     assert!(sum > 0.0 && sum < samples * 10.0, "{sum}");
     assert_eq!(get(&format!("stagehook_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), 1.0);
