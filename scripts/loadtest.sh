@@ -493,20 +493,26 @@ PY
     ingest_rps=$(awk -v n="$MILLION" -v us="$duration_us" 'BEGIN {printf "%.0f", (us > 0 ? n / (us / 1e6) : 0)}')
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stored=$(total_events "$port")
-    # The commits someone waited for, from /metrics' histogram: how many, and how long.
-    commit_line=$(curl -sf "$url/metrics" | python3 -c '
+    # From /metrics: the store's commits someone waited for, and each request's time from its
+    # arrival to its hand-over to the store; how many, and how long. What is left of a request's
+    # latency is the wait for its commit to start, and everything outside stagehook.
+    spread() {
+        curl -sf "$url/metrics" | python3 -c '
 import sys
-b, n = [], 0
+name, b, n = sys.argv[1], [], 0
 for line in sys.stdin:
-    if line.startswith("stagehook_store_commit_duration_seconds_bucket"):
+    if line.startswith(name + "_bucket"):
         le = line.split("le=\"")[1].split("\"")[0]
         b.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
-    elif line.startswith("stagehook_store_commit_duration_seconds_count"):
+    elif line.startswith(name + "_count"):
         n = float(line.split()[-1])
 def at(q):
     return next((le for le, c in b if c >= q * n), float("inf")) * 1000
 over = n - next((c for le, c in b if le >= 0.0327), n)
-print(f"{n:.0f} commits, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:.0f} over 33 ms")')
+print(f"{n:.0f}, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:.0f} over 33 ms")' "$1"
+    }
+    commit_line=$(spread stagehook_store_commit_duration_seconds)
+    handover_line=$(spread stagehook_ingest_processing_seconds)
     stopped_at=$EPOCHREALTIME
     stop "$pid"
     shutdown_ms=$(since_ms "$stopped_at")
@@ -521,6 +527,7 @@ print(f"{n:.0f} commits, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms
             if (t > worst) { worst = t; print > out }
         } END {printf "%d %.0f\n", n, worst}' "$work/million.log")
     echo "-- store commits: $commit_line; of 100 ms or more: $slow_n, the slowest $slow_worst ms"
+    echo "-- arrival to hand-over to the store, per event: $handover_line"
     [ "$slow_n" = 0 ] || tail -1 "$work/slowest.txt" | sed 's/^/   /'
 
     # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
