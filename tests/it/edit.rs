@@ -153,3 +153,38 @@ async fn edits_the_provider_could_not_send_are_refused_with_codes() {
     assert_eq!(app.wait_for(1).await.len(), 1);
     s.stop().await;
 }
+
+/// SendGrid without a staging `signing_key`: its deliveries carry SendGrid's own signature, which
+/// an edited body would not match, so the edit is refused; a plain replay still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_is_refused_where_the_provider_cannot_sign() {
+    use stagehook::providers::sendgrid;
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let v = support::vectors()["sendgrid"][0].clone();
+    let mut c = config(dir.path());
+    c.providers.insert(
+        "sendgrid".into(),
+        sendgrid::Settings { public_key: Some(v["public_key"].as_str().unwrap().to_string()), ..Default::default() },
+    );
+    c.providers.get_mut("sendgrid").unwrap().forward_to = vec![app.url("/sendgrid")];
+    let s = start(c).await;
+    let headers = [
+        JSON,
+        (sendgrid::SIGNATURE_HEADER, v["signature"].as_str().unwrap()),
+        (sendgrid::TIMESTAMP_HEADER, v["timestamp"].as_str().unwrap()),
+    ];
+    let r = s.post("/staging/webhooks/sendgrid", &headers, v["payload"].as_str().unwrap().as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    app.wait_for(1).await;
+    s.store.flush().await.unwrap();
+    let listed = s.get("/staging/webhooks/events?provider=sendgrid").await.json();
+    let id = listed["events"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/staging/webhooks/events/{id}/replay");
+    let r = s.post(&path, &[JSON], br#"{"headers": {"x-debug-run": "1"}}"#).await;
+    assert_eq!((r.status, r.code()), (409, "cannot_sign".to_string()), "{}", r.text());
+    let r = s.post(&path, &[JSON], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.wait_for(2).await.len(), 2, "the plain replay went out");
+    s.stop().await;
+}
