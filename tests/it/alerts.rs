@@ -380,3 +380,30 @@ async fn repeat_sends_the_firing_message_again_after_its_interval() {
     assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
     s.stop().await;
 }
+
+/// A notification is an event of its notifier's lane, not a provider's: an edit, which needs a
+/// provider to parse and sign it, is refused with `not_editable`.
+#[tokio::test]
+async fn a_notifiers_message_cannot_be_edited() {
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_notifiers(dir.path(), &slack, None);
+    c.alerts.push(AlertRule {
+        provider: Some("stripe".into()),
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        ..rule(RuleKind::NoEvents, &["ops"])
+    });
+    let s = start(c).await;
+    assert_eq!(s.stripe(&stripe_event("evt_note_1")).await.status, 200);
+    s.clock.advance(2_000);
+    wait_messages(&slack, 1).await;
+    s.store.flush().await.unwrap();
+    let listed = s.get("/staging/webhooks/events?provider=notify.ops").await.json();
+    let id = listed["events"][0]["id"].as_str().unwrap_or_else(|| panic!("{listed}")).to_string();
+    let path = format!("/staging/webhooks/events/{id}/replay");
+    let json = [("content-type", "application/json")];
+    let r = s.post(&path, &json, br#"{"body": {"text": "edited"}}"#).await;
+    assert_eq!((r.status, r.code()), (409, "not_editable".to_string()), "{}", r.text());
+    assert_eq!(texts(&slack).len(), 1, "nothing more was sent");
+    s.stop().await;
+}
