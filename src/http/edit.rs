@@ -70,11 +70,7 @@ pub async fn replay_edited(
         )
     })?;
     if endpoint.targets.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_target",
-            format!("{} has no forward_to target, so there is nowhere to replay to", original.provider),
-        ));
+        return Err(ApiError::no_target(&original.provider));
     }
     if !endpoint.provider.can_sign() {
         return Err(ApiError::new(

@@ -48,6 +48,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A replay of an event whose provider has no `forward_to` target.
+    pub fn no_target(provider: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_target",
+            format!("{provider} has no forward_to target, so there is nowhere to replay to"),
+        )
+    }
+
     pub fn storage_unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

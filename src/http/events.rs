@@ -16,7 +16,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use ulid::Ulid;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::HeaderMap;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
@@ -330,11 +330,7 @@ async fn replay_one(
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let targets = targets_of(s, &e.provider);
     if targets.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_target",
-            format!("{} has no forward_to target, so there is nowhere to replay to", e.provider),
-        ));
+        return Err(ApiError::no_target(&e.provider));
     }
     let n = s.store.replay(vec![(ulid, targets.to_vec())]).await.map_err(unavailable)?;
     Ok(ok_json(&json!({"replayed": n, "id": id})))

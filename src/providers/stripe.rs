@@ -466,18 +466,8 @@ struct AnObject;
 
 impl<'de> Deserialize<'de> for AnObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AnObject, D::Error> {
-        struct Members;
-        impl<'de> serde::de::Visitor<'de> for Members {
-            type Value = AnObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
-                while map.next_entry::<Valid, Valid>()?.is_some() {}
-                Ok(AnObject)
-            }
-        }
-        d.deserialize_map(Members)
+        // `deserialize_map` takes an object only, and hands it to the visitor of any value.
+        d.deserialize_map(AnyValue).map(|Valid| AnObject)
     }
 }
 
@@ -488,40 +478,43 @@ struct Valid;
 
 impl<'de> Deserialize<'de> for Valid {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Valid, D::Error> {
-        struct Any;
-        impl<'de> serde::de::Visitor<'de> for Any {
-            type Value = Valid;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_unit<E>(self) -> Result<Valid, E> {
-                Ok(Valid)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
-                while seq.next_element::<Valid>()?.is_some() {}
-                Ok(Valid)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
-                while map.next_entry::<Valid, Valid>()?.is_some() {}
-                Ok(Valid)
-            }
-        }
-        d.deserialize_any(Any)
+        d.deserialize_any(AnyValue)
+    }
+}
+
+/// The visitor of [`Valid`]: takes every kind of value, keeps none.
+struct AnyValue;
+
+impl<'de> serde::de::Visitor<'de> for AnyValue {
+    type Value = Valid;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+        while map.next_entry::<Valid, Valid>()?.is_some() {}
+        Ok(Valid)
     }
 }
 
