@@ -1,5 +1,6 @@
 //! The durable floor of the load benchmark: the least any durable receiver must do, on the same
-//! stack as stagehook. Each request's Stripe-style signature is checked; its body is inserted into
+//! stack as stagehook. Each request's Stripe signature is checked (by stagehook's own Stripe
+//! verifier, so the two do the same HMAC work); its body is inserted into
 //! a sled tree under a fresh key; a single writer thread commits whatever is pending as one batch
 //! followed by one flush; only then is the 200 sent. Nothing else: no dedup, no JSON, no counters.
 //! `scripts/loadtest.sh` runs it beside stagehook and the bare floor (`examples/floor.rs`), so
@@ -14,24 +15,25 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use stagehook::providers::stripe::Stripe;
+use stagehook::providers::{Inbound, Provider};
+use stagehook::secret::Secret;
 use tokio::sync::oneshot;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::Filter;
 
 // The same allocator as stagehook, so the two differ only in what they do with a request.
 #[global_allocator]
 static ALLOCATOR: stagehook::allocator::Allocator = stagehook::allocator::Allocator;
 
-/// Stripe's tolerance: a signature older or newer than this is refused, as Stripe's SDKs do.
-const TOLERANCE_S: u64 = 300;
+/// Stripe's tolerance, as stagehook's default.
+const TOLERANCE_S: i64 = 300;
 
 /// What a handler hands to the writer: the key, the body, and where to say it is on disk.
 type Job = (u64, bytes::Bytes, oneshot::Sender<()>);
 
 struct Floor {
-    secret: Vec<u8>,
+    stripe: Stripe,
     tree: sled::Tree,
     next_key: AtomicU64,
     // Unbounded, since what is in flight is bounded by the connections: each handler waits for
@@ -44,7 +46,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: durable_floor ADDR SECRET DATA_DIR";
     let addr: SocketAddr = args.get(1).expect(usage).parse().expect("an address such as 127.0.0.1:9000");
-    let secret = args.get(2).expect(usage).as_bytes().to_vec();
+    let stripe = Stripe::new("stripe", vec![Secret::new(args.get(2).expect(usage))], TOLERANCE_S);
     let db = sled::open(args.get(3).expect(usage)).expect("open the sled database");
     let tree = db.open_tree("bodies").expect("open the tree");
     // Keys are big-endian counters, so a restart on the same folder goes on after the last one.
@@ -52,7 +54,7 @@ async fn main() {
     let (tx, rx) = mpsc::channel();
     let writer_tree = tree.clone();
     std::thread::spawn(move || write_groups(&db, &writer_tree, &rx));
-    let floor = Arc::new(Floor { secret, tree, next_key: AtomicU64::new(first), writer: tx });
+    let floor = Arc::new(Floor { stripe, tree, next_key: AtomicU64::new(first), writer: tx });
 
     let count = {
         let floor = floor.clone();
@@ -62,19 +64,20 @@ async fn main() {
     // The same body limit as stagehook, so both read the body the same way.
     let ingest = warp::post()
         .and(warp::body::content_length_limit(1_048_576))
-        .and(warp::header::optional::<String>("stripe-signature"))
+        .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
-        .then(move |signature: Option<String>, body: bytes::Bytes| receive(floor.clone(), signature, body));
+        .then(move |headers: HeaderMap, body: bytes::Bytes| receive(floor.clone(), headers, body));
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     println!("durable floor listening on http://{}", listener.local_addr().expect("local address"));
     warp::serve(count.or(ingest)).incoming(listener).run().await;
 }
 
-async fn receive(floor: Arc<Floor>, signature: Option<String>, body: bytes::Bytes) -> impl warp::Reply {
+async fn receive(floor: Arc<Floor>, headers: HeaderMap, body: bytes::Bytes) -> impl warp::Reply {
     let reply = |status, text: &'static str| {
         warp::reply::with_status(warp::reply::with_header(text, "content-type", "application/json"), status)
     };
-    if !signature.is_some_and(|s| verify(&floor.secret, &s, &body)) {
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if floor.stripe.verify(&Inbound { headers: &headers, body: &body, url: "", now_s }).is_err() {
         return reply(StatusCode::BAD_REQUEST, r#"{"error":"signature_mismatch"}"#);
     }
     let (done, stored) = oneshot::channel();
@@ -85,35 +88,6 @@ async fn receive(floor: Arc<Floor>, signature: Option<String>, body: bytes::Byte
         return reply(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"not_stored"}"#);
     }
     reply(StatusCode::OK, r#"{"received":true}"#)
-}
-
-/// Stripe's scheme: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, any `v1` may match (Stripe
-/// sends several while a secret is rolled), within the tolerance.
-fn verify(secret: &[u8], header: &str, body: &[u8]) -> bool {
-    let mut t = None;
-    let mut candidates = Vec::new();
-    for part in header.split(',') {
-        match part.split_once('=') {
-            Some(("t", v)) => t = Some(v),
-            Some(("v1", v)) => candidates.push(v),
-            _ => {}
-        }
-    }
-    let Some(t) = t else { return false };
-    let Ok(at) = t.parse::<u64>() else { return false };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if now.abs_diff(at) > TOLERANCE_S {
-        return false;
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    candidates.iter().any(|c| {
-        let mut given = [0u8; 32];
-        // `verify_slice` compares in constant time, so a forger learns nothing from the timing.
-        hex::decode_to_slice(c, &mut given).is_ok() && mac.clone().verify_slice(&given).is_ok()
-    })
 }
 
 /// The one writer: whatever is pending goes into one batch and one flush, so the flush's wait for
