@@ -32,6 +32,15 @@ fn rule(when: RuleKind, notify: &[&str]) -> AlertRule {
     }
 }
 
+/// `no_events` for Stripe after two seconds of silence, notifying `ops`.
+fn stripe_silence() -> AlertRule {
+    AlertRule {
+        provider: Some("stripe".into()),
+        for_: Some(HumanDuration(Duration::from_secs(2))),
+        ..rule(RuleKind::NoEvents, &["ops"])
+    }
+}
+
 fn with_notifiers(dir: &Path, slack: &FakeApp, pager: Option<&FakeApp>) -> Config {
     let mut c = support::config(dir);
     c.retry.strategy = Strategy::Fixed;
@@ -142,11 +151,7 @@ async fn no_events_fires_after_the_silence_and_resolves_on_the_next_event() {
     let slack = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(AlertRule {
-        provider: Some("stripe".into()),
-        for_: Some(HumanDuration(Duration::from_secs(2))),
-        ..rule(RuleKind::NoEvents, &["ops"])
-    });
+    c.alerts.push(stripe_silence());
     let s = start(c).await;
     assert_eq!(s.stripe(&stripe_event("evt_quiet_1")).await.status, 200);
     // Less than two seconds of silence: nothing.
@@ -173,11 +178,7 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     slack.go_down().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(AlertRule {
-        provider: Some("stripe".into()),
-        for_: Some(HumanDuration(Duration::from_secs(2))),
-        ..rule(RuleKind::NoEvents, &["ops"])
-    });
+    c.alerts.push(stripe_silence());
     // The notifier's own lane failing is no provider's: these must stay quiet.
     c.alerts.push(rule(RuleKind::BreakerOpen, &["ops"]));
     c.alerts.push(AlertRule {
@@ -360,12 +361,7 @@ async fn repeat_sends_the_firing_message_again_after_its_interval() {
     let slack = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(AlertRule {
-        provider: Some("stripe".into()),
-        for_: Some(HumanDuration(Duration::from_secs(2))),
-        repeat: Some(HumanDuration(Duration::from_secs(600))),
-        ..rule(RuleKind::NoEvents, &["ops"])
-    });
+    c.alerts.push(AlertRule { repeat: Some(HumanDuration(Duration::from_secs(600))), ..stripe_silence() });
     let s = start(c).await;
     s.clock.advance(3_000);
     wait_messages(&slack, 1).await;
@@ -388,11 +384,7 @@ async fn a_notifiers_message_cannot_be_edited() {
     let slack = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(AlertRule {
-        provider: Some("stripe".into()),
-        for_: Some(HumanDuration(Duration::from_secs(2))),
-        ..rule(RuleKind::NoEvents, &["ops"])
-    });
+    c.alerts.push(stripe_silence());
     let s = start(c).await;
     assert_eq!(s.stripe(&stripe_event("evt_note_1")).await.status, 200);
     s.clock.advance(2_000);
