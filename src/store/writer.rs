@@ -336,15 +336,16 @@ impl Writer {
             })
             .map_err(Failure::NotFlushed)?;
         }
+        let done = Instant::now();
         if needs_flush {
-            self.stats.commit_took(started.elapsed().as_micros() as u64);
+            self.stats.commit_took(done.duration_since(started).as_micros() as u64);
         }
-        if started.elapsed() >= SLOW_COMMIT {
+        if done.duration_since(started) >= SLOW_COMMIT {
             let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
             tracing::warn!(
                 bodies_ms = ms(started, bodies_done),
                 apply_ms = ms(bodies_done, applied),
-                flush_ms = ms(applied, Instant::now()),
+                flush_ms = ms(applied, done),
                 "slow store commit: every request of the batch waited this long"
             );
         }
