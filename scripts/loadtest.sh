@@ -483,14 +483,31 @@ PY
     url="http://127.0.0.1:$port"
     # The restart below listens on the same port, which the poller watches before it starts.
     config "$port" "$data" "$work/million.toml"
-    # Once mode: each event exactly once, and wrk ends when all are answered; -d only bounds a run
-    # in which some answer never comes.
+    # Once mode: each event exactly once. wrk cannot tell when the last answer came (presigned.lua
+    # says why it does not count them), so the count of stored events is watched every 100 ms;
+    # when all are stored, wrk gets a second to read the last answers and is then ended, and its
+    # count of answered requests is checked below. -d only bounds a run in which some event is
+    # never stored. The ingest's time is from wrk's start to the poll that saw them all.
     threads=$(( MILLION < 2 ? 1 : 2 ))
+    ingest_from=$EPOCHREALTIME
     wrk -t "$threads" -c 64 -d 600s --latency -s scripts/presigned.lua "$url/staging/webhooks/stripe" \
-        -- "$work/million.tsv" "$threads" once >"$work/wrk-million.out"
+        -- "$work/million.tsv" "$threads" once >"$work/wrk-million.out" &
+    wrk_pid=$!
+    ingest_ms=""
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        if [ "$(total_events "$port" 2>/dev/null || echo 0)" -ge "$MILLION" ]; then
+            ingest_ms=$(since_ms "$ingest_from")
+            sleep 1
+            kill -INT "$wrk_pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+    wait "$wrk_pid" || true
     report "$work/wrk-million.out"
+    [ -n "$ingest_ms" ] || ingest_ms=$((duration_us / 1000))
     window_s=$(( $(since_ms "$signed_at") / 1000 ))
-    ingest_rps=$(awk -v n="$MILLION" -v us="$duration_us" 'BEGIN {printf "%.0f", (us > 0 ? n / (us / 1e6) : 0)}')
+    ingest_rps=$(awk -v n="$MILLION" -v ms="$ingest_ms" 'BEGIN {printf "%.0f", (ms > 0 ? n / (ms / 1e3) : 0)}')
     rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     stored=$(total_events "$port")
     # From /metrics: the store's commits someone waited for, and each request's time from its
@@ -518,7 +535,7 @@ print(f"{n:.0f}, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:
     shutdown_ms=$(since_ms "$stopped_at")
     disk_kb=$(du -sk "$data" | cut -f1)
     raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($3)} END {printf "%.0f", n}' "$work/million.tsv")
-    echo "-- ingest: $answered answered in $((duration_us / 1000)) ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
+    echo "-- ingest: $answered answered, all stored in $ingest_ms ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
     # The writer logs every commit of 100 ms or more with where its time went: how many, and the
     # slowest, say whether the tail is the commits'.
     read -r slow_n slow_worst < <(awk -v out="$work/slowest.txt" '/slow store commit/ {
