@@ -11,6 +11,9 @@
 //! which pings it (every [`UP_PING`] while up; from [`DOWN_PING_MIN`] doubling to
 //! [`DOWN_PING_MAX`] while down), finds it answering again. What a request does with
 //! [`Unavailable`] is `redis.on_error`'s choice, made in `http/ingest.rs`: act alone or refuse.
+//! A connection that broke under a call or a ping (Redis restarted since its last use) is no
+//! outage: the request is sent once more on a new one first. So up means what a claim finds:
+//! while up, a claim goes to Redis, never to this instance alone because of a stale connection.
 //!
 //! The keys, all under `redis.key_prefix`: `rate:<client>` (a sorted set of acceptance times,
 //! expiring a window after the last) and `claim:<provider>:<event id>` (`p/<instance>/<token>`
@@ -276,34 +279,39 @@ impl Shared {
     /// up, whose commit or release must not be skipped (a claim left pending answers every
     /// other instance `409` until it expires).
     async fn call_anyway<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
-        let mut conn = self.conn.clone();
+        // Every script is safe to run twice (`claim` knows its own pending value, `limit` its
+        // request's member), as `resent_once` may.
+        let answer = self.resent_once(|mut conn| async move { call.invoke_async(&mut conn).await }).await;
+        answer.map_err(|NoAnswer(reason)| {
+            self.went_down(&reason);
+            Unavailable
+        })
+    }
+
+    async fn ping(&self) -> Result<(), NoAnswer> {
+        self.resent_once(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(drop)
+    }
+
+    /// Sends one request, bounded by `redis.timeout`, and once more when its connection broke:
+    /// Redis restarted since the connection's last use, and the manager reconnects. Calls and
+    /// the watcher's ping alike, so that neither takes a restart it slept through for an outage
+    /// (a ping that did would mark Redis down while it answers, and every claim until the next
+    /// ping would be this instance's alone).
+    async fn resent_once<T, F, Fut>(&self, send: F) -> Result<T, NoAnswer>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let attempts = async {
-            match call.invoke_async(&mut conn).await {
-                // The connection broke (Redis restarted since the last call, say): the manager
-                // reconnects, and the call is sent once more on the new connection. Every
-                // script is safe to run twice (`claim` knows its own pending value, `limit` its
-                // request's member).
-                Err(e) if e.is_io_error() || e.is_connection_dropped() => call.invoke_async(&mut conn).await,
+            match send(self.conn.clone()).await {
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => send(self.conn.clone()).await,
                 answer => answer,
             }
         };
         match tokio::time::timeout(self.timeout, attempts).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                self.went_down(&e.to_string());
-                Err(Unavailable)
-            }
-            Err(_) => {
-                self.went_down(&format!("no answer within {} ms", self.timeout.as_millis()));
-                Err(Unavailable)
-            }
-        }
-    }
-
-    async fn ping(&self) -> Result<(), NoAnswer> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(NoAnswer(e.to_string())),
             Err(_) => Err(NoAnswer(format!("no answer within {} ms", self.timeout.as_millis()))),
         }
@@ -322,27 +330,33 @@ impl Shared {
     pub async fn watch(self: Arc<Self>) {
         let mut wait = DOWN_PING_MIN;
         loop {
-            match self.ping().await {
-                Ok(()) => {
-                    if !self.up.swap(true, Ordering::AcqRel) {
-                        tracing::info!(redis = %self.shown_url, "Redis answers again: limits and duplicates are shared");
-                    }
-                    wait = UP_PING;
-                }
-                Err(reason) if self.is_up() => {
-                    self.went_down(&reason.0);
-                    wait = DOWN_PING_MIN;
-                }
-                Err(reason) => {
-                    let now = self.clock.now_ms();
-                    if now.saturating_sub(self.warned_at.load(Ordering::Relaxed)) >= WARN_EVERY_MS {
-                        self.warned_at.store(now, Ordering::Relaxed);
-                        tracing::warn!(redis = %self.shown_url, reason = %reason, "Redis is still unreachable: {} until it answers", self.on_error.meanwhile());
-                    }
-                    wait = (wait * 2).clamp(DOWN_PING_MIN, DOWN_PING_MAX);
-                }
-            }
+            wait = self.look(wait).await;
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One ping of [`Shared::watch`], which marks Redis up or down; returns the wait before the
+    /// next, given the wait before this one.
+    async fn look(&self, wait: Duration) -> Duration {
+        match self.ping().await {
+            Ok(()) => {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(redis = %self.shown_url, "Redis answers again: limits and duplicates are shared");
+                }
+                UP_PING
+            }
+            Err(reason) if self.is_up() => {
+                self.went_down(&reason.0);
+                DOWN_PING_MIN
+            }
+            Err(reason) => {
+                let now = self.clock.now_ms();
+                if now.saturating_sub(self.warned_at.load(Ordering::Relaxed)) >= WARN_EVERY_MS {
+                    self.warned_at.store(now, Ordering::Relaxed);
+                    tracing::warn!(redis = %self.shown_url, reason = %reason, "Redis is still unreachable: {} until it answers", self.on_error.meanwhile());
+                }
+                (wait * 2).clamp(DOWN_PING_MIN, DOWN_PING_MAX)
+            }
         }
     }
 }
@@ -551,6 +565,26 @@ mod tests {
             assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
             assert_eq!((a.is_up(), a.status().errors), (true, 0));
+        });
+    }
+
+    /// A restart between two of the watcher's pings breaks the connection under the next one,
+    /// as it does under a call: not an outage either. Redis stays up, and a claim right after
+    /// the ping is shared, not this instance's alone.
+    #[test]
+    fn a_restart_between_pings_is_not_an_outage() {
+        let mut redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
+        rt.block_on(async {
+            assert_eq!(a.look(UP_PING).await, UP_PING, "connected");
+            redis.restart();
+            assert_eq!(a.look(UP_PING).await, UP_PING, "the ping was sent again on a new connection");
+            assert_eq!((a.is_up(), a.status().errors), (true, 0));
+            assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
+            assert!(matches!(b.claim("stripe", "evt_1").await, Ok(Claim::InProgress { .. })), "shared");
         });
     }
 
