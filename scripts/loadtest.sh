@@ -176,8 +176,10 @@ EOF
 }
 
 # stagehook's total_events from /stats on port $1.
+# curl and sed, not a Python start-up: the million phase asks ten times a second, on the cores
+# the ingest runs on.
 total_events() {
-    curl -sf "http://127.0.0.1:$1/staging/webhooks/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_events"])'
+    curl -sf "http://127.0.0.1:$1/staging/webhooks/stats" | sed -n 's/.*"total_events": *\([0-9]*\).*/\1/p'
 }
 
 redis_port=""
@@ -496,9 +498,7 @@ PY
     wrk_pid=$!
     ingest_from="" ingest_ms=""
     while kill -0 "$wrk_pid" 2>/dev/null; do
-        # curl and sed rather than total_events' Python, whose start-up ten times a second would
-        # take a share of the cores the ingest runs on.
-        seen=$(curl -sf "$url/staging/webhooks/stats" | sed -n 's/.*"total_events": *\([0-9]*\).*/\1/p' || true)
+        seen=$(total_events "$port" || true)
         seen=${seen:-0}
         [ -n "$ingest_from" ] || [ "$seen" = 0 ] || ingest_from=$EPOCHREALTIME
         if [ "$seen" -ge "$MILLION" ]; then
