@@ -256,7 +256,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { cache_mb: 32, rejection_log_size: 1000 }
+        StoreConfig { cache_mb: 16, rejection_log_size: 1000 }
     }
 }
 
