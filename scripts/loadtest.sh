@@ -492,6 +492,21 @@ PY
     # never stored. The ingest's time is from the first poll that saw an event stored to the one
     # that saw them all: wrk's own duration leaves out what its first thread sends while the
     # next one is still formatting its events, and wrk's start would count that formatting.
+    # The disk beside the ingest: 4 KB appended and fdatasync'ed every 20 ms into a file of its
+    # own on the same disk, each timed, so a slow commit can be laid beside what the disk did at
+    # that moment (a few dozen syncs a second, against the store's thousands).
+    python3 - "$work/beside.probe" >"$work/beside.out" <<'PY' &
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+fd, chunk = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), os.urandom(4096)
+while True:
+    t, m = time.time(), time.monotonic()
+    os.write(fd, chunk)
+    os.fdatasync(fd)
+    print(f"{t:.6f} {(time.monotonic() - m) * 1000:.3f}", flush=True)
+    time.sleep(0.02)
+PY
+    probe_pid=$!
     threads=$(( MILLION < 2 ? 1 : 2 ))
     wrk -t "$threads" -c 64 -d 600s --latency -s scripts/presigned.lua "$url/staging/webhooks/stripe" \
         -- "$work/million.tsv" "$threads" once >"$work/wrk-million.out" &
@@ -510,6 +525,9 @@ PY
         sleep 0.1
     done
     wait "$wrk_pid" || true
+    kill "$probe_pid" 2>/dev/null || true
+    wait "$probe_pid" 2>/dev/null || true
+    rm -f "$work/beside.probe"
     report "$work/wrk-million.out"
     [ -n "$ingest_ms" ] || ingest_ms=$((duration_us / 1000))
     window_s=$(( $(since_ms "$signed_at") / 1000 ))
@@ -552,6 +570,26 @@ print(f"{n:.0f}, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:
     echo "-- store commits: $commit_line; of 100 ms or more: $slow_n, the slowest $slow_worst ms"
     echo "-- arrival to hand-over to the store, per event: $handover_line"
     [ "$slow_n" = 0 ] || tail -1 "$work/slowest.txt" | sed 's/^/   /'
+    # What the disk did beside it: the probe's spread, and for each slow commit the slowest probe
+    # sync that overlapped it (a commit's log line is written when it ends).
+    python3 - "$work/beside.out" "$work/million.log" <<'PY'
+import re, sys
+from datetime import datetime
+probes = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+if not probes:
+    sys.exit(0)
+ms = sorted(p[1] for p in probes)
+print(f"-- the disk beside the ingest: {len(ms)} syncs of 4 KB, p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[len(ms) * 99 // 100]:.2f} ms, max {ms[-1]:.2f} ms, {sum(m >= 100 for m in ms)} of 100 ms or more")
+for line in open(sys.argv[2]):
+    if "slow store commit" not in line:
+        continue
+    end = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+    took = sum(float(v) for v in re.findall(r"(?:bodies|apply|flush)_ms=([0-9.]+)", line))
+    start = end - took / 1000
+    beside = [m for t, m in probes if t < end and t + m / 1000 > start]
+    worst = f"the slowest probe sync beside it {max(beside):.1f} ms" if beside else "no probe sync beside it"
+    print(f"   slow commit of {took:.0f} ms ending {line.split()[0]}: {worst}")
+PY
 
     # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
     # poller runs first, so its own start is not counted, and the exec is timed by the process
