@@ -485,13 +485,6 @@ PY
     url="http://127.0.0.1:$port"
     # The restart below listens on the same port, which the poller watches before it starts.
     config "$port" "$data" "$work/million.toml"
-    # Once mode: each event exactly once. wrk cannot tell when the last answer came (presigned.lua
-    # says why it does not count them), so the count of stored events is watched every 100 ms;
-    # when all are stored, wrk gets a second to read the last answers and is then ended, and its
-    # count of answered requests is checked below. -d only bounds a run in which some event is
-    # never stored. The ingest's time is from the first poll that saw an event stored to the one
-    # that saw them all: wrk's own duration leaves out what its first thread sends while the
-    # next one is still formatting its events, and wrk's start would count that formatting.
     # The disk beside the ingest: 4 KB appended and fdatasync'ed every 20 ms into a file of its
     # own on the same disk, each timed, so a slow commit can be laid beside what the disk did at
     # that moment (a few dozen syncs a second, against the store's thousands).
@@ -507,6 +500,14 @@ while True:
     time.sleep(0.02)
 PY
     probe_pid=$!
+    pids+=("$probe_pid")
+    # Once mode: each event exactly once. wrk cannot tell when the last answer came (presigned.lua
+    # says why it does not count them), so the count of stored events is watched every 100 ms;
+    # when all are stored, wrk gets a second to read the last answers and is then ended, and its
+    # count of answered requests is checked below. -d only bounds a run in which some event is
+    # never stored. The ingest's time is from the first poll that saw an event stored to the one
+    # that saw them all: wrk's own duration leaves out what its first thread sends while the
+    # next one is still formatting its events, and wrk's start would count that formatting.
     threads=$(( MILLION < 2 ? 1 : 2 ))
     wrk -t "$threads" -c 64 -d 600s --latency -s scripts/presigned.lua "$url/staging/webhooks/stripe" \
         -- "$work/million.tsv" "$threads" once >"$work/wrk-million.out" &
