@@ -562,34 +562,33 @@ print(f"{n:.0f}, p50 under {at(0.5):.1f} ms, p99 under {at(0.99):.1f} ms, {over:
     raw_bytes=$(LC_ALL=C awk -F'\t' '{n += length($3)} END {printf "%.0f", n}' "$work/million.tsv")
     echo "-- ingest: $answered answered, all stored in $ingest_ms ms ($ingest_rps req/s, p50 $p50 ms, p99 $p99 ms), non-2xx $non2xx, socket errors $socket_errors, $stored stored; all sent $window_s s after signing; peak RSS $((rss_kb / 1024)) MB; shutdown $shutdown_ms ms"
     # The writer logs every commit of 100 ms or more with where its time went: how many, and the
-    # slowest, say whether the tail is the commits'.
-    read -r slow_n slow_worst < <(awk -v out="$work/slowest.txt" '/slow store commit/ {
-            n++; t = 0
-            for (i = 1; i <= NF; i++) if ($i ~ /^(bodies|apply|flush)_ms=/) { split($i, kv, "="); t += kv[2] }
-            if (t > worst) { worst = t; print > out }
-        } END {printf "%d %.0f\n", n, worst}' "$work/million.log")
-    echo "-- store commits: $commit_line; of 100 ms or more: $slow_n, the slowest $slow_worst ms"
-    echo "-- arrival to hand-over to the store, per event: $handover_line"
-    [ "$slow_n" = 0 ] || tail -1 "$work/slowest.txt" | sed 's/^/   /'
-    # What the disk did beside it: the probe's spread, and for each slow commit the slowest probe
-    # sync that overlapped it (a commit's log line is written when it ends).
-    python3 - "$work/beside.out" "$work/million.log" <<'PY'
+    # slowest, say whether the tail is the commits'. Beside them, what the disk did: the probe's
+    # spread, and for each slow commit the slowest probe sync that overlapped it (a commit's log
+    # line is written when it ends).
+    python3 - "$work/million.log" "$work/beside.out" "$commit_line" "$handover_line" <<'PY'
 import re, sys
 from datetime import datetime
-probes = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
-if not probes:
-    sys.exit(0)
-ms = sorted(p[1] for p in probes)
-print(f"-- the disk beside the ingest: {len(ms)} syncs of 4 KB, p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[len(ms) * 99 // 100]:.2f} ms, max {ms[-1]:.2f} ms, {sum(m >= 100 for m in ms)} of 100 ms or more")
-for line in open(sys.argv[2]):
-    if "slow store commit" not in line:
-        continue
-    end = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
-    took = sum(float(v) for v in re.findall(r"(?:bodies|apply|flush)_ms=([0-9.]+)", line))
-    start = end - took / 1000
-    beside = [m for t, m in probes if t < end and t + m / 1000 > start]
-    worst = f"the slowest probe sync beside it {max(beside):.1f} ms" if beside else "no probe sync beside it"
-    print(f"   slow commit of {took:.0f} ms ending {line.split()[0]}: {worst}")
+log, beside_out, commit_line, handover_line = sys.argv[1:]
+slow = []
+for line in open(log):
+    if "slow store commit" in line:
+        took = sum(float(v) for v in re.findall(r"(?:bodies|apply|flush)_ms=([0-9.]+)", line))
+        end = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+        slow.append((took, end, line.rstrip("\n")))
+worst = max(slow, default=None)
+print(f"-- store commits: {commit_line}; of 100 ms or more: {len(slow)}, the slowest {worst[0] if worst else 0:.0f} ms")
+print(f"-- arrival to hand-over to the store, per event: {handover_line}")
+if worst:
+    print(f"   {worst[2]}")
+probes = [tuple(map(float, l.split())) for l in open(beside_out) if len(l.split()) == 2]
+if probes:
+    ms = sorted(p[1] for p in probes)
+    print(f"-- the disk beside the ingest: {len(ms)} syncs of 4 KB, p50 {ms[len(ms) // 2]:.2f} ms, p99 {ms[len(ms) * 99 // 100]:.2f} ms, max {ms[-1]:.2f} ms, {sum(m >= 100 for m in ms)} of 100 ms or more")
+    for took, end, line in slow:
+        start = end - took / 1000
+        beside = [m for t, m in probes if t < end and t + m / 1000 > start]
+        said = f"the slowest probe sync beside it {max(beside):.1f} ms" if beside else "no probe sync beside it"
+        print(f"   slow commit of {took:.0f} ms ending {line.split()[0]}: {said}")
 PY
 
     # Startup on the same data folder: from the exec of stagehook to its first HTTP answer. The
