@@ -195,6 +195,18 @@ impl App {
         &self.state.store
     }
 
+    /// The delivery engine, whose [`delivery::Engine::passes`] lets an in-process caller wait
+    /// for the engine to have looked at the queue rather than for a length of time.
+    pub fn engine(&self) -> &Arc<delivery::Engine> {
+        &self.state.engine
+    }
+
+    /// The alerts' evaluator, whose [`alerts::Alerts::evaluations`] lets an in-process caller
+    /// wait for the rules to have been evaluated rather than for a length of time.
+    pub fn alerts(&self) -> &Arc<alerts::Alerts> {
+        &self.state.alerts
+    }
+
     /// The whole HTTP surface as a warp filter, for in-process use (benchmarks, `warp::test`).
     pub fn routes(
         &self,

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod rules;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ pub struct Alerts {
     /// Stored states whose rule is gone (the rules changed): removed at the first evaluation,
     /// without a message.
     stale: Mutex<Vec<String>>,
+    /// How many evaluations have finished, see [`Alerts::evaluations`].
+    evaluations: AtomicU64,
 }
 
 /// The key of one alert instance in the store: stable while the rules keep their order.
@@ -121,6 +124,7 @@ impl Alerts {
             received: Mutex::default(),
             keep_ms: keep.as_millis() as i64,
             stale: Mutex::new(stale),
+            evaluations: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +135,14 @@ impl Alerts {
     /// The firing alerts, by key.
     pub fn firing(&self) -> BTreeMap<String, Firing> {
         self.firing.lock().clone()
+    }
+
+    /// How many evaluations have finished since the start, each with its notifications recorded.
+    /// It exists so that a caller can tell "the rules were looked at and nothing followed" from
+    /// "the rules have not been looked at yet": once it has grown by two since a moment, one
+    /// whole evaluation began after that moment.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::Acquire)
     }
 
     /// Each notifier's latest notification (its lane's newest event), by notifier name.
@@ -183,6 +195,11 @@ impl Alerts {
     /// One evaluation: the figures now, each rule's holding instances, and the notifications
     /// and state changes that follow, recorded in one batch.
     pub async fn evaluate(&self, dashboard: &str) {
+        self.evaluate_once(dashboard).await;
+        self.evaluations.fetch_add(1, Ordering::AcqRel);
+    }
+
+    async fn evaluate_once(&self, dashboard: &str) {
         let now = self.figures();
         let history: Vec<Figures> = self.history.lock().iter().cloned().collect();
         let mut holding: BTreeMap<String, (usize, Holding)> = BTreeMap::new();

@@ -175,6 +175,8 @@ pub struct Engine {
     /// Per provider, a job a replay queued that may go out as its open breaker's probe; filled
     /// from `Store::take_replays` and kept while there is no room to start it.
     replays: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// How many times the loop has looked at the queue, see [`Engine::passes`].
+    passes: AtomicU64,
 }
 
 impl Engine {
@@ -187,6 +189,7 @@ impl Engine {
             concurrency,
             in_flight: Mutex::default(),
             replays: Mutex::default(),
+            passes: AtomicU64::new(0),
         })
     }
 
@@ -203,6 +206,14 @@ impl Engine {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.lock().len()
+    }
+
+    /// How many times the loop has begun to look at the due jobs. It exists so that a caller can
+    /// tell "the engine looked and held a job back" from "the engine has not looked yet": once it
+    /// has grown by two since a moment, one whole look began after that moment and every
+    /// delivery it decided to start is in flight.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Acquire)
     }
 
     /// Runs until `stop` turns true, then waits up to `grace` for deliveries in flight; any
@@ -238,6 +249,7 @@ impl Engine {
         done: &mpsc::UnboundedSender<()>,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Option<i64> {
+        self.passes.fetch_add(1, Ordering::AcqRel);
         let now = self.clock.now_ms();
         let mut wake_at: Option<i64> = None;
         let mut soonest = |t: i64| wake_at = Some(wake_at.map_or(t, |w: i64| w.min(t)));

@@ -1,7 +1,8 @@
 //! Alerts end to end: the real server, a fake app, and fake notifier endpoints (a Slack
 //! incoming webhook and a Standard Webhooks receiver), all real HTTP servers on loopback. Time
-//! moves with `Clock::advance` where the engine and the rules read it; the rest are bounded waits
-//! of about one evaluation (`alerts::EVERY`).
+//! moves with `Clock::advance` where the engine and the rules read it (a frozen clock where real
+//! time passing would change a rule's answer); "nothing more was sent" is said after two whole
+//! evaluations (`Alerts::evaluations`), never after a length of time.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,15 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 use stagehook::config::{AlertRule, Config, HumanDuration, NotifierConfig, NotifierKind, RuleKind, Strategy};
 use stagehook::secret::Secret;
+use stagehook::Clock;
 
 use crate::fake_app::{FakeApp, Received};
-use crate::support::{self, start, start_with_clock, stripe_event, until};
+use crate::support::{self, start, start_with_clock, stripe_event, until, TestServer};
 
 /// The webhook notifier's secret: `whsec_` and base64.
 const PAGER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// A little longer than one evaluation: what "nothing more was sent" waits for.
-const ONE_EVALUATION: Duration = Duration::from_millis(1500);
 
 fn rule(when: RuleKind, notify: &[&str]) -> AlertRule {
     AlertRule {
@@ -74,6 +73,33 @@ async fn wait_messages(slack: &FakeApp, n: usize) -> Vec<String> {
     texts(slack)
 }
 
+/// Waits until the evaluator has finished two evaluations since the call. The second began after
+/// the call, so whatever it had to say about what happened before the call is recorded by then.
+async fn two_evaluations(s: &TestServer) {
+    let from = s.alerts.evaluations();
+    until("two evaluations of the rules", || async { (s.alerts.evaluations() >= from + 2).then_some(()) }).await;
+}
+
+/// The notifications `ops` was given, sent or still queued: the events of its lane. An
+/// evaluation records its notifications before it counts as finished.
+async fn notifications(s: &TestServer) -> usize {
+    let page = s.get("/staging/webhooks/events?provider=notify.ops").await.json();
+    page["events"].as_array().unwrap_or_else(|| panic!("{page}")).len()
+}
+
+/// Two evaluations on, `ops` has been given exactly `n` notifications, and Slack got them.
+async fn no_more_than(s: &TestServer, slack: &FakeApp, n: usize) {
+    two_evaluations(s).await;
+    assert_eq!(notifications(s).await, n, "notifications recorded for ops: {:?}", texts(slack));
+    assert_eq!(texts(slack).len(), n, "{:?}", texts(slack));
+}
+
+/// A clock that moves only when the test moves it, starting now (signatures made with the real
+/// time stay within their tolerance): a silence or an interval is then exactly what was advanced.
+fn still_clock() -> Clock {
+    Clock::frozen(support::now_s() * 1000)
+}
+
 /// Each webhook notifier message verified as a Standard Webhooks receiver would, and its JSON.
 fn verified(received: &[Received], now_s: i64) -> Vec<Value> {
     received
@@ -113,8 +139,7 @@ async fn breaker_open_fires_once_and_resolves_once() {
     // The half-open probe fails and the breaker opens again: the same alert, nothing new.
     s.clock.advance(61_000);
     until("the failed probe", || async { (support::event_json(&s, &id).await["attempts"] == 4).then_some(()) }).await;
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 1).await;
 
     // The app comes back; the next probe closes the breaker: one `resolved`.
     app.restart().await;
@@ -123,8 +148,7 @@ async fn breaker_open_fires_once_and_resolves_once() {
     let all = wait_messages(&slack, 2).await;
     assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
     assert!(all[1].contains("provider stripe"), "{all:?}");
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 2).await;
     let alerts = s.get("/staging/webhooks/alerts").await.json();
     assert_eq!(alerts["rules"][0]["state"], "ok", "{alerts}");
     let ops = &alerts["notifiers"][0];
@@ -152,13 +176,14 @@ async fn no_events_fires_after_the_silence_and_resolves_on_the_next_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
     c.alerts.push(stripe_silence());
-    let s = start(c).await;
+    let s = start_with_clock(c, still_clock()).await;
     assert_eq!(s.stripe(&stripe_event("evt_quiet_1")).await.status, 200);
-    // Less than two seconds of silence: nothing.
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert!(slack.received().is_empty(), "{:?}", texts(&slack));
+    // A millisecond short of two seconds of silence: nothing.
+    two_evaluations(&s).await;
+    s.clock.advance(1_999);
+    no_more_than(&s, &slack, 0).await;
 
-    s.clock.advance(2_000);
+    s.clock.advance(1);
     let fired = wait_messages(&slack, 1).await;
     assert!(fired[0].starts_with("[FIRING] no_events"), "{fired:?}");
     assert!(fired[0].contains("provider stripe"), "{fired:?}");
@@ -167,8 +192,7 @@ async fn no_events_fires_after_the_silence_and_resolves_on_the_next_event() {
     assert_eq!(s.stripe(&stripe_event("evt_quiet_2")).await.status, 200);
     let all = wait_messages(&slack, 2).await;
     assert!(all[1].starts_with("[RESOLVED] no_events"), "{all:?}");
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 2).await;
     s.stop().await;
 }
 
@@ -206,7 +230,7 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     })
     .await;
     s.clock.advance(1_000);
-    tokio::time::sleep(ONE_EVALUATION).await;
+    two_evaluations(&s).await;
     let alerts_now = s.get("/staging/webhooks/alerts").await.json();
     for i in [1, 2] {
         assert_eq!(alerts_now["rules"][i]["state"], "ok", "{alerts_now}");
@@ -222,10 +246,9 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     let s = start_with_clock(c, clock).await;
     let fired = wait_messages(&slack, 1).await;
     assert!(fired[0].starts_with("[FIRING] no_events"), "{fired:?}");
-    tokio::time::sleep(ONE_EVALUATION).await;
+    two_evaluations(&s).await;
     s.clock.advance(3_000);
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 1).await;
     let alerts = s.get("/staging/webhooks/alerts").await.json();
     assert_eq!(alerts["rules"][0]["state"], "firing", "{alerts}");
     assert_eq!(alerts["rules"][0]["firing"][0]["since_ms"], since, "{alerts}");
@@ -254,13 +277,11 @@ async fn a_restart_while_the_breaker_is_open_neither_resolves_nor_fires_again() 
     // A new process: its breaker starts closed, which says nothing about the app; the queued
     // retries fail and open it again, which is the same alert.
     let s = start_with_clock(c, clock).await;
-    tokio::time::sleep(ONE_EVALUATION).await;
     until("the breaker to open again", || async {
         (support::event_json(&s, &id).await["attempts"] == 6).then_some(())
     })
     .await;
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 1).await;
 
     app.restart().await;
     s.clock.advance(61_000);
@@ -350,8 +371,7 @@ async fn refusals_within_a_window_and_a_dead_letter_fire_with_their_figures() {
     s.clock.advance(61_000);
     let all = wait_messages(&slack, 3).await;
     assert!(all[2].starts_with("[RESOLVED] rejections"), "{all:?}");
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 3, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 3).await;
     s.stop().await;
 }
 
@@ -362,18 +382,18 @@ async fn repeat_sends_the_firing_message_again_after_its_interval() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
     c.alerts.push(AlertRule { repeat: Some(HumanDuration(Duration::from_secs(600))), ..stripe_silence() });
-    let s = start(c).await;
+    let s = start_with_clock(c, still_clock()).await;
+    // The silence starts when the evaluator first looks, which must come before the clock moves.
+    two_evaluations(&s).await;
     s.clock.advance(3_000);
     wait_messages(&slack, 1).await;
-    // Real time passes too (a few seconds at most): ten seconds short of the interval, nothing.
-    s.clock.advance(590_000);
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 1, "{:?}", texts(&slack));
-    s.clock.advance(10_000);
+    // A millisecond short of the interval, nothing.
+    s.clock.advance(599_999);
+    no_more_than(&s, &slack, 1).await;
+    s.clock.advance(1);
     let all = wait_messages(&slack, 2).await;
     assert!(all.iter().all(|t| t.starts_with("[FIRING] no_events")), "{all:?}");
-    tokio::time::sleep(ONE_EVALUATION).await;
-    assert_eq!(texts(&slack).len(), 2, "{:?}", texts(&slack));
+    no_more_than(&s, &slack, 2).await;
     s.stop().await;
 }
 

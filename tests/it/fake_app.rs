@@ -1,6 +1,6 @@
 //! A stand-in for the app under test: a real HTTP server on loopback that records every request
-//! and answers from a script (status, `Retry-After`, delay), and can go down and come back on
-//! the same port.
+//! and answers from a script (status, `Retry-After`, delay), can hold every answer until the
+//! test releases them, and can go down and come back on the same port.
 
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use warp::Filter;
 
 #[derive(Debug, Clone)]
@@ -42,11 +42,23 @@ impl Reply {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
+    /// True while answers are held (see [`FakeApp::hold`]).
+    held: watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            received: Mutex::default(),
+            script: Mutex::default(),
+            default: Mutex::default(),
+            held: watch::channel(false).0,
+        }
+    }
 }
 
 pub struct FakeApp {
@@ -92,6 +104,8 @@ impl FakeApp {
                     });
                     let reply =
                         shared.script.lock().pop_front().or(*shared.default.lock()).unwrap_or(Reply::status(200));
+                    // A closed channel cannot happen: `shared` holds the sender.
+                    let _ = shared.held.subscribe().wait_for(|held| !held).await;
                     tokio::time::sleep(reply.delay).await;
                     let mut res = warp::http::Response::builder().status(reply.status);
                     if let Some(secs) = reply.retry_after {
@@ -120,6 +134,17 @@ impl FakeApp {
     /// Answers with this once the script runs out.
     pub fn set_default(&self, reply: Reply) {
         *self.shared.default.lock() = Some(reply);
+    }
+
+    /// Holds every answer, to requests already waiting and to those that come, until
+    /// [`FakeApp::release`]: the deliveries stay in flight for as long as the test needs.
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    /// Lets the held answers go, each after its reply's delay.
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
     }
 
     pub fn received(&self) -> Vec<Received> {

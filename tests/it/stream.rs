@@ -1,6 +1,7 @@
 //! The live stream, `GET /staging/webhooks/events/stream`: new events and every change of
-//! status within a second, filters, resume with `Last-Event-ID`, a `reset` for what it cannot
-//! resume, a cap on open streams, and a stream outliving the idle timeout.
+//! status as they happen, filters, resume with `Last-Event-ID`, a `reset` for what it cannot
+//! resume, a cap on open streams, and a stream outliving the idle timeout. A message is waited
+//! for with a generous bound; that a message did not come is shown by what came instead.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -75,24 +76,37 @@ impl Stream {
         Stream { status, last_id: String::new(), messages, reader }
     }
 
-    /// The next message within a second.
+    /// The next message. The bound is far above the moment it takes, so that a loaded machine
+    /// does not fail the test; a stream that says nothing still does.
     pub async fn next(&mut self) -> Message {
-        let m = tokio::time::timeout(Duration::from_secs(1), self.messages.recv())
+        let m = tokio::time::timeout(Duration::from_secs(15), self.messages.recv())
             .await
-            .expect("a message within a second")
+            .expect("a message within 15 s")
             .expect("the stream is open");
         self.last_id = m.id.clone();
         m
     }
+}
 
-    /// Whether a message comes within `wait`.
-    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
-        tokio::time::timeout(wait, self.messages.recv()).await.is_err()
-    }
+/// Waits (at most 20 s) until the server closes `conn`, reading and dropping whatever it sends.
+async fn closed_by_server(mut conn: tokio::net::TcpStream, what: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .unwrap_or_else(|_| panic!("the server did not close {what}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_events_and_status_changes_arrive_within_a_second_and_resume_after_a_reconnect() {
+async fn new_events_and_status_changes_arrive_and_resume_after_a_reconnect() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
@@ -145,9 +159,11 @@ async fn filters_narrow_the_stream_and_a_bad_one_is_refused() {
     assert_eq!(s.stripe(&stripe_event("evt_filtered")).await.status, 200);
     // Without a target, an event is recorded processed: the status filter passes it.
     assert_eq!(all.next().await.data["event_id"], "evt_filtered");
-    assert!(sms.quiet_for(Duration::from_millis(300)).await, "a stripe event on a twilio stream");
     assert_eq!(s.sms(&[("MessageSid", "SM_LIVE"), ("From", "+1555"), ("To", "+1666")]).await.status, 200);
-    assert_eq!(sms.next().await.data["event_id"], "SM_LIVE");
+    // The stream gives messages in the feed's order: had the stripe event passed the filter, it
+    // would come first.
+    assert_eq!(sms.next().await.data["event_id"], "SM_LIVE", "a stripe event on a twilio stream");
+    assert_eq!(all.next().await.data["event_id"], "SM_LIVE");
     let bad = s.get("/staging/webhooks/events/stream?status=nope").await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_payload".to_string()), "{}", bad.text());
     s.stop().await;
@@ -190,7 +206,16 @@ async fn a_stream_outlives_the_idle_and_header_timeouts() {
     c.server.header_timeout = stagehook::config::HumanDuration(Duration::from_millis(500));
     let s = start(c).await;
     let mut stream = Stream::open(s.addr, "", None).await;
-    assert!(stream.quiet_for(Duration::from_millis(1500)).await);
+    // Two connections the timeouts do end, opened after the stream: one idle after its request,
+    // one whose head never ends. Once the server has closed both, both timeouts have passed for
+    // the stream too.
+    use tokio::io::AsyncWriteExt;
+    let mut idle = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    idle.write_all(b"GET /staging/webhooks/stats HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut headless = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    headless.write_all(b"GET /staging/webhooks/stats HTTP/1.1\r\nhost: 127.0.0.1\r\n").await.unwrap();
+    closed_by_server(idle, "an idle connection").await;
+    closed_by_server(headless, "a connection whose head never ends").await;
     assert_eq!(s.stripe(&stripe_event("evt_after_quiet")).await.status, 200);
     assert_eq!(stream.next().await.data["event_id"], "evt_after_quiet");
     s.stop().await;

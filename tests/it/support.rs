@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -42,6 +43,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Store,
     pub clock: Clock,
+    /// The engine and the evaluator, for their counts of passes and evaluations: what a test
+    /// waits for before it says that nothing more happened.
+    pub engine: Arc<stagehook::delivery::Engine>,
+    pub alerts: Arc<stagehook::alerts::Alerts>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -53,13 +58,14 @@ pub async fn start(config: Config) -> TestServer {
 pub async fn start_with_clock(config: Config, clock: Clock) -> TestServer {
     let app = App::open(config, clock.clone()).expect("open app");
     let store = app.store().clone();
+    let (engine, alerts) = (app.engine().clone(), app.alerts().clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
     }));
-    TestServer { addr, store, clock, shutdown: Some(tx), handle: Some(handle) }
+    TestServer { addr, store, clock, engine, alerts, shutdown: Some(tx), handle: Some(handle) }
 }
 
 impl TestServer {
