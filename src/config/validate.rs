@@ -275,6 +275,8 @@ pub async fn probe_targets(c: &Config) -> Vec<Finding> {
 
 /// One target: resolve, connect, then for https the TLS handshake as a delivery makes it.
 async fn probe(url: &str) -> Probe {
+    // Without its userinfo, as a delivery connects: the connector's debug lines name the URI.
+    let (url, _) = crate::delivery::client::split_userinfo(url);
     let Ok(uri) = url.parse::<hyper::Uri>() else { return Probe::Unreachable("not a URL".into()) };
     let https = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
