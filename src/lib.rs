@@ -129,6 +129,7 @@ impl App {
                 urls: vec![alerts::notify::job_target(name)],
                 timeout: alerts::notify::TIMEOUT,
                 retry: config.retry.clone(),
+                forward_headers: Vec::new(),
             };
             let breaker = Breaker::new(
                 &lane,

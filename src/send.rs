@@ -179,8 +179,13 @@ pub async fn send(
         let sample = provider.sample(req.event.as_deref(), now).map_err(|e| SendFailure::Fixture(e.to_string()))?;
         let body = req.payload.clone().unwrap_or(sample.body);
         let content_type = vec![("content-type".into(), sample.content_type.to_string())];
-        let msg =
-            Message { content_type: Some(sample.content_type), body, original: &sample.headers, extra: content_type };
+        let msg = Message {
+            content_type: Some(sample.content_type),
+            body,
+            original: &sample.headers,
+            extra: content_type,
+            keep: Vec::new(),
+        };
         sent.push(sign_and_post(&client, instance, &urls, msg, now).await?);
     }
     Ok(sent)
@@ -194,6 +199,8 @@ struct Message<'a> {
     original: &'a [(String, String)],
     /// Headers added after those.
     extra: Vec<(String, String)>,
+    /// The provider's `forward_headers`: credentials of `original` kept rather than dropped.
+    keep: Vec<String>,
 }
 
 /// Signs `msg` for the instance's URL with its provider's `sign_resend` at `now` and posts it.
@@ -210,7 +217,7 @@ async fn sign_and_post(
         Some(rest) => format!("{send_url}{rest}"),
         None => signed.url.clone(),
     };
-    let mut headers = crate::delivery::resent_headers(msg.original, &signed);
+    let mut headers = crate::delivery::resent_headers(msg.original, &signed, &msg.keep);
     headers.extend(msg.extra);
     if crate::providers::original_header(&headers, "user-agent").is_none() {
         headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
@@ -254,7 +261,8 @@ pub async fn resend(
         }
         let urls = urls(config, &instance.path, to, server);
         let content_type = crate::providers::original_header(&event.headers, "content-type");
-        let msg = Message { content_type, body: event.body.clone(), original: &event.headers, extra: Vec::new() };
+        let keep = config.targets(&event.provider).map(|t| t.forward_headers).unwrap_or_default();
+        let msg = Message { content_type, body: event.body.clone(), original: &event.headers, extra: Vec::new(), keep };
         sign_and_post(client, instance, &urls, msg, now).await
     }
     .await;

@@ -154,6 +154,9 @@ pub struct Targets {
     pub urls: Vec<String>,
     pub timeout: Duration,
     pub retry: RetryConfig,
+    /// Headers kept that deliveries drop by default (`providers.<name>.forward_headers`,
+    /// lowercase).
+    pub forward_headers: Vec<String>,
 }
 
 /// Whether `url` is an absolute http(s) URL with a host.

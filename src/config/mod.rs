@@ -298,16 +298,25 @@ pub struct ProviderConfig {
     /// Per-target time limit of one delivery attempt.
     pub timeout: HumanDuration,
     pub retry: RetryOverride,
+    /// Headers a delivery keeps that it drops by default (`delivery::CREDENTIAL_HEADERS`),
+    /// lowercase.
+    pub forward_headers: Vec<String>,
 }
 
 impl From<Section> for ProviderConfig {
     fn from(settings: Section) -> Self {
-        ProviderConfig { settings, forward_to: Vec::new(), timeout: DEFAULT_TIMEOUT, retry: RetryOverride::default() }
+        ProviderConfig {
+            settings,
+            forward_to: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            retry: RetryOverride::default(),
+            forward_headers: Vec::new(),
+        }
     }
 }
 
 /// The keys of a section that are config's, not the kind's.
-pub const COMMON_KEYS: [&str; 3] = ["forward_to", "timeout", "retry"];
+pub const COMMON_KEYS: [&str; 4] = ["forward_to", "timeout", "retry", "forward_headers"];
 
 /// Names an instance cannot take: the API's own paths (and the seed's, see
 /// [`valid_instance_name`]).
@@ -398,12 +407,14 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                 let mut kind: Option<ProviderKind> = None;
                 let mut keys = toml::Table::new();
                 let (mut forward_to, mut timeout, mut retry) = (Vec::new(), DEFAULT_TIMEOUT, RetryOverride::default());
+                let mut forward_headers: Vec<String> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "kind" => kind = map.next_value()?,
                         "forward_to" => forward_to = map.next_value()?,
                         "timeout" => timeout = map.next_value()?,
                         "retry" => retry = map.next_value()?,
+                        "forward_headers" => forward_headers = map.next_value()?,
                         k if registry::all_keys().contains(&k) => {
                             let known = kind.or_else(|| ProviderKind::parse(name));
                             let value = map.next_value_seed(Key { kind: known, key: k })?;
@@ -430,7 +441,9 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                     }
                 }
                 let settings = registry::section(name, kind, keys).map_err(serde::de::Error::custom)?;
-                Ok(ProviderConfig { settings, forward_to, timeout, retry })
+                // Header names compare case-insensitively; kept lowercase, as stored headers are.
+                let forward_headers = forward_headers.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+                Ok(ProviderConfig { settings, forward_to, timeout, retry, forward_headers })
             }
         }
         d.deserialize_map(Visit(self.0))
@@ -452,6 +465,7 @@ impl Serialize for ProvidersConfig {
                 map.serialize_entry("forward_to", &c.forward_to)?;
                 map.serialize_entry("timeout", &c.timeout)?;
                 map.serialize_entry("retry", &c.retry)?;
+                map.serialize_entry("forward_headers", &c.forward_headers)?;
                 map.end()
             }
         }
@@ -617,6 +631,7 @@ impl Config {
         }
         for (name, c) in self.sections() {
             check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
+            check_forward_headers(&format!("providers.{name}.forward_headers"), &c.forward_headers)?;
         }
         let providers: Vec<String> = self.sections().into_iter().map(|(name, _)| name).collect();
         alerts::check(&self.notifiers, &self.alerts, &providers)?;
@@ -660,11 +675,17 @@ impl Config {
                     urls: Vec::new(),
                     timeout: DEFAULT_TIMEOUT.0,
                     retry: RetryOverride::default().over(&self.retry),
+                    forward_headers: Vec::new(),
                 })
             }
             None => return None,
         };
-        Some(Targets { urls: c.forward_to, timeout: c.timeout.0, retry: c.retry.over(&self.retry) })
+        Some(Targets {
+            urls: c.forward_to,
+            timeout: c.timeout.0,
+            retry: c.retry.over(&self.retry),
+            forward_headers: c.forward_headers,
+        })
     }
 
     pub fn trusted_proxies(&self) -> Vec<IpRange> {
@@ -759,6 +780,27 @@ fn check_retry(section: &str, r: &RetryConfig) -> Result<(), ConfigError> {
     }
     if !(0.0..=1.0).contains(&r.jitter) {
         return Err(err(&format!("{section}.jitter"), "must be between 0.0 and 1.0"));
+    }
+    Ok(())
+}
+
+/// `forward_headers`: header names, at most 64, none that never reaches the app (a hop-by-hop
+/// header, or stagehook's own, which the delivery sets).
+fn check_forward_headers(key: &str, names: &[String]) -> Result<(), ConfigError> {
+    if names.len() > 64 {
+        return Err(err(key, "at most 64 header names"));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(err(&key, format!("`{name}` is not a header name")));
+        }
+        if crate::delivery::never_forwarded(name) {
+            return Err(err(
+                &key,
+                format!("`{name}` describes the hop to stagehook (or is stagehook's own) and is never forwarded"),
+            ));
+        }
     }
     Ok(())
 }

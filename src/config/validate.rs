@@ -213,6 +213,12 @@ fn targets(c: &Config, r: &mut Report) {
     }
 }
 
+/// The shortest admin token accepted where other machines reach stagehook. The right token
+/// passes the failed-authentication limit (`http/auth.rs`), so only the token's length keeps a
+/// guesser out: 24 random hex characters are 96 bits, and at a million guesses a second finding
+/// them takes about 10^15 years (`openssl rand -hex 24` makes 48).
+pub const MIN_TOKEN_CHARS: usize = 24;
+
 /// How long one target may take to answer the probe (resolve, connect, TLS handshake).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the whole probe step may take, whatever the number of targets (they are probed at
@@ -269,6 +275,8 @@ pub async fn probe_targets(c: &Config) -> Vec<Finding> {
 
 /// One target: resolve, connect, then for https the TLS handshake as a delivery makes it.
 async fn probe(url: &str) -> Probe {
+    // Without its userinfo, as a delivery connects: the connector's debug lines name the URI.
+    let (url, _) = crate::delivery::client::split_userinfo(url);
     let Ok(uri) = url.parse::<hyper::Uri>() else { return Probe::Unreachable("not a URL".into()) };
     let https = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
@@ -387,13 +395,30 @@ fn exposure(c: &Config, r: &mut Report) {
             "server.bind",
             format!("{ip} is reachable from other machines and the read and replay endpoints expose payloads: set server.admin_token or bind to 127.0.0.1"),
         ),
-        (Some(t), _) if t.expose().len() < 16 => r.push(
-            "admin_token.weak",
-            Severity::Warning,
-            "server.admin_token",
-            "shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 24`)",
-        ),
+        // An error wherever other machines can try it ([`MIN_TOKEN_CHARS`] says why).
+        (Some(t), _) if t.expose().trim().chars().count() < MIN_TOKEN_CHARS => match reached_from(c) {
+            Some(how) => r.push(
+                "admin_token.weak",
+                Severity::Error,
+                "server.admin_token",
+                format!("shorter than {MIN_TOKEN_CHARS} characters while {how} reaches stagehook from other machines: use a long random value (`openssl rand -hex 24`)"),
+            ),
+            None => r.push(
+                "admin_token.weak",
+                Severity::Warning,
+                "server.admin_token",
+                format!("shorter than {MIN_TOKEN_CHARS} characters: use a long random value (`openssl rand -hex 24`) before other machines can reach stagehook"),
+            ),
+        },
         _ => r.push("bind.exposed_without_token", Severity::Ok, "server.bind", format!("{ip} with {}", if c.server.admin_token.is_some() { "an admin token" } else { "loopback only" })),
+    }
+    if c.server.public_url.is_some() && c.server.trusted_proxies.is_empty() {
+        r.push(
+            "proxies.missing",
+            Severity::Warning,
+            "server.trusted_proxies",
+            "server.public_url is set but no proxy is trusted: behind a tunnel or proxy every client is the proxy's address, so all of them share one rate limit and one failed-authentication limit; list the proxy's address (e.g. `[\"127.0.0.1\"]` for a local tunnel)",
+        );
     }
     for (i, p) in c.server.trusted_proxies.iter().enumerate() {
         if IpRange::parse(p)
@@ -407,6 +432,22 @@ fn exposure(c: &Config, r: &mut Report) {
             );
         }
     }
+}
+
+/// What makes stagehook reachable from other machines, if anything: a bind address that is not
+/// loopback, or a `public_url` whose host is not (a tunnel's).
+fn reached_from(c: &Config) -> Option<String> {
+    let ip = c.server.bind.ip();
+    if !ip.is_loopback() {
+        return Some(format!("server.bind {ip}"));
+    }
+    let url = c.server.public_url.as_deref()?;
+    let host =
+        url.parse::<hyper::Uri>().ok().and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()));
+    let loopback = host.as_deref().is_some_and(|h| {
+        h == "localhost" || h.ends_with(".localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    (!loopback).then(|| format!("server.public_url ({})", crate::redact::url(url)))
 }
 
 fn ranges(c: &Config, r: &mut Report) {

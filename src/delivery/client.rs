@@ -1,6 +1,12 @@
 //! The HTTP client that posts deliveries: hyper-util's pooled client (already part of warp's
 //! tree) with rustls on ring for https targets, and the Mozilla roots compiled in, so the
 //! binary needs no system certificate store.
+//!
+//! A user and password in a target URL (`https://user:pass@app.test/hook`, a `forward_to` or a
+//! notifier's URL) never reach the client's URI: hyper-util's pool logs the URI's authority at
+//! debug level, password included. [`post`](Client::post) takes them out and sends them as
+//! `Authorization: Basic`, the target's own credential, which replaces any `Authorization` among
+//! the headers.
 
 use std::time::Duration;
 
@@ -72,7 +78,8 @@ impl Client {
         Ok(Client { inner })
     }
 
-    /// POSTs `body` to `url` with `headers`, all within `timeout`.
+    /// POSTs `body` to `url` with `headers`, all within `timeout`; the URL's userinfo, if any,
+    /// as `Authorization: Basic` (see the module's comment).
     pub async fn post(
         &self,
         url: &str,
@@ -80,9 +87,16 @@ impl Client {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Answer, SendError> {
-        let mut req = hyper::Request::post(url);
+        let (url, basic) = split_userinfo(url);
+        let mut req = hyper::Request::post(url.as_ref());
         for (k, v) in headers {
+            if basic.is_some() && k.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
             req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(basic) = basic {
+            req = req.header("authorization", basic);
         }
         let req = req.body(Full::new(body)).map_err(|e| SendError::Other(format!("bad request: {e}")))?;
         let exchange = async {
@@ -130,6 +144,43 @@ pub fn connector(connect_timeout: Duration) -> Result<hyper_rustls::HttpsConnect
         .wrap_connector(http))
 }
 
+/// `url` without the userinfo of its authority, and the `Authorization: Basic` value the
+/// userinfo stands for (`user:password`, each part percent-decoded as a browser or curl does; a
+/// lone user has an empty password). A URL without userinfo comes back as it is, borrowed.
+pub fn split_userinfo(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return (url.into(), None) };
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else { return (url.into(), None) };
+    let userinfo = &url[start..at];
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let mut pair = percent_decode(user);
+    pair.push(b':');
+    pair.extend(percent_decode(password));
+    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair));
+    (format!("{}{}", &url[..start], &url[at + 1..]).into(), Some(basic))
+}
+
+/// `%XX` escapes decoded; anything else, a malformed escape included, kept as it is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// An error with its causes, which is where hyper keeps the useful part ("connection refused").
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -140,4 +191,30 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_userinfo_leaves_the_url_as_a_basic_header() {
+        let basic =
+            |pair: &str| format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair));
+        let cases = [
+            ("http://u:p@127.0.0.1:3000/hook?x=1", "http://127.0.0.1:3000/hook?x=1", Some(basic("u:p"))),
+            ("https://user%40corp:p%3Ass%2Fw@app.test", "https://app.test", Some(basic("user@corp:p:ss/w"))),
+            ("http://token@app.test/h", "http://app.test/h", Some(basic("token:"))),
+            ("http://a:b@c@app.test/h", "http://app.test/h", Some(basic("a:b@c"))),
+            ("http://app.test/h?next=a@b", "http://app.test/h?next=a@b", None),
+            ("http://app.test/a@b", "http://app.test/a@b", None),
+            ("http://app.test", "http://app.test", None),
+            ("not a url", "not a url", None),
+        ];
+        for (url, want, auth) in cases {
+            let (got, basic) = split_userinfo(url);
+            assert_eq!((got.as_ref(), basic), (want, auth), "{url}");
+        }
+        assert_eq!(percent_decode("%41%zz%4"), b"A%zz%4");
+    }
 }

@@ -40,11 +40,16 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The headers of a request sent again (a delivery, a `curl` re-send): the original ones, minus
-/// hop-by-hop ones, stagehook's own and those the fresh signature replaces, then the signature.
-pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(String, String)> {
+/// hop-by-hop ones, stagehook's own, the credentials of [`CREDENTIAL_HEADERS`] unless `keep`
+/// (the provider's `forward_headers`, lowercase) names them, and those the fresh signature
+/// replaces; then the signature.
+pub fn resent_headers(original: &[(String, String)], signed: &Signed, keep: &[String]) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = original
         .iter()
-        .filter(|(k, _)| !HOP_HEADERS.contains(&k.as_str()) && !k.starts_with("x-stagehook-"))
+        .filter(|(k, _)| !never_forwarded(k))
+        .filter(|(k, _)| {
+            !CREDENTIAL_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(k)) || keep.contains(&k.to_ascii_lowercase())
+        })
         .filter(|(k, _)| !signed.headers.iter().any(|(s, _)| s.eq_ignore_ascii_case(k)))
         .cloned()
         .collect();
@@ -52,8 +57,20 @@ pub fn resent_headers(original: &[(String, String)], signed: &Signed) -> Vec<(St
     headers
 }
 
+/// Whether a request header is never sent again, whatever `forward_headers` says: it describes
+/// the hop to stagehook, or is stagehook's own (a delivery sets its own).
+pub fn never_forwarded(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    HOP_HEADERS.contains(&name.as_str()) || name.starts_with("x-stagehook-")
+}
+
+/// Credentials of the hop to stagehook, not of the event: a tunnel's basic auth, a proxy's or
+/// a browser's session. No provider sends them, so a delivery (and a `curl` re-send) drops them
+/// unless the provider's `forward_headers` names them; the stored record keeps them.
+pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
 /// Request headers that describe the hop to stagehook, not the event: never forwarded.
-const HOP_HEADERS: [&str; 14] = [
+const HOP_HEADERS: [&str; 13] = [
     "host",
     "content-length",
     "connection",
@@ -62,7 +79,6 @@ const HOP_HEADERS: [&str; 14] = [
     "te",
     "trailer",
     "upgrade",
-    "proxy-authorization",
     "proxy-connection",
     "expect",
     "x-forwarded-for",
@@ -389,7 +405,7 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         let content_type = event.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str());
         let signed = lane.sign(&job.target, content_type, &body, &event.headers, now_ms.div_euclid(1000));
-        let mut headers = resent_headers(&event.headers, &signed);
+        let mut headers = resent_headers(&event.headers, &signed, &lane.targets.forward_headers);
         headers.push(("x-stagehook-event-id".into(), id.to_string()));
         headers.push(("x-stagehook-attempt".into(), job.attempt.to_string()));
 

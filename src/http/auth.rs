@@ -2,15 +2,22 @@
 //! `Authorization: Bearer <token>` or a live dashboard session (`session.rs`) in the
 //! `stagehook_session` cookie. Ingest never does: providers authenticate with their signatures.
 //!
-//! Failed attempts are limited per client: a request that carries a credential (an
+//! The right credential always passes. A live session and the right token (compared in constant
+//! time, [`token_matches`]) are looked at before anything else, so that no one who shares the
+//! admin's address can lock the admin out: behind a tunnel or a proxy without
+//! `server.trusted_proxies`, every client is the same address (127.0.0.1).
+//!
+//! Wrong guesses are limited per client: a request that carries a credential (an
 //! `Authorization` header or a session cookie) that does not let it in is a failure, and so is a
 //! wrong token at `POST /dashboard/session`. After [`AUTH_FAILURES_PER_MINUTE`] of them within
-//! 60 s, the client's admin requests are answered `429 too_many_auth_failures` without the token
-//! being looked at, until the oldest of them is 60 s old: a guesser learns nothing
-//! from those answers, so the token cannot be guessed faster than that. A live session still
-//! passes: its id is 256 random bits, which no one guesses, and the person already signed in from
-//! an address shared with a guesser (one NAT) keeps working. A request without any credential
-//! (the dashboard's first look) is `401` but no failure.
+//! 60 s, the client's wrong guesses are answered `429 too_many_auth_failures` (and logged, within
+//! the refusal lines' budget) until the oldest failure is 60 s old. Since the right token still
+//! passes, the limit slows no guesser down: what makes guessing hopeless is the token's length,
+//! which the validator holds to at least
+//! [`MIN_TOKEN_CHARS`](crate::config::validate::MIN_TOKEN_CHARS) characters wherever other machines
+//! reach stagehook (`admin_token.weak`); the limit makes a guessing script visible (429s and
+//! log lines). A request without any credential (the dashboard's first look) is `401` but no
+//! failure.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +33,8 @@ use crate::secret::Secret;
 /// The cookie that holds a dashboard session's id.
 pub const SESSION_COOKIE: &str = "stagehook_session";
 
-/// Failed authentications a client may make in any 60 s window before its attempts are refused.
-/// A person who mistypes the token a few times never meets it; a script guessing a 16-character
-/// random token at 10 a minute needs far longer than the universe has.
+/// Failed authentications a client may make in any 60 s window before its wrong guesses are
+/// answered 429. A person who mistypes the token a few times never meets it.
 pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// The 401 for a request with no credential, or one that did not let it in. `clear_cookie` is
@@ -68,27 +74,34 @@ fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap,
     if !has_authorization && sessions.is_empty() {
         return Err(warp::reject::custom(unauthorized(None)));
     }
-    let client = client_ip(peer, headers, &state.trusted_proxies);
-    if let Some(refusal) = refused(state, &client) {
-        return Err(warp::reject::custom(refusal));
-    }
+    // Before the limiter: the right token passes whoever else guessed from this address.
     if bearer_tokens(headers).any(|given| token_matches(token, given)) {
         return Ok(());
     }
     let what = if has_authorization { "bearer token" } else { "session" };
+    let client = client_ip(peer, headers, &state.trusted_proxies);
+    if let Some(refusal) = refused(state, &client, what, path) {
+        return Err(warp::reject::custom(refusal));
+    }
     failed(state, &client, what, path);
     let clear_cookie = (!sessions.is_empty()).then(|| cleared_cookie(state));
     Err(warp::reject::custom(unauthorized(clear_cookie)))
 }
 
-/// The 429 for a client that has used up its failures, or `None` when it may try.
-pub fn refused(state: &AppState, client: &Client) -> Option<ApiError> {
+/// The 429 for a wrong guess from a client that has used up its failures, or `None` when it may
+/// still fail. Call it only once the credential is known to be wrong: the right one always
+/// passes. A refused guess is logged like a failure, within the refusal lines' budget, but not
+/// counted again (the window would never end for a script that keeps guessing).
+pub fn refused(state: &AppState, client: &Client, what: &'static str, path: &str) -> Option<ApiError> {
     let d = match client {
         Client::Addr(ip) => state.auth_failures.peek(*ip),
         Client::Named(name) => state.auth_failures.peek_named(name),
     };
     if d.allowed {
         return None;
+    }
+    if state.connections.may_log(429) {
+        tracing::warn!(target: "stagehook::auth", client = %client, credential = what, path, refused = true, "authentication failed");
     }
     let counted_as = client.bucket(&state.auth_failures);
     let err = ApiError::new(

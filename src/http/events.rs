@@ -354,7 +354,10 @@ fn curl(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let signed = endpoint.provider.sign_resend(&url, content_type, &body, &e.headers, s.clock.now_s());
     let mut cmd = format!("curl -sS -X POST {}", shell_quote(&signed.url));
     // The original headers too: some providers carry the event's id and type there (GitHub).
-    for (name, value) in crate::delivery::resent_headers(&e.headers, &signed) {
+    // Not the credentials of the hop (a tunnel's basic auth), as a delivery drops them: the
+    // command would print them in clear.
+    let keep = s.config.targets(&e.provider).map(|t| t.forward_headers).unwrap_or_default();
+    for (name, value) in crate::delivery::resent_headers(&e.headers, &signed, &keep) {
         cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: {value}"))));
     }
     cmd.push_str(&format!(" --data-binary {}", ansi_c_quote(&body)));

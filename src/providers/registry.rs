@@ -8,7 +8,8 @@
 //! into [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one
 //! file plus one line in that list.
 //!
-//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`) and `kind`, hands
+//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`, `forward_headers`)
+//! and `kind`, hands
 //! every other key to [`read_key`] and the keys it read to [`section`], which parses them into
 //! the kind's settings; it builds each instance once through [`instance`]. Nothing in
 //! `providers/` reads `config`.
@@ -589,7 +590,7 @@ pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instanc
             return Err(SettingError {
                 key: format!("providers.{name}"),
                 message: format!(
-                    "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`",
+                    "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`, `forward_headers`",
                     keys.join(", ")
                 ),
             });

@@ -1,6 +1,6 @@
 //! The admin surface's credentials: an empty token refused at startup, dashboard sessions (a
 //! random id, never the token; its cookie attributes; expiry, logout, restart), and failed
-//! authentications limited per client.
+//! authentications limited per client while the right credential always passes.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -229,7 +229,7 @@ async fn logout_and_a_restart_end_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_11th_failed_authentication_in_a_minute_meets_429() {
+async fn the_11th_wrong_guess_in_a_minute_meets_429_and_the_right_token_still_passes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::system();
     let s = start_with_clock(with_token(dir.path()), clock.clone()).await;
@@ -246,10 +246,28 @@ async fn the_11th_failed_authentication_in_a_minute_meets_429() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     support::assert_security_headers(&r);
-    // Refused unchecked, so the answer says nothing about the token: the right one too.
+    // The right token is checked first: an address shared with a guesser (a tunnel's, where
+    // every client is 127.0.0.1) does not lock the admin out, by bearer token or by sign-in.
     let r = events(s.addr, "127.0.0.1", &[("authorization", &right)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = login(s.addr, "127.0.0.1", TOKEN).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let fresh = cookie_of(&r);
+    assert_eq!(events(s.addr, "127.0.0.1", &[("cookie", &fresh)]).await.status, 200);
+    // Guesses stay refused, at the API and at sign-in, and a malformed sign-in too.
+    let r = events(s.addr, "127.0.0.1", &[("authorization", "Bearer guess-12")]).await;
+    assert_eq!((r.status, r.code().as_str()), (429, "too_many_auth_failures"));
+    assert_eq!(login(s.addr, "127.0.0.1", "guess-13").await.code(), "too_many_auth_failures");
+    let r = request_from(
+        ip("127.0.0.1"),
+        s.addr,
+        "POST",
+        "/dashboard/session",
+        &[("content-type", "application/json")],
+        b"{\"tok\": 1}",
+    )
+    .await;
     assert_eq!(r.code(), "too_many_auth_failures");
-    assert_eq!(login(s.addr, "127.0.0.1", TOKEN).await.code(), "too_many_auth_failures");
     // A request without credentials is not an attempt: the prompt still shows.
     assert_eq!(events(s.addr, "127.0.0.1", &[]).await.code(), "unauthorized");
     // A live session is not guessable, so it goes on working.
@@ -257,9 +275,10 @@ async fn the_11th_failed_authentication_in_a_minute_meets_429() {
     // Another address is another client.
     assert_eq!(events(s.addr, "127.0.0.2", &[("authorization", "Bearer guess")]).await.status, 401);
     assert_eq!(events(s.addr, "127.0.0.2", &[("authorization", &right)]).await.status, 200);
-    // Once the window has slid past the failures, attempts are checked again.
+    // Once the window has slid past the failures, a guess is a failure again, not refused.
     clock.advance(120_000);
-    assert_eq!(events(s.addr, "127.0.0.1", &[("authorization", &right)]).await.status, 200);
+    let r = events(s.addr, "127.0.0.1", &[("authorization", "Bearer guess-14")]).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
 
     // Wrong tokens at sign-in and dead session cookies are failures as well.
     for i in 1..=10 {
@@ -268,10 +287,13 @@ async fn the_11th_failed_authentication_in_a_minute_meets_429() {
         let dead = format!("stagehook_session={}", "ab".repeat(32));
         assert_eq!(events(s.addr, "127.0.0.4", &[("cookie", &dead)]).await.status, 401, "cookie failure {i}");
     }
-    let r = login(s.addr, "127.0.0.3", TOKEN).await;
+    let r = login(s.addr, "127.0.0.3", "guess-11").await;
     assert_eq!((r.status, r.code().as_str()), (429, "too_many_auth_failures"));
-    let r = events(s.addr, "127.0.0.4", &[("authorization", &right)]).await;
+    let dead = format!("stagehook_session={}", "ab".repeat(32));
+    let r = events(s.addr, "127.0.0.4", &[("cookie", &dead)]).await;
     assert_eq!((r.status, r.code().as_str()), (429, "too_many_auth_failures"));
+    assert_eq!(login(s.addr, "127.0.0.3", TOKEN).await.status, 204);
+    assert_eq!(events(s.addr, "127.0.0.4", &[("authorization", &right)]).await.status, 200);
     s.stop().await;
 }
 
@@ -292,6 +314,11 @@ async fn each_failure_is_logged_with_the_client_and_never_the_token() {
     let r =
         request(s.addr, "POST", "/dashboard/session", &[("content-type", "application/json")], body.as_bytes()).await;
     assert_eq!(r.status, 401);
+    // Up to the limit, then one guess over it: refused, and logged as such.
+    for i in 4..=11 {
+        let r = request(s.addr, "GET", EVENTS, &[("authorization", &format!("Bearer {guess}-{i}"))], b"").await;
+        assert_eq!(r.status, if i <= 10 { 401 } else { 429 }, "guess {i}");
+    }
     s.signal("TERM");
     assert_eq!(s.wait().await.code(), Some(0));
     let logs = s.stderr.lock().clone();
@@ -300,12 +327,82 @@ async fn each_failure_is_logged_with_the_client_and_never_the_token() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"] == "stagehook::auth")
         .collect();
-    assert_eq!(failures.len(), 3, "{logs}");
+    assert_eq!(failures.len(), 11, "{logs}");
     for f in &failures {
         assert_eq!(f["level"], "WARN", "{f}");
         assert_eq!(f["fields"]["client"], "127.0.0.1", "{f}");
     }
-    let what: Vec<&str> = failures.iter().map(|f| f["fields"]["credential"].as_str().unwrap()).collect();
+    let what: Vec<&str> = failures.iter().take(3).map(|f| f["fields"]["credential"].as_str().unwrap()).collect();
     assert_eq!(what, ["bearer token", "session", "dashboard sign-in"]);
+    let refused: Vec<bool> = failures.iter().map(|f| f["fields"]["refused"] == true).collect();
+    assert_eq!(refused.iter().filter(|r| **r).count(), 1, "{logs}");
+    assert!(refused[10], "the guess over the limit: {logs}");
     assert!(!logs.contains(guess) && !logs.contains(TOKEN), "{logs}");
+}
+
+/// `check-config` and `serve` on a token one character short of the minimum and on one of the
+/// minimum's length: where a tunnel's `public_url` or the bind reaches other machines, the short
+/// one is an error that stops `serve`; on loopback, a warning. A `public_url` without a trusted
+/// proxy is a warning.
+#[test]
+fn a_short_token_is_an_error_where_other_machines_reach_stagehook() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = dir.path().join("staging.toml");
+    let short = "0123456789abcdef0123456"; // 23 characters
+    let enough = "0123456789abcdef01234567"; // 24
+    let tunnel = "public_url = \"https://abc123.tunnel.example\"\n";
+    let proxies = "trusted_proxies = [\"127.0.0.1\"]\n";
+    // (the [server] lines, the token, the severity of `admin_token.weak` or none)
+    let cases = [
+        (format!("{tunnel}{proxies}"), short, Some("error")),
+        ("bind = \"0.0.0.0:0\"\n".to_string(), short, Some("error")),
+        (format!("public_url = \"http://localhost:8080\"\n{proxies}"), short, Some("warning")),
+        (String::new(), short, Some("warning")),
+        (format!("{tunnel}{proxies}"), enough, None),
+        ("bind = \"0.0.0.0:0\"\n".to_string(), enough, None),
+    ];
+    for (server, token, weak) in cases {
+        let text = format!(
+            "[server]\ndata_dir = \"{}\"\nadmin_token = \"{token}\"\n{server}\n[providers.stripe]\nsecret = \"{}\"\n",
+            data.display(),
+            support::STRIPE_SECRET
+        );
+        std::fs::write(&path, &text).unwrap();
+        let config = path.to_str().unwrap();
+        let (code, out) = run_with_env(&["check-config", "--offline", "--config", config, "--json"], &[]);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let found: Vec<&serde_json::Value> =
+            report["findings"].as_array().unwrap().iter().filter(|f| f["id"] == "admin_token.weak").collect();
+        match weak {
+            Some(severity) => {
+                assert_eq!(found.len(), 1, "{text}: {report}");
+                assert_eq!(
+                    (found[0]["severity"].as_str(), found[0]["key"].as_str()),
+                    (Some(severity), Some("server.admin_token")),
+                    "{text}"
+                );
+                assert_eq!(code, if severity == "error" { 1 } else { 0 }, "{text}: {out}");
+            }
+            None => assert!(found.is_empty() && code == 0, "{text}: {out}"),
+        }
+        assert!(!out.contains(token), "{out}");
+        if weak == Some("error") {
+            let (code, out) = run_with_env(&["serve", "--config", config], &[]);
+            assert_eq!(code, 2, "{text}: {out}");
+            assert!(out.contains("admin_token.weak") && !out.contains("listening"), "{out}");
+        }
+    }
+
+    // A tunnel without a trusted proxy: every client is the tunnel's address.
+    let text = format!(
+        "[server]\ndata_dir = \"{}\"\nadmin_token = \"{enough}\"\n{tunnel}\n[providers.stripe]\nsecret = \"{}\"\n",
+        data.display(),
+        support::STRIPE_SECRET
+    );
+    std::fs::write(&path, &text).unwrap();
+    let (code, out) = run_with_env(&["check-config", "--offline", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}");
+    let line = out.lines().find(|l| l.contains("proxies.missing")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.starts_with("WARNING") && line.contains("server.trusted_proxies"), "{line}");
 }

@@ -75,7 +75,11 @@ fn every_check_has_its_finding() {
         ("", &[], "data_dir.writable", Ok, "server.data_dir"),
         // Exposure.
         ("[server]\nbind = \"0.0.0.0:8080\"\n", &[], "bind.exposed_without_token", Error, "server.bind"),
-        ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"short\"\n", &[], "admin_token.weak", Warning, "server.admin_token"),
+        ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"short\"\n", &[], "admin_token.weak", Error, "server.admin_token"),
+        ("[server]\nadmin_token = \"short\"\n", &[], "admin_token.weak", Warning, "server.admin_token"),
+        ("[server]\npublic_url = \"https://abc.tunnel.example\"\ntrusted_proxies = [\"127.0.0.1\"]\nadmin_token = \"0123456789abcdef0123456\"\n", &[], "admin_token.weak", Error, "server.admin_token"),
+        ("[server]\npublic_url = \"http://127.0.0.1:8080\"\nadmin_token = \"short\"\n", &[], "admin_token.weak", Warning, "server.admin_token"),
+        ("[server]\npublic_url = \"https://abc.tunnel.example\"\n", &[], "proxies.missing", Warning, "server.trusted_proxies"),
         ("[server]\nadmin_token = \"  \"\n", &[], "admin_token.empty", Error, "server.admin_token"),
         ("[server]\nbind = \"0.0.0.0:8080\"\nadmin_token = \"a-long-enough-admin-token-0123\"\n", &[], "bind.exposed_without_token", Ok, "server.bind"),
         ("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.public_url_missing", Warning, "server.public_url"),

@@ -232,7 +232,7 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
         let sample = i.provider.sample(None, now_s()).unwrap();
         let signed = i.provider.sign_resend(&url, Some(sample.content_type), &sample.body, &sample.headers, now_s());
         let path = signed.url.trim_start_matches("http://127.0.0.1");
-        let mut headers = stagehook::delivery::resent_headers(&sample.headers, &signed);
+        let mut headers = stagehook::delivery::resent_headers(&sample.headers, &signed, &[]);
         headers.push(("content-type".into(), sample.content_type.into()));
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         for attempt in 0..2 {

@@ -1,8 +1,9 @@
 //! What leaves the store in place of credentials: every provider kind's signature headers
 //! shortened and the generic credential headers replaced, in `/events/{id}` and in
 //! `/rejections`, while the stored record keeps them whole; and a `forward_to` URL's userinfo
-//! and query masked in every report of it, while deliveries (retries included) still go to the
-//! whole URL.
+//! and query masked in every report of it (and in every debug log line), while deliveries
+//! (retries included) still go to the whole URL, its userinfo as `Authorization: Basic`; and the
+//! credentials of the hop to stagehook kept out of deliveries and `curl` commands.
 
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() 
         let mut headers: Vec<(String, String)> =
             vec![("host".into(), host.clone()), ("content-type".into(), sample.content_type.into())];
         // The sample's own headers, minus those the signature replaces, then the signature.
-        headers.extend(stagehook::delivery::resent_headers(&sample.headers, &signed));
+        headers.extend(stagehook::delivery::resent_headers(&sample.headers, &signed, &[]));
         headers.extend(CREDENTIALS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let secret: Vec<(&str, &str)> = signed
@@ -183,10 +184,11 @@ async fn forward_to_credentials_are_masked_in_reports_and_used_whole_to_deliver(
     // The first attempt is refused and retried from the stored job: both reach the app with the
     // token, so neither was sent to the masked URL.
     let got = app.wait_for(2).await;
+    let basic = format!("Basic {}", base64_of(&format!("{USER}:{PASSWORD}")));
     for r in &got {
         assert_eq!((r.path.as_str(), r.query.as_str()), ("/hook", format!("token={TOKEN}&empty=").as_str()));
-        // The userinfo is not sent (README says so): no `Authorization` is made of it.
-        assert_eq!(r.header("authorization"), None);
+        // The userinfo is the target's own credential: sent as `Authorization: Basic`.
+        assert_eq!(r.header("authorization"), Some(basic.as_str()));
     }
 
     let e = support::until("the delivered event", || async {
@@ -219,8 +221,14 @@ async fn forward_to_credentials_are_masked_in_reports_and_used_whole_to_deliver(
     s.stop().await;
 }
 
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 /// The real binary: `check-config --show` (text and JSON), a configuration error at startup,
-/// and the `stagehook::delivery` log line.
+/// and every log line, at debug level for every crate (hyper-util's pool names the URI it
+/// connects to): the password never shows, and the app gets it as `Authorization: Basic`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_to_credentials_are_masked_in_the_cli_and_the_delivery_log() {
     let app = FakeApp::start().await;
@@ -246,10 +254,12 @@ async fn forward_to_credentials_are_masked_in_the_cli_and_the_delivery_log() {
     assert!(out.contains("forward_to[0]") && out.contains(&format!("{USER}:***@")), "{out}");
     assert_no_credentials(&out, "a configuration error");
 
-    let mut server = spawn_binary(&["serve", "--config", path], &[]).await;
+    let mut server = spawn_binary(&["serve", "--config", path], &[("RUST_LOG", "debug")]).await;
     assert_eq!(server.stripe(&stripe_event("evt_logged")).await.status, 200);
     let got = app.wait_for(1).await;
     assert_eq!(got[0].query, format!("token={TOKEN}"));
+    let basic = format!("Basic {}", base64_of(&format!("{USER}:{PASSWORD}")));
+    assert_eq!(got[0].header("authorization"), Some(basic.as_str()));
     let line = support::until("the delivery log line", || async {
         let logs = format!("{}{}", server.stdout.lock(), server.stderr.lock());
         logs.lines().find(|l| l.contains("delivery attempt")).map(str::to_string)
@@ -259,5 +269,85 @@ async fn forward_to_credentials_are_masked_in_the_cli_and_the_delivery_log() {
     server.signal("TERM");
     server.wait().await;
     let logs = format!("{}{}", server.stdout.lock(), server.stderr.lock());
+    // The debug log is on: hyper-util's pool lines are there, and none names the password.
+    assert!(logs.contains("hyper_util"), "{logs}");
     assert_no_credentials(&logs, "the log");
+    assert!(!logs.contains(&basic[6..]), "the Basic credential in the log: {logs}");
+}
+
+/// The credentials of the hop to stagehook (a tunnel's basic auth, a proxy's, a browser's
+/// session cookie) that reach the ingest endpoint: kept whole in the record, redacted in the
+/// API, and neither delivered to the app nor printed by the `curl` command; unless the
+/// provider's `forward_headers` names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hops_credentials_reach_neither_the_app_nor_the_curl_command() {
+    let hop = [
+        ("authorization", "Basic dHVubmVsdXNlcjp0dW5uZWwtcGFzc3dvcmQ="),
+        ("cookie", "tunnel_session=tunnel-cookie-0123456789"),
+        ("proxy-authorization", "Bearer proxy-token-0123456789"),
+    ];
+    let mut extra: Vec<(&str, &str)> = hop.to_vec();
+    extra.push(("x-request-id", "req-42"));
+    // (forward_headers, the hop's headers the app and the command get)
+    let cases: [(&[&str], &[&str]); 2] = [(&[], &[]), (&["Authorization", "COOKIE"], &["authorization", "cookie"])];
+    for (forward_headers, kept) in cases {
+        let app = FakeApp::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        let stripe = c.providers.get_mut("stripe").unwrap();
+        stripe.forward_to = vec![app.url("/hook")];
+        stripe.forward_headers = forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let s = support::start(c).await;
+        let what = format!("forward_headers {forward_headers:?}");
+
+        let r = support::post_stripe(s.addr, &stripe_event("evt_hop"), &extra).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let got = app.wait_for(1).await;
+        assert_eq!(got[0].header("x-request-id"), Some("req-42"), "{what}: other headers go on");
+        for (name, value) in hop {
+            let want = kept.contains(&name).then_some(value);
+            assert_eq!(got[0].header(name), want, "{what}: {name} delivered");
+        }
+
+        let r = s.get(&format!("/staging/webhooks/events/{id}/curl")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let command = r.json()["command"].as_str().unwrap().to_string();
+        assert!(command.contains("x-request-id: req-42"), "{what}: {command}");
+        for (name, value) in hop {
+            let printed = command.contains(value);
+            assert_eq!(printed, kept.contains(&name), "{what}: {name} in {command}");
+            assert_eq!(command.contains(&format!("'{name}: ")), kept.contains(&name), "{what}: {command}");
+        }
+
+        // The record keeps them for the audit trail; the API shows them redacted.
+        let stored = s.store.get_record(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
+        for (name, value) in hop {
+            assert!(stored.headers.iter().any(|(k, v)| k == name && v == value), "{what}: {name} stored");
+        }
+        let e = s.get(&format!("/staging/webhooks/events/{id}")).await.json();
+        for (name, _) in hop {
+            assert_eq!(shown(&e["headers"], name), Some("[redacted]"), "{what}: {name} in {e}");
+        }
+        s.stop().await;
+    }
+}
+
+/// `forward_headers` names headers: not one that describes the hop (it never reaches the app),
+/// nor something that is no header name.
+#[test]
+fn forward_headers_refuses_hop_headers_and_bad_names() {
+    for (value, key) in [
+        ("[\"Host\"]", "providers.stripe.forward_headers[0]"),
+        ("[\"cookie\", \"x-stagehook-attempt\"]", "providers.stripe.forward_headers[1]"),
+        ("[\"bad name\"]", "providers.stripe.forward_headers[0]"),
+    ] {
+        let text = format!("[providers.stripe]\nforward_headers = {value}\n");
+        let c = stagehook::Config::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let e = c.check().expect_err(&text);
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+    let c = stagehook::Config::from_toml("[providers.stripe]\nforward_headers = [\"Authorization\"]\n").unwrap();
+    c.check().unwrap();
+    assert_eq!(c.providers["stripe"].forward_headers, ["authorization"]);
 }
