@@ -555,7 +555,7 @@ fn redis_claim(c: &mut Criterion) {
     g.bench_function("redis_claim", |b| {
         b.iter(|| {
             n += 1;
-            let claim = single.block_on(shared.claim("stripe", black_box(&id(n)))).expect("Redis answers");
+            let claim = single.block_on(shared.claim("stripe", black_box(&id(n)), || false)).expect("Redis answers");
             assert!(matches!(claim, Claim::Ours(_)), "{claim:?}");
         })
     });
@@ -563,7 +563,8 @@ fn redis_claim(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             single.block_on(async {
-                let Claim::Ours(pending) = shared.claim("stripe", black_box(&id(n))).await.expect("Redis answers")
+                let Claim::Ours(pending) =
+                    shared.claim("stripe", black_box(&id(n)), || false).await.expect("Redis answers")
                 else {
                     panic!("a fresh id is claimed")
                 };
@@ -581,7 +582,9 @@ fn redis_claim(c: &mut Criterion) {
             in_flight(&rt, &mut n, |n| {
                 let (shared, event_id) = (shared.clone(), id(n));
                 async move {
-                    let Claim::Ours(pending) = shared.claim("stripe", &event_id).await.expect("Redis answers") else {
+                    let Claim::Ours(pending) =
+                        shared.claim("stripe", &event_id, || false).await.expect("Redis answers")
+                    else {
                         panic!("a fresh id is claimed")
                     };
                     shared.commit(pending, "01BENCH").await;

@@ -224,6 +224,16 @@ impl App {
             .collect()
     }
 
+    /// Takes this instance's `server.instance_id` among the instances sharing Redis, before
+    /// serving; refused while another running stagehook holds it (see [`shared::Shared::join`]).
+    /// An app that skips this takes the id when its Redis watcher first pings.
+    pub async fn join_shared(&self) -> Result<(), shared::NameTaken> {
+        match &self.state.shared {
+            Some(shared) => shared.join().await,
+            None => Ok(()),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
     /// and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -280,6 +290,10 @@ impl App {
         }
         if let Some(w) = watcher {
             w.abort();
+        }
+        // A restart under this name need not wait for it to expire.
+        if let Some(shared) = &state.shared {
+            shared.leave().await;
         }
         // Deliveries get the same grace as requests; unfinished ones stay queued.
         let _ = stop_delivery.send(true);

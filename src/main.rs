@@ -717,6 +717,12 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Another running stagehook under this name is a configuration to fix: its claims and
+        // this one's stay apart, but nothing could tell the two instances apart.
+        if let Err(taken) = app.join_shared().await {
+            eprintln!("stagehook: {taken}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
         let app = match metrics {
             Some(l) => app.with_metrics_listener(l),
             None => app,

@@ -20,6 +20,7 @@ use warp::{Filter, Rejection};
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
 use crate::providers::Inbound;
+use crate::shared::State as RedisState;
 use crate::store::Status;
 
 /// Largest body `/validate` takes: a payload plus its headers.
@@ -92,7 +93,11 @@ fn health(s: &AppState) -> Response {
     };
     let writable = store_reason.is_none();
     let redis = s.shared.as_ref().map(|r| r.status());
-    let redis_reason = redis.filter(|r| !r.up).map(|r| format!("Redis does not answer: {}", r.on_error.meanwhile()));
+    let redis_reason = redis.and_then(|r| match r.state {
+        RedisState::Up => None,
+        RedisState::Down => Some(format!("Redis does not answer: {}", r.on_error.meanwhile())),
+        RedisState::Connecting => Some("Redis has not answered yet".to_string()),
+    });
     let reason = store_reason.or(redis_reason);
     let providers: Map<String, Value> = s
         .endpoints
@@ -108,7 +113,7 @@ fn health(s: &AppState) -> Response {
         "instance": s.config.server.instance_id(),
         "status": if reason.is_none() { "ok" } else { "degraded" },
         "reason": reason,
-        "redis": redis.map(|r| if r.up { "up" } else { "down" }),
+        "redis": redis.map(|r| r.state.as_str()),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs(),
         "store": {
@@ -169,7 +174,7 @@ fn stats(s: &AppState) -> Response {
         "redis": s.shared.as_ref().map(|r| {
             let r = r.status();
             json!({
-                "state": if r.up { "up" } else { "down" },
+                "state": r.state.as_str(),
                 "on_error": r.on_error.as_str(),
                 "limits": r.limits,
                 "dedup": r.dedup,

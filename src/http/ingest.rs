@@ -148,7 +148,7 @@ where
             }
         };
         let claim = match state.shared.as_ref().filter(|s| s.dedup()) {
-            Some(shared) => Box::pin(claim(shared, endpoint, &parsed.event_id)).await?,
+            Some(shared) => Box::pin(claim(state, shared, endpoint, &parsed.event_id)).await?,
             None => None,
         };
         Ok((parsed, body, claim))
@@ -270,11 +270,16 @@ fn local_decision(state: &AppState, client: &Client) -> Decision {
 /// decides alone (Redis down under `on_error = "open"`). Another instance's pending claim is
 /// `409 in_progress`, so that the provider retries once it is committed or has expired.
 async fn claim(
+    state: &AppState,
     shared: &Shared,
     endpoint: &crate::providers::Instance,
     event_id: &str,
 ) -> Result<Option<Claim>, ApiError> {
-    match shared.claim(endpoint.provider.name(), event_id).await {
+    let provider = endpoint.provider.name();
+    // Asked only about a claim an earlier process of this instance committed: a restart answers
+    // its own events from its own store.
+    let held_here = || state.store.find_by_event_id(provider, event_id).is_ok_and(|found| found.is_some());
+    match shared.claim(provider, event_id, held_here).await {
         Ok(Claim::InProgress { retry_after_s }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "in_progress",

@@ -1,5 +1,5 @@
 -- Marks a claim committed once the event is on this instance's disk. KEYS[1]: the claim.
--- ARGV: this instance's pending value, the committed value, its expiry in ms (0: none).
+-- ARGV: this process's pending value, the committed value, its expiry in ms (0: none).
 -- The claim is replaced only if it is still ours, or gone (it expired, or Redis restarted
 -- empty): a claim another instance took meanwhile is left to that instance.
 local held = redis.call('GET', KEYS[1])

@@ -6,8 +6,9 @@
 //! one multiplexed connection that the `redis` crate's `ConnectionManager` re-establishes with
 //! exponential backoff. Every call is bounded by `redis.timeout`.
 //!
-//! Redis is either up or down here. A failed or late call marks it down at once, and then no
-//! request waits on it: every call answers [`Unavailable`] at once until [`Shared::watch`],
+//! Redis is connecting, up or down here ([`State`]): connecting until it has answered this
+//! process once, so that `up` is never a guess. A failed or late call marks it down at once, and
+//! then no request waits on it: every call answers [`Unavailable`] at once until [`Shared::watch`],
 //! which pings it (every [`UP_PING`] while up; from [`DOWN_PING_MIN`] doubling to
 //! [`DOWN_PING_MAX`] while down), finds it answering again. What a request does with
 //! [`Unavailable`] is `redis.on_error`'s choice, made in `http/ingest.rs`: act alone or refuse.
@@ -15,12 +16,23 @@
 //! outage: the request is sent once more on a new one first. So up means what a claim finds:
 //! while up, a claim goes to Redis, never to this instance alone because of a stale connection.
 //!
+//! Claims belong to a process, not to a name: each start draws a random identity ([`Shared::process`]),
+//! and a committed claim of another process is a duplicate even under this instance's own
+//! `server.instance_id` (two replicas that both default to the host name). The one exception is
+//! this instance before a restart: a claim committed under its name by an earlier process, for
+//! an event its own store holds, is answered from that store. So that two live processes do not
+//! share a name unnoticed, each holds its `instance_id` in Redis while it runs ([`Shared::join`]
+//! at startup, renewed by every ping of the watcher, given back when it stops): a second live
+//! process under a held name is refused at startup, and one found while running is a warning.
+//!
 //! The keys, all under `redis.key_prefix`: `rate:<client>` (a sorted set of acceptance times,
-//! expiring a window after the last) and `claim:<provider>:<event id>` (`p/<instance>/<token>`
-//! while pending, `c/<id>/<instance>` once committed, expiring after `dedup.pending_expiry` and
-//! `retention.max_age`).
+//! expiring a window after the last), `claim:<provider>:<event id>`
+//! (`p/<instance>/<process>/<token>` while pending, `c/<id>/<instance>/<process>` once committed,
+//! expiring after `dedup.pending_expiry` and `retention.max_age`) and `instance:<instance id>`
+//! (`<process> <pid> <host>` of the process holding the name, expiring [`PRESENCE_TTL`] after
+//! its last renewal).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -41,11 +53,17 @@ pub const DOWN_PING_MIN: Duration = Duration::from_millis(250);
 pub const DOWN_PING_MAX: Duration = Duration::from_secs(2);
 /// While Redis stays down, the warning is repeated at most this often.
 const WARN_EVERY_MS: i64 = 60_000;
+/// How long a process holds its instance id without renewing it. The watcher renews it at every
+/// ping while Redis answers ([`UP_PING`]): a live process would have to miss two renewals in a
+/// row to lose it. A start under the name of a process that was killed (no time to give it back)
+/// waits at most this long for it to expire.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(6);
 
 static LIMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("limit.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("claim.lua")));
 static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("commit.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("release.lua")));
+static PRESENCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("presence.lua")));
 
 /// Redis did not answer (down, late, or an error): the caller acts alone or refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +75,11 @@ pub enum Claim {
     /// Nobody held it: this instance does now, and must [`Shared::commit`] or
     /// [`Shared::release`] it.
     Ours(Pending),
-    /// Another instance stored it, as `id`.
+    /// Another process stored it, as `id`: another instance, or another process under this
+    /// instance's name whose record this store does not hold.
     Elsewhere { id: String, instance: String },
-    /// This instance stored it: its own store says so, with its own id.
+    /// This process stored it, or this instance before a restart (its store holds the event): its
+    /// own store answers, with its own id.
     Here,
     /// Another instance claimed it and has not stored it yet: retry after this long.
     InProgress { retry_after_s: u64 },
@@ -72,10 +92,64 @@ pub struct Pending {
     value: String,
 }
 
+/// Whether Redis answers this process, as `/stats`, `/staging/webhooks/test` and the dashboard
+/// show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// It has not answered yet: calls are still tried.
+    Connecting,
+    /// Its last answer came in time.
+    Up,
+    /// A call or a ping failed or came too late: calls answer [`Unavailable`] at once.
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Up => "up",
+            State::Down => "down",
+        }
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Connecting,
+            1 => State::Up,
+            _ => State::Down,
+        }
+    }
+}
+
+/// Another live process holds this instance's id in Redis: this one must not start under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameTaken {
+    pub instance: String,
+    /// The holder, as its presence names it: `host <host>, pid <pid>`.
+    pub holder: String,
+    shown_url: String,
+    default_name: bool,
+}
+
+impl std::fmt::Display for NameTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let default = if self.default_name { ", the host name, as server.instance_id is not set" } else { "" };
+        write!(
+            f,
+            "instance id `{}`{default} is in use by another running stagehook ({}) that shares {}: \
+             give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
+            self.instance, self.holder, self.shown_url
+        )
+    }
+}
+
+impl std::error::Error for NameTaken {}
+
 /// The state shown by `/stats`, `/staging/webhooks/test` and the dashboard.
 #[derive(Debug, Clone, Copy)]
 pub struct Status {
-    pub up: bool,
+    pub state: State,
     pub on_error: OnError,
     pub limits: bool,
     pub dedup: bool,
@@ -97,14 +171,23 @@ pub struct Shared {
     limits: bool,
     dedup: bool,
     instance: String,
+    /// This process: a random identity drawn at each start, which owns its claims.
+    process: String,
+    /// `<process> <pid> <host>`: what this process holds its instance id with.
+    presence: String,
+    /// The presence key of `instance`.
+    presence_key: String,
+    /// Another live process found holding this instance's id while running (its presence), so
+    /// that the warning comes once per holder.
+    other_holder: parking_lot::Mutex<Option<String>>,
     pending_ms: u64,
     /// How long a committed claim lasts: as long as the event is kept (0: no expiry).
     committed_ms: u64,
-    up: AtomicBool,
+    /// A [`State`], as its number.
+    state: AtomicU8,
     /// When the last "Redis is down" warning was logged (ms since the epoch).
     warned_at: AtomicI64,
-    /// Makes each acceptance a member of its own in the limiter's set; starts at random so that
-    /// a restarted instance does not reuse the members of its previous life.
+    /// With `process`, makes each acceptance a member of its own in the limiter's set.
     seq: AtomicU64,
     duplicates_elsewhere: AtomicU64,
     in_progress: AtomicU64,
@@ -152,6 +235,9 @@ impl Shared {
             return Err("the Redis connection needs a tokio runtime".into());
         }
         let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        let instance = config.server.instance_id().to_string();
+        let process = process_identity();
+        let presence = format!("{process} {} {}", std::process::id(), crate::config::host_name());
         Ok(Some(Arc::new(Shared {
             conn,
             shown_url: crate::redact::url(url),
@@ -160,13 +246,17 @@ impl Shared {
             timeout,
             limits,
             dedup,
-            instance: config.server.instance_id().to_string(),
+            presence_key: format!("{}instance:{instance}", config.redis.key_prefix),
+            instance,
+            process,
+            presence,
+            other_holder: parking_lot::Mutex::new(None),
             pending_ms: config.dedup.pending_expiry.0.as_millis() as u64,
             committed_ms: config.retention.max_age.0.as_millis().min(i64::MAX as u128) as u64,
-            // Until a call fails: the first requests try Redis rather than wait for a ping.
-            up: AtomicBool::new(true),
+            // Until Redis answers; calls are tried meanwhile, rather than wait for a ping.
+            state: AtomicU8::new(State::Connecting as u8),
             warned_at: AtomicI64::new(i64::MIN),
-            seq: AtomicU64::new(fastrand::u64(..)),
+            seq: AtomicU64::new(0),
             duplicates_elsewhere: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -188,13 +278,22 @@ impl Shared {
         self.on_error
     }
 
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
+        self.state() == State::Up
+    }
+
+    /// This process's identity, which owns its claims: random, drawn at each start.
+    pub fn process(&self) -> &str {
+        &self.process
     }
 
     pub fn status(&self) -> Status {
         Status {
-            up: self.is_up(),
+            state: self.state(),
             on_error: self.on_error,
             limits: self.limits,
             dedup: self.dedup,
@@ -212,7 +311,7 @@ impl Shared {
         if limit == 0 {
             return Ok(ratelimit::decide(0, 0, None, now));
         }
-        let member = format!("{}/{}", self.instance, self.seq.fetch_add(1, Ordering::Relaxed));
+        let member = format!("{}/{}", self.process, self.seq.fetch_add(1, Ordering::Relaxed));
         let mut call = LIMIT.key(format!("{}rate:{bucket}", self.prefix));
         call.arg(now).arg(limit).arg(ratelimit::WINDOW_MS).arg(member);
         let (_allowed, live, oldest): (i64, i64, i64) = self.call(&call).await?;
@@ -221,10 +320,18 @@ impl Shared {
         Ok(ratelimit::decide(limit, live.max(0) as usize, oldest_frees_at, now))
     }
 
-    /// Claims `event_id` of `provider` for this instance, or says who holds it.
-    pub async fn claim(&self, provider: &str, event_id: &str) -> Result<Claim, Unavailable> {
+    /// Claims `event_id` of `provider` for this process, or says who holds it. `held_here` says
+    /// whether this instance's store holds the event; it is asked only about a claim committed
+    /// by another process under this instance's name (this instance before a restart, or another
+    /// live process wrongly given the same name, whose store is not this one).
+    pub async fn claim(
+        &self,
+        provider: &str,
+        event_id: &str,
+        held_here: impl FnOnce() -> bool,
+    ) -> Result<Claim, Unavailable> {
         let key = format!("{}claim:{provider}:{event_id}", self.prefix);
-        let value = format!("p/{}/{:016x}", self.instance, fastrand::u64(..));
+        let value = format!("p/{}/{}/{:016x}", self.instance, self.process, fastrand::u64(..));
         let mut call = CLAIM.key(&key);
         call.arg(&value).arg(self.pending_ms);
         let (claimed, held, ttl_ms): (i64, String, i64) = self.call(&call).await?;
@@ -232,9 +339,10 @@ impl Shared {
         if claimed == 1 || held == value {
             return Ok(Claim::Ours(Pending { key, value }));
         }
-        Ok(match held.strip_prefix("c/").and_then(|rest| rest.split_once('/')) {
-            Some((_, instance)) if instance == self.instance => Claim::Here,
-            Some((id, instance)) => {
+        Ok(match committed(&held) {
+            Some((_, _, Some(process))) if process == self.process => Claim::Here,
+            Some((_, instance, _)) if instance == self.instance && held_here() => Claim::Here,
+            Some((id, instance, _)) => {
                 self.duplicates_elsewhere.fetch_add(1, Ordering::Relaxed);
                 Claim::Elsewhere { id: id.to_string(), instance: instance.to_string() }
             }
@@ -249,7 +357,7 @@ impl Shared {
     /// Marks a claim committed as `id` once the event is on this instance's disk. A failure is
     /// logged, not returned: the event is stored, and the claim expires on its own.
     pub async fn commit(&self, pending: Pending, id: &str) {
-        let committed = format!("c/{id}/{}", self.instance);
+        let committed = format!("c/{id}/{}/{}", self.instance, self.process);
         let mut call = COMMIT.key(&pending.key);
         call.arg(&pending.value).arg(committed).arg(self.committed_ms);
         if self.call_anyway::<i64>(&call).await.is_err() {
@@ -269,10 +377,73 @@ impl Shared {
 
     /// One script call, or [`Unavailable`] at once while Redis is down.
     async fn call<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
-        if !self.is_up() {
+        if self.state() == State::Down {
             return Err(Unavailable);
         }
         self.call_anyway(call).await
+    }
+
+    /// Takes this instance's id for this process at startup, before it serves. A process that
+    /// holds it and still renews it is alive: then [`NameTaken`]. One that stopped cleanly gave it
+    /// back; one that was killed holds it until it expires, at most [`PRESENCE_TTL`] from now, and
+    /// this waits for that, so that a restart under the same name is not refused. A Redis that
+    /// does not answer is no reason to wait: the watcher takes the id once it answers.
+    pub async fn join(&self) -> Result<(), NameTaken> {
+        let mut deadline = None;
+        loop {
+            let held = match self.call::<(i64, String, i64)>(&self.presence_call()).await {
+                Ok((1, _, _)) | Err(Unavailable) => return Ok(()),
+                Ok((_, held, ttl_ms)) => (held, Duration::from_millis(ttl_ms.max(0) as u64)),
+            };
+            let (holder, ttl) = held;
+            let now = tokio::time::Instant::now();
+            // Waited for one whole expiry of the holder's presence, and it was renewed: alive.
+            let until = *deadline.get_or_insert_with(|| {
+                tracing::warn!(instance = %self.instance, holder = %shown_holder(&holder), "the instance id is held by another process; waiting up to {} ms for it to expire, as a killed one's does", ttl.as_millis());
+                now + ttl + Duration::from_millis(250)
+            });
+            if now >= until {
+                return Err(NameTaken {
+                    instance: self.instance.clone(),
+                    holder: shown_holder(&holder),
+                    shown_url: self.shown_url.clone(),
+                    default_name: self.instance == crate::config::host_name(),
+                });
+            }
+            tokio::time::sleep((ttl + Duration::from_millis(20)).min(until - now)).await;
+        }
+    }
+
+    /// Gives this instance's id back when the process stops, if it still holds it, so that a
+    /// restart need not wait for it to expire. A Redis that does not answer is no reason to wait.
+    pub async fn leave(&self) {
+        let mut call = RELEASE.key(&self.presence_key);
+        call.arg(&self.presence);
+        let call = &call;
+        let _ = self.resent_once(|mut conn| async move { call.invoke_async::<i64>(&mut conn).await }).await;
+    }
+
+    fn presence_call(&self) -> ScriptInvocation<'static> {
+        let mut call = PRESENCE.key(&self.presence_key);
+        call.arg(&self.presence).arg(PRESENCE_TTL.as_millis() as u64);
+        call
+    }
+
+    /// What the watcher found holding this instance's id, each time it changes: another live
+    /// process is a warning (its claims and this one's stay apart, but `/stats` and duplicate
+    /// answers cannot tell the two instances apart).
+    fn note_holder(&self, holder: Option<String>) {
+        let mut known = self.other_holder.lock();
+        if *known == holder {
+            return;
+        }
+        match &holder {
+            Some(other) => {
+                tracing::warn!(instance = %self.instance, holder = %shown_holder(other), "another running stagehook uses this instance id on this Redis; duplicates are still found, but the two cannot be told apart: give each its own server.instance_id")
+            }
+            None => tracing::info!(instance = %self.instance, "the instance id is this process's again"),
+        }
+        *known = holder;
     }
 
     /// One script call, tried even while Redis is marked down: for a claim taken while it was
@@ -282,16 +453,32 @@ impl Shared {
         // Every script is safe to run twice (`claim` knows its own pending value, `limit` its
         // request's member), as `resent_once` may.
         let answer = self.resent_once(|mut conn| async move { call.invoke_async(&mut conn).await }).await;
-        answer.map_err(|NoAnswer(reason)| {
-            self.went_down(&reason);
-            Unavailable
-        })
+        match answer {
+            Ok(v) => {
+                // The first answer: up from now on. Back up from down is the watcher's to say.
+                if self
+                    .state
+                    .compare_exchange(State::Connecting as u8, State::Up as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    tracing::info!(redis = %self.shown_url, "Redis answers: limits and duplicates are shared");
+                }
+                Ok(v)
+            }
+            Err(NoAnswer(reason)) => {
+                self.went_down(&reason);
+                Err(Unavailable)
+            }
+        }
     }
 
-    async fn ping(&self) -> Result<(), NoAnswer> {
-        self.resent_once(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
-            .await
-            .map(drop)
+    /// The watcher's ping: renews this process's hold on its instance id (or takes it, when it
+    /// expired or Redis restarted empty), and says who else holds it.
+    async fn ping(&self) -> Result<Option<String>, NoAnswer> {
+        let call = &self.presence_call();
+        let (held, holder, _): (i64, String, i64) =
+            self.resent_once(|mut conn| async move { call.invoke_async(&mut conn).await }).await?;
+        Ok((held == 0).then_some(holder))
     }
 
     /// Sends one request, bounded by `redis.timeout`, and once more when its connection broke:
@@ -319,7 +506,7 @@ impl Shared {
 
     fn went_down(&self, reason: &str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        if self.up.swap(false, Ordering::AcqRel) {
+        if self.state.swap(State::Down as u8, Ordering::AcqRel) != State::Down as u8 {
             self.warned_at.store(self.clock.now_ms(), Ordering::Relaxed);
             tracing::warn!(redis = %self.shown_url, reason, "Redis is unreachable: {} until it answers", self.on_error.meanwhile());
         }
@@ -339,13 +526,20 @@ impl Shared {
     /// next, given the wait before this one.
     async fn look(&self, wait: Duration) -> Duration {
         match self.ping().await {
-            Ok(()) => {
-                if !self.up.swap(true, Ordering::AcqRel) {
-                    tracing::info!(redis = %self.shown_url, "Redis answers again: limits and duplicates are shared");
+            Ok(holder) => {
+                match State::from_u8(self.state.swap(State::Up as u8, Ordering::AcqRel)) {
+                    State::Down => {
+                        tracing::info!(redis = %self.shown_url, "Redis answers again: limits and duplicates are shared")
+                    }
+                    State::Connecting => {
+                        tracing::info!(redis = %self.shown_url, "Redis answers: limits and duplicates are shared")
+                    }
+                    State::Up => {}
                 }
+                self.note_holder(holder);
                 UP_PING
             }
-            Err(reason) if self.is_up() => {
+            Err(reason) if self.state() != State::Down => {
                 self.went_down(&reason.0);
                 DOWN_PING_MIN
             }
@@ -358,6 +552,30 @@ impl Shared {
                 (wait * 2).clamp(DOWN_PING_MIN, DOWN_PING_MAX)
             }
         }
+    }
+}
+
+/// A new identity for this process, 128 random bits as hex: the keys of std's `RandomState` come
+/// from the operating system's random source, so two processes draw two identities even when
+/// they start in the same instant on one machine.
+fn process_identity() -> String {
+    use std::hash::BuildHasher;
+    let word = |n: u8| std::collections::hash_map::RandomState::new().hash_one((n, std::process::id()));
+    format!("{:016x}{:016x}", word(0), word(1))
+}
+
+/// A committed claim's `(id, instance, process)`; the process is absent from a claim an earlier
+/// version committed (`c/<id>/<instance>`), which no live process owns.
+fn committed(held: &str) -> Option<(&str, &str, Option<&str>)> {
+    let mut parts = held.strip_prefix("c/")?.splitn(3, '/');
+    Some((parts.next()?, parts.next()?, parts.next()))
+}
+
+/// A presence value (`<process> <pid> <host>`) as a person reads it.
+fn shown_holder(presence: &str) -> String {
+    match presence.splitn(3, ' ').collect::<Vec<_>>()[..] {
+        [_, pid, host] => format!("host {host}, pid {pid}"),
+        _ => format!("`{presence}`"),
     }
 }
 
@@ -478,29 +696,141 @@ mod tests {
         let a = Shared::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
         let b = Shared::open(&config(&redis, "b"), clock.clone()).unwrap().unwrap();
 
-        let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_1")).unwrap() else { panic!("first claim") };
+        let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap() else {
+            panic!("first claim")
+        };
         // Pending: the other instance is told to retry within the pending expiry (30 s).
-        match rt.block_on(b.claim("stripe", "evt_1")).unwrap() {
+        match rt.block_on(b.claim("stripe", "evt_1", || false)).unwrap() {
             Claim::InProgress { retry_after_s } => assert!((1..=30).contains(&retry_after_s), "{retry_after_s}"),
             other => panic!("pending claim seen as {other:?}"),
         }
         rt.block_on(a.commit(pending, "01ID"));
         assert_eq!(
-            rt.block_on(b.claim("stripe", "evt_1")).unwrap(),
+            rt.block_on(b.claim("stripe", "evt_1", || false)).unwrap(),
             Claim::Elsewhere { id: "01ID".into(), instance: "a".into() }
         );
-        assert_eq!(rt.block_on(a.claim("stripe", "evt_1")).unwrap(), Claim::Here, "its own store decides");
+        let unasked = || panic!("its own claim: the store is not asked");
+        assert_eq!(rt.block_on(a.claim("stripe", "evt_1", unasked)).unwrap(), Claim::Here, "its own store decides");
         // Committed for as long as events are kept (retention.max_age, 30 days by default).
         let ttl: i64 = redis.query(&["PTTL", "stagehook:claim:stripe:evt_1"]);
         assert!(ttl > 29 * 86_400_000, "{ttl}");
         assert_eq!((b.status().duplicates_elsewhere, b.status().in_progress), (2 - 1, 1));
 
         // Released when the event could not be stored: the retry is recorded, not a duplicate.
-        let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_2")).unwrap() else { panic!("claim evt_2") };
+        let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_2", || false)).unwrap() else {
+            panic!("claim evt_2")
+        };
         rt.block_on(a.release(pending));
-        assert!(matches!(rt.block_on(b.claim("stripe", "evt_2")).unwrap(), Claim::Ours(_)));
+        assert!(matches!(rt.block_on(b.claim("stripe", "evt_2", || false)).unwrap(), Claim::Ours(_)));
         // The same event id of another provider is another event.
-        assert!(matches!(rt.block_on(b.claim("github", "evt_1")).unwrap(), Claim::Ours(_)));
+        assert!(matches!(rt.block_on(b.claim("github", "evt_1", || false)).unwrap(), Claim::Ours(_)));
+    }
+
+    /// A claim belongs to the process that took it, not to its instance's name: another process
+    /// under the same name (two replicas that default to one host name) finds a duplicate, unless
+    /// its store holds the event (the instance before a restart, with its own store).
+    #[test]
+    fn a_claim_belongs_to_its_process_not_to_its_name() {
+        let redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let a = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let twin = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        assert_ne!(a.process(), twin.process(), "one identity per start");
+        assert_eq!(a.process().len(), 32);
+
+        let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap() else { panic!("claim") };
+        assert!(matches!(rt.block_on(twin.claim("stripe", "evt_1", || false)).unwrap(), Claim::InProgress { .. }));
+        rt.block_on(a.commit(pending, "01ID"));
+        let held: String = redis.query(&["GET", "stagehook:claim:stripe:evt_1"]);
+        assert_eq!(held, format!("c/01ID/web-1/{}", a.process()));
+        let elsewhere = Claim::Elsewhere { id: "01ID".into(), instance: "web-1".into() };
+        assert_eq!(rt.block_on(twin.claim("stripe", "evt_1", || false)).unwrap(), elsewhere, "a duplicate");
+        assert_eq!(rt.block_on(twin.claim("stripe", "evt_1", || true)).unwrap(), Claim::Here, "a restart's own store");
+        assert_eq!(twin.status().duplicates_elsewhere, 1);
+
+        // Committed by an earlier version, without a process: no live process owns it.
+        let _: () = redis.query(&["SET", "stagehook:claim:stripe:evt_old", "c/01OLD/web-1"]);
+        let old = Claim::Elsewhere { id: "01OLD".into(), instance: "web-1".into() };
+        assert_eq!(rt.block_on(a.claim("stripe", "evt_old", || false)).unwrap(), old);
+        assert_eq!(rt.block_on(a.claim("stripe", "evt_old", || true)).unwrap(), Claim::Here);
+        // Another name is never asked about this store.
+        let b = Shared::open(&config(&redis, "web-2"), Clock::system()).unwrap().unwrap();
+        let unasked = || panic!("another instance's claim: the store is not asked");
+        assert!(matches!(rt.block_on(b.claim("stripe", "evt_1", unasked)).unwrap(), Claim::Elsewhere { .. }));
+    }
+
+    /// Connecting until Redis answers this process (calls are tried meanwhile), up after its
+    /// first answer; and connecting until a call that fails marks it down.
+    #[test]
+    fn the_state_is_connecting_until_redis_answers() {
+        let mut redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        assert_eq!((a.state(), a.status().state.as_str()), (State::Connecting, "connecting"));
+        assert!(!a.is_up());
+        assert!(rt.block_on(a.check_limit("10.0.0.1", 5)).unwrap().allowed, "tried while connecting");
+        assert_eq!(a.state(), State::Up);
+
+        redis.stop();
+        let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
+        assert_eq!(b.state(), State::Connecting);
+        assert_eq!(rt.block_on(b.claim("stripe", "evt_1", || false)), Err(Unavailable));
+        assert_eq!(b.state(), State::Down, "never up");
+    }
+
+    /// A process holds its instance id while it runs: a second process under that name is refused
+    /// while the first renews it, takes it at once once the first gave it back, and after a
+    /// holder that was killed (it gave nothing back) once its presence expires.
+    #[test]
+    fn a_second_live_process_cannot_join_under_a_taken_name() {
+        let redis = RedisServer::start();
+        let rt = runtime();
+        let _in_runtime = rt.enter();
+        let first = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let second = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        rt.block_on(async {
+            first.join().await.unwrap();
+            assert_eq!(first.state(), State::Up, "its first answer");
+            let held: String = redis.query(&["GET", "stagehook:instance:web-1"]);
+            assert_eq!(held, first.presence);
+            let watcher = tokio::spawn(first.clone().watch());
+            let taken = second.join().await.unwrap_err();
+            let pid = std::process::id();
+            assert_eq!(
+                (taken.instance.as_str(), taken.holder.clone()),
+                ("web-1", format!("host {}, pid {pid}", crate::config::host_name()))
+            );
+            let message = taken.to_string();
+            for part in [
+                "instance id `web-1`",
+                &format!("pid {pid}"),
+                "server.instance_id",
+                "STAGEHOOK_SERVER_INSTANCE_ID",
+                "127.0.0.1",
+            ] {
+                assert!(message.contains(part), "{part}: {message}");
+            }
+            // Found while running (the second skipped the startup check): one warning, and
+            // the first keeps the name.
+            second.look(UP_PING).await;
+            assert_eq!(second.other_holder.lock().as_deref(), Some(first.presence.as_str()));
+
+            watcher.abort();
+            first.leave().await;
+            let keys: Vec<String> = redis.query(&["KEYS", "stagehook:instance:*"]);
+            assert!(keys.is_empty(), "given back: {keys:?}");
+            second.join().await.unwrap();
+            second.look(UP_PING).await;
+            assert_eq!(*second.other_holder.lock(), None, "its own again");
+
+            // Killed: nothing given back, and nothing renews it. The next start waits for it.
+            let third = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+            third.join().await.unwrap();
+            let held: String = redis.query(&["GET", "stagehook:instance:web-1"]);
+            assert_eq!(held, third.presence, "the second's expired, unrenewed, while the third waited");
+        });
     }
 
     /// A claim whose instance died before committing expires: the retry is then claimed anew.
@@ -513,10 +843,13 @@ mod tests {
         c.dedup.pending_expiry = crate::config::HumanDuration(Duration::from_secs(1));
         let a = Shared::open(&c, Clock::system()).unwrap().unwrap();
         let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
-        assert!(matches!(rt.block_on(a.claim("stripe", "evt_1")).unwrap(), Claim::Ours(_)));
-        assert!(matches!(rt.block_on(b.claim("stripe", "evt_1")).unwrap(), Claim::InProgress { retry_after_s: 1 }));
+        assert!(matches!(rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap(), Claim::Ours(_)));
+        assert!(matches!(
+            rt.block_on(b.claim("stripe", "evt_1", || false)).unwrap(),
+            Claim::InProgress { retry_after_s: 1 }
+        ));
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(matches!(rt.block_on(b.claim("stripe", "evt_1")).unwrap(), Claim::Ours(_)));
+        assert!(matches!(rt.block_on(b.claim("stripe", "evt_1", || false)).unwrap(), Claim::Ours(_)));
     }
 
     /// Down: every call answers `Unavailable` at once, without waiting on Redis; the watcher
@@ -537,7 +870,7 @@ mod tests {
             assert_eq!(a.check_limit("10.0.0.1", 5).await, Err(Unavailable));
             assert!(!a.is_up());
             let started = std::time::Instant::now();
-            assert_eq!(a.claim("stripe", "evt_1").await, Err(Unavailable));
+            assert_eq!(a.claim("stripe", "evt_1", || false).await, Err(Unavailable));
             assert!(started.elapsed() < a.timeout, "a call while down does not wait for Redis");
             redis.restart();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -546,7 +879,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
-            assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
+            assert!(matches!(a.claim("stripe", "evt_1", || false).await, Ok(Claim::Ours(_))));
             watcher.abort();
         });
     }
@@ -562,7 +895,7 @@ mod tests {
         rt.block_on(async {
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
             redis.restart();
-            assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
+            assert!(matches!(a.claim("stripe", "evt_1", || false).await, Ok(Claim::Ours(_))));
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
             assert_eq!((a.is_up(), a.status().errors), (true, 0));
         });
@@ -583,8 +916,8 @@ mod tests {
             redis.restart();
             assert_eq!(a.look(UP_PING).await, UP_PING, "the ping was sent again on a new connection");
             assert_eq!((a.is_up(), a.status().errors), (true, 0));
-            assert!(matches!(a.claim("stripe", "evt_1").await, Ok(Claim::Ours(_))));
-            assert!(matches!(b.claim("stripe", "evt_1").await, Ok(Claim::InProgress { .. })), "shared");
+            assert!(matches!(a.claim("stripe", "evt_1", || false).await, Ok(Claim::Ours(_))));
+            assert!(matches!(b.claim("stripe", "evt_1", || false).await, Ok(Claim::InProgress { .. })), "shared");
         });
     }
 

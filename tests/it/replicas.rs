@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use stagehook::config::{Config, DedupBackend, LimitsBackend, OnError};
+use stagehook::config::{Config, DedupBackend, HumanDuration, LimitsBackend, OnError};
 use stagehook::shared::testing::RedisServer;
 
 use crate::fake_app::FakeApp;
@@ -16,11 +16,22 @@ use crate::support::{self, post_stripe, request, spawn_binary, start, stripe_eve
 
 /// An instance named `instance` that shares its limit and duplicates through `redis`.
 fn shared_config(dir: &Path, redis: &RedisServer, instance: &str) -> Config {
-    let mut c = support::config(dir);
+    let mut c = sharing(dir, redis);
     c.server.instance_id = instance.to_string();
+    c
+}
+
+/// An instance that shares its limit and duplicates through `redis` under the default name
+/// (`server.instance_id` not set: the host name, as every such instance on this machine).
+fn sharing(dir: &Path, redis: &RedisServer) -> Config {
+    let mut c = support::config(dir);
     c.limits.backend = LimitsBackend::Redis;
     c.dedup.backend = DedupBackend::Redis;
     c.redis.url = Some(redis.url());
+    // An outage here is a stopped redis-server, which refuses connections at once; a late answer
+    // is never one. On two loaded cores an answer (a reconnection after a restart, a script
+    // loaded again) can take longer than the default second, and must not pass for an outage.
+    c.redis.timeout = HumanDuration(Duration::from_secs(10));
     c
 }
 
@@ -152,6 +163,236 @@ async fn an_event_sent_to_both_instances_is_recorded_once() {
     b.stop().await;
 }
 
+/// Sends `event_id` to each of `servers` in turn: the first records it, every other answers it
+/// as a duplicate naming the first's record and stores nothing. Returns the record's id.
+async fn recorded_once(servers: &[&TestServer], event_id: &str) -> String {
+    let body = stripe_event(event_id);
+    let first = servers[0].stripe(&body).await;
+    assert_eq!((first.status, first.json().get("duplicate")), (200, None), "{event_id}: {}", first.text());
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    for (n, s) in servers.iter().enumerate().skip(1) {
+        let r = s.stripe(&body).await;
+        assert_eq!(r.status, 200, "{event_id} to replica {n}: {}", r.text());
+        let answer = r.json();
+        assert_eq!(answer["duplicate"], true, "{event_id} to replica {n}: recorded twice: {answer}");
+        assert_eq!(answer["id"], id.as_str(), "{event_id} to replica {n}: the first replica's id");
+        assert!(s.store.find_by_event_id("stripe", event_id).unwrap().is_none(), "{event_id}: stored by replica {n}");
+    }
+    id
+}
+
+/// Two replicas that share a name, as the host name is when `server.instance_id` is not set (a
+/// blue/green pair on one machine, containers that share a host name): a claim belongs to the
+/// process that took it, not to the name, so the second replica answers the first's duplicate.
+/// (The binary refuses to start a second live process under a taken name, see below; these two
+/// in-process replicas skip that check, as a second process started while Redis was away does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_the_default_name_record_an_event_once() {
+    let redis = RedisServer::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let (a, b) =
+        futures_util::future::join(start(sharing(dirs[0].path(), &redis)), start(sharing(dirs[1].path(), &redis)))
+            .await;
+    let (ha, hb) = (health(&a).await, health(&b).await);
+    assert_eq!(ha["instance"], hb["instance"], "one name for both");
+    let id = recorded_once(&[&a, &b], "evt_default_1").await;
+    recorded_once(&[&b, &a], "evt_default_2").await;
+    // Each replica still answers its own events from its own store.
+    let again = a.stripe(&stripe_event("evt_default_1")).await.json();
+    assert_eq!((again["duplicate"].clone(), again["id"].clone()), (true.into(), id.as_str().into()), "{again}");
+    for s in [&a, &b] {
+        let stats = s.get("/staging/webhooks/stats").await.json();
+        assert_eq!(
+            (stats["redis"]["duplicates_elsewhere"].as_u64(), stats["total_events"].as_u64()),
+            (Some(1), Some(1))
+        );
+    }
+    assert_eq!(a.get("/staging/webhooks/stats").await.json()["duplicates"], 1, "its own, counted as such");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Three replicas, two under the default name and one named: whichever receives an event first
+/// records it, and the other two answer its duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_record_an_event_once_whichever_receives_it_first() {
+    let redis = RedisServer::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = start(sharing(dirs[0].path(), &redis)).await;
+    let b = start(sharing(dirs[1].path(), &redis)).await;
+    let c = start(shared_config(dirs[2].path(), &redis, "c")).await;
+    recorded_once(&[&a, &b, &c], "evt_three_a").await;
+    recorded_once(&[&b, &c, &a], "evt_three_b").await;
+    recorded_once(&[&c, &a, &b], "evt_three_c").await;
+    let total: u64 = futures_util::future::join_all([&a, &b, &c].map(|s| s.get("/staging/webhooks/stats")))
+        .await
+        .iter()
+        .map(|r| r.json()["total_events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 3, "each event recorded by one replica");
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
+/// A door in front of a Redis: connections are accepted at once and their bytes held until it
+/// opens, as a Redis that has not answered yet.
+struct Door {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+async fn door(to: u16) -> Door {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (open, opened) = tokio::sync::watch::channel(false);
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut opened = opened.clone();
+            tokio::spawn(async move {
+                if opened.wait_for(|open| *open).await.is_ok() {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }
+            });
+        }
+    });
+    Door { port, accepted, open }
+}
+
+/// `redis: up` only once Redis has answered this instance: until then it is `connecting`, and
+/// the health check says so, however long the first answer takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_is_connecting_until_it_first_answers() {
+    let redis = RedisServer::start();
+    let door = door(redis.port()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = shared_config(dir.path(), &redis, "a");
+    c.redis.url = Some(format!("redis://127.0.0.1:{}/0", door.port));
+    // Far longer than the test: the first ping waits at the door, it is not cut short.
+    c.redis.timeout = HumanDuration(Duration::from_secs(600));
+    let s = start(c).await;
+    until("the watcher to reach Redis", || async {
+        (door.accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let h = health(&s).await;
+    assert_eq!(
+        (h["redis"].as_str(), h["status"].as_str(), h["reason"].as_str()),
+        (Some("connecting"), Some("degraded"), Some("Redis has not answered yet")),
+        "{h}"
+    );
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["redis"]["state"], "connecting");
+
+    door.open.send_replace(true);
+    until("Redis to answer", || async { (health(&s).await["redis"] == "up").then_some(()) }).await;
+    assert_eq!(health(&s).await["status"], "ok");
+    s.stop().await;
+}
+
+/// Runs `stagehook serve` that must refuse to start: its exit code and stderr. One that starts
+/// serving instead never exits, and fails the test after a minute.
+async fn refused_start(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stagehook"));
+    cmd.args(args).env_clear().envs(env.iter().copied()).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("it refused to start, rather than serve")
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The config of a binary whose duplicates are shared through `redis`.
+fn binary_config(dir: &Path, redis: &RedisServer) -> String {
+    let extra = format!("\n[dedup]\nbackend = \"redis\"\n\n[redis]\nurl = \"{}\"\n", redis.url());
+    support::write_config(dir, &extra).to_str().unwrap().to_string()
+}
+
+/// Two running processes under one `server.instance_id` on one Redis: the second refuses to
+/// start (exit 2), naming the id, the process that holds it and how to fix it; the first goes on,
+/// and a second under its own name starts beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_running_process_under_a_taken_name_refuses_to_start() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (c1, c2) = (binary_config(d1.path(), &redis), binary_config(d2.path(), &redis));
+    let env = |id| [("RUST_LOG", "warn"), ("STAGEHOOK_SERVER_INSTANCE_ID", id)];
+    let mut first = spawn_binary(&["serve", "--config", &c1], &env("web-1")).await;
+    let pid = first.child.id().unwrap();
+
+    let (code, stderr) = refused_start(&["serve", "--config", &c2], &env("web-1")).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    for part in ["instance id `web-1`", &format!("pid {pid}"), "server.instance_id", "STAGEHOOK_SERVER_INSTANCE_ID"] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    assert!(!stderr.contains("listening"), "{stderr}");
+
+    let r = first.stripe(&stripe_event("evt_first")).await;
+    assert_eq!(r.status, 200, "the first goes on: {}", r.text());
+    let mut second = spawn_binary(&["serve", "--config", &c2], &env("web-2")).await;
+    let r = second.stripe(&stripe_event("evt_first")).await.json();
+    assert_eq!(r["duplicate"], true, "{r}");
+    for s in [&mut first, &mut second] {
+        s.signal("TERM");
+        assert!(s.wait().await.success());
+    }
+}
+
+/// A restart under the same name is no conflict: after a kill (the name is not given back), the
+/// new process waits for the old one's presence to expire and starts; after a clean stop (given
+/// back) it takes the name at once. The events the instance stored stay duplicates, on it and
+/// on the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_the_same_name_is_no_conflict_and_duplicates_stay_found() {
+    let redis = RedisServer::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = binary_config(d1.path(), &redis);
+    let (args, env) =
+        (["serve", "--config", &config], [("RUST_LOG", "warn"), ("STAGEHOOK_SERVER_INSTANCE_ID", "web-1")]);
+    let other = start(shared_config(d2.path(), &redis, "web-2")).await;
+    let body = stripe_event("evt_restart");
+    let presence = || redis.query::<Option<String>>(&["GET", "stagehook:instance:web-1"]);
+
+    let mut first = spawn_binary(&args, &env).await;
+    let r = first.stripe(&body).await;
+    assert_eq!((r.status, r.json().get("duplicate")), (200, None), "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let pid = first.child.id().unwrap();
+    assert!(presence().is_some_and(|p| p.contains(&format!(" {pid} "))), "{:?}", presence());
+    first.signal("KILL");
+    first.wait().await;
+    assert!(presence().is_some_and(|p| p.contains(&format!(" {pid} "))), "a killed process gives nothing back");
+
+    let mut second = spawn_binary(&args, &env).await;
+    let stderr = second.stderr.clone();
+    until("the wait to be logged", || async { stderr.lock().contains("waiting up to").then_some(()) }).await;
+    let pid = second.child.id().unwrap();
+    assert!(presence().is_some_and(|p| p.contains(&format!(" {pid} "))), "{:?}", presence());
+    for (who, addr) in [("the restarted instance", second.addr), ("the other replica", other.addr)] {
+        let r = post_stripe(addr, &body, &[]).await.json();
+        assert_eq!((r["duplicate"].clone(), r["id"].clone()), (true.into(), id.as_str().into()), "{who}: {r}");
+    }
+    assert!(second.stripe(&stripe_event("evt_restart_2")).await.json().get("duplicate").is_none());
+
+    second.signal("TERM");
+    assert!(second.wait().await.success());
+    assert_eq!(presence(), None, "given back on a clean stop");
+    let mut third = spawn_binary(&args, &env).await;
+    let pid = third.child.id().unwrap();
+    assert!(presence().is_some_and(|p| p.contains(&format!(" {pid} "))), "{:?}", presence());
+    let r = third.stripe(&body).await.json();
+    assert_eq!((r["duplicate"].clone(), r["id"].clone()), (true.into(), id.as_str().into()), "{r}");
+    third.signal("TERM");
+    third.wait().await;
+    other.stop().await;
+}
+
 /// A claim whose event could not be stored (the store's commit failed) is released: the
 /// provider's retry onto another instance is recorded there at once, neither `409` nor a
 /// duplicate.
@@ -182,7 +423,7 @@ async fn events_sent_to_both_instances_at_once_are_delivered_exactly_once() {
         c.limits.rate_limit_per_minute = 0;
         // 400 requests at once on two shared cores: a call may wait long for a turn, and this
         // test is about sharing while Redis answers, not about an outage.
-        c.redis.timeout = stagehook::config::HumanDuration(Duration::from_secs(5));
+        c.redis.timeout = HumanDuration(Duration::from_secs(5));
         c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
     })
     .await;
@@ -256,7 +497,10 @@ async fn while_redis_is_away_open_acts_alone_closed_refuses_and_both_resume() {
     let mut c = shared_config(d3.path(), &redis, "closed");
     c.redis.on_error = OnError::Closed;
     let closed = start(c).await;
-    assert_eq!(health(&open).await["redis"], "up");
+    // Up once Redis has answered each (it starts `connecting`).
+    for s in [&open, &other, &closed] {
+        until("Redis to answer", || async { (health(s).await["redis"] == "up").then_some(()) }).await;
+    }
     assert_eq!(health(&open).await["status"], "ok");
 
     redis.stop();
