@@ -174,8 +174,9 @@ function attention(stats, rec) {
 /**
  * The header's instance id, and whether Redis answers when this stagehook shares its limits and
  * duplicates through it (`stats.redis` is then an object; null, or absent, without Redis: no
- * pill). Redis down is a warning while ingest goes on alone (`on_error = "open"`), and as bad as a
- * degraded store when ingest refuses without it (`"closed"`).
+ * pill). Redis not answered yet (`connecting`) or down is a warning while ingest goes on alone
+ * (`on_error = "open"`); down is as bad as a degraded store when ingest refuses without it
+ * (`"closed"`).
  */
 function renderInstance(stats) {
   setText('#instance', stats.instance ?? '…');
@@ -183,12 +184,17 @@ function renderInstance(stats) {
   const pill = $('#redis');
   pill.classList.toggle('hidden', !redis);
   if (!redis) return;
-  const down = redis.state !== 'up';
+  // `connecting`: Redis has not answered this process yet; requests still try it, so it is a
+  // warning whatever `on_error` says, until the first answer or the first outage decides.
+  const connecting = redis.state === 'connecting';
+  const down = redis.state !== 'up' && !connecting;
   const closed = redis.on_error === 'closed';
   setText('#redis-state', redis.state);
-  pill.classList.toggle('warn', down && !closed);
+  pill.classList.toggle('warn', connecting || (down && !closed));
   pill.classList.toggle('bad', down && closed);
-  pill.title = !down
+  pill.title = connecting
+    ? 'Redis has not answered this instance yet'
+    : !down
     ? 'Redis answers: limits and duplicates are shared with the other instances'
     : closed
       ? 'Redis is unreachable: ingest answers 503 redis_unavailable until it is back'

@@ -551,6 +551,10 @@ async fn overview_equals_the_api(s: &support::TestServer, browser: &Browser) {
     assert_eq!(browser.eval(pill, redis("up", "open")).await, json!([true, "redis: up", "pill"]));
     assert_eq!(browser.eval(pill, redis("down", "open")).await, json!([true, "redis: down", "pill warn"]));
     assert_eq!(browser.eval(pill, redis("down", "closed")).await, json!([true, "redis: down", "pill bad"]));
+    // Before Redis first answers, the pill waits in the warning style whatever `on_error` says.
+    let connecting = json!([true, "redis: connecting", "pill warn"]);
+    assert_eq!(browser.eval(pill, redis("connecting", "closed")).await, connecting);
+    assert_eq!(browser.eval(pill, redis("connecting", "open")).await, connecting);
     assert_eq!(browser.eval(pill, json!([{"instance": "dash-1", "redis": null}])).await[0], json!(false));
     // The success rate says what it leaves out.
     let note = browser.text("[data-card=\"success-rate\"] .note").await.unwrap_or_default();
