@@ -137,6 +137,9 @@ pub struct ImportArgs {
     /// Database folder (overrides `server.data_dir`); created when it does not exist.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Refuse a body larger than this many bytes (overrides `limits.max_body_bytes`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
