@@ -386,27 +386,31 @@ pub async fn import(store: &Store, reader: impl BufRead, checked: &Checked) -> R
     };
     for line in lines(reader) {
         let (_, e) = line?;
+        let source = e.id.as_deref().and_then(|id| Ulid::from_string(id).ok()).filter(|id| run.parents.contains(id));
         let parent = match e.parent_id {
             None => None,
-            Some(source) => {
+            Some(named) => {
                 // The parent's new id must be known, and so must every copy stored before this
                 // one: what is pending goes in first. Copies are few, so batches stay large.
                 run.flush().await?;
-                let (parent, known_before) = match run.new_ids.get(&source) {
+                let (parent, known_before) = match run.new_ids.get(&named) {
                     Some(&(id, duplicate)) => (id, duplicate),
                     // Not on an earlier line: the id is kept, as the source store keeps it once
                     // retention deleted the parent. It may be in this store (an export imported
                     // back), so earlier copies of it are looked for.
-                    None => (source, true),
+                    None => (named, true),
                 };
-                if run.has_copy(parent, known_before, &e)? {
+                if let Some(existing) = run.existing_copy(parent, known_before, &e)? {
+                    // A copy of this copy (an edit of an edit) goes with the one already here.
+                    if let Some(source) = source {
+                        run.new_ids.insert(source, (existing, true));
+                    }
                     run.done.skipped += 1;
                     continue;
                 }
                 Some(parent)
             }
         };
-        let source = e.id.as_deref().and_then(|id| Ulid::from_string(id).ok()).filter(|id| run.parents.contains(id));
         run.batch.push((
             source,
             NewEvent {
@@ -479,25 +483,25 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Whether the store holds a copy of `parent` received when `e` was, with its event id and
-    /// its body byte for byte. A parent that this import stored has only the copies it stored
-    /// since; one that was there before may have others, read once from the store.
-    fn has_copy(&mut self, parent: Ulid, known_before: bool, e: &Exported) -> Result<bool, ImportError> {
+    /// The copy of `parent` the store holds received when `e` was, with its event id and its
+    /// body byte for byte, if there is one. A parent that this import stored has only the copies
+    /// it stored since; one that was there before may have others, read once from the store.
+    fn existing_copy(&mut self, parent: Ulid, known_before: bool, e: &Exported) -> Result<Option<Ulid>, ImportError> {
         if known_before && self.scanned_from.is_none_or(|from| parent < from) {
             self.scan_copies(parent).map_err(ImportError::Store)?;
         }
-        let Some(candidates) = self.copies.get(&parent) else { return Ok(false) };
+        let Some(candidates) = self.copies.get(&parent) else { return Ok(None) };
         for (id, event_id, at_ms, len) in candidates {
             if (event_id, *at_ms, *len) != (&e.event_id, e.received_at_ms, e.body.len() as u64) {
                 continue;
             }
             if let Some(StoredEvent::Whole(_, body)) = self.store.read_event(*id).map_err(ImportError::Store)? {
                 if body == e.body {
-                    return Ok(true);
+                    return Ok(Some(*id));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Reads the copies stored after `from` (a copy is always stored after its parent) up to

@@ -436,6 +436,7 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
         (stripe.clone(), serde_json::json!({"body": UNICODE_BODY, "headers": {"x-run": "2"}})),
         (sms.clone(), serde_json::json!({"body": crate::support::form(&[SMS[0], SMS[1], SMS[2], ("Body", "édité")])})),
     ];
+    let mut copies = Vec::new();
     for (parent, edit) in &edits {
         let r = a
             .post(
@@ -447,15 +448,27 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
         assert_eq!(r.status, 200, "{}", r.text());
         let copy = r.json()["id"].as_str().unwrap().to_string();
         crate::support::wait_status(&a, &copy, "processed").await;
+        copies.push(copy);
     }
+    // An edit of an edited copy: a copy whose parent is a copy.
+    let again = serde_json::json!({"body": UNICODE_BODY.replace("Zoë", "Zoè")});
+    let r = a
+        .post(
+            &format!("/staging/webhooks/events/{}/replay", copies[0]),
+            &[("content-type", "application/json")],
+            again.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::support::wait_status(&a, r.json()["id"].as_str().unwrap(), "processed").await;
     let (status, _, exported) = export_route(&a, "").await;
     assert_eq!(status, 200);
     a.stop().await;
     let lines = parse_lines(&exported);
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines.len(), 8, "{lines:?}");
     let parents: Vec<Option<&str>> = lines.iter().map(|l| l.get("parent_id").and_then(Value::as_str)).collect();
-    let copies = [Some(stripe.as_str()), Some(stripe.as_str()), Some(sms.as_str())];
-    assert_eq!(parents, [&[None; 4][..], &copies[..]].concat(), "{lines:?}");
+    let of = [Some(stripe.as_str()), Some(stripe.as_str()), Some(sms.as_str()), Some(copies[0].as_str())];
+    assert_eq!(parents, [&[None; 4][..], &of[..]].concat(), "{lines:?}");
     let file = a_dir.path().join("copies.ndjson");
     std::fs::write(&file, &exported).unwrap();
 
@@ -464,15 +477,15 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
     let import = ["import", file.to_str().unwrap(), "--data-dir", b_data.to_str().unwrap()];
     let (code, text) = run_binary(&import);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 7 events, skipped 0 duplicates"), "{text}");
+    assert!(text.contains("imported 8 events, skipped 0 duplicates"), "{text}");
     let (code, text) = run_binary(&import);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 0 events, skipped 7 duplicates"), "originals and copies alike: {text}");
+    assert!(text.contains("imported 0 events, skipped 8 duplicates"), "originals and copies alike: {text}");
 
     let b = start(config(b_dir.path())).await;
     let (_, _, again) = export_route(&b, "").await;
     let again = parse_lines(&again);
-    assert_eq!(again.len(), 7);
+    assert_eq!(again.len(), 8);
     // Each copy names its parent's id in this store, the line at the same place.
     let a_ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     let b_ids: Vec<&str> = again.iter().map(|l| l["id"].as_str().unwrap()).collect();
@@ -494,7 +507,7 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
     assert_eq!(body_of(&again[0]), raw);
     assert_eq!(body_of(&again[4]), edited.as_bytes());
     // Copies as their page shows them: processed, nothing queued, from the import.
-    for (at, parent) in [(4, 1), (5, 1), (6, 3)] {
+    for (at, parent) in [(4, 1), (5, 1), (6, 3), (7, 4)] {
         let shown = crate::support::event_json(&b, b_ids[at]).await;
         assert_eq!(shown["parent_id"], b_ids[parent], "{shown}");
         assert_eq!((shown["status"].as_str(), shown["source_ip"].as_str()), (Some("processed"), Some("import")));
@@ -506,7 +519,7 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
     let a_data = a_dir.path().join("data");
     let (code, text) = run_binary(&["import", file.to_str().unwrap(), "--data-dir", a_data.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 0 events, skipped 7 duplicates"), "{text}");
+    assert!(text.contains("imported 0 events, skipped 8 duplicates"), "{text}");
 }
 
 /// Each line an import refuses is named, the body limit from the configuration or the flag, a
