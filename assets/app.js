@@ -835,8 +835,9 @@ async function refreshConfig() {
   $('#config-report').replaceChildren(...findings.map((f) => el('li', { class: `finding severity-${f.severity}` },
     el('span', { class: 'severity' }, f.severity), ' ', el('code', {}, f.id), ' ',
     el('span', { class: 'muted' }, f.key), ' — ', f.message)));
-  $('#rejections tbody').replaceChildren(...rej.rejections.map((r) => el('tr', {},
-    el('td', {}, time(r.at_ms)), el('td', {}, r.provider), el('td', {}, el('code', {}, r.code)),
+  // An entry that does not read back is listed in its place, saying what is wrong with it.
+  $('#rejections tbody').replaceChildren(...rej.rejections.map((r) => el('tr', { class: r.damage.length ? 'damaged' : '' },
+    el('td', {}, time(r.at_ms)), el('td', {}, r.provider), el('td', {}, el('code', {}, r.code ?? 'storage_corrupt')),
     el('td', {}, r.source_ip), el('td', {}, r.message),
     // Why a signature failed, when stagehook worked it out: for the person reading, not the sender.
     r.diagnosis

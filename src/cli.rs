@@ -40,7 +40,10 @@ pub enum Command {
     /// stagehook (a running one serves the same at `GET /staging/webhooks/events/export`).
     Export(ExportArgs),
     /// Load an export file into a data folder: duplicates (same provider and event id) are
-    /// skipped and counted; events are recorded as processed, never delivered to the app.
+    /// skipped and counted; edited copies are linked to their parent's new id; events are
+    /// recorded as processed, never delivered to the app. Each refused line (malformed, a body
+    /// over the limit, a provider that is not an endpoint name) is named, and then nothing is
+    /// imported.
     Import(ImportArgs),
     /// Print what happens on the running stagehook as it happens: one line per new event and per
     /// change of status (coloured on a terminal), or JSON with `--json`.
@@ -137,6 +140,9 @@ pub struct ImportArgs {
     /// Database folder (overrides `server.data_dir`); created when it does not exist.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Refuse a body larger than this many bytes (overrides `limits.max_body_bytes`).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]

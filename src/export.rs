@@ -11,8 +11,12 @@
 //! ```
 //!
 //! - `v`: the format's version (1). A reader refuses a version it does not know.
-//! - `id`: stagehook's id of the event in the store it came from; for reference only, an import
-//!   gives each event a new one.
+//! - `id`: stagehook's id of the event in the store it came from; an import gives each event a
+//!   new one, and uses this one only to find the parent of an edited copy.
+//! - `parent_id`, on an edited copy (edit and replay) only: the `id` of the event it copies. An
+//!   import links the copy to that event's new id when the event is on an earlier line (as it
+//!   always is in an export that holds both: a copy is stored after its parent), and otherwise
+//!   keeps this id, as its store keeps it once retention has deleted the parent.
 //! - `headers`: `[name, value]` pairs in arrival order, redacted exactly as
 //!   `GET /staging/webhooks/events/{id}` shows them ([`crate::redact::event_headers`]): a
 //!   signature is cut short, so an exported event is signed afresh when it is sent again.
@@ -23,6 +27,7 @@
 //! Lines are written oldest event first, the order the events were stored, so an import stores
 //! them in their first order again.
 
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 
 use base64::Engine;
@@ -53,6 +58,10 @@ const IMPORT_BATCH: usize = 256;
 /// One exported event, as a line carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
+    /// Its id in the store it came from (`id`); any text in a hand-written line.
+    pub id: Option<String>,
+    /// For an edited copy, the id of the event it copies (`parent_id`).
+    pub parent_id: Option<Ulid>,
     pub provider: String,
     pub event_id: String,
     pub event_type: String,
@@ -70,6 +79,8 @@ struct Line {
     v: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
     provider: String,
     event_id: String,
     event_type: String,
@@ -96,17 +107,24 @@ pub enum LineError {
     NoBody,
     #[error("`body_base64` is not base64: {0}")]
     Base64(String),
+    #[error("`parent_id` `{0}` is not an event id")]
+    ParentId(String),
+    #[error("provider `{name}` is not an endpoint name: {reason}")]
+    Provider { name: String, reason: String },
+    #[error("the body is {len} bytes, over the {limit}-byte limit (`limits.max_body_bytes`, or `--max-body-bytes`)")]
+    TooLarge { len: usize, limit: u64 },
 }
 
-/// The line (with its newline) for the event `id`, whose headers are already redacted.
-pub fn encode_line(id: Option<Ulid>, event: &Exported) -> Vec<u8> {
+/// The line (with its newline) for an event whose headers are already redacted.
+pub fn encode_line(event: &Exported) -> Vec<u8> {
     let (body, body_base64) = match std::str::from_utf8(&event.body) {
         Ok(text) => (Some(text.to_string()), None),
         Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&event.body))),
     };
     let line = Line {
         v: VERSION,
-        id: id.map(|id| id.to_string()),
+        id: event.id.clone(),
+        parent_id: event.parent_id.map(|p| p.to_string()),
         provider: event.provider.clone(),
         event_id: event.event_id.clone(),
         event_type: event.event_type.clone(),
@@ -134,6 +152,10 @@ pub fn decode_line(text: &[u8]) -> Result<Exported, LineError> {
     if line.event_id.is_empty() {
         return Err(LineError::Empty("event_id"));
     }
+    let parent_id = match line.parent_id {
+        Some(p) => Some(Ulid::from_string(&p).map_err(|_| LineError::ParentId(p))?),
+        None => None,
+    };
     let body = match (line.body, line.body_base64) {
         (Some(text), None) => text.into_bytes(),
         (None, Some(b64)) => {
@@ -143,6 +165,8 @@ pub fn decode_line(text: &[u8]) -> Result<Exported, LineError> {
         (None, None) => return Err(LineError::NoBody),
     };
     Ok(Exported {
+        id: line.id,
+        parent_id,
         provider: line.provider,
         event_id: line.event_id,
         event_type: line.event_type,
@@ -191,6 +215,8 @@ impl Exporter {
                     Some(StoredEvent::Whole(e, body)) => {
                         let headers = crate::redact::event_headers(instances, &e.provider, &e.headers);
                         let event = Exported {
+                            id: Some(id.to_string()),
+                            parent_id: e.parent,
                             provider: e.provider,
                             event_id: e.event_id,
                             event_type: e.event_type,
@@ -198,7 +224,7 @@ impl Exporter {
                             headers,
                             body,
                         };
-                        out.extend_from_slice(&encode_line(Some(id), &event));
+                        out.extend_from_slice(&encode_line(&event));
                         self.exported += 1;
                     }
                     Some(StoredEvent::BodyDamaged(..) | StoredEvent::RecordDamaged(_)) => self.damaged += 1,
@@ -215,8 +241,9 @@ impl Exporter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Imported {
     pub imported: u64,
-    /// Lines whose provider and event id the store had already (or that came earlier in the
-    /// file): skipped, as a provider's retry is.
+    /// Lines the store had already (or that came earlier in the file), skipped as a provider's
+    /// retry is: an event whose provider and event id it holds, or an edited copy of the same
+    /// event received at the same time with the same event id and body.
     pub skipped: u64,
 }
 
@@ -228,13 +255,45 @@ pub enum ImportError {
     /// Line numbers count from 1, as an editor shows them.
     #[error("line {line}: {error}")]
     Line { line: usize, error: LineError },
+    /// Every line [`check`] refused (the first [`MAX_REFUSALS_NAMED`]), and how many more.
+    #[error("{}", refusals(.lines, *.more))]
+    Refused { lines: Vec<(usize, LineError)>, more: u64 },
     #[error("{0}")]
     Store(StoreError),
+}
+
+/// Refused lines an import names; a file of garbage has one refusal a line, and the person
+/// needs the first few to see what is wrong.
+pub const MAX_REFUSALS_NAMED: usize = 20;
+
+fn refusals(lines: &[(usize, LineError)], more: u64) -> String {
+    let mut out: Vec<String> = lines.iter().map(|(line, error)| format!("line {line}: {error}")).collect();
+    if more > 0 {
+        out.push(format!("and {more} more lines refused"));
+    }
+    out.join("; ")
 }
 
 /// Every event of an export file with its line number; blank lines are passed over. Stops at
 /// the first line that cannot be read or decoded.
 pub fn lines(reader: impl BufRead) -> impl Iterator<Item = Result<(usize, Exported), ImportError>> {
+    let mut failed = false;
+    numbered(reader).filter_map(move |line| {
+        if failed {
+            return None;
+        }
+        let line = match line {
+            Ok((n, Ok(e))) => Ok((n, e)),
+            Ok((line, Err(error))) => Err(ImportError::Line { line, error }),
+            Err(e) => Err(e),
+        };
+        failed = line.is_err();
+        Some(line)
+    })
+}
+
+/// Each line that is not blank, numbered from 1, decoded or why not; a read error ends it.
+fn numbered(reader: impl BufRead) -> impl Iterator<Item = Result<(usize, Result<Exported, LineError>), ImportError>> {
     let mut failed = false;
     reader.split(b'\n').enumerate().filter_map(move |(i, line)| {
         if failed {
@@ -251,60 +310,223 @@ pub fn lines(reader: impl BufRead) -> impl Iterator<Item = Result<(usize, Export
         if text.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        Some(decode_line(text).map(|e| (i + 1, e)).map_err(|error| {
-            failed = true;
-            ImportError::Line { line: i + 1, error }
-        }))
+        Some(Ok((i + 1, decode_line(text))))
     })
 }
 
-/// Checks every line of a file: the number of events, or the first line that is not one. An
-/// import checks the whole file first, so a malformed line stores nothing.
-pub fn check(reader: impl BufRead) -> Result<u64, ImportError> {
-    let mut n = 0;
-    for line in lines(reader) {
-        line?;
-        n += 1;
-    }
-    Ok(n)
+/// What an import takes beyond a well-formed line: what the server would take.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The largest body (`limits.max_body_bytes`, or `import --max-body-bytes`).
+    pub max_body_bytes: u64,
 }
 
-/// Stores every event of `reader` (already [`check`]ed) as received, in file order, without
-/// delivering it: an imported event is `processed`, with no delivery queued, so loading a
-/// capture never sends a request to the app (`stagehook send --from` does that, on purpose).
-/// A provider and event id the store has already are skipped and counted.
-pub async fn import(store: &Store, reader: impl BufRead) -> Result<Imported, ImportError> {
-    let mut done = Imported::default();
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let mut lines = lines(reader).peekable();
-    while let Some(line) = lines.next() {
-        let (_, e) = line?;
-        batch.push(NewEvent {
-            provider: e.provider,
-            event_id: e.event_id,
-            event_type: e.event_type,
-            received_at_ms: e.received_at_ms,
-            source_ip: IMPORT_SOURCE.to_string(),
-            headers: e.headers,
-            body: e.body.into(),
-            processing_us: 0,
-            targets: Vec::new(),
-            items: 1,
-            parent: None,
+/// What [`check`] found: the number of events, and the ids that edited copies name as their
+/// parent, whose new ids the import remembers.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub events: u64,
+    pub parents: HashSet<Ulid>,
+}
+
+/// A provider name an import takes: an endpoint's name as the configuration's own rule has it
+/// (`config::valid_instance_name`: it becomes a URL path and a key prefix of the store), or a
+/// notifier's lane, `notify.<name>`, whose notifications are stored as events too.
+// A String: the configuration's own message, which becomes part of a refused line's.
+pub fn valid_provider(name: &str) -> Result<(), String> {
+    crate::config::valid_instance_name(name.strip_prefix("notify.").unwrap_or(name))
+}
+
+/// Checks every line of a file against the format and `rules`, as an import does before it
+/// stores anything: what it found, or every line it refuses (a line can be refused for one
+/// reason at a time).
+pub fn check(reader: impl BufRead, rules: &Rules) -> Result<Checked, ImportError> {
+    let mut checked = Checked::default();
+    let (mut refused, mut more) = (Vec::new(), 0u64);
+    for line in numbered(reader) {
+        let (n, decoded) = line?;
+        let verdict = decoded.and_then(|e| {
+            valid_provider(&e.provider).map_err(|reason| LineError::Provider { name: e.provider.clone(), reason })?;
+            if e.body.len() as u64 > rules.max_body_bytes {
+                return Err(LineError::TooLarge { len: e.body.len(), limit: rules.max_body_bytes });
+            }
+            Ok(e)
         });
-        if batch.len() == IMPORT_BATCH || lines.peek().is_none() {
-            // In order, so ids follow the file; the writer commits a batch in few flushes.
-            let batch = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
-            for done_one in store.ingest_all(batch).await.map_err(ImportError::Store)? {
-                if done_one.duplicate {
-                    done.skipped += 1;
-                } else {
-                    done.imported += 1;
+        match verdict {
+            Ok(e) => {
+                checked.events += 1;
+                checked.parents.extend(e.parent_id);
+            }
+            Err(error) if refused.len() < MAX_REFUSALS_NAMED => refused.push((n, error)),
+            Err(_) => more += 1,
+        }
+    }
+    if refused.is_empty() {
+        Ok(checked)
+    } else {
+        Err(ImportError::Refused { lines: refused, more })
+    }
+}
+
+/// Stores every event of `reader` (already [`check`]ed, which says which ids are parents) as
+/// received, in file order, without delivering it: an imported event is `processed`, with no
+/// delivery queued, so loading a capture never sends a request to the app (`stagehook send
+/// --from` does that, on purpose). What the store has already is skipped and counted
+/// ([`Imported::skipped`]). An edited copy is stored as a copy (no duplicate claim of its own)
+/// of its parent's new id.
+pub async fn import(store: &Store, reader: impl BufRead, checked: &Checked) -> Result<Imported, ImportError> {
+    let mut run = Run {
+        store,
+        parents: &checked.parents,
+        done: Imported::default(),
+        batch: Vec::with_capacity(IMPORT_BATCH),
+        new_ids: HashMap::new(),
+        copies: HashMap::new(),
+        scanned_from: None,
+    };
+    for line in lines(reader) {
+        let (_, e) = line?;
+        let source = e.id.as_deref().and_then(|id| Ulid::from_string(id).ok()).filter(|id| run.parents.contains(id));
+        let parent = match e.parent_id {
+            None => None,
+            Some(named) => {
+                // The parent's new id must be known, and so must every copy stored before this
+                // one: what is pending goes in first. Copies are few, so batches stay large.
+                run.flush().await?;
+                let (parent, known_before) = match run.new_ids.get(&named) {
+                    Some(&(id, duplicate)) => (id, duplicate),
+                    // Not on an earlier line: the id is kept, as the source store keeps it once
+                    // retention deleted the parent. It may be in this store (an export imported
+                    // back), so earlier copies of it are looked for.
+                    None => (named, true),
+                };
+                if let Some(existing) = run.existing_copy(parent, known_before, &e)? {
+                    // A copy of this copy (an edit of an edit) goes with the one already here.
+                    if let Some(source) = source {
+                        run.new_ids.insert(source, (existing, true));
+                    }
+                    run.done.skipped += 1;
+                    continue;
+                }
+                Some(parent)
+            }
+        };
+        run.batch.push((
+            source,
+            NewEvent {
+                provider: e.provider,
+                event_id: e.event_id,
+                event_type: e.event_type,
+                received_at_ms: e.received_at_ms,
+                source_ip: IMPORT_SOURCE.to_string(),
+                headers: e.headers,
+                body: e.body.into(),
+                processing_us: 0,
+                targets: Vec::new(),
+                items: 1,
+                parent,
+            },
+        ));
+        if run.batch.len() == IMPORT_BATCH {
+            run.flush().await?;
+        }
+    }
+    run.flush().await?;
+    Ok(run.done)
+}
+
+/// One import in progress.
+struct Run<'a> {
+    store: &'a Store,
+    /// Source ids that copies name as their parent.
+    parents: &'a HashSet<Ulid>,
+    done: Imported,
+    /// Events not yet handed to the store, each with its source id when it is a parent.
+    batch: Vec<(Option<Ulid>, NewEvent)>,
+    /// A parent's source id: its id here, and whether the store had it before (a duplicate).
+    new_ids: HashMap<Ulid, (Ulid, bool)>,
+    /// The copies in this store of each parent, as far as they are known (see `scanned_from`):
+    /// their id, event id, reception time and body length.
+    copies: HashMap<Ulid, Vec<(Ulid, String, i64, u64)>>,
+    /// Every stored event after this id was read for `copies` (up to the end of the store at
+    /// the time; those stored since are this import's own, added as they are stored).
+    scanned_from: Option<Ulid>,
+}
+
+impl Run<'_> {
+    /// Hands the pending events to the store, in order: ids follow the file, and the writer
+    /// commits a batch in few flushes.
+    async fn flush(&mut self) -> Result<(), ImportError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(IMPORT_BATCH));
+        let (sources, events): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let copies: Vec<_> = events
+            .iter()
+            .map(|e| e.parent.map(|p| (p, e.event_id.clone(), e.received_at_ms, e.body.len() as u64)))
+            .collect();
+        let stored = self.store.ingest_all(events).await.map_err(ImportError::Store)?;
+        for ((source, copy), done) in sources.into_iter().zip(copies).zip(stored) {
+            if let Some(source) = source {
+                self.new_ids.insert(source, (done.id, done.duplicate));
+            }
+            if done.duplicate {
+                self.done.skipped += 1;
+                continue;
+            }
+            self.done.imported += 1;
+            if let Some((parent, event_id, at_ms, len)) = copy {
+                self.copies.entry(parent).or_default().push((done.id, event_id, at_ms, len));
+            }
+        }
+        Ok(())
+    }
+
+    /// The copy of `parent` the store holds received when `e` was, with its event id and its
+    /// body byte for byte, if there is one. A parent that this import stored has only the copies
+    /// it stored since; one that was there before may have others, read once from the store.
+    fn existing_copy(&mut self, parent: Ulid, known_before: bool, e: &Exported) -> Result<Option<Ulid>, ImportError> {
+        if known_before && self.scanned_from.is_none_or(|from| parent < from) {
+            self.scan_copies(parent).map_err(ImportError::Store)?;
+        }
+        let Some(candidates) = self.copies.get(&parent) else { return Ok(None) };
+        for (id, event_id, at_ms, len) in candidates {
+            if (event_id, *at_ms, *len) != (&e.event_id, e.received_at_ms, e.body.len() as u64) {
+                continue;
+            }
+            if let Some(StoredEvent::Whole(_, body)) = self.store.read_event(*id).map_err(ImportError::Store)? {
+                if body == e.body {
+                    return Ok(Some(*id));
                 }
             }
         }
+        Ok(None)
     }
-    Ok(done)
+
+    /// Reads the copies stored after `from` (a copy is always stored after its parent) up to
+    /// where an earlier read started.
+    fn scan_copies(&mut self, from: Ulid) -> Result<(), StoreError> {
+        let until = self.scanned_from;
+        let mut after = Some(from);
+        'pages: while let Some(cursor) = after {
+            let page = self.store.events_after(&EventFilter::default(), Some(cursor), PAGE, SCAN_LIMIT)?;
+            for (id, record) in page.events {
+                if until.is_some_and(|u| id >= u) {
+                    break 'pages;
+                }
+                let Ok(e) = record else { continue };
+                let Some(parent) = e.parent else { continue };
+                let known = self.copies.entry(parent).or_default();
+                if !known.iter().any(|(k, ..)| *k == id) {
+                    known.push((id, e.event_id, e.received_at_ms, e.body_len));
+                }
+            }
+            after = page.next_cursor;
+        }
+        self.scanned_from = Some(from);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +536,8 @@ mod tests {
 
     fn event(body: &[u8]) -> Exported {
         Exported {
+            id: None,
+            parent_id: None,
             provider: "stripe".into(),
             event_id: "evt_1".into(),
             event_type: "charge.succeeded".into(),
@@ -324,11 +548,11 @@ mod tests {
     }
 
     fn round_trip(body: &[u8]) -> Vec<u8> {
-        let line = encode_line(Some(Ulid::nil()), &event(body));
+        let line = encode_line(&Exported { id: Some(Ulid::nil().to_string()), ..event(body) });
         assert_eq!(line.last(), Some(&b'\n'));
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line: {}", String::from_utf8_lossy(&line));
         let back = decode_line(&line[..line.len() - 1]).unwrap();
-        assert_eq!(back, event(body));
+        assert_eq!(back, Exported { id: Some(Ulid::nil().to_string()), ..event(body) });
         line
     }
 
@@ -347,7 +571,7 @@ mod tests {
 
     #[test]
     fn malformed_lines_say_what_is_wrong() {
-        let base = String::from_utf8(encode_line(None, &event(b"{}"))).unwrap();
+        let base = String::from_utf8(encode_line(&event(b"{}"))).unwrap();
         let cases: [(String, LineError); 6] = [
             (base.replace("\"v\":1", "\"v\":2"), LineError::Version(2)),
             (base.replace("\"evt_1\"", "\"\""), LineError::Empty("event_id")),
@@ -360,13 +584,15 @@ mod tests {
             let got = decode_line(text.trim_end().as_bytes()).unwrap_err();
             assert_eq!(std::mem::discriminant(&got), std::mem::discriminant(&want), "{text}: {got}");
         }
+        let orphan = base.replace("\"v\":1", "\"v\":1,\"parent_id\":\"evt_0\"");
+        assert_eq!(decode_line(orphan.trim_end().as_bytes()), Err(LineError::ParentId("evt_0".into())));
         let unknown = base.replace("\"v\":1", "\"v\":1,\"bodyy\":\"x\"");
         assert!(decode_line(unknown.trim_end().as_bytes()).unwrap_err().to_string().contains("bodyy"));
     }
 
     #[test]
     fn lines_number_from_one_skip_blank_lines_and_stop_at_the_first_bad_one() {
-        let good = encode_line(None, &event(b"{}"));
+        let good = encode_line(&event(b"{}"));
         // A line ended CRLF, a blank line, a line, a bad line, a line.
         let mut file = good[..good.len() - 1].to_vec();
         file.extend_from_slice(b"\r\n   \n");
@@ -378,8 +604,40 @@ mod tests {
         assert_eq!(got[0].as_ref().unwrap().0, 1);
         assert_eq!(got[1].as_ref().unwrap().0, 3);
         assert!(matches!(got[2], Err(ImportError::Line { line: 4, .. })), "{:?}", got[2]);
-        assert!(matches!(check(&file[..]), Err(ImportError::Line { line: 4, .. })));
-        assert_eq!(check(&good[..]).unwrap(), 1);
+        let rules = Rules { max_body_bytes: 1 << 20 };
+        let refused = check(&file[..], &rules).unwrap_err();
+        assert!(
+            matches!(&refused, ImportError::Refused { lines, more: 0 } if lines.len() == 1 && lines[0].0 == 4),
+            "{refused:?}"
+        );
+        assert_eq!(check(&good[..], &rules).unwrap().events, 1);
+    }
+
+    #[test]
+    fn providers_are_endpoint_names_or_notifier_lanes() {
+        for good in ["stripe", "twilio", "eu-stripe_2", "notify.ops"] {
+            assert_eq!(valid_provider(good), Ok(()), "{good}");
+        }
+        for bad in ["", "Stripe", "a/b", "../x", "events", "notify.", "notify.Ops", "x\0y", "notify.notify.x"] {
+            assert!(valid_provider(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn check_names_every_refused_line_up_to_a_bound() {
+        let rules = Rules { max_body_bytes: 2 };
+        let line = |provider: &str, body: &[u8]| encode_line(&Exported { provider: provider.into(), ..event(body) });
+        let mut file = [line("stripe", b"{}"), line("Bad", b"{}"), line("stripe", b"{}  ")].concat();
+        let Err(ImportError::Refused { lines, more: 0 }) = check(&file[..], &rules) else { panic!() };
+        assert_eq!(lines.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 3]);
+        assert!(matches!(lines[1].1, LineError::TooLarge { len: 4, limit: 2 }), "{lines:?}");
+        for _ in 0..MAX_REFUSALS_NAMED {
+            file.extend_from_slice(b"not json\n");
+        }
+        let refused = check(&file[..], &rules).unwrap_err();
+        assert!(matches!(&refused, ImportError::Refused { lines, more: 2 } if lines.len() == MAX_REFUSALS_NAMED));
+        assert!(refused.to_string().starts_with("line 2: provider `Bad`"), "{refused}");
+        assert!(refused.to_string().ends_with("; and 2 more lines refused"), "{refused}");
     }
 
     /// More events than a page: every one exported, oldest first, over several pages; imported
@@ -402,10 +660,11 @@ mod tests {
             .collect();
         let mut file = Vec::new();
         for e in &events {
-            file.extend_from_slice(&encode_line(None, e));
+            file.extend_from_slice(&encode_line(e));
         }
-        assert_eq!(import(&store, &file[..]).await.unwrap(), Imported { imported: n as u64, skipped: 0 });
-        assert_eq!(import(&store, &file[..]).await.unwrap(), Imported { imported: 0, skipped: n as u64 });
+        let checked = Checked::default();
+        assert_eq!(import(&store, &file[..], &checked).await.unwrap(), Imported { imported: n as u64, skipped: 0 });
+        assert_eq!(import(&store, &file[..], &checked).await.unwrap(), Imported { imported: 0, skipped: n as u64 });
 
         let export_all = |store: &Store, filter: EventFilter| {
             let mut exporter = Exporter::new(filter);
@@ -419,7 +678,9 @@ mod tests {
         let (out, pages, exporter) = export_all(&store, EventFilter::default());
         assert_eq!(pages, 3);
         assert_eq!((exporter.exported, exporter.damaged), (n as u64, 0));
-        let back: Vec<Exported> = lines(&out[..]).map(|l| l.unwrap().1).collect();
+        // The ids are this store's; the rest is as imported.
+        let no_id = |l: Result<(usize, Exported), ImportError>| Exported { id: None, ..l.unwrap().1 };
+        let back: Vec<Exported> = lines(&out[..]).map(no_id).collect();
         let names = |v: &[Exported]| v.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>().join(" ");
         assert_eq!(names(&back), names(&events), "every event, oldest first");
         assert_eq!(back, events);
@@ -435,7 +696,7 @@ mod tests {
             .collect();
         let since = ids[150].timestamp_ms() as i64;
         let (later, _, _) = export_all(&store, EventFilter { since_ms: Some(since), ..Default::default() });
-        let later: Vec<Exported> = lines(&later[..]).map(|l| l.unwrap().1).collect();
+        let later: Vec<Exported> = lines(&later[..]).map(no_id).collect();
         let first = events.iter().position(|e| e == &later[0]).unwrap();
         assert!(first <= 150 && ids[first].timestamp_ms() as i64 >= since);
         assert_eq!(later, events[first..], "from there on, in order");
@@ -457,7 +718,7 @@ mod tests {
             let mut e = event(&body);
             e.event_type = text;
             e.headers = headers;
-            let line = encode_line(None, &e);
+            let line = encode_line(&e);
             prop_assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
             prop_assert_eq!(decode_line(&line[..line.len() - 1]).unwrap(), e);
         }

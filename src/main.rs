@@ -468,8 +468,9 @@ fn export(args: ExportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `import FILE`: the whole file is checked first, so a malformed line (exit 1, naming it)
-/// imports nothing; then every event is stored as processed, duplicates skipped and counted.
+/// `import FILE`: the whole file is checked first, so a refused line (malformed, a provider name
+/// no endpoint could have, a body over the limit; exit 1, naming each) imports nothing; then
+/// every event is stored as processed, duplicates skipped and counted.
 fn tail(args: stagehook::cli::TailArgs) -> ExitCode {
     use std::io::IsTerminal;
     let Layered { config, .. } = match load(args.config.as_deref(), &[]) {
@@ -510,11 +511,17 @@ fn import(args: ImportArgs) -> ExitCode {
     };
     let open = || std::fs::File::open(&args.file).map(std::io::BufReader::new);
     let file = args.file.display();
-    let checked = open().map_err(stagehook::export::ImportError::Read).and_then(stagehook::export::check);
-    if let Err(e) = checked {
-        eprintln!("stagehook: {file}: {e}; nothing was imported");
-        return ExitCode::FAILURE;
-    }
+    let rules =
+        stagehook::export::Rules { max_body_bytes: args.max_body_bytes.unwrap_or(config.limits.max_body_bytes) };
+    let checked =
+        open().map_err(stagehook::export::ImportError::Read).and_then(|f| stagehook::export::check(f, &rules));
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("stagehook: {file}: {e}; nothing was imported");
+            return ExitCode::FAILURE;
+        }
+    };
     let store = match open_stopped(&config, false, "") {
         Ok(s) => s,
         Err(e) => {
@@ -530,7 +537,7 @@ fn import(args: ImportArgs) -> ExitCode {
         }
     };
     let result = match open() {
-        Ok(reader) => runtime.block_on(stagehook::export::import(&store, reader)),
+        Ok(reader) => runtime.block_on(stagehook::export::import(&store, reader, &checked)),
         Err(e) => Err(stagehook::export::ImportError::Read(e)),
     };
     let closed = runtime.block_on(store.shutdown());

@@ -269,14 +269,11 @@ fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, Ap
         Some(l) => l.parse::<usize>().map_err(|_| ApiError::invalid_payload("limit must be a whole number"))?.min(1000),
         None => 100,
     };
-    let entries = s.store.recent_rejections(limit).map_err(|e| {
-        tracing::error!(error = %e, "rejection log read failed");
-        ApiError::storage_unavailable()
-    })?;
+    let entries = s.store.recent_rejections(limit)?;
     let items: Vec<Value> = entries
         .iter()
-        .map(|(id, r)| {
-            json!({
+        .map(|(id, r)| match r {
+            Ok(r) => json!({
                 "id": id.to_string(),
                 "at_ms": r.at_ms,
                 "provider": r.provider,
@@ -287,8 +284,29 @@ fn rejections(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, Ap
                 "body_prefix": String::from_utf8_lossy(&r.body_prefix),
                 "headers": s.shown_headers(&r.provider, &r.headers),
                 "diagnosis": r.diagnosis.as_ref().map(|(code, detail)| json!({"code": code, "detail": detail})),
-            })
+                "damage": [],
+            }),
+            Err(damage) => damaged_rejection(*id, damage),
         })
         .collect();
     Ok(ok_json(&json!({"rejections": items})))
+}
+
+/// An entry of the rejection log that does not decode: listed in its place, as the event list
+/// lists a damaged event, rather than failing the whole log. Only its id (and so when it was
+/// written) is known; `message` says what is wrong.
+fn damaged_rejection(id: ulid::Ulid, damage: &crate::store::Damage) -> Value {
+    json!({
+        "id": id.to_string(),
+        "at_ms": id.timestamp_ms(),
+        "provider": null,
+        "code": null,
+        "message": format!("{}: {damage}", crate::store::STORAGE_CORRUPT),
+        "source_ip": null,
+        "body_len": null,
+        "body_prefix": null,
+        "headers": [],
+        "diagnosis": null,
+        "damage": [damage.0],
+    })
 }

@@ -57,11 +57,8 @@ pub async fn replay_edited(
     request_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let (original, original_body) = s
-        .store
-        .get_event(parent)
-        .map_err(super::events::unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no event `{parent}`")))?;
+    let (original, original_body) =
+        s.store.get_event(parent)?.ok_or_else(|| ApiError::not_found(format!("no event `{parent}`")))?;
     let endpoint = s.endpoints.iter().find(|x| x.provider.name() == original.provider).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -114,7 +111,7 @@ pub async fn replay_edited(
         parent: Some(parent),
     };
     let (event_id, event_type) = (copy.event_id.clone(), copy.event_type.clone());
-    let stored = s.store.ingest(copy).await.map_err(super::events::unavailable)?;
+    let stored = s.store.ingest(copy).await?;
     Ok(ok_json(&json!({
         "replayed": 1,
         "id": stored.id.to_string(),

@@ -117,6 +117,25 @@ impl From<crate::providers::Refusal> for ApiError {
     }
 }
 
+/// Every route's answer to a store error, in this one place: damage is not transient, so it is
+/// `500 storage_corrupt` naming what is damaged rather than an invitation to retry; anything
+/// else (a failed read, a write that failed its retries, a stopped writer) is
+/// `503 storage_unavailable`. Logged here, so no route logs it again.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "store operation failed");
+        match e {
+            crate::store::StoreError::Corrupt(what) => ApiError::storage_corrupt(what),
+            // Not `storage_unavailable()`'s words: most of these are reads, not a stored event.
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the store could not be read or written; retry later",
+            ),
+        }
+    }
+}
+
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut res = Response::new(body.to_string().into());
     *res.status_mut() = status;

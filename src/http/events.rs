@@ -117,15 +117,6 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .unify()
 }
 
-pub(super) fn unavailable(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store read failed");
-    match e {
-        // Damage is not transient: say what is damaged instead of inviting a retry.
-        StoreError::Corrupt(what) => ApiError::storage_corrupt(what),
-        _ => ApiError::storage_unavailable(),
-    }
-}
-
 /// A filter value that does not parse: `400 invalid_payload`, with the parser's words.
 fn bad_filter(e: crate::filter::FilterError) -> ApiError {
     ApiError::invalid_payload(e.0)
@@ -153,7 +144,7 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
     if let Some(q) = q.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         return Ok(ok_json(&json!({"events": search(s, &filter, q)?, "next_cursor": null})));
     }
-    let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT).map_err(unavailable)?;
+    let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT)?;
     let events: Vec<Value> = page
         .events
         .iter()
@@ -169,7 +160,7 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
 fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, ApiError> {
     let mut ids: Vec<Ulid> = Ulid::from_string(q).ok().into_iter().collect();
     for e in &s.endpoints {
-        if let Some(id) = s.store.find_by_event_id(e.provider.name(), q).map_err(unavailable)? {
+        if let Some(id) = s.store.find_by_event_id(e.provider.name(), q)? {
             ids.push(id);
         }
     }
@@ -182,7 +173,7 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
                 out.push(with_next_attempt(s, id, damaged_summary(id, &Damage(what)))?)
             }
             Err(StoreError::Corrupt(_)) => {}
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(out)
@@ -191,7 +182,7 @@ fn search(s: &AppState, filter: &EventFilter, q: &str) -> Result<Vec<Value>, Api
 /// Adds `next_attempt_at_ms`: when the event's queued delivery is due, `null` when none is queued.
 /// A time already past means the job waits for room or for its provider's open breaker.
 fn with_next_attempt(s: &AppState, id: Ulid, mut v: Value) -> Result<Value, ApiError> {
-    v["next_attempt_at_ms"] = json!(s.store.next_attempt_ms(id).map_err(unavailable)?);
+    v["next_attempt_at_ms"] = json!(s.store.next_attempt_ms(id)?);
     Ok(v)
 }
 
@@ -232,20 +223,16 @@ fn damaged_summary(id: Ulid, damage: &Damage) -> Value {
 /// One event: whatever of it reads back, with `damage` naming each part that does not.
 fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
-    let stored = s
-        .store
-        .read_event(ulid)
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let stored = s.store.read_event(ulid)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let mut history = Vec::new();
     let mut damage = Vec::new();
-    for a in s.store.attempts(ulid).map_err(unavailable)? {
+    for a in s.store.attempts(ulid)? {
         match a {
             Ok(a) => history.push(a),
             Err(d) => damage.push(d.0),
         }
     }
-    let pending = s.store.has_pending_job(ulid).map_err(unavailable)?;
+    let pending = s.store.has_pending_job(ulid)?;
     let (mut v, e, body) = match &stored {
         StoredEvent::Whole(e, body) => (summary(ulid, e), Some(e), Some(body.as_slice())),
         StoredEvent::BodyDamaged(e, d) => {
@@ -323,16 +310,12 @@ async fn replay_one(
     if let Some(changes) = edit::Edit::read(body)? {
         return edit::replay_edited(s, ulid, changes, peer, headers).await;
     }
-    let e = s
-        .store
-        .get_record(ulid)
-        .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let e = s.store.get_record(ulid)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let targets = targets_of(s, &e.provider);
     if targets.is_empty() {
         return Err(ApiError::no_target(&e.provider));
     }
-    let n = s.store.replay(vec![(ulid, targets.to_vec())]).await.map_err(unavailable)?;
+    let n = s.store.replay(vec![(ulid, targets.to_vec())]).await?;
     Ok(ok_json(&json!({"replayed": n, "id": id})))
 }
 
@@ -342,8 +325,7 @@ async fn replay_one(
 /// valid at that URL.
 fn curl(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let ulid = Ulid::from_string(id).map_err(|_| ApiError::not_found(format!("no event `{id}`")))?;
-    let (e, body) =
-        s.store.get_event(ulid).map_err(unavailable)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    let (e, body) = s.store.get_event(ulid)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     let endpoint = s
         .endpoints
         .iter()
@@ -421,7 +403,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     let mut cursor = None;
     // Page through the matches; the store bounds each page's scan.
     loop {
-        let page = s.store.list_events(&filter, cursor, limit - items.len(), SCAN_LIMIT).map_err(unavailable)?;
+        let page = s.store.list_events(&filter, cursor, limit - items.len(), SCAN_LIMIT)?;
         for (id, e) in page.events {
             // A record that does not decode names no provider, so there is nowhere to send it.
             let Ok(e) = e else {
@@ -440,7 +422,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
             _ => break,
         }
     }
-    let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await.map_err(unavailable)? };
+    let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await? };
     Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped, "skipped_damaged": damaged})))
 }
 
@@ -468,8 +450,8 @@ async fn export(s: Arc<AppState>, q: &BTreeMap<String, String>) -> Result<Respon
         (lines, exporter)
     })
     .await
-    .map_err(|e| unavailable(StoreError::Unavailable(format!("the export reader stopped: {e}"))))?;
-    let mut next = first.map_err(unavailable)?;
+    .map_err(|e| ApiError::from(StoreError::Unavailable(format!("the export reader stopped: {e}"))))?;
+    let mut next = first?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_AHEAD);
     tokio::task::spawn_blocking(move || {
         while let Some(lines) = next {

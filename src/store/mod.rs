@@ -82,6 +82,9 @@ pub enum StoredEvent {
     RecordDamaged(Damage),
 }
 
+/// One entry of the rejection log as read back: its id, and the entry or what is wrong with it.
+pub type RejectionEntry = (Ulid, Result<Rejection, Damage>);
+
 /// The last commit that failed, until one succeeds again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitFailure {
@@ -683,13 +686,17 @@ impl Store {
         Ok(v.and_then(|v| keys::ulid_from(&v)))
     }
 
-    /// The newest entries of the rejection log, newest first.
-    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<(Ulid, Rejection)>, StoreError> {
+    /// The newest entries of the rejection log, newest first. An entry that does not decode is
+    /// returned in its place as its `Damage`, as the event lists do, so one bad record never
+    /// hides the rest of the log.
+    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<RejectionEntry>, StoreError> {
         let mut out = Vec::new();
         for kv in self.inner.tree.scan_prefix([keys::REJECTION]).rev().take(limit) {
             let (k, v) = kv.map_err(read_err)?;
-            let r = record::decode_rejection(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push((keys::id_of(&k).unwrap_or_default(), r));
+            let id = keys::id_of(&k).unwrap_or_default();
+            let r = record::decode_rejection(&v)
+                .map_err(|e| Damage(format!("rejection {id}: the record does not decode: {e}")));
+            out.push((id, r));
         }
         Ok(out)
     }
@@ -719,8 +726,8 @@ impl Store {
     }
 
     /// Overwrites a stored record with bytes that do not decode, as a faulty write or an old bug
-    /// would leave it: every job record of the event, or its event record. Returns how many
-    /// records it damaged. For tests of damage handling only: it writes past the writer, so use
+    /// would leave it: every job record of the event, its event record, or the rejection log's
+    /// entry `id`. Returns how many records it damaged. For tests of damage handling only: it writes past the writer, so use
     /// it while the event is not being delivered.
     #[doc(hidden)]
     pub fn inject_damage(&self, id: Ulid, what: InjectDamage) -> Result<usize, StoreError> {
@@ -729,6 +736,7 @@ impl Store {
         let tree = &self.inner.tree;
         let keys: Vec<Vec<u8>> = match what {
             InjectDamage::EventRecord => vec![keys::id_key(keys::EVENT, id).to_vec()],
+            InjectDamage::RejectionRecord => vec![keys::id_key(keys::REJECTION, id).to_vec()],
             InjectDamage::JobRecords => tree
                 .scan_prefix(keys::id_key(keys::JOB_OF, id))
                 .values()
@@ -758,6 +766,8 @@ impl Store {
 pub enum InjectDamage {
     JobRecords,
     EventRecord,
+    /// An entry of the rejection log; its id is the `id` that `/rejections` lists.
+    RejectionRecord,
 }
 
 /// One page of event records from `records` (a range of the tree, in either direction): at most

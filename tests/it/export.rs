@@ -397,3 +397,182 @@ async fn send_from_to_the_app_is_accepted_by_its_stripe_verifier() {
             .unwrap_or_else(|e| panic!("{e}: {sig}"));
     }
 }
+
+/// A store with originals, edited copies of a Stripe event and of a Twilio form (each sharing its
+/// parent's event id), and a body that is not UTF-8: exported, imported into an empty folder, the
+/// same events, each copy linked to its parent's new id; imported again, every line a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
+    let app = crate::fake_app::FakeApp::start().await;
+    let a_dir = tempfile::tempdir().unwrap();
+    let mut c = config(a_dir.path());
+    for provider in ["stripe", "twilio"] {
+        c.providers.get_mut(provider).unwrap().forward_to = vec![app.url("/hook")];
+    }
+    // A body that is not UTF-8, put in the store the one way one gets there: an import.
+    let raw: &[u8] = b"MessageSid=SM_raw&Body=caf\xe9";
+    let seed = a_dir.path().join("seed.ndjson");
+    let seed_line = serde_json::json!({
+        "v": 1, "provider": "twilio", "event_id": "SM_raw", "event_type": "message.received",
+        "received_at_ms": 1_764_000_000_000i64, "headers": [["content-type", "application/x-www-form-urlencoded"]],
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(raw),
+    });
+    std::fs::write(&seed, format!("{seed_line}\n")).unwrap();
+    let (code, text) =
+        run_binary(&["import", seed.to_str().unwrap(), "--data-dir", c.server.data_dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+
+    let a = start(c).await;
+    capture(&a).await;
+    let listed = a.get("/staging/webhooks/events").await.json();
+    let id_of = |event_id: &str| {
+        let e = listed["events"].as_array().unwrap().iter().find(|e| e["event_id"] == event_id).unwrap();
+        e["id"].as_str().unwrap().to_string()
+    };
+    let (stripe, sms) = (id_of("evt_export_1"), id_of("SM_export_1"));
+    let edited = UNICODE_BODY.replace("Zoë", "Zoé");
+    let edits = [
+        (stripe.clone(), serde_json::json!({"body": edited})),
+        (stripe.clone(), serde_json::json!({"body": UNICODE_BODY, "headers": {"x-run": "2"}})),
+        (sms.clone(), serde_json::json!({"body": crate::support::form(&[SMS[0], SMS[1], SMS[2], ("Body", "édité")])})),
+    ];
+    let mut copies = Vec::new();
+    for (parent, edit) in &edits {
+        let r = a
+            .post(
+                &format!("/staging/webhooks/events/{parent}/replay"),
+                &[("content-type", "application/json")],
+                edit.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let copy = r.json()["id"].as_str().unwrap().to_string();
+        crate::support::wait_status(&a, &copy, "processed").await;
+        copies.push(copy);
+    }
+    // An edit of an edited copy: a copy whose parent is a copy.
+    let again = serde_json::json!({"body": UNICODE_BODY.replace("Zoë", "Zoè")});
+    let r = a
+        .post(
+            &format!("/staging/webhooks/events/{}/replay", copies[0]),
+            &[("content-type", "application/json")],
+            again.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::support::wait_status(&a, r.json()["id"].as_str().unwrap(), "processed").await;
+    let (status, _, exported) = export_route(&a, "").await;
+    assert_eq!(status, 200);
+    a.stop().await;
+    let lines = parse_lines(&exported);
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let parents: Vec<Option<&str>> = lines.iter().map(|l| l.get("parent_id").and_then(Value::as_str)).collect();
+    let of = [Some(stripe.as_str()), Some(stripe.as_str()), Some(sms.as_str()), Some(copies[0].as_str())];
+    assert_eq!(parents, [&[None; 4][..], &of[..]].concat(), "{lines:?}");
+    let file = a_dir.path().join("copies.ndjson");
+    std::fs::write(&file, &exported).unwrap();
+
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_data = b_dir.path().join("data");
+    let import = ["import", file.to_str().unwrap(), "--data-dir", b_data.to_str().unwrap()];
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("imported 8 events, skipped 0 duplicates"), "{text}");
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("imported 0 events, skipped 8 duplicates"), "originals and copies alike: {text}");
+
+    let b = start(config(b_dir.path())).await;
+    let (_, _, again) = export_route(&b, "").await;
+    let again = parse_lines(&again);
+    assert_eq!(again.len(), 8);
+    // Each copy names its parent's id in this store, the line at the same place.
+    let a_ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let b_ids: Vec<&str> = again.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    for (a_line, b_line) in lines.iter().zip(&again) {
+        let mapped = a_line.get("parent_id").map(|p| {
+            let at = a_ids.iter().position(|id| p == id).unwrap();
+            Value::from(b_ids[at])
+        });
+        assert_eq!(b_line.get("parent_id"), mapped.as_ref(), "{b_line}");
+    }
+    let strip = |l: &Value| {
+        let mut l = l.clone();
+        l.as_object_mut().unwrap().retain(|k, _| k != "id" && k != "parent_id");
+        l
+    };
+    let (first, second): (Vec<Value>, Vec<Value>) =
+        (lines.iter().map(strip).collect(), again.iter().map(strip).collect());
+    assert_eq!(first, second, "the same events, bodies byte for byte, in the same order");
+    assert_eq!(body_of(&again[0]), raw);
+    assert_eq!(body_of(&again[4]), edited.as_bytes());
+    // Copies as their page shows them: processed, nothing queued, from the import.
+    for (at, parent) in [(4, 1), (5, 1), (6, 3), (7, 4)] {
+        let shown = crate::support::event_json(&b, b_ids[at]).await;
+        assert_eq!(shown["parent_id"], b_ids[parent], "{shown}");
+        assert_eq!((shown["status"].as_str(), shown["source_ip"].as_str()), (Some("processed"), Some("import")));
+        assert_eq!(shown["delivery_pending"], false, "{shown}");
+    }
+    b.stop().await;
+
+    // Back into the store it came from (stopped): everything there already.
+    let a_data = a_dir.path().join("data");
+    let (code, text) = run_binary(&["import", file.to_str().unwrap(), "--data-dir", a_data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("imported 0 events, skipped 8 duplicates"), "{text}");
+}
+
+/// Each line an import refuses is named, the body limit from the configuration or the flag, a
+/// provider name no endpoint could have; and then nothing is imported.
+#[test]
+fn an_import_refuses_large_bodies_and_bad_provider_names_naming_each_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |provider: &str, event_id: &str, body: &str| {
+        serde_json::json!({
+            "v": 1, "provider": provider, "event_id": event_id, "event_type": "x", "received_at_ms": 1,
+            "headers": [], "body": body,
+        })
+        .to_string()
+    };
+    let big = "x".repeat(100);
+    let lines = [
+        line("stripe", "evt_1", "{}"),
+        line("stripe", "evt_big", &big),
+        line("Bad/Name", "evt_2", "{}"),
+        line("notify.ops", "n_1", "{}"),
+        line("events", "evt_3", "{}"),
+        line("stripe", "evt_4", "{}"),
+    ];
+    let file = dir.path().join("refused.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("small.toml");
+    std::fs::write(&cfg, format!("[server]\ndata_dir = \"{}\"\n\n[limits]\nmax_body_bytes = 64\n", data.display()))
+        .unwrap();
+
+    let (code, text) = run_binary(&["import", file.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("line 2: the body is 100 bytes, over the 64-byte limit"), "{text}");
+    assert!(text.contains("line 3: provider `Bad/Name` is not an endpoint name"), "{text}");
+    assert!(text.contains("line 5: provider `events` is not an endpoint name"), "{text}");
+    for fine in ["line 1:", "line 4:", "line 6:"] {
+        assert!(!text.contains(fine), "{fine} is not refused: {text}");
+    }
+    assert!(text.contains("nothing was imported") && !text.contains("panicked"), "{text}");
+    assert!(!data.join("db").exists(), "nothing stored: {text}");
+
+    // The flag over the configuration: the large body fits, the names are still refused.
+    let import = ["import", file.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--max-body-bytes", "100"];
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("line 2:") && text.contains("line 3:") && text.contains("line 5:"), "{text}");
+    // Below the flag's limit, and without the bad names: all of it.
+    let kept: Vec<&String> = lines.iter().enumerate().filter(|(i, _)| ![2, 4].contains(i)).map(|(_, l)| l).collect();
+    std::fs::write(&file, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("imported 4 events, skipped 0 duplicates"), "{text}");
+    let (code, text) =
+        run_binary(&["import", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--max-body-bytes", "0"]);
+    assert_eq!(code, 2, "{text}");
+}
