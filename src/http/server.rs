@@ -66,7 +66,7 @@ const EVICTED_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// Bodies looked at, fastest-behind first, for one that has arrived long enough to be evicted:
 /// bodies younger than [`EVICT_AFTER`] are passed over, and this bounds the work of one accept.
-const EVICT_SCAN: usize = 64;
+const EVICT_SCAN: usize = 1024;
 
 /// How often the summary of what clients caused is logged (when anything happened).
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
