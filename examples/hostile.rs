@@ -9,6 +9,8 @@
 //! through it from 64 provider addresses (`X-Forwarded-For`), and the spoofing attacks use it too.
 //! The idle-connection attack opens IDLE (20 000) connections from 127.0.0.2 and up, half of
 //! them from a child process, since one process may hold only so many descriptors.
+//!
+//! `PHASES=slow-body-flood,none` runs only the phases whose names (spaces as `-`) start so.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +29,12 @@ const GENUINE_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(5);
 /// Source addresses for the connection attacks: 127.0.0.2 to 127.0.0.51.
 const ATTACK_SOURCES: u32 = 50;
+/// Source addresses of the slow-body flood: 127.0.0.2 to 127.0.0.201.
+const FLOOD_SOURCES: u32 = 200;
+/// Slow bodies in the flood: more than the default `server.max_connections` (10 000).
+const FLOOD_BODIES: usize = 12_000;
+/// How long after the flood its memory is measured again.
+const SETTLE: Duration = Duration::from_secs(30);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -50,17 +58,23 @@ fn main() {
 
 async fn run(addr: SocketAddr, pid: u32, secret: String, phase: Duration, idle: usize) {
     println!(
-        "| attack | attack load | genuine sent | genuine ok | success | p50 ms | p99 ms | peak RSS MB | peak fds | evicted | refused | timeouts (head/idle/body) |"
+        "| attack | attack load | genuine sent | genuine ok | success | p50 ms | p99 ms | RSS before MB | peak RSS MB | RSS 30 s after MB | peak fds | evicted | refused | timeouts (head/idle/body) | body too slow / refused for bytes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let phases: [(&str, Attack); 5] = [
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let phases: [(&str, Attack); 6] = [
         ("none", Attack::None),
         ("idle half-sent requests", Attack::Idle(idle)),
         ("slow bodies", Attack::SlowBodies(2000)),
+        ("slow-body flood past max_connections", Attack::SlowFlood(FLOOD_BODIES)),
         ("huge headers", Attack::HugeHeaders(64)),
         ("spoofed-IP flood via proxy", Attack::Spoofed(64)),
     ];
+    let only = std::env::var("PHASES").ok().filter(|p| !p.is_empty());
     for (name, attack) in phases {
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|p| name.replace(' ', "-").starts_with(p))) {
+            continue;
+        }
+        let rss_before = rss_kb(pid);
         let before = server_counters(addr).await;
         let monitor = Monitor::start(pid);
         let stop = Arc::new(AtomicBool::new(false));
@@ -72,26 +86,36 @@ async fn run(addr: SocketAddr, pid: u32, secret: String, phase: Duration, idle: 
         let latencies = genuine(addr, &secret, phase).await;
         stop.store(true, Ordering::Relaxed);
         let attack_load = attacking.await.unwrap_or(0).max(load.load(Ordering::Relaxed));
-        let (rss_kb, fds) = monitor.stop();
+        let (peak_kb, fds) = monitor.stop();
         let after = server_counters(addr).await;
+        // What the server keeps once the attack is over: only for the flood, which is about it.
+        let settled = if matches!(attack, Attack::SlowFlood(_)) {
+            tokio::time::sleep(SETTLE).await;
+            format!("{}", rss_kb(pid) / 1024)
+        } else {
+            "-".to_string()
+        };
         let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
         let sent = latencies.len();
         let mut ok: Vec<f64> = latencies.iter().flatten().map(|d| d.as_secs_f64() * 1000.0).collect();
         ok.sort_by(f64::total_cmp);
         let pct = |p: f64| if ok.is_empty() { f64::NAN } else { ok[((ok.len() - 1) as f64 * p).round() as usize] };
         println!(
-            "| {name} | {} | {sent} | {} | {:.2} % | {:.2} | {:.2} | {} | {fds} | {} | {} | {}/{}/{} |",
+            "| {name} | {} | {sent} | {} | {:.2} % | {:.2} | {:.2} | {} | {} | {settled} | {fds} | {} | {} | {}/{}/{} | {}/{} |",
             attack.describe(attack_load),
             ok.len(),
             100.0 * ok.len() as f64 / sent.max(1) as f64,
             pct(0.5),
             pct(0.99),
-            rss_kb / 1024,
+            rss_before / 1024,
+            peak_kb / 1024,
             delta("evicted"),
             delta("refused"),
             delta("header_timeouts"),
             delta("idle_timeouts"),
             delta("body_timeouts"),
+            delta("body_too_slow"),
+            delta("body_bytes_refused"),
         );
         // Let the server close what the attack left before the next phase.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -105,6 +129,11 @@ enum Attack {
     Idle(usize),
     /// Requests that declare 1 MiB and send a byte a second, each from a spoofed address.
     SlowBodies(usize),
+    /// This many slow bodies at a time, more than `max_connections`, from 200 addresses: half
+    /// declare 1 000 bytes and send one (they hold connections), half declare 1 MiB and send
+    /// 16 KiB at once (they hold memory); then a byte a second. One that is closed or refused
+    /// starts again a second later.
+    SlowFlood(usize),
     /// This many connections sending requests with ~60 KB of headers, and some over the limit.
     HugeHeaders(usize),
     /// This many connections sending badly signed requests, each from a new spoofed address.
@@ -162,6 +191,50 @@ impl Attack {
                 }
                 load.load(Ordering::Relaxed)
             }
+            Attack::SlowFlood(n) => {
+                let tasks: Vec<_> = (0..n)
+                    .map(|i| {
+                        let (stop, load) = (stop.clone(), load.clone());
+                        tokio::spawn(async move {
+                            let src = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i as u32 % FLOOD_SOURCES) as u8));
+                            let (declared, first) = if i % 2 == 0 { (1000, 1) } else { (1 << 20, 16 * 1024) };
+                            let head = format!(
+                                "POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                                 stripe-signature: t=1,v1=00\r\ncontent-length: {declared}\r\n\r\n"
+                            );
+                            let mut request = head.into_bytes();
+                            request.resize(request.len() + first, b' ');
+                            // Spread over the first second, as a real flood ramps up.
+                            tokio::time::sleep(Duration::from_millis(fastrand::u64(..1000))).await;
+                            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                                load.fetch_add(1, Ordering::Relaxed);
+                                if let Ok(mut s) = connect_from(addr, src).await {
+                                    if s.write_all(&request).await.is_ok() {
+                                        let mut buf = [0u8; 512];
+                                        loop {
+                                            tokio::select! {
+                                                // Answered (408, 503) or closed: start again.
+                                                _ = s.read(&mut buf) => break,
+                                                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                                                    if stop.load(Ordering::Relaxed) || Instant::now() >= until
+                                                        || s.write_all(b" ").await.is_err() {
+                                                        break;
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+                load.load(Ordering::Relaxed)
+            }
             Attack::HugeHeaders(n) | Attack::Spoofed(n) => {
                 let huge = matches!(self, Attack::HugeHeaders(_));
                 let tasks: Vec<_> = (0..n)
@@ -207,6 +280,7 @@ impl Attack {
             Attack::None => "-".into(),
             Attack::Idle(n) => format!("{n} connections, {load} opened"),
             Attack::SlowBodies(n) => format!("{n} at a time, {load} started"),
+            Attack::SlowFlood(n) => format!("{n} at a time from {FLOOD_SOURCES} addresses, {load} started"),
             Attack::HugeHeaders(n) => format!("{n} at a time, {load} sent"),
             Attack::Spoofed(n) => format!("{n} at a time, {load} sent"),
         }
@@ -323,6 +397,16 @@ fn spoofed(r: u64) -> String {
     }
 }
 
+/// The server's resident memory now, in KiB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Samples the server's resident memory and open descriptors every 100 ms.
 struct Monitor {
     stop: Arc<AtomicBool>,
@@ -339,13 +423,7 @@ impl Monitor {
             let (stop, rss_kb, fds) = (stop.clone(), rss_kb.clone(), fds.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                    let rss = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                        .unwrap_or(0);
-                    rss_kb.fetch_max(rss, Ordering::Relaxed);
+                    rss_kb.fetch_max(crate::rss_kb(pid), Ordering::Relaxed);
                     let open = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
                     fds.fetch_max(open, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(100));

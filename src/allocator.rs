@@ -41,3 +41,28 @@ pub fn tune() {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_AFTER_MS);
     }
 }
+
+/// How often a worker thread that goes idle gives back what it freed.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Called when a runtime worker parks (it has nothing to do): at most once a [`COLLECT_EVERY`]
+/// per thread, hands the thread's freed pages back. mimalloc purges a freed page only when the
+/// thread that owns it allocates or frees again, and a worker that a burst (thousands of slow
+/// bodies) left idle would otherwise keep the burst's memory for as long as it stays idle.
+pub fn collect_when_idle() {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    let due = LAST.with(|last| match last.get() {
+        Some(t) if now.duration_since(t) < COLLECT_EVERY => false,
+        _ => {
+            last.set(Some(now));
+            true
+        }
+    });
+    if due {
+        // SAFETY: mi_collect only walks the calling thread's heap and mimalloc's own arenas.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    }
+}

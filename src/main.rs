@@ -681,7 +681,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("(run `{check}` for the full report)");
         return ExitCode::from(EXIT_CONFIG);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(stagehook::allocator::collect_when_idle)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stagehook: cannot start the async runtime: {e}");

@@ -131,6 +131,16 @@ pub struct ServerConfig {
     pub refusal_drain_bytes: u64,
     /// And for at most this long.
     pub refusal_drain_timeout: HumanDuration,
+    /// Bytes a second a request body must keep up once `body_rate_grace` has passed: it must
+    /// have delivered this many bytes for every second beyond the grace, else `408
+    /// body_too_slow`. A body that arrives whole at once is never timed. 0: no minimum.
+    pub min_body_rate: u64,
+    /// How long a body may arrive at any rate before `min_body_rate` applies.
+    pub body_rate_grace: HumanDuration,
+    /// The bytes of request bodies still arriving (held in memory until they are whole), summed
+    /// over every connection; a body that would take the sum past it gets `503
+    /// too_many_body_bytes`. At least `limits.max_body_bytes`.
+    pub max_inflight_body_bytes: u64,
     /// When set, `GET /metrics` is also served on this address, alone and without the admin
     /// token or the `Host` check: for a scraper on a private interface.
     pub metrics_bind: Option<SocketAddr>,
@@ -156,6 +166,9 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             refusal_drain_bytes: 4 * 1024 * 1024,
             refusal_drain_timeout: HumanDuration(std::time::Duration::from_secs(2)),
+            min_body_rate: 1024,
+            body_rate_grace: HumanDuration(std::time::Duration::from_secs(5)),
+            max_inflight_body_bytes: 64 * 1024 * 1024,
             metrics_bind: None,
         }
     }
@@ -589,6 +602,7 @@ impl Config {
             ("server.body_timeout", self.server.body_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
             ("server.session_ttl", self.server.session_ttl),
+            ("server.body_rate_grace", self.server.body_rate_grace),
         ] {
             if d.0.is_zero() {
                 return Err(err(key, "must be longer than 0s"));
@@ -605,6 +619,13 @@ impl Config {
         }
         if self.limits.max_body_bytes == 0 {
             return Err(err("limits.max_body_bytes", "must be at least 1"));
+        }
+        if self.server.max_inflight_body_bytes < self.limits.max_body_bytes {
+            // Else a body of the largest size allowed, arriving in pieces, could never fit.
+            return Err(err(
+                "server.max_inflight_body_bytes",
+                format!("must be at least limits.max_body_bytes ({})", self.limits.max_body_bytes),
+            ));
         }
         if self.limits.rate_limit_max_ips == 0 {
             return Err(err("limits.rate_limit_max_ips", "must be at least 1"));
@@ -892,6 +913,29 @@ mod tests {
             let e = Config::from_toml(toml).and_then(|c| c.check()).expect_err(toml);
             assert!(e.key.starts_with(key) && e.to_string().contains(words), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn the_body_limits_of_server_are_checked() {
+        let c = Config::default();
+        assert_eq!(
+            (c.server.min_body_rate, c.server.body_rate_grace.0, c.server.max_inflight_body_bytes),
+            (1024, std::time::Duration::from_secs(5), 64 * 1024 * 1024)
+        );
+        for (toml, key, words) in [
+            ("[server]\nbody_rate_grace = \"0s\"\n", "server.body_rate_grace", "longer than 0s"),
+            ("[server]\nmax_inflight_body_bytes = 1000\n", "server.max_inflight_body_bytes", "limits.max_body_bytes"),
+            (
+                "[server]\nmax_inflight_body_bytes = 2000000\n[limits]\nmax_body_bytes = 3000000\n",
+                "server.max_inflight_body_bytes",
+                "(3000000)",
+            ),
+        ] {
+            let e = Config::from_toml(toml).and_then(|c| c.check()).expect_err(toml);
+            assert!(e.key == key && e.to_string().contains(words), "{toml}: {e}");
+        }
+        let c = Config::from_toml("[server]\nmin_body_rate = 0\nmax_inflight_body_bytes = 1048576\n").unwrap();
+        c.check().unwrap();
     }
 
     #[test]

@@ -210,6 +210,13 @@ pub enum BodyError {
     TooLarge,
     /// `server.body_timeout` passed before the body was complete.
     TimedOut,
+    /// The body fell behind `server.min_body_rate`, or was the slowest when the connections were
+    /// at `server.max_connections` (`evicted`).
+    TooSlow {
+        evicted: bool,
+    },
+    /// `server.max_inflight_body_bytes` had no room for the body.
+    NoRoom,
     Broken(String),
 }
 
@@ -217,6 +224,10 @@ pub enum BodyError {
 /// `Content-Length` is a promise, not bytes, so a client that declares 1 MiB and sends nothing
 /// costs no more than this.
 const RESERVE_AHEAD: u64 = 64 * 1024;
+
+/// The `Retry-After` of `too_many_body_bytes`: about the minimum rate's grace, after which the
+/// slow bodies holding the budget have been cut.
+const BODY_BYTES_RETRY_AFTER_S: u64 = 5;
 
 /// Reads a body, refusing it as soon as it grows past `limit`: a chunked body (no
 /// Content-Length) is held to the same limit as a declared one, without buffering the excess.
@@ -228,12 +239,12 @@ where
     let mut stream = std::pin::pin!(stream);
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.is::<server::BodyTimeout>()) {
-                BodyError::TimedOut
-            } else {
-                BodyError::Broken(e.to_string())
-            }
+        let mut chunk = chunk.map_err(|e| match std::error::Error::source(&e).and_then(|s| s.downcast_ref()) {
+            Some(server::BodyCut::Timeout) => BodyError::TimedOut,
+            Some(server::BodyCut::TooSlow) => BodyError::TooSlow { evicted: false },
+            Some(server::BodyCut::Evicted) => BodyError::TooSlow { evicted: true },
+            Some(server::BodyCut::NoRoom) => BodyError::NoRoom,
+            None => BodyError::Broken(e.to_string()),
         })?;
         if (buf.len() + chunk.remaining()) as u64 > limit {
             return Err(BodyError::TooLarge);
@@ -277,6 +288,21 @@ impl From<BodyError> for ApiError {
                 "request_timeout",
                 "the body did not arrive within server.body_timeout",
             ),
+            BodyError::TooSlow { evicted } => ApiError::new(
+                warp::http::StatusCode::REQUEST_TIMEOUT,
+                "body_too_slow",
+                if evicted {
+                    "the body arrived the slowest while server.max_connections were open; the connection made room for another"
+                } else {
+                    "the body arrived more slowly than server.min_body_rate"
+                },
+            ),
+            BodyError::NoRoom => ApiError::new(
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_body_bytes",
+                "the bodies still arriving hold server.max_inflight_body_bytes; retry shortly",
+            )
+            .with_header("retry-after", BODY_BYTES_RETRY_AFTER_S),
             BodyError::Broken(m) => ApiError::invalid_payload(format!("the body could not be read: {m}")),
         }
     }

@@ -9,11 +9,18 @@
 //!   (which also bounds a response the client never reads);
 //! - `body_timeout`: from the end of a request's headers until its whole body has arrived
 //!   (the body itself fails, and the handler answers `408`);
+//! - `min_body_rate` after `body_rate_grace`: a body that has not arrived whole at once must
+//!   keep up an average rate, else it fails and the handler answers `408 body_too_slow`;
+//! - `max_inflight_body_bytes`: the bytes of bodies that are still arriving, held in memory by
+//!   their handlers, summed over every connection; a body that would take the sum past it fails,
+//!   and the handler answers `503 too_many_body_bytes`;
 //! - `max_connections`: at the cap, a new connection takes the place of the connection that has
 //!   waited longest for a request, if that wait is [`EVICT_AFTER`] or more (a slow or idle
-//!   client, never one whose request is being handled); otherwise it is refused at once with a
-//!   `503`, never queued;
-//! - `max_header_bytes`: hyper answers `431` to a larger request head.
+//!   client); failing that, of the request whose body is furthest behind the minimum rate,
+//!   if it has been arriving for [`EVICT_AFTER`] or more (it is answered `408 body_too_slow`);
+//!   never of a request whose body is complete. Otherwise it is refused at once with a `503`,
+//!   never queued;
+//! - `max_header_bytes`: hyper answers `431` to a larger request head, however its bytes arrive.
 //!
 //! An early refusal (a handler that answers without reading the body) drains the unread body,
 //! bounded in bytes and time, before the answer is sent, so a client that writes its whole body
@@ -37,6 +44,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
@@ -51,6 +59,14 @@ use crate::config::ServerConfig;
 /// A waiting connection is evicted to make room only after waiting this long, so a client that
 /// has just connected and is about to send its request is never the one displaced.
 pub const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a connection evicted while its body arrives has to write its `408` before it is
+/// closed all the same: the answer is small, and a client that does not read it loses nothing.
+const EVICTED_ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Bodies looked at, fastest-behind first, for one that has arrived long enough to be evicted:
+/// bodies younger than [`EVICT_AFTER`] are passed over, and this bounds the work of one accept.
+const EVICT_SCAN: usize = 1024;
 
 /// How often the summary of what clients caused is logged (when anything happened).
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
@@ -76,6 +92,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub drain_bytes: u64,
     pub drain_timeout: Duration,
+    /// Bytes a second a body must average once `body_rate_grace` has passed; 0: no minimum.
+    pub min_body_rate: u64,
+    pub body_rate_grace: Duration,
+    pub max_inflight_body_bytes: u64,
     /// After shutdown begins, how long open requests may take before their connections close.
     pub grace: Duration,
 }
@@ -90,6 +110,9 @@ impl Limits {
             max_header_bytes: server.max_header_bytes,
             drain_bytes: server.refusal_drain_bytes,
             drain_timeout: server.refusal_drain_timeout.0,
+            min_body_rate: server.min_body_rate,
+            body_rate_grace: server.body_rate_grace.0,
+            max_inflight_body_bytes: server.max_inflight_body_bytes,
             grace: Duration::from_secs(server.shutdown_grace_seconds),
         }
     }
@@ -114,17 +137,31 @@ pub fn local() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallibl
     warp::ext::optional::<Local>().map(|l: Option<Local>| l.map(|Local(a)| a))
 }
 
-/// The error a body yields when `body_timeout` passes before it is complete.
-#[derive(Debug)]
-pub struct BodyTimeout;
+/// Why the server cut a body short: the error the body yields, which the handler answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCut {
+    /// `body_timeout` passed before the body was complete.
+    Timeout,
+    /// The body fell behind `min_body_rate`.
+    TooSlow,
+    /// The connection was evicted at `max_connections`: the slowest body there was.
+    Evicted,
+    /// `max_inflight_body_bytes` had no room for the body's bytes.
+    NoRoom,
+}
 
-impl std::fmt::Display for BodyTimeout {
+impl std::fmt::Display for BodyCut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the body did not arrive within the body timeout")
+        f.write_str(match self {
+            BodyCut::Timeout => "the body did not arrive within the body timeout",
+            BodyCut::TooSlow => "the body arrived more slowly than the minimum body rate",
+            BodyCut::Evicted => "the body arrived the slowest while the connections were at their cap",
+            BodyCut::NoRoom => "the bodies still arriving hold all the memory set aside for them",
+        })
     }
 }
 
-impl std::error::Error for BodyTimeout {}
+impl std::error::Error for BodyCut {}
 
 /// What happened to connections, for the summary line and the API. Counts since startup.
 #[derive(Debug, Default)]
@@ -136,6 +173,13 @@ pub struct ConnStats {
     pub header_timeouts: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub body_timeouts: AtomicU64,
+    /// Bodies cut for falling behind `min_body_rate`, or evicted as the slowest at the cap
+    /// (those are also in `evicted`).
+    pub body_too_slow: AtomicU64,
+    /// Bodies refused because `max_inflight_body_bytes` had no room for them.
+    pub body_bytes_refused: AtomicU64,
+    /// Bytes of the bodies still arriving now, as counted against `max_inflight_body_bytes`.
+    pub inflight_body_bytes: AtomicU64,
     /// Connections that ended with a protocol or I/O error (half-sent requests, resets).
     pub errors: AtomicU64,
     /// `accept` failures, such as running out of file descriptors.
@@ -168,6 +212,9 @@ impl ConnStats {
             "header_timeouts": get(&self.header_timeouts),
             "idle_timeouts": get(&self.idle_timeouts),
             "body_timeouts": get(&self.body_timeouts),
+            "body_too_slow": get(&self.body_too_slow),
+            "body_bytes_refused": get(&self.body_bytes_refused),
+            "inflight_body_bytes": get(&self.inflight_body_bytes),
             "errors": get(&self.errors),
             "accept_errors": get(&self.accept_errors),
         })
@@ -180,10 +227,12 @@ impl ConnStats {
 #[derive(Debug, Clone, Copy)]
 pub struct LongLived;
 
-/// A connection is waiting for a request (since `since`), or handling one.
+/// A connection is waiting for a request (since `since`), handling one, or handling one whose
+/// body is still arriving (the candidates for eviction after the waiting ones).
 const WAITING: u8 = 0;
 const ACTIVE: u8 = 1;
 const EVICTED: u8 = 2;
+const BODY: u8 = 3;
 
 struct Conn {
     id: u64,
@@ -193,6 +242,16 @@ struct Conn {
     /// Whether a request has been handled (then the wait is bounded by `idle_timeout`).
     served: AtomicU8,
     evict: Notify,
+    /// Set when the connection was evicted while its body arrived: it answers before closing.
+    evicted_body: AtomicU8,
+    /// Wakes the request's body when the connection is evicted, so that it fails at once.
+    body_waker: AtomicWaker,
+}
+
+/// A body in `Shared::bodies`: its connection, and when its headers ended (ms since `epoch`).
+struct Arriving {
+    conn: Arc<Conn>,
+    started_ms: u64,
 }
 
 /// State shared by the accept loop and every connection.
@@ -206,6 +265,12 @@ struct Shared {
     /// response, when the entry moves to the new wait's start: one lock per request, never held
     /// across an await.
     waiting: Mutex<BTreeMap<(u64, u64), Arc<Conn>>>,
+    /// Bodies still arriving that did not arrive whole at once, by the time they fall (or fell)
+    /// behind the minimum rate, furthest behind first: the candidates for eviction after the
+    /// waiting connections. A body's entry moves as its bytes arrive.
+    bodies: Mutex<BTreeMap<(u64, u64), Arriving>>,
+    /// The sum of what `bodies` hold, against `max_inflight_body_bytes`.
+    inflight: AtomicU64,
     all_closed: Notify,
 }
 
@@ -222,6 +287,8 @@ impl Shared {
             since_ms: AtomicU64::new(since),
             served: AtomicU8::new(0),
             evict: Notify::new(),
+            evicted_body: AtomicU8::new(0),
+            body_waker: AtomicWaker::new(),
         });
         self.waiting.lock().insert((since, conn.id), conn.clone());
         self.stats.open.fetch_add(1, Ordering::Relaxed);
@@ -255,8 +322,14 @@ impl Shared {
         }
     }
 
-    /// Closes the connection that has waited longest, if it has waited [`EVICT_AFTER`].
+    /// Closes the connection that has waited longest, if it has waited [`EVICT_AFTER`]; else
+    /// cuts the body furthest behind the minimum rate among those that have been arriving for
+    /// [`EVICT_AFTER`].
     fn evict_one(&self) -> bool {
+        self.evict_waiting() || self.evict_body()
+    }
+
+    fn evict_waiting(&self) -> bool {
         let oldest_allowed = self.now_ms().saturating_sub(EVICT_AFTER.as_millis() as u64);
         let mut waiting = self.waiting.lock();
         while let Some(entry) = waiting.first_entry() {
@@ -274,6 +347,41 @@ impl Shared {
             }
         }
         false
+    }
+
+    fn evict_body(&self) -> bool {
+        let oldest_allowed = self.now_ms().saturating_sub(EVICT_AFTER.as_millis() as u64);
+        let mut bodies = self.bodies.lock();
+        let found = bodies.iter().take(EVICT_SCAN).find(|(_, a)| a.started_ms <= oldest_allowed).map(|(k, _)| *k);
+        let Some(key) = found else { return false };
+        let Some(Arriving { conn, .. }) = bodies.remove(&key) else { return false };
+        drop(bodies);
+        // The body leaves the map here; its charge is given back when it is dropped.
+        if conn.phase.compare_exchange(BODY, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return false;
+        }
+        conn.evicted_body.store(1, Ordering::Release);
+        conn.body_waker.wake();
+        conn.evict.notify_one();
+        self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Takes `more` bytes from the budget of bodies in flight; false when it has no room.
+    fn charge(&self, more: u64) -> bool {
+        let max = self.limits.max_inflight_body_bytes;
+        let taken = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(more).filter(|&n| n <= max));
+        if taken.is_ok() {
+            self.stats.inflight_body_bytes.fetch_add(more, Ordering::Relaxed);
+        }
+        taken.is_ok()
+    }
+
+    fn uncharge(&self, bytes: u64) {
+        self.inflight.fetch_sub(bytes, Ordering::AcqRel);
+        self.stats.inflight_body_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// How long the connection may still wait, or `None` when its time is up; with the counter
@@ -338,6 +446,8 @@ pub async fn serve<F>(
         epoch: Instant::now(),
         next_id: AtomicU64::new(0),
         waiting: Mutex::new(BTreeMap::new()),
+        bodies: Mutex::new(BTreeMap::new()),
+        inflight: AtomicU64::new(0),
         all_closed: Notify::new(),
     });
     // 0: serving; 1: finish open requests, then close; 2: close now.
@@ -406,7 +516,10 @@ async fn connection<F>(
     let svc =
         Service { inner: RefCell::new(warp::service(filter)), shared: shared.clone(), conn: conn.clone(), peer, local };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(shared.limits.max_header_bytes);
+    // `max_buf_size` alone is checked only while a head is incomplete, and one read may bring
+    // more than it (the buffer grows by doubling), so a large head sent in one write was parsed
+    // whole; `max_header_size` is also checked against the parsed head's length.
+    builder.max_buf_size(shared.limits.max_header_bytes).max_header_size(shared.limits.max_header_bytes);
     let served = builder.serve_connection(TokioIo::new(stream), svc);
     let mut served = std::pin::pin!(served);
     let mut stopping = false;
@@ -437,6 +550,10 @@ async fn connection<F>(
             }
             () = tokio::time::sleep(wait) => {}
             () = conn.evict.notified() => {
+                if conn.evicted_body.load(Ordering::Acquire) == 1 {
+                    // Its body has failed: the handler answers 408, briefly waited for.
+                    let _ = tokio::time::timeout(EVICTED_ANSWER_WITHIN, served.as_mut()).await;
+                }
                 tracing::debug!(%peer, "connection closed to make room for a new one");
                 break;
             }
@@ -463,6 +580,8 @@ async fn summarise(stats: Arc<ConnStats>) {
             s.body_timeouts.load(Ordering::Relaxed),
             s.errors.load(Ordering::Relaxed),
             s.accept_errors.load(Ordering::Relaxed),
+            s.body_too_slow.load(Ordering::Relaxed),
+            s.body_bytes_refused.load(Ordering::Relaxed),
         ]
     };
     let mut last = counters(&stats);
@@ -486,6 +605,8 @@ async fn summarise(stats: Arc<ConnStats>) {
             body_timeouts = d[4],
             errors = d[5],
             accept_errors = d[6],
+            body_too_slow = d[7],
+            body_bytes_refused = d[8],
             request_lines_suppressed = suppressed,
             "clients in the last minute"
         );
@@ -526,28 +647,41 @@ where
         let expects_continue =
             parts.headers.get("expect").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let declared = super::content_length(&parts.headers);
-        let leftover = Arc::new(Mutex::new(None));
+        let handoff = Arc::new(Mutex::new(Handoff::default()));
         let body = Timed {
             inner: Some(body),
             deadline: tokio::time::Instant::now() + limits.body_timeout,
             sleep: None,
-            timed_out: false,
-            leftover: leftover.clone(),
+            cut: None,
+            handoff: handoff.clone(),
+            shared: self.shared.clone(),
+            conn: self.conn.clone(),
+            started_ms: self.shared.now_ms(),
+            declared,
+            received: 0,
+            charged: 0,
+            key: None,
         };
         let handled = self.inner.borrow_mut().call(Request::from_parts(parts, body));
         let (shared, conn) = (self.shared.clone(), self.conn.clone());
         Box::pin(async move {
             let Ok(mut res) = handled.await;
             // warp has dropped the request by now: a body it did not read to its end is here.
-            let rest = leftover.lock().take();
+            let Handoff { rest, cut } = std::mem::take(&mut *handoff.lock());
             if let Some(rest) = rest {
                 let worth_it = !expects_continue && declared.is_none_or(|n| n <= limits.drain_bytes);
                 if !worth_it || !drain(rest, limits.drain_bytes, limits.drain_timeout).await {
                     res.headers_mut().insert("connection", HeaderValue::from_static("close"));
                 }
             }
-            if res.status() == warp::http::StatusCode::REQUEST_TIMEOUT {
-                shared.stats.body_timeouts.fetch_add(1, Ordering::Relaxed);
+            if let Some(cut) = cut {
+                // The rest of a body that was cut is not read: the connection goes with it.
+                let counter = match cut {
+                    BodyCut::Timeout => &shared.stats.body_timeouts,
+                    BodyCut::TooSlow | BodyCut::Evicted => &shared.stats.body_too_slow,
+                    BodyCut::NoRoom => &shared.stats.body_bytes_refused,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 res.headers_mut().insert("connection", HeaderValue::from_static("close"));
             }
             if res.extensions().get::<LongLived>().is_some() {
@@ -580,40 +714,173 @@ async fn drain(mut body: Incoming, max_bytes: u64, within: Duration) -> bool {
     tokio::time::timeout(within, read).await.unwrap_or(false)
 }
 
-/// A request body held to a deadline. When dropped before its end, it hands what is left to the
-/// service, which drains it.
+/// What a request's body leaves the service when it is dropped: the rest of a body the handler
+/// did not read (to drain), or why the server cut it.
+#[derive(Default)]
+struct Handoff {
+    rest: Option<Incoming>,
+    cut: Option<BodyCut>,
+}
+
+/// A request body held to `body_timeout` and, once it has had to wait for bytes, to the minimum
+/// rate, the connection cap's eviction and the budget of bytes in flight.
+///
+/// A body that arrives whole at once (most webhooks: a few KB in the segment of the head) costs
+/// nothing more than a field or two. One that has to wait enters `Shared::bodies` and charges
+/// the budget with what the handler holds of it: its bytes so far, or the room a reader reserves
+/// for a declared length ([`super::RESERVE_AHEAD`]), whichever is more; the charge grows with
+/// its bytes and is given back when the body ends or is dropped.
 struct Timed {
     inner: Option<Incoming>,
     deadline: tokio::time::Instant,
-    /// Made only when the body is not all there at once, which small bodies usually are.
+    /// Made only when the body is not all there at once, which small bodies usually are; it
+    /// stands at the earlier of `deadline` and the time the body falls behind the minimum rate.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    timed_out: bool,
-    leftover: Arc<Mutex<Option<Incoming>>>,
+    cut: Option<BodyCut>,
+    handoff: Arc<Mutex<Handoff>>,
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    /// When the head ended, ms since `Shared::epoch`.
+    started_ms: u64,
+    declared: Option<u64>,
+    received: u64,
+    charged: u64,
+    /// The body's entry in `Shared::bodies`, once it has had to wait.
+    key: Option<(u64, u64)>,
 }
+
+impl Timed {
+    /// When, in ms since `Shared::epoch`, the body falls behind the minimum rate with the bytes
+    /// it has: the grace, then a millisecond for every `min_body_rate / 1000` bytes. With no
+    /// minimum, the bodies are still ordered for eviction as if it were a byte a second.
+    fn behind_at(&self) -> u64 {
+        let limits = &self.shared.limits;
+        let rate = limits.min_body_rate.max(1);
+        let credit_ms = self.received.saturating_mul(1000) / rate;
+        self.started_ms.saturating_add(limits.body_rate_grace.as_millis() as u64).saturating_add(credit_ms)
+    }
+
+    /// What the handler holds of this body, as charged to the budget.
+    fn holding(&self) -> u64 {
+        let reserved = self.declared.unwrap_or(0).min(super::RESERVE_AHEAD);
+        self.received.max(reserved)
+    }
+
+    /// Brings the charge and the entry in `Shared::bodies` up to date with the bytes received;
+    /// enters the body there the first time. Fails when the budget has no room.
+    fn track(&mut self) -> Result<(), BodyCut> {
+        let more = self.holding().saturating_sub(self.charged);
+        if more > 0 {
+            if !self.shared.charge(more) {
+                return Err(BodyCut::NoRoom);
+            }
+            self.charged += more;
+        }
+        let key = (self.behind_at(), self.conn.id);
+        if self.key == Some(key) {
+            return Ok(());
+        }
+        let mut bodies = self.shared.bodies.lock();
+        match self.key {
+            Some(old) => {
+                // Gone when the connection was evicted: then it stays out.
+                if let Some(entry) = bodies.remove(&old) {
+                    bodies.insert(key, entry);
+                }
+            }
+            None => {
+                if self.conn.phase.compare_exchange(ACTIVE, BODY, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    bodies.insert(key, Arriving { conn: self.conn.clone(), started_ms: self.started_ms });
+                }
+            }
+        }
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// Leaves `Shared::bodies` and gives the charge back; the connection is handling its
+    /// request again, unless it was evicted.
+    fn untrack(&mut self) -> bool {
+        if self.charged > 0 {
+            self.shared.uncharge(self.charged);
+            self.charged = 0;
+        }
+        let Some(key) = self.key.take() else { return true };
+        self.shared.bodies.lock().remove(&key);
+        match self.conn.phase.compare_exchange(BODY, ACTIVE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(phase) => phase != EVICTED,
+        }
+    }
+
+    fn fail(&mut self, cut: BodyCut) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
+        self.cut = Some(cut);
+        self.untrack();
+        Poll::Ready(Some(Err(Box::new(cut))))
+    }
+}
+
+/// What a [`Timed`] body fails with: a [`BodyCut`], or hyper's own error.
+type BodyFailure = Box<dyn std::error::Error + Send + Sync>;
 
 impl Body for Timed {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyFailure;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if this.timed_out {
+        if this.cut.is_some() {
             return Poll::Ready(None);
+        }
+        if this.key.is_some() && this.conn.phase.load(Ordering::Acquire) == EVICTED {
+            return this.fail(BodyCut::Evicted);
         }
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                if frame.is_none() {
-                    this.inner = None;
+            Poll::Ready(None) => {
+                this.inner = None;
+                if !this.untrack() {
+                    // Evicted as its last bytes came: the connection is closing.
+                    return this.fail(BodyCut::Evicted);
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(None)
             }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    if this.key.is_some() {
+                        if let Err(cut) = this.track() {
+                            return this.fail(cut);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Pending => {
-                let deadline = this.deadline;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.as_mut().poll(cx).is_ready() {
-                    this.timed_out = true;
-                    return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+                if let Err(cut) = this.track() {
+                    return this.fail(cut);
+                }
+                this.conn.body_waker.register(cx.waker());
+                if this.conn.phase.load(Ordering::Acquire) == EVICTED {
+                    return this.fail(BodyCut::Evicted);
+                }
+                let rate_on = this.shared.limits.min_body_rate > 0;
+                let epoch = this.shared.epoch;
+                let behind = tokio::time::Instant::from_std(epoch + Duration::from_millis(this.behind_at()));
+                let wake_at = if rate_on { this.deadline.min(behind) } else { this.deadline };
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
+                while sleep.as_mut().poll(cx).is_ready() {
+                    // The deadline it stood at has passed; the rate's may have moved since, as
+                    // bytes arrived.
+                    let now = tokio::time::Instant::now();
+                    if now >= this.deadline {
+                        return this.fail(BodyCut::Timeout);
+                    }
+                    if rate_on && now >= behind {
+                        return this.fail(BodyCut::TooSlow);
+                    }
+                    sleep.as_mut().reset(wake_at);
                 }
                 Poll::Pending
             }
@@ -621,7 +888,7 @@ impl Body for Timed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.timed_out || self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.cut.is_some() || self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -631,9 +898,12 @@ impl Body for Timed {
 
 impl Drop for Timed {
     fn drop(&mut self) {
-        // A body that timed out belongs to a client too slow to drain for.
-        if let Some(inner) = self.inner.take().filter(|b| !self.timed_out && !b.is_end_stream()) {
-            *self.leftover.lock() = Some(inner);
+        self.untrack();
+        let mut handoff = self.handoff.lock();
+        handoff.cut = self.cut;
+        // A body that was cut belongs to a client too slow to drain for.
+        if let Some(inner) = self.inner.take().filter(|b| self.cut.is_none() && !b.is_end_stream()) {
+            handoff.rest = Some(inner);
         }
     }
 }
