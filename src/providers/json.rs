@@ -6,10 +6,11 @@
 //! would pass the live-mode refusal. No provider sends a repeated key, so every JSON body (and
 //! an edit's or a dry run's JSON value) is refused with `invalid_payload` when it has one.
 //!
-//! The check costs nothing beyond the parse it rides on: [`parse`] builds the `Value` as
+//! The check rides on the parse that was made anyway: [`parse`] builds the `Value` as
 //! serde_json's own does and finds a repeated key in the insert it makes anyway; [`Checked`]
-//! reads without building (Stripe's fast path) and compares each object's borrowed keys once,
-//! sorted. Where a repeat is, is worked out only after one is found.
+//! reads without building (Stripe's fast path) and compares a hash of each key, without
+//! allocating for an ordinary object ([`Keys`]). Where a repeat is, is worked out only after
+//! one is found.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -232,23 +233,62 @@ impl<'de> Deserialize<'de> for Checked {
     }
 }
 
-/// An object's keys as they arrive, borrowed from the body unless escaped, to be compared once
-/// when the object ends: a sort, so a hostile object of many keys costs `n log n`.
-#[derive(Default)]
-pub struct Keys<'de>(Vec<Cow<'de, str>>);
+/// What [`Checked`] keeps of an object's keys: a 64-bit hash of each, compared as they arrive,
+/// with no allocation for the first [`Keys::INLINE`]; past those, sorted once when the object
+/// ends, so a hostile object of many keys costs `n log n`. Two different keys with one hash
+/// are taken for a repeat: a reader that uses `Checked` as a fast path refuses a little too
+/// much, never too little, and [`parse`] (which compares the keys themselves) decides.
+pub struct Keys {
+    inline: [u64; Keys::INLINE],
+    len: usize,
+    repeat: bool,
+    more: Vec<u64>,
+}
 
-impl<'de> Keys<'de> {
-    pub fn push(&mut self, key: Cow<'de, str>) {
-        self.0.push(key);
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys { inline: [0; Keys::INLINE], len: 0, repeat: false, more: Vec::new() }
+    }
+}
+
+impl Keys {
+    /// More than most objects hold (a Stripe event's envelope has 9 members).
+    const INLINE: usize = 16;
+
+    pub fn push(&mut self, key: &str) {
+        let hash = Keys::hash(key.as_bytes());
+        if self.len < Keys::INLINE {
+            self.repeat |= self.inline[..self.len].contains(&hash);
+            self.inline[self.len] = hash;
+            self.len += 1;
+        } else {
+            self.more.push(hash);
+        }
+    }
+
+    /// A word at a time (a byte at a time cost more than reading the key did); any collision
+    /// only sends the reader to [`parse`].
+    fn hash(key: &[u8]) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = (key.len() as u64).wrapping_mul(K);
+        let mut words = key.chunks_exact(8);
+        for word in &mut words {
+            h = (h ^ u64::from_le_bytes(word.try_into().unwrap_or_default())).wrapping_mul(K).rotate_left(29);
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(K);
+        h ^ (h >> 32)
     }
 
     /// Whether every key pushed was new; an error of `E` naming no key (`parse` names it).
     pub fn unique<E: de::Error>(mut self) -> Result<(), E> {
-        if self.0.len() < 2 {
-            return Ok(());
+        if !self.repeat && !self.more.is_empty() {
+            self.more.extend_from_slice(&self.inline);
+            self.more.sort_unstable();
+            self.repeat = self.more.windows(2).any(|w| w[0] == w[1]);
         }
-        self.0.sort_unstable();
-        match self.0.windows(2).any(|w| w[0] == w[1]) {
+        match self.repeat {
             false => Ok(()),
             true => Err(E::custom("duplicate key")),
         }
@@ -313,7 +353,7 @@ impl<'de> Visitor<'de> for CheckedVisitor {
         let mut keys = Keys::default();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             map.next_value::<Checked>()?;
-            keys.push(key);
+            keys.push(&key);
         }
         keys.unique()?;
         Ok(Checked)
@@ -371,6 +411,21 @@ mod tests {
     fn checked_refuses_a_repeat_at_any_depth() {
         for text in [r#"{"a":1,"a":1}"#, r#"[{"x":{"b":[],"b":[]}}]"#, r#"{"a":{"\u0062":1,"b":2}}"#] {
             assert!(serde_json::from_str::<Checked>(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn checked_compares_every_key_of_a_large_object() {
+        let object = |keys: &[usize]| {
+            let members: Vec<String> = keys.iter().map(|k| format!("\"key_{k}\":{k}")).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let distinct: Vec<usize> = (0..1000).collect();
+        assert!(serde_json::from_str::<Checked>(&object(&distinct)).is_ok());
+        for (first, second) in [(3, 7), (3, 900), (500, 999)] {
+            let mut keys = distinct.clone();
+            keys[second] = keys[first];
+            assert!(serde_json::from_str::<Checked>(&object(&keys)).is_err(), "{first} and {second}");
         }
     }
 

@@ -390,7 +390,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                         }
                     };
                     done.map_err(A::Error::duplicate_field)?;
-                    keys.push(key);
+                    keys.push(&key);
                 }
                 keys.unique()?;
                 let missing = |name| A::Error::missing_field(name);
@@ -431,7 +431,7 @@ impl<'de> Deserialize<'de> for Data {
                     } else {
                         map.next_value::<Checked>()?;
                     }
-                    keys.push(key);
+                    keys.push(&key);
                 }
                 keys.unique()?;
                 if found {
