@@ -195,6 +195,9 @@ fn bump(map: &mut Map<String, Value>, key: &str, n: u64) {
 #[serde(deny_unknown_fields)]
 struct ValidateRequest {
     provider: String,
+    /// A repeated key is refused, as in a body that arrives: re-encoded, one of the two would
+    /// silently go.
+    #[serde(deserialize_with = "crate::providers::json::unique_value")]
     payload: Value,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,

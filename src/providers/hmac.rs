@@ -321,13 +321,17 @@ impl Hmac {
     fn inspect(&self, req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
         let mut checks = Vec::new();
         let json = if self.needs_json() {
-            match serde_json::from_slice::<Value>(req.body) {
+            match super::json::parse(req.body) {
                 Ok(v) => {
                     checks.push(Check::pass("body", "JSON"));
                     Some(v)
                 }
-                Err(e) => {
+                Err(super::json::JsonError::Syntax(e)) => {
                     checks.push(Check::fail("body", format!("not JSON ({e}); id_pointer and type_pointer read JSON")));
+                    None
+                }
+                Err(duplicate) => {
+                    checks.push(Check::fail("body", duplicate.to_string()));
                     None
                 }
             }

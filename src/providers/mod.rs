@@ -6,6 +6,7 @@
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
 pub mod diagnose;
+pub mod json;
 pub mod registry;
 pub(crate) mod signing;
 
@@ -307,9 +308,10 @@ fn inspected((checks, parsed): (Vec<Check>, Option<Parsed>), none: &'static str)
     parsed.ok_or_else(|| Refusal::new(RefusalCode::InvalidPayload, none))
 }
 
-/// A body parsed as JSON, or the failed `body` check that says why it is not.
+/// A body parsed as JSON, or the failed `body` check that says why it is not: not JSON, or a
+/// key repeated in an object ([`json`]).
 fn json_body(body: &[u8]) -> Result<serde_json::Value, Check> {
-    serde_json::from_slice(body).map_err(|e| Check::fail("body", format!("not JSON: {e}")))
+    json::parse(body).map_err(|e| Check::fail("body", e.said("not JSON: ")))
 }
 
 /// Turns failed checks into one `invalid_payload` refusal that lists them all.

@@ -302,8 +302,8 @@ impl Provider for SendGrid {
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
         refuse_failed(&batch_checks(req.body))?;
-        let value: Value = serde_json::from_slice(req.body)
-            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
+        let value = super::json::parse(req.body)
+            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
         let events = value.as_array().map(Vec::as_slice).unwrap_or_default();
         let first = events.first().cloned().unwrap_or_default();
         let first_id = first["sg_event_id"].as_str().unwrap_or_default();

@@ -191,10 +191,10 @@ fn slash_command(fields: &[(Cow<'_, str>, Cow<'_, str>)]) -> (Vec<Check>, Option
 
 /// Checks of an interactive `payload`.
 fn interaction(payload: &str) -> (Vec<Check>, Option<(String, String)>) {
-    let v = match serde_json::from_str::<Value>(payload) {
+    let v = match super::json::parse_str(payload) {
         Ok(v) if v.is_object() => v,
         Ok(_) => return (vec![Check::fail("payload", "must be a JSON object")], None),
-        Err(e) => return (vec![Check::fail("payload", format!("not JSON: {e}"))], None),
+        Err(e) => return (vec![Check::fail("payload", e.said("not JSON: "))], None),
     };
     let kind = nonempty(&v, "/type");
     let checks = vec![Check::pass("payload", "JSON object"), required("payload.type", kind)];

@@ -274,8 +274,8 @@ impl Provider for Standard {
 
     fn parse(&self, req: &Inbound<'_>) -> Result<Parsed, Refusal> {
         refuse_failed(&self.checks(req))?;
-        let value: Value = serde_json::from_slice(req.body)
-            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
+        let value = super::json::parse(req.body)
+            .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
         Ok(Parsed::one(message_id(req.headers).unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
     }
 

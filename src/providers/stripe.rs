@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::registry::SettingError;
 use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
+use super::json::{self, Checked, CheckedVisitor, Keys, Text};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -331,8 +332,7 @@ impl Stripe {
 
 /// The whole body as a `Value`, every check run: what a body the fast path does not take gets.
 fn parse_value(body: &[u8]) -> Result<Parsed, Refusal> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, format!("body is not JSON: {e}")))?;
+    let value = json::parse(body).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
     // A live event is the one refusal with its own code: it means the wrong endpoint (or
     // account) is pointed here, which the sender must fix, not the payload.
     if value.get("livemode") == Some(&Value::Bool(true)) {
@@ -367,13 +367,15 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
                 use serde::de::Error;
                 let (mut id, mut event_type, mut created, mut data, mut livemode) = (None, None, None, None, None);
-                // Each member once (a `Value` would keep the last of two, and the checks read it).
+                // Each member once (the `Value` path then names the repeat).
                 fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), &'static str> {
                     match slot.replace(value) {
                         None => Ok(()),
                         Some(_) => Err(name),
                     }
                 }
+                // Every key, for the repeat of one this does not read.
+                let mut keys = Keys::default();
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     let done = match key.as_ref() {
                         "id" => once(&mut id, map.next_value::<Text<'de>>()?.0, "id"),
@@ -383,12 +385,14 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                         // Never `null`, which the checks call "not a boolean".
                         "livemode" => once(&mut livemode, map.next_value::<bool>()?, "livemode"),
                         _ => {
-                            map.next_value::<Valid>()?;
+                            map.next_value::<Checked>()?;
                             Ok(())
                         }
                     };
                     done.map_err(A::Error::duplicate_field)?;
+                    keys.push(&key);
                 }
+                keys.unique()?;
                 let missing = |name| A::Error::missing_field(name);
                 data.ok_or_else(|| missing("data"))?;
                 Ok(Envelope {
@@ -400,28 +404,6 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             }
         }
         d.deserialize_map(Members)
-    }
-}
-
-/// A string, borrowed from the body unless it has escapes (serde's own `Cow` always copies).
-struct Text<'a>(std::borrow::Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
-        struct Chars;
-        impl<'de> serde::de::Visitor<'de> for Chars {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(Chars)
     }
 }
 
@@ -438,6 +420,7 @@ impl<'de> Deserialize<'de> for Data {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Data, A::Error> {
                 let mut found = false;
+                let mut keys = Keys::default();
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     if key == "object" {
                         if found {
@@ -446,9 +429,11 @@ impl<'de> Deserialize<'de> for Data {
                         map.next_value::<AnObject>()?;
                         found = true;
                     } else {
-                        map.next_value::<Valid>()?;
+                        map.next_value::<Checked>()?;
                     }
+                    keys.push(&key);
                 }
+                keys.unique()?;
                 if found {
                     Ok(Data)
                 } else {
@@ -461,60 +446,13 @@ impl<'de> Deserialize<'de> for Data {
     }
 }
 
-/// Any JSON object, its members read as [`Valid`].
+/// Any JSON object, its members read as [`Checked`].
 struct AnObject;
 
 impl<'de> Deserialize<'de> for AnObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AnObject, D::Error> {
         // `deserialize_map` takes an object only, and hands it to the visitor of any value.
-        d.deserialize_map(AnyValue).map(|Valid| AnObject)
-    }
-}
-
-/// Any JSON value, read as fully as a `Value` is (numbers in range, escapes and surrogates
-/// decoded) and kept nowhere. Not serde's `IgnoredAny`: serde_json skips those unchecked, so
-/// a body a `Value` refuses would pass.
-struct Valid;
-
-impl<'de> Deserialize<'de> for Valid {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Valid, D::Error> {
-        d.deserialize_any(AnyValue)
-    }
-}
-
-/// The visitor of [`Valid`]: takes every kind of value, keeps none.
-struct AnyValue;
-
-impl<'de> serde::de::Visitor<'de> for AnyValue {
-    type Value = Valid;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_unit<E>(self) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
-        while seq.next_element::<Valid>()?.is_some() {}
-        Ok(Valid)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
-        while map.next_entry::<Valid, Valid>()?.is_some() {}
-        Ok(Valid)
+        d.deserialize_map(CheckedVisitor).map(|Checked| AnObject)
     }
 }
 
@@ -619,9 +557,18 @@ mod tests {
             br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"livemode":null}"#,
             br#"{"id":"evt_1","id":"evt_2","type":"t","created":1,"data":{"object":{}}}"#,
             br#"{"id":"evt_1","type":"t","created":1.5,"data":{"object":{}}}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{"a":1,"a":2}}}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"x":[{"c":1,"c":1}]}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{},"p":1,"p":1}}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"livemode":false,"livemode":false}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"x":1,"x":1}"#,
         ] {
             assert_eq!(valid_event(refused), None, "{}", String::from_utf8_lossy(refused));
         }
+        // The value path says why, and a live event said twice is a repeat, not a live event.
+        let twice = br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"livemode":true,"livemode":false}"#;
+        let r = parse_value(twice).unwrap_err();
+        assert_eq!((r.code, r.message.as_str()), (RefusalCode::InvalidPayload, "duplicate key `livemode` at $"));
     }
 
     #[test]

@@ -14,7 +14,6 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
@@ -259,7 +258,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, Refusal> {
     let invalid = |m: String| Refusal::new(RefusalCode::InvalidPayload, m);
     if is_json(req.headers) {
-        let v: Value = serde_json::from_slice(req.body).map_err(|e| invalid(format!("body is not JSON: {e}")))?;
+        let v = super::json::parse(req.body).map_err(|e| invalid(e.said("body is not JSON: ")))?;
         let obj = v.as_object().ok_or_else(|| invalid("JSON body must be an object".into()))?;
         Ok(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
     } else {

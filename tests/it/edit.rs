@@ -188,3 +188,52 @@ async fn an_edit_is_refused_where_the_provider_cannot_sign() {
     assert_eq!(app.wait_for(2).await.len(), 2, "the plain replay went out");
     s.stop().await;
 }
+
+/// An edit's headers are bounded as an arriving request's head is: at most 64 overrides, each
+/// name and value and the whole edited head within `server.max_header_bytes`. Beyond, `400
+/// invalid_payload` naming the bound, before anything is stored; within, every override reaches
+/// the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_overrides_are_bounded_as_an_arriving_head_is() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    let head = c.server.max_header_bytes;
+    let s = start(c).await;
+    let id = s.stripe(&charge("evt_heads", 1).to_string()).await.json()["id"].as_str().unwrap().to_string();
+    app.wait_for(1).await;
+    let path = format!("/staging/webhooks/events/{id}/replay");
+    let overrides = |n: usize, value: &str| {
+        let headers: serde_json::Map<String, Value> = (0..n).map(|i| (format!("x-h{i}"), json!(value))).collect();
+        json!({ "headers": headers }).to_string()
+    };
+    let long = "v".repeat(head + 1);
+    let cases: [(&str, String, &str); 6] = [
+        ("65 overrides", overrides(65, "1"), "at most 64"),
+        ("40 000 overrides", overrides(40_000, "1"), "at most 64"),
+        ("a value longer than a head", json!({"headers": {"x-long": long}}).to_string(), "server.max_header_bytes"),
+        ("a name longer than a head", json!({"headers": {long.clone(): "1"}}).to_string(), "server.max_header_bytes"),
+        ("a head made too long", overrides(40, &"w".repeat(head / 32)), "server.max_header_bytes"),
+        ("a value that is no header value", json!({"headers": {"x-a": "a\u{7f}b"}}).to_string(), "not a header value"),
+    ];
+    for (what, body, said) in cases {
+        let r = s.post(&path, &[JSON], body.as_bytes()).await;
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"), "{what}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(said), "{what}: {message}");
+        assert!(message.len() < 300, "{what}: the message is short: {}", message.len());
+    }
+    s.store.flush().await.unwrap();
+    let listed = s.get("/staging/webhooks/events?limit=10").await.json();
+    assert_eq!(listed["events"].as_array().unwrap().len(), 1, "nothing refused was stored: {listed}");
+
+    // 64 overrides, within the head: all of them reach the app.
+    let r = s.post(&path, &[JSON], overrides(64, "set").as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = &app.wait_for(2).await[1];
+    for i in 0..64 {
+        assert_eq!(d.header(&format!("x-h{i}")), Some("set"), "x-h{i}");
+    }
+    s.stop().await;
+}

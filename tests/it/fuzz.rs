@@ -1,7 +1,8 @@
 //! Property tests (proptest, on stable Rust): random and mutated input against everything that
-//! reads bytes a client or a file controls, through the public API. No server here: the
+//! reads bytes a client or a file controls, through the public API. Mostly no server: the
 //! providers, the configuration loader and the record codec are called as `http/`, `main` and
-//! `store/` call them, so thousands of cases run in seconds.
+//! `store/` call them, so thousands of cases run in seconds. The edit path's header overrides are
+//! thrown at the real server, whose answer (and whether it still answers) is the property.
 //!
 //! Each property sets its case count, and a failing case is never written to disk (no
 //! `proptest-regressions/`): a failure found is fixed, and its input kept as a plain regression
@@ -1461,5 +1462,100 @@ proptest! {
             Ok(loaded) => usable_config(&loaded.config)?,
             Err(e) => prop_assert!(!e.message.trim().is_empty(), "{e:?}"),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edit and replay: random header overrides against the real server.
+
+/// Header names: tokens, the same in capitals, names no request can carry, and one longer than a
+/// whole head.
+fn override_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "x-[a-z0-9-]{0,12}",
+        1 => "X-[A-Z0-9]{0,4}",
+        1 => prop::sample::select(&["content-type", "content-length", "stripe-signature", "host"][..]).prop_map(str::to_string),
+        1 => prop::sample::select(&["", " ", "a b", "x:y", "x\ny", "\u{0}", "é", "(x)"][..]).prop_map(str::to_string),
+        1 => any::<String>(),
+        1 => Just("n".repeat(70_000)),
+    ]
+}
+
+/// Values: none (a removal), text, bytes no header value may hold, and ones longer than a head.
+fn override_value() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        1 => Just(None),
+        4 => "[ -~]{0,40}".prop_map(Some),
+        1 => prop::sample::select(&["a\nb", "a\rb", "\u{0}", "é", "\u{7f}", " padded ", "\t"][..]).prop_map(|v| Some(v.to_string())),
+        1 => any::<String>().prop_map(Some),
+        1 => (1usize..4096).prop_map(|n| Some("v".repeat(n))),
+        1 => Just(Some("v".repeat(70_000))),
+    ]
+}
+
+/// An edit request: the overrides as a JSON object written by hand (so a name may come twice),
+/// now and then with a byte that is not UTF-8 in it; or many small ones.
+fn override_request() -> impl Strategy<Value = (usize, Vec<u8>)> {
+    let written = prop_oneof![
+        6 => prop::collection::vec((override_name(), override_value()), 0..12),
+        2 => prop::collection::vec((override_name(), override_value()), 50..80),
+        1 => (100usize..40_000).prop_map(|n| (0..n).map(|i| (format!("x-h{i}"), Some("1".to_string()))).collect()),
+    ];
+    (written, prop::bool::weighted(0.1)).prop_map(|(pairs, break_utf8)| {
+        let members: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v.clone().map_or(Value::Null, Value::String)))
+            .collect();
+        let mut bytes = format!(r#"{{"headers":{{{}}}}}"#, members.join(",")).into_bytes();
+        if break_utf8 && !pairs.is_empty() {
+            // Inside the first name's string, just after its opening quote.
+            let open = r#"{"headers":{""#.len();
+            bytes.insert(open, 0xff);
+        }
+        (pairs.len(), bytes)
+    })
+}
+
+/// The codes an edit may be refused with (`http/errors.rs`, `http/edit.rs`).
+const EDIT_CODES: [&str; 5] = ["invalid_payload", "payload_too_large", "not_found", "no_target", "cannot_sign"];
+
+/// No edit request panics a worker: random override maps (any count, names and values valid or
+/// not, huge, repeated, bytes that are not UTF-8) each get a 2xx or a 4xx with a stable code, the
+/// server answers the next request, and more than 64 overrides are always refused.
+#[test]
+fn random_header_overrides_are_answered_and_bounded() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (app, server, path) = rt.block_on(async {
+        let app = crate::fake_app::FakeApp::start().await;
+        let mut c = crate::support::config(dir.path());
+        c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+        let s = crate::support::start(c).await;
+        let r = s.stripe(&crate::support::stripe_event("evt_fuzz_edit")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        (app, s, format!("/staging/webhooks/events/{id}/replay"))
+    });
+    let mut runner = proptest::test_runner::TestRunner::new(cases(48));
+    let result = runner.run(&override_request(), |(count, body)| {
+        let r = rt.block_on(server.post(&path, &[("content-type", JSON)], &body));
+        let code = r.code();
+        prop_assert!(
+            (200..300).contains(&r.status) || ((400..500).contains(&r.status) && EDIT_CODES.contains(&code.as_str())),
+            "{count} overrides: {} {}",
+            r.status,
+            r.text()
+        );
+        if count > 64 {
+            prop_assert_eq!((r.status, code.as_str()), (400, "invalid_payload"), "{} overrides: {}", count, r.text());
+        }
+        let health = rt.block_on(server.get("/healthz"));
+        prop_assert_eq!(health.status, 200);
+        Ok(())
+    });
+    rt.block_on(server.stop());
+    drop(app);
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -16,6 +16,7 @@ mod dashboard;
 mod delivery;
 mod delivery_more;
 mod diagnosis;
+mod duplicate_keys;
 mod edit;
 mod errors;
 mod example_session;
