@@ -21,7 +21,7 @@ async fn post_signed(s: &TestServer, i: &Instance, body: &[u8]) -> support::Resp
     let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);
     let signed = i.provider.sign_resend(&url, Some(sample.content_type), body, &sample.headers, now);
     let path = signed.url.trim_start_matches("http://127.0.0.1");
-    let mut headers = stagehook::delivery::resent_headers(&sample.headers, &signed);
+    let mut headers = stagehook::delivery::resent_headers(&sample.headers, &signed, &[]);
     headers.push(("content-type".into(), sample.content_type.into()));
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     request(s.addr, "POST", path, &headers, body).await
