@@ -13,7 +13,7 @@ use stagehook::secret::Secret;
 use stagehook::Clock;
 
 use crate::fake_app::{FakeApp, Received};
-use crate::support::{self, start, start_with_clock, stripe_event, until, TestServer};
+use crate::support::{self, start, start_with_clock, stripe_event, two_evaluations, until, TestServer};
 
 /// The webhook notifier's secret: `whsec_` and base64.
 const PAGER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -71,13 +71,6 @@ fn texts(slack: &FakeApp) -> Vec<String> {
 async fn wait_messages(slack: &FakeApp, n: usize) -> Vec<String> {
     slack.wait_for(n).await;
     texts(slack)
-}
-
-/// Waits until the evaluator has finished two evaluations since the call. The second began after
-/// the call, so whatever it had to say about what happened before the call is recorded by then.
-async fn two_evaluations(s: &TestServer) {
-    let from = s.alerts.evaluations();
-    until("two evaluations of the rules", || async { (s.alerts.evaluations() >= from + 2).then_some(()) }).await;
 }
 
 /// The notifications `ops` was given, sent or still queued: the events of its lane. An

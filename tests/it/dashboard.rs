@@ -80,7 +80,9 @@ async fn firing_alerts() {
         provider: Some("stripe".into()),
         above: None,
         window: None,
-        for_: Some(HumanDuration(Duration::from_secs(2))),
+        // A minute of silence, which only the clock's advance below can reach: a browser slow to
+        // start on a loaded machine must not see the alert before the page first shows the event.
+        for_: Some(HumanDuration(Duration::from_secs(60))),
         code: None,
         repeat: None,
     });
@@ -93,7 +95,9 @@ async fn firing_alerts() {
         .await;
     assert!(!browser.visible("#alerts").await, "no alert fires yet");
 
-    s.clock.advance(3_000);
+    // The evaluator has seen the event before the clock moves on, so the silence starts there.
+    support::two_evaluations(&s).await;
+    s.clock.advance(61_000);
     let shown = browser
         .wait("the firing alert", || async {
             let visible = browser.visible("#alerts li[data-provider=\"stripe\"]").await;

@@ -482,3 +482,10 @@ pub async fn post_badly_signed(addr: SocketAddr) -> Resp {
     )
     .await
 }
+
+/// Waits until the evaluator has finished two evaluations since the call. The second began after
+/// the call, so whatever it had to say about what happened before the call is recorded by then.
+pub async fn two_evaluations(s: &TestServer) {
+    let from = s.alerts.evaluations();
+    until("two evaluations of the rules", || async { (s.alerts.evaluations() >= from + 2).then_some(()) }).await;
+}
