@@ -68,6 +68,19 @@ const EVICTED_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// bodies younger than [`EVICT_AFTER`] are passed over, and this bounds the work of one accept.
 const EVICT_SCAN: usize = 1024;
 
+/// How often the server looks for the end of a burst, after which the allocator is asked to
+/// give back the memory the burst took (see [`crate::allocator::collect_soon`]).
+const BURST_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A burst, for [`BURST_CHECK_EVERY`]: this many connections open at once, or this many body
+/// bytes in flight; it has ended when what is open has fallen to half of its peak.
+const BURST_CONNECTIONS: usize = 1000;
+const BURST_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Checks in a row that ask for a collection once a burst has ended: a worker collects only
+/// when it parks, and each is sure to have parked after one of these.
+const COLLECT_ROUNDS: u32 = 3;
+
 /// How often the summary of what clients caused is logged (when anything happened).
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
@@ -453,6 +466,7 @@ pub async fn serve<F>(
     // 0: serving; 1: finish open requests, then close; 2: close now.
     let (stop_tx, stop_rx) = watch::channel(0u8);
     let summary = tokio::spawn(summarise(shared.stats.clone()));
+    let bursts = tokio::spawn(watch_bursts(shared.stats.clone()));
     // Written without waiting: the socket is new, so its send buffer has room.
     let refused = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
@@ -498,6 +512,31 @@ pub async fn serve<F>(
         }
     }
     summary.abort();
+    bursts.abort();
+}
+
+/// Asks the allocator to give memory back when a burst of connections or body bytes has ended
+/// ([`BURST_CONNECTIONS`], [`BURST_BODY_BYTES`]): the workers it left idle would otherwise keep
+/// what the burst freed. A steady load, however fast, never asks.
+async fn watch_bursts(stats: Arc<ConnStats>) {
+    let mut tick = tokio::time::interval(BURST_CHECK_EVERY);
+    let (mut peak_open, mut peak_bytes, mut rounds) = (0usize, 0u64, 0u32);
+    loop {
+        tick.tick().await;
+        let open = stats.open.load(Ordering::Relaxed);
+        let bytes = stats.inflight_body_bytes.load(Ordering::Relaxed);
+        peak_open = peak_open.max(open);
+        peak_bytes = peak_bytes.max(bytes);
+        let ended = (peak_open >= BURST_CONNECTIONS && open <= peak_open / 2)
+            || (peak_bytes >= BURST_BODY_BYTES && bytes <= peak_bytes / 2);
+        if ended {
+            (peak_open, peak_bytes, rounds) = (open, bytes, COLLECT_ROUNDS);
+        }
+        if rounds > 0 {
+            rounds -= 1;
+            crate::allocator::collect_soon();
+        }
+    }
 }
 
 async fn connection<F>(
