@@ -16,10 +16,12 @@
 //!   and the handler answers `503 too_many_body_bytes`;
 //! - `max_connections`: at the cap, a new connection takes the place of the connection that has
 //!   waited longest for a request, if that wait is [`EVICT_AFTER`] or more (a slow or idle
-//!   client); failing that, of the request whose body is furthest behind the minimum rate,
-//!   if it has been arriving for [`EVICT_AFTER`] or more (it is answered `408 body_too_slow`);
-//!   never of a request whose body is complete. Otherwise it is refused at once with a `503`,
-//!   never queued;
+//!   client); failing that, of the request whose body is furthest behind the minimum rate
+//!   counted from the end of its head, without a grace (it has delivered fewer than
+//!   `min_body_rate` bytes for each second it has been arriving; it is answered `408
+//!   body_too_slow`). A body that arrived whole with its head, or that keeps up with the rate,
+//!   is never the one. Otherwise the new connection is refused at once with a `503`, never
+//!   queued;
 //! - `max_header_bytes`: hyper answers `431` to a larger request head, however its bytes arrive.
 //!
 //! An early refusal (a handler that answers without reading the body) drains the unread body,
@@ -63,10 +65,6 @@ pub const EVICT_AFTER: Duration = Duration::from_secs(1);
 /// How long a connection evicted while its body arrives has to write its `408` before it is
 /// closed all the same: the answer is small, and a client that does not read it loses nothing.
 const EVICTED_ANSWER_WITHIN: Duration = Duration::from_secs(1);
-
-/// Bodies looked at, fastest-behind first, for one that has arrived long enough to be evicted:
-/// bodies younger than [`EVICT_AFTER`] are passed over, and this bounds the work of one accept.
-const EVICT_SCAN: usize = 1024;
 
 /// How often the server looks for the end of a burst, after which the allocator is asked to
 /// give back the memory the burst took (see [`crate::allocator::collect_soon`]).
@@ -261,10 +259,9 @@ struct Conn {
     body_waker: AtomicWaker,
 }
 
-/// A body in `Shared::bodies`: its connection, and when its headers ended (ms since `epoch`).
+/// A body in `Shared::bodies`: its connection.
 struct Arriving {
     conn: Arc<Conn>,
-    started_ms: u64,
 }
 
 /// State shared by the accept loop and every connection.
@@ -279,8 +276,10 @@ struct Shared {
     /// across an await.
     waiting: Mutex<BTreeMap<(u64, u64), Arc<Conn>>>,
     /// Bodies still arriving that did not arrive whole at once, by the time they fall (or fell)
-    /// behind the minimum rate, furthest behind first: the candidates for eviction after the
-    /// waiting connections. A body's entry moves as its bytes arrive.
+    /// behind the minimum rate counted from the end of their head, without the grace
+    /// ([`Timed::behind_from`]), furthest behind first: those whose time has passed are the
+    /// candidates for eviction after the waiting connections. A body's entry moves as its
+    /// bytes arrive.
     bodies: Mutex<BTreeMap<(u64, u64), Arriving>>,
     /// The sum of what `bodies` hold, against `max_inflight_body_bytes`.
     inflight: AtomicU64,
@@ -336,8 +335,7 @@ impl Shared {
     }
 
     /// Closes the connection that has waited longest, if it has waited [`EVICT_AFTER`]; else
-    /// cuts the body furthest behind the minimum rate among those that have been arriving for
-    /// [`EVICT_AFTER`].
+    /// cuts the body furthest behind the minimum rate, if it is behind it.
     fn evict_one(&self) -> bool {
         self.evict_waiting() || self.evict_body()
     }
@@ -363,11 +361,11 @@ impl Shared {
     }
 
     fn evict_body(&self) -> bool {
-        let oldest_allowed = self.now_ms().saturating_sub(EVICT_AFTER.as_millis() as u64);
+        let now = self.now_ms();
         let mut bodies = self.bodies.lock();
-        let found = bodies.iter().take(EVICT_SCAN).find(|(_, a)| a.started_ms <= oldest_allowed).map(|(k, _)| *k);
-        let Some(key) = found else { return false };
-        let Some(Arriving { conn, .. }) = bodies.remove(&key) else { return false };
+        // The first body is the furthest behind: if it is not behind, none is.
+        let Some(entry) = bodies.first_entry().filter(|e| e.key().0 < now) else { return false };
+        let Arriving { conn } = entry.remove();
         drop(bodies);
         // The body leaves the map here; its charge is given back when it is dropped.
         if conn.phase.compare_exchange(BODY, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -789,14 +787,20 @@ struct Timed {
 }
 
 impl Timed {
-    /// When, in ms since `Shared::epoch`, the body falls behind the minimum rate with the bytes
-    /// it has: the grace, then a millisecond for every `min_body_rate / 1000` bytes. With no
-    /// minimum, the bodies are still ordered for eviction as if it were a byte a second.
-    fn behind_at(&self) -> u64 {
-        let limits = &self.shared.limits;
-        let rate = limits.min_body_rate.max(1);
+    /// When, in ms since `Shared::epoch`, the body falls behind the minimum rate counted from
+    /// the end of its head, with the bytes it has: a millisecond for every `min_body_rate / 1000`
+    /// bytes. From then on it may be evicted at the cap. With no minimum, the bodies are still
+    /// ordered and evicted as if it were a byte a second.
+    fn behind_from(&self) -> u64 {
+        let rate = self.shared.limits.min_body_rate.max(1);
         let credit_ms = self.received.saturating_mul(1000) / rate;
-        self.started_ms.saturating_add(limits.body_rate_grace.as_millis() as u64).saturating_add(credit_ms)
+        self.started_ms.saturating_add(credit_ms)
+    }
+
+    /// When the body is cut for falling behind the minimum rate: [`Timed::behind_from`] and the
+    /// grace.
+    fn behind_at(&self) -> u64 {
+        self.behind_from().saturating_add(self.shared.limits.body_rate_grace.as_millis() as u64)
     }
 
     /// What the handler holds of this body, as charged to the budget.
@@ -815,7 +819,7 @@ impl Timed {
             }
             self.charged += more;
         }
-        let key = (self.behind_at(), self.conn.id);
+        let key = (self.behind_from(), self.conn.id);
         if self.key == Some(key) {
             return Ok(());
         }
@@ -829,7 +833,7 @@ impl Timed {
             }
             None => {
                 if self.conn.phase.compare_exchange(ACTIVE, BODY, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    bodies.insert(key, Arriving { conn: self.conn.clone(), started_ms: self.started_ms });
+                    bodies.insert(key, Arriving { conn: self.conn.clone() });
                 }
             }
         }
