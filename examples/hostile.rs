@@ -356,14 +356,27 @@ async fn genuine(addr: SocketAddr, secret: &str, phase: Duration) -> Vec<Option<
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
             match tokio::time::timeout(GENUINE_TIMEOUT, exchange(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), &req)).await {
-                Ok(Ok(200)) => Some(started.elapsed()),
-                _ => None,
+                Ok(Ok(200)) => Ok(started.elapsed()),
+                Ok(Ok(status)) => Err(format!("status {status}")),
+                Ok(Err(e)) => Err(format!("error: {}", e.kind())),
+                Err(_) => Err("no answer within 5 s".to_string()),
             }
         }));
     }
     let mut out = Vec::with_capacity(tasks.len());
+    let mut failures = std::collections::BTreeMap::<String, u64>::new();
     for t in tasks {
-        out.push(t.await.unwrap_or(None));
+        match t.await.unwrap_or_else(|e| Err(e.to_string())) {
+            Ok(d) => out.push(Some(d)),
+            Err(why) => {
+                *failures.entry(why).or_default() += 1;
+                out.push(None);
+            }
+        }
+    }
+    // Why the genuine requests that failed did, beside the table (on stderr).
+    if !failures.is_empty() {
+        eprintln!("genuine failures: {failures:?}");
     }
     out
 }

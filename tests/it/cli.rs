@@ -120,7 +120,12 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     let config = write_config(dir.path(), "");
     std::fs::write(
         &config,
-        std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nshutdown_grace_seconds = 5\n"),
+        // The stuck client below sends one byte of its body: neither the minimum body rate nor
+        // the body timeout may cut it before the shutdown grace ends, or the grace is not tested.
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[server]\n",
+            "[server]\nshutdown_grace_seconds = 5\nbody_rate_grace = \"600s\"\nbody_timeout = \"600s\"\n",
+        ),
     )
     .unwrap();
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
@@ -185,7 +190,11 @@ async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
     // A grace far longer than the wait below: only the second signal can end it in time.
     std::fs::write(
         &config,
-        std::fs::read_to_string(&config).unwrap().replace("[server]\n", "[server]\nshutdown_grace_seconds = 600\n"),
+        // Nor may the minimum body rate or the body timeout end the stuck client's request.
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[server]\n",
+            "[server]\nshutdown_grace_seconds = 600\nbody_rate_grace = \"600s\"\nbody_timeout = \"600s\"\n",
+        ),
     )
     .unwrap();
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;

@@ -12,6 +12,9 @@ use tokio::net::TcpStream;
 
 use crate::support::{self, config, start, stripe_event, stripe_header, STRIPE_SECRET};
 
+/// What the server charges a body still arriving beside its bytes (`server.rs`).
+const BODY_OVERHEAD: u64 = 16 * 1024;
+
 fn secs(s: f64) -> HumanDuration {
     HumanDuration(Duration::from_secs_f64(s))
 }
@@ -343,11 +346,11 @@ async fn at_the_cap_the_slowest_body_makes_room_for_an_event_and_the_stats() {
         bodies.push(slow_body(server.addr, 1000, 500).await);
     }
     let mut slowest = slow_body(server.addr, 1000, 1).await;
-    // All nineteen are arriving (each charges the budget with what it declared): the server
-    // has them, and this question makes twenty, below the cap.
+    // All nineteen are arriving (each charges the budget with what it declared and the state of
+    // its request): the server has them, and this question makes twenty, below the cap.
     support::until("nineteen bodies in flight", || async {
         let stats = connections(server.addr).await;
-        (stats["inflight_body_bytes"] == 19_000 && stats["open"] == 20).then_some(())
+        (stats["inflight_body_bytes"] == 19 * (1000 + BODY_OVERHEAD) && stats["open"] == 20).then_some(())
     })
     .await;
     for _ in 0..3 {
@@ -387,6 +390,112 @@ async fn at_the_cap_the_slowest_body_makes_room_for_an_event_and_the_stats() {
     server.stop().await;
 }
 
+/// Opens an event stream, retrying while the server refuses it at the cap (a connection that
+/// has just closed may not be counted out yet).
+async fn open_stream_when_room(addr: SocketAddr) -> TcpStream {
+    support::until("room for an event stream", || async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /staging/webhooks/events/stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await.ok()?.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.starts_with(b"HTTP/1.1 200").then_some(s)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn at_the_cap_a_body_behind_the_rate_goes_at_once_and_one_that_keeps_up_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.max_connections = 23;
+    // The rate's grace and the timeout are far off: only the cap cuts a body here, and whether a
+    // body may go is measured from the end of its head, without the grace.
+    c.server.min_body_rate = 10;
+    c.server.body_rate_grace = secs(300.0);
+    c.server.body_timeout = secs(300.0);
+    let server = start(c).await;
+    // Twenty bodies with 500 bytes each (fifty seconds ahead of the rate), then one with none
+    // yet (behind it a millisecond after its head).
+    let mut ahead = Vec::new();
+    for _ in 0..20 {
+        ahead.push(slow_body(server.addr, 1000, 500).await);
+    }
+    let mut behind = slow_body(server.addr, 1000, 0).await;
+    support::until("twenty-one bodies in flight", || async {
+        let stats = connections(server.addr).await;
+        (stats["inflight_body_bytes"] == 21 * (1000 + BODY_OVERHEAD) && stats["open"] == 22).then_some(())
+    })
+    .await;
+    // Two event streams fill the cap: they handle their requests, and are never evicted.
+    let streams = [open_stream_when_room(server.addr).await, open_stream_when_room(server.addr).await];
+
+    // At the cap, straight away: the body behind the rate makes room, however young it is.
+    let r = server.stripe(&stripe_event("evt_past_a_young_slow_body")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let raw = read_to_end(&mut behind, Duration::from_secs(30)).await.expect("the body behind was closed");
+    let cut = support::parse(&raw);
+    assert_eq!(cut.status, 408, "{}", cut.text());
+    assert_eq!(cut.code(), "body_too_slow");
+
+    // The cap full again, of bodies that keep up with the rate, however old they grow: none is
+    // evicted, and the new connection is refused.
+    let third = open_stream_when_room(server.addr).await;
+    tokio::time::sleep(stagehook::http::server::EVICT_AFTER + Duration::from_millis(100)).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let raw = read_to_end(&mut s, Duration::from_secs(10)).await.expect("refused at once");
+    let r = support::parse(&raw);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.code(), "too_many_connections");
+    drop((streams, third));
+    for (i, mut s) in ahead.into_iter().enumerate() {
+        s.write_all(&[b' '; 500]).await.unwrap();
+        let r = read_response(&mut s, Duration::from_secs(30)).await;
+        assert_eq!(r.code(), "invalid_signature", "body {i}: {}", r.text());
+    }
+    let stats = connections(server.addr).await;
+    assert_eq!(stats["evicted"], 1, "{stats}");
+    assert_eq!(stats["body_too_slow"], 1, "{stats}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn near_the_cap_an_early_refusal_is_answered_without_waiting_for_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.limits.max_body_bytes = 1000;
+    c.server.max_connections = 10;
+    // Far off: a drain of the unsent body would hold the answer for the whole test.
+    c.server.refusal_drain_timeout = secs(300.0);
+    c.server.body_timeout = secs(300.0);
+    let server = start(c).await;
+    // Eight streams and the request below: 90 % of the cap, where a draining connection, which
+    // no eviction can take, would hold a place that a genuine event may need.
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(open_stream(server.addr).await);
+    }
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+          content-length: 2000\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let raw = read_to_end(&mut s, Duration::from_secs(30)).await.expect("answered and closed, not drained");
+    let r = support::parse(&raw);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    drop(streams);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn bodies_past_the_inflight_budget_are_refused_503() {
     let dir = tempfile::tempdir().unwrap();
@@ -400,7 +509,7 @@ async fn bodies_past_the_inflight_budget_are_refused_503() {
     // One body holds 150 000 bytes of the budget while it waits for its last byte.
     let mut holder = slow_body(server.addr, 150_001, 150_000).await;
     support::until("the body's bytes counted", || async {
-        (connections(server.addr).await["inflight_body_bytes"] == 150_000).then_some(())
+        (connections(server.addr).await["inflight_body_bytes"] == 150_000 + BODY_OVERHEAD).then_some(())
     })
     .await;
 
