@@ -31,7 +31,7 @@ const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(5);
 const ATTACK_SOURCES: u32 = 50;
 /// Source addresses of the slow-body flood: 127.0.0.2 to 127.0.0.201.
 const FLOOD_SOURCES: u32 = 200;
-/// Slow bodies in the flood: more than the default `server.max_connections` (10 000).
+/// Slow bodies in the flood: twice the default `server.max_connections` (6 000).
 const FLOOD_BODIES: usize = 12_000;
 /// How long after the flood its memory is measured again.
 const SETTLE: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@
 #     when the server has closed one (as slowloris does);
 #   - slow bodies: 2 000 requests at a time declaring 1 MiB and sending a byte a second, each
 #     from a spoofed address through the trusted proxy;
-#   - slow-body flood past max_connections: 12 000 slow bodies at a time (more than the 10 000
+#   - slow-body flood past max_connections: 12 000 slow bodies at a time (twice the 6 000
 #     connections allowed) from 200 addresses (127.0.0.2 to 127.0.0.201), half declaring 1 000
 #     bytes and sending one, half declaring 1 MiB and sending 16 KiB, then a byte a second each,
 #     starting again a second after each is closed; its row also gives the RSS before the phase

@@ -71,7 +71,7 @@ const EVICTED_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// `max_inflight_body_bytes` with it: the handler's state, the parsed head, the body's timer.
 /// Measured: 3 000 connections each sending the head and one byte of a 1 000-byte body took
 /// 17 KB each more than 3 000 that sent nothing. Without it, a flood of bodies of a byte or two
-/// took 30 KB a connection, 10 000 connections' worth, for a budget charge of 1 KB each.
+/// took 30 KB a connection, a full cap's worth of connections, for a budget charge of 1 KB each.
 const BODY_OVERHEAD: u64 = 16 * 1024;
 
 /// The share of `max_connections`, in percent, from which an early refusal's body is not
