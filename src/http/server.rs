@@ -374,20 +374,24 @@ impl Shared {
 
     fn evict_body(&self) -> bool {
         let now = self.now_ms();
-        let mut bodies = self.bodies.lock();
-        // The first body is the furthest behind: if it is not behind, none is.
-        let Some(entry) = bodies.first_entry().filter(|e| e.key().0 < now) else { return false };
-        let Arriving { conn } = entry.remove();
-        drop(bodies);
-        // The body leaves the map here; its charge is given back when it is dropped.
-        if conn.phase.compare_exchange(BODY, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            return false;
+        loop {
+            // The first body is the furthest behind: if it is not behind, none is.
+            let Arriving { conn } = {
+                let mut bodies = self.bodies.lock();
+                let Some(entry) = bodies.first_entry().filter(|e| e.key().0 < now) else { return false };
+                entry.remove()
+            };
+            // The body leaves the map here; its charge is given back when it is dropped. One
+            // whose request has just moved on is passed over, as `evict_waiting` does, and the
+            // next one behind is looked at.
+            if conn.phase.compare_exchange(BODY, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                conn.evicted_body.store(1, Ordering::Release);
+                conn.body_waker.wake();
+                conn.evict.notify_one();
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
         }
-        conn.evicted_body.store(1, Ordering::Release);
-        conn.body_waker.wake();
-        conn.evict.notify_one();
-        self.stats.evicted.fetch_add(1, Ordering::Relaxed);
-        true
     }
 
     /// Whether the connections open are close to `max_connections` ([`CROWDED_PERCENT`] of it):
