@@ -1,6 +1,10 @@
-//! The admin surface's credentials: an empty token refused at startup, dashboard sessions (a
-//! random id, never the token; its cookie attributes; expiry, logout, restart), and failed
-//! authentications limited per client while the right credential always passes.
+//! The admin surface's credentials: an empty or blank token stops `serve` (exit 2) and
+//! `check-config`, and an empty cookie or Bearer never matches; dashboard sessions (a random id,
+//! never the token; its cookie attributes, `Secure` under an https `public_url`; ended at
+//! `session_ttl`, at logout and by a restart); failed authentications limited per client (the
+//! 11th wrong guess in a minute is `429`) while the right credential always passes, each failure
+//! logged without what was sent; a token under 24 characters an error where other machines reach
+//! stagehook and a warning on loopback, and a `public_url` without trusted proxies a warning.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,8 +1,16 @@
-//! Alerts end to end: the real server, a fake app, and fake notifier endpoints (a Slack
-//! incoming webhook and a Standard Webhooks receiver), all real HTTP servers on loopback. Time
-//! moves with `Clock::advance` where the engine and the rules read it (a frozen clock where real
-//! time passing would change a rule's answer); "nothing more was sent" is said after two whole
-//! evaluations (`Alerts::evaluations`), never after a length of time.
+//! Alerts end to end: `breaker_open` fires once naming the provider and resolves once;
+//! `no_events` fires after its silence and resolves on the next event; refusals within a window
+//! and a dead letter fire with their figures; `repeat` sends again after its interval; a notifier
+//! that is down gets its message after a restart, and a restart neither fires an alert again nor
+//! resolves one whose breaker is still open; through the binary, a bad rule is named
+//! (`alerts[1].above`) and no output shows a notifier's URL or secret; a notifier's message
+//! cannot be edited. (The dashboard's firing alerts are in `dashboard.rs`.)
+//!
+//! The real server, a fake app, and fake notifier endpoints (a Slack incoming webhook and a
+//! Standard Webhooks receiver, checked with `sdk_standard.rs`), all real HTTP servers on
+//! loopback. Time moves with `Clock::advance` where the engine and the rules read it (a frozen
+//! clock where real time passing would change a rule's answer); "nothing more was sent" is said
+//! after two whole evaluations (`Alerts::evaluations`), never after a length of time.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,5 +1,8 @@
-//! The binary: configuration errors exit 2 naming the key, startup output, graceful shutdown on
-//! SIGTERM and SIGINT, structured logs, and secrets never printed.
+//! The binary: configuration errors exit 2 naming the key, startup output (the masked
+//! `forward_to` targets), graceful shutdown on SIGTERM and SIGINT (the stopping line at once, a
+//! second SIGINT exiting 130), structured JSON logs and no colour codes in a piped text log,
+//! secrets never printed; shell completions that bash (zsh and fish where installed) accept, and
+//! the man page's sections and flags (read by groff without warnings where installed).
 
 use crate::support::{run_binary, spawn_binary, stripe_event, write_config, STRIPE_SECRET};
 

@@ -1,7 +1,11 @@
-//! Hostile and broken clients at the connection level: idle and half-sent requests, trickled
-//! bodies, oversize bodies from clients that write before they read, connection floods beyond
-//! `server.max_connections`, huge headers and HTTP/2 prefaces. Each test runs the real server
-//! on port 0 with the defence's number set low.
+//! Hostile and broken clients at the connection level: idle and half-sent requests closed at
+//! `header_timeout` while a genuine event is answered, a kept-alive connection closed at
+//! `idle_timeout`, trickled bodies (`408`, and `408 body_too_slow` behind `min_body_rate`),
+//! oversize and rate-limited bodies from clients that write before they read, connection floods
+//! beyond `server.max_connections` (the connection that waited longest, or the slowest body,
+//! making room), bodies past `max_inflight_body_bytes` (`503`), heads over `max_header_bytes`
+//! (`431` however they arrive), HTTP/2 prefaces, and floods of refusals writing a bounded log.
+//! Each test runs the real server on port 0 with the defence's number set low.
 
 use std::net::SocketAddr;
 use std::time::Duration;

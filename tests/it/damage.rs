@@ -1,9 +1,11 @@
-//! Damage is contained and visible: a body that fails its checksum, a job record or an event
-//! record that does not decode each make that one delivery a dead letter (`storage_corrupt`)
-//! while the rest of the provider's queue is delivered; listings still answer; `store verify`
-//! names what is damaged; a rejection log entry that does not decode is listed in its place (in
-//! the API and the dashboard's panel); and the health check says `degraded` after a failed
-//! commit until one succeeds again.
+//! Damage is contained and visible. Records garbled while the server is stopped
+//! (`Store::inject_damage`, or a body byte flipped on disk): a body that fails its checksum, a
+//! job record or an event record that does not decode each make that one delivery a dead letter
+//! (`storage_corrupt`) while the rest of the provider's queue is delivered, and listings still
+//! answer; `store verify` through the real binary exits 0 on a sound store, 1 naming each damaged
+//! item and 2 while the folder is in use; a rejection log entry that does not decode is listed in
+//! its place (in the API and the dashboard's panel); and the health check says `degraded` after
+//! injected flush failures until a commit succeeds again.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,9 @@
-//! The dashboard in real headless Chromium: numbers equal to the API's, live rows, the detail
-//! view, replay with a click, the admin-token prompt, a session and its logout, screenshots, and
-//! no CSP violation.
+//! The dashboard in real headless Chromium (through `webdriver.rs`): numbers equal to the API's,
+//! live rows from the event stream, the detail view, copy curl, filters, the config report and
+//! rejection log, replay with a click (one, and all failed after a confirm step), the admin-token
+//! prompt (sign in, replay, log out, the old session refused), firing alerts at the top, edit
+//! and replay of a copy, two events' payloads compared, and no CSP violation. Screenshots go to
+//! `target/screenshots/` (`STAGEHOOK_UPDATE_DOCS=1` also writes the ones in `docs/`).
 
 use std::time::Duration;
 

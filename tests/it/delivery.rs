@@ -1,6 +1,8 @@
-//! Delivery to the app under test: raw bytes and headers intact, signatures the app's SDK
-//! accepts (replays included), retries, permanent refusals, `Retry-After`, breakers, restarts
-//! mid-retry, replay, retention, and an outage longer than the breaker's window.
+//! Delivery to the app under test (`fake_app.rs`): raw bytes and headers intact, signatures the
+//! app's SDK accepts (replays and Twilio's target URL included), retries, permanent refusals,
+//! `Retry-After`, timeouts, breakers, restarts mid-retry, replay, retention, the event list's
+//! filters and cursors, shutdown with a delivery in flight, and an outage longer than the
+//! breaker's window.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,8 @@
-//! Delivery promises beyond the basics: what a replay does to queued and in-flight work, the
-//! bulk replay's filter, `delivery.concurrency`, several targets behind one breaker (seen
-//! half-open through the API), and retention's caps and startup run.
+//! Delivery promises beyond the basics: what a replay does to queued and in-flight work (and,
+//! during an open breaker, that it goes out at once as the probe), the bulk replay's filter,
+//! `delivery.concurrency`, several targets behind one breaker (seen half-open through the API),
+//! queued jobs keeping their URL after a configuration change, when the next attempt is due, and
+//! retention's caps, startup run and the statuses it keeps.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! Edit and replay: `POST /staging/webhooks/events/{id}/replay` with an edited body or headers
 //! stores a new event whose `parent_id` is the original, and the app gets it signed afresh, as
-//! the provider would have signed it; the original is left as it was.
+//! the provider would have signed it (a Twilio form for the target URL); the original's
+//! payload, history and dedup claim stay as they were. What the provider could not send, bad
+//! headers, an oversize body, no target and an unknown id are refused with their codes and store
+//! nothing; a provider that cannot sign here refuses with `cannot_sign`; header overrides are
+//! bounded as an arriving head is (64 of them, each within `server.max_header_bytes`).
 
 use serde_json::{json, Value};
 

@@ -1,5 +1,7 @@
-//! The Errors table of docs/api.md, row by row where the tests elsewhere do not already cover a row: each
-//! code with its status, its body, and the six security headers every answer carries.
+//! The Errors table of docs/api.md, row by row where the tests elsewhere do not already cover a
+//! row: each code with its status, its body, and the six security headers every answer carries;
+//! `storage_unavailable` for a replay or a read the store cannot serve (and the next one
+//! succeeding), the admin bodies' size caps, and a bad `/rejections?limit=`.
 
 use crate::fake_app::FakeApp;
 use crate::support::{self, assert_security_headers, config, start, stripe_event, Resp};

@@ -1,6 +1,9 @@
 //! The binary's promises from README: where each setting comes from (flags over the
-//! environment over the file, an empty variable ignored), and the exit codes of `serve` and
-//! `send`.
+//! environment over the file, an empty variable ignored; `STAGEHOOK_CONFIG` for every
+//! subcommand), and the exit codes: `serve` exits 2 on a data folder another stagehook holds and
+//! 1 on a taken port (leaving no folder); `send` exits 0, 1 (a non-2xx, no connection) or 2
+//! (configuration, a placeholder secret with the finding `serve` gives), signs for `public_url`,
+//! names the server it tried, and reports `--json`; `check-config` notes a held folder.
 
 use std::process::{Command, Stdio};
 

@@ -1,7 +1,10 @@
-//! Export and import: `GET /staging/webhooks/events/export`, `stagehook export` (offline, the
-//! same bytes), `stagehook import` into an empty data folder (the same events, bodies byte for
-//! byte, duplicates skipped and counted, a malformed line refused whole), and
-//! `stagehook send --from` into a second stagehook (all accepted, then all duplicates).
+//! Export and import: `GET /staging/webhooks/events/export` (every page streamed) and
+//! `stagehook export` (offline, the same bytes, with the same filters), `stagehook import` into
+//! an empty data folder (the same events, bodies byte for byte, each edited copy linked to its
+//! parent's new id, duplicates skipped and counted; a malformed line, an oversize body or a
+//! provider that is no endpoint name refused whole, each line named), and `stagehook send
+//! --from` into a second stagehook (all accepted, then all duplicates) or straight to an app
+//! whose Stripe verifier accepts each.
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! `/healthz` and `/readyz`: the probes answer any `Host` without the token, and `/readyz`
-//! answers 503 while the store cannot commit and once shutdown has begun.
+//! answers 503 with its reason: `store_commit_failed` while the store cannot commit,
+//! `store_writer_stopped` once the writer has stopped, `shutting_down` once shutdown has begun.
 
 use serde_json::{json, Value};
 use stagehook::secret::Secret;

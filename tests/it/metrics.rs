@@ -1,5 +1,7 @@
 //! `GET /metrics`: the Prometheus text format, its values equal to `/stats` and
-//! `/recovery/stats` after a scripted session, checked by `promtool`, behind the admin token.
+//! `/recovery/stats` after a scripted session (a duplicate, a refused signature, a dead letter,
+//! an open breaker), checked by `promtool`; behind the admin token, and alone without it on
+//! `server.metrics_bind`.
 
 use std::collections::BTreeMap;
 

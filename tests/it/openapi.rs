@@ -1,5 +1,6 @@
 //! `docs/openapi.json` against the real server: every documented operation is a route (it
-//! answers neither 404 nor 405), every route of `src/http/` is documented, and the document is
+//! answers neither 404 nor 405), every route of `src/http/` (read from the source) is
+//! documented, errors have the `{"error": {"code", "message"}}` shape, and the document is
 //! served as it is in the repository.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
 //! Cross-site requests and DNS rebinding against the admin API and the dashboard, with the
 //! default loopback setup (no admin token): a page the developer opens must not replay the store
-//! or read it, while providers still reach ingest under any Host; and every URL stagehook signs
-//! for itself is its own, whatever Host a request names.
+//! or read it, while providers still reach ingest under any Host; `public_url`'s host,
+//! `allowed_hosts` and `allowed_origins` are ours; and every URL stagehook signs for itself is
+//! its own, whatever Host a request names.
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The probe of the `forward_to` targets (`target.reachable`), by `check-config` and
-//! `/config/validate`, against real local listeners only: nothing here leaves loopback.
+//! `/config/validate`, against real local listeners only (reachable, refused, an https target
+//! answering plain bytes), and none with `--offline` or `?offline=true`: nothing here leaves
+//! loopback (an unknown host is a unit test in `config/validate.rs`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};

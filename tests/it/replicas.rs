@@ -1,5 +1,9 @@
-//! Several instances sharing one real `redis-server`: one rate limit, one record of each event,
-//! and what happens while Redis is away.
+//! Several instances sharing one real `redis-server`: one rate limit (IPv6 clients by prefix),
+//! one record of each event (two or three replicas, under one default name too) and one
+//! delivery; a claim released when the commit fails, or left by a killed instance, never a false
+//! duplicate; Redis `connecting` until it first answers; a second live process under a taken
+//! name refused (exit 2), a restart under the same name not; Redis away under `open` and
+//! `closed`, one warning while it is down, and `check-config`'s `redis.reachable`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

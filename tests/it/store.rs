@@ -1,7 +1,8 @@
 //! The audit trail: duplicates stored once, every acknowledged event stored exactly once under
-//! concurrent load, restarts keep events and stats, the rejection log stays bounded, a failing
-//! store answers 503 (never a 2xx for an event not stored), a damaged database is a clear error
-//! at open, and body-log segments go with their last event.
+//! concurrent load, restarts keep events and stats (and a refusal just before the stop), the
+//! rejection log stays bounded, a failing store answers 503 (never a 2xx for an event not
+//! stored), a damaged or locked database is a clear error at open, a damaged body is reported,
+//! not served, and body-log segments go with their last event.
 
 use serde_json::Value;
 use stagehook::{App, Clock};

@@ -1,7 +1,8 @@
 //! The live stream, `GET /staging/webhooks/events/stream`: new events and every change of
 //! status as they happen, filters, resume with `Last-Event-ID`, a `reset` for what it cannot
-//! resume, a cap on open streams, and a stream outliving the idle timeout. A message is waited
-//! for with a generous bound; that a message did not come is shown by what came instead.
+//! resume, a cap on open streams, a stream outliving the idle timeout, and `stagehook tail
+//! --json` reading it. A message is waited for with a generous bound; that a message did not
+//! come is shown by what came instead.
 
 use std::net::SocketAddr;
 use std::time::Duration;
