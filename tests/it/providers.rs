@@ -1,7 +1,8 @@
 //! Every provider kind end to end: `stagehook send` builds and signs a fixture, the real server
 //! verifies and records it, the app receives a delivery its own SDK accepts (the `sdk_*.rs`
 //! verifiers), and a repeat of the same request is a duplicate. Plus the `send` command line
-//! itself and named instances side by side, each with its own secret.
+//! itself and named endpoints (`[providers.<name>]` sections) side by side, each with its own
+//! secret.
 
 use stagehook::config::Config;
 use stagehook::providers::{github, hmac, sendgrid, shopify, slack, standard, stripe, Section};
