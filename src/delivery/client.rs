@@ -37,10 +37,13 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    #[error("connect error: {0}")]
     Connect(String),
+    #[error("timed out")]
     Timeout,
+    #[error("transport error: {0}")]
     Other(String),
 }
 
@@ -50,16 +53,6 @@ impl SendError {
             SendError::Connect(_) => "connect",
             SendError::Timeout => "timeout",
             SendError::Other(_) => "transport",
-        }
-    }
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(m) => write!(f, "connect error: {m}"),
-            SendError::Timeout => f.write_str("timed out"),
-            SendError::Other(m) => write!(f, "transport error: {m}"),
         }
     }
 }

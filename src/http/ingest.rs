@@ -23,7 +23,7 @@ use crate::providers::diagnose::{self, Diagnosis};
 use crate::providers::{Accepted, Inbound, RefusalCode};
 use crate::ratelimit::Decision;
 use crate::shared::{Claim, Pending, Shared, Unavailable};
-use crate::store::{NewEvent, RejectionParts};
+use crate::store::{NewEvent, RejectionParts, StoreError};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
@@ -233,11 +233,24 @@ async fn store_event(
     }
     match stored {
         Ok(done) => answer(endpoint, &done.id.to_string(), &parsed.event_id, done.duplicate, &body),
-        Err(e) => {
-            tracing::error!(error = %e, event_id = %parsed.event_id, "event not stored");
-            ApiError::storage_unavailable().with_header("retry-after", 1).into_response()
-        }
+        // The conversion logs the error; the span names the event in that line.
+        Err(e) => tracing::error_span!("event not stored", event_id = %parsed.event_id)
+            .in_scope(|| not_stored(e))
+            .into_response(),
     }
+}
+
+/// The answer to an event the store could not take: what [`ApiError::from`] gives every route,
+/// and, when that is `storage_unavailable`, in a stored event's words and with `Retry-After: 1`.
+/// Neither moves into the conversion: its own words ("could not be read or written") fit the
+/// routes that read, and the header, which tells the provider to send the event again soon, has
+/// no meaning to a person reading the event list.
+fn not_stored(e: StoreError) -> ApiError {
+    let converted = ApiError::from(e);
+    if converted.code != "storage_unavailable" {
+        return converted;
+    }
+    ApiError::storage_unavailable().with_header("retry-after", 1)
 }
 
 /// The provider's 2xx for an event stored as `id` (here or, for a duplicate, maybe elsewhere).

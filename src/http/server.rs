@@ -161,30 +161,21 @@ pub fn local() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallibl
 }
 
 /// Why the server cut a body short: the error the body yields, which the handler answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BodyCut {
     /// `body_timeout` passed before the body was complete.
+    #[error("the body did not arrive within the body timeout")]
     Timeout,
     /// The body fell behind `min_body_rate`.
+    #[error("the body arrived more slowly than the minimum body rate")]
     TooSlow,
     /// The connection was evicted at `max_connections`: the slowest body there was.
+    #[error("the body arrived the slowest while the connections were at their cap")]
     Evicted,
     /// `max_inflight_body_bytes` had no room for the body's bytes.
+    #[error("the bodies still arriving hold all the memory set aside for them")]
     NoRoom,
 }
-
-impl std::fmt::Display for BodyCut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BodyCut::Timeout => "the body did not arrive within the body timeout",
-            BodyCut::TooSlow => "the body arrived more slowly than the minimum body rate",
-            BodyCut::Evicted => "the body arrived the slowest while the connections were at their cap",
-            BodyCut::NoRoom => "the bodies still arriving hold all the memory set aside for them",
-        })
-    }
-}
-
-impl std::error::Error for BodyCut {}
 
 /// What happened to connections, for the summary line and the API. Counts since startup.
 #[derive(Debug, Default)]

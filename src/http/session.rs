@@ -45,16 +45,9 @@ struct Table {
 }
 
 /// Why no session could be opened.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the system's random number generator failed")]
 pub struct NoRandom;
-
-impl std::fmt::Display for NoRandom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the system's random number generator failed")
-    }
-}
-
-impl std::error::Error for NoRandom {}
 
 impl Sessions {
     pub fn new(ttl: std::time::Duration, clock: Clock) -> Sessions {

@@ -21,23 +21,14 @@ use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Why a body is not JSON with unique keys.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum JsonError {
-    /// Not JSON at all: the parser's own words.
+    /// Not JSON at all: the parser's own words (callers say "not JSON" their own way).
+    #[error("{0}")]
     Syntax(serde_json::Error),
     /// An object holds `key` twice; `at` is the object's path (`$`, `$.data.object`, `$[2]`).
+    #[error("duplicate key `{}` at {at}", shown(key))]
     Duplicate { key: String, at: String },
-}
-
-impl fmt::Display for JsonError {
-    /// The parser's words for a syntax error (callers say "not JSON" their own way), and
-    /// "duplicate key `id` at $.data.object" for a repeat.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JsonError::Syntax(e) => e.fmt(f),
-            JsonError::Duplicate { key, at } => write!(f, "duplicate key `{}` at {at}", shown(key)),
-        }
-    }
 }
 
 impl JsonError {

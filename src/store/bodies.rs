@@ -172,21 +172,15 @@ fn list_segments(dir: &Path) -> Result<Vec<u32>, BodyLogError> {
 }
 
 /// Why a body could not be read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// The bytes are not what was written: the segment is gone or cut short, or the body fails
     /// its checksum. Reading again gives the same answer.
+    #[error("{0}")]
     Damaged(String),
     /// The read itself failed (out of file handles, an I/O error): it may work later.
+    #[error("{0}")]
     Io(String),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Damaged(m) | ReadError::Io(m) => f.write_str(m),
-        }
-    }
 }
 
 /// Reads a body back, checking its length and checksum.

@@ -34,27 +34,18 @@ pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Re
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
 /// Why the store could not do something.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened: locked by another process, unreadable, or corrupt.
+    #[error("cannot open the database in {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
     /// A write failed after its retries, or the writer is gone; nothing was acknowledged.
+    #[error("store unavailable: {0}")]
     Unavailable(String),
     /// A record on disk does not decode.
+    #[error("corrupt record: {0}")]
     Corrupt(String),
 }
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Open { path, reason } => write!(f, "cannot open the database in {}: {reason}", path.display()),
-            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
-            StoreError::Corrupt(m) => write!(f, "corrupt record: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// The failure reason (`failures/storage_corrupt`) and error code of stored data that does not
 /// read back intact.
@@ -63,14 +54,9 @@ pub const STORAGE_CORRUPT: &str = "storage_corrupt";
 /// What is wrong with one stored item that does not read back as it was written: a record that
 /// does not decode, a body cut short or failing its checksum. Unlike a failed read, it is not
 /// transient: reading again gives the same answer, so whatever needs the item gives up on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Damage(pub String);
-
-impl std::fmt::Display for Damage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// An event as read back for display: each part whole, or what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -813,26 +799,19 @@ fn read_err(e: sled::Error) -> StoreError {
 }
 
 /// Why sled would not open a data folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum OpenFailure {
     /// Another process holds the folder's lock.
+    #[error(
+        "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir"
+    )]
     InUse,
     /// sled found its own files damaged (or panicked reading them).
+    #[error("the database is corrupt ({0}); move the folder aside or restore it")]
     Corrupt(String),
     /// Anything else: permissions, I/O.
+    #[error("{0}")]
     Other(String),
-}
-
-impl std::fmt::Display for OpenFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenFailure::InUse => f.write_str(
-                "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir",
-            ),
-            OpenFailure::Corrupt(e) => write!(f, "the database is corrupt ({e}); move the folder aside or restore it"),
-            OpenFailure::Other(e) => f.write_str(e),
-        }
-    }
 }
 
 /// How long opening waits for a held lock before it says the folder is in use: sled's flusher

@@ -107,31 +107,18 @@ impl Report {
 }
 
 /// Why the walk could not run at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// A running stagehook holds the folder's lock.
+    #[error("{} is in use by a running stagehook (its lock is held); stop it first, then verify", .0.display())]
     InUse(PathBuf),
     /// There is no database in the folder (verify never creates one).
+    #[error("there is no stagehook database in {}", .0.display())]
     NoDatabase(PathBuf),
     /// sled could not open it for another reason (permissions, I/O).
+    #[error("cannot open {}: {reason}", path.display())]
     CannotOpen { path: PathBuf, reason: String },
 }
-
-impl std::fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VerifyError::InUse(p) => write!(
-                f,
-                "{} is in use by a running stagehook (its lock is held); stop it first, then verify",
-                p.display()
-            ),
-            VerifyError::NoDatabase(p) => write!(f, "there is no stagehook database in {}", p.display()),
-            VerifyError::CannotOpen { path, reason } => write!(f, "cannot open {}: {reason}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for VerifyError {}
 
 /// sled's cache for the walk: it reads each page about once, so a small one does.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;

@@ -97,15 +97,14 @@ enum Waiter {
 }
 
 impl Waiter {
-    fn answer(self, result: Result<(), &str>) {
-        let err = |e: &str| StoreError::Unavailable(e.to_string());
+    fn answer(self, result: Result<(), StoreError>) {
         match (self, result) {
             (Waiter::Ingest(ack, v), Ok(())) => drop(ack.send(Ok(v))),
             (Waiter::Done(ack), Ok(())) => drop(ack.send(Ok(()))),
             (Waiter::Count(ack, n), Ok(())) => drop(ack.send(Ok(n))),
-            (Waiter::Ingest(ack, _), Err(e)) => drop(ack.send(Err(err(e)))),
-            (Waiter::Done(ack), Err(e)) => drop(ack.send(Err(err(e)))),
-            (Waiter::Count(ack, _), Err(e)) => drop(ack.send(Err(err(e)))),
+            (Waiter::Ingest(ack, _), Err(e)) => drop(ack.send(Err(e))),
+            (Waiter::Done(ack), Err(e)) => drop(ack.send(Err(e))),
+            (Waiter::Count(ack, _), Err(e)) => drop(ack.send(Err(e))),
         }
     }
 }
@@ -209,7 +208,7 @@ impl Writer {
                 // A read failed while preparing this one operation: it alone is refused. What it
                 // already put in the batch is consistent on its own (each step writes whole
                 // records), so the rest of the batch goes ahead.
-                Err((w, e)) => w.answer(Err(&e.to_string())),
+                Err((w, e)) => w.answer(Err(StoreError::Unavailable(e.to_string()))),
             }
         }
         let Ops { mut p, jobs_added, replayed, .. } = m;
@@ -310,7 +309,7 @@ impl Writer {
                 // applied but not flushed, the retry finds the event and is acknowledged as a
                 // duplicate only after a later flush succeeds.
                 tracing::error!(error = %e, "store commit failed after retries; answering 503");
-                waiters.into_iter().for_each(|w| w.answer(Err(&e)));
+                waiters.into_iter().for_each(|w| w.answer(Err(StoreError::Unavailable(e.clone()))));
             }
         }
     }
@@ -417,11 +416,11 @@ fn apply_delta(value: u64, delta: i64) -> u64 {
 }
 
 fn refuse(op: Op) {
-    let reason = "the store is shutting down";
+    let reason = || Err(StoreError::Unavailable("the store is shutting down".into()));
     match op {
-        Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(Err(reason)),
-        Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(Err(reason)),
-        Op::Replay(_, ack) | Op::Delete(_, ack) | Op::Alert(_, ack) => Waiter::Count(ack, 0).answer(Err(reason)),
+        Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(reason()),
+        Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(reason()),
+        Op::Replay(_, ack) | Op::Delete(_, ack) | Op::Alert(_, ack) => Waiter::Count(ack, 0).answer(reason()),
         Op::Shutdown(ack) => drop(ack.send(())),
         Op::Reject(..) | Op::Begin(_) => {}
     }

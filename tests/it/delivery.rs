@@ -1,47 +1,87 @@
-//! Delivery to the app under test (`fake_app.rs`): raw bytes and headers intact, signatures the
-//! app's SDK accepts (replays and Twilio's target URL included), retries, permanent refusals,
-//! `Retry-After`, timeouts, breakers, restarts mid-retry, replay, retention, the event list's
-//! filters and cursors, shutdown with a delivery in flight, and an outage longer than the
-//! breaker's window.
+//! Delivery to the app under test: raw bytes and headers intact, signatures the app's SDK
+//! accepts, retries, permanent refusals, `Retry-After`, timeouts, breakers (one per provider,
+//! shared by its targets), `delivery.concurrency`, restarts mid-retry, shutdown with a delivery
+//! in flight, and an outage longer than the breaker's window. The config, the waits (on the
+//! queue, the breaker, the engine) and the replays that `delivery_more` shares are here too.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use stagehook::config::{Config, HumanDuration, Strategy};
-use stagehook::Clock;
 
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Reply};
 use crate::support::{
-    self, config, form, start, start_with_clock, stripe_event, twilio_signature, until, STRIPE_SECRET, TWILIO_TOKEN,
+    self, config, form, start, stripe_event, twilio_signature, until, TestServer, STRIPE_SECRET, TWILIO_TOKEN,
 };
 
-/// A config delivering Stripe events to `url`, with fast fixed retries.
-fn delivering(dir: &Path, url: &str, attempts: u32, base_ms: u64) -> Config {
+/// A config delivering Stripe events to `urls`, with `attempts` fixed retries `base` apart and no
+/// jitter. `max_delay` is raised to `base` where it is shorter, as the config requires; it caps
+/// only an app's `Retry-After` here.
+pub(crate) fn delivering(dir: &Path, urls: &[String], attempts: u32, base: Duration) -> Config {
     let mut c = config(dir);
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![url.to_string()];
+    c.providers.get_mut("stripe").unwrap().forward_to = urls.to_vec();
     c.retry.strategy = Strategy::Fixed;
     c.retry.max_attempts = attempts;
-    c.retry.base_delay = HumanDuration(Duration::from_millis(base_ms));
+    c.retry.base_delay = HumanDuration(base);
+    c.retry.max_delay = HumanDuration(base.max(c.retry.max_delay.0));
     c.retry.jitter = 0.0;
     c
 }
 
-/// `/recovery/stats` once the queue is empty: its counters follow the records a moment after the
-/// batch that changed both is applied (once it is flushed), so they are polled, not read once.
-async fn queue_drained(s: &support::TestServer) -> Value {
-    until("the queue to drain", || async {
-        let rec = s.get("/staging/webhooks/recovery/stats").await.json();
-        (rec["queue_depth"] == 0).then_some(rec)
+/// Polls `/recovery/stats` until the queue depth is `n`, and returns them: the counters follow
+/// the records a moment after the batch that changed both is applied (once it is flushed).
+pub(crate) async fn queue_depth_becomes(s: &TestServer, n: u64) -> Value {
+    until(&format!("queue depth {n}"), || async {
+        let rec = s.recovery().await;
+        (rec["queue_depth"] == n).then_some(rec)
     })
     .await
+}
+
+/// Polls `/recovery/stats` until Stripe's breaker is `state`, and returns them.
+pub(crate) async fn breaker_becomes(s: &TestServer, state: &str) -> Value {
+    until(&format!("the breaker to be {state}"), || async {
+        let rec = s.recovery().await;
+        (rec["providers"]["stripe"]["breaker"]["state"] == state).then_some(rec)
+    })
+    .await
+}
+
+/// Waits until the engine has begun two looks at the queue since the call: the first of them began
+/// after the call and has finished, so every delivery it meant to start is in flight by then.
+pub(crate) async fn two_engine_passes(s: &TestServer) {
+    let from = s.engine.passes();
+    until("two looks of the engine at the queue", || async { (s.engine.passes() >= from + 2).then_some(()) }).await;
+}
+
+/// Replays the event `id`, which is accepted, and returns the answer.
+pub(crate) async fn replay_event(s: &TestServer, id: &str) -> Value {
+    replay(s, &format!("/staging/webhooks/events/{id}/replay"), b"").await
+}
+
+/// Replays the events that `filter` (JSON, or empty for every event) selects, which is accepted,
+/// and returns the answer.
+pub(crate) async fn replay_where(s: &TestServer, filter: &[u8]) -> Value {
+    replay(s, "/staging/webhooks/replay", filter).await
+}
+
+async fn replay(s: &TestServer, path: &str, body: &[u8]) -> Value {
+    let r = s.post_json(path, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// The event ids of the deliveries the app got, in the order it got them.
+pub(crate) fn ids_sent(app: &FakeApp) -> Vec<String> {
+    app.received().iter().map(|d| d.header("x-stagehook-event-id").unwrap().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let s = start(delivering(dir.path(), &app.url("/webhooks/stripe"), 3, 10)).await;
+    let s = start(delivering(dir.path(), &[app.url("/webhooks/stripe")], 3, Duration::from_millis(10))).await;
     // Pretty-printed, with a trailing newline: the app must get exactly these bytes.
     let body = "{\n  \"id\": \"evt_raw\",\n  \"type\": \"charge.succeeded\",\n  \"created\": 1,\n  \"livemode\": false,\n  \"data\": {\"object\": {\"amount\": 2000}}\n}\n";
     // Headers about the hop to stagehook, and stagehook's own names, sent by the provider (or
@@ -90,50 +130,10 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
     assert_eq!(h["outcome"], "delivered");
     assert_eq!(h["target"], app.url("/webhooks/stripe"));
     assert_eq!(e["delivery_pending"], false);
-    queue_drained(&s).await;
+    queue_depth_becomes(&s, 0).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
     assert_eq!(stats["by_status"]["received"], 0, "{stats}");
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_hours_later_is_signed_afresh() {
-    let app = FakeApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    // The server lives five hours in the past: the first delivery's signature is old by now.
-    let clock = Clock::system();
-    clock.advance(-5 * 3600 * 1000);
-    let s = start_with_clock(delivering(dir.path(), &app.url("/hook"), 3, 10), clock.clone()).await;
-    let body = stripe_event("evt_old");
-    let sig = support::stripe_header(STRIPE_SECRET, clock.now_s(), body.as_bytes());
-    let r = s
-        .post(
-            "/staging/webhooks/stripe",
-            &[("content-type", "application/json"), ("stripe-signature", &sig)],
-            body.as_bytes(),
-        )
-        .await;
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let first = app.wait_for(1).await[0].clone();
-    let err =
-        stripe_sdk_verify(&first.body, first.header("stripe-signature").unwrap(), STRIPE_SECRET, 300, support::now_s());
-    assert_eq!(err.unwrap_err(), "Timestamp outside the tolerance zone");
-    support::wait_status(&s, &id, "processed").await;
-
-    // Five hours later, a replay: a new series whose signature the SDK accepts now.
-    clock.advance(5 * 3600 * 1000);
-    let r =
-        s.post(&format!("/staging/webhooks/events/{id}/replay"), &[("content-type", "application/json")], b"").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["replayed"], 1);
-    let second = app.wait_for(2).await[1].clone();
-    assert_eq!(second.body, first.body);
-    stripe_sdk_verify(&second.body, second.header("stripe-signature").unwrap(), STRIPE_SECRET, 300, support::now_s())
-        .expect("a replay verifies at the app");
-    let e = support::wait_status(&s, &id, "processed").await;
-    let series: Vec<Value> = e["history"].as_array().unwrap().iter().map(|h| h["series"].clone()).collect();
-    assert_eq!(series, [json!(1), json!(2)], "history kept across series");
     s.stop().await;
 }
 
@@ -192,10 +192,10 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
     let app = FakeApp::start().await;
     app.set_default(Reply::status(500));
     let dir = tempfile::tempdir().unwrap();
-    let mut c = delivering(dir.path(), &app.url("/hook"), 3, 100);
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(100));
     c.circuit_breaker.failure_threshold = 50;
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_5xx")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_5xx").await;
     let e = support::wait_status(&s, &id, "failed").await;
     let got = app.received();
     assert_eq!(got.len(), 3);
@@ -209,7 +209,7 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
     assert_eq!(e["history"][2]["status"], 500);
     assert_eq!(e["last_error"], "HTTP 500: fake app says 500");
     assert_eq!(e["delivery_pending"], false);
-    let rec = queue_drained(&s).await;
+    let rec = queue_depth_becomes(&s, 0).await;
     assert_eq!(rec["failure_reasons"]["http_5xx"], 3, "{rec}");
     assert_eq!(rec["dead_letters"], 1);
     assert_eq!(rec["queue_depth"], 0);
@@ -220,15 +220,15 @@ async fn server_errors_are_retried_until_the_last_attempt_then_dead_lettered() {
 async fn client_errors_are_permanent_and_retry_after_is_honoured() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let s = start(delivering(dir.path(), &app.url("/hook"), 5, 10)).await;
+    let s = start(delivering(dir.path(), &[app.url("/hook")], 5, Duration::from_millis(10))).await;
     app.script([Reply::status(422)]);
-    let id = s.stripe(&stripe_event("evt_4xx")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_4xx").await;
     let e = support::wait_status(&s, &id, "failed").await;
     assert_eq!(e["attempts"], 1, "a 4xx is not retried");
 
     // 429 with Retry-After: 1 s, although the schedule says 10 ms.
     app.script([Reply { status: 429, retry_after: Some(1), delay: Duration::ZERO }, Reply::status(200)]);
-    let id = s.stripe(&stripe_event("evt_429")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_429").await;
     support::wait_status(&s, &id, "processed").await;
     let got = app.received();
     let gap = got[2].at - got[1].at;
@@ -237,23 +237,40 @@ async fn client_errors_are_permanent_and_retry_after_is_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_app_times_out_and_is_retried() {
+    let app = FakeApp::start().await;
+    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_secs(3) }]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/slow")], 3, Duration::from_millis(10));
+    c.providers.get_mut("stripe").unwrap().timeout = HumanDuration(Duration::from_millis(300));
+    let s = start(c).await;
+    let id = s.post_stripe_event("evt_slow").await;
+    let e = support::wait_status(&s, &id, "processed").await;
+    let h = e["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[0]["error"], "timed out");
+    assert_eq!(h[0]["status"], Value::Null);
+    assert!(h[0]["duration_us"].as_u64().unwrap() < 2_000_000, "cut off at the timeout, not the app's 3 s");
+    assert_eq!(h[1]["status"], 200);
+    let rec = s.recovery().await;
+    assert_eq!(rec["failure_reasons"]["timeout"], 1, "{rec}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     let app = FakeApp::start().await;
     app.set_default(Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
-    let mut c = delivering(dir.path(), &app.url("/hook"), 50, 10);
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 50, Duration::from_millis(10));
     c.circuit_breaker.failure_threshold = 3;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(1500));
     // Twilio delivers to an app that is up: its lane shows the loop keeps going meanwhile.
     let other = FakeApp::start().await;
     c.providers.get_mut("twilio").unwrap().forward_to = vec![other.url("/sms")];
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_cb")).await.json()["id"].as_str().unwrap().to_string();
-    let rec = until("the breaker to open", || async {
-        let rec = s.get("/staging/webhooks/recovery/stats").await.json();
-        (rec["providers"]["stripe"]["breaker"]["state"] == "open").then_some(rec)
-    })
-    .await;
+    let id = s.post_stripe_event("evt_cb").await;
+    let rec = breaker_becomes(&s, "open").await;
     let b = &rec["providers"]["stripe"]["breaker"];
     assert_eq!(b["consecutive_failures"], 3);
     assert!(b["next_probe_ms"].as_i64().unwrap() > b["opened_at_ms"].as_i64().unwrap());
@@ -267,18 +284,95 @@ async fn the_breaker_opens_pauses_attempts_probes_and_closes() {
     assert_eq!(other.received().len(), 1);
     assert_eq!(app.received().len(), 3);
     assert_eq!(support::event_json(&s, &id).await["attempts"], 3);
-    assert_eq!(
-        s.get("/staging/webhooks/recovery/stats").await.json()["providers"]["stripe"]["breaker"]["state"],
-        "open"
-    );
+    assert_eq!(s.recovery().await["providers"]["stripe"]["breaker"]["state"], "open");
 
     // The app recovers; after the recovery timeout one probe goes through and closes it.
     app.set_default(Reply::status(200));
     support::wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 4);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = s.recovery().await;
     assert_eq!(rec["providers"]["stripe"]["breaker"]["state"], "closed");
     assert_eq!(rec["providers"]["stripe"]["breaker"]["consecutive_failures"], 0);
+    s.stop().await;
+}
+
+/// Two targets for one provider: each gets every event, with its own history entries, and their
+/// failures count towards one breaker, which `/recovery/stats` shows `half_open` while its
+/// probe is out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_targets_share_one_breaker_seen_half_open() {
+    let (a, b) = (FakeApp::start().await, FakeApp::start().await);
+    a.set_default(Reply::status(503));
+    b.set_default(Reply::status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[a.url("/a"), b.url("/b")], 50, Duration::from_millis(5000));
+    c.retry.max_delay = HumanDuration(Duration::from_secs(5));
+    c.circuit_breaker.failure_threshold = 2;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(800));
+    let s = start(c).await;
+    let id = s.post_stripe_event("evt_two").await;
+    // One failure at each target opens it: the count is the provider's, not a target's.
+    let rec = breaker_becomes(&s, "open").await;
+    assert_eq!((a.received().len(), b.received().len()), (1, 1), "{rec}");
+    assert_eq!(rec["providers"]["stripe"]["breaker"]["consecutive_failures"], 2);
+
+    // The probe is held by the app: the breaker is half-open meanwhile.
+    for app in [&a, &b] {
+        app.set_default(Reply::status(200));
+        app.hold();
+    }
+    breaker_becomes(&s, "half_open").await;
+    a.release();
+    b.release();
+    let e = support::wait_status(&s, &id, "processed").await;
+    let mut delivered: Vec<String> = e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["outcome"] == "delivered")
+        .map(|h| h["target"].as_str().unwrap().to_string())
+        .collect();
+    delivered.sort();
+    let mut want = vec![a.url("/a"), b.url("/b")];
+    want.sort();
+    assert_eq!(delivered, want, "{e}");
+    assert_eq!(s.recovery().await["providers"]["stripe"]["breaker"]["state"], "closed");
+    s.stop().await;
+}
+
+/// At most `delivery.concurrency` attempts run at once; the others wait, `received`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_bounds_the_deliveries_in_flight() {
+    let app = FakeApp::start().await;
+    app.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(600) });
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    c.delivery.concurrency = 2;
+    let s = start(c).await;
+    // The app holds the first two answers while the engine looks at the queue twice more.
+    app.hold();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.post_stripe_event(&format!("evt_cc{i}")).await);
+    }
+    app.wait_for(2).await;
+    two_engine_passes(&s).await;
+    let rec = s.recovery().await;
+    assert_eq!(rec["in_flight"], 2, "{rec}");
+    let page = s.get("/staging/webhooks/events?status=received").await.json();
+    let waiting = page["events"].as_array().unwrap().len();
+    assert_eq!(waiting, 3, "two in flight, the other three wait: {page}");
+    assert_eq!(app.received().len(), 2);
+    app.release();
+    for id in &ids {
+        support::wait_status(&s, id, "processed").await;
+    }
+    // Each attempt is held 600 ms: with two at a time, the third starts after the first ends,
+    // the fifth after the third.
+    let got = app.received();
+    assert_eq!(got.len(), 5);
+    assert!(got[2].at - got[0].at >= Duration::from_millis(550), "{:?}", got[2].at - got[0].at);
+    assert!(got[4].at - got[2].at >= Duration::from_millis(550), "{:?}", got[4].at - got[2].at);
     s.stop().await;
 }
 
@@ -287,9 +381,9 @@ async fn a_restart_mid_retry_resumes_without_loss_or_double_count() {
     let app = FakeApp::start().await;
     app.script([Reply::status(500)]);
     let dir = tempfile::tempdir().unwrap();
-    let c = delivering(dir.path(), &app.url("/hook"), 5, 700);
+    let c = delivering(dir.path(), &[app.url("/hook")], 5, Duration::from_millis(700));
     let s = start(c.clone()).await;
-    let id = s.stripe(&stripe_event("evt_restart")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_restart").await;
     support::wait_status(&s, &id, "retrying").await;
     assert_eq!(app.received().len(), 1, "one attempt before the stop");
     s.stop().await;
@@ -299,151 +393,63 @@ async fn a_restart_mid_retry_resumes_without_loss_or_double_count() {
     let e = support::wait_status(&s, &id, "processed").await;
     assert_eq!(app.received().len(), 2, "one failed attempt, one delivery");
     assert_eq!(e["attempts"], 2);
-    queue_drained(&s).await;
+    queue_depth_becomes(&s, 0).await;
     let stats = s.get("/staging/webhooks/stats").await.json();
     assert_eq!(stats["total_events"], 1);
     assert_eq!(stats["by_status"]["processed"], 1, "{stats}");
     assert_eq!(stats["by_status"]["retrying"], 0, "{stats}");
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
+    let rec = s.recovery().await;
     assert_eq!(rec["queue_depth"], 0);
     assert_eq!(rec["delivered_after_attempts"]["2"], 1, "{rec}");
     s.stop().await;
 }
 
+/// A queued retry keeps the URL its series started with across a restart with another
+/// `forward_to`; a replay then uses the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_single_and_bulk_and_409_without_target() {
+async fn queued_jobs_keep_their_url_after_a_config_change() {
+    let (old, new) = (FakeApp::start().await, FakeApp::start().await);
+    old.script([Reply::status(500)]);
+    let dir = tempfile::tempdir().unwrap();
+    let c = delivering(dir.path(), &[old.url("/old")], 5, Duration::from_millis(1500));
+    let s = start(c.clone()).await;
+    let id = s.post_stripe_event("evt_moved").await;
+    support::wait_status(&s, &id, "retrying").await;
+    s.stop().await;
+
+    let mut moved = c;
+    moved.providers.get_mut("stripe").unwrap().forward_to = vec![new.url("/new")];
+    let s = start(moved).await;
+    let e = support::wait_status(&s, &id, "processed").await;
+    assert_eq!((old.received().len(), new.received().len()), (2, 0), "{e}");
+    assert_eq!(e["history"][1]["target"], old.url("/old"));
+    assert_eq!(replay_event(&s, &id).await["replayed"], 1);
+    new.wait_for(1).await;
+    support::wait_status(&s, &id, "processed").await;
+    assert_eq!(old.received().len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_delivery_in_flight_finish() {
     let app = FakeApp::start().await;
-    app.set_default(Reply::status(400));
+    app.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(700) });
     let dir = tempfile::tempdir().unwrap();
-    let s = start(delivering(dir.path(), &app.url("/hook"), 3, 10)).await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(s.stripe(&stripe_event(&format!("evt_rp{i}"))).await.json()["id"].as_str().unwrap().to_string());
-    }
-    for id in &ids {
-        support::wait_status(&s, id, "failed").await;
-    }
-    let listed = s.get("/staging/webhooks/events?status=failed&provider=stripe").await.json();
-    assert_eq!(listed["events"].as_array().unwrap().len(), 3, "{listed}");
-
+    let c = delivering(dir.path(), &[app.url("/hook")], 3, Duration::from_millis(10));
+    let s = start(c.clone()).await;
+    let id = s.post_stripe_event("evt_inflight_d").await;
+    app.wait_for(1).await;
+    s.stop().await;
+    let s = start(c).await;
+    let e = support::event_json(&s, &id).await;
+    assert_eq!(e["status"], "processed", "the delivery in flight was recorded before the store closed: {e}");
+    // A later event goes through: had the first one's job stayed queued, it was due earlier and
+    // would have been sent first.
     app.set_default(Reply::status(200));
-    let r = s
-        .post(
-            "/staging/webhooks/replay",
-            &[("content-type", "application/json")],
-            br#"{"status": "failed", "provider": "stripe"}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["replayed"], 3);
-    for id in &ids {
-        let e = support::wait_status(&s, id, "processed").await;
-        assert_eq!(e["attempts"], 2, "history kept: one refused, one delivered");
-    }
-    assert_eq!(app.received().len(), 6);
-
-    // Twilio has no target here: nothing to replay to.
-    let params = [("MessageSid", "SM1"), ("From", "+1"), ("To", "+2")];
-    s.sms(&params).await;
-    let sms = s.store.find_by_event_id("twilio", "SM1").unwrap().unwrap();
-    let r =
-        s.post(&format!("/staging/webhooks/events/{sms}/replay"), &[("content-type", "application/json")], b"").await;
-    assert_eq!((r.status, r.code().as_str()), (409, "no_target"));
-    let r =
-        s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"provider": "twilio"}"#).await;
-    assert_eq!((r.json()["replayed"].clone(), r.json()["skipped_no_target"].clone()), (json!(0), json!(1)));
-    let r = s.post("/staging/webhooks/replay", &[("content-type", "application/json")], br#"{"status": "lost"}"#).await;
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"));
-    let r = s
-        .post(
-            "/staging/webhooks/events/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay",
-            &[("content-type", "application/json")],
-            b"",
-        )
-        .await;
-    assert_eq!(r.code(), "not_found");
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_are_listed_newest_first_with_filters_and_cursors() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = start(config(dir.path())).await;
-    for i in 0..7 {
-        s.stripe(&stripe_event(&format!("evt_l{i}"))).await;
-    }
-    let page = s.get("/staging/webhooks/events?limit=3").await.json();
-    let ids: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["evt_l6", "evt_l5", "evt_l4"]);
-    let cursor = page["next_cursor"].as_str().unwrap();
-    let page = s.get(&format!("/staging/webhooks/events?limit=3&cursor={cursor}")).await.json();
-    let ids: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["evt_l3", "evt_l2", "evt_l1"]);
-    let page =
-        s.get("/staging/webhooks/events?type=payment_intent.succeeded&status=processed&provider=stripe").await.json();
-    assert_eq!(page["events"].as_array().unwrap().len(), 7);
-    let page = s.get("/staging/webhooks/events?provider=twilio").await.json();
-    assert_eq!(page["events"].as_array().unwrap().len(), 0);
-    assert_eq!(s.get("/staging/webhooks/events?status=nope").await.code(), "invalid_payload");
-
-    // A time window, in Unix milliseconds or RFC 3339: `since` inclusive, `until` exclusive.
-    let all = s.get("/staging/webhooks/events").await.json();
-    let at = |e: &serde_json::Value| e["received_at_ms"].as_i64().unwrap();
-    let l3 = all["events"].as_array().unwrap().iter().find(|e| e["event_id"] == "evt_l3").map(at).unwrap();
-    let srv = &s;
-    let window = |q: String| async move {
-        let page = srv.get(&format!("/staging/webhooks/events?{q}")).await.json();
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["event_id"].as_str().unwrap().to_string(), at(e)))
-            .collect::<Vec<_>>()
-    };
-    let since = window(format!("since={l3}")).await;
-    assert!(since.iter().any(|(id, _)| id == "evt_l3") && since.iter().all(|(_, t)| *t >= l3), "{since:?}");
-    let until = window(format!("until={l3}")).await;
-    assert!(until.iter().all(|(id, t)| id != "evt_l3" && *t < l3), "{until:?}");
-    assert_eq!(since.len() + until.len(), 7);
-    assert_eq!(window("since=2000-01-01T00:00:00Z".into()).await.len(), 7);
-    assert_eq!(window("until=2000-01-01T00:00:00Z".into()).await.len(), 0);
-    assert_eq!(s.get("/staging/webhooks/events?since=yesterday").await.code(), "invalid_payload");
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.retention.max_age = HumanDuration(Duration::from_secs(3600));
-    c.retention.interval = HumanDuration(Duration::from_millis(50));
-    // Twilio delivers to a port nobody listens on, retrying only after a day. The port stays
-    // bound (not listening: connections are refused) so no other process can take it meanwhile.
-    let held = tokio::net::TcpSocket::new_v4().unwrap();
-    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let dead = held.local_addr().unwrap();
-    c.providers.get_mut("twilio").unwrap().forward_to = vec![format!("http://{dead}/down")];
-    c.retry.base_delay = HumanDuration(Duration::from_secs(86_400));
-    c.retry.max_delay = HumanDuration(Duration::from_secs(86_400));
-    let clock = Clock::system();
-    let s = start_with_clock(c, clock.clone()).await;
-    for i in 0..3 {
-        s.stripe(&stripe_event(&format!("evt_ret{i}"))).await;
-    }
-    let params = [("MessageSid", "SM_KEEP"), ("From", "+1"), ("To", "+2")];
-    s.sms(&params).await;
-    let keep = s.store.find_by_event_id("twilio", "SM_KEEP").unwrap().unwrap().to_string();
-    support::wait_status(&s, &keep, "retrying").await;
-
-    clock.advance(2 * 3600 * 1000);
-    until("retention to run", || async {
-        let st = s.get("/staging/webhooks/stats").await.json();
-        (st["total_events"] == 1).then_some(())
-    })
-    .await;
-    assert!(s.store.find_by_event_id("stripe", "evt_ret0").unwrap().is_none(), "dedup keys go with the event");
-    assert_eq!(support::event_json(&s, &keep).await["delivery_pending"], true);
-    assert_eq!(s.get("/staging/webhooks/recovery/stats").await.json()["retention_deleted"], 3);
+    let later = s.post_stripe_event("evt_after_restart").await;
+    support::wait_status(&s, &later, "processed").await;
+    let sent = ids_sent(&app);
+    assert_eq!(sent, [id.clone(), later], "the first was not attempted again");
     s.stop().await;
 }
 
@@ -451,7 +457,7 @@ async fn retention_deletes_old_events_but_keeps_those_with_pending_jobs() {
 async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
     let mut app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = delivering(dir.path(), &app.url("/hook"), 1000, 50);
+    let mut c = delivering(dir.path(), &[app.url("/hook")], 1000, Duration::from_millis(50));
     c.retry.max_delay = HumanDuration(Duration::from_millis(200));
     c.circuit_breaker.failure_threshold = 3;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_millis(400));
@@ -464,11 +470,7 @@ async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
         ids.push(r.json()["id"].as_str().unwrap().to_string());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    until("the breaker to open during the outage", || async {
-        let rec = s.get("/staging/webhooks/recovery/stats").await.json();
-        (rec["providers"]["stripe"]["breaker"]["state"] == "open").then_some(())
-    })
-    .await;
+    breaker_becomes(&s, "open").await;
     app.restart().await;
     let mut failed_attempts = 0;
     for id in &ids {
@@ -482,60 +484,14 @@ async fn an_outage_longer_than_the_breaker_window_loses_nothing() {
     }
     assert!(failed_attempts > 0, "the outage cost attempts");
     // Every event reached the app exactly once: nothing lost, nothing twice.
-    let got = app.received();
-    let mut per_event: Vec<&str> = got.iter().map(|d| d.header("x-stagehook-event-id").unwrap()).collect();
+    let mut per_event = ids_sent(&app);
     per_event.sort();
-    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut expected = ids.clone();
     expected.sort();
     assert_eq!(per_event, expected);
-    let rec = queue_drained(&s).await;
+    let rec = queue_depth_becomes(&s, 0).await;
     assert_eq!(rec["providers"]["stripe"]["breaker"]["state"], "closed");
     assert_eq!(rec["queue_depth"], 0);
     assert!(rec["failure_reasons"]["connect"].as_u64().unwrap() >= 3, "{rec}");
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_a_delivery_in_flight_finish() {
-    let app = FakeApp::start().await;
-    app.set_default(Reply { status: 200, retry_after: None, delay: Duration::from_millis(700) });
-    let dir = tempfile::tempdir().unwrap();
-    let c = delivering(dir.path(), &app.url("/hook"), 3, 10);
-    let s = start(c.clone()).await;
-    let id = s.stripe(&stripe_event("evt_inflight_d")).await.json()["id"].as_str().unwrap().to_string();
-    app.wait_for(1).await;
-    s.stop().await;
-    let s = start(c).await;
-    let e = support::event_json(&s, &id).await;
-    assert_eq!(e["status"], "processed", "the delivery in flight was recorded before the store closed: {e}");
-    // A later event goes through: had the first one's job stayed queued, it was due earlier and
-    // would have been sent first.
-    app.set_default(Reply::status(200));
-    let later = s.stripe(&stripe_event("evt_after_restart")).await.json()["id"].as_str().unwrap().to_string();
-    support::wait_status(&s, &later, "processed").await;
-    let sent: Vec<String> =
-        app.received().iter().map(|d| d.header("x-stagehook-event-id").unwrap().to_string()).collect();
-    assert_eq!(sent, [id.clone(), later], "the first was not attempted again");
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_app_times_out_and_is_retried() {
-    let app = FakeApp::start().await;
-    app.script([Reply { status: 200, retry_after: None, delay: Duration::from_secs(3) }]);
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = delivering(dir.path(), &app.url("/slow"), 3, 10);
-    c.providers.get_mut("stripe").unwrap().timeout = HumanDuration(Duration::from_millis(300));
-    let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_slow")).await.json()["id"].as_str().unwrap().to_string();
-    let e = support::wait_status(&s, &id, "processed").await;
-    let h = e["history"].as_array().unwrap();
-    assert_eq!(h.len(), 2, "{h:?}");
-    assert_eq!(h[0]["error"], "timed out");
-    assert_eq!(h[0]["status"], Value::Null);
-    assert!(h[0]["duration_us"].as_u64().unwrap() < 2_000_000, "cut off at the timeout, not the app's 3 s");
-    assert_eq!(h[1]["status"], 200);
-    let rec = s.get("/staging/webhooks/recovery/stats").await.json();
-    assert_eq!(rec["failure_reasons"]["timeout"], 1, "{rec}");
     s.stop().await;
 }

@@ -88,6 +88,29 @@ impl TestServer {
         post_stripe(self.addr, body, &[]).await
     }
 
+    /// Posts a Stripe event signed at the server's own clock, which the test may have moved
+    /// away from the wall clock [`TestServer::stripe`] signs at.
+    pub async fn stripe_at_its_clock(&self, body: &str) -> Resp {
+        let sig = stripe_header(STRIPE_SECRET, self.clock.now_s(), body.as_bytes());
+        let headers = [("content-type", "application/json"), ("stripe-signature", sig.as_str())];
+        self.post("/staging/webhooks/stripe", &headers, body.as_bytes()).await
+    }
+
+    /// Posts the minimal Stripe event `event_id` and returns the id it is stored under.
+    pub async fn post_stripe_event(&self, event_id: &str) -> String {
+        self.stripe(&stripe_event(event_id)).await.json()["id"].as_str().unwrap().to_string()
+    }
+
+    /// Posts a JSON body (or none) to `path`.
+    pub async fn post_json(&self, path: &str, body: &[u8]) -> Resp {
+        self.post(path, &[("content-type", "application/json")], body).await
+    }
+
+    /// `GET /staging/webhooks/recovery/stats`, as JSON.
+    pub async fn recovery(&self) -> Value {
+        self.get("/staging/webhooks/recovery/stats").await.json()
+    }
+
     /// Posts a Twilio form to `/sms`, signed for the URL Twilio would have called as these
     /// requests arrive (`Host: 127.0.0.1`, no `public_url`).
     pub async fn sms(&self, params: &[(&str, &str)]) -> Resp {
@@ -123,8 +146,7 @@ pub fn stripe_request(body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
 
 /// Sends a correctly signed Stripe event to `addr`.
 pub async fn post_stripe(addr: SocketAddr, body: &str, extra: &[(&str, &str)]) -> Resp {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    exchange(stream, &stripe_request(body, extra)).await.expect("exchange")
+    send(addr, &stripe_request(body, extra)).await
 }
 
 pub fn stripe_header(secret: &str, t: i64, body: &[u8]) -> String {
@@ -185,8 +207,13 @@ impl Resp {
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    send(addr, &build(method, path, headers, body)).await
+}
+
+/// Sends raw request bytes on a new connection to `addr` and reads the response.
+async fn send(addr: SocketAddr, raw: &[u8]) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    exchange(stream, &build(method, path, headers, body)).await.expect("exchange")
+    exchange(stream, raw).await.expect("exchange")
 }
 
 /// The same request from another loopback source address (127.0.0.2, ...): a different client IP.
@@ -290,28 +317,25 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 /// The security headers every response must carry.
+const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("x-xss-protection", "1; mode=block"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("content-security-policy", "default-src 'none'"),
+    ("cache-control", "no-cache, no-store, must-revalidate"),
+];
+
+/// Asserts the security headers every response must carry.
 pub fn assert_security_headers(r: &Resp) {
-    for (name, value) in [
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("x-xss-protection", "1; mode=block"),
-        ("referrer-policy", "strict-origin-when-cross-origin"),
-        ("content-security-policy", "default-src 'none'"),
-        ("cache-control", "no-cache, no-store, must-revalidate"),
-    ] {
+    for (name, value) in SECURITY_HEADERS {
         assert_eq!(r.header(name), Some(value), "{name} on a {} response", r.status);
     }
 }
 
 /// The security headers of a page that sets its own Content-Security-Policy.
 pub fn assert_security_headers_except_csp(r: &Resp) {
-    for (name, value) in [
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("x-xss-protection", "1; mode=block"),
-        ("referrer-policy", "strict-origin-when-cross-origin"),
-        ("cache-control", "no-cache, no-store, must-revalidate"),
-    ] {
+    for (name, value) in SECURITY_HEADERS.into_iter().filter(|(name, _)| *name != "content-security-policy") {
         assert_eq!(r.header(name), Some(value), "{name} on a {} response", r.status);
     }
 }
@@ -349,18 +373,7 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
     let stderr = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
     let mut out_lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let err_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut readers = Vec::new();
-    {
-        let stderr = stderr.clone();
-        readers.push(tokio::spawn(async move {
-            let mut lines = err_lines;
-            while let Ok(Some(l)) = lines.next_line().await {
-                let mut s = stderr.lock();
-                s.push_str(&l);
-                s.push('\n');
-            }
-        }));
-    }
+    let mut readers = vec![keep_reading(err_lines, stderr.clone())];
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let addr = loop {
         let line = tokio::time::timeout_at(deadline, out_lines.next_line()).await;
@@ -374,17 +387,25 @@ pub async fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> ChildServer {
             other => panic!("stagehook did not start ({other:?}); stderr: {}", stderr.lock()),
         }
     };
-    {
-        let stdout = stdout.clone();
-        readers.push(tokio::spawn(async move {
-            while let Ok(Some(l)) = out_lines.next_line().await {
-                let mut s = stdout.lock();
-                s.push_str(&l);
-                s.push('\n');
-            }
-        }));
-    }
+    readers.push(keep_reading(out_lines, stdout.clone()));
     ChildServer { addr, child, stdout, stderr, readers }
+}
+
+/// Appends each line the child writes to `into`, until end of file.
+fn keep_reading<R>(
+    mut lines: tokio::io::Lines<tokio::io::BufReader<R>>,
+    into: std::sync::Arc<parking_lot::Mutex<String>>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let mut s = into.lock();
+            s.push_str(&l);
+            s.push('\n');
+        }
+    })
 }
 
 impl ChildServer {
