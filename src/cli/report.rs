@@ -217,4 +217,43 @@ mod tests {
                 .collect();
         assert_eq!(codes, [0, 1, 2, 2, 130]);
     }
+
+    /// The exit codes have one home: outside this file, no `ExitCode` constant and no number
+    /// handed to `ExitCode::from` or `process::exit`.
+    #[test]
+    fn no_exit_number_outside_exit() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut paths = Vec::new();
+        files(&src, &mut paths);
+        let mut found = Vec::new();
+        for path in paths.iter().filter(|p| !p.ends_with("cli/report.rs")) {
+            let text = std::fs::read_to_string(path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let number_after = |call: &str| {
+                    line.match_indices(call).any(|(i, _)| {
+                        let rest = line[i + call.len()..].trim_start();
+                        rest.starts_with(|c: char| c.is_ascii_digit())
+                    })
+                };
+                if line.contains("ExitCode::SUCCESS")
+                    || line.contains("ExitCode::FAILURE")
+                    || number_after("ExitCode::from(")
+                    || number_after("process::exit(")
+                {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(found.is_empty(), "exit codes are named by `Exit` in src/cli/report.rs:\n{}", found.join("\n"));
+    }
 }

@@ -200,3 +200,40 @@ fn unreachable_hint(config: &Config, args: &SendArgs, bind_source: &str) -> Stri
         "is stagehook running? send looked for it at {server}, from {from}. Start it with `stagehook serve`, give send the same `--config` as serve, or name it with `--server http://HOST:PORT`."
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SendArgs {
+        SendArgs {
+            provider: Some("stripe".into()),
+            from: None,
+            config: None,
+            event: None,
+            file: None,
+            to: None,
+            server: None,
+            count: 1,
+            list: false,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn inputs_that_cannot_be_read_are_coded_configuration_errors_and_send_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let e = run(SendArgs { file: Some(missing), ..args() }).expect_err("no file");
+        assert_eq!((e.exit, e.code), (Exit::Config, Some("file_unreadable")), "{e}");
+
+        let export = dir.path().join("capture.ndjson");
+        std::fs::write(&export, "not json\n").unwrap();
+        let e = run(SendArgs { provider: None, from: Some(export), ..args() }).expect_err("a malformed line");
+        assert_eq!((e.exit, e.code), (Exit::Config, Some("bad_export")), "{e}");
+        assert!(
+            e.message.ends_with("line 1: not an exported event: expected ident at line 1 column 2; nothing was sent"),
+            "{e}"
+        );
+    }
+}
