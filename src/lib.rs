@@ -15,6 +15,8 @@
 //! - [`retention`]: the background clean-up of old events.
 //! - [`alerts`]: the `[[alerts]]` rules, evaluated every second, and their notifiers, whose
 //!   messages are delivered through the engine like events.
+//! - [`cli`]: the command layer: a module per command (its flags, its run, how it ended), the
+//!   exit codes and the one reporter of failures, as text or JSON.
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures (or from
 //!   an export).
 //! - [`tail`]: `stagehook tail`, the live stream printed a line a change.
