@@ -727,11 +727,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn config(header: &str, secret: &str) -> Settings {
-        Settings {
-            header: Some(header.to_string()),
-            secret: Some(Secret::new(secret)),
-            ..Settings::default()
-        }
+        Settings { header: Some(header.to_string()), secret: Some(Secret::new(secret)), ..Settings::default() }
     }
 
     fn build(c: &Settings) -> Hmac {
@@ -905,8 +901,7 @@ mod tests {
         }
         verify(&p, &headers(&[("x-hub-signature-256", &format!("{bad},{bad}"))]), b"x", NOW).unwrap_err();
         // A prefix with a comma in it (Standard Webhooks' `v1,`): only whitespace separates.
-        let p =
-            build(&Settings { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
+        let p = build(&Settings { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
         let good = signed(&p, b"x", NOW)["sig"].to_str().unwrap().to_string();
         assert!(good.starts_with("v1,"));
         verify(&p, &headers(&[("sig", &format!("v1,AAAA {good}"))]), b"x", NOW).unwrap();
@@ -924,8 +919,7 @@ mod tests {
         assert_eq!(code(verify(&p, &by_other, b"x", NOW)), RefusalCode::InvalidSignature);
         assert_eq!(signed(&p, b"x", NOW), by_new);
         // `secrets` alone works too.
-        let p =
-            build(&Settings { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
+        let p = build(&Settings { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
         verify(&p, &by_old, b"x", NOW).unwrap();
     }
 
@@ -999,16 +993,8 @@ mod tests {
         let configs = [
             github("k"),
             Settings { id_header: Some("x-id".into()), type_header: Some("x-type".into()), ..github("k") },
-            Settings {
-                id_pointer: Some("/meta/event~1id".into()),
-                type_pointer: Some("/type".into()),
-                ..slack("k")
-            },
-            Settings {
-                id_header: Some("x-id".into()),
-                signed_content: "{id}:{body}".into(),
-                ..config("x-sig", "k")
-            },
+            Settings { id_pointer: Some("/meta/event~1id".into()), type_pointer: Some("/type".into()), ..slack("k") },
+            Settings { id_header: Some("x-id".into()), signed_content: "{id}:{body}".into(), ..config("x-sig", "k") },
         ];
         for c in configs {
             let p = build(&c);
@@ -1079,10 +1065,7 @@ mod tests {
                 "providers.test.timestamp_header `t s`",
             ),
             (Settings { id_header: Some("(id)".into()), ..config("x", "k") }, "providers.test.id_header `(id)`"),
-            (
-                Settings { type_header: Some("ty:pe".into()), ..config("x", "k") },
-                "providers.test.type_header `ty:pe`",
-            ),
+            (Settings { type_header: Some("ty:pe".into()), ..config("x", "k") }, "providers.test.type_header `ty:pe`"),
             (
                 Settings { id_header: Some("X".into()), ..config("x", "k") },
                 "providers.test.id_header is the signature header",
@@ -1110,11 +1093,7 @@ mod tests {
                 "providers.test.id_pointer `/` and providers.test.type_pointer `` overlap",
             ),
             (
-                Settings {
-                    id_pointer: Some(String::new()),
-                    type_pointer: Some(String::new()),
-                    ..config("x", "k")
-                },
+                Settings { id_pointer: Some(String::new()), type_pointer: Some(String::new()), ..config("x", "k") },
                 "providers.test.id_pointer `` and providers.test.type_pointer `` overlap",
             ),
             (
@@ -1146,11 +1125,7 @@ mod tests {
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
-                Settings {
-                    signed_content: "{id}.{body}".into(),
-                    id_pointer: Some("/id".into()),
-                    ..config("x", "k")
-                },
+                Settings { signed_content: "{id}.{body}".into(), id_pointer: Some("/id".into()), ..config("x", "k") },
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
@@ -1165,10 +1140,7 @@ mod tests {
                 Settings { prefix: "s\u{e9}=".into(), ..config("x", "k") },
                 "providers.test.prefix must be printable ASCII",
             ),
-            (
-                Settings { prefix: "a\nb".into(), ..config("x", "k") },
-                "providers.test.prefix must be printable ASCII",
-            ),
+            (Settings { prefix: "a\nb".into(), ..config("x", "k") }, "providers.test.prefix must be printable ASCII"),
             (
                 Settings { timestamp_header: Some("t".into()), tolerance_seconds: 0, ..config("x", "k") },
                 "providers.test.tolerance_seconds must be between 1 and",
@@ -1199,8 +1171,7 @@ mod tests {
         // tolerance without a timestamp header is unused, not wrong.
         Hmac::from_config("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
         Hmac::from_config("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
-            .unwrap();
+        Hmac::from_config("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") }).unwrap();
         // Neighbours, not one inside the other.
         for (id, kind) in [("/a", "/ab"), ("/a~1b", "/a/b"), ("/data/id", "/data/type")] {
             let c = Settings { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };

@@ -29,14 +29,14 @@ use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
 use super::registry::Rotation;
-use crate::secret::Secret;
 use super::registry::SettingError;
 use super::registry::{Kind, Surroundings};
-use crate::finding::{Finding, Severity};
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::finding::{Finding, Severity};
+use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
@@ -598,11 +598,9 @@ mod tests {
         );
         assert_eq!(parse_public_key(&pem).unwrap(), parse_public_key(published).unwrap());
 
-        let c =
-            Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
+        let c = Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
         assert!(SendGrid::from_config("mail", &c).err().unwrap().to_string().starts_with("providers.mail.secrets[1] "));
-        let c =
-            Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
+        let c = Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
         let e = SendGrid::from_config("mail", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.mail.signing_key is not base64 PKCS#8"), "{e}");
         assert!(!e.contains("SECRETPART"));

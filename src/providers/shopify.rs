@@ -11,10 +11,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
 use super::registry::Kind;
+use super::registry::Rotation;
 use super::registry::SettingError;
+use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,
     signature_value, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,

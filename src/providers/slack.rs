@@ -28,10 +28,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
-use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
 use super::registry::Kind;
+use super::registry::Rotation;
 use super::registry::SettingError;
+use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture, NO_EVENT,

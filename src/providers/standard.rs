@@ -25,15 +25,15 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
-use crate::secret::Secret;
 use super::registry::Kind;
+use super::registry::Rotation;
 use super::registry::SettingError;
+use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::secret::Secret;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -380,10 +380,7 @@ mod tests {
     }
 
     fn provider(secrets: &[&str]) -> Standard {
-        let c = Settings {
-            secrets: testing::secrets(secrets),
-            ..Settings::default()
-        };
+        let c = Settings { secrets: testing::secrets(secrets), ..Settings::default() };
         Standard::from_config("standard", &c).unwrap()
     }
 
