@@ -165,12 +165,10 @@ pub trait Kind: Provider + Sized {
 }
 
 /// The registry's list, written once in `providers/mod.rs`: each line names a kind's variant,
-/// its name in `kind = "..."`, and its file and type. It declares the files' modules, and makes
+/// its name in `kind = "..."`, and its file and type (whose module is declared beside it). It makes
 /// [`ProviderKind`], [`KindSettings`] and the dispatch over the kinds' [`Kind`] implementations.
 macro_rules! kinds {
     ($($variant:ident = $name:literal => $module:ident :: $ty:ident,)*) => {
-        $(pub mod $module;)*
-
         /// The kinds of provider an instance can be.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
         pub enum ProviderKind {
