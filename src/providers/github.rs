@@ -13,9 +13,7 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
-use super::registry::Kind;
-use super::registry::Rotation;
-use super::registry::SettingError;
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,

@@ -39,7 +39,7 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
 use serde::{Deserialize, Serialize};
 
-use super::registry::{Kind, Rotation, SettingError};
+use super::kind::{Kind, Rotation, SettingError};
 use super::{
     fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,

@@ -7,6 +7,7 @@
 
 pub mod diagnose;
 pub mod json;
+pub mod kind;
 pub mod registry;
 pub(crate) mod signing;
 
@@ -22,7 +23,7 @@ pub mod stripe;
 pub mod twilio;
 
 // The registry: every kind, its name in `kind = "..."`, and its file and type. A kind is one file
-// implementing `Provider` and `registry::Kind` (with its own settings type), its module above,
+// implementing `Provider` and `kind::Kind` (with its own settings type), its module above,
 // and its line here.
 registry::kinds! {
     Stripe = "stripe" => stripe::Stripe,

@@ -28,9 +28,7 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::registry::Rotation;
-use super::registry::SettingError;
-use super::registry::{Kind, Surroundings};
+use super::kind::{Kind, Rotation, SettingError, Surroundings};
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,

@@ -11,9 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::registry::Kind;
-use super::registry::Rotation;
-use super::registry::SettingError;
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,

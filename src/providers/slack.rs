@@ -28,9 +28,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
-use super::registry::Kind;
-use super::registry::Rotation;
-use super::registry::SettingError;
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,

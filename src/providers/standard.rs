@@ -25,9 +25,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::registry::Kind;
-use super::registry::Rotation;
-use super::registry::SettingError;
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
@@ -122,6 +120,10 @@ impl Kind for Standard {
 
     fn tolerance_seconds(c: &Settings) -> Option<u64> {
         Some(c.tolerance_seconds)
+    }
+
+    fn credential_format(secret: &Secret) -> Result<(), &'static str> {
+        decode_secret(secret.expose()).map(drop)
     }
 }
 

@@ -13,8 +13,7 @@ use super::signing::{self, HmacSha256};
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
-use super::registry::SettingError;
-use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
+use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,

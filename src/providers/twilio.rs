@@ -20,8 +20,7 @@ use warp::http::HeaderMap;
 use super::signing::{self, ct_eq, HmacSha1};
 use serde::{Deserialize, Serialize};
 
-use super::registry::SettingError;
-use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
+use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
