@@ -152,112 +152,6 @@ enum Source {
 }
 
 impl Hmac {
-    /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
-    /// no error here: the endpoint is then marked unconfigured and answers 503.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
-        let key = |k: &str| format!("providers.{name}.{k}");
-        let header = match &c.header {
-            Some(h) => header_name(&key("header"), h)?,
-            None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
-        };
-        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, SettingError> {
-            let Some(value) = value else { return Ok(None) };
-            let parsed = header_name(&key(k), value)?;
-            // The signature header is replaced on every delivery; sharing it would clobber this one.
-            if parsed == header {
-                return Err(SettingError::new(
-                    key(k),
-                    format!("is the signature header `{header}`; use another header"),
-                ));
-            }
-            Ok(Some(parsed))
-        };
-        let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
-        let id_header = other_header("id_header", &c.id_header)?;
-        let type_header = other_header("type_header", &c.type_header)?;
-        // Each carries its own value (a delivery sends a fresh timestamp and keeps the id): one
-        // header for two of them would make the id the type, and every later event of that
-        // type a duplicate, or the type a timestamp.
-        let named = [("timestamp_header", timestamp_header), ("id_header", id_header), ("type_header", type_header)];
-        for (i, (a, a_header)) in named.iter().enumerate() {
-            if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
-            {
-                return Err(SettingError::new(key(b), format!("and {} name the same header", key(a))));
-            }
-        }
-
-        let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
-            (Some(_), Some(_)) => Err(SettingError::new(
-                key(&format!("{what}_header")),
-                format!("and {} are both set; set one of them", key(&format!("{what}_pointer"))),
-            )),
-            (Some(h), None) => Ok(Some(Source::Header(h))),
-            (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
-            (None, None) => Ok(None),
-        };
-        let id_source = source("id", id_header, &c.id_pointer)?;
-        let type_source = source("type", type_header, &c.type_pointer)?;
-        // No body could hold an id and a type at one place, or one inside the other.
-        if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
-            let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
-            if id == kind || inside(id, kind) || inside(kind, id) {
-                return Err(SettingError::new(
-                    key("id_pointer"),
-                    format!(
-                        "`{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
-                        key("type_pointer")
-                    ),
-                ));
-            }
-        }
-
-        let template = parse_template(&c.signed_content).map_err(|m| SettingError::new(key("signed_content"), m))?;
-        if !template.contains(&Part::Body) {
-            return Err(SettingError::new(
-                key("signed_content"),
-                "must contain {body}, or the body would not be signed",
-            ));
-        }
-        if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
-            return Err(SettingError::new(
-                key("signed_content"),
-                format!("uses {{timestamp}} but {} is not set", key("timestamp_header")),
-            ));
-        }
-        if template.contains(&Part::Id) && id_header.is_none() {
-            return Err(SettingError::new(
-                key("signed_content"),
-                format!("uses {{id}} but {} is not set", key("id_header")),
-            ));
-        }
-
-        // The prefix is sent as part of a header value by `sign_delivery`.
-        if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
-            return Err(SettingError::new(key("prefix"), "must be printable ASCII, such as `sha256=`"));
-        }
-        if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
-            return Err(SettingError::new(
-                key("tolerance_seconds"),
-                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
-            ));
-        }
-        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
-
-        Ok(Hmac {
-            name: name.to_string(),
-            secrets,
-            header,
-            algorithm: c.algorithm,
-            encoding: c.encoding,
-            prefix: c.prefix.clone(),
-            timestamp_header,
-            tolerance_s: c.tolerance_seconds,
-            template,
-            id_source,
-            type_source,
-        })
-    }
-
     fn uses(&self, part: &Part) -> bool {
         self.template.contains(part)
     }
@@ -379,8 +273,110 @@ impl Kind for Hmac {
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
-        Hmac::from_config(name, c)
+    /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
+    /// no error here: the endpoint is then marked unconfigured and answers 503.
+    fn from_settings(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        let header = match &c.header {
+            Some(h) => header_name(&key("header"), h)?,
+            None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
+        };
+        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, SettingError> {
+            let Some(value) = value else { return Ok(None) };
+            let parsed = header_name(&key(k), value)?;
+            // The signature header is replaced on every delivery; sharing it would clobber this one.
+            if parsed == header {
+                return Err(SettingError::new(
+                    key(k),
+                    format!("is the signature header `{header}`; use another header"),
+                ));
+            }
+            Ok(Some(parsed))
+        };
+        let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
+        let id_header = other_header("id_header", &c.id_header)?;
+        let type_header = other_header("type_header", &c.type_header)?;
+        // Each carries its own value (a delivery sends a fresh timestamp and keeps the id): one
+        // header for two of them would make the id the type, and every later event of that
+        // type a duplicate, or the type a timestamp.
+        let named = [("timestamp_header", timestamp_header), ("id_header", id_header), ("type_header", type_header)];
+        for (i, (a, a_header)) in named.iter().enumerate() {
+            if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
+            {
+                return Err(SettingError::new(key(b), format!("and {} name the same header", key(a))));
+            }
+        }
+
+        let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
+            (Some(_), Some(_)) => Err(SettingError::new(
+                key(&format!("{what}_header")),
+                format!("and {} are both set; set one of them", key(&format!("{what}_pointer"))),
+            )),
+            (Some(h), None) => Ok(Some(Source::Header(h))),
+            (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
+            (None, None) => Ok(None),
+        };
+        let id_source = source("id", id_header, &c.id_pointer)?;
+        let type_source = source("type", type_header, &c.type_pointer)?;
+        // No body could hold an id and a type at one place, or one inside the other.
+        if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
+            let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
+            if id == kind || inside(id, kind) || inside(kind, id) {
+                return Err(SettingError::new(
+                    key("id_pointer"),
+                    format!(
+                        "`{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
+                        key("type_pointer")
+                    ),
+                ));
+            }
+        }
+
+        let template = parse_template(&c.signed_content).map_err(|m| SettingError::new(key("signed_content"), m))?;
+        if !template.contains(&Part::Body) {
+            return Err(SettingError::new(
+                key("signed_content"),
+                "must contain {body}, or the body would not be signed",
+            ));
+        }
+        if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
+            return Err(SettingError::new(
+                key("signed_content"),
+                format!("uses {{timestamp}} but {} is not set", key("timestamp_header")),
+            ));
+        }
+        if template.contains(&Part::Id) && id_header.is_none() {
+            return Err(SettingError::new(
+                key("signed_content"),
+                format!("uses {{id}} but {} is not set", key("id_header")),
+            ));
+        }
+
+        // The prefix is sent as part of a header value by `sign_delivery`.
+        if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
+            return Err(SettingError::new(key("prefix"), "must be printable ASCII, such as `sha256=`"));
+        }
+        if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
+            return Err(SettingError::new(
+                key("tolerance_seconds"),
+                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
+            ));
+        }
+        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
+
+        Ok(Hmac {
+            name: name.to_string(),
+            secrets,
+            header,
+            algorithm: c.algorithm,
+            encoding: c.encoding,
+            prefix: c.prefix.clone(),
+            timestamp_header,
+            tolerance_s: c.tolerance_seconds,
+            template,
+            id_source,
+            type_source,
+        })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -731,7 +727,7 @@ mod tests {
     }
 
     fn build(c: &Settings) -> Hmac {
-        Hmac::from_config("test", c).unwrap()
+        Hmac::from_settings("test", c).unwrap()
     }
 
     fn github(secret: &str) -> Settings {
@@ -1160,7 +1156,7 @@ mod tests {
             ),
         ];
         for (c, expected) in cases {
-            match Hmac::from_config("test", &c) {
+            match Hmac::from_settings("test", &c) {
                 Ok(_) => panic!("accepted, expected: {expected}"),
                 Err(message) => {
                     assert!(message.to_string().starts_with(expected), "{message:?} does not start with {expected:?}")
@@ -1169,13 +1165,14 @@ mod tests {
         }
         // A missing secret is for the endpoint to report (503), not a configuration error; and a
         // tolerance without a timestamp header is unused, not wrong.
-        Hmac::from_config("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") }).unwrap();
+        Hmac::from_settings("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
+        Hmac::from_settings("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
+        Hmac::from_settings("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
+            .unwrap();
         // Neighbours, not one inside the other.
         for (id, kind) in [("/a", "/ab"), ("/a~1b", "/a/b"), ("/data/id", "/data/type")] {
             let c = Settings { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };
-            Hmac::from_config("test", &c).unwrap();
+            Hmac::from_settings("test", &c).unwrap();
         }
     }
 

@@ -121,9 +121,10 @@ pub trait Kind: Provider + Sized {
     /// The environment variables its isolation checks read.
     const ISOLATION_ENV: &'static [&'static str] = &[];
 
-    /// Checks the settings and builds the provider; a missing credential is not an error (the
-    /// endpoint answers 503 until one is set).
-    fn build(name: &str, s: &Self::Settings) -> Result<Self, SettingError>;
+    /// Checks the settings and builds the provider, the kind's one constructor; a missing
+    /// credential is not an error (the endpoint answers 503 until one is set). The checks every
+    /// kind shares come first, in [`super::registry::build`].
+    fn from_settings(name: &str, s: &Self::Settings) -> Result<Self, SettingError>;
 
     /// Its `secret` and `secrets`, if it reads them.
     fn rotation(s: &Self::Settings) -> Rotation<'_>;
@@ -134,7 +135,7 @@ pub trait Kind: Provider + Sized {
     }
 
     /// Checks of its own keys that hold in any section, its own kind's or another's (where the
-    /// validator also reports them unused), besides the shared ones of [`super::build`]: a value no
+    /// validator also reports them unused), besides the shared ones of [`super::registry::build`]: a value no
     /// kind could use stops startup wherever it is written.
     fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), SettingError> {
         Ok(())

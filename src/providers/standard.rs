@@ -85,11 +85,17 @@ impl Standard {
         let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
         sign_message(key, target, body, id, now_s)
     }
+}
+
+impl Kind for Standard {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    type Settings = Settings;
 
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Standard, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Standard, SettingError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
         for (i, secret) in Rotation::new(&c.secret, &c.secrets).all().iter().enumerate() {
@@ -102,16 +108,6 @@ impl Standard {
         }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
-    }
-}
-
-impl Kind for Standard {
-    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
-
-    type Settings = Settings;
-
-    fn build(name: &str, c: &Settings) -> Result<Standard, SettingError> {
-        Standard::from_config(name, c)
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -383,7 +379,7 @@ mod tests {
 
     fn provider(secrets: &[&str]) -> Standard {
         let c = Settings { secrets: testing::secrets(secrets), ..Settings::default() };
-        Standard::from_config("standard", &c).unwrap()
+        Standard::from_settings("standard", &c).unwrap()
     }
 
     fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
@@ -546,13 +542,13 @@ mod tests {
             secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
             ..Settings::default()
         };
-        let e = Standard::from_config("svix", &c).err().unwrap().to_string();
+        let e = Standard::from_settings("svix", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
         assert!(!e.contains("SECRETPART"), "{e}");
         let c = Settings { secret: Some(Secret::new("whsec_")), ..Settings::default() };
-        assert!(Standard::from_config("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
+        assert!(Standard::from_settings("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
         // No secret: the endpoint is unconfigured, not broken; nothing verifies.
-        let p = Standard::from_config("svix", &Settings::default()).unwrap();
+        let p = Standard::from_settings("svix", &Settings::default()).unwrap();
         assert!(p.keys.is_empty());
         assert_eq!(code(&p, &signed("msg_1", 10, "v1,AAAA"), b"{}", 10), Some(RefusalCode::InvalidSignature));
     }

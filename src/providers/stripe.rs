@@ -56,12 +56,6 @@ impl Stripe {
     pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
         Stripe { name: name.to_string(), secrets, tolerance_s }
     }
-
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
-    /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
-        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
-    }
 }
 
 /// The seed's Stripe endpoint: `[providers.stripe]` at `/staging/webhooks/stripe`.
@@ -90,8 +84,10 @@ impl Kind for Stripe {
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
-        Stripe::from_config(name, c)
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    fn from_settings(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
+        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {

@@ -3,7 +3,7 @@
 //! Each kind says everything about itself in its own file, by implementing [`Kind`]
 //! (`providers/kind.rs`): its
 //! settings type (the keys of its section, their defaults and types), what they must hold (its
-//! `build`), its credential, the seed's instance of it if any (`stripe` at `/stripe`, `twilio` at
+//! `from_settings`), its credential, the seed's instance of it if any (`stripe` at `/stripe`, `twilio` at
 //! `/sms`, with their environment variables), its API hosts and its own validator findings. The
 //! `kinds!` list (in `providers/mod.rs`, beside the kinds' modules) turns that into
 //! [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one file
@@ -127,7 +127,7 @@ macro_rules! kinds {
             }
 
             fn build(&self, name: &str) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::kind::SettingError> {
-                Ok(match self { $(KindSettings::$variant(s) => std::sync::Arc::new(<$module::$ty as $crate::providers::kind::Kind>::build(name, s)?),)* })
+                Ok(match self { $(KindSettings::$variant(s) => std::sync::Arc::new(<$module::$ty as $crate::providers::kind::Kind>::from_settings(name, s)?),)* })
             }
 
             pub fn rotation(&self) -> $crate::providers::kind::Rotation<'_> {
