@@ -39,7 +39,7 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
 use serde::{Deserialize, Serialize};
 
-use super::kind::{Kind, Rotation, SettingError};
+use super::kind::{Kind, Rotation, SettingError, MAX_TOLERANCE_S};
 use super::{
     fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -117,8 +117,6 @@ pub const DEFAULT_TYPE: &str = "event";
 /// The type the `stagehook send` fixture carries, in the body and in `type_header`.
 pub const SAMPLE_EVENT_TYPE: &str = "sample.event";
 const SAMPLE_TYPES: &[&str] = &["event"];
-/// A year, as for Stripe's tolerance.
-const MAX_TOLERANCE_S: u64 = 366 * 86_400;
 
 pub struct Hmac {
     pub name: String,
