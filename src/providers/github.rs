@@ -13,10 +13,8 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha1, HmacSha256};
-use super::registry::Rotation;
-use super::registry::Kind;
-use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
     rfc3339, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -54,21 +52,15 @@ pub struct Github {
     pub secrets: Vec<Secret>,
 }
 
-impl Github {
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
-    /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Github, SettingError> {
-        Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
-    }
-}
-
 impl Kind for Github {
     const KEYS: &'static [&'static str] = &["secret", "secrets"];
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Github, SettingError> {
-        Github::from_config(name, c)
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    fn from_settings(name: &str, c: &Settings) -> Result<Github, SettingError> {
+        Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -430,13 +422,13 @@ mod tests {
     #[test]
     fn config_gives_secrets_in_order_and_refuses_empty_ones() {
         let mut c = Settings::default();
-        assert!(Github::from_config("gh", &c).unwrap().secrets.is_empty());
+        assert!(Github::from_settings("gh", &c).unwrap().secrets.is_empty());
         c.secret = Some(Secret::new("a"));
         c.secrets = vec![Secret::new("b")];
-        let p = Github::from_config("gh", &c).unwrap();
+        let p = Github::from_settings("gh", &c).unwrap();
         assert_eq!((p.name.as_str(), p.secrets.len(), p.secrets[0].expose()), ("gh", 2, "a"));
         c.secrets = vec![Secret::new("")];
-        assert!(Github::from_config("gh", &c).unwrap_err().to_string().contains("providers.gh.secrets[0]"));
+        assert!(Github::from_settings("gh", &c).unwrap_err().to_string().contains("providers.gh.secrets[0]"));
     }
 
     #[test]

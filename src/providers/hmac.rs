@@ -39,7 +39,7 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue};
 use super::signing::{self, HmacSha1, HmacSha256, HmacSha512};
 use serde::{Deserialize, Serialize};
 
-use super::registry::{Kind, Rotation, SettingError};
+use super::kind::{Kind, Rotation, SettingError, MAX_TOLERANCE_S};
 use super::{
     fresh_id, header_str, inspected, original_header, pick, receipt, signature_text, Accepted, Answer, Check, Inbound,
     Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -117,8 +117,6 @@ pub const DEFAULT_TYPE: &str = "event";
 /// The type the `stagehook send` fixture carries, in the body and in `type_header`.
 pub const SAMPLE_EVENT_TYPE: &str = "sample.event";
 const SAMPLE_TYPES: &[&str] = &["event"];
-/// A year, as for Stripe's tolerance.
-const MAX_TOLERANCE_S: u64 = 366 * 86_400;
 
 pub struct Hmac {
     pub name: String,
@@ -152,112 +150,6 @@ enum Source {
 }
 
 impl Hmac {
-    /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
-    /// no error here: the endpoint is then marked unconfigured and answers 503.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
-        let key = |k: &str| format!("providers.{name}.{k}");
-        let header = match &c.header {
-            Some(h) => header_name(&key("header"), h)?,
-            None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
-        };
-        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, SettingError> {
-            let Some(value) = value else { return Ok(None) };
-            let parsed = header_name(&key(k), value)?;
-            // The signature header is replaced on every delivery; sharing it would clobber this one.
-            if parsed == header {
-                return Err(SettingError::new(
-                    key(k),
-                    format!("is the signature header `{header}`; use another header"),
-                ));
-            }
-            Ok(Some(parsed))
-        };
-        let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
-        let id_header = other_header("id_header", &c.id_header)?;
-        let type_header = other_header("type_header", &c.type_header)?;
-        // Each carries its own value (a delivery sends a fresh timestamp and keeps the id): one
-        // header for two of them would make the id the type, and every later event of that
-        // type a duplicate, or the type a timestamp.
-        let named = [("timestamp_header", timestamp_header), ("id_header", id_header), ("type_header", type_header)];
-        for (i, (a, a_header)) in named.iter().enumerate() {
-            if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
-            {
-                return Err(SettingError::new(key(b), format!("and {} name the same header", key(a))));
-            }
-        }
-
-        let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
-            (Some(_), Some(_)) => Err(SettingError::new(
-                key(&format!("{what}_header")),
-                format!("and {} are both set; set one of them", key(&format!("{what}_pointer"))),
-            )),
-            (Some(h), None) => Ok(Some(Source::Header(h))),
-            (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
-            (None, None) => Ok(None),
-        };
-        let id_source = source("id", id_header, &c.id_pointer)?;
-        let type_source = source("type", type_header, &c.type_pointer)?;
-        // No body could hold an id and a type at one place, or one inside the other.
-        if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
-            let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
-            if id == kind || inside(id, kind) || inside(kind, id) {
-                return Err(SettingError::new(
-                    key("id_pointer"),
-                    format!(
-                        "`{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
-                        key("type_pointer")
-                    ),
-                ));
-            }
-        }
-
-        let template = parse_template(&c.signed_content).map_err(|m| SettingError::new(key("signed_content"), m))?;
-        if !template.contains(&Part::Body) {
-            return Err(SettingError::new(
-                key("signed_content"),
-                "must contain {body}, or the body would not be signed",
-            ));
-        }
-        if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
-            return Err(SettingError::new(
-                key("signed_content"),
-                format!("uses {{timestamp}} but {} is not set", key("timestamp_header")),
-            ));
-        }
-        if template.contains(&Part::Id) && id_header.is_none() {
-            return Err(SettingError::new(
-                key("signed_content"),
-                format!("uses {{id}} but {} is not set", key("id_header")),
-            ));
-        }
-
-        // The prefix is sent as part of a header value by `sign_delivery`.
-        if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
-            return Err(SettingError::new(key("prefix"), "must be printable ASCII, such as `sha256=`"));
-        }
-        if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
-            return Err(SettingError::new(
-                key("tolerance_seconds"),
-                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
-            ));
-        }
-        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
-
-        Ok(Hmac {
-            name: name.to_string(),
-            secrets,
-            header,
-            algorithm: c.algorithm,
-            encoding: c.encoding,
-            prefix: c.prefix.clone(),
-            timestamp_header,
-            tolerance_s: c.tolerance_seconds,
-            template,
-            id_source,
-            type_source,
-        })
-    }
-
     fn uses(&self, part: &Part) -> bool {
         self.template.contains(part)
     }
@@ -379,8 +271,110 @@ impl Kind for Hmac {
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
-        Hmac::from_config(name, c)
+    /// Checks the settings of `[providers.<name>]` and builds the provider. A missing secret is
+    /// no error here: the endpoint is then marked unconfigured and answers 503.
+    fn from_settings(name: &str, c: &Settings) -> Result<Hmac, SettingError> {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        let header = match &c.header {
+            Some(h) => header_name(&key("header"), h)?,
+            None => return Err(SettingError::new(key("header"), "is required for kind hmac")),
+        };
+        let other_header = |k: &str, value: &Option<String>| -> Result<Option<&'static str>, SettingError> {
+            let Some(value) = value else { return Ok(None) };
+            let parsed = header_name(&key(k), value)?;
+            // The signature header is replaced on every delivery; sharing it would clobber this one.
+            if parsed == header {
+                return Err(SettingError::new(
+                    key(k),
+                    format!("is the signature header `{header}`; use another header"),
+                ));
+            }
+            Ok(Some(parsed))
+        };
+        let timestamp_header = other_header("timestamp_header", &c.timestamp_header)?;
+        let id_header = other_header("id_header", &c.id_header)?;
+        let type_header = other_header("type_header", &c.type_header)?;
+        // Each carries its own value (a delivery sends a fresh timestamp and keeps the id): one
+        // header for two of them would make the id the type, and every later event of that
+        // type a duplicate, or the type a timestamp.
+        let named = [("timestamp_header", timestamp_header), ("id_header", id_header), ("type_header", type_header)];
+        for (i, (a, a_header)) in named.iter().enumerate() {
+            if let Some((b, _)) = named[i + 1..].iter().find(|(_, b_header)| a_header.is_some() && b_header == a_header)
+            {
+                return Err(SettingError::new(key(b), format!("and {} name the same header", key(a))));
+            }
+        }
+
+        let source = |what: &str, header: Option<&'static str>, pointer: &Option<String>| match (header, pointer) {
+            (Some(_), Some(_)) => Err(SettingError::new(
+                key(&format!("{what}_header")),
+                format!("and {} are both set; set one of them", key(&format!("{what}_pointer"))),
+            )),
+            (Some(h), None) => Ok(Some(Source::Header(h))),
+            (None, Some(p)) => json_pointer(&key(&format!("{what}_pointer")), p).map(|p| Some(Source::Pointer(p))),
+            (None, None) => Ok(None),
+        };
+        let id_source = source("id", id_header, &c.id_pointer)?;
+        let type_source = source("type", type_header, &c.type_pointer)?;
+        // No body could hold an id and a type at one place, or one inside the other.
+        if let (Some(Source::Pointer(id)), Some(Source::Pointer(kind))) = (&id_source, &type_source) {
+            let inside = |outer: &str, inner: &str| inner.strip_prefix(outer).is_some_and(|r| r.starts_with('/'));
+            if id == kind || inside(id, kind) || inside(kind, id) {
+                return Err(SettingError::new(
+                    key("id_pointer"),
+                    format!(
+                        "`{id}` and {} `{kind}` overlap; the id and the type are two members of the body",
+                        key("type_pointer")
+                    ),
+                ));
+            }
+        }
+
+        let template = parse_template(&c.signed_content).map_err(|m| SettingError::new(key("signed_content"), m))?;
+        if !template.contains(&Part::Body) {
+            return Err(SettingError::new(
+                key("signed_content"),
+                "must contain {body}, or the body would not be signed",
+            ));
+        }
+        if template.contains(&Part::Timestamp) && timestamp_header.is_none() {
+            return Err(SettingError::new(
+                key("signed_content"),
+                format!("uses {{timestamp}} but {} is not set", key("timestamp_header")),
+            ));
+        }
+        if template.contains(&Part::Id) && id_header.is_none() {
+            return Err(SettingError::new(
+                key("signed_content"),
+                format!("uses {{id}} but {} is not set", key("id_header")),
+            ));
+        }
+
+        // The prefix is sent as part of a header value by `sign_delivery`.
+        if HeaderValue::from_str(&c.prefix).is_err() || !c.prefix.is_ascii() {
+            return Err(SettingError::new(key("prefix"), "must be printable ASCII, such as `sha256=`"));
+        }
+        if timestamp_header.is_some() && !(1..=MAX_TOLERANCE_S).contains(&c.tolerance_seconds) {
+            return Err(SettingError::new(
+                key("tolerance_seconds"),
+                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
+            ));
+        }
+        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
+
+        Ok(Hmac {
+            name: name.to_string(),
+            secrets,
+            header,
+            algorithm: c.algorithm,
+            encoding: c.encoding,
+            prefix: c.prefix.clone(),
+            timestamp_header,
+            tolerance_s: c.tolerance_seconds,
+            template,
+            id_source,
+            type_source,
+        })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -727,15 +721,11 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn config(header: &str, secret: &str) -> Settings {
-        Settings {
-            header: Some(header.to_string()),
-            secret: Some(Secret::new(secret)),
-            ..Settings::default()
-        }
+        Settings { header: Some(header.to_string()), secret: Some(Secret::new(secret)), ..Settings::default() }
     }
 
     fn build(c: &Settings) -> Hmac {
-        Hmac::from_config("test", c).unwrap()
+        Hmac::from_settings("test", c).unwrap()
     }
 
     fn github(secret: &str) -> Settings {
@@ -905,8 +895,7 @@ mod tests {
         }
         verify(&p, &headers(&[("x-hub-signature-256", &format!("{bad},{bad}"))]), b"x", NOW).unwrap_err();
         // A prefix with a comma in it (Standard Webhooks' `v1,`): only whitespace separates.
-        let p =
-            build(&Settings { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
+        let p = build(&Settings { prefix: "v1,".into(), encoding: SignatureEncoding::Base64, ..config("sig", "k") });
         let good = signed(&p, b"x", NOW)["sig"].to_str().unwrap().to_string();
         assert!(good.starts_with("v1,"));
         verify(&p, &headers(&[("sig", &format!("v1,AAAA {good}"))]), b"x", NOW).unwrap();
@@ -924,8 +913,7 @@ mod tests {
         assert_eq!(code(verify(&p, &by_other, b"x", NOW)), RefusalCode::InvalidSignature);
         assert_eq!(signed(&p, b"x", NOW), by_new);
         // `secrets` alone works too.
-        let p =
-            build(&Settings { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
+        let p = build(&Settings { secret: None, secrets: vec![Secret::new("a"), Secret::new("old")], ..github("") });
         verify(&p, &by_old, b"x", NOW).unwrap();
     }
 
@@ -999,16 +987,8 @@ mod tests {
         let configs = [
             github("k"),
             Settings { id_header: Some("x-id".into()), type_header: Some("x-type".into()), ..github("k") },
-            Settings {
-                id_pointer: Some("/meta/event~1id".into()),
-                type_pointer: Some("/type".into()),
-                ..slack("k")
-            },
-            Settings {
-                id_header: Some("x-id".into()),
-                signed_content: "{id}:{body}".into(),
-                ..config("x-sig", "k")
-            },
+            Settings { id_pointer: Some("/meta/event~1id".into()), type_pointer: Some("/type".into()), ..slack("k") },
+            Settings { id_header: Some("x-id".into()), signed_content: "{id}:{body}".into(), ..config("x-sig", "k") },
         ];
         for c in configs {
             let p = build(&c);
@@ -1079,10 +1059,7 @@ mod tests {
                 "providers.test.timestamp_header `t s`",
             ),
             (Settings { id_header: Some("(id)".into()), ..config("x", "k") }, "providers.test.id_header `(id)`"),
-            (
-                Settings { type_header: Some("ty:pe".into()), ..config("x", "k") },
-                "providers.test.type_header `ty:pe`",
-            ),
+            (Settings { type_header: Some("ty:pe".into()), ..config("x", "k") }, "providers.test.type_header `ty:pe`"),
             (
                 Settings { id_header: Some("X".into()), ..config("x", "k") },
                 "providers.test.id_header is the signature header",
@@ -1110,11 +1087,7 @@ mod tests {
                 "providers.test.id_pointer `/` and providers.test.type_pointer `` overlap",
             ),
             (
-                Settings {
-                    id_pointer: Some(String::new()),
-                    type_pointer: Some(String::new()),
-                    ..config("x", "k")
-                },
+                Settings { id_pointer: Some(String::new()), type_pointer: Some(String::new()), ..config("x", "k") },
                 "providers.test.id_pointer `` and providers.test.type_pointer `` overlap",
             ),
             (
@@ -1146,11 +1119,7 @@ mod tests {
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
-                Settings {
-                    signed_content: "{id}.{body}".into(),
-                    id_pointer: Some("/id".into()),
-                    ..config("x", "k")
-                },
+                Settings { signed_content: "{id}.{body}".into(), id_pointer: Some("/id".into()), ..config("x", "k") },
                 "providers.test.signed_content uses {id} but providers.test.id_header is not set",
             ),
             (
@@ -1165,10 +1134,7 @@ mod tests {
                 Settings { prefix: "s\u{e9}=".into(), ..config("x", "k") },
                 "providers.test.prefix must be printable ASCII",
             ),
-            (
-                Settings { prefix: "a\nb".into(), ..config("x", "k") },
-                "providers.test.prefix must be printable ASCII",
-            ),
+            (Settings { prefix: "a\nb".into(), ..config("x", "k") }, "providers.test.prefix must be printable ASCII"),
             (
                 Settings { timestamp_header: Some("t".into()), tolerance_seconds: 0, ..config("x", "k") },
                 "providers.test.tolerance_seconds must be between 1 and",
@@ -1188,7 +1154,7 @@ mod tests {
             ),
         ];
         for (c, expected) in cases {
-            match Hmac::from_config("test", &c) {
+            match Hmac::from_settings("test", &c) {
                 Ok(_) => panic!("accepted, expected: {expected}"),
                 Err(message) => {
                     assert!(message.to_string().starts_with(expected), "{message:?} does not start with {expected:?}")
@@ -1197,14 +1163,14 @@ mod tests {
         }
         // A missing secret is for the endpoint to report (503), not a configuration error; and a
         // tolerance without a timestamp header is unused, not wrong.
-        Hmac::from_config("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
-        Hmac::from_config("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
+        Hmac::from_settings("test", &Settings { secret: None, tolerance_seconds: 0, ..config("x", "k") }).unwrap();
+        Hmac::from_settings("test", &Settings { id_pointer: Some(String::new()), ..config("x", "k") }).unwrap();
+        Hmac::from_settings("test", &Settings { type_pointer: Some("/a~0b/~1c/0".into()), ..config("x", "k") })
             .unwrap();
         // Neighbours, not one inside the other.
         for (id, kind) in [("/a", "/ab"), ("/a~1b", "/a/b"), ("/data/id", "/data/type")] {
             let c = Settings { id_pointer: Some(id.into()), type_pointer: Some(kind.into()), ..config("x", "k") };
-            Hmac::from_config("test", &c).unwrap();
+            Hmac::from_settings("test", &c).unwrap();
         }
     }
 

@@ -28,15 +28,13 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::registry::Rotation;
-use crate::secret::Secret;
-use super::registry::SettingError;
-use super::registry::{Kind, Surroundings};
-use crate::finding::{Finding, Severity};
+use super::kind::{Kind, Rotation, SettingError, Surroundings};
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::finding::{Finding, Severity};
+use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
@@ -74,12 +72,19 @@ pub struct SendGrid {
     signing_key: Option<EcdsaKeyPair>,
 }
 
-impl SendGrid {
+impl Kind for SendGrid {
+    const KEYS: &'static [&'static str] = &["public_key", "secrets", "signing_key"];
+    const CREDENTIAL: &'static str = "public_key";
+    const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
+    const ISOLATION_ENV: &'static [&'static str] = &["SENDGRID_API_KEY"];
+
+    type Settings = Settings;
+
     /// Reads `public_key`, then every entry of `secrets` as a further public key (several
     /// SendGrid webhooks, each with its own key, may post to one endpoint), then `signing_key`.
     /// A key that is set but malformed is an error naming it; no key at all is not (the
     /// endpoint is then unconfigured).
-    pub fn from_config(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
         let mut public_keys = Vec::new();
         if let Some(key) = &c.public_key {
             public_keys.push(parse_public_key(key).map_err(|m| {
@@ -114,19 +119,6 @@ impl SendGrid {
             }
         }
         Ok(SendGrid { name: name.to_string(), public_keys, signing_key })
-    }
-}
-
-impl Kind for SendGrid {
-    const KEYS: &'static [&'static str] = &["public_key", "secrets", "signing_key"];
-    const CREDENTIAL: &'static str = "public_key";
-    const API_HOSTS: &'static [&'static str] = &["sendgrid.com", "*.sendgrid.com"];
-    const ISOLATION_ENV: &'static [&'static str] = &["SENDGRID_API_KEY"];
-
-    type Settings = Settings;
-
-    fn build(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
-        SendGrid::from_config(name, c)
     }
 
     /// Its `secrets` are further public keys; it reads no `secret`.
@@ -476,7 +468,7 @@ mod tests {
             secrets: testing::secrets(secrets),
             signing_key: signing_key.map(Secret::new),
         };
-        SendGrid::from_config("sendgrid", &c).unwrap()
+        SendGrid::from_settings("sendgrid", &c).unwrap()
     }
 
     fn code(p: &SendGrid, h: &HeaderMap, body: &[u8]) -> Option<RefusalCode> {
@@ -562,7 +554,7 @@ mod tests {
     fn config_names_the_bad_key_and_refuses_other_key_kinds() {
         let bad = |public_key: &str| {
             let c = Settings { public_key: Some(public_key.to_string()), ..Settings::default() };
-            SendGrid::from_config("mail", &c).err().unwrap().to_string()
+            SendGrid::from_settings("mail", &c).err().unwrap().to_string()
         };
         let der = |tag: u8, content: &[u8]| [&[tag, content.len() as u8][..], content].concat();
         let spki =
@@ -598,17 +590,19 @@ mod tests {
         );
         assert_eq!(parse_public_key(&pem).unwrap(), parse_public_key(published).unwrap());
 
-        let c =
-            Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
-        assert!(SendGrid::from_config("mail", &c).err().unwrap().to_string().starts_with("providers.mail.secrets[1] "));
-        let c =
-            Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
-        let e = SendGrid::from_config("mail", &c).err().unwrap().to_string();
+        let c = Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
+        assert!(SendGrid::from_settings("mail", &c)
+            .err()
+            .unwrap()
+            .to_string()
+            .starts_with("providers.mail.secrets[1] "));
+        let c = Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
+        let e = SendGrid::from_settings("mail", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.mail.signing_key is not base64 PKCS#8"), "{e}");
         assert!(!e.contains("SECRETPART"));
 
         // Nothing configured: the endpoint is unconfigured, not broken; nothing verifies.
-        let p = SendGrid::from_config("mail", &Settings::default()).unwrap();
+        let p = SendGrid::from_settings("mail", &Settings::default()).unwrap();
         assert!(!p.can_sign());
         let (h, body) = vector_request(&v);
         assert_eq!(code(&p, &h, &body), Some(RefusalCode::InvalidSignature));

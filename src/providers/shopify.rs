@@ -11,10 +11,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
-use super::registry::Kind;
-use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,
     signature_value, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed,
@@ -61,21 +59,15 @@ pub struct Shopify {
     pub secrets: Vec<Secret>,
 }
 
-impl Shopify {
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
-    /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
-        Ok(Shopify { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
-    }
-}
-
 impl Kind for Shopify {
     const KEYS: &'static [&'static str] = &["secret", "secrets"];
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
-        Shopify::from_config(name, c)
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    fn from_settings(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
+        Ok(Shopify { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -367,13 +359,13 @@ mod tests {
     #[test]
     fn config_gives_secrets_in_order_and_refuses_empty_ones() {
         let mut c = Settings::default();
-        assert!(Shopify::from_config("shop", &c).unwrap().secrets.is_empty());
+        assert!(Shopify::from_settings("shop", &c).unwrap().secrets.is_empty());
         c.secrets = vec![Secret::new("b")];
         c.secret = Some(Secret::new("a"));
-        let p = Shopify::from_config("shop", &c).unwrap();
+        let p = Shopify::from_settings("shop", &c).unwrap();
         assert_eq!(p.secrets.iter().map(Secret::expose).collect::<Vec<_>>(), ["a", "b"]);
         c.secret = Some(Secret::new(""));
-        assert!(Shopify::from_config("shop", &c).unwrap_err().to_string().contains("providers.shop.secret "));
+        assert!(Shopify::from_settings("shop", &c).unwrap_err().to_string().contains("providers.shop.secret "));
     }
 
     #[test]

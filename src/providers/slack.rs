@@ -28,10 +28,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
-use super::registry::Kind;
-use super::registry::SettingError;
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture, NO_EVENT,
@@ -75,10 +73,14 @@ pub struct Slack {
     pub tolerance_s: i64,
 }
 
-impl Slack {
+impl Kind for Slack {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    type Settings = Settings;
+
     /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Slack, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Slack, SettingError> {
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the
         // second), which is a mistake, not a setting.
         let key = format!("providers.{name}.tolerance_seconds");
@@ -91,16 +93,6 @@ impl Slack {
             }
         };
         Ok(Slack { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)?, tolerance_s })
-    }
-}
-
-impl Kind for Slack {
-    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
-
-    type Settings = Settings;
-
-    fn build(name: &str, c: &Settings) -> Result<Slack, SettingError> {
-        Slack::from_config(name, c)
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -604,22 +596,22 @@ mod tests {
     #[test]
     fn config_reads_the_tolerance_and_refuses_a_zero_one() {
         let mut c = Settings::default();
-        let p = Slack::from_config("team", &c).unwrap();
+        let p = Slack::from_settings("team", &c).unwrap();
         assert_eq!((p.tolerance_s, p.secrets.len()), (300, 0));
         c.tolerance_seconds = 60;
         c.secrets = vec![Secret::new("a"), Secret::new("b")];
-        let p = Slack::from_config("team", &c).unwrap();
+        let p = Slack::from_settings("team", &c).unwrap();
         assert_eq!((p.tolerance_s, p.secrets[1].expose()), (60, "b"));
         for bad in [0, u64::MAX] {
             c.tolerance_seconds = bad;
-            assert!(Slack::from_config("team", &c)
+            assert!(Slack::from_settings("team", &c)
                 .unwrap_err()
                 .to_string()
                 .starts_with("providers.team.tolerance_seconds"));
         }
         c.tolerance_seconds = 300;
         c.secrets = vec![Secret::new("a"), Secret::new("")];
-        assert!(Slack::from_config("team", &c).unwrap_err().to_string().contains("providers.team.secrets[1]"));
+        assert!(Slack::from_settings("team", &c).unwrap_err().to_string().contains("providers.team.secrets[1]"));
     }
 
     #[test]

@@ -25,15 +25,13 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use super::kind::{Kind, Rotation, SettingError};
 use super::signing::{self, HmacSha256};
-use super::registry::Rotation;
-use crate::secret::Secret;
-use super::registry::Kind;
-use super::registry::SettingError;
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::secret::Secret;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -87,11 +85,17 @@ impl Standard {
         let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
         sign_message(key, target, body, id, now_s)
     }
+}
+
+impl Kind for Standard {
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+
+    type Settings = Settings;
 
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Standard, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Standard, SettingError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
         for (i, secret) in Rotation::new(&c.secret, &c.secrets).all().iter().enumerate() {
@@ -105,16 +109,6 @@ impl Standard {
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
     }
-}
-
-impl Kind for Standard {
-    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
-
-    type Settings = Settings;
-
-    fn build(name: &str, c: &Settings) -> Result<Standard, SettingError> {
-        Standard::from_config(name, c)
-    }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
         Rotation::new(&c.secret, &c.secrets)
@@ -122,6 +116,10 @@ impl Kind for Standard {
 
     fn tolerance_seconds(c: &Settings) -> Option<u64> {
         Some(c.tolerance_seconds)
+    }
+
+    fn credential_format(secret: &Secret) -> Result<(), &'static str> {
+        decode_secret(secret.expose()).map(drop)
     }
 }
 
@@ -380,11 +378,8 @@ mod tests {
     }
 
     fn provider(secrets: &[&str]) -> Standard {
-        let c = Settings {
-            secrets: testing::secrets(secrets),
-            ..Settings::default()
-        };
-        Standard::from_config("standard", &c).unwrap()
+        let c = Settings { secrets: testing::secrets(secrets), ..Settings::default() };
+        Standard::from_settings("standard", &c).unwrap()
     }
 
     fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
@@ -547,13 +542,13 @@ mod tests {
             secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
             ..Settings::default()
         };
-        let e = Standard::from_config("svix", &c).err().unwrap().to_string();
+        let e = Standard::from_settings("svix", &c).err().unwrap().to_string();
         assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
         assert!(!e.contains("SECRETPART"), "{e}");
         let c = Settings { secret: Some(Secret::new("whsec_")), ..Settings::default() };
-        assert!(Standard::from_config("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
+        assert!(Standard::from_settings("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
         // No secret: the endpoint is unconfigured, not broken; nothing verifies.
-        let p = Standard::from_config("svix", &Settings::default()).unwrap();
+        let p = Standard::from_settings("svix", &Settings::default()).unwrap();
         assert!(p.keys.is_empty());
         assert_eq!(code(&p, &signed("msg_1", 10, "v1,AAAA"), b"{}", 10), Some(RefusalCode::InvalidSignature));
     }

@@ -12,9 +12,8 @@ use warp::http::HeaderMap;
 use super::signing::{self, HmacSha256};
 use serde::{Deserialize, Serialize};
 
-use super::registry::SettingError;
-use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
+use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -57,12 +56,6 @@ impl Stripe {
     pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
         Stripe { name: name.to_string(), secrets, tolerance_s }
     }
-
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
-    /// answers 503 until one is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
-        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
-    }
 }
 
 /// The seed's Stripe endpoint: `[providers.stripe]` at `/staging/webhooks/stripe`.
@@ -91,8 +84,10 @@ impl Kind for Stripe {
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
-        Stripe::from_config(name, c)
+    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// answers 503 until one is set.
+    fn from_settings(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
+        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -332,7 +327,8 @@ impl Stripe {
 
 /// The whole body as a `Value`, every check run: what a body the fast path does not take gets.
 fn parse_value(body: &[u8]) -> Result<Parsed, Refusal> {
-    let value = json::parse(body).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
+    let value =
+        json::parse(body).map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
     // A live event is the one refusal with its own code: it means the wrong endpoint (or
     // account) is pointed here, which the sender must fix, not the payload.
     if value.get("livemode") == Some(&Value::Bool(true)) {
@@ -521,9 +517,31 @@ mod tests {
         use proptest::prelude::*;
         let base = r#"{"id":"evt_1","object":"event","type":"charge.succeeded","created":1700000000,"livemode":false,"data":{"object":{"id":"ch_1","amount":2000,"n":[1,{"a":"b"}]},"previous":null},"x":"é\t"}"#.as_bytes();
         let pieces: Vec<&[u8]> = vec![
-            b"\"", b"\\", b"{", b"}", b"[", b"]", b",", b":", b"null", b"true", b"1.5", b"-0", b"1e3",
-            br"\u0000", br"\ud800", br"\x", b"\x01", b"\xff", "é".as_bytes(), br#""id":"evt_2","#,
-            b"\"data\":[],", b"\"livemode\":null,", b"\"object\":{},", b"18446744073709551616", b" ",
+            b"\"",
+            b"\\",
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b",",
+            b":",
+            b"null",
+            b"true",
+            b"1.5",
+            b"-0",
+            b"1e3",
+            br"\u0000",
+            br"\ud800",
+            br"\x",
+            b"\x01",
+            b"\xff",
+            "é".as_bytes(),
+            br#""id":"evt_2","#,
+            b"\"data\":[],",
+            b"\"livemode\":null,",
+            b"\"object\":{},",
+            b"18446744073709551616",
+            b" ",
         ];
         let edit = (0..base.len(), 0..4usize, 0..pieces.len(), 0..base.len());
         let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(4000));

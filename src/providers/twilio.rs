@@ -20,8 +20,7 @@ use warp::http::HeaderMap;
 use super::signing::{self, ct_eq, HmacSha1};
 use serde::{Deserialize, Serialize};
 
-use super::registry::SettingError;
-use super::registry::{seed_credential, Kind, Rotation, Seed, Surroundings};
+use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -63,15 +62,6 @@ impl Twilio {
     pub fn new(name: &str, auth_tokens: Vec<Secret>) -> Twilio {
         Twilio { name: name.to_string(), auth_tokens }
     }
-
-    /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
-    /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
-    /// is set.
-    pub fn from_config(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
-        <Twilio as Kind>::check_anywhere(name, c)?;
-        let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
-        Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
-    }
 }
 
 /// The seed's Twilio endpoint: `[providers.twilio]` at `/staging/webhooks/sms`.
@@ -90,8 +80,13 @@ impl Kind for Twilio {
 
     type Settings = Settings;
 
-    fn build(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
-        Twilio::from_config(name, c)
+    /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
+    /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
+    /// is set.
+    fn from_settings(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
+        <Twilio as Kind>::check_anywhere(name, c)?;
+        let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
+        Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {

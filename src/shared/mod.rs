@@ -44,6 +44,7 @@ use crate::config::{Config, DedupBackend, LimitsBackend, OnError};
 use crate::finding::{Finding, Severity};
 use crate::ratelimit::{self, Decision};
 
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 /// How often a Redis that answers is pinged, so that health shows an outage with no traffic.

@@ -232,7 +232,9 @@ struct Inner {
     replays: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     /// New events and changes of status, for readers of the live stream.
     feed: Arc<feed::Feed>,
-    /// Flushes still to fail on purpose (fault injection for tests of the 503 path).
+    /// Flushes still to fail on purpose (fault injection for tests of the 503 path). The writer
+    /// holds the other handle; only the test-only API sets it from here.
+    #[cfg(any(test, feature = "testing"))]
     fail_flushes: Arc<AtomicU32>,
     /// Event reads still to fail on purpose (the same, for reads).
     fail_reads: AtomicU32,
@@ -297,6 +299,7 @@ impl Store {
                 jobs_added,
                 replays,
                 feed,
+                #[cfg(any(test, feature = "testing"))]
                 fail_flushes,
                 fail_reads: AtomicU32::new(0),
                 last_failure,
@@ -688,14 +691,14 @@ impl Store {
     }
 
     /// Makes the next `n` flush attempts fail, to exercise retries and the 503 path in tests.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn inject_flush_failures(&self, n: u32) {
         self.inner.fail_flushes.store(n, Ordering::SeqCst);
     }
 
     /// Makes the next `n` event reads (`list_events`, `read_event`) fail as a failing disk
     /// would, to exercise the 503 path of reads in tests.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn inject_read_failures(&self, n: u32) {
         self.inner.fail_reads.store(n, Ordering::SeqCst);
     }
@@ -715,7 +718,7 @@ impl Store {
     /// would leave it: every job record of the event, its event record, or the rejection log's
     /// entry `id`. Returns how many records it damaged. For tests of damage handling only: it writes past the writer, so use
     /// it while the event is not being delivered.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn inject_damage(&self, id: Ulid, what: InjectDamage) -> Result<usize, StoreError> {
         // A version tag far past any variant: postcard refuses it, as it would a torn record.
         const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 0x00];
@@ -747,7 +750,7 @@ impl Store {
 }
 
 /// Which records [`Store::inject_damage`] damages.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Copy)]
 pub enum InjectDamage {
     JobRecords,

@@ -242,30 +242,28 @@ fn signed_sample(s: &Subject, event_type: &str, signed_at: i64) -> Request {
     Request { headers, body: sample.body, url: signed.url }
 }
 
-/// The headers `verify` reads, of those a signer sets (not GitHub's legacy SHA-1 signature,
-/// sent for old apps and never checked).
+/// The headers a subject's signer sets (`sign_resend`, for each of its fixtures), its
+/// `secret_headers` among them, as its provider names them.
+fn signer_headers(s: &Subject) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = s.provider.secret_headers().iter().map(|h| h.to_string()).collect();
+    for kind in s.provider.sample_types() {
+        let sample = s.provider.sample(Some(kind), NOW).unwrap();
+        let signed = s.provider.sign_resend(TARGET, Some(sample.content_type), &sample.body, &sample.headers, NOW);
+        names.extend(signed.headers.iter().map(|(n, _)| n.to_ascii_lowercase()));
+    }
+    names
+}
+
+/// The headers `verify` reads, of those a signer sets: every subject's signer's, but GitHub's
+/// legacy SHA-1 signature, sent for old apps and never checked.
 fn verified_headers(req: &Request) -> Vec<usize> {
-    const SIGNED: [&str; 18] = [
-        "stripe-signature",
-        "x-twilio-signature",
-        "x-hub-signature-256",
-        "x-shopify-hmac-sha256",
-        "x-slack-signature",
-        "x-slack-request-timestamp",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "svix-id",
-        "svix-timestamp",
-        "svix-signature",
-        "x-twilio-email-event-webhook-signature",
-        "x-twilio-email-event-webhook-timestamp",
-        "x-signature",
-        "x-timestamp",
-        "x-id",
-        "x-sig",
-    ];
-    (0..req.headers.len()).filter(|&i| SIGNED.contains(&req.headers[i].0.as_str())).collect()
+    static SIGNED: OnceLock<BTreeSet<String>> = OnceLock::new();
+    let signed = SIGNED.get_or_init(|| {
+        let mut all: BTreeSet<String> = subjects().iter().flat_map(signer_headers).collect();
+        all.remove(providers::github::SHA1_SIGNATURE_HEADER);
+        all
+    });
+    (0..req.headers.len()).filter(|&i| signed.contains(&req.headers[i].0)).collect()
 }
 
 /// What Twilio's SDKs sign for a form besides the URL: every name and value, sorted by name and
@@ -368,37 +366,22 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Every header name a provider here reads, and a stranger.
-const HEADER_NAMES: &[&str] = &[
-    "content-type",
-    "stripe-signature",
-    "x-twilio-signature",
-    "x-hub-signature-256",
-    "x-hub-signature",
-    "x-github-event",
-    "x-github-delivery",
-    "x-shopify-hmac-sha256",
-    "x-shopify-topic",
-    "x-shopify-webhook-id",
-    "x-shopify-shop-domain",
-    "x-shopify-api-version",
-    "x-slack-signature",
-    "x-slack-request-timestamp",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "svix-id",
-    "svix-timestamp",
-    "svix-signature",
-    "x-twilio-email-event-webhook-signature",
-    "x-twilio-email-event-webhook-timestamp",
-    "x-signature",
-    "x-timestamp",
-    "x-id",
-    "x-sig",
-    "x-type",
-    "x-other",
-];
+/// Every header name a provider here reads, as the providers name them (what their signers set
+/// and their fixtures carry), the media type's, and a stranger.
+fn header_names() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut all: BTreeSet<String> = ["content-type", "x-other"].map(String::from).into();
+        for s in subjects() {
+            all.extend(signer_headers(s));
+            for kind in s.provider.sample_types() {
+                let sample = s.provider.sample(Some(kind), NOW).unwrap();
+                all.extend(sample.headers.into_iter().map(|(n, _)| n.to_ascii_lowercase()));
+            }
+        }
+        all.into_iter().collect()
+    })
+}
 
 /// Object member names the providers read, and others.
 fn field_name() -> impl Strategy<Value = String> {
@@ -535,7 +518,7 @@ fn url() -> impl Strategy<Value = String> {
 fn request() -> impl Strategy<Value = Request> {
     (
         prop::option::of(prop::sample::select(MEDIA_TYPES)),
-        prop::collection::vec((prop::sample::select(HEADER_NAMES), header_value()), 0..8),
+        prop::collection::vec((prop::sample::select(header_names()), header_value()), 0..8),
         body(),
         url(),
     )

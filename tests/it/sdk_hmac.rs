@@ -47,6 +47,7 @@ fn github_vectors_pass_the_sdk_style_check() {
 fn sdk_style_check_accepts_what_a_github_style_hmac_instance_delivers() {
     use stagehook::providers::hmac::Hmac as HmacProvider;
     use stagehook::providers::hmac::Settings;
+    use stagehook::providers::kind::Kind;
     use stagehook::providers::Provider;
     use stagehook::secret::Secret;
 
@@ -56,7 +57,7 @@ fn sdk_style_check_accepts_what_a_github_style_hmac_instance_delivers() {
         secret: Some(Secret::new("It's a Secret to Everybody")),
         ..Settings::default()
     };
-    let provider = HmacProvider::from_config("github-like", &c).unwrap();
+    let provider = HmacProvider::from_settings("github-like", &c).unwrap();
     let body = br#"{"action":"opened","number":1}"#;
     let signed = provider.sign_delivery("http://127.0.0.1:9/hook", Some("application/json"), body, 1_700_000_000);
     let headers: Vec<(String, String)> = signed.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();

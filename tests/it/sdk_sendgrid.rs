@@ -42,6 +42,7 @@ mod tests {
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
     use serde_json::Value;
+    use stagehook::providers::kind::Kind;
     use stagehook::providers::sendgrid::SendGrid;
     use stagehook::providers::sendgrid::Settings;
     use stagehook::providers::Provider;
@@ -83,7 +84,7 @@ mod tests {
             signing_key: Some(stagehook::secret::Secret::new(STANDARD.encode(pkcs8.as_ref()))),
             ..Settings::default()
         };
-        let p = SendGrid::from_config("sendgrid", &c).unwrap();
+        let p = SendGrid::from_settings("sendgrid", &c).unwrap();
         let now = 1_700_000_000;
         // The fixtures README lists; an empty list would let the loop pass without a check.
         assert_eq!(p.sample_types(), ["batch", "delivered", "bounce"]);

@@ -70,6 +70,7 @@ pub fn verify(headers: &[(String, String)], body: &[u8], secret: &str, now_s: i6
 mod tests {
     use super::verify;
     use serde_json::Value;
+    use stagehook::providers::kind::Kind;
     use stagehook::providers::standard::Settings;
     use stagehook::providers::standard::Standard;
     use stagehook::providers::Provider;
@@ -113,7 +114,7 @@ mod tests {
     fn sdk_standard_accepts_what_stagehook_signs_for_delivery() {
         let secret = vector()["secret"].as_str().unwrap().to_string();
         let c = Settings { secret: Some(stagehook::secret::Secret::new(secret.clone())), ..Settings::default() };
-        let p = Standard::from_config("standard", &c).unwrap();
+        let p = Standard::from_settings("standard", &c).unwrap();
         let now = 1_700_000_000;
         // The fixtures README lists; an empty list would let the loop pass without a check.
         assert_eq!(p.sample_types(), ["user.created", "invoice.paid"]);

@@ -1,0 +1,38 @@
+//! The sections `config` serializes to learn which provider keys the environment can set
+//! (`STAGEHOOK_PROVIDERS_<NAME>_<KEY>`), and of what type.
+
+use super::{ProviderKind, Section};
+use crate::providers::kind::Seed;
+
+/// A seed's section with every key it can take from the environment set (the seed's
+/// `env_keys`, parsed by the kind's own settings type), so that `config` can learn each key's
+/// name and type by serializing it.
+pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
+    let example = seed.env_keys.iter().map(|k| (k.to_string(), toml::Value::String("x".into())));
+    match kind.parse_settings(example.collect()) {
+        Ok(settings) => Section::new(settings),
+        Err(e) => {
+            debug_assert!(false, "{}: an env key is no optional string key: {e}", kind.as_str());
+            Section::new(kind.default_settings())
+        }
+    }
+}
+
+/// A named instance's section with every key of its kind that a variable can write set (to a
+/// string, a number or a boolean, whichever the kind's settings type takes; the others, lists
+/// and keys with a default, are there at their default), so that `config` can learn the name
+/// and type of each key a named instance takes from the environment by serializing it.
+pub fn env_example_named(kind: ProviderKind) -> Section {
+    let samples = [toml::Value::String("x".into()), toml::Value::Integer(1), toml::Value::Boolean(true)];
+    let mut example = toml::Table::new();
+    for key in kind.keys() {
+        let one = |v: &toml::Value| toml::Table::from_iter([(key.to_string(), v.clone())]);
+        if let Some(v) = samples.iter().find(|v| kind.parse_settings(one(v)).is_ok()) {
+            example.insert(key.to_string(), v.clone());
+        }
+    }
+    match kind.parse_settings(example) {
+        Ok(settings) => Section::new(settings),
+        Err(_) => Section::new(kind.default_settings()),
+    }
+}

@@ -1,0 +1,470 @@
+//! The one registry of provider kinds, and the one door `config` uses into `providers/`.
+//!
+//! Each kind says everything about itself in its own file, by implementing [`Kind`]
+//! (`providers/kind.rs`): its
+//! settings type (the keys of its section, their defaults and types), what they must hold (its
+//! `from_settings`), its credential, the seed's instance of it if any (`stripe` at `/stripe`, `twilio` at
+//! `/sms`, with their environment variables), its API hosts and its own validator findings. The
+//! `kinds!` list (in `providers/mod.rs`, beside the kinds' modules) turns that into
+//! [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one file
+//! plus its two lines there.
+//!
+//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`, `forward_headers`)
+//! and `kind`, hands every other key to [`read_key`] and the keys it read to [`section`], which
+//! parses them into the kind's settings; it builds each instance once through [`instance`].
+//! Nothing in `providers/` reads `config`. What `config` does with sections beyond building
+//! them lives below this module and is reached through it: the validator's [`findings`], the
+//! keys `check-config --show` lists ([`shown`]), the sections that say which keys the
+//! environment sets ([`env_example`]), and the "did you mean" of a name ([`nearest`]).
+
+use std::sync::Arc;
+
+use serde::de::Error as _;
+use serde::Deserialize;
+
+pub use self::env::{env_example, env_example_named};
+pub use self::findings::findings;
+pub use self::show::shown;
+pub use self::spelling::nearest;
+use super::kind::MAX_TOLERANCE_S;
+// The kinds' side of the registry, named here too for the callers that come through this door.
+pub use super::kind::{Kind, Rotation, Seed, SettingError, Surroundings};
+use super::Provider;
+pub use super::{KindSettings, ProviderKind};
+use crate::secret::Secret;
+
+mod env;
+mod findings;
+mod show;
+mod spelling;
+
+/// The registry's list, written once in `providers/mod.rs`: each line names a kind's variant,
+/// its name in `kind = "..."`, and its file and type (whose module is declared beside it). It makes
+/// [`ProviderKind`], [`KindSettings`] and the dispatch over the kinds' [`Kind`] implementations.
+macro_rules! kinds {
+    ($($variant:ident = $name:literal => $module:ident :: $ty:ident,)*) => {
+        /// The kinds of provider an instance can be.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+        pub enum ProviderKind {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        /// One kind's settings, of that kind's own type.
+        #[derive(Debug, Clone)]
+        pub enum KindSettings {
+            $($variant(<$module::$ty as $crate::providers::kind::Kind>::Settings),)*
+        }
+
+        $(
+            impl From<<$module::$ty as $crate::providers::kind::Kind>::Settings> for $crate::providers::registry::Section {
+                fn from(s: <$module::$ty as $crate::providers::kind::Kind>::Settings) -> Self {
+                    $crate::providers::registry::Section::new(KindSettings::$variant(s))
+                }
+            }
+        )*
+
+        impl ProviderKind {
+            pub const ALL: [ProviderKind; [$($name),*].len()] = [$(ProviderKind::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(ProviderKind::$variant => $name,)* }
+            }
+
+            /// The keys of its section it reads, besides `kind` and the common ones.
+            pub fn keys(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::KEYS,)* }
+            }
+
+            fn credential_key(self) -> &'static str {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::CREDENTIAL,)* }
+            }
+
+            fn secret_hint(self) -> &'static str {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::SECRET_HINT,)* }
+            }
+
+            fn seed(self) -> Option<$crate::providers::kind::Seed> {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::SEED,)* }
+            }
+
+            fn api_hosts(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::API_HOSTS,)* }
+            }
+
+            fn isolation_env(self) -> &'static [&'static str] {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::ISOLATION_ENV,)* }
+            }
+
+            fn credential_format(self, secret: &$crate::secret::Secret) -> Result<(), &'static str> {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::credential_format(secret),)* }
+            }
+
+            /// Its settings with every key at its default.
+            fn default_settings(self) -> KindSettings {
+                match self { $(ProviderKind::$variant => KindSettings::$variant(Default::default()),)* }
+            }
+
+            /// Parses `table` (keys of its section) into its settings; an error has the path
+            /// below the section.
+            fn parse_settings(self, table: toml::Table) -> Result<KindSettings, serde_path_to_error::Error<toml::de::Error>> {
+                let value = toml::Value::Table(table);
+                Ok(match self { $(ProviderKind::$variant => KindSettings::$variant(serde_path_to_error::deserialize(value)?),)* })
+            }
+
+            fn findings(self, seed: Option<&KindSettings>, around: &$crate::providers::kind::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
+                match self {
+                    $(ProviderKind::$variant => {
+                        let seed = seed.and_then(|s| match s { KindSettings::$variant(s) => Some(s), #[allow(unreachable_patterns)] _ => None });
+                        <$module::$ty as $crate::providers::kind::Kind>::findings(seed, around, out)
+                    })*
+                }
+            }
+        }
+
+        impl KindSettings {
+            pub fn kind(&self) -> ProviderKind {
+                match self { $(KindSettings::$variant(_) => ProviderKind::$variant,)* }
+            }
+
+            fn build(&self, name: &str) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::kind::SettingError> {
+                Ok(match self { $(KindSettings::$variant(s) => std::sync::Arc::new(<$module::$ty as $crate::providers::kind::Kind>::from_settings(name, s)?),)* })
+            }
+
+            pub fn rotation(&self) -> $crate::providers::kind::Rotation<'_> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::rotation(s),)* }
+            }
+
+            fn tolerance_seconds(&self) -> Option<u64> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::tolerance_seconds(s),)* }
+            }
+
+            fn check_anywhere(&self, name: &str) -> Result<(), $crate::providers::kind::SettingError> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::check_anywhere(name, s),)* }
+            }
+
+            pub fn has_credentials(&self) -> bool {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::has_credentials(s),)* }
+            }
+
+            fn credential(&self) -> Option<&$crate::secret::Secret> {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::credential(s),)* }
+            }
+
+            /// Every key as serialized, secrets as fingerprints.
+            fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+                let value = match self { $(KindSettings::$variant(s) => serde_json::to_value(s),)* };
+                match value {
+                    Ok(serde_json::Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use kinds;
+
+impl ProviderKind {
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One `[providers.<name>]` section's provider part: the kind as written, its settings, and
+/// the keys of other kinds it was given, which the validator reports (`provider.unused_key`).
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the seed's
+    /// `[providers.stripe]`).
+    pub kind: Option<ProviderKind>,
+    /// The kind's own keys; its variant is the instance's kind.
+    pub settings: KindSettings,
+    /// Every key the section's kind does not read but another kind does, set to something
+    /// other than its default, each as the settings of a kind that reads it (that key alone).
+    pub unused: Vec<(String, KindSettings)>,
+}
+
+impl Section {
+    pub fn new(settings: KindSettings) -> Section {
+        Section { kind: None, settings, unused: Vec::new() }
+    }
+
+    /// The instance's kind.
+    pub fn kind(&self) -> ProviderKind {
+        self.settings.kind()
+    }
+
+    /// Every accepted secret, `secret` first.
+    pub fn all_secrets(&self) -> Vec<Secret> {
+        self.settings.rotation().all()
+    }
+
+    /// The section with its kind written out, as a named instance's is (`kind = "..."`).
+    pub fn with_kind(mut self) -> Section {
+        self.kind = Some(self.kind());
+        self
+    }
+
+    /// `[providers.<name>]` from the TOML of its provider keys (`kind` among them or not), as
+    /// `config` reads it, for tests and benchmarks that need a section without a whole file.
+    pub fn from_toml(name: &str, text: &str) -> Result<Section, SettingError> {
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| SettingError::new(format!("providers.{name}"), e.message()))?;
+        let kind = match table.remove("kind") {
+            Some(k) => Some(
+                k.as_str()
+                    .and_then(ProviderKind::parse)
+                    .ok_or_else(|| SettingError::new(format!("providers.{name}.kind"), format!("`{k}` is no kind")))?,
+            ),
+            None => None,
+        };
+        section(name, kind, table)
+    }
+}
+
+/// The section of a seed whose `[providers.<name>]` is absent: its kind's defaults.
+pub fn default_section(kind: ProviderKind) -> Section {
+    Section::new(kind.default_settings())
+}
+
+/// Every key some kind reads, besides `kind`: what a section may hold besides the common keys.
+pub fn all_keys() -> &'static [&'static str] {
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut keys: Vec<&'static str> = Vec::new();
+        for key in ProviderKind::ALL.into_iter().flat_map(|k| k.keys().iter().copied()) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    });
+    &KEYS
+}
+
+/// A kind that reads `key`: `kind` when it does, else the first in the list that does.
+fn reader_of(key: &str, kind: Option<ProviderKind>) -> Option<ProviderKind> {
+    kind.filter(|k| k.keys().contains(&key)).or_else(|| ProviderKind::ALL.into_iter().find(|k| k.keys().contains(&key)))
+}
+
+/// Reads the value of `key`, one of [`all_keys`], as written, and checks it has the type a
+/// kind that reads it gives it (`kind`'s, when it is known by then and reads the key), so that
+/// a badly typed value is refused at its key. [`section`] parses what it gives.
+pub fn read_key<'de, D: serde::Deserializer<'de>>(
+    kind: Option<ProviderKind>,
+    key: &str,
+    d: D,
+) -> Result<toml::Value, D::Error> {
+    let value = toml::Value::deserialize(d)?;
+    let Some(reader) = reader_of(key, kind) else {
+        return Err(D::Error::unknown_field(key, all_keys()));
+    };
+    let one = toml::Table::from_iter([(key.to_string(), value.clone())]);
+    reader.parse_settings(one).map_err(|e| {
+        // The error names the key; a place inside its value (`secrets[1]`) is said in words.
+        let at = e.path().to_string();
+        let message = e.into_inner().message().trim().to_string();
+        D::Error::custom(if at == key { message } else { format!("{message} (at `{at}`)") })
+    })?;
+    Ok(value)
+}
+
+/// Parses the provider keys of `[providers.<name>]` (as [`read_key`] gave them) into the
+/// section: the kind's own keys into its settings, and every other key into the settings of a
+/// kind that reads it, kept for the validator when it is not that kind's default. `kind` is
+/// the key as written; without it the name is the kind, or else `hmac` (`config` refuses a
+/// section that needs one and has none).
+pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<Section, SettingError> {
+    let of = kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac);
+    let error = |e: serde_path_to_error::Error<toml::de::Error>| {
+        SettingError::new(format!("providers.{name}.{}", e.path()), e.into_inner().message().trim().to_string())
+    };
+    let (own, others): (toml::Table, toml::Table) =
+        table.into_iter().partition(|(k, _)| of.keys().contains(&k.as_str()));
+    let settings = of.parse_settings(own).map_err(error)?;
+    let mut unused = Vec::new();
+    for (key, value) in others {
+        let Some(reader) = reader_of(&key, None) else {
+            return Err(SettingError::new(format!("providers.{name}"), format!("unknown field `{key}`")));
+        };
+        let given = reader.parse_settings(toml::Table::from_iter([(key.clone(), value)])).map_err(error)?;
+        // A key at its default changes nothing, as if it were not there.
+        if given.to_json().get(&key) != reader.default_settings().to_json().get(&key) {
+            unused.push((key, given));
+        }
+    }
+    Ok(Section { kind, settings, unused })
+}
+
+/// The seed's instances, in the order their endpoints are listed.
+pub fn seeds() -> impl Iterator<Item = (ProviderKind, Seed)> {
+    ProviderKind::ALL.into_iter().filter_map(|k| Some((k, k.seed()?)))
+}
+
+/// Whether `name` is the section of a seed's instance.
+pub fn is_seed(name: &str) -> bool {
+    seeds().any(|(_, s)| s.name == name)
+}
+
+/// Names an instance cannot take besides the API's own: the seed's paths that are not their
+/// section's name (`sms`).
+pub fn taken_paths() -> impl Iterator<Item = &'static str> {
+    seeds().filter(|(_, s)| s.path != s.name).map(|(_, s)| s.path)
+}
+
+/// The hosts of the providers' own APIs: never a forward target, whatever the config says.
+pub fn api_hosts() -> impl Iterator<Item = &'static str> {
+    ProviderKind::ALL.into_iter().flat_map(|k| k.api_hosts().iter().copied())
+}
+
+/// The environment variables the kinds' isolation checks read.
+pub fn isolation_env() -> impl Iterator<Item = &'static str> {
+    ProviderKind::ALL.into_iter().flat_map(|k| k.isolation_env().iter().copied())
+}
+
+/// The path segment of an instance: the seed's own, or its name.
+pub fn path_of(name: &str) -> String {
+    seeds().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()
+}
+
+/// One ingest endpoint, built once at startup: its path segment, its kind, whether it can
+/// verify, its provider, and where its events are delivered.
+#[derive(Clone)]
+pub struct Instance {
+    /// The last path segment: `stripe`, `sms`, or a named instance's name.
+    pub path: String,
+    pub kind: ProviderKind,
+    /// The provider, present whether or not its secret is set, so `/validate` can check
+    /// structure; `configured` says whether it may verify.
+    pub provider: Arc<dyn Provider>,
+    pub configured: bool,
+    /// Where its events are delivered; empty means recorded and processed at once.
+    pub targets: Vec<String>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("name", &self.provider.name())
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("configured", &self.configured)
+            .field("targets", &self.targets.len())
+            .finish()
+    }
+}
+
+/// Builds the endpoint `[providers.<name>]` describes: a seed's section must have its kind's
+/// shape, then [`build`].
+pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instance, SettingError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let kind = s.kind();
+    if let Some((seed_kind, _)) = seeds().find(|(_, seed)| seed.name == name) {
+        if kind != seed_kind {
+            return Err(SettingError {
+                key: key("kind"),
+                message: format!(
+                    "`{name}` is the {} endpoint; name a `{}` instance otherwise",
+                    seed_kind.as_str(),
+                    kind.as_str()
+                ),
+            });
+        }
+        // A seed's section has its kind's shape, as it always had: any other key stops startup
+        // rather than passing as advice.
+        if let Some((stray, _)) = s.unused.first() {
+            let keys: Vec<String> = kind.keys().iter().map(|k| format!("`{k}`")).collect();
+            return Err(SettingError {
+                key: format!("providers.{name}"),
+                message: format!(
+                    "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`, `forward_headers`",
+                    keys.join(", ")
+                ),
+            });
+        }
+    }
+    let provider = build(name, s)?;
+    Ok(Instance { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
+}
+
+/// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's
+/// own. [`instance`] adds the seed's section shape and the endpoint; tests and benchmarks that
+/// need no endpoint call this.
+pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError> {
+    let hint = s.kind().secret_hint();
+    // Checked whatever the kind, as they always were: a key another kind reads still refuses a
+    // value no kind could use (a tolerance no timestamp could meet, an empty secret).
+    for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
+        if settings.tolerance_seconds().is_some_and(|t| t == 0 || t > MAX_TOLERANCE_S) {
+            return Err(SettingError::new(
+                format!("providers.{name}.tolerance_seconds"),
+                format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
+            ));
+        }
+    }
+    for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
+        settings.rotation().check_empty(name, hint)?;
+        settings.check_anywhere(name)?;
+    }
+    s.settings.build(name)
+}
+
+/// Whether `secret` is a Standard Webhooks secret (`whsec_` and base64): the check of the
+/// `webhook` notifier's secret (`config/`), made by the kind that signs with it
+/// ([`Kind::credential_format`]).
+pub fn standard_webhooks_secret(secret: &Secret) -> Result<(), &'static str> {
+    ProviderKind::Standard.credential_format(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(name: &str, body: &str) -> Section {
+        Section::from_toml(name, body).unwrap()
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_parses_back() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+            // The list of keys is the settings type's.
+            let mut keys: Vec<String> = kind.default_settings().to_json().keys().cloned().collect();
+            keys.sort();
+            let mut listed: Vec<String> = kind.keys().iter().map(|k| k.to_string()).collect();
+            listed.sort();
+            assert_eq!(keys, listed, "{}", kind.as_str());
+        }
+        let names: std::collections::BTreeSet<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ProviderKind::ALL.len());
+        let seeds: Vec<(&str, &str)> = seeds().map(|(_, s)| (s.name, s.path)).collect();
+        assert_eq!(seeds, [("stripe", "stripe"), ("twilio", "sms")]);
+        assert_eq!(taken_paths().collect::<Vec<_>>(), ["sms"]);
+    }
+
+    /// A seed's section keeps its kind's shape: another kind, or a key its kind does not read,
+    /// stops startup naming the section; a named instance of the same kind may take any key
+    /// (the validator reports the unused ones).
+    #[test]
+    fn a_seeds_section_has_its_kinds_shape() {
+        let e = instance("stripe", &parsed("stripe", "header = \"x-sig\""), Vec::new()).unwrap_err();
+        assert_eq!(e.key, "providers.stripe");
+        assert!(e.message.contains("unknown field `header`"), "{e}");
+        let other = parsed("twilio", "kind = \"github\"");
+        assert_eq!(instance("twilio", &other, Vec::new()).unwrap_err().key, "providers.twilio.kind");
+        let named = parsed("eu", "kind = \"stripe\"\nheader = \"x-sig\"");
+        let eu = instance("eu", &named, vec!["http://app.test/".into()]).unwrap();
+        assert_eq!((eu.path.as_str(), eu.kind, eu.targets.len()), ("eu", ProviderKind::Stripe, 1));
+        let sms = instance("twilio", &parsed("twilio", ""), Vec::new()).unwrap();
+        assert_eq!((sms.path.as_str(), sms.configured), ("sms", false));
+        let token = parsed("twilio", "auth_token = \"t\"");
+        assert!(instance("twilio", &token, Vec::new()).unwrap().configured);
+        // What no kind could use stops startup in a section of another kind too.
+        for (body, key) in [
+            ("kind = \"github\"\nauth_token = \"\"", "providers.gh.auth_token"),
+            ("kind = \"github\"\ntolerance_seconds = 0", "providers.gh.tolerance_seconds"),
+            ("kind = \"sendgrid\"\nsecret = \"\"", "providers.gh.secret"),
+        ] {
+            assert_eq!(instance("gh", &parsed("gh", body), Vec::new()).unwrap_err().key, key, "{body}");
+        }
+    }
+}
