@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::Provider;
 use crate::finding::{Finding, Severity};
+use crate::providers::Malformed;
 use crate::secret::Secret;
 
 /// A setting that cannot work: the key (`providers.<name>.<key>`) and what is wrong with it,
@@ -154,7 +155,7 @@ pub trait Kind: Provider + Sized {
     /// What a credential of this kind must look like beyond being set and not empty, for a
     /// secret used outside a section (the `webhook` notifier signs with a Standard Webhooks
     /// secret): what is wrong with it, which reads on from its key.
-    fn credential_format(_secret: &Secret) -> Result<(), &'static str> {
+    fn credential_format(_secret: &Secret) -> Result<(), Malformed> {
         Ok(())
     }
 

@@ -113,6 +113,18 @@ impl Refusal {
     }
 }
 
+/// Why a credential or a signature header cannot be read: a fixed reason that reads on from
+/// what was read (`is not base64`), for the caller to put after the key or header it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub &'static str);
+
+impl From<&'static str> for Malformed {
+    fn from(reason: &'static str) -> Malformed {
+        Malformed(reason)
+    }
+}
+
 /// One named structural check, for the `/validate` report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {

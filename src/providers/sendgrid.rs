@@ -34,6 +34,7 @@ use super::{
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
 use crate::finding::{Finding, Severity};
+use crate::providers::Malformed;
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
@@ -167,7 +168,7 @@ fn decode_base64_der(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The uncompressed point of a base64 DER SubjectPublicKeyInfo of a P-256 key.
-pub fn parse_public_key(text: &str) -> Result<Vec<u8>, &'static str> {
+pub fn parse_public_key(text: &str) -> Result<Vec<u8>, Malformed> {
     let der = decode_base64_der(text).ok_or("not base64")?;
     p256_point_from_spki(&der)
 }
@@ -175,33 +176,33 @@ pub fn parse_public_key(text: &str) -> Result<Vec<u8>, &'static str> {
 /// Reads SubjectPublicKeyInfo exactly: `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 },
 /// BIT STRING (0 unused bits) 04 || X || Y }` and nothing more. ring takes only the bare point, so
 /// the wrapping is checked here, where a wrong key can still be told apart from a wrong signature.
-pub fn p256_point_from_spki(der: &[u8]) -> Result<Vec<u8>, &'static str> {
+pub fn p256_point_from_spki(der: &[u8]) -> Result<Vec<u8>, Malformed> {
     const NOT_SPKI: &str = "not a DER SubjectPublicKeyInfo";
     let (spki, rest) = der_element(der, 0x30).ok_or(NOT_SPKI)?;
     if !rest.is_empty() {
-        return Err("trailing bytes after the key");
+        return Err(Malformed("trailing bytes after the key"));
     }
     let (algorithm, rest) = der_element(spki, 0x30).ok_or(NOT_SPKI)?;
     let (bits, rest) = der_element(rest, 0x03).ok_or(NOT_SPKI)?;
     if !rest.is_empty() {
-        return Err(NOT_SPKI);
+        return Err(Malformed(NOT_SPKI));
     }
     let (oid, params) = der_element(algorithm, 0x06).ok_or(NOT_SPKI)?;
     match oid {
         OID_EC_PUBLIC_KEY => {}
-        OID_RSA => return Err("an RSA key; SendGrid's verification key is EC P-256"),
-        OID_ED25519 => return Err("an Ed25519 key; SendGrid's verification key is EC P-256"),
-        _ => return Err("not an EC key (algorithm is not id-ecPublicKey)"),
+        OID_RSA => return Err(Malformed("an RSA key; SendGrid's verification key is EC P-256")),
+        OID_ED25519 => return Err(Malformed("an Ed25519 key; SendGrid's verification key is EC P-256")),
+        _ => return Err(Malformed("not an EC key (algorithm is not id-ecPublicKey)")),
     }
     match der_element(params, 0x06) {
         Some((OID_P256, [])) => {}
-        Some((_, [])) => return Err("an EC key on another curve than P-256"),
-        _ => return Err("EC parameters are not a named curve"),
+        Some((_, [])) => return Err(Malformed("an EC key on another curve than P-256")),
+        _ => return Err(Malformed("EC parameters are not a named curve")),
     }
     match bits {
         [0, point @ ..] if point.len() == 65 && point[0] == 0x04 => Ok(point.to_vec()),
-        [0, 0x02 | 0x03, ..] => Err("a compressed point; SendGrid's keys are uncompressed"),
-        _ => Err("the key is not a 65-byte uncompressed P-256 point"),
+        [0, 0x02 | 0x03, ..] => Err(Malformed("a compressed point; SendGrid's keys are uncompressed")),
+        _ => Err(Malformed("the key is not a 65-byte uncompressed P-256 point")),
     }
 }
 

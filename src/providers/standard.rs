@@ -31,6 +31,7 @@ use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::providers::Malformed;
 use crate::secret::Secret;
 
 pub const ID_HEADER: &str = "webhook-id";
@@ -104,7 +105,7 @@ impl Kind for Standard {
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
                 (false, i) => format!("providers.{name}.secrets[{i}]"),
             };
-            keys.push(decode_secret(secret.expose()).map_err(|m| SettingError::new(key_name, m))?);
+            keys.push(decode_secret(secret.expose()).map_err(|m| SettingError::new(key_name, m.0))?);
         }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
@@ -118,7 +119,7 @@ impl Kind for Standard {
         Some(c.tolerance_seconds)
     }
 
-    fn credential_format(secret: &Secret) -> Result<(), &'static str> {
+    fn credential_format(secret: &Secret) -> Result<(), Malformed> {
         decode_secret(secret.expose()).map(drop)
     }
 }
@@ -143,12 +144,12 @@ pub fn sign_message(key: &[u8], target: &str, body: &[u8], id: String, now_s: i6
 }
 
 /// The HMAC key of a `whsec_<base64>` secret (or of bare base64).
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, &'static str> {
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, Malformed> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
     let key = SECRET_BASE64.decode(encoded).map_err(|_| "is not base64 (after the `whsec_` prefix, if any)")?;
     if key.is_empty() {
         // The libraries refuse an empty key outright; an HMAC under it would prove nothing.
-        return Err("is empty");
+        return Err(Malformed("is empty"));
     }
     Ok(key)
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use warp::http::HeaderMap;
 
 use super::signing::{self, HmacSha256};
+use crate::providers::Malformed;
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
@@ -171,7 +172,7 @@ pub struct SignatureHeader<'a> {
 
 /// Parses the header like the SDKs: comma-separated `key=value` items, first `t` wins, every
 /// `v1` collected; a missing or non-integer `t`, or no `v1`, is malformed.
-pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, &'static str> {
+pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, Malformed> {
     let mut timestamp = None;
     let mut v1 = Vec::new();
     for item in header.split(',') {
@@ -188,7 +189,7 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, &'static str> {
     }
     let timestamp = timestamp.ok_or("no timestamp `t` in the header")?;
     if v1.is_empty() {
-        return Err("no `v1` signature in the header");
+        return Err(Malformed("no `v1` signature in the header"));
     }
     Ok(SignatureHeader { timestamp, v1 })
 }
@@ -364,10 +365,10 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                 use serde::de::Error;
                 let (mut id, mut event_type, mut created, mut data, mut livemode) = (None, None, None, None, None);
                 // Each member once (the `Value` path then names the repeat).
-                fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), &'static str> {
+                fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), Malformed> {
                     match slot.replace(value) {
                         None => Ok(()),
-                        Some(_) => Err(name),
+                        Some(_) => Err(Malformed(name)),
                     }
                 }
                 // Every key, for the repeat of one this does not read.
@@ -385,7 +386,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                             Ok(())
                         }
                     };
-                    done.map_err(A::Error::duplicate_field)?;
+                    done.map_err(|Malformed(name)| A::Error::duplicate_field(name))?;
                     keys.push(&key);
                 }
                 keys.unique()?;

@@ -27,6 +27,7 @@ pub use self::findings::findings;
 pub use self::show::shown;
 pub use self::spelling::nearest;
 use super::kind::MAX_TOLERANCE_S;
+use crate::providers::Malformed;
 // The kinds' side of the registry, named here too for the callers that come through this door.
 pub use super::kind::{Kind, Rotation, Seed, SettingError, Surroundings};
 use super::Provider;
@@ -95,7 +96,7 @@ macro_rules! kinds {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::ISOLATION_ENV,)* }
             }
 
-            fn credential_format(self, secret: &$crate::secret::Secret) -> Result<(), &'static str> {
+            fn credential_format(self, secret: &$crate::secret::Secret) -> Result<(), $crate::providers::Malformed> {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::credential_format(secret),)* }
             }
 
@@ -411,7 +412,7 @@ pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError>
 /// Whether `secret` is a Standard Webhooks secret (`whsec_` and base64): the check of the
 /// `webhook` notifier's secret (`config/`), made by the kind that signs with it
 /// ([`Kind::credential_format`]).
-pub fn standard_webhooks_secret(secret: &Secret) -> Result<(), &'static str> {
+pub fn standard_webhooks_secret(secret: &Secret) -> Result<(), Malformed> {
     ProviderKind::Standard.credential_format(secret)
 }
 
