@@ -26,23 +26,12 @@ pub use delivery::{
 pub use shared::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 
 /// A configuration problem, always naming the key it concerns.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", if .key.is_empty() { "config".to_string() } else { format!("config key `{}`", .key) })]
 pub struct ConfigError {
     pub key: String,
     pub message: String,
 }
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "config: {}", self.message)
-        } else {
-            write!(f, "config key `{}`: {}", self.key, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), message: message.into() }

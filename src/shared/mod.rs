@@ -123,7 +123,12 @@ impl State {
 }
 
 /// Another live process holds this instance's id in Redis: this one must not start under it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "instance id `{instance}`{} is in use by another running stagehook ({holder}) that shares {shown_url}: \
+     give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
+    if *.default_name { ", the host name, as server.instance_id is not set" } else { "" }
+)]
 pub struct NameTaken {
     pub instance: String,
     /// The holder, as its presence names it: `host <host>, pid <pid>`.
@@ -131,20 +136,6 @@ pub struct NameTaken {
     shown_url: String,
     default_name: bool,
 }
-
-impl std::fmt::Display for NameTaken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let default = if self.default_name { ", the host name, as server.instance_id is not set" } else { "" };
-        write!(
-            f,
-            "instance id `{}`{default} is in use by another running stagehook ({}) that shares {}: \
-             give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
-            self.instance, self.holder, self.shown_url
-        )
-    }
-}
-
-impl std::error::Error for NameTaken {}
 
 /// The state shown by `/stats`, `/staging/webhooks/test` and the dashboard.
 #[derive(Debug, Clone, Copy)]
@@ -202,14 +193,9 @@ pub fn check_url(url: &str) -> Result<(), impl std::fmt::Display> {
 }
 
 /// Why a ping got no answer, for the log.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct NoAnswer(String);
-
-impl std::fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Shared {
     /// The shared backends `config` asks for; `None` when both stay in this process. Connects
