@@ -101,12 +101,19 @@ impl App {
     /// providers are built already, [`App::open_built`].
     pub fn open(config: Config, clock: Clock) -> Result<App, StartError> {
         let instances = config.build()?;
-        App::open_built(config, instances, clock)
+        let origins = config::Origins::new(&config.server)?;
+        App::open_built(config, instances, origins, clock)
     }
 
     /// Opens the store and assembles the app around providers built from `config` once, at
-    /// startup, by [`Config::build`].
-    pub fn open_built(config: Config, instances: Vec<providers::Instance>, clock: Clock) -> Result<App, StartError> {
+    /// startup, by [`Config::build`], and the hosts and origins read with them
+    /// ([`Config::checked`]).
+    pub fn open_built(
+        config: Config,
+        instances: Vec<providers::Instance>,
+        origin: config::Origins,
+        clock: Clock,
+    ) -> Result<App, StartError> {
         let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
@@ -159,7 +166,6 @@ impl App {
             .into_iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
             .collect();
-        let origin = http::origin::Policy::new(&config.server)?;
         let state = AppState {
             config,
             endpoints,

@@ -656,8 +656,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = &args.data_dir {
         flags.push(("server.data_dir", "--data-dir", flag_value(dir)));
     }
-    // The providers are built here, once, by the check, and handed on to `App::open_built`.
-    let Layered { config, instances, .. } = match load(args.config.as_deref(), &flags) {
+    // The providers are built (and the origins read) here, once, by the check, and handed on to
+    // `App::open_built`.
+    let Layered { config, instances, origins, .. } = match load(args.config.as_deref(), &flags) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -721,7 +722,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             None => None,
         };
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
-        let app = match App::open_built(config, instances, Clock::system()) {
+        let app = match App::open_built(config, instances, origins, Clock::system()) {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("stagehook: {e}");

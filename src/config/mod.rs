@@ -16,6 +16,7 @@ use crate::secret::Secret;
 mod alerts;
 mod delivery;
 pub mod layers;
+pub mod origin;
 mod shared;
 pub mod validate;
 pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
@@ -23,6 +24,7 @@ pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
     Targets, MAX_DURATION,
 };
+pub use origin::Origins;
 pub use shared::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 
 /// A configuration problem, always naming the key it concerns.
@@ -565,12 +567,12 @@ impl Config {
         self.checked().map(drop)
     }
 
-    /// [`Config::check`], giving the providers it built: each is built once, here, and
-    /// [`crate::App::open_built`] takes them.
-    pub fn checked(&self) -> Result<Vec<Instance>, ConfigError> {
-        // public_url (an http(s) URL with a host), its host and origin, allowed_origins and allowed_hosts, read as the origin
-        // checks will read them.
-        crate::http::origin::Policy::new(&self.server)?;
+    /// [`Config::check`], giving the providers it built and the hosts and origins it read: each
+    /// is built or read once, here, and [`crate::App::open_built`] takes them.
+    pub fn checked(&self) -> Result<(Vec<Instance>, Origins), ConfigError> {
+        // public_url (an http(s) URL with a host), its host and origin, allowed_origins and
+        // allowed_hosts, read once into what the origin checks compare requests with.
+        let origins = Origins::new(&self.server)?;
         if !valid_instance_id(&self.server.instance_id) {
             // Debug-quoted: a control character the id must not hold is shown escaped.
             return Err(err(
@@ -648,7 +650,7 @@ impl Config {
         }
         let providers: Vec<String> = self.sections().into_iter().map(|(name, _)| name).collect();
         alerts::check(&self.notifiers, &self.alerts, &providers)?;
-        self.build()
+        Ok((self.build()?, origins))
     }
 
     /// Every provider section, the seed's first (their default when absent: their endpoints
