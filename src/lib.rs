@@ -21,7 +21,8 @@
 //! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
 //! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
 //!   and back in (`stagehook import`).
-//! - [`clock`], [`secret`]: the time source and the credential type.
+//! - [`clock`], [`secret`], [`duration`]: the time source, the credential type and durations as
+//!   settings write them.
 //! - [`finding`]: what a check of a configuration finds, shared by the validator and the
 //!   providers' own checks.
 //! - [`redact`]: what stands in for credentials in stored headers and URLs when they are shown.
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod duration;
 pub mod export;
 pub mod filter;
 pub mod finding;
@@ -159,7 +161,7 @@ impl App {
             config.limits.ipv6_prefix,
             clock.clone(),
         );
-        let shared = shared::Shared::open(&config, clock.clone())?;
+        let shared = shared::Shared::open(&config.sharing(), clock.clone())?;
         let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::isolation_env()

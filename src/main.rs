@@ -603,7 +603,10 @@ fn check_config(args: CheckArgs) -> ExitCode {
     let mut report = validate(&layered.config, &env, Context::Check);
     if !args.offline {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => report.findings.extend(rt.block_on(probe_targets(&layered.config))),
+            Ok(rt) => rt.block_on(async {
+                report.findings.extend(probe_targets(&layered.config).await);
+                report.findings.extend(stagehook::shared::probe(&layered.config.sharing()).await);
+            }),
             Err(e) => {
                 eprintln!("stagehook: cannot start the runtime: {e}");
                 return ExitCode::FAILURE;

@@ -19,13 +19,13 @@ pub mod layers;
 pub mod origin;
 mod shared;
 pub mod validate;
+pub use crate::duration::{HumanDuration, MAX_DURATION};
+pub use crate::shared::settings::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
 pub use delivery::{
-    is_http_url, BreakerConfig, DeliveryConfig, HumanDuration, RetentionConfig, RetryConfig, RetryOverride, Strategy,
-    Targets, MAX_DURATION,
+    is_http_url, BreakerConfig, DeliveryConfig, RetentionConfig, RetryConfig, RetryOverride, Strategy, Targets,
 };
 pub use origin::Origins;
-pub use shared::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 
 /// A configuration problem, always naming the key it concerns.
 #[derive(Debug, thiserror::Error)]
