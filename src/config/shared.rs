@@ -51,3 +51,48 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::key_of;
+    use crate::config::*;
+
+    #[test]
+    fn a_redis_backend_needs_a_redis_url_and_sound_settings() {
+        let c = Config::default();
+        assert_eq!((c.limits.backend, c.dedup.backend), (LimitsBackend::Memory, DedupBackend::Local));
+        assert_eq!(c.redis.on_error, OnError::Open);
+        c.check().unwrap();
+        assert_eq!(key_of("[limits]\nbackend = \"redis\"\n"), "redis.url");
+        assert_eq!(key_of("[dedup]\nbackend = \"redis\"\n"), "redis.url");
+        assert_eq!(key_of("[limits]\nbackend = \"disk\"\n"), "limits.backend");
+        let with =
+            |extra: &str| format!("[dedup]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n{extra}");
+        Config::from_toml(&with("")).unwrap().check().unwrap();
+        for bad in ["http://127.0.0.1:6379", "redis://", "127.0.0.1:6379", "redis://127.0.0.1:port"] {
+            let toml = format!("[limits]\nbackend = \"redis\"\n[redis]\nurl = \"{bad}\"\n");
+            assert_eq!(key_of(&toml), "redis.url", "{bad}");
+        }
+        // A password in the URL is masked in the message.
+        let e = Config::from_toml("[limits]\nbackend = \"redis\"\n[redis]\nurl = \"http://u:hunter2@h:1\"\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{e}");
+        assert_eq!(key_of(&with("timeout = \"0s\"\n")), "redis.timeout");
+        assert_eq!(key_of(&with("on_error = \"maybe\"\n")), "redis.on_error");
+        let c = Config::from_toml("[dedup]\npending_expiry = \"500ms\"\n").unwrap();
+        assert_eq!(c.check().unwrap_err().key, "dedup.pending_expiry");
+        // rediss:// (TLS) and a URL from the environment.
+        let env = BTreeMap::from([
+            ("STAGEHOOK_REDIS_URL".to_string(), "rediss://cache.example:6380/1".to_string()),
+            ("STAGEHOOK_LIMITS_BACKEND".to_string(), "redis".to_string()),
+            ("STAGEHOOK_REDIS_ON_ERROR".to_string(), "closed".to_string()),
+        ]);
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.redis.url.as_deref(), Some("rediss://cache.example:6380/1"));
+        assert_eq!((c.limits.backend, c.redis.on_error), (LimitsBackend::Redis, OnError::Closed));
+    }
+}
