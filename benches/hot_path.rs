@@ -57,6 +57,7 @@ use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
 use stagehook::providers::{twilio, ProviderKind, Section};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::secret::Secret;
+use stagehook::shared::settings::Sharing;
 use stagehook::shared::testing::RedisServer;
 use stagehook::shared::{Claim, Shared};
 
@@ -456,14 +457,14 @@ fn dedup(c: &mut Criterion) {
 
 /// Both shared backends on `redis`, under a timeout long enough that a slow answer on a busy
 /// machine fails the bench (through `Unavailable`) rather than passes for a fast one.
-fn redis_config(redis: &RedisServer) -> Config {
+fn redis_config(redis: &RedisServer) -> Sharing {
     let mut config = Config::default();
     config.limits.backend = LimitsBackend::Redis;
     config.dedup.backend = DedupBackend::Redis;
     config.redis =
         RedisConfig { url: Some(redis.url()), timeout: HumanDuration(Duration::from_secs(5)), ..Default::default() };
     config.server.instance_id = "bench".into();
-    config
+    config.sharing()
 }
 
 /// Every in-flight iteration sends this many calls at once, as 64 connections would.

@@ -23,7 +23,8 @@
 //! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
 //! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
 //!   and back in (`stagehook import`).
-//! - [`clock`], [`secret`]: the time source and the credential type.
+//! - [`clock`], [`secret`], [`duration`]: the time source, the credential type and durations as
+//!   settings write them.
 //! - [`finding`]: what a check of a configuration finds, shared by the validator and the
 //!   providers' own checks.
 //! - [`redact`]: what stands in for credentials in stored headers and URLs when they are shown.
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod duration;
 pub mod export;
 pub mod filter;
 pub mod finding;
@@ -103,12 +105,19 @@ impl App {
     /// providers are built already, [`App::open_built`].
     pub fn open(config: Config, clock: Clock) -> Result<App, StartError> {
         let instances = config.build()?;
-        App::open_built(config, instances, clock)
+        let origins = config::Origins::new(&config.server)?;
+        App::open_built(config, instances, origins, clock)
     }
 
     /// Opens the store and assembles the app around providers built from `config` once, at
-    /// startup, by [`Config::build`].
-    pub fn open_built(config: Config, instances: Vec<providers::Instance>, clock: Clock) -> Result<App, StartError> {
+    /// startup, by [`Config::build`], and the hosts and origins read with them
+    /// ([`Config::checked`]).
+    pub fn open_built(
+        config: Config,
+        instances: Vec<providers::Instance>,
+        origin: config::Origins,
+        clock: Clock,
+    ) -> Result<App, StartError> {
         let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
         let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
@@ -154,14 +163,13 @@ impl App {
             config.limits.ipv6_prefix,
             clock.clone(),
         );
-        let shared = shared::Shared::open(&config, clock.clone())?;
+        let shared = shared::Shared::open(&config.sharing(), clock.clone())?;
         let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::isolation_env()
             .into_iter()
             .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
             .collect();
-        let origin = http::origin::Policy::new(&config.server)?;
         let state = AppState {
             config,
             endpoints,

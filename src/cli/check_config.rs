@@ -9,7 +9,10 @@ pub fn run(args: CheckArgs) -> Outcome {
     let layered = load(args.config.as_deref(), &[])?;
     let mut report = validate(&layered.config, &env_vars(), Context::Check);
     if !args.offline {
-        report.findings.extend(runtime(Threads::One)?.block_on(probe_targets(&layered.config)));
+        runtime(Threads::One)?.block_on(async {
+            report.findings.extend(probe_targets(&layered.config).await);
+            report.findings.extend(crate::shared::probe(&layered.config.sharing()).await);
+        });
     }
     if args.json {
         let mut out = report.to_json();

@@ -18,8 +18,9 @@ pub fn run(args: ServeArgs) -> Outcome {
     if let Some(dir) = &args.data_dir {
         flags.push(("server.data_dir", "--data-dir", flag_value(dir)));
     }
-    // The providers are built here, once, by the check, and handed on to `App::open_built`.
-    let Layered { config, instances, .. } = load(args.config.as_deref(), &flags)?;
+    // The providers are built (and the origins read) here, once, by the check, and handed on to
+    // `App::open_built`.
+    let Layered { config, instances, origins, .. } = load(args.config.as_deref(), &flags)?;
     // Every problem at once, not just the first; warnings go to the log.
     let report = validate(&config, &env_vars(), Context::Standalone);
     for f in &report.findings {
@@ -65,7 +66,7 @@ pub fn run(args: ServeArgs) -> Outcome {
             None => None,
         };
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
-        let app = App::open_built(config, instances, Clock::system()).map_err(|e| failure(e.to_string()))?;
+        let app = App::open_built(config, instances, origins, Clock::system()).map_err(|e| failure(e.to_string()))?;
         // Another running stagehook under this name is a configuration to fix: its claims and
         // this one's stay apart, but nothing could tell the two instances apart.
         app.join_shared().await.map_err(|taken| CliError::new(Exit::Config, taken.to_string()))?;

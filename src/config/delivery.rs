@@ -1,77 +1,13 @@
 //! Settings of the delivery engine: where events go, how failed deliveries are retried, when a
-//! provider's breaker opens, and how long events are kept.
+//! provider's breaker opens, and how long events are kept. The retry policy and the resolved
+//! targets, which the engine reads, are its own (`delivery/settings.rs`), re-exported here.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// A duration written the human way in TOML: `"500ms"`, `"10s"`, `"5m"`, `"30d"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-/// The longest duration any setting takes: a century (`"100y"`). The delivery engine, the
-/// breaker and retention compute in i64 milliseconds from a clock reading and in f64 seconds,
-/// where humantime's own limit (u64 seconds) overflows: `max_age = "18446744073709551615s"`
-/// wrapped to minus one second, and retention would have deleted every event.
-pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}` is not a duration like \"500ms\", \"10s\" or \"5m\": {e}"))
-        })?;
-        if duration > MAX_DURATION {
-            return Err(serde::de::Error::custom(format!(
-                "`{text}` is longer than 100 years (\"100y\"), the most it takes"
-            )));
-        }
-        Ok(HumanDuration(duration))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    /// `base_delay` every time.
-    Fixed,
-    /// `base_delay × attempt`.
-    Linear,
-    /// `base_delay × 2^(attempt-1)`.
-    Exponential,
-}
-
-/// `[retry]`: the global retry policy.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    pub strategy: Strategy,
-    /// Attempts in one series, the first included; after the last the event is `failed`.
-    pub max_attempts: u32,
-    pub base_delay: HumanDuration,
-    pub max_delay: HumanDuration,
-    /// Each delay is moved by a random share of itself up to this fraction, either way, so that
-    /// retries of many events do not arrive at the app in lockstep.
-    pub jitter: f64,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            strategy: Strategy::Exponential,
-            max_attempts: 5,
-            base_delay: HumanDuration(Duration::from_secs(1)),
-            max_delay: HumanDuration(Duration::from_secs(300)),
-            jitter: 0.2,
-        }
-    }
-}
+pub use crate::delivery::settings::{RetryConfig, Strategy, Targets};
+use crate::duration::HumanDuration;
 
 /// `[providers.<name>.retry]`: any key set here replaces the global one for that provider.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -146,17 +82,6 @@ impl Default for RetentionConfig {
             interval: HumanDuration(Duration::from_secs(60)),
         }
     }
-}
-
-/// Where one provider's events go and how they are retried, resolved from the config.
-#[derive(Debug, Clone)]
-pub struct Targets {
-    pub urls: Vec<String>,
-    pub timeout: Duration,
-    pub retry: RetryConfig,
-    /// Headers kept that deliveries drop by default (`providers.<name>.forward_headers`,
-    /// lowercase).
-    pub forward_headers: Vec<String>,
 }
 
 /// Whether `url` is an absolute http(s) URL with a host.

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
-use super::{err, Config, ConfigError, IsolationConfig, NotifierConfig, NotifierKind, ProviderConfig, RetryOverride};
+use super::{
+    err, Config, ConfigError, IsolationConfig, NotifierConfig, NotifierKind, Origins, ProviderConfig, RetryOverride,
+};
 use crate::providers::registry::{self, Instance};
 use crate::secret::Secret;
 
@@ -39,13 +41,14 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The effective configuration, where each key came from, and its providers, built once by
-/// the check.
+/// The effective configuration, where each key came from, and its providers and the hosts and
+/// origins that are this stagehook's, built and read once by the check.
 #[derive(Debug, Clone)]
 pub struct Layered {
     pub config: Config,
     pub sources: BTreeMap<String, Source>,
     pub instances: Vec<Instance>,
+    pub origins: Origins,
 }
 
 /// The environment variable for a key: `limits.max_body_bytes` → `STAGEHOOK_LIMITS_MAX_BODY_BYTES`,
@@ -167,8 +170,8 @@ pub fn load(
             _ => err(&key, message),
         }
     })?;
-    let instances = config.checked()?;
-    Ok(Layered { config, sources, instances })
+    let (instances, origins) = config.checked()?;
+    Ok(Layered { config, sources, instances, origins })
 }
 
 impl Layered {

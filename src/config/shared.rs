@@ -1,104 +1,10 @@
-//! `[redis]` and `[dedup]`, and `limits.backend`: what several stagehooks share, and where.
+//! The value checks of `[redis]`, `[dedup]` and `limits.backend`, whose types the Redis module
+//! owns (`shared/settings.rs`).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::{err, ConfigError, HumanDuration};
-
-/// `[redis]`: the Redis server that instances share their rate limit and duplicates through.
-/// Read only when `limits.backend` or `dedup.backend` is `redis`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.
-    pub url: Option<String>,
-    /// What ingest does while Redis is unreachable: act alone (`open`) or refuse (`closed`).
-    pub on_error: OnError,
-    /// Put before every key stagehook writes, so that several groups can share one Redis.
-    pub key_prefix: String,
-    /// How long one Redis call may take before it counts as a failure (and Redis as down). Only
-    /// the calls in flight when Redis stops answering wait this long; later ones do not wait.
-    /// Under overload a call also waits for a turn on a busy core: too short a timeout takes
-    /// that for an outage.
-    pub timeout: HumanDuration,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        RedisConfig {
-            url: None,
-            on_error: OnError::Open,
-            key_prefix: "stagehook:".to_string(),
-            timeout: HumanDuration(Duration::from_secs(1)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Fall back to the instance's own limiter and duplicate detection, with a warning.
-    Open,
-    /// Answer ingest with `503 redis_unavailable`, so the provider retries later.
-    Closed,
-}
-
-impl OnError {
-    /// What ingest does while Redis is down, for the health check and the log.
-    pub fn meanwhile(self) -> &'static str {
-        match self {
-            OnError::Open => "this instance limits and detects duplicates alone",
-            OnError::Closed => "ingest answers 503 redis_unavailable",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnError::Open => "open",
-            OnError::Closed => "closed",
-        }
-    }
-}
-
-/// `limits.backend`: where the rate limit's counts live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LimitsBackend {
-    /// In this process: each instance limits alone.
-    #[default]
-    Memory,
-    /// In Redis: every instance sharing it sees one count per client.
-    Redis,
-}
-
-/// `dedup.backend`: who decides that an event was received before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DedupBackend {
-    /// This instance's store alone.
-    #[default]
-    Local,
-    /// A claim in Redis first, so that an event retried onto another instance is recorded once.
-    Redis,
-}
-
-/// `[dedup]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DedupConfig {
-    pub backend: DedupBackend,
-    /// How long a claim lasts before its instance commits the event. A claim that outlives it
-    /// (its instance died between claim and commit) expires, and the provider's next retry is
-    /// recorded; until then another instance answers `409 in_progress`.
-    pub pending_expiry: HumanDuration,
-}
-
-impl Default for DedupConfig {
-    fn default() -> Self {
-        DedupConfig { backend: DedupBackend::Local, pending_expiry: HumanDuration(Duration::from_secs(30)) }
-    }
-}
+use super::{err, Config, ConfigError};
+use crate::shared::settings::{check_url, DedupBackend, DedupConfig, LimitsBackend, RedisConfig, Sharing};
 
 /// The URL schemes the client speaks.
 const SCHEMES: [&str; 2] = ["redis://", "rediss://"];
@@ -117,7 +23,7 @@ pub(super) fn check(redis: &RedisConfig, dedup: &DedupConfig, limits: LimitsBack
             return Err(err("redis.url", format!("`{}` is not a redis:// or rediss:// URL", crate::redact::url(url))));
         }
         Some(url) => {
-            if let Err(e) = crate::shared::check_url(url) {
+            if let Err(e) = check_url(url) {
                 return Err(err("redis.url", format!("`{}`: {e}", crate::redact::url(url))));
             }
         }
@@ -130,4 +36,63 @@ pub(super) fn check(redis: &RedisConfig, dedup: &DedupConfig, limits: LimitsBack
         return Err(err("dedup.pending_expiry", "must be at least 1s"));
     }
     Ok(())
+}
+
+impl Config {
+    /// What the Redis module reads of the configuration ([`crate::shared::Shared::open`]).
+    pub fn sharing(&self) -> Sharing {
+        Sharing {
+            redis: self.redis.clone(),
+            limits: self.limits.backend,
+            dedup: self.dedup.clone(),
+            instance_id: self.server.instance_id().to_string(),
+            host: super::host_name().to_string(),
+            committed_for: self.retention.max_age.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::key_of;
+    use crate::config::*;
+
+    #[test]
+    fn a_redis_backend_needs_a_redis_url_and_sound_settings() {
+        let c = Config::default();
+        assert_eq!((c.limits.backend, c.dedup.backend), (LimitsBackend::Memory, DedupBackend::Local));
+        assert_eq!(c.redis.on_error, OnError::Open);
+        c.check().unwrap();
+        assert_eq!(key_of("[limits]\nbackend = \"redis\"\n"), "redis.url");
+        assert_eq!(key_of("[dedup]\nbackend = \"redis\"\n"), "redis.url");
+        assert_eq!(key_of("[limits]\nbackend = \"disk\"\n"), "limits.backend");
+        let with =
+            |extra: &str| format!("[dedup]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n{extra}");
+        Config::from_toml(&with("")).unwrap().check().unwrap();
+        for bad in ["http://127.0.0.1:6379", "redis://", "127.0.0.1:6379", "redis://127.0.0.1:port"] {
+            let toml = format!("[limits]\nbackend = \"redis\"\n[redis]\nurl = \"{bad}\"\n");
+            assert_eq!(key_of(&toml), "redis.url", "{bad}");
+        }
+        // A password in the URL is masked in the message.
+        let e = Config::from_toml("[limits]\nbackend = \"redis\"\n[redis]\nurl = \"http://u:hunter2@h:1\"\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(!e.message.contains("hunter2"), "{e}");
+        assert_eq!(key_of(&with("timeout = \"0s\"\n")), "redis.timeout");
+        assert_eq!(key_of(&with("on_error = \"maybe\"\n")), "redis.on_error");
+        let c = Config::from_toml("[dedup]\npending_expiry = \"500ms\"\n").unwrap();
+        assert_eq!(c.check().unwrap_err().key, "dedup.pending_expiry");
+        // rediss:// (TLS) and a URL from the environment.
+        let env = BTreeMap::from([
+            ("STAGEHOOK_REDIS_URL".to_string(), "rediss://cache.example:6380/1".to_string()),
+            ("STAGEHOOK_LIMITS_BACKEND".to_string(), "redis".to_string()),
+            ("STAGEHOOK_REDIS_ON_ERROR".to_string(), "closed".to_string()),
+        ]);
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.redis.url.as_deref(), Some("rediss://cache.example:6380/1"));
+        assert_eq!((c.limits.backend, c.redis.on_error), (LimitsBackend::Redis, OnError::Closed));
+    }
 }

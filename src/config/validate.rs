@@ -242,7 +242,8 @@ pub enum Probe {
 /// targets at once. Separate from [`validate`] because it needs the network: `serve` does not
 /// run it (the app under test often starts after stagehook), `check-config --offline` skips it.
 /// Targets that are not http(s) URLs or that are production (errors of [`validate`]) are never
-/// contacted. Then `redis.reachable`, when a backend uses Redis ([`crate::shared::probe`]).
+/// contacted. `redis.reachable` is the Redis module's own probe (`shared::probe`), which the
+/// callers run after this one.
 pub async fn probe_targets(c: &Config) -> Vec<Finding> {
     let mut probes = Vec::new();
     for (provider, section) in c.sections() {
@@ -269,7 +270,6 @@ pub async fn probe_targets(c: &Config) -> Vec<Finding> {
         };
         out.push(probe_finding(&key, &url, &probe));
     }
-    out.extend(crate::shared::probe(c).await);
     out
 }
 

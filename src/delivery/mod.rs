@@ -15,6 +15,7 @@
 pub mod breaker;
 pub mod client;
 pub mod policy;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +28,12 @@ use tokio::sync::{mpsc, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-use crate::config::{RetryConfig, Targets};
 use crate::providers::{Provider, Signed};
 use crate::store::{Attempt, AttemptOutcome, DueJob, Job, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
 use breaker::{Breaker, Permit, Snapshot};
 use client::{Client, ClientError};
 use policy::{classify_status, RetryPolicy, Verdict};
+use settings::{RetryConfig, Targets};
 
 /// The longest the loop sleeps without looking at the queue, in case a wake-up was missed.
 const MAX_IDLE: Duration = Duration::from_secs(1);

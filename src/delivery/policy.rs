@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::{RetryConfig, Strategy};
+use super::settings::{RetryConfig, Strategy};
 
 /// How one attempt ended, as far as retrying goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HumanDuration;
+    use crate::duration::HumanDuration;
 
     fn policy(strategy: Strategy, jitter: f64) -> RetryPolicy {
         RetryPolicy(RetryConfig {

@@ -74,6 +74,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
             // `?offline=true` skips the probe of the forward targets, as `check-config --offline`.
             if q.get("offline").map(String::as_str) != Some("true") {
                 report.findings.extend(validate::probe_targets(&s.config).await);
+                report.findings.extend(crate::shared::probe(&s.config.sharing()).await);
             }
             ok_json(&report.to_json())
         });

@@ -78,8 +78,8 @@ pub struct AppState {
     pub env: std::collections::BTreeMap<String, String>,
     /// What connections did, and the budget of refusal log lines (`server.rs`).
     pub connections: Arc<server::ConnStats>,
-    /// The hosts and origins that are this stagehook (`origin.rs`).
-    pub origin: origin::Policy,
+    /// The hosts and origins that are this stagehook, read by the check (`config/origin.rs`).
+    pub origin: crate::config::Origins,
     /// The address the listener got, set once by `App::serve`: with `bind` port 0 only the
     /// listener knows the port.
     pub listening: OnceLock<SocketAddr>,

@@ -15,14 +15,14 @@
 //! - Every state-changing request (any method but GET, HEAD and OPTIONS) is
 //!   `Content-Type: application/json`, which no page can send to another origin without a CORS
 //!   preflight that stagehook never grants; carries no `Sec-Fetch-Site` but `same-origin` or
-//!   `none`; and carries no `Origin` but this stagehook's own (see [`Policy::is_own_origin`]).
+//!   `none`; and carries no `Origin` but this stagehook's own (see [`is_own_origin`]).
 //!   Else `403 cross_origin_refused`. Clients that are not browsers (curl, scripts) send neither
 //!   header and only need the `Content-Type`.
 //!
 //! Ingest is exempt: providers and tunnels send any Host and no Origin, and a page gains
 //! nothing by posting an event it cannot sign.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use warp::http::header::{CONTENT_TYPE, HOST, ORIGIN};
@@ -32,7 +32,7 @@ use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
 use super::{with_state, AppState};
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::origin::{host_of, is_bare, origin_of, Host, Origins};
 
 /// Passes requests that may reach the route; put after path and method, before the token.
 pub fn guard(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
@@ -41,235 +41,110 @@ pub fn guard(state: Arc<AppState>) -> impl Filter<Extract = (), Error = Rejectio
         .and(super::server::local())
         .and(with_state(state))
         .and_then(|method: Method, headers: HeaderMap, local: Option<SocketAddr>, state: Arc<AppState>| async move {
-            state.origin.check(&method, &headers, state.listening(), local).map_err(warp::reject::custom)
+            check(&state.origin, &method, &headers, state.listening(), local).map_err(warp::reject::custom)
         })
         .untuple_one()
 }
 
-/// The hosts and origins that are this stagehook besides its own addresses, parsed once from
-/// `[server]`.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// The host of `public_url`, then `allowed_hosts`.
-    hosts: Vec<Host>,
-    /// The origin of `public_url`, then `allowed_origins`, each as [`origin_of`] writes it.
-    origins: Vec<String>,
-}
-
-/// A host as `Host` or the config names it: an address, or a lowercase name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Host {
-    /// Canonical: an IPv4-mapped IPv6 address is its IPv4 address.
-    Ip(IpAddr),
-    Name(String),
-}
-
-impl Policy {
-    /// Reads `public_url`, `allowed_origins` and `allowed_hosts`; an error names the key.
-    pub fn new(server: &ServerConfig) -> Result<Policy, ConfigError> {
-        let bad = |key: String, message: String| ConfigError { key, message };
-        let mut hosts = Vec::new();
-        let mut origins = Vec::new();
-        if let Some(url) = &server.public_url {
-            let parsed = url.parse::<Uri>().ok().and_then(|uri| {
-                let host = host_of(uri.authority()?.host())?;
-                Some((host, origin_of(&uri)?))
-            });
-            let (host, origin) = parsed.ok_or_else(|| {
-                bad(
-                    "server.public_url".into(),
-                    format!("`{}` is not an http(s) URL such as https://abc.example.com", crate::redact::url(url)),
-                )
-            })?;
-            hosts.push(host);
-            origins.push(origin);
-        }
-        for (i, text) in server.allowed_origins.iter().enumerate() {
-            let origin = text.parse::<Uri>().ok().filter(is_bare).and_then(|uri| origin_of(&uri)).ok_or_else(|| {
-                bad(
-                    format!("server.allowed_origins[{i}]"),
-                    format!(
-                        "`{text}` is not an origin such as https://stagehook.example.com or http://10.0.0.5:8080 \
-                         (a scheme, a host and an optional port; no path)"
-                    ),
-                )
-            })?;
-            origins.push(origin);
-        }
-        for (i, text) in server.allowed_hosts.iter().enumerate() {
-            // A bare IPv6 address is not an authority; anything with a port, a scheme or a path
-            // is not a host.
-            let host = match text.parse::<IpAddr>() {
-                Ok(ip) => Some(Host::Ip(ip.to_canonical())),
-                Err(_) => text
-                    .parse::<Authority>()
+/// `listening` is the address stagehook listens on (port 0 resolved); `local` the address
+/// of this machine that the connection arrived at, when known.
+pub fn check(
+    origins: &Origins,
+    method: &Method,
+    headers: &HeaderMap,
+    listening: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Result<(), ApiError> {
+    let host = match headers.get(HOST) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().ok().filter(|t| {
+                t.parse::<Authority>()
                     .ok()
-                    .filter(|a| a.port().is_none() && !a.as_str().contains('@'))
-                    .and_then(|a| host_of(a.host())),
-            };
-            let host = host.ok_or_else(|| {
-                bad(
-                    format!("server.allowed_hosts[{i}]"),
+                    .and_then(|a| host_of(a.host()))
+                    .is_some_and(|h| is_own_host(origins, &h, listening, local))
+            });
+            let Some(text) = text else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "host_not_allowed",
                     format!(
-                        "`{text}` is not a host name or IP address such as stagehook.example.com or 10.0.0.5 \
-                         (no scheme, port or path)"
+                        "Host `{}` is not this stagehook's; if it is (a proxy's or tunnel's name), set \
+                         server.public_url or add it to server.allowed_hosts",
+                        shown(value)
                     ),
-                )
-            })?;
-            hosts.push(host);
-        }
-        Ok(Policy { hosts, origins })
-    }
-
-    /// `listening` is the address stagehook listens on (port 0 resolved); `local` the address
-    /// of this machine that the connection arrived at, when known.
-    pub fn check(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        listening: SocketAddr,
-        local: Option<SocketAddr>,
-    ) -> Result<(), ApiError> {
-        let host = match headers.get(HOST) {
-            None => None,
-            Some(value) => {
-                let text = value.to_str().ok().filter(|t| {
-                    t.parse::<Authority>()
-                        .ok()
-                        .and_then(|a| host_of(a.host()))
-                        .is_some_and(|h| self.is_own_host(&h, listening, local))
-                });
-                let Some(text) = text else {
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "host_not_allowed",
-                        format!(
-                            "Host `{}` is not this stagehook's; if it is (a proxy's or tunnel's name), set \
-                             server.public_url or add it to server.allowed_hosts",
-                            shown(value)
-                        ),
-                    ));
-                };
-                Some(text)
-            }
-        };
-        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            return Ok(());
-        }
-        let refuse = |message: String| Err(ApiError::new(StatusCode::FORBIDDEN, "cross_origin_refused", message));
-        if let Some(site) = headers.get("sec-fetch-site") {
-            if !(site.as_bytes().eq_ignore_ascii_case(b"same-origin") || site.as_bytes().eq_ignore_ascii_case(b"none"))
-            {
-                return refuse(format!("Sec-Fetch-Site: {}: the request comes from another site's page", shown(site)));
-            }
-        }
-        if let Some(origin) = headers.get(ORIGIN) {
-            let own = origin.to_str().ok().is_some_and(|o| self.is_own_origin(o, host, listening, local));
-            if !own {
-                return refuse(format!(
-                    "Origin `{}` is not this stagehook's; if it is, add it to server.allowed_origins",
-                    shown(origin)
                 ));
-            }
+            };
+            Some(text)
         }
-        let json = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return refuse(format!("{method} needs Content-Type: application/json"));
-        }
-        Ok(())
-    }
-
-    fn is_own_host(&self, host: &Host, listening: SocketAddr, local: Option<SocketAddr>) -> bool {
-        let bind = listening.ip().to_canonical();
-        let own_address = match host {
-            Host::Ip(ip) => {
-                *ip == bind || (bind.is_unspecified() && local.is_some_and(|l| l.ip().to_canonical() == *ip))
-            }
-            Host::Name(_) => false,
-        };
-        host.is_loopback() || own_address || self.hosts.contains(host)
-    }
-
-    /// An `Origin` is this stagehook's when it is `public_url`'s or in `allowed_origins`, or
-    /// when it is `http://` and one of: the request's own `Host` (already found to be ours: a
-    /// page may call the origin it was loaded from, by whichever of our names or through a
-    /// port mapping); the bind address (unless 0.0.0.0 or [::]) or the connection's local
-    /// address, with the port; a loopback name or address with the listening port, when
-    /// stagehook listens on loopback or on every interface. `null` (a sandboxed or `file:`
-    /// page) never is.
-    fn is_own_origin(
-        &self,
-        origin: &str,
-        host: Option<&str>,
-        listening: SocketAddr,
-        local: Option<SocketAddr>,
-    ) -> bool {
-        let Some(uri) = origin.parse::<Uri>().ok().filter(is_bare) else { return false };
-        let Some(normal) = origin_of(&uri) else { return false };
-        if self.origins.contains(&normal) {
-            return true;
-        }
-        let http = |authority: String| format!("http://{authority}").parse::<Uri>().ok().and_then(|u| origin_of(&u));
-        let bind = (!listening.ip().is_unspecified()).then_some(listening);
-        let mut ours = host.map(str::to_string).into_iter().chain(bind.into_iter().chain(local).map(|a| a.to_string()));
-        if ours.any(|authority| http(authority).as_ref() == Some(&normal)) {
-            return true;
-        }
-        let on_loopback = listening.ip().is_loopback() || listening.ip().is_unspecified();
-        on_loopback
-            && normal.starts_with("http://")
-            && uri.host().and_then(host_of).is_some_and(|h| h.is_loopback())
-            && uri.port_u16().unwrap_or(80) == listening.port()
-    }
-}
-
-impl Host {
-    fn is_loopback(&self) -> bool {
-        match self {
-            Host::Name(name) => name == "localhost",
-            Host::Ip(ip) => ip.is_loopback(),
-        }
-    }
-}
-
-/// `host` as `Authority::host` gives it (an IPv6 address in brackets).
-fn host_of(host: &str) -> Option<Host> {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    if bare.is_empty() {
-        return None;
-    }
-    Some(match bare.parse::<IpAddr>() {
-        Ok(ip) => Host::Ip(ip.to_canonical()),
-        Err(_) => Host::Name(bare.to_ascii_lowercase()),
-    })
-}
-
-/// `scheme://host[:port]` as a browser writes an `Origin`: lowercase, without the scheme's
-/// default port; `None` for anything but http(s) with a host and no user info.
-fn origin_of(uri: &Uri) -> Option<String> {
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
     };
-    let authority = uri.authority()?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        return None;
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
     }
-    let host = authority.host().to_ascii_lowercase();
-    Some(match authority.port_u16() {
-        Some(port) if port != default => format!("{scheme}://{host}:{port}"),
-        _ => format!("{scheme}://{host}"),
-    })
+    let refuse = |message: String| Err(ApiError::new(StatusCode::FORBIDDEN, "cross_origin_refused", message));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !(site.as_bytes().eq_ignore_ascii_case(b"same-origin") || site.as_bytes().eq_ignore_ascii_case(b"none")) {
+            return refuse(format!("Sec-Fetch-Site: {}: the request comes from another site's page", shown(site)));
+        }
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let own = origin.to_str().ok().is_some_and(|o| is_own_origin(origins, o, host, listening, local));
+        if !own {
+            return refuse(format!(
+                "Origin `{}` is not this stagehook's; if it is, add it to server.allowed_origins",
+                shown(origin)
+            ));
+        }
+    }
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return refuse(format!("{method} needs Content-Type: application/json"));
+    }
+    Ok(())
 }
 
-/// An origin and nothing more: no path but `/`, no query.
-fn is_bare(uri: &Uri) -> bool {
-    uri.path_and_query().is_none_or(|pq| pq.as_str() == "/" || pq.as_str().is_empty())
+fn is_own_host(origins: &Origins, host: &Host, listening: SocketAddr, local: Option<SocketAddr>) -> bool {
+    let bind = listening.ip().to_canonical();
+    let own_address = match host {
+        Host::Ip(ip) => *ip == bind || (bind.is_unspecified() && local.is_some_and(|l| l.ip().to_canonical() == *ip)),
+        Host::Name(_) => false,
+    };
+    host.is_loopback() || own_address || origins.lists_host(host)
+}
+
+/// An `Origin` is this stagehook's when it is `public_url`'s or in `allowed_origins`, or
+/// when it is `http://` and one of: the request's own `Host` (already found to be ours: a
+/// page may call the origin it was loaded from, by whichever of our names or through a
+/// port mapping); the bind address (unless 0.0.0.0 or [::]) or the connection's local
+/// address, with the port; a loopback name or address with the listening port, when
+/// stagehook listens on loopback or on every interface. `null` (a sandboxed or `file:`
+/// page) never is.
+fn is_own_origin(
+    origins: &Origins,
+    origin: &str,
+    host: Option<&str>,
+    listening: SocketAddr,
+    local: Option<SocketAddr>,
+) -> bool {
+    let Some(uri) = origin.parse::<Uri>().ok().filter(is_bare) else { return false };
+    let Some(normal) = origin_of(&uri) else { return false };
+    if origins.lists_origin(&normal) {
+        return true;
+    }
+    let http = |authority: String| format!("http://{authority}").parse::<Uri>().ok().and_then(|u| origin_of(&u));
+    let bind = (!listening.ip().is_unspecified()).then_some(listening);
+    let mut ours = host.map(str::to_string).into_iter().chain(bind.into_iter().chain(local).map(|a| a.to_string()));
+    if ours.any(|authority| http(authority).as_ref() == Some(&normal)) {
+        return true;
+    }
+    let on_loopback = listening.ip().is_loopback() || listening.ip().is_unspecified();
+    on_loopback
+        && normal.starts_with("http://")
+        && uri.host().and_then(host_of).is_some_and(|h| h.is_loopback())
+        && uri.port_u16().unwrap_or(80) == listening.port()
 }
 
 /// A header value for a message: text, at most 100 characters.
@@ -289,13 +164,13 @@ mod tests {
     /// `local`; the refusal's code, or `ok`.
     fn check(toml: &str, listening: &str, local: Option<&str>, method: &str, headers: &[(&str, &str)]) -> &'static str {
         let config = crate::Config::from_toml(&format!("[server]\n{toml}")).unwrap();
-        let policy = Policy::new(&config.server).unwrap();
+        let origins = Origins::new(&config.server).unwrap();
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(warp::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        match policy.check(&method, &map, listening.parse().unwrap(), local.map(|l| l.parse().unwrap())) {
+        match super::check(&origins, &method, &map, listening.parse().unwrap(), local.map(|l| l.parse().unwrap())) {
             Ok(()) => "ok",
             Err(e) => e.code,
         }
@@ -444,36 +319,6 @@ mod tests {
         }
         for method in ["PUT", "DELETE", "PATCH"] {
             assert_eq!(check("", LOOP, None, method, &[]), "cross_origin_refused", "{method}");
-        }
-    }
-
-    #[test]
-    fn bad_entries_name_their_key() {
-        let key = |toml: &str| {
-            let c = crate::Config::from_toml(&format!("[server]\n{toml}")).unwrap();
-            Policy::new(&c.server).map(|_| ()).map_err(|e| e.key)
-        };
-        for good in [
-            "allowed_origins = [\"https://ui.example\", \"http://10.0.0.5:8080\", \"HTTPS://UI.example:443/\"]",
-            "allowed_hosts = [\"stagehook.lan\", \"10.0.0.5\", \"::1\", \"[fe80::1]\"]",
-            "public_url = \"https://abc.tunnel.example/some/base\"",
-        ] {
-            assert_eq!(key(good), Ok(()), "{good}");
-        }
-        for (toml, want) in [
-            ("allowed_origins = [\"evil.example\"]", "server.allowed_origins[0]"),
-            ("allowed_origins = [\"https://a.example\", \"https://a.example/path\"]", "server.allowed_origins[1]"),
-            ("allowed_origins = [\"ftp://a.example\"]", "server.allowed_origins[0]"),
-            ("allowed_origins = [\"\"]", "server.allowed_origins[0]"),
-            ("allowed_origins = [\"null\"]", "server.allowed_origins[0]"),
-            ("allowed_hosts = [\"http://a.example\"]", "server.allowed_hosts[0]"),
-            ("allowed_hosts = [\"a.example:8080\"]", "server.allowed_hosts[0]"),
-            ("allowed_hosts = [\"a.example/x\"]", "server.allowed_hosts[0]"),
-            ("allowed_hosts = [\"u@a.example\"]", "server.allowed_hosts[0]"),
-            ("allowed_hosts = [\"\"]", "server.allowed_hosts[0]"),
-            ("public_url = \"https://a b.example\"", "server.public_url"),
-        ] {
-            assert_eq!(key(toml), Err(want.to_string()), "{toml}");
         }
     }
 }

@@ -40,10 +40,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::clock::Clock;
-use crate::config::{Config, DedupBackend, LimitsBackend, OnError};
 use crate::finding::{Finding, Severity};
 use crate::ratelimit::{self, Decision};
+use settings::{LimitsBackend, OnError, Sharing};
 
+pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -124,7 +125,12 @@ impl State {
 }
 
 /// Another live process holds this instance's id in Redis: this one must not start under it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "instance id `{instance}`{} is in use by another running stagehook ({holder}) that shares {shown_url}: \
+     give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
+    if *.default_name { ", the host name, as server.instance_id is not set" } else { "" }
+)]
 pub struct NameTaken {
     pub instance: String,
     /// The holder, as its presence names it: `host <host>, pid <pid>`.
@@ -132,20 +138,6 @@ pub struct NameTaken {
     shown_url: String,
     default_name: bool,
 }
-
-impl std::fmt::Display for NameTaken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let default = if self.default_name { ", the host name, as server.instance_id is not set" } else { "" };
-        write!(
-            f,
-            "instance id `{}`{default} is in use by another running stagehook ({}) that shares {}: \
-             give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
-            self.instance, self.holder, self.shown_url
-        )
-    }
-}
-
-impl std::error::Error for NameTaken {}
 
 /// The state shown by `/stats`, `/staging/webhooks/test` and the dashboard.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +166,8 @@ pub struct Shared {
     instance: String,
     /// This process: a random identity drawn at each start, which owns its claims.
     process: String,
+    /// This machine's name: `instance` is it when `server.instance_id` is not set.
+    host: String,
     /// `<process> <pid> <host>`: what this process holds its instance id with.
     presence: String,
     /// The presence key of `instance`.
@@ -196,29 +190,18 @@ pub struct Shared {
     clock: Clock,
 }
 
-/// Checks that `url` is one the client can connect to, without connecting; the error says why
-/// not.
-pub fn check_url(url: &str) -> Result<(), impl std::fmt::Display> {
-    redis::Client::open(url).map(|_| ())
-}
-
 /// Why a ping got no answer, for the log.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct NoAnswer(String);
-
-impl std::fmt::Display for NoAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Shared {
     /// The shared backends `config` asks for; `None` when both stay in this process. Connects
     /// lazily: a Redis that is down at startup is tried again by [`Shared::watch`]. Needs a
     /// tokio runtime (the connection's reader is a task).
-    pub fn open(config: &Config, clock: Clock) -> Result<Option<Arc<Shared>>, crate::StartError> {
-        let limits = config.limits.backend == LimitsBackend::Redis;
-        let dedup = config.dedup.backend == DedupBackend::Redis;
+    pub fn open(config: &Sharing, clock: Clock) -> Result<Option<Arc<Shared>>, crate::StartError> {
+        let limits = config.limits == LimitsBackend::Redis;
+        let dedup = config.dedup.backend == settings::DedupBackend::Redis;
         if !limits && !dedup {
             return Ok(None);
         }
@@ -236,9 +219,9 @@ impl Shared {
             return Err("the Redis connection needs a tokio runtime".into());
         }
         let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
-        let instance = config.server.instance_id().to_string();
+        let instance = config.instance_id.clone();
         let process = process_identity();
-        let presence = format!("{process} {} {}", std::process::id(), crate::config::host_name());
+        let presence = format!("{process} {} {}", std::process::id(), config.host);
         Ok(Some(Arc::new(Shared {
             conn,
             shown_url: crate::redact::url(url),
@@ -251,9 +234,10 @@ impl Shared {
             instance,
             process,
             presence,
+            host: config.host.clone(),
             other_holder: parking_lot::Mutex::new(None),
             pending_ms: config.dedup.pending_expiry.0.as_millis() as u64,
-            committed_ms: config.retention.max_age.0.as_millis().min(i64::MAX as u128) as u64,
+            committed_ms: config.committed_for.as_millis().min(i64::MAX as u128) as u64,
             // Until Redis answers; calls are tried meanwhile, rather than wait for a ping.
             state: AtomicU8::new(State::Connecting as u8),
             warned_at: AtomicI64::new(i64::MIN),
@@ -408,7 +392,7 @@ impl Shared {
                     instance: self.instance.clone(),
                     holder: shown_holder(&holder),
                     shown_url: self.shown_url.clone(),
-                    default_name: self.instance == crate::config::host_name(),
+                    default_name: self.instance == self.host,
                 });
             }
             tokio::time::sleep((ttl + Duration::from_millis(20)).min(until - now)).await;
@@ -584,9 +568,8 @@ fn shown_holder(presence: &str) -> String {
 /// answers a PING within `redis.timeout` (and, for `rediss://`, completes the TLS handshake).
 /// `None` when no backend uses Redis. Unreachable is an error under `on_error = "closed"`
 /// (ingest would refuse everything) and a warning under `"open"`.
-pub async fn probe(config: &Config) -> Option<Finding> {
-    let used = config.limits.backend == LimitsBackend::Redis || config.dedup.backend == DedupBackend::Redis;
-    let url = config.redis.url.as_deref().filter(|_| used)?;
+pub async fn probe(config: &Sharing) -> Option<Finding> {
+    let url = config.redis.url.as_deref().filter(|_| config.used())?;
     let shown = crate::redact::url(url);
     let timeout = config.redis.timeout.0.max(Duration::from_secs(1));
     let answer = async {
@@ -611,18 +594,26 @@ fn unreachable(on_error: OnError) -> Severity {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::{DedupBackend, DedupConfig, RedisConfig};
     use super::testing::RedisServer;
     use super::*;
-    use crate::config::RedisConfig;
+    use crate::duration::HumanDuration;
     use crate::ratelimit::tests::{drive, T0, WINDOW_CASES};
 
-    fn config(redis: &RedisServer, instance: &str) -> Config {
-        let mut c = Config::default();
-        c.limits.backend = LimitsBackend::Redis;
-        c.dedup.backend = DedupBackend::Redis;
-        c.redis = RedisConfig { url: Some(redis.url()), ..Default::default() };
-        c.server.instance_id = instance.to_string();
-        c
+    /// The machine's name the processes of these tests run on.
+    const HOST: &str = "test-host";
+
+    /// Both backends in `redis`, the rest at their defaults.
+    fn config(redis: &RedisServer, instance: &str) -> Sharing {
+        Sharing {
+            redis: RedisConfig { url: Some(redis.url()), ..Default::default() },
+            limits: LimitsBackend::Redis,
+            dedup: DedupConfig { backend: DedupBackend::Redis, ..Default::default() },
+            instance_id: instance.to_string(),
+            host: HOST.to_string(),
+            // retention.max_age's default.
+            committed_for: Duration::from_secs(30 * 86_400),
+        }
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -799,10 +790,7 @@ mod tests {
             let watcher = tokio::spawn(first.clone().watch());
             let taken = second.join().await.unwrap_err();
             let pid = std::process::id();
-            assert_eq!(
-                (taken.instance.as_str(), taken.holder.clone()),
-                ("web-1", format!("host {}, pid {pid}", crate::config::host_name()))
-            );
+            assert_eq!((taken.instance.as_str(), taken.holder.clone()), ("web-1", format!("host {HOST}, pid {pid}")));
             let message = taken.to_string();
             for part in [
                 "instance id `web-1`",
@@ -841,7 +829,7 @@ mod tests {
         let rt = runtime();
         let _in_runtime = rt.enter();
         let mut c = config(&redis, "a");
-        c.dedup.pending_expiry = crate::config::HumanDuration(Duration::from_secs(1));
+        c.dedup.pending_expiry = HumanDuration(Duration::from_secs(1));
         let a = Shared::open(&c, Clock::system()).unwrap().unwrap();
         let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
         assert!(matches!(rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap(), Claim::Ours(_)));
@@ -862,7 +850,7 @@ mod tests {
         let _in_runtime = rt.enter();
         let mut c = config(&redis, "a");
         // Long, so that a call that waited for Redis could not pass for one that did not.
-        c.redis.timeout = crate::config::HumanDuration(Duration::from_secs(3));
+        c.redis.timeout = HumanDuration(Duration::from_secs(3));
         let a = Shared::open(&c, Clock::system()).unwrap().unwrap();
         rt.block_on(async {
             assert!(a.check_limit("10.0.0.1", 5).await.is_ok());
@@ -935,7 +923,7 @@ mod tests {
         assert!(f.message.contains(&format!("127.0.0.1:{}", redis.port())), "{f:?}");
         c.redis.on_error = OnError::Closed;
         assert_eq!(rt.block_on(probe(&c)).unwrap().severity, Severity::Error);
-        c.limits.backend = LimitsBackend::Memory;
+        c.limits = LimitsBackend::Memory;
         c.dedup.backend = DedupBackend::Local;
         assert!(rt.block_on(probe(&c)).is_none(), "no backend uses Redis: nothing to probe");
     }

@@ -1,6 +1,7 @@
 //! ARCHITECTURE.md's invariants that a reading of the source tree can check. Each test names
 //! the file and line that breaks its rule, so the fix is one look away.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Every `.rs` file below `src/<under>`, with its path relative to the crate (`src/http/api.rs`).
@@ -236,4 +237,173 @@ fn a_str_error_is_a_type() {
     assert!(!has_str_error("fn f() -> Result<(), &'static OsStr> {"));
     let found = offenders("", &[], has_str_error);
     assert!(found.is_empty(), "a &str error: make it a type (thiserror):\n{}", found.join("\n"));
+}
+
+/// A module's path as `crate::` spells it (`http::edit`, `config`; the crate root is empty),
+/// from its file, at most two levels deep (a deeper file counts as its second-level module).
+fn module_of(path: &str) -> Vec<String> {
+    let inner = path.strip_prefix("src/").unwrap().strip_suffix(".rs").unwrap();
+    let mut parts: Vec<String> = inner.split('/').map(str::to_string).collect();
+    if parts.last().is_some_and(|p| p == "mod" || p == "lib" || p == "main") {
+        parts.pop();
+    }
+    parts.truncate(2);
+    parts
+}
+
+/// Every path a file's code names through `crate::`, `$crate::` or `super::`, resolved from the
+/// crate root, the branches of a `{ ... }` group each on its own (`use super::{a, b::c}` names
+/// `a` and `b::c`).
+fn named_paths(module: &[String], text: &str) -> Vec<Vec<String>> {
+    let code: String = code(text).map(|(_, l)| format!("{l}\n")).collect();
+    let b = code.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = (i == 0 || !ident(b[i - 1])) && (b[i..].starts_with(b"crate::") || b[i..].starts_with(b"super::"));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut base: Vec<String> = module.to_vec();
+        let mut j = i;
+        if b[j..].starts_with(b"crate::") {
+            base.clear();
+            j += "crate::".len();
+        }
+        while b[j..].starts_with(b"super::") {
+            base.pop();
+            j += "super::".len();
+        }
+        i = tree(&code, j, base, &mut out);
+    }
+    out
+}
+
+/// Reads a use tree at `at` (`a::b`, `a::{b, c::d}`, `{a, b}`) below `base` into `out`; returns
+/// where it ends.
+fn tree(code: &str, mut at: usize, mut base: Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+    let b = code.as_bytes();
+    let skip_space = |mut k: usize| {
+        while k < b.len() && b[k].is_ascii_whitespace() {
+            k += 1;
+        }
+        k
+    };
+    loop {
+        at = skip_space(at);
+        if at < b.len() && b[at] == b'{' {
+            at += 1;
+            loop {
+                at = tree(code, at, base.clone(), out);
+                at = skip_space(at);
+                match b.get(at) {
+                    Some(b',') => at += 1,
+                    Some(b'}') => return at + 1,
+                    _ => return at,
+                }
+                if b.get(skip_space(at)) == Some(&b'}') {
+                    return skip_space(at) + 1;
+                }
+            }
+        }
+        let end = (at..b.len()).find(|&k| !(b[k].is_ascii_alphanumeric() || b[k] == b'_')).unwrap_or(b.len());
+        if end == at {
+            out.push(base);
+            return at;
+        }
+        base.push(code[at..end].to_string());
+        if b[end..].starts_with(b"::") {
+            at = end + 2;
+        } else {
+            out.push(base);
+            return end;
+        }
+    }
+}
+
+/// `(importer, imported)` for every module that names another, at the top level (`http`,
+/// `config`) and at the second (`http::edit`, `providers::registry`), neither the other's
+/// ancestor: a child that uses its parent's items through `super::` is no circle.
+/// Each with the files that name the imported module.
+fn imports() -> BTreeMap<(String, String), BTreeSet<String>> {
+    let files = sources("");
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(p, _)| module_of(p)).collect();
+    let mut edges: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in &files {
+        if path == "src/main.rs" {
+            continue; // Another crate: it reaches the library through `stagehook::`.
+        }
+        let from = module_of(path);
+        for named in named_paths(&from, text) {
+            // The longest prefix that is a module: `crate::http::origin::Policy` is `http::origin`.
+            let Some(to) = (0..=named.len().min(2)).rev().map(|n| named[..n].to_vec()).find(|p| modules.contains(p))
+            else {
+                continue;
+            };
+            for level in [1, 2] {
+                let (a, b) = (&from[..from.len().min(level)], &to[..to.len().min(level)]);
+                if a.is_empty() || b.is_empty() || a.starts_with(b) || b.starts_with(a) {
+                    continue;
+                }
+                edges.entry((a.join("::"), b.join("::"))).or_default().insert(path.clone());
+            }
+        }
+    }
+    edges
+}
+
+/// No two modules import each other: when a lower module needs a higher one's type, the type is
+/// in the wrong module (move it down, or pass the value in).
+#[test]
+fn no_two_modules_import_each_other() {
+    let m = |p: &str| p.split("::").filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let text = "use super::{admin, edit::{self, Edit}};\nuse crate::config::X;\n// crate::store\nf(super::super::y);\n";
+    let want = ["http::admin", "http::edit::self", "http::edit::Edit", "config::X", "y"].map(m);
+    assert_eq!(named_paths(&m("http::events"), text), want);
+    assert_eq!((module_of("src/http/mod.rs"), module_of("src/lib.rs")), (m("http"), m("")));
+    let edges = imports();
+    let circles: Vec<String> = edges
+        .iter()
+        .filter_map(|((a, b), there)| {
+            let back = edges.get(&(b.clone(), a.clone())).filter(|_| a < b)?;
+            let files = |f: &BTreeSet<String>| f.iter().cloned().collect::<Vec<_>>().join(", ");
+            Some(format!("{a} <-> {b} ({a} in {}; {b} in {})", files(there), files(back)))
+        })
+        .collect();
+    assert!(circles.is_empty(), "modules that import each other:\n{}", circles.join("\n"));
+}
+
+/// The leaf modules, which name nothing else of the crate: what a module's settings file may
+/// read.
+const LEAVES: [&str; 3] = ["clock", "duration", "secret"];
+
+/// `config` reads settings: it calls neither into the HTTP layer nor into the Redis module. Its
+/// one path into `src/shared/` is the Redis settings' own file, which it re-exports and which
+/// names nothing of the crate but leaf modules; and the Redis module does not read `config`.
+#[test]
+fn config_reaches_neither_http_nor_redis() {
+    let named = |under: &str| {
+        sources(under).into_iter().flat_map(|(path, text)| {
+            let module = module_of(&path);
+            named_paths(&module, &text).into_iter().map(move |p| (path.clone(), p.join("::")))
+        })
+    };
+    let found: Vec<String> = named("config")
+        .filter(|(_, p)| {
+            let settings = p == "shared::settings" || p.starts_with("shared::settings::");
+            p == "http" || p.starts_with("http::") || ((p == "shared" || p.starts_with("shared::")) && !settings)
+        })
+        .map(|(path, p)| format!("{path}: crate::{p}"))
+        .collect();
+    assert!(found.is_empty(), "config/ reaches http/ or shared/ beyond shared::settings:\n{}", found.join("\n"));
+    let found: Vec<String> = named("shared")
+        .filter(|(path, p)| {
+            let top = p.split("::").next().unwrap_or_default();
+            top == "config" || (path == "src/shared/settings.rs" && !LEAVES.contains(&top))
+        })
+        .map(|(path, p)| format!("{path}: crate::{p}"))
+        .collect();
+    assert!(found.is_empty(), "shared/ reads config, or its settings more than leaf modules:\n{}", found.join("\n"));
 }
