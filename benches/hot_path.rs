@@ -16,17 +16,17 @@
 //! - `dedup`: `Store::find_by_event_id` in a real sled store of 100 000 events, for an id that is
 //!   there and one that is not.
 //! - `redis_limit`: one client's rate-limit check, in memory (`RateLimiter::check`) against
-//!   Redis on loopback (`Shared::check_limit`, one `EVALSHA` round trip), both with a limit that
+//!   Redis on loopback (`Redis::check_limit`, one `EVALSHA` round trip), both with a limit that
 //!   is never reached, so every check is let in and recorded; then 64 Redis checks in flight at
 //!   once on a 2-thread runtime, counted as 64 elements.
 //! - `redis_claim`: the duplicate check of a new event: the local store's lookup of an id it does
 //!   not hold (`Store::find_by_event_id` in 100 000 events, as `dedup/absent`) against a Redis
-//!   claim of a fresh id (`Shared::claim`, one round trip) and against the claim and its commit
-//!   mark (`Shared::commit`, a second round trip), which is what a new event costs in Redis;
+//!   claim of a fresh id (`Redis::claim`, one round trip) and against the claim and its commit
+//!   mark (`Redis::commit`, a second round trip), which is what a new event costs in Redis;
 //!   then 64 claims with their commits in flight at once.
 //!
 //!   Both Redis groups start a `redis-server` of their own on a free loopback port, without
-//!   persistence (`stagehook::shared::testing::RedisServer`); it competes with the bench for the
+//!   persistence (`stagehook::redis::testing::RedisServer`); it competes with the bench for the
 //!   cores, as it does on a host that runs both.
 //! - `request`: whole in-process requests through `App::routes` into a real sled store in a temp
 //!   dir. They include the group commit and the flush to disk every 2xx waits for, so they measure
@@ -56,10 +56,10 @@ use stagehook::config::{Config, DedupBackend, HumanDuration, LimitsBackend, Redi
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
 use stagehook::providers::{twilio, ProviderKind, Section};
 use stagehook::ratelimit::RateLimiter;
+use stagehook::redis::settings::RedisSettings;
+use stagehook::redis::testing::RedisServer;
+use stagehook::redis::{Claim, Redis};
 use stagehook::secret::Secret;
-use stagehook::shared::settings::Sharing;
-use stagehook::shared::testing::RedisServer;
-use stagehook::shared::{Claim, Shared};
 
 // The allocator of the stagehook binary, so the figures are the binary's.
 #[global_allocator]
@@ -457,14 +457,14 @@ fn dedup(c: &mut Criterion) {
 
 /// Both shared backends on `redis`, under a timeout long enough that a slow answer on a busy
 /// machine fails the bench (through `Unavailable`) rather than passes for a fast one.
-fn redis_config(redis: &RedisServer) -> Sharing {
+fn redis_config(redis: &RedisServer) -> RedisSettings {
     let mut config = Config::default();
     config.limits.backend = LimitsBackend::Redis;
     config.dedup.backend = DedupBackend::Redis;
     config.redis =
         RedisConfig { url: Some(redis.url()), timeout: HumanDuration(Duration::from_secs(5)), ..Default::default() };
     config.server.instance_id = "bench".into();
-    config.sharing()
+    config.redis_settings()
 }
 
 /// Every in-flight iteration sends this many calls at once, as 64 connections would.
@@ -496,7 +496,7 @@ fn redis_limit(c: &mut Criterion) {
     let redis = RedisServer::start();
     // One call at a time: the round trip, not a hand-off between threads, is what is measured.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let shared = rt.block_on(async { Redis::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
     let limiter = RateLimiter::new(LIMIT, 1000, 64, Clock::system());
     let bucket = limiter.bucket_of(one);
     assert!(rt.block_on(shared.check_limit(&bucket, LIMIT)).expect("Redis answers").allowed);
@@ -512,7 +512,7 @@ fn redis_limit(c: &mut Criterion) {
     drop(rt);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let shared = rt.block_on(async { Redis::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
     let bucket: Arc<str> = bucket.into();
     let mut n = 0;
     g.throughput(Throughput::Elements(REDIS_IN_FLIGHT));
@@ -551,7 +551,7 @@ fn redis_claim(c: &mut Criterion) {
 
     // One call at a time on a runtime of its own thread, as in `redis_limit`.
     let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let shared = single.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let shared = single.block_on(async { Redis::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
     let mut n = 0;
     g.bench_function("redis_claim", |b| {
         b.iter(|| {
@@ -576,7 +576,7 @@ fn redis_claim(c: &mut Criterion) {
     drop(shared);
     drop(single);
 
-    let shared = rt.block_on(async { Shared::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
+    let shared = rt.block_on(async { Redis::open(&redis_config(&redis), Clock::system()) }).unwrap().unwrap();
     g.throughput(Throughput::Elements(REDIS_IN_FLIGHT));
     g.bench_function("redis_claim_commit_64_in_flight", |b| {
         b.iter(|| {

@@ -1,5 +1,5 @@
 //! Durations as settings write them: `"500ms"`, `"10s"`, `"30d"`, read by every section of the
-//! configuration and by the modules that own their settings (`shared::settings`). A leaf: it
+//! configuration and by the modules that own their settings (`redis::settings`). A leaf: it
 //! names nothing else of the crate.
 
 use std::time::Duration;

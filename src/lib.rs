@@ -8,7 +8,7 @@
 //! - [`providers`]: one file per provider behind the [`providers::Provider`] trait: pure
 //!   verification, parsing and answers.
 //! - [`ratelimit`]: the per-client limiter, exact over any 60 s (IPv6 clients by prefix).
-//! - [`shared`]: the rate limit and duplicate claims shared with other instances through Redis.
+//! - [`redis`]: the rate limit and duplicate claims shared with other instances through Redis.
 //! - [`store`]: the sled audit trail, the delivery queue and its single group-commit writer.
 //! - [`delivery`]: the engine that hands each event to the app under test, with retries and a
 //!   circuit breaker per provider.
@@ -47,10 +47,10 @@ pub mod http;
 pub mod providers;
 pub mod ratelimit;
 pub mod redact;
+pub mod redis;
 pub mod retention;
 pub mod secret;
 pub mod send;
-pub mod shared;
 pub mod store;
 pub mod tail;
 
@@ -163,7 +163,7 @@ impl App {
             config.limits.ipv6_prefix,
             clock.clone(),
         );
-        let shared = shared::Shared::open(&config.sharing(), clock.clone())?;
+        let redis = crate::redis::Redis::open(&config.redis_settings(), clock.clone())?;
         let sessions = http::session::Sessions::new(config.server.session_ttl.0, clock.clone());
         let trusted_proxies = config.trusted_proxies();
         let env = config::validate::isolation_env()
@@ -174,7 +174,7 @@ impl App {
             config,
             endpoints,
             limiter,
-            shared,
+            redis,
             auth_failures,
             sessions,
             diagnoses: Default::default(),
@@ -235,10 +235,10 @@ impl App {
     }
 
     /// Takes this instance's `server.instance_id` among the instances sharing Redis, before
-    /// serving; refused while another running stagehook holds it (see [`shared::Shared::join`]).
+    /// serving; refused while another running stagehook holds it (see [`redis::Redis::join`]).
     /// An app that skips this takes the id when its Redis watcher first pings.
-    pub async fn join_shared(&self) -> Result<(), shared::NameTaken> {
-        match &self.state.shared {
+    pub async fn join_redis(&self) -> Result<(), crate::redis::NameTaken> {
+        match &self.state.redis {
             Some(shared) => shared.join().await,
             None => Ok(()),
         }
@@ -269,7 +269,7 @@ impl App {
                 }
             })
         };
-        let watcher = state.shared.clone().map(|shared| tokio::spawn(shared.watch()));
+        let watcher = state.redis.clone().map(|redis| tokio::spawn(redis.watch()));
         let (stop_delivery, stop_rx) = tokio::sync::watch::channel(false);
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let delivery = tokio::spawn(state.engine.clone().run(stop_rx.clone(), grace));
@@ -302,8 +302,8 @@ impl App {
             w.abort();
         }
         // A restart under this name need not wait for it to expire.
-        if let Some(shared) = &state.shared {
-            shared.leave().await;
+        if let Some(redis) = &state.redis {
+            redis.leave().await;
         }
         // Deliveries get the same grace as requests; unfinished ones stay queued.
         let _ = stop_delivery.send(true);

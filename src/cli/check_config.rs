@@ -11,7 +11,7 @@ pub fn run(args: CheckArgs) -> Outcome {
     if !args.offline {
         runtime(Threads::One)?.block_on(async {
             report.findings.extend(probe_targets(&layered.config).await);
-            report.findings.extend(crate::shared::probe(&layered.config.sharing()).await);
+            report.findings.extend(crate::redis::probe(&layered.config.redis_settings()).await);
         });
     }
     if args.json {

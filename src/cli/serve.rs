@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs) -> Outcome {
         let app = App::open_built(config, instances, origins, Clock::system()).map_err(|e| failure(e.to_string()))?;
         // Another running stagehook under this name is a configuration to fix: its claims and
         // this one's stay apart, but nothing could tell the two instances apart.
-        app.join_shared().await.map_err(|taken| CliError::new(Exit::Config, taken.to_string()))?;
+        app.join_redis().await.map_err(|taken| CliError::new(Exit::Config, taken.to_string()))?;
         let app = match metrics {
             Some(l) => app.with_metrics_listener(l),
             None => app,

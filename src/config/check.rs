@@ -75,7 +75,7 @@ impl Config {
         if !(1..=128).contains(&self.limits.ipv6_prefix) {
             return Err(err("limits.ipv6_prefix", "must be between 1 and 128 (bits of an IPv6 address)"));
         }
-        super::shared::check(&self.redis, &self.dedup, self.limits.backend)?;
+        super::redis::check(&self.redis, &self.dedup, self.limits.backend)?;
         if self.store.cache_mb == 0 {
             return Err(err("store.cache_mb", "must be at least 1"));
         }

@@ -9,7 +9,7 @@
 //! express), `positions.rs` (where in the TOML text an error is), `ip_range.rs`, `origin.rs`
 //! (the hosts and origins that are this stagehook), `layers.rs` (file, environment, flags) and
 //! `validate.rs` (the findings of `check-config`). The Redis module owns its settings
-//! (`shared/settings.rs`), as each provider kind owns its own; they are re-exported here.
+//! (`redis/settings.rs`), as each provider kind owns its own; they are re-exported here.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,11 +26,11 @@ mod ip_range;
 pub mod layers;
 pub mod origin;
 mod positions;
+mod redis;
 mod sections;
-mod shared;
 pub mod validate;
 pub use crate::duration::{HumanDuration, MAX_DURATION};
-pub use crate::shared::settings::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
+pub use crate::redis::settings::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
 pub use check::{MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use delivery::{

@@ -242,7 +242,7 @@ pub enum Probe {
 /// targets at once. Separate from [`validate`] because it needs the network: `serve` does not
 /// run it (the app under test often starts after stagehook), `check-config --offline` skips it.
 /// Targets that are not http(s) URLs or that are production (errors of [`validate`]) are never
-/// contacted. `redis.reachable` is the Redis module's own probe (`shared::probe`), which the
+/// contacted. `redis.reachable` is the Redis module's own probe (`redis::probe`), which the
 /// callers run after this one.
 pub async fn probe_targets(c: &Config) -> Vec<Finding> {
     let mut probes = Vec::new();

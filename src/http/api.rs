@@ -20,7 +20,7 @@ use warp::{Filter, Rejection};
 use super::errors::ApiError;
 use super::{admin, ok_json, read_body, AppState};
 use crate::providers::Inbound;
-use crate::shared::State as RedisState;
+use crate::redis::State as RedisState;
 use crate::store::Status;
 
 /// Largest body `/validate` takes: a payload plus its headers.
@@ -74,7 +74,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
             // `?offline=true` skips the probe of the forward targets, as `check-config --offline`.
             if q.get("offline").map(String::as_str) != Some("true") {
                 report.findings.extend(validate::probe_targets(&s.config).await);
-                report.findings.extend(crate::shared::probe(&s.config.sharing()).await);
+                report.findings.extend(crate::redis::probe(&s.config.redis_settings()).await);
             }
             ok_json(&report.to_json())
         });
@@ -93,7 +93,7 @@ fn health(s: &AppState) -> Response {
         (None, true) => None,
     };
     let writable = store_reason.is_none();
-    let redis = s.shared.as_ref().map(|r| r.status());
+    let redis = s.redis.as_ref().map(|r| r.status());
     let redis_reason = redis.and_then(|r| match r.state {
         RedisState::Up => None,
         RedisState::Down => Some(format!("Redis does not answer: {}", r.on_error.meanwhile())),
@@ -172,7 +172,7 @@ fn stats(s: &AppState) -> Response {
         "uptime_seconds": s.started.elapsed().as_secs(),
         "throughput": {"minutes": minutes, "providers": per_provider},
         "connections": s.connections.snapshot(),
-        "redis": s.shared.as_ref().map(|r| {
+        "redis": s.redis.as_ref().map(|r| {
             let r = r.status();
             json!({
                 "state": r.state.as_str(),

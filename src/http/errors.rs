@@ -24,7 +24,7 @@ pub struct ApiError {
 impl warp::reject::Reject for ApiError {}
 
 /// The `Retry-After` of `redis_unavailable`: about how long Redis takes to come back from a
-/// restart, and how soon a recovery is noticed (`shared::DOWN_PING_MAX`).
+/// restart, and how soon a recovery is noticed (`redis::DOWN_PING_MAX`).
 const REDIS_RETRY_AFTER_S: u64 = 5;
 
 impl ApiError {

@@ -47,7 +47,7 @@ pub fn not_ready(s: &AppState) -> Option<&'static str> {
         Some("store_writer_stopped")
     } else if s.store.commit_failure().is_some() {
         Some("store_commit_failed")
-    } else if s.shared.as_ref().is_some_and(|r| r.on_error() == OnError::Closed && !r.is_up()) {
+    } else if s.redis.as_ref().is_some_and(|r| r.on_error() == OnError::Closed && !r.is_up()) {
         // Ingest answers 503 until Redis answers: the balancer should send traffic elsewhere.
         Some("redis_unavailable")
     } else {

@@ -22,7 +22,7 @@ use crate::config::OnError;
 use crate::providers::diagnose::{self, Diagnosis};
 use crate::providers::{Accepted, Inbound, RefusalCode};
 use crate::ratelimit::Decision;
-use crate::shared::{Claim, Pending, Shared, Unavailable};
+use crate::redis::{Claim, Pending, Redis, Unavailable};
 use crate::store::{NewEvent, RejectionParts, StoreError};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -98,7 +98,7 @@ where
         }
         // The shared backends' calls are boxed, and awaited only when configured: inline, their
         // large futures would grow every request's, shared backends or not.
-        let d = match state.shared.as_ref().filter(|s| s.limits() && state.limiter.enabled()) {
+        let d = match state.redis.as_ref().filter(|s| s.limits() && state.limiter.enabled()) {
             Some(shared) => Box::pin(shared_decision(state, shared, &client)).await?,
             None => local_decision(state, &client),
         };
@@ -147,7 +147,7 @@ where
                 return Err(ApiError::from(refusal));
             }
         };
-        let claim = match state.shared.as_ref().filter(|s| s.dedup()) {
+        let claim = match state.redis.as_ref().filter(|s| s.dedup()) {
             Some(shared) => Box::pin(claim(state, shared, endpoint, &parsed.event_id)).await?,
             None => None,
         };
@@ -225,10 +225,10 @@ async fn store_event(
     // The claim follows the local commit: committed once the event is on disk (a duplicate of
     // this store's own is committed under its id), released when it is not, so that the
     // provider's retry is recorded rather than taken for a duplicate.
-    if let (Some(shared), Some(pending)) = (&state.shared, claimed) {
+    if let (Some(redis), Some(pending)) = (&state.redis, claimed) {
         match &stored {
-            Ok(done) => Box::pin(shared.commit(pending, &done.id.to_string())).await,
-            Err(_) => Box::pin(shared.release(pending)).await,
+            Ok(done) => Box::pin(redis.commit(pending, &done.id.to_string())).await,
+            Err(_) => Box::pin(redis.release(pending)).await,
         }
     }
     match stored {
@@ -263,10 +263,10 @@ fn answer(endpoint: &crate::providers::Instance, id: &str, event_id: &str, dupli
 
 /// The shared limiter's decision when Redis answers; this instance's own otherwise, or
 /// `503 redis_unavailable` under `redis.on_error = "closed"`.
-async fn shared_decision(state: &AppState, shared: &Shared, client: &Client) -> Result<Decision, ApiError> {
-    match shared.check_limit(&client.bucket(&state.limiter), state.limiter.limit()).await {
+async fn shared_decision(state: &AppState, redis: &Redis, client: &Client) -> Result<Decision, ApiError> {
+    match redis.check_limit(&client.bucket(&state.limiter), state.limiter.limit()).await {
         Ok(d) => Ok(d),
-        Err(Unavailable) if shared.on_error() == OnError::Open => Ok(local_decision(state, client)),
+        Err(Unavailable) if redis.on_error() == OnError::Open => Ok(local_decision(state, client)),
         Err(Unavailable) => Err(ApiError::redis_unavailable()),
     }
 }
@@ -284,7 +284,7 @@ fn local_decision(state: &AppState, client: &Client) -> Decision {
 /// `409 in_progress`, so that the provider retries once it is committed or has expired.
 async fn claim(
     state: &AppState,
-    shared: &Shared,
+    redis: &Redis,
     endpoint: &crate::providers::Instance,
     event_id: &str,
 ) -> Result<Option<Claim>, ApiError> {
@@ -292,7 +292,7 @@ async fn claim(
     // Asked only about a claim an earlier process of this instance committed: a restart answers
     // its own events from its own store.
     let held_here = || state.store.find_by_event_id(provider, event_id).is_ok_and(|found| found.is_some());
-    match shared.claim(provider, event_id, held_here).await {
+    match redis.claim(provider, event_id, held_here).await {
         Ok(Claim::InProgress { retry_after_s }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "in_progress",
@@ -300,7 +300,7 @@ async fn claim(
         )
         .with_header("retry-after", retry_after_s)),
         Ok(claim) => Ok(Some(claim)),
-        Err(Unavailable) if shared.on_error() == OnError::Open => Ok(None),
+        Err(Unavailable) if redis.on_error() == OnError::Open => Ok(None),
         Err(Unavailable) => Err(ApiError::redis_unavailable()),
     }
 }

@@ -55,7 +55,7 @@ pub struct AppState {
     /// The limiter's counts and the duplicate claims in Redis, when the config shares them
     /// (`limits.backend`, `dedup.backend`); `limiter` and the store decide alone otherwise, and
     /// while Redis is down under `redis.on_error = "open"`.
-    pub shared: Option<Arc<crate::shared::Shared>>,
+    pub redis: Option<Arc<crate::redis::Redis>>,
     /// Failed admin authentications per client (`auth.rs`): a second limiter of the same kind,
     /// fed only by failures, so guessing the token is slow and nothing else is limited.
     pub auth_failures: RateLimiter,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 use stagehook::config::{Config, DedupBackend, HumanDuration, LimitsBackend, OnError};
-use stagehook::shared::testing::RedisServer;
+use stagehook::redis::testing::RedisServer;
 
 use crate::fake_app::FakeApp;
 use crate::support::{self, post_stripe, request, spawn_binary, start, stripe_event, until, Resp, TestServer};

@@ -1,6 +1,6 @@
 //! The settings of what several stagehooks share, and where: `[redis]`, `[dedup]` and
-//! `limits.backend`, read and checked by `config` (which re-exports them), and [`Sharing`], all
-//! that [`super::Shared`] reads of the configuration. A leaf below `config`: it names nothing of
+//! `limits.backend`, read and checked by `config` (which re-exports them), and [`RedisSettings`], all
+//! that [`super::Redis`] reads of the configuration. A leaf below `config`: it names nothing of
 //! the crate but [`crate::duration`].
 
 use std::time::Duration;
@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
 
-/// What [`super::Shared::open`] and [`super::probe`] read, gathered from the whole configuration
+/// What [`super::Redis::open`] and [`super::probe`] read, gathered from the whole configuration
 /// by `Config::sharing`.
 #[derive(Debug, Clone)]
-pub struct Sharing {
+pub struct RedisSettings {
     pub redis: RedisConfig,
     /// `limits.backend`.
     pub limits: LimitsBackend,
@@ -26,7 +26,7 @@ pub struct Sharing {
     pub committed_for: Duration,
 }
 
-impl Sharing {
+impl RedisSettings {
     /// Whether a backend uses Redis.
     pub fn used(&self) -> bool {
         self.limits == LimitsBackend::Redis || self.dedup.backend == DedupBackend::Redis

@@ -8,7 +8,7 @@
 //!
 //! Redis is connecting, up or down here ([`State`]): connecting until it has answered this
 //! process once, so that `up` is never a guess. A failed or late call marks it down at once, and
-//! then no request waits on it: every call answers [`Unavailable`] at once until [`Shared::watch`],
+//! then no request waits on it: every call answers [`Unavailable`] at once until [`Redis::watch`],
 //! which pings it (every [`UP_PING`] while up; from [`DOWN_PING_MIN`] doubling to
 //! [`DOWN_PING_MAX`] while down), finds it answering again. What a request does with
 //! [`Unavailable`] is `redis.on_error`'s choice, made in `http/ingest.rs`: act alone or refuse.
@@ -16,12 +16,12 @@
 //! outage: the request is sent once more on a new one first. So up means what a claim finds:
 //! while up, a claim goes to Redis, never to this instance alone because of a stale connection.
 //!
-//! Claims belong to a process, not to a name: each start draws a random identity ([`Shared::process`]),
+//! Claims belong to a process, not to a name: each start draws a random identity ([`Redis::process`]),
 //! and a committed claim of another process is a duplicate even under this instance's own
 //! `server.instance_id` (two replicas that both default to the host name). The one exception is
 //! this instance before a restart: a claim committed under its name by an earlier process, for
 //! an event its own store holds, is answered from that store. So that two live processes do not
-//! share a name unnoticed, each holds its `instance_id` in Redis while it runs ([`Shared::join`]
+//! share a name unnoticed, each holds its `instance_id` in Redis while it runs ([`Redis::join`]
 //! at startup, renewed by every ping of the watcher, given back when it stops): a second live
 //! process under a held name is refused at startup, and one found while running is a warning.
 //!
@@ -42,7 +42,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use crate::clock::Clock;
 use crate::finding::{Finding, Severity};
 use crate::ratelimit::{self, Decision};
-use settings::{LimitsBackend, OnError, Sharing};
+use settings::{LimitsBackend, OnError, RedisSettings};
 
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
@@ -74,8 +74,8 @@ pub struct Unavailable;
 /// What a claim on an event found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Nobody held it: this instance does now, and must [`Shared::commit`] or
-    /// [`Shared::release`] it.
+    /// Nobody held it: this instance does now, and must [`Redis::commit`] or
+    /// [`Redis::release`] it.
     Ours(Pending),
     /// Another process stored it, as `id`: another instance, or another process under this
     /// instance's name whose record this store does not hold.
@@ -154,7 +154,7 @@ pub struct Status {
     pub errors: u64,
 }
 
-pub struct Shared {
+pub struct Redis {
     conn: ConnectionManager,
     /// The URL with its credentials masked, for log lines and findings.
     shown_url: String,
@@ -195,11 +195,11 @@ pub struct Shared {
 #[error("{0}")]
 struct NoAnswer(String);
 
-impl Shared {
+impl Redis {
     /// The shared backends `config` asks for; `None` when both stay in this process. Connects
-    /// lazily: a Redis that is down at startup is tried again by [`Shared::watch`]. Needs a
+    /// lazily: a Redis that is down at startup is tried again by [`Redis::watch`]. Needs a
     /// tokio runtime (the connection's reader is a task).
-    pub fn open(config: &Sharing, clock: Clock) -> Result<Option<Arc<Shared>>, crate::StartError> {
+    pub fn open(config: &RedisSettings, clock: Clock) -> Result<Option<Arc<Redis>>, crate::StartError> {
         let limits = config.limits == LimitsBackend::Redis;
         let dedup = config.dedup.backend == settings::DedupBackend::Redis;
         if !limits && !dedup {
@@ -222,7 +222,7 @@ impl Shared {
         let instance = config.instance_id.clone();
         let process = process_identity();
         let presence = format!("{process} {} {}", std::process::id(), config.host);
-        Ok(Some(Arc::new(Shared {
+        Ok(Some(Arc::new(Redis {
             conn,
             shown_url: crate::redact::url(url),
             prefix: config.redis.key_prefix.clone(),
@@ -459,7 +459,7 @@ impl Shared {
 
     /// The watcher's ping: renews this process's hold on its instance id (or takes it, when it
     /// expired or Redis restarted empty), and says who else holds it.
-    async fn ping(&self) -> Result<Option<String>, NoAnswer> {
+    async fn renew_presence(&self) -> Result<Option<String>, NoAnswer> {
         let call = &self.presence_call();
         let (held, holder, _): (i64, String, i64) =
             self.resent_once(|mut conn| async move { call.invoke_async(&mut conn).await }).await?;
@@ -502,15 +502,15 @@ impl Shared {
     pub async fn watch(self: Arc<Self>) {
         let mut wait = DOWN_PING_MIN;
         loop {
-            wait = self.look(wait).await;
+            wait = self.ping(wait).await;
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// One ping of [`Shared::watch`], which marks Redis up or down; returns the wait before the
+    /// One ping of [`Redis::watch`], which marks Redis up or down; returns the wait before the
     /// next, given the wait before this one.
-    async fn look(&self, wait: Duration) -> Duration {
-        match self.ping().await {
+    async fn ping(&self, wait: Duration) -> Duration {
+        match self.renew_presence().await {
             Ok(holder) => {
                 match State::from_u8(self.state.swap(State::Up as u8, Ordering::AcqRel)) {
                     State::Down => {
@@ -568,7 +568,7 @@ fn shown_holder(presence: &str) -> String {
 /// answers a PING within `redis.timeout` (and, for `rediss://`, completes the TLS handshake).
 /// `None` when no backend uses Redis. Unreachable is an error under `on_error = "closed"`
 /// (ingest would refuse everything) and a warning under `"open"`.
-pub async fn probe(config: &Sharing) -> Option<Finding> {
+pub async fn probe(config: &RedisSettings) -> Option<Finding> {
     let url = config.redis.url.as_deref().filter(|_| config.used())?;
     let shown = crate::redact::url(url);
     let timeout = config.redis.timeout.0.max(Duration::from_secs(1));
@@ -604,8 +604,8 @@ mod tests {
     const HOST: &str = "test-host";
 
     /// Both backends in `redis`, the rest at their defaults.
-    fn config(redis: &RedisServer, instance: &str) -> Sharing {
-        Sharing {
+    fn config(redis: &RedisServer, instance: &str) -> RedisSettings {
+        RedisSettings {
             redis: RedisConfig { url: Some(redis.url()), ..Default::default() },
             limits: LimitsBackend::Redis,
             dedup: DedupConfig { backend: DedupBackend::Redis, ..Default::default() },
@@ -628,7 +628,7 @@ mod tests {
         let _in_runtime = rt.enter();
         for (i, (name, limit, steps)) in WINDOW_CASES.iter().enumerate() {
             let clock = Clock::frozen(T0);
-            let shared = Shared::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
+            let shared = Redis::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
             let bucket = format!("192.0.2.{i}");
             drive(name, *limit, steps, &clock, &mut || rt.block_on(shared.check_limit(&bucket, *limit)).unwrap());
             if *limit == 0 {
@@ -645,7 +645,7 @@ mod tests {
         let redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let a = Shared::open(&config(&redis, "a"), Clock::frozen(T0)).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), Clock::frozen(T0)).unwrap().unwrap();
         let run = |member: &str| -> (i64, i64, i64) {
             let mut call = LIMIT.key("stagehook:rate:10.0.0.1");
             call.arg(T0).arg(2).arg(ratelimit::WINDOW_MS).arg(member);
@@ -665,8 +665,8 @@ mod tests {
         let rt = runtime();
         let _in_runtime = rt.enter();
         let clock = Clock::frozen(T0);
-        let a = Shared::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
-        let b = Shared::open(&config(&redis, "b"), clock.clone()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "b"), clock.clone()).unwrap().unwrap();
         for i in 0..10 {
             let who = if i % 2 == 0 { &a } else { &b };
             let d = rt.block_on(who.check_limit("10.0.0.1", 10)).unwrap();
@@ -685,8 +685,8 @@ mod tests {
         let rt = runtime();
         let _in_runtime = rt.enter();
         let clock = Clock::system();
-        let a = Shared::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
-        let b = Shared::open(&config(&redis, "b"), clock.clone()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), clock.clone()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "b"), clock.clone()).unwrap().unwrap();
 
         let Claim::Ours(pending) = rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap() else {
             panic!("first claim")
@@ -726,8 +726,8 @@ mod tests {
         let redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let a = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
-        let twin = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let twin = Redis::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
         assert_ne!(a.process(), twin.process(), "one identity per start");
         assert_eq!(a.process().len(), 32);
 
@@ -747,7 +747,7 @@ mod tests {
         assert_eq!(rt.block_on(a.claim("stripe", "evt_old", || false)).unwrap(), old);
         assert_eq!(rt.block_on(a.claim("stripe", "evt_old", || true)).unwrap(), Claim::Here);
         // Another name is never asked about this store.
-        let b = Shared::open(&config(&redis, "web-2"), Clock::system()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "web-2"), Clock::system()).unwrap().unwrap();
         let unasked = || panic!("another instance's claim: the store is not asked");
         assert!(matches!(rt.block_on(b.claim("stripe", "evt_1", unasked)).unwrap(), Claim::Elsewhere { .. }));
     }
@@ -759,14 +759,14 @@ mod tests {
         let mut redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
         assert_eq!((a.state(), a.status().state.as_str()), (State::Connecting, "connecting"));
         assert!(!a.is_up());
         assert!(rt.block_on(a.check_limit("10.0.0.1", 5)).unwrap().allowed, "tried while connecting");
         assert_eq!(a.state(), State::Up);
 
         redis.stop();
-        let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
         assert_eq!(b.state(), State::Connecting);
         assert_eq!(rt.block_on(b.claim("stripe", "evt_1", || false)), Err(Unavailable));
         assert_eq!(b.state(), State::Down, "never up");
@@ -780,8 +780,8 @@ mod tests {
         let redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let first = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
-        let second = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let first = Redis::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+        let second = Redis::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
         rt.block_on(async {
             first.join().await.unwrap();
             assert_eq!(first.state(), State::Up, "its first answer");
@@ -803,7 +803,7 @@ mod tests {
             }
             // Found while running (the second skipped the startup check): one warning, and
             // the first keeps the name.
-            second.look(UP_PING).await;
+            second.ping(UP_PING).await;
             assert_eq!(second.other_holder.lock().as_deref(), Some(first.presence.as_str()));
 
             watcher.abort();
@@ -811,11 +811,11 @@ mod tests {
             let keys: Vec<String> = redis.query(&["KEYS", "stagehook:instance:*"]);
             assert!(keys.is_empty(), "given back: {keys:?}");
             second.join().await.unwrap();
-            second.look(UP_PING).await;
+            second.ping(UP_PING).await;
             assert_eq!(*second.other_holder.lock(), None, "its own again");
 
             // Killed: nothing given back, and nothing renews it. The next start waits for it.
-            let third = Shared::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
+            let third = Redis::open(&config(&redis, "web-1"), Clock::system()).unwrap().unwrap();
             third.join().await.unwrap();
             let held: String = redis.query(&["GET", "stagehook:instance:web-1"]);
             assert_eq!(held, third.presence, "the second's expired, unrenewed, while the third waited");
@@ -830,8 +830,8 @@ mod tests {
         let _in_runtime = rt.enter();
         let mut c = config(&redis, "a");
         c.dedup.pending_expiry = HumanDuration(Duration::from_secs(1));
-        let a = Shared::open(&c, Clock::system()).unwrap().unwrap();
-        let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&c, Clock::system()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
         assert!(matches!(rt.block_on(a.claim("stripe", "evt_1", || false)).unwrap(), Claim::Ours(_)));
         assert!(matches!(
             rt.block_on(b.claim("stripe", "evt_1", || false)).unwrap(),
@@ -851,7 +851,7 @@ mod tests {
         let mut c = config(&redis, "a");
         // Long, so that a call that waited for Redis could not pass for one that did not.
         c.redis.timeout = HumanDuration(Duration::from_secs(3));
-        let a = Shared::open(&c, Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&c, Clock::system()).unwrap().unwrap();
         rt.block_on(async {
             assert!(a.check_limit("10.0.0.1", 5).await.is_ok());
             let watcher = tokio::spawn(a.clone().watch());
@@ -880,7 +880,7 @@ mod tests {
         let mut redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
         rt.block_on(async {
             assert!(a.check_limit("10.0.0.1", 5).await.unwrap().allowed);
             redis.restart();
@@ -898,12 +898,12 @@ mod tests {
         let mut redis = RedisServer::start();
         let rt = runtime();
         let _in_runtime = rt.enter();
-        let a = Shared::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
-        let b = Shared::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
+        let a = Redis::open(&config(&redis, "a"), Clock::system()).unwrap().unwrap();
+        let b = Redis::open(&config(&redis, "b"), Clock::system()).unwrap().unwrap();
         rt.block_on(async {
-            assert_eq!(a.look(UP_PING).await, UP_PING, "connected");
+            assert_eq!(a.ping(UP_PING).await, UP_PING, "connected");
             redis.restart();
-            assert_eq!(a.look(UP_PING).await, UP_PING, "the ping was sent again on a new connection");
+            assert_eq!(a.ping(UP_PING).await, UP_PING, "the ping was sent again on a new connection");
             assert_eq!((a.is_up(), a.status().errors), (true, 0));
             assert!(matches!(a.claim("stripe", "evt_1", || false).await, Ok(Claim::Ours(_))));
             assert!(matches!(b.claim("stripe", "evt_1", || false).await, Ok(Claim::InProgress { .. })), "shared");

@@ -1,10 +1,10 @@
 //! The value checks of `[redis]`, `[dedup]` and `limits.backend`, whose types the Redis module
-//! owns (`shared/settings.rs`).
+//! owns (`redis/settings.rs`).
 
 use std::time::Duration;
 
 use super::{err, Config, ConfigError};
-use crate::shared::settings::{check_url, DedupBackend, DedupConfig, LimitsBackend, RedisConfig, Sharing};
+use crate::redis::settings::{check_url, DedupBackend, DedupConfig, LimitsBackend, RedisConfig, RedisSettings};
 
 /// The URL schemes the client speaks.
 const SCHEMES: [&str; 2] = ["redis://", "rediss://"];
@@ -39,9 +39,9 @@ pub(super) fn check(redis: &RedisConfig, dedup: &DedupConfig, limits: LimitsBack
 }
 
 impl Config {
-    /// What the Redis module reads of the configuration ([`crate::shared::Shared::open`]).
-    pub fn sharing(&self) -> Sharing {
-        Sharing {
+    /// What the Redis module reads of the configuration ([`crate::redis::Redis::open`]).
+    pub fn redis_settings(&self) -> RedisSettings {
+        RedisSettings {
             redis: self.redis.clone(),
             limits: self.limits.backend,
             dedup: self.dedup.clone(),
