@@ -138,7 +138,7 @@ fn sendgrid_key_pair() -> (String, String) {
     (STANDARD.encode(pkcs8.as_ref()), STANDARD.encode(spki))
 }
 
-/// An instance of every kind, named after it and configured as in a staging config file.
+/// An endpoint of every kind, named after it and configured as in a staging config file.
 fn all_providers() -> Vec<(ProviderKind, Arc<dyn Provider>)> {
     let (signing_key, public_key) = sendgrid_key_pair();
     ProviderKind::ALL

@@ -34,7 +34,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::providers::Instance;
+use crate::providers::Endpoint;
 use crate::store::{EventFilter, NewEvent, Store, StoreError, StoredEvent};
 
 /// The format version this build writes and reads.
@@ -196,8 +196,8 @@ impl Exporter {
     }
 
     /// The next lines, never empty; `None` once every match is written. Headers are redacted
-    /// with the list of the instance in `instances` that received the event.
-    pub fn next_lines(&mut self, store: &Store, instances: &[Instance]) -> Result<Option<Vec<u8>>, StoreError> {
+    /// with the list of the endpoint in `endpoints` that received the event.
+    pub fn next_lines(&mut self, store: &Store, endpoints: &[Endpoint]) -> Result<Option<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
         // A page may be empty yet not the last (the scan bound was reached first): go on.
         while out.is_empty() && !self.done {
@@ -213,7 +213,7 @@ impl Exporter {
                 }
                 match store.read_event(id)? {
                     Some(StoredEvent::Whole(e, body)) => {
-                        let headers = crate::redact::event_headers(instances, &e.provider, &e.headers);
+                        let headers = crate::redact::event_headers(endpoints, &e.provider, &e.headers);
                         let event = Exported {
                             id: Some(id.to_string()),
                             parent_id: e.parent,
@@ -330,11 +330,11 @@ pub struct Checked {
 }
 
 /// A provider name an import takes: an endpoint's name as the configuration's own rule has it
-/// (`config::valid_instance_name`: it becomes a URL path and a key prefix of the store), or a
+/// (`config::valid_endpoint_name`: it becomes a URL path and a key prefix of the store), or a
 /// notifier's lane, `notify.<name>`, whose notifications are stored as events too.
 // A String: the configuration's own message, which becomes part of a refused line's.
 pub fn valid_provider(name: &str) -> Result<(), String> {
-    crate::config::valid_instance_name(name.strip_prefix("notify.").unwrap_or(name))
+    crate::config::valid_endpoint_name(name.strip_prefix("notify.").unwrap_or(name))
 }
 
 /// Checks every line of a file against the format and `rules`, as an import does before it

@@ -104,9 +104,9 @@ impl App {
     /// Builds the providers (see [`Config::build`]) and opens the app; for a configuration whose
     /// providers are built already, [`App::open_built`].
     pub fn open(config: Config, clock: Clock) -> Result<App, StartError> {
-        let instances = config.build()?;
+        let endpoints = config.build()?;
         let origins = config::Origins::new(&config.server)?;
-        App::open_built(config, instances, origins, clock)
+        App::open_built(config, endpoints, origins, clock)
     }
 
     /// Opens the store and assembles the app around providers built from `config` once, at
@@ -114,22 +114,20 @@ impl App {
     /// ([`Config::checked`]).
     pub fn open_built(
         config: Config,
-        instances: Vec<providers::Instance>,
+        endpoints: Vec<providers::Endpoint>,
         origin: config::Origins,
         clock: Clock,
     ) -> Result<App, StartError> {
         let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
-        let mut endpoints = Vec::new();
         let mut lanes = Vec::new();
-        for instance in instances {
-            let provider = instance.provider.clone();
+        for endpoint in &endpoints {
+            let provider = endpoint.provider.clone();
             let targets = config.targets(provider.name()).expect("every built provider has a section");
             let breaker = Breaker::new(
                 provider.name(),
                 config.circuit_breaker.failure_threshold,
                 config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
             );
-            endpoints.push(instance);
             lanes.push(Lane::new(provider, targets, breaker));
         }
         // A lane per notifier, after the providers', with its own breaker and the global retry

@@ -45,15 +45,15 @@ pub fn headers(headers: &[(String, String)], signature_headers: &[&str]) -> Vec<
         .collect()
 }
 
-/// An event's stored headers as they may be shown: [`headers`] with the list of the instance
+/// An event's stored headers as they may be shown: [`headers`] with the list of the endpoint
 /// that received them. A provider no longer configured gives no list, so only the generic
 /// credentials are redacted. The API, its export and `stagehook export` all show them so.
 pub fn event_headers(
-    instances: &[crate::providers::Instance],
+    endpoints: &[crate::providers::Endpoint],
     provider: &str,
     stored: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let listed = instances
+    let listed = endpoints
         .iter()
         .find(|e| e.provider.name() == provider)
         .map(|e| e.provider.secret_headers())

@@ -13,12 +13,12 @@ use bytes::Bytes;
 
 use crate::config::{Config, ServerConfig};
 use crate::delivery::client::Client;
-use crate::providers::Instance;
+use crate::providers::Endpoint;
 
 /// What to send, as the command line gives it.
 #[derive(Debug, Clone)]
 pub struct SendRequest {
-    /// The instance name: `stripe`, `twilio` (or `sms`), or a named instance.
+    /// The endpoint name: `stripe`, `twilio` (or `sms`), or a named endpoint.
     pub provider: String,
     /// A fixture type; the provider's default when `None`.
     pub event: Option<String>,
@@ -68,10 +68,10 @@ pub struct Sent {
     pub body: String,
 }
 
-/// One line per instance: name, kind, path, whether it can verify, and its fixtures.
-pub fn list(instances: &[Instance]) -> String {
+/// One line per endpoint: name, kind, path, whether it can verify, and its fixtures.
+pub fn list(endpoints: &[Endpoint]) -> String {
     let mut out = String::new();
-    for i in instances {
+    for i in endpoints {
         let state = if i.configured { "configured" } else { "no secret" };
         let signs = if i.provider.can_sign() { "" } else { ", cannot sign (no signing_key)" };
         out.push_str(&format!(
@@ -93,12 +93,12 @@ pub fn list(instances: &[Instance]) -> String {
 /// baffling `401 invalid_signature`. Empty when the provider is unknown: `send` says so itself.
 pub fn refusals(
     config: &Config,
-    instances: &[Instance],
+    endpoints: &[Endpoint],
     provider: &str,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Vec<crate::finding::Finding> {
-    let Some(instance) = find(instances, provider) else { return Vec::new() };
-    let section = format!("providers.{}", instance.provider.name());
+    let Some(endpoint) = find(endpoints, provider) else { return Vec::new() };
+    let section = format!("providers.{}", endpoint.provider.name());
     // `Running`: the data folder's lock is none of `send`'s business (the server holds it).
     let report = crate::config::validate::validate(config, env, crate::config::validate::Context::Running);
     report
@@ -109,9 +109,9 @@ pub fn refusals(
         .collect()
 }
 
-/// [`list`] as JSON, one object per instance, for `send --list --json`.
-pub fn list_json(instances: &[Instance]) -> serde_json::Value {
-    instances
+/// [`list`] as JSON, one object per endpoint, for `send --list --json`.
+pub fn list_json(endpoints: &[Endpoint]) -> serde_json::Value {
+    endpoints
         .iter()
         .map(|i| {
             serde_json::json!({
@@ -126,8 +126,8 @@ pub fn list_json(instances: &[Instance]) -> serde_json::Value {
         .collect()
 }
 
-fn find<'a>(instances: &'a [Instance], name: &str) -> Option<&'a Instance> {
-    instances.iter().find(|i| i.provider.name() == name || i.path == name)
+fn find<'a>(endpoints: &'a [Endpoint], name: &str) -> Option<&'a Endpoint> {
+    endpoints.iter().find(|i| i.provider.name() == name || i.path == name)
 }
 
 /// The base URL `send` expects the running stagehook at: `--server`, else `server.bind`'s.
@@ -153,24 +153,24 @@ fn urls(config: &Config, path: &str, to: Option<&str>, server: Option<&str>) -> 
     )
 }
 
-/// Builds, signs and sends `count` requests, one after the other, with the instances the
+/// Builds, signs and sends `count` requests, one after the other, with the endpoints the
 /// configuration built; every answer is returned, refusals included. An error is a problem before
 /// any answer (unknown provider or fixture, nothing to sign with, no connection).
 pub async fn send(
     config: &Config,
-    instances: &[Instance],
+    endpoints: &[Endpoint],
     req: &SendRequest,
     now_s: impl Fn() -> i64,
 ) -> Result<Vec<Sent>, SendFailure> {
-    let Some(instance) = find(instances, &req.provider) else {
-        let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
+    let Some(endpoint) = find(endpoints, &req.provider) else {
+        let names: Vec<&str> = endpoints.iter().map(|i| i.provider.name()).collect();
         return Err(SendFailure::UnknownProvider { name: req.provider.clone(), known: names.join(", ") });
     };
-    let provider = &instance.provider;
-    if !instance.configured || !provider.can_sign() {
+    let provider = &endpoint.provider;
+    if !endpoint.configured || !provider.can_sign() {
         return Err(SendFailure::NothingToSign(provider.name().to_string()));
     }
-    let urls = urls(config, &instance.path, req.to.as_deref(), req.server.as_deref());
+    let urls = urls(config, &endpoint.path, req.to.as_deref(), req.server.as_deref());
     let client = Client::new().map_err(|e| SendFailure::Client(e.to_string()))?;
     let mut sent = Vec::new();
     // `--count 0` is refused by the command line; a library caller asking for none gets none.
@@ -186,7 +186,7 @@ pub async fn send(
             extra: content_type,
             keep: Vec::new(),
         };
-        sent.push(sign_and_post(&client, instance, &urls, msg, now).await?);
+        sent.push(sign_and_post(&client, endpoint, &urls, msg, now).await?);
     }
     Ok(sent)
 }
@@ -203,15 +203,15 @@ struct Message<'a> {
     keep: Vec<String>,
 }
 
-/// Signs `msg` for the instance's URL with its provider's `sign_resend` at `now` and posts it.
+/// Signs `msg` for the endpoint's URL with its provider's `sign_resend` at `now` and posts it.
 async fn sign_and_post(
     client: &Client,
-    instance: &Instance,
+    endpoint: &Endpoint,
     (sign_url, send_url): &(String, String),
     msg: Message<'_>,
     now: i64,
 ) -> Result<Sent, SendFailure> {
-    let signed = instance.provider.sign_resend(sign_url, msg.content_type, &msg.body, msg.original, now);
+    let signed = endpoint.provider.sign_resend(sign_url, msg.content_type, &msg.body, msg.original, now);
     // The signature may move into the URL (Twilio's bodySHA256); the request follows it.
     let url = match signed.url.strip_prefix(sign_url.as_str()) {
         Some(rest) => format!("{send_url}{rest}"),
@@ -241,29 +241,29 @@ pub struct Resent {
 /// `send --from`: sends an exported event again, as its provider would, to the running
 /// stagehook (or `to`): the body byte for byte, the headers it was received with (redacted ones
 /// included; they carry nothing secret) except those the fresh signature replaces, signed by
-/// the `sign_resend` of the configured instance of its provider at `now`. An event whose
+/// the `sign_resend` of the configured endpoint of its provider at `now`. An event whose
 /// provider is not configured, or cannot sign, fails alone; the others still go.
 pub async fn resend(
     config: &Config,
-    instances: &[Instance],
+    endpoints: &[Endpoint],
     event: &crate::export::Exported,
     client: &Client,
     (to, server): (Option<&str>, Option<&str>),
     now: i64,
 ) -> Resent {
     let result = async {
-        let Some(instance) = find(instances, &event.provider) else {
-            let names: Vec<&str> = instances.iter().map(|i| i.provider.name()).collect();
+        let Some(endpoint) = find(endpoints, &event.provider) else {
+            let names: Vec<&str> = endpoints.iter().map(|i| i.provider.name()).collect();
             return Err(SendFailure::UnknownProvider { name: event.provider.clone(), known: names.join(", ") });
         };
-        if !instance.configured || !instance.provider.can_sign() {
-            return Err(SendFailure::NothingToSign(instance.provider.name().to_string()));
+        if !endpoint.configured || !endpoint.provider.can_sign() {
+            return Err(SendFailure::NothingToSign(endpoint.provider.name().to_string()));
         }
-        let urls = urls(config, &instance.path, to, server);
+        let urls = urls(config, &endpoint.path, to, server);
         let content_type = crate::providers::original_header(&event.headers, "content-type");
         let keep = config.targets(&event.provider).map(|t| t.forward_headers).unwrap_or_default();
         let msg = Message { content_type, body: event.body.clone(), original: &event.headers, extra: Vec::new(), keep };
-        sign_and_post(client, instance, &urls, msg, now).await
+        sign_and_post(client, endpoint, &urls, msg, now).await
     }
     .await;
     Resent { provider: event.provider.clone(), event_id: event.event_id.clone(), result }

@@ -10,7 +10,7 @@ use crate::providers::{self, standard, Signed};
 use crate::secret::Secret;
 use crate::store::NewEvent;
 
-/// The lane of a notifier. A provider name holds no `.` (`config::valid_instance_name`), so
+/// The lane of a notifier. A provider name holds no `.` (`config::valid_endpoint_name`), so
 /// the two can never meet.
 pub fn lane_name(notifier: &str) -> String {
     format!("notify.{notifier}")

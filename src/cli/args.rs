@@ -91,7 +91,7 @@ pub struct ExportArgs {
     /// Database folder (overrides `server.data_dir`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Only events of this provider instance.
+    /// Only events of this endpoint.
     #[arg(long)]
     pub provider: Option<String>,
     /// Only events with this status (received, processing, processed, retrying, failed).
@@ -120,7 +120,7 @@ pub struct TailArgs {
     /// configuration's `server.bind`.
     #[arg(long)]
     pub server: Option<String>,
-    /// Only this provider instance's events.
+    /// Only this endpoint's events.
     #[arg(long)]
     pub provider: Option<String>,
     /// Only changes to this status (`received`, `processing`, `processed`, `retrying`, `failed`).
@@ -148,7 +148,7 @@ pub struct ImportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
-    /// The provider instance: `stripe`, `twilio`, or a `[providers.<name>]` of the config.
+    /// The endpoint: `stripe`, `twilio`, or a `[providers.<name>]` of the config.
     #[arg(required_unless_present_any = ["list", "from"])]
     pub provider: Option<String>,
     /// Send every event of this export file instead of a fixture, each signed afresh with its

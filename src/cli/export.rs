@@ -14,7 +14,7 @@ use crate::store::Store;
 /// whole) or stdout; the count to stderr. Exit 1 when an event could not be read back (the others
 /// are written), 2 when nothing could be exported.
 pub fn run(args: ExportArgs) -> Outcome {
-    let Layered { config, instances, .. } = load_with_dir(args.config.as_deref(), args.data_dir.as_deref())?;
+    let Layered { config, endpoints, .. } = load_with_dir(args.config.as_deref(), args.data_dir.as_deref())?;
     let query: BTreeMap<String, String> = [
         ("provider", &args.provider),
         ("status", &args.status),
@@ -42,7 +42,7 @@ pub fn run(args: ExportArgs) -> Outcome {
     };
     let mut exporter = Exporter::new(filter);
     let written = loop {
-        match exporter.next_lines(&store, &instances) {
+        match exporter.next_lines(&store, &endpoints) {
             Ok(Some(lines)) => {
                 if let Err(e) = out.write_all(&lines) {
                     break Err(format!("cannot write: {e}"));

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{env_vars, load, runtime, CliError, Exit, Outcome, SendArgs, Threads};
 use crate::config::layers::Layered;
 use crate::config::Config;
-use crate::providers::Instance;
+use crate::providers::Endpoint;
 use crate::send::{SendFailure, SendRequest};
 use crate::Clock;
 
@@ -25,17 +25,17 @@ pub fn run(args: SendArgs) -> Outcome {
         .find(|(key, _, _)| key == "server.bind")
         .map(|(_, _, source)| source.to_string())
         .unwrap_or_else(|| "default".into());
-    let Layered { config, instances, .. } = layered;
+    let Layered { config, endpoints, .. } = layered;
     if args.list {
         if args.json {
-            println!("{:#}", crate::send::list_json(&instances));
+            println!("{:#}", crate::send::list_json(&endpoints));
         } else {
-            print!("{}", crate::send::list(&instances));
+            print!("{}", crate::send::list(&endpoints));
         }
         return Ok(Exit::Success);
     }
     if let Some(path) = &args.from {
-        return send_from(path, &config, &instances, &args, &bind_source);
+        return send_from(path, &config, &endpoints, &args, &bind_source);
     }
     let payload = match &args.file {
         Some(path) => Some(std::fs::read(path).map_err(|e| {
@@ -44,7 +44,7 @@ pub fn run(args: SendArgs) -> Outcome {
         None => None,
     };
     let provider = args.provider.clone().unwrap_or_default();
-    let refusals = crate::send::refusals(&config, &instances, &provider, &env_vars());
+    let refusals = crate::send::refusals(&config, &endpoints, &provider, &env_vars());
     if !refusals.is_empty() {
         let mut text: Vec<String> = refusals.iter().map(|f| format!("  {} [{}]: {}", f.key, f.id, f.message)).collect();
         text.push("(set the real secret in the environment of this shell, as for `serve`, or in the file)".into());
@@ -65,7 +65,7 @@ pub fn run(args: SendArgs) -> Outcome {
     };
     let runtime = runtime(Threads::One)?;
     let clock = Clock::system();
-    let sent = runtime.block_on(crate::send::send(&config, &instances, &req, || clock.now_s())).map_err(|e| {
+    let sent = runtime.block_on(crate::send::send(&config, &endpoints, &req, || clock.now_s())).map_err(|e| {
         let failure = CliError::coded(Exit::Failure, e.code(), e.to_string());
         match &e {
             SendFailure::Post { .. } => {
@@ -101,7 +101,7 @@ fn as_json(body: &str) -> Value {
 /// `send --from FILE`: every event of an export, in order, signed afresh for its provider's
 /// configured secret; one line per event, exit 1 if any was not accepted (2xx). The whole file
 /// is read first: a malformed line (exit 2) or a placeholder secret sends nothing.
-fn send_from(path: &Path, config: &Config, instances: &[Instance], args: &SendArgs, bind_source: &str) -> Outcome {
+fn send_from(path: &Path, config: &Config, endpoints: &[Endpoint], args: &SendArgs, bind_source: &str) -> Outcome {
     let open = || std::fs::File::open(path).map(std::io::BufReader::new);
     let mut providers = BTreeSet::new();
     open()
@@ -117,7 +117,7 @@ fn send_from(path: &Path, config: &Config, instances: &[Instance], args: &SendAr
             CliError::coded(Exit::Config, "bad_export", format!("{}: {e}; nothing was sent", path.display()))
         })?;
     let env = env_vars();
-    let refusals: Vec<_> = providers.iter().flat_map(|p| crate::send::refusals(config, instances, p, &env)).collect();
+    let refusals: Vec<_> = providers.iter().flat_map(|p| crate::send::refusals(config, endpoints, p, &env)).collect();
     if let Some(f) = refusals.first() {
         return Err(CliError::coded(
             Exit::Config,
@@ -139,7 +139,7 @@ fn send_from(path: &Path, config: &Config, instances: &[Instance], args: &SendAr
         let (_, event) =
             line.map_err(|e| CliError::coded(Exit::Failure, "bad_export", format!("{}: {e}", path.display())))?;
         let to = (args.to.as_deref(), args.server.as_deref());
-        let r = runtime.block_on(crate::send::resend(config, instances, &event, &client, to, clock.now_s()));
+        let r = runtime.block_on(crate::send::resend(config, endpoints, &event, &client, to, clock.now_s()));
         let name = format!("{} {}", r.provider, r.event_id);
         match &r.result {
             Ok(sent) => {

@@ -20,7 +20,7 @@ pub fn run(args: ServeArgs) -> Outcome {
     }
     // The providers are built (and the origins read) here, once, by the check, and handed on to
     // `App::open_built`.
-    let Layered { config, instances, origins, .. } = load(args.config.as_deref(), &flags)?;
+    let Layered { config, endpoints, origins, .. } = load(args.config.as_deref(), &flags)?;
     // Every problem at once, not just the first; warnings go to the log.
     let report = validate(&config, &env_vars(), Context::Standalone);
     for f in &report.findings {
@@ -66,7 +66,7 @@ pub fn run(args: ServeArgs) -> Outcome {
             None => None,
         };
         let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
-        let app = App::open_built(config, instances, origins, Clock::system()).map_err(|e| failure(e.to_string()))?;
+        let app = App::open_built(config, endpoints, origins, Clock::system()).map_err(|e| failure(e.to_string()))?;
         // Another running stagehook under this name is a configuration to fix: its claims and
         // this one's stay apart, but nothing could tell the two instances apart.
         app.join_redis().await.map_err(|taken| CliError::new(Exit::Config, taken.to_string()))?;

@@ -145,7 +145,7 @@ pub fn check(
     providers: &[String],
 ) -> Result<(), ConfigError> {
     for (name, n) in notifiers {
-        if super::valid_instance_name(name).is_err() {
+        if super::valid_endpoint_name(name).is_err() {
             return Err(err(
                 &format!("notifiers.{name}"),
                 "a notifier name is 1 to 64 lowercase letters, digits, `-` and `_`",

@@ -2,7 +2,7 @@
 //! [`Config::check`]; each error names its key.
 
 use super::{err, is_http_url, valid_instance_id, Config, ConfigError, HumanDuration, IpRange, Origins, RetryConfig};
-use crate::providers::registry::Instance;
+use crate::providers::registry::Endpoint;
 
 /// The smallest request head the HTTP layer can be held to (hyper's read buffer minimum).
 pub const MIN_HEADER_BYTES: usize = 8192;
@@ -17,7 +17,7 @@ impl Config {
 
     /// [`Config::check`], giving the providers it built and the hosts and origins it read: each
     /// is built or read once, here, and [`crate::App::open_built`] takes them.
-    pub fn checked(&self) -> Result<(Vec<Instance>, Origins), ConfigError> {
+    pub fn checked(&self) -> Result<(Vec<Endpoint>, Origins), ConfigError> {
         // public_url (an http(s) URL with a host), its host and origin, allowed_origins and
         // allowed_hosts, read once into what the origin checks compare requests with.
         let origins = Origins::new(&self.server)?;

@@ -12,7 +12,7 @@ use toml::{Table, Value};
 use super::{
     err, Config, ConfigError, IsolationConfig, NotifierConfig, NotifierKind, Origins, ProviderConfig, RetryOverride,
 };
-use crate::providers::registry::{self, Instance};
+use crate::providers::registry::{self, Endpoint};
 use crate::secret::Secret;
 
 /// The providers' own variables for their seed's credentials (`STRIPE_WEBHOOK_SECRET`,
@@ -47,7 +47,7 @@ impl std::fmt::Display for Source {
 pub struct Layered {
     pub config: Config,
     pub sources: BTreeMap<String, Source>,
-    pub instances: Vec<Instance>,
+    pub endpoints: Vec<Endpoint>,
     pub origins: Origins,
 }
 
@@ -59,7 +59,7 @@ pub fn env_name(key: &str) -> String {
 }
 
 /// The prefix of the variables of provider sections. One under it that names no key is refused:
-/// most likely it is meant for an instance the file does not declare, which a variable cannot
+/// most likely it is meant for an endpoint the file does not declare, which a variable cannot
 /// declare (it cannot say the kind), or it has a slip in its name; either way the setting it
 /// carries (often a secret) would otherwise be lost without a word.
 const PROVIDERS_ENV: &str = "STAGEHOOK_PROVIDERS_";
@@ -80,7 +80,7 @@ pub fn load(
     if let Some(path) = file {
         let text =
             std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
-        // Parsed alone first, for errors with line numbers, and for the named instances and
+        // Parsed alone first, for errors with line numbers, and for the named endpoints and
         // their kinds, whose keys the environment may then set.
         let parsed = Config::from_toml(&text)?;
         named = parsed
@@ -109,7 +109,7 @@ pub fn load(
                 return Err(err(
                     "providers",
                     format!(
-                        "`{name}` sets no key: a variable sets a key of an instance the file declares \
+                        "`{name}` sets no key: a variable sets a key of an endpoint the file declares \
                          (`[providers.<name>]`, with its `kind` unless the name is one), and cannot declare \
                          one, having no way to say its kind{}",
                         super::did_you_mean(name, known)
@@ -121,7 +121,7 @@ pub fn load(
                     first,
                     format!(
                         "`{name}` could set `{first}` or `{second}` (a `-` in a name is `_` in a variable): \
-                         set the key in the file instead, or rename one of the instances"
+                         set the key in the file instead, or rename one of the endpoints"
                     ),
                 ));
             }
@@ -170,8 +170,8 @@ pub fn load(
             _ => err(&key, message),
         }
     })?;
-    let (instances, origins) = config.checked()?;
-    Ok(Layered { config, sources, instances, origins })
+    let (endpoints, origins) = config.checked()?;
+    Ok(Layered { config, sources, endpoints, origins })
 }
 
 impl Layered {
@@ -200,7 +200,7 @@ fn masked_urls(v: Value) -> Value {
 }
 
 /// A configuration with every optional key present, to learn every key's name and type: the
-/// seed's sections, and the `named` instances the file declares, each of its kind.
+/// seed's sections, and the `named` endpoints the file declares, each of its kind.
 fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, NotifierKind)]) -> Config {
     let s = || Some(Secret::new("x"));
     let retry = || RetryOverride {
@@ -336,7 +336,7 @@ mod tests {
         assert!(!secret.1.contains("whsec_named_env"), "{secret:?}");
     }
 
-    /// Two instances whose names differ only by `-` and `_` come to one variable: when it is
+    /// Two endpoints whose names differ only by `-` and `_` come to one variable: when it is
     /// set, which one it means cannot be told, and it is refused naming both; unset, they load.
     #[test]
     fn a_variable_two_instances_share_is_refused_when_set() {

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{did_you_mean, Config, ConfigError, HumanDuration, RetryOverride, Targets};
-use crate::providers::registry::{self, Instance, ProviderKind, Section};
+use crate::providers::registry::{self, Endpoint, ProviderKind, Section};
 
-/// `[providers]`: every section by name. The seed's `stripe` and `twilio` are instances like any
+/// `[providers]`: every section by name. The seed's `stripe` and `twilio` are endpoints like any
 /// other, whose kind is their name; any other name is served at `/staging/webhooks/<name>`.
 /// A seed's endpoint is present even without its section ([`Config::sections`]).
 #[derive(Debug, Clone, Default)]
@@ -67,14 +67,14 @@ impl From<Section> for ProviderConfig {
 /// The keys of a section that are config's, not the kind's.
 pub const COMMON_KEYS: [&str; 4] = ["forward_to", "timeout", "retry", "forward_headers"];
 
-/// Names an instance cannot take: the API's own paths (and the seed's, see
-/// [`valid_instance_name`]).
+/// Names an endpoint cannot take: the API's own paths (and the seed's, see
+/// [`valid_endpoint_name`]).
 pub const API_PATHS: [&str; 9] =
     ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
 
 /// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
 // A String: the message becomes a serde error's text, which is all serde keeps.
-pub fn valid_instance_name(name: &str) -> Result<(), String> {
+pub fn valid_endpoint_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err("a provider name is 1 to 64 characters".into());
     }
@@ -104,7 +104,7 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                 let mut out = ProvidersConfig::default();
                 while let Some(name) = map.next_key::<String>()? {
                     if !registry::is_seed(&name) {
-                        valid_instance_name(&name).map_err(A::Error::custom)?;
+                        valid_endpoint_name(&name).map_err(A::Error::custom)?;
                     }
                     let section: ProviderConfig = map.next_value_seed(SectionOf(&name))?;
                     if section.settings.kind.is_none() && ProviderKind::parse(&name).is_none() {
@@ -178,7 +178,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                             let accepted = ["kind"].iter().chain(own).chain(COMMON_KEYS.iter()).copied();
                             let mut hint = did_you_mean(k, accepted);
                             if hint.is_empty() {
-                                // Another kind's key, which a named instance may still hold.
+                                // Another kind's key, which a named endpoint may still hold.
                                 hint = did_you_mean(k, EXPECTED.iter().copied());
                             }
                             let listed: Vec<String> = EXPECTED.iter().map(|k| format!("`{k}`")).collect();
@@ -248,11 +248,11 @@ impl Config {
 
     /// Builds each section's provider (its settings checked by its kind); an error names the
     /// key. The rest of the configuration is not checked: see [`Config::checked`].
-    pub fn build(&self) -> Result<Vec<Instance>, ConfigError> {
+    pub fn build(&self) -> Result<Vec<Endpoint>, ConfigError> {
         self.sections()
             .into_iter()
             .map(|(name, c)| {
-                registry::instance(&name, &c.settings, c.forward_to)
+                registry::endpoint(&name, &c.settings, c.forward_to)
                     .map_err(|e| ConfigError { key: e.key, message: e.message })
             })
             .collect()
@@ -286,7 +286,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn named_instances_need_a_kind_a_free_name_and_sound_settings() {
+    fn named_endpoints_need_a_kind_a_free_name_and_sound_settings() {
         let c = Config::from_toml("[providers.github]\nsecret = \"x\"\n[providers.eu]\nkind = \"stripe\"\n").unwrap();
         assert_eq!(c.providers["github"].settings.kind(), ProviderKind::Github);
         assert_eq!(c.providers["eu"].settings.kind(), ProviderKind::Stripe);

@@ -198,7 +198,7 @@ where
 #[allow(clippy::too_many_arguments)]
 async fn store_event(
     state: &AppState,
-    endpoint: &crate::providers::Instance,
+    endpoint: &crate::providers::Endpoint,
     headers: &HeaderMap,
     client: &Client,
     received_at_ms: i64,
@@ -254,7 +254,7 @@ fn not_stored(e: StoreError) -> ApiError {
 }
 
 /// The provider's 2xx for an event stored as `id` (here or, for a duplicate, maybe elsewhere).
-fn answer(endpoint: &crate::providers::Instance, id: &str, event_id: &str, duplicate: bool, body: &Bytes) -> Response {
+fn answer(endpoint: &crate::providers::Endpoint, id: &str, event_id: &str, duplicate: bool, body: &Bytes) -> Response {
     let answer = endpoint.provider.answer(&Accepted { id, event_id, duplicate, body });
     let mut res = Response::new(answer.body.into());
     res.headers_mut().insert("content-type", HeaderValue::from_static(answer.content_type));
@@ -285,7 +285,7 @@ fn local_decision(state: &AppState, client: &Client) -> Decision {
 async fn claim(
     state: &AppState,
     redis: &Redis,
-    endpoint: &crate::providers::Instance,
+    endpoint: &crate::providers::Endpoint,
     event_id: &str,
 ) -> Result<Option<Claim>, ApiError> {
     let provider = endpoint.provider.name();

@@ -4,7 +4,7 @@
 //! Every value is read at scrape time from what already exists: the store's counters (the same
 //! accessors `/stats` and `/recovery/stats` read, so the numbers agree), the breakers, the
 //! connection counts and `/proc`. The request path does no work for it. Labels are bounded: a
-//! provider instance, an event status, a refusal code, a failure reason.
+//! endpoint, an event status, a refusal code, a failure reason.
 
 use std::path::Path;
 use std::sync::Arc;

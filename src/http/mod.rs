@@ -43,14 +43,14 @@ use crate::config::{Config, IpRange};
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
-use crate::providers::Instance;
+use crate::providers::Endpoint;
 
 /// Everything a request handler may touch.
 pub struct AppState {
     pub config: Config,
     /// The ingest endpoints, `POST /staging/webhooks/<path>`: the provider instances as
     /// [`Config::build`](crate::config::Config::build) made them, once, at startup.
-    pub endpoints: Vec<Instance>,
+    pub endpoints: Vec<Endpoint>,
     pub limiter: RateLimiter,
     /// The limiter's counts and the duplicate claims in Redis, when the config shares them
     /// (`limits.backend`, `dedup.backend`); `limiter` and the store decide alone otherwise, and
@@ -100,11 +100,11 @@ impl AppState {
         self.config.server.base_url(self.listening())
     }
 
-    fn endpoint(&self, path: &str) -> Option<&Instance> {
+    fn endpoint(&self, path: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.path == path)
     }
 
-    fn endpoint_by_provider(&self, name: &str) -> Option<&Instance> {
+    fn endpoint_by_provider(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.provider.name() == name || e.path == name)
     }
 

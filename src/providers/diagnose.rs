@@ -11,7 +11,7 @@
 
 use warp::http::{HeaderMap, HeaderValue};
 
-use super::{Inbound, Instance, Provider, Refusal, RefusalCode};
+use super::{Endpoint, Inbound, Provider, Refusal, RefusalCode};
 
 /// The most verifications one diagnosis makes.
 pub const MAX_TRIALS: usize = 64;
@@ -61,7 +61,7 @@ impl Diagnosis {
 
 /// The likely cause of `refusal` of `req` at `endpoint`, or `None` when the refusal is not about
 /// a signature. `others` are every configured endpoint (this one included; it is skipped).
-pub fn diagnose(endpoint: &Instance, others: &[Instance], req: &Inbound<'_>, refusal: &Refusal) -> Option<Diagnosis> {
+pub fn diagnose(endpoint: &Endpoint, others: &[Endpoint], req: &Inbound<'_>, refusal: &Refusal) -> Option<Diagnosis> {
     let provider = endpoint.provider.as_ref();
     match refusal.code {
         RefusalCode::StaleTimestamp => {
@@ -119,8 +119,8 @@ fn clock_skew(provider: &dyn Provider, req: &Inbound<'_>) -> Option<Diagnosis> {
 }
 
 fn wrong_endpoint(
-    endpoint: &Instance,
-    others: &[Instance],
+    endpoint: &Endpoint,
+    others: &[Endpoint],
     req: &Inbound<'_>,
     budget: &mut Budget,
 ) -> Option<Diagnosis> {

@@ -57,7 +57,7 @@ impl Kind for Github {
 
     type Settings = Settings;
 
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Github, SettingError> {
         Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })

@@ -1,5 +1,5 @@
 //! What one kind of provider implements, in its own file: the [`Kind`] trait (its settings
-//! type and their keys, its constructor, its credential, the seed's instance of it, its own
+//! type and their keys, its constructor, its credential, the seed's endpoint of it, its own
 //! findings), and what those implementations share: [`Rotation`] of secrets, [`SettingError`],
 //! [`Seed`], the [`Surroundings`] its findings read, and the findings about a credential.
 //!
@@ -32,12 +32,12 @@ impl SettingError {
     }
 }
 
-/// The seed's instance of a kind: a section that needs no `kind`, whose endpoint is always
+/// The seed's endpoint of a kind: a section that needs no `kind`, whose endpoint is always
 /// present (answering 503 until its credential is set) and whose credential the provider's own
 /// environment variable sets.
 #[derive(Debug, Clone, Copy)]
 pub struct Seed {
-    /// The section, `[providers.<name>]`, and the instance's name in records.
+    /// The section, `[providers.<name>]`, and the endpoint's name in records.
     pub name: &'static str,
     /// The last segment of `POST /staging/webhooks/<path>`.
     pub path: &'static str,
@@ -111,11 +111,11 @@ pub trait Kind: Provider + Sized {
     type Settings: DeserializeOwned + Serialize + Default + Clone + std::fmt::Debug + Send + Sync + 'static;
     /// The keys of [`Kind::Settings`], in its order (a unit test holds them equal).
     const KEYS: &'static [&'static str];
-    /// The key an instance without credentials lacks.
+    /// The key an endpoint without credentials lacks.
     const CREDENTIAL: &'static str = "secret";
     /// How the message for an empty `secret` names what belongs there.
     const SECRET_HINT: &'static str = "the secret";
-    /// The seed's instance of this kind, if there is one.
+    /// The seed's endpoint of this kind, if there is one.
     const SEED: Option<Seed> = None;
     /// Hosts of the provider's own API: never a forward target.
     const API_HOSTS: &'static [&'static str] = &[];
@@ -142,12 +142,12 @@ pub trait Kind: Provider + Sized {
         Ok(())
     }
 
-    /// Whether the instance has what it needs to verify.
+    /// Whether the endpoint has what it needs to verify.
     fn has_credentials(s: &Self::Settings) -> bool {
         !Self::rotation(s).all().is_empty()
     }
 
-    /// The credential compared across instances (a secret shared by two is a warning).
+    /// The credential compared across endpoints (a secret shared by two is a warning).
     fn credential(s: &Self::Settings) -> Option<&Secret> {
         Self::rotation(s).secret
     }

@@ -39,7 +39,7 @@ registry::kinds! {
 use warp::http::HeaderMap;
 
 pub use self::hmac::{HmacAlgorithm, SignatureEncoding};
-pub use registry::{build, Instance, Section};
+pub use registry::{build, Endpoint, Section};
 
 /// What a provider is given about one inbound request.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +160,7 @@ pub struct Accepted<'a> {
 }
 
 pub trait Provider: Send + Sync + 'static {
-    /// The instance name, used in routes, records and stats.
+    /// The endpoint name, used in routes, records and stats.
     fn name(&self) -> &str;
 
     /// The headers that carry this provider's signatures or credentials, lowercase: every

@@ -64,7 +64,7 @@ impl Kind for Shopify {
 
     type Settings = Settings;
 
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
         Ok(Shopify { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })

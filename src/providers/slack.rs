@@ -78,7 +78,7 @@ impl Kind for Slack {
 
     type Settings = Settings;
 
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Slack, SettingError> {
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the

@@ -85,7 +85,7 @@ impl Kind for Stripe {
 
     type Settings = Settings;
 
-    /// An instance of `[providers.<name>]`. No secret is not an error: the endpoint then
+    /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
         Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))

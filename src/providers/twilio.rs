@@ -80,7 +80,7 @@ impl Kind for Twilio {
 
     type Settings = Settings;
 
-    /// An instance of `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
+    /// The endpoint `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
     /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
     /// is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Twilio, SettingError> {

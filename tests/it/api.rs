@@ -203,8 +203,8 @@ async fn throughput_counts_events_per_minute_per_provider() {
     s.stop().await;
 }
 
-/// A JSON object becomes the body a provider of that kind receives, whatever the instance is
-/// called: a form for a named Twilio instance too, whose signature then verifies.
+/// A JSON object becomes the body a provider of that kind receives, whatever the endpoint is
+/// called: a form for a named Twilio endpoint too, whose signature then verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_encodes_an_object_as_the_kind_receives_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,7 +48,7 @@ fn every_check_has_its_finding() {
         ("[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n", &[], "twilio.token_format", Ok, "providers.twilio.auth_token"),
         ("[providers.stripe]\nsecret = \"samesecret\"\n[providers.twilio]\nauth_token = \"samesecret\"\n", &[], "secret.reused", Warning, "providers.twilio"),
         ("", &[], "provider.none_configured", Warning, "providers"),
-        // Named instances of any kind.
+        // Named endpoints of any kind.
         ("[providers.github]\n", &[], "provider.secret_missing", Error, "providers.github.secret"),
         ("[providers.mail]\nkind = \"sendgrid\"\n", &[], "provider.secret_missing", Error, "providers.mail.public_key"),
         ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\ntimestamp_header = \"x-ts\"\n", &[], "provider.unused_key", Error, "providers.gh.timestamp_header"),
@@ -177,12 +177,12 @@ fn a_config_error_names_the_keys_line_and_what_was_meant() {
     assert!(out.contains("(line 8)"), "{out}");
 }
 
-/// A named instance the file declares takes any key from the environment,
+/// A named endpoint the file declares takes any key from the environment,
 /// `STAGEHOOK_PROVIDERS_<NAME>_<KEY>` with a `-` of its name as `_`, and `check-config --show`
-/// names the variable as its source; a variable for an instance the file does not declare (it
+/// names the variable as its source; a variable for an endpoint the file does not declare (it
 /// cannot say the kind), or with a slip in its name, is refused.
 #[test]
-fn a_named_instance_takes_its_keys_from_the_environment() {
+fn a_named_endpoint_takes_its_keys_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let extra = "[providers.github]\n[providers.eu-west]\nkind = \"stripe\"\nsecret = \"whsec_file_0123456789abcdef0123456789\"\n";
     let config = write_config(dir.path(), extra);
@@ -284,8 +284,8 @@ fn the_example_config_has_only_placeholder_errors() {
         .collect();
     assert!(!errors.is_empty() && errors.iter().all(|id| *id == "provider.placeholder_secret"), "{errors:?}");
 
-    // The named instances it shows, uncommented, load too, and need only their secrets.
-    let (head, named) = text.split_once("# Named instances").expect("the example shows named instances");
+    // The named endpoints it shows, uncommented, load too, and need only their secrets.
+    let (head, named) = text.split_once("# Named endpoints").expect("the example shows named endpoints");
     let uncommented: Vec<String> = named
         .lines()
         .map(|l| match l.strip_prefix("# ") {
@@ -295,7 +295,7 @@ fn the_example_config_has_only_placeholder_errors() {
             _ => l.to_string(),
         })
         .collect();
-    std::fs::write(&copy, format!("{head}# Named instances{}\n", uncommented.join("\n"))).unwrap();
+    std::fs::write(&copy, format!("{head}# Named endpoints{}\n", uncommented.join("\n"))).unwrap();
     let (code, out) = run_binary(&["check-config", "--config", copy.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

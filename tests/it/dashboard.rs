@@ -470,7 +470,7 @@ async fn seeded_server(app: &FakeApp, dir: &std::path::Path) -> support::TestSer
     c.retry.jitter = 0.0;
     c.circuit_breaker.failure_threshold = 1;
     c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(600));
-    // A named instance shows by its name, with its own breaker.
+    // A named endpoint shows by its name, with its own breaker.
     c.providers.insert(
         "github".into(),
         stagehook::providers::github::Settings {

@@ -4,18 +4,18 @@
 //! nothing is stored and the rejection log says why. An edit and a dry run take the same rule.
 
 use serde_json::{json, Value};
-use stagehook::providers::Instance;
+use stagehook::providers::Endpoint;
 
 use crate::support::{self, config, request, start, TestServer};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-/// Every instance whose kind reads a JSON body, as `providers::named_instances` names them (the
+/// Every endpoint whose kind reads a JSON body, as `providers::named_endpoints` names them (the
 /// generic `acme` reads its id and type by JSON pointer).
 const JSON_KINDS: [&str; 7] = ["stripe", "github", "shop", "slack", "svix", "sendgrid", "acme"];
 
-/// Posts `body` to the instance, signed by its provider as a delivery of `sample` would be.
-async fn post_signed(s: &TestServer, i: &Instance, body: &[u8]) -> support::Resp {
+/// Posts `body` to the endpoint, signed by its provider as a delivery of `sample` would be.
+async fn post_signed(s: &TestServer, i: &Endpoint, body: &[u8]) -> support::Resp {
     let now = support::now_s();
     let sample = i.provider.sample(None, now).unwrap();
     let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);
@@ -55,11 +55,11 @@ async fn events_of(s: &TestServer, provider: &str) -> usize {
 async fn every_json_kind_refuses_a_signed_body_with_a_repeated_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    crate::providers::named_instances(&mut c);
+    crate::providers::named_endpoints(&mut c);
     let s = start(c.clone()).await;
-    let instances = c.build().unwrap();
+    let endpoints = c.build().unwrap();
     for name in JSON_KINDS {
-        let i = instances.iter().find(|i| i.provider.name() == name).unwrap();
+        let i = endpoints.iter().find(|i| i.provider.name() == name).unwrap();
         let sample = i.provider.sample(None, support::now_s()).unwrap();
         let (key, body) = repeat_first_member(&sample.body);
         let r = post_signed(&s, i, &body).await;
@@ -87,7 +87,7 @@ async fn every_json_kind_refuses_a_signed_body_with_a_repeated_key() {
     }
     // The same bodies without the repeat are taken: the refusal was the repeat's.
     for name in JSON_KINDS {
-        let i = instances.iter().find(|i| i.provider.name() == name).unwrap();
+        let i = endpoints.iter().find(|i| i.provider.name() == name).unwrap();
         let sample = i.provider.sample(None, support::now_s()).unwrap();
         let r = post_signed(&s, i, &sample.body).await;
         assert_eq!(r.status, 200, "{name}: {}", r.text());

@@ -44,7 +44,7 @@ const STABLE_CODES: [&str; 5] =
 // ---------------------------------------------------------------------------------------------
 // The providers under test.
 
-/// One provider instance, and what its module says about it.
+/// One endpoint, and what its module says about it.
 struct Subject {
     label: &'static str,
     kind: ProviderKind,
@@ -66,7 +66,7 @@ impl std::fmt::Debug for Subject {
     }
 }
 
-/// An instance of `kind` under `secret` (SendGrid: its staging signing key), with further
+/// An endpoint of `kind` under `secret` (SendGrid: its staging signing key), with further
 /// settings.
 fn subject_of(
     label: &'static str,
@@ -1063,15 +1063,15 @@ proptest! {
                 return Ok(());
             }
         };
-        let instance = loaded.config.build().unwrap().into_iter().find(|i| i.path == "acme").unwrap();
-        if !instance.configured {
+        let endpoint = loaded.config.build().unwrap().into_iter().find(|i| i.path == "acme").unwrap();
+        if !endpoint.configured {
             return Ok(());
         }
         let secret = loaded.config.providers["acme"].settings.all_secrets()[0].expose().to_string();
         let s = Subject {
             label: "hmac-settings",
             kind: ProviderKind::Hmac,
-            provider: instance.provider,
+            provider: endpoint.provider,
             secret,
             window: None,
             hex_either_case: true,

@@ -27,7 +27,7 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A section of `kind` under `secret`, with `more` of its keys (TOML).
-fn instance(kind: ProviderKind, secret: &str, more: &str) -> Section {
+fn endpoint(kind: ProviderKind, secret: &str, more: &str) -> Section {
     let text = format!("kind = \"{}\"\nsecret = {}\n{more}", kind.as_str(), toml::Value::String(secret.into()));
     Section::from_toml(kind.as_str(), &text).unwrap()
 }
@@ -56,10 +56,10 @@ async fn every_kind_accepts_a_request_signed_independently() {
     let github = support::vectors()["github"][1].clone();
     let s_ = |v: &Value, k: &str| v[k].as_str().unwrap().to_string();
     let named = &mut c.providers;
-    named.insert("github".into(), instance(ProviderKind::Github, &s_(&github, "secret"), ""));
-    named.insert("shop".into(), instance(ProviderKind::Shopify, &s_(&shopify, "secret"), ""));
-    named.insert("slack".into(), instance(ProviderKind::Slack, &s_(&slack, "secret"), ""));
-    named.insert("svix".into(), instance(ProviderKind::Standard, &s_(&standard, "secret"), ""));
+    named.insert("github".into(), endpoint(ProviderKind::Github, &s_(&github, "secret"), ""));
+    named.insert("shop".into(), endpoint(ProviderKind::Shopify, &s_(&shopify, "secret"), ""));
+    named.insert("slack".into(), endpoint(ProviderKind::Slack, &s_(&slack, "secret"), ""));
+    named.insert("svix".into(), endpoint(ProviderKind::Standard, &s_(&standard, "secret"), ""));
     named.insert(
         "sendgrid".into(),
         stagehook::providers::sendgrid::Settings {
@@ -69,7 +69,7 @@ async fn every_kind_accepts_a_request_signed_independently() {
     );
     named.insert(
         "acme".into(),
-        instance(
+        endpoint(
             ProviderKind::Hmac,
             HMAC_SECRET,
             "header = \"x-acme-signature\"\nprefix = \"sha256=\"\nid_pointer = \"/id\"\ntype_pointer = \"/type\"",

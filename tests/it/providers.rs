@@ -12,7 +12,7 @@ use stagehook::send::{send, SendRequest};
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Received};
 use crate::support::{self, config, request, run_binary, spawn_binary, STRIPE_SECRET, TWILIO_TOKEN};
 
-/// One provider instance under test: its name (the path), and how the app's SDK checks it.
+/// One endpoint under test: its name (the path), and how the app's SDK checks it.
 struct Spec {
     name: &'static str,
     secret: String,
@@ -101,8 +101,8 @@ fn specs() -> Vec<Spec> {
     ]
 }
 
-/// The instances of `specs()` that are not the seed's two, as configuration.
-pub(crate) fn named_instances(c: &mut Config) {
+/// The endpoints of `specs()` that are not the seed's two, as configuration.
+pub(crate) fn named_endpoints(c: &mut Config) {
     let secret = |s: &str| Some(Secret::new(s));
     let named = |s: Section| s.with_kind();
     c.providers
@@ -140,12 +140,12 @@ pub(crate) fn named_instances(c: &mut Config) {
     c.providers.insert("acme".into(), named(acme.into()));
 }
 
-/// Where each instance's deliveries go on the fake app.
+/// Where each endpoint's deliveries go on the fake app.
 fn forward_everything(c: &mut Config, app: &FakeApp) {
     c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     c.providers.get_mut("twilio").unwrap().forward_to = vec![app.url("/twilio")];
-    for (name, instance) in c.providers.iter_mut() {
-        instance.forward_to = vec![app.url(&format!("/{name}"))];
+    for (name, endpoint) in c.providers.iter_mut() {
+        endpoint.forward_to = vec![app.url(&format!("/{name}"))];
     }
 }
 
@@ -162,18 +162,18 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    named_instances(&mut c);
+    named_endpoints(&mut c);
     forward_everything(&mut c, &app);
     let s = support::start(c.clone()).await;
     c.server.bind = s.addr;
-    let instances = c.build().unwrap();
+    let endpoints = c.build().unwrap();
 
     let mut delivered = 0;
     for spec in specs() {
-        let sent = send(&c, &instances, &req(spec.name), now_s).await.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        let sent = send(&c, &endpoints, &req(spec.name), now_s).await.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].status, 200, "{}: {}", spec.name, sent[0].body);
-        // Stored under the instance's name, verified.
+        // Stored under the endpoint's name, verified.
         let page = s.get(&format!("/staging/webhooks/events?provider={}", spec.name)).await.json();
         let events = page["events"].as_array().unwrap();
         assert_eq!(events.len(), 1, "{}: {page}", spec.name);
@@ -193,7 +193,7 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     }
 
     // Slack's URL check is answered with its challenge, over HTTP.
-    let sent = send(&c, &instances, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s)
+    let sent = send(&c, &endpoints, &SendRequest { event: Some("url_verification".into()), ..req("slack") }, now_s)
         .await
         .unwrap();
     let answer: serde_json::Value = serde_json::from_str(&sent[0].body).unwrap();
@@ -211,7 +211,7 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
     // Straight to the app with --to: signed for that URL, accepted by the SDK.
     for spec in specs() {
         let to = app.url(&format!("/direct-{}", spec.name));
-        let sent = send(&c, &instances, &SendRequest { to: Some(to.clone()), ..req(spec.name) }, now_s).await.unwrap();
+        let sent = send(&c, &endpoints, &SendRequest { to: Some(to.clone()), ..req(spec.name) }, now_s).await.unwrap();
         assert_eq!(sent[0].status, 200);
         delivered += 1;
         let got = app.wait_for(delivered).await;
@@ -225,11 +225,11 @@ async fn send_round_trips_and_deliveries_verify_with_each_sdk() {
 async fn the_same_request_twice_is_one_event_and_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    named_instances(&mut c);
+    named_endpoints(&mut c);
     let s = support::start(c.clone()).await;
-    let instances = c.build().unwrap();
+    let endpoints = c.build().unwrap();
     for spec in specs() {
-        let i = instances.iter().find(|i| i.provider.name() == spec.name).unwrap();
+        let i = endpoints.iter().find(|i| i.provider.name() == spec.name).unwrap();
         let url = format!("http://127.0.0.1/staging/webhooks/{}", i.path);
         let sample = i.provider.sample(None, now_s()).unwrap();
         let signed = i.provider.sign_resend(&url, Some(sample.content_type), &sample.body, &sample.headers, now_s());
@@ -249,7 +249,7 @@ async fn the_same_request_twice_is_one_event_and_a_duplicate() {
     assert_eq!(stats["duplicates"], specs().len());
     // A SendGrid batch is one record whose events are counted one by one.
     let batch: serde_json::Value = {
-        let i = instances.iter().find(|i| i.provider.name() == "sendgrid").unwrap();
+        let i = endpoints.iter().find(|i| i.provider.name() == "sendgrid").unwrap();
         serde_json::from_slice(&i.provider.sample(None, now_s()).unwrap().body).unwrap()
     };
     assert!(batch.as_array().unwrap().len() > 1);
@@ -325,10 +325,10 @@ async fn the_send_command_lists_fires_and_reports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn named_instances_are_separate_endpoints_with_their_own_secrets() {
+async fn named_endpoints_are_separate_with_their_own_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    named_instances(&mut c);
+    named_endpoints(&mut c);
     let s = support::start(c).await;
     let body = crate::support::stripe_event("evt_two_accounts");
     // The main Stripe secret does not open the EU endpoint, and the other way round.
@@ -351,7 +351,7 @@ async fn named_instances_are_separate_endpoints_with_their_own_secrets() {
     assert_eq!(post("/staging/webhooks/stripe_eu", main_signed.clone()).await.status, 401);
     assert_eq!(post("/staging/webhooks/stripe", eu_signed.clone()).await.status, 401);
     assert_eq!(post("/staging/webhooks/stripe_eu", eu_signed).await.status, 200);
-    // The same event id in two accounts is two events: dedup is per instance.
+    // The same event id in two accounts is two events: dedup is per endpoint.
     assert_eq!(post("/staging/webhooks/stripe", main_signed).await.json()["duplicate"], serde_json::Value::Null);
     s.store.flush().await.unwrap();
     let stats = s.get("/staging/webhooks/stats").await.json();

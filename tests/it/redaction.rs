@@ -45,25 +45,25 @@ fn assert_credentials_replaced(headers: &Value, what: &str) {
     }
 }
 
-/// Every kind, through the real server: each instance's own sample, signed by the instance for
+/// Every kind, through the real server: each endpoint's own sample, signed by the endpoint for
 /// the URL the server rebuilds, with the generic credentials added; then the same request with
 /// one byte more in the body, which is refused and lands in the rejection log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    crate::providers::named_instances(&mut c);
+    crate::providers::named_endpoints(&mut c);
     let s = support::start(c.clone()).await;
     let host = s.addr.to_string();
     let now = support::now_s();
     let all = c.build().unwrap();
     assert_eq!(all.len(), 9);
     let mut kinds = std::collections::BTreeSet::new();
-    for instance in &all {
-        let p = &instance.provider;
-        let what = instance.path.as_str();
-        kinds.insert(instance.kind.as_str());
-        let path = format!("/staging/webhooks/{}", instance.path);
+    for endpoint in &all {
+        let p = &endpoint.provider;
+        let what = endpoint.path.as_str();
+        kinds.insert(endpoint.kind.as_str());
+        let path = format!("/staging/webhooks/{}", endpoint.path);
         let sample = p.sample(None, now).unwrap();
         let signed = p.sign_resend(
             &format!("http://{host}{path}"),
@@ -130,7 +130,7 @@ async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() 
 async fn a_rejection_of_a_provider_gone_since_still_hides_the_generic_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    crate::providers::named_instances(&mut c);
+    crate::providers::named_endpoints(&mut c);
     let s = support::start(c.clone()).await;
     let mut headers = vec![("content-type", "application/json"), ("x-hub-signature-256", "sha256=00")];
     headers.extend(CREDENTIALS);

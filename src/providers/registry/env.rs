@@ -18,10 +18,10 @@ pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
     }
 }
 
-/// A named instance's section with every key of its kind that a variable can write set (to a
+/// A named endpoint's section with every key of its kind that a variable can write set (to a
 /// string, a number or a boolean, whichever the kind's settings type takes; the others, lists
 /// and keys with a default, are there at their default), so that `config` can learn the name
-/// and type of each key a named instance takes from the environment by serializing it.
+/// and type of each key a named endpoint takes from the environment by serializing it.
 pub fn env_example_named(kind: ProviderKind) -> Section {
     let samples = [toml::Value::String("x".into()), toml::Value::Integer(1), toml::Value::Boolean(true)];
     let mut example = toml::Table::new();

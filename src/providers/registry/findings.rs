@@ -14,7 +14,7 @@ pub fn findings<'a>(
     around: &Surroundings<'_>,
 ) -> Vec<Finding> {
     let mut sections: Vec<(&str, &Section)> = sections.into_iter().collect();
-    // The seed's first, so that a named instance is the one warned about.
+    // The seed's first, so that a named endpoint is the one warned about.
     sections.sort_by_key(|(name, _)| !is_seed(name));
     let mut out = Vec::new();
     for kind in ProviderKind::ALL {
@@ -68,7 +68,7 @@ fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
             out.push(placeholder_finding(&key, secret, "the provider's real signing secret"));
         }
     }
-    // A key the kind ignores is a mistake that would pass silently (a GitHub instance given
+    // A key the kind ignores is a mistake that would pass silently (a GitHub endpoint given
     // `timestamp_header` still verifies without one).
     for (key, _) in &s.unused {
         out.push(Finding::new(

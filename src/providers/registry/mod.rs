@@ -3,7 +3,7 @@
 //! Each kind says everything about itself in its own file, by implementing [`Kind`]
 //! (`providers/kind.rs`): its
 //! settings type (the keys of its section, their defaults and types), what they must hold (its
-//! `from_settings`), its credential, the seed's instance of it if any (`stripe` at `/stripe`, `twilio` at
+//! `from_settings`), its credential, the seed's endpoint of it if any (`stripe` at `/stripe`, `twilio` at
 //! `/sms`, with their environment variables), its API hosts and its own validator findings. The
 //! `kinds!` list (in `providers/mod.rs`, beside the kinds' modules) turns that into
 //! [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one file
@@ -11,7 +11,7 @@
 //!
 //! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`, `forward_headers`)
 //! and `kind`, hands every other key to [`read_key`] and the keys it read to [`section`], which
-//! parses them into the kind's settings; it builds each instance once through [`instance`].
+//! parses them into the kind's settings; it builds each endpoint once through [`endpoint`].
 //! Nothing in `providers/` reads `config`. What `config` does with sections beyond building
 //! them lives below this module and is reached through it: the validator's [`findings`], the
 //! keys `check-config --show` lists ([`shown`]), the sections that say which keys the
@@ -44,7 +44,7 @@ mod spelling;
 /// [`ProviderKind`], [`KindSettings`] and the dispatch over the kinds' [`Kind`] implementations.
 macro_rules! kinds {
     ($($variant:ident = $name:literal => $module:ident :: $ty:ident,)*) => {
-        /// The kinds of provider an instance can be.
+        /// The kinds of provider an endpoint can be.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
         pub enum ProviderKind {
             $(#[serde(rename = $name)] $variant,)*
@@ -178,7 +178,7 @@ pub struct Section {
     /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the seed's
     /// `[providers.stripe]`).
     pub kind: Option<ProviderKind>,
-    /// The kind's own keys; its variant is the instance's kind.
+    /// The kind's own keys; its variant is the endpoint's kind.
     pub settings: KindSettings,
     /// Every key the section's kind does not read but another kind does, set to something
     /// other than its default, each as the settings of a kind that reads it (that key alone).
@@ -190,7 +190,7 @@ impl Section {
         Section { kind: None, settings, unused: Vec::new() }
     }
 
-    /// The instance's kind.
+    /// The endpoint's kind.
     pub fn kind(&self) -> ProviderKind {
         self.settings.kind()
     }
@@ -200,7 +200,7 @@ impl Section {
         self.settings.rotation().all()
     }
 
-    /// The section with its kind written out, as a named instance's is (`kind = "..."`).
+    /// The section with its kind written out, as a named endpoint's is (`kind = "..."`).
     pub fn with_kind(mut self) -> Section {
         self.kind = Some(self.kind());
         self
@@ -296,17 +296,17 @@ pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Re
     Ok(Section { kind, settings, unused })
 }
 
-/// The seed's instances, in the order their endpoints are listed.
+/// The seed's endpoints, in the order their endpoints are listed.
 pub fn seeds() -> impl Iterator<Item = (ProviderKind, Seed)> {
     ProviderKind::ALL.into_iter().filter_map(|k| Some((k, k.seed()?)))
 }
 
-/// Whether `name` is the section of a seed's instance.
+/// Whether `name` is the section of a seed's endpoint.
 pub fn is_seed(name: &str) -> bool {
     seeds().any(|(_, s)| s.name == name)
 }
 
-/// Names an instance cannot take besides the API's own: the seed's paths that are not their
+/// Names an endpoint cannot take besides the API's own: the seed's paths that are not their
 /// section's name (`sms`).
 pub fn taken_paths() -> impl Iterator<Item = &'static str> {
     seeds().filter(|(_, s)| s.path != s.name).map(|(_, s)| s.path)
@@ -322,7 +322,7 @@ pub fn isolation_env() -> impl Iterator<Item = &'static str> {
     ProviderKind::ALL.into_iter().flat_map(|k| k.isolation_env().iter().copied())
 }
 
-/// The path segment of an instance: the seed's own, or its name.
+/// The path segment of an endpoint: the seed's own, or its name.
 pub fn path_of(name: &str) -> String {
     seeds().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()
 }
@@ -330,8 +330,8 @@ pub fn path_of(name: &str) -> String {
 /// One ingest endpoint, built once at startup: its path segment, its kind, whether it can
 /// verify, its provider, and where its events are delivered.
 #[derive(Clone)]
-pub struct Instance {
-    /// The last path segment: `stripe`, `sms`, or a named instance's name.
+pub struct Endpoint {
+    /// The last path segment: `stripe`, `sms`, or a named endpoint's name.
     pub path: String,
     pub kind: ProviderKind,
     /// The provider, present whether or not its secret is set, so `/validate` can check
@@ -342,9 +342,9 @@ pub struct Instance {
     pub targets: Vec<String>,
 }
 
-impl std::fmt::Debug for Instance {
+impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
+        f.debug_struct("Endpoint")
             .field("name", &self.provider.name())
             .field("path", &self.path)
             .field("kind", &self.kind)
@@ -356,7 +356,7 @@ impl std::fmt::Debug for Instance {
 
 /// Builds the endpoint `[providers.<name>]` describes: a seed's section must have its kind's
 /// shape, then [`build`].
-pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instance, SettingError> {
+pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoint, SettingError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     let kind = s.kind();
     if let Some((seed_kind, _)) = seeds().find(|(_, seed)| seed.name == name) {
@@ -364,7 +364,7 @@ pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instanc
             return Err(SettingError {
                 key: key("kind"),
                 message: format!(
-                    "`{name}` is the {} endpoint; name a `{}` instance otherwise",
+                    "`{name}` is the {} endpoint; name a `{}` endpoint otherwise",
                     seed_kind.as_str(),
                     kind.as_str()
                 ),
@@ -384,11 +384,11 @@ pub fn instance(name: &str, s: &Section, targets: Vec<String>) -> Result<Instanc
         }
     }
     let provider = build(name, s)?;
-    Ok(Instance { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
+    Ok(Endpoint { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
 }
 
 /// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's
-/// own. [`instance`] adds the seed's section shape and the endpoint; tests and benchmarks that
+/// own. [`endpoint`] adds the seed's section shape and the endpoint; tests and benchmarks that
 /// need no endpoint call this.
 pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError> {
     let hint = s.kind().secret_hint();
@@ -443,29 +443,29 @@ mod tests {
     }
 
     /// A seed's section keeps its kind's shape: another kind, or a key its kind does not read,
-    /// stops startup naming the section; a named instance of the same kind may take any key
+    /// stops startup naming the section; a named endpoint of the same kind may take any key
     /// (the validator reports the unused ones).
     #[test]
     fn a_seeds_section_has_its_kinds_shape() {
-        let e = instance("stripe", &parsed("stripe", "header = \"x-sig\""), Vec::new()).unwrap_err();
+        let e = endpoint("stripe", &parsed("stripe", "header = \"x-sig\""), Vec::new()).unwrap_err();
         assert_eq!(e.key, "providers.stripe");
         assert!(e.message.contains("unknown field `header`"), "{e}");
         let other = parsed("twilio", "kind = \"github\"");
-        assert_eq!(instance("twilio", &other, Vec::new()).unwrap_err().key, "providers.twilio.kind");
+        assert_eq!(endpoint("twilio", &other, Vec::new()).unwrap_err().key, "providers.twilio.kind");
         let named = parsed("eu", "kind = \"stripe\"\nheader = \"x-sig\"");
-        let eu = instance("eu", &named, vec!["http://app.test/".into()]).unwrap();
+        let eu = endpoint("eu", &named, vec!["http://app.test/".into()]).unwrap();
         assert_eq!((eu.path.as_str(), eu.kind, eu.targets.len()), ("eu", ProviderKind::Stripe, 1));
-        let sms = instance("twilio", &parsed("twilio", ""), Vec::new()).unwrap();
+        let sms = endpoint("twilio", &parsed("twilio", ""), Vec::new()).unwrap();
         assert_eq!((sms.path.as_str(), sms.configured), ("sms", false));
         let token = parsed("twilio", "auth_token = \"t\"");
-        assert!(instance("twilio", &token, Vec::new()).unwrap().configured);
+        assert!(endpoint("twilio", &token, Vec::new()).unwrap().configured);
         // What no kind could use stops startup in a section of another kind too.
         for (body, key) in [
             ("kind = \"github\"\nauth_token = \"\"", "providers.gh.auth_token"),
             ("kind = \"github\"\ntolerance_seconds = 0", "providers.gh.tolerance_seconds"),
             ("kind = \"sendgrid\"\nsecret = \"\"", "providers.gh.secret"),
         ] {
-            assert_eq!(instance("gh", &parsed("gh", body), Vec::new()).unwrap_err().key, key, "{body}");
+            assert_eq!(endpoint("gh", &parsed("gh", body), Vec::new()).unwrap_err().key, key, "{body}");
         }
     }
 }
