@@ -15,11 +15,13 @@ use super::{
 use crate::providers::registry::{self, Endpoint};
 use crate::secret::Secret;
 
-/// The providers' own variables for their seed's credentials (`STRIPE_WEBHOOK_SECRET`,
+/// The providers' own variables for their built-in endpoints' credentials (`STRIPE_WEBHOOK_SECRET`,
 /// `TWILIO_AUTH_TOKEN`) and the keys they set; they win over `STAGEHOOK_*`. Each kind names
-/// its own (`Kind::SEED`).
+/// its own (`Kind::BUILT_IN`).
 pub fn secret_env() -> Vec<(&'static str, String)> {
-    registry::seeds().map(|(_, seed)| (seed.env.0, format!("providers.{}.{}", seed.name, seed.env.1))).collect()
+    registry::built_ins()
+        .map(|(_, built_in)| (built_in.env.0, format!("providers.{}.{}", built_in.name, built_in.env.1)))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +88,7 @@ pub fn load(
         named = parsed
             .providers
             .iter()
-            .filter(|(name, _)| !registry::is_seed(name))
+            .filter(|(name, _)| !registry::is_built_in(name))
             .map(|(name, c)| (name.clone(), c.settings.kind()))
             .collect();
         notifiers = parsed.notifiers.iter().map(|(name, n)| (name.clone(), n.kind)).collect();
@@ -200,7 +202,7 @@ fn masked_urls(v: Value) -> Value {
 }
 
 /// A configuration with every optional key present, to learn every key's name and type: the
-/// seed's sections, and the `named` endpoints the file declares, each of its kind.
+/// built_in's sections, and the `named` endpoints the file declares, each of its kind.
 fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, NotifierKind)]) -> Config {
     let s = || Some(Secret::new("x"));
     let retry = || RetryOverride {
@@ -216,9 +218,9 @@ fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, Noti
     c.redis.url = Some(String::new());
     c.server.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c.isolation = IsolationConfig::default();
-    for (kind, seed) in registry::seeds() {
-        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &seed)) };
-        c.providers.0.insert(seed.name.to_string(), section);
+    for (kind, built_in) in registry::built_ins() {
+        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &built_in)) };
+        c.providers.0.insert(built_in.name.to_string(), section);
     }
     // `kind` itself is not among their keys (the example's is unwritten): the file says it.
     for (name, kind) in named {

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{did_you_mean, Config, ConfigError, HumanDuration, RetryOverride, Targets};
 use crate::providers::registry::{self, Endpoint, ProviderKind, Section};
 
-/// `[providers]`: every section by name. The seed's `stripe` and `twilio` are endpoints like any
+/// `[providers]`: every section by name. The built-in `stripe` and `twilio` are endpoints like any
 /// other, whose kind is their name; any other name is served at `/staging/webhooks/<name>`.
-/// A seed's endpoint is present even without its section ([`Config::sections`]).
+/// A built-in endpoint is present even without its section ([`Config::sections`]).
 #[derive(Debug, Clone, Default)]
 pub struct ProvidersConfig(pub BTreeMap<String, ProviderConfig>);
 
@@ -67,7 +67,7 @@ impl From<Section> for ProviderConfig {
 /// The keys of a section that are config's, not the kind's.
 pub const COMMON_KEYS: [&str; 4] = ["forward_to", "timeout", "retry", "forward_headers"];
 
-/// Names an endpoint cannot take: the API's own paths (and the seed's, see
+/// Names an endpoint cannot take: the API's own paths (and the built_in's, see
 /// [`valid_endpoint_name`]).
 pub const API_PATHS: [&str; 9] =
     ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
@@ -103,7 +103,7 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                 use serde::de::Error;
                 let mut out = ProvidersConfig::default();
                 while let Some(name) = map.next_key::<String>()? {
-                    if !registry::is_seed(&name) {
+                    if !registry::is_built_in(&name) {
                         valid_endpoint_name(&name).map_err(A::Error::custom)?;
                     }
                     let section: ProviderConfig = map.next_value_seed(SectionOf(&name))?;
@@ -230,20 +230,20 @@ impl Serialize for ProvidersConfig {
 const DEFAULT_TIMEOUT: HumanDuration = HumanDuration(std::time::Duration::from_secs(10));
 
 impl Config {
-    /// Every provider section, the seed's first (their default when absent: their endpoints
-    /// are always there), then the others by name.
+    /// Every provider section, the built-in endpoints first (their default when absent: their
+    /// endpoints are always there), then the others by name.
     pub fn sections(&self) -> Vec<(String, ProviderConfig)> {
-        let seeds = registry::seeds().map(|(kind, seed)| {
+        let built_ins = registry::built_ins().map(|(kind, built_in)| {
             (
-                seed.name.to_string(),
+                built_in.name.to_string(),
                 self.providers
-                    .get(seed.name)
+                    .get(built_in.name)
                     .cloned()
                     .unwrap_or_else(|| ProviderConfig::from(registry::default_section(kind))),
             )
         });
-        let named = self.providers.iter().filter(|(name, _)| !registry::is_seed(name));
-        seeds.chain(named.map(|(name, c)| (name.clone(), c.clone()))).collect()
+        let named = self.providers.iter().filter(|(name, _)| !registry::is_built_in(name));
+        built_ins.chain(named.map(|(name, c)| (name.clone(), c.clone()))).collect()
     }
 
     /// Builds each section's provider (its settings checked by its kind); an error names the
@@ -262,7 +262,7 @@ impl Config {
     pub fn targets(&self, provider: &str) -> Option<Targets> {
         let c = match self.providers.get(provider) {
             Some(c) => c.clone(),
-            None if registry::is_seed(provider) => {
+            None if registry::is_built_in(provider) => {
                 return Some(Targets {
                     urls: Vec::new(),
                     timeout: DEFAULT_TIMEOUT.0,

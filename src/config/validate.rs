@@ -122,7 +122,7 @@ fn alerts(c: &Config, r: &mut Report) {
     }
 }
 
-/// The providers' findings (the seed's credentials, isolation, each section's credential and
+/// The providers' findings (the built-in credentials, isolation, each section's credential and
 /// keys, no secret shared), from the registry; and whether there is any provider at all.
 fn providers(c: &Config, env: &BTreeMap<String, String>, r: &mut Report) {
     let around = Surroundings {

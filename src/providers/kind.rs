@@ -1,7 +1,7 @@
 //! What one kind of provider implements, in its own file: the [`Kind`] trait (its settings
-//! type and their keys, its constructor, its credential, the seed's endpoint of it, its own
+//! type and their keys, its constructor, its credential, its built-in endpoint, its own
 //! findings), and what those implementations share: [`Rotation`] of secrets, [`SettingError`],
-//! [`Seed`], the [`Surroundings`] its findings read, and the findings about a credential.
+//! [`BuiltIn`], the [`Surroundings`] its findings read, and the findings about a credential.
 //!
 //! It sits below the kinds and the registry alike: the kinds import it and nothing of the
 //! registry, and the registry reaches the kinds only through the dispatch `kinds!` makes, so no
@@ -32,11 +32,11 @@ impl SettingError {
     }
 }
 
-/// The seed's endpoint of a kind: a section that needs no `kind`, whose endpoint is always
+/// The built-in endpoint of a kind: a section that needs no `kind`, whose endpoint is always
 /// present (answering 503 until its credential is set) and whose credential the provider's own
 /// environment variable sets.
 #[derive(Debug, Clone, Copy)]
-pub struct Seed {
+pub struct BuiltIn {
     /// The section, `[providers.<name>]`, and the endpoint's name in records.
     pub name: &'static str,
     /// The last segment of `POST /staging/webhooks/<path>`.
@@ -115,8 +115,8 @@ pub trait Kind: Provider + Sized {
     const CREDENTIAL: &'static str = "secret";
     /// How the message for an empty `secret` names what belongs there.
     const SECRET_HINT: &'static str = "the secret";
-    /// The seed's endpoint of this kind, if there is one.
-    const SEED: Option<Seed> = None;
+    /// The built-in endpoint of this kind, if there is one.
+    const BUILT_IN: Option<BuiltIn> = None;
     /// Hosts of the provider's own API: never a forward target.
     const API_HOSTS: &'static [&'static str] = &[];
     /// The environment variables its isolation checks read.
@@ -136,8 +136,8 @@ pub trait Kind: Provider + Sized {
     }
 
     /// Checks of its own keys that hold in any section, its own kind's or another's (where the
-    /// validator also reports them unused), besides the shared ones of [`super::registry::build`]: a value no
-    /// kind could use stops startup wherever it is written.
+    /// validator also reports them unused), besides the shared ones of [`super::registry::build`]:
+    /// a value no kind could use stops startup wherever it is written.
     fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), SettingError> {
         Ok(())
     }
@@ -159,9 +159,9 @@ pub trait Kind: Provider + Sized {
         Ok(())
     }
 
-    /// The kind's own findings: about the seed's section (`None` when it is not configured)
-    /// and the environment.
-    fn findings(_seed: Option<&Self::Settings>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
+    /// The kind's own findings: about the built-in endpoint's section (`None` when it is not
+    /// configured) and the environment.
+    fn findings(_built_in: Option<&Self::Settings>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
 }
 
 /// A value someone meant to replace.
@@ -183,9 +183,10 @@ pub fn placeholder_finding(key: &str, secret: &Secret, replace_with: &str) -> Fi
     )
 }
 
-/// A seed's credential at `key`: `provider.secret_missing` (with `missing`, how to set it), a
-/// placeholder (see [`placeholder_finding`]), or what the kind's own check of its format says.
-pub fn seed_credential(
+/// A built-in endpoint's credential at `key`: `provider.secret_missing` (with `missing`, how to set
+/// it), a placeholder (see [`placeholder_finding`]), or what the kind's own check of its format
+/// says.
+pub fn built_in_credential(
     key: &str,
     secret: Option<&Secret>,
     missing: &str,

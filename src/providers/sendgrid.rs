@@ -133,7 +133,7 @@ impl Kind for SendGrid {
 
     /// A SendGrid API key in reach. SendGrid has no test mode (unlike Stripe's `sk_test_`), so
     /// every `SG.` key belongs to a real account and can send real mail: a warning, never `ok`.
-    fn findings(_seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+    fn findings(_built_in: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
         for name in Self::ISOLATION_ENV {
             let Some(v) = around.env.get(*name).filter(|v| !v.is_empty()) else { continue };
             let key = Secret::new(v.clone());

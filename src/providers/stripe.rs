@@ -14,7 +14,7 @@ use crate::providers::Malformed;
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
-use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
+use super::kind::{built_in_credential, BuiltIn, Kind, Rotation, SettingError, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -59,9 +59,13 @@ impl Stripe {
     }
 }
 
-/// The seed's Stripe endpoint: `[providers.stripe]` at `/staging/webhooks/stripe`.
-const SEED: Seed =
-    Seed { name: "stripe", path: "stripe", env: ("STRIPE_WEBHOOK_SECRET", "secret"), env_keys: &["secret", "api_key"] };
+/// The built-in Stripe endpoint: `[providers.stripe]` at `/staging/webhooks/stripe`.
+const BUILT_IN: BuiltIn = BuiltIn {
+    name: "stripe",
+    path: "stripe",
+    env: ("STRIPE_WEBHOOK_SECRET", "secret"),
+    env_keys: &["secret", "api_key"],
+};
 
 /// What is wrong with a value that is not a Stripe signing secret, said so that the fix is
 /// plain: the wrong prefix (an API key, `sk_test_...`, is the usual slip) or too few characters
@@ -79,7 +83,7 @@ fn secret_format_problem(secret: &str) -> String {
 impl Kind for Stripe {
     const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds", "api_key"];
     const SECRET_HINT: &'static str = "the whsec_ secret";
-    const SEED: Option<Seed> = Some(SEED);
+    const BUILT_IN: Option<BuiltIn> = Some(BUILT_IN);
     const API_HOSTS: &'static [&'static str] = &["stripe.com", "*.stripe.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["STRIPE_API_KEY", "STRIPE_SECRET_KEY"];
 
@@ -99,12 +103,13 @@ impl Kind for Stripe {
         Some(c.tolerance_seconds)
     }
 
-    /// The seed's signing secret looks like one, and no Stripe key in reach is a live one.
-    fn findings(seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
-        let section = format!("providers.{}", SEED.name);
-        if let Some(stripe) = seed {
+    /// The built-in endpoint's signing secret looks like one, and no Stripe key in reach is a live
+    /// one.
+    fn findings(built_in: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+        let section = format!("providers.{}", BUILT_IN.name);
+        if let Some(stripe) = built_in {
             let key = format!("{section}.secret");
-            out.push(seed_credential(
+            out.push(built_in_credential(
                 &key,
                 stripe.secret.as_ref(),
                 "Stripe is configured without its signing secret: set STRIPE_WEBHOOK_SECRET (from `stripe listen` or the dashboard's endpoint page)",
@@ -120,7 +125,7 @@ impl Kind for Stripe {
             ));
         }
         let mut keys: Vec<(String, Secret)> = Vec::new();
-        if let Some(k) = seed.and_then(|s| s.api_key.clone()) {
+        if let Some(k) = built_in.and_then(|s| s.api_key.clone()) {
             keys.push((format!("{section}.api_key"), k));
         }
         for name in Self::ISOLATION_ENV {

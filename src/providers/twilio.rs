@@ -20,7 +20,7 @@ use warp::http::HeaderMap;
 use super::signing::{self, ct_eq, HmacSha1};
 use serde::{Deserialize, Serialize};
 
-use super::kind::{seed_credential, Kind, Rotation, Seed, SettingError, Surroundings};
+use super::kind::{built_in_credential, BuiltIn, Kind, Rotation, SettingError, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -64,8 +64,8 @@ impl Twilio {
     }
 }
 
-/// The seed's Twilio endpoint: `[providers.twilio]` at `/staging/webhooks/sms`.
-const SEED: Seed = Seed {
+/// The built-in Twilio endpoint: `[providers.twilio]` at `/staging/webhooks/sms`.
+const BUILT_IN: BuiltIn = BuiltIn {
     name: "twilio",
     path: "sms",
     env: ("TWILIO_AUTH_TOKEN", "auth_token"),
@@ -74,7 +74,7 @@ const SEED: Seed = Seed {
 
 impl Kind for Twilio {
     const KEYS: &'static [&'static str] = &["secret", "secrets", "auth_token", "account_sid"];
-    const SEED: Option<Seed> = Some(SEED);
+    const BUILT_IN: Option<BuiltIn> = Some(BUILT_IN);
     const API_HOSTS: &'static [&'static str] = &["twilio.com", "*.twilio.com"];
     const ISOLATION_ENV: &'static [&'static str] = &["TWILIO_API_KEY", "TWILIO_API_SECRET", "TWILIO_ACCOUNT_SID"];
 
@@ -112,13 +112,13 @@ impl Kind for Twilio {
         c.auth_token.as_ref().or(c.secret.as_ref())
     }
 
-    /// The seed's auth token looks like one, its account SID too, no live API key is in reach,
-    /// and behind a proxy the URL Twilio signs is known.
-    fn findings(seed: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
-        let section = format!("providers.{}", SEED.name);
-        if let Some(twilio) = seed {
+    /// The built-in endpoint's auth token looks like one, its account SID too, no live API key is
+    /// in reach, and behind a proxy the URL Twilio signs is known.
+    fn findings(built_in: Option<&Settings>, around: &Surroundings<'_>, out: &mut Vec<Finding>) {
+        let section = format!("providers.{}", BUILT_IN.name);
+        if let Some(twilio) = built_in {
             let key = format!("{section}.auth_token");
-            out.push(seed_credential(
+            out.push(built_in_credential(
                 &key,
                 twilio.auth_token.as_ref(),
                 "Twilio is configured without its auth token: set TWILIO_AUTH_TOKEN (Console → Account → API keys & tokens)",
@@ -143,7 +143,7 @@ impl Kind for Twilio {
                 ));
             }
         }
-        let sid = seed.and_then(|t| t.account_sid.clone()).map(|s| (format!("{section}.account_sid"), s));
+        let sid = built_in.and_then(|t| t.account_sid.clone()).map(|s| (format!("{section}.account_sid"), s));
         let sid = sid.or_else(|| {
             around
                 .env
@@ -161,7 +161,7 @@ impl Kind for Twilio {
                 ));
             }
         }
-        if seed.is_some() && !around.public_url_set && around.behind_proxy {
+        if built_in.is_some() && !around.public_url_set && around.behind_proxy {
             out.push(Finding::new(
                 "twilio.public_url_missing",
                 Severity::Warning,

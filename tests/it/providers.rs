@@ -101,7 +101,7 @@ fn specs() -> Vec<Spec> {
     ]
 }
 
-/// The endpoints of `specs()` that are not the seed's two, as configuration.
+/// The endpoints of `specs()` that are not the built-in two, as configuration.
 pub(crate) fn named_endpoints(c: &mut Config) {
     let secret = |s: &str| Some(Secret::new(s));
     let named = |s: Section| s.with_kind();

@@ -151,16 +151,16 @@ fn providers_and_config_form_no_circle() {
     assert!(found.is_empty(), "config reaches providers/ only through providers::registry:\n{}", found.join("\n"));
 }
 
-/// The HTTP layer names no kind and no seed's endpoint; what it needs of a provider, it asks
+/// The HTTP layer names no kind and no built-in endpoint; what it needs of a provider, it asks
 /// through the trait (`dry_run_media_type`, `secret_headers`, `answer`).
 #[test]
 fn the_http_layer_names_no_provider() {
-    use stagehook::providers::registry::seeds;
+    use stagehook::providers::registry::built_ins;
     use stagehook::providers::ProviderKind;
     let names: Vec<String> = ProviderKind::ALL
         .iter()
         .map(|k| k.as_str())
-        .chain(seeds().flat_map(|(_, s)| [s.name, s.path]))
+        .chain(built_ins().flat_map(|(_, s)| [s.name, s.path]))
         .map(|n| format!("\"{n}\""))
         .collect();
     assert!(names.len() >= 9, "{names:?}");

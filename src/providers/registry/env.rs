@@ -2,13 +2,13 @@
 //! (`STAGEHOOK_PROVIDERS_<NAME>_<KEY>`), and of what type.
 
 use super::{ProviderKind, Section};
-use crate::providers::kind::Seed;
+use crate::providers::kind::BuiltIn;
 
-/// A seed's section with every key it can take from the environment set (the seed's
-/// `env_keys`, parsed by the kind's own settings type), so that `config` can learn each key's
-/// name and type by serializing it.
-pub fn env_example(kind: ProviderKind, seed: &Seed) -> Section {
-    let example = seed.env_keys.iter().map(|k| (k.to_string(), toml::Value::String("x".into())));
+/// A built-in endpoint's section with every key it can take from the environment set (the built-in
+/// endpoint's `env_keys`, parsed by the kind's own settings type), so that `config` can learn each
+/// key's name and type by serializing it.
+pub fn env_example(kind: ProviderKind, built_in: &BuiltIn) -> Section {
+    let example = built_in.env_keys.iter().map(|k| (k.to_string(), toml::Value::String("x".into())));
     match kind.parse_settings(example.collect()) {
         Ok(settings) => Section::new(settings),
         Err(e) => {

@@ -2,25 +2,26 @@
 //! registry's dispatch), each section's (its credential, its unused keys), and a credential two
 //! sections share.
 
-use super::{is_seed, ProviderKind, Section};
+use super::{is_built_in, ProviderKind, Section};
 use crate::finding::{Finding, Severity};
 use crate::providers::kind::{is_placeholder, placeholder_finding, Surroundings};
 use crate::secret::Secret;
 
-/// Every finding about the configured provider sections: the kinds' own ([`crate::providers::kind::Kind::findings`]),
-/// each section's (`section_findings`), and a credential two sections share.
+/// Every finding about the configured provider sections: the kinds' own
+/// ([`crate::providers::kind::Kind::findings`]), each section's (`section_findings`), and a
+/// credential two sections share.
 pub fn findings<'a>(
     sections: impl IntoIterator<Item = (&'a str, &'a Section)>,
     around: &Surroundings<'_>,
 ) -> Vec<Finding> {
     let mut sections: Vec<(&str, &Section)> = sections.into_iter().collect();
-    // The seed's first, so that a named endpoint is the one warned about.
-    sections.sort_by_key(|(name, _)| !is_seed(name));
+    // The built-in endpoints first, so that a named endpoint is the one warned about.
+    sections.sort_by_key(|(name, _)| !is_built_in(name));
     let mut out = Vec::new();
     for kind in ProviderKind::ALL {
-        let seed =
-            kind.seed().and_then(|s| sections.iter().find(|(name, _)| *name == s.name).map(|(_, c)| &c.settings));
-        kind.findings(seed, around, &mut out);
+        let built_in =
+            kind.built_in().and_then(|s| sections.iter().find(|(name, _)| *name == s.name).map(|(_, c)| &c.settings));
+        kind.findings(built_in, around, &mut out);
     }
     for (name, s) in &sections {
         section_findings(name, s, &mut out);
@@ -43,14 +44,14 @@ pub fn findings<'a>(
 }
 
 /// The findings about a section: every key one its kind reads, and for a section that is not a
-/// seed's (whose kind checks its credential itself, [`Kind::findings`]) its credential present
-/// and no placeholder.
+/// built-in endpoint's (whose kind checks its credential itself, [`Kind::findings`]) its credential
+/// present and no placeholder.
 fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
     let kind = s.kind();
     let prefix = format!("providers.{name}");
     let credential = kind.credential_key();
-    let seed = is_seed(name);
-    if !seed && !s.settings.has_credentials() {
+    let built_in = is_built_in(name);
+    if !built_in && !s.settings.has_credentials() {
         out.push(Finding::new(
             "provider.secret_missing",
             Severity::Error,
@@ -60,7 +61,7 @@ fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
     }
     let rotation = s.settings.rotation();
     for (i, secret) in rotation.all().iter().enumerate() {
-        if !seed && is_placeholder(secret) {
+        if !built_in && is_placeholder(secret) {
             let key = format!(
                 "{prefix}.secret{}",
                 if i == 0 && rotation.secret.is_some() { String::new() } else { format!("s[{i}]") }

@@ -1,10 +1,10 @@
 //! The one registry of provider kinds, and the one door `config` uses into `providers/`.
 //!
 //! Each kind says everything about itself in its own file, by implementing [`Kind`]
-//! (`providers/kind.rs`): its
-//! settings type (the keys of its section, their defaults and types), what they must hold (its
-//! `from_settings`), its credential, the seed's endpoint of it if any (`stripe` at `/stripe`, `twilio` at
-//! `/sms`, with their environment variables), its API hosts and its own validator findings. The
+//! (`providers/kind.rs`): its settings type (the keys of its section, their defaults and types),
+//! what they must hold (its `from_settings`), its credential, its built-in endpoint if any
+//! (`stripe` at `/stripe`, `twilio` at `/sms`, with their environment variables), its API hosts
+//! and its own validator findings. The
 //! `kinds!` list (in `providers/mod.rs`, beside the kinds' modules) turns that into
 //! [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one file
 //! plus its two lines there.
@@ -29,7 +29,7 @@ pub use self::spelling::nearest;
 use super::kind::MAX_TOLERANCE_S;
 use crate::providers::Malformed;
 // The kinds' side of the registry, named here too for the callers that come through this door.
-pub use super::kind::{Kind, Rotation, Seed, SettingError, Surroundings};
+pub use super::kind::{BuiltIn, Kind, Rotation, SettingError, Surroundings};
 use super::Provider;
 pub use super::{KindSettings, ProviderKind};
 use crate::secret::Secret;
@@ -84,8 +84,8 @@ macro_rules! kinds {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::SECRET_HINT,)* }
             }
 
-            fn seed(self) -> Option<$crate::providers::kind::Seed> {
-                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::SEED,)* }
+            fn built_in(self) -> Option<$crate::providers::kind::BuiltIn> {
+                match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::BUILT_IN,)* }
             }
 
             fn api_hosts(self) -> &'static [&'static str] {
@@ -112,11 +112,11 @@ macro_rules! kinds {
                 Ok(match self { $(ProviderKind::$variant => KindSettings::$variant(serde_path_to_error::deserialize(value)?),)* })
             }
 
-            fn findings(self, seed: Option<&KindSettings>, around: &$crate::providers::kind::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
+            fn findings(self, built_in: Option<&KindSettings>, around: &$crate::providers::kind::Surroundings<'_>, out: &mut Vec<$crate::finding::Finding>) {
                 match self {
                     $(ProviderKind::$variant => {
-                        let seed = seed.and_then(|s| match s { KindSettings::$variant(s) => Some(s), #[allow(unreachable_patterns)] _ => None });
-                        <$module::$ty as $crate::providers::kind::Kind>::findings(seed, around, out)
+                        let built_in = built_in.and_then(|s| match s { KindSettings::$variant(s) => Some(s), #[allow(unreachable_patterns)] _ => None });
+                        <$module::$ty as $crate::providers::kind::Kind>::findings(built_in, around, out)
                     })*
                 }
             }
@@ -175,7 +175,7 @@ impl ProviderKind {
 /// the keys of other kinds it was given, which the validator reports (`provider.unused_key`).
 #[derive(Debug, Clone)]
 pub struct Section {
-    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the seed's
+    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the built_in's
     /// `[providers.stripe]`).
     pub kind: Option<ProviderKind>,
     /// The kind's own keys; its variant is the endpoint's kind.
@@ -223,7 +223,7 @@ impl Section {
     }
 }
 
-/// The section of a seed whose `[providers.<name>]` is absent: its kind's defaults.
+/// The section of a built-in endpoint whose `[providers.<name>]` is absent: its kind's defaults.
 pub fn default_section(kind: ProviderKind) -> Section {
     Section::new(kind.default_settings())
 }
@@ -296,20 +296,20 @@ pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Re
     Ok(Section { kind, settings, unused })
 }
 
-/// The seed's endpoints, in the order their endpoints are listed.
-pub fn seeds() -> impl Iterator<Item = (ProviderKind, Seed)> {
-    ProviderKind::ALL.into_iter().filter_map(|k| Some((k, k.seed()?)))
+/// The built-in endpoints, in the order they are listed.
+pub fn built_ins() -> impl Iterator<Item = (ProviderKind, BuiltIn)> {
+    ProviderKind::ALL.into_iter().filter_map(|k| Some((k, k.built_in()?)))
 }
 
-/// Whether `name` is the section of a seed's endpoint.
-pub fn is_seed(name: &str) -> bool {
-    seeds().any(|(_, s)| s.name == name)
+/// Whether `name` is the section of a built-in endpoint.
+pub fn is_built_in(name: &str) -> bool {
+    built_ins().any(|(_, s)| s.name == name)
 }
 
-/// Names an endpoint cannot take besides the API's own: the seed's paths that are not their
+/// Names an endpoint cannot take besides the API's own: the built-in paths that are not their
 /// section's name (`sms`).
 pub fn taken_paths() -> impl Iterator<Item = &'static str> {
-    seeds().filter(|(_, s)| s.path != s.name).map(|(_, s)| s.path)
+    built_ins().filter(|(_, s)| s.path != s.name).map(|(_, s)| s.path)
 }
 
 /// The hosts of the providers' own APIs: never a forward target, whatever the config says.
@@ -322,9 +322,9 @@ pub fn isolation_env() -> impl Iterator<Item = &'static str> {
     ProviderKind::ALL.into_iter().flat_map(|k| k.isolation_env().iter().copied())
 }
 
-/// The path segment of an endpoint: the seed's own, or its name.
+/// The path segment of an endpoint: the built-in endpoint's own, or its name.
 pub fn path_of(name: &str) -> String {
-    seeds().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()
+    built_ins().find(|(_, s)| s.name == name).map_or(name, |(_, s)| s.path).to_string()
 }
 
 /// One ingest endpoint, built once at startup: its path segment, its kind, whether it can
@@ -354,24 +354,24 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// Builds the endpoint `[providers.<name>]` describes: a seed's section must have its kind's
-/// shape, then [`build`].
+/// Builds the endpoint `[providers.<name>]` describes: a built-in endpoint's section must have its
+/// kind's shape, then [`build`].
 pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoint, SettingError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     let kind = s.kind();
-    if let Some((seed_kind, _)) = seeds().find(|(_, seed)| seed.name == name) {
-        if kind != seed_kind {
+    if let Some((built_in_kind, _)) = built_ins().find(|(_, built_in)| built_in.name == name) {
+        if kind != built_in_kind {
             return Err(SettingError {
                 key: key("kind"),
                 message: format!(
                     "`{name}` is the {} endpoint; name a `{}` endpoint otherwise",
-                    seed_kind.as_str(),
+                    built_in_kind.as_str(),
                     kind.as_str()
                 ),
             });
         }
-        // A seed's section has its kind's shape, as it always had: any other key stops startup
-        // rather than passing as advice.
+        // A built-in endpoint's section has its kind's shape, as it always had: any other key stops
+        // startup rather than passing as advice.
         if let Some((stray, _)) = s.unused.first() {
             let keys: Vec<String> = kind.keys().iter().map(|k| format!("`{k}`")).collect();
             return Err(SettingError {
@@ -387,9 +387,9 @@ pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoin
     Ok(Endpoint { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
 }
 
-/// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's
-/// own. [`endpoint`] adds the seed's section shape and the endpoint; tests and benchmarks that
-/// need no endpoint call this.
+/// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's own.
+/// [`endpoint`] adds the built-in endpoint's section shape and the endpoint; tests and benchmarks
+/// that need no endpoint call this.
 pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError> {
     let hint = s.kind().secret_hint();
     // Checked whatever the kind, as they always were: a key another kind reads still refuses a
@@ -437,16 +437,16 @@ mod tests {
         }
         let names: std::collections::BTreeSet<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), ProviderKind::ALL.len());
-        let seeds: Vec<(&str, &str)> = seeds().map(|(_, s)| (s.name, s.path)).collect();
-        assert_eq!(seeds, [("stripe", "stripe"), ("twilio", "sms")]);
+        let built_ins: Vec<(&str, &str)> = built_ins().map(|(_, s)| (s.name, s.path)).collect();
+        assert_eq!(built_ins, [("stripe", "stripe"), ("twilio", "sms")]);
         assert_eq!(taken_paths().collect::<Vec<_>>(), ["sms"]);
     }
 
-    /// A seed's section keeps its kind's shape: another kind, or a key its kind does not read,
-    /// stops startup naming the section; a named endpoint of the same kind may take any key
-    /// (the validator reports the unused ones).
+    /// A built-in endpoint's section keeps its kind's shape: another kind, or a key its kind does
+    /// not read, stops startup naming the section; a named endpoint of the same kind may take any
+    /// key (the validator reports the unused ones).
     #[test]
-    fn a_seeds_section_has_its_kinds_shape() {
+    fn a_built_in_section_has_its_kinds_shape() {
         let e = endpoint("stripe", &parsed("stripe", "header = \"x-sig\""), Vec::new()).unwrap_err();
         assert_eq!(e.key, "providers.stripe");
         assert!(e.message.contains("unknown field `header`"), "{e}");
