@@ -41,13 +41,7 @@ pub use origin::Origins;
 pub use positions::did_you_mean;
 pub use sections::{valid_endpoint_name, ProviderConfig, ProvidersConfig, API_PATHS, COMMON_KEYS};
 
-/// A configuration problem, always naming the key it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", if .key.is_empty() { "config".to_string() } else { format!("config key `{}`", .key) })]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
+pub use crate::finding::ConfigError;
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), message: message.into() }

@@ -249,13 +249,7 @@ impl Config {
     /// Builds each section's provider (its settings checked by its kind); an error names the
     /// key. The rest of the configuration is not checked: see [`Config::checked`].
     pub fn build(&self) -> Result<Vec<Endpoint>, ConfigError> {
-        self.sections()
-            .into_iter()
-            .map(|(name, c)| {
-                registry::endpoint(&name, &c.settings, c.forward_to)
-                    .map_err(|e| ConfigError { key: e.key, message: e.message })
-            })
-            .collect()
+        self.sections().into_iter().map(|(name, c)| registry::endpoint(&name, &c.settings, c.forward_to)).collect()
     }
 
     /// Where a provider's events go; `None` for an unknown provider name.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
-use super::kind::{Kind, Rotation, SettingError};
+use super::kind::{ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
@@ -59,7 +59,7 @@ impl Kind for Github {
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    fn from_settings(name: &str, c: &Settings) -> Result<Github, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Github, ConfigError> {
         Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 
@@ -428,7 +428,8 @@ mod tests {
         let p = Github::from_settings("gh", &c).unwrap();
         assert_eq!((p.name.as_str(), p.secrets.len(), p.secrets[0].expose()), ("gh", 2, "a"));
         c.secrets = vec![Secret::new("")];
-        assert!(Github::from_settings("gh", &c).unwrap_err().to_string().contains("providers.gh.secrets[0]"));
+        assert!(crate::providers::kind::said(&Github::from_settings("gh", &c).unwrap_err())
+            .contains("providers.gh.secrets[0]"));
     }
 
     #[test]

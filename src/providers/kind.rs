@@ -1,6 +1,6 @@
 //! What one kind of provider implements, in its own file: the [`Kind`] trait (its settings
 //! type and their keys, its constructor, its credential, its built-in endpoint, its own
-//! findings), and what those implementations share: [`Rotation`] of secrets, [`SettingError`],
+//! findings), and what those implementations share: [`Rotation`] of secrets, [`ConfigError`],
 //! [`BuiltIn`], the [`Surroundings`] its findings read, and the findings about a credential.
 //!
 //! It sits below the kinds and the registry alike: the kinds import it and nothing of the
@@ -13,24 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Provider;
+pub use crate::finding::ConfigError;
 use crate::finding::{Finding, Severity};
 use crate::providers::Malformed;
 use crate::secret::Secret;
-
-/// A setting that cannot work: the key (`providers.<name>.<key>`) and what is wrong with it,
-/// which reads on from the key (`is empty; remove it`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key} {message}")]
-pub struct SettingError {
-    pub key: String,
-    pub message: String,
-}
-
-impl SettingError {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> SettingError {
-        SettingError { key: key.into(), message: message.into() }
-    }
-}
 
 /// The built-in endpoint of a kind: a section that needs no `kind`, whose endpoint is always
 /// present (answering 503 until its credential is set) and whose credential the provider's own
@@ -81,21 +67,21 @@ impl<'a> Rotation<'a> {
 
     /// [`Rotation::all`], refusing an empty one: an empty string is a slip in the file, not "no
     /// secret", and an HMAC under an empty key is one anybody can compute.
-    pub fn nonempty(&self, name: &str) -> Result<Vec<Secret>, SettingError> {
+    pub fn nonempty(&self, name: &str) -> Result<Vec<Secret>, ConfigError> {
         self.check_empty(name, "the secret")?;
         Ok(self.all())
     }
 
     /// An empty `secret` (the message names `hint`, what belongs there) or `secrets[i]`.
-    pub(super) fn check_empty(&self, name: &str, hint: &str) -> Result<(), SettingError> {
+    pub(super) fn check_empty(&self, name: &str, hint: &str) -> Result<(), ConfigError> {
         if self.secret.is_some_and(|s| s.expose().is_empty()) {
-            return Err(SettingError::new(
+            return Err(ConfigError::new(
                 format!("providers.{name}.secret"),
                 format!("is empty; set {hint} or remove the key"),
             ));
         }
         if let Some(i) = self.secrets.iter().position(|s| s.expose().is_empty()) {
-            return Err(SettingError::new(format!("providers.{name}.secrets[{i}]"), "is empty; remove it"));
+            return Err(ConfigError::new(format!("providers.{name}.secrets[{i}]"), "is empty; remove it"));
         }
         Ok(())
     }
@@ -125,7 +111,7 @@ pub trait Kind: Provider + Sized {
     /// Checks the settings and builds the provider, the kind's one constructor; a missing
     /// credential is not an error (the endpoint answers 503 until one is set). The checks every
     /// kind shares come first, in [`super::registry::build`].
-    fn from_settings(name: &str, s: &Self::Settings) -> Result<Self, SettingError>;
+    fn from_settings(name: &str, s: &Self::Settings) -> Result<Self, ConfigError>;
 
     /// Its `secret` and `secrets`, if it reads them.
     fn rotation(s: &Self::Settings) -> Rotation<'_>;
@@ -138,7 +124,7 @@ pub trait Kind: Provider + Sized {
     /// Checks of its own keys that hold in any section, its own kind's or another's (where the
     /// validator also reports them unused), besides the shared ones of [`super::registry::build`]:
     /// a value no kind could use stops startup wherever it is written.
-    fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), SettingError> {
+    fn check_anywhere(_name: &str, _s: &Self::Settings) -> Result<(), ConfigError> {
         Ok(())
     }
 
@@ -198,4 +184,10 @@ pub fn built_in_credential(
         Some(s) if is_placeholder(s) => placeholder_finding(key, s, replace_with),
         Some(s) => format(s),
     }
+}
+
+/// A configuration error as the kinds' tests read it: the key, then what is wrong with it.
+#[cfg(test)]
+pub(crate) fn said(e: &ConfigError) -> String {
+    format!("{} {}", e.key, e.message)
 }

@@ -28,7 +28,7 @@ use ring::signature::{
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::kind::{Kind, Rotation, SettingError, Surroundings};
+use super::kind::{ConfigError, Kind, Rotation, Surroundings};
 use super::{
     header_str, json_body, pick, receipt, refuse_failed, require_media_type, Accepted, Answer, Check, Inbound, Parsed,
     Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -85,11 +85,11 @@ impl Kind for SendGrid {
     /// SendGrid webhooks, each with its own key, may post to one endpoint), then `signing_key`.
     /// A key that is set but malformed is an error naming it; no key at all is not (the
     /// endpoint is then unconfigured).
-    fn from_settings(name: &str, c: &Settings) -> Result<SendGrid, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<SendGrid, ConfigError> {
         let mut public_keys = Vec::new();
         if let Some(key) = &c.public_key {
             public_keys.push(parse_public_key(key).map_err(|m| {
-                SettingError::new(
+                ConfigError::new(
                     format!("providers.{name}.public_key"),
                     format!("is not base64 DER of a P-256 key: {m}"),
                 )
@@ -97,7 +97,7 @@ impl Kind for SendGrid {
         }
         for (i, key) in c.secrets.iter().enumerate() {
             public_keys.push(parse_public_key(key.expose()).map_err(|m| {
-                SettingError::new(
+                ConfigError::new(
                     format!("providers.{name}.secrets[{i}]"),
                     format!("is not base64 DER of a P-256 public key: {m}"),
                 )
@@ -105,7 +105,7 @@ impl Kind for SendGrid {
         }
         let signing_key = match &c.signing_key {
             Some(key) => Some(parse_signing_key(key.expose()).ok_or_else(|| {
-                SettingError::new(
+                ConfigError::new(
                     format!("providers.{name}.signing_key"),
                     "is not base64 PKCS#8 of a P-256 private key \
                      (with its public key, as `openssl genpkey` writes it)",
@@ -555,7 +555,7 @@ mod tests {
     fn config_names_the_bad_key_and_refuses_other_key_kinds() {
         let bad = |public_key: &str| {
             let c = Settings { public_key: Some(public_key.to_string()), ..Settings::default() };
-            SendGrid::from_settings("mail", &c).err().unwrap().to_string()
+            crate::providers::kind::said(&SendGrid::from_settings("mail", &c).err().unwrap())
         };
         let der = |tag: u8, content: &[u8]| [&[tag, content.len() as u8][..], content].concat();
         let spki =
@@ -592,13 +592,10 @@ mod tests {
         assert_eq!(parse_public_key(&pem).unwrap(), parse_public_key(published).unwrap());
 
         let c = Settings { secrets: vec![Secret::new(published), Secret::new("AAAA")], ..Settings::default() };
-        assert!(SendGrid::from_settings("mail", &c)
-            .err()
-            .unwrap()
-            .to_string()
+        assert!(crate::providers::kind::said(&SendGrid::from_settings("mail", &c).err().unwrap())
             .starts_with("providers.mail.secrets[1] "));
         let c = Settings { signing_key: Some(Secret::new("bm90IGEga2V5SECRETPART")), ..Settings::default() };
-        let e = SendGrid::from_settings("mail", &c).err().unwrap().to_string();
+        let e = crate::providers::kind::said(&SendGrid::from_settings("mail", &c).err().unwrap());
         assert!(e.starts_with("providers.mail.signing_key is not base64 PKCS#8"), "{e}");
         assert!(!e.contains("SECRETPART"));
 

@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::kind::{Kind, Rotation, SettingError};
+use super::kind::{ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, pick, receipt, require_media_type, required_header, rfc3339,
@@ -66,7 +66,7 @@ impl Kind for Shopify {
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    fn from_settings(name: &str, c: &Settings) -> Result<Shopify, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Shopify, ConfigError> {
         Ok(Shopify { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
     }
 
@@ -365,7 +365,8 @@ mod tests {
         let p = Shopify::from_settings("shop", &c).unwrap();
         assert_eq!(p.secrets.iter().map(Secret::expose).collect::<Vec<_>>(), ["a", "b"]);
         c.secret = Some(Secret::new(""));
-        assert!(Shopify::from_settings("shop", &c).unwrap_err().to_string().contains("providers.shop.secret "));
+        assert!(crate::providers::kind::said(&Shopify::from_settings("shop", &c).unwrap_err())
+            .contains("providers.shop.secret "));
     }
 
     #[test]

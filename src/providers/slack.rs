@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use warp::http::HeaderMap;
 
-use super::kind::{Kind, Rotation, SettingError};
+use super::kind::{ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, header_str, inspected, json_body, media_type, pick, require_media_type, signature_value,
@@ -80,16 +80,16 @@ impl Kind for Slack {
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    fn from_settings(name: &str, c: &Settings) -> Result<Slack, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Slack, ConfigError> {
         // Zero would refuse nearly every request (Slack's clock and this one never agree to the
         // second), which is a mistake, not a setting.
         let key = format!("providers.{name}.tolerance_seconds");
         let tolerance_s = match i64::try_from(c.tolerance_seconds) {
-            Ok(0) => return Err(SettingError::new(key, "must be at least 1 (Slack's SDKs use 300)")),
+            Ok(0) => return Err(ConfigError::new(key, "must be at least 1 (Slack's SDKs use 300)")),
             Ok(t) => t,
             Err(_) => {
                 let message = format!("is too large: {} (Slack's SDKs use 300)", c.tolerance_seconds);
-                return Err(SettingError::new(key, message));
+                return Err(ConfigError::new(key, message));
             }
         };
         Ok(Slack { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)?, tolerance_s })
@@ -604,14 +604,13 @@ mod tests {
         assert_eq!((p.tolerance_s, p.secrets[1].expose()), (60, "b"));
         for bad in [0, u64::MAX] {
             c.tolerance_seconds = bad;
-            assert!(Slack::from_settings("team", &c)
-                .unwrap_err()
-                .to_string()
+            assert!(crate::providers::kind::said(&Slack::from_settings("team", &c).unwrap_err())
                 .starts_with("providers.team.tolerance_seconds"));
         }
         c.tolerance_seconds = 300;
         c.secrets = vec![Secret::new("a"), Secret::new("")];
-        assert!(Slack::from_settings("team", &c).unwrap_err().to_string().contains("providers.team.secrets[1]"));
+        assert!(crate::providers::kind::said(&Slack::from_settings("team", &c).unwrap_err())
+            .contains("providers.team.secrets[1]"));
     }
 
     #[test]

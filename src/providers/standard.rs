@@ -25,7 +25,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
-use super::kind::{Kind, Rotation, SettingError};
+use super::kind::{ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
@@ -96,7 +96,7 @@ impl Kind for Standard {
     /// Decodes every secret up front, so a malformed one stops startup with the key it came from
     /// instead of refusing every request later. No secret at all is not an error: the endpoint is
     /// then unconfigured.
-    fn from_settings(name: &str, c: &Settings) -> Result<Standard, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Standard, ConfigError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
         for (i, secret) in Rotation::new(&c.secret, &c.secrets).all().iter().enumerate() {
@@ -105,7 +105,7 @@ impl Kind for Standard {
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
                 (false, i) => format!("providers.{name}.secrets[{i}]"),
             };
-            keys.push(decode_secret(secret.expose()).map_err(|m| SettingError::new(key_name, m.0))?);
+            keys.push(decode_secret(secret.expose()).map_err(|m| ConfigError::new(key_name, m.0))?);
         }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
         Ok(Standard { name: name.to_string(), keys, tolerance_s })
@@ -543,11 +543,12 @@ mod tests {
             secrets: vec![Secret::new("whsec_not*base64SECRETPART")],
             ..Settings::default()
         };
-        let e = Standard::from_settings("svix", &c).err().unwrap().to_string();
+        let e = crate::providers::kind::said(&Standard::from_settings("svix", &c).err().unwrap());
         assert!(e.starts_with("providers.svix.secrets[0] "), "{e}");
         assert!(!e.contains("SECRETPART"), "{e}");
         let c = Settings { secret: Some(Secret::new("whsec_")), ..Settings::default() };
-        assert!(Standard::from_settings("svix", &c).err().unwrap().to_string().starts_with("providers.svix.secret "));
+        assert!(crate::providers::kind::said(&Standard::from_settings("svix", &c).err().unwrap())
+            .starts_with("providers.svix.secret "));
         // No secret: the endpoint is unconfigured, not broken; nothing verifies.
         let p = Standard::from_settings("svix", &Settings::default()).unwrap();
         assert!(p.keys.is_empty());

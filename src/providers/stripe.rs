@@ -14,7 +14,7 @@ use crate::providers::Malformed;
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
-use super::kind::{built_in_credential, BuiltIn, Kind, Rotation, SettingError, Surroundings};
+use super::kind::{built_in_credential, BuiltIn, ConfigError, Kind, Rotation, Surroundings};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -91,7 +91,7 @@ impl Kind for Stripe {
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
-    fn from_settings(name: &str, c: &Settings) -> Result<Stripe, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Stripe, ConfigError> {
         Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
     }
 

@@ -20,7 +20,7 @@ use warp::http::HeaderMap;
 use super::signing::{self, ct_eq, HmacSha1};
 use serde::{Deserialize, Serialize};
 
-use super::kind::{built_in_credential, BuiltIn, Kind, Rotation, SettingError, Surroundings};
+use super::kind::{built_in_credential, BuiltIn, ConfigError, Kind, Rotation, Surroundings};
 use super::{
     bare_media_type, media_type, pick, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -83,7 +83,7 @@ impl Kind for Twilio {
     /// The endpoint `[providers.<name>]`: `auth_token` (Twilio's name for the secret), then
     /// `secret` and `secrets`. No token is not an error: the endpoint then answers 503 until one
     /// is set.
-    fn from_settings(name: &str, c: &Settings) -> Result<Twilio, SettingError> {
+    fn from_settings(name: &str, c: &Settings) -> Result<Twilio, ConfigError> {
         <Twilio as Kind>::check_anywhere(name, c)?;
         let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
         Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
@@ -94,9 +94,9 @@ impl Kind for Twilio {
     }
 
     /// An empty `auth_token` is a slip, as an empty `secret` is.
-    fn check_anywhere(name: &str, c: &Settings) -> Result<(), SettingError> {
+    fn check_anywhere(name: &str, c: &Settings) -> Result<(), ConfigError> {
         if c.auth_token.as_ref().is_some_and(|s| s.expose().is_empty()) {
-            return Err(SettingError::new(
+            return Err(ConfigError::new(
                 format!("providers.{name}.auth_token"),
                 "is empty; set the auth token or remove the key",
             ));

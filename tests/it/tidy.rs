@@ -245,7 +245,7 @@ fn a_str_error_is_a_type() {
     assert!(has_str_error("fn once<T>(slot: &mut Option<T>, value: T) -> Result<(), &'static str> {"));
     assert!(has_str_error("fn f<'a>(s: &'a str) -> Result<u8, &'a str> {"));
     assert!(has_str_error("fn f() -> Result<(), &str> {"));
-    assert!(!has_str_error("let f = |k: &str| -> Result<Option<&'static str>, SettingError> {"));
+    assert!(!has_str_error("let f = |k: &str| -> Result<Option<&'static str>, ConfigError> {"));
     assert!(!has_str_error("fn f(s: &'static str) -> Result<&'static str, ParseError> {"));
     assert!(!has_str_error("fn f() -> Result<(), &'static OsStr> {"));
     let found = offenders("", &[], has_str_error);

@@ -29,7 +29,7 @@ pub use self::spelling::nearest;
 use super::kind::MAX_TOLERANCE_S;
 use crate::providers::Malformed;
 // The kinds' side of the registry, named here too for the callers that come through this door.
-pub use super::kind::{BuiltIn, Kind, Rotation, SettingError, Surroundings};
+pub use super::kind::{BuiltIn, ConfigError, Kind, Rotation, Surroundings};
 use super::Provider;
 pub use super::{KindSettings, ProviderKind};
 use crate::secret::Secret;
@@ -127,7 +127,7 @@ macro_rules! kinds {
                 match self { $(KindSettings::$variant(_) => ProviderKind::$variant,)* }
             }
 
-            fn build(&self, name: &str) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::kind::SettingError> {
+            fn build(&self, name: &str) -> Result<std::sync::Arc<dyn $crate::providers::Provider>, $crate::providers::kind::ConfigError> {
                 Ok(match self { $(KindSettings::$variant(s) => std::sync::Arc::new(<$module::$ty as $crate::providers::kind::Kind>::from_settings(name, s)?),)* })
             }
 
@@ -139,7 +139,7 @@ macro_rules! kinds {
                 match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::tolerance_seconds(s),)* }
             }
 
-            fn check_anywhere(&self, name: &str) -> Result<(), $crate::providers::kind::SettingError> {
+            fn check_anywhere(&self, name: &str) -> Result<(), $crate::providers::kind::ConfigError> {
                 match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::check_anywhere(name, s),)* }
             }
 
@@ -208,14 +208,14 @@ impl Section {
 
     /// `[providers.<name>]` from the TOML of its provider keys (`kind` among them or not), as
     /// `config` reads it, for tests and benchmarks that need a section without a whole file.
-    pub fn from_toml(name: &str, text: &str) -> Result<Section, SettingError> {
+    pub fn from_toml(name: &str, text: &str) -> Result<Section, ConfigError> {
         let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| SettingError::new(format!("providers.{name}"), e.message()))?;
+            text.parse().map_err(|e: toml::de::Error| ConfigError::new(format!("providers.{name}"), e.message()))?;
         let kind = match table.remove("kind") {
             Some(k) => Some(
                 k.as_str()
                     .and_then(ProviderKind::parse)
-                    .ok_or_else(|| SettingError::new(format!("providers.{name}.kind"), format!("`{k}` is no kind")))?,
+                    .ok_or_else(|| ConfigError::new(format!("providers.{name}.kind"), format!("`{k}` is no kind")))?,
             ),
             None => None,
         };
@@ -274,10 +274,10 @@ pub fn read_key<'de, D: serde::Deserializer<'de>>(
 /// kind that reads it, kept for the validator when it is not that kind's default. `kind` is
 /// the key as written; without it the name is the kind, or else `hmac` (`config` refuses a
 /// section that needs one and has none).
-pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<Section, SettingError> {
+pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<Section, ConfigError> {
     let of = kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac);
     let error = |e: serde_path_to_error::Error<toml::de::Error>| {
-        SettingError::new(format!("providers.{name}.{}", e.path()), e.into_inner().message().trim().to_string())
+        ConfigError::new(format!("providers.{name}.{}", e.path()), e.into_inner().message().trim().to_string())
     };
     let (own, others): (toml::Table, toml::Table) =
         table.into_iter().partition(|(k, _)| of.keys().contains(&k.as_str()));
@@ -285,7 +285,7 @@ pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Re
     let mut unused = Vec::new();
     for (key, value) in others {
         let Some(reader) = reader_of(&key, None) else {
-            return Err(SettingError::new(format!("providers.{name}"), format!("unknown field `{key}`")));
+            return Err(ConfigError::new(format!("providers.{name}"), format!("unknown field `{key}`")));
         };
         let given = reader.parse_settings(toml::Table::from_iter([(key.clone(), value)])).map_err(error)?;
         // A key at its default changes nothing, as if it were not there.
@@ -356,12 +356,12 @@ impl std::fmt::Debug for Endpoint {
 
 /// Builds the endpoint `[providers.<name>]` describes: a built-in endpoint's section must have its
 /// kind's shape, then [`build`].
-pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoint, SettingError> {
+pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoint, ConfigError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     let kind = s.kind();
     if let Some((built_in_kind, _)) = built_ins().find(|(_, built_in)| built_in.name == name) {
         if kind != built_in_kind {
-            return Err(SettingError {
+            return Err(ConfigError {
                 key: key("kind"),
                 message: format!(
                     "`{name}` is the {} endpoint; name a `{}` endpoint otherwise",
@@ -374,7 +374,7 @@ pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoin
         // startup rather than passing as advice.
         if let Some((stray, _)) = s.unused.first() {
             let keys: Vec<String> = kind.keys().iter().map(|k| format!("`{k}`")).collect();
-            return Err(SettingError {
+            return Err(ConfigError {
                 key: format!("providers.{name}"),
                 message: format!(
                     "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`, `forward_headers`",
@@ -390,13 +390,13 @@ pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoin
 /// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's own.
 /// [`endpoint`] adds the built-in endpoint's section shape and the endpoint; tests and benchmarks
 /// that need no endpoint call this.
-pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, SettingError> {
+pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, ConfigError> {
     let hint = s.kind().secret_hint();
     // Checked whatever the kind, as they always were: a key another kind reads still refuses a
     // value no kind could use (a tolerance no timestamp could meet, an empty secret).
     for settings in std::iter::once(&s.settings).chain(s.unused.iter().map(|(_, given)| given)) {
         if settings.tolerance_seconds().is_some_and(|t| t == 0 || t > MAX_TOLERANCE_S) {
-            return Err(SettingError::new(
+            return Err(ConfigError::new(
                 format!("providers.{name}.tolerance_seconds"),
                 format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
             ));
