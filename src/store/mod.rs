@@ -7,12 +7,19 @@
 //! goes through the writer thread in [`writer`], which batches what is pending, applies it as one
 //! atomic batch, flushes once and only then answers each waiter: that is what makes a 2xx durable
 //! without paying one fsync per request.
+//!
+//! This file holds the handle, its opening and closing, and the writes; the reads are in
+//! `read.rs`, the opening of sled's files in `open.rs`, and the fault injection of tests in
+//! `faults.rs`.
 
 mod bodies;
+mod faults;
 pub mod feed;
 mod keys;
+mod open;
 mod ops;
 mod pending;
+mod read;
 pub mod record;
 pub mod rejection;
 mod stats;
@@ -21,7 +28,7 @@ mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,8 +37,15 @@ use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
 use crate::clock::Clock;
+use open::{classify_open_error, load_counters};
 pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
+
+#[cfg(any(test, feature = "testing"))]
+pub use faults::InjectDamage;
+pub use open::in_use;
+pub(crate) use open::{open_db, OpenFailure, TREE};
+pub use read::{Damage, DueJob, EventFilter, EventPage, RejectionEntry, StoredEvent, STORAGE_CORRUPT};
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -46,30 +60,6 @@ pub enum StoreError {
     #[error("corrupt record: {0}")]
     Corrupt(String),
 }
-
-/// The failure reason (`failures/storage_corrupt`) and error code of stored data that does not
-/// read back intact.
-pub const STORAGE_CORRUPT: &str = "storage_corrupt";
-
-/// What is wrong with one stored item that does not read back as it was written: a record that
-/// does not decode, a body cut short or failing its checksum. Unlike a failed read, it is not
-/// transient: reading again gives the same answer, so whatever needs the item gives up on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Damage(pub String);
-
-/// An event as read back for display: each part whole, or what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredEvent {
-    Whole(Event, Vec<u8>),
-    /// The record reads, its body does not.
-    BodyDamaged(Event, Damage),
-    /// The record itself does not decode, so nothing of it (not even where its body is) is known.
-    RecordDamaged(Damage),
-}
-
-/// One entry of the rejection log as read back: its id, and the entry or what is wrong with it.
-pub type RejectionEntry = (Ulid, Result<Rejection, Damage>);
 
 /// The last commit that failed, until one succeeds again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,53 +116,6 @@ pub struct AlertChange {
     pub key: String,
     pub state: Option<AlertState>,
     pub notifications: Vec<NewEvent>,
-}
-
-/// A queued job that is due.
-#[derive(Debug, Clone)]
-pub struct DueJob {
-    pub key: Vec<u8>,
-    pub id: Ulid,
-    pub target: u8,
-    pub due_ms: i64,
-    /// The job, or what is wrong with its record: a damaged job still leaves the queue (as a
-    /// dead letter), so it is handed over like any other.
-    pub job: Result<Job, Damage>,
-}
-
-/// What to list; every field narrows.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub provider: Option<String>,
-    pub status: Option<Status>,
-    pub event_type: Option<String>,
-    /// Only events received at or after / before these times (ms).
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-}
-
-impl EventFilter {
-    pub fn matches(&self, e: &Event) -> bool {
-        self.provider.as_ref().is_none_or(|p| *p == e.provider)
-            && self.status.is_none_or(|s| s == e.status)
-            && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
-    }
-
-    /// Whether an event whose record does not decode is listed: it counts as `failed`, and its
-    /// provider and type are unknown, so a filter on either leaves it out.
-    pub fn matches_damaged(&self) -> bool {
-        self.provider.is_none() && self.event_type.is_none() && self.status.is_none_or(|s| s == Status::Failed)
-    }
-}
-
-/// A page of events, newest first.
-#[derive(Debug)]
-pub struct EventPage {
-    /// Each event, or what is wrong with its record: one bad record is reported in its place,
-    /// it never fails the page.
-    pub events: Vec<(Ulid, Result<Event, Damage>)>,
-    /// Where the next page starts, when there may be more.
-    pub next_cursor: Option<Ulid>,
 }
 
 /// A refused request as it arrived, for [`Store::reject`]: always counted by `code`; kept in the
@@ -384,20 +327,6 @@ impl Store {
         done.await.map_err(|_| gone())?
     }
 
-    /// The state of every firing alert, by key; one whose record does not decode is its
-    /// `Damage`. A short prefix scan: there is one entry per firing alert.
-    pub fn alert_states(&self) -> Result<BTreeMap<String, Result<AlertState, Damage>>, StoreError> {
-        let mut out = BTreeMap::new();
-        for kv in self.inner.tree.scan_prefix([keys::ALERT]) {
-            let (k, v) = kv.map_err(read_err)?;
-            let key = String::from_utf8_lossy(&k[1..]).into_owned();
-            let state = record::decode_alert_state(&v)
-                .map_err(|e| Damage(format!("alert {key}: its state does not decode: {e}")));
-            out.insert(key, state);
-        }
-        Ok(out)
-    }
-
     /// Resolves when a commit queued new jobs (or at once, if one did since the last call).
     pub async fn jobs_added(&self) {
         self.inner.jobs_added.notified().await
@@ -406,166 +335,6 @@ impl Store {
     /// Takes, per provider, the key of a job the replays committed since the last call queued.
     pub fn take_replays(&self) -> BTreeMap<String, Vec<u8>> {
         std::mem::take(&mut *self.inner.replays.lock())
-    }
-
-    /// The queued job under `key` (from [`Store::take_replays`]), or `None` once it has left the
-    /// queue (delivered, replaced by another replay, deleted). Due or not: a replay is due now.
-    pub fn queued_job(&self, key: &[u8]) -> Result<Option<DueJob>, StoreError> {
-        let Some((due_ms, id, target)) = keys::parse_job_key(key) else { return Ok(None) };
-        let Some(v) = self.inner.tree.get(key).map_err(read_err)? else { return Ok(None) };
-        let job = record::decode_job(&v)
-            .map_err(|e| Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}")));
-        Ok(Some(DueJob { key: key.to_vec(), id, target, due_ms, job }))
-    }
-
-    /// Due jobs of one provider in due order, up to `limit`, passing over those `skip` says are
-    /// taken; also when the first job after them is due.
-    pub fn due_jobs(
-        &self,
-        provider: &str,
-        now_ms: i64,
-        limit: usize,
-        skip: impl Fn(&[u8]) -> bool,
-    ) -> Result<(Vec<DueJob>, Option<i64>), StoreError> {
-        let mut due = Vec::new();
-        for kv in self.inner.tree.scan_prefix(keys::job_prefix(provider)) {
-            let (k, v) = kv.map_err(read_err)?;
-            let Some((due_ms, id, target)) = keys::parse_job_key(&k) else { continue };
-            if skip(&k) {
-                continue;
-            }
-            if due_ms > now_ms || due.len() >= limit {
-                return Ok((due, Some(due_ms)));
-            }
-            // A record that does not decode is handed over as damaged, in its place: the scan
-            // goes on past it, so the rest of the provider's queue is never held up by it.
-            let job = match record::decode_job(&v) {
-                Ok(job) => Ok(job),
-                Err(e) => Err(Damage(format!("event {id}: its delivery job (target {target}) does not decode: {e}"))),
-            };
-            due.push(DueJob { key: k.to_vec(), id, target, due_ms, job });
-        }
-        Ok((due, None))
-    }
-
-    /// The due time of a provider's first queued job.
-    pub fn oldest_job_ms(&self, provider: &str) -> Result<Option<i64>, StoreError> {
-        let first = self.inner.tree.scan_prefix(keys::job_prefix(provider)).keys().next();
-        Ok(first.transpose().map_err(read_err)?.and_then(|k| keys::parse_job_key(&k)).map(|(due, _, _)| due))
-    }
-
-    /// The event's delivery attempts, oldest first; one that does not decode is reported in its
-    /// place rather than failing the history.
-    pub fn attempts(&self, id: Ulid) -> Result<Vec<Result<Attempt, Damage>>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.inner.tree.scan_prefix(keys::id_key(keys::ATTEMPT, id)) {
-            let (k, v) = kv.map_err(read_err)?;
-            out.push(match record::decode_attempt(&v) {
-                Ok(a) => Ok(a),
-                Err(e) => {
-                    let seq = keys::attempt_seq(&k).map_or_else(|| "?".into(), |n| n.to_string());
-                    Err(Damage(format!("event {id}: attempt record {seq} does not decode: {e}")))
-                }
-            });
-        }
-        Ok(out)
-    }
-
-    /// When the event's next delivery attempt is due (the earliest of its queued jobs), if one is
-    /// queued. A due time in the past means the job waits for room or for its breaker.
-    pub fn next_attempt_ms(&self, id: Ulid) -> Result<Option<i64>, StoreError> {
-        let mut next: Option<i64> = None;
-        for kv in self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)) {
-            let (_, job_key) = kv.map_err(read_err)?;
-            if let Some((due_ms, _, _)) = keys::parse_job_key(&job_key) {
-                next = Some(next.map_or(due_ms, |n| n.min(due_ms)));
-            }
-        }
-        Ok(next)
-    }
-
-    /// Whether a delivery of the event is queued.
-    pub fn has_pending_job(&self, id: Ulid) -> Result<bool, StoreError> {
-        Ok(self.inner.tree.scan_prefix(keys::id_key(keys::JOB_OF, id)).next().transpose().map_err(read_err)?.is_some())
-    }
-
-    /// Events newest first, starting below `cursor`. Reads at most `scan_limit` records, so a
-    /// filter that matches rarely answers with a partial page and a cursor, never a long scan.
-    pub fn list_events(
-        &self,
-        filter: &EventFilter,
-        cursor: Option<Ulid>,
-        limit: usize,
-        scan_limit: usize,
-    ) -> Result<EventPage, StoreError> {
-        self.injected_read_failure()?;
-        let low = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
-        let high = match (cursor, filter.until_ms) {
-            (Some(c), _) => keys::id_key(keys::EVENT, c),
-            (None, Some(until)) => keys::id_key(keys::EVENT, Ulid::from_parts(until.max(0) as u64, 0)),
-            (None, None) => {
-                let mut k = [0xffu8; 17];
-                k[0] = keys::EVENT;
-                k
-            }
-        };
-        page(self.inner.tree.range(low..high).rev(), filter, limit, scan_limit)
-    }
-
-    /// Events oldest first (in the order they were stored), starting after `after`: the order an
-    /// export writes, so that importing it stores the events in their first order again. Bounded
-    /// like [`Store::list_events`]: at most `scan_limit` records read per call.
-    pub fn events_after(
-        &self,
-        filter: &EventFilter,
-        after: Option<Ulid>,
-        limit: usize,
-        scan_limit: usize,
-    ) -> Result<EventPage, StoreError> {
-        self.injected_read_failure()?;
-        let since = keys::id_key(keys::EVENT, Ulid::from_parts(filter.since_ms.unwrap_or(0).max(0) as u64, 0));
-        let low = match after {
-            // Just past the cursor: its own key is the smallest key above it with a 0 appended.
-            Some(c) => {
-                let mut k = keys::id_key(keys::EVENT, c).to_vec();
-                k.push(0);
-                k.max(since.to_vec())
-            }
-            None => since.to_vec(),
-        };
-        let high = match filter.until_ms {
-            Some(until) => keys::id_key(keys::EVENT, Ulid::from_parts(until.max(0) as u64, 0)).to_vec(),
-            None => {
-                let mut k = vec![0xffu8; 17];
-                k[0] = keys::EVENT;
-                k
-            }
-        };
-        if low >= high {
-            return Ok(EventPage { events: Vec::new(), next_cursor: None });
-        }
-        page(self.inner.tree.range(low..high), filter, limit, scan_limit)
-    }
-
-    /// Ids of events older than `before_ms`, and of the oldest beyond `max_events` (0: no cap),
-    /// oldest first, at most `limit`.
-    pub fn expired(&self, before_ms: i64, max_events: u64, total: u64, limit: usize) -> Result<Vec<Ulid>, StoreError> {
-        let over = if max_events > 0 { total.saturating_sub(max_events) } else { 0 };
-        let mut out = Vec::new();
-        for (i, k) in self.inner.tree.scan_prefix([keys::EVENT]).keys().enumerate() {
-            let Some(id) = keys::id_of(&k.map_err(read_err)?) else { continue };
-            if (id.timestamp_ms() as i64) >= before_ms && i as u64 >= over {
-                break;
-            }
-            if out.len() >= limit {
-                break;
-            }
-            // Passed over, not counted: a pending delivery keeps its event.
-            if !self.has_pending_job(id)? {
-                out.push(id);
-            }
-        }
-        Ok(out)
     }
 
     /// New events and changes of status as they are committed, for the live stream.
@@ -614,295 +383,13 @@ impl Store {
         self.writer_running() && self.commit_failure().is_none()
     }
 
-    /// The record and raw body of one event by our id; `Corrupt` when either is damaged.
-    pub fn get_event(&self, id: Ulid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
-        let Some((event, body)) = self.record(id)? else {
-            return Ok(None);
-        };
-        let body = self.body(id, body)?.map_err(|d| StoreError::Corrupt(d.0))?;
-        Ok(Some((event, body)))
-    }
-
-    /// One event by our id, for display: whatever of it reads back, and what is wrong with the
-    /// rest. `Err` only when the store cannot be read at all.
-    pub fn read_event(&self, id: Ulid) -> Result<Option<StoredEvent>, StoreError> {
-        self.injected_read_failure()?;
-        let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
-            return Ok(None);
-        };
-        let (event, body) = match record::decode_event(&bytes) {
-            Ok(parts) => parts,
-            Err(e) => return Ok(Some(StoredEvent::RecordDamaged(record_damage(id, &e)))),
-        };
-        Ok(Some(match self.body(id, body)? {
-            Ok(bytes) => StoredEvent::Whole(event, bytes),
-            Err(damage) => StoredEvent::BodyDamaged(event, damage),
-        }))
-    }
-
-    /// An event's body: the outer error is a failed read (try later), the inner one damage.
-    fn body(&self, id: Ulid, at: Option<record::BodyRef>) -> Result<Result<Vec<u8>, Damage>, StoreError> {
-        match at {
-            Some(r) => match bodies::read(&self.inner.bodies_dir, r) {
-                Ok(bytes) => Ok(Ok(bytes)),
-                Err(bodies::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
-                Err(bodies::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
-            },
-            // Written before the body log: the body is inline.
-            None => {
-                let inline = self.inner.tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?;
-                Ok(Ok(inline.map(|b| b.to_vec()).unwrap_or_default()))
-            }
-        }
-    }
-
-    /// The record of one event by our id, without reading its body.
-    pub fn get_record(&self, id: Ulid) -> Result<Option<Event>, StoreError> {
-        Ok(self.record(id)?.map(|(event, _)| event))
-    }
-
-    fn record(&self, id: Ulid) -> Result<Option<(Event, Option<record::BodyRef>)>, StoreError> {
-        let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
-            return Ok(None);
-        };
-        let parts = record::decode_event(&bytes).map_err(|e| StoreError::Corrupt(record_damage(id, &e).0))?;
-        Ok(Some(parts))
-    }
-
-    /// Our id for a provider's event id, if it was recorded.
-    pub fn find_by_event_id(&self, provider: &str, event_id: &str) -> Result<Option<Ulid>, StoreError> {
-        let v = self.inner.tree.get(keys::dedup_key(provider, event_id)).map_err(read_err)?;
-        Ok(v.and_then(|v| keys::ulid_from(&v)))
-    }
-
-    /// The newest entries of the rejection log, newest first. An entry that does not decode is
-    /// returned in its place as its `Damage`, as the event lists do, so one bad record never
-    /// hides the rest of the log.
-    pub fn recent_rejections(&self, limit: usize) -> Result<Vec<RejectionEntry>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.inner.tree.scan_prefix([keys::REJECTION]).rev().take(limit) {
-            let (k, v) = kv.map_err(read_err)?;
-            let id = keys::id_of(&k).unwrap_or_default();
-            let r = record::decode_rejection(&v)
-                .map_err(|e| Damage(format!("rejection {id}: the record does not decode: {e}")));
-            out.push((id, r));
-        }
-        Ok(out)
-    }
-
-    /// Makes the next `n` flush attempts fail, to exercise retries and the 503 path in tests.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn inject_flush_failures(&self, n: u32) {
-        self.inner.fail_flushes.store(n, Ordering::SeqCst);
-    }
-
-    /// Makes the next `n` event reads (`list_events`, `read_event`) fail as a failing disk
-    /// would, to exercise the 503 path of reads in tests.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn inject_read_failures(&self, n: u32) {
-        self.inner.fail_reads.store(n, Ordering::SeqCst);
-    }
-
-    fn injected_read_failure(&self) -> Result<(), StoreError> {
-        let fail = &self.inner.fail_reads;
-        // One relaxed load when nothing is injected, which is always outside tests.
-        if fail.load(Ordering::Relaxed) > 0
-            && fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-        {
-            return Err(StoreError::Unavailable("read failed: injected read failure".into()));
-        }
-        Ok(())
-    }
-
-    /// Overwrites a stored record with bytes that do not decode, as a faulty write or an old bug
-    /// would leave it: every job record of the event, its event record, or the rejection log's
-    /// entry `id`. Returns how many records it damaged. For tests of damage handling only: it writes past the writer, so use
-    /// it while the event is not being delivered.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn inject_damage(&self, id: Ulid, what: InjectDamage) -> Result<usize, StoreError> {
-        // A version tag far past any variant: postcard refuses it, as it would a torn record.
-        const GARBAGE: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 0x00];
-        let tree = &self.inner.tree;
-        let keys: Vec<Vec<u8>> = match what {
-            InjectDamage::EventRecord => vec![keys::id_key(keys::EVENT, id).to_vec()],
-            InjectDamage::RejectionRecord => vec![keys::id_key(keys::REJECTION, id).to_vec()],
-            InjectDamage::JobRecords => tree
-                .scan_prefix(keys::id_key(keys::JOB_OF, id))
-                .values()
-                .filter_map(Result::ok)
-                .map(|v| v.to_vec())
-                .collect(),
-        };
-        let mut n = 0;
-        for k in keys {
-            if tree.get(&k).map_err(read_err)?.is_some() {
-                tree.insert(k, GARBAGE).map_err(read_err)?;
-                n += 1;
-            }
-        }
-        tree.flush().map_err(read_err)?;
-        Ok(n)
-    }
-
     async fn send(&self, op: writer::Op) -> Result<(), StoreError> {
         self.inner.tx.send(op).await.map_err(|_| gone())
     }
 }
 
-/// Which records [`Store::inject_damage`] damages.
-#[cfg(any(test, feature = "testing"))]
-#[derive(Debug, Clone, Copy)]
-pub enum InjectDamage {
-    JobRecords,
-    EventRecord,
-    /// An entry of the rejection log; its id is the `id` that `/rejections` lists.
-    RejectionRecord,
-}
-
-/// One page of event records from `records` (a range of the tree, in either direction): at most
-/// `limit` that `filter` takes, reading at most `scan_limit`; the cursor is the last one read.
-fn page(
-    records: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
-    filter: &EventFilter,
-    limit: usize,
-    scan_limit: usize,
-) -> Result<EventPage, StoreError> {
-    let mut events = Vec::new();
-    let mut last = None;
-    for (scanned, kv) in records.enumerate() {
-        if scanned >= scan_limit || events.len() >= limit {
-            return Ok(EventPage { events, next_cursor: last });
-        }
-        let (k, v) = kv.map_err(read_err)?;
-        let Some(id) = keys::id_of(&k) else { continue };
-        last = Some(id);
-        match record::decode_event(&v) {
-            Ok((e, _)) => {
-                if filter.matches(&e) {
-                    events.push((id, Ok(e)));
-                }
-            }
-            Err(e) if filter.matches_damaged() => events.push((id, Err(record_damage(id, &e)))),
-            Err(_) => {}
-        }
-    }
-    Ok(EventPage { events, next_cursor: None })
-}
-
-fn record_damage(id: Ulid, e: &record::DecodeError) -> Damage {
-    Damage(format!("event {id}: the record does not decode: {e}"))
-}
-
 fn gone() -> StoreError {
     StoreError::Unavailable("the store writer has stopped".into())
-}
-
-fn read_err(e: sled::Error) -> StoreError {
-    StoreError::Unavailable(format!("read failed: {e}"))
-}
-
-/// Why sled would not open a data folder.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum OpenFailure {
-    /// Another process holds the folder's lock.
-    #[error(
-        "the folder is in use by another running stagehook (its lock is held); stop it or choose another --data-dir"
-    )]
-    InUse,
-    /// sled found its own files damaged (or panicked reading them).
-    #[error("the database is corrupt ({0}); move the folder aside or restore it")]
-    Corrupt(String),
-    /// Anything else: permissions, I/O.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// How long opening waits for a held lock before it says the folder is in use: sled's flusher
-/// thread lets go of the lock a moment after the last handle is dropped, so a store closed and
-/// opened again in one process (a restart in-process) may find it still held.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether another process holds the database in `dir` (`None`: no database there yet). Asked
-/// without opening it, so the validator can say so before `serve` tries.
-#[cfg(unix)]
-pub fn in_use(dir: &Path) -> Option<bool> {
-    use std::os::unix::io::AsRawFd;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(dir.join("db")).ok()?;
-    // sled takes an exclusive advisory lock on its `db` file (fcntl, via fs2 on Unix: flock).
-    // SAFETY: flock on a descriptor we own; it reads and writes no memory of ours.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        // SAFETY: as above; we release what we just took.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-        Some(false)
-    } else {
-        Some(true)
-    }
-}
-
-#[cfg(not(unix))]
-pub fn in_use(_dir: &Path) -> Option<bool> {
-    None
-}
-
-/// Opens the sled database in `dir`, creating it if there is none.
-pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match open_db_once(dir, cache_bytes) {
-            Err(OpenFailure::InUse) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            other => return other,
-        }
-    }
-}
-
-fn open_db_once(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
-    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
-    // sled reports most damage as an error but can panic on some; either way the user gets a
-    // message naming the folder instead of a backtrace.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(classify_open_error(e)),
-        Err(_) => Err(OpenFailure::Corrupt("sled could not read its files".into())),
-    }
-}
-
-/// The name of the one tree.
-pub(crate) const TREE: &str = "stagehook";
-
-fn classify_open_error(e: sled::Error) -> OpenFailure {
-    match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-            OpenFailure::InUse
-        }
-        sled::Error::Corruption { .. } => OpenFailure::Corrupt(e.to_string()),
-        // sled says this of files it cannot parse as any version it knows; stagehook has only
-        // ever written 0.34.7's format, so here it means damaged files.
-        sled::Error::Unsupported(_) => OpenFailure::Corrupt(e.to_string()),
-        other => OpenFailure::Other(other.to_string()),
-    }
-}
-
-/// Why the counters could not be loaded at open.
-#[derive(Debug, thiserror::Error)]
-enum LoadCountersError {
-    #[error("cannot read counters: {0}")]
-    Read(#[from] sled::Error),
-    #[error("counter {0} is not 8 bytes: the database is corrupt")]
-    NotEightBytes(String),
-}
-
-fn load_counters(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, LoadCountersError> {
-    let mut out = BTreeMap::new();
-    for kv in tree.scan_prefix([keys::COUNTER]) {
-        let (k, v) = kv?;
-        let name = String::from_utf8_lossy(&k[1..]).into_owned();
-        let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| LoadCountersError::NotEightBytes(name.clone()))?;
-        out.insert(name, u64::from_be_bytes(bytes));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
