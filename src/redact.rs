@@ -233,8 +233,19 @@ mod tests {
         assert!(names.len() >= ProviderKind::ALL.len());
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut files = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        let mut dirs = vec![dir.clone()];
+        let mut paths = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path)
+                } else {
+                    paths.push(path)
+                }
+            }
+        }
+        for path in paths {
             let text = std::fs::read_to_string(&path).unwrap().to_ascii_lowercase();
             files += 1;
             for name in &names {
