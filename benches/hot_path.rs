@@ -54,7 +54,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::Value;
 use stagehook::config::{Config, DedupBackend, HumanDuration, LimitsBackend, RedisConfig};
 use stagehook::providers::{self, fresh_id, stripe, Inbound, Provider};
-use stagehook::providers::{twilio, ProviderKind, Section};
+use stagehook::providers::{twilio, KindConfig, ProviderKind};
 use stagehook::ratelimit::RateLimiter;
 use stagehook::redis::settings::RedisSettings;
 use stagehook::redis::testing::RedisServer;
@@ -153,7 +153,7 @@ fn all_providers() -> Vec<(ProviderKind, Arc<dyn Provider>)> {
                 ),
                 _ => format!("secret = \"{SECRET}\""),
             };
-            let config = Section::from_toml(kind.as_str(), &keys).unwrap_or_else(|e| panic!("{e}"));
+            let config = KindConfig::from_toml(kind.as_str(), &keys).unwrap_or_else(|e| panic!("{e}"));
             let provider = providers::build(kind.as_str(), &config).unwrap_or_else(|e| panic!("{e}"));
             (kind, provider)
         })

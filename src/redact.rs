@@ -223,10 +223,10 @@ mod tests {
     /// say. A list of header names in `http/` is a list that the next kind would be missing from.
     #[test]
     fn the_http_layer_names_no_providers_secret_headers() {
-        use crate::providers::{ProviderKind, Section};
+        use crate::providers::{KindConfig, ProviderKind};
         let mut names: Vec<&str> = Vec::new();
         for kind in ProviderKind::ALL {
-            let c = Section::from_toml(kind.as_str(), "header = \"x-tidy-signature\"").unwrap();
+            let c = KindConfig::from_toml(kind.as_str(), "header = \"x-tidy-signature\"").unwrap();
             let provider = crate::providers::build(kind.as_str(), &c).unwrap();
             names.extend(provider.secret_headers());
         }

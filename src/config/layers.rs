@@ -10,7 +10,7 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::{
-    err, Config, ConfigError, IsolationConfig, NotifierConfig, NotifierKind, Origins, ProviderConfig, RetryOverride,
+    err, Config, ConfigError, EndpointConfig, IsolationConfig, NotifierConfig, NotifierKind, Origins, RetryOverride,
 };
 use crate::providers::registry::{self, Endpoint};
 use crate::secret::Secret;
@@ -202,7 +202,7 @@ fn masked_urls(v: Value) -> Value {
 }
 
 /// A configuration with every optional key present, to learn every key's name and type: the
-/// built_in's sections, and the `named` endpoints the file declares, each of its kind.
+/// built-in endpoints' sections, and the `named` endpoints the file declares, each of its kind.
 fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, NotifierKind)]) -> Config {
     let s = || Some(Secret::new("x"));
     let retry = || RetryOverride {
@@ -219,12 +219,12 @@ fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, Noti
     c.server.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c.isolation = IsolationConfig::default();
     for (kind, built_in) in registry::built_ins() {
-        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example(kind, &built_in)) };
+        let section = EndpointConfig { retry: retry(), ..EndpointConfig::from(registry::env_example(kind, &built_in)) };
         c.providers.0.insert(built_in.name.to_string(), section);
     }
     // `kind` itself is not among their keys (the example's is unwritten): the file says it.
     for (name, kind) in named {
-        let section = ProviderConfig { retry: retry(), ..ProviderConfig::from(registry::env_example_named(*kind)) };
+        let section = EndpointConfig { retry: retry(), ..EndpointConfig::from(registry::env_example_named(*kind)) };
         c.providers.0.insert(name.clone(), section);
     }
     // A notifier the file declares, with every key it has (`kind` too: it is a plain value),

@@ -39,7 +39,7 @@ pub use delivery::{
 pub use ip_range::IpRange;
 pub use origin::Origins;
 pub use positions::did_you_mean;
-pub use sections::{valid_endpoint_name, ProviderConfig, ProvidersConfig, API_PATHS, COMMON_KEYS};
+pub use sections::{valid_endpoint_name, EndpointConfig, ProvidersConfig, API_PATHS, COMMON_KEYS};
 
 pub use crate::finding::ConfigError;
 

@@ -7,24 +7,24 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{did_you_mean, Config, ConfigError, HumanDuration, RetryOverride, Targets};
-use crate::providers::registry::{self, Endpoint, ProviderKind, Section};
+use crate::providers::registry::{self, Endpoint, KindConfig, ProviderKind};
 
 /// `[providers]`: every section by name. The built-in `stripe` and `twilio` are endpoints like any
 /// other, whose kind is their name; any other name is served at `/staging/webhooks/<name>`.
 /// A built-in endpoint is present even without its section ([`Config::sections`]).
 #[derive(Debug, Clone, Default)]
-pub struct ProvidersConfig(pub BTreeMap<String, ProviderConfig>);
+pub struct ProvidersConfig(pub BTreeMap<String, EndpointConfig>);
 
 impl ProvidersConfig {
     /// Adds or replaces a section, given as its provider settings (a kind's own settings type,
-    /// or a whole [`Section`]), with the common keys at their defaults.
-    pub fn insert(&mut self, name: String, section: impl Into<Section>) -> Option<ProviderConfig> {
-        self.0.insert(name, ProviderConfig::from(section.into()))
+    /// or a whole [`KindConfig`]), with the common keys at their defaults.
+    pub fn insert(&mut self, name: String, section: impl Into<KindConfig>) -> Option<EndpointConfig> {
+        self.0.insert(name, EndpointConfig::from(section.into()))
     }
 }
 
 impl std::ops::Deref for ProvidersConfig {
-    type Target = BTreeMap<String, ProviderConfig>;
+    type Target = BTreeMap<String, EndpointConfig>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -36,12 +36,13 @@ impl std::ops::DerefMut for ProvidersConfig {
     }
 }
 
-/// `[providers.<name>]`: the keys every kind shares, read here, and the kind's own, which the
-/// registry parses into the kind's settings ([`registry::section`]) and checks when it builds.
+/// An endpoint's configuration, `[providers.<name>]`: the keys every kind shares, read here, and
+/// the kind's own ([`KindConfig`]), which the registry parses into the kind's settings
+/// ([`registry::kind_config`]) and checks when it builds.
 #[derive(Debug, Clone)]
-pub struct ProviderConfig {
+pub struct EndpointConfig {
     /// `kind` and the kind's own keys.
-    pub settings: Section,
+    pub settings: KindConfig,
     /// The app's endpoints that receive every event, re-signed.
     pub forward_to: Vec<String>,
     /// Per-target time limit of one delivery attempt.
@@ -52,9 +53,9 @@ pub struct ProviderConfig {
     pub forward_headers: Vec<String>,
 }
 
-impl From<Section> for ProviderConfig {
-    fn from(settings: Section) -> Self {
-        ProviderConfig {
+impl From<KindConfig> for EndpointConfig {
+    fn from(settings: KindConfig) -> Self {
+        EndpointConfig {
             settings,
             forward_to: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
@@ -67,7 +68,7 @@ impl From<Section> for ProviderConfig {
 /// The keys of a section that are config's, not the kind's.
 pub const COMMON_KEYS: [&str; 4] = ["forward_to", "timeout", "retry", "forward_headers"];
 
-/// Names an endpoint cannot take: the API's own paths (and the built_in's, see
+/// Names an endpoint cannot take: the API's own paths (and the built-in endpoints', see
 /// [`valid_endpoint_name`]).
 pub const API_PATHS: [&str; 9] =
     ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
@@ -106,7 +107,7 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
                     if !registry::is_built_in(&name) {
                         valid_endpoint_name(&name).map_err(A::Error::custom)?;
                     }
-                    let section: ProviderConfig = map.next_value_seed(SectionOf(&name))?;
+                    let section: EndpointConfig = map.next_value_seed(SectionOf(&name))?;
                     if section.settings.kind.is_none() && ProviderKind::parse(&name).is_none() {
                         let kinds: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
                         return Err(A::Error::custom(format!(
@@ -128,9 +129,9 @@ impl<'de> Deserialize<'de> for ProvidersConfig {
 struct SectionOf<'a>(&'a str);
 
 impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
-    type Value = ProviderConfig;
+    type Value = EndpointConfig;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ProviderConfig, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<EndpointConfig, D::Error> {
         /// One of the kind's keys, as the registry reads it.
         struct Key<'a> {
             kind: Option<ProviderKind>,
@@ -144,11 +145,11 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
         }
         struct Visit<'a>(&'a str);
         impl<'de> serde::de::Visitor<'de> for Visit<'_> {
-            type Value = ProviderConfig;
+            type Value = EndpointConfig;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a provider's settings")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ProviderConfig, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<EndpointConfig, A::Error> {
                 static EXPECTED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
                     ["kind"].iter().chain(registry::all_keys()).chain(COMMON_KEYS.iter()).copied().collect()
                 });
@@ -189,10 +190,10 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                         }
                     }
                 }
-                let settings = registry::section(name, kind, keys).map_err(serde::de::Error::custom)?;
+                let settings = registry::kind_config(name, kind, keys).map_err(serde::de::Error::custom)?;
                 // Header names compare case-insensitively; kept lowercase, as stored headers are.
                 let forward_headers = forward_headers.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-                Ok(ProviderConfig { settings, forward_to, timeout, retry, forward_headers })
+                Ok(EndpointConfig { settings, forward_to, timeout, retry, forward_headers })
             }
         }
         d.deserialize_map(Visit(self.0))
@@ -203,7 +204,7 @@ impl Serialize for ProvidersConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         /// A section as shown: its provider keys (`registry::shown`), then the common ones.
-        struct Shown<'a>(&'a str, &'a ProviderConfig);
+        struct Shown<'a>(&'a str, &'a EndpointConfig);
         impl Serialize for Shown<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let Shown(name, c) = self;
@@ -232,14 +233,14 @@ const DEFAULT_TIMEOUT: HumanDuration = HumanDuration(std::time::Duration::from_s
 impl Config {
     /// Every provider section, the built-in endpoints first (their default when absent: their
     /// endpoints are always there), then the others by name.
-    pub fn sections(&self) -> Vec<(String, ProviderConfig)> {
+    pub fn sections(&self) -> Vec<(String, EndpointConfig)> {
         let built_ins = registry::built_ins().map(|(kind, built_in)| {
             (
                 built_in.name.to_string(),
                 self.providers
                     .get(built_in.name)
                     .cloned()
-                    .unwrap_or_else(|| ProviderConfig::from(registry::default_section(kind))),
+                    .unwrap_or_else(|| EndpointConfig::from(registry::default_kind_config(kind))),
             )
         });
         let named = self.providers.iter().filter(|(name, _)| !registry::is_built_in(name));

@@ -39,7 +39,7 @@ registry::kinds! {
 use warp::http::HeaderMap;
 
 pub use self::hmac::{HmacAlgorithm, SignatureEncoding};
-pub use registry::{build, Endpoint, Section};
+pub use registry::{build, Endpoint, KindConfig};
 
 /// What a provider is given about one inbound request.
 #[derive(Debug, Clone, Copy)]

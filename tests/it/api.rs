@@ -212,7 +212,7 @@ async fn validate_encodes_an_object_as_the_kind_receives_it() {
     let token = "0123456789abcdef0123456789abcdef";
     c.providers.insert(
         "alerts".into(),
-        stagehook::providers::Section::from(stagehook::providers::twilio::Settings {
+        stagehook::providers::KindConfig::from(stagehook::providers::twilio::Settings {
             secret: Some(stagehook::secret::Secret::new(token)),
             ..Default::default()
         })

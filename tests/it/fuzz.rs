@@ -19,7 +19,7 @@ use stagehook::config::layers;
 use stagehook::config::Config;
 use stagehook::delivery::policy::RetryPolicy;
 use stagehook::providers::{self, hmac, twilio, Accepted, Inbound, Parsed, Provider, RefusalCode};
-use stagehook::providers::{KindSettings, ProviderKind, Section, SignatureEncoding};
+use stagehook::providers::{KindConfig, KindSettings, ProviderKind, SignatureEncoding};
 use stagehook::store::record::{self, BodyRef, ErrorEntry, Event, Status};
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -77,7 +77,7 @@ fn subject_of(
 ) -> Subject {
     let key = if kind == ProviderKind::Sendgrid { "signing_key" } else { "secret" };
     let text = format!("kind = \"{}\"\n{key} = {}\n{more}", kind.as_str(), toml::Value::String(secret.into()));
-    let c = Section::from_toml(label, &text).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let c = KindConfig::from_toml(label, &text).unwrap_or_else(|e| panic!("{label}: {e}"));
     let provider = providers::build(label, &c).unwrap_or_else(|e| panic!("{label}: {e}"));
     let hex_either_case = matches!(&c.settings, KindSettings::Hmac(h) if h.encoding == SignatureEncoding::Hex);
     Subject { label, kind, provider, secret: secret.to_string(), window, hex_either_case }

@@ -8,7 +8,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use stagehook::providers::{ProviderKind, Section};
+use stagehook::providers::{KindConfig, ProviderKind};
 
 use crate::support::{self, now_s, request, Resp};
 
@@ -27,9 +27,9 @@ fn hmac256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A section of `kind` under `secret`, with `more` of its keys (TOML).
-fn endpoint(kind: ProviderKind, secret: &str, more: &str) -> Section {
+fn endpoint(kind: ProviderKind, secret: &str, more: &str) -> KindConfig {
     let text = format!("kind = \"{}\"\nsecret = {}\n{more}", kind.as_str(), toml::Value::String(secret.into()));
-    Section::from_toml(kind.as_str(), &text).unwrap()
+    KindConfig::from_toml(kind.as_str(), &text).unwrap()
 }
 
 /// Checks the answer and what was recorded for it.

@@ -5,7 +5,7 @@
 //! secret.
 
 use stagehook::config::Config;
-use stagehook::providers::{github, hmac, sendgrid, shopify, slack, standard, stripe, Section};
+use stagehook::providers::{github, hmac, sendgrid, shopify, slack, standard, stripe, KindConfig};
 use stagehook::secret::Secret;
 use stagehook::send::{send, SendRequest};
 
@@ -104,7 +104,7 @@ fn specs() -> Vec<Spec> {
 /// The endpoints of `specs()` that are not the built-in two, as configuration.
 pub(crate) fn named_endpoints(c: &mut Config) {
     let secret = |s: &str| Some(Secret::new(s));
-    let named = |s: Section| s.with_kind();
+    let named = |s: KindConfig| s.with_kind();
     c.providers
         .insert("stripe_eu".into(), named(stripe::Settings { secret: secret(EU_SECRET), ..Default::default() }.into()));
     // Named after its kind: no `kind` key needed.

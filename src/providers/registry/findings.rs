@@ -2,7 +2,7 @@
 //! registry's dispatch), each section's (its credential, its unused keys), and a credential two
 //! sections share.
 
-use super::{is_built_in, ProviderKind, Section};
+use super::{is_built_in, KindConfig, ProviderKind};
 use crate::finding::{Finding, Severity};
 use crate::providers::kind::{is_placeholder, placeholder_finding, Surroundings};
 use crate::secret::Secret;
@@ -11,10 +11,10 @@ use crate::secret::Secret;
 /// ([`crate::providers::kind::Kind::findings`]), each section's (`section_findings`), and a
 /// credential two sections share.
 pub fn findings<'a>(
-    sections: impl IntoIterator<Item = (&'a str, &'a Section)>,
+    sections: impl IntoIterator<Item = (&'a str, &'a KindConfig)>,
     around: &Surroundings<'_>,
 ) -> Vec<Finding> {
-    let mut sections: Vec<(&str, &Section)> = sections.into_iter().collect();
+    let mut sections: Vec<(&str, &KindConfig)> = sections.into_iter().collect();
     // The built-in endpoints first, so that a named endpoint is the one warned about.
     sections.sort_by_key(|(name, _)| !is_built_in(name));
     let mut out = Vec::new();
@@ -46,7 +46,7 @@ pub fn findings<'a>(
 /// The findings about a section: every key one its kind reads, and for a section that is not a
 /// built-in endpoint's (whose kind checks its credential itself, [`Kind::findings`]) its credential
 /// present and no placeholder.
-fn section_findings(name: &str, s: &Section, out: &mut Vec<Finding>) {
+fn section_findings(name: &str, s: &KindConfig, out: &mut Vec<Finding>) {
     let kind = s.kind();
     let prefix = format!("providers.{name}");
     let credential = kind.credential_key();

@@ -10,7 +10,7 @@
 //! plus its two lines there.
 //!
 //! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`, `forward_headers`)
-//! and `kind`, hands every other key to [`read_key`] and the keys it read to [`section`], which
+//! and `kind`, hands every other key to [`read_key`] and the keys it read to [`kind_config`], which
 //! parses them into the kind's settings; it builds each endpoint once through [`endpoint`].
 //! Nothing in `providers/` reads `config`. What `config` does with sections beyond building
 //! them lives below this module and is reached through it: the validator's [`findings`], the
@@ -57,9 +57,9 @@ macro_rules! kinds {
         }
 
         $(
-            impl From<<$module::$ty as $crate::providers::kind::Kind>::Settings> for $crate::providers::registry::Section {
+            impl From<<$module::$ty as $crate::providers::kind::Kind>::Settings> for $crate::providers::registry::KindConfig {
                 fn from(s: <$module::$ty as $crate::providers::kind::Kind>::Settings) -> Self {
-                    $crate::providers::registry::Section::new(KindSettings::$variant(s))
+                    $crate::providers::registry::KindConfig::new(KindSettings::$variant(s))
                 }
             }
         )*
@@ -171,11 +171,12 @@ impl ProviderKind {
     }
 }
 
-/// One `[providers.<name>]` section's provider part: the kind as written, its settings, and
-/// the keys of other kinds it was given, which the validator reports (`provider.unused_key`).
+/// An endpoint's configuration as its kind reads it, the part of `[providers.<name>]` that is
+/// not [`EndpointConfig`](crate::config::EndpointConfig)'s own keys: the kind as written, its
+/// settings, and the keys of other kinds it was given, which the validator reports (`provider.unused_key`).
 #[derive(Debug, Clone)]
-pub struct Section {
-    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the built_in's
+pub struct KindConfig {
+    /// `kind`, as written: optional when the name is a kind (`[providers.github]`, the built-in endpoint's
     /// `[providers.stripe]`).
     pub kind: Option<ProviderKind>,
     /// The kind's own keys; its variant is the endpoint's kind.
@@ -185,9 +186,9 @@ pub struct Section {
     pub unused: Vec<(String, KindSettings)>,
 }
 
-impl Section {
-    pub fn new(settings: KindSettings) -> Section {
-        Section { kind: None, settings, unused: Vec::new() }
+impl KindConfig {
+    pub fn new(settings: KindSettings) -> KindConfig {
+        KindConfig { kind: None, settings, unused: Vec::new() }
     }
 
     /// The endpoint's kind.
@@ -201,14 +202,14 @@ impl Section {
     }
 
     /// The section with its kind written out, as a named endpoint's is (`kind = "..."`).
-    pub fn with_kind(mut self) -> Section {
+    pub fn with_kind(mut self) -> KindConfig {
         self.kind = Some(self.kind());
         self
     }
 
     /// `[providers.<name>]` from the TOML of its provider keys (`kind` among them or not), as
     /// `config` reads it, for tests and benchmarks that need a section without a whole file.
-    pub fn from_toml(name: &str, text: &str) -> Result<Section, ConfigError> {
+    pub fn from_toml(name: &str, text: &str) -> Result<KindConfig, ConfigError> {
         let mut table: toml::Table =
             text.parse().map_err(|e: toml::de::Error| ConfigError::new(format!("providers.{name}"), e.message()))?;
         let kind = match table.remove("kind") {
@@ -219,13 +220,13 @@ impl Section {
             ),
             None => None,
         };
-        section(name, kind, table)
+        kind_config(name, kind, table)
     }
 }
 
 /// The section of a built-in endpoint whose `[providers.<name>]` is absent: its kind's defaults.
-pub fn default_section(kind: ProviderKind) -> Section {
-    Section::new(kind.default_settings())
+pub fn default_kind_config(kind: ProviderKind) -> KindConfig {
+    KindConfig::new(kind.default_settings())
 }
 
 /// Every key some kind reads, besides `kind`: what a section may hold besides the common keys.
@@ -249,7 +250,7 @@ fn reader_of(key: &str, kind: Option<ProviderKind>) -> Option<ProviderKind> {
 
 /// Reads the value of `key`, one of [`all_keys`], as written, and checks it has the type a
 /// kind that reads it gives it (`kind`'s, when it is known by then and reads the key), so that
-/// a badly typed value is refused at its key. [`section`] parses what it gives.
+/// a badly typed value is refused at its key. [`kind_config`] parses what it gives.
 pub fn read_key<'de, D: serde::Deserializer<'de>>(
     kind: Option<ProviderKind>,
     key: &str,
@@ -274,7 +275,7 @@ pub fn read_key<'de, D: serde::Deserializer<'de>>(
 /// kind that reads it, kept for the validator when it is not that kind's default. `kind` is
 /// the key as written; without it the name is the kind, or else `hmac` (`config` refuses a
 /// section that needs one and has none).
-pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<Section, ConfigError> {
+pub fn kind_config(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Result<KindConfig, ConfigError> {
     let of = kind.or_else(|| ProviderKind::parse(name)).unwrap_or(ProviderKind::Hmac);
     let error = |e: serde_path_to_error::Error<toml::de::Error>| {
         ConfigError::new(format!("providers.{name}.{}", e.path()), e.into_inner().message().trim().to_string())
@@ -293,7 +294,7 @@ pub fn section(name: &str, kind: Option<ProviderKind>, table: toml::Table) -> Re
             unused.push((key, given));
         }
     }
-    Ok(Section { kind, settings, unused })
+    Ok(KindConfig { kind, settings, unused })
 }
 
 /// The built-in endpoints, in the order they are listed.
@@ -356,7 +357,7 @@ impl std::fmt::Debug for Endpoint {
 
 /// Builds the endpoint `[providers.<name>]` describes: a built-in endpoint's section must have its
 /// kind's shape, then [`build`].
-pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoint, ConfigError> {
+pub fn endpoint(name: &str, s: &KindConfig, targets: Vec<String>) -> Result<Endpoint, ConfigError> {
     let key = |k: &str| format!("providers.{name}.{k}");
     let kind = s.kind();
     if let Some((built_in_kind, _)) = built_ins().find(|(_, built_in)| built_in.name == name) {
@@ -390,7 +391,7 @@ pub fn endpoint(name: &str, s: &Section, targets: Vec<String>) -> Result<Endpoin
 /// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's own.
 /// [`endpoint`] adds the built-in endpoint's section shape and the endpoint; tests and benchmarks
 /// that need no endpoint call this.
-pub fn build(name: &str, s: &Section) -> Result<Arc<dyn Provider>, ConfigError> {
+pub fn build(name: &str, s: &KindConfig) -> Result<Arc<dyn Provider>, ConfigError> {
     let hint = s.kind().secret_hint();
     // Checked whatever the kind, as they always were: a key another kind reads still refuses a
     // value no kind could use (a tolerance no timestamp could meet, an empty secret).
@@ -420,8 +421,8 @@ pub fn standard_webhooks_secret(secret: &Secret) -> Result<(), Malformed> {
 mod tests {
     use super::*;
 
-    fn parsed(name: &str, body: &str) -> Section {
-        Section::from_toml(name, body).unwrap()
+    fn parsed(name: &str, body: &str) -> KindConfig {
+        KindConfig::from_toml(name, body).unwrap()
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! A section's provider keys as `check-config --show` lists them.
 
-use super::{is_built_in, Section};
+use super::{is_built_in, KindConfig};
 
 /// The provider keys of `[providers.<name>]` as `check-config --show` lists them: `kind` when
 /// written, the kind's own keys that are set (an unset optional key is left out), secrets as
 /// fingerprints; and for a section that is not a built-in endpoint's (whose shape is its kind's)
 /// the other kinds' keys it was given.
-pub fn shown(name: &str, s: &Section) -> Vec<(String, serde_json::Value)> {
+pub fn shown(name: &str, s: &KindConfig) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
     if let Some(kind) = s.kind {
         out.push(("kind".to_string(), serde_json::Value::String(kind.as_str().to_string())));
