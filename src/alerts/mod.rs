@@ -39,7 +39,8 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// The longest window of history kept when no rule asks for one.
 const MIN_HISTORY: Duration = Duration::from_secs(60);
 
-/// An alert instance that is firing: its rule, its subject and its state.
+/// An alert that is firing (a rule that holds for one subject): its rule, its subject and its
+/// state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Firing {
     pub rule: usize,
@@ -83,7 +84,8 @@ pub struct Alerts {
     evaluations: AtomicU64,
 }
 
-/// The key of one alert instance in the store: stable while the rules keep their order.
+/// The key of one alert (a rule and a subject) in the store: stable while the rules keep their
+/// order.
 pub fn alert_key(rule: usize, r: &AlertRule, subject: &str) -> String {
     format!("{rule}/{}/{subject}", r.when.as_str())
 }
@@ -192,7 +194,7 @@ impl Alerts {
         }
     }
 
-    /// One evaluation: the figures now, each rule's holding instances, and the notifications
+    /// One evaluation: the figures now, each rule's alerts that hold, and the notifications
     /// and state changes that follow, recorded in one batch.
     pub async fn evaluate(&self, dashboard: &str) {
         self.evaluate_once(dashboard).await;

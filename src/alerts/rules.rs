@@ -37,7 +37,7 @@ impl ProviderFigures {
     }
 }
 
-/// Whether the figures cannot tell yet that a firing instance of `rule` for `subject` ended;
+/// Whether the figures cannot tell yet that the firing alert of `rule` for `subject` ended;
 /// the evaluator then leaves it as it is.
 pub fn undecided(rule: &AlertRule, subject: &str, now: &Figures) -> bool {
     rule.when == RuleKind::BreakerOpen && now.providers.get(subject).is_some_and(|p| !p.breaker_known())
@@ -52,8 +52,8 @@ pub struct Figures {
     pub rejected: BTreeMap<String, u64>,
 }
 
-/// An alert instance whose condition holds now: its subject (the provider, or empty for a
-/// rule over all providers), the figure that makes it hold, and since when, when the figures
+/// An alert (a rule for one subject) whose condition holds now: its subject (the provider, or empty
+/// for a rule over all providers), the figure that makes it hold, and since when, when the figures
 /// know it better than the evaluator's first sight (a breaker's opening, the last event).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holding {
@@ -64,7 +64,7 @@ pub struct Holding {
     pub since_ms: Option<i64>,
 }
 
-/// The alert instances of `rule` that hold at `now`; `history` is the earlier snapshots, oldest
+/// The alerts of `rule` that hold at `now`; `history` is the earlier snapshots, oldest
 /// first, for the rules over a window.
 pub fn holding(rule: &AlertRule, now: &Figures, history: &[Figures]) -> Vec<Holding> {
     let above = rule.above.unwrap_or(0.0);
@@ -197,7 +197,7 @@ fn seconds(ms: i64) -> String {
     humantime::format_duration(Duration::from_secs((ms.max(0) / 1000) as u64)).to_string()
 }
 
-/// What an alert instance does at one evaluation.
+/// What an alert does at one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Nothing to send: it holds and was sent recently enough, or it neither holds nor fired.

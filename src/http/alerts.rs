@@ -1,5 +1,5 @@
 //! `GET /staging/webhooks/alerts`: every `[[alerts]]` rule with its state (`ok`, or `firing`
-//! with each instance since when and its figure), and each notifier with its lane's breaker and
+//! with each firing alert since when and its figure), and each notifier with its lane's breaker and
 //! its last notification. In-memory state and one bounded read per notifier.
 
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn alerts(s: &AppState) -> Value {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let instances: Vec<Value> = firing
+            let alerts: Vec<Value> = firing
                 .values()
                 .filter(|f| f.rule == i)
                 .map(|f| {
@@ -53,8 +53,8 @@ fn alerts(s: &AppState) -> Value {
                 "code": r.code,
                 "repeat_ms": ms(r.repeat),
                 "notify": r.notify,
-                "state": if instances.is_empty() { "ok" } else { "firing" },
-                "firing": instances,
+                "state": if alerts.is_empty() { "ok" } else { "firing" },
+                "firing": alerts,
             })
         })
         .collect();
