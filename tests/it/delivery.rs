@@ -2,7 +2,7 @@
 //! accepts, retries, permanent refusals, `Retry-After`, timeouts, breakers (one per provider,
 //! shared by its targets), `delivery.concurrency`, restarts mid-retry, shutdown with a delivery
 //! in flight, and an outage longer than the breaker's window. The config, the waits (on the
-//! queue, the breaker, the engine) and the replays that `delivery_more` shares are here too.
+//! queue, the breaker, the engine) and the replays that `replay_and_retention` shares are here too.
 
 use std::path::Path;
 use std::time::Duration;
