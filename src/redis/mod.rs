@@ -40,13 +40,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::clock::Clock;
-use crate::finding::{Finding, Severity};
 use crate::ratelimit::{self, Decision};
+use presence::process_identity;
 use settings::{LimitsBackend, OnError, RedisSettings};
 
+mod presence;
+mod probe;
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+pub use presence::NameTaken;
+pub use probe::probe;
 
 /// How often a Redis that answers is pinged, so that health shows an outage with no traffic.
 pub const UP_PING: Duration = Duration::from_secs(2);
@@ -122,21 +127,6 @@ impl State {
             _ => State::Down,
         }
     }
-}
-
-/// Another live process holds this instance's id in Redis: this one must not start under it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "instance id `{instance}`{} is in use by another running stagehook ({holder}) that shares {shown_url}: \
-     give each instance its own server.instance_id (in [server], or STAGEHOOK_SERVER_INSTANCE_ID)",
-    if *.default_name { ", the host name, as server.instance_id is not set" } else { "" }
-)]
-pub struct NameTaken {
-    pub instance: String,
-    /// The holder, as its presence names it: `host <host>, pid <pid>`.
-    pub holder: String,
-    shown_url: String,
-    default_name: bool,
 }
 
 /// The state shown by `/stats`, `/staging/webhooks/test` and the dashboard.
@@ -368,69 +358,6 @@ impl Redis {
         self.call_anyway(call).await
     }
 
-    /// Takes this instance's id for this process at startup, before it serves. A process that
-    /// holds it and still renews it is alive: then [`NameTaken`]. One that stopped cleanly gave it
-    /// back; one that was killed holds it until it expires, at most [`PRESENCE_TTL`] from now, and
-    /// this waits for that, so that a restart under the same name is not refused. A Redis that
-    /// does not answer is no reason to wait: the watcher takes the id once it answers.
-    pub async fn join(&self) -> Result<(), NameTaken> {
-        let mut deadline = None;
-        loop {
-            let held = match self.call::<(i64, String, i64)>(&self.presence_call()).await {
-                Ok((1, _, _)) | Err(Unavailable) => return Ok(()),
-                Ok((_, held, ttl_ms)) => (held, Duration::from_millis(ttl_ms.max(0) as u64)),
-            };
-            let (holder, ttl) = held;
-            let now = tokio::time::Instant::now();
-            // Waited for one whole expiry of the holder's presence, and it was renewed: alive.
-            let until = *deadline.get_or_insert_with(|| {
-                tracing::warn!(instance = %self.instance, holder = %shown_holder(&holder), "the instance id is held by another process; waiting up to {} ms for it to expire, as a killed one's does", ttl.as_millis());
-                now + ttl + Duration::from_millis(250)
-            });
-            if now >= until {
-                return Err(NameTaken {
-                    instance: self.instance.clone(),
-                    holder: shown_holder(&holder),
-                    shown_url: self.shown_url.clone(),
-                    default_name: self.instance == self.host,
-                });
-            }
-            tokio::time::sleep((ttl + Duration::from_millis(20)).min(until - now)).await;
-        }
-    }
-
-    /// Gives this instance's id back when the process stops, if it still holds it, so that a
-    /// restart need not wait for it to expire. A Redis that does not answer is no reason to wait.
-    pub async fn leave(&self) {
-        let mut call = RELEASE.key(&self.presence_key);
-        call.arg(&self.presence);
-        let call = &call;
-        let _ = self.resent_once(|mut conn| async move { call.invoke_async::<i64>(&mut conn).await }).await;
-    }
-
-    fn presence_call(&self) -> ScriptInvocation<'static> {
-        let mut call = PRESENCE.key(&self.presence_key);
-        call.arg(&self.presence).arg(PRESENCE_TTL.as_millis() as u64);
-        call
-    }
-
-    /// What the watcher found holding this instance's id, each time it changes: another live
-    /// process is a warning (its claims and this one's stay apart, but `/stats` and duplicate
-    /// answers cannot tell the two instances apart).
-    fn note_holder(&self, holder: Option<String>) {
-        let mut known = self.other_holder.lock();
-        if *known == holder {
-            return;
-        }
-        match &holder {
-            Some(other) => {
-                tracing::warn!(instance = %self.instance, holder = %shown_holder(other), "another running stagehook uses this instance id on this Redis; duplicates are still found, but the two cannot be told apart: give each its own server.instance_id")
-            }
-            None => tracing::info!(instance = %self.instance, "the instance id is this process's again"),
-        }
-        *known = holder;
-    }
-
     /// One script call, tried even while Redis is marked down: for a claim taken while it was
     /// up, whose commit or release must not be skipped (a claim left pending answers every
     /// other instance `409` until it expires).
@@ -455,15 +382,6 @@ impl Redis {
                 Err(Unavailable)
             }
         }
-    }
-
-    /// The watcher's ping: renews this process's hold on its instance id (or takes it, when it
-    /// expired or Redis restarted empty), and says who else holds it.
-    async fn renew_presence(&self) -> Result<Option<String>, NoAnswer> {
-        let call = &self.presence_call();
-        let (held, holder, _): (i64, String, i64) =
-            self.resent_once(|mut conn| async move { call.invoke_async(&mut conn).await }).await?;
-        Ok((held == 0).then_some(holder))
     }
 
     /// Sends one request, bounded by `redis.timeout`, and once more when its connection broke:
@@ -540,56 +458,11 @@ impl Redis {
     }
 }
 
-/// A new identity for this process, 128 random bits as hex: the keys of std's `RandomState` come
-/// from the operating system's random source, so two processes draw two identities even when
-/// they start in the same instant on one machine.
-fn process_identity() -> String {
-    use std::hash::BuildHasher;
-    let word = |n: u8| std::collections::hash_map::RandomState::new().hash_one((n, std::process::id()));
-    format!("{:016x}{:016x}", word(0), word(1))
-}
-
 /// A committed claim's `(id, instance, process)`; the process is absent from a claim an earlier
 /// version committed (`c/<id>/<instance>`), which no live process owns.
 fn committed(held: &str) -> Option<(&str, &str, Option<&str>)> {
     let mut parts = held.strip_prefix("c/")?.splitn(3, '/');
     Some((parts.next()?, parts.next()?, parts.next()))
-}
-
-/// A presence value (`<process> <pid> <host>`) as a person reads it.
-fn shown_holder(presence: &str) -> String {
-    match presence.splitn(3, ' ').collect::<Vec<_>>()[..] {
-        [_, pid, host] => format!("host {host}, pid {pid}"),
-        _ => format!("`{presence}`"),
-    }
-}
-
-/// `redis.reachable`, for `check-config` and `/config/validate`: whether the configured Redis
-/// answers a PING within `redis.timeout` (and, for `rediss://`, completes the TLS handshake).
-/// `None` when no backend uses Redis. Unreachable is an error under `on_error = "closed"`
-/// (ingest would refuse everything) and a warning under `"open"`.
-pub async fn probe(config: &RedisSettings) -> Option<Finding> {
-    let url = config.redis.url.as_deref().filter(|_| config.used())?;
-    let shown = crate::redact::url(url);
-    let timeout = config.redis.timeout.0.max(Duration::from_secs(1));
-    let answer = async {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())
-    };
-    let (severity, message) = match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(_)) => (Severity::Ok, format!("{shown} answers")),
-        Ok(Err(e)) => (unreachable(config.redis.on_error), format!("{shown}: unreachable: {e}")),
-        Err(_) => (unreachable(config.redis.on_error), format!("{shown}: no answer within {} ms", timeout.as_millis())),
-    };
-    Some(Finding::new("redis.reachable", severity, "redis.url", message))
-}
-
-fn unreachable(on_error: OnError) -> Severity {
-    match on_error {
-        OnError::Open => Severity::Warning,
-        OnError::Closed => Severity::Error,
-    }
 }
 
 #[cfg(test)]
@@ -598,6 +471,7 @@ mod tests {
     use super::testing::RedisServer;
     use super::*;
     use crate::duration::HumanDuration;
+    use crate::finding::Severity;
     use crate::ratelimit::tests::{drive, T0, WINDOW_CASES};
 
     /// The machine's name the processes of these tests run on.
