@@ -420,3 +420,107 @@ fn config_reaches_neither_http_nor_redis() {
         .collect();
     assert!(found.is_empty(), "redis/ reads config, or its settings more than leaf modules:\n{}", found.join("\n"));
 }
+
+/// The `fn` names a cited test path (`tidy::only_the_store_names_sled_or_postcard`,
+/// `store::record::tests::records_...`) can be found under: an integration test module
+/// (`tests/it/<module>.rs`), or the source file of a unit test module (`src/<path>.rs` or
+/// `src/<path>/mod.rs`).
+fn test_is_defined(path: &str) -> bool {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parts: Vec<&str> = path.split("::").collect();
+    let Some((name, modules)) = parts.split_last() else { return false };
+    let candidates: Vec<PathBuf> = match modules.iter().position(|m| *m == "tests") {
+        Some(at) => {
+            let module = modules[..at].join("/");
+            vec![root.join(format!("src/{module}.rs")), root.join(format!("src/{module}/mod.rs"))]
+        }
+        None => vec![root.join(format!("tests/it/{}.rs", modules.join("/")))],
+    };
+    candidates.iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            code(&text).any(|(_, l)| {
+                let l = l.trim_start();
+                l.starts_with(&format!("fn {name}(")) || l.starts_with(&format!("async fn {name}("))
+            })
+        })
+    })
+}
+
+/// ARCHITECTURE.md stays a map: short, and every invariant names the test that checks it (one
+/// that exists) or says that none does.
+#[test]
+fn architecture_is_a_map() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md")).unwrap();
+    let lines = text.lines().count();
+    assert!(lines <= 400, "ARCHITECTURE.md has {lines} lines: a map names what rarely changes (at most 400)");
+    let start = text.find("\n## Invariants").expect("an Invariants section");
+    let section = &text[start + 1..];
+    let section = &section[..section[1..].find("\n## ").map_or(section.len(), |end| end + 1)];
+    let mut bad = Vec::new();
+    let mut cited = 0;
+    for item in section.split("\n- ").skip(1) {
+        let item = item.split("\n\n").next().unwrap_or(item);
+        let first = item.lines().next().unwrap_or_default();
+        let Some(at) = item.find("Checked by") else {
+            if !item.contains("Not checked") {
+                bad.push(format!("neither `Checked by` nor `Not checked`: {first}"));
+            }
+            continue;
+        };
+        for path in item[at..].split('`').skip(1).step_by(2) {
+            cited += 1;
+            if !test_is_defined(path) {
+                bad.push(format!("cites `{path}`, which is no test: {first}"));
+            }
+        }
+    }
+    assert!(cited > 20, "only {cited} tests cited: is the Invariants section still read right?");
+    assert!(bad.is_empty(), "ARCHITECTURE.md's invariants:\n{}", bad.join("\n"));
+}
+
+/// Test-only code is compiled only for tests: the store's fault injection (`inject_*`) and the
+/// modules named `testing` (a `redis-server` of its own) need the `testing` feature, which only
+/// the tests and benchmarks turn on, so a release build cannot call them.
+#[test]
+fn test_only_code_needs_the_testing_feature() {
+    let gated = |above: &str| {
+        let above = above.trim();
+        above == "#[cfg(test)]" || above == "#[cfg(any(test, feature = \"testing\"))]"
+    };
+    let mut found = Vec::new();
+    let mut seen = 0;
+    for (path, text) in sources("") {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim_start();
+            let test_only = l.starts_with("pub fn inject_")
+                || l.starts_with("pub mod testing")
+                || l.starts_with("pub(crate) mod testing");
+            if !test_only {
+                continue;
+            }
+            seen += 1;
+            if !i.checked_sub(1).is_some_and(|above| gated(lines[above])) {
+                found.push(format!("{path}:{}: {}", i + 1, l));
+            }
+        }
+    }
+    assert!(seen >= 4, "only {seen} test-only items found: is the rule still reading the right names?");
+    assert!(found.is_empty(), "test-only code outside #[cfg(any(test, feature = \"testing\"))]:\n{}", found.join("\n"));
+}
+
+/// A file holds one concern: `main.rs` parses and dispatches (each command is a module of
+/// `src/cli/`), and no source file grows past 900 lines, the point where it has always held two
+/// things.
+#[test]
+fn main_dispatches_and_files_stay_small() {
+    let mut found = Vec::new();
+    for (path, text) in sources("") {
+        let lines = text.lines().count();
+        let most = if path == "src/main.rs" { 80 } else { 900 };
+        if lines > most {
+            found.push(format!("{path}: {lines} lines (at most {most})"));
+        }
+    }
+    assert!(found.is_empty(), "split these by concern:\n{}", found.join("\n"));
+}
