@@ -60,7 +60,7 @@ impl Kind for Github {
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Github, ConfigError> {
-        Ok(Github { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)? })
+        Ok(Github { name: name.to_string(), secrets: Self::rotation(c).nonempty(name)? })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {

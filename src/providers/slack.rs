@@ -92,7 +92,7 @@ impl Kind for Slack {
                 return Err(ConfigError::new(key, message));
             }
         };
-        Ok(Slack { name: name.to_string(), secrets: Rotation::new(&c.secret, &c.secrets).nonempty(name)?, tolerance_s })
+        Ok(Slack { name: name.to_string(), secrets: Self::rotation(c).nonempty(name)?, tolerance_s })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {

@@ -99,7 +99,7 @@ impl Kind for Standard {
     fn from_settings(name: &str, c: &Settings) -> Result<Standard, ConfigError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
-        for (i, secret) in Rotation::new(&c.secret, &c.secrets).all().iter().enumerate() {
+        for (i, secret) in Self::rotation(c).all().iter().enumerate() {
             let key_name = match (has_single, i) {
                 (true, 0) => format!("providers.{name}.secret"),
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),

@@ -92,7 +92,7 @@ impl Kind for Stripe {
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Stripe, ConfigError> {
-        Ok(Stripe::new(name, Rotation::new(&c.secret, &c.secrets).nonempty(name)?, c.tolerance_seconds as i64))
+        Ok(Stripe::new(name, Self::rotation(c).nonempty(name)?, c.tolerance_seconds as i64))
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {

@@ -85,7 +85,7 @@ impl Kind for Twilio {
     /// is set.
     fn from_settings(name: &str, c: &Settings) -> Result<Twilio, ConfigError> {
         <Twilio as Kind>::check_anywhere(name, c)?;
-        let rest = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
+        let rest = Self::rotation(c).nonempty(name)?;
         Ok(Twilio::new(name, c.auth_token.iter().cloned().chain(rest).collect()))
     }
 

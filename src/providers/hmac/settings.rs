@@ -189,7 +189,7 @@ impl Kind for Hmac {
                 format!("must be between 1 and {MAX_TOLERANCE_S} (a year)"),
             ));
         }
-        let secrets = Rotation::new(&c.secret, &c.secrets).nonempty(name)?;
+        let secrets = Self::rotation(c).nonempty(name)?;
 
         Ok(Hmac {
             name: name.to_string(),
