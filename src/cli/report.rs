@@ -57,8 +57,9 @@ impl From<Exit> for ExitCode {
 }
 
 /// Why a command failed, for a person (`message`, then `lines`) and, where it has a stable
-/// `code`, for a script (`--json`).
-#[derive(Debug)]
+/// `code`, for a script (`--json`). Its text form: `stagehook: message`, then the lines.
+#[derive(Debug, thiserror::Error)]
+#[error("{speaker}: {message}{}", .lines.iter().map(|line| format!("\n{line}")).collect::<String>())]
 pub struct CliError {
     pub exit: Exit,
     /// The machine-readable code of `--json`. Without one, the failure is printed as text even
@@ -122,19 +123,6 @@ impl CliError {
         Some(serde_json::json!({"ok": false, "error": error}))
     }
 }
-
-impl std::fmt::Display for CliError {
-    /// The text form: `stagehook: message`, then the lines.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.speaker, self.message)?;
-        for line in &self.lines {
-            write!(f, "\n{line}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for CliError {}
 
 /// Prints a command's failure: as JSON on stdout under `--json` (with the same exit code as in
 /// text), else on stderr.
