@@ -482,9 +482,14 @@ pub fn run_binary(args: &[&str]) -> (i32, String) {
 
 /// [`run_binary`] on a blocking thread, for a test whose runtime must go on serving meanwhile
 /// (the binary talks to a server or a fake app in this process).
-pub async fn run_binary_async(args: &[&str]) -> (i32, String) {
+/// The arguments are copied at the call, so the future borrows nothing.
+pub fn run_binary_async(args: &[&str]) -> impl std::future::Future<Output = (i32, String)> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
+    async move {
+        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap()
+    }
 }
 
 /// Polls `check` until it yields a value (at most 20 s).
