@@ -48,6 +48,32 @@ fn stripe_silence() -> AlertRule {
     }
 }
 
+/// Slack (`ops`) notified of a Stripe silence ([`stripe_silence`]), the only rule.
+fn silence_alert(dir: &Path, slack: &FakeApp) -> Config {
+    let mut c = with_notifiers(dir, slack, None);
+    c.alerts.push(stripe_silence());
+    c
+}
+
+/// Stripe delivers to `app`, and its breaker opens after three failures in a row and probes a
+/// minute later.
+fn breaker_after_three_failures(c: &mut Config, app: &FakeApp) {
+    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    c.circuit_breaker.failure_threshold = 3;
+    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+}
+
+/// The app comes back and, a minute on, the breaker's probe delivers `id` and closes it: the
+/// second message is `breaker_open`'s resolution. Returns every message.
+async fn app_back_resolves(s: &TestServer, app: &mut FakeApp, slack: &FakeApp, id: &str) -> Vec<String> {
+    app.restart().await;
+    s.clock.advance(61_000);
+    support::wait_status(s, id, "processed").await;
+    let all = wait_messages(slack, 2).await;
+    assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
+    all
+}
+
 fn with_notifiers(dir: &Path, slack: &FakeApp, pager: Option<&FakeApp>) -> Config {
     let mut c = support::config(dir);
     c.retry.strategy = Strategy::Fixed;
@@ -119,15 +145,13 @@ async fn breaker_open_fires_once_and_resolves_once() {
     let (slack, pager) = (FakeApp::start().await, FakeApp::start().await);
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, Some(&pager));
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
-    c.circuit_breaker.failure_threshold = 3;
-    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+    breaker_after_three_failures(&mut c, &app);
     c.server.public_url = Some("https://stagehook.example.com".into());
     c.alerts.push(rule(RuleKind::BreakerOpen, &["ops", "pager"]));
     let s = start(c).await;
     app.go_down().await;
 
-    let id = s.stripe(&stripe_event("evt_alert_breaker")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_alert_breaker").await;
     let fired = wait_messages(&slack, 1).await;
     assert!(fired[0].starts_with("[FIRING] breaker_open"), "{fired:?}");
     assert!(fired[0].contains("provider stripe"), "{fired:?}");
@@ -143,11 +167,7 @@ async fn breaker_open_fires_once_and_resolves_once() {
     no_more_than(&s, &slack, 1).await;
 
     // The app comes back; the next probe closes the breaker: one `resolved`.
-    app.restart().await;
-    s.clock.advance(61_000);
-    support::wait_status(&s, &id, "processed").await;
-    let all = wait_messages(&slack, 2).await;
-    assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
+    let all = app_back_resolves(&s, &mut app, &slack, &id).await;
     assert!(all[1].contains("provider stripe"), "{all:?}");
     no_more_than(&s, &slack, 2).await;
     let alerts = s.get("/staging/webhooks/alerts").await.json();
@@ -173,10 +193,8 @@ async fn breaker_open_fires_once_and_resolves_once() {
 
 #[tokio::test]
 async fn no_events_fires_after_the_silence_and_resolves_on_the_next_event() {
-    let slack = FakeApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(stripe_silence());
+    let (slack, dir) = (FakeApp::start().await, tempfile::tempdir().unwrap());
+    let c = silence_alert(dir.path(), &slack);
     let s = start_with_clock(c, still_clock()).await;
     assert_eq!(s.stripe(&stripe_event("evt_quiet_1")).await.status, 200);
     // A millisecond short of two seconds of silence: nothing.
@@ -202,8 +220,7 @@ async fn a_notifier_that_is_down_gets_its_message_after_a_restart() {
     let mut slack = FakeApp::start().await;
     slack.go_down().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(stripe_silence());
+    let mut c = silence_alert(dir.path(), &slack);
     // The notifier's own lane failing is no provider's: these must stay quiet.
     c.alerts.push(rule(RuleKind::BreakerOpen, &["ops"]));
     c.alerts.push(AlertRule {
@@ -263,13 +280,11 @@ async fn a_restart_while_the_breaker_is_open_neither_resolves_nor_fires_again() 
     let slack = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = with_notifiers(dir.path(), &slack, None);
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
-    c.circuit_breaker.failure_threshold = 3;
-    c.circuit_breaker.recovery_timeout = HumanDuration(Duration::from_secs(60));
+    breaker_after_three_failures(&mut c, &app);
     c.alerts.push(rule(RuleKind::BreakerOpen, &["ops"]));
     app.go_down().await;
     let s = start(c.clone()).await;
-    let id = s.stripe(&stripe_event("evt_alert_restart")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_alert_restart").await;
     let fired = wait_messages(&slack, 1).await;
     assert!(fired[0].starts_with("[FIRING] breaker_open"), "{fired:?}");
     let clock = s.clock.clone();
@@ -284,11 +299,7 @@ async fn a_restart_while_the_breaker_is_open_neither_resolves_nor_fires_again() 
     .await;
     no_more_than(&s, &slack, 1).await;
 
-    app.restart().await;
-    s.clock.advance(61_000);
-    support::wait_status(&s, &id, "processed").await;
-    let all = wait_messages(&slack, 2).await;
-    assert!(all[1].starts_with("[RESOLVED] breaker_open"), "{all:?}");
+    app_back_resolves(&s, &mut app, &slack, &id).await;
     s.stop().await;
 }
 
@@ -358,7 +369,7 @@ async fn refusals_within_a_window_and_a_dead_letter_fire_with_their_figures() {
     for _ in 0..3 {
         assert_eq!(support::post_badly_signed(s.addr).await.status, 401);
     }
-    let id = s.stripe(&stripe_event("evt_alert_dead")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_alert_dead").await;
     support::wait_status(&s, &id, "failed").await;
     let fired = wait_messages(&slack, 2).await;
     let find = |what: &str| fired.iter().find(|t| t.contains(what)).cloned().unwrap_or_else(|| panic!("{fired:?}"));
@@ -379,10 +390,9 @@ async fn refusals_within_a_window_and_a_dead_letter_fire_with_their_figures() {
 /// With `repeat`, a firing alert is sent again each time the interval has passed, and only then.
 #[tokio::test]
 async fn repeat_sends_the_firing_message_again_after_its_interval() {
-    let slack = FakeApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(AlertRule { repeat: Some(HumanDuration(Duration::from_secs(600))), ..stripe_silence() });
+    let (slack, dir) = (FakeApp::start().await, tempfile::tempdir().unwrap());
+    let mut c = silence_alert(dir.path(), &slack);
+    c.alerts[0].repeat = Some(HumanDuration(Duration::from_secs(600)));
     let s = start_with_clock(c, still_clock()).await;
     // The silence starts when the evaluator first looks, which must come before the clock moves.
     two_evaluations(&s).await;
@@ -402,10 +412,8 @@ async fn repeat_sends_the_firing_message_again_after_its_interval() {
 /// provider to parse and sign it, is refused with `not_editable`.
 #[tokio::test]
 async fn a_notifiers_message_cannot_be_edited() {
-    let slack = FakeApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = with_notifiers(dir.path(), &slack, None);
-    c.alerts.push(stripe_silence());
+    let (slack, dir) = (FakeApp::start().await, tempfile::tempdir().unwrap());
+    let c = silence_alert(dir.path(), &slack);
     let s = start(c).await;
     assert_eq!(s.stripe(&stripe_event("evt_note_1")).await.status, 200);
     s.clock.advance(2_000);

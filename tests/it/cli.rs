@@ -4,7 +4,53 @@
 //! secrets never printed; shell completions that bash (zsh and fish where installed) accept, and
 //! the man page's sections and flags (read by groff without warnings where installed).
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
 use crate::support::{run_binary, spawn_binary, stripe_event, write_config, STRIPE_SECRET};
+
+/// A config file with the shutdown grace `grace_s`, for a stop held by a stuck client. The client
+/// sends one byte of its body: neither the minimum body rate nor the body timeout may cut it before
+/// the grace ends, or the grace is not what ends it.
+fn config_with_grace(dir: &Path, grace_s: u64) -> PathBuf {
+    let config = write_config(dir, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[server]\n",
+        &format!("[server]\nshutdown_grace_seconds = {grace_s}\nbody_rate_grace = \"600s\"\nbody_timeout = \"600s\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// A client that sends a Stripe request's head and one byte of its 100-byte body, and no more.
+async fn stuck_client(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stuck,
+        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    stuck
+}
+
+/// Waits until the server at `addr` holds at least `n` open connections, the asking one included.
+async fn open_connections(addr: SocketAddr, n: u64, what: &str) {
+    crate::support::until(what, || async move {
+        let stats = crate::support::request(addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
+        (stats["connections"]["open"].as_u64() >= Some(n)).then_some(())
+    })
+    .await;
+}
+
+/// Starts the binary again on `config`: `body`, posted again, is a duplicate of what was stored,
+/// and the process stops cleanly.
+async fn assert_stored_after_a_restart(config: &Path, body: &str) {
+    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
+    assert_eq!(s.stripe(body).await.json()["duplicate"], true, "stored before the stop");
+    s.signal("TERM");
+    assert_eq!(s.wait().await.code(), Some(0));
+}
 
 #[test]
 fn config_errors_exit_2_and_name_the_key() {
@@ -120,17 +166,7 @@ async fn flags_override_the_file_and_defaults_need_no_file() {
 async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
-    std::fs::write(
-        &config,
-        // The stuck client below sends one byte of its body: neither the minimum body rate nor
-        // the body timeout may cut it before the shutdown grace ends, or the grace is not tested.
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[server]\n",
-            "[server]\nshutdown_grace_seconds = 5\nbody_rate_grace = \"600s\"\nbody_timeout = \"600s\"\n",
-        ),
-    )
-    .unwrap();
+    let config = config_with_grace(dir.path(), 5);
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
 
     // A request whose body is half sent when the signal arrives.
@@ -140,21 +176,10 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     let mut inflight = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     inflight.write_all(first).await.unwrap();
     // A client that never completes its request.
-    let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    stuck
-        .write_all(
-            b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
-        )
-        .await
-        .unwrap();
+    let stuck = stuck_client(s.addr).await;
     // Signalled only once the server holds both (and the asking one): one not yet accepted would
     // simply be dropped.
-    let addr = s.addr;
-    crate::support::until("both connections to be accepted", || async move {
-        let stats = crate::support::request(addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
-        (stats["connections"]["open"].as_u64() >= Some(3)).then_some(())
-    })
-    .await;
+    open_connections(s.addr, 3, "both connections to be accepted").await;
 
     let started = std::time::Instant::now();
     s.signal("TERM");
@@ -180,45 +205,23 @@ async fn shutdown_finishes_in_flight_requests_and_does_not_wait_forever() {
     assert!(logs.contains("requests still open after 5s; closing them"), "the grace was not honoured: {logs}");
     drop(stuck);
 
-    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
-    assert_eq!(s.stripe(&body).await.json()["duplicate"], true, "the in-flight event was stored");
-    s.signal("TERM");
-    assert_eq!(s.wait().await.code(), Some(0));
+    // The in-flight event was stored.
+    assert_stored_after_a_restart(&config, &body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
     // A grace far longer than the wait below: only the second signal can end it in time.
-    std::fs::write(
-        &config,
-        // Nor may the minimum body rate or the body timeout end the stuck client's request.
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[server]\n",
-            "[server]\nshutdown_grace_seconds = 600\nbody_rate_grace = \"600s\"\nbody_timeout = \"600s\"\n",
-        ),
-    )
-    .unwrap();
+    let config = config_with_grace(dir.path(), 600);
     let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
     let r = s.stripe(&stripe_event("evt_before_ctrl_c")).await;
     assert_eq!(r.status, 200);
     // A client that never completes its request holds the first stop for the whole grace.
-    let mut stuck = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        &mut stuck,
-        b"POST /staging/webhooks/stripe HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
-    )
-    .await
-    .unwrap();
+    let stuck = stuck_client(s.addr).await;
     // Signalled only once the server holds that connection (it and the asking one open): one not
     // yet accepted would simply be dropped, and the stop would be clean and quick.
-    let addr = s.addr;
-    crate::support::until("the stuck connection to be accepted", || async move {
-        let stats = crate::support::request(addr, "GET", "/staging/webhooks/stats", &[], b"").await.json();
-        (stats["connections"]["open"].as_u64() >= Some(2)).then_some(())
-    })
-    .await;
+    open_connections(s.addr, 2, "the stuck connection to be accepted").await;
     s.signal("INT");
     let said = crate::support::until("the stopping line", || async {
         let err = s.stderr.lock().clone();
@@ -232,10 +235,7 @@ async fn ctrl_c_says_it_is_stopping_and_a_second_one_stops_at_once() {
     drop(stuck);
 
     // What was acknowledged is there after the restart.
-    let mut s = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[]).await;
-    assert_eq!(s.stripe(&stripe_event("evt_before_ctrl_c")).await.json()["duplicate"], true);
-    s.signal("TERM");
-    assert_eq!(s.wait().await.code(), Some(0));
+    assert_stored_after_a_restart(&config, &stripe_event("evt_before_ctrl_c")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,9 +39,7 @@ async fn the_dashboard_updates_through_the_event_stream() {
 async fn live_update() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
     let browser = Browser::start().await;
     browser.goto(&format!("http://{}/?poll=600000", s.addr)).await;
     browser
@@ -140,9 +138,7 @@ async fn the_dashboard_edits_an_event_and_replays_the_copy() {
 async fn edit_and_replay() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
     let original = serde_json::to_string_pretty(&json!({
         "id": "evt_dash_edit", "object": "event", "type": "charge.succeeded", "created": 1700000000,
         "data": {"object": {"id": "ch_1", "amount": 2000}},
@@ -640,7 +636,7 @@ async fn events_table_says_why_and_when(s: &support::TestServer, browser: &Brows
 
 /// A new event appears without a reload.
 async fn a_new_event_appears(s: &support::TestServer, browser: &Browser) {
-    let fresh = s.stripe(&stripe_event("evt_live_row")).await.json()["id"].as_str().unwrap().to_string();
+    let fresh = s.post_stripe_event("evt_live_row").await;
     let row = format!("#events-table tbody tr[data-id=\"{fresh}\"]");
     browser.wait("the new row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
 }
@@ -759,7 +755,7 @@ async fn replays(s: &support::TestServer, browser: &Browser, app: &FakeApp, fail
 
     // Replay all failed, confirmed: another refused event is delivered again.
     app.script([Reply::status(400)]);
-    let second = s.stripe(&stripe_event("evt_refused_too")).await.json()["id"].as_str().unwrap().to_string();
+    let second = s.post_stripe_event("evt_refused_too").await;
     browser
         .wait("the failed count", || async {
             let n = browser.eval("return document.querySelector('#confirm-count').dataset.failed;", json!([])).await;
@@ -791,11 +787,10 @@ const DASHBOARD_TOKEN: &str = "dashboard-token-0123456789";
 async fn admin_token_prompt() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
+    let mut c = support::forwarding(dir.path(), "stripe", app.url("/stripe"));
     c.server.admin_token = Some(stagehook::secret::Secret::new(DASHBOARD_TOKEN));
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_tok")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_tok").await;
     app.wait_for(1).await;
     // The page itself carries its own policy and no data.
     let page = s.get("/").await;

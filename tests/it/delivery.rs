@@ -12,7 +12,7 @@ use stagehook::config::{Config, HumanDuration, Strategy};
 
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Reply};
 use crate::support::{
-    self, config, form, start, stripe_event, twilio_signature, until, TestServer, STRIPE_SECRET, TWILIO_TOKEN,
+    self, config, start, stripe_event, twilio_signature, until, TestServer, STRIPE_SECRET, TWILIO_TOKEN,
 };
 
 /// A config delivering Stripe events to `urls`, with `attempts` fixed retries `base` apart and no
@@ -141,19 +141,12 @@ async fn delivers_raw_bytes_and_headers_signed_for_the_app() {
 async fn twilio_deliveries_are_signed_for_the_target_url() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
     let target = app.url("/twilio/sms?tenant=7");
-    c.providers.get_mut("twilio").unwrap().forward_to = vec![target.clone()];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "twilio", target.clone())).await;
     let params = [("MessageSid", "SM900"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "ñandú & co")];
     let form_sig = twilio_signature(TWILIO_TOKEN, "http://127.0.0.1/staging/webhooks/sms", &params);
-    let r = s
-        .post(
-            "/staging/webhooks/sms",
-            &[("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", &form_sig)],
-            form(&params).as_bytes(),
-        )
-        .await;
+    // The signature `sms` sends, for the URL Twilio called.
+    let r = s.sms(&params).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // A JSON one too: its hash travels in the delivery URL.
     let body = json!({"MessageSid": "SM901", "From": "+1", "To": "+2"}).to_string();

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp};
-use crate::support::{self, config, form, start, twilio_signature, STRIPE_SECRET, TWILIO_TOKEN};
+use crate::support::{self, config, form, start, twilio_signature, Resp, TestServer, STRIPE_SECRET, TWILIO_TOKEN};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
@@ -23,13 +23,16 @@ fn charge(id: &str, amount: u64) -> Value {
     })
 }
 
+/// Asks for a copy of the event `id` edited as `ask` says.
+async fn replay_edited(s: &TestServer, id: &str, ask: &Value) -> Resp {
+    s.post(&format!("/staging/webhooks/events/{id}/replay"), &[JSON], ask.to_string().as_bytes()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_copy_reaches_the_app_signed_afresh_and_the_original_stays() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "stripe", app.url("/hook"))).await;
     let original = serde_json::to_string_pretty(&charge("evt_edit", 2000)).unwrap();
     let r = s.stripe(&original).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -41,7 +44,7 @@ async fn an_edited_copy_reaches_the_app_signed_afresh_and_the_original_stays() {
     let mut edited = charge("evt_edit", 2500);
     edited["data"]["object"]["metadata"] = json!({"order": "A-17"});
     let ask = json!({"body": edited, "headers": {"x-debug-run": "7"}});
-    let r = s.post(&format!("/staging/webhooks/events/{id}/replay"), &[JSON], ask.to_string().as_bytes()).await;
+    let r = replay_edited(&s, &id, &ask).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let answer = r.json();
     let copy = answer["id"].as_str().unwrap().to_string();
@@ -77,7 +80,7 @@ async fn an_edited_copy_reaches_the_app_signed_afresh_and_the_original_stays() {
     // A string is the body's exact bytes: a pretty body with its own formatting arrives as typed.
     let typed = format!("{}\n", serde_json::to_string_pretty(&charge("evt_typed", 1)).unwrap());
     let ask = json!({"body": typed});
-    let r = s.post(&format!("/staging/webhooks/events/{id}/replay"), &[JSON], ask.to_string().as_bytes()).await;
+    let r = replay_edited(&s, &id, &ask).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["event_id"], "evt_typed", "parsed from the edited body");
     let d = &app.wait_for(3).await[2];
@@ -91,10 +94,8 @@ async fn an_edited_copy_reaches_the_app_signed_afresh_and_the_original_stays() {
 async fn an_edited_form_is_signed_for_the_target_url() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
     let target = app.url("/twilio/sms");
-    c.providers.get_mut("twilio").unwrap().forward_to = vec![target.clone()];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "twilio", target.clone())).await;
     let params = [("MessageSid", "SM100"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "hello")];
     let r = s.sms(&params).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -103,7 +104,7 @@ async fn an_edited_form_is_signed_for_the_target_url() {
 
     let edited = form(&[("MessageSid", "SM101"), ("From", "+15005550006"), ("To", "+15005550001"), ("Body", "STOP")]);
     let ask = json!({"body": edited});
-    let r = s.post(&format!("/staging/webhooks/events/{id}/replay"), &[JSON], ask.to_string().as_bytes()).await;
+    let r = replay_edited(&s, &id, &ask).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["event_id"], "SM101");
     let d = &app.wait_for(2).await[1];
@@ -122,11 +123,10 @@ async fn an_edited_form_is_signed_for_the_target_url() {
 async fn edits_the_provider_could_not_send_are_refused_with_codes() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    let mut c = support::forwarding(dir.path(), "stripe", app.url("/hook"));
     c.limits.max_body_bytes = 4096;
     let s = start(c).await;
-    let id = s.stripe(&charge("evt_bad", 1).to_string()).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.stripe_id(&charge("evt_bad", 1).to_string()).await;
     assert_eq!(s.sms(&[("MessageSid", "SM1"), ("From", "+1"), ("To", "+2")]).await.status, 200);
     let sms = s.store.find_by_event_id("twilio", "SM1").unwrap().unwrap();
     let path = format!("/staging/webhooks/events/{id}/replay");
@@ -201,11 +201,10 @@ async fn an_edit_is_refused_where_the_provider_cannot_sign() {
 async fn header_overrides_are_bounded_as_an_arriving_head_is() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    let c = support::forwarding(dir.path(), "stripe", app.url("/hook"));
     let head = c.server.max_header_bytes;
     let s = start(c).await;
-    let id = s.stripe(&charge("evt_heads", 1).to_string()).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.stripe_id(&charge("evt_heads", 1).to_string()).await;
     app.wait_for(1).await;
     let path = format!("/staging/webhooks/events/{id}/replay");
     let overrides = |n: usize, value: &str| {

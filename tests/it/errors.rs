@@ -19,10 +19,8 @@ fn assert_error(r: &Resp, status: u16, code: &str, what: &str) {
 async fn a_replay_that_cannot_be_written_is_storage_unavailable_and_nothing_is_lost() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
-    let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_unavailable")).await.json()["id"].as_str().unwrap().to_string();
+    let s = start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
+    let id = s.post_stripe_event("evt_unavailable").await;
     app.wait_for(1).await;
     // The delivery's outcome is written too: wait for it, or it would take the injected failures.
     let event = format!("/staging/webhooks/events/{id}");
@@ -103,7 +101,7 @@ async fn every_kind_of_answer_carries_the_security_headers() {
     let mut c = config(dir.path());
     c.providers.get_mut("twilio").unwrap().settings = stagehook::providers::twilio::Settings::default().into();
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_headers")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_headers").await;
     s.store.flush().await.unwrap();
 
     // JSON 200s.

@@ -11,7 +11,9 @@ use std::path::Path;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::support::{config, run_binary, start, stripe_header, write_config, TestServer, STRIPE_SECRET, TWILIO_TOKEN};
+use crate::support::{
+    config, run_binary, run_binary_async, start, write_config, TestServer, STRIPE_SECRET, TWILIO_TOKEN,
+};
 
 /// A Stripe body with non-ASCII text and a trailing newline: both must survive as they came.
 const UNICODE_BODY: &str = "{\"id\":\"evt_export_1\",\"object\":\"event\",\"type\":\"customer.created\",\"created\":1700000000,\"livemode\":false,\"data\":{\"object\":{\"id\":\"cus_1\",\"name\":\"Zoë Ångström ✓ 日本\"}}}\n";
@@ -28,10 +30,34 @@ fn config_file(dir: &Path) -> String {
 }
 
 async fn post_stripe_body(s: &TestServer, body: &str) {
-    let sig = stripe_header(STRIPE_SECRET, crate::support::now_s(), body.as_bytes());
-    let headers = [("content-type", "application/json"), ("stripe-signature", sig.as_str())];
-    let r = s.post("/staging/webhooks/stripe", &headers, body.as_bytes()).await;
+    let r = s.stripe(body).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Imports `file` into an empty folder, then again: all `n` lines imported, then all skipped as
+/// duplicates. Returns the folder (its data in `data`, where `config` looks).
+fn import_twice(file: &Path, n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let import = ["import", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()];
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("imported {n} events, skipped 0 duplicates")), "{text}");
+    let (code, text) = run_binary(&import);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("imported 0 events, skipped {n} duplicates")), "{text}");
+    dir
+}
+
+/// Asks for a copy of the event `parent` edited as `edit` says, waits for its delivery, and
+/// returns its id.
+async fn edit_and_deliver(s: &TestServer, parent: &str, edit: &Value) -> String {
+    let path = format!("/staging/webhooks/events/{parent}/replay");
+    let r = s.post_json(&path, edit.to_string().as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let copy = r.json()["id"].as_str().unwrap().to_string();
+    crate::support::wait_status(s, &copy, "processed").await;
+    copy
 }
 
 /// Three events: two Stripe, one Twilio form.
@@ -106,12 +132,7 @@ async fn export_then_import_into_an_empty_folder_gives_the_same_events_byte_for_
     let cfg = config_file(a_dir.path());
     let out = a_dir.path().join("offline.ndjson");
     let args = ["export", "--config", cfg.as_str(), "--out", out.to_str().unwrap()];
-    let (code, text) = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let (code, text) = run_binary_async(&args).await;
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("in use by a running stagehook"), "{text}");
     assert!(!out.exists());
@@ -140,15 +161,7 @@ async fn export_then_import_into_an_empty_folder_gives_the_same_events_byte_for_
     std::fs::write(&import_file, &file).unwrap();
 
     // Into an empty folder: everything imported; again: everything skipped as duplicates.
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_data = b_dir.path().join("data");
-    let import = ["import", import_file.to_str().unwrap(), "--data-dir", b_data.to_str().unwrap()];
-    let (code, text) = run_binary(&import);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 4 events, skipped 0 duplicates"), "{text}");
-    let (code, text) = run_binary(&import);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 0 events, skipped 4 duplicates"), "{text}");
+    let b_dir = import_twice(&import_file, 4);
 
     let b = start(config(b_dir.path())).await;
     let (status, _, again) = export_route(&b, "").await;
@@ -206,12 +219,7 @@ async fn the_export_takes_the_lists_filters() {
     let (_, _, all) = export_route(&s, "").await;
     let file = dir.path().join("all.ndjson");
     std::fs::write(&file, all).unwrap();
-    let import: Vec<String> =
-        ["import", file.to_str().unwrap(), "--config", &cfg].iter().map(|s| s.to_string()).collect();
-    let (code, text) =
-        tokio::task::spawn_blocking(move || run_binary(&import.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await
-            .unwrap();
+    let (code, text) = run_binary_async(&["import", file.to_str().unwrap(), "--config", &cfg]).await;
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("in use by a running stagehook"), "{text}");
     s.stop().await;
@@ -286,14 +294,8 @@ async fn send_from_an_export_reaches_a_second_stagehook_and_then_only_duplicates
     let c = start(config(c_dir.path())).await;
     let cfg = config_file(c_dir.path());
     let server = format!("http://{}", c.addr);
-    let send = || {
-        let args: Vec<String> = ["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--server", &server]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-    };
-    let (code, text) = send().await.unwrap();
+    let send = || run_binary_async(&["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--server", &server]);
+    let (code, text) = send().await;
     assert_eq!(code, 0, "{text}");
     for id in ["stripe evt_export_1", "stripe evt_export_2", "twilio SM_export_1"] {
         let line = text.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id}: {text}"));
@@ -306,7 +308,7 @@ async fn send_from_an_export_reaches_a_second_stagehook_and_then_only_duplicates
     assert_eq!(bodies(&received), bodies(&exported));
 
     // Again: each answered as a duplicate (Stripe's receipt says so; all are counted).
-    let (code, text) = send().await.unwrap();
+    let (code, text) = send().await;
     assert_eq!(code, 0, "{text}");
     for id in ["stripe evt_export_1", "stripe evt_export_2"] {
         let line = text.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id}: {text}"));
@@ -321,15 +323,10 @@ async fn send_from_an_export_reaches_a_second_stagehook_and_then_only_duplicates
     let e_dir = tempfile::tempdir().unwrap();
     let e = start(config(e_dir.path())).await;
     let only_stripe = write_config(e_dir.path(), "").to_str().unwrap().to_string();
-    let args: Vec<String> =
-        ["send", "--from", file.to_str().unwrap(), "--config", &only_stripe, "--server", &format!("http://{}", e.addr)]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    let server = format!("http://{}", e.addr);
     let (code, text) =
-        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await
-            .unwrap();
+        run_binary_async(&["send", "--from", file.to_str().unwrap(), "--config", &only_stripe, "--server", &server])
+            .await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("twilio SM_export_1: failed:"), "{text}");
     assert!(text.contains("sent 3: 2 accepted, 1 failed"), "{text}");
@@ -381,14 +378,8 @@ async fn send_from_to_the_app_is_accepted_by_its_stripe_verifier() {
     let app = crate::fake_app::FakeApp::start().await;
     let cfg = config_file(dir.path());
     let to = app.url("/hooks/stripe");
-    let args: Vec<String> = ["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--to", &to]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let (code, text) =
-        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-            .await
-            .unwrap();
+        run_binary_async(&["send", "--from", file.to_str().unwrap(), "--config", &cfg, "--to", &to]).await;
     assert_eq!(code, 0, "{text}");
     let received = app.wait_for(2).await;
     let bodies: Vec<Vec<u8>> = parse_lines(&exported).iter().map(body_of).collect();
@@ -441,29 +432,11 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
     ];
     let mut copies = Vec::new();
     for (parent, edit) in &edits {
-        let r = a
-            .post(
-                &format!("/staging/webhooks/events/{parent}/replay"),
-                &[("content-type", "application/json")],
-                edit.to_string().as_bytes(),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let copy = r.json()["id"].as_str().unwrap().to_string();
-        crate::support::wait_status(&a, &copy, "processed").await;
-        copies.push(copy);
+        copies.push(edit_and_deliver(&a, parent, edit).await);
     }
     // An edit of an edited copy: a copy whose parent is a copy.
     let again = serde_json::json!({"body": UNICODE_BODY.replace("Zoë", "Zoè")});
-    let r = a
-        .post(
-            &format!("/staging/webhooks/events/{}/replay", copies[0]),
-            &[("content-type", "application/json")],
-            again.to_string().as_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    crate::support::wait_status(&a, r.json()["id"].as_str().unwrap(), "processed").await;
+    edit_and_deliver(&a, &copies[0], &again).await;
     let (status, _, exported) = export_route(&a, "").await;
     assert_eq!(status, 200);
     a.stop().await;
@@ -475,15 +448,8 @@ async fn edited_copies_survive_export_and_import_linked_to_their_parents() {
     let file = a_dir.path().join("copies.ndjson");
     std::fs::write(&file, &exported).unwrap();
 
-    let b_dir = tempfile::tempdir().unwrap();
-    let b_data = b_dir.path().join("data");
-    let import = ["import", file.to_str().unwrap(), "--data-dir", b_data.to_str().unwrap()];
-    let (code, text) = run_binary(&import);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 8 events, skipped 0 duplicates"), "{text}");
-    let (code, text) = run_binary(&import);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("imported 0 events, skipped 8 duplicates"), "originals and copies alike: {text}");
+    // Originals and copies alike: all imported, then all duplicates.
+    let b_dir = import_twice(&file, 8);
 
     let b = start(config(b_dir.path())).await;
     let (_, _, again) = export_route(&b, "").await;

@@ -52,8 +52,7 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
     let app = FakeApp::start().await;
     app.set_default(Reply::status(500));
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/hook")];
+    let mut c = support::forwarding(dir.path(), "stripe", app.url("/hook"));
     c.retry.max_attempts = 1;
     c.circuit_breaker.failure_threshold = 1;
     let s = start(c).await;

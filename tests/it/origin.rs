@@ -30,7 +30,7 @@ async fn a_cross_site_page_cannot_replay_the_store_and_the_dashboard_can() {
     c.retry.max_attempts = 1;
     c.retry.base_delay = HumanDuration(Duration::from_millis(10));
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_xsite")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_xsite").await;
     support::until("the event to be a dead letter", || async {
         let e = event(&s, &id).await;
         (e["status"] == "failed").then_some(())
@@ -81,7 +81,7 @@ async fn a_cross_site_page_cannot_replay_the_store_and_the_dashboard_can() {
 async fn a_rebinding_page_reads_nothing_while_providers_reach_ingest_under_any_host() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(support::config(dir.path())).await;
-    let id = s.stripe(&stripe_event("evt_rebind")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_rebind").await;
     let port = s.addr.port().to_string();
     let evil = format!("evil.example:{port}");
     for host in ["evil.example", evil.as_str(), "localhost.evil.example", "127.0.0.1.evil.example"] {
@@ -175,7 +175,7 @@ async fn the_curl_command_is_signed_for_our_own_url_whatever_the_host() {
     let mut c = support::config(dir.path());
     c.server.allowed_hosts = vec!["attacker.example".into()];
     let s = start(c).await;
-    let id = s.stripe(&stripe_event("evt_host")).await.json()["id"].as_str().unwrap().to_string();
+    let id = s.post_stripe_event("evt_host").await;
     let own = format!("http://{}/staging/webhooks/stripe", s.addr);
     for host in ["attacker.example:9999", "127.0.0.2:1", "localhost"] {
         let r = support::request(s.addr, "GET", &format!("/staging/webhooks/events/{id}/curl"), &[("host", host)], b"")

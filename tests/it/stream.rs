@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::fake_app::FakeApp;
-use crate::support::{config, start, stripe_event};
+use crate::support::{self, config, start, stripe_event};
 
 /// One message: its `event`, `id` and `data`.
 #[derive(Debug, Clone)]
@@ -110,9 +110,7 @@ async fn closed_by_server(mut conn: tokio::net::TcpStream, what: &str) {
 async fn new_events_and_status_changes_arrive_and_resume_after_a_reconnect() {
     let app = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.providers.get_mut("stripe").unwrap().forward_to = vec![app.url("/stripe")];
-    let s = start(c).await;
+    let s = start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
 
     let mut stream = Stream::open(s.addr, "", None).await;
     assert_eq!(stream.status, 200);

@@ -38,6 +38,13 @@ pub fn config(dir: &Path) -> Config {
     c
 }
 
+/// [`config`], with `provider`'s events forwarded to `target` (a fake app's URL).
+pub fn forwarding(dir: &Path, provider: &str, target: String) -> Config {
+    let mut c = config(dir);
+    c.providers.get_mut(provider).unwrap().forward_to = vec![target];
+    c
+}
+
 /// The real server, in-process, on a free port.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -98,7 +105,12 @@ impl TestServer {
 
     /// Posts the minimal Stripe event `event_id` and returns the id it is stored under.
     pub async fn post_stripe_event(&self, event_id: &str) -> String {
-        self.stripe(&stripe_event(event_id)).await.json()["id"].as_str().unwrap().to_string()
+        self.stripe_id(&stripe_event(event_id)).await
+    }
+
+    /// Posts a correctly signed Stripe `body` and returns the id it is stored under.
+    pub async fn stripe_id(&self, body: &str) -> String {
+        self.stripe(body).await.json()["id"].as_str().unwrap().to_string()
     }
 
     /// Posts a JSON body (or none) to `path`.
@@ -346,6 +358,13 @@ pub fn vectors() -> Value {
     serde_json::from_str(text).unwrap()
 }
 
+/// The (secret, payload, header) of each of `kind`'s published signature vectors.
+pub fn signed_vectors(kind: &str) -> Vec<(String, String, String)> {
+    let v = vectors();
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap().to_string();
+    v[kind].as_array().unwrap().iter().map(|e| (s(e, "secret"), s(e, "payload"), s(e, "header"))).collect()
+}
+
 /// The real `stagehook` binary as a child process.
 pub struct ChildServer {
     pub addr: SocketAddr,
@@ -459,6 +478,18 @@ pub fn run_binary(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook")).args(args).env_clear().output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// [`run_binary`] on a blocking thread, for a test whose runtime must go on serving meanwhile
+/// (the binary talks to a server or a fake app in this process).
+/// The arguments are copied at the call, so the future borrows nothing.
+pub fn run_binary_async(args: &[&str]) -> impl std::future::Future<Output = (i32, String)> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    async move {
+        tokio::task::spawn_blocking(move || run_binary(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap()
+    }
 }
 
 /// Polls `check` until it yields a value (at most 20 s).
