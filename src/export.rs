@@ -195,6 +195,14 @@ impl Exporter {
         Exporter { filter, after: None, done: false, exported: 0, damaged: 0 }
     }
 
+    /// Only the events stored after `id`, in arrival order (ids are ULIDs, so their order is the
+    /// order of arrival): a reader that remembers the last id it took resumes where it stopped,
+    /// whatever happened in between (`stagehook listen`).
+    pub fn after(mut self, id: Ulid) -> Exporter {
+        self.after = Some(id);
+        self
+    }
+
     /// The next lines, never empty; `None` once every match is written. Headers are redacted
     /// with the list of the endpoint in `endpoints` that received the event.
     pub fn next_lines(&mut self, store: &Store, endpoints: &[Endpoint]) -> Result<Option<Vec<u8>>, StoreError> {

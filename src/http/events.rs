@@ -438,11 +438,16 @@ const EXPORT_AHEAD: usize = 2;
 async fn export(s: Arc<AppState>, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
     if let Some(key) = ["q", "cursor", "limit"].into_iter().find(|k| q.contains_key(*k)) {
         return Err(ApiError::invalid_payload(format!(
-            "`{key}` is not an export filter; an export takes provider, status, type, since and until, and writes every match"
+            "`{key}` is not an export filter; an export takes provider, status, type, since, until and after, and writes every match"
         )));
     }
     let filter = crate::filter::from_query(q).map_err(bad_filter)?;
     let mut exporter = crate::export::Exporter::new(filter);
+    if let Some(after) = q.get("after") {
+        let id = Ulid::from_string(after)
+            .map_err(|_| ApiError::invalid_payload(format!("after: `{after}` is not an event id (a ULID)")))?;
+        exporter = exporter.after(id);
+    }
     // sled reads block: the pages are read on a blocking thread, the first before answering.
     let reader = s.clone();
     let (first, mut exporter) = tokio::task::spawn_blocking(move || {

@@ -207,8 +207,20 @@ async fn the_export_takes_the_lists_filters() {
     }
     let (status, _, body) = export_route(&s, &format!("?since={}", crate::support::now_s() * 1000 + 60_000)).await;
     assert_eq!((status, ids(body)), (200, vec![]), "nothing stored after a minute from now");
+    // `after=<id>` resumes behind an event, in arrival order, with the other filters too.
+    let (_, _, all) = export_route(&s, "").await;
+    let all = parse_lines(&all);
+    let first = all[0]["id"].as_str().unwrap();
+    let (_, _, body) = export_route(&s, &format!("?after={first}")).await;
+    let arrived: Vec<String> = all[1..].iter().map(|l| l["event_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids(body), arrived);
+    let (_, _, body) = export_route(&s, &format!("?after={first}&provider=stripe")).await;
+    let stripe: Vec<&String> = arrived.iter().filter(|id| id.starts_with("evt_")).collect();
+    assert_eq!(ids(body).iter().collect::<Vec<_>>(), stripe);
+    let last = all.last().unwrap()["id"].as_str().unwrap();
+    assert_eq!(ids(export_route(&s, &format!("?after={last}")).await.2), Vec::<String>::new());
     // The list's own refusals, and the list's paging parameters are not export filters.
-    for query in ["?status=duplicate", "?since=yesterday", "?limit=1", "?q=evt_export_1"] {
+    for query in ["?status=duplicate", "?since=yesterday", "?limit=1", "?q=evt_export_1", "?after=evt_export_1"] {
         let (status, _, body) = export_route(&s, query).await;
         assert_eq!(status, 400, "{query}");
         let v: Value = serde_json::from_slice(&body).unwrap();
