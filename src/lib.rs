@@ -20,6 +20,8 @@
 //! - [`send`]: `stagehook send`, signed test events from the providers' own fixtures (or from
 //!   an export).
 //! - [`tail`]: `stagehook tail`, the live stream printed a line a change.
+//! - [`listen`]: `stagehook listen`, a shared staging stagehook's events delivered to the app on
+//!   this machine, signed afresh with its local secret, resuming from the store.
 //! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
 //! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
 //!   and back in (`stagehook import`).
@@ -44,6 +46,7 @@ pub mod export;
 pub mod filter;
 pub mod finding;
 pub mod http;
+pub mod listen;
 pub mod providers;
 pub mod ratelimit;
 pub mod redact;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cli::export::run(args),
         Command::Import(args) => cli::import::run(args),
         Command::Tail(args) => cli::tail::run(args),
+        Command::Listen(args) => cli::listen::run(args),
         Command::Store(StoreCommand::Verify(args)) => cli::store::verify(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Man => cli::man::run(),

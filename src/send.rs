@@ -43,8 +43,9 @@ pub enum SendFailure {
     Fixture(String),
     #[error("{0}")]
     Client(String),
+    /// No answer; `connect` when no connection was made (so the request surely never arrived).
     #[error("{url}: {error}")]
-    Post { url: String, error: String },
+    Post { url: String, error: String, connect: bool },
 }
 
 impl SendFailure {
@@ -185,6 +186,7 @@ pub async fn send(
             original: &sample.headers,
             extra: content_type,
             keep: Vec::new(),
+            timeout: SEND_TIMEOUT,
         };
         sent.push(sign_and_post(&client, endpoint, &urls, msg, now).await?);
     }
@@ -201,6 +203,8 @@ struct Message<'a> {
     extra: Vec<(String, String)>,
     /// The provider's `forward_headers`: credentials of `original` kept rather than dropped.
     keep: Vec<String>,
+    /// The whole exchange's bound.
+    timeout: Duration,
 }
 
 /// Signs `msg` for the endpoint's URL with its provider's `sign_resend` at `now` and posts it.
@@ -222,12 +226,17 @@ async fn sign_and_post(
     if crate::providers::original_header(&headers, "user-agent").is_none() {
         headers.push(("user-agent".into(), format!("stagehook-send/{}", env!("CARGO_PKG_VERSION"))));
     }
-    let answer = client
-        .post(&url, &headers, Bytes::from(msg.body), Duration::from_secs(30))
-        .await
-        .map_err(|e| SendFailure::Post { url: url.clone(), error: e.to_string() })?;
+    let answer =
+        client.post(&url, &headers, Bytes::from(msg.body), msg.timeout).await.map_err(|e| SendFailure::Post {
+            url: url.clone(),
+            error: e.to_string(),
+            connect: matches!(e, crate::delivery::client::SendError::Connect(_)),
+        })?;
     Ok(Sent { url, status: answer.status, body: String::from_utf8_lossy(&answer.body).into_owned() })
 }
+
+/// How long `send` waits for each answer.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The outcome of sending one exported event again.
 #[derive(Debug)]
@@ -248,8 +257,21 @@ pub async fn resend(
     endpoints: &[Endpoint],
     event: &crate::export::Exported,
     client: &Client,
+    to: (Option<&str>, Option<&str>),
+    now: i64,
+) -> Resent {
+    resend_within(config, endpoints, event, client, to, now, SEND_TIMEOUT).await
+}
+
+/// [`resend`], waiting at most `timeout` for the answer (`stagehook listen --timeout`).
+pub async fn resend_within(
+    config: &Config,
+    endpoints: &[Endpoint],
+    event: &crate::export::Exported,
+    client: &Client,
     (to, server): (Option<&str>, Option<&str>),
     now: i64,
+    timeout: Duration,
 ) -> Resent {
     let result = async {
         let Some(endpoint) = find(endpoints, &event.provider) else {
@@ -262,7 +284,14 @@ pub async fn resend(
         let urls = urls(config, &endpoint.path, to, server);
         let content_type = crate::providers::original_header(&event.headers, "content-type");
         let keep = config.targets(&event.provider).map(|t| t.forward_headers).unwrap_or_default();
-        let msg = Message { content_type, body: event.body.clone(), original: &event.headers, extra: Vec::new(), keep };
+        let msg = Message {
+            content_type,
+            body: event.body.clone(),
+            original: &event.headers,
+            extra: Vec::new(),
+            keep,
+            timeout,
+        };
         sign_and_post(client, endpoint, &urls, msg, now).await
     }
     .await;

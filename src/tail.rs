@@ -173,7 +173,7 @@ fn clock(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()[11..19].to_string()
 }
 
-fn urlencoding(v: &str) -> String {
+pub(crate) fn urlencoding(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -182,14 +182,15 @@ fn urlencoding(v: &str) -> String {
         .collect()
 }
 
-struct Message {
-    event: String,
-    id: String,
-    data: Value,
+/// One Server-Sent Events message (`stagehook listen` reads the stream with it too).
+pub(crate) struct Message {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
 }
 
 /// One Server-Sent Events block; `None` for a comment (the keep-alive).
-fn parse(block: &str) -> Option<Message> {
+pub(crate) fn parse(block: &str) -> Option<Message> {
     let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_string()));
     let data = field("data:")?;
     Some(Message {

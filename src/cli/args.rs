@@ -1,5 +1,5 @@
 //! The command line's arguments: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`,
-//! `check-config`, `send`, `export`, `import`, `tail`, `store verify`, `completions` and `man`. The
+//! `check-config`, `send`, `export`, `import`, `tail`, `listen`, `store verify`, `completions` and `man`. The
 //! shell completions and the manual page are generated from these definitions, so they never drift
 //! from the real flags.
 
@@ -49,6 +49,9 @@ pub enum Command {
     /// Print what happens on the running stagehook as it happens: one line per new event and per
     /// change of status (coloured on a terminal), or JSON with `--json`.
     Tail(TailArgs),
+    /// Follow a shared staging stagehook from this machine: deliver each stored event to the
+    /// local app, signed afresh with the local secret, resuming where it stopped.
+    Listen(ListenArgs),
     /// Inspect the data folder of a stopped stagehook.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -129,6 +132,61 @@ pub struct TailArgs {
     /// Print each message's JSON (with its `kind`: `event` or `status`), one a line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListenArgs {
+    /// The staging stagehook's base URL (e.g. `https://staging.example.com`).
+    #[arg(value_name = "STAGEHOOK_URL")]
+    pub url: String,
+    /// Where to deliver: `URL` for every provider, or `NAME=URL` for the endpoint `NAME`
+    /// (`stripe`, `twilio`, a `[providers.<name>]`); repeatable.
+    #[arg(long = "forward-to", value_name = "[NAME=]URL", required = true)]
+    pub forward_to: Vec<String>,
+    /// Only this endpoint's events (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Vec<String>,
+    /// Only events whose type matches (`*` for any text, e.g. `invoice.*`; repeatable).
+    #[arg(long = "type", value_name = "GLOB")]
+    pub types: Vec<String>,
+    /// The staging stagehook's admin (or read-only) token.
+    #[arg(long, env = "STAGEHOOK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// TOML configuration file with this machine's secrets (`[providers.<name>]`), the app's own.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `NAME=SECRET`: the local secret of endpoint `NAME`, over the configuration's (repeatable;
+    /// a flag is visible to other users of this machine, a file is not).
+    #[arg(long, value_name = "NAME=SECRET")]
+    pub secret: Vec<String>,
+    /// How this listener is named on the staging stagehook; `<user>@<host>` by default.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the place in the stream is kept; by default a file under `$XDG_STATE_HOME` (or
+    /// `~/.local/state`) `/stagehook/`, one per URL and name.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// On a first run, start this long ago (`2h`) or at this time (RFC 3339 or Unix ms) rather
+    /// than now.
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// One JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+    /// Tell the staging stagehook each delivery's outcome.
+    #[arg(long)]
+    pub report: bool,
+    /// Allow a plain `http://` staging URL to another machine (the token then travels in the
+    /// clear).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// The time limit of each local delivery.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Attempts after the first for a local delivery that finds no app, or gets 5xx, 408 or 429
+    /// (waiting 0.5 s, doubling).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,9 +6,10 @@
 //! - [`report`]: the exit codes ([`Exit`]), the command error ([`CliError`]) and the one
 //!   [`Reporter`] that prints a failure as text or, under `--json`, as JSON.
 //! - A module per command: [`serve`], [`check_config`], [`send`], [`export`], [`import`],
-//!   [`tail`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself lives in the
-//!   library ([`crate::send`], [`crate::export`], [`crate::tail`], [`crate::store::verify`],
-//!   [`crate::config::validate`]); a command reads its flags, calls it and says what happened.
+//!   [`tail`], [`listen`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
+//!   lives in the library ([`crate::send`], [`crate::export`], [`crate::tail`],
+//!   [`crate::listen`], [`crate::store::verify`], [`crate::config::validate`]); a command reads
+//!   its flags, calls it and says what happened.
 //!
 //! Each command prints what it has to say as it goes (an export streams, `tail` never ends); what
 //! it returns is how it ended, so a test can call it in-process and look at the outcome.
@@ -18,6 +19,7 @@ pub mod check_config;
 pub mod completions;
 pub mod export;
 pub mod import;
+pub mod listen;
 pub mod man;
 pub mod report;
 pub mod send;

@@ -76,7 +76,8 @@ macro_rules! kinds {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::KEYS,)* }
             }
 
-            fn credential_key(self) -> &'static str {
+            /// The key of its section that holds the credential (`secret`, `auth_token`, `public_key`).
+            pub fn credential_key(self) -> &'static str {
                 match self { $(ProviderKind::$variant => <$module::$ty as $crate::providers::kind::Kind>::CREDENTIAL,)* }
             }
 
