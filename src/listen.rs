@@ -57,9 +57,10 @@ pub struct Targets {
 
 impl Targets {
     /// `--forward-to URL` (every provider) or `--forward-to NAME=URL`, repeated.
-    pub fn parse(flags: &[String]) -> Result<Targets, String> {
+    pub fn parse(flags: &[String]) -> Result<Targets, TargetError> {
         let mut targets = Targets::default();
         for flag in flags {
+            let shown = crate::redact::url(flag);
             let (name, url) = match flag.split_once('=') {
                 // A URL's query has `=` too: a name is only what comes before `=` when it has
                 // no `:` or `/`.
@@ -67,17 +68,19 @@ impl Targets {
                 _ => (None, flag.as_str()),
             };
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("--forward-to {flag}: `{}` is not an http(s) URL", crate::redact::url(url)));
+                return Err(TargetError(format!("--forward-to {shown}: not an http(s) URL")));
             }
             match name {
-                Some("") => return Err(format!("--forward-to {flag}: the name before `=` is empty")),
+                Some("") => return Err(TargetError(format!("--forward-to {shown}: the name before `=` is empty"))),
                 Some(name) => {
                     if targets.by_name.insert(name.to_string(), url.to_string()).is_some() {
-                        return Err(format!("--forward-to: `{name}` is given twice"));
+                        return Err(TargetError(format!("--forward-to: `{name}` is given twice")));
                     }
                 }
                 None if targets.default.is_some() => {
-                    return Err("--forward-to: two URLs without a name; give the second as NAME=URL".into())
+                    return Err(TargetError(
+                        "--forward-to: two URLs without a name; give the second as NAME=URL".into(),
+                    ))
                 }
                 None => targets.default = Some(url.to_string()),
             }
@@ -90,6 +93,11 @@ impl Targets {
         self.by_name.get(provider).or(self.default.as_ref()).map(String::as_str)
     }
 }
+
+/// A `--forward-to` that is not `URL` or `NAME=URL`, for a person to read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
 
 /// A `--type` pattern: `*` stands for any run of characters (`invoice.*`).
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
@@ -371,7 +379,7 @@ impl Listen {
     }
 
     fn base(&self, path: &str) -> String {
-        format!("{}/staging/webhooks/{path}", self.server)
+        format!("{}/staging/webhooks{path}", self.server)
     }
 
     /// The one provider the server can filter on; with several, the filter is ours.
@@ -391,7 +399,7 @@ impl Listen {
         query.push(format!("listener={}", urlencoding(&self.name)));
         query.push(format!("listener_host={}", urlencoding(&self.host)));
         query.push(format!("listener_filters={}", urlencoding(&self.filters_text())));
-        format!("{}?{}", self.base("events/stream"), query.join("&"))
+        format!("{}?{}", self.base("/events/stream"), query.join("&"))
     }
 
     /// The filters, as a person reads them: `provider=stripe type=invoice.*`, or `all events`.
@@ -473,7 +481,7 @@ impl Listen {
         if let Some(p) = self.server_provider() {
             query.push(format!("provider={}", urlencoding(p)));
         }
-        let url = format!("{}?{}", self.base("events/export"), query.join("&"));
+        let url = format!("{}?{}", self.base("/events/export"), query.join("&"));
         let mut body = self.send(getter, &url, "export").await?.into_body();
         let mut events = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
@@ -618,7 +626,7 @@ impl Listen {
 
     /// `POST /events/{id}/listeners`; a failure is a warning, never the end.
     async fn send_report(&self, client: &Client, outcome: &Outcome) {
-        let url = self.base(&format!("events/{}/listeners", urlencoding(&outcome.id)));
+        let url = self.base(&format!("/events/{}/listeners", urlencoding(&outcome.id)));
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(token) = &self.token {
             headers.push(("authorization".into(), format!("Bearer {token}")));

@@ -48,7 +48,7 @@ pub fn prepare(args: ListenArgs) -> Result<Listen, CliError> {
             ),
         ));
     }
-    let targets = Targets::parse(&args.forward_to).map_err(|m| bad("bad_forward_to", m))?;
+    let targets = Targets::parse(&args.forward_to).map_err(|e| bad("bad_forward_to", e.to_string()))?;
     let (config, endpoints) = local_secrets(&args)?;
     let timeout = humantime::parse_duration(&args.timeout)
         .ok()
