@@ -207,6 +207,10 @@ pub struct Outcome {
     pub skipped: bool,
     /// The start of the app's last answer, for the report.
     pub body: String,
+    /// When the staging stagehook stored the event, and when the app's last answer came (or
+    /// the last attempt gave up), both Unix ms: how far behind the listener is.
+    pub received_at_ms: i64,
+    pub answered_at_ms: i64,
 }
 
 impl Outcome {
@@ -215,7 +219,7 @@ impl Outcome {
         let mut v = json!({
             "id": self.id, "provider": self.provider, "event_type": self.event_type, "event_id": self.event_id,
             "status": self.status, "duration_ms": self.duration_ms, "attempts": self.attempts, "ok": self.ok,
-            "error": self.error,
+            "error": self.error, "received_at_ms": self.received_at_ms, "answered_at_ms": self.answered_at_ms,
         });
         if self.skipped {
             v["skipped"] = true.into();
@@ -565,6 +569,8 @@ impl Listen {
             error: None,
             skipped: false,
             body: String::new(),
+            received_at_ms: event.received_at_ms,
+            answered_at_ms: self.clock.now_ms(),
         };
         let p = &event.provider;
         let Some(to) = self.targets.of(p) else {
@@ -597,6 +603,7 @@ impl Listen {
             )
             .await;
             outcome.duration_ms = started.elapsed().as_millis() as u64;
+            outcome.answered_at_ms = self.clock.now_ms();
             let retry = match sent.result {
                 Ok(answer) => {
                     outcome.status = Some(answer.status);

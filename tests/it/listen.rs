@@ -181,6 +181,14 @@ async fn stripe_twilio_and_github_events_verify_at_the_app_with_the_local_secret
     let providers: Vec<&str> = lines.iter().map(|l| l["provider"].as_str().unwrap()).collect();
     assert_eq!(providers, ["stripe", "twilio", "github"]);
     assert!(lines.iter().all(|l| l["ok"] == true && l["status"] == 200 && l["attempts"] == 1), "{lines:?}");
+    // Each line says when staging stored the event and when the app answered: the listener's lag.
+    for l in &lines {
+        let path = format!("/staging/webhooks/events/{}", l["id"].as_str().unwrap());
+        let bearer = format!("Bearer {TOKEN}");
+        let stored = support::request(s.addr, "GET", &path, &[("authorization", &bearer)], b"").await.json();
+        assert_eq!(l["received_at_ms"], stored["received_at_ms"], "{l}");
+        assert!(l["answered_at_ms"].as_i64().unwrap() >= l["received_at_ms"].as_i64().unwrap(), "{l}");
+    }
     let output = format!("{}{}", listener.stdout.lock(), listener.stderr.lock());
     assert!(!output.contains(TOKEN), "the token is never printed:\n{output}");
     listener.kill().await;
