@@ -284,6 +284,10 @@ pub async fn serve<F>(
                 continue;
             }
         };
+        // Small writes go out at once: an event stream's message, written while the previous one
+        // is not yet acknowledged, would otherwise wait for the peer's delayed ACK (Nagle),
+        // 40 ms or more on Linux, before a dashboard or a listener hears of the event.
+        let _ = stream.set_nodelay(true);
         if shared.stats.open.load(Ordering::Acquire) >= limits.max_connections && !shared.evict_one() {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             let _ = stream.try_write(refused.as_bytes());
