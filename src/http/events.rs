@@ -21,7 +21,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
-use super::{admin, edit, ok_json, read_body, AppState};
+use super::{admin, edit, ok_json, read_body, reader, AppState};
 use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
@@ -37,7 +37,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("events"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .and(query())
         .map(|s: Arc<AppState>, q: BTreeMap<String, String>| list(&s, &q).unwrap_or_else(ApiError::into_response));
     // Before `one`, whose `{id}` would take `export` for an id.
@@ -46,7 +46,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("export"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .and(query())
         .then(|s: Arc<AppState>, q: BTreeMap<String, String>| async move {
             export(s, &q).await.unwrap_or_else(ApiError::into_response)
@@ -56,7 +56,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
     let replay_one = base
         .and(warp::path("events"))

@@ -201,6 +201,12 @@ fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error 
     origin::guard(state.clone()).and(auth::admin(state))
 }
 
+/// The gate of the routes a read token may use too (`server.read_tokens`): the origin checks,
+/// then the admin token or a read token.
+fn reader(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    origin::guard(state.clone()).and(auth::reader(state))
+}
+
 fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }

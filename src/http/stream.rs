@@ -5,7 +5,7 @@
 //! `Last-Event-ID` (or `?last_event_id=`) gets what it missed, or a `reset` message when the
 //! feed no longer holds it (then it reloads what it shows).
 //!
-//! Admin only. At most [`MAX_STREAMS`] are open at once (then `503 too_many_streams`), and each
+//! For the admin and read tokens (`server.read_tokens`). At most [`MAX_STREAMS`] are open at once (then `503 too_many_streams`), and each
 //! sends a comment every [`KEEP_ALIVE`] so that proxies and the client see it alive.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -22,7 +22,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
 use super::events::event_filter;
-use super::{admin, AppState};
+use super::{reader, AppState};
 use crate::store::feed::{Change, Missed};
 use crate::store::EventFilter;
 
@@ -38,7 +38,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("stream"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state))
+        .and(reader(state))
         .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
         .and(warp::header::optional::<String>("last-event-id"))
         .map(|s: Arc<AppState>, q: BTreeMap<String, String>, last: Option<String>| {

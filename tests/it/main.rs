@@ -31,6 +31,7 @@ mod openapi;
 mod origin;
 mod probe;
 mod providers;
+mod read_token;
 mod redaction;
 mod replay_and_retention;
 mod replicas;
