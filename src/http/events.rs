@@ -3,7 +3,8 @@
 //! - `GET  /staging/webhooks/events?provider=&status=&type=&limit=&cursor=`: newest first.
 //! - `GET  /staging/webhooks/events/export?provider=&status=&type=&since=&until=`: every match,
 //!   oldest first, as NDJSON (`crate::export`), streamed.
-//! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
+//! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload, attempt history and
+//!   its listeners' latest reports (`listeners.rs`).
 //! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event; with an
 //!   edit in its body, a new event, the edited copy (`edit.rs`).
 //! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
@@ -246,6 +247,7 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
     };
     v["damage"] = json!(damage);
     let mut v = with_next_attempt(s, ulid, v)?;
+    v["listeners"] = s.listeners.reports_json(ulid);
     if let Value::Object(into) = &mut v {
         let headers = e.map(|e| s.shown_headers(&e.provider, &e.headers)).unwrap_or_default();
         if let Value::Object(extra) = event_json(e, headers, body, &history, pending) {

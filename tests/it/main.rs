@@ -26,6 +26,7 @@ mod fuzz;
 mod guards;
 mod health;
 mod independent;
+mod listeners;
 mod metrics;
 mod openapi;
 mod origin;

@@ -44,8 +44,15 @@ pub async fn call(s: &TestServer, method: &str, path: &str, token: &str, body: &
 }
 
 /// Opens `GET /staging/webhooks/events/stream<query>` with `headers` and returns its status and
-/// the connection, which keeps the stream open until it is dropped.
+/// the connection, which keeps the stream open until it is dropped. Only the answer's head is
+/// read, so a stream that opens never holds the caller up.
 pub async fn open_stream(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> (u16, TcpStream) {
+    let (status, _, conn) = open_stream_head(addr, query, headers).await;
+    (status, conn)
+}
+
+/// [`open_stream`], with the answer's head as text.
+pub async fn open_stream_head(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> (u16, String, TcpStream) {
     let raw = support::build("GET", &format!("/staging/webhooks/events/stream{query}"), headers, b"");
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(&raw).await.unwrap();
@@ -60,9 +67,22 @@ pub async fn open_stream(addr: SocketAddr, query: &str, headers: &[(&str, &str)]
         }
     };
     tokio::time::timeout(Duration::from_secs(15), read_head).await.expect("the stream's head within 15 s");
-    let text = String::from_utf8_lossy(&head);
+    let text = String::from_utf8_lossy(&head).to_string();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text:?}"));
-    (status, conn)
+    (status, text, conn)
+}
+
+/// The JSON error of a refused stream: the rest of the answer, which the server ends.
+pub async fn refusal_code(mut conn: TcpStream) -> String {
+    let mut body = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), conn.read_to_end(&mut body))
+        .await
+        .expect("the refusal within 15 s")
+        .ok();
+    let text = String::from_utf8_lossy(&body);
+    let json = text.find('{').map(|i| &text[i..]).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v["error"]["code"].as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +101,7 @@ async fn a_read_token_reads_and_every_other_route_refuses_it() {
         ("GET", "/staging/webhooks/events/export".to_string()),
         ("GET", format!("/staging/webhooks/events/export?after={id}")),
         ("GET", "/staging/webhooks/stats".to_string()),
+        ("GET", "/staging/webhooks/listeners".to_string()),
     ];
     for (method, path) in &reads {
         let r = call(&s, method, path, READER, b"").await;
@@ -88,6 +109,9 @@ async fn a_read_token_reads_and_every_other_route_refuses_it() {
     }
     let (status, _stream) = open_stream(s.addr, "", &[("authorization", &bearer(READER))]).await;
     assert_eq!(status, 200, "the stream");
+    let report = br#"{"name":"laptop","host":"dev-1","status":200,"duration_ms":3,"body":"ok","error":null}"#;
+    let r = call(&s, "POST", &format!("{one}/listeners"), READER, report).await;
+    assert_eq!(r.status, 200, "a listener's report: {}", r.text());
 
     // One event as a read token sees it: its stored signature is not shown whole.
     let shown = call(&s, "GET", &one, READER, b"").await.text();
