@@ -3,7 +3,8 @@
 //! malformed report `400 invalid_payload` and an unknown event `404`; a stream opened with
 //! `listener=` listed by `GET /listeners` while it is open (two at once, each its own entry, the
 //! last event each reported), counted by the `stagehook_listeners` gauge (checked by
-//! `promtool`), and a listener parameter past its bound refused `400`.
+//! `promtool`), and a listener parameter past its bound refused `400`; the dashboard's listeners
+//! panel and the report in an event's detail, in headless Chromium.
 
 use serde_json::Value;
 
@@ -183,5 +184,57 @@ async fn a_listener_parameter_past_its_bound_is_refused() {
     let (status, _stream) = open_stream(s.addr, &at_bounds, &headers).await;
     assert_eq!(status, 200);
     assert_eq!(listed(&s).await.len(), 1);
+    s.stop().await;
+}
+
+/// The dashboard lists the active listeners and shows a report beside the event's attempts,
+/// under its Content Security Policy (no inline script).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_listeners_and_their_reports() {
+    let scenario = Box::pin(dashboard_scenario());
+    tokio::time::timeout(std::time::Duration::from_secs(240), scenario)
+        .await
+        .expect("the browser scenario within 4 min");
+}
+
+async fn dashboard_scenario() {
+    use crate::webdriver::Browser;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = with_tokens(dir.path());
+    c.server.admin_token = None;
+    let s = start(c).await;
+    let id = s.stripe_id(&stripe_event("evt_listen_dash")).await;
+    let path = format!("/staging/webhooks/events/{id}/listeners");
+    assert_eq!(call(&s, "POST", &path, READER, &report("alice", 200.into(), "ok")).await.status, 200);
+    let (status, _alice) =
+        open_stream(s.addr, "?listener=alice&listener_host=alice-mbp&listener_filters=provider%3Dstripe", &[]).await;
+    assert_eq!(status, 200);
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/", s.addr)).await;
+    browser
+        .wait("the listener's row", || async {
+            browser
+                .text("#listeners-table tbody tr")
+                .await
+                .filter(|t| t.contains("alice on alice-mbp") && t.contains("provider=stripe"))
+        })
+        .await;
+    let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+    browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser.click(&row).await;
+    browser
+        .wait("the report beside the attempts", || async {
+            browser
+                .text("#detail-listeners li")
+                .await
+                .filter(|t| t.contains("delivered to alice on dev-laptop.local: 200 in 12 ms"))
+        })
+        .await;
+    let console = browser.console().await;
+    let violations: Vec<&String> =
+        console.iter().filter(|m| m.contains("Content Security Policy") || m.contains("Refused to")).collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    browser.quit().await;
     s.stop().await;
 }
