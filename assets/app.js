@@ -445,6 +445,10 @@ async function refreshDetail() {
     el('span', { class: 'muted' }, ` · series ${a.series}, attempt ${a.attempt} · ${time(a.at_ms)} · ${(a.duration_us / 1000).toFixed(1)} ms · ${a.target}`),
     a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '')));
   if (!e.history.length) $('#detail-history').append(el('li', { class: 'muted' }, 'no delivery attempts'));
+  // What the developers' listeners (stagehook listen) reported of it, beside its own attempts.
+  $('#detail-listeners').replaceChildren(...(e.listeners || []).map((l) => el('li', { class: 'listener-report' },
+    `delivered to ${l.name} on ${l.host}: ${l.status != null ? l.status : (l.error || 'no answer')} in ${l.duration_ms} ms`,
+    el('span', { class: 'muted' }, ` · ${time(l.at_ms)}`))));
   state.lastPayload = e.payload == null ? '' : e.payload_encoding === 'utf8' ? e.payload : atob(e.payload);
   renderPayload(e);
   $('#detail-headers tbody').replaceChildren(...e.headers.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', { class: 'mono' }, v))));
@@ -864,6 +868,20 @@ async function refreshAlerts() {
   $('#alerts').classList.toggle('hidden', items.length === 0);
 }
 
+// ---- listeners --------------------------------------------------------------------------
+
+/** The listeners (stagehook listen) whose stream is open now, with the last event each delivered. */
+async function refreshListeners() {
+  const body = await api(`${API}/listeners`);
+  $('#listeners-table tbody').replaceChildren(...body.listeners.map((l) => el('tr', { class: 'listener' },
+    el('td', {}, l.host ? `${l.name} on ${l.host}` : l.name),
+    el('td', { class: 'mono' }, l.filters || '—'),
+    el('td', {}, time(l.since_ms)),
+    el('td', {}, l.last_event ? `${l.last_event.id}: ${l.last_event.status != null ? l.last_event.status : 'no answer'} at ${time(l.last_event.at_ms)}` : '—'))));
+  $('#listeners-table').classList.toggle('hidden', body.listeners.length === 0);
+  $('#listeners-none').classList.toggle('hidden', body.listeners.length !== 0);
+}
+
 // ---- polling ----------------------------------------------------------------------------
 
 function report(err) {
@@ -875,6 +893,7 @@ function refreshAll() {
   refreshAlerts().catch(report);
   refreshOverview().catch(report);
   refreshRecovery().catch(report);
+  refreshListeners().catch(report);
   refreshEvents(true).catch(report);
   refreshConfig().catch(report);
 }
@@ -917,6 +936,7 @@ function poll() {
     refreshAlerts().catch(report);
     refreshOverview().catch(report);
     refreshRecovery().catch(report);
+    refreshListeners().catch(report);
     refreshEvents().catch(report);
     refreshDetail().catch(report);
   }

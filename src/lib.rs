@@ -180,6 +180,7 @@ impl App {
             sessions,
             diagnoses: Default::default(),
             streams: Default::default(),
+            listeners: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,

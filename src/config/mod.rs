@@ -107,6 +107,12 @@ pub struct ServerConfig {
     /// When set, every endpoint but ingest requires it (`Authorization: Bearer`, or the
     /// dashboard's session cookie).
     pub admin_token: Option<Secret>,
+    /// Tokens that may read but change nothing (`Authorization: Bearer`, like the admin token):
+    /// the event list, one event, the export, the live stream, `/stats` and the listeners, and
+    /// a listener's report of a delivery. For `stagehook listen` on a developer's machine, so
+    /// the admin token stays on the server. Meaningful only with `admin_token`: without it every
+    /// endpoint is open anyway.
+    pub read_tokens: Vec<Secret>,
     /// How long a dashboard session lasts from sign-in, however much it is used; then the
     /// dashboard asks for the token again. Sessions live in memory and end at a restart.
     pub session_ttl: HumanDuration,
@@ -157,6 +163,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             shutdown_grace_seconds: 10,
             admin_token: None,
+            read_tokens: Vec::new(),
             session_ttl: HumanDuration(std::time::Duration::from_secs(12 * 3600)),
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             body_timeout: HumanDuration(std::time::Duration::from_secs(30)),

@@ -90,6 +90,7 @@ pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Contex
     targets(config, &mut r);
     data_dir(&config.server.data_dir, context, &mut r);
     exposure(config, &mut r);
+    read_tokens(config, &mut r);
     ranges(config, &mut r);
     alerts(config, &mut r);
     r
@@ -436,6 +437,39 @@ fn exposure(c: &Config, r: &mut Report) {
 
 /// What makes stagehook reachable from other machines, if anything: a bind address that is not
 /// loopback, or a `public_url` whose host is not (a tunnel's).
+/// `server.read_tokens`: each as long as the admin token must be (a read token reads every
+/// payload), and none the admin token itself (a holder could then change everything).
+fn read_tokens(c: &Config, r: &mut Report) {
+    let admin = c.server.admin_token.as_ref().map(|t| t.expose().trim()).filter(|t| !t.is_empty());
+    for (i, t) in c.server.read_tokens.iter().enumerate() {
+        let key = format!("server.read_tokens[{i}]");
+        let value = t.expose().trim();
+        if admin == Some(value) {
+            r.push(
+                "read_token.is_admin_token",
+                Severity::Error,
+                &key,
+                "is the admin token: a read token must be a value of its own (`openssl rand -hex 24`), or its holders may change everything",
+            );
+        } else if value.chars().count() < MIN_TOKEN_CHARS {
+            match reached_from(c) {
+                Some(how) => r.push(
+                    "read_token.weak",
+                    Severity::Error,
+                    &key,
+                    format!("shorter than {MIN_TOKEN_CHARS} characters while {how} reaches stagehook from other machines: use a long random value (`openssl rand -hex 24`)"),
+                ),
+                None => r.push(
+                    "read_token.weak",
+                    Severity::Warning,
+                    &key,
+                    format!("shorter than {MIN_TOKEN_CHARS} characters: use a long random value (`openssl rand -hex 24`) before other machines can reach stagehook"),
+                ),
+            }
+        }
+    }
+}
+
 fn reached_from(c: &Config) -> Option<String> {
     let ip = c.server.bind.ip();
     if !ip.is_loopback() {

@@ -18,7 +18,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::errors::ApiError;
-use super::{admin, ok_json, read_body, AppState};
+use super::{admin, ok_json, read_body, reader, AppState};
 use crate::providers::Inbound;
 use crate::redis::State as RedisState;
 use crate::store::Status;
@@ -38,7 +38,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("stats"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .map(|s: Arc<AppState>| stats(&s));
     let validate = base
         .and(warp::path("validate"))

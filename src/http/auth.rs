@@ -18,6 +18,11 @@
 //! reach stagehook (`admin_token.weak`); the limit makes a guessing script visible (429s and
 //! log lines). A request without any credential (the dashboard's first look) is `401` but no
 //! failure.
+//!
+//! A read token (`server.read_tokens`) is let in like the admin token, but only by the routes
+//! that read ([`reader`]: the events, their export and stream, `/stats`, the listeners and a
+//! listener's report); every other route answers it `403 read_only_token` ([`admin`]). A read
+//! token is a right credential, so it is never counted as a failure.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,22 +58,60 @@ fn unauthorized(clear_cookie: Option<String>) -> ApiError {
     }
 }
 
-/// Yields the state when no token is configured or the request is authenticated; put after
-/// path and method, so unknown paths stay 404 and wrong methods 405, and so that it runs once
-/// per request.
-pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
-    warp::header::headers_cloned().and(super::server::peer()).and(warp::path::full()).and(with_state(state)).and_then(
-        |headers: HeaderMap, peer: Option<SocketAddr>, path: warp::path::FullPath, state: Arc<AppState>| async move {
-            authenticate(&state, peer, &headers, path.as_str()).map(|()| state)
-        },
+/// What a request that got in may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The admin token, a dashboard session, or no `admin_token` configured at all.
+    Admin,
+    /// One of `server.read_tokens`.
+    Read,
+}
+
+/// The 403 for a read token at a route that changes something or needs the admin.
+pub fn read_only() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "read_only_token",
+        "a read token may only read events, their export and stream, /stats and the listeners, and report a listener's delivery; this endpoint needs the admin token",
     )
 }
 
-fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap, path: &str) -> Result<(), Rejection> {
-    let Some(token) = &state.config.server.admin_token else { return Ok(()) };
+/// Yields the state when no token is configured or the request carries the admin's
+/// credential; a read token is `403 read_only_token`. Put after path and method, so unknown
+/// paths stay 404 and wrong methods 405, and so that it runs once per request.
+pub fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    access(state).and_then(|access: Access, state: Arc<AppState>| async move {
+        match access {
+            Access::Admin => Ok(state),
+            Access::Read => Err(warp::reject::custom(read_only())),
+        }
+    })
+}
+
+/// Like [`admin`], but a read token is let in too: for the routes that only read.
+pub fn reader(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    access(state).map(|_: Access, state: Arc<AppState>| state)
+}
+
+fn access(state: Arc<AppState>) -> impl Filter<Extract = (Access, Arc<AppState>), Error = Rejection> + Clone {
+    warp::header::headers_cloned().and(super::server::peer()).and(warp::path::full()).and(with_state(state)).and_then(
+        |headers: HeaderMap, peer: Option<SocketAddr>, path: warp::path::FullPath, state: Arc<AppState>| async move {
+            authenticate(&state, peer, &headers, path.as_str()).map(|access| (access, state))
+        },
+    )
+    .untuple_one()
+}
+
+fn authenticate(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Access, Rejection> {
+    let Some(token) = &state.config.server.admin_token else { return Ok(Access::Admin) };
     let sessions: Vec<&str> = session_cookies(headers).collect();
     if sessions.iter().any(|id| state.sessions.valid(id)) {
-        return Ok(());
+        return Ok(Access::Admin);
     }
     let has_authorization = headers.contains_key("authorization");
     if !has_authorization && sessions.is_empty() {
@@ -76,7 +119,10 @@ fn authenticate(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap,
     }
     // Before the limiter: the right token passes whoever else guessed from this address.
     if bearer_tokens(headers).any(|given| token_matches(token, given)) {
-        return Ok(());
+        return Ok(Access::Admin);
+    }
+    if bearer_tokens(headers).any(|given| is_read_token(state, given)) {
+        return Ok(Access::Read);
     }
     let what = if has_authorization { "bearer token" } else { "session" };
     let client = client_ip(peer, headers, &state.trusted_proxies);
@@ -138,6 +184,12 @@ pub fn token_matches(token: &Secret, given: &str) -> bool {
     }
     let want = Sha256::digest(token.expose().as_bytes());
     bool::from(subtle::ConstantTimeEq::ct_eq(&Sha256::digest(given.as_bytes())[..], &want[..]))
+}
+
+/// Whether `given` is one of `server.read_tokens`, each compared as [`token_matches`] does. Every
+/// token is compared, so the time taken does not say which one matched.
+pub fn is_read_token(state: &AppState, given: &str) -> bool {
+    state.config.server.read_tokens.iter().fold(false, |found, t| token_matches(t, given) | found)
 }
 
 fn bearer_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {

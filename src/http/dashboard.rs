@@ -125,6 +125,10 @@ fn session(s: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap, body: &[
     let login: Option<Login> = serde_json::from_slice(body).ok();
     // The right token signs in before the failure limit is looked at (see `auth.rs`).
     if !login.as_ref().is_some_and(|l| auth::token_matches(token, &l.token)) {
+        // A read token is a right credential, but a session is the admin's.
+        if login.as_ref().is_some_and(|l| auth::is_read_token(s, &l.token)) {
+            return Err(auth::read_only());
+        }
         let client = client_ip(peer, headers, &s.trusted_proxies);
         if let Some(refusal) = auth::refused(s, &client, "dashboard sign-in", "/dashboard/session") {
             return Err(refusal);

@@ -3,7 +3,8 @@
 //! - `GET  /staging/webhooks/events?provider=&status=&type=&limit=&cursor=`: newest first.
 //! - `GET  /staging/webhooks/events/export?provider=&status=&type=&since=&until=`: every match,
 //!   oldest first, as NDJSON (`crate::export`), streamed.
-//! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload and attempt history.
+//! - `GET  /staging/webhooks/events/<id>`: one event with its raw payload, attempt history and
+//!   its listeners' latest reports (`listeners.rs`).
 //! - `POST /staging/webhooks/events/<id>/replay`: a new attempt series for one event; with an
 //!   edit in its body, a new event, the edited copy (`edit.rs`).
 //! - `POST /staging/webhooks/replay`: a new series for every event a filter matches.
@@ -21,7 +22,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
-use super::{admin, edit, ok_json, read_body, AppState};
+use super::{admin, edit, ok_json, read_body, reader, AppState};
 use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
 
 /// Most events one page returns, and most records one page request reads.
@@ -37,7 +38,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("events"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .and(query())
         .map(|s: Arc<AppState>, q: BTreeMap<String, String>| list(&s, &q).unwrap_or_else(ApiError::into_response));
     // Before `one`, whose `{id}` would take `export` for an id.
@@ -46,7 +47,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("export"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .and(query())
         .then(|s: Arc<AppState>, q: BTreeMap<String, String>| async move {
             export(s, &q).await.unwrap_or_else(ApiError::into_response)
@@ -56,7 +57,7 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state.clone()))
+        .and(reader(state.clone()))
         .map(|id: String, s: Arc<AppState>| event(&s, &id).unwrap_or_else(ApiError::into_response));
     let replay_one = base
         .and(warp::path("events"))
@@ -246,6 +247,7 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
     };
     v["damage"] = json!(damage);
     let mut v = with_next_attempt(s, ulid, v)?;
+    v["listeners"] = s.listeners.reports_json(ulid);
     if let Value::Object(into) = &mut v {
         let headers = e.map(|e| s.shown_headers(&e.provider, &e.headers)).unwrap_or_default();
         if let Value::Object(extra) = event_json(e, headers, body, &history, pending) {

@@ -194,6 +194,12 @@ impl Scrape {
                     single(s.engine.in_flight() as f64),
                 ),
                 family(
+                    "stagehook_listeners",
+                    "Listeners (stagehook listen) whose event stream is open now",
+                    None,
+                    single(s.listeners.active_count() as f64),
+                ),
+                family(
                     "stagehook_store_size",
                     "The data folder's files on disk",
                     Some(Unit::Bytes),

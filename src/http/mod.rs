@@ -16,6 +16,7 @@ pub mod errors;
 mod events;
 mod health;
 mod ingest;
+mod listeners;
 mod metrics;
 mod openapi;
 pub mod origin;
@@ -65,6 +66,9 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Event streams open now (`stream.rs`).
     pub streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// The listeners' reports and the listeners whose stream is open (`listeners.rs`), in
+    /// memory only.
+    pub listeners: Arc<listeners::Listeners>,
     /// How many signature refusals a second are diagnosed (`providers::diagnose`).
     pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
@@ -146,6 +150,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .or(api::filter(state.clone()))
         // Before the events' routes, where `stream` would be taken for an event id.
         .or(stream::filter(state.clone()))
+        .or(listeners::filter(state.clone()))
         .or(events::filter(state.clone()))
         .or(alerts::filter(state.clone()))
         .or(dashboard::filter(state))
@@ -199,6 +204,12 @@ fn finish(start: Instant, method: &Method, path: &str, mut res: Response, connec
 /// method: the origin checks (`origin.rs`), then the admin token (`auth.rs`).
 fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
     origin::guard(state.clone()).and(auth::admin(state))
+}
+
+/// The gate of the routes a read token may use too (`server.read_tokens`): the origin checks,
+/// then the admin token or a read token.
+fn reader(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Rejection> + Clone {
+    origin::guard(state.clone()).and(auth::reader(state))
 }
 
 fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {

@@ -5,7 +5,11 @@
 //! `Last-Event-ID` (or `?last_event_id=`) gets what it missed, or a `reset` message when the
 //! feed no longer holds it (then it reloads what it shows).
 //!
-//! Admin only. At most [`MAX_STREAMS`] are open at once (then `503 too_many_streams`), and each
+//! A stream opened with `listener=<name>` (and optionally `listener_host`, `listener_filters`)
+//! is a listener's (`stagehook listen`): it is listed by `GET /staging/webhooks/listeners` while
+//! it stays open (`listeners.rs`).
+//!
+//! For the admin and read tokens (`server.read_tokens`). At most [`MAX_STREAMS`] are open at once (then `503 too_many_streams`), and each
 //! sends a comment every [`KEEP_ALIVE`] so that proxies and the client see it alive.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,14 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::sse::Event as Message;
 use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
 use super::events::event_filter;
-use super::{admin, AppState};
+use super::listeners::{label, Connected, Listener, MAX_FILTERS_CHARS, MAX_HOST_CHARS, MAX_NAME_CHARS};
+use super::{reader, AppState};
 use crate::store::feed::{Change, Missed};
 use crate::store::EventFilter;
 
@@ -38,12 +43,15 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::path("stream"))
         .and(warp::path::end())
         .and(warp::get())
-        .and(admin(state))
+        .and(reader(state))
         .and(warp::query::<BTreeMap<String, String>>().or(warp::any().map(BTreeMap::new)).unify())
         .and(warp::header::optional::<String>("last-event-id"))
-        .map(|s: Arc<AppState>, q: BTreeMap<String, String>, last: Option<String>| {
+        .and(super::server::peer())
+        .and(warp::header::headers_cloned())
+        .map(|s: Arc<AppState>, q: BTreeMap<String, String>, last: Option<String>, peer, headers: HeaderMap| {
             let last = last.or_else(|| q.get("last_event_id").cloned());
-            open(s, &q, last).unwrap_or_else(ApiError::into_response)
+            let client = super::client_ip(peer, &headers, &s.trusted_proxies);
+            open(s, &q, last, &client).unwrap_or_else(ApiError::into_response)
         })
 }
 
@@ -56,8 +64,28 @@ impl Drop for Slot {
     }
 }
 
-fn open(s: Arc<AppState>, q: &BTreeMap<String, String>, last: Option<String>) -> Result<Response, ApiError> {
+/// The listener a stream's query names (`listener`, `listener_host`, `listener_filters`), if
+/// any; each bounded, `400 invalid_payload` past its bound.
+fn listener(q: &BTreeMap<String, String>) -> Result<Option<Listener>, ApiError> {
+    let Some(name) = q.get("listener") else { return Ok(None) };
+    let name = label("listener", name, MAX_NAME_CHARS)?;
+    let host = q.get("listener_host").map(|h| label("listener_host", h, MAX_HOST_CHARS)).transpose()?;
+    let filters = q
+        .get("listener_filters")
+        .filter(|f| !f.is_empty())
+        .map(|f| label("listener_filters", f, MAX_FILTERS_CHARS))
+        .transpose()?;
+    Ok(Some(Listener { name, host, filters }))
+}
+
+fn open(
+    s: Arc<AppState>,
+    q: &BTreeMap<String, String>,
+    last: Option<String>,
+    client: &super::Client,
+) -> Result<Response, ApiError> {
     let filter = event_filter(q)?;
+    let listener = listener(q)?;
     if s.streams.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
         s.streams.fetch_sub(1, Ordering::AcqRel);
         return Err(ApiError::new(
@@ -77,7 +105,9 @@ fn open(s: Arc<AppState>, q: &BTreeMap<String, String>, last: Option<String>) ->
         None => (feed.last(), false),
     };
     let stop = s.stopping.subscribe();
-    let reader = Reader { feed, wake, stop, after, reset, filter, queue: VecDeque::new(), _slot: slot };
+    let listener = listener.map(|l| s.listeners.connect(l, client, s.clock.now_ms()));
+    let reader =
+        Reader { feed, wake, stop, after, reset, filter, queue: VecDeque::new(), _slot: slot, _listener: listener };
     let messages = futures_util::stream::unfold(reader, |mut r| async move {
         let message = r.next().await?;
         Some((Ok::<_, Infallible>(message), r))
@@ -99,6 +129,8 @@ struct Reader {
     filter: EventFilter,
     queue: VecDeque<Change>,
     _slot: Slot,
+    /// The listener this stream registered, listed until the stream ends.
+    _listener: Option<Connected>,
 }
 
 impl Reader {

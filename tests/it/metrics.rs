@@ -11,7 +11,7 @@ use crate::fake_app::{FakeApp, Reply};
 use crate::support::{self, config, post_badly_signed, start, stripe_event, until, TestServer};
 
 /// `name{labels}` → value, for every sample of a scrape.
-fn samples(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -32,7 +32,7 @@ async fn scrape(s: &TestServer) -> (String, BTreeMap<String, f64>) {
 
 /// `promtool check metrics` finds no problem in `text`. Debian's `prometheus` package has it;
 /// `.ci/run` installs it.
-fn promtool_finds_no_problem(text: &str) {
+pub(crate) fn promtool_finds_no_problem(text: &str) {
     use std::io::Write;
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
