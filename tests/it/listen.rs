@@ -18,6 +18,8 @@ use tokio::io::AsyncBufReadExt;
 use crate::fake_app::{stripe_sdk_verify, twilio_sdk_validate, FakeApp, Received};
 use crate::support::{self, config, run_binary, until, TestServer, STRIPE_SECRET, TWILIO_TOKEN};
 
+/// Staging's admin token, which no laptop holds, and the team's read token, which each does.
+const ADMIN: &str = "admin-token-0123456789abcdef0123";
 const TOKEN: &str = "team-token-0123456789abcdef0123";
 const GITHUB_STAGING: &str = "github-staging-secret";
 /// The laptop's own secrets: what the app verifies with, unlike staging's.
@@ -68,10 +70,12 @@ fn gather<R: tokio::io::AsyncRead + Unpin + Send + 'static>(from: R, into: Arc<M
     });
 }
 
-/// Staging: Stripe, Twilio and GitHub with staging's secrets, behind the admin token.
+/// Staging: Stripe, Twilio and GitHub with staging's secrets, behind the admin token, with a
+/// read token for the team's listeners.
 fn staging(dir: &Path) -> stagehook::config::Config {
     let mut c = config(dir);
-    c.server.admin_token = Some(Secret::new(TOKEN));
+    c.server.admin_token = Some(Secret::new(ADMIN));
+    c.server.read_tokens = vec![Secret::new(TOKEN)];
     c.providers
         .insert("github".into(), github::Settings { secret: Some(Secret::new(GITHUB_STAGING)), ..Default::default() });
     c
@@ -107,6 +111,13 @@ fn cursor(state: &Path) -> Option<String> {
 
 async fn wait_cursor(state: &Path, id: &str) {
     until(&format!("the cursor at {id}"), || async { (cursor(state).as_deref() == Some(id)).then_some(()) }).await;
+}
+
+/// One event's detail, read with the admin token.
+async fn detail(s: &TestServer, id: &str) -> Value {
+    let path = format!("/staging/webhooks/events/{id}");
+    let bearer = format!("Bearer {ADMIN}");
+    support::request(s.addr, "GET", &path, &[("authorization", &bearer)], b"").await.json()
 }
 
 fn event_id(r: &Received) -> String {
@@ -183,9 +194,7 @@ async fn stripe_twilio_and_github_events_verify_at_the_app_with_the_local_secret
     assert!(lines.iter().all(|l| l["ok"] == true && l["status"] == 200 && l["attempts"] == 1), "{lines:?}");
     // Each line says when staging stored the event and when the app answered: the listener's lag.
     for l in &lines {
-        let path = format!("/staging/webhooks/events/{}", l["id"].as_str().unwrap());
-        let bearer = format!("Bearer {TOKEN}");
-        let stored = support::request(s.addr, "GET", &path, &[("authorization", &bearer)], b"").await.json();
+        let stored = detail(&s, l["id"].as_str().unwrap()).await;
         assert_eq!(l["received_at_ms"], stored["received_at_ms"], "{l}");
         assert!(l["answered_at_ms"].as_i64().unwrap() >= l["received_at_ms"].as_i64().unwrap(), "{l}");
     }
@@ -230,6 +239,23 @@ async fn a_restarted_listener_gets_exactly_the_events_stored_while_it_was_away_i
     let got: Vec<String> = app.received().iter().skip(1).map(event_id).collect();
     let want: Vec<String> = (0..50).map(|i| format!("evt_away_{i:02}")).collect();
     assert_eq!(got, want, "exactly those 50, in arrival order, none twice");
+
+    // The same across a restart of staging in between (its store kept, its address new).
+    listener.kill().await;
+    s.stop().await;
+    let s = support::start(staging(dir.path())).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(stripe(&s, &format!("evt_restarted_{i:02}"), "invoice.paid").await);
+    }
+    let staging_url = url(&s);
+    let mut args = args;
+    args[1] = &staging_url;
+    let listener = Listener::spawn(&args, &[]);
+    wait_cursor(&state, ids.last().unwrap()).await;
+    let got: Vec<String> = app.received().iter().skip(51).map(event_id).collect();
+    let want: Vec<String> = (0..10).map(|i| format!("evt_restarted_{i:02}")).collect();
+    assert_eq!(got, want, "after staging's restart too");
     listener.kill().await;
     s.stop().await;
 }
@@ -272,6 +298,24 @@ async fn two_listeners_with_different_type_filters_each_get_only_theirs() {
     let b_got: Vec<String> = charges.received().iter().map(event_id).collect();
     assert_eq!(a_got, ["evt_inv_1", "evt_inv_2"]);
     assert_eq!(b_got, ["evt_chg_1"]);
+    // Staging knows both, each with its own filters, while they follow it.
+    let bearer = format!("Bearer {ADMIN}");
+    let listening = until("both listeners listed", || async {
+        let r =
+            support::request(s.addr, "GET", "/staging/webhooks/listeners", &[("authorization", &bearer)], b"").await;
+        let mut l: Vec<(String, String)> = r.json()["listeners"]
+            .as_array()?
+            .iter()
+            .map(|l| (l["name"].as_str().unwrap().to_string(), l["filters"].as_str().unwrap().to_string()))
+            .collect();
+        l.sort();
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    assert_eq!(
+        listening,
+        [("ann".to_string(), "type=invoice.*".to_string()), ("bob".to_string(), "type=charge.succeeded".to_string())]
+    );
     a.kill().await;
     b.kill().await;
     s.stop().await;
@@ -298,6 +342,8 @@ async fn an_app_that_is_down_is_retried_reported_failed_and_the_next_events_stil
         "--retries",
         "2",
         "--report",
+        "--name",
+        "laptop-1",
     ];
     let listener = Listener::spawn(&args, &[]);
     until("the first run's state", || async { state.exists().then_some(()) }).await;
@@ -310,11 +356,14 @@ async fn an_app_that_is_down_is_retried_reported_failed_and_the_next_events_stil
         (false.into(), 3.into(), Value::Null)
     );
     assert!(failed["error"].as_str().unwrap().contains("connect"), "{failed}");
-    // The report was attempted; this server has no such route yet, which is a warning only.
-    until("the report's warning", || async {
-        listener.stderr.lock().contains(&format!("warning: the report of {lost} was not taken")).then_some(())
+    // Staging heard of it: the event's detail shows the listener's failure beside its own attempts.
+    let reported = until("the failure's report", || async {
+        let detail = detail(&s, &lost).await;
+        detail["listeners"].as_array().and_then(|l| l.first().cloned())
     })
     .await;
+    assert_eq!((reported["name"].as_str(), reported["status"].clone()), (Some("laptop-1"), Value::Null), "{reported}");
+    assert!(reported["error"].as_str().unwrap().contains("connect"), "{reported}");
 
     app.restart().await;
     let next = stripe(&s, "evt_after", "invoice.paid").await;
@@ -326,6 +375,12 @@ async fn an_app_that_is_down_is_retried_reported_failed_and_the_next_events_stil
     assert_eq!((lines[1]["id"].as_str(), lines[1]["ok"].as_bool()), (Some(next.as_str()), Some(true)), "{lines:?}");
     let got: Vec<String> = app.received().iter().map(event_id).collect();
     assert_eq!(got, ["evt_after"]);
+    let reported = until("the delivery's report", || async {
+        detail(&s, &next).await["listeners"].as_array().and_then(|l| l.first().cloned())
+    })
+    .await;
+    assert_eq!((reported["name"].as_str(), reported["status"].as_u64()), (Some("laptop-1"), Some(200)), "{reported}");
+    assert!(!listener.stderr.lock().contains("warning"), "{}", listener.stderr.lock());
     listener.kill().await;
     s.stop().await;
 }
@@ -369,6 +424,7 @@ async fn the_readme_team_setup_runs_as_written() {
     let words = |line: &str, staging_url: &str| -> (Vec<(String, String)>, Vec<String>) {
         let line = line
             .replace("\"$TEAM_TOKEN\"", TOKEN)
+            .replace("\"$ADMIN_TOKEN\"", ADMIN)
             .replace("staging.toml", staging_toml.to_str().unwrap())
             .replace("app.toml", app_path.to_str().unwrap())
             .replace("https://staging.example.com", staging_url)
