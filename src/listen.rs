@@ -220,6 +220,7 @@ impl Outcome {
             "id": self.id, "provider": self.provider, "event_type": self.event_type, "event_id": self.event_id,
             "status": self.status, "duration_ms": self.duration_ms, "attempts": self.attempts, "ok": self.ok,
             "error": self.error, "received_at_ms": self.received_at_ms, "answered_at_ms": self.answered_at_ms,
+            "body": self.body,
         });
         if self.skipped {
             v["skipped"] = true.into();

@@ -192,6 +192,7 @@ async fn stripe_twilio_and_github_events_verify_at_the_app_with_the_local_secret
     let providers: Vec<&str> = lines.iter().map(|l| l["provider"].as_str().unwrap()).collect();
     assert_eq!(providers, ["stripe", "twilio", "github"]);
     assert!(lines.iter().all(|l| l["ok"] == true && l["status"] == 200 && l["attempts"] == 1), "{lines:?}");
+    assert!(lines.iter().all(|l| l["body"] == "fake app says 200"), "the app's answer: {lines:?}");
     // Each line says when staging stored the event and when the app answered: the listener's lag.
     for l in &lines {
         let stored = detail(&s, l["id"].as_str().unwrap()).await;
