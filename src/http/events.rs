@@ -142,19 +142,42 @@ fn list(s: &AppState, q: &BTreeMap<String, String>) -> Result<Response, ApiError
         None => None,
     };
     let filter = event_filter(q)?;
+    if let Some(after) = q.get("after") {
+        if let Some(key) = ["cursor", "q"].into_iter().find(|k| q.contains_key(*k)) {
+            return Err(ApiError::invalid_payload(format!(
+                "`after` pages in arrival order and `{key}` newest first: give one of them"
+            )));
+        }
+        let after = Ulid::from_string(after)
+            .map_err(|_| ApiError::invalid_payload(format!("after: `{after}` is not an event id (a ULID)")))?;
+        return after_page(s, &filter, after, limit);
+    }
     if let Some(q) = q.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
         return Ok(ok_json(&json!({"events": search(s, &filter, q)?, "next_cursor": null})));
     }
     let page = s.store.list_events(&filter, cursor, limit, SCAN_LIMIT)?;
-    let events: Vec<Value> = page
-        .events
+    let events = summaries(s, &page)?;
+    Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
+}
+
+/// `?after=<id>`: the events stored after `after`, oldest first (arrival order), and the id to
+/// resume after (`next_after`), or null once nothing more is stored: a reader that keeps the
+/// last id it took misses nothing and takes nothing twice, however long it was away.
+fn after_page(s: &AppState, filter: &EventFilter, after: Ulid, limit: usize) -> Result<Response, ApiError> {
+    let page = s.store.events_after(filter, Some(after), limit, SCAN_LIMIT)?;
+    let events = summaries(s, &page)?;
+    Ok(ok_json(&json!({"events": events, "next_after": page.next_cursor.map(|c| c.to_string())})))
+}
+
+/// A page's events as the list shows them, damaged ones in their place.
+fn summaries(s: &AppState, page: &crate::store::EventPage) -> Result<Vec<Value>, ApiError> {
+    page.events
         .iter()
         .map(|(id, e)| match e {
             Ok(e) => with_next_attempt(s, *id, summary(*id, e)),
             Err(damage) => with_next_attempt(s, *id, damaged_summary(*id, damage)),
         })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(ok_json(&json!({"events": events, "next_cursor": page.next_cursor.map(|c| c.to_string())})))
+        .collect()
 }
 
 /// Events whose id or provider event id is exactly `q`: point lookups, never a scan.

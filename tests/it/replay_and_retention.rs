@@ -41,6 +41,29 @@ async fn events_are_listed_newest_first_with_filters_and_cursors() {
     assert_eq!(page["events"].as_array().unwrap().len(), 0);
     assert_eq!(s.get("/staging/webhooks/events?status=nope").await.code(), "invalid_payload");
 
+    // `after=<id>` pages the other way, in arrival order, resuming after the last id taken.
+    let oldest = s.get("/staging/webhooks/events?after=00000000000000000000000000&limit=2").await.json();
+    let ids: Vec<&str> = oldest["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["evt_l0", "evt_l1"]);
+    let mut after = oldest["next_after"].as_str().unwrap().to_string();
+    let mut rest = Vec::new();
+    for _ in 0..10 {
+        let page = s.get(&format!("/staging/webhooks/events?after={after}&limit=2&provider=stripe")).await.json();
+        rest.extend(page["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_string()));
+        match page["next_after"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(rest, ["evt_l2", "evt_l3", "evt_l4", "evt_l5", "evt_l6"], "each once, in arrival order");
+    for q in [
+        "after=evt_l1",
+        "after=00000000000000000000000000&cursor=00000000000000000000000000",
+        "after=00000000000000000000000000&q=evt_l1",
+    ] {
+        assert_eq!(s.get(&format!("/staging/webhooks/events?{q}")).await.code(), "invalid_payload", "{q}");
+    }
+
     // A time window, in Unix milliseconds or RFC 3339: `since` inclusive, `until` exclusive.
     let all = s.get("/staging/webhooks/events").await.json();
     let at = |e: &serde_json::Value| e["received_at_ms"].as_i64().unwrap();
