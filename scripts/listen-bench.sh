@@ -3,8 +3,9 @@
 # that answers 200 at once, and a listener between them (`--json`, whose lines carry
 # `received_at_ms`, when staging stored the event, and `answered_at_ms`, when the app answered).
 #
-# 1. Live: EVENTS events (1000) sent one after the other while the listener follows; prints the
-#    p50, p99 and max of answered_at_ms - received_at_ms.
+# 1. Live: EVENTS events (1000) sent one at a time, each by a `stagehook send` of its own (so
+#    they arrive spaced, as a provider's do), while the listener follows; prints the p50, p99
+#    and max of answered_at_ms - received_at_ms.
 # 2. Catch-up: the listener stopped, GAP events (10000) sent, the listener started again; prints
 #    the time until it has delivered all of them and the rate.
 #
@@ -91,8 +92,8 @@ wait_lines() {
 
 listen
 sleep 1
-echo "== live: $EVENTS events sent one after the other while the listener follows"
-"$bin" send stripe --config "$work/staging.toml" --count "$EVENTS" > /dev/null
+echo "== live: $EVENTS events sent one at a time (a \`stagehook send\` each) while the listener follows"
+for _ in $(seq "$EVENTS"); do "$bin" send stripe --config "$work/staging.toml" > /dev/null; done
 wait_lines "$EVENTS"
 python3 - "$work/lines.ndjson" <<'EOF'
 import json, sys
