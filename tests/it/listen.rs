@@ -469,3 +469,48 @@ async fn the_readme_team_setup_runs_as_written() {
     assert!(listener.stdout.lock().contains("-> 200"), "{}", listener.stdout.lock());
     listener.kill().await;
 }
+
+/// Beyond the stream cap (32), a listener says so and retries with backoff; once a stream is
+/// free it follows again, and staging lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_beyond_the_stream_cap_says_so_and_retries() {
+    let (dir, app) = (tempfile::tempdir().unwrap(), FakeApp::start().await);
+    let s = support::start(config(dir.path())).await;
+    let mut open = Vec::new();
+    for _ in 0..32 {
+        let st = crate::stream::Stream::open(s.addr, "", None).await;
+        assert_eq!(st.status, 200);
+        open.push(st);
+    }
+    let (config_path, state) = (app_toml(dir.path()), dir.path().join("state.json"));
+    let (staging_url, target) = (url(&s), app.url("/hooks"));
+    let args = [
+        "listen",
+        &staging_url,
+        "--config",
+        config_path.to_str().unwrap(),
+        "--forward-to",
+        &target,
+        "--state",
+        state.to_str().unwrap(),
+        "--name",
+        "late",
+    ];
+    let listener = Listener::spawn(&args, &[]);
+    until("the listener to say the streams are full", || async {
+        listener.stderr.lock().contains("too many open streams").then_some(())
+    })
+    .await;
+    drop(open.pop());
+    until("the listener listed once a stream is free", || async {
+        let r = s.get("/staging/webhooks/listeners").await;
+        r.json()["listeners"].as_array()?.iter().any(|l| l["name"] == "late").then_some(())
+    })
+    .await;
+    stripe(&s, "evt_after_the_wait", "invoice.paid").await;
+    let got = app.wait_for(1).await;
+    assert_eq!(event_id(&got[0]), "evt_after_the_wait");
+    drop(open);
+    listener.kill().await;
+    s.stop().await;
+}
