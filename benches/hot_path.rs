@@ -364,6 +364,7 @@ fn record(c: &mut Criterion) {
         last_error: None,
         errors: Vec::new(),
         parent: None,
+        source: Default::default(),
     };
     let bytes = record::encode_event(event.clone(), None);
     assert_eq!(record::decode_event(&bytes).unwrap(), (event.clone(), None));
@@ -414,6 +415,7 @@ fn filled_store(rt: &tokio::runtime::Runtime, events: usize) -> (tempfile::TempD
                             targets: Vec::new(),
                             items: 1,
                             parent: None,
+                            source: Default::default(),
                         };
                         assert!(!store.ingest(event).await.expect("ingest").duplicate);
                     }

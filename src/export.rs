@@ -433,6 +433,7 @@ pub async fn import(store: &Store, reader: impl BufRead, checked: &Checked) -> R
                 targets: Vec::new(),
                 items: 1,
                 parent,
+                source: crate::store::Source::Webhook,
             },
         ));
         if run.batch.len() == IMPORT_BATCH {

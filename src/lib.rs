@@ -37,6 +37,7 @@
 
 pub mod alerts;
 pub mod allocator;
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -128,6 +128,7 @@ impl Message {
             targets: vec![job_target(notifier)],
             items: 1,
             parent: None,
+            source: crate::store::Source::Webhook,
         }
     }
 }

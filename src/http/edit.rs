@@ -170,6 +170,7 @@ pub async fn replay_edited(
         targets: endpoint.targets.clone(),
         items: parsed.items,
         parent: Some(parent),
+        source: crate::store::Source::Webhook,
     };
     let (event_id, event_type) = (copy.event_id.clone(), copy.event_type.clone());
     let stored = s.store.ingest(copy).await?;

@@ -220,6 +220,7 @@ async fn store_event(
         targets: endpoint.targets.clone(),
         items: parsed.items,
         parent: None,
+        source: crate::store::Source::Webhook,
     };
     let stored = state.store.ingest(event).await;
     // The claim follows the local commit: committed once the event is on disk (a duplicate of

@@ -5,6 +5,7 @@
 //! codes, no store. That keeps them table-testable against the providers' published vectors. A
 //! refusal is a [`Refusal`] with a stable [`RefusalCode`]; `http/` turns it into a status.
 
+pub mod api;
 pub mod diagnose;
 pub mod json;
 pub mod kind;
@@ -218,6 +219,12 @@ pub trait Provider: Send + Sync + 'static {
         now_s: i64,
     ) -> Signed {
         self.sign_delivery(target, content_type, body, now_s)
+    }
+
+    /// Its read access to the provider's API, for recovering missed events (`backfill/`), or
+    /// why there is none.
+    fn api_access(&self) -> Result<&api::ApiAccess, api::NoApi> {
+        Err(api::NoApi::NotOffered)
     }
 
     /// Whether `sign_delivery` can sign at all (SendGrid needs a private key that only

@@ -38,7 +38,7 @@ use ulid::Ulid;
 
 use crate::clock::Clock;
 use open::{classify_open_error, load_counters};
-pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Status};
+pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Source, Status};
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
 #[cfg(any(test, feature = "testing"))]
@@ -86,6 +86,8 @@ pub struct NewEvent {
     /// The event this is an edited copy of (an edit and replay): a deliberate repeat, so it is
     /// never taken for a duplicate, and its copy of the provider's event id claims nothing.
     pub parent: Option<Ulid>,
+    /// How it reached us; a backfilled event was never signed, so it is never `signature_verified`.
+    pub source: Source,
 }
 
 /// The result of one delivery attempt, to record with what it means for the queue.
@@ -417,6 +419,7 @@ mod tests {
             last_error: None,
             errors: vec![],
             parent: None,
+            source: Source::Webhook,
         };
         {
             let db = sled::open(dir.path()).unwrap();
@@ -454,6 +457,7 @@ mod tests {
             targets: targets.iter().map(|t| t.to_string()).collect(),
             items: 1,
             parent: None,
+            source: Source::Webhook,
         }
     }
 

@@ -15,7 +15,7 @@ use super::pending::{LoadError, Pending, Reads};
 use super::record::encode_alert_state;
 use super::record::{
     decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, DecodeError, ErrorEntry, Event,
-    Job, Rejection, Status,
+    Job, Rejection, Source, Status,
 };
 use super::stats::{
     dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter, duplicates_counter, events_counter,
@@ -104,13 +104,14 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 source_ip: event.source_ip,
                 headers: event.headers,
                 body_len: event.body.len() as u64,
-                signature_verified: event.parent.is_none(),
+                signature_verified: event.parent.is_none() && event.source == Source::Webhook,
                 status,
                 processing_us: event.processing_us,
                 attempts: 0,
                 last_error: None,
                 errors: Vec::new(),
                 parent: event.parent,
+                source: event.source,
             },
             body,
         );
@@ -533,6 +534,7 @@ mod tests {
             targets: (0..targets).map(|i| format!("{APP}/{i}")).collect(),
             items: 1,
             parent: None,
+            source: Default::default(),
         }
     }
 

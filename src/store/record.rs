@@ -45,6 +45,29 @@ impl Status {
     }
 }
 
+/// How an event reached the store. Append new sources at the end only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Source {
+    /// A request to an endpoint: signed by the provider (or an edited copy of one, see
+    /// [`Event::parent`]).
+    #[default]
+    Webhook,
+    /// Read from the provider's API after its webhook was missed (`stagehook backfill`): it came
+    /// over TLS with the configured credential, never with a webhook signature.
+    Backfill,
+}
+
+impl Source {
+    pub const ALL: [Source; 2] = [Source::Webhook, Source::Backfill];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Backfill => "backfill",
+        }
+    }
+}
+
 /// One error in an event's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorEntry {
@@ -75,6 +98,7 @@ pub struct Event {
     /// The event this one is an edited copy of (an edit and replay). A copy was made here, not
     /// received, so no provider signature of it was ever verified.
     pub parent: Option<ulid::Ulid>,
+    pub source: Source,
 }
 
 /// Where one body is in the body log, and its checksum, so damage is reported, not served.
@@ -321,6 +345,7 @@ impl From<EventFields> for Event {
             last_error: e.last_error,
             errors: e.errors.into_iter().map(|x| ErrorEntry { at_ms: x.at_ms, message: x.message }).collect(),
             parent: None,
+            source: Source::Webhook,
         }
     }
 }
@@ -422,6 +447,7 @@ pub(crate) mod tests {
             last_error: None,
             errors: vec![],
             parent: None,
+            source: Source::Webhook,
         }
     }
 

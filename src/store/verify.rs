@@ -431,6 +431,7 @@ mod tests {
                 targets: vec!["http://app/hook".into()],
                 items: 1,
                 parent: None,
+                source: crate::store::Source::Webhook,
             };
             ids.push(store.ingest(e).await.unwrap().id);
         }

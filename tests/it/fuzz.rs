@@ -1145,6 +1145,7 @@ fn event_record() -> impl Strategy<Value = (Event, Option<BodyRef>)> {
                 last_error,
                 errors: errors.into_iter().map(|(at_ms, message)| ErrorEntry { at_ms, message }).collect(),
                 parent: parent.map(ulid::Ulid::from),
+                source: Default::default(),
             };
             (event, body)
         },
@@ -1203,6 +1204,7 @@ fn body_ref_bytes(bytes: &[u8]) -> Vec<u8> {
         last_error: None,
         errors: vec![],
         parent: None,
+        source: Default::default(),
     };
     let whole = record::encode_event(event.clone(), Some(BodyRef { segment: 0, offset: 0, len: 0, crc32: 0 }));
     // The body reference is the last thing in the record: five bytes when all its numbers are 0.

@@ -214,6 +214,7 @@ async fn body_segments_go_with_their_last_event() {
             targets: vec![],
             items: 1,
             parent: None,
+            source: stagehook::store::Source::Webhook,
         };
         // One at a time, so each commit sees the segment it fills.
         ids.push(store.ingest(e).await.unwrap().id);
