@@ -42,3 +42,9 @@ impl Clock {
         self.offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 }
+
+/// Unix milliseconds as an RFC 3339 UTC time to the second, for a person to read in a log line.
+pub fn rfc3339(unix_ms: i64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -182,6 +182,7 @@ impl App {
             diagnoses: Default::default(),
             streams: Default::default(),
             listeners: Default::default(),
+            backfills: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,

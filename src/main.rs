@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cli::import::run(args),
         Command::Tail(args) => cli::tail::run(args),
         Command::Listen(args) => cli::listen::run(args),
+        Command::Backfill(args) => cli::backfill::run(args),
         Command::Store(StoreCommand::Verify(args)) => cli::store::verify(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Man => cli::man::run(),

@@ -6,6 +6,12 @@
 
 use std::sync::Arc;
 
+pub mod listing;
+pub mod remote;
+pub mod run;
+pub mod runs;
+pub mod schedule;
+
 /// The stretch of time a run covers, in Unix milliseconds (both ends included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -49,6 +49,10 @@ pub enum Command {
     /// Print what happens on the running stagehook as it happens: one line per new event and per
     /// change of status (coloured on a terminal), or JSON with `--json`.
     Tail(TailArgs),
+    /// Recover the events an endpoint's provider sent while they could not be received: list
+    /// them through the provider's API (Stripe's events, GitHub's hook deliveries), skip those
+    /// already stored, and record and deliver the rest, on the running stagehook.
+    Backfill(BackfillArgs),
     /// Follow a shared staging stagehook from this machine: deliver each stored event to the
     /// local app, signed afresh with the local secret, resuming where it stopped.
     Listen(ListenArgs),
@@ -130,6 +134,36 @@ pub struct TailArgs {
     #[arg(long)]
     pub status: Option<String>,
     /// Print each message's JSON (with its `kind`: `event` or `status`), one a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackfillArgs {
+    /// The endpoint (`stripe`, or a `[providers.<name>]` of a kind with an events API).
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoint: String,
+    /// From when: a duration ago (`6h`) or a time (RFC 3339, or Unix milliseconds); by default
+    /// the last day. The provider's retention cuts it (Stripe 30 days, GitHub 3).
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Until when, in the same forms; by default now.
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub until: Option<String>,
+    /// Only events of this type (`*` any run of characters: `invoice.*`); repeatable.
+    #[arg(long = "type", value_name = "GLOB")]
+    pub types: Vec<String>,
+    /// Print what would be added, adding nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// TOML configuration file: where stagehook listens, and its admin token.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The running stagehook's base URL (e.g. `http://127.0.0.1:9000`), when it is not at the
+    /// configuration's `server.bind`.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Print the run's report as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -6,7 +6,7 @@
 //! - [`report`]: the exit codes ([`Exit`]), the command error ([`CliError`]) and the one
 //!   [`Reporter`] that prints a failure as text or, under `--json`, as JSON.
 //! - A module per command: [`serve`], [`check_config`], [`send`], [`export`], [`import`],
-//!   [`tail`], [`listen`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
+//!   [`tail`], [`listen`], [`backfill`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
 //!   lives in the library ([`crate::send`], [`crate::export`], [`crate::tail`],
 //!   [`crate::listen`], [`crate::store::verify`], [`crate::config::validate`]); a command reads
 //!   its flags, calls it and says what happened.
@@ -15,6 +15,7 @@
 //! it returns is how it ended, so a test can call it in-process and look at the outcome.
 
 pub mod args;
+pub mod backfill;
 pub mod check_config;
 pub mod completions;
 pub mod export;

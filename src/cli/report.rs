@@ -2,6 +2,7 @@
 //! document), its failure ([`CliError`]), and the one [`Reporter`] that prints a failure, as
 //! `stagehook: message` on stderr or, under `--json`, as `{"ok": false, "error": {...}}` on stdout.
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value};
@@ -64,7 +65,7 @@ pub struct CliError {
     pub exit: Exit,
     /// The machine-readable code of `--json`. Without one, the failure is printed as text even
     /// under `--json` (a configuration that does not load, a runtime that does not start).
-    pub code: Option<&'static str>,
+    pub code: Option<Cow<'static, str>>,
     pub message: String,
     /// Printed under the message in text; in JSON, the error's `text` array.
     pub lines: Vec<String>,
@@ -88,8 +89,9 @@ impl CliError {
     }
 
     /// A failure with a stable code, printed as JSON under `--json`.
-    pub fn coded(exit: Exit, code: &'static str, message: impl Into<String>) -> CliError {
-        CliError { code: Some(code), ..CliError::new(exit, message) }
+    /// The code is one of the command's own, or one the server answered with (`backfill`).
+    pub fn coded(exit: Exit, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> CliError {
+        CliError { code: Some(code.into()), ..CliError::new(exit, message) }
     }
 
     /// With `lines` under the message.
@@ -112,7 +114,7 @@ impl CliError {
 
     /// The `--json` form: `{"ok": false, "error": {"code", "message", ...}}`.
     pub fn to_json(&self) -> Option<Value> {
-        let code = self.code?;
+        let code = self.code.as_deref()?;
         let mut error = Map::new();
         error.insert("code".into(), code.into());
         error.insert("message".into(), self.message.clone().into());
@@ -136,10 +138,11 @@ impl Reporter {
         Reporter { json }
     }
 
-    /// The reporter of `command`: only `send` has failures with a stable code, and prints them
+    /// The reporter of `command`: only `send` and `backfill` have failures with a stable code, and prints them
     /// as JSON under `--json`.
     pub fn for_command(command: &super::Command) -> Reporter {
-        Reporter::new(matches!(command, super::Command::Send(args) if args.json))
+        use super::Command::{Backfill, Send};
+        Reporter::new(matches!(command, Send(args) if args.json) || matches!(command, Backfill(args) if args.json))
     }
 
     /// Prints the failure, if any, and says which exit code to leave with.

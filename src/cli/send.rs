@@ -225,12 +225,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.json");
         let e = run(SendArgs { file: Some(missing), ..args() }).expect_err("no file");
-        assert_eq!((e.exit, e.code), (Exit::Config, Some("file_unreadable")), "{e}");
+        assert_eq!((e.exit, e.code.as_deref()), (Exit::Config, Some("file_unreadable")), "{e}");
 
         let export = dir.path().join("capture.ndjson");
         std::fs::write(&export, "not json\n").unwrap();
         let e = run(SendArgs { provider: None, from: Some(export), ..args() }).expect_err("a malformed line");
-        assert_eq!((e.exit, e.code), (Exit::Config, Some("bad_export")), "{e}");
+        assert_eq!((e.exit, e.code.as_deref()), (Exit::Config, Some("bad_export")), "{e}");
         assert!(
             e.message.ends_with("line 1: not an exported event: expected ident at line 1 column 2; nothing was sent"),
             "{e}"

@@ -9,6 +9,7 @@
 mod alerts;
 mod api;
 pub mod auth;
+mod backfill;
 mod client_ip;
 mod dashboard;
 mod edit;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// The listeners' reports and the listeners whose stream is open (`listeners.rs`), in
     /// memory only.
     pub listeners: Arc<listeners::Listeners>,
+    /// The runs that recover missed events from the providers' APIs, in memory only.
+    pub backfills: Arc<crate::backfill::runs::Backfills>,
     /// How many signature refusals a second are diagnosed (`providers::diagnose`).
     pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
@@ -148,6 +151,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .or(metrics::filter(state.clone()))
         .or(openapi::filter(state.clone()))
         .or(api::filter(state.clone()))
+        .or(backfill::filter(state.clone()))
         // Before the events' routes, where `stream` would be taken for an event id.
         .or(stream::filter(state.clone()))
         .or(listeners::filter(state.clone()))
