@@ -304,15 +304,129 @@ pub fn type_matches(globs: &[String], event_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
 
-    #[test]
-    fn globs_match_event_types() {
-        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(type_matches(&[], "anything"));
-        assert!(type_matches(&g(&["invoice.*"]), "invoice.paid"));
-        assert!(!type_matches(&g(&["invoice.*"]), "charge.succeeded"));
-        assert!(type_matches(&g(&["charge.failed", "*.paid"]), "invoice.paid"));
-        assert!(!type_matches(&g(&["push"]), "pushed"));
+    use super::*;
+    use crate::providers::registry::ProviderKind;
+    use crate::providers::stripe::Stripe;
+    use crate::secret::Secret;
+    use crate::store::{EventFilter, StoreOptions};
+
+    /// Pages handed out in order, then an error if one is queued.
+    struct Scripted(VecDeque<Result<Page, ApiError>>);
+
+    impl Pages for Scripted {
+        async fn next_page(&mut self) -> Result<Option<Page>, ApiError> {
+            self.0.pop_front().transpose()
+        }
+    }
+
+    fn stripe() -> Endpoint {
+        let provider = Stripe::new("stripe", vec![Secret::new("whsec_0123456789abcdef0123456789abcdef")], 300);
+        Endpoint {
+            path: "stripe".into(),
+            kind: ProviderKind::Stripe,
+            provider: Arc::new(provider),
+            configured: true,
+            targets: vec!["http://127.0.0.1:9/hook".into()],
+        }
+    }
+
+    fn event(n: u32, livemode: bool) -> Fetched {
+        let body = serde_json::json!({
+            "id": format!("evt_{n:04}"), "object": "event", "type": "invoice.paid", "created": 1_700_000_000 + n,
+            "livemode": livemode, "api_version": "2024-06-20", "pending_webhooks": 1,
+            "data": {"object": {"id": format!("in_{n}"), "object": "invoice"}},
+        });
+        Fetched {
+            event_id: format!("evt_{n:04}"),
+            created_ms: (1_700_000_000 + i64::from(n)) * 1000,
+            headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    fn page(listed: u64, missing: impl IntoIterator<Item = Fetched>) -> Result<Page, ApiError> {
+        Ok(Page { listed, missing: missing.into_iter().collect() })
+    }
+
+    fn plan(dry_run: bool) -> Plan {
+        Plan { window: Window { since_ms: 0, until_ms: i64::MAX }, cut_from_ms: None, types: vec![], dry_run }
+    }
+
+    fn open() -> (tempfile::TempDir, Store, Clock) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
+        let clock = Clock::frozen(1_800_000_000_000);
+        let store = Store::open(dir.path(), options, clock.clone()).unwrap();
+        (dir, store, clock)
+    }
+
+    async fn go(store: &Store, clock: &Clock, pages: Vec<Result<Page, ApiError>>, dry_run: bool) -> Report {
+        let mut report = Report::new(1, "stripe", Trigger::Manual, &plan(dry_run), clock.now_ms());
+        run(&stripe(), store, clock, &mut Scripted(pages.into()), &mut report, |_| {}).await;
+        report
+    }
+
+    fn stored(store: &Store) -> Vec<crate::store::Event> {
+        let page = store.events_after(&EventFilter::default(), None, 1000, 10_000).unwrap();
+        page.events.into_iter().map(|(_, e)| e.unwrap()).collect()
+    }
+
+    /// Pages become events in the pages' order, marked as backfilled and never as verified, each
+    /// with a delivery queued; a live event is refused and reported, and the rest still go in.
+    #[tokio::test]
+    async fn pages_are_recorded_in_order_as_backfilled_and_a_bad_payload_is_refused() {
+        let (_dir, store, clock) = open();
+        let report = go(
+            &store,
+            &clock,
+            vec![page(3, [event(1, false), event(2, false)]), page(2, [event(3, true), event(4, false)])],
+            false,
+        )
+        .await;
+        assert_eq!(report.state, State::Done);
+        assert_eq!((report.listed, report.already_stored, report.added, report.refused), (5, 1, 3, 1));
+        assert_eq!(report.refusals[0].event_id, "evt_0003");
+        assert_eq!(report.refusals[0].code, "livemode_event");
+        let events = stored(&store);
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["evt_0001", "evt_0002", "evt_0004"]);
+        for e in &events {
+            assert_eq!(e.source, Source::Backfill);
+            assert!(!e.signature_verified, "a backfilled event was never signed");
+            assert_eq!(e.source_ip, BACKFILL_SOURCE);
+            assert!(store.has_pending_job(store.find_by_event_id("stripe", &e.event_id).unwrap().unwrap()).unwrap());
+        }
+        assert_eq!(store.recent_rejections(10).unwrap().len(), 1, "the refusal is in the rejection log");
+        store.shutdown().await.unwrap();
+    }
+
+    /// A dry run records nothing and lists what it would add; an error from the API stops a run
+    /// and keeps what it recorded, and a second run adds only the rest.
+    #[tokio::test]
+    async fn a_dry_run_adds_nothing_and_a_failed_run_keeps_its_pages() {
+        let (_dir, store, clock) = open();
+        let dry = go(&store, &clock, vec![page(2, [event(1, false), event(2, false)])], true).await;
+        assert_eq!((dry.added, dry.would_add.len()), (2, 2));
+        assert_eq!(dry.would_add[1].event_id, "evt_0002");
+        assert!(stored(&store).is_empty());
+
+        let failed = go(
+            &store,
+            &clock,
+            vec![page(2, [event(1, false), event(2, false)]), Err(ApiError::Unavailable("HTTP 503".into()))],
+            false,
+        )
+        .await;
+        assert_eq!(failed.state, State::Failed);
+        assert_eq!(failed.error.as_ref().unwrap().code, "api_unavailable");
+        assert_eq!(failed.added, 2);
+
+        let again = go(&store, &clock, vec![page(3, [event(1, false), event(2, false), event(3, false)])], false).await;
+        assert_eq!((again.added, again.already_stored), (1, 2), "the store skips what the failed run recorded");
+        assert_eq!(stored(&store).len(), 3);
+        store.shutdown().await.unwrap();
     }
 }

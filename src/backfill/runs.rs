@@ -236,3 +236,35 @@ fn log_end(r: &Report) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::api::StripeApi;
+    use crate::secret::Secret;
+
+    const DAY: i64 = 86_400_000;
+
+    fn stripe() -> ApiAccess {
+        ApiAccess::Stripe(StripeApi { base: "http://127.0.0.1:9".into(), key: Secret::new("rk_test_x") })
+    }
+
+    /// No start is the last day; a start before what the provider keeps is cut to it and said;
+    /// an end in the future is now; a window that ends before it starts, or before the
+    /// retention, is refused.
+    #[test]
+    fn windows_default_to_a_day_and_are_cut_to_the_providers_retention() {
+        let now = 100 * DAY;
+        let ask = |since: Option<i64>, until: Option<i64>| Ask { since_ms: since, until_ms: until, ..Ask::default() };
+        let p = Backfills::plan(&stripe(), &ask(None, None), now).unwrap();
+        assert_eq!((p.window, p.cut_from_ms), (Window { since_ms: now - DAY, until_ms: now }, None));
+        let p = Backfills::plan(&stripe(), &ask(Some(now - 40 * DAY), Some(now + DAY)), now).unwrap();
+        assert_eq!(
+            (p.window, p.cut_from_ms),
+            (Window { since_ms: now - 30 * DAY, until_ms: now }, Some(now - 40 * DAY))
+        );
+        let refused = |since, until| Backfills::plan(&stripe(), &ask(since, until), now).unwrap_err().code();
+        assert_eq!(refused(Some(now - DAY), Some(now - 2 * DAY)), "bad_window");
+        assert_eq!(refused(Some(now - 50 * DAY), Some(now - 40 * DAY)), "bad_window");
+    }
+}
