@@ -69,3 +69,11 @@ impl ApiError {
         }
     }
 }
+
+pub mod github;
+pub mod http;
+pub mod listing;
+pub mod select;
+pub mod stripe;
+
+pub use listing::Lister;
