@@ -6,11 +6,17 @@
 
 use std::sync::Arc;
 
+pub mod github;
+pub mod http;
 pub mod listing;
 pub mod remote;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod select;
+pub mod stripe;
+
+pub use listing::Lister;
 
 /// The stretch of time a run covers, in Unix milliseconds (both ends included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

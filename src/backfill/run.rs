@@ -297,11 +297,6 @@ fn header_map(headers: &[(String, String)]) -> HeaderMap {
     map
 }
 
-/// Whether an event type matches one of `globs` (`*` any run of characters); no glob: all.
-pub fn type_matches(globs: &[String], event_type: &str) -> bool {
-    globs.is_empty() || globs.iter().any(|g| crate::listen::glob_matches(g, event_type))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;

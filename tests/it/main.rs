@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod api;
+mod backfill_api;
 mod bounded;
 mod cli;
 mod config;
@@ -22,6 +23,7 @@ mod example_session;
 mod exits;
 mod export;
 mod fake_app;
+mod fake_provider_api;
 mod fuzz;
 mod guards;
 mod health;
