@@ -128,7 +128,11 @@ impl App {
     ) -> Result<App, StartError> {
         let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
         // Before this run's first heartbeat overwrites it: when the previous run was last alive.
-        let down_since_ms = store.last_heartbeat()?;
+        // One that cannot be read is not worth refusing to start over: it is then unknown.
+        let down_since_ms = store.last_heartbeat().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the previous run's last heartbeat");
+            None
+        });
         let mut lanes = Vec::new();
         for endpoint in &endpoints {
             let provider = endpoint.provider.clone();
