@@ -579,6 +579,13 @@ async fn a_backfilled_event_stays_one_through_export_and_import() {
     let (_, _, only) = export_route(&a, "?source=backfill").await;
     assert_eq!(parse_lines(&only), lines[1..]);
     a.stop().await;
+    // `stagehook export` takes the filter too, from the stopped folder, and writes the same line.
+    let out = a_dir.path().join("backfilled.ndjson");
+    let cfg = config_file(a_dir.path());
+    let (code, text) =
+        run_binary(&["export", "--config", &cfg, "--source", "backfill", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(parse_lines(&std::fs::read(&out).unwrap()), lines[1..]);
 
     let import_file = a_dir.path().join("import.ndjson");
     std::fs::write(&import_file, &file).unwrap();
