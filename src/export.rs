@@ -17,6 +17,9 @@
 //!   import links the copy to that event's new id when the event is on an earlier line (as it
 //!   always is in an export that holds both: a copy is stored after its parent), and otherwise
 //!   keeps this id, as its store keeps it once retention has deleted the parent.
+//! - `source`, on an event that did not come as a webhook only: `"backfill"` for one read from
+//!   the provider's API. An import keeps it, so the event is still never `signature_verified`;
+//!   a line without it is a webhook's, as every line written before the field existed.
 //! - `headers`: `[name, value]` pairs in arrival order, redacted exactly as
 //!   `GET /staging/webhooks/events/{id}` shows them ([`crate::redact::event_headers`]): a
 //!   signature is cut short, so an exported event is signed afresh when it is sent again.
@@ -35,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::providers::Endpoint;
-use crate::store::{EventFilter, NewEvent, Store, StoreError, StoredEvent};
+use crate::store::{EventFilter, NewEvent, Source, Store, StoreError, StoredEvent};
 
 /// The format version this build writes and reads.
 pub const VERSION: u64 = 1;
@@ -62,6 +65,8 @@ pub struct Exported {
     pub id: Option<String>,
     /// For an edited copy, the id of the event it copies (`parent_id`).
     pub parent_id: Option<Ulid>,
+    /// How it reached the store it came from (`source`, written for a backfill only).
+    pub source: Source,
     pub provider: String,
     pub event_id: String,
     pub event_type: String,
@@ -81,6 +86,8 @@ struct Line {
     id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     provider: String,
     event_id: String,
     event_type: String,
@@ -109,6 +116,8 @@ pub enum LineError {
     Base64(String),
     #[error("`parent_id` `{0}` is not an event id")]
     ParentId(String),
+    #[error("`source` `{0}` is not known; one of webhook, backfill")]
+    Source(String),
     #[error("provider `{name}` is not an endpoint name: {reason}")]
     Provider { name: String, reason: String },
     #[error("the body is {len} bytes, over the {limit}-byte limit (`limits.max_body_bytes`, or `--max-body-bytes`)")]
@@ -125,6 +134,8 @@ pub fn encode_line(event: &Exported) -> Vec<u8> {
         v: VERSION,
         id: event.id.clone(),
         parent_id: event.parent_id.map(|p| p.to_string()),
+        // Absent for a webhook's event, so its line is what it was before sources were kept.
+        source: (event.source != Source::Webhook).then(|| event.source.as_str().to_string()),
         provider: event.provider.clone(),
         event_id: event.event_id.clone(),
         event_type: event.event_type.clone(),
@@ -156,6 +167,10 @@ pub fn decode_line(text: &[u8]) -> Result<Exported, LineError> {
         Some(p) => Some(Ulid::from_string(&p).map_err(|_| LineError::ParentId(p))?),
         None => None,
     };
+    let source = match line.source {
+        None => Source::Webhook,
+        Some(s) => crate::filter::source(&s).map_err(|_| LineError::Source(s))?,
+    };
     let body = match (line.body, line.body_base64) {
         (Some(text), None) => text.into_bytes(),
         (None, Some(b64)) => {
@@ -167,6 +182,7 @@ pub fn decode_line(text: &[u8]) -> Result<Exported, LineError> {
     Ok(Exported {
         id: line.id,
         parent_id,
+        source,
         provider: line.provider,
         event_id: line.event_id,
         event_type: line.event_type,
@@ -225,6 +241,7 @@ impl Exporter {
                         let event = Exported {
                             id: Some(id.to_string()),
                             parent_id: e.parent,
+                            source: e.source,
                             provider: e.provider,
                             event_id: e.event_id,
                             event_type: e.event_type,
@@ -433,7 +450,7 @@ pub async fn import(store: &Store, reader: impl BufRead, checked: &Checked) -> R
                 targets: Vec::new(),
                 items: 1,
                 parent,
-                source: crate::store::Source::Webhook,
+                source: e.source,
             },
         ));
         if run.batch.len() == IMPORT_BATCH {
@@ -547,6 +564,7 @@ mod tests {
         Exported {
             id: None,
             parent_id: None,
+            source: Source::Webhook,
             provider: "stripe".into(),
             event_id: "evt_1".into(),
             event_type: "charge.succeeded".into(),
@@ -597,6 +615,23 @@ mod tests {
         assert_eq!(decode_line(orphan.trim_end().as_bytes()), Err(LineError::ParentId("evt_0".into())));
         let unknown = base.replace("\"v\":1", "\"v\":1,\"bodyy\":\"x\"");
         assert!(decode_line(unknown.trim_end().as_bytes()).unwrap_err().to_string().contains("bodyy"));
+    }
+
+    /// A backfilled event's line says so and reads back as one; a webhook's line has no
+    /// `source`, as before the field existed; a source this build does not know is refused.
+    #[test]
+    fn a_backfilled_events_line_carries_its_source() {
+        let backfilled = Exported { source: Source::Backfill, ..event(b"{}") };
+        let line = encode_line(&backfilled);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["source"], "backfill");
+        assert_eq!(decode_line(&line[..line.len() - 1]).unwrap(), backfilled);
+        let webhook = String::from_utf8(encode_line(&event(b"{}"))).unwrap();
+        assert!(!webhook.contains("source"), "{webhook}");
+        let said = webhook.replace("\"v\":1", "\"v\":1,\"source\":\"webhook\"");
+        assert_eq!(decode_line(said.trim_end().as_bytes()).unwrap(), event(b"{}"));
+        let odd = webhook.replace("\"v\":1", "\"v\":1,\"source\":\"api\"");
+        assert_eq!(decode_line(odd.trim_end().as_bytes()), Err(LineError::Source("api".into())));
     }
 
     #[test]

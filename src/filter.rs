@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::store::{EventFilter, Status};
+use crate::store::{EventFilter, Source, Status};
 
 /// A filter value that does not parse; the message names the field and what it accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct FilterError(pub String);
 
-/// The filter named by `provider`, `status`, `type`, `since` and `until` (other keys are not
+/// The filter named by `provider`, `status`, `type`, `source`, `since` and `until` (other keys are not
 /// filters and are left to the caller).
 pub fn from_query(q: &BTreeMap<String, String>) -> Result<EventFilter, FilterError> {
     let text_time = |field: &str| q.get(field).map(|t| time(field, &Value::String(t.clone()))).transpose();
@@ -24,6 +24,15 @@ pub fn from_query(q: &BTreeMap<String, String>) -> Result<EventFilter, FilterErr
         event_type: q.get("type").cloned(),
         since_ms: text_time("since")?.flatten(),
         until_ms: text_time("until")?.flatten(),
+        source: q.get("source").map(|s| source(s)).transpose()?,
+    })
+}
+
+/// How events came to be stored: `webhook` or `backfill`.
+pub fn source(s: &str) -> Result<Source, FilterError> {
+    Source::ALL.into_iter().find(|src| src.as_str() == s).ok_or_else(|| {
+        let all: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+        FilterError(format!("source `{s}`: unknown source; one of {}", all.join(", ")))
     })
 }
 

@@ -94,6 +94,10 @@ pub(crate) fn proptest_cases(cases: u32) -> proptest::test_runner::Config {
 /// Why stagehook could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How often a serving stagehook records that it is alive ([`store::Store::heartbeat`]): the
+/// next start knows within this much when the previous run stopped.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// How often idle IPs leave the rate limiters, and expired sessions the session table.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -123,6 +127,12 @@ impl App {
         clock: Clock,
     ) -> Result<App, StartError> {
         let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
+        // Before this run's first heartbeat overwrites it: when the previous run was last alive.
+        // One that cannot be read is not worth refusing to start over: it is then unknown.
+        let down_since_ms = store.last_heartbeat().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the previous run's last heartbeat");
+            None
+        });
         let mut lanes = Vec::new();
         for endpoint in &endpoints {
             let provider = endpoint.provider.clone();
@@ -195,6 +205,7 @@ impl App {
             origin,
             listening: Default::default(),
             shutting_down: Default::default(),
+            down_since_ms,
         };
         Ok(App { state: Arc::new(state), metrics: None })
     }
@@ -208,6 +219,12 @@ impl App {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// When the previous run of this data folder was last alive (its last heartbeat, in Unix
+    /// ms), read at open; `None` when no run ever served from it.
+    pub fn down_since_ms(&self) -> Option<i64> {
+        self.state.down_since_ms
     }
 
     /// The delivery engine, whose [`delivery::Engine::passes`] lets an in-process caller wait
@@ -273,6 +290,20 @@ impl App {
                 }
             })
         };
+        // A small unflushed write every few seconds, off the request path: a failed one is
+        // logged and the next tries again.
+        let heartbeat = {
+            let (store, clock) = (state.store.clone(), state.clock.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = store.heartbeat(clock.now_ms()).await {
+                        tracing::warn!(error = %e, "could not record the heartbeat");
+                    }
+                }
+            })
+        };
         let watcher = state.redis.clone().map(|redis| tokio::spawn(redis.watch()));
         let (stop_delivery, stop_rx) = tokio::sync::watch::channel(false);
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
@@ -298,6 +329,7 @@ impl App {
         };
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
+        heartbeat.abort();
         retention.abort();
         if let Some(m) = metrics {
             m.abort();
@@ -313,6 +345,10 @@ impl App {
         let _ = stop_delivery.send(true);
         let _ = alerting.await;
         let _ = delivery.await;
+        // The last sign of life is the stop itself, so the next start knows it to the moment.
+        if let Err(e) = state.store.heartbeat(state.clock.now_ms()).await {
+            tracing::warn!(error = %e, "could not record the last heartbeat");
+        }
         if let Err(e) = state.store.shutdown().await {
             tracing::error!(error = %e, "store shutdown failed");
         }

@@ -107,6 +107,9 @@ pub struct ExportArgs {
     /// Only events of this type.
     #[arg(long = "type", value_name = "TYPE")]
     pub event_type: Option<String>,
+    /// Only events that came this way (webhook, backfill).
+    #[arg(long)]
+    pub source: Option<String>,
     /// Only events stored at or after this time (RFC 3339 or Unix milliseconds).
     #[arg(long)]
     pub since: Option<String>,

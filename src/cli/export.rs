@@ -19,6 +19,7 @@ pub fn run(args: ExportArgs) -> Outcome {
         ("provider", &args.provider),
         ("status", &args.status),
         ("type", &args.event_type),
+        ("source", &args.source),
         ("since", &args.since),
         ("until", &args.until),
     ]

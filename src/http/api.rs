@@ -149,6 +149,10 @@ fn stats(s: &AppState) -> Response {
     for (provider, n) in counters.items() {
         bump(by_provider.entry(provider.to_string()).or_default(), "items_received", n);
     }
+    // Only providers that had events backfilled show the key, as with `duplicates`.
+    for (provider, n) in counters.backfilled() {
+        bump(by_provider.entry(provider.to_string()).or_default(), "backfilled", n);
+    }
     // Duplicates are never stored as events of their own; they show under their status here.
     by_status.insert(Status::Duplicate.as_str(), duplicates);
     let rejections = counters.rejected();
@@ -165,6 +169,7 @@ fn stats(s: &AppState) -> Response {
         "by_status": by_status,
         "by_provider": by_provider,
         "duplicates": duplicates,
+        "backfilled": counters.backfilled_total(),
         "rejections": rejections,
         "rejected_total": rejections.values().sum::<u64>(),
         "processing_ms": {"p50": latency.p50_ms, "p95": latency.p95_ms, "p99": latency.p99_ms, "samples": latency.samples},

@@ -123,8 +123,8 @@ fn bad_filter(e: crate::filter::FilterError) -> ApiError {
     ApiError::invalid_payload(e.0)
 }
 
-/// The event list's filters from its query (`provider`, `status`, `type`, `since`, `until`), as
-/// every route that takes them reads them.
+/// The event list's filters from its query (`provider`, `status`, `type`, `source`, `since`,
+/// `until`), as every route that takes them reads them.
 pub(super) fn event_filter(q: &BTreeMap<String, String>) -> Result<EventFilter, ApiError> {
     crate::filter::from_query(q).map_err(bad_filter)
 }
@@ -222,6 +222,7 @@ fn summary(id: Ulid, e: &Event) -> Value {
         "last_error": e.last_error,
         "body_len": e.body_len,
         "parent_id": e.parent.map(|p| p.to_string()),
+        "source": e.source.as_str(),
         "damage": [],
     })
 }
@@ -240,6 +241,7 @@ fn damaged_summary(id: Ulid, damage: &Damage) -> Value {
         "last_error": format!("{STORAGE_CORRUPT}: {damage}"),
         "body_len": null,
         "parent_id": null,
+        "source": null,
         "damage": [damage.0],
     })
 }
@@ -399,6 +401,7 @@ fn ansi_c_quote(bytes: &[u8]) -> String {
 struct ReplayFilter {
     status: Option<String>,
     provider: Option<String>,
+    source: Option<String>,
     since: Value,
     until: Value,
     limit: Option<usize>,
@@ -410,7 +413,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::invalid_payload(format!(
-                "expected {{\"status\", \"provider\", \"since\", \"until\", \"limit\"}}: {e}"
+                "expected {{\"status\", \"provider\", \"source\", \"since\", \"until\", \"limit\"}}: {e}"
             ))
         })?
     };
@@ -421,6 +424,7 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
         event_type: None,
         since_ms: crate::filter::time("since", &f.since).map_err(bad_filter)?,
         until_ms: crate::filter::time("until", &f.until).map_err(bad_filter)?,
+        source: f.source.as_deref().map(crate::filter::source).transpose().map_err(bad_filter)?,
     };
     let mut items = Vec::new();
     let mut skipped = 0;
@@ -463,7 +467,7 @@ const EXPORT_AHEAD: usize = 2;
 async fn export(s: Arc<AppState>, q: &BTreeMap<String, String>) -> Result<Response, ApiError> {
     if let Some(key) = ["q", "cursor", "limit"].into_iter().find(|k| q.contains_key(*k)) {
         return Err(ApiError::invalid_payload(format!(
-            "`{key}` is not an export filter; an export takes provider, status, type, since, until and after, and writes every match"
+            "`{key}` is not an export filter; an export takes provider, status, type, source, since, until and after, and writes every match"
         )));
     }
     let filter = crate::filter::from_query(q).map_err(bad_filter)?;

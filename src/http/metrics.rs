@@ -116,6 +116,10 @@ impl Scrape {
             .collect();
         let dead_letters =
             lanes.iter().map(|l| (vec![("provider", l.name.clone())], counters.dead_letters(&l.name) as f64)).collect();
+        // Every endpoint, 0 until it has one, so a rate over the series needs no `or vector(0)`.
+        let mut backfilled: std::collections::BTreeMap<&str, u64> =
+            s.endpoints.iter().map(|e| (e.provider.name(), 0)).collect();
+        backfilled.extend(counters.backfilled());
         let process = Process::read();
         Scrape {
             processing: counters.processing_histogram(),
@@ -127,6 +131,12 @@ impl Scrape {
                     "Provider events received and stored, a batch counting each of its events",
                     None,
                     labelled("provider", counters.items()),
+                ),
+                family(
+                    "stagehook_events_backfilled",
+                    "Events recorded from a provider's API after their webhook was missed (stagehook backfill)",
+                    None,
+                    labelled("provider", backfilled),
                 ),
                 family(
                     "stagehook_duplicates",

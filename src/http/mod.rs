@@ -93,6 +93,10 @@ pub struct AppState {
     /// Set by `App::serve` when its shutdown future fires, so that `/readyz` answers 503 to the
     /// requests still being served in the grace period.
     pub shutting_down: AtomicBool,
+    /// When the previous run was last alive: its last store heartbeat, read at open before this
+    /// run wrote its first; `None` for a store that never had one. The events a provider sent
+    /// after it were missed (backfill recovers them from the provider's API).
+    pub down_since_ms: Option<i64>,
 }
 
 impl AppState {

@@ -16,6 +16,7 @@
 //! | `c`    | counter name                                     | u64                     |
 //! | `r`    | id                                               | `RejectionRecord`       |
 //! | `s`    | alert key (rule and subject, see `alerts/`)      | `AlertStateRecord`      |
+//! | `h`    | (nothing: the one key is `h`)                    | last heartbeat, ms (i64, big-endian) |
 //!
 //! The queue is ordered by due time within each provider, so the delivery engine reads the
 //! due jobs of a provider whose breaker is closed and never touches those of one that is open.
@@ -31,6 +32,9 @@ pub const ATTEMPT: u8 = b'a';
 pub const JOB: u8 = b'q';
 pub const JOB_OF: u8 = b'j';
 pub const ALERT: u8 = b's';
+/// The running server's last sign of life: one key, overwritten every few seconds, so the next
+/// start knows when the previous run stopped (see `Store::heartbeat`).
+pub const HEARTBEAT: [u8; 1] = [b'h'];
 
 /// `s` + the alert's key: the state of one firing alert.
 pub fn alert_key(alert: &str) -> Vec<u8> {

@@ -329,6 +329,15 @@ impl Store {
         done.await.map_err(|_| gone())?
     }
 
+    /// Records that the server is alive at `now_ms`, overwriting the previous heartbeat: one small
+    /// key in the next batch, without an fsync of its own, so it is cheap to call every few
+    /// seconds. [`Store::last_heartbeat`] reads it back, after a restart too.
+    pub async fn heartbeat(&self, now_ms: i64) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.send(writer::Op::Heartbeat(now_ms, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
     /// Resolves when a commit queued new jobs (or at once, if one did since the last call).
     pub async fn jobs_added(&self) {
         self.inner.jobs_added.notified().await

@@ -18,9 +18,9 @@ use super::record::{
     Job, Rejection, Source, Status,
 };
 use super::stats::{
-    dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter, duplicates_counter, events_counter,
-    failures_counter, hist_bucket_counter, items_counter, minute_counter, rejected_counter, second_counter,
-    DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
+    backfilled_counter, dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter,
+    duplicates_counter, events_counter, failures_counter, hist_bucket_counter, items_counter, minute_counter,
+    rejected_counter, second_counter, DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
 use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
 
@@ -87,6 +87,9 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         p.count(minute_counter(&event.provider, event.received_at_ms.div_euclid(60_000)), 1);
         p.count(items_counter(&event.provider), i64::from(event.items));
         p.count(second_counter(event.received_at_ms.div_euclid(1000)), 1);
+        if event.source == Source::Backfill {
+            p.count(backfilled_counter(&event.provider), 1);
+        }
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
         for (i, target) in event.targets.iter().enumerate() {
@@ -809,6 +812,21 @@ mod tests {
         assert_eq!(w.batch(|ops| ops.delete(vec![copy.id]).unwrap()), 1);
         let retry = w.batch(|ops| ops.ingest(new_event(0, 0)).unwrap());
         assert_eq!((retry.id, retry.duplicate), (first.id, true));
+    }
+
+    /// A backfilled event is recorded as such, never as verified, and counted under its provider;
+    /// one the store already has is a duplicate and counts nothing more.
+    #[test]
+    fn a_backfilled_event_is_counted_and_never_verified() {
+        let mut w = World::default();
+        let backfill = |n| NewEvent { source: Source::Backfill, ..new_event(n, 0) };
+        let webhook = w.batch(|ops| ops.ingest(new_event(0, 0)).unwrap());
+        let first = w.batch(|ops| ops.ingest(backfill(1)).unwrap());
+        let again = w.batch(|ops| [ops.ingest(backfill(1)).unwrap(), ops.ingest(backfill(0)).unwrap()]);
+        assert_eq!(again.map(|i| (i.id, i.duplicate)), [(first.id, true), (webhook.id, true)]);
+        let stored = decode_event(&w.tree[&keys::id_key(keys::EVENT, first.id)[..]]).unwrap().0;
+        assert_eq!((stored.source, stored.signature_verified), (Source::Backfill, false));
+        assert_eq!((w.counter("backfilled/stripe"), w.counter("events/stripe/processed")), (1, 2));
     }
 
     /// An alert's state and its notifications land in one batch; resolving removes the state,

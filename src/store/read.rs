@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ulid::Ulid;
 
-use super::{bodies, keys, record, AlertState, Attempt, Event, Job, Rejection, Status, Store, StoreError};
+use super::{bodies, keys, record, AlertState, Attempt, Event, Job, Rejection, Source, Status, Store, StoreError};
 
 /// The failure reason (`failures/storage_corrupt`) and error code of stored data that does not
 /// read back intact.
@@ -54,6 +54,8 @@ pub struct EventFilter {
     /// Only events received at or after / before these times (ms).
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
+    /// Only events that came this way (a webhook, or a backfill from the provider's API).
+    pub source: Option<Source>,
 }
 
 impl EventFilter {
@@ -61,12 +63,16 @@ impl EventFilter {
         self.provider.as_ref().is_none_or(|p| *p == e.provider)
             && self.status.is_none_or(|s| s == e.status)
             && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
+            && self.source.is_none_or(|s| s == e.source)
     }
 
     /// Whether an event whose record does not decode is listed: it counts as `failed`, and its
-    /// provider and type are unknown, so a filter on either leaves it out.
+    /// provider, type and source are unknown, so a filter on any of them leaves it out.
     pub fn matches_damaged(&self) -> bool {
-        self.provider.is_none() && self.event_type.is_none() && self.status.is_none_or(|s| s == Status::Failed)
+        self.provider.is_none()
+            && self.event_type.is_none()
+            && self.source.is_none()
+            && self.status.is_none_or(|s| s == Status::Failed)
     }
 }
 
@@ -81,6 +87,18 @@ pub struct EventPage {
 }
 
 impl Store {
+    /// The time (ms) of the last [`Store::heartbeat`], `None` when there never was one. Read at
+    /// start, before the first heartbeat of this run, it is when the previous run was last
+    /// alive (give or take its interval).
+    pub fn last_heartbeat(&self) -> Result<Option<i64>, StoreError> {
+        match self.inner.tree.get(keys::HEARTBEAT).map_err(read_err)? {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(|b| Some(i64::from_be_bytes(b)))
+                .map_err(|_| StoreError::Corrupt(format!("the heartbeat is {} bytes, not 8", v.len()))),
+        }
+    }
+
     /// The state of every firing alert, by key; one whose record does not decode is its
     /// `Damage`. A short prefix scan: there is one entry per firing alert.
     pub fn alert_states(&self) -> Result<BTreeMap<String, Result<AlertState, Damage>>, StoreError> {

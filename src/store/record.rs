@@ -186,15 +186,22 @@ pub struct Attempt {
 #[error("{0}")]
 pub struct DecodeError(postcard::Error);
 
-/// An event record, with where its body is (`None`: inline, from before the body log). An
-/// event that is not a copy stays `V1` or `V2`, byte for byte what earlier versions wrote.
+/// An event record, with where its body is (`None`: inline, from before the body log). A
+/// webhook's event that is not a copy stays `V1` or `V2`, and a webhook's copy `V3`, byte for
+/// byte what earlier versions wrote; only a backfilled event needs `V4`, which says so.
 pub fn encode_event(mut event: Event, body: Option<BodyRef>) -> Vec<u8> {
     let parent = event.parent.take();
+    let source = event.source;
     let fields = EventFields::from(event);
-    encode(&match (body, parent) {
-        (None, None) => EventRecord::V1(fields),
-        (Some(body), None) => EventRecord::V2(fields, body.into()),
-        (body, Some(parent)) => EventRecord::V3(fields, body.map(BodyRefRecord::from), u128::from(parent)),
+    encode(&match (body, parent, source) {
+        (None, None, Source::Webhook) => EventRecord::V1(fields),
+        (Some(body), None, Source::Webhook) => EventRecord::V2(fields, body.into()),
+        (body, Some(parent), Source::Webhook) => {
+            EventRecord::V3(fields, body.map(BodyRefRecord::from), u128::from(parent))
+        }
+        (body, parent, source) => {
+            EventRecord::V4(fields, body.map(BodyRefRecord::from), parent.map(u128::from), SourceRecord::from(source))
+        }
     })
 }
 
@@ -205,6 +212,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<BodyRef>), DecodeErro
         EventRecord::V3(fields, body, parent) => {
             (Event { parent: Some(parent.into()), ..fields.into() }, body.map(BodyRef::from))
         }
+        EventRecord::V4(fields, body, parent, source) => (
+            Event { parent: parent.map(ulid::Ulid::from), source: source.into(), ..fields.into() },
+            body.map(BodyRef::from),
+        ),
     })
 }
 
@@ -274,12 +285,40 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
 /// The audit record of one accepted event. The raw body is kept apart, so status updates never
 /// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
 /// events recorded before the body log, under its own key (`V1`). Both versions carry the same
-/// [`EventFields`]; `V2` adds the body's place, `V3` (an edited copy) the event it copies.
+/// [`EventFields`]; `V2` adds the body's place, `V3` (an edited copy) the event it copies, `V4`
+/// (an event that did not come as a webhook) how it came, with an optional parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum EventRecord {
     V1(EventFields),
     V2(EventFields, BodyRefRecord),
     V3(EventFields, Option<BodyRefRecord>, u128),
+    V4(EventFields, Option<BodyRefRecord>, Option<u128>, SourceRecord),
+}
+
+/// [`Source`] as stored: its own append-only enum, so the domain type can be renamed or gain
+/// derives without touching bytes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum SourceRecord {
+    Webhook,
+    Backfill,
+}
+
+impl From<Source> for SourceRecord {
+    fn from(s: Source) -> SourceRecord {
+        match s {
+            Source::Webhook => SourceRecord::Webhook,
+            Source::Backfill => SourceRecord::Backfill,
+        }
+    }
+}
+
+impl From<SourceRecord> for Source {
+    fn from(s: SourceRecord) -> Source {
+        match s {
+            SourceRecord::Webhook => Source::Webhook,
+            SourceRecord::Backfill => Source::Backfill,
+        }
+    }
 }
 
 /// The fields of [`EventRecord`] `V1` and `V2`. A new field means a new struct and a new
@@ -485,6 +524,30 @@ pub(crate) mod tests {
         assert_eq!(decode_event(&bytes).unwrap(), (copy.clone(), Some(body)));
         assert_eq!(decode_event(&encode_event(copy.clone(), None)).unwrap(), (copy, None));
         assert_eq!(encode_event(sample(), Some(body))[0], 1);
+    }
+
+    /// A backfilled event is `V4`, with or without a body reference or a parent, and reads back
+    /// as backfilled; the source's own tags are fixed (webhook 0, backfill 1).
+    #[test]
+    fn v4_carries_the_source_and_webhook_events_keep_their_tags() {
+        let body = BodyRef { segment: 2, offset: 16, len: 2, crc32: 9 };
+        let backfilled = Event { source: Source::Backfill, signature_verified: false, ..sample() };
+        for (event, body) in [
+            (backfilled.clone(), Some(body)),
+            (backfilled.clone(), None),
+            (Event { parent: Some(ulid::Ulid::from(42u128)), ..backfilled.clone() }, Some(body)),
+        ] {
+            let bytes = encode_event(event.clone(), body);
+            assert_eq!(bytes[0], 3);
+            assert_eq!(decode_event(&bytes).unwrap(), (event, body));
+        }
+        assert_eq!((encode(&SourceRecord::Webhook), encode(&SourceRecord::Backfill)), (vec![0], vec![1]));
+        assert_eq!(*encode_event(backfilled, None).last().unwrap(), 1, "the source is the last byte");
+        let copy = Event { parent: Some(ulid::Ulid::from(7u128)), ..sample() };
+        assert_eq!(
+            [encode_event(sample(), None)[0], encode_event(sample(), Some(body))[0], encode_event(copy, None)[0]],
+            [0, 1, 2]
+        );
     }
 
     /// An alert's state keeps its bytes: version tag 0, then two zigzag varints.

@@ -21,6 +21,12 @@ pub(super) fn items_counter(provider: &str) -> String {
     format!("items/{provider}")
 }
 
+/// Events of one provider recorded from its API rather than received as webhooks (`stagehook
+/// backfill`), cumulative: retention deleting one does not lower it.
+pub(super) fn backfilled_counter(provider: &str) -> String {
+    format!("backfilled/{provider}")
+}
+
 pub(super) fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }
@@ -297,6 +303,16 @@ impl Counters {
         self.under("items/").collect()
     }
 
+    /// Events recorded from a provider's API (backfilled), by provider, cumulative.
+    pub fn backfilled(&self) -> BTreeMap<&str, u64> {
+        self.under("backfilled/").collect()
+    }
+
+    /// Events recorded from providers' APIs, all providers, cumulative.
+    pub fn backfilled_total(&self) -> u64 {
+        self.under("backfilled/").map(|(_, n)| n).sum()
+    }
+
     /// Refused requests by error code.
     pub fn rejected(&self) -> BTreeMap<&str, u64> {
         self.under("rejected/").collect()
@@ -468,6 +484,8 @@ mod tests {
             (events_counter("sms", "received"), 0),
             (duplicates_counter("stripe"), 3),
             (items_counter("sms"), 9),
+            (backfilled_counter("stripe"), 13),
+            (backfilled_counter("sms"), 1),
             (rejected_counter("invalid_signature"), 5),
             (dead_letters_counter("stripe"), 7),
             (delivered_after_counter(2), 6),
@@ -494,6 +512,8 @@ mod tests {
         assert_eq!(c.dead_lettered_jobs("stripe"), 7);
         assert_eq!(c.duplicates(), BTreeMap::from([("stripe", 3)]));
         assert_eq!(c.items(), BTreeMap::from([("sms", 9)]));
+        assert_eq!(c.backfilled(), BTreeMap::from([("sms", 1), ("stripe", 13)]));
+        assert_eq!(c.backfilled_total(), 14);
         assert_eq!(c.rejected(), BTreeMap::from([("invalid_signature", 5)]));
         assert_eq!(c.delivered_after(), BTreeMap::from([("2", 6)]));
         assert_eq!(c.failure_reasons(), BTreeMap::from([("timeout", 8)]));

@@ -202,6 +202,7 @@ impl Walk<'_> {
                 Some(keys::JOB) => self.job(&k, &v),
                 Some(keys::JOB_OF) => self.job_index(&k, &v),
                 Some(keys::ALERT) => self.alert_state(&k, &v),
+                Some(b'h') if *k == keys::HEARTBEAT => self.heartbeat(&v),
                 _ => self.find(Item::Key, None, format!("unknown key {}", hex(&k))),
             }
         }
@@ -298,6 +299,12 @@ impl Walk<'_> {
         };
         if let Some(segment) = segment_of_counter(name) {
             self.counted.insert(segment, u64::from_be_bytes(bytes));
+        }
+    }
+
+    fn heartbeat(&mut self, v: &[u8]) {
+        if v.len() != 8 {
+            self.find(Item::Key, None, format!("the heartbeat is {} bytes, not 8", v.len()));
         }
     }
 

@@ -39,6 +39,8 @@ pub(super) enum Op {
     Delete(Vec<Ulid>, oneshot::Sender<Result<usize, StoreError>>),
     /// Alerts' state changes and the notifications they queue, in one batch.
     Alert(Vec<AlertChange>, oneshot::Sender<Result<usize, StoreError>>),
+    /// The server is alive at this time (ms): overwrites the one heartbeat key.
+    Heartbeat(i64, oneshot::Sender<Result<(), StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -167,8 +169,10 @@ impl Writer {
         let mut needs_flush = false;
 
         for op in ops {
-            // Every operation but a refusal count is waited on, and so must be durable.
-            needs_flush |= !matches!(op, Op::Reject(..) | Op::Begin(_));
+            // Every operation but a refusal count is waited on, and so must be durable. A heartbeat
+            // is waited on too, but needs no fsync of its own: sled's flusher writes it within
+            // half a second, and one lost in a crash is only a few seconds older than the truth.
+            needs_flush |= !matches!(op, Op::Reject(..) | Op::Begin(_) | Op::Heartbeat(..));
             let result = match op {
                 Op::Ingest(event, ack) => match m.ingest(event) {
                     Ok(done) => Ok(Waiter::Ingest(ack, done)),
@@ -200,6 +204,10 @@ impl Writer {
                     Ok(n) => Ok(Waiter::Count(ack, n)),
                     Err(e) => Err((Waiter::Count(ack, 0), e)),
                 },
+                Op::Heartbeat(at_ms, ack) => {
+                    m.p.insert(keys::HEARTBEAT.to_vec(), at_ms.to_be_bytes().to_vec());
+                    Ok(Waiter::Done(ack))
+                }
                 Op::Flush(ack) => Ok(Waiter::Done(ack)),
                 Op::Shutdown(_) => unreachable!("run() splits shutdown off before commit"),
             };
@@ -419,7 +427,7 @@ fn refuse(op: Op) {
     let reason = || Err(StoreError::Unavailable("the store is shutting down".into()));
     match op {
         Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(reason()),
-        Op::Outcome(_, ack) | Op::Flush(ack) => Waiter::Done(ack).answer(reason()),
+        Op::Outcome(_, ack) | Op::Flush(ack) | Op::Heartbeat(_, ack) => Waiter::Done(ack).answer(reason()),
         Op::Replay(_, ack) | Op::Delete(_, ack) | Op::Alert(_, ack) => Waiter::Count(ack, 0).answer(reason()),
         Op::Shutdown(ack) => drop(ack.send(())),
         Op::Reject(..) | Op::Begin(_) => {}

@@ -240,3 +240,39 @@ async fn validate_encodes_an_object_as_the_kind_receives_it() {
     assert_eq!(rep["signature"]["ok"], true, "{rep}");
     s.stop().await;
 }
+
+/// The list shows how each event came and filters on it; an unknown source is refused with the
+/// code of every bad filter, by the list, the export and a replay alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_list_shows_and_filters_by_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let webhook = s.stripe_id(&stripe_event("evt_src_hook")).await;
+    let backfilled = s.store.ingest(crate::store::backfilled("evt_src_back", support::now_s() * 1000)).await.unwrap();
+    let list = |query: &'static str| {
+        let s = &s;
+        async move {
+            let v = s.get(&format!("/staging/webhooks/events{query}")).await.json();
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["id"].as_str().unwrap().to_string(), e["source"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (b, w) = (backfilled.id.to_string(), webhook.clone());
+    assert_eq!(list("").await, [(b.clone(), json!("backfill")), (w.clone(), json!("webhook"))]);
+    assert_eq!(list("?source=backfill").await, [(b.clone(), json!("backfill"))]);
+    assert_eq!(list("?source=webhook&provider=stripe").await, [(w, json!("webhook"))]);
+    assert_eq!(list("?source=webhook&q=evt_src_back").await, []);
+    assert_eq!(list("?source=backfill&q=evt_src_back").await, [(b, json!("backfill"))]);
+    for path in ["/staging/webhooks/events?source=api", "/staging/webhooks/events/export?source=Backfill"] {
+        let r = s.get(path).await;
+        assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"), "{path}: {}", r.text());
+        assert!(r.text().contains("one of webhook, backfill"), "{}", r.text());
+    }
+    let r = s.post_json("/staging/webhooks/replay", br#"{"source":"mail"}"#).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"), "{}", r.text());
+    s.stop().await;
+}

@@ -557,3 +557,53 @@ fn an_import_refuses_large_bodies_and_bad_provider_names_naming_each_line() {
         run_binary(&["import", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--max-body-bytes", "0"]);
     assert_eq!(code, 2, "{text}");
 }
+
+/// A backfilled event's line says `"source":"backfill"` (a webhook's line says nothing, as
+/// before); `source=` filters the export; an import keeps the source, so the event is still a
+/// backfill and still not `signature_verified` in the new store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfilled_event_stays_one_through_export_and_import() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = start(config(a_dir.path())).await;
+    post_stripe_body(&a, PLAIN_BODY).await;
+    a.store.ingest(crate::store::backfilled("evt_backfilled", crate::support::now_s() * 1000)).await.unwrap();
+    let (status, _, file) = export_route(&a, "").await;
+    assert_eq!(status, 200);
+    let lines = parse_lines(&file);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].get("source").is_none(), "a webhook's line is unchanged: {}", lines[0]);
+    assert_eq!(
+        (&lines[1]["event_id"], &lines[1]["source"]),
+        (&Value::from("evt_backfilled"), &Value::from("backfill"))
+    );
+    let (_, _, only) = export_route(&a, "?source=backfill").await;
+    assert_eq!(parse_lines(&only), lines[1..]);
+    a.stop().await;
+    // `stagehook export` takes the filter too, from the stopped folder, and writes the same line.
+    let out = a_dir.path().join("backfilled.ndjson");
+    let cfg = config_file(a_dir.path());
+    let (code, text) =
+        run_binary(&["export", "--config", &cfg, "--source", "backfill", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(parse_lines(&std::fs::read(&out).unwrap()), lines[1..]);
+
+    let import_file = a_dir.path().join("import.ndjson");
+    std::fs::write(&import_file, &file).unwrap();
+    let b_dir = import_twice(&import_file, 2);
+    let b = start(config(b_dir.path())).await;
+    let listed = b.get("/staging/webhooks/events?source=backfill").await.json();
+    let events = listed["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{listed}");
+    assert_eq!(
+        (&events[0]["event_id"], &events[0]["source"]),
+        (&Value::from("evt_backfilled"), &Value::from("backfill"))
+    );
+    let shown = crate::support::event_json(&b, events[0]["id"].as_str().unwrap()).await;
+    assert_eq!((&shown["source"], &shown["signature_verified"]), (&Value::from("backfill"), &Value::from(false)));
+    let stats = b.get("/staging/webhooks/stats").await.json();
+    assert_eq!(stats["by_provider"]["stripe"]["backfilled"], 1, "{stats}");
+    let (_, _, again) = export_route(&b, "").await;
+    let again: Vec<Value> = parse_lines(&again).into_iter().map(without_id).collect();
+    assert_eq!(again, lines.into_iter().map(without_id).collect::<Vec<_>>(), "the same lines, source included");
+    b.stop().await;
+}

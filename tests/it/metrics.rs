@@ -63,6 +63,7 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
     }
     assert_eq!(post_badly_signed(s.addr).await.status, 401);
     assert_eq!(s.sms(&[("MessageSid", "SM101"), ("From", "+1"), ("To", "+2")]).await.status, 200);
+    s.store.ingest(crate::store::backfilled("evt_mb", support::now_s() * 1000)).await.unwrap();
     until("a dead letter and an open breaker", || async {
         let r = s.get("/staging/webhooks/recovery/stats").await.json();
         (r["dead_letters"].as_u64() >= Some(1) && r["providers"]["stripe"]["breaker"]["state"] == "open").then_some(())
@@ -82,6 +83,8 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
         if let Some(n) = by.get("duplicates") {
             assert_eq!(get(&format!("stagehook_duplicates_total{{provider=\"{provider}\"}}")), n.as_f64().unwrap());
         }
+        let backfilled = format!("stagehook_events_backfilled_total{{provider=\"{provider}\"}}");
+        assert_eq!(get(&backfilled), by.get("backfilled").map_or(0.0, |n| n.as_f64().unwrap()), "{backfilled}");
         if let Some(n) = by.get("items_received") {
             assert_eq!(
                 get(&format!("stagehook_events_received_total{{provider=\"{provider}\"}}")),
@@ -90,6 +93,8 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
         }
     }
     assert_eq!(get("stagehook_duplicates_total{provider=\"stripe\"}"), 1.0);
+    assert_eq!(get("stagehook_events_backfilled_total{provider=\"stripe\"}"), 1.0);
+    assert_eq!(stats["backfilled"], 1, "{stats}");
     for (code, n) in stats["rejections"].as_object().unwrap() {
         assert_eq!(get(&format!("stagehook_rejections_total{{code=\"{code}\"}}")), n.as_f64().unwrap(), "{code}");
     }

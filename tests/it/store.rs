@@ -4,7 +4,8 @@
 //! stored), a damaged or locked database is a clear error at open, a damaged body is reported,
 //! not served, and body-log segments go with their last event.
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use stagehook::store::{NewEvent, Source, Store, StoreOptions};
 use stagehook::{App, Clock};
 
 use crate::support::{config, start, stripe_event};
@@ -355,4 +356,108 @@ async fn a_refusal_just_before_the_stop_is_counted_after_the_restart() {
     let log = s.get("/staging/webhooks/rejections").await.json();
     assert_eq!(log["rejections"][0]["body_prefix"], "{\"last\":true}", "{log}");
     s.stop().await;
+}
+
+/// A Stripe event as `stagehook backfill` records it: read from the API, never signed.
+pub(crate) fn backfilled(event_id: &str, received_at_ms: i64) -> NewEvent {
+    NewEvent {
+        provider: "stripe".into(),
+        event_id: event_id.into(),
+        event_type: "charge.succeeded".into(),
+        received_at_ms,
+        source_ip: "api.stripe.com".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: stripe_event(event_id).into_bytes().into(),
+        processing_us: 0,
+        targets: vec![],
+        items: 1,
+        parent: None,
+        source: Source::Backfill,
+    }
+}
+
+/// A backfilled event is stored as one, never as verified, and counted per provider; the count
+/// is exact after a restart, and a webhook event beside it stays a webhook's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfilled_event_keeps_its_source_and_count_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let webhook = s.stripe_id(&stripe_event("evt_hook")).await;
+    let id = s.store.ingest(backfilled("evt_back", crate::support::now_s() * 1000)).await.unwrap().id.to_string();
+    let again = s.store.ingest(backfilled("evt_back", crate::support::now_s() * 1000)).await.unwrap();
+    assert!(again.duplicate, "a second backfill of the same event is a duplicate");
+    s.stop().await;
+
+    let s = start(config(dir.path())).await;
+    let stats = s.get("/staging/webhooks/stats").await.json();
+    assert_eq!((stats["backfilled"].as_u64(), stats["total_events"].as_u64()), (Some(1), Some(2)), "{stats}");
+    assert_eq!(stats["by_provider"]["stripe"]["backfilled"], 1, "{stats}");
+    let e = s.get(&format!("/staging/webhooks/events/{id}")).await.json();
+    assert_eq!((&e["source"], &e["signature_verified"]), (&json!("backfill"), &json!(false)), "{e}");
+    let w = s.get(&format!("/staging/webhooks/events/{webhook}")).await.json();
+    assert_eq!((&w["source"], &w["signature_verified"]), (&json!("webhook"), &json!(true)), "{w}");
+    s.stop().await;
+}
+
+/// A heartbeat overwrites the last one and reads back after the store is closed and opened
+/// again; a store that never had one says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_heartbeat_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, body_segment_bytes: 1 << 20 };
+    let store = Store::open(dir.path(), options, Clock::system()).unwrap();
+    assert_eq!(store.last_heartbeat().unwrap(), None);
+    store.heartbeat(1_700_000_000_000).await.unwrap();
+    store.heartbeat(1_700_000_005_000).await.unwrap();
+    assert_eq!(store.last_heartbeat().unwrap(), Some(1_700_000_005_000));
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path(), options, Clock::system()).unwrap();
+    assert_eq!(store.last_heartbeat().unwrap(), Some(1_700_000_005_000));
+    store.shutdown().await.unwrap();
+    drop(store);
+    let report = stagehook::store::verify::verify(dir.path()).unwrap();
+    assert!(report.findings.is_empty(), "the heartbeat is a known key: {:?}", report.findings);
+}
+
+/// Serves `app` on a free port until the sender is used or dropped.
+fn serve(app: App) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (stop, serving)
+}
+
+/// A serving app beats while it runs and once more as it stops; the next app opened on its
+/// data folder knows that last beat as `down_since_ms`, and the first one ever knows none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_app_knows_when_the_previous_run_was_last_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::frozen(1_700_000_000_000);
+    let first = App::open(config(dir.path()), clock.clone()).unwrap();
+    assert_eq!(first.down_since_ms(), None);
+    let store = first.store().clone();
+    let (stop, serving) = serve(first);
+    crate::support::until("the first heartbeat", || async {
+        (store.last_heartbeat().unwrap() == Some(1_700_000_000_000)).then_some(())
+    })
+    .await;
+    clock.advance(3_000);
+    let _ = stop.send(());
+    serving.await.unwrap();
+    drop(store);
+
+    let second = App::open(config(dir.path()), Clock::frozen(1_700_000_600_000)).unwrap();
+    assert_eq!(second.down_since_ms(), Some(1_700_000_003_000), "the first run's stop");
+    let (stop, serving) = serve(second);
+    let _ = stop.send(());
+    serving.await.unwrap();
+    let third = App::open(config(dir.path()), Clock::frozen(1_700_000_900_000)).unwrap();
+    assert_eq!(third.down_since_ms(), Some(1_700_000_600_000), "the second run's, not the first's");
+    third.store().shutdown().await.unwrap();
 }
