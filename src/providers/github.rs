@@ -14,7 +14,9 @@ use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
 use super::api::{ApiAccess, GithubApi, HookOwner, NoApi, GITHUB_API_BASE};
-use super::kind::{api_base, api_base_finding, interned, ConfigError, Kind, Rotation};
+use super::kind::{
+    api_base, api_base_finding, interned, is_placeholder, placeholder_finding, ConfigError, Kind, Rotation,
+};
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
@@ -180,8 +182,15 @@ impl Kind for Github {
         Rotation::new(&c.secret, &c.secrets)
     }
 
-    /// The API is not reached in clear.
+    /// The token is no placeholder, and the API is not reached in clear.
     fn section_findings(name: &str, s: &Settings, out: &mut Vec<Finding>) {
+        if let Some(token) = s.api_token.as_ref().filter(|t| is_placeholder(t)) {
+            out.push(placeholder_finding(
+                &format!("providers.{name}.api_token"),
+                token,
+                "a token that may read the webhook",
+            ));
+        }
         if let Some(f) =
             api_base(name, s.api_base.as_deref(), GITHUB_API_BASE).ok().and_then(|b| api_base_finding(name, &b))
         {
@@ -422,14 +431,10 @@ mod tests {
 
     use crate::providers::testing::{self, header_map as headers, receive_sample, vectors};
 
-    /// The API access of `[providers.gh]` with `body`, or the configuration error's key and
-    /// message.
-    fn api_of(body: &str) -> Result<Result<ApiAccess, NoApi>, String> {
+    /// The API access of `[providers.gh]` with `body`, or the configuration error.
+    fn api_of(body: &str) -> Result<Result<ApiAccess, NoApi>, ConfigError> {
         let section = crate::providers::KindConfig::from_toml("gh", &format!("kind = \"github\"\n{body}")).unwrap();
-        match crate::providers::build("gh", &section) {
-            Ok(p) => Ok(p.api_access().cloned()),
-            Err(e) => Err(crate::providers::kind::said(&e)),
-        }
+        crate::providers::build("gh", &section).map(|p| p.api_access().cloned())
     }
 
     /// All of token, owner and hook id, or none; a partial set names what is missing, both
@@ -476,7 +481,7 @@ mod tests {
             ),
             ("api_base = \"https://ghe.example.com/api/v3?x=1\"\n", "has a query"),
         ] {
-            let e = api_of(body).expect_err(body);
+            let e = crate::providers::kind::said(&api_of(body).expect_err(body));
             assert!(e.contains(key), "{body}: {e}");
         }
         let e = crate::providers::KindConfig::from_toml("gh", "kind = \"github\"\nhook_id = -1\n").unwrap_err();

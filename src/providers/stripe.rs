@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::api::{ApiAccess, NoApi, StripeApi, STRIPE_API_BASE};
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
 use super::kind::{
-    api_base, api_base_finding, built_in_credential, interned, BuiltIn, ConfigError, Kind, Rotation, Surroundings,
+    api_base, api_base_finding, built_in_credential, interned, is_placeholder, placeholder_finding, BuiltIn,
+    ConfigError, Kind, Rotation, Surroundings,
 };
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
@@ -190,11 +191,16 @@ impl Kind for Stripe {
         }
     }
 
-    /// In every Stripe section, built-in or named: its `api_key` is a test-mode key, and its API
-    /// is not reached in clear.
+    /// In every Stripe section, built-in or named: its `api_key` is a test-mode key and no
+    /// placeholder, and its API is not reached in clear.
     fn section_findings(name: &str, s: &Settings, out: &mut Vec<Finding>) {
         if let Some(k) = &s.api_key {
-            out.push(key_finding(&format!("providers.{name}.api_key"), k));
+            let key = format!("providers.{name}.api_key");
+            out.push(if is_placeholder(k) {
+                placeholder_finding(&key, k, "a test-mode key (sk_test_ or rk_test_)")
+            } else {
+                key_finding(&key, k)
+            });
         }
         if let Some(f) =
             api_base(name, s.api_base.as_deref(), STRIPE_API_BASE).ok().and_then(|b| api_base_finding(name, &b))

@@ -70,6 +70,8 @@ fn every_check_has_its_finding() {
         ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_test_51Habc\"\n", &[], "isolation.live_stripe_key", Ok, "providers.eu.api_key"),
         ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_base = \"http://stripe-mock.internal:12111\"\n", &[], "provider.api_base_clear", Warning, "providers.eu.api_base"),
         ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\napi_base = \"http://ghe.example.com/api/v3\"\n", &[], "provider.api_base_clear", Warning, "providers.gh.api_base"),
+        ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\napi_token = \"REPLACE_ME\"\norganization = \"o\"\nhook_id = 1\n", &[], "provider.placeholder_secret", Error, "providers.gh.api_token"),
+        ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_test_REPLACE_ME\"\n", &[], "provider.placeholder_secret", Error, "providers.eu.api_key"),
         // Isolation: SendGrid has no test-mode keys, so any API key is a real account's.
         ("", &[("SENDGRID_API_KEY", "SG.abcdefghijklmnop.qrstuvwxyz0123456789")], "isolation.sendgrid_api_key", Warning, "env SENDGRID_API_KEY"),
         ("", &[("SENDGRID_API_KEY", "not-a-sendgrid-key")], "isolation.sendgrid_key_format", Warning, "env SENDGRID_API_KEY"),
@@ -547,6 +549,36 @@ fn api_access_comes_from_the_file_and_the_environment() {
     assert_eq!(e.key, "providers.eu.api_base", "{e}");
 }
 
+/// Runs `stagehook` with `args` and `env` (only), expecting it to exit by itself: a `serve` that
+/// starts instead is stopped after 30 s and fails the test, rather than hanging it.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`stagehook {}` did not exit: it started", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    (status.code().unwrap_or(-1), text)
+}
+
 /// A live key in a named Stripe section, from the file or the environment, stops `serve` as the
 /// built-in endpoint's does, naming the key and never printing it; `check-config` and the
 /// running server's validation report it too.
@@ -556,22 +588,13 @@ async fn a_live_key_in_a_named_stripe_section_stops_startup() {
     let live = "rk_live_51NAMEDSECTIONKEY0123456789";
     let named = "[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_eu_0123456789abcdef0123\"\n";
     let config = write_config(dir.path(), &format!("{named}api_key = \"{live}\"\n"));
-    let (code, out) = run_binary(&["serve", "--config", config.to_str().unwrap()]);
+    let (code, out) = run_to_exit(&["serve", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("providers.eu.api_key [isolation.live_stripe_key]"), "{out}");
     assert!(!out.contains(live) && !out.contains("NAMEDSECTIONKEY"), "{out}");
 
     let config = write_config(dir.path(), named);
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
-            .args(args)
-            .env_clear()
-            .env("STAGEHOOK_PROVIDERS_EU_API_KEY", live)
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), text)
-    };
+    let run = |args: &[&str]| run_to_exit(args, &[("STAGEHOOK_PROVIDERS_EU_API_KEY", live)]);
     let (code, out) = run(&["serve", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("providers.eu.api_key [isolation.live_stripe_key]") && !out.contains(live), "{out}");
