@@ -92,6 +92,7 @@ impl Config {
         if self.retention.interval.0.is_zero() {
             return Err(err("retention.interval", "must be longer than 0s"));
         }
+        super::backfill::check(&self.backfill)?;
         for (name, c) in self.sections() {
             check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
             check_forward_headers(&format!("providers.{name}.forward_headers"), &c.forward_headers)?;

@@ -218,6 +218,7 @@ fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, Noti
     c.redis.url = Some(String::new());
     c.server.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c.isolation = IsolationConfig::default();
+    c.backfill.every = Some(super::HumanDuration(std::time::Duration::from_secs(60)));
     for (kind, built_in) in registry::built_ins() {
         let section = EndpointConfig { retry: retry(), ..EndpointConfig::from(registry::env_example(kind, &built_in)) };
         c.providers.0.insert(built_in.name.to_string(), section);

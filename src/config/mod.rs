@@ -7,8 +7,8 @@
 //! This file holds [`Config`] and its own sections; the rest, by concern: `sections.rs` (the
 //! `[providers.<name>]` sections, read by hand), `check.rs` (the value checks the types cannot
 //! express), `positions.rs` (where in the TOML text an error is), `ip_range.rs`, `origin.rs`
-//! (the hosts and origins that are this stagehook), `layers.rs` (file, environment, flags) and
-//! `validate.rs` (the findings of `check-config`). The Redis module owns its settings
+//! (the hosts and origins that are this stagehook), `backfill.rs` (`[backfill]`), `layers.rs`
+//! (file, environment, flags) and `validate.rs` (the findings of `check-config`). The Redis module owns its settings
 //! (`redis/settings.rs`), as each provider kind owns its own; they are re-exported here.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 
 mod alerts;
+mod backfill;
 mod check;
 mod delivery;
 mod ip_range;
@@ -32,6 +33,7 @@ pub mod validate;
 pub use crate::duration::{HumanDuration, MAX_DURATION};
 pub use crate::redis::settings::{DedupBackend, DedupConfig, LimitsBackend, OnError, RedisConfig};
 pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
+pub use backfill::BackfillConfig;
 pub use check::{MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use delivery::{
     is_http_url, BreakerConfig, DeliveryConfig, RetentionConfig, RetryConfig, RetryOverride, Strategy, Targets,
@@ -61,6 +63,8 @@ pub struct Config {
     pub isolation: IsolationConfig,
     pub redis: RedisConfig,
     pub dedup: DedupConfig,
+    /// `[backfill]`: when missed events are recovered from the providers' APIs on their own.
+    pub backfill: BackfillConfig,
     pub providers: ProvidersConfig,
     /// `[notifiers.<name>]`: where alerts are sent.
     pub notifiers: BTreeMap<String, NotifierConfig>,

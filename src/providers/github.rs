@@ -13,13 +13,17 @@ use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
-use super::kind::{ConfigError, Kind, Rotation};
+use super::api::{ApiAccess, GithubApi, HookOwner, NoApi, GITHUB_API_BASE};
+use super::kind::{
+    api_base, api_base_finding, interned, is_placeholder, placeholder_finding, ConfigError, Kind, Rotation,
+};
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
     rfc3339, Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
     NO_EVENT,
 };
+use crate::finding::Finding;
 use crate::secret::Secret;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -43,6 +47,19 @@ pub struct Settings {
     /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
     /// of `secret` then `secrets`.
     pub secrets: Vec<Secret>,
+    /// A token that may read the hook's deliveries (a fine-grained token with the repository's
+    /// or organization's "Webhooks" read permission, or a classic one with `admin:repo_hook` or
+    /// `admin:org_hook`): what `stagehook backfill` lists them with.
+    pub api_token: Option<Secret>,
+    /// Where GitHub's REST API is ([`GITHUB_API_BASE`] when unset; GitHub Enterprise Server's is
+    /// `https://<host>/api/v3`); an http(s) URL without a query.
+    pub api_base: Option<String>,
+    /// The repository whose webhook this endpoint receives, `owner/name`.
+    pub repository: Option<String>,
+    /// Or the organization whose webhook it is; one of the two.
+    pub organization: Option<String>,
+    /// The webhook's id (in its settings page's URL, or `GET .../hooks`).
+    pub hook_id: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -50,21 +67,135 @@ pub struct Github {
     pub name: String,
     /// Every accepted secret (rotation); deliveries are signed with the first.
     pub secrets: Vec<Secret>,
+    /// Its read access to the hook's deliveries, or why there is none.
+    pub api: Result<ApiAccess, NoApi>,
+}
+
+impl Github {
+    /// An endpoint without API access (`api_token`, the owner and `hook_id` unset).
+    pub fn new(name: &str, secrets: Vec<Secret>) -> Github {
+        let missing = format!("providers.{name}.api_token, repository (or organization) and hook_id");
+        Github { name: name.to_string(), secrets, api: Err(NoApi::NotConfigured(interned(missing))) }
+    }
+}
+
+/// `owner/name`: an account and a repository name of the letters, digits and punctuation GitHub
+/// allows in them (`-` in an account; `.`, `_` and `-` in a repository), so that it is one
+/// segment each of the API's path.
+fn valid_repository(r: &str) -> bool {
+    r.split_once('/').is_some_and(|(owner, name)| {
+        valid_account(owner)
+            && !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    })
+}
+
+/// An account (user or organization) name: letters, digits, `-` (and `_`, which GitHub Enterprise
+/// Server's names from an identity provider may hold).
+fn valid_account(a: &str) -> bool {
+    !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// The section's API access: all of `api_token`, the owner (`repository` or `organization`) and
+/// `hook_id`, or none of them; what is set must be well formed.
+fn api_access(name: &str, c: &Settings) -> Result<Result<ApiAccess, NoApi>, ConfigError> {
+    let key = |k: &str| format!("providers.{name}.{k}");
+    let base = api_base(name, c.api_base.as_deref(), GITHUB_API_BASE)?;
+    if c.api_token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+        return Err(ConfigError::new(key("api_token"), "is empty; set a token or remove the key"));
+    }
+    let owner = match (&c.repository, &c.organization) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                key("repository"),
+                format!(
+                    "and {} are both set: a webhook is a repository's or an organization's; keep one",
+                    key("organization")
+                ),
+            ))
+        }
+        (Some(r), None) if !valid_repository(r) => {
+            return Err(ConfigError::new(
+                key("repository"),
+                format!("`{r}` is not `owner/name` (such as octo-org/shop)"),
+            ))
+        }
+        (None, Some(o)) if !valid_account(o) => {
+            return Err(ConfigError::new(
+                key("organization"),
+                format!("`{o}` is not an organization's name (letters, digits and `-`)"),
+            ))
+        }
+        (Some(r), None) => Some(HookOwner::Repository(r.clone())),
+        (None, Some(o)) => Some(HookOwner::Organization(o.clone())),
+        (None, None) => None,
+    };
+    if c.hook_id == Some(0) {
+        return Err(ConfigError::new(key("hook_id"), "is no hook's id: those start at 1"));
+    }
+    Ok(match (&c.api_token, owner, c.hook_id) {
+        (Some(token), Some(owner), Some(hook_id)) => {
+            Ok(ApiAccess::Github(GithubApi { base, token: token.clone(), owner, hook_id }))
+        }
+        (None, None, None) => Err(NoApi::NotConfigured(interned(format!(
+            "{}, repository (or organization) and hook_id",
+            key("api_token")
+        )))),
+        (token, owner, hook_id) => {
+            let missing = if token.is_none() {
+                "api_token"
+            } else if owner.is_none() {
+                "repository"
+            } else {
+                debug_assert!(hook_id.is_none());
+                "hook_id"
+            };
+            let what = if missing == "repository" { " (or organization)" } else { "" };
+            return Err(ConfigError::new(
+                key(missing),
+                format!(
+                    "is missing{what}: reading the webhook's deliveries from GitHub's API takes api_token, \
+                     repository (or organization) and hook_id together; set it, or remove the others"
+                ),
+            ));
+        }
+    })
 }
 
 impl Kind for Github {
-    const KEYS: &'static [&'static str] = &["secret", "secrets"];
+    const KEYS: &'static [&'static str] =
+        &["secret", "secrets", "api_token", "api_base", "repository", "organization", "hook_id"];
 
     type Settings = Settings;
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
-    /// answers 503 until one is set.
+    /// answers 503 until one is set. Its API access is all of its keys or none.
     fn from_settings(name: &str, c: &Settings) -> Result<Github, ConfigError> {
-        Ok(Github { name: name.to_string(), secrets: Self::rotation(c).nonempty(name)? })
+        let mut github = Github::new(name, Self::rotation(c).nonempty(name)?);
+        github.api = api_access(name, c)?;
+        Ok(github)
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
         Rotation::new(&c.secret, &c.secrets)
+    }
+
+    /// The token is no placeholder, and the API is not reached in clear.
+    fn section_findings(name: &str, s: &Settings, out: &mut Vec<Finding>) {
+        if let Some(token) = s.api_token.as_ref().filter(|t| is_placeholder(t)) {
+            out.push(placeholder_finding(
+                &format!("providers.{name}.api_token"),
+                token,
+                "a token that may read the webhook",
+            ));
+        }
+        if let Some(f) =
+            api_base(name, s.api_base.as_deref(), GITHUB_API_BASE).ok().and_then(|b| api_base_finding(name, &b))
+        {
+            out.push(f);
+        }
     }
 }
 
@@ -126,6 +257,10 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
 impl Provider for Github {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn api_access(&self) -> Result<&ApiAccess, NoApi> {
+        self.api.as_ref().map_err(|e| *e)
     }
 
     fn secret_headers(&self) -> &[&'static str] {
@@ -296,8 +431,65 @@ mod tests {
 
     use crate::providers::testing::{self, header_map as headers, receive_sample, vectors};
 
+    /// The API access of `[providers.gh]` with `body`, or the configuration error.
+    fn api_of(body: &str) -> Result<Result<ApiAccess, NoApi>, ConfigError> {
+        let section = crate::providers::KindConfig::from_toml("gh", &format!("kind = \"github\"\n{body}")).unwrap();
+        crate::providers::build("gh", &section).map(|p| p.api_access().cloned())
+    }
+
+    /// All of token, owner and hook id, or none; a partial set names what is missing, both
+    /// owners name both keys, and each value is checked for its shape.
+    #[test]
+    fn api_access_is_all_of_its_keys_or_none() {
+        let full = "api_token = \"ghp_x\"\nrepository = \"octo-org/shop.api\"\nhook_id = 42\n";
+        let want = GithubApi {
+            base: GITHUB_API_BASE.into(),
+            token: Secret::new("ghp_x"),
+            owner: HookOwner::Repository("octo-org/shop.api".into()),
+            hook_id: 42,
+        };
+        assert_eq!(api_of(full), Ok(Ok(ApiAccess::Github(want.clone()))));
+        let ghes = "api_token = \"t\"\norganization = \"octo-org\"\nhook_id = 7\napi_base = \"https://ghe.example.com/api/v3/\"\n";
+        let Ok(Ok(ApiAccess::Github(got))) = api_of(ghes) else { panic!("{:?}", api_of(ghes)) };
+        assert_eq!(
+            (got.base.as_str(), got.owner.api_path()),
+            ("https://ghe.example.com/api/v3", "orgs/octo-org".into())
+        );
+        assert_eq!(
+            api_of(""),
+            Ok(Err(NoApi::NotConfigured("providers.gh.api_token, repository (or organization) and hook_id")))
+        );
+        assert_eq!(api_of("api_base = \"http://127.0.0.1:9\"\n").map(|a| a.is_err()), Ok(true));
+        for (body, key) in [
+            ("api_token = \"t\"\nrepository = \"a/b\"\n", "providers.gh.hook_id is missing"),
+            ("api_token = \"t\"\nhook_id = 1\n", "providers.gh.repository is missing (or organization)"),
+            ("organization = \"o\"\nhook_id = 1\n", "providers.gh.api_token is missing"),
+            ("hook_id = 1\n", "providers.gh.api_token is missing"),
+            (
+                "api_token = \"t\"\nrepository = \"a/b\"\norganization = \"o\"\nhook_id = 1\n",
+                "providers.gh.repository and providers.gh.organization are both set",
+            ),
+            ("repository = \"shop\"\n", "providers.gh.repository `shop` is not `owner/name`"),
+            ("repository = \"a/../b\"\n", "providers.gh.repository `a/../b` is not"),
+            ("repository = \"a/..\"\n", "providers.gh.repository `a/..` is not"),
+            ("organization = \"a/b\"\n", "providers.gh.organization `a/b` is not"),
+            ("hook_id = 0\n", "providers.gh.hook_id is no hook's id"),
+            ("api_token = \"\"\n", "providers.gh.api_token is empty"),
+            (
+                "api_base = \"ftp://ghe.example.com\"\n",
+                "providers.gh.api_base `ftp://ghe.example.com` is not an http(s) URL",
+            ),
+            ("api_base = \"https://ghe.example.com/api/v3?x=1\"\n", "has a query"),
+        ] {
+            let e = crate::providers::kind::said(&api_of(body).expect_err(body));
+            assert!(e.contains(key), "{body}: {e}");
+        }
+        let e = crate::providers::KindConfig::from_toml("gh", "kind = \"github\"\nhook_id = -1\n").unwrap_err();
+        assert_eq!(e.key, "providers.gh.hook_id", "{e}");
+    }
+
     fn github(secrets: &[&str]) -> Github {
-        Github { name: "github".into(), secrets: testing::secrets(secrets) }
+        Github::new("github", testing::secrets(secrets))
     }
 
     fn verify(p: &Github, h: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {

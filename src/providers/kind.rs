@@ -148,6 +148,61 @@ pub trait Kind: Provider + Sized {
     /// The kind's own findings: about the built-in endpoint's section (`None` when it is not
     /// configured) and the environment.
     fn findings(_built_in: Option<&Self::Settings>, _around: &Surroundings<'_>, _out: &mut Vec<Finding>) {}
+
+    /// The kind's own findings about one section of its kind, the built-in endpoint's or a named
+    /// one (a live API key, an API reached in clear), at `providers.<name>.<key>`.
+    fn section_findings(_name: &str, _s: &Self::Settings, _out: &mut Vec<Finding>) {}
+}
+
+/// `api_base` of `[providers.<name>]` (`default` when unset): an http(s) URL with a host and
+/// without a query or fragment, as the API's paths are appended to it; a trailing `/` is
+/// dropped.
+pub fn api_base(name: &str, base: Option<&str>, default: &str) -> Result<String, ConfigError> {
+    let Some(base) = base else { return Ok(default.to_string()) };
+    let bad = |why: &str| ConfigError::new(format!("providers.{name}.api_base"), format!("`{base}` {why}"));
+    let uri: warp::http::Uri = base.parse().map_err(|_| bad("is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+        return Err(bad("is not an http(s) URL with a host, such as https://api.example.com"));
+    }
+    if base.contains(['?', '#']) {
+        return Err(bad("has a query or fragment: the API's paths and parameters are added to it"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("has a user in it: the credential goes in its own key"));
+    }
+    Ok(base.trim_end_matches('/').to_string())
+}
+
+/// The `provider.api_base_clear` warning when `base` (as [`api_base`] gave it) is plain http to
+/// a host that is not this machine: the API key or token would cross the network in clear.
+pub fn api_base_finding(name: &str, base: &str) -> Option<Finding> {
+    let uri: warp::http::Uri = base.parse().ok()?;
+    let host = uri.host()?.trim_matches(['[', ']']);
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (uri.scheme_str() == Some("http") && !loopback).then(|| {
+        Finding::new(
+            "provider.api_base_clear",
+            Severity::Warning,
+            &format!("providers.{name}.api_base"),
+            format!("{base} is plain http to another machine: the API credential would be sent in clear; use https"),
+        )
+    })
+}
+
+/// `text` for the life of the process, once per distinct value: [`super::api::NoApi`] names the
+/// missing keys as `&'static str`, and an endpoint's name is only known from its config. Sections
+/// are built a bounded number of times with a bounded set of names, so the strings kept are too.
+pub(super) fn interned(text: String) -> &'static str {
+    static KEPT: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut kept = KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(k) = kept.get(text.as_str()) {
+        return k;
+    }
+    let k: &'static str = Box::leak(text.into_boxed_str());
+    kept.insert(k);
+    k
 }
 
 /// A value someone meant to replace.

@@ -13,8 +13,12 @@ use super::signing::{self, HmacSha256};
 use crate::providers::Malformed;
 use serde::{Deserialize, Serialize};
 
+use super::api::{ApiAccess, NoApi, StripeApi, STRIPE_API_BASE};
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
-use super::kind::{built_in_credential, BuiltIn, ConfigError, Kind, Rotation, Surroundings};
+use super::kind::{
+    api_base, api_base_finding, built_in_credential, interned, is_placeholder, placeholder_finding, BuiltIn,
+    ConfigError, Kind, Rotation, Surroundings,
+};
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
     Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
@@ -36,13 +40,17 @@ pub struct Settings {
     pub secrets: Vec<Secret>,
     /// Accepted age of a signed timestamp.
     pub tolerance_seconds: u64,
-    /// An API key, if the app under test uses one; only checked to be a test-mode key.
+    /// A test-mode API key (`sk_test_...` or `rk_test_...`, a restricted key with read access to
+    /// events is enough): what `stagehook backfill` lists the account's events with. A live key
+    /// in any Stripe section is an isolation error that stops startup.
     pub api_key: Option<Secret>,
+    /// Where Stripe's API is ([`STRIPE_API_BASE`] when unset); an http(s) URL without a query.
+    pub api_base: Option<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300, api_key: None }
+        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300, api_key: None, api_base: None }
     }
 }
 
@@ -51,11 +59,47 @@ pub struct Stripe {
     /// Every accepted secret (rotation); deliveries are signed with the first.
     pub secrets: Vec<Secret>,
     pub tolerance_s: i64,
+    /// Its read access to Stripe's API, or why there is none.
+    pub api: Result<ApiAccess, NoApi>,
 }
 
 impl Stripe {
+    /// An endpoint without API access (`api_key` unset).
     pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
-        Stripe { name: name.to_string(), secrets, tolerance_s }
+        let api = Err(NoApi::NotConfigured(interned(format!("providers.{name}.api_key"))));
+        Stripe { name: name.to_string(), secrets, tolerance_s, api }
+    }
+}
+
+/// Whether `key` is a live-mode Stripe key (secret, restricted or publishable).
+fn is_live_key(key: &str) -> bool {
+    ["sk_live_", "rk_live_", "pk_live_"].iter().any(|p| key.starts_with(p))
+}
+
+/// The `isolation.live_stripe_key` finding about the Stripe key `k` found at `key` (a section's
+/// `api_key` or an environment variable): an error for a live key, a note for a test-mode one,
+/// a warning for anything else.
+fn key_finding(key: &str, k: &Secret) -> Finding {
+    let v = k.expose();
+    if is_live_key(v) {
+        Finding::new(
+            "isolation.live_stripe_key",
+            Severity::Error,
+            key,
+            format!(
+                "{} is a live-mode Stripe key: staging must use a test-mode key (sk_test_ or rk_test_)",
+                k.fingerprint()
+            ),
+        )
+    } else if v.starts_with("sk_test_") || v.starts_with("rk_test_") {
+        Finding::new("isolation.live_stripe_key", Severity::Ok, key, format!("test-mode key {}", k.fingerprint()))
+    } else {
+        Finding::new(
+            "isolation.stripe_key_format",
+            Severity::Warning,
+            key,
+            format!("{} is not a recognisable Stripe secret key (sk_test_... or rk_test_...)", k.fingerprint()),
+        )
     }
 }
 
@@ -64,7 +108,7 @@ const BUILT_IN: BuiltIn = BuiltIn {
     name: "stripe",
     path: "stripe",
     env: ("STRIPE_WEBHOOK_SECRET", "secret"),
-    env_keys: &["secret", "api_key"],
+    env_keys: &["secret", "api_key", "api_base"],
 };
 
 /// What is wrong with a value that is not a Stripe signing secret, said so that the fix is
@@ -81,7 +125,7 @@ fn secret_format_problem(secret: &str) -> String {
 }
 
 impl Kind for Stripe {
-    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds", "api_key"];
+    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds", "api_key", "api_base"];
     const SECRET_HINT: &'static str = "the whsec_ secret";
     const BUILT_IN: Option<BuiltIn> = Some(BUILT_IN);
     const API_HOSTS: &'static [&'static str] = &["stripe.com", "*.stripe.com"];
@@ -91,8 +135,23 @@ impl Kind for Stripe {
 
     /// The endpoint `[providers.<name>]`. No secret is not an error: the endpoint then
     /// answers 503 until one is set.
+    /// With `api_key` set (and not a live key, which the validator's isolation error stops at
+    /// startup, and which is never handed on), it can read Stripe's API.
     fn from_settings(name: &str, c: &Settings) -> Result<Stripe, ConfigError> {
-        Ok(Stripe::new(name, Self::rotation(c).nonempty(name)?, c.tolerance_seconds as i64))
+        let mut stripe = Stripe::new(name, Self::rotation(c).nonempty(name)?, c.tolerance_seconds as i64);
+        let base = api_base(name, c.api_base.as_deref(), STRIPE_API_BASE)?;
+        if let Some(key) = &c.api_key {
+            if key.expose().trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("providers.{name}.api_key"),
+                    "is empty; set a test-mode key (sk_test_ or rk_test_) or remove the key",
+                ));
+            }
+            if !is_live_key(key.expose()) {
+                stripe.api = Ok(ApiAccess::Stripe(StripeApi { base, key: key.clone() }));
+            }
+        }
+        Ok(stripe)
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -124,42 +183,29 @@ impl Kind for Stripe {
                 },
             ));
         }
-        let mut keys: Vec<(String, Secret)> = Vec::new();
-        if let Some(k) = built_in.and_then(|s| s.api_key.clone()) {
-            keys.push((format!("{section}.api_key"), k));
-        }
+        // A section's own `api_key` is checked with the section (`section_findings`).
         for name in Self::ISOLATION_ENV {
             if let Some(v) = around.env.get(*name).filter(|v| !v.is_empty()) {
-                keys.push((format!("env {name}"), Secret::new(v.clone())));
+                out.push(key_finding(&format!("env {name}"), &Secret::new(v.clone())));
             }
         }
-        for (key, k) in keys {
-            let v = k.expose();
-            out.push(if ["sk_live_", "rk_live_", "pk_live_"].iter().any(|p| v.starts_with(p)) {
-                Finding::new(
-                    "isolation.live_stripe_key",
-                    Severity::Error,
-                    &key,
-                    format!(
-                        "{} is a live-mode Stripe key: staging must use a test-mode key (sk_test_ or rk_test_)",
-                        k.fingerprint()
-                    ),
-                )
-            } else if v.starts_with("sk_test_") || v.starts_with("rk_test_") {
-                Finding::new(
-                    "isolation.live_stripe_key",
-                    Severity::Ok,
-                    &key,
-                    format!("test-mode key {}", k.fingerprint()),
-                )
+    }
+
+    /// In every Stripe section, built-in or named: its `api_key` is a test-mode key and no
+    /// placeholder, and its API is not reached in clear.
+    fn section_findings(name: &str, s: &Settings, out: &mut Vec<Finding>) {
+        if let Some(k) = &s.api_key {
+            let key = format!("providers.{name}.api_key");
+            out.push(if is_placeholder(k) {
+                placeholder_finding(&key, k, "a test-mode key (sk_test_ or rk_test_)")
             } else {
-                Finding::new(
-                    "isolation.stripe_key_format",
-                    Severity::Warning,
-                    &key,
-                    format!("{} is not a recognisable Stripe secret key (sk_test_... or rk_test_...)", k.fingerprint()),
-                )
+                key_finding(&key, k)
             });
+        }
+        if let Some(f) =
+            api_base(name, s.api_base.as_deref(), STRIPE_API_BASE).ok().and_then(|b| api_base_finding(name, &b))
+        {
+            out.push(f);
         }
     }
 }
@@ -217,6 +263,10 @@ impl Provider for Stripe {
 
     fn secret_headers(&self) -> &[&'static str] {
         &[SIGNATURE_HEADER]
+    }
+
+    fn api_access(&self) -> Result<&ApiAccess, NoApi> {
+        self.api.as_ref().map_err(|e| *e)
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -513,7 +563,33 @@ fn checks_of(v: &Value) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::kind::said;
     use crate::providers::testing::receive_sample;
+
+    /// A test-mode key gives API access at Stripe's base or the one set (trailing `/` dropped);
+    /// a live key is never handed on; no key names the key to set.
+    #[test]
+    fn api_access_comes_from_a_test_mode_key() {
+        let api_of = |body: &str| {
+            let section = crate::providers::KindConfig::from_toml("eu", &format!("kind = \"stripe\"\n{body}")).unwrap();
+            crate::providers::build("eu", &section).map(|p| p.api_access().cloned()).map_err(|e| said(&e))
+        };
+        let key = Secret::new("rk_test_abc");
+        assert_eq!(
+            api_of("api_key = \"rk_test_abc\"\n"),
+            Ok(Ok(ApiAccess::Stripe(StripeApi { base: STRIPE_API_BASE.into(), key: key.clone() })))
+        );
+        assert_eq!(
+            api_of("api_key = \"rk_test_abc\"\napi_base = \"http://127.0.0.1:4242/\"\n"),
+            Ok(Ok(ApiAccess::Stripe(StripeApi { base: "http://127.0.0.1:4242".into(), key })))
+        );
+        assert_eq!(api_of(""), Ok(Err(NoApi::NotConfigured("providers.eu.api_key"))));
+        assert_eq!(api_of("api_key = \"sk_live_abc\"\n"), Ok(Err(NoApi::NotConfigured("providers.eu.api_key"))));
+        let e = api_of("api_key = \" \"\n").unwrap_err();
+        assert!(e.starts_with("providers.eu.api_key is empty"), "{e}");
+        let e = api_of("api_base = \"api.stripe.com\"\n").unwrap_err();
+        assert!(e.starts_with("providers.eu.api_base"), "{e}");
+    }
 
     /// The fast path takes only what the `Value` path takes, with the same id and type: bodies
     /// built from a valid event by random edits (quotes, escapes, brackets, nulls, control and

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use stagehook::config::validate::{validate, Context, Severity};
-use stagehook::config::Config;
+use stagehook::config::{Config, ConfigError};
+use stagehook::providers::api::{ApiAccess, GithubApi, HookOwner, NoApi, StripeApi, GITHUB_API_BASE, STRIPE_API_BASE};
+use stagehook::secret::Secret;
 use stagehook::{App, Clock};
 
 use crate::support::{self, run_binary, spawn_binary, stripe_event, write_config, STRIPE_SECRET};
@@ -63,6 +65,13 @@ fn every_check_has_its_finding() {
         (GOOD_STRIPE, &[("STRIPE_API_KEY", "51Habc")], "isolation.stripe_key_format", Warning, "env STRIPE_API_KEY"),
         ("", &[("TWILIO_API_KEY", "SK0123")], "isolation.twilio_live_credentials", Warning, "env TWILIO_API_KEY"),
         ("[providers.twilio]\naccount_sid = \"XY123\"\n", &[], "twilio.account_sid_format", Error, "providers.twilio.account_sid"),
+        // Every Stripe section's API key, not only the built-in endpoint's, and an API reached in clear.
+        ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_live_51Habc\"\n", &[], "isolation.live_stripe_key", Error, "providers.eu.api_key"),
+        ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_test_51Habc\"\n", &[], "isolation.live_stripe_key", Ok, "providers.eu.api_key"),
+        ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_base = \"http://stripe-mock.internal:12111\"\n", &[], "provider.api_base_clear", Warning, "providers.eu.api_base"),
+        ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\napi_base = \"http://ghe.example.com/api/v3\"\n", &[], "provider.api_base_clear", Warning, "providers.gh.api_base"),
+        ("[providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\napi_token = \"REPLACE_ME\"\norganization = \"o\"\nhook_id = 1\n", &[], "provider.placeholder_secret", Error, "providers.gh.api_token"),
+        ("[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_test_REPLACE_ME\"\n", &[], "provider.placeholder_secret", Error, "providers.eu.api_key"),
         // Isolation: SendGrid has no test-mode keys, so any API key is a real account's.
         ("", &[("SENDGRID_API_KEY", "SG.abcdefghijklmnop.qrstuvwxyz0123456789")], "isolation.sendgrid_api_key", Warning, "env SENDGRID_API_KEY"),
         ("", &[("SENDGRID_API_KEY", "not-a-sendgrid-key")], "isolation.sendgrid_key_format", Warning, "env SENDGRID_API_KEY"),
@@ -93,8 +102,12 @@ fn every_check_has_its_finding() {
     for (toml, env, id, severity, key) in cases {
         check(toml, env, id, *severity, key);
     }
-    // A clean staging setup has no error and no warning.
-    let clean = format!("{GOOD_STRIPE}[providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n");
+    // A clean staging setup has no error and no warning: an API on loopback is no warning.
+    let clean = format!(
+        "{GOOD_STRIPE}api_key = \"rk_test_51Habc\"\napi_base = \"http://127.0.0.1:12111/\"\n\
+         [providers.twilio]\nauth_token = \"0123456789abcdef0123456789abcdef\"\n\
+         [providers.gh]\nkind = \"github\"\nsecret = \"s3cr3t-0123456789\"\napi_token = \"t\"\norganization = \"o\"\nhook_id = 1\napi_base = \"http://localhost:9/\"\n"
+    );
     let got = findings(&clean, &[]);
     assert!(got.iter().all(|(_, s, _)| *s == Severity::Ok), "{got:#?}");
 }
@@ -384,14 +397,17 @@ async fn no_secret_appears_in_any_output_of_a_full_run() {
     let admin = "admin-secret-token-ABCDEF0123456789";
     let twilio = "fedcba9876543210fedcba9876543210";
     let api_key = "sk_test_51APIKEYSECRET0123456789";
+    let api_token = "github_pat_APITOKENSECRET0123456789";
     let config = dir.path().join("staging.toml");
     let text = format!(
         "[server]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token = \"{admin}\"\n\n\
-         [providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\napi_key = \"{api_key}\"\n",
+         [providers.stripe]\nsecret = \"{STRIPE_SECRET}\"\napi_key = \"{api_key}\"\n\n\
+         [providers.gh]\nkind = \"github\"\nsecret = \"gh-secret-0123456789\"\napi_token = \"{api_token}\"\n\
+         repository = \"octo-org/shop\"\nhook_id = 12\n",
         dir.path().join("data").display()
     );
     std::fs::write(&config, text).unwrap();
-    let secrets = [STRIPE_SECRET, twilio, admin, api_key];
+    let secrets = [STRIPE_SECRET, twilio, admin, api_key, api_token, "gh-secret-0123456789"];
 
     let (code, show) = run_binary(&["check-config", "--config", config.to_str().unwrap(), "--show"]);
     assert_eq!(code, 0, "{show}");
@@ -457,4 +473,180 @@ fn a_sendgrid_api_key_is_a_warning_shown_by_its_fingerprint_only() {
     let message = f["message"].as_str().unwrap();
     assert!(message.contains("sha256:") && message.contains("not production"), "{message}");
     assert!(!text.contains(key) && !text.contains("SENDGRIDsecretPART"), "the key leaked: {text}");
+}
+
+/// The API access of each endpoint `file` declares, with `env` layered over it, as `serve`
+/// builds them.
+fn api_access(file: &str, env: &[(&str, &str)]) -> Result<BTreeMap<String, Result<ApiAccess, NoApi>>, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("staging.toml");
+    std::fs::write(&path, file).unwrap();
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let layered = stagehook::config::layers::load(Some(&path), &env, &[])?;
+    Ok(layered.endpoints.iter().map(|e| (e.provider.name().to_string(), e.provider.api_access().cloned())).collect())
+}
+
+/// What an endpoint needs to read its provider's API comes from its own section, in the file or
+/// from `STAGEHOOK_PROVIDERS_<NAME>_<KEY>`, for the built-in endpoint and named ones alike.
+#[test]
+fn api_access_comes_from_the_file_and_the_environment() {
+    let file = "[providers.stripe]\nsecret = \"whsec_0123456789abcdef0123\"\napi_key = \"rk_test_file\"\n\
+                [providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_eu_0123456789abcdef0123\"\n\
+                [providers.gh]\nkind = \"github\"\nsecret = \"gh-0123456789\"\napi_token = \"ghp_file\"\n\
+                repository = \"octo-org/shop\"\nhook_id = 12\napi_base = \"https://ghe.example.com/api/v3/\"\n\
+                [providers.org]\nkind = \"github\"\nsecret = \"org-0123456789\"\n";
+    let got = api_access(file, &[]).unwrap();
+    let stripe = |base: &str, key: &str| Ok(ApiAccess::Stripe(StripeApi { base: base.into(), key: Secret::new(key) }));
+    let github = |base: &str, token: &str, owner: HookOwner, hook_id| {
+        Ok(ApiAccess::Github(GithubApi { base: base.into(), token: Secret::new(token), owner, hook_id }))
+    };
+    assert_eq!(got["stripe"], stripe(STRIPE_API_BASE, "rk_test_file"));
+    assert_eq!(got["eu"], Err(NoApi::NotConfigured("providers.eu.api_key")));
+    let shop = HookOwner::Repository("octo-org/shop".into());
+    assert_eq!(got["gh"], github("https://ghe.example.com/api/v3", "ghp_file", shop.clone(), 12));
+    assert_eq!(
+        got["org"],
+        Err(NoApi::NotConfigured("providers.org.api_token, repository (or organization) and hook_id"))
+    );
+    // The twilio endpoint's provider has no such API.
+    assert_eq!(got["twilio"], Err(NoApi::NotOffered));
+
+    let env = [
+        ("STAGEHOOK_PROVIDERS_STRIPE_API_KEY", "sk_test_env"),
+        ("STAGEHOOK_PROVIDERS_STRIPE_API_BASE", "http://127.0.0.1:4242/"),
+        ("STAGEHOOK_PROVIDERS_EU_API_KEY", "rk_test_eu"),
+        ("STAGEHOOK_PROVIDERS_EU_API_BASE", "http://localhost:4243"),
+        ("STAGEHOOK_PROVIDERS_GH_API_TOKEN", "ghp_env"),
+        ("STAGEHOOK_PROVIDERS_GH_API_BASE", "http://127.0.0.1:4244"),
+        ("STAGEHOOK_PROVIDERS_GH_REPOSITORY", "octo-org/api"),
+        ("STAGEHOOK_PROVIDERS_GH_HOOK_ID", "13"),
+        ("STAGEHOOK_PROVIDERS_ORG_API_TOKEN", "ghp_org"),
+        ("STAGEHOOK_PROVIDERS_ORG_ORGANIZATION", "octo-org"),
+        ("STAGEHOOK_PROVIDERS_ORG_HOOK_ID", "14"),
+    ];
+    let got = api_access(file, &env).unwrap();
+    assert_eq!(got["stripe"], stripe("http://127.0.0.1:4242", "sk_test_env"));
+    assert_eq!(got["eu"], stripe("http://localhost:4243", "rk_test_eu"));
+    let api = HookOwner::Repository("octo-org/api".into());
+    assert_eq!(got["gh"], github("http://127.0.0.1:4244", "ghp_env", api, 13));
+    let org = HookOwner::Organization("octo-org".into());
+    assert_eq!(got["org"], github(GITHUB_API_BASE, "ghp_org", org, 14));
+
+    // A partial set names the key that is missing; both owners name both keys; a bad value from
+    // the environment names its variable.
+    let error = |env: &[(&str, &str)]| api_access(file, env).unwrap_err();
+    let e = error(&[("STAGEHOOK_PROVIDERS_ORG_API_TOKEN", "ghp_org"), ("STAGEHOOK_PROVIDERS_ORG_ORGANIZATION", "o")]);
+    assert_eq!(e.key, "providers.org.hook_id", "{e}");
+    assert!(e.message.contains("api_token, repository (or organization) and hook_id together"), "{e}");
+    let e = error(&[("STAGEHOOK_PROVIDERS_ORG_HOOK_ID", "14")]);
+    assert_eq!(e.key, "providers.org.api_token", "{e}");
+    let e = error(&[("STAGEHOOK_PROVIDERS_GH_ORGANIZATION", "octo-org")]);
+    assert_eq!(e.key, "providers.gh.repository", "{e}");
+    assert!(e.message.contains("providers.gh.organization are both set"), "{e}");
+    let e = error(&[("STAGEHOOK_PROVIDERS_GH_HOOK_ID", "twelve")]);
+    assert!(e.key == "providers.gh.hook_id" && e.message.contains("STAGEHOOK_PROVIDERS_GH_HOOK_ID"), "{e}");
+    let e = error(&[("STAGEHOOK_PROVIDERS_EU_API_BASE", "https://api.stripe.com/?mode=test")]);
+    assert_eq!(e.key, "providers.eu.api_base", "{e}");
+}
+
+/// Runs `stagehook` with `args` and `env` (only), expecting it to exit by itself: a `serve` that
+/// starts instead is stopped after 30 s and fails the test, rather than hanging it.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`stagehook {}` did not exit: it started", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    (status.code().unwrap_or(-1), text)
+}
+
+/// A live key in a named Stripe section, from the file or the environment, stops `serve` as the
+/// built-in endpoint's does, naming the key and never printing it; `check-config` and the
+/// running server's validation report it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_key_in_a_named_stripe_section_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = "rk_live_51NAMEDSECTIONKEY0123456789";
+    let named = "[providers.eu]\nkind = \"stripe\"\nsecret = \"whsec_eu_0123456789abcdef0123\"\n";
+    let config = write_config(dir.path(), &format!("{named}api_key = \"{live}\"\n"));
+    let (code, out) = run_to_exit(&["serve", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("providers.eu.api_key [isolation.live_stripe_key]"), "{out}");
+    assert!(!out.contains(live) && !out.contains("NAMEDSECTIONKEY"), "{out}");
+
+    let config = write_config(dir.path(), named);
+    let run = |args: &[&str]| run_to_exit(args, &[("STAGEHOOK_PROVIDERS_EU_API_KEY", live)]);
+    let (code, out) = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("providers.eu.api_key [isolation.live_stripe_key]") && !out.contains(live), "{out}");
+    let (code, out) = run(&["check-config", "--config", config.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors: Vec<&serde_json::Value> =
+        v["findings"].as_array().unwrap().iter().filter(|f| f["severity"] == "error").collect();
+    assert!(errors.len() == 1 && errors[0]["key"] == "providers.eu.api_key" && !out.contains(live), "{out}");
+
+    // In the running server (started without the check), `/config/validate` says it too.
+    let mut c = support::config(dir.path());
+    let section =
+        stagehook::providers::KindConfig::from_toml("eu", &format!("kind = \"stripe\"\napi_key = \"{live}\"\n"));
+    c.providers.0.insert("eu".into(), stagehook::config::EndpointConfig::from(section.unwrap()));
+    let s = support::start(c).await;
+    let report = s.get("/staging/webhooks/config/validate").await;
+    let v = report.json();
+    let f = v["findings"].as_array().unwrap().iter().find(|f| f["key"] == "providers.eu.api_key").cloned();
+    let f = f.unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!((f["id"].as_str(), f["severity"].as_str()), (Some("isolation.live_stripe_key"), Some("error")));
+    assert!(!report.text().contains(live));
+    s.stop().await;
+}
+
+/// `check-config --show` gives each API credential by its fingerprint, with where it came from,
+/// and the other keys as written.
+#[test]
+fn api_credentials_are_shown_by_fingerprint_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "github_pat_SHOWNTOKEN0123456789";
+    let key = "rk_test_SHOWNKEY0123456789";
+    let extra = format!(
+        "api_key = \"{key}\"\n[providers.gh]\nkind = \"github\"\nsecret = \"gh-0123456789\"\nrepository = \"octo-org/shop\"\nhook_id = 12\n"
+    );
+    let config = write_config(dir.path(), &extra);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stagehook"))
+        .args(["check-config", "--config", config.to_str().unwrap(), "--json", "--show"])
+        .env_clear()
+        .env("STAGEHOOK_PROVIDERS_GH_API_TOKEN", token)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains(token) && !text.contains(key), "a credential leaked: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let shown =
+        |k: &str| (v["effective"][k]["value"].as_str().map(str::to_string), v["effective"][k]["source"].clone());
+    let (value, source) = shown("providers.gh.api_token");
+    assert!(value.unwrap().contains("sha256:") && source == "env STAGEHOOK_PROVIDERS_GH_API_TOKEN");
+    let (value, source) = shown("providers.stripe.api_key");
+    assert!(value.unwrap().contains("sha256:") && source == "file");
+    assert_eq!(shown("providers.gh.repository").0.as_deref(), Some("\"octo-org/shop\""));
+    assert_eq!(shown("providers.gh.hook_id").0.as_deref(), Some("12"));
 }

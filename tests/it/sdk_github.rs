@@ -58,7 +58,7 @@ fn published_vectors_pass_and_altered_ones_fail() {
 
 #[test]
 fn stagehook_deliveries_pass() {
-    let p = Github { name: "github".into(), secrets: vec![Secret::new("first"), Secret::new("second")] };
+    let p = Github::new("github", vec![Secret::new("first"), Secret::new("second")]);
     // The fixtures README lists; an empty list would let the loop pass without a check.
     assert_eq!(p.sample_types(), ["push", "ping"]);
     for kind in p.sample_types() {

@@ -43,7 +43,8 @@ pub fn findings<'a>(
     out
 }
 
-/// The findings about a section: every key one its kind reads, and for a section that is not a
+/// The findings about a section: its kind's own about any of its sections
+/// ([`crate::providers::kind::Kind::section_findings`]), every key one its kind reads, and for a section that is not a
 /// built-in endpoint's (whose kind checks its credential itself, [`Kind::findings`]) its credential
 /// present and no placeholder.
 fn section_findings(name: &str, s: &KindConfig, out: &mut Vec<Finding>) {
@@ -59,6 +60,7 @@ fn section_findings(name: &str, s: &KindConfig, out: &mut Vec<Finding>) {
             format!("{name} ({}) has no {credential}: its endpoint answers 503 until one is set", kind.as_str()),
         ));
     }
+    s.settings.section_findings(name, out);
     let rotation = s.settings.rotation();
     for (i, secret) in rotation.all().iter().enumerate() {
         if !built_in && is_placeholder(secret) {

@@ -144,6 +144,10 @@ macro_rules! kinds {
                 match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::check_anywhere(name, s),)* }
             }
 
+            fn section_findings(&self, name: &str, out: &mut Vec<$crate::finding::Finding>) {
+                match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::section_findings(name, s, out),)* }
+            }
+
             pub fn has_credentials(&self) -> bool {
                 match self { $(KindSettings::$variant(s) => <$module::$ty as $crate::providers::kind::Kind>::has_credentials(s),)* }
             }
