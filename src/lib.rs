@@ -313,6 +313,23 @@ impl App {
         state.alerts.mark_start();
         // The messages link to the dashboard, at stagehook's own base URL.
         let alerting = tokio::spawn(state.alerts.clone().run(format!("{}/", state.base_url()), stop_rx.clone()));
+        // Recovering what the providers sent while stagehook was down, then periodically, in
+        // the background: ingest never waits for it.
+        let reconcile = {
+            let (backfills, store, clock) = (state.backfills.clone(), state.store.clone(), state.clock.clone());
+            let endpoints: Arc<[providers::Endpoint]> = state.endpoints.clone().into();
+            let (down_since_ms, settings, stop) = (state.down_since_ms, state.config.backfill.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                use backfill::schedule;
+                if let Some(from_ms) = down_since_ms {
+                    let (b, e, s, c) = (backfills.clone(), endpoints.clone(), store.clone(), clock.clone());
+                    schedule::after_downtime(b, e, s, c, from_ms, settings.on_start).await;
+                }
+                if let Some(every) = settings.every() {
+                    schedule::every(backfills, endpoints, store, clock, every, stop).await;
+                }
+            })
+        };
         // The server stops accepting when `shutdown` fires and then waits for open requests
         // for at most `grace`: a client that never finishes its request must not hold the store
         // open for ever.
@@ -330,6 +347,7 @@ impl App {
         http::server::serve(listener, http::routes(state.clone()), limits, state.connections.clone(), shutdown).await;
         sweeper.abort();
         heartbeat.abort();
+        reconcile.abort();
         retention.abort();
         if let Some(m) = metrics {
             m.abort();

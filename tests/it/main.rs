@@ -5,6 +5,7 @@
 mod admin;
 mod alerts;
 mod api;
+mod backfill;
 mod backfill_api;
 mod bounded;
 mod cli;
