@@ -259,3 +259,30 @@ async fn a_restart_recovers_the_downtime_on_its_own() {
     app.wait_for(20).await;
     s.stop().await;
 }
+
+/// README's configuration of "Never miss an event", its placeholders filled in, passes
+/// `check-config` and gives both endpoints API access.
+#[tokio::test]
+async fn the_readmes_configuration_is_accepted() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Never miss an event").unwrap()..];
+    let toml = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let toml = toml
+        .replace("\"whsec_...\"", &format!("\"{STRIPE_SECRET}\""))
+        .replace("\"rk_test_...\"", &format!("\"{STRIPE_KEY}\""))
+        .replace("secret = \"...\"", "secret = \"github-webhook-secret-0123456789\"")
+        .replace("\"github_pat_...\"", &format!("\"{GITHUB_TOKEN}\""));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("staging.toml");
+    let server = format!("[server]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n", dir.path().join("data").display());
+    std::fs::write(&path, server + &toml).unwrap();
+    let (code, out) = run_binary_async(&["check-config", "--config", path.to_str().unwrap(), "--offline"]).await;
+    assert_eq!(code, 0, "{out}");
+    let config = stagehook::config::Config::load(Some(path.as_path()), &Default::default()).unwrap();
+    assert!(config.backfill.on_start);
+    let endpoints = config.build().unwrap();
+    for name in ["stripe", "github"] {
+        let e = endpoints.iter().find(|e| e.provider.name() == name).unwrap();
+        assert!(e.provider.api_access().is_ok(), "{name}");
+    }
+}
