@@ -172,8 +172,11 @@ async fn every_documented_operation_is_a_route_of_the_real_server() {
             continue;
         }
         let r = request(s.addr, &method, &url, &headers, body).await;
+        // A route's own 404 (no such backfill run) still shows the route is there; the router's
+        // says "no such endpoint".
+        let unrouted = r.status == 405 || (r.status == 404 && r.json()["error"]["message"] == "no such endpoint");
         assert!(
-            ![404, 405].contains(&r.status),
+            !unrouted,
             "{method} {url} is documented but answered {}: {}",
             r.status,
             r.text()
