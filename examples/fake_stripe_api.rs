@@ -16,7 +16,11 @@ async fn main() {
     let api = FakeProviderApi::start().await;
     api.set_stripe_events(
         (0..n)
-            .map(|i| StripeEvent { id: format!("evt_bench{i:08}"), created: now - 60 - n + i, kind: "invoice.paid".into() })
+            .map(|i| StripeEvent {
+                id: format!("evt_bench{i:08}"),
+                created: now - 60 - n + i,
+                kind: "invoice.paid".into(),
+            })
             .collect(),
     );
     println!("{}", api.base());
