@@ -175,12 +175,7 @@ async fn every_documented_operation_is_a_route_of_the_real_server() {
         // A route's own 404 (no such backfill run) still shows the route is there; the router's
         // says "no such endpoint".
         let unrouted = r.status == 405 || (r.status == 404 && r.json()["error"]["message"] == "no such endpoint");
-        assert!(
-            !unrouted,
-            "{method} {url} is documented but answered {}: {}",
-            r.status,
-            r.text()
-        );
+        assert!(!unrouted, "{method} {url} is documented but answered {}: {}", r.status, r.text());
     }
     s.stop().await;
 }
