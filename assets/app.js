@@ -20,6 +20,8 @@ const state = {
   editJson: false,
   breakers: {},
   lastPayload: '',
+  // What a click on a backfill button last said per endpoint, until a newer run replaces it.
+  backfillNotes: {},
 };
 
 // ---- API --------------------------------------------------------------------------------
@@ -90,6 +92,13 @@ function duration(seconds) {
     }
   }
   return `${out}${rest}s`;
+}
+
+/** A backfilled event's mark: it came from the provider's API, not as a signed webhook. */
+function sourceBadge(e) {
+  return e.source === 'backfill'
+    ? el('span', { class: 'badge backfill', title: "read back from the provider's API, not a verified webhook" }, 'backfill')
+    : '';
 }
 
 function statusBadge(status) {
@@ -335,7 +344,7 @@ function eventRow(e) {
   const row = el('tr', { 'data-id': e.id, 'data-sig': rowSig(e), class: 'clickable' },
     el('td', { class: 'received-at' }, time(e.received_at_ms)),
     el('td', { class: 'provider' }, e.provider),
-    el('td', { class: 'event-id mono' }, e.event_id),
+    el('td', { class: 'event-id mono' }, e.event_id, sourceBadge(e)),
     el('td', { class: 'event-type' }, e.event_type),
     el('td', { class: 'status', title: e.last_error || '' }, statusBadge(e.status)),
     el('td', { class: 'attempts' }, e.attempts),
@@ -434,6 +443,7 @@ async function refreshDetail() {
   setText('#detail-id', `${e.event_id} (${e.id})`);
   setText('#detail-parent-link', e.parent_id || '');
   $('#detail-parent').classList.toggle('hidden', !e.parent_id);
+  $('#detail-source').classList.toggle('hidden', e.source !== 'backfill');
   $('#detail-status').replaceChildren(statusBadge(e.status));
   // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
   setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
@@ -882,6 +892,71 @@ async function refreshListeners() {
   $('#listeners-none').classList.toggle('hidden', body.listeners.length !== 0);
 }
 
+// ---- backfill ---------------------------------------------------------------------------
+// Events a provider sent while stagehook was down, read back from its API: a button per endpoint
+// whose section gives API access, the last run's counts, and the downtime this start found.
+
+/** A run's outcome in a line: its counts, or its error. */
+function runSummary(r) {
+  const counts = `listed ${r.listed}, already stored ${r.already_stored}, ${r.dry_run ? 'would add' : 'added'} ${r.added}, refused ${r.refused}`;
+  if (r.state === 'failed') return `failed: ${r.error ? `${r.error.code}: ${r.error.message}` : 'no reason given'} (${counts})`;
+  if (r.state === 'running') return `running… ${counts} so far`;
+  return `${r.dry_run ? 'dry run: ' : ''}${counts} · ${time(r.finished_at_ms || r.started_at_ms)}`;
+}
+
+function downtimeLine(d, runs) {
+  const span = `Down from ${time(d.from_ms)} to ${time(d.to_ms)}`;
+  if (d.backfilled != null) return `${span}; backfilled ${d.backfilled} event${d.backfilled === 1 ? '' : 's'}`;
+  // `backfilled` is null while the start's runs go on, and for good when none was started.
+  if (runs.some((r) => r.trigger === 'start' && r.state === 'running')) return `${span}; recovering…`;
+  return `${span}; not recovered (backfill.on_start is off)`;
+}
+
+async function refreshBackfill() {
+  const body = await api(`${API}/backfill`);
+  const down = $('#backfill-downtime');
+  down.classList.toggle('hidden', !body.downtime);
+  if (body.downtime) setText(down, downtimeLine(body.downtime, body.runs));
+  const tbody = $('#backfill-table tbody');
+  const rows = body.endpoints.map((ep) => {
+    const last = body.runs.find((r) => r.endpoint === ep.endpoint);
+    const note = state.backfillNotes[ep.endpoint];
+    // A click's refusal (another run going on, say) stays until a run newer than it shows.
+    const shown = note && (!last || last.started_at_ms < note.at_ms) ? note : last ? { text: runSummary(last), failed: last.state === 'failed' } : { text: '—' };
+    const sig = `${ep.api}|${ep.message || ''}|${shown.text}`;
+    const existing = tbody.querySelector(`tr[data-endpoint="${CSS.escape(ep.endpoint)}"]`);
+    // An unchanged row stays, so a poll never swallows a click on its button.
+    if (existing && existing.dataset.sig === sig) return existing;
+    const action = ep.api === 'ready'
+      ? el('button', { type: 'button', class: 'backfill-run', 'data-endpoint': ep.endpoint }, 'Backfill last 24 h')
+      : el('span', { class: 'api-off', title: ep.api }, ep.message || ep.api);
+    if (ep.api === 'ready') action.addEventListener('click', () => runBackfill(ep.endpoint, action).catch(report));
+    return el('tr', { 'data-endpoint': ep.endpoint, 'data-sig': sig },
+      el('td', {}, ep.endpoint), el('td', {}, action),
+      el('td', { class: `run${shown.failed ? ' failed' : ''}` }, shown.text));
+  });
+  tbody.replaceChildren(...rows);
+}
+
+/** Starts a run over the last 24 hours (the API's default window) and shows its report. */
+async function runBackfill(endpoint, button) {
+  button.disabled = true;
+  const row = button.closest('tr');
+  setText(row.querySelector('.run'), 'running…');
+  try {
+    const r = await post(`${API}/backfill`, { endpoint });
+    delete state.backfillNotes[endpoint];
+    setText(row.querySelector('.run'), runSummary(r));
+    refreshEvents(true).catch(report);
+  } catch (err) {
+    if (err instanceof Unauthorized) return;
+    state.backfillNotes[endpoint] = { text: err.message, failed: true, at_ms: Date.now() };
+  } finally {
+    button.disabled = false;
+  }
+  await refreshBackfill();
+}
+
 // ---- polling ----------------------------------------------------------------------------
 
 function report(err) {
@@ -894,6 +969,7 @@ function refreshAll() {
   refreshOverview().catch(report);
   refreshRecovery().catch(report);
   refreshListeners().catch(report);
+  refreshBackfill().catch(report);
   refreshEvents(true).catch(report);
   refreshConfig().catch(report);
 }
@@ -937,6 +1013,7 @@ function poll() {
     refreshOverview().catch(report);
     refreshRecovery().catch(report);
     refreshListeners().catch(report);
+    refreshBackfill().catch(report);
     refreshEvents().catch(report);
     refreshDetail().catch(report);
   }

@@ -2,7 +2,8 @@
 //! live rows from the event stream, the detail view, copy curl, filters, the config report and
 //! rejection log, replay with a click (one, and all failed after a confirm step), the admin-token
 //! prompt (sign in, replay, log out, the old session refused), firing alerts at the top, edit
-//! and replay of a copy, two events' payloads compared, and no CSP violation. Screenshots go to
+//! and replay of a copy, two events' payloads compared, missed events recovered with a click
+//! and marked, and no CSP violation. Screenshots go to
 //! `target/screenshots/` (`STAGEHOOK_UPDATE_DOCS=1` also writes the ones in `docs/`).
 
 use std::time::Duration;
@@ -123,6 +124,89 @@ async fn firing_alerts() {
 
     assert_eq!(s.stripe(&stripe_event("evt_dash_alert_2")).await.status, 200);
     browser.wait("the alert to resolve", || async { (!browser.visible("#alerts").await).then_some(()) }).await;
+    no_policy_violations(&browser).await;
+    browser.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_recovers_missed_events_with_a_click_and_marks_them() {
+    bounded(Box::pin(backfill_with_a_click())).await;
+}
+
+/// Stripe's API lists four events, one of which came by webhook: the button for stripe adds the
+/// other three, the report's counts show, and the three are listed with the backfill badge (the
+/// webhook's without); the detail says where a backfilled one came from. Twilio, whose provider
+/// offers no events API, shows why instead of a button.
+async fn backfill_with_a_click() {
+    use crate::fake_provider_api::{FakeProviderApi, StripeEvent, STRIPE_KEY};
+    use stagehook::secret::Secret;
+    let api = FakeProviderApi::start().await;
+    let t0 = support::now_s() - 600;
+    let events: Vec<StripeEvent> = (0..4)
+        .map(|i| StripeEvent { id: format!("evt_dash_bf{i}"), created: t0 + i, kind: "invoice.paid".into() })
+        .collect();
+    api.set_stripe_events(events.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.providers.insert(
+        "stripe".into(),
+        stagehook::providers::stripe::Settings {
+            secret: Some(Secret::new(support::STRIPE_SECRET)),
+            api_key: Some(Secret::new(STRIPE_KEY)),
+            api_base: Some(api.base()),
+            ..Default::default()
+        },
+    );
+    let s = start(c).await;
+    assert_eq!(s.stripe(&events[0].json()).await.status, 200);
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    let button = "#backfill-table tr[data-endpoint=\"stripe\"] button.backfill-run";
+    browser.wait("the stripe backfill button", || async { (browser.count(button).await == 1).then_some(()) }).await;
+    let twilio = browser.text("#backfill-table tr[data-endpoint=\"twilio\"]").await.unwrap_or_default();
+    assert_eq!(browser.count("#backfill-table tr[data-endpoint=\"twilio\"] button").await, 0, "{twilio}");
+    assert!(twilio.contains("API"), "twilio says why it has no button: {twilio}");
+    assert!(!browser.visible("#backfill-downtime").await, "a first start finds no downtime");
+
+    browser.click(button).await;
+    let shown = browser
+        .wait("the run's counts", || async {
+            browser.text("#backfill-table tr[data-endpoint=\"stripe\"] .run").await.filter(|t| t.contains("added"))
+        })
+        .await;
+    assert!(shown.contains("listed 4, already stored 1, added 3, refused 0"), "{shown}");
+
+    let mut backfilled = Vec::new();
+    for e in &events {
+        let id = s.store.find_by_event_id("stripe", &e.id).unwrap().expect("stored").to_string();
+        let badge = format!("#events-table tbody tr[data-id=\"{id}\"] .badge.backfill");
+        if e.id == events[0].id {
+            let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+            browser.wait("the webhook's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+            assert_eq!(browser.count(&badge).await, 0, "a webhook's event carries no badge");
+        } else {
+            browser
+                .wait("a backfilled row's badge", || async { (browser.count(&badge).await == 1).then_some(()) })
+                .await;
+            backfilled.push(id);
+        }
+    }
+    assert_eq!(backfilled.len(), 3);
+
+    browser.click(&format!("#events-table tbody tr[data-id=\"{}\"] .event-type", backfilled[0])).await;
+    let line = browser
+        .wait("the detail's source line", || async {
+            if browser.visible("#detail-source").await {
+                browser.text("#detail-source").await
+            } else {
+                None
+            }
+        })
+        .await;
+    assert!(line.contains("provider's API"), "{line}");
+    browser.screenshot("dashboard-backfill").await;
     no_policy_violations(&browser).await;
     browser.quit().await;
     s.stop().await;
