@@ -1,7 +1,8 @@
 //! The event list's filters read from text: one parser for the query of
 //! `GET /staging/webhooks/events` (and its `/export`), the body of `POST /staging/webhooks/replay`
 //! and the flags of `stagehook export`, so each accepts the same spellings and refuses with the
-//! same words.
+//! same words; and the event-type patterns (`invoice.*`) of `stagehook listen --type` and of
+//! a backfill's `types`.
 
 use std::collections::BTreeMap;
 
@@ -63,5 +64,64 @@ pub fn time(field: &str, v: &Value) -> Result<Option<i64>, FilterError> {
             .map(|t| Some(t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)))
             .map_err(|_| FilterError(format!("{field}: `{s}` is not RFC 3339 or Unix milliseconds"))),
         _ => Err(FilterError(format!("{field}: not a time"))),
+    }
+}
+
+/// Whether `event_type` matches one of `patterns` (all types when there is none): `*` matches
+/// any run of characters, dots included; every other character only itself (`invoice.*`).
+pub fn type_matches(patterns: &[String], event_type: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| glob(p.as_bytes(), event_type.as_bytes()))
+}
+
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    // The classic two-pointer match with one backtrack point: linear for one `*`, and never
+    // worse than pattern × text.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::type_matches;
+
+    #[test]
+    fn type_patterns_match_with_stars_anywhere() {
+        let cases = [
+            ("invoice.*", "invoice.paid", true),
+            ("invoice.*", "invoice.", true),
+            ("invoice.*", "invoice.payment_failed", true),
+            ("invoice.*", "invoiceitem.created", false),
+            ("invoice.*", "charge.succeeded", false),
+            ("invoice.paid", "invoice.paid.extra", false),
+            ("*", "anything", true),
+            ("*.succeeded", "charge.succeeded", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+            ("push", "push", true),
+            ("push", "pushed", false),
+        ];
+        for (pattern, text, want) in cases {
+            assert_eq!(type_matches(&[pattern.to_string()], text), want, "{pattern} ~ {text}");
+        }
+        assert!(type_matches(&[], "anything"));
+        assert!(type_matches(&["x".to_string(), "push".to_string()], "push"));
     }
 }

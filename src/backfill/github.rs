@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::http::{Dialect, Http};
-use super::select::{covered, type_matches};
+use super::select::covered;
 use super::{ApiError, Fetched, Known, Page, Window};
+use crate::filter::type_matches;
 use crate::providers::api::GithubApi;
 
 /// "The number of results per page (max 100)."

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::http::{Dialect, Http};
-use super::select::{covered, type_matches};
+use super::select::covered;
 use super::{ApiError, Fetched, Known, Page, Window};
+use crate::filter::type_matches;
 use crate::providers::api::StripeApi;
 
 /// "A limit on the number of objects to be returned. Limit can range between 1 and 100."
