@@ -70,12 +70,12 @@ impl ApiAccess {
 }
 
 /// Why an endpoint cannot be backfilled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoApi {
     /// The provider has no API that lists the webhooks it sent (Twilio, Slack, ...).
     #[error("its provider offers no API that lists the webhooks it sent, so missed events cannot be recovered")]
     NotOffered,
     /// The provider has one, but the section does not give the keys it needs (named here).
     #[error("no API access is configured: set {0}")]
-    NotConfigured(&'static str),
+    NotConfigured(String),
 }

@@ -14,9 +14,7 @@ use sha1::{Digest, Sha1};
 use warp::http::HeaderMap;
 
 use super::api::{ApiAccess, GithubApi, HookOwner, NoApi, GITHUB_API_BASE};
-use super::kind::{
-    api_base, api_base_finding, interned, is_placeholder, placeholder_finding, ConfigError, Kind, Rotation,
-};
+use super::kind::{api_base, api_base_finding, is_placeholder, placeholder_finding, ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha1, HmacSha256};
 use super::{
     fresh_id, fresh_uuid, inspected, json_body, media_type, pick, receipt, require_media_type, required_header,
@@ -75,7 +73,7 @@ impl Github {
     /// An endpoint without API access (`api_token`, the owner and `hook_id` unset).
     pub fn new(name: &str, secrets: Vec<Secret>) -> Github {
         let missing = format!("providers.{name}.api_token, repository (or organization) and hook_id");
-        Github { name: name.to_string(), secrets, api: Err(NoApi::NotConfigured(interned(missing))) }
+        Github { name: name.to_string(), secrets, api: Err(NoApi::NotConfigured(missing)) }
     }
 }
 
@@ -139,10 +137,9 @@ fn api_access(name: &str, c: &Settings) -> Result<Result<ApiAccess, NoApi>, Conf
         (Some(token), Some(owner), Some(hook_id)) => {
             Ok(ApiAccess::Github(GithubApi { base, token: token.clone(), owner, hook_id }))
         }
-        (None, None, None) => Err(NoApi::NotConfigured(interned(format!(
-            "{}, repository (or organization) and hook_id",
-            key("api_token")
-        )))),
+        (None, None, None) => {
+            Err(NoApi::NotConfigured(format!("{}, repository (or organization) and hook_id", key("api_token"))))
+        }
         (token, owner, hook_id) => {
             let missing = if token.is_none() {
                 "api_token"
@@ -260,7 +257,7 @@ impl Provider for Github {
     }
 
     fn api_access(&self) -> Result<&ApiAccess, NoApi> {
-        self.api.as_ref().map_err(|e| *e)
+        self.api.as_ref().map_err(NoApi::clone)
     }
 
     fn secret_headers(&self) -> &[&'static str] {
@@ -457,7 +454,7 @@ mod tests {
         );
         assert_eq!(
             api_of(""),
-            Ok(Err(NoApi::NotConfigured("providers.gh.api_token, repository (or organization) and hook_id")))
+            Ok(Err(NoApi::NotConfigured("providers.gh.api_token, repository (or organization) and hook_id".into())))
         );
         assert_eq!(api_of("api_base = \"http://127.0.0.1:9\"\n").map(|a| a.is_err()), Ok(true));
         for (body, key) in [

@@ -190,21 +190,6 @@ pub fn api_base_finding(name: &str, base: &str) -> Option<Finding> {
     })
 }
 
-/// `text` for the life of the process, once per distinct value: [`super::api::NoApi`] names the
-/// missing keys as `&'static str`, and an endpoint's name is only known from its config. Sections
-/// are built a bounded number of times with a bounded set of names, so the strings kept are too.
-pub(super) fn interned(text: String) -> &'static str {
-    static KEPT: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut kept = KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(k) = kept.get(text.as_str()) {
-        return k;
-    }
-    let k: &'static str = Box::leak(text.into_boxed_str());
-    kept.insert(k);
-    k
-}
-
 /// A value someone meant to replace.
 pub fn is_placeholder(s: &Secret) -> bool {
     let v = s.expose().to_ascii_lowercase();

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::api::{ApiAccess, NoApi, StripeApi, STRIPE_API_BASE};
 use super::json::{self, Checked, CheckedVisitor, Keys, Text};
 use super::kind::{
-    api_base, api_base_finding, built_in_credential, interned, is_placeholder, placeholder_finding, BuiltIn,
-    ConfigError, Kind, Rotation, Surroundings,
+    api_base, api_base_finding, built_in_credential, is_placeholder, placeholder_finding, BuiltIn, ConfigError, Kind,
+    Rotation, Surroundings,
 };
 use super::{
     fresh_id, json_body, pick, receipt, refuse_failed, require_media_type, signature_text, Accepted, Answer, Check,
@@ -66,7 +66,7 @@ pub struct Stripe {
 impl Stripe {
     /// An endpoint without API access (`api_key` unset).
     pub fn new(name: &str, secrets: Vec<Secret>, tolerance_s: i64) -> Stripe {
-        let api = Err(NoApi::NotConfigured(interned(format!("providers.{name}.api_key"))));
+        let api = Err(NoApi::NotConfigured(format!("providers.{name}.api_key")));
         Stripe { name: name.to_string(), secrets, tolerance_s, api }
     }
 }
@@ -266,7 +266,7 @@ impl Provider for Stripe {
     }
 
     fn api_access(&self) -> Result<&ApiAccess, NoApi> {
-        self.api.as_ref().map_err(|e| *e)
+        self.api.as_ref().map_err(NoApi::clone)
     }
 
     fn precheck(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -583,8 +583,8 @@ mod tests {
             api_of("api_key = \"rk_test_abc\"\napi_base = \"http://127.0.0.1:4242/\"\n"),
             Ok(Ok(ApiAccess::Stripe(StripeApi { base: "http://127.0.0.1:4242".into(), key })))
         );
-        assert_eq!(api_of(""), Ok(Err(NoApi::NotConfigured("providers.eu.api_key"))));
-        assert_eq!(api_of("api_key = \"sk_live_abc\"\n"), Ok(Err(NoApi::NotConfigured("providers.eu.api_key"))));
+        assert_eq!(api_of(""), Ok(Err(NoApi::NotConfigured("providers.eu.api_key".into()))));
+        assert_eq!(api_of("api_key = \"sk_live_abc\"\n"), Ok(Err(NoApi::NotConfigured("providers.eu.api_key".into()))));
         let e = api_of("api_key = \" \"\n").unwrap_err();
         assert!(e.starts_with("providers.eu.api_key is empty"), "{e}");
         let e = api_of("api_base = \"api.stripe.com\"\n").unwrap_err();

@@ -501,12 +501,12 @@ fn api_access_comes_from_the_file_and_the_environment() {
         Ok(ApiAccess::Github(GithubApi { base: base.into(), token: Secret::new(token), owner, hook_id }))
     };
     assert_eq!(got["stripe"], stripe(STRIPE_API_BASE, "rk_test_file"));
-    assert_eq!(got["eu"], Err(NoApi::NotConfigured("providers.eu.api_key")));
+    assert_eq!(got["eu"], Err(NoApi::NotConfigured("providers.eu.api_key".into())));
     let shop = HookOwner::Repository("octo-org/shop".into());
     assert_eq!(got["gh"], github("https://ghe.example.com/api/v3", "ghp_file", shop.clone(), 12));
     assert_eq!(
         got["org"],
-        Err(NoApi::NotConfigured("providers.org.api_token, repository (or organization) and hook_id"))
+        Err(NoApi::NotConfigured("providers.org.api_token, repository (or organization) and hook_id".into()))
     );
     // The twilio endpoint's provider has no such API.
     assert_eq!(got["twilio"], Err(NoApi::NotOffered));
