@@ -19,7 +19,7 @@ pub mod stripe;
 pub use listing::Lister;
 
 /// The stretch of time a run covers, in Unix milliseconds (both ends included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Window {
     pub since_ms: i64,
     pub until_ms: i64,

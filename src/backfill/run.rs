@@ -94,7 +94,7 @@ pub struct Report {
     pub dry_run: bool,
     pub types: Vec<String>,
     /// The window the run covers: the one asked for, cut to what the provider's API keeps.
-    pub window: WindowJson,
+    pub window: Window,
     /// The start of the asked window, when the provider's retention cut it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cut_from_ms: Option<i64>,
@@ -116,18 +116,6 @@ pub struct Report {
     pub error: Option<RunError>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct WindowJson {
-    pub since_ms: i64,
-    pub until_ms: i64,
-}
-
-impl From<Window> for WindowJson {
-    fn from(w: Window) -> WindowJson {
-        WindowJson { since_ms: w.since_ms, until_ms: w.until_ms }
-    }
-}
-
 impl Report {
     pub fn new(id: u64, endpoint: &str, trigger: Trigger, plan: &Plan, started_at_ms: i64) -> Report {
         Report {
@@ -137,7 +125,7 @@ impl Report {
             state: State::Running,
             dry_run: plan.dry_run,
             types: plan.types.clone(),
-            window: plan.window.into(),
+            window: plan.window,
             cut_from_ms: plan.cut_from_ms,
             listed: 0,
             already_stored: 0,
