@@ -213,3 +213,76 @@ async fn a_slow_answer_is_flagged_against_slacks_timeout_and_counted() {
     assert!(!text.contains("stagehook_deliveries_slower_than_provider_total{provider=\"stripe\"}"), "{text}");
     crate::metrics::promtool_finds_no_problem(&text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_an_html_answer_as_text_and_the_slow_flag() {
+    // On the heap and bounded, as the dashboard's own scenarios are.
+    let scenario = Box::pin(dashboard_answers());
+    tokio::time::timeout(Duration::from_secs(240), scenario).await.expect("the browser scenario finished in 4 min");
+}
+
+async fn dashboard_answers() {
+    let app = answering_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = support::forwarding(dir.path(), "stripe", format!("http://{app}/html"));
+    c.retry.max_attempts = 1;
+    let kind: KindConfig = slack::Settings { secret: Some(Secret::new(SLACK_SECRET)), ..Default::default() }.into();
+    c.providers.insert("slack".into(), kind.with_kind());
+    c.providers.get_mut("slack").unwrap().forward_to = vec![format!("http://{app}/slow")];
+    let s = start(c).await;
+    let html_id = s.stripe_id(&stripe_event("evt_answer_dash")).await;
+    post_slack(s.addr, "Ev_slow_dash").await;
+    wait_status(&s, &html_id, "failed").await;
+    let slack_id = until("the slack event delivered", || async {
+        let r = s.get("/staging/webhooks/events?provider=slack&status=processed").await.json();
+        r["events"].as_array().and_then(|e| e.first()).map(|e| e["id"].as_str().unwrap().to_string())
+    })
+    .await;
+
+    let browser = crate::webdriver::Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    let open = |id: String| {
+        let browser = &browser;
+        async move {
+            let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+            browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+            browser.click(&row).await;
+            browser
+                .wait("the detail's attempt", || async {
+                    let shown = browser.eval("return document.querySelector('#detail').dataset.id;", json!([])).await;
+                    (shown == json!(id) && browser.count("#detail-history .attempt-answer").await == 1).then_some(())
+                })
+                .await;
+        }
+    };
+
+    open(html_id.clone()).await;
+    let body =
+        browser.eval("return document.querySelector('#detail-history .answer-body').textContent;", json!([])).await;
+    assert_eq!(body, json!(HTML_ERROR), "the HTML answer is shown as its text");
+    // Nothing of the markup became an element: no heading, no image, no handler ran.
+    let made = browser
+        .eval(
+            "return [document.querySelector('#app-crash') === null, \
+                     document.querySelectorAll('#detail-history img').length, \
+                     document.querySelector('#detail-history .answer-body').childElementCount, \
+                     typeof window.pwned];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(made, json!([true, 0, 0, "undefined"]), "no element was created from the answer");
+    // Read from the DOM: a folded <details> hides its text from WebDriver's visible text.
+    let headers =
+        browser.eval("return document.querySelector('#detail-history .answer-headers').textContent;", json!([])).await;
+    assert!(headers.as_str().unwrap().contains("content-type: text/html; charset=utf-8"), "{headers}");
+    assert_eq!(browser.count("#detail-history .attempt-slow").await, 0, "Stripe publishes no timeout");
+
+    open(slack_id).await;
+    let slow = browser
+        .wait("the slow flag", || async {
+            browser.text("#detail-history .attempt-slow").await.filter(|t| !t.is_empty())
+        })
+        .await;
+    assert_eq!(slow, "slower than Slack's 3 s timeout: the provider would have retried");
+    browser.quit().await;
+}
