@@ -243,4 +243,13 @@ mod tests {
         }
         assert_eq!(percent_decode("%41%zz%4"), b"A%zz%4");
     }
+
+    /// A kept header is cut on a character boundary, never in the middle of one.
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("abcdef", 4), "abcd");
+        assert_eq!(cut("ab", 4), "ab");
+        assert_eq!(cut("aé", 2), "a", "é is two bytes: cutting at 2 would split it");
+        assert_eq!(cut("", 0), "");
+    }
 }

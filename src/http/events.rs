@@ -609,3 +609,28 @@ fn recovery(s: &AppState) -> Response {
         "retention_deleted": counters.retention_deleted(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag's message says what the provider would have done: GitHub records a failure and
+    /// does not retry by itself; the others retry. A timeout that is not whole seconds keeps its
+    /// fraction.
+    #[test]
+    fn the_slow_flag_says_what_the_provider_would_have_done() {
+        let slow = |provider: &str, timeout_ms, retried| {
+            slower_json(&SlowerThan { provider: provider.into(), timeout_ms, retried })
+        };
+        assert_eq!(
+            slow("Slack", 3000, true),
+            json!({"provider": "Slack", "timeout_s": 3,
+                   "message": "slower than Slack's 3 s timeout: the provider would have retried"})
+        );
+        assert_eq!(
+            slow("GitHub", 10_000, false)["message"],
+            "slower than GitHub's 10 s timeout: the provider would have recorded a failed delivery"
+        );
+        assert_eq!(slow("X", 2500, true)["timeout_s"], json!(2.5));
+    }
+}
