@@ -453,7 +453,8 @@ async function refreshDetail() {
     el('span', { class: 'attempt-status' }, a.status != null ? `HTTP ${a.status}` : (a.error || '—')),
     ' ', el('span', { class: 'attempt-outcome' }, a.outcome.replace('_', ' ')),
     el('span', { class: 'muted' }, ` · series ${a.series}, attempt ${a.attempt} · ${time(a.at_ms)} · ${(a.duration_us / 1000).toFixed(1)} ms · ${a.target}`),
-    a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '')));
+    a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '',
+    slowerView(a), answerView(a))));
   if (!e.history.length) $('#detail-history').append(el('li', { class: 'muted' }, 'no delivery attempts'));
   // What the developers' listeners (stagehook listen) reported of it, beside its own attempts.
   $('#detail-listeners').replaceChildren(...(e.listeners || []).map((l) => el('li', { class: 'listener-report' },
@@ -462,6 +463,26 @@ async function refreshDetail() {
   state.lastPayload = e.payload == null ? '' : e.payload_encoding === 'utf8' ? e.payload : atob(e.payload);
   renderPayload(e);
   $('#detail-headers tbody').replaceChildren(...e.headers.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', { class: 'mono' }, v))));
+}
+
+/** An attempt slower than its provider's published delivery timeout: the API's message. */
+function slowerView(a) {
+  return a.slower_than_provider ? el('div', { class: 'attempt-slow' }, a.slower_than_provider.message) : '';
+}
+
+/**
+ * What the app answered to an attempt, folded: its headers and the start of its body, both as
+ * text in a <pre> (an HTML error page shows as its markup, never rendered).
+ */
+function answerView(a) {
+  const r = a.response;
+  if (!r) return '';
+  const size = `${r.body_bytes} byte(s)${r.body_truncated ? ', cut' : ''}`;
+  const body = r.body_encoding === 'base64' ? `(not text; base64) ${r.body}` : r.body;
+  return el('details', { class: 'attempt-answer' },
+    el('summary', {}, `answer: ${r.content_type || 'no content type'} · ${size}`),
+    el('pre', { class: 'answer-headers' }, r.headers.map(([k, v]) => `${k}: ${v}`).join('\n')),
+    el('pre', { class: 'answer-body' }, body));
 }
 
 function renderPayload(e) {

@@ -142,7 +142,7 @@ impl App {
                 config.circuit_breaker.failure_threshold,
                 config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
             );
-            lanes.push(Lane::new(provider, targets, breaker));
+            lanes.push(Lane::new(provider, targets, breaker).of_kind(endpoint.kind));
         }
         // A lane per notifier, after the providers', with its own breaker and the global retry
         // policy: notifications wait out an outage of their receiver like deliveries do.
@@ -161,7 +161,10 @@ impl App {
             );
             lanes.push(Lane::notifier(lane, alerts::notify::Signer::new(notifier), targets, breaker));
         }
-        let engine = Arc::new(Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?);
+        let engine = Arc::new(
+            Engine::new(store.clone(), clock.clone(), lanes, config.delivery.concurrency)?
+                .capturing(config.delivery.capture_body_bytes),
+        );
         let alerts = Arc::new(alerts::Alerts::new(&config, store.clone(), engine.clone(), clock.clone()));
         let limiter = RateLimiter::new(
             config.limits.rate_limit_per_minute,

@@ -89,6 +89,9 @@ impl Config {
         if !(1..=1024).contains(&self.delivery.concurrency) {
             return Err(err("delivery.concurrency", "must be between 1 and 1024"));
         }
+        if self.delivery.capture_body_bytes > super::delivery::MAX_CAPTURE_BODY_BYTES {
+            return Err(err("delivery.capture_body_bytes", "must be between 0 and 65536"));
+        }
         if self.retention.interval.0.is_zero() {
             return Err(err("retention.interval", "must be longer than 0s"));
         }

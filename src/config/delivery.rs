@@ -54,11 +54,17 @@ impl Default for BreakerConfig {
 pub struct DeliveryConfig {
     /// Deliveries in flight at once, across providers.
     pub concurrency: usize,
+    /// How much of the app's answer to each attempt is kept, from the start of its body, in
+    /// bytes: 0 (headers only) to [`MAX_CAPTURE_BODY_BYTES`].
+    pub capture_body_bytes: usize,
 }
+
+/// The most of an answer's body an attempt can keep: what the delivery client reads of it.
+pub const MAX_CAPTURE_BODY_BYTES: usize = crate::delivery::client::MAX_RESPONSE_BODY;
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { concurrency: 8 }
+        DeliveryConfig { concurrency: 8, capture_body_bytes: 8 * 1024 }
     }
 }
 

@@ -19,7 +19,12 @@ use hyper_util::rt::TokioExecutor;
 /// How much of an error response's body an attempt keeps, to say why the app refused.
 const ERROR_BODY_PREFIX: usize = 200;
 /// Responses are read (so the connection can be reused) up to this much, then dropped.
-const MAX_RESPONSE_BODY: usize = 64 * 1024;
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+/// Most response headers an answer keeps, and most bytes of each one's name and of its value:
+/// an attempt's record stays bounded whatever the app sends (about 40 KiB of headers at most).
+pub const MAX_ANSWER_HEADERS: usize = 64;
+const MAX_HEADER_NAME: usize = 128;
+const MAX_HEADER_VALUE: usize = 512;
 
 #[derive(Clone)]
 pub struct Client {
@@ -31,10 +36,16 @@ pub struct Client {
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
-    /// The start of the body, for the attempt's history (non-2xx only).
+    /// The start of the body, for the attempt's error (non-2xx only).
     pub body_prefix: String,
-    /// The body, up to 64 KiB (`stagehook send` prints it).
+    /// The body, up to 64 KiB (`stagehook send` prints it; a delivery keeps the first
+    /// `delivery.capture_body_bytes` of it).
     pub body: Vec<u8>,
+    /// How many bytes the body had in all, `body` being at most the first 64 KiB of them.
+    pub body_len: u64,
+    /// The response headers, names lowercase, in the order received: at most
+    /// [`MAX_ANSWER_HEADERS`], each name and value cut to a bounded length.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,11 +113,21 @@ impl Client {
             })?;
             let status = res.status().as_u16();
             let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let headers = res
+                .headers()
+                .iter()
+                .take(MAX_ANSWER_HEADERS)
+                .map(|(k, v)| {
+                    (cut(k.as_str(), MAX_HEADER_NAME), cut(&String::from_utf8_lossy(v.as_bytes()), MAX_HEADER_VALUE))
+                })
+                .collect();
             let mut body = res.into_body();
             let mut kept = Vec::new();
+            let mut body_len = 0u64;
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { break };
                 if let Ok(data) = frame.into_data() {
+                    body_len += data.len() as u64;
                     if kept.len() < MAX_RESPONSE_BODY {
                         kept.extend_from_slice(&data[..data.len().min(MAX_RESPONSE_BODY - kept.len())]);
                     }
@@ -117,10 +138,19 @@ impl Client {
             } else {
                 String::from_utf8_lossy(&kept[..kept.len().min(ERROR_BODY_PREFIX)]).into_owned()
             };
-            Ok(Answer { status, retry_after, body_prefix, body: kept })
+            Ok(Answer { status, retry_after, body_prefix, body: kept, body_len, headers })
         };
         tokio::time::timeout(timeout, exchange).await.map_err(|_| SendError::Timeout)?
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The connector deliveries use (plain TCP for http, rustls on ring with the compiled-in roots
@@ -212,5 +242,14 @@ mod tests {
             assert_eq!((got.as_ref(), basic), (want, auth), "{url}");
         }
         assert_eq!(percent_decode("%41%zz%4"), b"A%zz%4");
+    }
+
+    /// A kept header is cut on a character boundary, never in the middle of one.
+    #[test]
+    fn cut_keeps_whole_characters() {
+        assert_eq!(cut("abcdef", 4), "abcd");
+        assert_eq!(cut("ab", 4), "ab");
+        assert_eq!(cut("aé", 2), "a", "é is two bytes: cutting at 2 would split it");
+        assert_eq!(cut("", 0), "");
     }
 }

@@ -28,8 +28,10 @@ use tokio::sync::{mpsc, watch};
 use ulid::Ulid;
 
 use crate::clock::Clock;
-use crate::providers::{Provider, Signed};
-use crate::store::{Attempt, AttemptOutcome, DueJob, Job, Next, Outcome, Store, StoreError, STORAGE_CORRUPT};
+use crate::providers::{Provider, ProviderKind, Signed};
+use crate::store::{
+    Attempt, AttemptAnswer, AttemptOutcome, DueJob, Job, Next, Outcome, SlowerThan, Store, StoreError, STORAGE_CORRUPT,
+};
 use breaker::{Breaker, Permit, Snapshot};
 use client::{Client, ClientError};
 use policy::{classify_status, RetryPolicy, Verdict};
@@ -39,6 +41,8 @@ use settings::{RetryConfig, Targets};
 const MAX_IDLE: Duration = Duration::from_secs(1);
 /// After a failure to record an outcome, how long the job rests before it is tried again.
 const STORE_BACKOFF: Duration = Duration::from_secs(1);
+/// `delivery.capture_body_bytes`' default, for an engine not told otherwise.
+const DEFAULT_CAPTURE_BODY_BYTES: usize = 8 * 1024;
 
 /// The headers of a request sent again (a delivery, a `curl` re-send): the original ones, minus
 /// hop-by-hop ones, stagehook's own, the credentials of [`CREDENTIAL_HEADERS`] unless `keep`
@@ -112,6 +116,17 @@ pub struct Lane {
     /// reads differences over its window, so a restart's zero does no harm).
     sent: AtomicU64,
     failed: AtomicU64,
+    /// The provider's published delivery timeout, its kind's, when it publishes one.
+    provider_timeout: Option<ProviderTimeout>,
+    /// Attempts since startup that took longer than `provider_timeout` (`/metrics`).
+    slower: AtomicU64,
+}
+
+/// A provider's published delivery timeout, and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderTimeout {
+    pub kind: ProviderKind,
+    pub timeout: Duration,
 }
 
 /// What `/recovery/stats` shows of one lane: its breaker now, and the settings it delivers with.
@@ -128,6 +143,10 @@ pub struct LaneStatus {
     /// Attempts sent since startup, and how many of them failed.
     pub sent: u64,
     pub failed: u64,
+    /// The provider's published delivery timeout, and the attempts since startup that took
+    /// longer than it.
+    pub provider_timeout: Option<ProviderTimeout>,
+    pub slower_than_provider: u64,
 }
 
 impl Lane {
@@ -150,7 +169,32 @@ impl Lane {
             breaker,
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            provider_timeout: None,
+            slower: AtomicU64::new(0),
         }
+    }
+
+    /// The lane of a provider of `kind`: its attempts are measured against the delivery timeout
+    /// the provider publishes ([`Provider::delivery_timeout`]), if any.
+    pub fn of_kind(mut self, kind: ProviderKind) -> Lane {
+        if let Signer::Provider(p) = &self.signer {
+            self.provider_timeout = p.delivery_timeout().map(|timeout| ProviderTimeout { kind, timeout });
+        }
+        self
+    }
+
+    /// The provider's timeout `took` is longer than, to flag the attempt with (and count it).
+    fn slower_than(&self, took: Duration) -> Option<SlowerThan> {
+        let ProviderTimeout { kind, timeout } = self.provider_timeout?;
+        if took <= timeout {
+            return None;
+        }
+        self.slower.fetch_add(1, Ordering::Relaxed);
+        Some(SlowerThan {
+            provider: kind.title().to_string(),
+            timeout_ms: timeout.as_millis() as u64,
+            retried: kind.retries_after_timeout(),
+        })
     }
 
     fn sign(
@@ -177,6 +221,8 @@ impl Lane {
             notifier: matches!(self.signer, Signer::Notifier(_)),
             sent: self.sent.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            provider_timeout: self.provider_timeout,
+            slower_than_provider: self.slower.load(Ordering::Relaxed),
         }
     }
 }
@@ -194,6 +240,8 @@ pub struct Engine {
     replays: Mutex<BTreeMap<String, Vec<u8>>>,
     /// How many times the loop has looked at the queue, see [`Engine::passes`].
     passes: AtomicU64,
+    /// How much of each answer's body an attempt keeps (`delivery.capture_body_bytes`).
+    capture_body_bytes: usize,
 }
 
 impl Engine {
@@ -207,7 +255,14 @@ impl Engine {
             in_flight: Mutex::default(),
             replays: Mutex::default(),
             passes: AtomicU64::new(0),
+            capture_body_bytes: DEFAULT_CAPTURE_BODY_BYTES,
         })
+    }
+
+    /// Keeps the first `bytes` of each answer's body in its attempt (`delivery.capture_body_bytes`).
+    pub fn capturing(mut self, bytes: usize) -> Engine {
+        self.capture_body_bytes = bytes;
+        self
     }
 
     /// Each provider's lane status, in configuration order (notifiers' lanes are not
@@ -412,7 +467,11 @@ impl Engine {
 
         let started = Instant::now();
         let result = self.client.post(&signed.url, &headers, Bytes::from(body), lane.targets.timeout).await;
-        let duration_us = started.elapsed().as_micros() as u64;
+        let took = started.elapsed();
+        let duration_us = took.as_micros() as u64;
+        // Flagged whatever the outcome: a provider that gave up would have sent it again even if
+        // stagehook, waiting longer, saw a 2xx.
+        let slower_than = lane.slower_than(took);
         let (verdict, status, error) = match &result {
             Ok(answer) => {
                 // A `Retry-After` date is read against the engine's clock, like every due time.
@@ -466,7 +525,13 @@ impl Engine {
             duration_us,
             "delivery attempt"
         );
-        let attempt = attempt_record(&job, now_ms, status, error, duration_us, outcome);
+        let mut attempt = attempt_record(&job, now_ms, status, error, duration_us, outcome);
+        attempt.slower_than = slower_than;
+        attempt.answer = result.ok().map(|answer| {
+            let mut body = answer.body;
+            body.truncate(self.capture_body_bytes);
+            AttemptAnswer { headers: answer.headers, body, body_len: answer.body_len }
+        });
         let recorded = self
             .store
             .record_outcome(Outcome { job_key: key, id, target, attempt, failure_reason: reason, next })
@@ -505,6 +570,8 @@ impl Engine {
                 error: Some(error),
                 duration_us: 0,
                 outcome: AttemptOutcome::Failed,
+                answer: None,
+                slower_than: None,
             },
         };
         let outcome = Outcome {
@@ -556,5 +623,7 @@ fn attempt_record(
         error,
         duration_us,
         outcome,
+        answer: None,
+        slower_than: None,
     }
 }

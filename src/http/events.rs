@@ -23,7 +23,9 @@ use warp::{Filter, Rejection, Reply};
 
 use super::errors::ApiError;
 use super::{admin, edit, ok_json, read_body, reader, AppState};
-use crate::store::{Attempt, Damage, Event, EventFilter, Status, StoreError, StoredEvent, STORAGE_CORRUPT};
+use crate::store::{
+    Attempt, AttemptAnswer, Damage, Event, EventFilter, SlowerThan, Status, StoreError, StoredEvent, STORAGE_CORRUPT,
+};
 
 /// Most events one page returns, and most records one page request reads.
 const MAX_PAGE: usize = 500;
@@ -275,22 +277,29 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
     v["listeners"] = s.listeners.reports_json(ulid);
     if let Value::Object(into) = &mut v {
         let headers = e.map(|e| s.shown_headers(&e.provider, &e.headers)).unwrap_or_default();
-        if let Value::Object(extra) = event_json(e, headers, body, &history, pending) {
+        // The app's answers are redacted as the event's request headers are.
+        let provider = e.map(|e| e.provider.as_str()).unwrap_or_default();
+        let shown = |answer: &[(String, String)]| s.shown_headers(provider, answer);
+        if let Value::Object(extra) = event_json(e, headers, body, &history, pending, &shown) {
             into.extend(extra);
         }
     }
     Ok(ok_json(&v))
 }
 
+/// Stored headers as they may be shown (`AppState::shown_headers` for one provider).
+type ShowHeaders<'a> = dyn Fn(&[(String, String)]) -> Vec<(String, String)> + 'a;
+
 /// The detail fields beyond the summary; `null` (or empty) for the parts that do not read back.
 /// `headers` are the record's, already redacted; each attempt's target is shown masked (the job
-/// that sends keeps the whole URL).
+/// that sends keeps the whole URL), and the headers of its answer through `shown`.
 fn event_json(
     e: Option<&Event>,
     headers: Vec<(String, String)>,
     body: Option<&[u8]>,
     attempts: &[Attempt],
     pending: bool,
+    shown: &ShowHeaders<'_>,
 ) -> Value {
     let (payload, encoding) = match body.map(std::str::from_utf8) {
         None => (Value::Null, Value::Null),
@@ -315,9 +324,52 @@ fn event_json(
             "error": a.error,
             "duration_us": a.duration_us,
             "outcome": a.outcome.as_str(),
+            "response": a.answer.as_ref().map(|answer| answer_json(answer, shown)),
+            "slower_than_provider": a.slower_than.as_ref().map(slower_json),
         })).collect::<Vec<_>>(),
         "payload": payload,
         "payload_encoding": encoding,
+    })
+}
+
+/// What the app answered to one attempt: its headers (redacted by `shown`), its content type,
+/// and the start of its body: as text when it is UTF-8 (`body_encoding: "utf8"`; a character
+/// cut in two at the capture limit is left out), else as base64 (`"base64"`). `body_bytes` is
+/// the body's whole length, `body_truncated` whether more came than was kept.
+fn answer_json(answer: &AttemptAnswer, shown: &ShowHeaders<'_>) -> Value {
+    let truncated = answer.body_len > answer.body.len() as u64;
+    let (body, encoding) = match std::str::from_utf8(&answer.body) {
+        Ok(text) => (text.to_string(), "utf8"),
+        // Only the capture limit cut a character: the text before it is the answer's start.
+        Err(e) if truncated && e.error_len().is_none() => {
+            (String::from_utf8_lossy(&answer.body[..e.valid_up_to()]).into_owned(), "utf8")
+        }
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&answer.body), "base64"),
+    };
+    let content_type = answer.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v);
+    json!({
+        "headers": shown(&answer.headers),
+        "content_type": content_type,
+        "body": body,
+        "body_encoding": encoding,
+        "body_bytes": answer.body_len,
+        "body_truncated": truncated,
+    })
+}
+
+/// The provider's published timeout an attempt took longer than, and what that means.
+fn slower_json(slow: &SlowerThan) -> Value {
+    let seconds = slow.timeout_ms as f64 / 1000.0;
+    let then = if slow.retried {
+        "the provider would have retried"
+    } else {
+        "the provider would have recorded a failed delivery"
+    };
+    json!({
+        "provider": slow.provider,
+        // Whole seconds as an integer (every published one so far), else a fraction.
+        "timeout_s": if slow.timeout_ms.is_multiple_of(1000) { json!(slow.timeout_ms / 1000) } else { json!(seconds) },
+        "message": format!("slower than {}'s {seconds} s timeout: {then}", slow.provider),
     })
 }
 
@@ -556,4 +608,29 @@ fn recovery(s: &AppState) -> Response {
         "failure_reasons": counters.failure_reasons(),
         "retention_deleted": counters.retention_deleted(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag's message says what the provider would have done: GitHub records a failure and
+    /// does not retry by itself; the others retry. A timeout that is not whole seconds keeps its
+    /// fraction.
+    #[test]
+    fn the_slow_flag_says_what_the_provider_would_have_done() {
+        let slow = |provider: &str, timeout_ms, retried| {
+            slower_json(&SlowerThan { provider: provider.into(), timeout_ms, retried })
+        };
+        assert_eq!(
+            slow("Slack", 3000, true),
+            json!({"provider": "Slack", "timeout_s": 3,
+                   "message": "slower than Slack's 3 s timeout: the provider would have retried"})
+        );
+        assert_eq!(
+            slow("GitHub", 10_000, false)["message"],
+            "slower than GitHub's 10 s timeout: the provider would have recorded a failed delivery"
+        );
+        assert_eq!(slow("X", 2500, true)["timeout_s"], json!(2.5));
+    }
 }

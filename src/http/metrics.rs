@@ -114,6 +114,12 @@ impl Scrape {
                 Some((vec![("provider", l.name.clone())], ((now_ms - due).max(0) as f64) / 1000.0))
             })
             .collect();
+        // The endpoints whose provider publishes a delivery timeout, 0 until one is exceeded.
+        let slower = lanes
+            .iter()
+            .filter(|l| l.provider_timeout.is_some())
+            .map(|l| (vec![("provider", l.name.clone())], l.slower_than_provider as f64))
+            .collect();
         let dead_letters =
             lanes.iter().map(|l| (vec![("provider", l.name.clone())], counters.dead_letters(&l.name) as f64)).collect();
         // Every endpoint, 0 until it has one, so a rate over the series needs no `or vector(0)`.
@@ -161,6 +167,12 @@ impl Scrape {
                             ("failed", counters.failure_reasons().values().sum()),
                         ],
                     ),
+                ),
+                family(
+                    "stagehook_deliveries_slower_than_provider",
+                    "Delivery attempts since startup that took longer than the provider's published delivery timeout (the provider would have given up on them)",
+                    None,
+                    slower,
                 ),
                 family(
                     "stagehook_delivery_failures",

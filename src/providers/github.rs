@@ -252,6 +252,12 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
 }
 
 impl Provider for Github {
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        // "takes longer than 10 seconds to respond, GitHub will record the delivery as a
+        // failure": https://docs.github.com/en/webhooks/using-webhooks/handling-failed-webhook-deliveries
+        Some(std::time::Duration::from_secs(10))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -240,12 +240,44 @@ pub trait Provider: Send + Sync + 'static {
         "application/json"
     }
 
+    /// How long the provider itself waits for the app's answer before it counts a delivery as
+    /// failed, where its documentation publishes it (each kind cites the page). An attempt
+    /// slower than this is flagged (`delivery/`), though stagehook's own `timeout` decides
+    /// its outcome.
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The event types `stagehook send` has fixtures for; the first is the default.
     fn sample_types(&self) -> &'static [&'static str];
 
     /// A fixture of `event_type` (the default when `None`) with fresh unique ids, timestamps
     /// at `now_s`. An unknown type is an error that lists the known ones.
     fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, UnknownFixture>;
+}
+
+impl ProviderKind {
+    /// The provider's name as its own documentation writes it, for messages about it ("slower
+    /// than Slack's 3 s timeout").
+    pub fn title(self) -> &'static str {
+        match self {
+            ProviderKind::Stripe => "Stripe",
+            ProviderKind::Twilio => "Twilio",
+            ProviderKind::Github => "GitHub",
+            ProviderKind::Shopify => "Shopify",
+            ProviderKind::Slack => "Slack",
+            ProviderKind::Standard => "Standard Webhooks",
+            ProviderKind::Sendgrid => "SendGrid",
+            ProviderKind::Hmac => "HMAC",
+        }
+    }
+
+    /// Whether the provider sends an event again by itself after a delivery that timed out.
+    /// GitHub does not: it records the delivery as failed and leaves redelivery to a person
+    /// (https://docs.github.com/en/webhooks/using-webhooks/handling-failed-webhook-deliveries).
+    pub fn retries_after_timeout(self) -> bool {
+        !matches!(self, ProviderKind::Github)
+    }
 }
 
 /// `stagehook send` asked for an event type that a provider has no fixture for.

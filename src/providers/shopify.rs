@@ -99,6 +99,12 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
 }
 
 impl Provider for Shopify {
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        // A one-second connection timeout and five seconds in all, after which Shopify retries:
+        // https://shopify.dev/docs/apps/build/webhooks/subscribe/https
+        Some(std::time::Duration::from_secs(5))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

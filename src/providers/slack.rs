@@ -226,6 +226,12 @@ fn inspect(req: &Inbound<'_>) -> (Vec<Check>, Option<Parsed>) {
 }
 
 impl Provider for Slack {
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        // An event not answered within 3 seconds is retried (`http_timeout`):
+        // https://api.slack.com/apis/events-api#retries
+        Some(std::time::Duration::from_secs(3))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

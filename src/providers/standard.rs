@@ -213,6 +213,12 @@ fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
 }
 
 impl Provider for Standard {
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        // The spec recommends a request timeout "between 15 and 30s"; a sender may use 15 s:
+        // https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md#request-timeouts
+        Some(std::time::Duration::from_secs(15))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

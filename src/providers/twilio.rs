@@ -263,6 +263,12 @@ fn fields(req: &Inbound<'_>) -> Result<Vec<(String, String)>, Refusal> {
 }
 
 impl Provider for Twilio {
+    fn delivery_timeout(&self) -> Option<std::time::Duration> {
+        // The read timeout and the total timeout both default to 15000 ms:
+        // https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides
+        Some(std::time::Duration::from_secs(15))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -38,7 +38,9 @@ use ulid::Ulid;
 
 use crate::clock::Clock;
 use open::{classify_open_error, load_counters};
-pub use record::{AlertState, Attempt, AttemptOutcome, ErrorEntry, Event, Job, Rejection, Source, Status};
+pub use record::{
+    AlertState, Attempt, AttemptAnswer, AttemptOutcome, ErrorEntry, Event, Job, Rejection, SlowerThan, Source, Status,
+};
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
 #[cfg(any(test, feature = "testing"))]
@@ -521,6 +523,8 @@ mod tests {
             error: Some("storage_corrupt: the record".into()),
             duration_us: 0,
             outcome: AttemptOutcome::Failed,
+            answer: None,
+            slower_than: None,
         };
         let outcome = Outcome {
             job_key: due[0].key.clone(),
@@ -583,6 +587,8 @@ mod tests {
             error: None,
             duration_us: 1,
             outcome: AttemptOutcome::WillRetry,
+            answer: None,
+            slower_than: None,
         };
         let tree = &store.inner.tree;
         tree.insert(keys::attempt_key(id, 0), record::encode_attempt(attempt.clone())).unwrap();

@@ -560,6 +560,8 @@ mod tests {
             error: reason.map(|r| r.to_string()),
             duration_us: 1,
             outcome,
+            answer: None,
+            slower_than: None,
         };
         Outcome { job_key, id, target: 0, attempt, failure_reason: reason, next }
     }

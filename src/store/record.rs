@@ -179,6 +179,33 @@ pub struct Attempt {
     pub error: Option<String>,
     pub duration_us: u64,
     pub outcome: AttemptOutcome,
+    /// What the app answered, when it answered (a transport error has none).
+    pub answer: Option<AttemptAnswer>,
+    /// The provider's published delivery timeout, when the attempt took longer than it.
+    pub slower_than: Option<SlowerThan>,
+}
+
+/// What the app answered to one attempt, as much of it as is kept: bounded by the delivery
+/// client (headers) and `delivery.capture_body_bytes` (body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptAnswer {
+    /// Response headers, names lowercase, in the order received; stored whole, redacted
+    /// wherever they are shown, like request headers.
+    pub headers: Vec<(String, String)>,
+    /// The first bytes of the body.
+    pub body: Vec<u8>,
+    /// The body's whole length: more than `body.len()` when the body was cut.
+    pub body_len: u64,
+}
+
+/// A provider's published delivery timeout that an attempt took longer than.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowerThan {
+    /// The provider as its documentation names it (`Slack`).
+    pub provider: String,
+    pub timeout_ms: u64,
+    /// Whether that provider would have sent the event again (GitHub does not).
+    pub retried: bool,
 }
 
 /// Stored bytes that do not decode as the record they should be.
@@ -239,15 +266,43 @@ pub fn decode_alert_state(bytes: &[u8]) -> Result<AlertState, DecodeError> {
     Ok(AlertState { since_ms, last_sent_ms })
 }
 
+/// An attempt with neither an answer nor a slow flag (a transport error within the provider's
+/// timeout, a dead letter of damaged data) stays `V1`, byte for byte what earlier versions wrote.
 pub fn encode_attempt(attempt: Attempt) -> Vec<u8> {
-    let Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome } = attempt;
-    encode(&AttemptRecord::V1(AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome }))
+    let Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome, answer, slower_than } = attempt;
+    let v1 = AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome };
+    match (answer, slower_than) {
+        (None, None) => encode(&AttemptRecord::V1(v1)),
+        (answer, slower_than) => encode(&AttemptRecord::V2(
+            v1,
+            answer.map(|AttemptAnswer { headers, body, body_len }| AnswerV1 { headers, body, body_len }),
+            slower_than.map(|SlowerThan { provider, timeout_ms, retried }| SlowerV1 { provider, timeout_ms, retried }),
+        )),
+    }
 }
 
 pub fn decode_attempt(bytes: &[u8]) -> Result<Attempt, DecodeError> {
-    let AttemptRecord::V1(AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome }) =
-        decode(bytes)?;
-    Ok(Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome })
+    let (v1, answer, slower_than) = match decode(bytes)? {
+        AttemptRecord::V1(v1) => (v1, None, None),
+        AttemptRecord::V2(v1, answer, slower) => (v1, answer, slower),
+    };
+    let AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome } = v1;
+    Ok(Attempt {
+        series,
+        attempt,
+        at_ms,
+        target,
+        status,
+        error,
+        duration_us,
+        outcome,
+        answer: answer.map(|AnswerV1 { headers, body, body_len }| AttemptAnswer { headers, body, body_len }),
+        slower_than: slower_than.map(|SlowerV1 { provider, timeout_ms, retried }| SlowerThan {
+            provider,
+            timeout_ms,
+            retried,
+        }),
+    })
 }
 
 /// An entry without a diagnosis stays `V1`, byte for byte what earlier versions wrote.
@@ -452,6 +507,23 @@ struct AlertStateV1 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum AttemptRecord {
     V1(AttemptV1),
+    /// With what the app answered and, when the attempt was slower than its provider's
+    /// published timeout, that timeout.
+    V2(AttemptV1, Option<AnswerV1>, Option<SlowerV1>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AnswerV1 {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    body_len: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SlowerV1 {
+    provider: String,
+    timeout_ms: u64,
+    retried: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -561,6 +633,42 @@ pub(crate) mod tests {
         assert!(decode_alert_state(&[1, 2, 3]).is_err());
     }
 
+    /// An attempt with the app's answer or a slow flag is `V2` and reads back whole; one with
+    /// neither keeps its `V1` bytes, and the fixed `V1` bytes below (an attempt recorded before
+    /// answers were kept) still decode, with no answer.
+    #[test]
+    fn v2_attempts_carry_the_answer_and_v1_bytes_still_read() {
+        let v1 = Attempt {
+            series: 1,
+            attempt: 2,
+            at_ms: 1_700_000_001_000,
+            target: "http://app/hook".into(),
+            status: Some(503),
+            error: Some("HTTP 503".into()),
+            duration_us: 1500,
+            outcome: AttemptOutcome::WillRetry,
+            answer: None,
+            slower_than: None,
+        };
+        let old = unhex("000102d0afabfef9620f687474703a2f2f6170702f686f6f6b01f70301084854545020353033dc0b01");
+        assert_eq!(decode_attempt(&old).unwrap(), v1);
+        assert_eq!(encode_attempt(v1.clone()), old);
+        let answer = AttemptAnswer {
+            headers: vec![("content-type".into(), "text/html".into()), ("set-cookie".into(), "s=1".into())],
+            body: b"<h1>down</h1>".to_vec(),
+            body_len: 20_000,
+        };
+        let slow = SlowerThan { provider: "Slack".into(), timeout_ms: 3000, retried: true };
+        for (answer, slower_than) in
+            [(Some(answer.clone()), None), (None, Some(slow.clone())), (Some(answer), Some(slow))]
+        {
+            let attempt = Attempt { answer, slower_than, ..v1.clone() };
+            let bytes = encode_attempt(attempt.clone());
+            assert_eq!(bytes[0], 1);
+            assert_eq!(decode_attempt(&bytes).unwrap(), attempt);
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_event(&[7, 1, 2, 3]).is_err());
@@ -594,6 +702,8 @@ pub(crate) mod tests {
             error: Some("HTTP 503".into()),
             duration_us: 1500,
             outcome: AttemptOutcome::WillRetry,
+            answer: None,
+            slower_than: None,
         };
         let rejection = Rejection {
             at_ms: 1_700_000_002_000,

@@ -4,6 +4,7 @@
 
 mod admin;
 mod alerts;
+mod answers;
 mod api;
 mod backfill;
 mod backfill_api;
