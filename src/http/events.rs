@@ -279,7 +279,16 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
             into.extend(extra);
         }
     }
+    v["related_object"] = related_object(s, e, body);
     Ok(ok_json(&v))
+}
+
+/// What the event refers to in place of carrying it (a Stripe thin event's `related_object`),
+/// read from its body by its provider; `null` for any other event.
+fn related_object(s: &AppState, e: Option<&Event>, body: Option<&[u8]>) -> Value {
+    let (Some(e), Some(body)) = (e, body) else { return Value::Null };
+    let endpoint = s.endpoints.iter().find(|x| x.provider.name() == e.provider);
+    endpoint.and_then(|x| x.provider.related_object(body)).unwrap_or(Value::Null)
 }
 
 /// The detail fields beyond the summary; `null` (or empty) for the parts that do not read back.
