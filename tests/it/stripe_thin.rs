@@ -2,7 +2,7 @@
 //! endpoint: accepted and stored by `id` and `type`, their related object shown, delivered,
 //! replayed and edited signed so that the app's `parse_event_notification` accepts them; a live
 //! one refused; a malformed one refused naming the field; `send`'s thin fixtures accepted by a
-//! running stagehook.
+//! running stagehook; the dashboard's detail showing the related object as text.
 
 use serde_json::{json, Value};
 
@@ -148,7 +148,9 @@ async fn a_thin_event_is_stored_delivered_replayed_and_edited_for_the_sdk() {
     broken["created"] = json!(1726554052);
     let r = replay(&s, &id, Some(&json!({"body": broken}))).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_payload"), "{}", r.text());
-    assert!(r.text().contains("created: "), "{}", r.text());
+    // As the README words it.
+    let said = "created: missing or not a string: a thin event's is an RFC 3339 time";
+    assert_eq!(r.json()["error"]["message"], said, "{}", r.text());
 
     // A snapshot event has no related object.
     let snapshot = s.post_stripe_event("evt_snapshot_1").await;
@@ -288,5 +290,51 @@ async fn send_fires_thin_fixtures_that_a_running_stagehook_accepts() {
         assert!(payload["id"].as_str().unwrap().starts_with("evt_test_"), "{payload}");
         assert_eq!(detail["related_object"], payload["related_object"], "{detail}");
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_thin_events_related_object_as_text() {
+    let scenario = Box::pin(dashboard_detail());
+    tokio::time::timeout(std::time::Duration::from_secs(240), scenario).await.expect("the browser scenario finished");
+}
+
+/// The detail of a thin event says what it refers to, the provider's strings as text (markup in
+/// them is not rendered); a snapshot event's detail says nothing of the kind.
+async fn dashboard_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let mut event = thin("evt_test_dash");
+    event["related_object"]["id"] = json!("mtr_<img src=x id=injected>");
+    let r = s.stripe(&event.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let snapshot = s.post_stripe_event("evt_dash_snapshot").await;
+    let browser = crate::webdriver::Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    for (event, thin) in [(&id, true), (&snapshot, false)] {
+        let row = format!("#events-table tbody tr[data-id=\"{event}\"]");
+        browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+        browser.click(&row).await;
+        browser
+            .wait("its detail", || async {
+                let shown = browser.eval("return document.querySelector('#detail').dataset.id;", json!([])).await;
+                let timings = browser.text("#detail-timings").await.unwrap_or_default();
+                (shown == json!(event) && !timings.is_empty()).then_some(())
+            })
+            .await;
+        assert_eq!(browser.visible("#detail-related").await, thin, "{event}");
+    }
+    browser.click(&format!("#events-table tbody tr[data-id=\"{id}\"]")).await;
+    let text = browser
+        .wait("the related object", || async {
+            browser.text("#detail-related").await.filter(|t| t.contains("billing.meter"))
+        })
+        .await;
+    assert!(text.starts_with("thin event created "), "{text}");
+    assert!(text.contains("mtr_<img src=x id=injected>"), "{text}");
+    assert!(text.contains("/v1/billing/meters/mtr_test_61R9IeFMpqpONhnCv41HbrAb4tLTL3aK"), "{text}");
+    assert_eq!(browser.count("#injected").await, 0, "markup in the provider's strings is not rendered");
+    browser.quit().await;
     s.stop().await;
 }
