@@ -310,6 +310,12 @@ async fn dashboard_detail() {
     assert_eq!(r.status, 200, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_string();
     let snapshot = s.post_stripe_event("evt_dash_snapshot").await;
+    let mut later = thin("evt_test_dash_2");
+    later["created"] = json!("2024-09-17T06:25:52.246Z");
+    later["related_object"]["id"] = json!("mtr_test_2");
+    let r = s.stripe(&later.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let later = r.json()["id"].as_str().unwrap().to_string();
     let browser = crate::webdriver::Browser::start().await;
     browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
     for (event, thin) in [(&id, true), (&snapshot, false)] {
@@ -335,6 +341,29 @@ async fn dashboard_detail() {
     assert!(text.contains("mtr_<img src=x id=injected>"), "{text}");
     assert!(text.contains("/v1/billing/meters/mtr_test_61R9IeFMpqpONhnCv41HbrAb4tLTL3aK"), "{text}");
     assert_eq!(browser.count("#injected").await, 0, "markup in the provider's strings is not rendered");
+
+    // Two thin events compare member by member, as snapshot events do.
+    for event in [&id, &later] {
+        browser.click(&format!("#events-table tbody tr[data-id=\"{event}\"] input.compare-pick")).await;
+    }
+    let enabled = || async {
+        let on = browser.eval("return !document.querySelector('#compare-open').disabled;", json!([])).await;
+        (on == json!(true)).then_some(())
+    };
+    browser.wait("Compare enabled", enabled).await;
+    browser.click("#compare-open").await;
+    browser
+        .wait("the comparison", || async {
+            browser.text("#compare-summary").await.filter(|t| t.starts_with("3 differences"))
+        })
+        .await;
+    let rows = browser
+        .eval(
+            "return [...document.querySelectorAll('#compare-diff tbody tr')].map(r => r.cells[0].textContent);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(rows, json!(["created", "id", "related_object.id"]));
     browser.quit().await;
     s.stop().await;
 }
