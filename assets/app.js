@@ -444,6 +444,7 @@ async function refreshDetail() {
   setText('#detail-parent-link', e.parent_id || '');
   $('#detail-parent').classList.toggle('hidden', !e.parent_id);
   $('#detail-source').classList.toggle('hidden', e.source !== 'backfill');
+  renderRelated(e);
   $('#detail-status').replaceChildren(statusBadge(e.status));
   // Stored data that does not read back (storage_corrupt): say what, in place of what is missing.
   setText('#detail-damage', e.damage.length ? `storage_corrupt: ${e.damage.join('; ')}` : '');
@@ -483,6 +484,24 @@ function answerView(a) {
     el('summary', {}, `answer: ${r.content_type || 'no content type'} · ${size}`),
     el('pre', { class: 'answer-headers' }, r.headers.map(([k, v]) => `${k}: ${v}`).join('\n')),
     el('pre', { class: 'answer-body' }, body));
+}
+
+/** A thin event (Stripe's `v2.core.event`) carries a reference, not the object: say what it is
+ *  about and when it was created. Text only: these are the provider's strings. */
+function renderRelated(e) {
+  const box = $('#detail-related');
+  let created = null;
+  try {
+    const body = e.payload_encoding === 'utf8' ? JSON.parse(e.payload) : null;
+    if (body && body.object === 'v2.core.event' && typeof body.created === 'string') created = body.created;
+  } catch (_) { /* not JSON: no thin event */ }
+  const r = e.related_object;
+  box.classList.toggle('hidden', !r && !created);
+  if (!r && !created) return box.replaceChildren();
+  const when = created ? ` created ${time(Date.parse(created))}` : '';
+  box.replaceChildren(el('span', { class: 'badge' }, 'thin event'), `${when}`,
+    r ? el('span', {}, ' · about ', el('code', { class: 'related-type' }, r.type ?? ''), ' ',
+      el('code', { class: 'related-id' }, r.id ?? ''), ' ', el('span', { class: 'muted related-url' }, r.url ?? '')) : ' · no related object');
 }
 
 function renderPayload(e) {

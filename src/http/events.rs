@@ -284,11 +284,20 @@ fn event(s: &AppState, id: &str) -> Result<Response, ApiError> {
             into.extend(extra);
         }
     }
+    v["related_object"] = related_object(s, e, body);
     Ok(ok_json(&v))
 }
 
 /// Stored headers as they may be shown (`AppState::shown_headers` for one provider).
 type ShowHeaders<'a> = dyn Fn(&[(String, String)]) -> Vec<(String, String)> + 'a;
+
+/// What the event refers to in place of carrying it (a Stripe thin event's `related_object`),
+/// read from its body by its provider; `null` for any other event.
+fn related_object(s: &AppState, e: Option<&Event>, body: Option<&[u8]>) -> Value {
+    let (Some(e), Some(body)) = (e, body) else { return Value::Null };
+    let endpoint = s.endpoints.iter().find(|x| x.provider.name() == e.provider);
+    endpoint.and_then(|x| x.provider.related_object(body)).unwrap_or(Value::Null)
+}
 
 /// The detail fields beyond the summary; `null` (or empty) for the parts that do not read back.
 /// `headers` are the record's, already redacted; each attempt's target is shown masked (the job

@@ -248,6 +248,13 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// What the event in a stored `body` refers to, for its detail: Stripe's thin events carry a
+    /// `related_object` (`id`, `type`, `url`) in place of the object itself. `None` for the kinds
+    /// and events without one.
+    fn related_object(&self, _body: &[u8]) -> Option<serde_json::Value> {
+        None
+    }
+
     /// The event types `stagehook send` has fixtures for; the first is the default.
     fn sample_types(&self) -> &'static [&'static str];
 

@@ -5,6 +5,14 @@
 //! the hex strings are compared in constant time; only timestamps older than the tolerance are
 //! refused (a timestamp in the future passes, as in the SDKs). The signature is checked before the
 //! timestamp, again as in the SDKs, so a forged old request reads `invalid_signature`.
+//!
+//! Two forms of body arrive under that one signature scheme: snapshot events (`object:
+//! "event"`, the object itself in `data.object`) and thin events (`object: "v2.core.event"`,
+//! sent by event destinations: a reference to the object in `related_object`, `created` as an
+//! RFC 3339 time). Each is held to its own rules; the app reads the first with the SDKs'
+//! `construct_event` and the second with `parse_event_notification`, which verify the signature
+//! alike (stripe-python's `StripeClient.parse_event_notification` calls the same
+//! `WebhookSignature.verify_header`).
 
 use serde_json::Value;
 use warp::http::HeaderMap;
@@ -26,6 +34,10 @@ use super::{
 use crate::finding::{Finding, Severity};
 use crate::secret::Secret;
 use serde_json::json;
+
+mod thin;
+
+pub use thin::THIN_OBJECT;
 
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
 
@@ -210,9 +222,16 @@ impl Kind for Stripe {
     }
 }
 
-/// The fixtures of `stagehook send`; the first is the default.
-const SAMPLE_TYPES: &[&str] =
-    &["payment_intent.succeeded", "charge.failed", "invoice.paid", "customer.subscription.updated"];
+/// The fixtures of `stagehook send`; the first is the default. The last two are thin events:
+/// one of API v1 and one that exists only in that form (Accounts v2).
+const SAMPLE_TYPES: &[&str] = &[
+    "payment_intent.succeeded",
+    "charge.failed",
+    "invoice.paid",
+    "customer.subscription.updated",
+    "v1.billing.meter.error_report_triggered",
+    "v2.core.account.updated",
+];
 
 /// The parts of a `Stripe-Signature` header that count.
 #[derive(Debug, PartialEq, Eq)]
@@ -326,12 +345,23 @@ impl Provider for Stripe {
         receipt(accepted)
     }
 
+    fn related_object(&self, body: &[u8]) -> Option<Value> {
+        thin::related_object(body)
+    }
+
     fn sample_types(&self) -> &'static [&'static str] {
         SAMPLE_TYPES
     }
 
     fn sample(&self, event_type: Option<&str>, now_s: i64) -> Result<Sample, UnknownFixture> {
         let kind = pick(SAMPLE_TYPES, event_type)?;
+        if let Some(event) = thin::sample(kind, now_s) {
+            return Ok(Sample {
+                content_type: "application/json",
+                headers: Vec::new(),
+                body: serde_json::to_vec_pretty(&event).unwrap_or_default(),
+            });
+        }
         let object = match kind {
             "payment_intent.succeeded" => json!({
                 "id": fresh_id("pi_"), "object": "payment_intent", "amount": 2000, "amount_received": 2000,
@@ -406,6 +436,8 @@ struct Envelope<'a> {
     event_type: std::borrow::Cow<'a, str>,
     created: serde_json::Number,
     livemode: Option<bool>,
+    /// A text `object` (`event`); a thin event's is left to the `Value` path.
+    object: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'de> Deserialize<'de> for Envelope<'de> {
@@ -419,6 +451,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
                 use serde::de::Error;
                 let (mut id, mut event_type, mut created, mut data, mut livemode) = (None, None, None, None, None);
+                let mut object = None;
                 // Each member once (the `Value` path then names the repeat).
                 fn once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), Malformed> {
                     match slot.replace(value) {
@@ -436,6 +469,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                         "data" => once(&mut data, map.next_value::<Data>()?, "data"),
                         // Never `null`, which the checks call "not a boolean".
                         "livemode" => once(&mut livemode, map.next_value::<bool>()?, "livemode"),
+                        "object" => once(&mut object, map.next_value::<Text<'de>>()?.0, "object"),
                         _ => {
                             map.next_value::<Checked>()?;
                             Ok(())
@@ -452,6 +486,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                     event_type: event_type.ok_or_else(|| missing("type"))?,
                     created: created.ok_or_else(|| missing("created"))?,
                     livemode,
+                    object,
                 })
             }
         }
@@ -518,7 +553,8 @@ fn valid_event(body: &[u8]) -> Option<Parsed> {
         && e.id.len() > 4
         && !e.event_type.is_empty()
         && (e.created.is_i64() || e.created.is_u64())
-        && e.livemode != Some(true);
+        && e.livemode != Some(true)
+        && e.object.as_deref() != Some(THIN_OBJECT);
     ok.then(|| Parsed::one(e.id.as_ref(), e.event_type.as_ref()))
 }
 
@@ -534,6 +570,9 @@ fn checks_of(v: &Value) -> Vec<Check> {
     let Some(obj) = v.as_object() else {
         return vec![Check::fail("body", "must be a JSON object")];
     };
+    if obj.get("object").and_then(Value::as_str) == Some(THIN_OBJECT) {
+        return thin::checks(obj);
+    }
     vec![
         match obj.get("id").and_then(Value::as_str) {
             Some(id) if id.starts_with("evt_") && id.len() > 4 => Check::pass("id", "event id"),
@@ -621,6 +660,7 @@ mod tests {
             br#""id":"evt_2","#,
             b"\"data\":[],",
             b"\"livemode\":null,",
+            br#""object":"v2.core.event","#,
             b"\"object\":{},",
             b"18446744073709551616",
             b" ",
@@ -669,6 +709,20 @@ mod tests {
         let twice = br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"livemode":true,"livemode":false}"#;
         let r = parse_value(twice).unwrap_err();
         assert_eq!((r.code, r.message.as_str()), (RefusalCode::InvalidPayload, "duplicate key `livemode` at $"));
+    }
+
+    /// A thin event is held to its own rules, never to a snapshot's: one that would pass as a
+    /// snapshot (an integer `created`, a `data.object`) is refused naming `created`, on both
+    /// paths.
+    #[test]
+    fn a_thin_event_is_judged_as_thin_on_both_paths() {
+        let snapshot_shaped = br#"{"id":"evt_1","object":"v2.core.event","type":"a.b","created":1,"livemode":false,"data":{"object":{}}}"#;
+        assert_eq!(valid_event(snapshot_shaped), None);
+        let r = parse_value(snapshot_shaped).unwrap_err();
+        assert_eq!(r.code, RefusalCode::InvalidPayload);
+        assert!(r.message.starts_with("created: missing or not a string"), "{}", r.message);
+        let thin = br#"{"id":"evt_test_1","object":"v2.core.event","type":"v2.core.account.updated","created":"2024-09-17T06:20:52.246Z","livemode":false,"related_object":null}"#;
+        assert_eq!(parse_value(thin), Ok(Parsed::one("evt_test_1", "v2.core.account.updated")));
     }
 
     #[test]

@@ -50,6 +50,7 @@ mod sdk_standard;
 mod store;
 mod stream;
 mod stripe;
+mod stripe_thin;
 mod support;
 mod tidy;
 mod twilio;
