@@ -54,7 +54,7 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    fn new(code: &'static str, detail: impl Into<String>) -> Diagnosis {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Diagnosis {
         Diagnosis { code, detail: detail.into() }
     }
 }
@@ -74,10 +74,11 @@ pub fn diagnose(endpoint: &Endpoint, others: &[Endpoint], req: &Inbound<'_>, ref
     }
     let mut budget = Budget { trials: MAX_TRIALS, bytes: MAX_HASHED_BYTES };
     let found = wrong_endpoint(endpoint, others, req, &mut budget)
+        .or_else(|| provider.signature_diagnosis(req))
         .or_else(|| url_mismatch(provider, req, &mut budget))
         .or_else(|| encoding_mismatch(provider, req, &mut budget))
         .or_else(|| body_modified(provider, req, &mut budget));
-    Some(found.unwrap_or_else(|| secret_mismatch(provider)))
+    Some(found.or_else(|| provider.mismatch_diagnosis(req)).unwrap_or_else(|| secret_mismatch(provider)))
 }
 
 struct Budget {
