@@ -132,8 +132,8 @@ fn wrong_endpoint(
     Some(Diagnosis::new(
         "wrong_endpoint",
         format!(
-            "the signature verifies with the secret of `{}` (POST /staging/webhooks/{}): the sender is set up with that \
-             endpoint's secret, or this URL is the wrong one for it",
+            "the signature verifies with the secret (or public key) of `{}` (POST /staging/webhooks/{}): the sender is \
+             set up with that endpoint's secret, or this URL is the wrong one for it",
             other.provider.name(),
             other.path
         ),
