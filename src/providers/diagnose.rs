@@ -2,7 +2,9 @@
 //! sender only ever gets the plain refusal). Each kind's own `verify` is the oracle: the request
 //! is changed the ways real causes change it (another URL, the body as a proxy rewrote it, the
 //! digest written another way, another endpoint's secret) and verified again; the first change
-//! that verifies names the cause.
+//! that verifies names the cause. What only the kind can tell comes from the kind itself
+//! ([`Provider::signature_diagnosis`], [`Provider::mismatch_diagnosis`]): a Standard Webhooks
+//! `v1a` signature with no public key to verify it, one that cannot be read, another key pair's.
 //!
 //! A refused request is unauthenticated, so the work is bounded per refusal ([`MAX_TRIALS`]
 //! verifications and [`MAX_HASHED_BYTES`] bytes hashed; bodies over [`MAX_REWRITTEN_BODY`] are not

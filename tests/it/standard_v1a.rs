@@ -334,3 +334,53 @@ async fn send_signs_with_the_signing_key_into_a_stagehook_that_has_only_the_publ
     assert!(out.contains("401") && out.contains("invalid_signature"), "{out}");
     s.stop().await;
 }
+
+/// docs/configuration.md's example, its placeholders filled in, passes `check-config`, which
+/// shows the public key whole and the signing key as its fingerprint; without a secret or
+/// signing key it warns that the endpoint cannot sign; a malformed key stops it by name.
+#[test]
+fn the_documented_section_is_checked_and_shown_with_its_signing_key_masked() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let section = &doc[doc.find("## Standard Webhooks: asymmetric signatures").unwrap()..];
+    let toml = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let signing_key = whsk64(&SEED_B);
+    let filled =
+        toml.replace("\"whsec_...\"", &format!("\"{SECRET}\"")).replace("\"whsk_...\"", &format!("\"{signing_key}\""));
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = write_config(dir.path(), text);
+        run_binary(&["check-config", "--config", path.to_str().unwrap(), "--json", "--show", "--offline"])
+    };
+    let (code, out) = check(&filled);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let shown = |key: &str| v["effective"][key]["value"].as_str().unwrap_or_else(|| panic!("{key}: {v}")).to_string();
+    assert_eq!(shown("providers.svix.public_key"), format!("\"{}\"", whpk(&seed_a())), "shown as TOML, whole");
+    let masked = shown("providers.svix.signing_key");
+    assert!(masked.contains("sha256:"), "{masked}");
+    assert!(!out.contains(&signing_key[5..40]), "the signing key is never shown: {out}");
+    assert!(!out.contains("provider.cannot_sign"), "{out}");
+
+    // Public keys only: configured, but warned that it cannot sign.
+    let verify_only: String = filled
+        .lines()
+        .filter(|l| !l.starts_with("secret") && !l.starts_with("signing_key"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, out) = check(&verify_only);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let warning = v["findings"].as_array().unwrap().iter().find(|f| f["id"] == "provider.cannot_sign").cloned();
+    let warning = warning.unwrap_or_else(|| panic!("no provider.cannot_sign: {out}"));
+    assert_eq!(
+        (warning["severity"].as_str(), warning["key"].as_str()),
+        (Some("warning"), Some("providers.svix.signing_key"))
+    );
+    assert!(!out.contains("provider.secret_missing"), "public keys configure the endpoint: {out}");
+
+    // A malformed key stops the check, named by its place in the list.
+    let bad = filled.replace("public_keys = []", &format!("public_keys = [\"{}\", \"whpk_AAAA\"]", whpk(&SEED_B)));
+    let (code, out) = check(&bad);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("providers.svix.public_keys[1]") && out.contains("decodes to 3 bytes"), "{out}");
+}
