@@ -2,7 +2,9 @@
 //! sender only ever gets the plain refusal). Each kind's own `verify` is the oracle: the request
 //! is changed the ways real causes change it (another URL, the body as a proxy rewrote it, the
 //! digest written another way, another endpoint's secret) and verified again; the first change
-//! that verifies names the cause.
+//! that verifies names the cause. What only the kind can tell comes from the kind itself
+//! ([`Provider::signature_diagnosis`], [`Provider::mismatch_diagnosis`]): a Standard Webhooks
+//! `v1a` signature with no public key to verify it, one that cannot be read, another key pair's.
 //!
 //! A refused request is unauthenticated, so the work is bounded per refusal ([`MAX_TRIALS`]
 //! verifications and [`MAX_HASHED_BYTES`] bytes hashed; bodies over [`MAX_REWRITTEN_BODY`] are not
@@ -54,7 +56,7 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    fn new(code: &'static str, detail: impl Into<String>) -> Diagnosis {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Diagnosis {
         Diagnosis { code, detail: detail.into() }
     }
 }
@@ -74,10 +76,11 @@ pub fn diagnose(endpoint: &Endpoint, others: &[Endpoint], req: &Inbound<'_>, ref
     }
     let mut budget = Budget { trials: MAX_TRIALS, bytes: MAX_HASHED_BYTES };
     let found = wrong_endpoint(endpoint, others, req, &mut budget)
+        .or_else(|| provider.signature_diagnosis(req))
         .or_else(|| url_mismatch(provider, req, &mut budget))
         .or_else(|| encoding_mismatch(provider, req, &mut budget))
         .or_else(|| body_modified(provider, req, &mut budget));
-    Some(found.unwrap_or_else(|| secret_mismatch(provider)))
+    Some(found.or_else(|| provider.mismatch_diagnosis(req)).unwrap_or_else(|| secret_mismatch(provider)))
 }
 
 struct Budget {
@@ -131,8 +134,8 @@ fn wrong_endpoint(
     Some(Diagnosis::new(
         "wrong_endpoint",
         format!(
-            "the signature verifies with the secret of `{}` (POST /staging/webhooks/{}): the sender is set up with that \
-             endpoint's secret, or this URL is the wrong one for it",
+            "the signature verifies with the secret (or public key) of `{}` (POST /staging/webhooks/{}): the sender is \
+             set up with that endpoint's secret, or this URL is the wrong one for it",
             other.provider.name(),
             other.path
         ),

@@ -194,6 +194,18 @@ pub trait Provider: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What the kind alone can tell of a refused signature before the diagnosis tries anything
+    /// again: a signature of a scheme it has no key for, or one that cannot be read.
+    fn signature_diagnosis(&self, _req: &Inbound<'_>) -> Option<diagnose::Diagnosis> {
+        None
+    }
+
+    /// The kind's own words for "nothing tried makes the signature verify", instead of the
+    /// secret's mismatch (a public key's, for a kind that verifies with one).
+    fn mismatch_diagnosis(&self, _req: &Inbound<'_>) -> Option<diagnose::Diagnosis> {
+        None
+    }
+
     /// Every structural check of the payload, passed or failed.
     fn checks(&self, req: &Inbound<'_>) -> Vec<Check>;
 

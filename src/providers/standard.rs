@@ -1,13 +1,23 @@
 //! Standard Webhooks (and Svix, which wrote the standard): `webhook-id`, `webhook-timestamp`,
-//! `webhook-signature: v1,<base64> [v1,<base64> ...]`.
+//! `webhook-signature: v1,<base64> [v1a,<base64> ...]`.
 //!
 //! Verified as the official standardwebhooks libraries do. The key is the base64 decoding of the
 //! secret after its `whsec_` prefix (a secret without the prefix is decoded too; padding may be
 //! left off, as the Python library allows). The signed content is `{id}.{timestamp}.{raw body}`,
-//! HMAC-SHA256, base64. The signature header holds space-separated `version,signature` entries;
-//! only `v1` counts (`v1a` is the asymmetric scheme, not ours), and any `v1` may match, which is
-//! how the sender rotates secrets. The headers are also accepted under their Svix names
-//! (`svix-id`, `svix-timestamp`, `svix-signature`) when the `webhook-*` set is incomplete.
+//! HMAC-SHA256, base64. The signature header holds space-separated `version,signature` entries,
+//! any of which may match, which is how the sender rotates secrets. The headers are also accepted
+//! under their Svix names (`svix-id`, `svix-timestamp`, `svix-signature`) when the `webhook-*` set
+//! is incomplete.
+//!
+//! The spec's asymmetric scheme is accepted too (spec/standard-webhooks.md, "Signature scheme":
+//! Ed25519, signature identifier `v1a`, keys "base64 encoded, prefixed with `whsk_` for the secret
+//! key, and `whpk_` for the public key"): a `v1a` entry is the base64 Ed25519 signature (64 bytes)
+//! of the same content. Each version counts only when the endpoint has its key (`v1` a secret,
+//! `v1a` a public key), so a request verifies when any `v1` matches any secret or any `v1a`
+//! verifies with any public key. The reference libraries have no `v1a` yet, so the spec's key
+//! format is all there is to follow: a public key is the 32 bytes of RFC 8032; a `whsk_` key is
+//! met in both serialisations in use, the 32-byte seed and the 64-byte seed followed by its public
+//! key (Go's `ed25519.PrivateKey`, libsodium's secret key).
 //!
 //! The order of the checks is the libraries': the three headers must be present and non-empty;
 //! the timestamp must be an integer within the tolerance, too old and too far in the future both
@@ -17,22 +27,32 @@
 //! The message id is part of the signed content, and a delivery is signed without knowing the
 //! original one, so deliveries (and `stagehook send`) carry a fresh `msg_` id with their fresh
 //! timestamp and signature: the app sees a new `webhook-id` on every delivery attempt, replays
-//! included. The dedup key recorded here is the id of the request as received.
+//! included. The dedup key recorded here is the id of the request as received. A delivery is
+//! signed `v1` with the first secret and `v1a` with the `signing_key`, each when there is one;
+//! an endpoint with neither (public keys only) cannot sign, and its deliveries carry the
+//! sender's own signature headers unchanged.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
 use warp::http::HeaderMap;
 
+use self::v1a::{decode_public_key, decode_signing_key, entries, sign_ed25519};
+pub use self::v1a::{public_key_text, Unreadable, MAX_V1A_ENTRIES, PUBLIC_KEY_PREFIX, SIGNING_KEY_PREFIX};
+use super::diagnose::Diagnosis;
 use super::kind::{ConfigError, Kind, Rotation};
 use super::signing::{self, HmacSha256};
 use super::{
     fresh_id, header_str, json_body, original_header, pick, receipt, refuse_failed, require_media_type, rfc3339,
     Accepted, Answer, Check, Inbound, Parsed, Provider, Refusal, RefusalCode, Sample, Signed, UnknownFixture,
 };
+use crate::finding::{Finding, Severity};
 use crate::providers::Malformed;
 use crate::secret::Secret;
+
+mod v1a;
 
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
@@ -41,7 +61,6 @@ pub const SVIX_ID_HEADER: &str = "svix-id";
 pub const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
 pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
 pub const SECRET_PREFIX: &str = "whsec_";
-
 /// Secrets are standard base64; the padding is optional, as the Python library accepts both.
 const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -60,13 +79,40 @@ pub struct Settings {
     /// Several secrets accepted at once (rotation); deliveries and `send` sign with the first
     /// of `secret` then `secrets`.
     pub secrets: Vec<Secret>,
+    /// The sender's Ed25519 public key, `whpk_<base64>`, for `v1a` signatures. Not a secret.
+    pub public_key: Option<String>,
+    /// Further public keys accepted at once (rotation).
+    pub public_keys: Vec<String>,
+    /// An Ed25519 secret key, `whsk_<base64>` (the 32-byte seed, or the seed then the public
+    /// key), that signs deliveries, replays and `send` with `v1a`; its public key is accepted too.
+    pub signing_key: Option<Secret>,
     /// Accepted distance of the signed timestamp from now, either way.
     pub tolerance_seconds: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { secret: None, secrets: Vec::new(), tolerance_seconds: 300 }
+        Settings {
+            secret: None,
+            secrets: Vec::new(),
+            public_key: None,
+            public_keys: Vec::new(),
+            signing_key: None,
+            tolerance_seconds: 300,
+        }
+    }
+}
+
+impl Settings {
+    /// Every configured public key with the key it is written at, `public_key` first.
+    fn public_keys_named(&self, name: &str) -> Vec<(String, &str)> {
+        let single = self.public_key.iter().map(|k| (format!("providers.{name}.public_key"), k.as_str()));
+        let listed = self
+            .public_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("providers.{name}.public_keys[{i}]"), k.as_str()));
+        single.chain(listed).collect()
     }
 }
 
@@ -74,32 +120,52 @@ pub struct Standard {
     pub name: String,
     /// The decoded keys of every accepted secret (rotation); deliveries are signed with the first.
     keys: Vec<Vec<u8>>,
+    /// The fingerprints of those secrets, for a diagnosis that blames the secret.
+    fingerprints: Vec<String>,
+    /// Every accepted Ed25519 public key (32 bytes): the configured ones, then the signing key's.
+    public_keys: Vec<Vec<u8>>,
+    /// The configured public keys as written (`whpk_...`), for a diagnosis that blames the key.
+    public_keys_shown: Vec<String>,
+    /// The key deliveries are signed `v1a` with, if any.
+    signing_key: Option<Ed25519KeyPair>,
     /// Accepted distance of `webhook-timestamp` from now, in either direction.
     pub tolerance_s: i64,
 }
 
 impl Standard {
-    /// Signs `{id}.{now}.{body}` with the first key. Both header sets are returned because the
-    /// Svix libraries read `svix-*` first: an original `svix-*` set left in place would shadow
-    /// the fresh signature.
+    /// Signs `{id}.{now}.{body}` with the first secret (`v1`) and the signing key (`v1a`), each
+    /// when there is one. Both header sets are returned because the Svix libraries read `svix-*`
+    /// first: an original `svix-*` set left in place would shadow the fresh signature. With
+    /// neither key nothing is signed and nothing replaces the sender's own headers.
     fn sign_with_id(&self, target: &str, body: &[u8], id: String, now_s: i64) -> Signed {
-        let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
-        sign_message(key, target, body, id, now_s)
+        let mut entries = Vec::new();
+        if let Some(key) = self.keys.first() {
+            entries.push(signature_header(key, &id, now_s, body));
+        }
+        if let Some(pair) = &self.signing_key {
+            entries.push(format!("v1a,{}", sign_ed25519(pair, &id, now_s, body)));
+        }
+        if entries.is_empty() {
+            return Signed { url: target.to_string(), headers: Vec::new() };
+        }
+        signed_headers(target, id, now_s, entries.join(" "))
     }
 }
 
 impl Kind for Standard {
-    const KEYS: &'static [&'static str] = &["secret", "secrets", "tolerance_seconds"];
+    const KEYS: &'static [&'static str] =
+        &["secret", "secrets", "public_key", "public_keys", "signing_key", "tolerance_seconds"];
 
     type Settings = Settings;
 
-    /// Decodes every secret up front, so a malformed one stops startup with the key it came from
-    /// instead of refusing every request later. No secret at all is not an error: the endpoint is
-    /// then unconfigured.
+    /// Decodes every secret and key up front, so a malformed one stops startup with the key it
+    /// came from instead of refusing every request later. No secret and no public key is not an
+    /// error: the endpoint is then unconfigured.
     fn from_settings(name: &str, c: &Settings) -> Result<Standard, ConfigError> {
         let has_single = c.secret.is_some();
         let mut keys = Vec::new();
-        for (i, secret) in Self::rotation(c).all().iter().enumerate() {
+        let secrets = Self::rotation(c).all();
+        for (i, secret) in secrets.iter().enumerate() {
             let key_name = match (has_single, i) {
                 (true, 0) => format!("providers.{name}.secret"),
                 (true, i) => format!("providers.{name}.secrets[{}]", i - 1),
@@ -107,8 +173,35 @@ impl Kind for Standard {
             };
             keys.push(decode_secret(secret.expose()).map_err(|m| ConfigError::new(key_name, m.0))?);
         }
+        let mut public_keys = Vec::new();
+        let mut public_keys_shown = Vec::new();
+        for (key_name, text) in c.public_keys_named(name) {
+            public_keys.push(decode_public_key(text).map_err(|m| ConfigError::new(key_name, m.to_string()))?);
+            public_keys_shown.push(text.trim().to_string());
+        }
+        let signing_key = match &c.signing_key {
+            Some(key) => Some(
+                decode_signing_key(key.expose())
+                    .map_err(|m| ConfigError::new(format!("providers.{name}.signing_key"), m.to_string()))?,
+            ),
+            None => None,
+        };
+        // What stagehook signs itself must pass its own endpoint (`stagehook send`).
+        if let Some(own) = signing_key.as_ref().map(|k| k.public_key().as_ref().to_vec()) {
+            if !public_keys.contains(&own) {
+                public_keys.push(own);
+            }
+        }
         let tolerance_s = i64::try_from(c.tolerance_seconds).unwrap_or(i64::MAX);
-        Ok(Standard { name: name.to_string(), keys, tolerance_s })
+        Ok(Standard {
+            name: name.to_string(),
+            keys,
+            fingerprints: secrets.iter().map(Secret::fingerprint).collect(),
+            public_keys,
+            public_keys_shown,
+            signing_key,
+            tolerance_s,
+        })
     }
 
     fn rotation(c: &Settings) -> Rotation<'_> {
@@ -119,8 +212,33 @@ impl Kind for Standard {
         Some(c.tolerance_seconds)
     }
 
+    /// A secret or a public key: with public keys only the endpoint verifies `v1a`.
+    fn has_credentials(c: &Settings) -> bool {
+        !Self::rotation(c).all().is_empty() || c.public_key.is_some() || !c.public_keys.is_empty()
+    }
+
     fn credential_format(secret: &Secret) -> Result<(), Malformed> {
         decode_secret(secret.expose()).map(drop)
+    }
+
+    /// An endpoint that verifies with public keys only has nothing to sign with: its deliveries
+    /// carry the sender's own headers, which the app accepts only within its timestamp tolerance.
+    fn section_findings(name: &str, c: &Settings, out: &mut Vec<Finding>) {
+        let has_public = c.public_key.is_some() || !c.public_keys.is_empty();
+        if has_public && Self::rotation(c).all().is_empty() && c.signing_key.is_none() {
+            out.push(Finding::new(
+                "provider.cannot_sign",
+                Severity::Warning,
+                &format!("providers.{name}.signing_key"),
+                format!(
+                    "{name} verifies v1a signatures with public keys only and has no signing_key (nor secret), so \
+                     it cannot sign: deliveries carry the sender's own webhook-signature, which the app accepts \
+                     only within its timestamp tolerance (a replay later is refused), and edit-and-replay and \
+                     `stagehook send` are refused; set signing_key = \"whsk_...\" to a staging key whose whpk_ \
+                     public key the app trusts"
+                ),
+            ));
+        }
     }
 }
 
@@ -129,6 +247,11 @@ impl Kind for Standard {
 /// messages (`alerts/`) go through it.
 pub fn sign_message(key: &[u8], target: &str, body: &[u8], id: String, now_s: i64) -> Signed {
     let signature = signature_header(key, &id, now_s, body);
+    signed_headers(target, id, now_s, signature)
+}
+
+/// Both header sets of a message signed `signature` (one or more space-separated entries).
+fn signed_headers(target: &str, id: String, now_s: i64, signature: String) -> Signed {
     let timestamp = now_s.to_string();
     Signed {
         url: target.to_string(),
@@ -202,16 +325,6 @@ pub fn signature_headers(headers: &HeaderMap) -> Result<SignatureHeaders<'_>, Mi
     }
 }
 
-/// The decoded `v1` signatures of a header; other versions and undecodable entries never match.
-fn v1_signatures(header: &str) -> Vec<Vec<u8>> {
-    header
-        .split(' ')
-        .filter_map(|entry| entry.split_once(','))
-        .filter(|(version, _)| *version == "v1")
-        .filter_map(|(_, sig)| STANDARD.decode(sig).ok())
-        .collect()
-}
-
 impl Provider for Standard {
     fn delivery_timeout(&self) -> Option<std::time::Duration> {
         // The spec recommends a request timeout "between 15 and 30s"; a sender may use 15 s:
@@ -254,12 +367,12 @@ impl Provider for Standard {
                 ),
             ));
         }
-        let given = v1_signatures(h.signature);
-        let matched = signing::any_matches(&self.keys, &given, |key| mac(key, h.id, timestamp, req.body));
-        if matched {
+        let given = entries(h.signature);
+        let by_v1 = signing::any_matches(&self.keys, &given.v1, |key| mac(key, h.id, timestamp, req.body));
+        if by_v1 || self.verifies_v1a(&given.v1a, h.id, timestamp, req.body) {
             Ok(())
         } else {
-            Err(invalid("no v1 signature in webhook-signature matches the payload for the configured secret"))
+            Err(invalid(&self.unmatched(&given)))
         }
     }
 
@@ -282,6 +395,22 @@ impl Provider for Standard {
         let value = super::json::parse(req.body)
             .map_err(|e| Refusal::new(RefusalCode::InvalidPayload, e.said("body is not JSON: ")))?;
         Ok(Parsed::one(message_id(req.headers).unwrap_or_default(), value["type"].as_str().unwrap_or_default()))
+    }
+
+    fn secret_fingerprints(&self) -> Vec<String> {
+        self.fingerprints.clone()
+    }
+
+    fn can_sign(&self) -> bool {
+        !self.keys.is_empty() || self.signing_key.is_some()
+    }
+
+    fn signature_diagnosis(&self, req: &Inbound<'_>) -> Option<Diagnosis> {
+        self.v1a_diagnosis(&entries(signature_headers(req.headers).ok()?.signature))
+    }
+
+    fn mismatch_diagnosis(&self, req: &Inbound<'_>) -> Option<Diagnosis> {
+        self.v1a_mismatch(&entries(signature_headers(req.headers).ok()?.signature))
     }
 
     fn sign_delivery(&self, target: &str, _content_type: Option<&str>, body: &[u8], now_s: i64) -> Signed {
@@ -380,20 +509,20 @@ mod tests {
         self, json_headers as headers, receive_sample, signed_pairs, vectors, Received, Vector,
     };
 
-    fn vector() -> Vector {
+    pub(super) fn vector() -> Vector {
         vectors("standard_webhooks").remove(0)
     }
 
-    fn provider(secrets: &[&str]) -> Standard {
+    pub(super) fn provider(secrets: &[&str]) -> Standard {
         let c = Settings { secrets: testing::secrets(secrets), ..Settings::default() };
         Standard::from_settings("standard", &c).unwrap()
     }
 
-    fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
+    pub(super) fn signed(id: &str, ts: i64, sig: &str) -> HeaderMap {
         headers(&[(ID_HEADER, id), (TIMESTAMP_HEADER, &ts.to_string()), (SIGNATURE_HEADER, sig)])
     }
 
-    fn code(p: &Standard, h: &HeaderMap, body: &[u8], now_s: i64) -> Option<RefusalCode> {
+    pub(super) fn code(p: &Standard, h: &HeaderMap, body: &[u8], now_s: i64) -> Option<RefusalCode> {
         p.verify(&Inbound { headers: h, body, url: "", now_s }).err().map(|r| r.code)
     }
 
@@ -561,7 +690,7 @@ mod tests {
         assert_eq!(code(&p, &signed("msg_1", 10, "v1,AAAA"), b"{}", 10), Some(RefusalCode::InvalidSignature));
     }
 
-    fn headers_of(signed: &Signed) -> HeaderMap {
+    pub(super) fn headers_of(signed: &Signed) -> HeaderMap {
         headers(&signed_pairs(signed))
     }
 

@@ -47,6 +47,7 @@ mod sdk_sendgrid;
 mod sdk_shopify;
 mod sdk_slack;
 mod sdk_standard;
+mod standard_v1a;
 mod store;
 mod stream;
 mod stripe;
