@@ -297,3 +297,58 @@ fn the_example_configs_routes_load_uncommented() {
     assert_eq!(stripe.targets_for("customer.subscription.created"), ["http://127.0.0.1:3000/billing"]);
     assert_eq!(stripe.targets_for("charge.succeeded"), ["http://127.0.0.1:3000/webhooks"]);
 }
+
+/// An edited copy is a new event of its own type: it goes where that type routes, and the answer
+/// names its targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_copy_is_routed_by_its_own_type() {
+    let (billing, default) = (FakeApp::start().await, FakeApp::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "forward_to = [\"{}\"]\n\n[[providers.stripe.routes]]\ntypes = [\"invoice.*\"]\nforward_to = [\"{}\"]\n",
+        default.url("/default"),
+        billing.url("/billing"),
+    );
+    let s = start(load(dir.path(), &extra, &[]).unwrap()).await;
+    let charge = s.stripe_id(&event("evt_edit", "charge.succeeded")).await;
+    wait_status(&s, &charge, "processed").await;
+    let ask = serde_json::json!({"body": serde_json::from_str::<Value>(&event("evt_edit", "invoice.paid")).unwrap()});
+    let r = s.post_json(&format!("/staging/webhooks/events/{charge}/replay"), ask.to_string().as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["targets"], serde_json::json!([billing.url("/billing")]), "{answer}");
+    let copy = answer["id"].as_str().unwrap().to_string();
+    wait_status(&s, &copy, "processed").await;
+    assert_eq!(ids(&billing), ["evt_edit"]);
+    assert_eq!(ids(&default), ["evt_edit"]);
+    assert_eq!(attempted(&s, &copy).await, sorted([billing.url("/billing")]));
+    s.stop().await;
+}
+
+/// The validator and the probe of `check-config` see route targets as they see `forward_to`: a
+/// provider's own API host among them is an error, a reachable app is said to be reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_targets_are_checked_for_isolation_and_probed() {
+    use stagehook::config::validate::{probe_targets, validate, Context};
+    use stagehook::finding::Severity;
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[providers.stripe.routes]]\ntypes = [\"invoice.*\"]\nforward_to = [\"{}\"]\n\n[[providers.stripe.routes]]\ntypes = [\"charge.*\"]\nforward_to = [\"https://api.stripe.com/v1/hook\"]\n",
+        app.url("/billing")
+    );
+    let config = load(dir.path(), &extra, &[]).unwrap();
+    let report = validate(&config, &BTreeMap::new(), Context::Check);
+    let production: Vec<(&str, Severity)> = report
+        .findings
+        .iter()
+        .filter(|f| f.id == "isolation.production_target")
+        .map(|f| (f.key.as_str(), f.severity))
+        .collect();
+    assert!(production.contains(&("providers.stripe.routes[1].forward_to[0]", Severity::Error)), "{production:?}");
+    assert!(production.contains(&("providers.stripe.routes[0].forward_to[0]", Severity::Ok)), "{production:?}");
+    let probed = probe_targets(&config).await;
+    let reachable: Vec<(&str, Severity)> =
+        probed.iter().filter(|f| f.id == "target.reachable").map(|f| (f.key.as_str(), f.severity)).collect();
+    assert_eq!(reachable, [("providers.stripe.routes[0].forward_to[0]", Severity::Ok)], "{probed:?}");
+}
