@@ -32,18 +32,25 @@ impl Endpoint {
     /// or a matching one says `also_default`; each distinct URL once, since a job is per target.
     /// Empty means the event is recorded and processed at once.
     pub fn targets_for(&self, event_type: &str) -> Vec<String> {
+        // On the ingest path: a few URLs at most (64, see the configuration's check), so a scan
+        // of what is already taken costs less than hashing them.
         let mut out: Vec<String> = Vec::new();
+        let mut add = |urls: &[String]| {
+            for url in urls {
+                if !out.contains(url) {
+                    out.push(url.clone());
+                }
+            }
+        };
         let (mut matched, mut also_default) = (false, false);
         for route in self.routes.iter().filter(|r| r.matches(event_type)) {
             matched = true;
             also_default |= route.also_default;
-            out.extend(route.forward_to.iter().cloned());
+            add(&route.forward_to);
         }
         if !matched || also_default {
-            out.extend(self.targets.iter().cloned());
+            add(&self.targets);
         }
-        let mut seen = std::collections::HashSet::new();
-        out.retain(|url| seen.insert(url.clone()));
         out
     }
 
