@@ -68,21 +68,98 @@ pub fn time(field: &str, v: &Value) -> Result<Option<i64>, FilterError> {
 }
 
 /// Whether `event_type` matches one of `patterns` (all types when there is none): `*` matches
-/// any run of characters, dots included; every other character only itself (`invoice.*`).
+/// any run of characters, dots included; `[...]` one character of a class (`[abc]`, a range
+/// `[a-z]`, or all but them with `[!abc]` or `[^abc]`); every other character only itself
+/// (`invoice.*`). A pattern [`type_pattern`] refuses matches nothing.
 pub fn type_matches(patterns: &[String], event_type: &str) -> bool {
-    patterns.is_empty() || patterns.iter().any(|p| glob(p.as_bytes(), event_type.as_bytes()))
+    let text: Vec<char> = event_type.chars().collect();
+    patterns.is_empty() || patterns.iter().any(|p| tokens(p).is_ok_and(|p| glob(&p, &text)))
 }
 
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+/// Whether `pattern` is an event-type pattern [`type_matches`] reads: every `[` closed by a
+/// `]`, no empty class, no range backwards. The message says what is wrong and where.
+pub fn type_pattern(pattern: &str) -> Result<(), FilterError> {
+    tokens(pattern).map(drop)
+}
+
+/// One piece of a pattern.
+enum Token {
+    Star,
+    Char(char),
+    /// `[...]`: the ranges it lists (a single character is a range of one), or all but them.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+impl Token {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Star => true,
+            Token::Char(own) => *own == c,
+            Token::Class { negated, ranges } => ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated,
+        }
+    }
+}
+
+fn tokens(pattern: &str) -> Result<Vec<Token>, FilterError> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push(Token::Star),
+            '[' => {
+                let Some(len) = chars[i + 1..].iter().position(|&c| c == ']') else {
+                    return Err(FilterError(format!(
+                        "`{pattern}`: the `[` at character {} is never closed by `]`",
+                        i + 1
+                    )));
+                };
+                let mut body = &chars[i + 1..i + 1 + len];
+                let negated = matches!(body.first(), Some('!' | '^'));
+                if negated {
+                    body = &body[1..];
+                }
+                if body.is_empty() {
+                    return Err(FilterError(format!("`{pattern}`: the class at character {} is empty", i + 1)));
+                }
+                let mut ranges = Vec::new();
+                let mut j = 0;
+                while j < body.len() {
+                    if j + 2 < body.len() && body[j + 1] == '-' {
+                        let (lo, hi) = (body[j], body[j + 2]);
+                        if lo > hi {
+                            return Err(FilterError(format!("`{pattern}`: the range `{lo}-{hi}` runs backwards")));
+                        }
+                        ranges.push((lo, hi));
+                        j += 3;
+                    } else {
+                        ranges.push((body[j], body[j]));
+                        j += 1;
+                    }
+                }
+                out.push(Token::Class { negated, ranges });
+                i += len + 1;
+            }
+            c => out.push(Token::Char(c)),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn glob(pattern: &[Token], text: &[char]) -> bool {
     // The classic two-pointer match with one backtrack point: linear for one `*`, and never
     // worse than pattern × text.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
+        if p < pattern.len() && matches!(pattern[p], Token::Star) {
             star = Some((p, t));
             p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
+        } else if p < pattern.len() && pattern[p].matches(text[t]) {
             p += 1;
             t += 1;
         } else if let Some((sp, st)) = star {
@@ -93,12 +170,12 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pattern[p..].iter().all(|t| matches!(t, Token::Star))
 }
 
 #[cfg(test)]
 mod type_tests {
-    use super::type_matches;
+    use super::{type_matches, type_pattern};
 
     #[test]
     fn type_patterns_match_with_stars_anywhere() {
@@ -123,5 +200,36 @@ mod type_tests {
         }
         assert!(type_matches(&[], "anything"));
         assert!(type_matches(&["x".to_string(), "push".to_string()], "push"));
+    }
+
+    #[test]
+    fn classes_match_one_character_of_their_set() {
+        let cases = [
+            ("invoice.[pv]*", "invoice.paid", true),
+            ("invoice.[pv]*", "invoice.voided", true),
+            ("invoice.[pv]*", "invoice.created", false),
+            ("v[0-9].*", "v1.billing.meter", true),
+            ("v[0-9].*", "vx.billing", false),
+            ("[!i]*", "invoice.paid", false),
+            ("[^i]*", "charge.succeeded", true),
+            ("a[-]b", "a-b", true),
+            ("a]b", "a]b", true),
+            ("caf[é]", "café", true),
+        ];
+        for (pattern, text, want) in cases {
+            type_pattern(pattern).unwrap();
+            assert_eq!(type_matches(&[pattern.to_string()], text), want, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_class_is_refused_and_matches_nothing() {
+        for (pattern, words) in
+            [("invoice.[paid", "never closed"), ("a[]b", "empty"), ("a[!]b", "empty"), ("[z-a]", "backwards")]
+        {
+            let e = type_pattern(pattern).unwrap_err();
+            assert!(e.0.contains(words), "{pattern}: {e}");
+            assert!(!type_matches(&[pattern.to_string()], "invoice.[paid"), "{pattern}");
+        }
     }
 }

@@ -150,6 +150,7 @@ impl App {
             let lane = alerts::notify::lane_name(name);
             let targets = config::Targets {
                 urls: vec![alerts::notify::job_target(name)],
+                routes: Vec::new(),
                 timeout: alerts::notify::TIMEOUT,
                 retry: config.retry.clone(),
                 forward_headers: Vec::new(),

@@ -242,6 +242,7 @@ async fn record_page(
             }
             continue;
         }
+        let targets = endpoint.targets_for(&parsed.event_type);
         events.push(NewEvent {
             provider: name.clone(),
             event_id: parsed.event_id,
@@ -251,7 +252,7 @@ async fn record_page(
             headers,
             body: Bytes::from(body),
             processing_us: 0,
-            targets: endpoint.targets.clone(),
+            targets,
             items: parsed.items,
             parent: None,
             source: Source::Backfill,
@@ -313,6 +314,7 @@ mod tests {
             provider: Arc::new(provider),
             configured: true,
             targets: vec!["http://127.0.0.1:9/hook".into()],
+            routes: Vec::new(),
         }
     }
 

@@ -53,6 +53,8 @@ pub fn run(args: ServeArgs) -> Outcome {
             .into_iter()
             .map(|(name, section)| (name, section.forward_to.iter().map(|u| crate::redact::url(u)).collect()))
             .collect();
+        let routes: BTreeMap<String, usize> =
+            config.sections().into_iter().map(|(name, section)| (name, section.routes.len())).collect();
         // Bound before the store opens: a start that fails on a taken port leaves no new data
         // folder behind.
         let listener =
@@ -84,7 +86,12 @@ pub fn run(args: ServeArgs) -> Outcome {
                 None | Some([]) => "stored only (no forward_to)".to_string(),
                 Some(urls) => format!("forwards to {}", urls.join(", ")),
             };
-            println!("provider {name}: POST {path} ({state}), {targets}");
+            let routed = match routes.get(&name).copied().unwrap_or(0) {
+                0 => String::new(),
+                1 => ", and 1 route by event type".to_string(),
+                n => format!(", and {n} routes by event type"),
+            };
+            println!("provider {name}: POST {path} ({state}), {targets}{routed}");
         }
         if let Some(at) = metrics_addr {
             println!("metrics: GET http://{at}/metrics (no token)");

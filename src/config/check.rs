@@ -2,7 +2,7 @@
 //! [`Config::check`]; each error names its key.
 
 use super::{err, is_http_url, valid_instance_id, Config, ConfigError, HumanDuration, IpRange, Origins, RetryConfig};
-use crate::providers::registry::Endpoint;
+use crate::providers::registry::{Endpoint, Route};
 
 /// The smallest request head the HTTP layer can be held to (hyper's read buffer minimum).
 pub const MIN_HEADER_BYTES: usize = 8192;
@@ -98,6 +98,7 @@ impl Config {
         super::backfill::check(&self.backfill)?;
         for (name, c) in self.sections() {
             check_targets(&format!("providers.{name}"), &c.forward_to, c.timeout, &c.retry.over(&self.retry))?;
+            check_routes(&format!("providers.{name}"), &c.forward_to, &c.routes)?;
             check_forward_headers(&format!("providers.{name}.forward_headers"), &c.forward_headers)?;
         }
         let providers: Vec<String> = self.sections().into_iter().map(|(name, _)| name).collect();
@@ -139,6 +140,62 @@ fn check_forward_headers(key: &str, names: &[String]) -> Result<(), ConfigError>
                 format!("`{name}` describes the hop to stagehook (or is stagehook's own) and is never forwarded"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The most distinct targets one endpoint's `forward_to` and routes may name together: an event's
+/// jobs are told apart by a one-byte index, and fan-out past this is no staging setup.
+pub const MAX_ROUTED_TARGETS: usize = 64;
+/// The most routes one endpoint may have.
+pub const MAX_ROUTES: usize = 64;
+
+/// `[[providers.<name>.routes]]`: each route's types are patterns [`crate::filter::type_matches`]
+/// reads and its targets http(s) URLs, neither list empty; all the endpoint's targets together
+/// stay within [`MAX_ROUTED_TARGETS`], so an event's fan-out always fits its jobs' index.
+fn check_routes(section: &str, forward_to: &[String], routes: &[Route]) -> Result<(), ConfigError> {
+    if routes.len() > MAX_ROUTES {
+        return Err(err(&format!("{section}.routes"), format!("at most {MAX_ROUTES} routes")));
+    }
+    let mut distinct: std::collections::BTreeSet<&str> = forward_to.iter().map(String::as_str).collect();
+    for (i, route) in routes.iter().enumerate() {
+        let key = format!("{section}.routes[{i}]");
+        if route.types.is_empty() {
+            return Err(err(
+                &format!("{key}.types"),
+                "is empty: list the event types the route takes, such as \"invoice.*\"",
+            ));
+        }
+        for (j, pattern) in route.types.iter().enumerate() {
+            if pattern.is_empty() || pattern.len() > 200 {
+                return Err(err(&format!("{key}.types[{j}]"), "an event type pattern is 1 to 200 characters"));
+            }
+            crate::filter::type_pattern(pattern).map_err(|e| err(&format!("{key}.types[{j}]"), e.0))?;
+        }
+        if route.forward_to.is_empty() {
+            return Err(err(&format!("{key}.forward_to"), "is empty: a route names at least one target"));
+        }
+        for (j, url) in route.forward_to.iter().enumerate() {
+            if !is_http_url(url) {
+                return Err(err(
+                    &format!("{key}.forward_to[{j}]"),
+                    format!(
+                        "`{}` is not an http(s) URL such as http://127.0.0.1:3000/billing",
+                        crate::redact::url(url)
+                    ),
+                ));
+            }
+        }
+        distinct.extend(route.forward_to.iter().map(String::as_str));
+    }
+    if distinct.len() > MAX_ROUTED_TARGETS {
+        return Err(err(
+            &format!("{section}.routes"),
+            format!(
+                "{} distinct targets with forward_to; at most {MAX_ROUTED_TARGETS} (each event's deliveries are told apart by a one-byte index)",
+                distinct.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -271,6 +328,53 @@ mod tests {
         assert_eq!(t.timeout, std::time::Duration::from_secs(2));
         assert_eq!((t.retry.strategy, t.retry.max_attempts), (Strategy::Fixed, 3));
         assert!(c.targets("twilio").unwrap().urls.is_empty());
+    }
+
+    /// A route is checked where it stands: each error names the route by its index and the key
+    /// inside it, from `[[providers.<name>.routes]]` as from any other section.
+    #[test]
+    fn routes_are_checked_naming_the_route() {
+        let route = |body: &str| {
+            format!("[providers.stripe]\nforward_to = [\"http://app.test/\"]\n[[providers.stripe.routes]]\ntypes = [\"invoice.*\"]\nforward_to = [\"http://app.test/billing\"]\n[[providers.stripe.routes]]\n{body}")
+        };
+        for (body, key, words) in [
+            (
+                "types = [\"invoice.[paid\"]\nforward_to = [\"http://a.test/\"]\n",
+                "providers.stripe.routes[1].types[0]",
+                "never closed",
+            ),
+            ("types = []\nforward_to = [\"http://a.test/\"]\n", "providers.stripe.routes[1].types", "is empty"),
+            ("types = [\"a\"]\nforward_to = []\n", "providers.stripe.routes[1].forward_to", "is empty"),
+            (
+                "types = [\"a\"]\nforward_to = [\"ftp://x\"]\n",
+                "providers.stripe.routes[1].forward_to[0]",
+                "not an http(s) URL",
+            ),
+            (
+                "types = [\"a\"]\nforward_to = [\"http://a.test/\"]\nalso = true\n",
+                "providers.stripe.routes[1].also",
+                "unknown field `also`",
+            ),
+            ("forward_to = [\"http://a.test/\"]\n", "providers.stripe.routes[1]", "missing field `types`"),
+            ("types = \"a\"\nforward_to = [\"http://a.test/\"]\n", "providers.stripe.routes[1].types", "invalid type"),
+        ] {
+            let toml = route(body);
+            let e = Config::from_toml(&toml).and_then(|c| c.check()).expect_err(&toml);
+            assert!(e.key == key && e.message.contains(words), "{body}: {e}");
+        }
+        let many: String = (0..65).map(|i| format!("\"http://app.test/{i}\", ")).collect();
+        let toml = route(&format!("types = [\"a\"]\nforward_to = [{many}]\n"));
+        let e = Config::from_toml(&toml).and_then(|c| c.check()).unwrap_err();
+        assert!(e.key == "providers.stripe.routes" && e.message.contains("at most 64"), "{e}");
+        let c = Config::from_toml(&route(
+            "types = [\"charge.*\", \"v[12].*\"]\nforward_to = [\"http://a.test/\"]\nalso_default = true\n",
+        ))
+        .unwrap();
+        let endpoints = c.checked().unwrap().0;
+        let stripe = endpoints.iter().find(|e| e.path == "stripe").unwrap();
+        assert_eq!(stripe.routes.len(), 2);
+        assert_eq!(stripe.targets_for("v2.core.event"), ["http://a.test/", "http://app.test/"]);
+        assert!(c.targets("stripe").unwrap().routes[1].also_default);
     }
 
     /// Found by the property tests (tests/it/fuzz.rs): humantime reads up to u64::MAX seconds,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::delivery::settings::{RetryConfig, Strategy, Targets};
+pub use crate::delivery::settings::{RetryConfig, RouteTargets, Strategy, Targets};
 use crate::duration::HumanDuration;
 
 /// `[providers.<name>.retry]`: any key set here replaces the global one for that provider.

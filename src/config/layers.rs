@@ -166,7 +166,9 @@ pub fn load(
     let config: Config = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
         let key = e.path().to_string();
         let message = e.into_inner().message().trim().to_string();
-        match sources.get(&key) {
+        // A place inside an array's value (`routes[0].types`) came from where the array did.
+        let whole = key.split_once('[').map_or(key.as_str(), |(k, _)| k);
+        match sources.get(&key).or_else(|| sources.get(whole)) {
             Some(Source::Env(name)) => err(&key, format!("{message} (from {name})")),
             Some(Source::Flag(flag)) => err(&key, format!("{message} (from {flag})")),
             _ => err(&key, message),
@@ -197,6 +199,8 @@ fn masked_urls(v: Value) -> Value {
     match v {
         Value::String(s) if s.contains("://") => Value::String(crate::redact::url(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(masked_urls).collect()),
+        // An array of tables (`routes`) holds URLs of its own.
+        Value::Table(t) => Value::Table(t.into_iter().map(|(k, v)| (k, masked_urls(v))).collect()),
         other => other,
     }
 }
@@ -219,13 +223,25 @@ fn schema(named: &[(String, registry::ProviderKind)], notifiers: &[(String, Noti
     c.server.metrics_bind = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     c.isolation = IsolationConfig::default();
     c.backfill.every = Some(super::HumanDuration(std::time::Duration::from_secs(60)));
+    // `routes` is one array, `STAGEHOOK_PROVIDERS_<NAME>_ROUTES`, written as JSON (or a TOML
+    // array of inline tables).
+    let routes =
+        || vec![registry::Route { types: vec!["x".into()], forward_to: vec!["http://x".into()], also_default: false }];
     for (kind, built_in) in registry::built_ins() {
-        let section = EndpointConfig { retry: retry(), ..EndpointConfig::from(registry::env_example(kind, &built_in)) };
+        let section = EndpointConfig {
+            retry: retry(),
+            routes: routes(),
+            ..EndpointConfig::from(registry::env_example(kind, &built_in))
+        };
         c.providers.0.insert(built_in.name.to_string(), section);
     }
     // `kind` itself is not among their keys (the example's is unwritten): the file says it.
     for (name, kind) in named {
-        let section = EndpointConfig { retry: retry(), ..EndpointConfig::from(registry::env_example_named(*kind)) };
+        let section = EndpointConfig {
+            retry: retry(),
+            routes: routes(),
+            ..EndpointConfig::from(registry::env_example_named(*kind))
+        };
         c.providers.0.insert(name.clone(), section);
     }
     // A notifier the file declares, with every key it has (`kind` too: it is a plain value),
@@ -247,10 +263,15 @@ fn parse_env(example: &Value, raw: &str) -> Result<Value, String> {
         Value::Integer(_) => Value::Integer(raw.parse().map_err(|_| format!("`{raw}` is not a whole number"))?),
         Value::Float(_) => Value::Float(raw.parse().map_err(|_| format!("`{raw}` is not a number"))?),
         Value::Boolean(_) => Value::Boolean(raw.parse().map_err(|_| format!("`{raw}` is not true or false"))?),
-        Value::Array(_) if raw.starts_with('[') => {
-            let t: Table = format!("v = {raw}").parse().map_err(|_| format!("`{raw}` is not a TOML array"))?;
-            t["v"].clone()
-        }
+        Value::Array(_) if raw.starts_with('[') => match format!("v = {raw}").parse::<Table>() {
+            Ok(t) => t["v"].clone(),
+            // JSON too, for the arrays of tables (`routes`): `[{"types": ["invoice.*"], ...}]`.
+            Err(_) => serde_json::from_str::<serde_json::Value>(raw)
+                .ok()
+                .and_then(|json| Value::try_from(json).ok())
+                .filter(Value::is_array)
+                .ok_or_else(|| format!("`{raw}` is not a TOML or JSON array"))?,
+        },
         Value::Array(_) => Value::Array(
             raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect(),
         ),
@@ -350,6 +371,61 @@ mod tests {
         load(Some(&path), &env(&[]), &[]).unwrap();
         let error = load(Some(&path), &env(&[("STAGEHOOK_PROVIDERS_EU_WEST_SECRET", "s")]), &[]).unwrap_err();
         assert!(error.message.contains("`providers.eu-west.secret` or `providers.eu_west.secret`"), "{error}");
+    }
+
+    /// `STAGEHOOK_PROVIDERS_<NAME>_ROUTES` sets an endpoint's routes as JSON (or TOML), remembered
+    /// as their source and shown with their URLs masked; a route it sets wrong names the route.
+    #[test]
+    fn routes_are_set_from_the_environment_as_json() {
+        let json = r#"[{"types": ["invoice.*"], "forward_to": ["http://user:pw@127.0.0.1:3000/billing"]},
+                       {"types": ["charge.*"], "forward_to": ["http://127.0.0.1:3000/charges"], "also_default": true}]"#;
+        let l = load(None, &env(&[("STAGEHOOK_PROVIDERS_STRIPE_ROUTES", json)]), &[]).unwrap();
+        let routes = &l.config.providers["stripe"].routes;
+        assert_eq!(routes.len(), 2);
+        assert_eq!((routes[0].also_default, routes[1].also_default), (false, true));
+        assert_eq!(l.sources["providers.stripe.routes"], Source::Env("STAGEHOOK_PROVIDERS_STRIPE_ROUTES".into()));
+        let stripe = l.endpoints.iter().find(|e| e.path == "stripe").unwrap();
+        assert_eq!(stripe.targets_for("invoice.paid"), ["http://user:pw@127.0.0.1:3000/billing"]);
+        let shown = l.show();
+        let (_, value, _) = shown.iter().find(|(k, _, _)| k == "providers.stripe.routes").unwrap();
+        assert!(value.contains("invoice.*") && value.contains("also_default = true"), "{value}");
+        assert!(!value.contains("pw@"), "{value}");
+
+        let toml = r#"[{types = ["a"], forward_to = ["http://127.0.0.1:3000/a"]}]"#;
+        let l = load(None, &env(&[("STAGEHOOK_PROVIDERS_STRIPE_ROUTES", toml)]), &[]).unwrap();
+        assert_eq!(l.config.providers["stripe"].routes[0].types, ["a"]);
+
+        for (raw, key, words) in [
+            (
+                r#"[{"types": ["a"], "forward_to": ["http://x.test/"], "else": 1}]"#,
+                "providers.stripe.routes[0].else",
+                "unknown field `else`",
+            ),
+            (r#"[{"types": [], "forward_to": ["http://x.test/"]}]"#, "providers.stripe.routes[0].types", "empty"),
+            (
+                r#"[{"types": ["a"], "forward_to": ["http://x.test/"]}, {"types": ["[a"], "forward_to": ["http://x.test/"]}]"#,
+                "providers.stripe.routes[1].types[0]",
+                "never closed",
+            ),
+            (
+                r#"[{"types": ["a"], "forward_to": ["http://x.test/"]"#,
+                "providers.stripe.routes",
+                "not a TOML or JSON array",
+            ),
+        ] {
+            let e = load(None, &env(&[("STAGEHOOK_PROVIDERS_STRIPE_ROUTES", raw)]), &[]).unwrap_err();
+            assert!(e.key == key && e.message.contains(words), "{raw}: {e}");
+        }
+        let e = load(
+            None,
+            &env(&[(
+                "STAGEHOOK_PROVIDERS_STRIPE_ROUTES",
+                r#"[{"types": ["a"], "forward_to": ["http://x.test/"], "else": 1}]"#,
+            )]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("(from STAGEHOOK_PROVIDERS_STRIPE_ROUTES)"), "{e}");
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub use alerts::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
 pub use backfill::BackfillConfig;
 pub use check::{MAX_HEADER_BYTES, MIN_HEADER_BYTES};
 pub use delivery::{
-    is_http_url, BreakerConfig, DeliveryConfig, RetentionConfig, RetryConfig, RetryOverride, Strategy, Targets,
+    is_http_url, BreakerConfig, DeliveryConfig, RetentionConfig, RetryConfig, RetryOverride, RouteTargets, Strategy,
+    Targets,
 };
 pub use ip_range::IpRange;
 pub use origin::Origins;

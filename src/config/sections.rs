@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{did_you_mean, Config, ConfigError, HumanDuration, RetryOverride, Targets};
-use crate::providers::registry::{self, Endpoint, KindConfig, ProviderKind};
+use super::{did_you_mean, Config, ConfigError, HumanDuration, RetryOverride, RouteTargets, Targets};
+use crate::providers::registry::{self, Endpoint, KindConfig, ProviderKind, Route};
 
 /// `[providers]`: every section by name. The built-in `stripe` and `twilio` are endpoints like any
 /// other, whose kind is their name; any other name is served at `/staging/webhooks/<name>`.
@@ -43,8 +43,11 @@ impl std::ops::DerefMut for ProvidersConfig {
 pub struct EndpointConfig {
     /// `kind` and the kind's own keys.
     pub settings: KindConfig,
-    /// The app's endpoints that receive every event, re-signed.
+    /// The app's endpoints that receive every event no route takes, re-signed.
     pub forward_to: Vec<String>,
+    /// `[[providers.<name>.routes]]`: events sent elsewhere by their type (see
+    /// [`Endpoint::targets_for`]).
+    pub routes: Vec<Route>,
     /// Per-target time limit of one delivery attempt.
     pub timeout: HumanDuration,
     pub retry: RetryOverride,
@@ -58,6 +61,7 @@ impl From<KindConfig> for EndpointConfig {
         EndpointConfig {
             settings,
             forward_to: Vec::new(),
+            routes: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             retry: RetryOverride::default(),
             forward_headers: Vec::new(),
@@ -66,7 +70,7 @@ impl From<KindConfig> for EndpointConfig {
 }
 
 /// The keys of a section that are config's, not the kind's.
-pub const COMMON_KEYS: [&str; 4] = ["forward_to", "timeout", "retry", "forward_headers"];
+pub const COMMON_KEYS: [&str; 5] = ["forward_to", "routes", "timeout", "retry", "forward_headers"];
 
 /// Names an endpoint cannot take: the API's own paths (and the built-in endpoints', see
 /// [`valid_endpoint_name`]).
@@ -158,10 +162,12 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                 let mut keys = toml::Table::new();
                 let (mut forward_to, mut timeout, mut retry) = (Vec::new(), DEFAULT_TIMEOUT, RetryOverride::default());
                 let mut forward_headers: Vec<String> = Vec::new();
+                let mut routes: Vec<Route> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "kind" => kind = map.next_value()?,
                         "forward_to" => forward_to = map.next_value()?,
+                        "routes" => routes = map.next_value()?,
                         "timeout" => timeout = map.next_value()?,
                         "retry" => retry = map.next_value()?,
                         "forward_headers" => forward_headers = map.next_value()?,
@@ -193,7 +199,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                 let settings = registry::kind_config(name, kind, keys).map_err(serde::de::Error::custom)?;
                 // Header names compare case-insensitively; kept lowercase, as stored headers are.
                 let forward_headers = forward_headers.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-                Ok(EndpointConfig { settings, forward_to, timeout, retry, forward_headers })
+                Ok(EndpointConfig { settings, forward_to, routes, timeout, retry, forward_headers })
             }
         }
         d.deserialize_map(Visit(self.0))
@@ -213,6 +219,7 @@ impl Serialize for ProvidersConfig {
                     map.serialize_entry(&key, &value)?;
                 }
                 map.serialize_entry("forward_to", &c.forward_to)?;
+                map.serialize_entry("routes", &c.routes)?;
                 map.serialize_entry("timeout", &c.timeout)?;
                 map.serialize_entry("retry", &c.retry)?;
                 map.serialize_entry("forward_headers", &c.forward_headers)?;
@@ -250,7 +257,14 @@ impl Config {
     /// Builds each section's provider (its settings checked by its kind); an error names the
     /// key. The rest of the configuration is not checked: see [`Config::checked`].
     pub fn build(&self) -> Result<Vec<Endpoint>, ConfigError> {
-        self.sections().into_iter().map(|(name, c)| registry::endpoint(&name, &c.settings, c.forward_to)).collect()
+        self.sections()
+            .into_iter()
+            .map(|(name, c)| {
+                let mut endpoint = registry::endpoint(&name, &c.settings, c.forward_to)?;
+                endpoint.routes = c.routes;
+                Ok(endpoint)
+            })
+            .collect()
     }
 
     /// Where a provider's events go; `None` for an unknown provider name.
@@ -260,6 +274,7 @@ impl Config {
             None if registry::is_built_in(provider) => {
                 return Some(Targets {
                     urls: Vec::new(),
+                    routes: Vec::new(),
                     timeout: DEFAULT_TIMEOUT.0,
                     retry: RetryOverride::default().over(&self.retry),
                     forward_headers: Vec::new(),
@@ -269,6 +284,15 @@ impl Config {
         };
         Some(Targets {
             urls: c.forward_to,
+            routes: c
+                .routes
+                .iter()
+                .map(|r| RouteTargets {
+                    types: r.types.clone(),
+                    urls: r.forward_to.clone(),
+                    also_default: r.also_default,
+                })
+                .collect(),
             timeout: c.timeout.0,
             retry: c.retry.over(&self.retry),
             forward_headers: c.forward_headers,

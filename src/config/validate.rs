@@ -180,10 +180,24 @@ fn production_pattern<'a>(c: &'a Config, host: &str) -> Option<(bool, &'a str)> 
         .or_else(|| c.isolation.production_hosts.iter().find(|p| glob_match(p, host)).map(|p| (false, p.as_str())))
 }
 
+/// Every target a section names, each with its key: its `forward_to`, then each route's.
+fn section_targets(provider: &str, section: &super::EndpointConfig) -> Vec<(String, String)> {
+    let own =
+        section.forward_to.iter().enumerate().map(|(i, url)| (format!("providers.{provider}.forward_to[{i}]"), url));
+    let routed = section.routes.iter().enumerate().flat_map(|(i, route)| {
+        route
+            .forward_to
+            .iter()
+            .enumerate()
+            .map(move |(j, url)| (format!("providers.{provider}.routes[{i}].forward_to[{j}]"), url))
+    });
+    own.chain(routed).map(|(key, url)| (key, url.clone())).collect()
+}
+
 fn targets(c: &Config, r: &mut Report) {
     for (provider, section) in c.sections() {
-        for (i, url) in section.forward_to.iter().enumerate() {
-            let key = format!("providers.{provider}.forward_to[{i}]");
+        for (key, url) in section_targets(&provider, &section) {
+            let url = &url;
             // What a target URL is, `is_http_url` says, for `Config::check` too; this finding is
             // for a configuration that reached the running server without it (`App::open`).
             let Some(host) = target_host(url) else {
@@ -248,17 +262,16 @@ pub enum Probe {
 pub async fn probe_targets(c: &Config) -> Vec<Finding> {
     let mut probes = Vec::new();
     for (provider, section) in c.sections() {
-        for (i, url) in section.forward_to.iter().enumerate() {
-            let Some(host) = target_host(url) else { continue };
+        for (key, url) in section_targets(&provider, &section) {
+            let Some(host) = target_host(&url) else { continue };
             if production_pattern(c, &host).is_some() {
                 continue;
             }
-            let key = format!("providers.{provider}.forward_to[{i}]");
-            let url = url.clone();
+            let probed = url.clone();
             let task = tokio::spawn(async move {
-                tokio::time::timeout(PROBE_TIMEOUT, probe(&url)).await.unwrap_or(Probe::Timeout)
+                tokio::time::timeout(PROBE_TIMEOUT, probe(&probed)).await.unwrap_or(Probe::Timeout)
             });
-            probes.push((key, section.forward_to[i].clone(), task));
+            probes.push((key, url, task));
         }
     }
     let deadline = tokio::time::Instant::now() + PROBE_STEP_TIMEOUT;

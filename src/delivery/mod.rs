@@ -35,7 +35,7 @@ use crate::store::{
 use breaker::{Breaker, Permit, Snapshot};
 use client::{Client, ClientError};
 use policy::{classify_status, RetryPolicy, Verdict};
-use settings::{RetryConfig, Targets};
+use settings::{RetryConfig, RouteTargets, Targets};
 
 /// The longest the loop sleeps without looking at the queue, in case a wake-up was missed.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -136,6 +136,8 @@ pub struct LaneStatus {
     pub breaker: Snapshot,
     /// The target URLs whole: whoever shows them masks them.
     pub targets: Vec<String>,
+    /// The provider's routes, their URLs whole too.
+    pub routes: Vec<RouteTargets>,
     pub timeout: Duration,
     pub retry: RetryConfig,
     /// A notifier's lane, not a provider's: never counted in the alerts' figures.
@@ -216,6 +218,7 @@ impl Lane {
             name: self.name.clone(),
             breaker: self.breaker.snapshot(),
             targets: self.targets.urls.clone(),
+            routes: self.targets.routes.clone(),
             timeout: self.targets.timeout,
             retry: self.targets.retry.clone(),
             notifier: matches!(self.signer, Signer::Notifier(_)),

@@ -48,10 +48,23 @@ impl Default for RetryConfig {
 /// Where one provider's events go and how they are retried, resolved from the config.
 #[derive(Debug, Clone)]
 pub struct Targets {
+    /// The default targets (`forward_to`): every event no route takes.
     pub urls: Vec<String>,
+    /// The provider's routes, for whoever shows where events go; which targets an event takes is
+    /// picked when it is queued, so the engine itself never reads them.
+    pub routes: Vec<RouteTargets>,
     pub timeout: Duration,
     pub retry: RetryConfig,
     /// Headers kept that deliveries drop by default (`providers.<name>.forward_headers`,
     /// lowercase).
     pub forward_headers: Vec<String>,
+}
+
+/// One route of a provider as its lane shows it: the event types it takes, where they go, and
+/// whether they go to the default targets too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTargets {
+    pub types: Vec<String>,
+    pub urls: Vec<String>,
+    pub also_default: bool,
 }

@@ -126,7 +126,7 @@ pub async fn replay_edited(
             format!("{} is not a provider's event, so there is nothing to sign an edit as", original.provider),
         )
     })?;
-    if endpoint.targets.is_empty() {
+    if !endpoint.has_targets() {
         return Err(ApiError::no_target(&original.provider));
     }
     if !endpoint.provider.can_sign() {
@@ -158,6 +158,12 @@ pub async fn replay_edited(
     // The provider's own parse, as an arrival gets: an edit it could not have sent is refused
     // with the same code and words.
     let parsed = endpoint.provider.parse(&inbound).map_err(ApiError::from)?;
+    // The edited copy's type may differ from its parent's, and picks its own targets.
+    let targets = endpoint.targets_for(&parsed.event_type);
+    if targets.is_empty() {
+        return Err(ApiError::no_target_for(&original.provider, &parsed.event_type));
+    }
+    let masked: Vec<String> = targets.iter().map(|u| crate::redact::url(u)).collect();
     let copy = NewEvent {
         provider: original.provider,
         event_id: parsed.event_id,
@@ -167,7 +173,7 @@ pub async fn replay_edited(
         headers,
         body,
         processing_us: start.elapsed().as_micros() as u64,
-        targets: endpoint.targets.clone(),
+        targets,
         items: parsed.items,
         parent: Some(parent),
         source: crate::store::Source::Webhook,
@@ -180,6 +186,7 @@ pub async fn replay_edited(
         "parent_id": parent.to_string(),
         "event_id": event_id,
         "event_type": event_type,
+        "targets": masked,
     })))
 }
 

@@ -57,6 +57,19 @@ impl ApiError {
         )
     }
 
+    /// `no_target` for one event type: the endpoint delivers other types, but none of its routes
+    /// takes this one and it has no `forward_to` of its own.
+    pub fn no_target_for(provider: &str, event_type: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_target",
+            format!(
+                "{provider} has no target for `{event_type}` (no route takes it and there is no forward_to), \
+                 so there is nowhere to replay to"
+            ),
+        )
+    }
+
     pub fn storage_unavailable() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

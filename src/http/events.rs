@@ -382,9 +382,10 @@ fn slower_json(slow: &SlowerThan) -> Value {
     })
 }
 
-/// The targets an event's provider delivers to now.
-fn targets_of<'a>(s: &'a AppState, provider: &str) -> &'a [String] {
-    s.endpoints.iter().find(|e| e.provider.name() == provider).map(|e| e.targets.as_slice()).unwrap_or(&[])
+/// The targets an event of this provider and type is delivered to now (its routes, as they are
+/// configured now, or the provider's `forward_to`); none for a provider no longer served.
+fn targets_of(s: &AppState, provider: &str, event_type: &str) -> Vec<String> {
+    s.endpoints.iter().find(|e| e.provider.name() == provider).map(|e| e.targets_for(event_type)).unwrap_or_default()
 }
 
 async fn replay_one(
@@ -399,12 +400,13 @@ async fn replay_one(
         return edit::replay_edited(s, ulid, changes, peer, headers).await;
     }
     let e = s.store.get_record(ulid)?.ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
-    let targets = targets_of(s, &e.provider);
+    let targets = targets_of(s, &e.provider, &e.event_type);
     if targets.is_empty() {
-        return Err(ApiError::no_target(&e.provider));
+        return Err(ApiError::no_target_for(&e.provider, &e.event_type));
     }
-    let n = s.store.replay(vec![(ulid, targets.to_vec())]).await?;
-    Ok(ok_json(&json!({"replayed": n, "id": id})))
+    let masked: Vec<String> = targets.iter().map(|u| crate::redact::url(u)).collect();
+    let n = s.store.replay(vec![(ulid, targets)]).await?;
+    Ok(ok_json(&json!({"replayed": n, "id": id, "targets": masked})))
 }
 
 /// A shell command that sends the event to stagehook again, signed afresh for that URL. The URL
@@ -490,6 +492,8 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     let mut items = Vec::new();
     let mut skipped = 0;
     let mut damaged = 0;
+    // How many of the replayed events go to each target (masked), for the answer.
+    let mut sent_to: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     let mut cursor = None;
     // Page through the matches; the store bounds each page's scan.
     loop {
@@ -500,11 +504,14 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
                 damaged += 1;
                 continue;
             };
-            let targets = targets_of(s, &e.provider);
+            let targets = targets_of(s, &e.provider, &e.event_type);
             if targets.is_empty() {
                 skipped += 1;
             } else {
-                items.push((id, targets.to_vec()));
+                for url in &targets {
+                    *sent_to.entry(crate::redact::url(url)).or_insert(0u64) += 1;
+                }
+                items.push((id, targets));
             }
         }
         match page.next_cursor {
@@ -513,7 +520,12 @@ async fn replay_many(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
         }
     }
     let replayed = if items.is_empty() { 0 } else { s.store.replay(items).await? };
-    Ok(ok_json(&json!({"replayed": replayed, "skipped_no_target": skipped, "skipped_damaged": damaged})))
+    Ok(ok_json(&json!({
+        "replayed": replayed,
+        "skipped_no_target": skipped,
+        "skipped_damaged": damaged,
+        "targets": sent_to,
+    })))
 }
 
 /// Pages of the export in flight between the page reader and the connection: the reader stays
@@ -593,6 +605,11 @@ fn recovery(s: &AppState) -> Response {
                     "next_probe_ms": b.next_probe_ms,
                 },
                 "targets": lane.targets.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
+                "routes": lane.routes.iter().map(|r| json!({
+                    "types": r.types,
+                    "targets": r.urls.iter().map(|u| crate::redact::url(u)).collect::<Vec<_>>(),
+                    "also_default": r.also_default,
+                })).collect::<Vec<_>>(),
                 "timeout_ms": lane.timeout.as_millis() as u64,
                 "retry": {
                     "strategy": format!("{:?}", r.strategy).to_lowercase(),

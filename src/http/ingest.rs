@@ -207,6 +207,8 @@ async fn store_event(
     body: Bytes,
     claimed: Option<Pending>,
 ) -> Response {
+    // Picked by the event's type: its routes' targets, or the endpoint's `forward_to`.
+    let targets = endpoint.targets_for(&parsed.event_type);
     let event = NewEvent {
         provider: endpoint.provider.name().to_string(),
         event_id: parsed.event_id.clone(),
@@ -217,7 +219,7 @@ async fn store_event(
         // Bytes: a reference count, not a copy; the answer may echo part of the body.
         body: body.clone(),
         processing_us: start.elapsed().as_micros() as u64,
-        targets: endpoint.targets.clone(),
+        targets,
         items: parsed.items,
         parent: None,
         source: crate::store::Source::Webhook,

@@ -41,6 +41,7 @@ mod read_token;
 mod redaction;
 mod replay_and_retention;
 mod replicas;
+mod routes;
 mod sdk_github;
 mod sdk_hmac;
 mod sdk_sendgrid;

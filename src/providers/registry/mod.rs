@@ -9,7 +9,7 @@
 //! [`ProviderKind`], [`KindSettings`] and the dispatch over them, so adding a kind is one file
 //! plus its two lines there.
 //!
-//! `config` reads a section's common keys (`forward_to`, `timeout`, `retry`, `forward_headers`)
+//! `config` reads a section's common keys (`forward_to`, `routes`, `timeout`, `retry`, `forward_headers`)
 //! and `kind`, hands every other key to [`read_key`] and the keys it read to [`kind_config`], which
 //! parses them into the kind's settings; it builds each endpoint once through [`endpoint`].
 //! Nothing in `providers/` reads `config`. What `config` does with sections beyond building
@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 pub use self::env::{env_example, env_example_named};
 pub use self::findings::findings;
+pub use self::routes::Route;
 pub use self::show::shown;
 pub use self::spelling::nearest;
 use super::kind::MAX_TOLERANCE_S;
@@ -36,6 +37,7 @@ use crate::secret::Secret;
 
 mod env;
 mod findings;
+mod routes;
 mod show;
 mod spelling;
 
@@ -344,8 +346,12 @@ pub struct Endpoint {
     /// structure; `configured` says whether it may verify.
     pub provider: Arc<dyn Provider>,
     pub configured: bool,
-    /// Where its events are delivered; empty means recorded and processed at once.
+    /// Where its events are delivered when no route takes them (`forward_to`); with no route
+    /// and no target, recorded and processed at once.
     pub targets: Vec<String>,
+    /// `[[providers.<name>.routes]]`: the events sent elsewhere by their type; which targets an
+    /// event goes to is [`Endpoint::targets_for`]'s to say.
+    pub routes: Vec<Route>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -356,6 +362,7 @@ impl std::fmt::Debug for Endpoint {
             .field("kind", &self.kind)
             .field("configured", &self.configured)
             .field("targets", &self.targets.len())
+            .field("routes", &self.routes.len())
             .finish()
     }
 }
@@ -383,14 +390,16 @@ pub fn endpoint(name: &str, s: &KindConfig, targets: Vec<String>) -> Result<Endp
             return Err(ConfigError {
                 key: format!("providers.{name}"),
                 message: format!(
-                    "unknown field `{stray}`, expected one of {}, `forward_to`, `timeout`, `retry`, `forward_headers`",
+                    "unknown field `{stray}`, expected one of {}, `forward_to`, `routes`, `timeout`, `retry`, `forward_headers`",
                     keys.join(", ")
                 ),
             });
         }
     }
     let provider = build(name, s)?;
-    Ok(Endpoint { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets })
+    // The routes are config's to add: they are read beside `forward_to`, not by the kind.
+    let routes = Vec::new();
+    Ok(Endpoint { path: path_of(name), kind, configured: s.settings.has_credentials(), provider, targets, routes })
 }
 
 /// The provider of `[providers.<name>]` alone: the checks every kind shares, then the kind's own.

@@ -519,6 +519,7 @@ mod tests {
             provider: std::sync::Arc::new(p),
             configured: true,
             targets: Vec::new(),
+            routes: Vec::new(),
         };
         crate::providers::diagnose::diagnose(&endpoint, std::slice::from_ref(&endpoint), &req, &refusal).unwrap()
     }
