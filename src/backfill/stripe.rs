@@ -83,10 +83,11 @@ impl Lister {
         query.append_pair("created[lte]", &lte.to_string());
         query.append_pair("limit", &PAGE_LIMIT.to_string());
         // `type` takes one name or a group with `*` as a wildcard, `types[]` up to 20 exact
-        // names; anything else is filtered here, from every type's listing.
-        if types.len() == 1 {
+        // names; anything else (a class, `[a-z]`, which Stripe would read as those characters)
+        // is filtered here, from every type's listing.
+        if types.len() == 1 && !types[0].contains('[') {
             query.append_pair("type", &types[0]);
-        } else if (2..=MAX_TYPES).contains(&types.len()) && types.iter().all(|t| !t.contains('*')) {
+        } else if (2..=MAX_TYPES).contains(&types.len()) && types.iter().all(|t| !t.contains(['*', '['])) {
             for t in &types {
                 query.append_pair("types[]", t);
             }

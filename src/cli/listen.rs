@@ -56,6 +56,10 @@ pub fn prepare(args: ListenArgs) -> Result<Listen, CliError> {
         .ok_or_else(|| bad("bad_timeout", format!("--timeout {}: not a duration above zero (`10s`)", args.timeout)))?;
     let clock = Clock::system();
     let since_ms = args.since.as_deref().map(|s| since(s, &clock)).transpose()?;
+    // A malformed pattern would match nothing and the listener would wait for ever in silence.
+    for t in &args.types {
+        crate::filter::type_pattern(t).map_err(|e| bad("bad_type", format!("--type {e}")))?;
+    }
     let host = host_name();
     let name = match args.name {
         Some(n) if n.trim().is_empty() => return Err(bad("bad_name", "--name is empty".into())),

@@ -79,6 +79,9 @@ async fn start(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
     if ask.types.len() > MAX_TYPES || ask.types.iter().any(|t| t.is_empty() || t.len() > 200) {
         return Err(bad_window(format!("`types` takes at most {MAX_TYPES} non-empty globs of at most 200 characters")));
     }
+    for t in &ask.types {
+        crate::filter::type_pattern(t).map_err(|e| bad_window(format!("types: {e}")))?;
+    }
     let now_ms = s.clock.now_ms();
     let since_ms = when("since", &ask.since, now_ms)?;
     let until_ms = when("until", &ask.until, now_ms)?;

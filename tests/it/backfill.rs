@@ -189,6 +189,20 @@ async fn rate_limits_are_waited_out_and_refusals_are_clear() {
     let report = backfill(&s, json!({"endpoint": "stripe", "since": "1h"})).await.json();
     assert_eq!((&report["state"], &report["added"]), (&json!("done"), &json!(250)), "{report}");
 
+    // A class is stagehook's pattern, not Stripe's (whose `type` reads `[` as itself): it is
+    // matched here, over the listing of every type; a malformed one is refused before any call.
+    let r =
+        backfill(&s, json!({"endpoint": "stripe", "since": "1h", "types": ["invoice.[p]aid"], "dry_run": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let last = api.got().last().cloned().unwrap();
+    assert_eq!(last.param("type"), None, "{last:?}");
+    assert_eq!(r.json()["already_stored"], json!(250), "{}", r.text());
+    let calls = api.got().len();
+    let r = backfill(&s, json!({"endpoint": "stripe", "types": ["invoice.[paid"]})).await;
+    assert_eq!((r.status, r.code()), (400, "bad_window".to_string()), "{}", r.text());
+    assert!(r.text().contains("never closed"), "{}", r.text());
+    assert_eq!(api.got().len(), calls);
+
     api.refuse_all();
     let server = format!("http://{}", s.addr);
     let (code, out) = run_binary_async(&["backfill", "stripe", "--since", "1h", "--server", &server]).await;

@@ -388,7 +388,7 @@ async fn an_app_that_is_down_is_retried_reported_failed_and_the_next_events_stil
 
 #[test]
 fn plain_http_to_another_machine_and_bad_flags_are_refused_with_exit_2() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["listen", "http://staging.example.com", "--forward-to", "http://127.0.0.1:3000/"], "--insecure-http"),
         (&["listen", "ftp://127.0.0.1", "--forward-to", "http://127.0.0.1:3000/"], "not an http(s) URL"),
         (&["listen", "http://127.0.0.1:1", "--forward-to", "ftp://127.0.0.1/"], "--forward-to ftp://127.0.0.1/"),
@@ -399,6 +399,10 @@ fn plain_http_to_another_machine_and_bad_flags_are_refused_with_exit_2() {
         (
             &["listen", "http://127.0.0.1:1", "--forward-to", "http://127.0.0.1:3/", "--timeout", "soon"],
             "--timeout soon",
+        ),
+        (
+            &["listen", "http://127.0.0.1:1", "--forward-to", "http://127.0.0.1:3/", "--type", "invoice.[paid"],
+            "--type `invoice.[paid`",
         ),
     ];
     for (args, says) in cases {
