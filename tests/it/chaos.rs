@@ -3,7 +3,8 @@
 //! records which event each late one went out after; `delay` holds the first attempt back by a
 //! recorded amount within its range; each action is counted in `/stats` and `/metrics`. Off by
 //! default; refused on a target that is not this machine unless `allow_remote`; a bad value names
-//! its key. The app is a real HTTP server and the server a real one on a free port.
+//! its key; the dashboard's timeline shows it. The app is a real HTTP server and the server a
+//! real one on a free port.
 
 use std::collections::BTreeMap;
 
@@ -246,4 +247,34 @@ fn the_documented_chaos_examples_load() {
     let c = Config::from_toml(&toml).unwrap_or_else(|e| panic!("staging.toml.example: {e}\n{toml}"));
     let chaos = c.chaos().unwrap();
     assert_eq!(chaos["stripe"].seed, Some(42), "{toml}");
+}
+
+/// The dashboard's attempt timeline shows what chaos did to each attempt, as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_timeline_says_what_chaos_did() {
+    let app = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = chaotic(dir.path(), &app, "duplicate = 1.0\nseed = 5\n").await;
+    let id = s.post_stripe_event("evt_chaos_dash").await;
+    until("both deliveries recorded", || async { (history(&s, &id).await.len() == 2).then_some(()) }).await;
+
+    let browser = crate::webdriver::Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    let row = format!("#events-table tbody tr[data-id=\"{id}\"]");
+    browser.wait("the event's row", || async { (browser.count(&row).await == 1).then_some(()) }).await;
+    browser.click(&row).await;
+    let said = browser
+        .wait("the chaos of both attempts", || async {
+            let said = browser
+                .eval(
+                    "return [...document.querySelectorAll('#detail-history .attempt-chaos')].map((e) => e.textContent);",
+                    serde_json::json!([]),
+                )
+                .await;
+            (said.as_array().is_some_and(|a| a.len() == 2)).then_some(said)
+        })
+        .await;
+    assert_eq!(said, serde_json::json!(["chaos: duplicated: a second delivery follows", "chaos: duplicate"]));
+    browser.quit().await;
+    s.stop().await;
 }
