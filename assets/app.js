@@ -455,7 +455,7 @@ async function refreshDetail() {
     ' ', el('span', { class: 'attempt-outcome' }, a.outcome.replace('_', ' ')),
     el('span', { class: 'muted' }, ` · series ${a.series}, attempt ${a.attempt} · ${time(a.at_ms)} · ${(a.duration_us / 1000).toFixed(1)} ms · ${a.target}`),
     a.error && a.status != null ? el('div', { class: 'error-text' }, a.error) : '',
-    slowerView(a), answerView(a))));
+    slowerView(a), chaosView(a), answerView(a))));
   if (!e.history.length) $('#detail-history').append(el('li', { class: 'muted' }, 'no delivery attempts'));
   // What the developers' listeners (stagehook listen) reported of it, beside its own attempts.
   $('#detail-listeners').replaceChildren(...(e.listeners || []).map((l) => el('li', { class: 'listener-report' },
@@ -469,6 +469,11 @@ async function refreshDetail() {
 /** An attempt slower than its provider's published delivery timeout: the API's message. */
 function slowerView(a) {
   return a.slower_than_provider ? el('div', { class: 'attempt-slow' }, a.slower_than_provider.message) : '';
+}
+
+/** What chaos delivery did to an attempt (`chaos: duplicate`, `chaos: delayed 12 s`, ...), as text. */
+function chaosView(a) {
+  return a.chaos ? el('div', { class: 'attempt-chaos' }, a.chaos.message) : '';
 }
 
 /**

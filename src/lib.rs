@@ -38,6 +38,7 @@
 pub mod alerts;
 pub mod allocator;
 pub mod backfill;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -126,7 +127,9 @@ impl App {
         origin: config::Origins,
         clock: Clock,
     ) -> Result<App, StartError> {
-        let store = Store::open(&config.server.data_dir, store_options(&config), clock.clone())?;
+        let chaos = config.chaos()?;
+        let store =
+            Store::open_with_chaos(&config.server.data_dir, store_options(&config), clock.clone(), chaos.clone())?;
         // Before this run's first heartbeat overwrites it: when the previous run was last alive.
         // One that cannot be read is not worth refusing to start over: it is then unknown.
         let down_since_ms = store.last_heartbeat().unwrap_or_else(|e| {
@@ -142,7 +145,8 @@ impl App {
                 config.circuit_breaker.failure_threshold,
                 config.circuit_breaker.recovery_timeout.0.as_millis() as i64,
             );
-            lanes.push(Lane::new(provider, targets, breaker).of_kind(endpoint.kind));
+            let chaotic = chaos.contains_key(provider.name());
+            lanes.push(Lane::new(provider, targets, breaker).of_kind(endpoint.kind).with_chaos(chaotic));
         }
         // A lane per notifier, after the providers', with its own breaker and the global retry
         // policy: notifications wait out an outage of their receiver like deliveries do.

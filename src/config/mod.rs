@@ -21,6 +21,7 @@ use crate::secret::Secret;
 
 mod alerts;
 mod backfill;
+mod chaos;
 mod check;
 mod delivery;
 mod ip_range;

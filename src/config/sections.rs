@@ -54,6 +54,8 @@ pub struct EndpointConfig {
     /// Headers a delivery keeps that it drops by default (`delivery::CREDENTIAL_HEADERS`),
     /// lowercase.
     pub forward_headers: Vec<String>,
+    /// `[providers.<name>.chaos]`: chaos delivery, off when absent.
+    pub chaos: Option<crate::chaos::ChaosConfig>,
 }
 
 impl From<KindConfig> for EndpointConfig {
@@ -65,6 +67,7 @@ impl From<KindConfig> for EndpointConfig {
             timeout: DEFAULT_TIMEOUT,
             retry: RetryOverride::default(),
             forward_headers: Vec::new(),
+            chaos: None,
         }
     }
 }
@@ -163,6 +166,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                 let (mut forward_to, mut timeout, mut retry) = (Vec::new(), DEFAULT_TIMEOUT, RetryOverride::default());
                 let mut forward_headers: Vec<String> = Vec::new();
                 let mut routes: Vec<Route> = Vec::new();
+                let mut chaos = None;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "kind" => kind = map.next_value()?,
@@ -171,6 +175,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                         "timeout" => timeout = map.next_value()?,
                         "retry" => retry = map.next_value()?,
                         "forward_headers" => forward_headers = map.next_value()?,
+                        "chaos" => chaos = Some(map.next_value()?),
                         k if registry::all_keys().contains(&k) => {
                             let known = kind.or_else(|| ProviderKind::parse(name));
                             let value = map.next_value_seed(Key { kind: known, key: k })?;
@@ -199,7 +204,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for SectionOf<'_> {
                 let settings = registry::kind_config(name, kind, keys).map_err(serde::de::Error::custom)?;
                 // Header names compare case-insensitively; kept lowercase, as stored headers are.
                 let forward_headers = forward_headers.into_iter().map(|h| h.to_ascii_lowercase()).collect();
-                Ok(EndpointConfig { settings, forward_to, routes, timeout, retry, forward_headers })
+                Ok(EndpointConfig { settings, forward_to, routes, timeout, retry, forward_headers, chaos })
             }
         }
         d.deserialize_map(Visit(self.0))
@@ -223,6 +228,9 @@ impl Serialize for ProvidersConfig {
                 map.serialize_entry("timeout", &c.timeout)?;
                 map.serialize_entry("retry", &c.retry)?;
                 map.serialize_entry("forward_headers", &c.forward_headers)?;
+                if let Some(chaos) = &c.chaos {
+                    map.serialize_entry("chaos", chaos)?;
+                }
                 map.end()
             }
         }

@@ -93,6 +93,7 @@ pub fn validate(config: &Config, env: &BTreeMap<String, String>, context: Contex
     read_tokens(config, &mut r);
     ranges(config, &mut r);
     alerts(config, &mut r);
+    r.findings.extend(super::chaos::remote_findings(config));
     r
 }
 

@@ -30,7 +30,8 @@ use ulid::Ulid;
 use crate::clock::Clock;
 use crate::providers::{Provider, ProviderKind, Signed};
 use crate::store::{
-    Attempt, AttemptAnswer, AttemptOutcome, DueJob, Job, Next, Outcome, SlowerThan, Store, StoreError, STORAGE_CORRUPT,
+    Attempt, AttemptAnswer, AttemptOutcome, ChaosMark, DueJob, Job, Next, Outcome, SlowerThan, Store, StoreError,
+    STORAGE_CORRUPT,
 };
 use breaker::{Breaker, Permit, Snapshot};
 use client::{Client, ClientError};
@@ -120,6 +121,10 @@ pub struct Lane {
     provider_timeout: Option<ProviderTimeout>,
     /// Attempts since startup that took longer than `provider_timeout` (`/metrics`).
     slower: AtomicU64,
+    /// With chaos delivery: the latest-arrived event (the highest id) whose first delivery has
+    /// gone out since startup, so that one that goes out after it is recorded as reordered.
+    /// `None` inside for a chaos lane before its first delivery; the outer `None` without chaos.
+    chaos_latest: Option<Mutex<Option<Ulid>>>,
 }
 
 /// A provider's published delivery timeout, and whose it is.
@@ -173,6 +178,31 @@ impl Lane {
             failed: AtomicU64::new(0),
             provider_timeout: None,
             slower: AtomicU64::new(0),
+            chaos_latest: None,
+        }
+    }
+
+    /// A lane whose endpoint has chaos delivery: its first deliveries are watched for order.
+    pub fn with_chaos(mut self, on: bool) -> Lane {
+        self.chaos_latest = on.then(Mutex::default);
+        self
+    }
+
+    /// Notes that `job` of event `id` goes out now; on a chaos lane, a first delivery (not a
+    /// duplicate, not a replay) that goes out after an event that arrived later is marked
+    /// `reordered_after` that event. Called in the order deliveries start.
+    fn note_start(&self, id: Ulid, job: &mut Job) {
+        let Some(latest) = &self.chaos_latest else { return };
+        let first = job.attempt == 1 && job.series == 1;
+        if !first || job.chaos.is_some_and(|c| c.duplicate_after_ms.is_some()) {
+            return;
+        }
+        let mut latest = latest.lock();
+        match *latest {
+            Some(later) if later > id => {
+                job.chaos = Some(ChaosMark { reordered_after: Some(later), ..job.chaos.unwrap_or_default() });
+            }
+            _ => *latest = Some(id),
         }
     }
 
@@ -369,7 +399,11 @@ impl Engine {
                             denied = true;
                             continue;
                         }
-                        permit => Work::Deliver(Queued { key, id, target }, job, permit),
+                        permit => {
+                            let mut job = job;
+                            lane.note_start(id, &mut job);
+                            Work::Deliver(Queued { key, id, target }, job, permit)
+                        }
                     },
                 };
                 self.start(lane_index, work, done, tasks);
@@ -504,7 +538,16 @@ impl Engine {
             Verdict::Retry { reason, retry_after } => {
                 match lane.policy.next_delay(job.attempt, *retry_after, fastrand::f64() * 2.0 - 1.0) {
                     Some(delay) => {
-                        let next_job = Job { target: job.target.clone(), attempt: job.attempt + 1, series: job.series };
+                        // A duplicate's retries are still the duplicate; the delay and the shuffle
+                        // were the first attempt's.
+                        let chaos =
+                            job.chaos.filter(|c| c.duplicate_after_ms.is_some() || c.duplicated).map(|c| ChaosMark {
+                                duplicate_after_ms: c.duplicate_after_ms,
+                                duplicated: c.duplicated,
+                                ..ChaosMark::default()
+                            });
+                        let next_job =
+                            Job { target: job.target.clone(), attempt: job.attempt + 1, series: job.series, chaos };
                         let due_ms = finished_ms + delay.as_millis() as i64;
                         (Next::RetryAt { due_ms, job: next_job }, AttemptOutcome::WillRetry, Some(*reason))
                     }
@@ -575,6 +618,7 @@ impl Engine {
                 outcome: AttemptOutcome::Failed,
                 answer: None,
                 slower_than: None,
+                chaos: None,
             },
         };
         let outcome = Outcome {
@@ -628,5 +672,6 @@ fn attempt_record(
         outcome,
         answer: None,
         slower_than: None,
+        chaos: job.chaos,
     }
 }

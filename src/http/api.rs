@@ -153,6 +153,10 @@ fn stats(s: &AppState) -> Response {
     for (provider, n) in counters.backfilled() {
         bump(by_provider.entry(provider.to_string()).or_default(), "backfilled", n);
     }
+    // Only endpoints with chaos delivery that did something show the key: actions by name.
+    for (provider, actions) in counters.chaos() {
+        by_provider.entry(provider.to_string()).or_default().insert("chaos".into(), json!(actions));
+    }
     // Duplicates are never stored as events of their own; they show under their status here.
     by_status.insert(Status::Duplicate.as_str(), duplicates);
     let rejections = counters.rejected();

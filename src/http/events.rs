@@ -24,7 +24,8 @@ use warp::{Filter, Rejection, Reply};
 use super::errors::ApiError;
 use super::{admin, edit, ok_json, read_body, reader, AppState};
 use crate::store::{
-    Attempt, AttemptAnswer, Damage, Event, EventFilter, SlowerThan, Status, StoreError, StoredEvent, STORAGE_CORRUPT,
+    Attempt, AttemptAnswer, ChaosMark, Damage, Event, EventFilter, SlowerThan, Status, StoreError, StoredEvent,
+    STORAGE_CORRUPT,
 };
 
 /// Most events one page returns, and most records one page request reads.
@@ -335,6 +336,7 @@ fn event_json(
             "outcome": a.outcome.as_str(),
             "response": a.answer.as_ref().map(|answer| answer_json(answer, shown)),
             "slower_than_provider": a.slower_than.as_ref().map(slower_json),
+            "chaos": a.chaos.as_ref().map(chaos_json),
         })).collect::<Vec<_>>(),
         "payload": payload,
         "payload_encoding": encoding,
@@ -363,6 +365,28 @@ fn answer_json(answer: &AttemptAnswer, shown: &ShowHeaders<'_>) -> Value {
         "body_encoding": encoding,
         "body_bytes": answer.body_len,
         "body_truncated": truncated,
+    })
+}
+
+/// What chaos delivery did to one attempt (`[providers.<name>.chaos]`): its actions, one phrase
+/// each, and the figures they came from.
+fn chaos_json(c: &ChaosMark) -> Value {
+    let actions = c.actions();
+    let message = if actions.is_empty() {
+        // Only a reorder offset, and the attempt still went out in arrival order.
+        format!("chaos: kept its place (reorder offset {} ms)", c.reorder_ms)
+    } else {
+        format!("chaos: {}", actions.join(", "))
+    };
+    json!({
+        "message": message,
+        "actions": actions,
+        "duplicate": c.duplicate_after_ms.is_some(),
+        "duplicated": c.duplicated,
+        "duplicate_after_ms": c.duplicate_after_ms,
+        "delay_ms": c.delay_ms,
+        "reorder_offset_ms": c.reorder_ms,
+        "reordered_after": c.reordered_after.map(|id| id.to_string()),
     })
 }
 

@@ -175,6 +175,20 @@ impl Scrape {
                     slower,
                 ),
                 family(
+                    "stagehook_chaos_actions",
+                    "Chaos delivery's actions by endpoint and action: duplicate (a second delivery queued), delay (a first attempt delayed), reorder (an attempt that went out after an event that arrived later)",
+                    None,
+                    counters
+                        .chaos()
+                        .into_iter()
+                        .flat_map(|(provider, actions)| {
+                            actions.into_iter().map(move |(action, n)| {
+                                (vec![("provider", provider.to_string()), ("action", action.to_string())], n as f64)
+                            })
+                        })
+                        .collect(),
+                ),
+                family(
                     "stagehook_delivery_failures",
                     "Failed delivery attempts by reason",
                     None,

@@ -13,6 +13,7 @@
 //! `faults.rs`.
 
 mod bodies;
+mod chaos;
 mod faults;
 pub mod feed;
 mod keys;
@@ -39,7 +40,8 @@ use ulid::Ulid;
 use crate::clock::Clock;
 use open::{classify_open_error, load_counters};
 pub use record::{
-    AlertState, Attempt, AttemptAnswer, AttemptOutcome, ErrorEntry, Event, Job, Rejection, SlowerThan, Source, Status,
+    AlertState, Attempt, AttemptAnswer, AttemptOutcome, ChaosMark, ErrorEntry, Event, Job, Rejection, SlowerThan,
+    Source, Status,
 };
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
@@ -195,6 +197,17 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 
 impl Store {
     pub fn open(dir: &Path, options: StoreOptions, clock: Clock) -> Result<Store, StoreError> {
+        Store::open_with_chaos(dir, options, clock, BTreeMap::new())
+    }
+
+    /// [`Store::open`], with chaos delivery for the endpoints named in `chaos`: the writer
+    /// draws each of their events' chaos as it queues the jobs (see `crate::chaos`).
+    pub fn open_with_chaos(
+        dir: &Path,
+        options: StoreOptions,
+        clock: Clock,
+        chaos: BTreeMap<String, crate::chaos::ChaosConfig>,
+    ) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
         let db = open_db(dir, options.cache_bytes).map_err(|e| open_err(e.to_string()))?;
@@ -231,6 +244,7 @@ impl Store {
             replays: replays.clone(),
             swept_minute: 0,
             feed: feed.clone(),
+            chaos: chaos.into_iter().map(|(name, c)| (name, crate::chaos::Chaos::new(c))).collect(),
         };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())
@@ -305,7 +319,7 @@ impl Store {
     /// Records an attempt and its consequence (done, retry, dead letter) in one durable batch.
     pub async fn record_outcome(&self, outcome: Outcome) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        self.send(writer::Op::Outcome(outcome, ack)).await?;
+        self.send(writer::Op::Outcome(Box::new(outcome), ack)).await?;
         done.await.map_err(|_| gone())?
     }
 
@@ -525,6 +539,7 @@ mod tests {
             outcome: AttemptOutcome::Failed,
             answer: None,
             slower_than: None,
+            chaos: None,
         };
         let outcome = Outcome {
             job_key: due[0].key.clone(),
@@ -589,6 +604,7 @@ mod tests {
             outcome: AttemptOutcome::WillRetry,
             answer: None,
             slower_than: None,
+            chaos: None,
         };
         let tree = &store.inner.tree;
         tree.insert(keys::attempt_key(id, 0), record::encode_attempt(attempt.clone())).unwrap();

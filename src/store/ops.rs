@@ -18,11 +18,12 @@ use super::record::{
     Job, Rejection, Source, Status,
 };
 use super::stats::{
-    backfilled_counter, dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter,
+    backfilled_counter, chaos_counter, dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter,
     duplicates_counter, events_counter, failures_counter, hist_bucket_counter, items_counter, minute_counter,
-    rejected_counter, second_counter, DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
+    rejected_counter, second_counter, CHAOS_REORDER, DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
 use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
+use crate::chaos::Draw;
 
 /// What an operation needs from outside the batch: new ids, a place in the body log, the time.
 pub(super) trait Env {
@@ -31,6 +32,11 @@ pub(super) trait Env {
     /// Stages a body for the commit and says where it will be.
     fn stage_body(&mut self, body: &[u8]) -> BodyRef;
     fn now_ms(&self) -> i64;
+    /// The chaos drawn for the next event of `provider`, when its endpoint has chaos delivery;
+    /// called once per event queued for delivery, in commit order.
+    fn chaos(&mut self, _provider: &str) -> Option<Draw> {
+        None
+    }
 }
 
 /// Why one operation was refused while the batch was built; the rest of the batch goes ahead.
@@ -92,9 +98,21 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         }
         // With nowhere to deliver, recording is all the processing there is.
         let status = if event.targets.is_empty() { Status::Processed } else { Status::Received };
+        // An edited copy is a person's deliberate delivery: chaos is for traffic.
+        let draw =
+            (event.parent.is_none() && !event.targets.is_empty()).then(|| self.env.chaos(&event.provider)).flatten();
         for (i, target) in event.targets.iter().enumerate() {
-            let job = Job { target: target.clone(), attempt: 1, series: 1 };
-            add_job(p, &event.provider, event.received_at_ms, id, i as u8, job);
+            let job = Job { target: target.clone(), attempt: 1, series: 1, chaos: None };
+            let Some(draw) = draw else {
+                add_job(p, &event.provider, event.received_at_ms, id, i as u8, job);
+                self.jobs_added = true;
+                continue;
+            };
+            let (jobs, actions) = super::chaos::jobs(event.received_at_ms, i as u8, draw);
+            for (due_ms, target, chaos) in jobs {
+                add_job(p, &event.provider, due_ms, id, target, Job { chaos, ..job.clone() });
+            }
+            actions.into_iter().for_each(|action| p.count(chaos_counter(&event.provider, action), 1));
             self.jobs_added = true;
         }
         p.new_event(
@@ -190,6 +208,9 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         if let Some(reason) = o.failure_reason {
             p.count(failures_counter(reason), 1);
         }
+        if o.attempt.chaos.is_some_and(|c| c.reordered_after.is_some()) {
+            p.count(chaos_counter(&provider, CHAOS_REORDER), 1);
+        }
         p.count(delivery_hist_bucket_counter(o.attempt.duration_us), 1);
         p.count(DELIVERY_HIST_SUM_US.to_string(), o.attempt.duration_us as i64);
         p.insert(keys::attempt_key(o.id, seq).to_vec(), encode_attempt(o.attempt.clone()));
@@ -251,7 +272,7 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 p.remove(key);
             }
             for (i, target) in targets.into_iter().enumerate() {
-                let key = add_job(p, &provider, now, id, i as u8, Job { target, attempt: 1, series });
+                let key = add_job(p, &provider, now, id, i as u8, Job { target, attempt: 1, series, chaos: None });
                 self.replayed.insert(provider.clone(), key);
                 self.jobs_added = true;
             }
@@ -562,6 +583,7 @@ mod tests {
             outcome,
             answer: None,
             slower_than: None,
+            chaos: None,
         };
         Outcome { job_key, id, target: 0, attempt, failure_reason: reason, next }
     }

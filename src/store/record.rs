@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::chaos::ChaosMark;
+
 /// The life of an event. Append new states at the end only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Status {
@@ -147,6 +149,8 @@ pub struct Job {
     pub attempt: u32,
     /// 1 for the first delivery, one more for each replay.
     pub series: u32,
+    /// What chaos delivery did to this job, when it did something (`[providers.<name>.chaos]`).
+    pub chaos: Option<ChaosMark>,
 }
 
 /// How an attempt ended. Append new outcomes at the end only.
@@ -183,6 +187,8 @@ pub struct Attempt {
     pub answer: Option<AttemptAnswer>,
     /// The provider's published delivery timeout, when the attempt took longer than it.
     pub slower_than: Option<SlowerThan>,
+    /// What chaos delivery did to this attempt's job, when it did something.
+    pub chaos: Option<ChaosMark>,
 }
 
 /// What the app answered to one attempt, as much of it as is kept: bounded by the delivery
@@ -246,14 +252,22 @@ pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<BodyRef>), DecodeErro
     })
 }
 
+/// A job without chaos stays `V1`, byte for byte what earlier versions wrote.
 pub fn encode_job(job: Job) -> Vec<u8> {
-    let Job { target, attempt, series } = job;
-    encode(&JobRecord::V1(JobV1 { target, attempt, series }))
+    let Job { target, attempt, series, chaos } = job;
+    let v1 = JobV1 { target, attempt, series };
+    match chaos {
+        None => encode(&JobRecord::V1(v1)),
+        Some(mark) => encode(&JobRecord::V2(v1, ChaosV1::from(mark))),
+    }
 }
 
 pub fn decode_job(bytes: &[u8]) -> Result<Job, DecodeError> {
-    let JobRecord::V1(JobV1 { target, attempt, series }) = decode(bytes)?;
-    Ok(Job { target, attempt, series })
+    let (JobV1 { target, attempt, series }, chaos) = match decode(bytes)? {
+        JobRecord::V1(v1) => (v1, None),
+        JobRecord::V2(v1, chaos) => (v1, Some(ChaosMark::from(chaos))),
+    };
+    Ok(Job { target, attempt, series, chaos })
 }
 
 pub fn encode_alert_state(state: AlertState) -> Vec<u8> {
@@ -267,24 +281,38 @@ pub fn decode_alert_state(bytes: &[u8]) -> Result<AlertState, DecodeError> {
 }
 
 /// An attempt with neither an answer nor a slow flag (a transport error within the provider's
-/// timeout, a dead letter of damaged data) stays `V1`, byte for byte what earlier versions wrote.
+/// timeout, a dead letter of damaged data) stays `V1`, byte for byte what earlier versions wrote;
+/// one without chaos stays `V1` or `V2`; only chaos makes a `V3`.
 pub fn encode_attempt(attempt: Attempt) -> Vec<u8> {
-    let Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome, answer, slower_than } = attempt;
+    let Attempt { series, attempt, at_ms, target, status, error, duration_us, outcome, answer, slower_than, chaos } =
+        attempt;
     let v1 = AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome };
-    match (answer, slower_than) {
-        (None, None) => encode(&AttemptRecord::V1(v1)),
-        (answer, slower_than) => encode(&AttemptRecord::V2(
+    let answer = answer.map(|AttemptAnswer { headers, body, body_len }| AnswerV1 { headers, body, body_len });
+    let slower_than =
+        slower_than.map(|SlowerThan { provider, timeout_ms, retried }| SlowerV1 { provider, timeout_ms, retried });
+    match (answer, slower_than, chaos) {
+        (None, None, None) => encode(&AttemptRecord::V1(v1)),
+        (answer, slower_than, None) => encode(&AttemptRecord::V2(v1, answer, slower_than)),
+        (answer, slower_than, Some(mark)) => encode(&AttemptRecord::V3(
             v1,
-            answer.map(|AttemptAnswer { headers, body, body_len }| AnswerV1 { headers, body, body_len }),
-            slower_than.map(|SlowerThan { provider, timeout_ms, retried }| SlowerV1 { provider, timeout_ms, retried }),
+            answer,
+            slower_than,
+            ChaosV1::from(mark),
+            mark.reordered_after.map(u128::from),
         )),
     }
 }
 
 pub fn decode_attempt(bytes: &[u8]) -> Result<Attempt, DecodeError> {
-    let (v1, answer, slower_than) = match decode(bytes)? {
-        AttemptRecord::V1(v1) => (v1, None, None),
-        AttemptRecord::V2(v1, answer, slower) => (v1, answer, slower),
+    let (v1, answer, slower_than, chaos) = match decode(bytes)? {
+        AttemptRecord::V1(v1) => (v1, None, None, None),
+        AttemptRecord::V2(v1, answer, slower) => (v1, answer, slower, None),
+        AttemptRecord::V3(v1, answer, slower, chaos, after) => (
+            v1,
+            answer,
+            slower,
+            Some(ChaosMark { reordered_after: after.map(ulid::Ulid::from), ..ChaosMark::from(chaos) }),
+        ),
     };
     let AttemptV1 { series, attempt, at_ms, target, status, error, duration_us, outcome } = v1;
     Ok(Attempt {
@@ -302,6 +330,7 @@ pub fn decode_attempt(bytes: &[u8]) -> Result<Attempt, DecodeError> {
             timeout_ms,
             retried,
         }),
+        chaos,
     })
 }
 
@@ -484,6 +513,41 @@ struct RejectionV1 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum JobRecord {
     V1(JobV1),
+    /// With what chaos delivery decided for it.
+    V2(JobV1, ChaosV1),
+}
+
+/// What chaos decided for a job, as stored in a job (`JobRecord::V2`) and in its attempt
+/// (`AttemptRecord::V3`, which adds the event it went out after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct ChaosV1 {
+    delay_ms: u64,
+    reorder_ms: u64,
+    duplicate_after_ms: Option<u64>,
+    duplicated: bool,
+}
+
+impl From<ChaosMark> for ChaosV1 {
+    fn from(m: ChaosMark) -> ChaosV1 {
+        ChaosV1 {
+            delay_ms: m.delay_ms,
+            reorder_ms: m.reorder_ms,
+            duplicate_after_ms: m.duplicate_after_ms,
+            duplicated: m.duplicated,
+        }
+    }
+}
+
+impl From<ChaosV1> for ChaosMark {
+    fn from(c: ChaosV1) -> ChaosMark {
+        ChaosMark {
+            delay_ms: c.delay_ms,
+            reorder_ms: c.reorder_ms,
+            duplicate_after_ms: c.duplicate_after_ms,
+            duplicated: c.duplicated,
+            reordered_after: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -510,6 +574,9 @@ enum AttemptRecord {
     /// With what the app answered and, when the attempt was slower than its provider's
     /// published timeout, that timeout.
     V2(AttemptV1, Option<AnswerV1>, Option<SlowerV1>),
+    /// With what chaos delivery did: what its job was given, and the event (our id) that arrived
+    /// later and went out before it.
+    V3(AttemptV1, Option<AnswerV1>, Option<SlowerV1>, ChaosV1, Option<u128>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -649,6 +716,7 @@ pub(crate) mod tests {
             outcome: AttemptOutcome::WillRetry,
             answer: None,
             slower_than: None,
+            chaos: None,
         };
         let old = unhex("000102d0afabfef9620f687474703a2f2f6170702f686f6f6b01f70301084854545020353033dc0b01");
         assert_eq!(decode_attempt(&old).unwrap(), v1);
@@ -667,6 +735,58 @@ pub(crate) mod tests {
             assert_eq!(bytes[0], 1);
             assert_eq!(decode_attempt(&bytes).unwrap(), attempt);
         }
+    }
+
+    /// A job or attempt with chaos is `V2` (job) or `V3` (attempt) and reads back whole; one
+    /// without keeps its `V1`/`V2` bytes, and the fixed bytes below (written before chaos existed:
+    /// a job, an attempt with an answer) still decode, with no chaos.
+    #[test]
+    fn chaos_marks_are_new_versions_and_old_jobs_and_attempts_still_read() {
+        let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1, chaos: None };
+        let old_job = unhex("000f687474703a2f2f6170702f686f6f6b0201");
+        assert_eq!(decode_job(&old_job).unwrap(), job);
+        assert_eq!(encode_job(job.clone()), old_job);
+        let mark = ChaosMark {
+            delay_ms: 12_000,
+            reorder_ms: 340,
+            duplicate_after_ms: Some(2500),
+            duplicated: false,
+            reordered_after: None,
+        };
+        let marked = Job { chaos: Some(mark), ..job.clone() };
+        let bytes = encode_job(marked.clone());
+        assert_eq!(bytes[0], 1);
+        assert_eq!(decode_job(&bytes).unwrap(), marked);
+
+        let answered = Attempt {
+            series: 1,
+            attempt: 1,
+            at_ms: 1_700_000_001_000,
+            target: "http://app/hook".into(),
+            status: Some(200),
+            error: None,
+            duration_us: 900,
+            outcome: AttemptOutcome::Delivered,
+            answer: Some(AttemptAnswer { headers: vec![], body: b"ok".to_vec(), body_len: 2 }),
+            slower_than: None,
+            chaos: None,
+        };
+        let old_attempt = unhex("010101d0afabfef9620f687474703a2f2f6170702f686f6f6b01c801008407000100026f6b0200");
+        assert_eq!(decode_attempt(&old_attempt).unwrap(), answered);
+        assert_eq!(encode_attempt(answered.clone()), old_attempt);
+        for chaos in [
+            Some(ChaosMark { reordered_after: Some(ulid::Ulid::from(99u128)), ..mark }),
+            Some(ChaosMark { delay_ms: 5, ..ChaosMark::default() }),
+        ] {
+            for answer in [answered.answer.clone(), None] {
+                let attempt = Attempt { chaos, answer, ..answered.clone() };
+                let bytes = encode_attempt(attempt.clone());
+                assert_eq!(bytes[0], 2);
+                assert_eq!(decode_attempt(&bytes).unwrap(), attempt);
+            }
+        }
+        let first = ChaosMark { duplicated: true, ..ChaosMark::default() };
+        assert_eq!(decode_job(&encode_job(Job { chaos: Some(first), ..job })).unwrap().chaos, Some(first));
     }
 
     #[test]
@@ -692,7 +812,7 @@ pub(crate) mod tests {
             ..sample()
         };
         let body = BodyRef { segment: 3, offset: 4096, len: 2, crc32: 0xdead_beef };
-        let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1 };
+        let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1, chaos: None };
         let attempt = Attempt {
             series: 1,
             attempt: 2,
@@ -704,6 +824,7 @@ pub(crate) mod tests {
             outcome: AttemptOutcome::WillRetry,
             answer: None,
             slower_than: None,
+            chaos: None,
         };
         let rejection = Rejection {
             at_ms: 1_700_000_002_000,

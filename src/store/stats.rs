@@ -95,6 +95,17 @@ pub(super) fn dead_letters_counter(provider: &str) -> String {
     format!("dead_letters/{provider}")
 }
 
+/// Chaos actions of one provider, cumulative: `chaos/<provider>/<action>`.
+pub(super) fn chaos_counter(provider: &str, action: &str) -> String {
+    format!("chaos/{provider}/{action}")
+}
+/// A second delivery queued (`duplicate`).
+pub(super) const CHAOS_DUPLICATE: &str = "duplicate";
+/// A first attempt delayed (`delay`).
+pub(super) const CHAOS_DELAY: &str = "delay";
+/// An attempt that went out after an event that arrived later (`reorder_window`).
+pub(super) const CHAOS_REORDER: &str = "reorder";
+
 pub(super) fn rejected_counter(code: &str) -> String {
     format!("rejected/{code}")
 }
@@ -313,6 +324,17 @@ impl Counters {
         self.under("backfilled/").map(|(_, n)| n).sum()
     }
 
+    /// Chaos actions by provider, then action (`duplicate`, `delay`, `reorder`), cumulative.
+    pub fn chaos(&self) -> BTreeMap<&str, BTreeMap<&str, u64>> {
+        let mut out: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        for (rest, n) in self.under("chaos/") {
+            if let Some((provider, action)) = rest.rsplit_once('/') {
+                out.entry(provider).or_default().insert(action, n);
+            }
+        }
+        out
+    }
+
     /// Refused requests by error code.
     pub fn rejected(&self) -> BTreeMap<&str, u64> {
         self.under("rejected/").collect()
@@ -486,6 +508,8 @@ mod tests {
             (items_counter("sms"), 9),
             (backfilled_counter("stripe"), 13),
             (backfilled_counter("sms"), 1),
+            (chaos_counter("stripe", CHAOS_DUPLICATE), 4),
+            (chaos_counter("stripe", CHAOS_REORDER), 2),
             (rejected_counter("invalid_signature"), 5),
             (dead_letters_counter("stripe"), 7),
             (delivered_after_counter(2), 6),
@@ -514,6 +538,7 @@ mod tests {
         assert_eq!(c.items(), BTreeMap::from([("sms", 9)]));
         assert_eq!(c.backfilled(), BTreeMap::from([("sms", 1), ("stripe", 13)]));
         assert_eq!(c.backfilled_total(), 14);
+        assert_eq!(c.chaos(), BTreeMap::from([("stripe", BTreeMap::from([("duplicate", 4), ("reorder", 2)]))]));
         assert_eq!(c.rejected(), BTreeMap::from([("invalid_signature", 5)]));
         assert_eq!(c.delivered_after(), BTreeMap::from([("2", 6)]));
         assert_eq!(c.failure_reasons(), BTreeMap::from([("timeout", 8)]));

@@ -32,7 +32,9 @@ pub(super) enum Op {
     Reject(&'static str, Option<Rejection>),
     /// A delivery attempt started: `processing`. Not acknowledged; the outcome follows it.
     Begin(Ulid),
-    Outcome(Outcome, oneshot::Sender<Result<(), StoreError>>),
+    /// Boxed: an attempt with its answer and chaos mark is by far the largest operation, and
+    /// every operation in the queue would otherwise take its size.
+    Outcome(Box<Outcome>, oneshot::Sender<Result<(), StoreError>>),
     /// New attempt series for these events, to these targets.
     Replay(Vec<(Ulid, Vec<String>)>, oneshot::Sender<Result<usize, StoreError>>),
     /// Retention: delete these events unless a delivery is pending.
@@ -78,6 +80,8 @@ pub(super) struct Writer {
     pub(super) replays: Arc<parking_lot::Mutex<BTreeMap<String, Vec<u8>>>>,
     /// Where each committed batch's new events and changes of status go (`feed.rs`).
     pub(super) feed: Arc<super::feed::Feed>,
+    /// Each chaos endpoint's settings and generator, by name; empty when no endpoint has chaos.
+    pub(super) chaos: BTreeMap<String, crate::chaos::Chaos>,
 }
 
 impl Op {
@@ -158,7 +162,8 @@ impl Writer {
             tracing::warn!(error = %e, "cannot start a new body segment; appending to the current one");
         }
         let tree = self.tree.clone();
-        let env = WriterEnv { ids: &mut self.ids, bodies: &mut self.bodies, clock: &self.clock };
+        let env =
+            WriterEnv { ids: &mut self.ids, bodies: &mut self.bodies, clock: &self.clock, chaos: &mut self.chaos };
         let mut pending = Pending::new(&tree);
         if self.feed.recording() {
             pending.track_changes();
@@ -188,7 +193,7 @@ impl Writer {
                     }
                     continue;
                 }
-                Op::Outcome(o, ack) => match m.outcome(o) {
+                Op::Outcome(o, ack) => match m.outcome(*o) {
                     Ok(()) => Ok(Waiter::Done(ack)),
                     Err(e) => Err((Waiter::Done(ack), e)),
                 },
@@ -365,6 +370,7 @@ struct WriterEnv<'w> {
     ids: &'w mut ulid::Generator,
     bodies: &'w mut BodyLog,
     clock: &'w Clock,
+    chaos: &'w mut BTreeMap<String, crate::chaos::Chaos>,
 }
 
 impl Env for WriterEnv<'_> {
@@ -380,6 +386,14 @@ impl Env for WriterEnv<'_> {
 
     fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    fn chaos(&mut self, provider: &str) -> Option<crate::chaos::Draw> {
+        // Without chaos anywhere, the map is empty and this is one length check per event.
+        if self.chaos.is_empty() {
+            return None;
+        }
+        self.chaos.get_mut(provider).map(crate::chaos::Chaos::draw)
     }
 }
 
