@@ -19,8 +19,8 @@ impl Config {
     pub fn chaos(&self) -> Result<BTreeMap<String, ChaosConfig>, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, section) in self.sections() {
-            let Some(chaos) = section.chaos else { continue };
-            if let Some(f) = remote(&name, &section.forward_to, &chaos).into_iter().next() {
+            let Some(chaos) = section.chaos.clone() else { continue };
+            if let Some(f) = remote(&name, &targets(&section), &chaos).into_iter().next() {
                 return Err(err(&f.key, f.message));
             }
             out.insert(name, chaos);
@@ -34,9 +34,15 @@ impl Config {
 pub fn remote_findings(c: &Config) -> Vec<Finding> {
     c.sections()
         .into_iter()
-        .filter_map(|(name, s)| Some(remote(&name, &s.forward_to, s.chaos.as_ref()?)))
+        .filter_map(|(name, s)| Some(remote(&name, &targets(&s), s.chaos.as_ref()?)))
         .flatten()
         .collect()
+}
+
+/// Every target a section delivers to: `forward_to` and each route's.
+fn targets(section: &super::EndpointConfig) -> Vec<String> {
+    let routed = section.routes.iter().flat_map(|r| r.forward_to.iter());
+    section.forward_to.iter().chain(routed).cloned().collect()
 }
 
 fn remote(name: &str, targets: &[String], chaos: &ChaosConfig) -> Vec<Finding> {

@@ -73,7 +73,7 @@ impl From<KindConfig> for EndpointConfig {
 }
 
 /// The keys of a section that are config's, not the kind's.
-pub const COMMON_KEYS: [&str; 5] = ["forward_to", "routes", "timeout", "retry", "forward_headers"];
+pub const COMMON_KEYS: [&str; 6] = ["forward_to", "routes", "timeout", "retry", "forward_headers", "chaos"];
 
 /// Names an endpoint cannot take: the API's own paths (and the built-in endpoints', see
 /// [`valid_endpoint_name`]).

@@ -197,6 +197,21 @@ fn chaos_on_a_remote_target_needs_allow_remote() {
         .iter()
         .all(|f| f.id != "chaos.remote_target"));
     assert!(local.chaos().is_ok());
+
+    // A route's target is a target too: chaos on a loopback forward_to with a remote route is
+    // refused the same way.
+    let mut routed = with("http://localhost:3000/hook", "duplicate = 0.5\n");
+    routed.providers.get_mut("stripe").unwrap().routes = vec![stagehook::providers::registry::Route {
+        types: vec!["invoice.*".into()],
+        forward_to: vec!["https://billing.example/hook".into()],
+        also_default: false,
+    }];
+    let e = routed.chaos().err().expect("refused").to_string();
+    assert!(e.contains("providers.stripe.chaos.allow_remote") && e.contains("billing.example"), "{e}");
+    assert!(validate(&routed, &Default::default(), Context::Standalone)
+        .findings
+        .iter()
+        .any(|f| f.id == "chaos.remote_target" && f.message.contains("billing.example")));
 }
 
 #[test]

@@ -171,6 +171,8 @@ fn a_config_error_names_the_keys_line_and_what_was_meant() {
     assert!(e.contains("did you mean `secret`?") && e.ends_with("(line 3)"), "{e}");
     let e = error("[providers.gh]\nkind = \"github\"\nforward_to = []\nheadr = \"x\"\n");
     assert!(e.contains("did you mean `header`?") && e.ends_with("(line 4)"), "{e}");
+    let e = error("[providers.stripe]\nforward_to = []\n[providers.stripe.chaso]\nduplicate = 0.5\n");
+    assert!(e.contains("did you mean `chaos`?"), "{e}");
     let e = error("[limits]\nmax_body_bytes = 10\n[server]\n\nbnd = \"127.0.0.1:0\"\n");
     assert!(e.contains("did you mean `bind`?") && e.ends_with("(line 5)"), "{e}");
     let e = error("[server]\nbind = \"127.0.0.1:0\"\n[providers.githb]\nsecret = \"x\"\n");
