@@ -38,6 +38,7 @@
 pub mod alerts;
 pub mod allocator;
 pub mod backfill;
+pub mod check_app;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -9,6 +9,7 @@ mod api;
 mod backfill;
 mod backfill_api;
 mod bounded;
+mod check_app;
 mod cli;
 mod config;
 mod connections;

@@ -1,0 +1,318 @@
+//! `stagehook check-app` against real fake apps on loopback: one that verifies Stripe, Twilio
+//! and GitHub signatures as their SDKs do (on the raw body) and is idempotent, one that answers
+//! 200 to everything, one that fails on a repeated event id, and a slow one. The binary is run
+//! as a user runs it, for its exit codes, its text and its `--json`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use serde_json::Value;
+use warp::Filter;
+
+use crate::support::{self, now_s, run_binary_async, STRIPE_SECRET, TWILIO_TOKEN};
+
+const GITHUB_SECRET: &str = "github-check-app-secret";
+
+/// How a fake app answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Habit {
+    /// Verifies as the providers' SDKs do, and answers 200 to an event it has seen.
+    Verifies,
+    /// 200 to everything.
+    AcceptsAll,
+    /// Verifies, but answers 500 to an event id it has seen.
+    FailsOnRepeat,
+}
+
+struct App {
+    addr: SocketAddr,
+    /// Every `X-Stagehook-Check` received, in order.
+    checks: Arc<Mutex<Vec<String>>>,
+}
+
+impl App {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// stripe-node's `constructEvent`: the `t` and every `v1` of `Stripe-Signature`, HMAC-SHA256 of
+/// `t.body` compared in constant time, and `t` within 300 s of now.
+fn verify_stripe(headers: &[(String, String)], body: &[u8]) -> Result<String, String> {
+    let sig = header(headers, "stripe-signature").ok_or("No stripe-signature header value was provided.")?;
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in sig.split(',') {
+        match part.split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1.push(v.to_string()),
+            _ => {}
+        }
+    }
+    let t = t.ok_or("Unable to extract timestamp and signatures from header")?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(STRIPE_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let ok = v1
+        .iter()
+        .filter_map(|s| hex::decode(s).ok())
+        .any(|s| s.len() == expected.len() && s.iter().zip(expected.iter()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
+    if !ok {
+        return Err("No signatures found matching the expected signature for payload".into());
+    }
+    if (now_s() - t).abs() > 300 {
+        return Err("Timestamp outside the tolerance zone".into());
+    }
+    let event: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(event["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// twilio-node's `validateRequest`: the URL the request reached and its sorted form parameters.
+fn verify_twilio(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<String, String> {
+    let sig = header(headers, "x-twilio-signature").ok_or("missing X-Twilio-Signature")?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if support::twilio_signature(TWILIO_TOKEN, url, &pairs) != sig {
+        return Err("invalid Twilio signature".into());
+    }
+    Ok(params.iter().find(|(k, _)| k == "MessageSid").map(|(_, v)| v.clone()).unwrap_or_default())
+}
+
+/// @octokit/webhooks-methods' `verify`, with the delivery id as the event's id.
+fn verify_github(headers: &[(String, String)], body: &[u8]) -> Result<String, String> {
+    crate::sdk_github::verify(headers, body, GITHUB_SECRET, now_s())?;
+    Ok(header(headers, "x-github-delivery").unwrap_or_default().to_string())
+}
+
+/// A fake app at `/stripe`, `/sms` and `/github`; each answer waits `delay`.
+async fn start_app(habit: Habit, delay: Duration) -> App {
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let checks: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let marks = checks.clone();
+    let route = warp::post().and(warp::path::full()).and(warp::header::headers_cloned()).and(warp::body::bytes()).then(
+        move |path: warp::path::FullPath, headers: warp::http::HeaderMap, body: Bytes| {
+            let (seen, marks) = (seen.clone(), marks.clone());
+            async move {
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect();
+                marks.lock().push(header(&headers, "x-stagehook-check").unwrap_or("").to_string());
+                tokio::time::sleep(delay).await;
+                let reply =
+                    |status: u16, text: String| warp::http::Response::builder().status(status).body(text).unwrap();
+                if habit == Habit::AcceptsAll {
+                    return reply(200, "ok".into());
+                }
+                let host = header(&headers, "host").unwrap_or_default().to_string();
+                let verified = match path.as_str() {
+                    "/stripe" => verify_stripe(&headers, &body),
+                    "/sms" => verify_twilio(&format!("http://{host}/sms"), &headers, &body),
+                    "/github" => verify_github(&headers, &body),
+                    other => Err(format!("no route {other}")),
+                };
+                match verified {
+                    Err(e) => reply(400, e),
+                    Ok(id) if !seen.lock().insert(id.clone()) && habit == Habit::FailsOnRepeat => {
+                        reply(500, format!("duplicate key value violates unique constraint: {id}"))
+                    }
+                    Ok(id) => reply(200, format!("handled {id}")),
+                }
+            }
+        },
+    );
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    App { addr, checks }
+}
+
+/// A configuration with Stripe forwarding to the app, Twilio's built-in endpoint and a GitHub
+/// endpoint `gh` (reached with `--target`).
+fn write_config(dir: &std::path::Path, app: &App) -> String {
+    let extra = format!(
+        "forward_to = [\"{}\"]\n\n[providers.twilio]\nauth_token = \"{TWILIO_TOKEN}\"\n\n[providers.gh]\nkind = \"github\"\nsecret = \"{GITHUB_SECRET}\"\n\n[providers.team]\nkind = \"slack\"\nsecret = \"8f742231b10e8888abcd99yyyzzz85a5\"\n",
+        app.url("/stripe")
+    );
+    support::write_config(dir, &extra).display().to_string()
+}
+
+async fn check_app(config: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["check-app", "--config", config];
+    all.extend_from_slice(args);
+    run_binary_async(&all).await
+}
+
+fn outcomes(report: &Value) -> Vec<(String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn outcome<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name}: {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_verifies_properly_passes_every_check_that_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::Verifies, Duration::ZERO).await;
+    let config = write_config(dir.path(), &app);
+
+    let (code, out) = check_app(&config, &["stripe", "--json"]).await;
+    let stripe: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!((stripe["ok"].as_bool(), stripe["failed"].as_u64()), (Some(true), Some(0)), "{out}");
+    let expected = [
+        ("accepts_valid", "pass"),
+        ("refuses_wrong_secret", "pass"),
+        ("refuses_unsigned", "pass"),
+        ("refuses_modified_body", "pass"),
+        ("accepts_exact_bytes", "pass"),
+        ("refuses_stale", "pass"),
+        ("refuses_wrong_url", "not_applicable"),
+        ("idempotent_duplicate", "pass"),
+        ("tolerates_order", "pass"),
+        ("answers_in_time", "not_applicable"),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(outcomes(&stripe), expected, "{out}");
+    // Where no timeout is published, the check says so rather than pass.
+    assert_eq!(outcome(&stripe, "answers_in_time")["reason"], "Stripe publishes no delivery timeout");
+    assert_eq!(outcome(&stripe, "refuses_wrong_url")["reason"], "Stripe's signature does not cover the URL");
+    // The order check sent one subscription's deleted, updated and created events, in that order.
+    let order = outcome(&stripe, "tolerates_order");
+    let notes: Vec<&str> =
+        order["exchanges"].as_array().unwrap().iter().map(|e| e["sent"]["note"].as_str().unwrap()).collect();
+    assert_eq!(notes.len(), 3, "{order}");
+    let sub = notes[0].rsplit(' ').next().unwrap();
+    assert!(sub.starts_with("sub_"), "{notes:?}");
+    for (note, kind) in notes.iter().zip(["deleted", "updated", "created"]) {
+        assert_eq!(*note, format!("customer.subscription.{kind} for {sub}"));
+    }
+    // What was sent is redacted: the signature shortened, never whole.
+    let sent = &outcome(&stripe, "accepts_valid")["exchanges"][0]["sent"];
+    let signature = sent["headers"].as_array().unwrap().iter().find(|h| h[0] == "stripe-signature").unwrap();
+    assert!(signature[1].as_str().unwrap().contains("(redacted, "), "{sent}");
+    assert!(!signature[1].as_str().unwrap().contains("v1="), "{sent}");
+    assert_eq!(outcome(&stripe, "accepts_valid")["exchanges"][0]["answered"]["status"], 200);
+    // Every request named its check.
+    assert!(app.checks.lock().iter().all(|c| !c.is_empty()), "{:?}", app.checks.lock());
+    assert!(app.checks.lock().contains(&"refuses_stale".to_string()));
+
+    let (code, out) = check_app(&config, &["twilio", "--target", &app.url("/sms"), "--json"]).await;
+    let twilio: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(outcome(&twilio, "refuses_wrong_url")["outcome"], "pass", "{out}");
+    assert_eq!(outcome(&twilio, "accepts_exact_bytes")["outcome"], "pass", "{out}");
+    assert_eq!(outcome(&twilio, "refuses_stale")["outcome"], "not_applicable", "{out}");
+
+    let (code, out) = check_app(&config, &["gh", "--target", &app.url("/github")]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pass  answers_in_time"), "{out}");
+    assert!(out.contains("n/a   refuses_stale          GitHub signs no timestamp"), "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_accepts_everything_fails_the_refusals_with_their_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::AcceptsAll, Duration::ZERO).await;
+    let config = write_config(dir.path(), &app);
+    let (code, out) = check_app(&config, &["stripe", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], false);
+    let failed: Vec<String> = outcomes(&report).into_iter().filter(|(_, o)| o == "fail").map(|(n, _)| n).collect();
+    assert_eq!(failed, ["refuses_wrong_secret", "refuses_unsigned", "refuses_modified_body", "refuses_stale"], "{out}");
+    assert_eq!(
+        outcome(&report, "refuses_unsigned")["fix"],
+        "your handler accepts requests without a valid signature: verify with the raw body and the endpoint secret"
+    );
+    assert_eq!(outcome(&report, "refuses_unsigned")["exchanges"][0]["answered"]["body"], "ok");
+
+    let (code, text) = check_app(&config, &["stripe"]).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL  refuses_unsigned"), "{text}");
+    assert!(text.contains("fix: your handler accepts requests without a valid signature"), "{text}");
+    assert!(text.contains("4 failed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_fails_on_a_repeated_event_fails_idempotent_duplicate_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::FailsOnRepeat, Duration::ZERO).await;
+    let config = write_config(dir.path(), &app);
+    let (code, out) = check_app(&config, &["stripe", "--json"]).await;
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let failed: Vec<String> = outcomes(&report).into_iter().filter(|(_, o)| o == "fail").map(|(n, _)| n).collect();
+    assert_eq!(failed, ["idempotent_duplicate"], "{out}");
+    let check = outcome(&report, "idempotent_duplicate");
+    let statuses: Vec<&Value> =
+        check["exchanges"].as_array().unwrap().iter().map(|e| &e["answered"]["status"]).collect();
+    assert_eq!(statuses, [200, 500], "{check}");
+    assert!(check["exchanges"][1]["answered"]["body"].as_str().unwrap().starts_with("duplicate key value"), "{check}");
+}
+
+/// Slack publishes 3 s: an app answering after 3.5 s fails; Stripe publishes none, so the same
+/// app is not graded on time there. (GitHub's 10 s is graded by the same code, unit-tested
+/// without waiting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_fails_answers_in_time_where_the_provider_publishes_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::AcceptsAll, Duration::from_millis(3500)).await;
+    let config = write_config(dir.path(), &app);
+    let only = ["--only", "answers_in_time", "--json"];
+    let target = app.url("/slack");
+    let (code, out) = check_app(&config, &[&["team", "--target", &target][..], &only[..]].concat()).await;
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcomes(&report), [("answers_in_time".to_string(), "fail".to_string())], "{out}");
+    let check = outcome(&report, "answers_in_time");
+    assert!(check["exchanges"][0]["answered"]["time_ms"].as_u64().unwrap() >= 3500, "{check}");
+    assert!(check["fix"].as_str().unwrap().contains("Slack's 3 s timeout"), "{check}");
+
+    let (code, out) = check_app(&config, &[&["stripe"][..], &only[..]].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcomes(&report), [("answers_in_time".to_string(), "not_applicable".to_string())], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_exit_2_with_a_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::Verifies, Duration::ZERO).await;
+    let config = write_config(dir.path(), &app);
+    for (args, code) in [
+        (&["nowhere", "--json"][..], "unknown_endpoint"),
+        (&["stripe", "--only", "refuses_nothing", "--json"][..], "unknown_check"),
+        (&["twilio", "--json"][..], "no_target"),
+    ] {
+        let (exit, out) = check_app(&config, args).await;
+        assert_eq!(exit, 2, "{args:?}: {out}");
+        let error: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(error["error"]["code"], code, "{out}");
+    }
+    let (_, out) = check_app(&config, &["stripe", "--only", "refuses_nothing"]).await;
+    assert!(out.contains("known: accepts_valid, refuses_wrong_secret,"), "{out}");
+    assert!(app.checks.lock().is_empty(), "nothing was sent: {:?}", app.checks.lock());
+}
