@@ -197,6 +197,7 @@ impl App {
             streams: Default::default(),
             listeners: Default::default(),
             backfills: Default::default(),
+            check_runs: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,

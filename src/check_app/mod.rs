@@ -342,9 +342,9 @@ fn grade(expect: Expect, exchanges: &[Exchange]) -> (Outcome, String) {
         };
         ok &= this;
         said.push(match (a.status, &a.error) {
-            (Some(s), _) => format!("{s} in {} ms", a.time_ms),
-            (None, Some(error)) => format!("no answer ({error}) after {} ms", a.time_ms),
-            (None, None) => format!("no answer after {} ms", a.time_ms),
+            (Some(s), _) => format!("answered {s} in {} ms", a.time_ms),
+            (None, Some(error)) => format!("{error} ({} ms)", a.time_ms),
+            (None, None) => format!("no answer ({} ms)", a.time_ms),
         });
     }
     let wanted = match expect {
@@ -353,7 +353,7 @@ fn grade(expect: Expect, exchanges: &[Exchange]) -> (Outcome, String) {
         Expect::Within(t) => format!("an answer within {} s", t.as_secs()),
     };
     let outcome = if ok { Outcome::Pass } else { Outcome::Fail };
-    (outcome, format!("answered {} (wanted {wanted})", said.join(", ")))
+    (outcome, format!("{} (wanted {wanted})", said.join(", ")))
 }
 
 /// Sends one request and times its answer.

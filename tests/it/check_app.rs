@@ -316,3 +316,65 @@ async fn configuration_errors_exit_2_with_a_code() {
     assert!(out.contains("known: accepts_valid, refuses_wrong_secret,"), "{out}");
     assert!(app.checks.lock().is_empty(), "nothing was sent: {:?}", app.checks.lock());
 }
+
+/// The API runs the checks, keeps the last report per endpoint and answers it; a target must be
+/// what a `forward_to` may be; one run per endpoint at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_runs_a_check_keeps_the_last_report_and_runs_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::Verifies, Duration::ZERO).await;
+    let s = support::start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
+    const PATH: &str = "/staging/webhooks/check-app";
+
+    let r = s.get(&format!("{PATH}?endpoint=stripe")).await;
+    assert_eq!((r.status, r.code()), (404, "no_check_report".to_string()), "{}", r.text());
+
+    let r = s.post_json(PATH, br#"{"endpoint": "stripe", "only": ["accepts_valid", "refuses_unsigned"]}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(outcomes(&report).len(), 2, "{report}");
+    // The checks' requests went to the app, not through ingest: nothing was stored.
+    let events = s.get("/staging/webhooks/events").await.json();
+    assert_eq!(events["events"].as_array().unwrap().len(), 0, "{events}");
+    let r = s.get(&format!("{PATH}?endpoint=stripe")).await;
+    assert_eq!((r.status, r.json()), (200, report.clone()));
+
+    for (body, status, code) in [
+        (r#"{"endpoint": "stripe", "target": "https://api.stripe.com/v1/hook"}"#, 400, "bad_target"),
+        (r#"{"endpoint": "stripe", "target": "ftp://127.0.0.1/"}"#, 400, "bad_target"),
+        (r#"{"endpoint": "stripe", "only": ["accepts_nothing"]}"#, 400, "unknown_check"),
+        (r#"{"endpoint": "nowhere"}"#, 404, "unknown_endpoint"),
+        (r#"{"endpoint": "twilio"}"#, 409, "no_target"),
+        (r#"{"endpoint": "stripe", "targets": []}"#, 400, "invalid_payload"),
+    ] {
+        let r = s.post_json(PATH, body.as_bytes()).await;
+        assert_eq!((r.status, r.code()), (status, code.to_string()), "{body}: {}", r.text());
+    }
+
+    // A run waits on an app that holds its answers; a second one of the same endpoint is refused.
+    let held = crate::fake_app::FakeApp::start().await;
+    held.hold();
+    let addr = s.addr;
+    let target = held.url("/hook");
+    let ask = format!(r#"{{"endpoint": "stripe", "target": "{target}", "only": ["accepts_valid"]}}"#);
+    let first = tokio::spawn({
+        let ask = ask.clone();
+        async move {
+            let headers = [("content-type", "application/json")];
+            support::request(addr, "POST", PATH, &headers, ask.as_bytes()).await
+        }
+    });
+    support::until("the first run's request", || async { (!held.received().is_empty()).then_some(()) }).await;
+    let r = s.post_json(PATH, ask.as_bytes()).await;
+    assert_eq!((r.status, r.code()), (409, "check_running".to_string()), "{}", r.text());
+    held.release();
+    let r = first.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(held.received()[0].header("x-stagehook-check"), Some("accepts_valid"));
+    // The last report is the newest one.
+    let last = s.get(&format!("{PATH}?endpoint=stripe")).await.json();
+    assert_eq!(outcomes(&last), [("accepts_valid".to_string(), "pass".to_string())]);
+    assert!(last["target"].as_str().unwrap().ends_with("/hook"), "{last}");
+    s.stop().await;
+}
