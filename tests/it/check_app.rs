@@ -114,7 +114,8 @@ async fn start_app(habit: Habit, delay: Duration) -> App {
                 let reply =
                     |status: u16, text: String| warp::http::Response::builder().status(status).body(text).unwrap();
                 if habit == Habit::AcceptsAll {
-                    return reply(200, "ok".into());
+                    // Markup in its answer: the dashboard shows it as text.
+                    return reply(200, "<b>ok</b>".into());
                 }
                 let host = header(&headers, "host").unwrap_or_default().to_string();
                 let verified = match path.as_str() {
@@ -247,7 +248,7 @@ async fn a_handler_that_accepts_everything_fails_the_refusals_with_their_fix() {
         outcome(&report, "refuses_unsigned")["fix"],
         "your handler accepts requests without a valid signature: verify with the raw body and the endpoint secret"
     );
-    assert_eq!(outcome(&report, "refuses_unsigned")["exchanges"][0]["answered"]["body"], "ok");
+    assert_eq!(outcome(&report, "refuses_unsigned")["exchanges"][0]["answered"]["body"], "<b>ok</b>");
 
     let (code, text) = check_app(&config, &["stripe"]).await;
     assert_eq!(code, 1, "{text}");
@@ -377,4 +378,49 @@ async fn the_api_runs_a_check_keeps_the_last_report_and_runs_one_at_a_time() {
     assert_eq!(outcomes(&last), [("accepts_valid".to_string(), "pass".to_string())]);
     assert!(last["target"].as_str().unwrap().ends_with("/hook"), "{last}");
     s.stop().await;
+}
+
+/// The dashboard's "App check" panel in Chromium: a click runs the checks against an app that
+/// accepts everything, the scorecard shows the failed refusals with their fix, and the app's
+/// answer (markup) is shown as text, never rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_runs_a_check_and_shows_the_scorecard() {
+    let scenario = async {
+        let dir = tempfile::tempdir().unwrap();
+        let app = start_app(Habit::AcceptsAll, Duration::ZERO).await;
+        let s = support::start(support::forwarding(dir.path(), "stripe", app.url("/stripe"))).await;
+        let browser = crate::webdriver::Browser::start().await;
+        browser.goto(&format!("http://{}/", s.addr)).await;
+        let block = "#app-check-list div[data-endpoint=\"stripe\"]";
+        let button = format!("{block} button.app-check-run");
+        browser.wait("the stripe check button", || async { (browser.count(&button).await == 1).then_some(()) }).await;
+        let summary = browser.text(&format!("{block} .app-check-summary")).await.unwrap_or_default();
+        assert_eq!(summary, "Not checked yet.");
+
+        browser.click(&button).await;
+        let row = format!("{block} tr[data-check=\"refuses_unsigned\"]");
+        let shown =
+            browser.wait("the scorecard", || async { browser.text(&row).await.filter(|t| t.contains("fail")) }).await;
+        assert!(shown.contains("your handler accepts requests without a valid signature"), "{shown}");
+        assert!(shown.contains("200 in"), "{shown}");
+        let said = browser.text(&format!("{row} .app-body")).await.unwrap_or_default();
+        assert_eq!(said, "<b>ok</b>");
+        assert_eq!(browser.count(&format!("{block} .app-check-card b")).await, 0, "the app's markup is not rendered");
+        let summary = browser.text(&format!("{block} .app-check-summary")).await.unwrap_or_default();
+        assert!(summary.starts_with("4 failed: 4 passed, 4 failed, 2 not applicable"), "{summary}");
+        assert_eq!(browser.count(&format!("{block} tr.check-fail")).await, 4);
+        // A new page shows the report the store kept.
+        browser.goto(&format!("http://{}/", s.addr)).await;
+        browser
+            .wait("the kept scorecard", || async {
+                (browser.count(&format!("{block} tr.check-fail")).await == 4).then_some(())
+            })
+            .await;
+        browser.screenshot("dashboard-app-check").await;
+        let console = browser.console().await;
+        assert!(!console.iter().any(|m| m.contains("Content Security Policy")), "{console:#?}");
+        browser.quit().await;
+        s.stop().await;
+    };
+    tokio::time::timeout(Duration::from_secs(240), Box::pin(scenario)).await.expect("the browser scenario finished");
 }
