@@ -217,11 +217,27 @@ impl Refused {
     }
 }
 
+/// Why a check does not apply to an endpoint, shown as the check's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplicable(pub String);
+
+impl From<String> for NotApplicable {
+    fn from(reason: String) -> NotApplicable {
+        NotApplicable(reason)
+    }
+}
+
+impl From<&str> for NotApplicable {
+    fn from(reason: &str) -> NotApplicable {
+        NotApplicable(reason.to_string())
+    }
+}
+
 /// What a run needs: the endpoint, a provider of its kind with other secrets (or why there is
 /// none), and the app's URL.
 pub struct Plan<'a> {
     pub endpoint: &'a Endpoint,
-    pub other: Result<Arc<dyn Provider>, String>,
+    pub other: Result<Arc<dyn Provider>, NotApplicable>,
     pub target: String,
     pub only: Vec<CheckName>,
 }
@@ -250,8 +266,8 @@ impl<'a> Plan<'a> {
         };
         let other = match config.providers.get(provider_name) {
             Some(section) => crate::providers::registry::with_other_secrets(provider_name, &section.settings)
-                .map_err(|e| format!("no second secret could be made for this endpoint: {}", e.message)),
-            None => Err("the endpoint has no section to build a second secret from".to_string()),
+                .map_err(|e| NotApplicable(format!("no second secret could be made for this endpoint: {}", e.message))),
+            None => Err(NotApplicable("the endpoint has no section to build a second secret from".into())),
         };
         Ok(Plan { endpoint, other, target, only })
     }
@@ -313,7 +329,7 @@ async fn run_check(plan: &Plan<'_>, client: &Client, check: CheckName, now: i64)
     let timeout = plan.endpoint.provider.delivery_timeout();
     let (requests, expect) = match requests(plan, check, now) {
         Ok(r) => r,
-        Err(reason) => return not_applicable(reason),
+        Err(NotApplicable(reason)) => return not_applicable(reason),
     };
     let wait = match expect {
         Expect::Within(t) => t + GRACE,
@@ -397,7 +413,7 @@ fn kept(body: &[u8]) -> String {
 }
 
 /// The requests of `check` and what their answers must be, or why it does not apply.
-fn requests(plan: &Plan<'_>, check: CheckName, now: i64) -> Result<(Vec<Request>, Expect), String> {
+fn requests(plan: &Plan<'_>, check: CheckName, now: i64) -> Result<(Vec<Request>, Expect), NotApplicable> {
     let provider = &plan.endpoint.provider;
     let title = plan.endpoint.kind.title();
     let sample = || provider.sample(None, now).map_err(|e| e.to_string());
@@ -448,17 +464,19 @@ fn requests(plan: &Plan<'_>, check: CheckName, now: i64) -> Result<(Vec<Request>
             let s = provider.sample(None, at).map_err(|e| e.to_string())?;
             match accepted_by(provider.as_ref(), &plan.target, &s, &s.body, (at, now)) {
                 Err(RefusalCode::StaleTimestamp) => {}
-                Err(code) => return Err(format!("stagehook's own verifier refuses the request ({})", code.as_str())),
+                Err(code) => {
+                    return Err(format!("stagehook's own verifier refuses the request ({})", code.as_str()).into())
+                }
                 Ok(()) if provider_signs_time(provider.as_ref(), &plan.target, &s, at) => {
                     return Err("this endpoint's tolerance accepts a signature an hour old".into())
                 }
-                Ok(()) => return Err(format!("{title} signs no timestamp, so a signature does not expire")),
+                Ok(()) => return Err(format!("{title} signs no timestamp, so a signature does not expire").into()),
             }
             (vec![valid(&s, s.body.clone(), at, "signed an hour ago")], Expect::Refused)
         }
         CheckName::RefusesWrongUrl => {
             if !provider.signs_url() {
-                return Err(format!("{title}'s signature does not cover the URL"));
+                return Err(format!("{title}'s signature does not cover the URL").into());
             }
             let s = sample()?;
             let elsewhere = elsewhere(&plan.target);
@@ -557,12 +575,16 @@ fn elsewhere(target: &str) -> String {
 /// A related sequence of fixtures in reverse order, where the kind's fixtures make one: for
 /// Stripe, one subscription `deleted`, `updated`, then `created`, each its own event. `None`
 /// when the kind has none.
-fn sequence(kind: ProviderKind, provider: &dyn Provider, now: i64) -> Option<Result<Vec<(String, Sample)>, String>> {
+fn sequence(
+    kind: ProviderKind,
+    provider: &dyn Provider,
+    now: i64,
+) -> Option<Result<Vec<(String, Sample)>, NotApplicable>> {
     const SUBSCRIPTION: &str = "customer.subscription.updated";
     if kind != ProviderKind::Stripe || !provider.sample_types().contains(&SUBSCRIPTION) {
         return None;
     }
-    Some((|| {
+    Some((|| -> Result<_, NotApplicable> {
         let updated = provider.sample(Some(SUBSCRIPTION), now).map_err(|e| e.to_string())?;
         let event: serde_json::Value = serde_json::from_slice(&updated.body).map_err(|e| e.to_string())?;
         let id = event["data"]["object"]["id"].as_str().unwrap_or_default().to_string();

@@ -44,8 +44,8 @@ impl Drop for Slot<'_> {
 }
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let base = warp::path("staging").and(warp::path("webhooks")).and(warp::path("check-app")).and(warp::path::end());
-    let run = base.and(warp::post()).and(admin(state.clone())).and(warp::body::stream()).then(
+    let base = warp::path("staging").and(warp::path("webhooks")).and(warp::path("check-app"));
+    let run = base.and(warp::path::end()).and(warp::post()).and(admin(state.clone())).and(warp::body::stream()).then(
         |s: Arc<AppState>, body| async move {
             match read_body(body, ASK_LIMIT, None).await {
                 Ok(bytes) => run(&s, &bytes).await.unwrap_or_else(ApiError::into_response),
@@ -53,11 +53,14 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
             }
         },
     );
-    let last = base.and(warp::get()).and(reader(state)).and(warp::query::<HashMap<String, String>>()).map(
-        |s: Arc<AppState>, q: HashMap<String, String>| {
+    let last = base
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(reader(state))
+        .and(warp::query::<HashMap<String, String>>())
+        .map(|s: Arc<AppState>, q: HashMap<String, String>| {
             last(&s, q.get("endpoint").map(String::as_str)).unwrap_or_else(ApiError::into_response)
-        },
-    );
+        });
     run.or(last).unify()
 }
 

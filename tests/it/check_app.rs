@@ -424,3 +424,48 @@ async fn the_dashboard_runs_a_check_and_shows_the_scorecard() {
     };
     tokio::time::timeout(Duration::from_secs(240), Box::pin(scenario)).await.expect("the browser scenario finished");
 }
+
+/// Every command of the README's `check-app` section, run as written against a handler that
+/// verifies properly: each exits 0, and the CI example's file holds the scorecard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_examples_run_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("### `stagehook check-app`").nth(1).unwrap().split("\n## ").next().unwrap();
+    let commands: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .flat_map(|block| block.split("```").next().unwrap().lines())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::Verifies, Duration::ZERO).await;
+    let config = write_config(dir.path(), &app);
+    for line in commands {
+        let line = line
+            .replace("staging.toml", &config)
+            .replace("http://localhost:3000/webhooks/github", &app.url("/github"))
+            .replace("http://localhost:3000/webhooks/stripe", &app.url("/stripe"));
+        let (command, into) = match line.split_once(" > ") {
+            Some((command, file)) => (command.to_string(), Some(dir.path().join(file.trim()))),
+            None => (line.clone(), None),
+        };
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "stagehook", "{line}");
+        let out = tokio::task::spawn_blocking({
+            let words: Vec<String> = words[1..].iter().map(|w| w.to_string()).collect();
+            move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_stagehook")).args(words).env_clear().output().unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{line}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        if let Some(file) = into {
+            std::fs::write(&file, &stdout).unwrap();
+            let report: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            assert_eq!((report["ok"].as_bool(), report["checks"].as_array().map(Vec::len)), (Some(true), Some(10)));
+        }
+    }
+}
