@@ -340,7 +340,15 @@ async fn run_check(plan: &Plan<'_>, client: &Client, check: CheckName, now: i64)
         exchanges.push(send(plan, client, check, r, wait).await);
     }
     let (outcome, reason) = grade(expect, &exchanges);
-    let fix = (outcome == Outcome::Fail).then(|| check.fix(kind, timeout));
+    // Nothing answering is no fault of the handler's: say where the requests went instead.
+    let unanswered = exchanges.iter().any(|e| e.answered.status.is_none()) && check != CheckName::AnswersInTime;
+    let fix = (outcome == Outcome::Fail).then(|| match unanswered {
+        true => format!(
+            "nothing answered at {}: start the app there, or name its webhook URL with forward_to or --target",
+            crate::redact::url(&plan.target)
+        ),
+        false => check.fix(kind, timeout),
+    });
     CheckResult { name: check, outcome, reason, fix, exchanges }
 }
 

@@ -313,6 +313,17 @@ async fn configuration_errors_exit_2_with_a_code() {
         let error: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!(error["error"]["code"], code, "{out}");
     }
+    // Twilio's built-in endpoint without its auth token: nothing to sign with.
+    let bare = tempfile::tempdir().unwrap();
+    let bare = support::write_config(bare.path(), "").display().to_string();
+    let (exit, out) = check_app(&bare, &["twilio", "--target", &app.url("/sms"), "--json"]).await;
+    assert_eq!(exit, 2, "{out}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["error"]["code"], "nothing_to_sign", "{out}");
+    // Nothing listening is a failed check (exit 1) whose fix names the target, not the handler.
+    let (exit, out) =
+        check_app(&config, &["stripe", "--target", "http://127.0.0.1:1/hook", "--only", "accepts_valid"]).await;
+    assert_eq!(exit, 1, "{out}");
+    assert!(out.contains("fix: nothing answered at http://127.0.0.1:1/hook: start the app there"), "{out}");
     let (_, out) = check_app(&config, &["stripe", "--only", "refuses_nothing"]).await;
     assert!(out.contains("known: accepts_valid, refuses_wrong_secret,"), "{out}");
     assert!(app.checks.lock().is_empty(), "nothing was sent: {:?}", app.checks.lock());
