@@ -480,3 +480,30 @@ async fn the_readme_examples_run_as_written() {
         }
     }
 }
+
+/// A read token reads the last report but cannot run a check; the admin token can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_token_reads_the_last_report_and_cannot_run_one() {
+    const ADMIN: &str = "check-app-admin-token-0123456789";
+    const READER: &str = "check-app-read-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let app = start_app(Habit::Verifies, Duration::ZERO).await;
+    let mut c = support::forwarding(dir.path(), "stripe", app.url("/stripe"));
+    c.server.admin_token = Some(stagehook::secret::Secret::new(ADMIN));
+    c.server.read_tokens = vec![stagehook::secret::Secret::new(READER)];
+    let s = support::start(c).await;
+    let (admin, reader) = (format!("Bearer {ADMIN}"), format!("Bearer {READER}"));
+    let json = ("content-type", "application/json");
+    let ask = br#"{"endpoint": "stripe", "only": ["accepts_valid"]}"#;
+    const PATH: &str = "/staging/webhooks/check-app";
+    let r = s.post(PATH, &[json, ("authorization", &reader)], ask).await;
+    assert_eq!((r.status, r.code()), (403, "read_only_token".to_string()), "{}", r.text());
+    let r = s.post(PATH, &[json, ("authorization", &admin)], ask).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r =
+        support::request(s.addr, "GET", &format!("{PATH}?endpoint=stripe"), &[("authorization", &reader)], b"").await;
+    assert_eq!((r.status, r.json()["ok"].as_bool()), (200, Some(true)), "{}", r.text());
+    let r = s.get(&format!("{PATH}?endpoint=stripe")).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    s.stop().await;
+}
