@@ -1002,6 +1002,63 @@ async function runBackfill(endpoint, button) {
   await refreshBackfill();
 }
 
+// ---- app check --------------------------------------------------------------------------
+// Per endpoint: a button that runs `check-app` against its app (POST /check-app) and the last
+// scorecard the store kept. The app's answers go in as text only, never as markup.
+
+async function refreshAppCheck() {
+  const list = $('#app-check-list');
+  for (const endpoint of state.providers) {
+    let block = list.querySelector(`div[data-endpoint="${CSS.escape(endpoint)}"]`);
+    if (!block) {
+      const button = el('button', { type: 'button', class: 'app-check-run', 'data-endpoint': endpoint }, 'Run check');
+      button.addEventListener('click', () => runAppCheck(endpoint, button).catch(report));
+      block = el('div', { class: 'app-check', 'data-endpoint': endpoint },
+        el('h3', {}, endpoint, ' ', button), el('p', { class: 'app-check-summary muted' }, '—'), el('div', { class: 'app-check-card' }));
+      list.append(block);
+    }
+    // Not while a run of it goes on: its answer replaces what the last one said.
+    if (block.dataset.running) continue;
+    try {
+      showScorecard(block, await api(`${API}/check-app?endpoint=${encodeURIComponent(endpoint)}`));
+    } catch (err) {
+      if (err instanceof Unauthorized) throw err;
+      setText(block.querySelector('.app-check-summary'), 'Not checked yet.');
+    }
+  }
+}
+
+/** The scorecard: a line of counts, then a row per check. */
+function showScorecard(block, r) {
+  setText(block.querySelector('.app-check-summary'),
+    `${r.ok ? 'all checks pass' : `${r.failed} failed`}: ${r.passed} passed, ${r.failed} failed, ${r.not_applicable} not applicable · ${r.target} · ${time(r.started_at_ms)}`);
+  const answered = (c) => c.exchanges.map((x) => (x.answered.status != null ? `${x.answered.status} in ${x.answered.time_ms} ms` : x.answered.error || 'no answer')).join(', ') || '—';
+  const rows = r.checks.map((c) => el('tr', { class: `check-${c.outcome}`, 'data-check': c.name },
+    el('td', { class: 'mono' }, c.name),
+    el('td', { class: 'outcome' }, c.outcome.replace('_', ' ')),
+    el('td', {}, answered(c)),
+    el('td', { class: 'app-body mono' }, c.outcome === 'fail' && c.exchanges.length ? c.exchanges[c.exchanges.length - 1].answered.body : ''),
+    el('td', {}, c.fix || c.reason)));
+  block.querySelector('.app-check-card').replaceChildren(el('table', { class: 'scorecard' },
+    el('thead', {}, el('tr', {}, ...['check', 'result', 'answered', 'app said', 'fix or reason'].map((h) => el('th', {}, h)))),
+    el('tbody', {}, ...rows)));
+}
+
+async function runAppCheck(endpoint, button) {
+  const block = button.closest('.app-check');
+  button.disabled = true;
+  block.dataset.running = '1';
+  setText(block.querySelector('.app-check-summary'), 'running…');
+  try {
+    showScorecard(block, await post(`${API}/check-app`, { endpoint }));
+  } catch (err) {
+    if (!(err instanceof Unauthorized)) setText(block.querySelector('.app-check-summary'), err.message);
+  } finally {
+    button.disabled = false;
+    delete block.dataset.running;
+  }
+}
+
 // ---- polling ----------------------------------------------------------------------------
 
 function report(err) {
@@ -1011,7 +1068,8 @@ function report(err) {
 function refreshAll() {
   listen();
   refreshAlerts().catch(report);
-  refreshOverview().catch(report);
+  // The app checks after the overview, which lists the endpoints.
+  refreshOverview().then(refreshAppCheck).catch(report);
   refreshRecovery().catch(report);
   refreshListeners().catch(report);
   refreshBackfill().catch(report);

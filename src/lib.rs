@@ -39,6 +39,7 @@ pub mod alerts;
 pub mod allocator;
 pub mod backfill;
 pub mod chaos;
+pub mod check_app;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -201,6 +202,7 @@ impl App {
             streams: Default::default(),
             listeners: Default::default(),
             backfills: Default::default(),
+            check_runs: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             store,
             engine,

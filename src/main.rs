@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::Send(args) => cli::send::run(args),
+        Command::CheckApp(args) => cli::check_app::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Import(args) => cli::import::run(args),
         Command::Tail(args) => cli::tail::run(args),

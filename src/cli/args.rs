@@ -1,5 +1,5 @@
 //! The command line's arguments: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`,
-//! `check-config`, `send`, `export`, `import`, `tail`, `listen`, `store verify`, `completions` and `man`. The
+//! `check-config`, `send`, `check-app`, `export`, `import`, `tail`, `listen`, `store verify`, `completions` and `man`. The
 //! shell completions and the manual page are generated from these definitions, so they never drift
 //! from the real flags.
 
@@ -37,6 +37,11 @@ pub enum Command {
     /// Send realistic, correctly signed test events to stagehook (or to `--to`), or the events of
     /// an export (`--from`), each signed afresh.
     Send(SendArgs),
+    /// Test the app's webhook handler as production will: send it a short series of requests,
+    /// signed as the endpoint's provider signs (valid, with another secret, unsigned, tampered,
+    /// stale, twice, out of order) and grade each answer; exit 0 when every check passes, 1 when
+    /// any fails, 2 for a configuration error.
+    CheckApp(CheckAppArgs),
     /// Write the stored events as NDJSON, one event a line, from the data folder of a stopped
     /// stagehook (a running one serves the same at `GET /staging/webhooks/events/export`).
     Export(ExportArgs),
@@ -274,6 +279,27 @@ pub struct SendArgs {
     #[arg(long)]
     pub list: bool,
     /// Print the answers (or the list, or what went wrong) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckAppArgs {
+    /// The endpoint: `stripe`, `twilio`, or a `[providers.<name>]` of the config.
+    pub endpoint: String,
+    /// TOML configuration file: the endpoint's secret and its `forward_to`.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The app's webhook URL, instead of where the endpoint sends its default fixture (a route's
+    /// target, else its first `forward_to`).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Run only this check (repeatable): accepts_valid, refuses_wrong_secret, refuses_unsigned,
+    /// refuses_modified_body, accepts_exact_bytes, refuses_stale, refuses_wrong_url,
+    /// idempotent_duplicate, tolerates_order, answers_in_time.
+    #[arg(long, value_name = "CHECK")]
+    pub only: Vec<String>,
+    /// Print the scorecard (or what went wrong) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -5,9 +5,9 @@
 //! - [`args`]: the clap definitions (re-exported here, so `stagehook::cli::Cli` names them).
 //! - [`report`]: the exit codes ([`Exit`]), the command error ([`CliError`]) and the one
 //!   [`Reporter`] that prints a failure as text or, under `--json`, as JSON.
-//! - A module per command: [`serve`], [`check_config`], [`send`], [`export`], [`import`],
+//! - A module per command: [`serve`], [`check_config`], [`send`], [`check_app`], [`export`], [`import`],
 //!   [`tail`], [`listen`], [`backfill`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
-//!   lives in the library ([`crate::send`], [`crate::export`], [`crate::tail`],
+//!   lives in the library ([`crate::send`], [`crate::check_app`], [`crate::export`], [`crate::tail`],
 //!   [`crate::listen`], [`crate::store::verify`], [`crate::config::validate`]); a command reads
 //!   its flags, calls it and says what happened.
 //!
@@ -16,6 +16,7 @@
 
 pub mod args;
 pub mod backfill;
+pub mod check_app;
 pub mod check_config;
 pub mod completions;
 pub mod export;

@@ -141,8 +141,12 @@ impl Reporter {
     /// The reporter of `command`: only `send` and `backfill` have failures with a stable code, and prints them
     /// as JSON under `--json`.
     pub fn for_command(command: &super::Command) -> Reporter {
-        use super::Command::{Backfill, Send};
-        Reporter::new(matches!(command, Send(args) if args.json) || matches!(command, Backfill(args) if args.json))
+        use super::Command::{Backfill, CheckApp, Send};
+        Reporter::new(
+            matches!(command, Send(args) if args.json)
+                || matches!(command, Backfill(args) if args.json)
+                || matches!(command, CheckApp(args) if args.json),
+        )
     }
 
     /// Prints the failure, if any, and says which exit code to leave with.

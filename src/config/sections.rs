@@ -77,8 +77,8 @@ pub const COMMON_KEYS: [&str; 6] = ["forward_to", "routes", "timeout", "retry", 
 
 /// Names an endpoint cannot take: the API's own paths (and the built-in endpoints', see
 /// [`valid_endpoint_name`]).
-pub const API_PATHS: [&str; 9] =
-    ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts"];
+pub const API_PATHS: [&str; 10] =
+    ["test", "stats", "validate", "events", "replay", "recovery", "config", "rejections", "alerts", "check-app"];
 
 /// A name that is a path segment as it stands: lowercase letters, digits, `-` and `_`.
 // A String: the message becomes a serde error's text, which is all serde keeps.

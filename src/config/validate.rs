@@ -172,6 +172,21 @@ fn target_host(url: &str) -> Option<String> {
     host.filter(|h| !h.is_empty() && super::is_http_url(url))
 }
 
+/// Why `url` may not be a target, by the rules a `forward_to` URL meets (an http(s) URL whose
+/// host is neither a provider's own API nor one of `isolation.production_hosts`), or `None`
+/// when it may: for a target given at run time (`POST /staging/webhooks/check-app`).
+pub fn target_refusal(c: &Config, url: &str) -> Option<String> {
+    let Some(host) = target_host(url) else {
+        return Some(format!("`{}` is not an http(s) URL", crate::redact::url(url)));
+    };
+    production_pattern(c, &host).map(|(built_in, p)| match built_in {
+        true => format!("{host} is a provider's own API ({p}); checks go to the app under test, never there"),
+        false => {
+            format!("{host} matches isolation.production_hosts pattern `{p}`: staging must not send to production")
+        }
+    })
+}
+
 /// The pattern a host matches that makes it production: a provider's own API or one of
 /// `isolation.production_hosts`, with whether it is built in.
 fn production_pattern<'a>(c: &'a Config, host: &str) -> Option<(bool, &'a str)> {

@@ -10,6 +10,7 @@ mod alerts;
 mod api;
 pub mod auth;
 mod backfill;
+mod check_app;
 mod client_ip;
 mod dashboard;
 mod edit;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub listeners: Arc<listeners::Listeners>,
     /// The runs that recover missed events from the providers' APIs, in memory only.
     pub backfills: Arc<crate::backfill::runs::Backfills>,
+    /// The endpoints whose `check-app` run is under way (`check_app.rs`): one at a time each.
+    pub check_runs: check_app::Running,
     /// How many signature refusals a second are diagnosed (`providers::diagnose`).
     pub diagnoses: crate::providers::diagnose::Gate,
     pub store: Store,
@@ -156,6 +159,7 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .or(openapi::filter(state.clone()))
         .or(api::filter(state.clone()))
         .or(backfill::filter(state.clone()))
+        .or(check_app::filter(state.clone()))
         // Before the events' routes, where `stream` would be taken for an event id.
         .or(stream::filter(state.clone()))
         .or(listeners::filter(state.clone()))

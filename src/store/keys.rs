@@ -17,6 +17,7 @@
 //! | `r`    | id                                               | `RejectionRecord`       |
 //! | `s`    | alert key (rule and subject, see `alerts/`)      | `AlertStateRecord`      |
 //! | `h`    | (nothing: the one key is `h`)                    | last heartbeat, ms (i64, big-endian) |
+//! | `k`    | endpoint name                                    | `CheckReportRecord` (`check-app`'s last report) |
 //!
 //! The queue is ordered by due time within each provider, so the delivery engine reads the
 //! due jobs of a provider whose breaker is closed and never touches those of one that is open.
@@ -32,9 +33,19 @@ pub const ATTEMPT: u8 = b'a';
 pub const JOB: u8 = b'q';
 pub const JOB_OF: u8 = b'j';
 pub const ALERT: u8 = b's';
+/// `k` + endpoint name: the last `check-app` report of that endpoint.
+pub const CHECK_REPORT: u8 = b'k';
 /// The running server's last sign of life: one key, overwritten every few seconds, so the next
 /// start knows when the previous run stopped (see `Store::heartbeat`).
 pub const HEARTBEAT: [u8; 1] = [b'h'];
+
+/// `k` + the endpoint's name: its last `check-app` report.
+pub fn check_report_key(endpoint: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + endpoint.len());
+    k.push(CHECK_REPORT);
+    k.extend_from_slice(endpoint.as_bytes());
+    k
+}
 
 /// `s` + the alert's key: the state of one firing alert.
 pub fn alert_key(alert: &str) -> Vec<u8> {

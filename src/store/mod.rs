@@ -40,8 +40,8 @@ use ulid::Ulid;
 use crate::clock::Clock;
 use open::{classify_open_error, load_counters};
 pub use record::{
-    AlertState, Attempt, AttemptAnswer, AttemptOutcome, ChaosMark, ErrorEntry, Event, Job, Rejection, SlowerThan,
-    Source, Status,
+    AlertState, Attempt, AttemptAnswer, AttemptOutcome, ChaosMark, CheckReport, ErrorEntry, Event, Job, Rejection,
+    SlowerThan, Source, Status,
 };
 pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 
@@ -351,6 +351,15 @@ impl Store {
     pub async fn heartbeat(&self, now_ms: i64) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
         self.send(writer::Op::Heartbeat(now_ms, ack)).await?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Keeps `report` as the endpoint's last `check-app` report, replacing the one before:
+    /// durably, in the next batch.
+    pub async fn record_check_report(&self, endpoint: &str, report: CheckReport) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        let bytes = record::encode_check_report(report);
+        self.send(writer::Op::CheckReport(keys::check_report_key(endpoint), bytes, ack)).await?;
         done.await.map_err(|_| gone())?
     }
 

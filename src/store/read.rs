@@ -99,6 +99,16 @@ impl Store {
         }
     }
 
+    /// The last `check-app` report of `endpoint`, if one was kept.
+    pub fn check_report(&self, endpoint: &str) -> Result<Option<record::CheckReport>, StoreError> {
+        let Some(v) = self.inner.tree.get(keys::check_report_key(endpoint)).map_err(read_err)? else {
+            return Ok(None);
+        };
+        record::decode_check_report(&v)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("the last check-app report of {endpoint} does not decode: {e}")))
+    }
+
     /// The state of every firing alert, by key; one whose record does not decode is its
     /// `Damage`. A short prefix scan: there is one entry per firing alert.
     pub fn alert_states(&self) -> Result<BTreeMap<String, Result<AlertState, Damage>>, StoreError> {

@@ -280,6 +280,25 @@ pub fn decode_alert_state(bytes: &[u8]) -> Result<AlertState, DecodeError> {
     Ok(AlertState { since_ms, last_sent_ms })
 }
 
+/// The last `check-app` report of an endpoint: when it ran, and the report as its documented
+/// JSON (`check_app::Report`), whose shape the API and `--json` promise, so the record stays
+/// readable whatever the report type becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub at_ms: i64,
+    pub json: String,
+}
+
+pub fn encode_check_report(report: CheckReport) -> Vec<u8> {
+    let CheckReport { at_ms, json } = report;
+    encode(&CheckReportRecord::V1(CheckReportV1 { at_ms, json }))
+}
+
+pub fn decode_check_report(bytes: &[u8]) -> Result<CheckReport, DecodeError> {
+    let CheckReportRecord::V1(CheckReportV1 { at_ms, json }) = decode(bytes)?;
+    Ok(CheckReport { at_ms, json })
+}
+
 /// An attempt with neither an answer nor a slow flag (a transport error within the provider's
 /// timeout, a dead letter of damaged data) stays `V1`, byte for byte what earlier versions wrote;
 /// one without chaos stays `V1` or `V2`; only chaos makes a `V3`.
@@ -558,6 +577,17 @@ struct JobV1 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum CheckReportRecord {
+    V1(CheckReportV1),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CheckReportV1 {
+    at_ms: i64,
+    json: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum AlertStateRecord {
     V1(AlertStateV1),
 }
@@ -627,6 +657,15 @@ pub(crate) mod tests {
             parent: None,
             source: Source::Webhook,
         }
+    }
+
+    #[test]
+    fn a_check_report_round_trips_tagged_v1() {
+        let report = CheckReport { at_ms: 1_700_000_000_000, json: "{\"ok\":true}".into() };
+        let bytes = encode_check_report(report.clone());
+        assert_eq!(bytes[0], 0);
+        assert_eq!(decode_check_report(&bytes).unwrap(), report);
+        assert!(decode_check_report(&[7]).is_err());
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Item {
     Key,
     /// A firing alert's state.
     AlertState,
+    /// An endpoint's last `check-app` report.
+    CheckReport,
 }
 
 impl Item {
@@ -49,6 +51,7 @@ impl Item {
             Item::Database => "database",
             Item::Key => "key",
             Item::AlertState => "alert state",
+            Item::CheckReport => "check-app report",
         }
     }
 }
@@ -202,6 +205,7 @@ impl Walk<'_> {
                 Some(keys::JOB) => self.job(&k, &v),
                 Some(keys::JOB_OF) => self.job_index(&k, &v),
                 Some(keys::ALERT) => self.alert_state(&k, &v),
+                Some(keys::CHECK_REPORT) => self.check_report(&k, &v),
                 Some(b'h') if *k == keys::HEARTBEAT => self.heartbeat(&v),
                 _ => self.find(Item::Key, None, format!("unknown key {}", hex(&k))),
             }
@@ -305,6 +309,12 @@ impl Walk<'_> {
     fn heartbeat(&mut self, v: &[u8]) {
         if v.len() != 8 {
             self.find(Item::Key, None, format!("the heartbeat is {} bytes, not 8", v.len()));
+        }
+    }
+
+    fn check_report(&mut self, k: &[u8], v: &[u8]) {
+        if let Err(e) = super::record::decode_check_report(v) {
+            self.find(Item::CheckReport, None, format!("{} does not decode: {e}", String::from_utf8_lossy(&k[1..])));
         }
     }
 
@@ -442,6 +452,10 @@ mod tests {
             };
             ids.push(store.ingest(e).await.unwrap().id);
         }
+        let report = crate::store::CheckReport { at_ms: 1_700_000_000_000, json: "{}".into() };
+        store.record_check_report("stripe", report.clone()).await.unwrap();
+        assert_eq!(store.check_report("stripe").unwrap(), Some(report));
+        assert_eq!(store.check_report("sms").unwrap(), None);
         store.shutdown().await.unwrap();
         drop(store);
         let sound = verify(dir.path()).unwrap();
@@ -456,11 +470,13 @@ mod tests {
             let job = tree.get(keys::job_of_key(ids[1], 0)).unwrap().unwrap();
             tree.remove(job).unwrap();
             tree.insert(keys::counter_key(&bodies::segment_counter(1)), &1u64.to_be_bytes()[..]).unwrap();
+            tree.insert(keys::check_report_key("sms"), &[9u8][..]).unwrap();
             db.flush().unwrap();
         }
         let report = verify(dir.path()).unwrap();
         let found = problems(&report);
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found.iter().any(|(item, what)| *item == Item::CheckReport && what.starts_with("sms does not decode")));
         assert!(found.contains(&(Item::DedupKey, "stripe evt_0 is missing: a resend would be stored again".into())));
         assert!(found.contains(&(Item::Counter, "queue/depth: 4 bytes, not 8".into())));
         assert!(found.contains(&(Item::JobIndex, "target 0: names a job that is not queued".into())));

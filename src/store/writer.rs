@@ -43,6 +43,8 @@ pub(super) enum Op {
     Alert(Vec<AlertChange>, oneshot::Sender<Result<usize, StoreError>>),
     /// The server is alive at this time (ms): overwrites the one heartbeat key.
     Heartbeat(i64, oneshot::Sender<Result<(), StoreError>>),
+    /// An endpoint's last `check-app` report: its key and record.
+    CheckReport(Vec<u8>, Vec<u8>, oneshot::Sender<Result<(), StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -211,6 +213,10 @@ impl Writer {
                 },
                 Op::Heartbeat(at_ms, ack) => {
                     m.p.insert(keys::HEARTBEAT.to_vec(), at_ms.to_be_bytes().to_vec());
+                    Ok(Waiter::Done(ack))
+                }
+                Op::CheckReport(key, record, ack) => {
+                    m.p.insert(key, record);
                     Ok(Waiter::Done(ack))
                 }
                 Op::Flush(ack) => Ok(Waiter::Done(ack)),
@@ -441,7 +447,9 @@ fn refuse(op: Op) {
     let reason = || Err(StoreError::Unavailable("the store is shutting down".into()));
     match op {
         Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(reason()),
-        Op::Outcome(_, ack) | Op::Flush(ack) | Op::Heartbeat(_, ack) => Waiter::Done(ack).answer(reason()),
+        Op::Outcome(_, ack) | Op::Flush(ack) | Op::Heartbeat(_, ack) | Op::CheckReport(_, _, ack) => {
+            Waiter::Done(ack).answer(reason())
+        }
         Op::Replay(_, ack) | Op::Delete(_, ack) | Op::Alert(_, ack) => Waiter::Count(ack, 0).answer(reason()),
         Op::Shutdown(ack) => drop(ack.send(())),
         Op::Reject(..) | Op::Begin(_) => {}

@@ -284,7 +284,7 @@ fn completions_are_scripts_the_shells_accept() {
         let (code, script) = stdout_of(&["completions", shell]);
         assert_eq!(code, 0, "{shell}");
         // Flags without their dashes: fish writes `-l server`.
-        for word in ["serve", "check-config", "send", "verify", "server", "json", "count"] {
+        for word in ["serve", "check-config", "send", "check-app", "verify", "server", "json", "count", "only"] {
             assert!(script.contains(word), "the {shell} completion should offer {word}");
         }
         if shell != "bash" && !installed(shell) {

@@ -10,6 +10,7 @@ mod backfill;
 mod backfill_api;
 mod bounded;
 mod chaos;
+mod check_app;
 mod cli;
 mod config;
 mod connections;

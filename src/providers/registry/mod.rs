@@ -424,6 +424,57 @@ pub fn build(name: &str, s: &KindConfig) -> Result<Arc<dyn Provider>, ConfigErro
     s.settings.build(name)
 }
 
+/// The provider of `[providers.<name>]` as it would be with other secrets of the same shape:
+/// every secret of the section (the credential, the rotation) replaced by one that differs from
+/// it in two characters, the section rebuilt through [`kind_config`] and [`build`], the path the
+/// configuration takes. `stagehook check-app` signs with it to see that the app refuses a
+/// signature made with a secret it does not hold. An error says why none could be made (a
+/// secret the section's keys do not show, such as SendGrid's signing key).
+pub fn with_other_secrets(name: &str, s: &KindConfig) -> Result<Arc<dyn Provider>, ConfigError> {
+    let known: Vec<Secret> = s.settings.rotation().all().into_iter().chain(s.settings.credential().cloned()).collect();
+    let unknown = || ConfigError::new(format!("providers.{name}"), "holds a secret whose value cannot be changed here");
+    // Settings serialize a secret as its fingerprint: each one is put back as another value.
+    let other = |v: serde_json::Value| -> Result<Option<toml::Value>, ConfigError> {
+        Ok(match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => match known.iter().find(|k| k.fingerprint() == text) {
+                Some(secret) => Some(toml::Value::String(other_value(secret.expose()).ok_or_else(unknown)?)),
+                None if text.contains("(sha256:") => return Err(unknown()),
+                None => Some(toml::Value::String(text)),
+            },
+            v => Some(
+                toml::Value::try_from(v).map_err(|e| ConfigError::new(format!("providers.{name}"), e.to_string()))?,
+            ),
+        })
+    };
+    let mut table = toml::Table::new();
+    for (key, value) in s.settings.to_json() {
+        let value = match value {
+            serde_json::Value::Array(items) => {
+                let items: Result<Vec<_>, _> = items.into_iter().map(&other).collect();
+                Some(toml::Value::Array(items?.into_iter().flatten().collect()))
+            }
+            v => other(v)?,
+        };
+        if let Some(value) = value {
+            table.insert(key, value);
+        }
+    }
+    build(name, &kind_config(name, Some(s.kind()), table)?)
+}
+
+/// `value` with two neighbouring, different characters swapped after its prefix (`whsec_`) and
+/// away from its end: another secret of the same length and alphabet, so still well formed
+/// (base64's last character, which carries padding bits, is left alone).
+fn other_value(value: &str) -> Option<String> {
+    let mut chars: Vec<char> = value.chars().collect();
+    let start = value.find('_').filter(|&i| i < 8).map_or(0, |i| value[..=i].chars().count());
+    let end = chars.len().saturating_sub(2);
+    let at = (start..end).find(|&i| chars[i] != chars[i + 1])?;
+    chars.swap(at, at + 1);
+    Some(chars.into_iter().collect())
+}
+
 /// Whether `secret` is a Standard Webhooks secret (`whsec_` and base64): the check of the
 /// `webhook` notifier's secret (`config/`), made by the kind that signs with it
 /// ([`Kind::credential_format`]).
@@ -437,6 +488,42 @@ mod tests {
 
     fn parsed(name: &str, body: &str) -> KindConfig {
         KindConfig::from_toml(name, body).unwrap()
+    }
+
+    #[test]
+    fn another_secret_is_built_for_every_kind_that_signs_with_a_shown_one() {
+        use crate::providers::Inbound;
+        const NOW: i64 = 1_700_000_000;
+        let sections = [
+            ("stripe", "secret = \"whsec_0123456789abcdef\""),
+            ("tw", "kind = \"twilio\"\nauth_token = \"0123456789abcdef0123456789abcdef\""),
+            ("gh", "kind = \"github\"\nsecret = \"it is a secret\""),
+            ("shop", "kind = \"shopify\"\nsecret = \"shpss_0123456789\""),
+            ("sl", "kind = \"slack\"\nsecret = \"8f742231b10e8888abcd99yyyzzz85a5\"\ntolerance_seconds = 60"),
+            ("std", "kind = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nsecrets = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"]"),
+            ("h", "kind = \"hmac\"\nsecret = \"abcdef\"\nheader = \"x-sig\""),
+        ];
+        for (name, body) in sections {
+            let section = parsed(name, body);
+            let own = build(name, &section).unwrap();
+            let other = with_other_secrets(name, &section).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let sample = own.sample(None, NOW).unwrap();
+            let signed = other.sign_resend(
+                "http://app.test/hook",
+                Some(sample.content_type),
+                &sample.body,
+                &sample.headers,
+                NOW,
+            );
+            let mut headers = crate::providers::testing::delivered_headers(&sample, &signed);
+            headers.insert("content-type", sample.content_type.parse().unwrap());
+            let req = Inbound { headers: &headers, body: &sample.body, url: &signed.url, now_s: NOW };
+            other.verify(&req).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let refused = own.verify(&req).unwrap_err();
+            assert_eq!(refused.code, crate::providers::RefusalCode::InvalidSignature, "{name}");
+        }
+        assert_eq!(other_value("whsec_aaaa"), None);
+        assert_eq!(other_value("abcd").as_deref(), Some("bacd"));
     }
 
     #[test]
