@@ -206,7 +206,7 @@ fn chaos_on_a_remote_target_needs_allow_remote() {
         forward_to: vec!["https://billing.example/hook".into()],
         also_default: false,
     }];
-    let e = routed.chaos().err().expect("refused").to_string();
+    let e = routed.chaos().expect_err("refused").to_string();
     assert!(e.contains("providers.stripe.chaos.allow_remote") && e.contains("billing.example"), "{e}");
     assert!(validate(&routed, &Default::default(), Context::Standalone)
         .findings
