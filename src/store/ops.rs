@@ -22,6 +22,7 @@ use super::stats::{
     duplicates_counter, events_counter, failures_counter, hist_bucket_counter, items_counter, minute_counter,
     rejected_counter, second_counter, DELIVERY_HIST_SUM_US, HIST_SUM_US, QUEUE_DEPTH, RETENTION_DELETED,
 };
+use super::stats::{is_stored_only, stored_only_counter};
 use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
 
 /// What an operation needs from outside the batch: new ids, a place in the body log, the time.
@@ -297,6 +298,9 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 p.remove(keys::attempt_key(id, seq).to_vec());
             }
             p.count(events_counter(&event.provider, event.status.as_str()), -1);
+            if is_stored_only(event.status, event.attempts) {
+                p.count(stored_only_counter(&event.provider), -1);
+            }
             p.count(RETENTION_DELETED.into(), 1);
             deleted += 1;
         }
@@ -598,7 +602,27 @@ mod tests {
                     answers: &["new"],
                     status: Some(Status::Processed),
                     queue: 0,
-                    counters: &[("events/stripe/processed", 1)],
+                    counters: &[("events/stripe/processed", 1), ("stored_only/stripe", 1)],
+                },
+            ),
+            (
+                "a stored-only event replayed to a target is stored only no more",
+                vec![Ingest(0, 0), Commit, Replay(0)],
+                Expect {
+                    answers: &["new", "1"],
+                    status: Some(Status::Received),
+                    queue: 1,
+                    counters: &[("events/stripe/processed", 0), ("stored_only/stripe", 0)],
+                },
+            ),
+            (
+                "retention deletes a stored-only event from its count",
+                vec![Ingest(0, 0), Commit, Delete(0)],
+                Expect {
+                    answers: &["new", "1"],
+                    status: None,
+                    queue: 0,
+                    counters: &[("events/stripe/processed", 0), ("stored_only/stripe", 0)],
                 },
             ),
             (
