@@ -35,6 +35,7 @@ mod listeners;
 mod metrics;
 mod openapi;
 mod origin;
+mod overview;
 mod probe;
 mod providers;
 mod read_token;
