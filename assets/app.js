@@ -962,6 +962,11 @@ async function refreshConfig() {
     r.diagnosis
       ? el('td', { class: 'diagnosis' }, el('code', {}, r.diagnosis.code), ' ', r.diagnosis.detail)
       : el('td', { class: 'diagnosis muted' }, ''))));
+  // None refused: say so, and where a refusal would show, rather than an empty table.
+  if (!rej.rejections.length) {
+    $('#rejections tbody').append(el('tr', { class: 'empty' }, el('td', { colSpan: 6, class: 'muted' },
+      'No request refused yet: a request with a bad signature or payload shows here, with its likely cause.')));
+  }
 }
 
 // ---- alerts -----------------------------------------------------------------------------

@@ -256,6 +256,12 @@ async fn an_empty_stagehook_says_what_to_do_next() {
             .await;
         assert!(!chart.contains("peak"), "{chart}");
         assert!(chart.contains("no events"), "{chart}");
+        let refused = browser
+            .wait("the rejection log's empty state", || async {
+                browser.text("#rejections tbody").await.filter(|t| !t.is_empty())
+            })
+            .await;
+        assert!(refused.starts_with("No request refused yet"), "{refused}");
         browser.screenshot("overview-empty").await;
         browser.eval("document.querySelector('#events-title').scrollIntoView(); return true;", json!([])).await;
         browser.screenshot("overview-empty-events").await;
