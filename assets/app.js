@@ -22,6 +22,10 @@ const state = {
   lastPayload: '',
   // What a click on a backfill button last said per endpoint, until a newer run replaces it.
   backfillNotes: {},
+  // The providers whose secret is set (`[name, path]`), for the empty events table's next
+  // step; null until the health check answers, as `eventsLoaded` is false until the list does.
+  configured: null,
+  eventsLoaded: false,
 };
 
 // ---- API --------------------------------------------------------------------------------
@@ -67,7 +71,11 @@ function el(tag, attrs = {}, ...children) {
 
 function setText(sel, text) {
   const e = typeof sel === 'string' ? $(sel) : sel;
-  if (e) e.textContent = String(text);
+  if (e) {
+    e.textContent = String(text);
+    // The first paint says "loading" (in `index.html`) where a value will go; a value replaces it.
+    e.classList.remove('loading');
+  }
 }
 
 /** A time in the browser's zone, with the zone's name, so nobody has to guess which it is. */
@@ -188,7 +196,7 @@ function attention(stats, rec) {
  * (`"closed"`).
  */
 function renderInstance(stats) {
-  setText('#instance', stats.instance ?? '…');
+  setText('#instance', stats.instance ?? 'unnamed');
   const redis = stats.redis;
   const pill = $('#redis');
   pill.classList.toggle('hidden', !redis);
@@ -214,13 +222,20 @@ async function refreshOverview() {
   const [health, stats, rec] = await Promise.all([api(`${API}/test`), api(`${API}/stats`), api(`${API}/recovery/stats`)]);
   const reasons = attention(stats, rec);
   let word = health.reason ? `${health.status}: ${health.reason}` : health.status;
+  // With no provider configured, the pill says so in three words; its title has the whole reason.
+  if (health.reason_code === 'no_provider_configured') word = `${health.status}: no provider configured`;
   if (health.status === 'ok' && reasons.length) word = `attention: ${reasons.join(' · ')}`;
   setText('#health-status', word);
+  $('#health').title = health.reason || "the store's health, and what needs a look";
+  $('#health').classList.remove('pending');
   $('#health').classList.toggle('bad', health.status !== 'ok');
   $('#health').classList.toggle('warn', health.status === 'ok' && reasons.length > 0);
   setText('#uptime', duration(health.uptime_seconds));
   setText('#version', health.version);
+  for (const id of ['#uptime-label', '#version-label']) $(id).classList.remove('hidden');
   renderInstance(stats);
+  state.configured = Object.entries(health.providers).filter(([, p]) => p.configured).map(([n, p]) => [n, p.path]);
+  showEventsEmpty($('#events-table tbody'), filterQuery());
   const providers = Object.keys(health.providers);
   if (providers.join() !== state.providers.join()) {
     state.providers = providers;
@@ -229,31 +244,51 @@ async function refreshOverview() {
   }
 
   const by = stats.by_status;
+  // An event stored without a target is `processed` (recording it was all there was to do) but
+  // was never delivered: it has its own card, and the success rate leaves it out. Every card
+  // but the total is one part of it: delivered, stored, in delivery, retrying and failed.
+  const stored = stats.stored_only || 0;
+  const delivered = by.processed - stored;
   card('received', stats.total_events);
-  card('processed', by.processed);
+  card('processed', delivered);
+  card('stored', stored);
+  card('pending', by.received + by.processing);
   card('retrying', by.retrying);
   card('failed', by.failed);
   card('duplicates', stats.duplicates);
   card('rejected', stats.rejected_total);
   const codes = Object.entries(stats.rejections).map(([code, n]) => el('li', {}, `${code}: ${n}`));
   $('[data-card="rejected"] .detail').replaceChildren(...codes);
-  const done = by.processed + by.failed;
-  card('success-rate', done ? `${((100 * by.processed) / done).toFixed(1)} %` : '—');
-  // The rate counts only settled events: say what it leaves out, so 100 % never hides a retry.
+  const done = delivered + by.failed;
+  card('success-rate', done ? `${((100 * delivered) / done).toFixed(1)} %` : '—');
+  // The rate counts only settled events that had a target: say what it leaves out, so 100 %
+  // never hides a retry, nor an event nobody delivered.
   const open = by.received + by.processing + by.retrying;
-  setText('[data-card="success-rate"] .note', `${by.processed} of ${done} delivered${open ? `; ${open} not settled yet` : ''}`);
+  const notes = [done ? `${delivered} of ${done} delivered` : 'no event with a target has settled yet'];
+  if (stored) notes.push(`${stored} stored (no target), not counted`);
+  if (open) notes.push(`${open} not settled yet`);
+  setText('[data-card="success-rate"] .note', notes.join('; '));
   for (const q of ['p50', 'p95', 'p99']) card(q, stats.processing_ms.samples ? `${stats.processing_ms[q]} ms` : '—');
   $('#confirm-count').dataset.failed = String(by.failed);
 
-  const rows = providers.map((p) => {
+  // A row for every endpoint, and one for everything else that stored events: a notifier's
+  // alert notifications (its `notify.<name>` lane), or a provider no longer configured. So the
+  // columns add up to the cards above.
+  const others = Object.keys(stats.by_provider).filter((p) => !providers.includes(p));
+  const rows = [...providers, ...others].map((p) => {
     const s = stats.by_provider[p] || {};
     const st = s.by_status || {};
+    const endpoint = health.providers[p];
+    const notifier = !endpoint && p.startsWith('notify.');
+    const num = (cls, n) => el('td', { class: cls }, n || 0);
     return el('tr', { 'data-provider': p },
-      el('td', {}, p), el('td', { class: 'mono' }, health.providers[p].path),
-      el('td', {}, health.providers[p].configured ? 'yes' : 'no'),
-      el('td', { class: 'events' }, s.events || 0), el('td', { class: 'items' }, s.items_received || 0),
-      el('td', {}, st.processed || 0), el('td', {}, st.retrying || 0),
-      el('td', {}, st.failed || 0), el('td', {}, s.duplicates || 0));
+      el('td', {}, p),
+      el('td', { class: endpoint ? 'mono' : 'muted' }, endpoint ? endpoint.path : notifier ? 'alert notifications' : '—'),
+      el('td', {}, endpoint ? (endpoint.configured ? 'yes' : 'no') : notifier ? 'notifier' : 'no longer'),
+      num('events', s.events), num('items', s.items_received),
+      num('processed', (st.processed || 0) - (s.stored_only || 0)), num('stored', s.stored_only),
+      num('pending', (st.received || 0) + (st.processing || 0)), num('retrying', st.retrying),
+      num('failed', st.failed), num('duplicates', s.duplicates));
   });
   $('#provider-table tbody').replaceChildren(...rows);
   drawChart(stats.throughput);
@@ -287,8 +322,10 @@ function drawChart(throughput) {
   });
   chart.replaceChildren(...nodes);
   // The peak and the axes are told in HTML: text inside a stretched SVG would be stretched too.
-  setText('#chart-max', `(peak ${max}/min)`);
-  setText('#chart-ymax', max);
+  // With nothing in the hour, there is no peak to tell: the chart says so.
+  const none = series.every(([, v]) => v.every((c) => c === 0));
+  setText('#chart-max', none ? '(no events in the last hour)' : `(peak ${max}/min)`);
+  setText('#chart-ymax', none ? '' : max);
   const now = Date.now();
   setText('#chart-x-start', `${clock(now - 60 * 60000)} (60 min ago)`);
   setText('#chart-x-end', `now (${clock(now)})`);
@@ -396,7 +433,35 @@ async function refreshEvents(reset = false) {
     state.shownIds.add(e.id);
   }
   body.prepend(...fresh);
+  state.eventsLoaded = true;
+  showEventsEmpty(body, q);
   if (reset) $('#events-more').classList.toggle('hidden', !state.cursor);
+}
+
+/**
+ * An empty table says why and what to do next: no event matches the filters, or none is stored
+ * yet (then: send one, or first configure a provider). Removed as soon as a row shows.
+ */
+function showEventsEmpty(body, q) {
+  if (!state.eventsLoaded || !state.configured) return;
+  const empty = !body.querySelector('tr[data-id]');
+  const old = body.querySelector('tr.empty');
+  if (!empty) {
+    if (old) old.remove();
+    return;
+  }
+  const filtered = [...q.keys()].some((k) => k !== 'limit');
+  const [name, path] = state.configured[0] || [];
+  const line = filtered
+    ? ['No event matches these filters.']
+    : name
+      ? ['No events yet: send one with ', el('code', {}, `stagehook send ${name}`), ', or point the provider at ', el('code', {}, path), '.']
+      : ['No events yet, and no provider is configured: set a provider\'s secret (see Configuration below), then send one with ', el('code', {}, 'stagehook send <provider>'), '.'];
+  const sig = line.map((p) => (p instanceof Node ? p.textContent : p)).join('');
+  if (old && old.dataset.sig === sig) return;
+  const row = el('tr', { class: 'empty', 'data-sig': sig }, el('td', { colSpan: 9, class: 'muted' }, ...line));
+  if (old) old.replaceWith(row);
+  else body.append(row);
 }
 
 async function moreEvents() {
@@ -902,6 +967,11 @@ async function refreshConfig() {
     r.diagnosis
       ? el('td', { class: 'diagnosis' }, el('code', {}, r.diagnosis.code), ' ', r.diagnosis.detail)
       : el('td', { class: 'diagnosis muted' }, ''))));
+  // None refused: say so, and where a refusal would show, rather than an empty table.
+  if (!rej.rejections.length) {
+    $('#rejections tbody').append(el('tr', { class: 'empty' }, el('td', { colSpan: 6, class: 'muted' },
+      'No request refused yet: a request with a bad signature or payload shows here, with its likely cause.')));
+  }
 }
 
 // ---- alerts -----------------------------------------------------------------------------

@@ -83,7 +83,9 @@ pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
 
 /// Degraded, with the reason, while the store writer is gone or its last commit failed (a full
 /// disk): then ingest answers 503, and the health check must not say otherwise. Degraded too
-/// while a shared Redis does not answer (`"redis": "down"`): the instance acts alone or refuses.
+/// while a shared Redis does not answer (`"redis": "down"`): the instance acts alone or refuses;
+/// and while no provider is configured, when every ingest endpoint answers 503. `reason` is
+/// for a person, `reason_code` (the first cause, in that order) for a program.
 fn health(s: &AppState) -> Response {
     let running = s.store.writer_running();
     let failure = s.store.commit_failure();
@@ -99,7 +101,27 @@ fn health(s: &AppState) -> Response {
         RedisState::Down => Some(format!("Redis does not answer: {}", r.on_error.meanwhile())),
         RedisState::Connecting => Some("Redis has not answered yet".to_string()),
     });
-    let reason = store_reason.or(redis_reason);
+    // With no provider's secret set, every ingest endpoint answers 503 provider_not_configured:
+    // the store may be fine, but this stagehook takes no webhook, and "ok" would hide it.
+    let unconfigured = (!s.endpoints.iter().any(|e| e.configured)).then(|| {
+        "no provider configured: every ingest endpoint answers 503 provider_not_configured until a \
+         provider's secret is set (see `stagehook check-config`)"
+            .to_string()
+    });
+    let reason_code = if store_reason.is_some() {
+        if running {
+            Some("store_commit_failed")
+        } else {
+            Some("store_writer_stopped")
+        }
+    } else if let Some(r) = redis.filter(|r| r.state != RedisState::Up) {
+        Some(if r.state == RedisState::Connecting { "redis_connecting" } else { "redis_unavailable" })
+    } else if unconfigured.is_some() {
+        Some("no_provider_configured")
+    } else {
+        None
+    };
+    let reason = store_reason.or(redis_reason).or(unconfigured);
     let providers: Map<String, Value> = s
         .endpoints
         .iter()
@@ -114,6 +136,7 @@ fn health(s: &AppState) -> Response {
         "instance": s.config.server.instance_id(),
         "status": if reason.is_none() { "ok" } else { "degraded" },
         "reason": reason,
+        "reason_code": reason_code,
         "redis": redis.map(|r| r.state.as_str()),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": s.started.elapsed().as_secs(),
@@ -149,6 +172,17 @@ fn stats(s: &AppState) -> Response {
     for (provider, n) in counters.items() {
         bump(by_provider.entry(provider.to_string()).or_default(), "items_received", n);
     }
+    // Part of `processed`, but never delivered: they had no target. Every provider shows it,
+    // so that a dashboard's columns add up without guessing a missing key.
+    let mut stored_only = 0u64;
+    for p in by_provider.values_mut() {
+        p.entry("stored_only").or_insert(json!(0));
+    }
+    for (provider, n) in counters.stored_only() {
+        stored_only += n;
+        let p = by_provider.entry(provider.to_string()).or_default();
+        p.insert("stored_only".into(), json!(n));
+    }
     // Only providers that had events backfilled show the key, as with `duplicates`.
     for (provider, n) in counters.backfilled() {
         bump(by_provider.entry(provider.to_string()).or_default(), "backfilled", n);
@@ -173,6 +207,7 @@ fn stats(s: &AppState) -> Response {
         "by_status": by_status,
         "by_provider": by_provider,
         "duplicates": duplicates,
+        "stored_only": stored_only,
         "backfilled": counters.backfilled_total(),
         "rejections": rejections,
         "rejected_total": rejections.values().sum::<u64>(),

@@ -12,7 +12,7 @@ use ulid::Ulid;
 use super::feed::Change;
 use super::keys;
 use super::record::{decode_event, encode_event, BodyRef, Event, Status};
-use super::stats::events_counter;
+use super::stats::{events_counter, is_stored_only, stored_only_counter};
 
 /// What is already stored, as a batch reads it. A read on the writer's own thread: nothing else
 /// writes, so what it reads cannot change under the batch.
@@ -119,6 +119,9 @@ impl<'a, R: Reads> Pending<'a, R> {
 
     pub fn new_event(&mut self, id: Ulid, event: Event, body: BodyRef) {
         self.count(events_counter(&event.provider, event.status.as_str()), 1);
+        if is_stored_only(event.status, event.attempts) {
+            self.count(stored_only_counter(&event.provider), 1);
+        }
         if let Some(t) = &mut self.transitions {
             t.push((id, event.status, true));
         }
@@ -153,10 +156,16 @@ impl<'a, R: Reads> Pending<'a, R> {
         if e.status == status {
             return Ok(());
         }
-        let (provider, old) = (e.provider.clone(), e.status);
+        let (provider, old, attempts) = (e.provider.clone(), e.status, e.attempts);
         e.status = status;
         self.count(events_counter(&provider, old.as_str()), -1);
         self.count(events_counter(&provider, status.as_str()), 1);
+        // Attempts only grow, and only while an event is not `processed`: a stored-only event
+        // leaves the count when its status changes (a replay), and none joins it here.
+        let stored_only = i64::from(is_stored_only(status, attempts)) - i64::from(is_stored_only(old, attempts));
+        if stored_only != 0 {
+            self.count(stored_only_counter(&provider), stored_only);
+        }
         if let Some(t) = &mut self.transitions {
             t.push((id, status, false));
         }

@@ -27,6 +27,18 @@ pub(super) fn backfilled_counter(provider: &str) -> String {
     format!("backfilled/{provider}")
 }
 
+/// Events of one provider stored without a target (neither a route nor `forward_to` took their
+/// type), still stored and never attempted: `processed`, since recording them was all there was
+/// to do, but not delivered. A replay to a target, or retention, takes an event out of it.
+pub(super) fn stored_only_counter(provider: &str) -> String {
+    format!("stored_only/{provider}")
+}
+
+/// Whether an event in this state counts under [`stored_only_counter`].
+pub(super) fn is_stored_only(status: Status, attempts: u32) -> bool {
+    status == Status::Processed && attempts == 0
+}
+
 pub(super) fn duplicates_counter(provider: &str) -> String {
     format!("duplicates/{provider}")
 }
@@ -309,6 +321,12 @@ impl Counters {
         self.under("duplicates/").collect()
     }
 
+    /// Events stored without a target and never attempted, by provider (see
+    /// [`stored_only_counter`]): part of their provider's `processed` count.
+    pub fn stored_only(&self) -> BTreeMap<&str, u64> {
+        self.under("stored_only/").collect()
+    }
+
     /// Provider events received (a batch counts each of its events), by provider.
     pub fn items(&self) -> BTreeMap<&str, u64> {
         self.under("items/").collect()
@@ -510,6 +528,7 @@ mod tests {
             (backfilled_counter("sms"), 1),
             (chaos_counter("stripe", CHAOS_DUPLICATE), 4),
             (chaos_counter("stripe", CHAOS_REORDER), 2),
+            (stored_only_counter("stripe"), 4),
             (rejected_counter("invalid_signature"), 5),
             (dead_letters_counter("stripe"), 7),
             (delivered_after_counter(2), 6),
@@ -539,6 +558,7 @@ mod tests {
         assert_eq!(c.backfilled(), BTreeMap::from([("sms", 1), ("stripe", 13)]));
         assert_eq!(c.backfilled_total(), 14);
         assert_eq!(c.chaos(), BTreeMap::from([("stripe", BTreeMap::from([("duplicate", 4), ("reorder", 2)]))]));
+        assert_eq!(c.stored_only(), BTreeMap::from([("stripe", 4)]));
         assert_eq!(c.rejected(), BTreeMap::from([("invalid_signature", 5)]));
         assert_eq!(c.delivered_after(), BTreeMap::from([("2", 6)]));
         assert_eq!(c.failure_reasons(), BTreeMap::from([("timeout", 8)]));

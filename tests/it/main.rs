@@ -37,6 +37,7 @@ mod listeners;
 mod metrics;
 mod openapi;
 mod origin;
+mod overview;
 mod probe;
 mod providers;
 mod read_token;

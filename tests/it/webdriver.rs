@@ -188,6 +188,13 @@ impl Browser {
         path
     }
 
+    /// Runs `script` in every page loaded from now on, before the page's own scripts (through
+    /// the DevTools protocol, which chromedriver passes on), to see a page as it first shows.
+    pub async fn on_new_document(&self, script: &str) {
+        let params = json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": script}});
+        self.cmd("POST", "/goog/cdp/execute", params).await;
+    }
+
     /// Every cookie the browser holds for the current page, HttpOnly ones included (WebDriver
     /// sees what scripts cannot).
     pub async fn cookies(&self) -> Vec<Value> {
