@@ -89,8 +89,13 @@ async fn an_agent_reads_diagnoses_and_replays_through_readmes_configuration() {
     writer["args"].as_array_mut().unwrap().push("--allow-write".into());
     let mut wrong_token = entry.clone();
     wrong_token["env"]["STAGEHOOK_TOKEN"] = "not-the-token".into();
-    let spec = json!({"read_only": entry, "writer": writer, "wrong_token": wrong_token,
-                      "event": first, "other": other, "provider_event": "evt_mcp_2"});
+    // A port nothing listens on any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut nothing_there = entry.clone();
+    nothing_there["args"][url] = format!("http://{closed}").into();
+    let edited: Value = serde_json::from_str(&stripe_event("evt_mcp_edit")).unwrap();
+    let spec = json!({"read_only": entry, "writer": writer, "wrong_token": wrong_token, "nothing_there": nothing_there,
+                      "edited": edited, "event": first, "other": other, "provider_event": "evt_mcp_2"});
     let seen = client(&spec).await;
     let ro = &seen["read_only"];
     assert_eq!(ro["protocol"], "2025-11-25");
@@ -152,15 +157,25 @@ async fn an_agent_reads_diagnoses_and_replays_through_readmes_configuration() {
     );
     assert_eq!(w["send"]["is_error"], false, "{w:#}");
     assert_eq!(w["send"]["structured"]["sent"][0]["status"], 200);
-    // The two first deliveries, the replay of the first, and the event sent.
-    let received = app.wait_for(4).await;
+    assert_eq!(w["edit"]["is_error"], false, "{w:#}");
+    assert_eq!(w["edit"]["structured"]["parent_id"], first.as_str());
+    assert_eq!(w["edit_nothing"]["structured"]["error"]["code"], "invalid_arguments");
+    // The two first deliveries, the replay of the first, the event sent and the edited copy.
+    let received = app.wait_for(5).await;
     let bodies: Vec<String> = received.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
     assert_eq!(bodies.iter().filter(|b| b.contains("evt_mcp_1")).count(), 2, "{bodies:#?}");
+    let copy = received.iter().find(|r| String::from_utf8_lossy(&r.body).contains("evt_mcp_edit")).expect("the copy");
+    assert_eq!(copy.header("x-debug-run"), Some("7"));
 
     // A wrong token: the API's refusal, as a failed tool call.
     let refused = &seen["wrong_token"]["list_events"];
     assert_eq!(refused["is_error"], true, "{refused:#}");
     assert_eq!(refused["structured"]["error"]["code"], "unauthorized");
     assert_eq!(refused["structured"]["error"]["status"], 401);
+    // Nothing at the URL: a failed tool call that says so, and the server goes on.
+    let unreachable = &seen["nothing_there"]["stats"];
+    assert_eq!(unreachable["is_error"], true, "{unreachable:#}");
+    assert_eq!(unreachable["structured"]["error"]["code"], "unreachable");
+    assert!(unreachable["text"].as_str().unwrap().contains("give its URL with --server"), "{unreachable:#}");
     s.stop().await;
 }

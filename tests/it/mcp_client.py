@@ -3,7 +3,8 @@ agent would, and prints what it saw as one JSON object for tests/it/mcp.rs to ch
 
 argv[1] is a JSON object:
   {"read_only": {"command", "args", "env"}, "writer": {...},   # two server configurations
-   "wrong_token": {...}, "event": "<stagehook id>", "other": "<stagehook id>",
+   "wrong_token": {...}, "nothing_there": {...},   # a wrong token; no server at the URL
+   "edited": <a body for edit_and_replay>, "event": "<stagehook id>", "other": "<stagehook id>",
    "provider_event": "<provider's id>"}
 """
 
@@ -68,6 +69,9 @@ async def main():
         out["replay"] = await call(session, "replay", {"id": spec["event"]})
         out["replay_missing"] = await call(session, "replay", {"id": "01KB0000000000000000000000"})
         out["send"] = await call(session, "send_fixture", {"provider": "stripe"})
+        out["edit"] = await call(session, "edit_and_replay",
+                                 {"id": spec["event"], "body": spec["edited"], "headers": {"x-debug-run": "7"}})
+        out["edit_nothing"] = await call(session, "edit_and_replay", {"id": spec["event"]})
 
     seen = {"read_only": await session_of(spec["read_only"], read_only)}
     seen["writer"] = await session_of(spec["writer"], writer)
@@ -76,6 +80,11 @@ async def main():
         out["list_events"] = await call(session, "list_events", {})
 
     seen["wrong_token"] = await session_of(spec["wrong_token"], wrong_token)
+
+    async def nothing_there(session, out):
+        out["stats"] = await call(session, "stats_and_breakers", {})
+
+    seen["nothing_there"] = await session_of(spec["nothing_there"], nothing_there)
     print(json.dumps(seen))
 
 
