@@ -22,6 +22,8 @@
 //! - [`tail`]: `stagehook tail`, the live stream printed a line a change.
 //! - [`listen`]: `stagehook listen`, a shared staging stagehook's events delivered to the app on
 //!   this machine, signed afresh with its local secret, resuming from the store.
+//! - [`mcp`]: `stagehook mcp`, a Model Context Protocol server over stdio whose tools read and
+//!   act on a running stagehook through its HTTP API.
 //! - [`filter`]: the event list's filters read from a query string or flags, for every caller.
 //! - [`export`]: events as NDJSON lines out of a store (`/events/export`, `stagehook export`)
 //!   and back in (`stagehook import`).
@@ -50,6 +52,7 @@ pub mod filter;
 pub mod finding;
 pub mod http;
 pub mod listen;
+pub mod mcp;
 pub mod providers;
 pub mod ratelimit;
 pub mod redact;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => cli::tail::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Backfill(args) => cli::backfill::run(args),
+        Command::Mcp(args) => cli::mcp::run(args),
         Command::Store(StoreCommand::Verify(args)) => cli::store::verify(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Man => cli::man::run(),

@@ -44,9 +44,7 @@ pub struct Remote {
 impl Remote {
     /// Starts a run of `ask` (the request's JSON fields) and returns its report once it ended.
     pub async fn run(&self, mut ask: serde_json::Map<String, Value>) -> Result<Value, RemoteError> {
-        let connector = crate::delivery::client::connector(Duration::from_secs(10))
-            .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
-        let http: Http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        let http = client()?;
         ask.insert("wait_seconds".into(), WAIT_SECONDS.into());
         let body = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
         let base = format!("{}/staging/webhooks/backfill", self.server);
@@ -58,6 +56,16 @@ impl Remote {
             report = self.call(&http, hyper::Request::get(format!("{base}/{id}")), Bytes::new()).await?;
         }
         Ok(report)
+    }
+
+    /// One request to the running stagehook's API: `path` (with its query) under the server's
+    /// URL, `body` sent as JSON when given. Its JSON answer, or the API's refusal with its code
+    /// (`stagehook mcp` asks everything it shows this way).
+    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, RemoteError> {
+        let http = client()?;
+        let req = hyper::Request::builder().method(method).uri(format!("{}{path}", self.server));
+        let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
+        self.call(&http, req, body).await
     }
 
     async fn call(
@@ -103,8 +111,15 @@ impl Remote {
         let code = value["error"]["code"].as_str().unwrap_or("refused").to_string();
         let mut message = value["error"]["message"].as_str().unwrap_or("refused").to_string();
         if status == 401 {
-            message.push_str(" (the command sends the configuration's server.admin_token)");
+            message.push_str(" (the command sends --token or STAGEHOOK_TOKEN where it takes one, else the configuration's server.admin_token)");
         }
         Err(RemoteError::Refused { status, code, message })
     }
+}
+
+/// The HTTP(S) client of one run or one request.
+fn client() -> Result<Http, RemoteError> {
+    let connector = crate::delivery::client::connector(Duration::from_secs(10))
+        .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
+    Ok(HyperClient::builder(TokioExecutor::new()).build(connector))
 }

@@ -1,5 +1,5 @@
 //! The command line's arguments: `stagehook serve [--config PATH] [--bind ADDR] [--data-dir DIR]`,
-//! `check-config`, `send`, `check-app`, `export`, `import`, `tail`, `listen`, `store verify`, `completions` and `man`. The
+//! `check-config`, `send`, `check-app`, `export`, `import`, `tail`, `listen`, `mcp`, `store verify`, `completions` and `man`. The
 //! shell completions and the manual page are generated from these definitions, so they never drift
 //! from the real flags.
 
@@ -61,6 +61,10 @@ pub enum Command {
     /// Follow a shared staging stagehook from this machine: deliver each stored event to the
     /// local app, signed afresh with the local secret, resuming where it stopped.
     Listen(ListenArgs),
+    /// Serve the Model Context Protocol over stdio for an editor's coding agent: the running
+    /// stagehook's events, signature diagnoses, stats and breakers as tools (and, with
+    /// `--allow-write`, send, replay and edit and replay), through its HTTP API.
+    Mcp(McpArgs),
     /// Inspect the data folder of a stopped stagehook.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -144,6 +148,25 @@ pub struct TailArgs {
     /// Print each message's JSON (with its `kind`: `event` or `status`), one a line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// TOML configuration file: where stagehook listens, its admin token, and the secrets
+    /// `send_fixture` signs with.
+    #[arg(long, short, env = "STAGEHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The running stagehook's base URL (e.g. `http://127.0.0.1:8080`), when it is not at the
+    /// configuration's `server.bind`.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// The running stagehook's admin token (a read token serves the read tools only); by default
+    /// the configuration's `server.admin_token` (`STAGEHOOK_SERVER_ADMIN_TOKEN`).
+    #[arg(long, env = "STAGEHOOK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Offer the tools that change the running stagehook: send_fixture, replay, edit_and_replay.
+    #[arg(long)]
+    pub allow_write: bool,
 }
 
 #[derive(Debug, clap::Args)]

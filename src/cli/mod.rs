@@ -6,9 +6,9 @@
 //! - [`report`]: the exit codes ([`Exit`]), the command error ([`CliError`]) and the one
 //!   [`Reporter`] that prints a failure as text or, under `--json`, as JSON.
 //! - A module per command: [`serve`], [`check_config`], [`send`], [`check_app`], [`export`], [`import`],
-//!   [`tail`], [`listen`], [`backfill`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
+//!   [`tail`], [`listen`], [`backfill`], [`mcp`], [`store`] (`store verify`), [`completions`], [`man`]. The work itself
 //!   lives in the library ([`crate::send`], [`crate::check_app`], [`crate::export`], [`crate::tail`],
-//!   [`crate::listen`], [`crate::store::verify`], [`crate::config::validate`]); a command reads
+//!   [`crate::listen`], [`crate::mcp`], [`crate::store::verify`], [`crate::config::validate`]); a command reads
 //!   its flags, calls it and says what happened.
 //!
 //! Each command prints what it has to say as it goes (an export streams, `tail` never ends); what
@@ -23,6 +23,7 @@ pub mod export;
 pub mod import;
 pub mod listen;
 pub mod man;
+pub mod mcp;
 pub mod report;
 pub mod send;
 pub mod serve;

@@ -34,6 +34,7 @@ mod health;
 mod independent;
 mod listen;
 mod listeners;
+mod mcp;
 mod metrics;
 mod openapi;
 mod origin;
