@@ -5,7 +5,7 @@
 //!   whether the checks passed or not: `ok` says). One run per endpoint at a time (409
 //!   `check_running`). A `target` must be what a `forward_to` may be (400 `bad_target`).
 //! - `GET /staging/webhooks/check-app?endpoint=NAME` (reader or admin): the last report (404
-//!   `no_check_report` when there is none).
+//!   `no_check_report` when there is none); without `endpoint`, every endpoint's (`null` for none).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -107,7 +107,7 @@ async fn run(s: &AppState, body: &[u8]) -> Result<Response, ApiError> {
 }
 
 fn last(s: &AppState, endpoint: Option<&str>) -> Result<Response, ApiError> {
-    let endpoint = endpoint.ok_or_else(|| ApiError::invalid_payload("name the endpoint: ?endpoint=NAME"))?;
+    let Some(endpoint) = endpoint else { return all(s) };
     let name = s
         .endpoint_by_provider(endpoint)
         .map(|e| e.provider.name().to_string())
@@ -118,6 +118,22 @@ fn last(s: &AppState, endpoint: Option<&str>) -> Result<Response, ApiError> {
     let json: serde_json::Value = serde_json::from_str(&report.json)
         .map_err(|e| ApiError::storage_corrupt(format!("the report is not JSON: {e}")))?;
     Ok(ok_json(&json))
+}
+
+/// Every endpoint's last report (`null` for one never checked), in one answer that is never a
+/// 404: the dashboard's panel reads it, so a page with no check run yet loads without a failure.
+fn all(s: &AppState) -> Result<Response, ApiError> {
+    let mut reports = serde_json::Map::new();
+    for e in s.endpoints.iter() {
+        let name = e.provider.name();
+        let report = match s.store.check_report(name).map_err(ApiError::from)? {
+            Some(r) => serde_json::from_str(&r.json)
+                .map_err(|e| ApiError::storage_corrupt(format!("`{name}`'s report is not JSON: {e}")))?,
+            None => serde_json::Value::Null,
+        };
+        reports.insert(name.to_string(), report);
+    }
+    Ok(ok_json(&serde_json::json!({ "reports": reports })))
 }
 
 fn known(s: &AppState) -> String {

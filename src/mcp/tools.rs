@@ -456,7 +456,8 @@ mod tests {
     #[test]
     fn write_tools_are_listed_only_when_allowed() {
         let names = |w| listed(w).iter().map(|t| t["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
-        assert!(!names(false).iter().any(|n| ["send_fixture", "replay", "edit_and_replay"].contains(&n.as_str())));
-        assert_eq!(names(true).len(), names(false).len() + 3);
+        let writes = ["send_fixture", "replay", "edit_and_replay", "check_app"];
+        assert!(!names(false).iter().any(|n| writes.contains(&n.as_str())));
+        assert_eq!(names(true).len(), names(false).len() + writes.len());
     }
 }

@@ -351,6 +351,10 @@ async fn the_api_runs_a_check_keeps_the_last_report_and_runs_one_at_a_time() {
     assert_eq!(events["events"].as_array().unwrap().len(), 0, "{events}");
     let r = s.get(&format!("{PATH}?endpoint=stripe")).await;
     assert_eq!((r.status, r.json()), (200, report.clone()));
+    // Every endpoint's at once, `null` for one never checked: what the dashboard reads.
+    let all = s.get(PATH).await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(all.json()["reports"], serde_json::json!({"stripe": report.clone(), "twilio": null}));
 
     for (body, status, code) in [
         (r#"{"endpoint": "stripe", "target": "https://api.stripe.com/v1/hook"}"#, 400, "bad_target"),
