@@ -21,6 +21,7 @@ mod diagnosis;
 mod duplicate_keys;
 mod edit;
 mod errors;
+mod example_config;
 mod example_session;
 mod exits;
 mod export;
