@@ -50,6 +50,7 @@ mod sdk_shopify;
 mod sdk_slack;
 mod sdk_standard;
 mod standard_v1a;
+mod startup;
 mod store;
 mod stream;
 mod stripe;
