@@ -18,6 +18,7 @@ mod damage;
 mod dashboard;
 mod delivery;
 mod diagnosis;
+mod docs_examples;
 mod duplicate_keys;
 mod edit;
 mod errors;
