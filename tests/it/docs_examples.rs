@@ -109,9 +109,7 @@ const SHELL: &[(&str, &str, Runs)] = &[
     (
         "README.md",
         "stagehook send --list --config staging.toml",
-        Runs::Not(
-            "one line per option against other servers and apps; each option runs in cli::, providers:: and export::",
-        ),
+        Runs::By("docs_examples::the_send_examples_run_as_written"),
     ),
     (
         "README.md",
@@ -255,6 +253,61 @@ async fn the_serve_examples_start_as_written() {
         assert!(r.status == 200, "{line}: {}", r.text());
         server.signal("TERM");
         assert!(server.wait().await.success(), "{line}");
+    }
+}
+
+/// README's `stagehook send` lines, run as written by bash against a real stagehook: the
+/// endpoints they name configured in `staging.toml` (which `STAGEHOOK_CONFIG` names for the lines
+/// without `--config`), the other stagehook and the app at their real addresses, and the
+/// `inbound.txt` a reader would have written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_examples_run_as_written() {
+    let block = blocks()
+        .into_iter()
+        .find(|b| b.lang == "sh" && b.text.starts_with("stagehook send --list"))
+        .expect("README's Sending test events");
+    let (dir, app) = (tempfile::tempdir().unwrap(), FakeApp::start().await);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[limits]\nrate_limit_per_minute = 0\n\
+         [providers.stripe]\nsecret = \"{WHSEC}\"\n[providers.twilio]\nauth_token = \"{}\"\n\
+         [providers.github]\nsecret = \"github-docs-secret-0123456789\"\n\
+         [providers.shop]\nkind = \"shopify\"\nsecret = \"shopify-docs-secret-0123456789\"\n",
+        dir.path().join("data").display(),
+        support::TWILIO_TOKEN
+    );
+    let path = dir.path().join("staging.toml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::write(dir.path().join("inbound.txt"), "MessageSid=SM1&From=%2B15550001&To=%2B15550002&Body=hi").unwrap();
+    let mut server = support::spawn_binary(&["serve", "--config", path.to_str().unwrap()], &[]).await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_config = support::write_config(other_dir.path(), "");
+    std::fs::write(
+        &other_config,
+        std::fs::read_to_string(&other_config).unwrap().replace(support::STRIPE_SECRET, WHSEC),
+    )
+    .unwrap();
+    let mut other = support::spawn_binary(&["serve", "--config", other_config.to_str().unwrap()], &[]).await;
+    let script = block
+        .text
+        .replace("http://127.0.0.1:9000", &format!("http://{}", other.addr))
+        .replace("http://127.0.0.1:3000", &app.url(""));
+    let out = bash(dir.path(), &script, &[("STAGEHOOK_CONFIG", "staging.toml")]);
+    let count = |addr, provider: &'static str| async move {
+        let r =
+            support::request(addr, "GET", &format!("/staging/webhooks/events?provider={provider}&limit=100"), &[], b"")
+                .await;
+        r.json()["events"].as_array().map_or(0, Vec::len)
+    };
+    // Stripe: one, five, one thin and one answered as JSON; one of each other kind.
+    assert_eq!(count(server.addr, "stripe").await, 8, "{out}");
+    assert_eq!(count(server.addr, "twilio").await, 1, "{out}");
+    assert_eq!(count(server.addr, "github").await, 1, "{out}");
+    assert_eq!(count(other.addr, "stripe").await, 1, "{out}");
+    assert_eq!(app.wait_for(1).await[0].path, "/webhooks/shopify");
+    for s in [&mut server, &mut other] {
+        s.signal("TERM");
+        assert!(s.wait().await.success());
     }
 }
 
