@@ -129,7 +129,7 @@ const SHELL: &[(&str, &str, Runs)] = &[
     (
         "README.md",
         "# All events as NDJSON (one event a line)",
-        Runs::Not("needs a running and then a stopped stagehook; export:: runs each command"),
+        Runs::By("docs_examples::the_export_examples_run_as_written"),
     ),
     (
         "README.md",
@@ -309,6 +309,66 @@ async fn the_send_examples_run_as_written() {
         s.signal("TERM");
         assert!(s.wait().await.success());
     }
+}
+
+/// README's export and import lines, as written, in their order: the export from the running
+/// stagehook (its admin token in `$TOKEN`), the offline one once it is stopped, the import into
+/// another folder, then both sends of the capture, to the stagehook started again and to the app
+/// (the last with STRIPE_WEBHOOK_SECRET set, as in the shell of README's Stripe section).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_examples_run_as_written() {
+    let block = blocks()
+        .into_iter()
+        .find(|b| b.lang == "sh" && b.text.starts_with("# All events as NDJSON"))
+        .expect("README's Export, import and fixtures");
+    let (dir, app) = (tempfile::tempdir().unwrap(), FakeApp::start().await);
+    let token = "docs-example-admin-token-0123456789";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\ndata_dir = \"./stagehook-data\"\nadmin_token = \"{token}\"\n\
+         [limits]\nrate_limit_per_minute = 0\n[providers.stripe]\nsecret = \"{WHSEC}\"\n"
+    );
+    let path = dir.path().join("staging.toml");
+    std::fs::write(&path, config).unwrap();
+    let data = dir.path().join("stagehook-data");
+    let env = [("STAGEHOOK_SERVER_DATA_DIR", data.to_str().unwrap())];
+    let serve = ["serve", "--config", path.to_str().unwrap()];
+    let mut server = support::spawn_binary(&serve, &env).await;
+    for id in ["evt_export_1", "evt_export_2"] {
+        let body = support::stripe_event(id);
+        let sig = support::stripe_header(WHSEC, support::now_s(), body.as_bytes());
+        let headers = [("content-type", "application/json"), ("stripe-signature", sig.as_str())];
+        let r = support::request(server.addr, "POST", "/staging/webhooks/stripe", &headers, body.as_bytes()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let commands: Vec<String> = block
+        .text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.replace("http://127.0.0.1:8080", &format!("http://{}", server.addr)))
+        .map(|l| l.replace("http://127.0.0.1:3000", &app.url("")))
+        .collect();
+    assert_eq!(commands.len(), 5, "{}", block.text);
+    let lines = |n: usize| -> Vec<String> {
+        let read = std::fs::read_to_string(dir.path().join("capture.ndjson")).unwrap();
+        assert_eq!(read.lines().count(), n, "{read}");
+        read.lines().map(str::to_string).collect()
+    };
+    bash(dir.path(), &commands[0], &[("TOKEN", token)]);
+    let online = lines(2);
+    server.signal("TERM");
+    assert!(server.wait().await.success());
+    bash(dir.path(), &commands[1], &env);
+    assert_eq!(lines(2), online, "the same lines offline");
+    bash(dir.path(), &commands[2], &[]);
+    assert!(dir.path().join("other-data").is_dir());
+    let mut server = support::spawn_binary(&serve, &env).await;
+    let out = bash(dir.path(), &commands[3], &[]);
+    assert!(out.contains("-> 200"), "{out}");
+    bash(dir.path(), &commands[4], &[("STRIPE_WEBHOOK_SECRET", WHSEC)]);
+    assert_eq!(app.wait_for(2).await.len(), 2);
+    server.signal("TERM");
+    assert!(server.wait().await.success());
 }
 
 /// A configuration that is whole once its placeholders are values: `"..."` and the like. The
