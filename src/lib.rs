@@ -278,6 +278,12 @@ impl App {
         }
     }
 
+    /// The shared Redis's state (`up` once a call after [`App::join_redis`] was answered), or
+    /// `None` when neither the rate limit nor duplicates use it.
+    pub fn redis_state(&self) -> Option<&'static str> {
+        self.state.redis.as_ref().map(|r| r.state().as_str())
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
     /// and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {

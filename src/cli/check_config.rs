@@ -3,11 +3,13 @@
 
 use super::{env_vars, load, runtime, CheckArgs, Exit, Outcome, Threads};
 use crate::config::validate::{probe_targets, validate, Context};
+use crate::finding::{Finding, Severity};
 
 /// Exit 1 when a finding is an error, 2 when the configuration does not load.
 pub fn run(args: CheckArgs) -> Outcome {
     let layered = load(args.config.as_deref(), &[])?;
     let mut report = validate(&layered.config, &env_vars(), Context::Check);
+    report.findings.extend(alerting(&layered.config));
     if !args.offline {
         runtime(Threads::One)?.block_on(async {
             report.findings.extend(probe_targets(&layered.config).await);
@@ -35,6 +37,27 @@ pub fn run(args: CheckArgs) -> Outcome {
         print!("{}", report.to_text());
     }
     Ok(Exit::ok_if(report.errors() == 0))
+}
+
+/// Who is told of what: each notifier and each rule as an `ok` finding, or one saying there are
+/// none, so that a commented-out `[[alerts]]` block is seen before it is missed.
+fn alerting(config: &crate::Config) -> Vec<Finding> {
+    let mut out: Vec<Finding> = config
+        .notifiers
+        .iter()
+        .map(|(name, n)| Finding::new("notifiers.declared", Severity::Ok, &format!("notifiers.{name}"), n.describe()))
+        .collect();
+    out.extend(
+        config
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| Finding::new("alerts.rule", Severity::Ok, &format!("alerts[{i}]"), rule.describe())),
+    );
+    if config.alerts.is_empty() {
+        out.push(Finding::new("alerts.none", Severity::Ok, "alerts", "no [[alerts]] rules: nothing is notified"));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::{env_vars, load, runtime, CliError, Exit, Outcome, ServeArgs, Threads};
 use crate::config::layers::{flag_value, Layered};
 use crate::config::validate::{validate, Context, Severity};
+use crate::config::{DedupBackend, LimitsBackend};
 use crate::{App, Clock};
 
 /// Exit 0 after a clean stop, 2 for a configuration to fix (another running stagehook under the
@@ -55,6 +56,20 @@ pub fn run(args: ServeArgs) -> Outcome {
             .collect();
         let routes: BTreeMap<String, usize> =
             config.sections().into_iter().map(|(name, section)| (name, section.routes.len())).collect();
+        // What the startup lines say besides the providers: the shared backends and who is told
+        // of what, so that a rule or a notifier left commented out is seen at once.
+        let redis_use: Vec<&str> = [
+            ("the rate limit", config.limits.backend == LimitsBackend::Redis),
+            ("duplicates", config.dedup.backend == DedupBackend::Redis),
+        ]
+        .into_iter()
+        .filter_map(|(what, on)| on.then_some(what))
+        .collect();
+        let redis_url = config.redis.url.as_deref().map(crate::redact::url).unwrap_or_default();
+        let on_error = config.redis.on_error.as_str();
+        let notifiers: Vec<String> =
+            config.notifiers.iter().map(|(name, n)| format!("notifier {name}: {}", n.describe())).collect();
+        let alerts: Vec<String> = config.alerts.iter().map(|rule| format!("alert: {}", rule.describe())).collect();
         // Bound before the store opens: a start that fails on a taken port leaves no new data
         // folder behind.
         let listener =
@@ -92,6 +107,18 @@ pub fn run(args: ServeArgs) -> Outcome {
                 n => format!(", and {n} routes by event type"),
             };
             println!("provider {name}: POST {path} ({state}), {targets}{routed}");
+        }
+        match app.redis_state() {
+            None => println!("redis: not used (limits.backend and dedup.backend are local)"),
+            Some(state) => {
+                println!("redis: {redis_url} {state}, shares {} (on_error = \"{on_error}\")", redis_use.join(" and "))
+            }
+        }
+        for line in notifiers.iter().chain(&alerts) {
+            println!("{line}");
+        }
+        if alerts.is_empty() {
+            println!("alerts: none ([[alerts]] rules notify no one until some are set)");
         }
         if let Some(at) = metrics_addr {
             println!("metrics: GET http://{at}/metrics (no token)");

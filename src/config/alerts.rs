@@ -43,6 +43,15 @@ pub struct NotifierConfig {
     pub secret: Option<Secret>,
 }
 
+impl NotifierConfig {
+    /// One line for startup and `check-config`, the URL a credential shown as its fingerprint:
+    /// `slack, url …/ME (sha256:0a1b2c3d)`.
+    pub fn describe(&self) -> String {
+        let signed = if self.secret.is_some() { ", signed" } else { "" };
+        format!("{}, url {}{signed}", self.kind.as_str(), self.url.fingerprint())
+    }
+}
+
 /// What an alert watches (`when`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,6 +132,25 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
+    /// One line for startup and `check-config`: `no_events (provider stripe, for 30m) → ops, pager`.
+    pub fn describe(&self) -> String {
+        let d = |d: &HumanDuration| humantime::format_duration(d.0).to_string();
+        let keys: Vec<String> = [
+            self.provider.as_ref().map(|p| format!("provider {p}")),
+            self.code.as_ref().map(|c| format!("code {c}")),
+            self.above.map(|a| format!("above {a}")),
+            self.window.as_ref().map(|w| format!("window {}", d(w))),
+            self.for_.as_ref().map(|f| format!("for {}", d(f))),
+            self.repeat.as_ref().map(|r| format!("repeat {}", d(r))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let keys = if keys.is_empty() { String::new() } else { format!(" ({})", keys.join(", ")) };
+        let to = if self.notify.is_empty() { "no notifier".to_string() } else { self.notify.join(", ") };
+        format!("{}{keys} → {to}", self.when.as_str())
+    }
+
     /// The keys this rule sets, besides `when` and `notify`.
     pub fn keys_set(&self) -> Vec<&'static str> {
         let set = [

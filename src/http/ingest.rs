@@ -138,7 +138,8 @@ where
                 // Only after a refusal, and at most `diagnose::PER_SECOND` a second.
                 let signature = matches!(refusal.code, RefusalCode::InvalidSignature | RefusalCode::StaleTimestamp);
                 if signature && state.diagnoses.admit(state.clock.now_ms()) {
-                    diagnosis = diagnose::diagnose(endpoint, &state.endpoints, &inbound, &refusal);
+                    let public_url_set = state.config.server.public_url.is_some();
+                    diagnosis = diagnose::diagnose(endpoint, &state.endpoints, &inbound, &refusal, public_url_set);
                     if let Some(d) = &diagnosis {
                         tracing::warn!(provider = %provider_name, code = refusal.code.as_str(), diagnosis = d.code, "signature refused: {}", d.detail);
                     }

@@ -16,8 +16,9 @@
 //!   `Content-Type: application/json`, which no page can send to another origin without a CORS
 //!   preflight that stagehook never grants; carries no `Sec-Fetch-Site` but `same-origin` or
 //!   `none`; and carries no `Origin` but this stagehook's own (see [`is_own_origin`]).
-//!   Else `403 cross_origin_refused`. Clients that are not browsers (curl, scripts) send neither
-//!   header and only need the `Content-Type`.
+//!   Else `403 cross_origin_refused`, except for a request that only lacks the `Content-Type`:
+//!   browsers mark cross-site requests with either header, so it comes from a client that is no
+//!   browser (curl, scripts), and `415 unsupported_media_type` tells it what to add.
 //!
 //! Ingest is exempt: providers and tunnels send any Host and no Origin, and a page gains
 //! nothing by posting an event it cannot sign.
@@ -101,7 +102,18 @@ pub fn check(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return refuse(format!("{method} needs Content-Type: application/json"));
+        // A browser marks a cross-site request with Origin or Sec-Fetch-Site, refused above; what
+        // is left is a page of our own or a client that is no browser, most often `curl -d`,
+        // which sends a form type: a 415 that says what to add reads right to it, and the request
+        // is refused all the same.
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "{method} needs Content-Type: application/json (with curl: -H 'Content-Type: application/json'){}",
+                headers.get(CONTENT_TYPE).map(|v| format!("; got `{}`", shown(v))).unwrap_or_default()
+            ),
+        ));
     }
     Ok(())
 }
@@ -223,9 +235,9 @@ mod tests {
         for (toml, listening, local, headers, want) in [
             ("", LOOP, None, vec![JSON], "ok"),
             ("", LOOP, None, vec![("content-type", "Application/JSON; charset=utf-8")], "ok"),
-            ("", LOOP, None, vec![], "cross_origin_refused"),
-            ("", LOOP, None, vec![("content-type", "text/plain")], "cross_origin_refused"),
-            ("", LOOP, None, vec![("content-type", "application/jsonx")], "cross_origin_refused"),
+            ("", LOOP, None, vec![], "unsupported_media_type"),
+            ("", LOOP, None, vec![("content-type", "text/plain")], "unsupported_media_type"),
+            ("", LOOP, None, vec![("content-type", "application/jsonx")], "unsupported_media_type"),
             ("", LOOP, None, vec![JSON, ("sec-fetch-site", "same-origin")], "ok"),
             ("", LOOP, None, vec![JSON, ("sec-fetch-site", "none")], "ok"),
             ("", LOOP, None, vec![JSON, ("sec-fetch-site", "same-site")], "cross_origin_refused"),
@@ -318,7 +330,7 @@ mod tests {
             assert_eq!(check("", LOOP, None, method, &cross), "ok", "{method}");
         }
         for method in ["PUT", "DELETE", "PATCH"] {
-            assert_eq!(check("", LOOP, None, method, &[]), "cross_origin_refused", "{method}");
+            assert_eq!(check("", LOOP, None, method, &[]), "unsupported_media_type", "{method}");
         }
     }
 }

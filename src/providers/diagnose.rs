@@ -62,8 +62,15 @@ impl Diagnosis {
 }
 
 /// The likely cause of `refusal` of `req` at `endpoint`, or `None` when the refusal is not about
-/// a signature. `others` are every configured endpoint (this one included; it is skipped).
-pub fn diagnose(endpoint: &Endpoint, others: &[Endpoint], req: &Inbound<'_>, refusal: &Refusal) -> Option<Diagnosis> {
+/// a signature. `others` are every configured endpoint (this one included; it is skipped);
+/// `public_url_set` whether `server.public_url` named the URL `req.url` was built from.
+pub fn diagnose(
+    endpoint: &Endpoint,
+    others: &[Endpoint],
+    req: &Inbound<'_>,
+    refusal: &Refusal,
+    public_url_set: bool,
+) -> Option<Diagnosis> {
     let provider = endpoint.provider.as_ref();
     match refusal.code {
         RefusalCode::StaleTimestamp => {
@@ -80,7 +87,34 @@ pub fn diagnose(endpoint: &Endpoint, others: &[Endpoint], req: &Inbound<'_>, ref
         .or_else(|| url_mismatch(provider, req, &mut budget))
         .or_else(|| encoding_mismatch(provider, req, &mut budget))
         .or_else(|| body_modified(provider, req, &mut budget));
-    Some(found.or_else(|| provider.mismatch_diagnosis(req)).unwrap_or_else(|| secret_mismatch(provider)))
+    let found = found.or_else(|| provider.mismatch_diagnosis(req));
+    Some(found.or_else(|| url_unknown(provider, req, public_url_set)).unwrap_or_else(|| secret_mismatch(provider)))
+}
+
+/// When the kind signs the URL it called and nothing in the request named it (no `public_url`,
+/// no forwarding header that [`url_mismatch`] could try), the URL stagehook rebuilt from `Host`
+/// is a guess: behind a tunnel that passes its own plain Host, it is wrong however right the
+/// secret is, so the guess is the likelier culprit and the secret is named second.
+fn url_unknown(provider: &dyn Provider, req: &Inbound<'_>, public_url_set: bool) -> Option<Diagnosis> {
+    if !provider.signs_url() || public_url_set {
+        return None;
+    }
+    let fingerprints = provider.secret_fingerprints();
+    let secret = if fingerprints.is_empty() {
+        String::new()
+    } else {
+        format!(", compare this endpoint's secret, {}, with the provider's", fingerprints.join(", "))
+    };
+    Some(Diagnosis::new(
+        "url_unknown",
+        format!(
+            "the sender signs the URL it calls, and without server.public_url stagehook could only rebuild it from \
+             the request's Host as {url}, and no URL a forwarding header names matches either: behind a tunnel or \
+             a proxy, that is not the URL the sender called, so set server.public_url = \"https://<the tunnel's \
+             host>\" (or STAGEHOOK_SERVER_PUBLIC_URL). If the sender does call {url}{secret}.",
+            url = req.url
+        ),
+    ))
 }
 
 struct Budget {

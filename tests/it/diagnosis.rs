@@ -124,6 +124,40 @@ async fn each_cause_gets_its_code_and_the_sender_only_the_refusal() {
     s.stop().await;
 }
 
+/// Twilio signed the tunnel's URL and the tunnel passed a plain Host and no forwarding headers:
+/// nothing in the request names the URL Twilio called, so without `public_url` the diagnosis
+/// blames the URL stagehook had to guess, says how to set it, and does not blame the token. With
+/// `public_url` set, a wrong token is the token's fault again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_signed_behind_an_unnamed_tunnel_is_blamed_on_the_url_not_the_token() {
+    let params = [("MessageSid", "SM2"), ("From", "+15550001"), ("To", "+15550002"), ("Body", "hi")];
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(config(dir.path())).await;
+    let r = s.sms_signed_for("https://abc123.tunnel.example/staging/webhooks/sms", &params).await;
+    let (code, detail) = diagnosis_of(&s, r, "invalid_signature").await;
+    assert_eq!(code, "url_unknown", "{detail}");
+    assert!(detail.contains("as http://127.0.0.1/staging/webhooks/sms"), "{detail}");
+    assert!(detail.contains("server.public_url = \"https://"), "{detail}");
+    assert!(detail.contains("STAGEHOOK_SERVER_PUBLIC_URL"), "{detail}");
+    assert!(!detail.contains("the secret differs"), "{detail}");
+    s.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.server.public_url = Some("https://abc123.tunnel.example".into());
+    let s = start(c).await;
+    let sig = twilio_signature(
+        "fedcba9876543210fedcba9876543210",
+        "https://abc123.tunnel.example/staging/webhooks/sms",
+        &params,
+    );
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("x-twilio-signature", sig.as_str())];
+    let r = s.post("/staging/webhooks/sms", &headers, form(&params).as_bytes()).await;
+    let (code, detail) = diagnosis_of(&s, r, "invalid_signature").await;
+    assert_eq!(code, "secret_mismatch", "{detail}");
+    s.stop().await;
+}
+
 /// A flood of forged requests within one second of the clock: every one is refused, at most
 /// `diagnose::PER_SECOND` are diagnosed, and the next second diagnoses again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

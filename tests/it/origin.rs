@@ -44,6 +44,8 @@ async fn a_cross_site_page_cannot_replay_the_store_and_the_dashboard_can() {
         ("bulk, text/plain from another origin", "/staging/webhooks/replay", vec![text, EVIL], ""),
         ("one, text/plain from another origin", one.as_str(), vec![text, EVIL], ""),
         ("bulk, JSON from another origin", "/staging/webhooks/replay", vec![JSON, EVIL], "{}"),
+        // No browser sends these (it marks a cross-site request with Origin or Sec-Fetch-Site):
+        // refused all the same, as 415 unsupported_media_type.
         ("bulk, text/plain with no Origin", "/staging/webhooks/replay", vec![text], ""),
         ("bulk, no Content-Type", "/staging/webhooks/replay", vec![], ""),
         ("bulk, a cross-site fetch", "/staging/webhooks/replay", vec![JSON, ("sec-fetch-site", "cross-site")], "{}"),
@@ -52,7 +54,12 @@ async fn a_cross_site_page_cannot_replay_the_store_and_the_dashboard_can() {
     ];
     for (what, path, headers, body) in &cases {
         let r = s.post(path, headers, body.as_bytes()).await;
-        assert_eq!((r.status, r.code().as_str()), (403, "cross_origin_refused"), "{what}: {}", r.text());
+        let want = if what.contains("with no Origin") || what.contains("no Content-Type") {
+            (415, "unsupported_media_type")
+        } else {
+            (403, "cross_origin_refused")
+        };
+        assert_eq!((r.status, r.code().as_str()), want, "{what}: {}", r.text());
         support::assert_security_headers(&r);
         assert!(r.header("set-cookie").is_none(), "{what}");
         // A replay commits its status change before it answers: had this one been taken, the
@@ -221,5 +228,37 @@ async fn the_curl_command_is_signed_for_our_own_url_whatever_the_host() {
     let cmd = v["command"].as_str().unwrap();
     assert!(cmd.contains(&sig), "the original signature, since the URL is the one Twilio called: {cmd}");
     assert!(!cmd.contains("127.0.0.1:1"), "{cmd}");
+    s.stop().await;
+}
+
+/// A change sent without the JSON Content-Type by a client that is no browser (curl with `-d`,
+/// which sends a form type, or no type at all) is told what to add; a browser's cross-site form
+/// post, which marks itself with Origin and Sec-Fetch-Site, is still refused as cross-site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_without_json_says_so_and_a_cross_site_form_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(support::config(dir.path())).await;
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    for (what, headers) in
+        [("curl -d", vec![form]), ("no Content-Type", vec![]), ("text/plain", vec![("content-type", "text/plain")])]
+    {
+        let r = s.post("/staging/webhooks/replay", &headers, b"{}").await;
+        assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"), "{what}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("-H 'Content-Type: application/json'"), "{what}: {}", r.text());
+        support::assert_security_headers(&r);
+    }
+    // <form method=post action=http://127.0.0.1:8080/staging/webhooks/replay> on another site,
+    // as a browser sends it: with and without Sec-Fetch-Site (older browsers send only Origin).
+    let cases = [
+        vec![form, EVIL, ("sec-fetch-site", "cross-site")],
+        vec![form, EVIL],
+        vec![form, ("sec-fetch-site", "cross-site")],
+        vec![("content-type", "text/plain"), EVIL, ("sec-fetch-site", "cross-site")],
+    ];
+    for headers in &cases {
+        let r = s.post("/staging/webhooks/replay", headers, b"status=failed").await;
+        assert_eq!((r.status, r.code().as_str()), (403, "cross_origin_refused"), "{headers:?}: {}", r.text());
+    }
     s.stop().await;
 }

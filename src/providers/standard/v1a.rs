@@ -521,7 +521,7 @@ mod tests {
             targets: Vec::new(),
             routes: Vec::new(),
         };
-        crate::providers::diagnose::diagnose(&endpoint, std::slice::from_ref(&endpoint), &req, &refusal).unwrap()
+        crate::providers::diagnose::diagnose(&endpoint, std::slice::from_ref(&endpoint), &req, &refusal, false).unwrap()
     }
 
     #[test]
