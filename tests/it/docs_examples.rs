@@ -87,6 +87,16 @@ const SHELL: &[(&str, &str, Runs)] = &[
     ("README.md", "bash .ci/run", Runs::Not("it is the test suite")),
     (
         "README.md",
+        "stagehook check-app stripe --config staging.toml",
+        Runs::By("check_app::the_readme_examples_run_as_written"),
+    ),
+    (
+        "README.md",
+        "stagehook check-app stripe --config staging.toml --target http://localhost:3000/webhooks/stripe --json > check-app.json",
+        Runs::By("check_app::the_readme_examples_run_as_written"),
+    ),
+    (
+        "README.md",
         "cargo install --path . --locked",
         Runs::Not("a second release build into ~/.cargo/bin; .ci/run builds and tests the same crate with --locked"),
     ),
