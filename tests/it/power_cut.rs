@@ -4,16 +4,19 @@
 //! A power cut leaves each file as the disk last holds it: everything synced before the cut, and
 //! any part of what was written after it. Two tests cover the two ends of that range.
 //!
-//! - Snapshots of a running ingest. A copy made file by file while the server writes is not a
-//!   state a power cut can leave: sled may rewrite a region the copy has already passed and
-//!   free one it has not reached yet, so the copy holds a mix no crash ever produces. The copy is
-//!   therefore taken while the whole server process is stopped (`SIGSTOP`, then every thread
-//!   seen stopped in `/proc`): each file is then exactly what the kernel holds at one instant,
-//!   synced or not, which is the one cut where every write reached the disk. The writer may be
-//!   stopped anywhere, between the body log's sync and sled's flush included. What a cut loses
-//!   of sled's own unsynced writes is sled's to recover (each of its log messages carries a CRC,
-//!   and it recovers to a prefix of what it flushed); what it loses of the body log is the second
-//!   test.
+//! - Snapshots of a running ingest. A copy made file by file while the server writes need not be a
+//!   state a power cut can leave: the body log copied first and sled's files a moment later pair
+//!   records with a log taken before their bodies were written, though the log is synced before
+//!   sled is written; and sled's own file, read while sled writes it, may mix pages of different
+//!   moments. (Such copies passed here in a few dozen tries, since a copy of these small files is
+//!   much quicker than a commit; that proves nothing.) The copy is therefore taken while the whole
+//!   server process is stopped (`SIGSTOP`, then every thread seen stopped in `/proc`): each file is
+//!   then exactly what the kernel holds at one instant, synced or not, which is the cut where every
+//!   write reached the disk, and a 2xx read before the stop is known to be for a flushed event.
+//!   The writer may be stopped anywhere, between the body log's sync and sled's flush included.
+//!   What a cut loses of sled's own unsynced writes is sled's to recover (its log messages carry
+//!   a CRC each, and it recovers to a prefix of what it flushed); what it loses of the body log is
+//!   the second test.
 //! - A torn body log. The last write of the body log, cut at every byte boundary, and cuts and
 //!   zeroed tails at random points of earlier records, as a disk that lost or never wrote a
 //!   record's pages leaves it; and bytes past the last record, as a commit whose batch never
