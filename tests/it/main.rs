@@ -41,6 +41,7 @@ mod metrics;
 mod openapi;
 mod origin;
 mod overview;
+mod power_cut;
 mod probe;
 mod providers;
 mod read_token;
