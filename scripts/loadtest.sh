@@ -4,9 +4,10 @@
 # warp server that only reads the body and a durable floor that checks the signature and commits
 # the body to sled before its 200, and against Debian's `webhook` (adnanh/webhook: an HMAC check
 # and a command run, nothing stored) when it can be installed, all driven by wrk over loopback
-# with the same uniquely signed events, at 1, 16 and 64 connections. Prints throughput, p50/p99
-# latency and stagehook's peak RSS, stagehook's ratio to each of the others, and writes the
-# tables into docs/performance.md and README.md.
+# with the same uniquely signed events, at 1, 8, 16 and 64 connections. Prints throughput, p50/p99
+# latency, CPU per request and stagehook's peak RSS, stagehook's ratio to each of the others (to
+# the durable floor for p50 and p99 too), and writes the tables into docs/performance.md and
+# README.md.
 #
 # Then the million-events phase: MILLION freshly signed unique events, each sent exactly once at
 # 64 connections into a fresh data folder, every one of which must be stored; it reports the
@@ -14,7 +15,7 @@
 # the time a restart on those events takes until the server answers HTTP, and the latency of
 # /stats and of the first page of /events with them stored. MILLION=0 skips it.
 #
-#   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
+#   bash scripts/loadtest.sh   # DURATION=10s CONNS="1 8 16 64" COUNT=300000 BODY_BYTES=1024 MILLION=1000000
 #   BASELINE=/path/to/older/stagehook CONNS=64 MILLION=0 bash scripts/loadtest.sh   # before and after
 #   REDIS=1 CONNS=64 MILLION=0 bash scripts/loadtest.sh   # the Redis backends beside the default
 #   SCRAPE=1 CONNS=64 MILLION=0 bash scripts/loadtest.sh  # the default with /metrics scraped every second
@@ -36,12 +37,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-"1 16 64"}
+CONNS=${CONNS:-"1 8 16 64"}
 COUNT=${COUNT:-300000}
 BODY_BYTES=${BODY_BYTES:-1024}
 MILLION=${MILLION:-1000000}
 # Another stagehook binary (an earlier build, say) to drive right after this one at each
-# connection count, for a before-and-after from one run. Such a run leaves docs/performance.md alone.
+# connection count, for a before-and-after from one run, beside the durable floor. Such a run
+# leaves docs/performance.md alone.
 BASELINE=${BASELINE:-}
 REDIS=${REDIS:-}
 SCRAPE=${SCRAPE:-}
@@ -124,7 +126,7 @@ share() {
 # The command that reproduces this run: the settings that differ from the defaults, then the script.
 command_line() {
     local s=""
-    [ "$CONNS" = "1 16 64" ] || s+="CONNS=\"$CONNS\" "
+    [ "$CONNS" = "1 8 16 64" ] || s+="CONNS=\"$CONNS\" "
     [ "$DURATION" = 10s ] || s+="DURATION=$DURATION "
     [ "$COUNT" = 300000 ] || s+="COUNT=$COUNT "
     [ "$BODY_BYTES" = 1024 ] || s+="BODY_BYTES=$BODY_BYTES "
@@ -151,14 +153,45 @@ report() {
     read -r non2xx wrapped answered duration_us socket_errors < <(awk -F'[= ]' '/^LOADTEST/ {print $3, $5, $7, $9, $11}' "$out")
 }
 
+# The CPU time, in clock ticks, that the threads of process $1 have used so far: "handlers writer
+# all", where the handlers are tokio's workers and the writer is stagehook's store thread (the
+# durable floor's writer is not named apart: its ticks are only in all).
+cpu_ticks() {
+    cat /proc/"$1"/task/*/stat 2>/dev/null | awk '{
+        from = index($0, "("); to = index($0, ") ")
+        comm = substr($0, from + 1, to - from - 1)
+        split(substr($0, to + 2), f, " ")
+        t = f[12] + f[13]   # utime and stime, the stat fields 14 and 15
+        all += t
+        if (comm ~ /^tokio-(runtime-w|rt-worker)/) handlers += t
+        else if (comm == "stagehook-store") writer += t
+    } END {printf "%d %d %d\n", handlers, writer, all}'
+}
+clk_tck=$(getconf CLK_TCK)
+
+# Microseconds of CPU per answered request between two cpu_ticks readings $1 and $2 (quoted);
+# sets cpu_handlers, cpu_writer and cpu_all ("-" when nothing was answered).
+cpu_per_request() {
+    local h0 w0 a0 h1 w1 a1
+    read -r h0 w0 a0 <<<"$1"
+    read -r h1 w1 a1 <<<"$2"
+    read -r cpu_handlers cpu_writer cpu_all < <(awk -v n="$answered" -v hz="$clk_tck" \
+        -v h=$((h1 - h0)) -v w=$((w1 - w0)) -v a=$((a1 - a0)) 'BEGIN {
+            if (n > 0) printf "%.1f %.1f %.1f\n", h * 1e6 / hz / n, w * 1e6 / hz / n, a * 1e6 / hz / n
+            else print "- - -" }')
+}
+
 # Runs wrk against $1 with $2 connections for $DURATION; sets what `report` sets.
 drive() {
     local url=$1 conns=$2 threads=$(( $2 < 2 ? $2 : 2 ))
-    local out="$work/wrk.out"
+    local out="$work/wrk.out" before
+    before=$(cpu_ticks "$pid")
     # $3, `hub`: each event also carries its GitHub-style signature (only the webhook peer reads
     # it; the others would only store it).
     wrk -t "$threads" -c "$conns" -d "$DURATION" --latency -s scripts/presigned.lua "$url" -- "$work/events.tsv" "$threads" ${3:-} >"$out"
     report "$out"
+    # The server's CPU over the run, per answered request: the threads still there at its end.
+    cpu_per_request "$before" "$(cpu_ticks "$pid")"
 }
 
 # Writes a stagehook config for port $1 and data folder $2 to $3. The limiter is off, but for a
@@ -290,6 +323,8 @@ fi
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM"
 rows=()
+durable_rows=()
+baseline_rows=()
 peer_rows=()
 readme_rows=()
 redis_rows=()
@@ -304,22 +339,23 @@ for c in $CONNS; do
         exit 1
     fi
 
-    # The durable floor and the peer, in a plain run only: a comparison run (BASELINE, REDIS,
-    # SCRAPE) compares stagehooks, and would only take longer.
-    durable_rps="" durable_p50="" durable_p99="" durable_stored=""
+    # The durable floor in a plain run and beside a BASELINE, the peer in a plain run only: the
+    # other comparison runs (REDIS, SCRAPE) compare stagehooks, and would only take longer.
+    durable_rps="" durable_p50="" durable_p99="" durable_stored="" durable_cpu=""
     webhook_rps="" webhook_p50="" webhook_p99=""
-    if [ -z "$BASELINE$REDIS$SCRAPE" ]; then
+    if [ -z "$REDIS$SCRAPE" ]; then
         # The durable floor stores every request it answers, repeats included, so its count is
         # checked even after a wrap.
         start "$work/durable.log" "$bin"/examples/durable_floor "127.0.0.1:0" "$SECRET" "$work/durable-$c"
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         durable_stored=$(curl -sf "http://127.0.0.1:$port/count")
         stop "$pid"
-        durable_rps=$rps durable_p50=$p50 durable_p99=$p99
-        echo "-- $c connections: durable floor $durable_rps req/s (p50 $durable_p50 ms, p99 $durable_p99 ms, $durable_stored stored, non-2xx $non2xx)"
+        durable_rps=$rps durable_p50=$p50 durable_p99=$p99 durable_cpu=$cpu_all
+        echo "-- $c connections: durable floor $durable_rps req/s (p50 $durable_p50 ms, p99 $durable_p99 ms, $durable_stored stored, non-2xx $non2xx; CPU per request: handlers $cpu_handlers µs, all threads $cpu_all µs)"
         check_stored "durable floor" "$c" "$durable_stored" repeats
         rm -rf "$work/durable-$c"
-
+    fi
+    if [ -z "$BASELINE$REDIS$SCRAPE" ]; then
         if [ -n "$webhook_version" ]; then
             if start_webhook "$work/webhook.log"; then
                 drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c" hub
@@ -349,10 +385,14 @@ for c in $CONNS; do
     ratio=$(share "$rps" "$floor_rps")
     durable_ratio=$(share "$rps" "$durable_rps")
     webhook_ratio=$(share "$rps" "$webhook_rps")
-    echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped)"
-    echo "-- $c connections: stagehook / durable floor $durable_ratio, stagehook / bare floor $ratio, stagehook / webhook $webhook_ratio"
+    p50_ratio=$(share "$p50" "$durable_p50")
+    p99_ratio=$(share "$p99" "$durable_p99")
+    echo "-- $c connections: stagehook $rps req/s (p50 $p50 ms, p99 $p99 ms, peak RSS $((rss_kb / 1024)) MB, $stored stored, $disk KB on disk, non-2xx $non2xx, wrapped $wrapped; CPU per request: handlers $cpu_handlers µs, writer $cpu_writer µs, all threads $cpu_all µs)"
+    echo "-- $c connections: stagehook / durable floor $durable_ratio (p50 $p50_ratio, p99 $p99_ratio of the floor's), stagehook / bare floor $ratio, stagehook / webhook $webhook_ratio"
     echo "PEERS conns=$c stagehook_rps=$rps durable_floor_rps=$durable_rps floor_rps=$floor_rps webhook_rps=${webhook_rps:--} durable_floor_ratio=$durable_ratio floor_ratio=$ratio webhook_ratio=$webhook_ratio"
     check_stored stagehook "$c" "$stored"
+    [ -z "$durable_rps" ] || durable_rows+=("| $c | $rps | $p50 | $p99 | $durable_rps | $durable_p50 | $durable_p99 | **$durable_ratio** | $p50_ratio | $p99_ratio | $cpu_all | $durable_cpu |")
+    new_rps=$rps new_p50=$p50 new_p99=$p99 new_cpu="$cpu_handlers $cpu_writer $cpu_all"
     rows+=("| $c | $rps | $p50 | $p99 | $((rss_kb / 1024)) | $stored | **$durable_ratio** | **$ratio** | $webhook_ratio |")
     peer_rows+=("| $c | bare floor | $floor_rps | $floor_p50 | $floor_p99 | none |")
     [ -z "$durable_rps" ] || peer_rows+=("| $c | durable floor | $durable_rps | $durable_p50 | $durable_p99 | $durable_stored |")
@@ -367,12 +407,14 @@ for c in $CONNS; do
     fi
     if [ -n "$BASELINE" ]; then
         # The same run against another build, to compare a change with what it changes.
-        new_rps=$rps
         config 0 "$work/data-baseline-$c" "$work/staging.toml"
         start "$work/baseline.log" env RUST_LOG=warn "$BASELINE" serve --config "$work/staging.toml"
         drive "http://127.0.0.1:$port/staging/webhooks/stripe" "$c"
         stop "$pid"
-        echo "-- $c connections: baseline $rps req/s (p50 $p50 ms, p99 $p99 ms); this build / baseline $(awk -v a="$new_rps" -v b="$rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+        over_baseline=$(awk -v a="$new_rps" -v b="$rps" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')
+        echo "-- $c connections: baseline $rps req/s (p50 $p50 ms, p99 $p99 ms; CPU per request: handlers $cpu_handlers µs, writer $cpu_writer µs, all threads $cpu_all µs); this build / baseline $over_baseline"
+        read -r new_handlers new_writer new_all <<<"$new_cpu"
+        baseline_rows+=("| $c | $new_rps | $new_p50 | $new_p99 | $new_handlers / $new_writer / $new_all | $rps | $p50 | $p99 | $cpu_handlers / $cpu_writer / $cpu_all | **$over_baseline** | $(share "$rps" "$durable_rps") |")
     fi
     if [ -n "$SCRAPE" ]; then
         # The same events again, to a fresh data folder, while /metrics is fetched every second.
@@ -672,6 +714,12 @@ fi
 table=$(
     echo "Measured $(date -u +%Y-%m-%d) on $machine with \`$(command_line)\` (wrk, $DURATION per run, $BODY_BYTES-byte Stripe events, each uniquely signed; durable acks on; load generator on the same cores):"
     echo
+    if [ ${#durable_rows[@]} -gt 0 ]; then
+        echo "| connections | stagehook req/s | p50 ms | p99 ms | durable floor req/s | p50 ms | p99 ms | req/s / floor's | p50 / floor's | p99 / floor's | CPU µs per request | floor's CPU µs |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        printf '%s\n' "${durable_rows[@]}"
+        echo
+    fi
     echo "| connections | stagehook req/s | p50 ms | p99 ms | peak RSS MB | events stored | / durable floor | / bare floor | / webhook |"
     echo "|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
@@ -691,6 +739,15 @@ table=$(
     fi
 )
 echo
+if [ -n "$BASELINE" ]; then
+    # A comparison run prints its own table: this build, the baseline, the durable floor.
+    echo "This build against $BASELINE and the durable floor, each driven in turn at each connection count ($DURATION per run; CPU per request in µs: handlers / writer / all threads):"
+    echo
+    echo "| connections | this build req/s | p50 ms | p99 ms | CPU µs | baseline req/s | p50 ms | p99 ms | CPU µs | this build / baseline | baseline / durable floor |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${baseline_rows[@]}"
+    echo
+fi
 echo "$table"
 
 if [ -n "$REDIS" ]; then

@@ -129,8 +129,14 @@ where
             BodyError::TooLarge => ApiError::payload_too_large(limit),
             other => other.into(),
         })?;
-        let url = request_url(state, &headers, peer, path, query);
-        let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s: received_at_ms.div_euclid(1000) };
+        // Only a kind that signs the URL reads it: for the others, formatting it would be an
+        // allocation per request for nothing (a refusal's diagnosis builds it below).
+        let url = match endpoint.provider.signs_url() {
+            true => request_url(state, &headers, peer, path, query),
+            false => String::new(),
+        };
+        let now_s = received_at_ms.div_euclid(1000);
+        let inbound = Inbound { headers: &headers, body: &body, url: &url, now_s };
         let checked = endpoint.provider.verify(&inbound).and_then(|()| endpoint.provider.parse(&inbound));
         let parsed = match checked {
             Ok(parsed) => parsed,
@@ -139,6 +145,9 @@ where
                 let signature = matches!(refusal.code, RefusalCode::InvalidSignature | RefusalCode::StaleTimestamp);
                 if signature && state.diagnoses.admit(state.clock.now_ms()) {
                     let public_url_set = state.config.server.public_url.is_some();
+                    // The diagnosis tries the other endpoints' kinds too, some of which sign it.
+                    let url = request_url(state, &headers, peer, path, query);
+                    let inbound = Inbound { url: &url, ..inbound };
                     diagnosis = diagnose::diagnose(endpoint, &state.endpoints, &inbound, &refusal, public_url_set);
                     if let Some(d) = &diagnosis {
                         tracing::warn!(provider = %provider_name, code = refusal.code.as_str(), diagnosis = d.code, "signature refused: {}", d.detail);
@@ -315,8 +324,14 @@ fn add_rate_headers(res: &mut Response, d: Decision) {
     h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
 }
 
+/// The record's own copy of the headers: the one owned copy a request makes of them (the
+/// provider's checks and a refusal's log read the map as it is).
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+    let mut pairs = Vec::with_capacity(headers.len());
+    pairs.extend(
+        headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())),
+    );
+    pairs
 }
 
 /// The URL the provider called: `server.public_url` when set (a tunnel or proxy in front),
