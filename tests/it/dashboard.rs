@@ -62,18 +62,11 @@ async fn live_update() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_firing_alerts_at_the_top() {
-    bounded(Box::pin(firing_alerts())).await;
-}
-
-/// A `no_events` alert fires (the clock moved past its silence) and shows above everything
-/// else; the next event resolves it and the section goes away.
-async fn firing_alerts() {
+/// A Slack notifier `ops` at `slack` and a `no_events` rule on Stripe that notifies it after a
+/// minute of silence, which only a test clock's advance can reach: a browser slow to start on a
+/// loaded machine must not see the alert before the page first shows the event.
+pub(crate) fn no_events_alert(c: &mut stagehook::config::Config, slack: &FakeApp) {
     use stagehook::config::{AlertRule, NotifierConfig, NotifierKind, RuleKind};
-    let slack = FakeApp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
     let url = stagehook::secret::Secret::new(slack.url("/services/T0/B0/X"));
     c.notifiers.insert("ops".into(), NotifierConfig { kind: NotifierKind::Slack, url, secret: None });
     c.alerts.push(AlertRule {
@@ -82,12 +75,24 @@ async fn firing_alerts() {
         provider: Some("stripe".into()),
         above: None,
         window: None,
-        // A minute of silence, which only the clock's advance below can reach: a browser slow to
-        // start on a loaded machine must not see the alert before the page first shows the event.
         for_: Some(HumanDuration(Duration::from_secs(60))),
         code: None,
         repeat: None,
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_firing_alerts_at_the_top() {
+    bounded(Box::pin(firing_alerts())).await;
+}
+
+/// A `no_events` alert fires (the clock moved past its silence) and shows above everything
+/// else; the next event resolves it and the section goes away.
+async fn firing_alerts() {
+    let slack = FakeApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    no_events_alert(&mut c, &slack);
     let s = start(c).await;
     assert_eq!(s.stripe(&stripe_event("evt_dash_alert")).await.status, 200);
     let browser = Browser::start().await;

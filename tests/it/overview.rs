@@ -143,22 +143,10 @@ async fn the_provider_table_adds_up_to_the_cards() {
 /// A stored-only Stripe event and the alert notification it leads to (a `no_events` rule fires
 /// once the clock moves past its silence): the cards count both, and so does the table.
 async fn table_adds_up() {
-    use stagehook::config::{AlertRule, HumanDuration, NotifierConfig, NotifierKind, RuleKind};
     let slack = FakeApp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    let url = stagehook::secret::Secret::new(slack.url("/services/T0/B0/X"));
-    c.notifiers.insert("ops".into(), NotifierConfig { kind: NotifierKind::Slack, url, secret: None });
-    c.alerts.push(AlertRule {
-        when: RuleKind::NoEvents,
-        notify: vec!["ops".into()],
-        provider: Some("stripe".into()),
-        above: None,
-        window: None,
-        for_: Some(HumanDuration(Duration::from_secs(60))),
-        code: None,
-        repeat: None,
-    });
+    crate::dashboard::no_events_alert(&mut c, &slack);
     let s = start(c).await;
     assert_eq!(s.stripe(&stripe_event("evt_sum")).await.status, 200);
     support::two_evaluations(&s).await;
