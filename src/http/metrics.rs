@@ -126,6 +126,10 @@ impl Scrape {
         let mut backfilled: std::collections::BTreeMap<&str, u64> =
             s.endpoints.iter().map(|e| (e.provider.name(), 0)).collect();
         backfilled.extend(counters.backfilled());
+        // Likewise every endpoint: events stored with no target to deliver to (`/stats`' `stored_only`).
+        let mut stored_only: std::collections::BTreeMap<&str, u64> =
+            s.endpoints.iter().map(|e| (e.provider.name(), 0)).collect();
+        stored_only.extend(counters.stored_only());
         let process = Process::read();
         Scrape {
             processing: counters.processing_histogram(),
@@ -210,6 +214,12 @@ impl Scrape {
                 ),
                 family("stagehook_events", "Stored events by their current status", None, events),
                 family("stagehook_dead_letters", "Deliveries given up (dead letters) by provider", None, dead_letters),
+                family(
+                    "stagehook_events_stored_only",
+                    "Events stored with no target to deliver to (processed, never attempted), by provider",
+                    None,
+                    labelled("provider", stored_only),
+                ),
                 family(
                     "stagehook_breaker_state",
                     "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",

@@ -83,6 +83,8 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
         if let Some(n) = by.get("duplicates") {
             assert_eq!(get(&format!("stagehook_duplicates_total{{provider=\"{provider}\"}}")), n.as_f64().unwrap());
         }
+        let stored_only = format!("stagehook_events_stored_only{{provider=\"{provider}\"}}");
+        assert_eq!(get(&stored_only), by["stored_only"].as_f64().unwrap(), "{stored_only}");
         let backfilled = format!("stagehook_events_backfilled_total{{provider=\"{provider}\"}}");
         assert_eq!(get(&backfilled), by.get("backfilled").map_or(0.0, |n| n.as_f64().unwrap()), "{backfilled}");
         if let Some(n) = by.get("items_received") {
@@ -94,6 +96,7 @@ async fn metrics_agree_with_stats_after_a_session_and_pass_promtool() {
     }
     assert_eq!(get("stagehook_duplicates_total{provider=\"stripe\"}"), 1.0);
     assert_eq!(get("stagehook_events_backfilled_total{provider=\"stripe\"}"), 1.0);
+    assert!(get("stagehook_events_stored_only{provider=\"stripe\"}") >= 1.0, "{text}");
     assert_eq!(stats["backfilled"], 1, "{stats}");
     for (code, n) in stats["rejections"].as_object().unwrap() {
         assert_eq!(get(&format!("stagehook_rejections_total{{code=\"{code}\"}}")), n.as_f64().unwrap(), "{code}");
