@@ -348,7 +348,12 @@ async function refreshRecovery() {
       el('span', { class: 'muted' }, 'consecutive failures: ', el('span', { class: 'failures' }, p.breaker.consecutive_failures)),
       el('span', { class: 'muted' }, 'opened: ', el('span', { class: 'opened-at' }, p.breaker.opened_at_ms ? time(p.breaker.opened_at_ms) : '—')),
       el('span', { class: 'muted' }, 'next probe in ', el('span', { class: 'countdown', 'data-at': p.breaker.next_probe_ms || '' })),
-      el('span', { class: 'muted' }, `dead letters: ${p.dead_letters}`));
+      el('span', { class: 'muted' }, `dead letters: ${p.dead_letters}`),
+      // Where its events go: each route (by event type) and forward_to, URLs masked by the API.
+      ...(p.routes || []).map((r) => el('span', { class: 'muted route' },
+        `route ${r.types.join(', ')} → ${r.targets.join(', ')}${r.also_default ? ' (and forward_to)' : ''}`)),
+      el('span', { class: 'muted forward-to' },
+        `forward_to: ${(p.targets || []).length ? p.targets.join(', ') : (p.routes || []).length ? 'none: other types are stored only' : 'none: stored only'}`));
   });
   $('#breakers').replaceChildren(...tiles);
   setText('#queue-depth', rec.queue_depth);

@@ -352,3 +352,26 @@ async fn route_targets_are_checked_for_isolation_and_probed() {
         probed.iter().filter(|f| f.id == "target.reachable").map(|f| (f.key.as_str(), f.severity)).collect();
     assert_eq!(reachable, [("providers.stripe.routes[0].forward_to[0]", Severity::Ok)], "{probed:?}");
 }
+
+/// The dashboard's breaker card of an endpoint says where its events go: each route with its
+/// types and masked targets, and `forward_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_each_endpoints_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "forward_to = [\"http://ops:hunter2@127.0.0.1:9/default\"]\n\n[[providers.stripe.routes]]\ntypes = [\"invoice.*\", \"customer.[cd]*\"]\nforward_to = [\"http://127.0.0.1:9/billing\"]\nalso_default = true\n";
+    let s = start(load(dir.path(), extra, &[]).unwrap()).await;
+    let browser = crate::webdriver::Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", s.addr)).await;
+    let card = ".breaker[data-provider=\"stripe\"]";
+    let route = browser
+        .wait("the stripe route", || async { browser.text(&format!("{card} .route")).await.filter(|t| !t.is_empty()) })
+        .await;
+    assert_eq!(route, "route invoice.*, customer.[cd]* → http://127.0.0.1:9/billing (and forward_to)");
+    let forward = browser.text(&format!("{card} .forward-to")).await.unwrap_or_default();
+    assert!(forward.starts_with("forward_to: http://") && forward.ends_with("127.0.0.1:9/default"), "{forward}");
+    assert!(!forward.contains("hunter2"), "a target's password shows: {forward}");
+    let twilio = browser.text(".breaker[data-provider=\"twilio\"] .forward-to").await.unwrap_or_default();
+    assert_eq!(twilio, "forward_to: none: stored only");
+    browser.quit().await;
+    s.stop().await;
+}
