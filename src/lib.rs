@@ -62,6 +62,7 @@ pub mod secret;
 pub mod send;
 pub mod store;
 pub mod tail;
+pub mod text;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -631,11 +631,7 @@ impl Listen {
 
 /// The first `max` bytes of `text`, cut at a character's boundary.
 fn prefix(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    crate::text::cut(text, max).to_string()
 }
 
 #[cfg(test)]

@@ -173,13 +173,7 @@ impl Http {
             None => String::from_utf8_lossy(&body[..body.len().min(MAX_MESSAGE)]).into_owned(),
         };
         let mut text = self.blank(&text);
-        if text.len() > MAX_MESSAGE {
-            let mut cut = MAX_MESSAGE;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
+        text.truncate(crate::text::cut(&text, MAX_MESSAGE).len());
         text
     }
 

@@ -146,11 +146,7 @@ impl Client {
 
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    crate::text::cut(text, max).to_string()
 }
 
 /// The connector deliveries use (plain TCP for http, rustls on ring with the compiled-in roots

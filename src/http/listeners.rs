@@ -117,13 +117,8 @@ pub fn label(what: &str, text: &str, max: usize) -> Result<String, ApiError> {
 
 /// `text` cut to at most [`MAX_BODY_BYTES`], at a character boundary.
 fn cut(mut text: String) -> String {
-    if text.len() > MAX_BODY_BYTES {
-        let mut end = MAX_BODY_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    let end = crate::text::cut(&text, MAX_BODY_BYTES).len();
+    text.truncate(end);
     text
 }
 

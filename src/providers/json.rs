@@ -117,11 +117,7 @@ pub fn shown(key: &str) -> Cow<'_, str> {
     if key.len() <= MOST {
         return Cow::Borrowed(key);
     }
-    let mut end = MOST;
-    while !key.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}…", &key[..end]))
+    Cow::Owned(format!("{}…", crate::text::cut(key, MOST)))
 }
 
 /// Builds a `Value` as serde_json's own visitor does (same numbers, same strings); an object's

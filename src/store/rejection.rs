@@ -131,12 +131,9 @@ fn clip(bytes: &[u8], max: usize) -> String {
     let marker = format!("…(truncated, {} bytes)", bytes.len());
     // Only the start that is kept is converted, so a long value is never copied whole.
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
-    let mut keep = max.saturating_sub(marker.len());
-    while !text.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    let mut out = String::with_capacity(keep + marker.len());
-    out.push_str(&text[..keep]);
+    let kept = crate::text::cut(&text, max.saturating_sub(marker.len()));
+    let mut out = String::with_capacity(kept.len() + marker.len());
+    out.push_str(kept);
     out.push_str(&marker);
     out
 }
