@@ -389,7 +389,8 @@ fn filled_store(rt: &tokio::runtime::Runtime, events: usize) -> (tempfile::TempD
     let options = StoreOptions {
         cache_bytes: 64 * 1024 * 1024,
         rejection_log_size: 1000,
-        body_segment_bytes: stagehook::store::DEFAULT_SEGMENT_BYTES,
+        log_segment_bytes: stagehook::store::DEFAULT_SEGMENT_BYTES,
+        tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS),
     };
     let store = rt.block_on(async { Store::open(dir.path(), options, Clock::system()) }).unwrap();
     let ids: Arc<Vec<String>> = Arc::new((0..events).map(|_| fresh_id("evt_")).collect());

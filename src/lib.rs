@@ -84,7 +84,8 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         cache_bytes: config.store.cache_mb * 1024 * 1024,
         rejection_log_size: config.store.rejection_log_size,
-        body_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
+        log_segment_bytes: store::DEFAULT_SEGMENT_BYTES,
+        tree_flush_every_ms: Some(store::TREE_FLUSH_EVERY_MS),
     }
 }
 

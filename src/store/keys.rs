@@ -1,8 +1,8 @@
 //! The key layout of the one sled tree.
 //!
 //! Everything lives in a single tree so that one `sled::Batch` (atomic within a tree) can hold an
-//! event record (which says where its body is in the body log, synced before the batch that
-//! points at it), its dedup key and its counters: a crash leaves all of them or none. Prefixes
+//! event record (which says where its body is in the log, synced before the batch that points at
+//! it), its dedup key and its counters: a crash leaves all of them or none. Prefixes
 //! keep the kinds apart; ids are ULIDs stored big-endian, so key order is arrival order.
 //!
 //! | prefix | key                                              | value                   |
@@ -18,6 +18,7 @@
 //! | `s`    | alert key (rule and subject, see `alerts/`)      | `AlertStateRecord`      |
 //! | `h`    | (nothing: the one key is `h`)                    | last heartbeat, ms (i64, big-endian) |
 //! | `k`    | endpoint name                                    | `CheckReportRecord` (`check-app`'s last report) |
+//! | `w`    | (nothing: the one key is `w`)                    | the log's watermark: segment (u32), offset (u64), big-endian |
 //!
 //! The queue is ordered by due time within each provider, so the delivery engine reads the
 //! due jobs of a provider whose breaker is closed and never touches those of one that is open.
@@ -38,6 +39,9 @@ pub const CHECK_REPORT: u8 = b'k';
 /// The running server's last sign of life: one key, overwritten every few seconds, so the next
 /// start knows when the previous run stopped (see `Store::heartbeat`).
 pub const HEARTBEAT: [u8; 1] = [b'h'];
+/// The log's watermark: the end of the last frame applied to the tree (see `log/`), set in every
+/// batch, so that after a crash the tree says itself how far it is durable.
+pub const LOG_APPLIED: [u8; 1] = [b'w'];
 
 /// `k` + the endpoint's name: its last `check-app` report.
 pub fn check_report_key(endpoint: &str) -> Vec<u8> {

@@ -1,22 +1,22 @@
 //! The embedded store: one sled tree holding the audit trail, dedup keys, counters and the
-//! rejection log, and a body log beside it holding the raw bodies, written by a single
-//! group-commit writer.
+//! rejection log, and a log beside it holding the raw bodies and every group's writes, written by
+//! a single group-commit writer.
 //!
 //! Only this module knows sled and postcard. Reads (`get_event`, `recent_rejections`) go straight
 //! to sled from the caller's thread: they are short point lookups or bounded scans. Every write
-//! goes through the writer thread in [`writer`], which batches what is pending, applies it as one
-//! atomic batch, flushes once and only then answers each waiter: that is what makes a 2xx durable
-//! without paying one fsync per request.
+//! goes through the writer thread in [`writer`], which batches what is pending, appends it to the
+//! log as one frame, syncs once, applies it to sled as one atomic batch and only then answers
+//! each waiter: that is what makes a 2xx durable without paying one fsync per request.
 //!
 //! This file holds the handle, its opening and closing, and the writes; the reads are in
 //! `read.rs`, the opening of sled's files in `open.rs`, and the fault injection of tests in
 //! `faults.rs`.
 
-mod bodies;
 mod chaos;
 mod faults;
 pub mod feed;
 mod keys;
+mod log;
 mod open;
 mod ops;
 mod pending;
@@ -48,7 +48,7 @@ pub use stats::{Counters, EventCount, Histogram, Latency, Stats, Throughput};
 #[cfg(any(test, feature = "testing"))]
 pub use faults::InjectDamage;
 pub use open::in_use;
-pub(crate) use open::{open_db, OpenFailure, TREE};
+pub(crate) use open::{open_db, open_db_with, OpenFailure, TREE};
 pub use read::{Damage, DueJob, EventFilter, EventPage, RejectionEntry, StoredEvent, STORAGE_CORRUPT};
 
 /// Why the store could not do something.
@@ -154,11 +154,18 @@ pub struct Ingested {
 pub struct StoreOptions {
     pub cache_bytes: u64,
     pub rejection_log_size: usize,
-    /// Size at which the body log starts a new segment file.
-    pub body_segment_bytes: u64,
+    /// Size at which the log starts a new segment file.
+    pub log_segment_bytes: u64,
+    /// How often sled writes the tree to its own files, on its own thread (`None`: only when the
+    /// store flushes it). Every answered group is durable in the log already; this bounds how
+    /// much of the log the next start applies again after a crash.
+    pub tree_flush_every_ms: Option<u64>,
 }
 
-pub use bodies::DEFAULT_SEGMENT_BYTES;
+pub use log::{Recovered, DEFAULT_SEGMENT_BYTES};
+
+/// sled's own default: the tail a crash leaves to recovery is about this much of the log.
+pub const TREE_FLUSH_EVERY_MS: u64 = 500;
 
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
@@ -168,8 +175,10 @@ pub struct Store {
 
 struct Inner {
     tree: sled::Tree,
-    /// The body log's directory, read from any thread; only the writer appends to it.
-    bodies_dir: PathBuf,
+    /// The log's directory, read from any thread; only the writer appends to it.
+    log_dir: PathBuf,
+    /// What recovery applied again at open.
+    recovered: Recovered,
     tx: mpsc::Sender<writer::Op>,
     stats: Arc<Stats>,
     /// The writer thread, joined once at shutdown.
@@ -210,14 +219,25 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
-        let db = open_db(dir, options.cache_bytes).map_err(|e| open_err(e.to_string()))?;
+        let db = open_db_with(dir, options.cache_bytes, options.tree_flush_every_ms)
+            .map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(classify_open_error(e).to_string()))?;
 
+        // sled must hold every acknowledged group before anything reads it: the log's frames it
+        // had not durably applied are applied again, and flushed, first.
+        let log_dir = log::take_over_old_dir(dir).map_err(|e| open_err(e.to_string()))?;
+        let recovered = log::recover(&log_dir, &tree).map_err(|e| open_err(e.to_string()))?;
+        if recovered.groups > 0 {
+            db.flush().map_err(|e| open_err(format!("cannot flush the recovered groups: {e}")))?;
+            tracing::info!(
+                groups = recovered.groups,
+                bytes = recovered.bytes,
+                "applied the log's groups that the database had not written when the last run stopped"
+            );
+        }
         let counters = load_counters(&tree).map_err(|e| open_err(e.to_string()))?;
-        let bodies_dir = bodies::dir_of(dir);
-        let body_log = bodies::BodyLog::open(bodies_dir.clone(), options.body_segment_bytes)
-            .map_err(|e| open_err(e.to_string()))?;
-        body_log.remove_dead_segments(&counters);
+        let log = log::Log::open(log_dir.clone(), options.log_segment_bytes).map_err(|e| open_err(e.to_string()))?;
+        log.remove_dead_segments(&counters);
         let stats = Arc::new(Stats::with_counters(counters.clone()));
         let rejections: VecDeque<Vec<u8>> =
             tree.scan_prefix([keys::REJECTION]).keys().filter_map(Result::ok).map(|k| k.to_vec()).collect();
@@ -231,7 +251,8 @@ impl Store {
         let w = writer::Writer {
             db,
             tree: tree.clone(),
-            bodies: body_log,
+            log,
+            broken: None,
             counters,
             rejections,
             rejection_cap: options.rejection_log_size,
@@ -253,7 +274,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,
-                bodies_dir,
+                log_dir,
+                recovered,
                 tx,
                 stats,
                 thread: Mutex::new(Some(thread)),
@@ -399,6 +421,11 @@ impl Store {
         Ok(())
     }
 
+    /// The groups recovery applied again when the store opened (none after a clean stop).
+    pub fn recovered(&self) -> Recovered {
+        self.inner.recovered
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
     }
@@ -464,7 +491,7 @@ mod tests {
             tree.insert(keys::counter_key("events/stripe/processed"), &1u64.to_be_bytes()[..]).unwrap();
             db.flush().unwrap();
         }
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
+        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS) };
         let store = Store::open(dir.path(), options, Clock::system()).unwrap();
         assert_eq!(store.get_event(id).unwrap(), Some((event, b"{\"id\":\"old\"}\n\n".to_vec())));
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
@@ -475,7 +502,7 @@ mod tests {
     }
 
     fn options() -> StoreOptions {
-        StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 }
+        StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS) }
     }
 
     fn new_event(n: u32, targets: &[&str]) -> NewEvent {

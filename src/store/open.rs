@@ -53,9 +53,14 @@ pub fn in_use(_dir: &Path) -> Option<bool> {
 
 /// Opens the sled database in `dir`, creating it if there is none.
 pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
+    open_db_with(dir, cache_bytes, Some(super::TREE_FLUSH_EVERY_MS))
+}
+
+/// [`open_db`], with sled writing its files on its own every `flush_every_ms` (`None`: never).
+pub(crate) fn open_db_with(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Result<sled::Db, OpenFailure> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match open_db_once(dir, cache_bytes) {
+        match open_db_once(dir, cache_bytes, flush_every_ms) {
             Err(OpenFailure::InUse) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
@@ -64,8 +69,8 @@ pub(crate) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFail
     }
 }
 
-fn open_db_once(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenFailure> {
-    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+fn open_db_once(dir: &Path, cache_bytes: u64, flush_every_ms: Option<u64>) -> Result<sled::Db, OpenFailure> {
+    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(flush_every_ms);
     // sled reports most damage as an error but can panic on some; either way the user gets a
     // message naming the folder instead of a backtrace.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open())) {

@@ -1,4 +1,4 @@
-//! One batch being built: writes go to a `sled::Batch` and are remembered, so that later
+//! One batch being built: writes go to a [`Batch`] (the group's frame in the log, then sled's batch) and are remembered, so that later
 //! operations in the same batch read what earlier ones wrote (a duplicate of an event first seen
 //! in this batch, a status set by an attempt that starts and ends in the same batch).
 //!
@@ -11,6 +11,7 @@ use ulid::Ulid;
 
 use super::feed::Change;
 use super::keys;
+use super::log::frame::Batch;
 use super::record::{decode_event, encode_event, BodyRef, Event, Status};
 use super::stats::{events_counter, is_stored_only, stored_only_counter};
 
@@ -51,7 +52,8 @@ pub(super) enum LoadError {
 
 pub(super) struct Pending<'a, R: Reads> {
     tree: &'a R,
-    pub batch: sled::Batch,
+    /// The group's writes, as the log's frame and sled's batch will hold them.
+    pub batch: Batch,
     /// Latest value of each small key written in this batch (`None`: removed).
     writes: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Event records read or changed in this batch, written once at the end.
@@ -65,7 +67,7 @@ impl<'a, R: Reads> Pending<'a, R> {
     pub fn new(tree: &'a R) -> Pending<'a, R> {
         Pending {
             tree,
-            batch: sled::Batch::default(),
+            batch: Batch::default(),
             writes: HashMap::new(),
             events: BTreeMap::new(),
             delta: BTreeMap::new(),
@@ -86,7 +88,7 @@ impl<'a, R: Reads> Pending<'a, R> {
     }
 
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.batch.insert(key.clone(), value.clone());
+        self.batch.insert(&key, &value);
         self.writes.insert(key, Some(value));
     }
 
@@ -96,7 +98,7 @@ impl<'a, R: Reads> Pending<'a, R> {
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
-        self.batch.remove(key.clone());
+        self.batch.remove(&key);
         self.writes.insert(key, None);
     }
 
@@ -184,7 +186,7 @@ impl<'a, R: Reads> Pending<'a, R> {
 
     /// Writes the changed event records into the batch and hands it over, with the changes
     /// for the feed when tracked (each with its event as the batch leaves it, stamped `at_ms`).
-    pub fn finish(mut self, at_ms: i64) -> (sled::Batch, BTreeMap<String, i64>, Vec<Change>) {
+    pub fn finish(mut self, at_ms: i64) -> (Batch, BTreeMap<String, i64>, Vec<Change>) {
         let changes = self.transitions.take().unwrap_or_default();
         let changes = changes
             .into_iter()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ulid::Ulid;
 
-use super::{bodies, keys, record, AlertState, Attempt, Event, Job, Rejection, Source, Status, Store, StoreError};
+use super::{keys, log, record, AlertState, Attempt, Event, Job, Rejection, Source, Status, Store, StoreError};
 
 /// The failure reason (`failures/storage_corrupt`) and error code of stored data that does not
 /// read back intact.
@@ -312,10 +312,10 @@ impl Store {
     /// An event's body: the outer error is a failed read (try later), the inner one damage.
     fn body(&self, id: Ulid, at: Option<record::BodyRef>) -> Result<Result<Vec<u8>, Damage>, StoreError> {
         match at {
-            Some(r) => match bodies::read(&self.inner.bodies_dir, r) {
+            Some(r) => match log::read(&self.inner.log_dir, r) {
                 Ok(bytes) => Ok(Ok(bytes)),
-                Err(bodies::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
-                Err(bodies::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
+                Err(log::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
+                Err(log::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
             },
             // Written before the body log: the body is inline.
             None => {

@@ -2,7 +2,9 @@
 //! reports each item that does not read back as it was written.
 //!
 //! It opens the folder as the server does (so a running stagehook's lock refuses it), but only
-//! reads: no writer is started and no segment is touched. The walk is one pass over the tree in
+//! reads: no writer is started and no segment is touched. After a crash, the log may hold frames
+//! sled had not durably applied; they are the next start's to apply (`log/recover.rs`), and the
+//! tree without them is a prefix of the groups, as sound as the whole. The walk is one pass over the tree in
 //! key order, plus point lookups for the cross-references that are cheap to check (an event's
 //! dedup key, a job's index entry and event); it holds no per-event state, so its memory does not
 //! grow with the store. Each finding is typed; the binary prints them.
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ulid::Ulid;
 
-use super::bodies::{self, segment_of_counter};
+use super::log::{self, segment_of_counter};
 use super::record::{decode_attempt, decode_event, decode_job, decode_rejection, BodyRef};
 use super::{keys, open_db, OpenFailure, TREE};
 
@@ -149,7 +151,7 @@ pub fn verify(dir: &Path) -> Result<Report, VerifyError> {
         db.open_tree(TREE).map_err(|e| VerifyError::CannotOpen { path: dir.to_path_buf(), reason: e.to_string() })?;
     let mut walk = Walk {
         tree: &tree,
-        bodies_dir: bodies::dir_of(dir),
+        log_dir: log::dir_of(dir),
         report: Report::default(),
         named: BTreeMap::new(),
         counted: BTreeMap::new(),
@@ -161,7 +163,7 @@ pub fn verify(dir: &Path) -> Result<Report, VerifyError> {
 
 struct Walk<'a> {
     tree: &'a sled::Tree,
-    bodies_dir: PathBuf,
+    log_dir: PathBuf,
     report: Report,
     /// Bodies each segment's records name, to hold against its `segment/<n>` counter.
     named: BTreeMap<u32, u64>,
@@ -207,6 +209,7 @@ impl Walk<'_> {
                 Some(keys::ALERT) => self.alert_state(&k, &v),
                 Some(keys::CHECK_REPORT) => self.check_report(&k, &v),
                 Some(b'h') if *k == keys::HEARTBEAT => self.heartbeat(&v),
+                Some(b'w') if *k == keys::LOG_APPLIED => self.watermark(&v),
                 _ => self.find(Item::Key, None, format!("unknown key {}", hex(&k))),
             }
         }
@@ -238,7 +241,7 @@ impl Walk<'_> {
                         format!("the record says {} bytes, its body {len}", event.body_len),
                     );
                 }
-                if let Err(e) = bodies::read(&self.bodies_dir, r) {
+                if let Err(e) = log::read(&self.log_dir, r) {
                     self.find(Item::Body, Some(id), e.to_string());
                 }
             }
@@ -309,6 +312,13 @@ impl Walk<'_> {
     fn heartbeat(&mut self, v: &[u8]) {
         if v.len() != 8 {
             self.find(Item::Key, None, format!("the heartbeat is {} bytes, not 8", v.len()));
+        }
+    }
+
+    /// The log's watermark must decode, or recovery could not tell which frames to apply again.
+    fn watermark(&mut self, v: &[u8]) {
+        if log::Position::decode(v).is_none() {
+            self.find(Item::Key, None, format!("the log's watermark is {} bytes, not 12", v.len()));
         }
     }
 
@@ -397,7 +407,7 @@ impl Walk<'_> {
                     None,
                     format!(
                         "{}: {counted} live bodies counted, {named} named by records",
-                        bodies::segment_counter(segment)
+                        log::segment_counter(segment)
                     ),
                 );
             }
@@ -432,7 +442,7 @@ mod tests {
     #[tokio::test]
     async fn broken_cross_references_are_findings() {
         let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, body_segment_bytes: 1 << 20 };
+        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(super::super::TREE_FLUSH_EVERY_MS) };
         let store = Store::open(dir.path(), options, Clock::system()).unwrap();
         let mut ids = Vec::new();
         for n in 0..2 {
@@ -469,7 +479,7 @@ mod tests {
             tree.insert(keys::counter_key("queue/depth"), &[0u8; 4][..]).unwrap();
             let job = tree.get(keys::job_of_key(ids[1], 0)).unwrap().unwrap();
             tree.remove(job).unwrap();
-            tree.insert(keys::counter_key(&bodies::segment_counter(1)), &1u64.to_be_bytes()[..]).unwrap();
+            tree.insert(keys::counter_key(&log::segment_counter(1)), &1u64.to_be_bytes()[..]).unwrap();
             tree.insert(keys::check_report_key("sms"), &[9u8][..]).unwrap();
             db.flush().unwrap();
         }

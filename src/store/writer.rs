@@ -3,12 +3,13 @@
 //! It runs on its own OS thread because sled's API blocks; nothing async runs here. Each turn it
 //! takes everything that is pending (up to a bound), runs each operation through [`Ops`]
 //! (`ops.rs`: what an operation does to the batch, duplicates decided against the tree and the
-//! batch itself), builds one `sled::Batch` with the records, bodies, dedup keys and new counter
-//! values, applies it, flushes once, and only then answers the waiters and publishes the
-//! counters. Each step of a commit is retried a few times; if it still fails, every waiter of
-//! that batch gets `Unavailable` (a 503, so the provider retries). A batch that never reached the
-//! tree leaves no trace; one that did but was not flushed is kept (counters included), and the
-//! provider's retry is then acknowledged as a duplicate once a later flush succeeds.
+//! batch itself), and builds one batch with the records, dedup keys and new counter values. It
+//! appends the batch and the new bodies to the log as one frame (`log/`), syncs the log once if
+//! anyone waits on the group, applies the batch to sled's tree, and only then answers the
+//! waiters and publishes the counters. sled writes its own files on its own schedule; recovery
+//! applies again whatever it had not written. Each step of a commit is retried a few times; if it
+//! still fails, every waiter of that batch gets `Unavailable` (a 503, so the provider retries),
+//! and the group leaves no trace: a frame sled did not take is cut out of the log again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use ulid::Ulid;
 
-use super::bodies::{segment_counter, segment_of_counter, BodyLog, BodyLogError};
+use super::log::frame::Batch;
+use super::log::{self, segment_counter, segment_of_counter, ApplyError, Log, LogError};
 use super::ops::{Env, Ops};
 use super::pending::Pending;
 use super::record::{BodyRef, Rejection};
@@ -61,7 +63,10 @@ const RETRY_BACKOFF: [Duration; 3] = [Duration::from_millis(5), Duration::from_m
 pub(super) struct Writer {
     pub(super) db: sled::Db,
     pub(super) tree: sled::Tree,
-    pub(super) bodies: BodyLog,
+    pub(super) log: Log,
+    /// Set when a frame sled did not take could not be cut out of the log again: no later group
+    /// may follow it there, so every write is refused until a restart recovers the store.
+    pub(super) broken: Option<String>,
     /// The value of every counter in the tree; the base of the values each batch writes.
     pub(super) counters: BTreeMap<String, u64>,
     /// Keys of the rejection log, oldest first, to evict past `rejection_cap`.
@@ -141,7 +146,7 @@ impl Writer {
                     shutdown = Some(ack);
                 }
                 for op in rest {
-                    refuse(op);
+                    refuse(op, SHUTTING_DOWN);
                 }
                 break;
             }
@@ -149,10 +154,13 @@ impl Writer {
         }
         rx.close();
         while let Ok(op) = rx.try_recv() {
-            refuse(op);
+            refuse(op, SHUTTING_DOWN);
+        }
+        if let Err(e) = self.log.write(true) {
+            tracing::error!(error = %e, "final sync of the log failed");
         }
         if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "final flush of the store failed");
+            tracing::error!(error = %e, "final flush of the store failed; the next start applies the log again");
         }
         if let Some(ack) = shutdown {
             let _ = ack.send(());
@@ -160,12 +168,21 @@ impl Writer {
     }
 
     fn commit(&mut self, ops: Vec<Op>) {
-        if let Err(e) = self.bodies.roll_if_full() {
-            tracing::warn!(error = %e, "cannot start a new body segment; appending to the current one");
+        if let Some(why) = &self.broken {
+            let why = format!("the store must be restarted: {why}");
+            ops.into_iter().for_each(|op| refuse(op, &why));
+            return;
+        }
+        match self.log.roll_if_full() {
+            Ok(Some(closed)) if self.counters.get(&segment_counter(closed)).copied().unwrap_or(0) == 0 => {
+                // No live body in it (refusals and deliveries alone wrote it): it can go at once.
+                self.remove_segments(vec![closed]);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot start a new log segment; appending to the current one"),
         }
         let tree = self.tree.clone();
-        let env =
-            WriterEnv { ids: &mut self.ids, bodies: &mut self.bodies, clock: &self.clock, chaos: &mut self.chaos };
+        let env = WriterEnv { ids: &mut self.ids, log: &mut self.log, clock: &self.clock, chaos: &mut self.chaos };
         let mut pending = Pending::new(&tree);
         if self.feed.recording() {
             pending.track_changes();
@@ -173,13 +190,13 @@ impl Writer {
         let mut m = Ops::new(pending, env);
         let mut waiters = Vec::with_capacity(ops.len());
         let mut new_rejections = Vec::new();
-        let mut needs_flush = false;
+        let mut durable = false;
 
         for op in ops {
             // Every operation but a refusal count is waited on, and so must be durable. A heartbeat
-            // is waited on too, but needs no fsync of its own: sled's flusher writes it within
-            // half a second, and one lost in a crash is only a few seconds older than the truth.
-            needs_flush |= !matches!(op, Op::Reject(..) | Op::Begin(_) | Op::Heartbeat(..));
+            // is waited on too, but needs no sync of its own: the next group's sync takes it to
+            // disk, and one lost in a crash is only a few seconds older than the truth.
+            durable |= !matches!(op, Op::Reject(..) | Op::Begin(_) | Op::Heartbeat(..));
             let result = match op {
                 Op::Ingest(event, ack) => match m.ingest(event) {
                     Ok(done) => Ok(Waiter::Ingest(ack, done)),
@@ -266,7 +283,7 @@ impl Writer {
         for (name, d) in &delta {
             let value = apply_delta(self.counters.get(name).copied().unwrap_or(0), *d);
             match segment_of_counter(name) {
-                Some(segment) if value == 0 && segment != self.bodies.current_segment() => {
+                Some(segment) if value == 0 && segment != self.log.current_segment() => {
                     batch.remove(keys::counter_key(name));
                     emptied_segments.push(segment);
                 }
@@ -274,13 +291,10 @@ impl Writer {
             }
         }
 
-        let outcome = self.apply(batch, needs_flush).map_err(|f| match f {
-            Failure::NotApplied(e) => Failure::NotApplied(e.to_string()),
-            Failure::NotFlushed(e) => Failure::NotFlushed(e.to_string()),
-        });
-        if !matches!(outcome, Err(Failure::NotApplied(_))) {
-            // The batch is in the tree (durable or not): the in-memory mirror must follow it, or
-            // the next batch would write counters that disagree with the records.
+        let outcome = self.apply(batch, durable).map_err(|e| e.to_string());
+        if outcome.is_ok() {
+            // The batch is in the tree: the in-memory mirror must follow it, or the next batch
+            // would write counters that disagree with the records.
             for (name, d) in &delta {
                 let c = self.counters.entry(name.clone()).or_default();
                 *c = apply_delta(*c, *d);
@@ -300,81 +314,100 @@ impl Writer {
             if jobs_added {
                 self.jobs_added.notify_one();
             }
-        }
-        if outcome.is_ok() {
             self.feed.publish(changes);
-            // No record points into these any more, durably: their files can go.
-            for segment in emptied_segments {
+            // No record points into these any more.
+            for &segment in &emptied_segments {
                 let name = segment_counter(segment);
                 self.counters.remove(&name);
                 self.stats.remove(&[name]);
-                self.bodies.remove_segment(segment);
+            }
+            if !emptied_segments.is_empty() {
+                self.remove_segments(emptied_segments);
             }
         }
         // Health follows before anyone is answered, so a client that got a 503 finds the store
-        // degraded. Only a flushed commit proves the disk takes writes again: a batch of refusal
-        // counts applies to memory even when the disk is full.
+        // degraded. Only a synced commit proves the disk takes writes again: a batch of refusal
+        // counts is written without a sync, and may succeed while the disk is full.
         match &outcome {
-            Ok(()) if needs_flush => *self.last_failure.lock() = None,
+            Ok(()) if durable => *self.last_failure.lock() = None,
             Ok(()) => {}
-            Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
-                *self.last_failure.lock() = Some(CommitFailure { at_ms: now_ms, error: e.clone() });
-            }
+            Err(e) => *self.last_failure.lock() = Some(CommitFailure { at_ms: now_ms, error: e.clone() }),
         }
         match outcome {
             Ok(()) => waiters.into_iter().for_each(|w| w.answer(Ok(()))),
-            Err(Failure::NotApplied(e) | Failure::NotFlushed(e)) => {
-                // Not durable, so not acknowledged: the provider retries. If the batch was
-                // applied but not flushed, the retry finds the event and is acknowledged as a
-                // duplicate only after a later flush succeeds.
+            Err(e) => {
+                // Not durable, so not acknowledged, and not applied: the provider's retry is a
+                // first copy again.
                 tracing::error!(error = %e, "store commit failed after retries; answering 503");
                 waiters.into_iter().for_each(|w| w.answer(Err(StoreError::Unavailable(e.clone()))));
             }
         }
     }
 
-    /// Applies the batch atomically, then, if anyone waits for durability, flushes; each step is
-    /// retried with back-off, and a flush retry does not apply the batch again.
-    fn apply(&mut self, batch: sled::Batch, needs_flush: bool) -> Result<(), Failure<CommitError>> {
+    /// Appends the group's frame to the log (synced if anyone waits on it), then applies it to
+    /// sled's tree; each step retried with back-off. On failure the group is nowhere: a frame
+    /// that was written but not applied is cut out again.
+    fn apply(&mut self, batch: Batch, durable: bool) -> Result<(), CommitError> {
         let started = Instant::now();
-        // Bodies first: the batch must never point at bytes that are not on disk.
-        if let Err(e) = retry(|| self.bodies.commit()) {
-            self.bodies.abandon();
-            return Err(Failure::NotApplied(e.into()));
+        let Some(end) = self.log.seal(&batch) else {
+            // Nothing changed. A waiter (a flush) still needs earlier groups' frames synced.
+            return match durable {
+                true => retry(|| self.sync_step(true)),
+                false => Ok(()),
+            };
+        };
+        let start = self.log.end();
+        if let Err(e) = retry(|| self.sync_step(durable)) {
+            self.log.abandon();
+            return Err(e);
         }
-        let bodies_done = Instant::now();
-        retry(|| self.tree.apply_batch(batch.clone())).map_err(|e| Failure::NotApplied(e.into()))?;
-        let applied = Instant::now();
-        if needs_flush {
-            retry(|| {
-                if self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    return Err(CommitError::InjectedFlush);
-                }
-                self.db.flush().map(drop).map_err(CommitError::from)
-            })
-            .map_err(Failure::NotFlushed)?;
+        let logged = Instant::now();
+        if let Err(e) = retry(|| log::apply(&self.tree, batch.as_bytes(), end)) {
+            if let Err(cut) = self.log.cut(start) {
+                let why = format!("a group the database did not take ({e}) could not be cut out of the log ({cut})");
+                tracing::error!("{why}");
+                self.broken = Some(why);
+            }
+            return Err(e.into());
         }
         let done = Instant::now();
-        if needs_flush {
+        if durable {
             self.stats.commit_took(done.duration_since(started).as_micros() as u64);
         }
         if done.duration_since(started) >= SLOW_COMMIT {
             let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
             tracing::warn!(
-                bodies_ms = ms(started, bodies_done),
-                apply_ms = ms(bodies_done, applied),
-                flush_ms = ms(applied, done),
+                log_ms = ms(started, logged),
+                apply_ms = ms(logged, done),
                 "slow store commit: every request of the batch waited this long"
             );
         }
         Ok(())
     }
+
+    /// Writes the sealed frame, synced if `sync`; the step where a test injects failures.
+    fn sync_step(&mut self, sync: bool) -> Result<(), CommitError> {
+        if sync && self.fail_flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(CommitError::InjectedFlush);
+        }
+        self.log.write(sync).map_err(CommitError::from)
+    }
+
+    /// Deletes log segments no record points into. sled is flushed first: its durable watermark
+    /// must be past every frame in them, or recovery could need one that is gone.
+    fn remove_segments(&mut self, segments: Vec<u32>) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "cannot flush the database; empty log segments are kept until the next start");
+            return;
+        }
+        segments.into_iter().for_each(|s| self.log.remove_segment(s));
+    }
 }
 
-/// What the operations draw on: the writer's id generator, body log and clock.
+/// What the operations draw on: the writer's id generator, log and clock.
 struct WriterEnv<'w> {
     ids: &'w mut ulid::Generator,
-    bodies: &'w mut BodyLog,
+    log: &'w mut Log,
     clock: &'w Clock,
     chaos: &'w mut BTreeMap<String, crate::chaos::Chaos>,
 }
@@ -387,7 +420,7 @@ impl Env for WriterEnv<'_> {
     }
 
     fn stage_body(&mut self, body: &[u8]) -> BodyRef {
-        self.bodies.stage(body)
+        self.log.stage(body)
     }
 
     fn now_ms(&self) -> i64 {
@@ -403,23 +436,18 @@ impl Env for WriterEnv<'_> {
     }
 }
 
-/// How a commit failed: before the batch reached the tree, or after (in the tree, not on disk).
-/// The commit keeps the reason as text: it goes to the health check and to every waiter.
-enum Failure<E = String> {
-    NotApplied(E),
-    NotFlushed(E),
-}
-
 /// Why one step of a commit failed.
 #[derive(Debug, thiserror::Error)]
 enum CommitError {
     #[error(transparent)]
-    Bodies(#[from] BodyLogError),
-    #[error("{0}")]
-    Tree(#[from] sled::Error),
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
     #[error("injected flush failure")]
     InjectedFlush,
 }
+
+const SHUTTING_DOWN: &str = "the store is shutting down";
 
 /// Runs `step` once and then once per back-off entry until it succeeds; the last error if none
 /// did.
@@ -443,8 +471,8 @@ fn apply_delta(value: u64, delta: i64) -> u64 {
     }
 }
 
-fn refuse(op: Op) {
-    let reason = || Err(StoreError::Unavailable("the store is shutting down".into()));
+fn refuse(op: Op, why: &str) {
+    let reason = || Err(StoreError::Unavailable(why.to_string()));
     match op {
         Op::Ingest(_, ack) => Waiter::Ingest(ack, Ingested { id: Ulid::nil(), duplicate: false }).answer(reason()),
         Op::Outcome(_, ack) | Op::Flush(ack) | Op::Heartbeat(_, ack) | Op::CheckReport(_, _, ack) => {

@@ -74,18 +74,25 @@ async fn queued(c: &Config, clock: &Clock, app: &FakeApp, names: &[&str]) -> Vec
     ids
 }
 
-/// Flips one byte of the stored body that holds `marker`, in the body log on disk.
+/// Flips one byte of the stored body that holds `marker`, in the log on disk: its first
+/// appearance, since a frame holds its bodies before its writes (the record names the event too).
 fn flip_body_byte(data_dir: &Path, marker: &str) {
-    let segment = data_dir.join("bodies").join("00000001.log");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let at = bytes.windows(marker.len()).position(|w| w == marker.as_bytes()).expect("the body is in the segment");
-    bytes[at] ^= 0x20;
-    std::fs::write(&segment, &bytes).unwrap();
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    for segment in segments {
+        let mut bytes = std::fs::read(&segment).unwrap();
+        if let Some(at) = bytes.windows(marker.len()).position(|w| w == marker.as_bytes()) {
+            bytes[at] ^= 0x20;
+            std::fs::write(&segment, &bytes).unwrap();
+            return;
+        }
+    }
+    panic!("no segment holds {marker}");
 }
 
 /// Damages records of a stopped store, as a faulty write would.
 async fn damage(data_dir: &Path, id: &str, what: InjectDamage) {
-    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, body_segment_bytes: 1 << 20 };
+    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) };
     let store = Store::open(data_dir, options, Clock::system()).unwrap();
     assert_eq!(store.inject_damage(Ulid::from_string(id).unwrap(), what).unwrap(), 1);
     store.shutdown().await.unwrap();
@@ -295,7 +302,7 @@ async fn damaged_rejection_log(c: &Config) -> Vec<String> {
     .await;
     s.store.flush().await.unwrap();
     s.stop().await;
-    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, body_segment_bytes: 1 << 20 };
+    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) };
     let store = Store::open(&c.server.data_dir, options, Clock::system()).unwrap();
     assert_eq!(store.inject_damage(Ulid::from_string(&ids[1]).unwrap(), InjectDamage::RejectionRecord).unwrap(), 1);
     store.shutdown().await.unwrap();

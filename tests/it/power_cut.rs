@@ -2,33 +2,30 @@
 //! makes of it when it starts again.
 //!
 //! A power cut leaves each file as the disk last holds it: everything synced before the cut, and
-//! any part of what was written after it. Two tests cover the two ends of that range.
+//! any part of what was written after it. A group is answered once its frame is synced in the log
+//! and applied to sled's tree; sled writes its own files later, on its own schedule, and the
+//! next start applies again every whole frame past the watermark sled holds (`store/log/`).
 //!
 //! - Snapshots of a running ingest. A copy made file by file while the server writes need not be a
-//!   state a power cut can leave: the body log copied first and sled's files a moment later pair
-//!   records with a log taken before their bodies were written, though the log is synced before
-//!   sled is written; and sled's own file, read while sled writes it, may mix pages of different
-//!   moments. (Such copies passed here in a few dozen tries, since a copy of these small files is
-//!   much quicker than a commit; that proves nothing.) The copy is therefore taken while the whole
-//!   server process is stopped (`SIGSTOP`, then every thread seen stopped in `/proc`): each file is
-//!   then exactly what the kernel holds at one instant, synced or not, which is the cut where every
-//!   write reached the disk, and a 2xx read before the stop is known to be for a flushed event.
-//!   The writer may be stopped anywhere, between the body log's sync and sled's flush included.
-//!   What a cut loses of sled's own unsynced writes is sled's to recover (its log messages carry
-//!   a CRC each, and it recovers to a prefix of what it flushed); what it loses of the body log is
-//!   the second test.
-//! - A torn body log. The last write of the body log, cut at every byte boundary, and cuts and
-//!   zeroed tails at random points of earlier records, as a disk that lost or never wrote a
-//!   record's pages leaves it; and bytes past the last record, as a commit whose batch never
-//!   reached sled leaves them.
+//!   state a power cut can leave (sled's own file, read while sled writes it, may mix pages of
+//!   different moments; such copies passed here in a few dozen tries, which proves nothing). The
+//!   copy is therefore taken while the whole server process is stopped (`SIGSTOP`, then every
+//!   thread seen stopped in `/proc`): each file is then exactly what the kernel holds at one
+//!   instant, synced or not, which is the cut where every write reached the disk, and a 2xx read
+//!   before the stop is known to be for a synced group. Most copies catch sled behind the log,
+//!   so the start after them recovers groups; the test asserts some did.
+//! - The log's last group torn. sled told never to write on its own, so the log is all that
+//!   holds the groups; the last frame cut at every byte boundary, zeroed from a random point (pages
+//!   a disk never wrote) and followed by garbage; an earlier frame torn.
+//! - Bodies torn under a tree that names them. A clean stop leaves sled complete; then the log's
+//!   bytes are cut or zeroed, as a disk that lost a record's pages leaves them.
 //!
 //! What they check holds whatever the store's files are: every event acknowledged before the cut
 //! reads back byte for byte, nothing is there that was never sent, a body that does not read back
 //! is damage (`storage_corrupt`) and never another body, and `store verify` names exactly what is
 //! wrong (no dedup key or queued job without its event). The first test knows nothing of the
-//! files but that the data folder holds them all; the second finds the last write where the body
-//! log puts it (its newest segment, the bodies back to back), which is what a change of the log's
-//! layout changes.
+//! files but that the data folder holds them all; the others find groups and bodies by their
+//! bytes in the log's segment, which is what a change of the log's layout changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use stagehook::store::verify::{verify, Item, Report};
-use stagehook::store::{EventFilter, Store, StoreError, StoreOptions, StoredEvent, DEFAULT_SEGMENT_BYTES};
+use stagehook::store::{
+    EventFilter, NewEvent, Source, Store, StoreError, StoreOptions, StoredEvent, DEFAULT_SEGMENT_BYTES,
+};
 use stagehook::Clock;
 use ulid::Ulid;
 
@@ -59,7 +58,7 @@ fn copy_folder(from: &Path, to: &Path) {
 }
 
 fn options() -> StoreOptions {
-    StoreOptions { cache_bytes: 4 << 20, rejection_log_size: 100, body_segment_bytes: DEFAULT_SEGMENT_BYTES }
+    StoreOptions { cache_bytes: 4 << 20, rejection_log_size: 100, log_segment_bytes: DEFAULT_SEGMENT_BYTES, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) }
 }
 
 /// Every event stored in the folder's store, oldest first.
@@ -175,14 +174,16 @@ async fn a_cut_mid_ingest_keeps_every_acked_event() {
     assert_eq!(server.wait().await.code(), Some(0));
     let acked = acked.lock().clone();
 
+    let mut recovered = 0;
     for snap in &snapshots {
         let data = snap.dir.path().join("data");
         let before: Vec<_> = acked.iter().filter(|(_, _, at)| *at < snap.cut).collect();
-        // No dedup key, job or attempt without its event; every body named reads back.
-        let report = sound(&data);
-        assert!(report.checked.events >= before.len() as u64, "{:?}", report.checked);
+        // No dedup key, job or attempt without its event; every body named reads back: sled's
+        // files alone are sound, before the log's tail is applied again.
+        sound(&data);
 
         let store = Store::open(&data, options(), Clock::system()).unwrap();
+        recovered += store.recovered().groups;
         for (event_id, id, _) in &before {
             match store.read_event(*id).unwrap() {
                 Some(StoredEvent::Whole(e, body)) => {
@@ -204,7 +205,11 @@ async fn a_cut_mid_ingest_keeps_every_acked_event() {
             assert_eq!(body, sent.as_bytes(), "{} reads back another body", e.event_id);
         }
         store.shutdown().await.unwrap();
+        drop(store);
+        let report = sound(&data);
+        assert!(report.checked.events >= before.len() as u64, "{:?}", report.checked);
     }
+    assert!(recovered > 0, "no copy caught sled behind the log: recovery was never exercised");
 
     // The last copy through the command a person runs, and as a server that takes new events.
     let last = snapshots.last().unwrap().dir.path();
@@ -224,8 +229,8 @@ fn small_event(n: usize) -> String {
     format!(r#"{{"id":"evt_torn_{n}","object":"event","type":"a.b","created":1,"data":{{"object":{{}}}}}}"#)
 }
 
-/// The folder of `data` copied into a new temp dir (as `data/`), with the body log's newest
-/// segment changed by `change`.
+/// The folder of `data` copied into a new temp dir (as `data/`), with the log's segment `segment`
+/// changed by `change`.
 fn copy_with(data: &Path, segment: &Path, change: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
     let copy = tempfile::tempdir().unwrap();
     let to = copy.path().join("data");
@@ -235,6 +240,112 @@ fn copy_with(data: &Path, segment: &Path, change: impl FnOnce(&mut Vec<u8>)) -> 
     change(&mut bytes);
     std::fs::write(&at, bytes).unwrap();
     (copy, to)
+}
+
+/// An event of the store-level tests below, with a job, so that a job without its event would
+/// show.
+fn new_event(n: usize) -> NewEvent {
+    let body = small_event(n);
+    NewEvent {
+        provider: "stripe".into(),
+        event_id: format!("evt_torn_{n}"),
+        event_type: "a.b".into(),
+        received_at_ms: Clock::system().now_ms(),
+        source_ip: "127.0.0.1".into(),
+        headers: vec![("stripe-signature".into(), format!("t=1,v1={n:064}"))],
+        body: body.into(),
+        processing_us: 1,
+        targets: vec!["http://127.0.0.1:9/hook".into()],
+        items: 1,
+        parent: None,
+        source: Source::Webhook,
+    }
+}
+
+/// Opens the copy and checks that exactly the first `whole` events are there, each with its body,
+/// dedup key and job, and the rest are not; and that the folder is sound after recovery.
+async fn check_recovered(data: &Path, ids: &[Ulid], whole: usize, what: &str) {
+    sound(data);
+    let store = Store::open(data, options(), Clock::system()).unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let read = store.read_event(*id).unwrap();
+        let dedup = store.find_by_event_id("stripe", &format!("evt_torn_{n}")).unwrap();
+        if n < whole {
+            match read {
+                Some(StoredEvent::Whole(_, body)) => assert_eq!(body, small_event(n).as_bytes(), "{what}: event {n}"),
+                other => panic!("{what}: event {n} was synced, and reads {other:?}"),
+            }
+            assert_eq!(dedup, Some(*id), "{what}: event {n}'s dedup key");
+            assert!(store.has_pending_job(*id).unwrap(), "{what}: event {n}'s job");
+        } else {
+            assert!(read.is_none() && dedup.is_none(), "{what}: event {n}'s group was not whole, yet it is there");
+        }
+    }
+    assert_eq!(all_events(&store).len(), whole, "{what}");
+    let (due, _) = store.due_jobs("stripe", i64::MAX, 100, |_| false).unwrap();
+    assert_eq!(due.len(), whole, "{what}: a job for each event there, and none for one that is not");
+    store.shutdown().await.unwrap();
+    drop(store);
+    let report = sound(data);
+    assert_eq!(report.checked.events, whole as u64, "{what}");
+}
+
+/// The log's last group torn at every byte, with sled behind it: every group whose frame is whole
+/// is recovered (event, body, dedup key, job), the torn one is not there at all, and the folder is
+/// sound. So is it when the frame's pages were never written, when garbage follows the last frame,
+/// and when an earlier frame is torn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_log_recovers_every_whole_group_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // sled never writes its files on its own: all the groups are in the log alone.
+    let options = StoreOptions { tree_flush_every_ms: None, ..options() };
+    let store = Store::open(&data, options, Clock::system()).unwrap();
+    // sled's files as they are before the first group: sled may write its buffers to its files
+    // without syncing them, so the state where it wrote nothing durable is made of these files
+    // and the log of later.
+    let base = tempfile::tempdir().unwrap();
+    copy_folder(&data, &base.path().join("data"));
+    let base = base.path().join("data");
+    let segment = data.join("log").join("00000001.log");
+    let mut ids = Vec::new();
+    let mut ends = Vec::new();
+    for n in 0..6 {
+        // One at a time: one event, one group, one frame.
+        ids.push(store.ingest(new_event(n)).await.unwrap().id);
+        ends.push(std::fs::metadata(&segment).unwrap().len() as usize);
+    }
+    // The writer is idle and sled writes nothing on its own: the files hold still while copied.
+    let log = std::fs::read(&segment).unwrap();
+    assert_eq!(log.len(), ends[5]);
+    let copy_with = |change: &dyn Fn(&mut Vec<u8>)| {
+        let copy = tempfile::tempdir().unwrap();
+        let to = copy.path().join("data");
+        copy_folder(&base, &to);
+        let mut bytes = log.clone();
+        change(&mut bytes);
+        std::fs::write(to.join("log").join("00000001.log"), bytes).unwrap();
+        (copy, to)
+    };
+    let last = ends[4];
+    for cut in last..=log.len() {
+        let (_copy, to) = copy_with(&|b| b.truncate(cut));
+        let whole = if cut == log.len() { 6 } else { 5 };
+        check_recovered(&to, &ids, whole, &format!("cut at {cut}")).await;
+    }
+    for _ in 0..3 {
+        let from = fastrand::usize(last..log.len());
+        let (_copy, to) = copy_with(&|b| b[from..].fill(0));
+        check_recovered(&to, &ids, 5, &format!("zeros from {from}")).await;
+    }
+    let (_copy, to) = copy_with(&|b| b.extend_from_slice(b"\x53\x48\x47\x31 not a frame"));
+    check_recovered(&to, &ids, 6, "garbage after the last frame").await;
+    // An earlier frame torn (a disk that lost its pages): the groups before it are there, and
+    // nothing of it or after it, though their frames are whole.
+    let from = fastrand::usize(ends[1]..ends[2]);
+    let (_copy, to) = copy_with(&|b| b[from..ends[2]].fill(0));
+    check_recovered(&to, &ids, 2, &format!("the third frame zeroed from {from}")).await;
+    store.shutdown().await.unwrap();
 }
 
 /// Opens the copy's store and checks that the events `damaged` names are reported as damage and
@@ -260,7 +371,7 @@ async fn check_torn(data: &Path, ids: &[Ulid], bodies: &[String], damaged: impl 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_body_log_is_damage_never_another_body() {
+async fn a_torn_body_is_damage_never_another_body() {
     let dir = tempfile::tempdir().unwrap();
     let s = support::start(support::config(dir.path())).await;
     let bodies: Vec<String> = (0..8).map(small_event).collect();
@@ -273,38 +384,40 @@ async fn a_torn_body_log_is_damage_never_another_body() {
     s.stop().await;
     let data = dir.path().join("data");
 
-    // The body log's newest segment holds the bodies in the order they were acknowledged, the
-    // last write at its end.
-    let segment = std::fs::read_dir(data.join("bodies")).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    // The log's segment holds each body once, in the order they were acknowledged, each before
+    // its group's writes (which name the event too): a body is the first place its bytes appear.
+    let segment = data.join("log").join("00000001.log");
     let log = std::fs::read(&segment).unwrap();
-    assert_eq!(log, bodies.concat().as_bytes(), "one segment, each body once, in order");
-    let mut end = 0;
-    let ends: Vec<usize> = bodies.iter().map(|b| (end += b.len(), end).1).collect();
+    let find = |b: &str| log.windows(b.len()).position(|w| w == b.as_bytes()).unwrap();
+    let starts: Vec<usize> = bodies.iter().map(|b| find(b)).collect();
+    let ends: Vec<usize> = starts.iter().zip(&bodies).map(|(s, b)| s + b.len()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "in order: {starts:?}");
     let last = ids.len() - 1;
 
-    // The last write cut at every byte boundary (the whole of it too: then nothing is damaged).
-    for cut in ends[last - 1]..=log.len() {
+    // The last body cut at every byte boundary (the whole of it too, and the writes after it:
+    // then nothing is damaged).
+    for cut in starts[last]..=log.len() {
         let (_copy, to) = copy_with(&data, &segment, |b| b.truncate(cut));
-        check_torn(&to, &ids, &bodies, |n| n == last && cut < log.len(), &format!("cut at {cut}")).await;
+        check_torn(&to, &ids, &bodies, |n| n == last && cut < ends[last], &format!("cut at {cut}")).await;
     }
-    // An earlier record torn: cut there, or its pages never written (zeros to the end, the length
-    // kept); every record from there on is damaged.
+    // An earlier body torn: cut there, or its pages never written (zeros to the end, the length
+    // kept); every body from there on is damaged.
     for _ in 0..3 {
-        let cut = fastrand::usize(0..ends[last - 1]);
+        let cut = fastrand::usize(starts[0]..ends[last - 1]);
         let from = |n: usize| ends[n] > cut;
         let (_copy, to) = copy_with(&data, &segment, |b| b.truncate(cut));
         check_torn(&to, &ids, &bodies, from, &format!("cut at {cut}")).await;
         let (_copy, to) = copy_with(&data, &segment, |b| b[cut..].fill(0));
         check_torn(&to, &ids, &bodies, from, &format!("zeros from {cut}")).await;
     }
-    // Bytes past the last record: a commit whose batch never reached sled. Nothing is damaged.
+    // Bytes past the last frame: a write that was never acknowledged. Nothing is damaged.
     let (_orphans, to) = copy_with(&data, &segment, |b| b.extend_from_slice(&b"{\"id\":\"evt_torn_never\""[..]));
     check_torn(&to, &ids, &bodies, |_| false, "an unacknowledged tail").await;
 
-    // The server starts on a log whose last write is cut in half, names the damage, sends it to
-    // no one, and takes new events, which are appended where the cut body was: that body
-    // still reads as damage, never as the new one.
-    let cut = ends[last - 1] + bodies[last].len() / 2;
+    // The server starts on a log whose last body is cut in half, names the damage, sends it to
+    // no one, and takes new events, which go to a segment of their own: the cut body still reads
+    // as damage, never as a new one.
+    let cut = starts[last] + bodies[last].len() / 2;
     let (copy, to) = copy_with(&data, &segment, |b| b.truncate(cut));
     let s = support::start(support::forwarding(copy.path(), "stripe", "http://127.0.0.1:9/hook".into())).await;
     let e = s.get(&format!("/staging/webhooks/events/{}", ids[last])).await.json();

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use ulid::Ulid;
 
-use super::bodies::segment_counter;
+use super::log::segment_counter;
 use super::keys;
 use super::pending::{LoadError, Pending, Reads};
 use super::record::encode_alert_state;
