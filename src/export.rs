@@ -691,7 +691,12 @@ mod tests {
     async fn pages_cover_every_event_in_order_and_an_import_keeps_it() {
         use crate::clock::Clock;
         use crate::store::{InjectDamage, StoreOptions};
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(crate::store::TREE_FLUSH_EVERY_MS) };
+        let options = StoreOptions {
+            cache_bytes: 1 << 20,
+            rejection_log_size: 10,
+            log_segment_bytes: 1 << 20,
+            tree_flush_every_ms: Some(crate::store::TREE_FLUSH_EVERY_MS),
+        };
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("a"), options, Clock::system()).unwrap();
         let n = PAGE * 2 + 37;

@@ -342,7 +342,12 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Store, Clock) {
         let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(crate::store::TREE_FLUSH_EVERY_MS) };
+        let options = StoreOptions {
+            cache_bytes: 1 << 20,
+            rejection_log_size: 10,
+            log_segment_bytes: 1 << 20,
+            tree_flush_every_ms: Some(crate::store::TREE_FLUSH_EVERY_MS),
+        };
         let clock = Clock::frozen(1_800_000_000_000);
         let store = Store::open(dir.path(), options, clock.clone()).unwrap();
         (dir, store, clock)

@@ -219,8 +219,8 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let open_err = |reason: String| StoreError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create the folder: {e}")))?;
-        let db = open_db_with(dir, options.cache_bytes, options.tree_flush_every_ms)
-            .map_err(|e| open_err(e.to_string()))?;
+        let db =
+            open_db_with(dir, options.cache_bytes, options.tree_flush_every_ms).map_err(|e| open_err(e.to_string()))?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(classify_open_error(e).to_string()))?;
 
         // sled must hold every acknowledged group before anything reads it: the log's frames it
@@ -491,7 +491,12 @@ mod tests {
             tree.insert(keys::counter_key("events/stripe/processed"), &1u64.to_be_bytes()[..]).unwrap();
             db.flush().unwrap();
         }
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS) };
+        let options = StoreOptions {
+            cache_bytes: 1 << 20,
+            rejection_log_size: 10,
+            log_segment_bytes: 1 << 20,
+            tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS),
+        };
         let store = Store::open(dir.path(), options, Clock::system()).unwrap();
         assert_eq!(store.get_event(id).unwrap(), Some((event, b"{\"id\":\"old\"}\n\n".to_vec())));
         assert_eq!(store.delete(vec![id]).await.unwrap(), 1);
@@ -502,7 +507,12 @@ mod tests {
     }
 
     fn options() -> StoreOptions {
-        StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS) }
+        StoreOptions {
+            cache_bytes: 1 << 20,
+            rejection_log_size: 10,
+            log_segment_bytes: 1 << 20,
+            tree_flush_every_ms: Some(TREE_FLUSH_EVERY_MS),
+        }
     }
 
     fn new_event(n: u32, targets: &[&str]) -> NewEvent {

@@ -442,7 +442,12 @@ mod tests {
     #[tokio::test]
     async fn broken_cross_references_are_findings() {
         let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 10, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(super::super::TREE_FLUSH_EVERY_MS) };
+        let options = StoreOptions {
+            cache_bytes: 1 << 20,
+            rejection_log_size: 10,
+            log_segment_bytes: 1 << 20,
+            tree_flush_every_ms: Some(super::super::TREE_FLUSH_EVERY_MS),
+        };
         let store = Store::open(dir.path(), options, Clock::system()).unwrap();
         let mut ids = Vec::new();
         for n in 0..2 {

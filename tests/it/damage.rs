@@ -92,7 +92,12 @@ fn flip_body_byte(data_dir: &Path, marker: &str) {
 
 /// Damages records of a stopped store, as a faulty write would.
 async fn damage(data_dir: &Path, id: &str, what: InjectDamage) {
-    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) };
+    let options = StoreOptions {
+        cache_bytes: 1 << 20,
+        rejection_log_size: 100,
+        log_segment_bytes: 1 << 20,
+        tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS),
+    };
     let store = Store::open(data_dir, options, Clock::system()).unwrap();
     assert_eq!(store.inject_damage(Ulid::from_string(id).unwrap(), what).unwrap(), 1);
     store.shutdown().await.unwrap();
@@ -302,7 +307,12 @@ async fn damaged_rejection_log(c: &Config) -> Vec<String> {
     .await;
     s.store.flush().await.unwrap();
     s.stop().await;
-    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) };
+    let options = StoreOptions {
+        cache_bytes: 1 << 20,
+        rejection_log_size: 100,
+        log_segment_bytes: 1 << 20,
+        tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS),
+    };
     let store = Store::open(&c.server.data_dir, options, Clock::system()).unwrap();
     assert_eq!(store.inject_damage(Ulid::from_string(&ids[1]).unwrap(), InjectDamage::RejectionRecord).unwrap(), 1);
     store.shutdown().await.unwrap();

@@ -58,7 +58,12 @@ fn copy_folder(from: &Path, to: &Path) {
 }
 
 fn options() -> StoreOptions {
-    StoreOptions { cache_bytes: 4 << 20, rejection_log_size: 100, log_segment_bytes: DEFAULT_SEGMENT_BYTES, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) }
+    StoreOptions {
+        cache_bytes: 4 << 20,
+        rejection_log_size: 100,
+        log_segment_bytes: DEFAULT_SEGMENT_BYTES,
+        tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS),
+    }
 }
 
 /// Every event stored in the folder's store, oldest first.

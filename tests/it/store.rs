@@ -413,7 +413,12 @@ async fn a_backfilled_event_keeps_its_source_and_count_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_heartbeat_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { cache_bytes: 1 << 20, rejection_log_size: 100, log_segment_bytes: 1 << 20, tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS) };
+    let options = StoreOptions {
+        cache_bytes: 1 << 20,
+        rejection_log_size: 100,
+        log_segment_bytes: 1 << 20,
+        tree_flush_every_ms: Some(stagehook::store::TREE_FLUSH_EVERY_MS),
+    };
     let store = Store::open(dir.path(), options, Clock::system()).unwrap();
     assert_eq!(store.last_heartbeat().unwrap(), None);
     store.heartbeat(1_700_000_000_000).await.unwrap();

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use ulid::Ulid;
 
-use super::log::segment_counter;
 use super::keys;
+use super::log::segment_counter;
 use super::pending::{LoadError, Pending, Reads};
 use super::record::encode_alert_state;
 use super::record::{
