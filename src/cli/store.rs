@@ -19,6 +19,9 @@ pub fn verify(args: VerifyArgs) -> Outcome {
         1 => "1 damaged item".to_string(),
         n => format!("{n} damaged items"),
     };
+    if report.recovered > 0 {
+        println!("applied {} groups of the log that the database lacked, as a start would", report.recovered);
+    }
     println!("checked {} in {}: {verdict}", report.checked, data_dir.display());
     Ok(Exit::ok_if(report.sound()))
 }

@@ -266,6 +266,7 @@ impl Store {
             swept_minute: 0,
             feed: feed.clone(),
             chaos: chaos.into_iter().map(|(name, c)| (name, crate::chaos::Chaos::new(c))).collect(),
+            checkpoint: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name("stagehook-store".into())

@@ -1,10 +1,11 @@
 //! `stagehook store verify`: walks every record of a stopped store and every body it names, and
 //! reports each item that does not read back as it was written.
 //!
-//! It opens the folder as the server does (so a running stagehook's lock refuses it), but only
-//! reads: no writer is started and no segment is touched. After a crash, the log may hold frames
-//! sled had not durably applied; they are the next start's to apply (`log/recover.rs`), and the
-//! tree without them is a prefix of the groups, as sound as the whole. The walk is one pass over the tree in
+//! It opens the folder as the server does (so a running stagehook's lock refuses it), recovery
+//! included: after a crash the log holds groups (and counters) the tree lacks, which the next
+//! start would apply (`log/recover.rs`); they are applied first, so what is checked is what a
+//! server would serve. Nothing else is written: no writer is started and no segment is touched.
+//! The walk is one pass over the tree in
 //! key order, plus point lookups for the cross-references that are cheap to check (an event's
 //! dedup key, a job's index entry and event); it holds no per-event state, so its memory does not
 //! grow with the store. Each finding is typed; the binary prints them.
@@ -103,6 +104,8 @@ impl std::fmt::Display for Checked {
 pub struct Report {
     pub findings: Vec<Finding>,
     pub checked: Checked,
+    /// Groups of the log the tree lacked, applied before the walk.
+    pub recovered: u64,
 }
 
 impl Report {
@@ -139,7 +142,7 @@ pub fn verify(dir: &Path) -> Result<Report, VerifyError> {
         Err(OpenFailure::InUse) => return Err(VerifyError::InUse(dir.to_path_buf())),
         Err(OpenFailure::Corrupt(e)) => {
             let finding = Finding { item: Item::Database, event: None, problem: format!("sled cannot open it: {e}") };
-            return Ok(Report { findings: vec![finding], checked: Checked::default() });
+            return Ok(Report { findings: vec![finding], checked: Checked::default(), recovered: 0 });
         }
         Err(OpenFailure::Other(reason)) => return Err(VerifyError::CannotOpen { path: dir.to_path_buf(), reason }),
     };
@@ -147,8 +150,12 @@ pub fn verify(dir: &Path) -> Result<Report, VerifyError> {
     if !db.tree_names().iter().any(|n| n.as_ref() == TREE.as_bytes()) {
         return Ok(Report::default());
     }
-    let tree =
-        db.open_tree(TREE).map_err(|e| VerifyError::CannotOpen { path: dir.to_path_buf(), reason: e.to_string() })?;
+    let cannot = |reason: String| VerifyError::CannotOpen { path: dir.to_path_buf(), reason };
+    let tree = db.open_tree(TREE).map_err(|e| cannot(e.to_string()))?;
+    let recovered = log::recover(&log::dir_of(dir), &tree).map_err(|e| cannot(e.to_string()))?;
+    if recovered.groups > 0 {
+        db.flush().map_err(|e| cannot(format!("cannot flush the recovered groups: {e}")))?;
+    }
     let mut walk = Walk {
         tree: &tree,
         log_dir: log::dir_of(dir),
@@ -158,6 +165,7 @@ pub fn verify(dir: &Path) -> Result<Report, VerifyError> {
         events_whole: true,
     };
     walk.run();
+    walk.report.recovered = recovered.groups;
     Ok(walk.report)
 }
 

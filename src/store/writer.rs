@@ -6,12 +6,15 @@
 //! batch itself), and builds one batch with the records, dedup keys and new counter values. It
 //! appends the batch and the new bodies to the log as one frame (`log/`), syncs the log once if
 //! anyone waits on the group, applies the batch to sled's tree, and only then answers the
-//! waiters and publishes the counters. sled writes its own files on its own schedule; recovery
-//! applies again whatever it had not written. Each step of a commit is retried a few times; if it
+//! waiters and publishes the counters. Counters are the exception: written in every frame, they
+//! reach the tree only at a *checkpoint* (their latest values and the log's watermark, in one
+//! batch, every [`CHECKPOINT_EVERY`]), since a group of one event changes eight of them and each
+//! sled insert costs the writer more than the whole frame. sled writes its own files on its own
+//! schedule; recovery applies again every frame past the last checkpoint sled wrote. Each step of a commit is retried a few times; if it
 //! still fails, every waiter of that batch gets `Unavailable` (a 503, so the provider retries),
 //! and the group leaves no trace: a frame sled did not take is cut out of the log again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -55,6 +58,9 @@ pub(super) enum Op {
 /// latency one batch adds, and the memory a batch holds.
 const MAX_OPS: usize = 2048;
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How often changed counters and the watermark are written to the tree, at most: what recovery
+/// applies again after a crash is the log since the last checkpoint sled wrote to disk.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// A commit this slow is logged with where its time went (a sign of a slow or busy disk).
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Waits between attempts of a commit step; the number of entries is the number of retries.
@@ -89,6 +95,26 @@ pub(super) struct Writer {
     pub(super) feed: Arc<super::feed::Feed>,
     /// Each chaos endpoint's settings and generator, by name; empty when no endpoint has chaos.
     pub(super) chaos: BTreeMap<String, crate::chaos::Chaos>,
+    pub(super) checkpoint: Checkpoint,
+}
+
+/// What the tree lacks of the log: counters changed since the last checkpoint, and how far the
+/// log reaches.
+#[derive(Debug)]
+pub(super) struct Checkpoint {
+    /// Counters whose value in the tree is older than the mirror's (removed ones included).
+    dirty: BTreeSet<String>,
+    /// The end of the last frame whose group is in the tree (counters aside).
+    logged: Option<log::Position>,
+    /// The watermark the tree holds.
+    saved: Option<log::Position>,
+    at: Instant,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint { dirty: BTreeSet::new(), logged: None, saved: None, at: Instant::now() }
+    }
 }
 
 impl Op {
@@ -159,6 +185,7 @@ impl Writer {
         if let Err(e) = self.log.write(true) {
             tracing::error!(error = %e, "final sync of the log failed");
         }
+        self.checkpoint();
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final flush of the store failed; the next start applies the log again");
         }
@@ -264,7 +291,9 @@ impl Writer {
 
         // Per-minute and per-second counters older than what they serve go, at most once a minute.
         let now_ms = self.clock.now_ms();
-        let (mut batch, delta, changes) = p.finish(now_ms);
+        let (batch, delta, changes) = p.finish(now_ms);
+        // The counters' new values: in the frame, and in the tree at the next checkpoint.
+        let mut counters = Batch::default();
         let now_minute = now_ms.div_euclid(60_000);
         let mut expired = Vec::new();
         if now_minute != self.swept_minute {
@@ -276,7 +305,7 @@ impl Writer {
                 .cloned()
                 .collect();
             for k in &expired {
-                batch.remove(keys::counter_key(k));
+                counters.remove(keys::counter_key(k));
             }
         }
         let mut emptied_segments = Vec::new();
@@ -284,15 +313,17 @@ impl Writer {
             let value = apply_delta(self.counters.get(name).copied().unwrap_or(0), *d);
             match segment_of_counter(name) {
                 Some(segment) if value == 0 && segment != self.log.current_segment() => {
-                    batch.remove(keys::counter_key(name));
+                    counters.remove(keys::counter_key(name));
                     emptied_segments.push(segment);
                 }
-                _ => batch.insert(keys::counter_key(name), &value.to_be_bytes()[..]),
+                _ => counters.insert(keys::counter_key(name), &value.to_be_bytes()[..]),
             }
         }
 
-        let outcome = self.apply(batch, durable).map_err(|e| e.to_string());
+        let outcome = self.apply(batch, counters, durable).map_err(|e| e.to_string());
         if outcome.is_ok() {
+            self.checkpoint.dirty.extend(delta.keys().cloned());
+            self.checkpoint.dirty.extend(expired.iter().cloned());
             // The batch is in the tree: the in-memory mirror must follow it, or the next batch
             // would write counters that disagree with the records.
             for (name, d) in &delta {
@@ -324,6 +355,9 @@ impl Writer {
             if !emptied_segments.is_empty() {
                 self.remove_segments(emptied_segments);
             }
+            if self.checkpoint.at.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint();
+            }
         }
         // Health follows before anyone is answered, so a client that got a 503 finds the store
         // degraded. Only a synced commit proves the disk takes writes again: a batch of refusal
@@ -347,9 +381,9 @@ impl Writer {
     /// Appends the group's frame to the log (synced if anyone waits on it), then applies it to
     /// sled's tree; each step retried with back-off. On failure the group is nowhere: a frame
     /// that was written but not applied is cut out again.
-    fn apply(&mut self, batch: Batch, durable: bool) -> Result<(), CommitError> {
+    fn apply(&mut self, batch: Batch, counters: Batch, durable: bool) -> Result<(), CommitError> {
         let started = Instant::now();
-        let Some(end) = self.log.seal(&batch) else {
+        let Some(end) = self.log.seal(&[&batch, &counters]) else {
             // Nothing changed. A waiter (a flush) still needs earlier groups' frames synced.
             return match durable {
                 true => retry(|| self.sync_step(true)),
@@ -362,7 +396,12 @@ impl Writer {
             return Err(e);
         }
         let logged = Instant::now();
-        if let Err(e) = retry(|| log::apply(&self.tree, batch.as_bytes(), end)) {
+        // A group of refusal counts alone has nothing for the tree until the next checkpoint.
+        let applied = match batch.is_empty() {
+            true => Ok(()),
+            false => retry(|| log::apply(&self.tree, batch.as_bytes(), None)),
+        };
+        if let Err(e) = applied {
             if let Err(cut) = self.log.cut(start) {
                 let why = format!("a group the database did not take ({e}) could not be cut out of the log ({cut})");
                 tracing::error!("{why}");
@@ -370,6 +409,7 @@ impl Writer {
             }
             return Err(e.into());
         }
+        self.checkpoint.logged = Some(end);
         let done = Instant::now();
         if durable {
             self.stats.commit_took(done.duration_since(started).as_micros() as u64);
@@ -393,9 +433,42 @@ impl Writer {
         self.log.write(sync).map_err(CommitError::from)
     }
 
-    /// Deletes log segments no record points into. sled is flushed first: its durable watermark
-    /// must be past every frame in them, or recovery could need one that is gone.
+    /// Writes the counters changed since the last checkpoint and the watermark to the tree, in
+    /// one batch; returns whether the tree now holds all the log has. A failure is logged and
+    /// retried at the next checkpoint: until then recovery would apply more of the log.
+    fn checkpoint(&mut self) -> bool {
+        let c = &mut self.checkpoint;
+        c.at = Instant::now();
+        if c.dirty.is_empty() && c.logged == c.saved {
+            return true;
+        }
+        let mut writes = Batch::default();
+        for name in &c.dirty {
+            match self.counters.get(name) {
+                Some(value) => writes.insert(keys::counter_key(name), value.to_be_bytes()),
+                None => writes.remove(keys::counter_key(name)),
+            }
+        }
+        match retry(|| log::apply(&self.tree, writes.as_bytes(), c.logged)) {
+            Ok(()) => {
+                c.dirty.clear();
+                c.saved = c.logged;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the counters to the database; the next checkpoint tries again");
+                false
+            }
+        }
+    }
+
+    /// Deletes log segments no record points into. A checkpoint and a flush come first: the
+    /// tree's durable watermark must be past every frame in them, or recovery could need one
+    /// that is gone.
     fn remove_segments(&mut self, segments: Vec<u32>) {
+        if !self.checkpoint() {
+            return;
+        }
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "cannot flush the database; empty log segments are kept until the next start");
             return;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::support::{request, spawn_binary, stripe_event, write_config};
+use crate::support::{request, run_binary, spawn_binary, stripe_event, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_sigkill_mid_load() {
@@ -48,6 +48,11 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
     let acked = acked.lock().clone();
     assert!(acked.len() >= 300, "only {} acknowledged before the deadline", acked.len());
 
+    // The folder as the kill left it is sound once the log's tail is applied, counters included.
+    let data = dir.path().join("data");
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+
     let mut server = spawn_binary(&["serve", "--config", config.to_str().unwrap()], &[("RUST_LOG", "warn")]).await;
     for (event_id, id) in &acked {
         let r = request(server.addr, "GET", &format!("/staging/webhooks/events/{id}"), &[], b"").await;
@@ -59,6 +64,10 @@ async fn every_acknowledged_event_survives_sigkill_mid_load() {
     assert!(total >= acked.len() as u64, "counters are durable with their events: {total} < {}", acked.len());
     server.signal("TERM");
     assert_eq!(server.wait().await.code(), Some(0));
+    // And they count exactly the events there are.
+    let (code, out) = run_binary(&["store", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("checked {total} events, {total} bodies")), "{total} counted: {out}");
 }
 
 /// A delivery's outcome is recorded only once the app has answered: `kill -9` while the app is

@@ -115,9 +115,9 @@ pub fn open(out: &mut Vec<u8>) {
 }
 
 /// Finishes the frame `out` holds (header room, then `bodies_len` bytes of bodies): appends the
-/// writes and fills in the header.
-pub fn seal(out: &mut Vec<u8>, bodies_len: usize, writes: &[u8]) {
-    out.extend_from_slice(writes);
+/// writes, each part in turn, and fills in the header.
+pub fn seal(out: &mut Vec<u8>, bodies_len: usize, writes: &[&[u8]]) {
+    writes.iter().for_each(|part| out.extend_from_slice(part));
     let payload_len = (out.len() - HEADER) as u32;
     out[0..4].copy_from_slice(&MAGIC);
     out[4..8].copy_from_slice(&payload_len.to_le_bytes());

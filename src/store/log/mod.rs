@@ -99,9 +99,10 @@ impl Position {
     }
 }
 
-/// Applies one frame's writes to the tree as one atomic batch, with the watermark `at` (the
-/// frame's end): the one way a group reaches sled, at commit and at recovery alike.
-pub(super) fn apply(tree: &sled::Tree, writes: &[u8], at: Position) -> Result<(), ApplyError> {
+/// Applies writes of the log to the tree as one atomic batch, with the watermark `at` when every
+/// write up to there is in the batch or already in the tree: a frame at recovery, a group's
+/// records at commit (without a watermark), counters at a checkpoint.
+pub(super) fn apply(tree: &sled::Tree, writes: &[u8], at: Option<Position>) -> Result<(), ApplyError> {
     let mut batch = sled::Batch::default();
     for write in frame::writes(writes) {
         match write? {
@@ -109,7 +110,9 @@ pub(super) fn apply(tree: &sled::Tree, writes: &[u8], at: Position) -> Result<()
             frame::Write::Remove(k) => batch.remove(k),
         }
     }
-    batch.insert(&super::keys::LOG_APPLIED[..], &at.encode()[..]);
+    if let Some(at) = at {
+        batch.insert(&super::keys::LOG_APPLIED[..], &at.encode()[..]);
+    }
     tree.apply_batch(batch)?;
     Ok(())
 }
@@ -171,17 +174,18 @@ impl Log {
         BodyRef { segment: self.segment, offset, len: body.len() as u32, crc32: crc32fast::hash(body) }
     }
 
-    /// Finishes the frame with the group's writes; nothing is written yet. `None` when the group
-    /// changed nothing (no body and no write), so there is no frame to write.
-    pub fn seal(&mut self, writes: &frame::Batch) -> Option<Position> {
-        if self.staged.is_empty() && writes.is_empty() {
+    /// Finishes the frame with the group's writes, in the order given; nothing is written yet.
+    /// `None` when the group changed nothing (no body and no write), so there is no frame.
+    pub fn seal(&mut self, writes: &[&frame::Batch]) -> Option<Position> {
+        if self.staged.is_empty() && writes.iter().all(|w| w.is_empty()) {
             return None;
         }
         if self.staged.is_empty() {
             frame::open(&mut self.staged);
         }
         let bodies_len = self.staged.len() - frame::HEADER;
-        frame::seal(&mut self.staged, bodies_len, writes.as_bytes());
+        let parts: Vec<&[u8]> = writes.iter().map(|w| w.as_bytes()).collect();
+        frame::seal(&mut self.staged, bodies_len, &parts);
         Some(Position { segment: self.segment, offset: self.len + self.staged.len() as u64 })
     }
 

@@ -73,7 +73,7 @@ pub fn recover(dir: &Path, tree: &sled::Tree) -> Result<Recovered, RecoverError>
         let mut at = from;
         while let Some((header, payload)) = read_frame(&file, at, size) {
             let end = Position { segment, offset: at + (HEADER + payload.len()) as u64 };
-            apply(tree, &payload[header.bodies_len as usize..], end)
+            apply(tree, &payload[header.bodies_len as usize..], Some(end))
                 .map_err(|source| RecoverError::Apply { at: end, source })?;
             done.groups += 1;
             done.bytes += end.offset - at;

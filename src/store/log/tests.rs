@@ -27,9 +27,9 @@ fn watermark(tree: &sled::Tree) -> Option<Position> {
 /// written and synced, applied with the frame's end as watermark.
 fn commit(log: &mut Log, tree: &sled::Tree, bodies: &[&[u8]], batch: &Batch) -> Vec<BodyRef> {
     let refs = bodies.iter().map(|b| log.stage(b)).collect();
-    let end = log.seal(batch).unwrap();
+    let end = log.seal(&[batch]).unwrap();
     log.write(true).unwrap();
-    apply(tree, batch.as_bytes(), end).unwrap();
+    apply(tree, batch.as_bytes(), Some(end)).unwrap();
     refs
 }
 
@@ -50,7 +50,7 @@ fn a_frame_reads_back_its_writes_in_order() {
     let mut out = Vec::new();
     frame::open(&mut out);
     out.extend_from_slice(b"body");
-    frame::seal(&mut out, 4, b.as_bytes());
+    frame::seal(&mut out, 4, &[b.as_bytes()]);
     let header = Header::parse(out[..frame::HEADER].try_into().unwrap()).unwrap();
     assert_eq!((header.payload_len as usize, header.bodies_len), (out.len() - frame::HEADER, 4));
     let payload = &out[frame::HEADER..];
@@ -158,7 +158,7 @@ fn an_abandoned_frame_is_not_written_and_a_cut_one_is_gone() {
     assert_eq!(kept.offset, (SEGMENT_MAGIC.len() + frame::HEADER) as u64);
     let before = log.end();
     log.stage(b"taken back");
-    log.seal(&batch(&[("k", Some("v"))])).unwrap();
+    log.seal(&[&batch(&[("k", Some("v"))])]).unwrap();
     log.write(true).unwrap();
     log.cut(before).unwrap();
     assert_eq!(std::fs::metadata(segment_path(dir.path(), 1)).unwrap().len(), before);
@@ -285,7 +285,7 @@ mod properties {
             let mut out = Vec::new();
             frame::open(&mut out);
             out.extend_from_slice(&bodies);
-            frame::seal(&mut out, bodies.len(), b.as_bytes());
+            frame::seal(&mut out, bodies.len(), &[b.as_bytes()]);
             let whole = |bytes: &[u8]| {
                 let head: &[u8; frame::HEADER] = bytes.get(..frame::HEADER)?.try_into().ok()?;
                 let header = Header::parse(head)?;
