@@ -229,10 +229,10 @@ impl Store {
         let recovered = log::recover(&log_dir, &tree).map_err(|e| open_err(e.to_string()))?;
         if recovered.groups > 0 {
             db.flush().map_err(|e| open_err(format!("cannot flush the recovered groups: {e}")))?;
-            tracing::info!(
+            tracing::warn!(
                 groups = recovered.groups,
                 bytes = recovered.bytes,
-                "applied the log's groups that the database had not written when the last run stopped"
+                "the last run did not stop cleanly: applied the log's groups the database had not written"
             );
         }
         let counters = load_counters(&tree).map_err(|e| open_err(e.to_string()))?;
