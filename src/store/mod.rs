@@ -533,6 +533,36 @@ mod tests {
         }
     }
 
+    /// An event's headers live in the log beside its body, not in its record (which every change
+    /// of status rewrites): the record holds none, reading the event gives them back, across a
+    /// change of status and a restart.
+    #[tokio::test]
+    async fn headers_are_kept_in_the_log_not_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let headers = vec![("stripe-signature".to_string(), "t=1,v1=abc".to_string()), ("x-a".into(), "b".into())];
+        let event = NewEvent { headers: headers.clone(), ..new_event(0, &["http://app/hook"]) };
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        let id = store.ingest(event).await.unwrap().id;
+        let (record, body) =
+            record::decode_event(&store.inner.tree.get(keys::id_key(keys::EVENT, id)).unwrap().unwrap()).unwrap();
+        assert!(record.headers.is_empty(), "{record:?}");
+        assert!(body.unwrap().headers > 0);
+        assert_eq!(
+            store.get_event(id).unwrap().unwrap(),
+            (Event { headers: headers.clone(), ..record }, b"{\"n\":0}".to_vec())
+        );
+        store.begin(id).await;
+        store.flush().await.unwrap();
+        assert_eq!(store.get_event(id).unwrap().unwrap().0.status, Status::Processing);
+        store.shutdown().await.unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
+        assert_eq!(store.get_event(id).unwrap().unwrap().0.headers, headers);
+        assert!(matches!(store.read_event(id).unwrap(), Some(StoredEvent::Whole(e, _)) if e.headers == headers));
+        assert!(store.get_record(id).unwrap().unwrap().headers.is_empty());
+        store.shutdown().await.unwrap();
+    }
+
     /// A job record that does not decode is handed over in its place, as damaged, and the scan
     /// goes on to the jobs after it.
     #[tokio::test]

@@ -285,10 +285,10 @@ impl Store {
 
     /// The record and raw body of one event by our id; `Corrupt` when either is damaged.
     pub fn get_event(&self, id: Ulid) -> Result<Option<(Event, Vec<u8>)>, StoreError> {
-        let Some((event, body)) = self.record(id)? else {
+        let Some((mut event, body)) = self.record(id)? else {
             return Ok(None);
         };
-        let body = self.body(id, body)?.map_err(|d| StoreError::Corrupt(d.0))?;
+        let body = self.body(id, &mut event, body)?.map_err(|d| StoreError::Corrupt(d.0))?;
         Ok(Some((event, body)))
     }
 
@@ -299,21 +299,34 @@ impl Store {
         let Some(bytes) = self.inner.tree.get(keys::id_key(keys::EVENT, id)).map_err(read_err)? else {
             return Ok(None);
         };
-        let (event, body) = match record::decode_event(&bytes) {
+        let (mut event, body) = match record::decode_event(&bytes) {
             Ok(parts) => parts,
             Err(e) => return Ok(Some(StoredEvent::RecordDamaged(record_damage(id, &e)))),
         };
-        Ok(Some(match self.body(id, body)? {
+        Ok(Some(match self.body(id, &mut event, body)? {
             Ok(bytes) => StoredEvent::Whole(event, bytes),
             Err(damage) => StoredEvent::BodyDamaged(event, damage),
         }))
     }
 
-    /// An event's body: the outer error is a failed read (try later), the inner one damage.
-    fn body(&self, id: Ulid, at: Option<record::BodyRef>) -> Result<Result<Vec<u8>, Damage>, StoreError> {
+    /// An event's body, and its headers into `event` when the log holds them: the outer error is
+    /// a failed read (try later), the inner one damage.
+    fn body(
+        &self,
+        id: Ulid,
+        event: &mut Event,
+        at: Option<record::BodyRef>,
+    ) -> Result<Result<Vec<u8>, Damage>, StoreError> {
         match at {
-            Some(r) => match log::read(&self.inner.log_dir, r) {
-                Ok(bytes) => Ok(Ok(bytes)),
+            Some(r) => match log::read_parts(&self.inner.log_dir, r) {
+                Ok((headers, body)) => match record::decode_headers(&headers) {
+                    Ok(h) if !headers.is_empty() => {
+                        event.headers = h;
+                        Ok(Ok(body))
+                    }
+                    Ok(_) => Ok(Ok(body)),
+                    Err(e) => Ok(Err(Damage(format!("event {id}: its headers in the log do not decode: {e}")))),
+                },
                 Err(log::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
                 Err(log::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
             },
@@ -325,7 +338,8 @@ impl Store {
         }
     }
 
-    /// The record of one event by our id, without reading its body.
+    /// The record of one event by our id, without reading its body: nor its headers, then, when
+    /// the log holds them beside the body (every event stored since they moved there).
     pub fn get_record(&self, id: Ulid) -> Result<Option<Event>, StoreError> {
         Ok(self.record(id)?.map(|(event, _)| event))
     }

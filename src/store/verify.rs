@@ -239,18 +239,24 @@ impl Walk<'_> {
             }
         };
         match body {
-            Some(r @ BodyRef { segment, len, .. }) => {
+            Some(r @ BodyRef { segment, len, headers, .. }) => {
                 self.report.checked.bodies += 1;
                 *self.named.entry(segment).or_default() += 1;
-                if u64::from(len) != event.body_len {
+                let len = u64::from(len.saturating_sub(headers));
+                if len != event.body_len {
                     self.find(
                         Item::Body,
                         Some(id),
                         format!("the record says {} bytes, its body {len}", event.body_len),
                     );
                 }
-                if let Err(e) = log::read(&self.log_dir, r) {
-                    self.find(Item::Body, Some(id), e.to_string());
+                match log::read_parts(&self.log_dir, r) {
+                    Err(e) => self.find(Item::Body, Some(id), e.to_string()),
+                    Ok((headers, _)) => {
+                        if let Err(e) = super::record::decode_headers(&headers) {
+                            self.find(Item::Body, Some(id), format!("its headers do not decode: {e}"));
+                        }
+                    }
                 }
             }
             None => match self.tree.get(keys::id_key(keys::BODY, id)) {

@@ -492,8 +492,8 @@ impl Env for WriterEnv<'_> {
         self.ids.generate_from_datetime(now).unwrap_or_else(|_| Ulid::from_datetime(now))
     }
 
-    fn stage_body(&mut self, body: &[u8]) -> BodyRef {
-        self.log.stage(body)
+    fn stage_body(&mut self, headers: &[u8], body: &[u8]) -> BodyRef {
+        self.log.stage(headers, body)
     }
 
     fn now_ms(&self) -> i64 {

@@ -1106,12 +1106,9 @@ fn status() -> impl Strategy<Value = Status> {
 }
 
 fn body_ref() -> impl Strategy<Value = BodyRef> {
-    (any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(segment, offset, len, crc32)| BodyRef {
-        segment,
-        offset,
-        len,
-        crc32,
-    })
+    let headers = prop_oneof![Just(0u32), any::<u32>()];
+    (any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>(), headers)
+        .prop_map(|(segment, offset, len, crc32, headers)| BodyRef { segment, offset, len, crc32, headers })
 }
 
 /// An event record: the event, and where its body is (`None`: inline, from before the body log).
@@ -1206,7 +1203,8 @@ fn body_ref_bytes(bytes: &[u8]) -> Vec<u8> {
         parent: None,
         source: Default::default(),
     };
-    let whole = record::encode_event(event.clone(), Some(BodyRef { segment: 0, offset: 0, len: 0, crc32: 0 }));
+    let whole =
+        record::encode_event(event.clone(), Some(BodyRef { segment: 0, offset: 0, len: 0, crc32: 0, headers: 0 }));
     // The body reference is the last thing in the record: five bytes when all its numbers are 0.
     let mut out = whole[..whole.len() - 5].to_vec();
     out.extend_from_slice(bytes);
@@ -1217,7 +1215,7 @@ fn body_ref_bytes(bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn body_ref_bytes_put_the_bytes_in_the_body_reference() {
     let (_, body) = record::decode_event(&body_ref_bytes(&[0, 1, 2, 3, 4])).unwrap();
-    assert_eq!(body, Some(BodyRef { segment: 1, offset: 2, len: 3, crc32: 4 }));
+    assert_eq!(body, Some(BodyRef { segment: 1, offset: 2, len: 3, crc32: 4, headers: 0 }));
 }
 
 proptest! {

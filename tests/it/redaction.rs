@@ -99,7 +99,7 @@ async fn every_kinds_signature_headers_are_shortened_in_events_and_rejections() 
         assert_credentials_replaced(&e["headers"], what);
         assert_eq!(shown(&e["headers"], "content-type"), Some(sample.content_type), "{what}: the rest is shown");
         // The record keeps them whole: deliveries re-sign from it.
-        let stored = s.store.get_record(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
+        let (stored, _) = s.store.get_event(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
         for (name, full) in secret.iter().chain(&CREDENTIALS) {
             assert!(stored.headers.iter().any(|(k, v)| k == name && v == full), "{what}: {name} stored whole");
         }
@@ -321,7 +321,7 @@ async fn the_hops_credentials_reach_neither_the_app_nor_the_curl_command() {
         }
 
         // The record keeps them for the audit trail; the API shows them redacted.
-        let stored = s.store.get_record(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
+        let (stored, _) = s.store.get_event(Ulid::from_string(&id).unwrap()).unwrap().unwrap();
         for (name, value) in hop {
             assert!(stored.headers.iter().any(|(k, v)| k == name && v == value), "{what}: {name} stored");
         }

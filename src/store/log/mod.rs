@@ -164,14 +164,20 @@ impl Log {
         self.segment
     }
 
-    /// Stages a body for the frame being built and says where it will be.
-    pub fn stage(&mut self, body: &[u8]) -> BodyRef {
+    /// Stages an event's encoded headers and its body, back to back, for the frame being built,
+    /// and says where they will be.
+    pub fn stage(&mut self, headers: &[u8], body: &[u8]) -> BodyRef {
         if self.staged.is_empty() {
             frame::open(&mut self.staged);
         }
         let offset = self.len + self.staged.len() as u64;
+        self.staged.extend_from_slice(headers);
         self.staged.extend_from_slice(body);
-        BodyRef { segment: self.segment, offset, len: body.len() as u32, crc32: crc32fast::hash(body) }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(headers);
+        crc.update(body);
+        let (headers, len) = (headers.len() as u32, (headers.len() + body.len()) as u32);
+        BodyRef { segment: self.segment, offset, len, crc32: crc.finalize(), headers }
     }
 
     /// Finishes the frame with the group's writes, in the order given; nothing is written yet.
@@ -339,8 +345,15 @@ pub enum ReadError {
 }
 
 /// Reads a body back, checking its length and checksum.
+#[cfg(test)]
 pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, ReadError> {
-    let BodyRef { segment, offset, len, crc32 } = r;
+    read_parts(dir, r).map(|(_, body)| body)
+}
+
+/// Reads an event's encoded headers (empty when its record holds them) and its body back,
+/// checking their length and checksum.
+pub fn read_parts(dir: &Path, r: BodyRef) -> Result<(Vec<u8>, Vec<u8>), ReadError> {
+    let BodyRef { segment, offset, len, crc32, headers } = r;
     let path = segment_path(dir, segment);
     let at = || format!("body at {}+{offset} ({len} bytes)", path.display());
     let classify = |e: std::io::Error, what: String| match e.kind() {
@@ -361,7 +374,11 @@ pub fn read(dir: &Path, r: BodyRef) -> Result<Vec<u8>, ReadError> {
     if crc32fast::hash(&buf) != crc32 {
         return Err(ReadError::Damaged(format!("{} fails its checksum", at())));
     }
-    Ok(buf)
+    if headers > len {
+        return Err(ReadError::Damaged(format!("{}: its headers' length {headers} is past its end", at())));
+    }
+    let body = buf.split_off(headers as usize);
+    Ok((buf, body))
 }
 
 #[cfg(unix)]

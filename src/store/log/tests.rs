@@ -26,7 +26,7 @@ fn watermark(tree: &sled::Tree) -> Option<Position> {
 /// One group through the log as the writer does it: bodies staged, sealed with the writes,
 /// written and synced, applied with the frame's end as watermark.
 fn commit(log: &mut Log, tree: &sled::Tree, bodies: &[&[u8]], batch: &Batch) -> Vec<BodyRef> {
-    let refs = bodies.iter().map(|b| log.stage(b)).collect();
+    let refs = bodies.iter().map(|b| log.stage(b"", b)).collect();
     let end = log.seal(&[batch]).unwrap();
     log.write(true).unwrap();
     apply(tree, batch.as_bytes(), Some(end)).unwrap();
@@ -139,11 +139,11 @@ fn a_reference_past_the_end_is_refused_before_reading() {
     let BodyRef { segment, crc32, .. } = commit(&mut log, &tree, &[b"abc"], &Batch::default())[0];
     let size = std::fs::metadata(segment_path(dir.path(), 1)).unwrap().len();
     for (offset, len) in [(0, u32::MAX), (size - 2, 3), (size, 1), (u64::MAX, 1), (u64::MAX - 1, u32::MAX)] {
-        let e = read(dir.path(), BodyRef { segment, offset, len, crc32 }).unwrap_err();
+        let e = read(dir.path(), BodyRef { segment, offset, len, crc32, headers: 0 }).unwrap_err();
         assert!(e.to_string().contains(&format!("runs past the segment's end ({size} bytes)")), "{e}");
     }
-    assert_eq!(read(dir.path(), BodyRef { segment, offset: size, len: 0, crc32: 0 }).unwrap(), b"");
-    let e = read(dir.path(), BodyRef { segment, offset: size + 1, len: 0, crc32: 0 }).unwrap_err();
+    assert_eq!(read(dir.path(), BodyRef { segment, offset: size, len: 0, crc32: 0, headers: 0 }).unwrap(), b"");
+    let e = read(dir.path(), BodyRef { segment, offset: size + 1, len: 0, crc32: 0, headers: 0 }).unwrap_err();
     assert!(e.to_string().contains("runs past the segment's end"), "{e}");
 }
 
@@ -152,12 +152,12 @@ fn an_abandoned_frame_is_not_written_and_a_cut_one_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, tree) = temp_tree();
     let mut log = Log::open(dir.path().to_path_buf(), DEFAULT_SEGMENT_BYTES).unwrap();
-    log.stage(b"never");
+    log.stage(b"", b"never");
     log.abandon();
     let kept = commit(&mut log, &tree, &[b"kept"], &Batch::default())[0];
     assert_eq!(kept.offset, (SEGMENT_MAGIC.len() + frame::HEADER) as u64);
     let before = log.end();
-    log.stage(b"taken back");
+    log.stage(b"", b"taken back");
     log.seal(&[&batch(&[("k", Some("v"))])]).unwrap();
     log.write(true).unwrap();
     log.cut(before).unwrap();
@@ -242,7 +242,7 @@ fn the_old_body_directory_is_taken_over() {
     let old = data.path().join("bodies");
     std::fs::create_dir_all(&old).unwrap();
     std::fs::write(old.join("00000001.log"), b"raw body").unwrap();
-    let r = BodyRef { segment: 1, offset: 4, len: 4, crc32: crc32fast::hash(b"body") };
+    let r = BodyRef { segment: 1, offset: 4, len: 4, crc32: crc32fast::hash(b"body"), headers: 0 };
     assert_eq!(read(&dir_of(data.path()), r).unwrap(), b"body");
     let dir = take_over_old_dir(data.path()).unwrap();
     assert_eq!(dir, data.path().join("log"));

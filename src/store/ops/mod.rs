@@ -14,8 +14,8 @@ use super::log::segment_counter;
 use super::pending::{LoadError, Pending, Reads};
 use super::record::encode_alert_state;
 use super::record::{
-    decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, DecodeError, ErrorEntry, Event,
-    Job, Rejection, Source, Status,
+    decode_attempt, decode_job, encode_attempt, encode_headers, encode_job, encode_rejection, BodyRef, DecodeError,
+    ErrorEntry, Event, Job, Rejection, Source, Status,
 };
 use super::stats::{
     backfilled_counter, chaos_counter, dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter,
@@ -26,12 +26,12 @@ use super::stats::{is_stored_only, stored_only_counter};
 use super::{AlertChange, Ingested, NewEvent, Next, Outcome};
 use crate::chaos::Draw;
 
-/// What an operation needs from outside the batch: new ids, a place in the body log, the time.
+/// What an operation needs from outside the batch: new ids, a place in the log, the time.
 pub(super) trait Env {
     /// A new id, after every id given before (ids, and so keys, follow commit order).
     fn next_id(&mut self) -> Ulid;
-    /// Stages a body for the commit and says where it will be.
-    fn stage_body(&mut self, body: &[u8]) -> BodyRef;
+    /// Stages an event's encoded headers and body for the commit and says where they will be.
+    fn stage_body(&mut self, headers: &[u8], body: &[u8]) -> BodyRef;
     fn now_ms(&self) -> i64;
     /// The chaos drawn for the next event of `provider`, when its endpoint has chaos delivery;
     /// called once per event queued for delivery, in commit order.
@@ -83,7 +83,9 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
             }
         }
         let id = self.env.next_id();
-        let body = self.env.stage_body(&event.body);
+        // The headers go to the log beside the body, which is what reads them: the record, which
+        // every change of status rewrites, stays small.
+        let body = self.env.stage_body(&encode_headers(event.headers), &event.body);
         p.count(segment_counter(body.segment), 1);
         if event.parent.is_none() {
             p.insert(dedup, u128::from(id).to_be_bytes().to_vec());
@@ -124,7 +126,7 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
                 event_type: event.event_type,
                 received_at_ms: event.received_at_ms,
                 source_ip: event.source_ip,
-                headers: event.headers,
+                headers: Vec::new(),
                 body_len: event.body.len() as u64,
                 signature_verified: event.parent.is_none() && event.source == Source::Webhook,
                 status,

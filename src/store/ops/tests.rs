@@ -24,10 +24,11 @@ impl Env for &mut TestEnv {
         Ulid::from_parts(NOW as u64, self.ids)
     }
 
-    fn stage_body(&mut self, body: &[u8]) -> BodyRef {
+    fn stage_body(&mut self, headers: &[u8], body: &[u8]) -> BodyRef {
         let offset = self.staged;
-        self.staged += body.len() as u64;
-        BodyRef { segment: 1, offset, len: body.len() as u32, crc32: 0 }
+        let len = (headers.len() + body.len()) as u32;
+        self.staged += u64::from(len);
+        BodyRef { segment: 1, offset, len, crc32: 0, headers: headers.len() as u32 }
     }
 
     fn now_ms(&self) -> i64 {

@@ -103,13 +103,16 @@ pub struct Event {
     pub source: Source,
 }
 
-/// Where one body is in the body log, and its checksum, so damage is reported, not served.
+/// Where one event's bytes are in the log, and their checksum, so damage is reported, not
+/// served: its headers (encoded, the first `headers` bytes; none for an event stored before
+/// headers moved out of the record), then its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyRef {
     pub segment: u32,
     pub offset: u64,
     pub len: u32,
     pub crc32: u32,
+    pub headers: u32,
 }
 
 /// An alert that is firing, as its evaluator last recorded it (`alerts/`): kept so that a
@@ -494,19 +497,61 @@ impl From<EventFields> for Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum BodyRefRecord {
-    V1 { segment: u32, offset: u64, len: u32, crc32: u32 },
+    V1 {
+        segment: u32,
+        offset: u64,
+        len: u32,
+        crc32: u32,
+    },
+    /// The event's headers are in the log before its body, no longer in its record.
+    V2 {
+        segment: u32,
+        offset: u64,
+        len: u32,
+        crc32: u32,
+        headers: u32,
+    },
 }
 
 impl From<BodyRef> for BodyRefRecord {
-    fn from(BodyRef { segment, offset, len, crc32 }: BodyRef) -> BodyRefRecord {
-        BodyRefRecord::V1 { segment, offset, len, crc32 }
+    fn from(BodyRef { segment, offset, len, crc32, headers }: BodyRef) -> BodyRefRecord {
+        match headers {
+            0 => BodyRefRecord::V1 { segment, offset, len, crc32 },
+            headers => BodyRefRecord::V2 { segment, offset, len, crc32, headers },
+        }
     }
 }
 
 impl From<BodyRefRecord> for BodyRef {
     fn from(r: BodyRefRecord) -> BodyRef {
-        let BodyRefRecord::V1 { segment, offset, len, crc32 } = r;
-        BodyRef { segment, offset, len, crc32 }
+        match r {
+            BodyRefRecord::V1 { segment, offset, len, crc32 } => BodyRef { segment, offset, len, crc32, headers: 0 },
+            BodyRefRecord::V2 { segment, offset, len, crc32, headers } => {
+                BodyRef { segment, offset, len, crc32, headers }
+            }
+        }
+    }
+}
+
+/// An event's headers as the log holds them, before its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum HeadersRecord {
+    V1(Vec<(String, String)>),
+}
+
+/// The headers' bytes for the log. Empty when there are none, so an event without headers
+/// needs no header part.
+pub fn encode_headers(headers: Vec<(String, String)>) -> Vec<u8> {
+    match headers.is_empty() {
+        true => Vec::new(),
+        false => encode(&HeadersRecord::V1(headers)),
+    }
+}
+
+pub fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
+    match bytes.is_empty() {
+        true => Ok(Vec::new()),
+        false => decode(bytes).map(|HeadersRecord::V1(h)| h),
     }
 }
 

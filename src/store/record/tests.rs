@@ -48,7 +48,7 @@ fn v1_is_tagged_zero() {
 
 #[test]
 fn v2_carries_the_body_reference_and_v1_still_reads() {
-    let body = BodyRef { segment: 3, offset: 4096, len: 1024, crc32: 0xdead_beef };
+    let body = BodyRef { segment: 3, offset: 4096, len: 1024, crc32: 0xdead_beef, headers: 0 };
     let bytes = encode_event(sample(), Some(body));
     assert_eq!(bytes[0], 1);
     assert_eq!(decode_event(&bytes).unwrap(), (sample(), Some(body)));
@@ -59,7 +59,7 @@ fn v2_carries_the_body_reference_and_v1_still_reads() {
 /// that is not a copy keeps its V1/V2 tag, so the change costs its records nothing.
 #[test]
 fn v3_carries_the_parent_and_plain_events_keep_their_tags() {
-    let body = BodyRef { segment: 1, offset: 8, len: 2, crc32: 7 };
+    let body = BodyRef { segment: 1, offset: 8, len: 2, crc32: 7, headers: 0 };
     let copy = Event { parent: Some(ulid::Ulid::from(u128::MAX - 5)), ..sample() };
     let bytes = encode_event(copy.clone(), Some(body));
     assert_eq!(bytes[0], 2);
@@ -72,7 +72,7 @@ fn v3_carries_the_parent_and_plain_events_keep_their_tags() {
 /// as backfilled; the source's own tags are fixed (webhook 0, backfill 1).
 #[test]
 fn v4_carries_the_source_and_webhook_events_keep_their_tags() {
-    let body = BodyRef { segment: 2, offset: 16, len: 2, crc32: 9 };
+    let body = BodyRef { segment: 2, offset: 16, len: 2, crc32: 9, headers: 0 };
     let backfilled = Event { source: Source::Backfill, signature_verified: false, ..sample() };
     for (event, body) in [
         (backfilled.clone(), Some(body)),
@@ -213,7 +213,7 @@ fn records_written_before_the_domain_types_decode_byte_for_byte() {
         errors: vec![ErrorEntry { at_ms: 1_700_000_000_500, message: "HTTP 500".into() }],
         ..sample()
     };
-    let body = BodyRef { segment: 3, offset: 4096, len: 2, crc32: 0xdead_beef };
+    let body = BodyRef { segment: 3, offset: 4096, len: 2, crc32: 0xdead_beef, headers: 0 };
     let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1, chaos: None };
     let attempt = Attempt {
         series: 1,
