@@ -1,7 +1,7 @@
-//! The log: the store's durability point, and where raw request bodies live.
+//! The log: the store's durability point, and where events' headers and raw bodies live.
 //!
-//! Each group the writer commits is appended here as one frame (`frame.rs`): the bodies of its
-//! new events, then every write of its sled batch. A group that anyone waits on is synced with
+//! Each group the writer commits is appended here as one frame (`frame.rs`): the headers and
+//! bodies of its new events, then every write of its sled batch. A group that anyone waits on is synced with
 //! one `fdatasync`, then applied to sled (in memory; sled writes its own files on its own
 //! schedule), and only then answered. So one sync makes a group durable, and every group that is
 //! answered is already in sled's tree, where dedup and every reader find it.
