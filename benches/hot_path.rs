@@ -410,7 +410,7 @@ fn filled_store(rt: &tokio::runtime::Runtime, events: usize) -> (tempfile::TempD
                             event_type: "charge.succeeded".into(),
                             received_at_ms: now,
                             source_ip: "3.18.12.63".into(),
-                            headers: stripe_headers(body.as_bytes(), now / 1000),
+                            headers: stripe_headers(body.as_bytes(), now / 1000).into(),
                             body: Bytes::from(body),
                             processing_us: 42,
                             targets: Vec::new(),

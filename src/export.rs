@@ -444,7 +444,7 @@ pub async fn import(store: &Store, reader: impl BufRead, checked: &Checked) -> R
                 event_type: e.event_type,
                 received_at_ms: e.received_at_ms,
                 source_ip: IMPORT_SOURCE.to_string(),
-                headers: e.headers,
+                headers: e.headers.into(),
                 body: e.body.into(),
                 processing_us: 0,
                 targets: Vec::new(),

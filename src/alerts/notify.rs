@@ -122,7 +122,7 @@ impl Message {
             event_type: format!("alert.{}", self.phase.as_str()),
             received_at_ms: self.at_ms,
             source_ip: "stagehook".into(),
-            headers,
+            headers: headers.into(),
             body: body.into(),
             processing_us: 0,
             targets: vec![job_target(notifier)],

@@ -249,7 +249,7 @@ async fn record_page(
             event_type: parsed.event_type,
             received_at_ms: now_ms,
             source_ip: BACKFILL_SOURCE.to_string(),
-            headers,
+            headers: headers.into(),
             body: Bytes::from(body),
             processing_us: 0,
             targets,

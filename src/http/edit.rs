@@ -170,7 +170,7 @@ pub async fn replay_edited(
         event_type: parsed.event_type,
         received_at_ms: now_ms,
         source_ip: client_ip(peer, request_headers, &s.trusted_proxies).to_string(),
-        headers,
+        headers: headers.into(),
         body,
         processing_us: start.elapsed().as_micros() as u64,
         targets,

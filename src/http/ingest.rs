@@ -23,7 +23,7 @@ use crate::providers::diagnose::{self, Diagnosis};
 use crate::providers::{Accepted, Inbound, RefusalCode};
 use crate::ratelimit::Decision;
 use crate::redis::{Claim, Pending, Redis, Unavailable};
-use crate::store::{NewEvent, RejectionParts, StoreError};
+use crate::store::{Headers, NewEvent, RejectionParts, StoreError};
 
 pub fn filter(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let known = {
@@ -225,7 +225,9 @@ async fn store_event(
         event_type: parsed.event_type,
         received_at_ms,
         source_ip: client.to_string(),
-        headers: header_pairs(headers),
+        // Encoded from the map as the log keeps them, without an owned copy of each: the
+        // provider's checks and a refusal's log read the map as it is too.
+        headers: Headers::from_raw(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))),
         // Bytes: a reference count, not a copy; the answer may echo part of the body.
         body: body.clone(),
         processing_us: start.elapsed().as_micros() as u64,
@@ -322,16 +324,6 @@ fn add_rate_headers(res: &mut Response, d: Decision) {
     let h = res.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
     h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-}
-
-/// The record's own copy of the headers: the one owned copy a request makes of them (the
-/// provider's checks and a refusal's log read the map as it is).
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    let mut pairs = Vec::with_capacity(headers.len());
-    pairs.extend(
-        headers.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())),
-    );
-    pairs
 }
 
 /// The URL the provider called: `server.public_url` when set (a tunnel or proxy in front),

@@ -72,6 +72,27 @@ pub struct CommitFailure {
     pub error: String,
 }
 
+/// An event's request headers, encoded once, as the log keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<u8>);
+
+impl Headers {
+    /// From the (name, raw value) pairs of a request, without an owned copy of each.
+    pub fn from_raw<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Headers {
+        Headers(record::encode_raw_headers(pairs))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<(String, String)>> for Headers {
+    fn from(pairs: Vec<(String, String)>) -> Headers {
+        Headers(record::encode_headers(pairs))
+    }
+}
+
 /// An event to record, verified and parsed.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -80,7 +101,7 @@ pub struct NewEvent {
     pub event_type: String,
     pub received_at_ms: i64,
     pub source_ip: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     pub body: Bytes,
     pub processing_us: u64,
     /// Where to deliver it: one job per target is queued in the same batch as the record.
@@ -523,7 +544,7 @@ mod tests {
             event_type: "charge.succeeded".into(),
             received_at_ms: 1_700_000_000_000 + i64::from(n),
             source_ip: "127.0.0.1".into(),
-            headers: vec![],
+            headers: Default::default(),
             body: format!("{{\"n\":{n}}}").into(),
             processing_us: 1,
             targets: targets.iter().map(|t| t.to_string()).collect(),
@@ -540,7 +561,7 @@ mod tests {
     async fn headers_are_kept_in_the_log_not_the_record() {
         let dir = tempfile::tempdir().unwrap();
         let headers = vec![("stripe-signature".to_string(), "t=1,v1=abc".to_string()), ("x-a".into(), "b".into())];
-        let event = NewEvent { headers: headers.clone(), ..new_event(0, &["http://app/hook"]) };
+        let event = NewEvent { headers: headers.clone().into(), ..new_event(0, &["http://app/hook"]) };
         let store = Store::open(dir.path(), options(), Clock::system()).unwrap();
         let id = store.ingest(event).await.unwrap().id;
         let (record, body) =

@@ -471,7 +471,7 @@ mod tests {
                 event_type: "charge.succeeded".into(),
                 received_at_ms: 1_700_000_000_000,
                 source_ip: "127.0.0.1".into(),
-                headers: vec![],
+                headers: Default::default(),
                 body: "{}".into(),
                 processing_us: 1,
                 targets: vec!["http://app/hook".into()],

@@ -257,7 +257,7 @@ fn new_event(n: usize) -> NewEvent {
         event_type: "a.b".into(),
         received_at_ms: Clock::system().now_ms(),
         source_ip: "127.0.0.1".into(),
-        headers: vec![("stripe-signature".into(), format!("t=1,v1={n:064}"))],
+        headers: vec![("stripe-signature".into(), format!("t=1,v1={n:064}"))].into(),
         body: body.into(),
         processing_us: 1,
         targets: vec!["http://127.0.0.1:9/hook".into()],

@@ -14,8 +14,8 @@ use super::log::segment_counter;
 use super::pending::{LoadError, Pending, Reads};
 use super::record::encode_alert_state;
 use super::record::{
-    decode_attempt, decode_job, encode_attempt, encode_headers, encode_job, encode_rejection, BodyRef, DecodeError,
-    ErrorEntry, Event, Job, Rejection, Source, Status,
+    decode_attempt, decode_job, encode_attempt, encode_job, encode_rejection, BodyRef, DecodeError, ErrorEntry, Event,
+    Job, Rejection, Source, Status,
 };
 use super::stats::{
     backfilled_counter, chaos_counter, dead_letters_counter, delivered_after_counter, delivery_hist_bucket_counter,
@@ -85,7 +85,7 @@ impl<'t, R: Reads, E: Env> Ops<'t, R, E> {
         let id = self.env.next_id();
         // The headers go to the log beside the body, which is what reads them: the record, which
         // every change of status rewrites, stays small.
-        let body = self.env.stage_body(&encode_headers(event.headers), &event.body);
+        let body = self.env.stage_body(event.headers.as_bytes(), &event.body);
         p.count(segment_counter(body.segment), 1);
         if event.parent.is_none() {
             p.insert(dedup, u128::from(id).to_be_bytes().to_vec());

@@ -173,7 +173,7 @@ fn new_event(n: u32, targets: usize) -> NewEvent {
         event_type: "charge.succeeded".into(),
         received_at_ms: NOW,
         source_ip: "192.0.2.1".into(),
-        headers: vec![],
+        headers: Default::default(),
         body: Bytes::from_static(b"{}"),
         processing_us: 1,
         targets: (0..targets).map(|i| format!("{APP}/{i}")).collect(),

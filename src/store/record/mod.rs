@@ -548,6 +548,21 @@ pub fn encode_headers(headers: Vec<(String, String)>) -> Vec<u8> {
     }
 }
 
+/// [`encode_headers`] of (name, raw value) pairs as a request carries them, without an owned
+/// copy of each: the same bytes, a value that is not UTF-8 kept as lossily as an owned copy
+/// would keep it.
+pub fn encode_raw_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+    #[derive(Serialize)]
+    enum HeadersRecordRef<'a> {
+        V1(Vec<(&'a str, std::borrow::Cow<'a, str>)>),
+    }
+    let pairs: Vec<_> = headers.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(v))).collect();
+    match pairs.is_empty() {
+        true => Vec::new(),
+        false => encode(&HeadersRecordRef::V1(pairs)),
+    }
+}
+
 pub fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
     match bytes.is_empty() {
         true => Ok(Vec::new()),

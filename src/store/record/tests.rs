@@ -268,3 +268,17 @@ fn records_written_before_the_domain_types_decode_byte_for_byte() {
     assert_eq!(encode_attempt(attempt), attempt_bytes);
     assert_eq!(encode_rejection(rejection), rejection_bytes);
 }
+
+/// A request's headers encoded from its map without owned copies are the bytes the owned pairs
+/// encode to, a value that is not UTF-8 included; none at all is no bytes.
+#[test]
+fn raw_headers_encode_as_their_owned_pairs_do() {
+    let raw: [(&str, &[u8]); 3] = [("content-type", b"application/json"), ("x-bin", b"a\xffb"), ("x-e", b"")];
+    let owned: Vec<(String, String)> =
+        raw.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect();
+    let bytes = encode_raw_headers(raw.iter().copied());
+    assert_eq!(bytes, encode_headers(owned.clone()));
+    assert_eq!(decode_headers(&bytes).unwrap(), owned);
+    assert!(encode_raw_headers([]).is_empty() && encode_headers(vec![]).is_empty());
+    assert_eq!(decode_headers(&[]).unwrap(), Vec::<(String, String)>::new());
+}
