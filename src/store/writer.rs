@@ -352,11 +352,10 @@ impl Writer {
                 self.counters.remove(&name);
                 self.stats.remove(&[name]);
             }
+            // Before the answers, so a deletion's caller finds the files gone (it waits for a
+            // flush: once a segment, at most).
             if !emptied_segments.is_empty() {
                 self.remove_segments(emptied_segments);
-            }
-            if self.checkpoint.at.elapsed() >= CHECKPOINT_EVERY {
-                self.checkpoint();
             }
         }
         // Health follows before anyone is answered, so a client that got a 503 finds the store
@@ -374,7 +373,12 @@ impl Writer {
                 // first copy again.
                 tracing::error!(error = %e, "store commit failed after retries; answering 503");
                 waiters.into_iter().for_each(|w| w.answer(Err(StoreError::Unavailable(e.clone()))));
+                return;
             }
+        }
+        // After the answers: no waiter needs it.
+        if self.checkpoint.at.elapsed() >= CHECKPOINT_EVERY {
+            self.checkpoint();
         }
     }
 
