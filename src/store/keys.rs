@@ -8,7 +8,7 @@
 //! | prefix | key                                              | value                   |
 //! |--------|--------------------------------------------------|-------------------------|
 //! | `e`    | id                                               | `EventRecord`           |
-//! | `b`    | id                                               | raw body (events from before the body log) |
+//! | `b`    | id                                               | raw body (events from before the log)      |
 //! | `d`    | provider, NUL, provider's event id               | id                      |
 //! | `a`    | id, attempt number (u32)                         | `AttemptRecord`         |
 //! | `q`    | provider, NUL, due time (ms, u64), id, target    | `JobRecord`             |

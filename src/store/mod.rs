@@ -481,7 +481,7 @@ fn gone() -> StoreError {
 mod tests {
     use super::*;
 
-    /// A database written before the body log holds event records without a body reference,
+    /// A database written before the log holds event records without a body reference,
     /// the body under its own key: such events still read back whole and can still be deleted.
     #[tokio::test]
     async fn events_from_before_the_body_log_still_read_and_delete() {

@@ -135,7 +135,7 @@ impl<'a, R: Reads> Pending<'a, R> {
         Ok(self.load(id)?.map(|(e, _)| e))
     }
 
-    /// Where the event's body is in the body log (`None` for an event from before the log).
+    /// Where the event's body is in the log (`None` for an event from before the log).
     pub fn body_ref(&mut self, id: Ulid) -> Result<Option<BodyRef>, LoadError> {
         Ok(self.load(id)?.and_then(|(_, body)| *body))
     }

@@ -330,7 +330,7 @@ impl Store {
                 Err(log::ReadError::Damaged(e)) => Ok(Err(Damage(format!("event {id}: {e}")))),
                 Err(log::ReadError::Io(e)) => Err(StoreError::Unavailable(format!("event {id}: {e}"))),
             },
-            // Written before the body log: the body is inline.
+            // Written before the log: the body is inline.
             None => {
                 let inline = self.inner.tree.get(keys::id_key(keys::BODY, id)).map_err(read_err)?;
                 Ok(Ok(inline.map(|b| b.to_vec()).unwrap_or_default()))

@@ -92,7 +92,7 @@ pub const REFUSAL_LINES_PER_MINUTE: u64 = 60;
 const REFUSED_BODY: &str =
     "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many open connections; retry shortly\"}}\n";
 
-/// File descriptors kept free of connections for the store, its body log and deliveries.
+/// File descriptors kept free of connections for the store, its log and deliveries.
 pub const RESERVED_FDS: usize = 256;
 
 /// The numbers of [`serve`], from `[server]`.

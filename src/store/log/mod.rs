@@ -362,7 +362,7 @@ pub fn read_parts(dir: &Path, r: BodyRef) -> Result<(Vec<u8>, Vec<u8>), ReadErro
         std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof => ReadError::Damaged(format!("{what}: {e}")),
         _ => ReadError::Io(format!("{what}: {e}")),
     };
-    let segment = || format!("body segment {}", path.display());
+    let segment = || format!("log segment {}", path.display());
     let file = File::open(&path).map_err(|e| classify(e, segment()))?;
     // A damaged reference may name up to 4 GiB: what the segment cannot hold is not allocated.
     let size = file.metadata().map_err(|e| classify(e, segment()))?.len();

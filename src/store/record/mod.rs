@@ -222,7 +222,7 @@ pub struct SlowerThan {
 #[error("{0}")]
 pub struct DecodeError(postcard::Error);
 
-/// An event record, with where its body is (`None`: inline, from before the body log). A
+/// An event record, with where its body is (`None`: inline, from before the log). A
 /// webhook's event that is not a copy stays `V1` or `V2`, and a webhook's copy `V3`, byte for
 /// byte what earlier versions wrote; only a backfilled event needs `V4`, which says so.
 pub fn encode_event(mut event: Event, body: Option<BodyRef>) -> Vec<u8> {
@@ -389,8 +389,8 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
 // conversions above, nothing else.
 
 /// The audit record of one accepted event. The raw body is kept apart, so status updates never
-/// rewrite it and listings never read it: in the body log (`V2`, which says where), or, for
-/// events recorded before the body log, under its own key (`V1`). Both versions carry the same
+/// rewrite it and listings never read it: in the log (`V2`, which says where), or, for
+/// events recorded before the log, under its own key (`V1`). Both versions carry the same
 /// [`EventFields`]; `V2` adds the body's place, `V3` (an edited copy) the event it copies, `V4`
 /// (an event that did not come as a webhook) how it came, with an optional parent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
