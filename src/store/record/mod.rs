@@ -542,10 +542,7 @@ enum HeadersRecord {
 /// The headers' bytes for the log. Empty when there are none, so an event without headers
 /// needs no header part.
 pub fn encode_headers(headers: Vec<(String, String)>) -> Vec<u8> {
-    match headers.is_empty() {
-        true => Vec::new(),
-        false => encode(&HeadersRecord::V1(headers)),
-    }
+    encode_raw_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
 }
 
 /// [`encode_headers`] of (name, raw value) pairs as a request carries them, without an owned
