@@ -323,14 +323,12 @@ async fn a_torn_log_recovers_every_whole_group_and_no_other() {
     // The writer is idle and sled writes nothing on its own: the files hold still while copied.
     let log = std::fs::read(&segment).unwrap();
     assert_eq!(log.len(), ends[5]);
+    // sled's files of then, with the log of now, changed.
     let copy_with = |change: &dyn Fn(&mut Vec<u8>)| {
-        let copy = tempfile::tempdir().unwrap();
-        let to = copy.path().join("data");
-        copy_folder(&base, &to);
-        let mut bytes = log.clone();
-        change(&mut bytes);
-        std::fs::write(to.join("log").join("00000001.log"), bytes).unwrap();
-        (copy, to)
+        copy_with(&base, &base.join("log").join("00000001.log"), |b| {
+            *b = log.clone();
+            change(b);
+        })
     };
     let last = ends[4];
     for cut in last..=log.len() {
