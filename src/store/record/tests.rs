@@ -108,19 +108,7 @@ fn alert_state_round_trips_in_its_v1_bytes() {
 /// answers were kept) still decode, with no answer.
 #[test]
 fn v2_attempts_carry_the_answer_and_v1_bytes_still_read() {
-    let v1 = Attempt {
-        series: 1,
-        attempt: 2,
-        at_ms: 1_700_000_001_000,
-        target: "http://app/hook".into(),
-        status: Some(503),
-        error: Some("HTTP 503".into()),
-        duration_us: 1500,
-        outcome: AttemptOutcome::WillRetry,
-        answer: None,
-        slower_than: None,
-        chaos: None,
-    };
+    let v1 = will_retry();
     let old = unhex("000102d0afabfef9620f687474703a2f2f6170702f686f6f6b01f70301084854545020353033dc0b01");
     assert_eq!(decode_attempt(&old).unwrap(), v1);
     assert_eq!(encode_attempt(v1.clone()), old);
@@ -215,19 +203,7 @@ fn records_written_before_the_domain_types_decode_byte_for_byte() {
     };
     let body = BodyRef { segment: 3, offset: 4096, len: 2, crc32: 0xdead_beef, headers: 0 };
     let job = Job { target: "http://app/hook".into(), attempt: 2, series: 1, chaos: None };
-    let attempt = Attempt {
-        series: 1,
-        attempt: 2,
-        at_ms: 1_700_000_001_000,
-        target: "http://app/hook".into(),
-        status: Some(503),
-        error: Some("HTTP 503".into()),
-        duration_us: 1500,
-        outcome: AttemptOutcome::WillRetry,
-        answer: None,
-        slower_than: None,
-        chaos: None,
-    };
+    let attempt = will_retry();
     let rejection = Rejection {
         at_ms: 1_700_000_002_000,
         provider: "stripe".into(),
@@ -281,4 +257,21 @@ fn raw_headers_encode_as_their_owned_pairs_do() {
     assert_eq!(decode_headers(&bytes).unwrap(), owned);
     assert!(encode_raw_headers([]).is_empty() && encode_headers(vec![]).is_empty());
     assert_eq!(decode_headers(&[]).unwrap(), Vec::<(String, String)>::new());
+}
+
+/// An attempt that will be retried, with neither an answer, a slow flag nor chaos: `V1`'s shape.
+fn will_retry() -> Attempt {
+    Attempt {
+        series: 1,
+        attempt: 2,
+        at_ms: 1_700_000_001_000,
+        target: "http://app/hook".into(),
+        status: Some(503),
+        error: Some("HTTP 503".into()),
+        duration_us: 1500,
+        outcome: AttemptOutcome::WillRetry,
+        answer: None,
+        slower_than: None,
+        chaos: None,
+    }
 }
